@@ -1,0 +1,3 @@
+"""jsx shared domain library."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,38 @@
+"""``jsx`` command line. Each service adds its own sub-command through the
+``jsx.cli`` entry-point group: a ``register(subparsers)`` function that adds a
+parser and sets ``func`` (sync or async, receiving the parsed args)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import sys
+from importlib.metadata import entry_points
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jsx", description="jsx 计生协项目资金平台 命令行")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from jsxcore import cli_core
+
+    cli_core.register(sub)
+    for ep in sorted(entry_points(group="jsx.cli"), key=lambda e: e.name):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    result = func(args)
+    if inspect.iscoroutine(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
