@@ -1,0 +1,56 @@
+"""Synthetic but valid data for tests, demos and benchmarks: 身份证 numbers
+with correct GB 11643 check characters, phones and roster rows. Never real
+people: sequence numbers are generated, not sampled."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+from jsxcore.values import id_check_char
+
+#: Villages used by tests and the demo: one per seed county.
+VILLAGES = {
+    "431222": "431222101201",  # 沅陵县
+    "431224": "431224102203",  # 溆浦县
+    "431281": "431281103205",  # 洪江市
+}
+
+
+def make_id_number(prefix: str = "431222", birth: date = date(1970, 1, 1), seq: int = 1, *, female: bool = False) -> str:
+    """A valid 18-character number: 6-digit region, birth date, 3-digit
+    sequence (odd = male, even = female) and the check character."""
+    s = (seq * 2 + (0 if female else 1)) % 1000
+    body = f"{prefix}{birth:%Y%m%d}{s:03d}"
+    return body + id_check_char(body)
+
+
+def make_phone(seq: int) -> str:
+    return f"139{seq % 100_000_000:08d}"
+
+
+def roster_rows(n: int, county: str = "431222", *, household_size: int = 3) -> Iterator[dict[str, str]]:
+    """``n`` roster rows in households of ``household_size``: the 户主 first
+    (an adult), then a spouse and children. Unique 身份证 for n < 36 million."""
+    village = VILLAGES.get(county, county + "101201")
+    base = date(1950, 1, 1)
+    head_id = ""
+    for i in range(n):
+        pos = i % household_size
+        # The sequence only holds 499 per birth date: spread births to keep numbers unique.
+        birth = base + timedelta(days=(i // 499) % 20000) if pos < 2 else date(2005, 1, 1) + timedelta(days=(i // 499) % 6000)
+        idn = make_id_number(county, birth, i % 499, female=pos == 1 or (pos >= 2 and i % 2 == 0))
+        if pos == 0:
+            head_id = idn
+        relation = "户主" if pos == 0 else "配偶" if pos == 1 else ("女" if i % 2 == 0 else "子")
+        yield {
+            "姓名": f"测试{i}",
+            "身份证号": idn,
+            "联系电话": make_phone(i),
+            "所属村": village,
+            "户籍类型": "农村",
+            "户主身份证号": head_id,
+            "与户主关系": relation,
+            "家庭类型": "独生子女户" if pos == 0 else "",
+            "家庭类型生效日期": "2020-01-01" if pos == 0 else "",
+            "光荣证": "是" if pos == 0 else "",
+        }
