@@ -113,7 +113,9 @@ class _PersonViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PersonView
     PERSON_VIEW_MASKED: _PersonView.ValueType  # 1
     """Only masked 身份证, phone and card numbers (4312**********1234)."""
     PERSON_VIEW_FULL: _PersonView.ValueType  # 2
-    """Plaintext too; needs "members.persons.read_sensitive" and is audited."""
+    """Plaintext too when the caller holds "members.pii.read"; audited.
+    Without that permission the response stays masked (no error).
+    """
 
 class PersonView(_PersonView, metaclass=_PersonViewEnumTypeWrapper):
     """How much personal data a Person response carries."""
@@ -123,7 +125,9 @@ PERSON_VIEW_UNSPECIFIED: PersonView.ValueType  # 0
 PERSON_VIEW_MASKED: PersonView.ValueType  # 1
 """Only masked 身份证, phone and card numbers (4312**********1234)."""
 PERSON_VIEW_FULL: PersonView.ValueType  # 2
-"""Plaintext too; needs "members.persons.read_sensitive" and is audited."""
+"""Plaintext too when the caller holds "members.pii.read"; audited.
+Without that permission the response stays masked (no error).
+"""
 Global___PersonView: _TypeAlias = PersonView  # noqa: Y015
 
 class _Relation:
@@ -1005,6 +1009,28 @@ class CreateMemberRequest(_message.Message):
 Global___CreateMemberRequest: _TypeAlias = CreateMemberRequest  # noqa: Y015
 
 @_typing.final
+class GetMemberRequest(_message.Message):
+    """Request for GetMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "members/{member}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMemberRequest: _TypeAlias = GetMemberRequest  # noqa: Y015
+
+@_typing.final
 class ListMembersRequest(_message.Message):
     """Request for ListMembers."""
 
@@ -1181,6 +1207,88 @@ class CreateVolunteerRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateVolunteerRequest: _TypeAlias = CreateVolunteerRequest  # noqa: Y015
+
+@_typing.final
+class GetVolunteerRequest(_message.Message):
+    """Request for GetVolunteer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "volunteers/{volunteer}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVolunteerRequest: _TypeAlias = GetVolunteerRequest  # noqa: Y015
+
+@_typing.final
+class ListVolunteersRequest(_message.Message):
+    """Request for ListVolunteers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum page size; 0 = server default."""
+    page_token: _builtins.str
+    """Token from a previous ListVolunteersResponse."""
+    @_builtins.property
+    def region(self) -> _common_pb2.RegionCode:
+        """Only volunteers serving this region or below; empty = the caller's scope."""
+
+    def __init__(
+        self,
+        *,
+        region: _common_pb2.RegionCode | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["region", b"region"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVolunteersRequest: _TypeAlias = ListVolunteersRequest  # noqa: Y015
+
+@_typing.final
+class ListVolunteersResponse(_message.Message):
+    """Response for ListVolunteers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUNTEERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def volunteers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Volunteer]:
+        """The volunteers on this page."""
+
+    def __init__(
+        self,
+        *,
+        volunteers: _abc.Iterable[Global___Volunteer] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "volunteers", b"volunteers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVolunteersResponse: _TypeAlias = ListVolunteersResponse  # noqa: Y015
 
 @_typing.final
 class Pairing(_message.Message):

@@ -34,7 +34,8 @@ class MembersServiceStub:
 
     身份证 numbers, phones and card numbers are encrypted at rest, found by a
     keyed blind index, and masked in responses unless the request asks for
-    PERSON_VIEW_FULL and the caller holds "members.persons.read_sensitive".
+    PERSON_VIEW_FULL and the caller holds "members.pii.read"
+    (jsxcore.auth.PII_READ); every such read is audited.
     """
 
     def __init__(self, channel):
@@ -93,6 +94,11 @@ class MembersServiceStub:
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateMemberRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.FromString,
                 _registered_method=True)
+        self.GetMember = channel.unary_unary(
+                '/jsx.members.v1.MembersService/GetMember',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.GetMemberRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.FromString,
+                _registered_method=True)
         self.ListMembers = channel.unary_unary(
                 '/jsx.members.v1.MembersService/ListMembers',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.ListMembersRequest.SerializeToString,
@@ -107,6 +113,16 @@ class MembersServiceStub:
                 '/jsx.members.v1.MembersService/CreateVolunteer',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateVolunteerRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.FromString,
+                _registered_method=True)
+        self.GetVolunteer = channel.unary_unary(
+                '/jsx.members.v1.MembersService/GetVolunteer',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.GetVolunteerRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.FromString,
+                _registered_method=True)
+        self.ListVolunteers = channel.unary_unary(
+                '/jsx.members.v1.MembersService/ListVolunteers',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersResponse.FromString,
                 _registered_method=True)
         self.PairVolunteer = channel.unary_unary(
                 '/jsx.members.v1.MembersService/PairVolunteer',
@@ -163,7 +179,8 @@ class MembersServiceServicer:
 
     身份证 numbers, phones and card numbers are encrypted at rest, found by a
     keyed blind index, and masked in responses unless the request asks for
-    PERSON_VIEW_FULL and the caller holds "members.persons.read_sensitive".
+    PERSON_VIEW_FULL and the caller holds "members.pii.read"
+    (jsxcore.auth.PII_READ); every such read is audited.
     """
 
     def CreatePerson(self, request, context):
@@ -241,6 +258,13 @@ class MembersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMember(self, request, context):
+        """Gets a membership by resource name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListMembers(self, request, context):
         """Lists association members.
         """
@@ -262,9 +286,25 @@ class MembersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVolunteer(self, request, context):
+        """Gets a volunteer by resource name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolunteers(self, request, context):
+        """Lists volunteers serving a region.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PairVolunteer(self, request, context):
-        """Pairs a volunteer with a household (结对). A household has at most one
-        open pairing of each kind: FAILED_PRECONDITION otherwise.
+        """Pairs a volunteer with a special family (结对). A household has at most
+        one open pairing of each kind and a volunteer at most one open pairing
+        (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
+        otherwise.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -380,6 +420,11 @@ def add_MembersServiceServicer_to_server(servicer, server):
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateMemberRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.SerializeToString,
             ),
+            'GetMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMember,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.GetMemberRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.SerializeToString,
+            ),
             'ListMembers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMembers,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.ListMembersRequest.FromString,
@@ -394,6 +439,16 @@ def add_MembersServiceServicer_to_server(servicer, server):
                     servicer.CreateVolunteer,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateVolunteerRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.SerializeToString,
+            ),
+            'GetVolunteer': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVolunteer,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.GetVolunteerRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.SerializeToString,
+            ),
+            'ListVolunteers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolunteers,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersResponse.SerializeToString,
             ),
             'PairVolunteer': grpc.unary_unary_rpc_method_handler(
                     servicer.PairVolunteer,
@@ -456,7 +511,8 @@ class MembersService:
 
     身份证 numbers, phones and card numbers are encrypted at rest, found by a
     keyed blind index, and masked in responses unless the request asks for
-    PERSON_VIEW_FULL and the caller holds "members.persons.read_sensitive".
+    PERSON_VIEW_FULL and the caller holds "members.pii.read"
+    (jsxcore.auth.PII_READ); every such read is audited.
     """
 
     @staticmethod
@@ -730,6 +786,33 @@ class MembersService:
             _registered_method=True)
 
     @staticmethod
+    def GetMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/GetMember',
+            jsx_dot_members_dot_v1_dot_members__pb2.GetMemberRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListMembers(request,
             target,
             options=(),
@@ -800,6 +883,60 @@ class MembersService:
             '/jsx.members.v1.MembersService/CreateVolunteer',
             jsx_dot_members_dot_v1_dot_members__pb2.CreateVolunteerRequest.SerializeToString,
             jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVolunteer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/GetVolunteer',
+            jsx_dot_members_dot_v1_dot_members__pb2.GetVolunteerRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolunteers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/ListVolunteers',
+            jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,7 +35,8 @@ class MembersServiceStub:
 
     身份证 numbers, phones and card numbers are encrypted at rest, found by a
     keyed blind index, and masked in responses unless the request asks for
-    PERSON_VIEW_FULL and the caller holds "members.persons.read_sensitive".
+    PERSON_VIEW_FULL and the caller holds "members.pii.read"
+    (jsxcore.auth.PII_READ); every such read is audited.
     """
 
     @_typing.overload
@@ -71,15 +72,23 @@ class MembersServiceStub:
     """Enrols a person as a member of a village, township or county
     association (入会).
     """
+    GetMember: _grpc.UnaryUnaryMultiCallable[_members_pb2.GetMemberRequest, _members_pb2.AssociationMember]
+    """Gets a membership by resource name."""
     ListMembers: _grpc.UnaryUnaryMultiCallable[_members_pb2.ListMembersRequest, _members_pb2.ListMembersResponse]
     """Lists association members."""
     EndMembership: _grpc.UnaryUnaryMultiCallable[_members_pb2.EndMembershipRequest, _members_pb2.AssociationMember]
     """Ends a membership (退会) on a date; the record is kept."""
     CreateVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.CreateVolunteerRequest, _members_pb2.Volunteer]
     """Registers a person as a volunteer (志愿者)."""
+    GetVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.GetVolunteerRequest, _members_pb2.Volunteer]
+    """Gets a volunteer by resource name."""
+    ListVolunteers: _grpc.UnaryUnaryMultiCallable[_members_pb2.ListVolunteersRequest, _members_pb2.ListVolunteersResponse]
+    """Lists volunteers serving a region."""
     PairVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.PairVolunteerRequest, _members_pb2.Pairing]
-    """Pairs a volunteer with a household (结对). A household has at most one
-    open pairing of each kind: FAILED_PRECONDITION otherwise.
+    """Pairs a volunteer with a special family (结对). A household has at most
+    one open pairing of each kind and a volunteer at most one open pairing
+    (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
+    otherwise.
     """
     EndPairing: _grpc.UnaryUnaryMultiCallable[_members_pb2.EndPairingRequest, _members_pb2.Pairing]
     """Ends a pairing on a date."""
@@ -109,7 +118,8 @@ class MembersServiceAsyncStub(MembersServiceStub):
 
     身份证 numbers, phones and card numbers are encrypted at rest, found by a
     keyed blind index, and masked in responses unless the request asks for
-    PERSON_VIEW_FULL and the caller holds "members.persons.read_sensitive".
+    PERSON_VIEW_FULL and the caller holds "members.pii.read"
+    (jsxcore.auth.PII_READ); every such read is audited.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -142,15 +152,23 @@ class MembersServiceAsyncStub(MembersServiceStub):
     """Enrols a person as a member of a village, township or county
     association (入会).
     """
+    GetMember: _aio.UnaryUnaryMultiCallable[_members_pb2.GetMemberRequest, _members_pb2.AssociationMember]  # type: ignore[assignment]
+    """Gets a membership by resource name."""
     ListMembers: _aio.UnaryUnaryMultiCallable[_members_pb2.ListMembersRequest, _members_pb2.ListMembersResponse]  # type: ignore[assignment]
     """Lists association members."""
     EndMembership: _aio.UnaryUnaryMultiCallable[_members_pb2.EndMembershipRequest, _members_pb2.AssociationMember]  # type: ignore[assignment]
     """Ends a membership (退会) on a date; the record is kept."""
     CreateVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.CreateVolunteerRequest, _members_pb2.Volunteer]  # type: ignore[assignment]
     """Registers a person as a volunteer (志愿者)."""
+    GetVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.GetVolunteerRequest, _members_pb2.Volunteer]  # type: ignore[assignment]
+    """Gets a volunteer by resource name."""
+    ListVolunteers: _aio.UnaryUnaryMultiCallable[_members_pb2.ListVolunteersRequest, _members_pb2.ListVolunteersResponse]  # type: ignore[assignment]
+    """Lists volunteers serving a region."""
     PairVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.PairVolunteerRequest, _members_pb2.Pairing]  # type: ignore[assignment]
-    """Pairs a volunteer with a household (结对). A household has at most one
-    open pairing of each kind: FAILED_PRECONDITION otherwise.
+    """Pairs a volunteer with a special family (结对). A household has at most
+    one open pairing of each kind and a volunteer at most one open pairing
+    (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
+    otherwise.
     """
     EndPairing: _aio.UnaryUnaryMultiCallable[_members_pb2.EndPairingRequest, _members_pb2.Pairing]  # type: ignore[assignment]
     """Ends a pairing on a date."""
@@ -179,7 +197,8 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
 
     身份证 numbers, phones and card numbers are encrypted at rest, found by a
     keyed blind index, and masked in responses unless the request asks for
-    PERSON_VIEW_FULL and the caller holds "members.persons.read_sensitive".
+    PERSON_VIEW_FULL and the caller holds "members.pii.read"
+    (jsxcore.auth.PII_READ); every such read is audited.
     """
 
     @_abc_1.abstractmethod
@@ -272,6 +291,14 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def GetMember(
+        self,
+        request: _members_pb2.GetMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.AssociationMember, _abc.Awaitable[_members_pb2.AssociationMember]]:
+        """Gets a membership by resource name."""
+
+    @_abc_1.abstractmethod
     def ListMembers(
         self,
         request: _members_pb2.ListMembersRequest,
@@ -296,13 +323,31 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         """Registers a person as a volunteer (志愿者)."""
 
     @_abc_1.abstractmethod
+    def GetVolunteer(
+        self,
+        request: _members_pb2.GetVolunteerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Volunteer, _abc.Awaitable[_members_pb2.Volunteer]]:
+        """Gets a volunteer by resource name."""
+
+    @_abc_1.abstractmethod
+    def ListVolunteers(
+        self,
+        request: _members_pb2.ListVolunteersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.ListVolunteersResponse, _abc.Awaitable[_members_pb2.ListVolunteersResponse]]:
+        """Lists volunteers serving a region."""
+
+    @_abc_1.abstractmethod
     def PairVolunteer(
         self,
         request: _members_pb2.PairVolunteerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_members_pb2.Pairing, _abc.Awaitable[_members_pb2.Pairing]]:
-        """Pairs a volunteer with a household (结对). A household has at most one
-        open pairing of each kind: FAILED_PRECONDITION otherwise.
+        """Pairs a volunteer with a special family (结对). A household has at most
+        one open pairing of each kind and a volunteer at most one open pairing
+        (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
+        otherwise.
         """
 
     @_abc_1.abstractmethod
