@@ -1,0 +1,698 @@
+"""Events domain: activities, annual plans, 走访慰问 visits, awards, cadence
+compliance and summaries. Pure Python, no I/O.
+
+Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
+
+* ``activity_type`` codes are the :class:`ActivityKind` values (or their
+  Chinese names, or a plugin-defined code) plus the pseudo types in
+  :data:`PSEUDO_TYPES`: ``VISIT`` (走访慰问 visits), ``PLAN`` (年度计划),
+  ``ANY`` (any held activity) and ``PAIRING`` (every special family has a
+  volunteer).
+* ``scope`` is ``VILLAGE``/``TOWNSHIP``/``COUNTY`` (every region unit of that
+  level known inside the report region) or a site kind (``WARM_HOME``
+  暖心家园, ``MEMBER_HOME`` 会员之家, ``SCHOOL`` 学校, …).
+"""
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+from jsxcore.errors import ErrorCollector, FailedPrecondition, InvalidArgument
+from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
+
+
+# ------------------------------------------------------------------ vocabulary
+
+
+class ActivityKind(enum.StrEnum):
+    """Built-in activity types; plugins add more through ``jsx_activity_types``."""
+
+    MEMBER_DAY = "MEMBER_DAY"
+    POPULATION_DAY = "POPULATION_DAY"
+    HEALTH_LECTURE = "HEALTH_LECTURE"
+    YOUTH_HEALTH = "YOUTH_HEALTH"
+    FREE_CLINIC = "FREE_CLINIC"
+    PUBLICITY = "PUBLICITY"
+    TRAINING = "TRAINING"
+    GROUP_BIRTHDAY = "GROUP_BIRTHDAY"
+    FESTIVAL_CARE = "FESTIVAL_CARE"
+    AWARD_SELECTION = "AWARD_SELECTION"
+
+
+ACTIVITY_LABELS: dict[str, str] = {
+    ActivityKind.MEMBER_DAY: "5.29会员活动日",
+    ActivityKind.POPULATION_DAY: "7.11世界人口日",
+    ActivityKind.HEALTH_LECTURE: "健康大讲堂",
+    ActivityKind.YOUTH_HEALTH: "青春健康教育",
+    ActivityKind.FREE_CLINIC: "义诊",
+    ActivityKind.PUBLICITY: "宣传",
+    ActivityKind.TRAINING: "培训",
+    ActivityKind.GROUP_BIRTHDAY: "集体生日",
+    ActivityKind.FESTIVAL_CARE: "节日慰问",
+    ActivityKind.AWARD_SELECTION: "评选表彰",
+}
+
+#: Pseudo activity types a cadence target may name besides real activity types.
+PSEUDO_TYPES: dict[str, str] = {"VISIT": "走访慰问", "PLAN": "年度计划", "ANY": "活动", "PAIRING": "志愿者结对"}
+
+# Names clerks and plugin authors write, folded onto codes.
+_TYPE_ALIASES: dict[str, str] = {
+    "5.29": ActivityKind.MEMBER_DAY, "会员活动日": ActivityKind.MEMBER_DAY, "5.29会员活动日": ActivityKind.MEMBER_DAY,
+    "7.11": ActivityKind.POPULATION_DAY, "世界人口日": ActivityKind.POPULATION_DAY,
+    "健康人生大讲堂": ActivityKind.HEALTH_LECTURE, "健康人生": ActivityKind.HEALTH_LECTURE,
+    "大讲堂": ActivityKind.HEALTH_LECTURE, "评选": ActivityKind.AWARD_SELECTION,
+    "走访": "VISIT", "慰问": "VISIT", "计划": "PLAN",
+}
+for _code, _label in {**ACTIVITY_LABELS, **PSEUDO_TYPES}.items():
+    _TYPE_ALIASES[_label] = _code
+
+
+def normalize_type(text: str) -> str:
+    """An activity type code from a code or a Chinese name (``健康大讲堂`` → ``HEALTH_LECTURE``).
+    Unknown text is returned upper-cased/stripped: it may be a plugin-defined code."""
+    s = text.strip().replace(" ", "").replace("“", "").replace("”", "").replace('"', "")
+    if s in _TYPE_ALIASES:
+        return _TYPE_ALIASES[s]
+    return s.upper() if s.isascii() else s
+
+
+def type_label(code: str, custom: dict[str, str] | None = None) -> str:
+    """The Chinese name of a type code (plugin names in ``custom`` first)."""
+    if custom and code in custom:
+        return custom[code]
+    return ACTIVITY_LABELS.get(code) or PSEUDO_TYPES.get(code) or code
+
+
+SITE_KIND_LABELS: dict[str, str] = {
+    "WARM_HOME": "暖心家园",
+    "MEMBER_HOME": "会员之家",
+    "HEALTH_STATION": "健康驿站",
+    "YOUTH_BASE": "青春健康教育基地",
+    "SCHOOL": "学校",
+}
+_SITE_ALIASES = {v: k for k, v in SITE_KIND_LABELS.items()}
+
+
+def normalize_site_kind(text: str) -> str:
+    s = text.strip()
+    return _SITE_ALIASES.get(s, s.upper())
+
+
+class AwardKind(enum.StrEnum):
+    HAPPY_FAMILY = "HAPPY_FAMILY"
+    BEST_MEMBER = "BEST_MEMBER"
+    HONEST_HOUSEHOLD = "HONEST_HOUSEHOLD"
+    HEALTH_STAR = "HEALTH_STAR"
+
+
+AWARD_LABELS: dict[str, str] = {
+    AwardKind.HAPPY_FAMILY: "幸福家庭",
+    AwardKind.BEST_MEMBER: "最美协会人",
+    AwardKind.HONEST_HOUSEHOLD: "诚信计生户",
+    AwardKind.HEALTH_STAR: "健康之星",
+}
+_AWARD_ALIASES = {v: k for k, v in AWARD_LABELS.items()} | {"幸福好家庭": AwardKind.HAPPY_FAMILY}
+
+
+def normalize_award_kind(text: str) -> str:
+    s = text.strip()
+    return _AWARD_ALIASES.get(s, s.upper() if s.isascii() else s)
+
+
+class ActivityStatus(enum.StrEnum):
+    PLANNED = "PLANNED"
+    HELD = "HELD"
+    CANCELLED = "CANCELLED"
+
+
+class VisitState(enum.StrEnum):
+    """``NO_MONEY``: a visit without 慰问金, nothing for funds to book."""
+
+    NO_MONEY = "NO_MONEY"
+    PENDING = "PENDING"
+    BOOKED = "BOOKED"
+    REJECTED = "REJECTED"
+
+
+VISIT_STATE_LABELS = {
+    VisitState.NO_MONEY: "无慰问金",
+    VisitState.PENDING: "待记账",
+    VisitState.BOOKED: "已记账",
+    VisitState.REJECTED: "被拒绝",
+}
+
+
+class AwardDecision(enum.StrEnum):
+    AWARDED = "AWARDED"
+    NOT_AWARDED = "NOT_AWARDED"
+
+
+# ------------------------------------------------------------------ entities
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What an activity produced. Counts are whole numbers; 慰问金 in 分."""
+
+    materials: int = 0  # 资料发放份数
+    consultations: int = 0  # 咨询人次
+    clinic_visits: int = 0  # 义诊人次
+    contraceptive_boxes: int = 0  # 药具发放盒数
+    care_money: Money = Money(0)  # 慰问金 total
+
+    def problems(self, prefix: str = "outputs") -> list[tuple[str, str]]:
+        out = []
+        for name, label in (("materials", "资料发放份数"), ("consultations", "咨询人次"),
+                            ("clinic_visits", "义诊人次"), ("contraceptive_boxes", "药具发放盒数")):
+            if getattr(self, name) < 0:
+                out.append((f"{prefix}.{name}", f"{label}不能为负数"))
+        if self.care_money.is_negative:
+            out.append((f"{prefix}.care_money", "慰问金不能为负数"))
+        return out
+
+    def __add__(self, other: Outputs) -> Outputs:
+        return Outputs(self.materials + other.materials, self.consultations + other.consultations,
+                       self.clinic_visits + other.clinic_visits,
+                       self.contraceptive_boxes + other.contraceptive_boxes, self.care_money + other.care_money)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One activity (planned or held) organised by an association.
+
+    ``region`` is the organising association's region; ``site_id`` the
+    place (会员之家, 暖心家园, school …) from the members service, if any.
+    ``participant_ids`` are member/person ids; ``headcount`` covers people
+    not recorded by id, so people reached is ``max(headcount, len(ids))``.
+    """
+
+    id: str
+    type: str
+    title: str
+    region: RegionCode
+    start: date
+    end: date
+    status: ActivityStatus = ActivityStatus.PLANNED
+    site_id: str = ""
+    participant_ids: tuple[str, ...] = ()
+    headcount: int = 0
+    outputs: Outputs = Outputs()
+    attachments: tuple[str, ...] = ()
+    plan_item_id: str = ""
+
+    @property
+    def reached(self) -> int:
+        return max(self.headcount, len(set(self.participant_ids)))
+
+    def validate(self, known_types: Iterable[str] = ()) -> None:
+        """Raise InvalidArgument listing every bad field."""
+        errs = ErrorCollector()
+        if self.type not in set(ActivityKind) and self.type not in set(known_types):
+            errs.add("type", f"活动类型“{self.type}”未定义：请使用内置类型（如 健康大讲堂、义诊）或本地插件提供的类型")
+        if not self.title.strip():
+            errs.add("title", "请填写活动名称")
+        if self.end < self.start:
+            errs.add("end_date", "结束日期不能早于开始日期")
+        if self.headcount < 0:
+            errs.add("headcount", "参与人数不能为负数")
+        for f, d in self.outputs.problems():
+            errs.add(f, d)
+        errs.raise_if_any("活动信息有误，请按字段说明修改后重试")
+
+    def held(self, start: date | None = None, end: date | None = None, **changes: object) -> Activity:
+        """The activity marked held (dates may be corrected to the actual ones)."""
+        if self.status is ActivityStatus.CANCELLED:
+            raise FailedPrecondition("活动已取消，不能登记为已开展；请新建活动", reason="ACTIVITY_CANCELLED")
+        return replace(self, status=ActivityStatus.HELD, start=start or self.start, end=end or self.end, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One line of an annual plan: ``count`` activities of ``type`` (VISIT allowed)."""
+
+    id: str
+    type: str
+    count: int
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """年度计划 of a site (``site_id``) or an association (its ``region``)."""
+
+    id: str
+    region: RegionCode
+    year: int
+    items: tuple[PlanItem, ...]
+    site_id: str = ""
+    title: str = ""
+
+    def validate(self) -> None:
+        errs = ErrorCollector()
+        if not self.items:
+            errs.add("items", "年度计划至少要有一项内容")
+        for i, item in enumerate(self.items):
+            if item.count < 1:
+                errs.add(f"items[{i}].count", "计划次数须为正整数")
+            if not item.type:
+                errs.add(f"items[{i}].type", "请填写计划项目的活动类型")
+        errs.raise_if_any("年度计划有误，请按字段说明修改后重试")
+
+
+@dataclass(frozen=True)
+class Visit:
+    """走访慰问: a visitor (volunteer/clerk id) visits a household.
+
+    With 慰问金 (``amount`` > 0) a ``fund_id`` is required and the visit waits
+    (PENDING) for the funds service to book or reject it.
+    """
+
+    id: str
+    household_id: str
+    region: RegionCode
+    visitor_id: str
+    visited_on: date
+    notes: str = ""
+    amount: Money = Money(0)
+    fund_id: str = ""
+    site_id: str = ""
+    state: VisitState = VisitState.NO_MONEY
+    reject_reason: str = ""
+    booking_ref: str = ""
+
+    @classmethod
+    def record(cls, **kw: object) -> Visit:
+        """A new visit, validated, in its initial state."""
+        v = cls(**kw)  # type: ignore[arg-type]
+        errs = ErrorCollector()
+        if not v.household_id:
+            errs.add("household_id", "请填写走访的家庭（户编号）")
+        if not v.visitor_id:
+            errs.add("visitor_id", "请填写走访人（志愿者或工作人员编号）")
+        if v.amount.is_negative:
+            errs.add("amount", "慰问金不能为负数")
+        if v.amount and not v.fund_id:
+            errs.add("fund_id", "发放慰问金时须指明由哪个资金（fund）列支")
+        errs.raise_if_any("走访慰问信息有误，请按字段说明修改后重试")
+        return replace(v, state=VisitState.PENDING if v.amount else VisitState.NO_MONEY)
+
+    def booked(self, booking_ref: str) -> Visit:
+        """Funds booked the 慰问金. Repeating the same result is a no-op."""
+        if self.state is VisitState.BOOKED:
+            return self
+        if self.state is not VisitState.PENDING:
+            raise FailedPrecondition(f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再记账",
+                                     reason="VISIT_NOT_PENDING")
+        return replace(self, state=VisitState.BOOKED, booking_ref=booking_ref)
+
+    def rejected(self, reason: str) -> Visit:
+        """Funds refused the 慰问金 (e.g. the fund cannot cover it)."""
+        if self.state is VisitState.REJECTED:
+            return self
+        if self.state is not VisitState.PENDING:
+            raise FailedPrecondition(f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再改为被拒绝",
+                                     reason="VISIT_NOT_PENDING")
+        return replace(self, state=VisitState.REJECTED, reject_reason=reason or "资金服务拒绝记账（未说明原因）")
+
+
+@dataclass(frozen=True)
+class Award:
+    """评选表彰 decision: ``nominee_id`` (household/person/member id),
+    awarded by the association of ``region`` at ``level`` for ``year``."""
+
+    id: str
+    kind: str
+    nominee_id: str
+    region: RegionCode
+    level: RegionLevel
+    year: int
+    decision: AwardDecision
+    decided_on: date
+    note: str = ""
+
+    def validate(self) -> None:
+        errs = ErrorCollector()
+        if not self.nominee_id:
+            errs.add("nominee_id", "请填写被推荐对象编号")
+        if not self.kind:
+            errs.add("kind", "请填写表彰类别（如 幸福家庭、最美协会人、诚信计生户、健康之星）")
+        if not 1900 <= self.year <= 2999:
+            errs.add("year", "评选年度无效")
+        errs.raise_if_any("评选表彰信息有误，请按字段说明修改后重试")
+
+
+# ------------------------------------------------------------------ member facts (projection)
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    kind: str  # WARM_HOME, MEMBER_HOME, SCHOOL, …
+    name: str
+    region: RegionCode
+
+
+@dataclass(frozen=True)
+class Family:
+    """A household as events needs it: ids only. ``special`` = 计生特殊家庭."""
+
+    household_id: str
+    region: RegionCode
+    special: bool = False
+    site_id: str = ""
+    volunteer_ids: tuple[str, ...] = ()
+
+
+# ------------------------------------------------------------------ cadence
+
+
+@dataclass(frozen=True)
+class Target:
+    """A cadence target as the domain uses it (built from a plugin's
+    ``CadenceTarget``): at least ``count`` of ``type`` per ``per`` for every
+    subject in ``scope``."""
+
+    key: str
+    scope: str
+    type: str
+    count: int
+    per: str  # MONTH, QUARTER, SEMESTER, YEAR
+    description: str = ""
+    provenance: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", normalize_type(self.type))
+        object.__setattr__(self, "scope", self.scope.strip().upper() if self.scope.isascii() else normalize_site_kind(self.scope))
+        object.__setattr__(self, "per", self.per.strip().upper())
+
+    @classmethod
+    def from_plugin(cls, t: object, provenance: str = "") -> Target:
+        return cls(key=t.key, scope=t.scope.upper(), type=t.activity_type,  # type: ignore[attr-defined]
+                   count=int(t.count), per=t.per.upper(), description=t.description, provenance=provenance)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Window:
+    start: date
+    end: date
+    label: str  # "2022年第3季度"
+
+
+_PER_PHRASE = {"MONTH": "每月", "QUARTER": "每季度", "SEMESTER": "每学期", "YEAR": "每年"}
+_PER_UNIT = {"MONTH": "月", "QUARTER": "季度", "SEMESTER": "学期", "YEAR": "年度"}
+
+
+def period_label(p: Period) -> str:
+    if p.kind is PeriodKind.MONTH:
+        return f"{p.year}年{p.number}月"
+    if p.kind is PeriodKind.QUARTER:
+        return f"{p.year}年第{p.number}季度"
+    return f"{p.year}年"
+
+
+def windows(per: str, period: Period) -> list[Window]:
+    """The cadence windows (months, quarters, semesters, years) that overlap ``period``.
+
+    Semesters are half years: 上半年（春季学期） Jan–Jun, 下半年（秋季学期） Jul–Dec.
+    """
+    out: list[Window] = []
+    for year in range(period.start.year, period.end.year + 1):
+        if per == "MONTH":
+            cands = [Period.month(year, m) for m in range(1, 13)]
+            ws = [Window(p.start, p.end, period_label(p)) for p in cands]
+        elif per == "QUARTER":
+            ws = [Window(p.start, p.end, period_label(p)) for p in (Period.quarter(year, q) for q in range(1, 5))]
+        elif per == "SEMESTER":
+            ws = [Window(date(year, 1, 1), date(year, 6, 30), f"{year}年上半年（春季学期）"),
+                  Window(date(year, 7, 1), date(year, 12, 31), f"{year}年下半年（秋季学期）")]
+        elif per == "YEAR":
+            ws = [Window(date(year, 1, 1), date(year, 12, 31), f"{year}年")]
+        else:
+            raise InvalidArgument.field("per", f"考核周期“{per}”无效，应为 MONTH、QUARTER、SEMESTER 或 YEAR",
+                                        reason="INVALID_CADENCE")
+        out.extend(w for w in ws if w.start <= period.end and w.end >= period.start)
+    return out
+
+
+class Compliance(enum.StrEnum):
+    MET = "MET"  # 达标
+    SHORT = "SHORT"  # 未达标（周期已结束）
+    DUE = "DUE"  # 周期未结束，尚未达到
+
+
+COMPLIANCE_LABELS = {Compliance.MET: "达标", Compliance.SHORT: "未达标", Compliance.DUE: "进行中"}
+
+
+@dataclass(frozen=True)
+class ComplianceItem:
+    target_key: str
+    target: str  # description
+    subject_kind: str  # scope
+    subject_id: str  # site id or region code
+    subject_name: str
+    window: str
+    window_start: date
+    window_end: date
+    required: int
+    actual: int
+    status: Compliance
+    reason: str
+    provenance: str = ""
+    missing_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    region: RegionCode
+    period: Period
+    items: tuple[ComplianceItem, ...]
+
+    @property
+    def shortfalls(self) -> list[ComplianceItem]:
+        return [i for i in self.items if i.status is Compliance.SHORT]
+
+    def counts(self) -> Counter[str]:
+        return Counter(i.status.value for i in self.items)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the cadence computation reads, already limited to the report region."""
+
+    sites: Sequence[Site] = ()
+    families: Sequence[Family] = ()
+    activities: Sequence[Activity] = ()
+    visits: Sequence[Visit] = ()
+    plans: Sequence[Plan] = ()
+    awards: Sequence[Award] = ()
+    region_names: dict[str, str] = field(default_factory=dict)
+
+
+_LEVEL_SCOPES = {"VILLAGE": RegionLevel.VILLAGE, "TOWNSHIP": RegionLevel.TOWNSHIP, "COUNTY": RegionLevel.COUNTY}
+
+
+@dataclass(frozen=True)
+class _Subject:
+    kind: str
+    id: str
+    name: str
+    region: RegionCode
+    is_site: bool
+
+
+def _subjects(scope: str, region: RegionCode, facts: Facts) -> list[_Subject]:
+    if scope in _LEVEL_SCOPES:
+        level = _LEVEL_SCOPES[scope]
+        # Region units are the ones the member registry knows of (sites, households):
+        # a village with neither is not in the association's network yet.
+        codes: set[RegionCode] = set()
+        for r in [s.region for s in facts.sites] + [f.region for f in facts.families]:
+            if r.level >= level and region.contains(r):
+                codes.add(RegionCode(r.code[: {3: 6, 4: 9, 5: 12}[level]].ljust(12, "0")))
+        if region.level == level:
+            codes.add(region)
+        return [_Subject(scope, c.code, facts.region_names.get(c.code) or c.name or c.short, c, False)
+                for c in sorted(codes)]
+    kind = normalize_site_kind(scope)
+    return [_Subject(scope, s.id, s.name, s.region, True)
+            for s in sorted(facts.sites, key=lambda s: (s.region, s.name, s.id)) if s.kind == kind and region.contains(s.region)]
+
+
+def _place(a: Activity, sites: dict[str, Site]) -> RegionCode:
+    site = sites.get(a.site_id)
+    return site.region if site else a.region
+
+
+def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site]) -> int:
+    end = min(w.end, upto)
+
+    def in_window(d: date) -> bool:
+        return w.start <= d <= end
+
+    def mine_region(r: RegionCode) -> bool:
+        return subj.region.contains(r)
+
+    if t.type == "VISIT":
+        return sum(1 for v in facts.visits if in_window(v.visited_on)
+                   and (v.site_id == subj.id if subj.is_site else mine_region(v.region)))
+    if t.type == "PLAN":
+        return sum(1 for p in facts.plans if p.year in range(w.start.year, w.end.year + 1)
+                   and (p.site_id == subj.id if subj.is_site else (not p.site_id and p.region == subj.region)))
+    acts = [a for a in facts.activities if a.status is ActivityStatus.HELD and in_window(a.start)
+            and (t.type == "ANY" or a.type == t.type)
+            and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))]
+    n = len(acts)
+    if t.type == ActivityKind.AWARD_SELECTION and not subj.is_site:
+        # A selection shows either as a 评选表彰 activity or as the decisions it produced.
+        kinds = {a.kind for a in facts.awards if a.region == subj.region and in_window(a.decided_on)}
+        n = max(n, len(kinds))
+    return n
+
+
+def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Period, facts: Facts,
+                       *, today: date | None = None, custom_labels: dict[str, str] | None = None) -> ComplianceReport:
+    """Evaluate every target for every subject and window overlapping ``period``.
+
+    A window wholly inside the past is MET or SHORT; a window still running on
+    ``today`` (or past the report period's end) is MET or DUE. Items carry
+    counts and a Chinese reason naming the window, the subject and the rule.
+    """
+    upto = min(period.end, today) if today else period.end
+    sites = {s.id: s for s in facts.sites}
+    items: list[ComplianceItem] = []
+    for t in targets:
+        what = type_label(t.type, custom_labels)
+        rule = f"要求{_PER_PHRASE.get(t.per, t.per)}至少{t.count}次"
+        for subj in _subjects(t.scope, region, facts):
+            if t.type == "PAIRING":
+                items.append(_pairing_item(t, subj, period, facts))
+                continue
+            for w in windows(t.per, period):
+                if w.start > upto:
+                    continue
+                n = _count(t, subj, w, upto, facts, sites)
+                finished = w.end <= upto
+                if n >= t.count:
+                    status, reason = Compliance.MET, f"{w.label} {subj.name} {what}{n}次，达到要求（{rule}）"
+                elif finished:
+                    status = Compliance.SHORT
+                    reason = (f"{w.label} {subj.name} 无{what}记录（{rule}）" if n == 0 else
+                              f"{w.label} {subj.name} {what}{n}次，少于要求（{rule}），差{t.count - n}次")
+                else:
+                    status = Compliance.DUE
+                    reason = (f"{w.label} {subj.name} 截至{upto.isoformat()} {what}{n}次，"
+                              f"本{_PER_UNIT.get(t.per, '期')}尚未结束，还需{t.count - n}次（{rule}）")
+                items.append(ComplianceItem(t.key, t.description or f"{what}{rule}", t.scope, subj.id, subj.name,
+                                            w.label, w.start, w.end, t.count, n, status, reason, t.provenance))
+    return ComplianceReport(region, period, tuple(items))
+
+
+def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> ComplianceItem:
+    fams = [f for f in facts.families if f.special
+            and (f.site_id == subj.id if subj.is_site else subj.region.contains(f.region))]
+    unpaired = tuple(sorted(f.household_id for f in fams if not f.volunteer_ids))
+    paired = len(fams) - len(unpaired)
+    label = period_label(period)
+    if unpaired:
+        shown = "、".join(unpaired[:10]) + ("等" if len(unpaired) > 10 else "")
+        status = Compliance.SHORT
+        reason = (f"{label} {subj.name} 有{len(unpaired)}户计生特殊家庭未结对志愿者（户编号 {shown}；"
+                  f"要求每户至少{t.count}名联系志愿者）")
+    else:
+        status = Compliance.MET
+        reason = f"{label} {subj.name} {len(fams)}户计生特殊家庭均已结对志愿者"
+    return ComplianceItem(t.key, t.description or "每户计生特殊家庭结对志愿者", t.scope, subj.id, subj.name, label,
+                          period.start, period.end, len(fams), paired, status, reason, t.provenance, unpaired)
+
+
+# ------------------------------------------------------------------ summary
+
+
+@dataclass(frozen=True)
+class TypeLine:
+    type: str
+    label: str
+    held: int
+    reached: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Figures for a region and period, in the shape of the associations' reports."""
+
+    region: RegionCode
+    period: Period
+    by_type: tuple[TypeLine, ...]
+    activities_held: int
+    people_reached: int
+    outputs: Outputs
+    care_services: int  # 慰问服务场次: visits + 节日慰问 activities
+    care_people: int  # 慰问人数: households visited + 节日慰问 participants
+    care_money_paid: Money  # booked visits + activities' 慰问金
+    visits_pending: int
+    visits_rejected: int
+
+    def text(self) -> str:
+        """``开展各类慰问服务 68 场次，慰问人数 1000 余人，发放慰问金 20 余万元`` and the rest."""
+        parts = [f"{period_label(self.period)}共开展各类活动 {self.activities_held} 场次，"
+                 f"参与群众 {approx(self.people_reached)}人次"]
+        parts += [f"{line.label} {line.held} 场次" for line in self.by_type]
+        o = self.outputs
+        if o.materials:
+            parts.append(f"发放宣传资料 {approx(o.materials)}份")
+        if o.contraceptive_boxes:
+            parts.append(f"免费发放避孕和生殖保健药品 {approx(o.contraceptive_boxes)}盒")
+        if o.consultations:
+            parts.append(f"接受咨询 {approx(o.consultations)}人次")
+        if o.clinic_visits:
+            parts.append(f"免费义诊 {approx(o.clinic_visits)}人次")
+        parts.append(f"开展各类慰问服务 {self.care_services} 场次，慰问人数 {approx(self.care_people)}人，"
+                     f"发放慰问金 {approx_yuan(self.care_money_paid)}")
+        return "，".join(parts) + "。"
+
+
+def approx(n: int) -> str:
+    """Report style: 68 → "68 ", 1043 → "1000 余", 12345 → "1.2 万余"."""
+    if n < 100:
+        return f"{n} "
+    if n >= 10000:
+        tenths = n // 1000
+        return f"{tenths // 10}.{tenths % 10} 万余" if tenths % 10 else f"{tenths // 10} 万余"
+    step = 10 ** (len(str(n)) - 2)
+    return f"{n // step * step} 余" if n % step else f"{n} "
+
+
+def approx_yuan(m: Money) -> str:
+    """Report style money: 205,300.00 元 → "20 余万元", 8,560 元 → "8560 元"."""
+    yuan = m.fen // 100
+    if yuan >= 10000:
+        wan, rest = divmod(yuan, 10000)
+        return f"{wan} 余万元" if rest or m.fen % 100 else f"{wan} 万元"
+    return f"{m.format_yuan().removesuffix('.00')} 元"
+
+
+def summarize(region: RegionCode, period: Period, activities: Sequence[Activity], visits: Sequence[Visit],
+              custom_labels: dict[str, str] | None = None) -> Summary:
+    """Summarise held activities and visits within ``period`` (already limited to ``region``)."""
+    held = [a for a in activities if a.status is ActivityStatus.HELD and period.contains(a.start)]
+    vis = [v for v in visits if period.contains(v.visited_on)]
+    by: dict[str, list[Activity]] = {}
+    for a in held:
+        by.setdefault(a.type, []).append(a)
+    lines = tuple(TypeLine(t, type_label(t, custom_labels), len(acts), sum(a.reached for a in acts))
+                  for t, acts in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    outputs = sum((a.outputs for a in held), Outputs())
+    care_acts = by.get(ActivityKind.FESTIVAL_CARE, [])
+    booked = sum((v.amount for v in vis if v.state is VisitState.BOOKED), Money(0))
+    return Summary(
+        region=region, period=period, by_type=lines, activities_held=len(held),
+        people_reached=sum(a.reached for a in held), outputs=outputs,
+        care_services=len(vis) + len(care_acts),
+        care_people=len({v.household_id for v in vis}) + sum(a.reached for a in care_acts),
+        care_money_paid=booked + outputs.care_money,
+        visits_pending=sum(1 for v in vis if v.state is VisitState.PENDING),
+        visits_rejected=sum(1 for v in vis if v.state is VisitState.REJECTED),
+    )
