@@ -1,0 +1,97 @@
+"""洪江市 (431281) rules: the city's raised 计生特别扶助 standard and the
+150 元/人/年 health insurance for special families.
+
+Source: 怀化市计生协 2022 年第二十一期简报, 洪江市 report: “本级财政年度预算
+专项资金 288 万元，将全市独生子女死亡、伤残夫妻的计生特别扶助标准分别提高到
+940 元/月、580 元/月” and “为全市 901 个计生特殊家庭办理 150 元/人·年健康保险”
+(reported among its 2021 work).
+
+The report gives no start date for 940/580; it is encoded from 2022-01-01
+(the year of the report) and every basis line says so. Who is eligible for
+特别扶助 is the national rule, answered by the province plugin.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from jsxcore.errors import FailedPrecondition, InvalidArgument
+from jsxcore.hookspecs import (
+    SPECIAL_FAMILY,
+    Amount,
+    Beneficiary,
+    Dated,
+    DatedTable,
+    Eligibility,
+    PluginMeta,
+    ProgramType,
+    Situation,
+    hookimpl,
+)
+from jsxcore.values import Money, Period, PeriodKind
+
+__version__ = "0.1.0"
+
+JSX_PLUGIN = PluginMeta(
+    name="hongjiang",
+    version=__version__,
+    regions=("431281",),
+    description="洪江市计生协规则：特别扶助 940/580 元/人/月，特殊家庭健康保险 150 元/人/年",
+)
+
+_SOURCE = "依据怀化市计生协2022年第二十一期简报（洪江市）"
+_DATE_NOTE = "简报未载明施行日期，按 2022-01-01 起计"
+
+SPECIAL_SUPPORT_RATES: Mapping[str, DatedTable[Money]] = {
+    Situation.SPECIAL_BEREAVED: DatedTable(
+        "洪江市计生特别扶助金（独生子女死亡家庭）",
+        [Dated(date(2022, 1, 1), Money.yuan(940), f"洪江市标准 940 元/人/月（2022-01-01 起，{_DATE_NOTE}）")],
+    ),
+    Situation.SPECIAL_DISABLED: DatedTable(
+        "洪江市计生特别扶助金（独生子女伤残家庭）",
+        [Dated(date(2022, 1, 1), Money.yuan(580), f"洪江市标准 580 元/人/月（2022-01-01 起，{_DATE_NOTE}）")],
+    ),
+}
+
+HEALTH_INSURANCE_PREMIUM: DatedTable[Money] = DatedTable(
+    "洪江市计生特殊家庭健康保险",
+    [Dated(date(2021, 1, 1), Money.yuan(150), "洪江市计生特殊家庭健康保险 150 元/人/年（2021 年起）")],
+)
+
+
+def _yearly(table: DatedTable[Money], period: Period) -> Amount:
+    if period.kind is not PeriodKind.YEAR:
+        raise InvalidArgument.field(
+            "period", f"健康保险按年度办理，请选择年度期间（如 {period.start.year}），收到 {period}", reason="PERIOD_KIND"
+        )
+    row = table.at(period.start)
+    return Amount(row.value, (row.source, _SOURCE))
+
+
+@hookimpl
+def jsx_program_eligibility(
+    program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
+) -> Eligibility | None:
+    if program_type != ProgramType.HEALTH_INSURANCE:
+        return None  # 特别扶助 conditions are national: the province plugin decides
+    if beneficiary.situation in SPECIAL_FAMILY:
+        return Eligibility(True, ("洪江市为全市计生特殊家庭成员办理健康保险，该对象属于计生特殊家庭",))
+    return Eligibility(False, ("洪江市健康保险只面向计生特殊家庭（独生子女死亡或伤残）",))
+
+
+@hookimpl
+def jsx_entitlement_amount(
+    program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
+) -> Amount | None:
+    if program_type == ProgramType.HEALTH_INSURANCE:
+        return _yearly(HEALTH_INSURANCE_PREMIUM, period)
+    if program_type != ProgramType.SPECIAL_SUPPORT:
+        return None
+    table = SPECIAL_SUPPORT_RATES.get(beneficiary.situation)
+    if table is None:
+        raise FailedPrecondition(
+            "该对象不属于计生特殊家庭（独生子女死亡或伤残），没有特别扶助金额，请先核实家庭情况",
+            reason="NOT_ELIGIBLE",
+        )
+    return table.monthly_amount(period, _SOURCE)

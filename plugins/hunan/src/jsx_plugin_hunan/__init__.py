@@ -1,0 +1,142 @@
+"""湖南省 (430000) baseline rules: the national 计生特别扶助 floor, who may
+receive it, and which programs are provincial projects needing the
+province's approval.
+
+Only figures that are documented are encoded. The national floor of
+590/460 元/人/月 applies from 2022-07-01 (DESIGN.md §1); earlier national
+standards are not encoded, so a period before 2022-07-01 is refused with
+``NO_RULE_FOR_PERIOD`` instead of paid from a guessed figure. Counties that
+pay more (洪江市 940/580) answer first for their own area.
+
+The publicity period is not stated in the province's 2022 plan, so this
+plugin leaves it to the system default.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from jsxcore.errors import FailedPrecondition
+from jsxcore.hookspecs import (
+    SPECIAL_FAMILY,
+    Amount,
+    ApprovalChain,
+    Beneficiary,
+    Dated,
+    DatedTable,
+    Eligibility,
+    PluginMeta,
+    ProgramType,
+    Situation,
+    hookimpl,
+)
+from jsxcore.values import Money, Period, RegionCode
+
+__version__ = "0.1.0"
+
+JSX_PLUGIN = PluginMeta(
+    name="hunan",
+    version=__version__,
+    regions=("430000",),
+    description="湖南省计生协基础规则：国家计生特别扶助标准（按施行日期）、扶助资格、省级项目审批",
+)
+
+#: National 特别扶助 floor per person per month, by the date it applies from.
+SPECIAL_SUPPORT_RATES: Mapping[str, DatedTable[Money]] = {
+    Situation.SPECIAL_BEREAVED: DatedTable(
+        "国家计生特别扶助金（独生子女死亡家庭）",
+        [Dated(date(2022, 7, 1), Money.yuan(590), "国家标准 590 元/人/月（2022-07-01 起）")],
+    ),
+    Situation.SPECIAL_DISABLED: DatedTable(
+        "国家计生特别扶助金（独生子女伤残家庭）",
+        [Dated(date(2022, 7, 1), Money.yuan(460), "国家标准 460 元/人/月（2022-07-01 起）")],
+    ),
+}
+
+#: The national policy pays parents from the age of 49.
+MIN_AGE = 49
+
+#: Programs the province's 2022 plan (八、扎实做好惠民项目) names as 省级项目.
+PROVINCIAL_PROJECTS = frozenset(
+    {ProgramType.SANJIEHE, ProgramType.LOAN_INTEREST, ProgramType.NURSING_SUBSIDY, ProgramType.HEALTH_INSURANCE}
+)
+
+_SITUATION_LABEL = {Situation.SPECIAL_BEREAVED: "独生子女死亡家庭", Situation.SPECIAL_DISABLED: "独生子女伤残家庭"}
+
+
+def _age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def special_support_eligibility(beneficiary: Beneficiary, period: Period) -> Eligibility:
+    """National 特别扶助 conditions a clerk can check from the record."""
+    reasons: list[str] = []
+    ok = True
+    if beneficiary.situation not in SPECIAL_FAMILY:
+        return Eligibility(False, ("不属于计生特殊家庭（独生子女死亡或伤残），不享受计生特别扶助",))
+    reasons.append(f"属于计生特殊家庭：{_SITUATION_LABEL[Situation(beneficiary.situation)]}")
+    if beneficiary.birth_date is None:
+        ok = False
+        reasons.append("未登记出生日期，无法核定是否年满 49 周岁，请补充")
+    else:
+        age = _age_on(beneficiary.birth_date, period.start)
+        if age >= MIN_AGE:
+            reasons.append(f"{period.start.isoformat()} 时年满 {age} 周岁，符合国家政策“年满 49 周岁”的条件")
+        else:
+            ok = False
+            reasons.append(f"{period.start.isoformat()} 时 {age} 周岁，未满 49 周岁，按国家政策暂不享受")
+    attrs = beneficiary.attributes
+    if attrs.get("has_living_child", "").lower() in ("true", "1", "是"):
+        ok = False
+        reasons.append("现有存活子女（再生育或收养），不符合特别扶助条件")
+    if beneficiary.situation == Situation.SPECIAL_DISABLED:
+        grade = attrs.get("child_disability_grade", "")
+        if grade not in ("1", "2", "3"):
+            ok = False
+            reasons.append(
+                "独生子女伤残等级未登记或低于三级（须三级以上），请补充残疾证明"
+                if not grade
+                else f"独生子女伤残等级为 {grade} 级，须三级以上（1–3 级）"
+            )
+        else:
+            reasons.append(f"独生子女伤残等级 {grade} 级，达到三级以上")
+    return Eligibility(ok, tuple(reasons))
+
+
+@hookimpl
+def jsx_program_eligibility(
+    program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
+) -> Eligibility | None:
+    if program_type == ProgramType.SPECIAL_SUPPORT:
+        return special_support_eligibility(beneficiary, period)
+    if program_type in (ProgramType.HEALTH_INSURANCE, ProgramType.NURSING_SUBSIDY):
+        if beneficiary.situation in SPECIAL_FAMILY:
+            return Eligibility(True, (f"属于计生特殊家庭，可参加{ProgramType(program_type).label}",))
+        return Eligibility(False, (f"{ProgramType(program_type).label}只面向计生特殊家庭（独生子女死亡或伤残）",))
+    return None
+
+
+@hookimpl
+def jsx_entitlement_amount(
+    program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
+) -> Amount | None:
+    if program_type != ProgramType.SPECIAL_SUPPORT:
+        return None
+    table = SPECIAL_SUPPORT_RATES.get(beneficiary.situation)
+    if table is None:
+        raise FailedPrecondition(
+            "该对象不属于计生特殊家庭（独生子女死亡或伤残），没有特别扶助金额，请先核实家庭情况",
+            reason="NOT_ELIGIBLE",
+        )
+    return table.monthly_amount(period)
+
+
+@hookimpl
+def jsx_approval_chain(program_type: str, region: RegionCode, amount: Money) -> ApprovalChain | None:
+    if program_type in PROVINCIAL_PROJECTS:
+        return ApprovalChain(
+            ("VILLAGE", "TOWNSHIP", "COUNTY", "PROVINCE"),
+            (f"{ProgramType(program_type).label}为省级项目（湖南省计生协 2022 年工作要点），县审批后报省计生协",),
+        )
+    return ApprovalChain(("VILLAGE", "TOWNSHIP", "COUNTY"), ("村审核→乡镇审核→县审批",))
