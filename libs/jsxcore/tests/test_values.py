@@ -179,6 +179,7 @@ def test_region_hierarchy() -> None:
     assert not RegionCode.parse("431222").contains(village)
     assert not RegionCode.parse("431200").contains(RegionCode.parse("440100"))
     assert str(county) == "431281000000"
+    assert (county.prefix, village.prefix, RegionCode.parse("430000").prefix) == ("431281", "431281101201", "43")
 
 
 def test_region_names_and_ordering() -> None:

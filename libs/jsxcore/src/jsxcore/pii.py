@@ -57,9 +57,9 @@ def decode_key(text: str) -> bytes:
     try:
         raw = base64.b64decode(cleaned.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("not valid base64") from None
+        raise ValueError("不是有效的 base64 文本") from None
     if len(raw) != KEY_BYTES:
-        raise ValueError(f"decodes to {len(raw)} bytes, need {KEY_BYTES}")
+        raise ValueError(f"解码后为 {len(raw)} 字节，需要 {KEY_BYTES} 字节")
     return raw
 
 

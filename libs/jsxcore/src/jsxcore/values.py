@@ -275,9 +275,15 @@ class RegionCode:
             node = node.parent
         return chain
 
+    @property
+    def prefix(self) -> str:
+        """The digits every region inside this one starts with (省 2, 市 4, 县 6,
+        乡 9, 村 12): ``code LIKE prefix || '%'`` finds the subtree in SQL."""
+        return self.code[: _PREFIX_LEN[self.level]]
+
     def contains(self, other: RegionCode) -> bool:
         """True if ``other`` is this region or lies within it."""
-        return other.code.startswith(self.code[: _PREFIX_LEN[self.level]])
+        return other.code.startswith(self.prefix)
 
     @property
     def short(self) -> str:
