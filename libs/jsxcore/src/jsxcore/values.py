@@ -14,11 +14,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import (
-    ROUND_HALF_UP,
-    Decimal,
-    InvalidOperation,
-)
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import total_ordering
 from typing import Any
 
@@ -91,7 +87,7 @@ class Money:
             text = _nfkc(amount).strip().replace(",", "").replace(" ", "")
             text = text.removesuffix("元")
             sign = ""
-            if text[:1] in "+-" and text:
+            if text and text[0] in "+-":
                 sign, text = text[0], text[1:]
             text = text.removeprefix("¥")
             if not re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text):
