@@ -16,7 +16,7 @@ COUNTY = RegionCode.parse("431281")
 VILLAGE_A = RegionCode.parse("431281101201")
 VILLAGE_B = RegionCode.parse("431281101202")
 HOME = Site("site-x", "WARM_HOME", "暖心家园X", VILLAGE_A)
-QUARTERLY_VISIT = Target("warm_home_visit", "WARM_HOME", "VISIT", 1, "QUARTER", "暖心家园季度有慰问")
+QUARTERLY_VISIT = Target("warm_home_visit", "WARM_HOME", "CARE_VISIT", 1, "QUARTER", "暖心家园季度有慰问")
 MONTHLY_ACT = Target("warm_home_monthly", "WARM_HOME", "ANY", 1, "MONTH", "暖心家园每月有活动")
 
 

@@ -5,7 +5,7 @@ Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
 
 * ``activity_type`` codes are the :class:`ActivityKind` values (or their
   Chinese names, or a plugin-defined code) plus the pseudo types in
-  :data:`PSEUDO_TYPES`: ``VISIT`` (走访慰问 visits), ``PLAN`` (年度计划),
+  :data:`PSEUDO_TYPES`: ``CARE_VISIT`` (走访慰问 visits), ``PLAN`` (年度计划),
   ``ANY`` (any held activity) and ``PAIRING`` (every special family has a
   volunteer).
 * ``scope`` is ``VILLAGE``/``TOWNSHIP``/``COUNTY`` (every region unit of that
@@ -30,8 +30,8 @@ from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
 class ActivityKind(enum.StrEnum):
     """Built-in activity types; plugins add more through ``jsx_activity_types``."""
 
-    MEMBER_DAY = "MEMBER_DAY"
-    POPULATION_DAY = "POPULATION_DAY"
+    MEMBER_DAY = "MEMBER_DAY_529"
+    POPULATION_DAY = "WORLD_POPULATION_DAY"
     HEALTH_LECTURE = "HEALTH_LECTURE"
     YOUTH_HEALTH = "YOUTH_HEALTH"
     FREE_CLINIC = "FREE_CLINIC"
@@ -39,7 +39,7 @@ class ActivityKind(enum.StrEnum):
     TRAINING = "TRAINING"
     GROUP_BIRTHDAY = "GROUP_BIRTHDAY"
     FESTIVAL_CARE = "FESTIVAL_CARE"
-    AWARD_SELECTION = "AWARD_SELECTION"
+    AWARD_SELECTION = "AWARDS"
 
 
 ACTIVITY_LABELS: dict[str, str] = {
@@ -56,7 +56,7 @@ ACTIVITY_LABELS: dict[str, str] = {
 }
 
 #: Pseudo activity types a cadence target may name besides real activity types.
-PSEUDO_TYPES: dict[str, str] = {"VISIT": "走访慰问", "PLAN": "年度计划", "ANY": "活动", "PAIRING": "志愿者结对"}
+PSEUDO_TYPES: dict[str, str] = {"CARE_VISIT": "走访慰问", "PLAN": "年度计划", "ANY": "活动", "PAIRING": "志愿者结对"}
 
 # Names clerks and plugin authors write, folded onto codes.
 _TYPE_ALIASES: dict[str, str] = {
@@ -64,7 +64,7 @@ _TYPE_ALIASES: dict[str, str] = {
     "7.11": ActivityKind.POPULATION_DAY, "世界人口日": ActivityKind.POPULATION_DAY,
     "健康人生大讲堂": ActivityKind.HEALTH_LECTURE, "健康人生": ActivityKind.HEALTH_LECTURE,
     "大讲堂": ActivityKind.HEALTH_LECTURE, "评选": ActivityKind.AWARD_SELECTION,
-    "走访": "VISIT", "慰问": "VISIT", "计划": "PLAN",
+    "走访": "CARE_VISIT", "慰问": "CARE_VISIT", "VISIT": "CARE_VISIT", "计划": "PLAN",
 }
 for _code, _label in {**ACTIVITY_LABELS, **PSEUDO_TYPES}.items():
     _TYPE_ALIASES[_label] = _code
@@ -535,9 +535,13 @@ def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites
     def mine_region(r: RegionCode) -> bool:
         return subj.region.contains(r)
 
-    if t.type == "VISIT":
-        return sum(1 for v in facts.visits if in_window(v.visited_on)
-                   and (v.site_id == subj.id if subj.is_site else mine_region(v.region)))
+    if t.type == "CARE_VISIT":
+        # Group visits recorded as CARE_VISIT activities count alongside single visits.
+        group = sum(1 for a in facts.activities if a.status is ActivityStatus.HELD and a.type == "CARE_VISIT"
+                    and in_window(a.start) and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites))))
+        return group + sum(1 for v in facts.visits if in_window(v.visited_on) and (
+            (v.site_id == subj.id or (not v.site_id and v.region == subj.region)) if subj.is_site
+            else mine_region(v.region)))
     if t.type == "PLAN":
         return sum(1 for p in facts.plans if p.year in range(w.start.year, w.end.year + 1)
                    and (p.site_id == subj.id if subj.is_site else (not p.site_id and p.region == subj.region)))
@@ -591,8 +595,9 @@ def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Pe
 
 
 def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> ComplianceItem:
-    fams = [f for f in facts.families if f.special
-            and (f.site_id == subj.id if subj.is_site else subj.region.contains(f.region))]
+    fams = [f for f in facts.families if f.special and (
+        (f.site_id == subj.id or (not f.site_id and f.region == subj.region)) if subj.is_site
+        else subj.region.contains(f.region))]
     unpaired = tuple(sorted(f.household_id for f in fams if not f.volunteer_ids))
     paired = len(fams) - len(unpaired)
     label = period_label(period)
