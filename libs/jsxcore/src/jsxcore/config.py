@@ -119,6 +119,8 @@ class ServiceConfig:
     plugin_timeout_ms: int = 2000
     log_level: str = "INFO"
     shutdown_grace_s: float = 5.0
+    #: JetStream replicas for the streams a service's relay creates (3 in production)
+    stream_replicas: int = 1
     members_addr: str | None = None
     funds_addr: str | None = None
     events_addr: str | None = None
@@ -190,6 +192,7 @@ class ServiceConfig:
         plugins = get("PLUGINS", {}, parse_plugins, "插件启用表 插件名=区划代码[+区划代码…]，多项用逗号分隔")
         timeout = get("PLUGIN_TIMEOUT_MS", 2000, lambda s: _int_in(s, 1, 600_000), "1–600000 之间的整数（毫秒）")
         log_level = get("LOG_LEVEL", "INFO", _parse_level, "DEBUG/INFO/WARNING/ERROR/CRITICAL 之一")
+        replicas = get("STREAM_REPLICAS", 1, lambda s: _int_in(s, 1, 5), "1–5 之间的整数（生产环境 3）")
         grace = get("SHUTDOWN_GRACE_S", 5.0, lambda s: _float_in(s, 0, 3600), "0–3600 之间的秒数")
         upstream = {
             n: get(f"{n.upper()}_ADDR", None, lambda s: _addr(s, allow_zero=False), "上游服务地址 主机:端口")
@@ -247,6 +250,7 @@ class ServiceConfig:
             plugin_timeout_ms=timeout,
             log_level=log_level,
             shutdown_grace_s=grace,
+            stream_replicas=replicas,
             members_addr=upstream["members"],
             funds_addr=upstream["funds"],
             events_addr=upstream["events"],
