@@ -1,0 +1,87 @@
+"""JSON-lines logs on stderr, one object per line.
+
+Fields: ``ts`` (ISO 8601, local offset), ``level``, ``service``, ``logger``,
+``msg``; while serving an RPC also ``method``, ``request_id`` and ``caller``
+(the subject, never a name or 身份证); any ``extra={...}`` fields; ``exc`` with
+the traceback. Personal data is masked by :class:`jsxcore.pii.PiiRedactingFilter`
+on the handler, so a stray 身份证 number in a message never reaches the log.
+Request bodies are never logged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from jsxcore.pii import PiiRedactingFilter
+
+
+@dataclass(slots=True)
+class RpcInfo:
+    """What the log needs to know about the RPC being served (one per call)."""
+
+    method: str
+    request_id: str = ""
+    caller: str = ""
+    #: final status code name, set by the error interceptor
+    code: str = "OK"
+
+
+#: set by the access-log interceptor for the duration of one RPC
+RPC: ContextVar[RpcInfo | None] = ContextVar("jsx_rpc", default=None)
+
+# LogRecord attributes that are not user ``extra`` fields.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; non-ASCII kept readable (中文 stays 中文)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rpc = RPC.get()
+        if rpc is not None:
+            out["method"] = rpc.method
+            if rpc.request_id:
+                out["request_id"] = rpc.request_id
+            if rpc.caller:
+                out["caller"] = rpc.caller
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key not in out:
+                out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def setup_logging(service: str, level: str | int = "INFO", *, stream: TextIO | None = None) -> logging.Handler:
+    """Route every logger to one JSON handler on stderr (replacing earlier
+    handlers, so calling it twice is harmless). Returns the handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(PiiRedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    return handler
+
+
+__all__ = ["RPC", "JsonFormatter", "RpcInfo", "setup_logging"]
