@@ -45,40 +45,40 @@ from jsxcore.values import Money, RegionCode
 
 
 class FundKind(str, enum.Enum):
-    """What a fund is for."""
+    """What a fund is for (the wire enum jsx.funds.v1.FundKind without its prefix)."""
 
-    PROGRAM = "PROGRAM"  # 项目资金: one program's money (三结合, 特别扶助 …)
-    HAPPINESS_FUND = "HAPPINESS_FUND"  # 幸福基金 of a village
-    RELIEF = "RELIEF"  # 救助/慰问资金 (生育关怀, 暖心行动, 走访慰问金)
-    GENERAL = "GENERAL"  # 其他专项资金
+    PROGRAM = "PROGRAM"  # 项目资金: one or more programs' money (三结合, 特别扶助 …)
+    HAPPINESS = "HAPPINESS"  # a village 幸福基金
+    DONATION = "DONATION"  # 捐赠资金 not tied to a program
+    CONDOLENCE = "CONDOLENCE"  # 走访慰问金
+    OPERATING = "OPERATING"  # 工作经费
+    RELIEF = "RELIEF"  # 救助资金 (生育关怀, 暖心行动)
 
     @property
     def label(self) -> str:
-        return {"PROGRAM": "项目资金", "HAPPINESS_FUND": "幸福基金", "RELIEF": "救助慰问资金", "GENERAL": "专项资金"}[
-            self.value
-        ]
+        return _FUND_KIND_LABELS[self]
+
+
+_FUND_KIND_LABELS = {
+    FundKind.PROGRAM: "项目资金",
+    FundKind.HAPPINESS: "幸福基金",
+    FundKind.DONATION: "捐赠资金",
+    FundKind.CONDOLENCE: "慰问金",
+    FundKind.OPERATING: "工作经费",
+    FundKind.RELIEF: "救助资金",
+}
 
 
 class SourceKind(str, enum.Enum):
     """Where money comes from."""
 
     PROVINCE_FINANCE = "PROVINCE_FINANCE"  # 省财政
+    CITY_FINANCE = "CITY_FINANCE"  # 市财政
     COUNTY_FINANCE = "COUNTY_FINANCE"  # 县财政
     CFPA_PROJECT = "CFPA_PROJECT"  # 中国计生协项目资金
     DONATION = "DONATION"  # 社会捐赠
     VILLAGE_ALLOCATION = "VILLAGE_ALLOCATION"  # 村集体拨付
     OTHER = "OTHER"
-
-    @property
-    def label(self) -> str:
-        return {
-            "PROVINCE_FINANCE": "省财政",
-            "COUNTY_FINANCE": "县财政",
-            "CFPA_PROJECT": "中国计生协项目资金",
-            "DONATION": "社会捐赠",
-            "VILLAGE_ALLOCATION": "村集体拨付",
-            "OTHER": "其他来源",
-        }[self.value]
 
 
 class DonorKind(str, enum.Enum):
@@ -88,7 +88,7 @@ class DonorKind(str, enum.Enum):
     NOTABLE = "NOTABLE"  # 社会贤达
     ENTREPRENEUR = "ENTREPRENEUR"  # 企业家
     RETURNEE = "RETURNEE"  # 返乡创业者
-    ENTERPRISE = "ENTERPRISE"  # 企业/单位
+    ORGANIZATION = "ORGANIZATION"  # 企业/单位
     OTHER = "OTHER"
 
 
@@ -109,7 +109,7 @@ class JournalKind(str, enum.Enum):
     COMMITMENT = "COMMITMENT"  # 预留（审批后冻结）
     RELEASE = "RELEASE"  # 释放预留
     PAYMENT = "PAYMENT"  # 支付
-    PAYMENT_RETURNED = "PAYMENT_RETURNED"  # 退回（银行失败）
+    PAYMENT_RETURN = "PAYMENT_RETURN"  # 退回（银行失败）
     REVERSAL = "REVERSAL"  # 冲销
 
     @property
@@ -120,7 +120,7 @@ class JournalKind(str, enum.Enum):
             "COMMITMENT": "预留",
             "RELEASE": "释放预留",
             "PAYMENT": "支付",
-            "PAYMENT_RETURNED": "支付退回",
+            "PAYMENT_RETURN": "支付退回",
             "REVERSAL": "冲销",
         }[self.value]
 
@@ -259,7 +259,7 @@ def payment(fund_id: int, payment_id: int, amount: Money, commitment_id: int | N
 def payment_returned(fund_id: int, payment_id: int, amount: Money) -> Posting:
     """The bank could not pay: the money returns to the fund's available balance."""
     require_positive(amount)
-    return make_posting(JournalKind.PAYMENT_RETURNED, fund_id, [
+    return make_posting(JournalKind.PAYMENT_RETURN, fund_id, [
         Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),
         Line(AccountKey(fund_id, AccountKind.EXPENSE, payment_id=payment_id), Side.CREDIT, amount),
     ], payment_id=payment_id)

@@ -686,3 +686,159 @@ class VisitExpenseRejected(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VisitExpenseRejected: _TypeAlias = VisitExpenseRejected  # noqa: Y015
+
+@_typing.final
+class AllocationPosted(_message.Message):
+    """Money from a source was booked into a fund (拨款到账).
+    Subject: jsx.funds.allocation.posted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    LEDGER_ENTRY_FIELD_NUMBER: _builtins.int
+    FUND_FIELD_NUMBER: _builtins.int
+    OWNER_REGION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID); consumers de-duplicate on it."""
+    ledger_entry: _builtins.str
+    """The ledger entry, "funds/{fund}/ledgerEntries/{ledger_entry}"."""
+    fund: _builtins.str
+    """The fund, "funds/{fund}"."""
+    source: _builtins.str
+    """The source, "fundSources/{fund_source}"."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def owner_region(self) -> _common_pb2.RegionCode:
+        """The fund's owner region."""
+
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money:
+        """Amount."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        ledger_entry: _builtins.str = ...,
+        fund: _builtins.str = ...,
+        owner_region: _common_pb2.RegionCode | None = ...,
+        source: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "occurred_at", b"occurred_at", "owner_region", b"owner_region"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "event_id", b"event_id", "fund", b"fund", "ledger_entry", b"ledger_entry", "occurred_at", b"occurred_at", "owner_region", b"owner_region", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocationPosted: _TypeAlias = AllocationPosted  # noqa: Y015
+
+@_typing.final
+class LedgerEntryReversed(_message.Message):
+    """A ledger entry was reversed (冲正): a new entry with opposite lines was booked.
+    Subject: jsx.funds.ledger_entry.reversed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    LEDGER_ENTRY_FIELD_NUMBER: _builtins.int
+    REVERSES_FIELD_NUMBER: _builtins.int
+    FUND_FIELD_NUMBER: _builtins.int
+    OWNER_REGION_FIELD_NUMBER: _builtins.int
+    REVERSED_KIND_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID); consumers de-duplicate on it."""
+    ledger_entry: _builtins.str
+    """The reversal entry, "funds/{fund}/ledgerEntries/{ledger_entry}"."""
+    reverses: _builtins.str
+    """The entry it reverses, "funds/{fund}/ledgerEntries/{ledger_entry}"."""
+    fund: _builtins.str
+    """The fund, "funds/{fund}"."""
+    reversed_kind: _funds_pb2.EntryKind.ValueType
+    """What the reversed entry was."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def owner_region(self) -> _common_pb2.RegionCode:
+        """The fund's owner region."""
+
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money:
+        """Amount of the reversed entry."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        ledger_entry: _builtins.str = ...,
+        reverses: _builtins.str = ...,
+        fund: _builtins.str = ...,
+        owner_region: _common_pb2.RegionCode | None = ...,
+        reversed_kind: _funds_pb2.EntryKind.ValueType = ...,
+        amount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "occurred_at", b"occurred_at", "owner_region", b"owner_region"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "event_id", b"event_id", "fund", b"fund", "ledger_entry", b"ledger_entry", "occurred_at", b"occurred_at", "owner_region", b"owner_region", "reversed_kind", b"reversed_kind", "reverses", b"reverses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerEntryReversed: _TypeAlias = LedgerEntryReversed  # noqa: Y015
+
+@_typing.final
+class FundOpened(_message.Message):
+    """A fund was opened.
+    Subject: jsx.funds.fund.opened.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    FUND_FIELD_NUMBER: _builtins.int
+    OWNER_REGION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID); consumers de-duplicate on it."""
+    fund: _builtins.str
+    """The fund, "funds/{fund}"."""
+    kind: _funds_pb2.FundKind.ValueType
+    """What the fund is for."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def owner_region(self) -> _common_pb2.RegionCode:
+        """The fund's owner region."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        fund: _builtins.str = ...,
+        owner_region: _common_pb2.RegionCode | None = ...,
+        kind: _funds_pb2.FundKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "owner_region", b"owner_region"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "fund", b"fund", "kind", b"kind", "occurred_at", b"occurred_at", "owner_region", b"owner_region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FundOpened: _TypeAlias = FundOpened  # noqa: Y015

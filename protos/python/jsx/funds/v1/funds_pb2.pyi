@@ -83,6 +83,8 @@ class _FundKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FundKind.Val
     """Money for 走访慰问 visits (慰问金)."""
     FUND_KIND_OPERATING: _FundKind.ValueType  # 5
     """Working funds (工作经费)."""
+    FUND_KIND_RELIEF: _FundKind.ValueType  # 6
+    """Relief money (救助资金: 生育关怀, 暖心行动)."""
 
 class FundKind(_FundKind, metaclass=_FundKindEnumTypeWrapper):
     """What a fund is for."""
@@ -99,6 +101,8 @@ FUND_KIND_CONDOLENCE: FundKind.ValueType  # 4
 """Money for 走访慰问 visits (慰问金)."""
 FUND_KIND_OPERATING: FundKind.ValueType  # 5
 """Working funds (工作经费)."""
+FUND_KIND_RELIEF: FundKind.ValueType  # 6
+"""Relief money (救助资金: 生育关怀, 暖心行动)."""
 Global___FundKind: _TypeAlias = FundKind  # noqa: Y015
 
 class _EntryKind:
@@ -123,6 +127,12 @@ class _EntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EntryKind.V
     """Reversal of an earlier entry (冲正)."""
     ENTRY_KIND_TRANSFER: _EntryKind.ValueType  # 7
     """Transfer between funds (调拨)."""
+    ENTRY_KIND_COMMITMENT: _EntryKind.ValueType  # 8
+    """Money earmarked for approved spending (预留); the balance is unchanged,
+    the available part shrinks.
+    """
+    ENTRY_KIND_RELEASE: _EntryKind.ValueType  # 9
+    """An earmark given back (释放预留)."""
 
 class EntryKind(_EntryKind, metaclass=_EntryKindEnumTypeWrapper):
     """What moved money in a ledger entry."""
@@ -143,7 +153,45 @@ ENTRY_KIND_REVERSAL: EntryKind.ValueType  # 6
 """Reversal of an earlier entry (冲正)."""
 ENTRY_KIND_TRANSFER: EntryKind.ValueType  # 7
 """Transfer between funds (调拨)."""
+ENTRY_KIND_COMMITMENT: EntryKind.ValueType  # 8
+"""Money earmarked for approved spending (预留); the balance is unchanged,
+the available part shrinks.
+"""
+ENTRY_KIND_RELEASE: EntryKind.ValueType  # 9
+"""An earmark given back (释放预留)."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
+
+class _LedgerAccount:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LedgerAccountEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LedgerAccount.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEDGER_ACCOUNT_UNSPECIFIED: _LedgerAccount.ValueType  # 0
+    """Not recorded."""
+    LEDGER_ACCOUNT_INCOME: _LedgerAccount.ValueType  # 1
+    """Income from one source (credit-normal); `source` names it."""
+    LEDGER_ACCOUNT_AVAILABLE: _LedgerAccount.ValueType  # 2
+    """Money free to earmark or pay (debit-normal)."""
+    LEDGER_ACCOUNT_COMMITTED: _LedgerAccount.ValueType  # 3
+    """Money earmarked (debit-normal); `commitment` names the earmark."""
+    LEDGER_ACCOUNT_EXPENSE: _LedgerAccount.ValueType  # 4
+    """Money paid out (debit-normal); `payment` names the payment."""
+
+class LedgerAccount(_LedgerAccount, metaclass=_LedgerAccountEnumTypeWrapper):
+    """The ledger account a line posts to. Every account belongs to one fund."""
+
+LEDGER_ACCOUNT_UNSPECIFIED: LedgerAccount.ValueType  # 0
+"""Not recorded."""
+LEDGER_ACCOUNT_INCOME: LedgerAccount.ValueType  # 1
+"""Income from one source (credit-normal); `source` names it."""
+LEDGER_ACCOUNT_AVAILABLE: LedgerAccount.ValueType  # 2
+"""Money free to earmark or pay (debit-normal)."""
+LEDGER_ACCOUNT_COMMITTED: LedgerAccount.ValueType  # 3
+"""Money earmarked (debit-normal); `commitment` names the earmark."""
+LEDGER_ACCOUNT_EXPENSE: LedgerAccount.ValueType  # 4
+"""Money paid out (debit-normal); `payment` names the payment."""
+Global___LedgerAccount: _TypeAlias = LedgerAccount  # noqa: Y015
 
 class _DonorKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -657,6 +705,9 @@ class Fund(_message.Message):
     ALLOW_NEGATIVE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "funds/{fund}". Output only."""
     display_name: _builtins.str
@@ -667,6 +718,10 @@ class Fund(_message.Message):
     """Whether the balance may go below zero (垫付). Set by the fund's rules;
     false for nearly every fund.
     """
+    owner: _builtins.str
+    """The owning association, e.g. "溆浦县计生协"."""
+    description: _builtins.str
+    """What the money is for, in Chinese."""
     @_builtins.property
     def owner_region(self) -> _common_pb2.RegionCode:
         """The region that owns and spends the fund."""
@@ -683,6 +738,12 @@ class Fund(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When its balance last changed. Output only."""
 
+    @_builtins.property
+    def available(self) -> _common_pb2.Money:
+        """The part of `balance` not earmarked for approved spending: what a new
+        commitment or payment may use. Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -694,10 +755,13 @@ class Fund(_message.Message):
         allow_negative: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        available: _common_pb2.Money | None = ...,
+        owner: _builtins.str = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "create_time", b"create_time", "owner_region", b"owner_region", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "balance", b"balance", "create_time", b"create_time", "owner_region", b"owner_region", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_negative", b"allow_negative", "balance", b"balance", "create_time", b"create_time", "display_name", b"display_name", "kind", b"kind", "name", b"name", "owner_region", b"owner_region", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_negative", b"allow_negative", "available", b"available", "balance", b"balance", "create_time", b"create_time", "description", b"description", "display_name", b"display_name", "kind", b"kind", "name", b"name", "owner", b"owner", "owner_region", b"owner_region", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -818,6 +882,52 @@ class ListFundsResponse(_message.Message):
 Global___ListFundsResponse: _TypeAlias = ListFundsResponse  # noqa: Y015
 
 @_typing.final
+class LedgerLine(_message.Message):
+    """One side of a balanced transaction: the debits and credits of a
+    LedgerEntry's lines are equal.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    DEBIT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    COMMITMENT_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    account: Global___LedgerAccount.ValueType
+    """The account."""
+    debit: _builtins.bool
+    """True for a debit, false for a credit."""
+    source: _builtins.str
+    """For an INCOME line, the source, "fundSources/{fund_source}"."""
+    commitment: _builtins.str
+    """For a COMMITTED line, the earmark, "funds/{fund}/ledgerEntries/{ledger_entry}"."""
+    payment: _builtins.str
+    """For an EXPENSE line, the payment, "funds/{fund}/payments/{payment}"."""
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money:
+        """Amount; always positive (the side carries the sign)."""
+
+    def __init__(
+        self,
+        *,
+        account: Global___LedgerAccount.ValueType = ...,
+        debit: _builtins.bool = ...,
+        amount: _common_pb2.Money | None = ...,
+        source: _builtins.str = ...,
+        commitment: _builtins.str = ...,
+        payment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "commitment", b"commitment", "debit", b"debit", "payment", b"payment", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerLine: _TypeAlias = LedgerLine  # noqa: Y015
+
+@_typing.final
 class LedgerEntry(_message.Message):
     """One line of a fund's ledger: the fund's side of a balanced transaction.
     Entries are immutable. Resource name: "funds/{fund}/ledgerEntries/{ledger_entry}".
@@ -836,6 +946,8 @@ class LedgerEntry(_message.Message):
     MEMO_FIELD_NUMBER: _builtins.int
     REVERSES_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    AVAILABLE_AFTER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "funds/{fund}/ledgerEntries/{ledger_entry}". Output only."""
     transaction_id: _builtins.str
@@ -869,6 +981,14 @@ class LedgerEntry(_message.Message):
     def audit(self) -> _common_pb2.AuditStamp:
         """Who booked it, when, and through which request."""
 
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerLine]:
+        """The balanced double-entry lines (at least two; debits equal credits)."""
+
+    @_builtins.property
+    def available_after(self) -> _common_pb2.Money:
+        """The fund's available (not earmarked) money after this entry."""
+
     def __init__(
         self,
         *,
@@ -883,10 +1003,12 @@ class LedgerEntry(_message.Message):
         memo: _builtins.str = ...,
         reverses: _builtins.str = ...,
         audit: _common_pb2.AuditStamp | None = ...,
+        lines: _abc.Iterable[Global___LedgerLine] | None = ...,
+        available_after: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "audit", b"audit", "balance_after", b"balance_after"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "audit", b"audit", "available_after", b"available_after", "balance_after", b"balance_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "audit", b"audit", "balance_after", b"balance_after", "counterparty", b"counterparty", "fund", b"fund", "kind", b"kind", "memo", b"memo", "name", b"name", "reference", b"reference", "reverses", b"reverses", "transaction_id", b"transaction_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "audit", b"audit", "available_after", b"available_after", "balance_after", b"balance_after", "counterparty", b"counterparty", "fund", b"fund", "kind", b"kind", "lines", b"lines", "memo", b"memo", "name", b"name", "reference", b"reference", "reverses", b"reverses", "transaction_id", b"transaction_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1097,6 +1219,9 @@ class FundBalance(_message.Message):
     BALANCE_FIELD_NUMBER: _builtins.int
     TOTAL_IN_FIELD_NUMBER: _builtins.int
     TOTAL_OUT_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
+    BY_SOURCE_FIELD_NUMBER: _builtins.int
     fund: _builtins.str
     """The fund, "funds/{fund}"."""
     @_builtins.property
@@ -1115,6 +1240,18 @@ class FundBalance(_message.Message):
     def total_out(self) -> _common_pb2.Money:
         """Sum of all money out (negative entries), as a positive amount."""
 
+    @_builtins.property
+    def available(self) -> _common_pb2.Money:
+        """The part of `balance` free to earmark or pay."""
+
+    @_builtins.property
+    def committed(self) -> _common_pb2.Money:
+        """The part of `balance` earmarked for approved spending."""
+
+    @_builtins.property
+    def by_source(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceTotal]:
+        """Money in per source, ordered by source name."""
+
     def __init__(
         self,
         *,
@@ -1123,14 +1260,45 @@ class FundBalance(_message.Message):
         balance: _common_pb2.Money | None = ...,
         total_in: _common_pb2.Money | None = ...,
         total_out: _common_pb2.Money | None = ...,
+        available: _common_pb2.Money | None = ...,
+        committed: _common_pb2.Money | None = ...,
+        by_source: _abc.Iterable[Global___SourceTotal] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "balance", b"balance", "total_in", b"total_in", "total_out", b"total_out"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "available", b"available", "balance", b"balance", "committed", b"committed", "total_in", b"total_in", "total_out", b"total_out"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "balance", b"balance", "fund", b"fund", "total_in", b"total_in", "total_out", b"total_out"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "available", b"available", "balance", b"balance", "by_source", b"by_source", "committed", b"committed", "fund", b"fund", "total_in", b"total_in", "total_out", b"total_out"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FundBalance: _TypeAlias = FundBalance  # noqa: Y015
+
+@_typing.final
+class SourceTotal(_message.Message):
+    """Money one source put into a fund (net of reversals)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """The source, "fundSources/{fund_source}"."""
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money:
+        """Net amount in."""
+
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceTotal: _TypeAlias = SourceTotal  # noqa: Y015
 
 @_typing.final
 class ListLedgerEntriesRequest(_message.Message):

@@ -99,6 +99,10 @@ class JournalRow(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     #: A journal is reversed at most once: the unique key makes a second reversal fail.
     reverses_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("journals.id"), unique=True)
+    #: Document number (拨款文号, 凭证号) the clerk gave.
+    reference: Mapped[str] = mapped_column(String(200), default="")
+    #: The other side: "fundSources/3", "payments/17", "visits/…".
+    counterparty: Mapped[str] = mapped_column(String(200), default="")
     request_id: Mapped[str] = mapped_column(String(64), default="")
     memo: Mapped[str] = mapped_column(String(500), default="")
     actor: Mapped[str] = mapped_column(String(200), default="")
@@ -151,6 +155,8 @@ class DonationRow(Base):
     donor_kind: Mapped[str] = mapped_column(String(16))
     #: Donors to a 幸福基金 are publicly thanked (公示); the name is not a protected field.
     donor_name: Mapped[str] = mapped_column(String(200))
+    #: Published as 匿名 in 公示 and listings.
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     amount: Mapped[int] = mapped_column(BigInteger)
     received_on: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
