@@ -10,7 +10,7 @@ Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
   volunteer).
 * ``scope`` is ``VILLAGE``/``TOWNSHIP``/``COUNTY`` (every region unit of that
   level known inside the report region) or a site kind (``WARM_HOME``
-  暖心家园, ``MEMBER_HOME`` 会员之家, ``SCHOOL`` 学校, …).
+  暖心家园, ``MEMBER_HOME`` 会员之家, ``SCHOOL`` = ``YOUTH_HEALTH_BASE`` 学校/青春健康教育基地, …).
 """
 from __future__ import annotations
 
@@ -90,15 +90,15 @@ SITE_KIND_LABELS: dict[str, str] = {
     "WARM_HOME": "暖心家园",
     "MEMBER_HOME": "会员之家",
     "HEALTH_STATION": "健康驿站",
-    "YOUTH_BASE": "青春健康教育基地",
-    "SCHOOL": "学校",
+    "YOUTH_HEALTH_BASE": "青春健康教育基地",
 }
-_SITE_ALIASES = {v: k for k, v in SITE_KIND_LABELS.items()}
+# Schools appear in the members registry as 青春健康教育基地 sites.
+_SITE_ALIASES = {v: k for k, v in SITE_KIND_LABELS.items()} | {"SCHOOL": "YOUTH_HEALTH_BASE", "学校": "YOUTH_HEALTH_BASE"}
 
 
 def normalize_site_kind(text: str) -> str:
     s = text.strip()
-    return _SITE_ALIASES.get(s, s.upper())
+    return _SITE_ALIASES.get(s) or _SITE_ALIASES.get(s.upper()) or s.upper()
 
 
 class AwardKind(enum.StrEnum):
