@@ -26,6 +26,7 @@ class HukouType(str, enum.Enum):
 
     RURAL = "农村"
     URBAN = "城镇"
+    RESIDENT = "居民"
 
 
 class Relation(str, enum.Enum):
@@ -35,26 +36,25 @@ class Relation(str, enum.Enum):
     SPOUSE = "配偶"
     SON = "子"
     DAUGHTER = "女"
-    PARENT = "父母"
-    GRANDPARENT = "祖父母"
+    FATHER = "父亲"
+    MOTHER = "母亲"
     GRANDCHILD = "孙子女"
-    SIBLING = "兄弟姐妹"
-    CHILD_IN_LAW = "儿媳/女婿"
     OTHER = "其他"
 
 
 class Situation(str, enum.Enum):
-    """家庭类型: the household's family-planning situation."""
+    """家庭类型: the household's family-planning situation. ``NONE`` is an
+    entry that ends the previous situation (the household is 一般户 again)."""
 
-    ORDINARY = "一般户"
-    ONE_CHILD = "独生子女户"
+    NONE = "一般户"
+    ONLY_CHILD = "独生子女户"
     TWO_DAUGHTERS = "双女户"
-    SPECIAL_LOST = "计生特殊家庭（失独）"
+    SPECIAL_BEREAVED = "计生特殊家庭（失独）"
     SPECIAL_DISABLED = "计生特殊家庭（伤残）"
 
     @property
     def is_special(self) -> bool:
-        return self in (Situation.SPECIAL_LOST, Situation.SPECIAL_DISABLED)
+        return self in (Situation.SPECIAL_BEREAVED, Situation.SPECIAL_DISABLED)
 
     @classmethod
     def parse(cls, text: str, *, field: str = "situation") -> Situation:
@@ -63,7 +63,7 @@ class Situation(str, enum.Enum):
         for s in cls:
             if t in (s.value, s.name):
                 return s
-        short = {"失独": cls.SPECIAL_LOST, "伤残": cls.SPECIAL_DISABLED, "一般": cls.ORDINARY, "": cls.ORDINARY}
+        short = {"失独": cls.SPECIAL_BEREAVED, "伤残": cls.SPECIAL_DISABLED, "一般": cls.NONE, "": cls.NONE, "农村双女户": cls.TWO_DAUGHTERS}
         if t in short:
             return short[t]
         raise InvalidArgument.field(
@@ -76,26 +76,27 @@ class MemberType(str, enum.Enum):
 
     ORDINARY = "普通会员"
     BACKBONE = "骨干会员"
-    DIRECTOR = "理事"
+    COUNCIL = "理事"
 
 
 class PairingKind(str, enum.Enum):
     """How a volunteer is tied to a special family."""
 
     MEMBER_CONTACT = "会员联系户"
-    DUAL_POST = "双岗联系人"
+    DUAL_CONTACT = "双岗联系人"
 
 
 class SiteKind(str, enum.Enum):
     MEMBER_HOME = "会员之家"
     WARM_HOME = "暖心家园"
-    HEALTH_POST = "健康驿站"
-    YOUTH_BASE = "青春健康教育基地"
+    HEALTH_STATION = "健康驿站"
+    YOUTH_HEALTH_BASE = "青春健康教育基地"
 
 
 class PersonStatus(str, enum.Enum):
-    ALIVE = "健在"
+    ACTIVE = "在册"
     DECEASED = "已故"
+    MOVED_OUT = "迁出"
 
 
 #: The 六有 checklist every 暖心家园 must satisfy, in the order the
@@ -166,7 +167,7 @@ class PersonDraft:
     phone: str | None
     village: RegionCode
     hukou: HukouType
-    status: PersonStatus = PersonStatus.ALIVE
+    status: PersonStatus = PersonStatus.ACTIVE
     death_date: date | None = None
 
     @property
@@ -217,7 +218,7 @@ def validate_person(
         phone=values["phone"],  # type: ignore[arg-type]
         village=values["village"],  # type: ignore[arg-type]
         hukou=values["hukou"],  # type: ignore[arg-type]
-        status=PersonStatus.DECEASED if death_date else PersonStatus.ALIVE,
+        status=PersonStatus.DECEASED if death_date else PersonStatus.ACTIVE,
         death_date=death_date,
     )
 
@@ -270,19 +271,22 @@ class SituationRecord:
     situation: Situation
     effective_from: date
     disability_grade: int | None = None
-    honor_certificate: bool = False
+    #: 独生子女父母光荣证 number, when held
+    honor_certificate: str = ""
     note: str = ""
 
 
 def validate_situation(record: SituationRecord, *, today: date | None = None, field: str = "situation") -> SituationRecord:
     errors = ErrorCollector()
     if record.situation is Situation.SPECIAL_DISABLED:
-        if record.disability_grade not in (1, 2, 3, 4):
-            errors.add(f"{field}.disability_grade", "伤残家庭须填写子女伤残等级（1至4级）")
+        if record.disability_grade not in (1, 2, 3):
+            errors.add(f"{field}.disability_grade", "伤残家庭须填写子女伤残等级（1至3级，一级最重）")
     elif record.disability_grade:
         errors.add(f"{field}.disability_grade", "只有计生特殊家庭（伤残）才填写伤残等级")
     if record.effective_from > (today or date.today()):
         errors.add(f"{field}.effective_from", "生效日期不能晚于今天")
+    if len(record.honor_certificate) > 40:
+        errors.add(f"{field}.honor_certificate", "光荣证编号最长40字")
     if len(record.note) > 200:
         errors.add(f"{field}.note", "备注最长200字")
     errors.raise_if_any("家庭类型信息有误，请按字段说明修改后重试")
@@ -304,9 +308,9 @@ def append_situation(history: Sequence[SituationRecord], record: SituationRecord
                 f"生效日期须晚于上一次记录的生效日期 {last.effective_from.isoformat()}；历史记录不可改写，请填写新的变更日期",
                 reason="SITUATION_NOT_AFTER_LATEST",
             )
-        if (last.situation, last.disability_grade, last.honor_certificate) == (
+        if (last.situation, last.disability_grade or 0, last.honor_certificate) == (
             record.situation,
-            record.disability_grade,
+            record.disability_grade or 0,
             record.honor_certificate,
         ):
             raise FailedPrecondition("家庭类型与当前记录相同，无需变更", reason="SITUATION_UNCHANGED")
@@ -351,17 +355,21 @@ def check_pairing(
     volunteer_active: bool,
     volunteer_deceased: bool,
     volunteer_in_household: bool,
+    volunteer_inactive: bool = False,
 ) -> None:
     """The 1:1 rule: a volunteer pairs with one special family at a time,
-    and a special family has one paired volunteer at a time."""
+    and a special family has one open pairing of each kind (会员联系户,
+    双岗联系人). ``household_active`` means: an open pairing of this kind."""
     if household_situation is None or not household_situation.situation.is_special:
         raise FailedPrecondition("只有计生特殊家庭（失独、伤残）需要结对联系，该户当前不是特殊家庭", reason="NOT_SPECIAL_FAMILY")
+    if volunteer_inactive:
+        raise FailedPrecondition("该志愿者已停止接受结对，请选择其他志愿者", reason="VOLUNTEER_INACTIVE")
     if volunteer_deceased:
         raise FailedPrecondition("该志愿者已故，不能结对", reason="VOLUNTEER_DECEASED")
     if volunteer_in_household:
         raise FailedPrecondition("志愿者不能与自己所在的家庭结对", reason="VOLUNTEER_OWN_HOUSEHOLD")
     if household_active:
-        raise FailedPrecondition("该特殊家庭已有结对志愿者，请先解除原结对再重新结对", reason="HOUSEHOLD_ALREADY_PAIRED")
+        raise FailedPrecondition("该特殊家庭已有同类结对志愿者，请先解除原结对再重新结对", reason="HOUSEHOLD_ALREADY_PAIRED")
     if volunteer_active:
         raise FailedPrecondition("该志愿者已结对一户特殊家庭（一对一），请先解除原结对", reason="VOLUNTEER_ALREADY_PAIRED")
 
@@ -404,7 +412,9 @@ def validate_site(*, kind: SiteKind, name: str, village: str, address: str, six_
         errors.add("site.name", "请填写场所名称（最长100字）")
     region: RegionCode | None = None
     try:
-        region = parse_village(village, field="site.village")
+        region = RegionCode.parse(village, field="site.village")
+        if region.level < RegionLevel.TOWNSHIP:
+            errors.add("site.village", "场所所在地应为乡镇或村（社区）级行政区划代码")
     except InvalidArgument as e:
         errors.violations.extend(e.violations)
     addr = _fold(address)

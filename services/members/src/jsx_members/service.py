@@ -1,0 +1,864 @@
+"""Members use cases: one transaction each, with their outbox events and
+AIP-155 idempotency, and the caller's permissions and region scope applied.
+
+Requests and responses are the jsx.members.v1 protobuf messages (the wire
+contract is the use-case contract: idempotency stores the response as sent),
+while every rule lives in :mod:`jsx_members.domain`. The caller is
+:func:`jsxcore.auth.current_caller` (set by the gRPC auth interceptor, or by
+the CLI for direct database work).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from jsx.common.v1 import common_pb2
+from jsx.members.v1 import events_pb2
+from jsx.members.v1 import members_pb2 as pb
+from jsxcore.auth import Caller, current_caller
+from jsxcore.errors import Aborted, AlreadyExists, ErrorCollector, FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.idempotency import run_idempotent
+from jsxcore.pii import BlindIndex, FieldCipher, mask_name, mask_phone
+from jsxcore.values import IdNumber, RegionCode, RegionLevel
+
+from jsx_members import domain as d
+from jsx_members.adapters import bus
+from jsx_members.adapters import db as m
+
+log = logging.getLogger("jsx.members")
+audit = logging.getLogger("jsx.audit")
+
+SERVICE_NAME = "jsx.members.v1.MembersService"
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+R = TypeVar("R", bound=Message)
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def to_date(value: common_pb2.Date, field: str, *, required: bool = False, default: date | None = None) -> date | None:
+    if value.year == 0 and value.month == 0 and value.day == 0:
+        if required:
+            raise InvalidArgument.field(field, "请填写日期", reason="DATE_REQUIRED")
+        return default
+    try:
+        return date(value.year, value.month, value.day)
+    except ValueError:
+        raise InvalidArgument.field(field, f"日期 {value.year}-{value.month}-{value.day} 无效", reason="INVALID_DATE") from None
+
+
+def from_date(value: date | None) -> common_pb2.Date | None:
+    return None if value is None else common_pb2.Date(year=value.year, month=value.month, day=value.day)
+
+
+def region_pb(code: str) -> common_pb2.RegionCode:
+    return common_pb2.RegionCode(code=code)
+
+
+def enum_in(enum_cls: Any, pb_enum: Any, prefix: str, value: int, field: str, what: str, default: Any = None) -> Any:
+    """proto enum number → domain enum (same member names after the prefix)."""
+    if value == 0:
+        if default is not None:
+            return default
+        raise InvalidArgument.field(field, f"请选择{what}", reason="ENUM_REQUIRED")
+    try:
+        return enum_cls[pb_enum.Name(value).removeprefix(prefix)]
+    except (ValueError, KeyError):
+        raise InvalidArgument.field(field, f"{what}取值 {value} 无效", reason="INVALID_ENUM") from None
+
+
+def enum_out(pb_enum: Any, prefix: str, member: Any) -> int:
+    return int(pb_enum.Value(prefix + member.name))
+
+
+def parse_name(name: str, collection: str, field: str = "name") -> str:
+    """``persons/{id}`` → id; anything else is a clear INVALID_ARGUMENT."""
+    head, sep, rid = (name or "").partition("/")
+    if head != collection or not sep or not rid or "/" in rid or len(rid) > 36:
+        raise InvalidArgument.field(field, f"资源名“{name[:80]}”格式不对，应为 {collection}/{{编号}}", reason="INVALID_RESOURCE_NAME")
+    return rid
+
+
+def _ts(value: datetime) -> Any:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    t = Timestamp()
+    t.FromDatetime(value)
+    return t
+
+
+# ---------------------------------------------------------------- paging
+
+
+def _filter_hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+
+def _page(page_size: int, page_token: str, fh: str) -> tuple[int, str | None]:
+    if page_size < 0:
+        raise InvalidArgument.field("page_size", "每页条数不能为负数", reason="INVALID_PAGE_SIZE")
+    size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+    if not page_token:
+        return size, None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(page_token.encode()))
+        after, h = str(data["a"]), str(data["h"])
+    except Exception:
+        raise InvalidArgument.field("page_token", "分页令牌无效，请从第一页重新查询", reason="INVALID_PAGE_TOKEN") from None
+    if h != fh:
+        raise InvalidArgument.field("page_token", "分页令牌与查询条件不一致，请从第一页重新查询", reason="PAGE_TOKEN_MISMATCH")
+    return size, after
+
+
+def _token(after: str, fh: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"a": after, "h": fh}).encode()).decode()
+
+
+async def _paged(session: AsyncSession, q: Select[Any], key: Any, size: int, after: str | None, fh: str) -> tuple[list[Any], str]:
+    if after is not None:
+        q = q.where(key > after)
+    rows = list((await session.execute(q.order_by(key).limit(size + 1))).scalars())
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, _token(str(getattr(rows[-1], key.key)), fh) if more and rows else ""
+
+
+# ---------------------------------------------------------------- the service
+
+
+class MembersService:
+    """Use cases of the members service. ``today`` is injectable for tests."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cipher: FieldCipher,
+        blind_index: BlindIndex,
+        *,
+        on_commit: Callable[[], None] | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
+        self.sessions = sessions
+        self.cipher = cipher
+        self.bidx = blind_index
+        self.on_commit = on_commit or (lambda: None)
+        self.today = today
+
+    # -- plumbing
+
+    async def _mutate(self, method: str, request: Message, response_type: type[R], handler: Callable[[AsyncSession], Awaitable[R]]) -> R:
+        """One transaction: idempotency claim, the change, its outbox rows."""
+        try:
+            async with self.sessions() as session, session.begin():
+                result = await run_idempotent(
+                    session,
+                    method=f"/{SERVICE_NAME}/{method}",
+                    request=request,
+                    response_type=response_type,
+                    handler=lambda: handler(session),
+                )
+        except IntegrityError:
+            # A concurrent request won a unique constraint between our check and insert.
+            raise Aborted("数据已被其他操作同时修改，请刷新后重试", reason="CONCURRENT_MODIFICATION") from None
+        self.on_commit()
+        return result
+
+    async def _read(self, handler: Callable[[AsyncSession], Awaitable[R]]) -> R:
+        async with self.sessions() as session:
+            return await handler(session)
+
+    def _scope(self, region: common_pb2.RegionCode, field: str = "region") -> RegionCode:
+        caller = current_caller()
+        if not region.code:
+            return caller.region
+        r = RegionCode.parse(region.code, field=field)
+        caller.require_region(r)
+        return r
+
+    def _aad(self, person_id: str, what: str) -> bytes:
+        return f"persons/{person_id}/{what}".encode()
+
+    async def _get(self, session: AsyncSession, model: type[Any], rid: str, what: str) -> Any:
+        row = await session.get(model, rid)
+        if row is None:
+            raise NotFound(f"未找到该{what}（编号 {rid}），请核对后重试", reason=f"{model.__tablename__.upper()}_NOT_FOUND")
+        return row
+
+    async def _person(self, session: AsyncSession, name: str, field: str = "person", *, check_region: bool = True) -> m.Person:
+        p: m.Person = await self._get(session, m.Person, parse_name(name, "persons", field), "人员")
+        if check_region:
+            current_caller().require_region(p.village)
+        return p
+
+    # -- persons
+
+    def person_pb(self, p: m.Person, view: int = pb.PERSON_VIEW_MASKED) -> pb.Person:
+        caller = current_caller()
+        full = view == pb.PERSON_VIEW_FULL and caller.may_see_pii
+        out = pb.Person(
+            name=f"persons/{p.id}",
+            display_name=p.name if full else mask_name(p.name),
+            id_number_masked=p.id_masked,
+            sex=pb.SEX_MALE if p.sex == "男" else pb.SEX_FEMALE,
+            birth_date=from_date(p.birth_date),
+            village=region_pb(p.village),
+            hukou_type=enum_out(pb.HukouType, "HUKOU_TYPE_", d.HukouType[p.hukou]),
+            status=enum_out(pb.PersonStatus, "PERSON_STATUS_", d.PersonStatus[p.status]),
+            death_date=from_date(p.death_date),
+            create_time=_ts(p.created_at),
+            update_time=_ts(p.updated_at),
+        )
+        phone = self.cipher.decrypt(p.phone_cipher, aad=self._aad(p.id, "phone")) if p.phone_cipher else ""
+        card = self.cipher.decrypt(p.card_cipher, aad=self._aad(p.id, "card")) if p.card_cipher else ""
+        out.phone_masked = mask_phone(phone) if phone else ""
+        out.card_number_masked = ("*" * max(len(card) - 4, 0) + card[-4:]) if card else ""
+        if full:
+            out.id_number = self.cipher.decrypt(p.id_cipher, aad=self._aad(p.id, "id_number"))
+            out.phone, out.card_number = phone, card
+            # Every plaintext read is audited: who, which record (never the values).
+            audit.info("pii.read", extra={"actor": caller.subject, "resource": out.name})
+        return out
+
+    def _person_fields(self, p: pb.Person, prefix: str = "person.") -> d.PersonDraft:
+        death = to_date(p.death_date, prefix + "death_date")
+        hukou = d.HukouType.RURAL if p.hukou_type == 0 else enum_in(d.HukouType, pb.HukouType, "HUKOU_TYPE_", p.hukou_type, prefix + "hukou_type", "户籍类型")
+        draft = d.validate_person(
+            name=p.display_name, id_number=p.id_number, phone=p.phone, village=p.village.code,
+            hukou=hukou.value, death_date=death, today=self.today(), prefix=prefix,
+        )
+        return draft
+
+    def _fill_person(self, row: m.Person, draft: d.PersonDraft, card: str) -> None:
+        row.name = draft.name
+        row.id_cipher = self.cipher.encrypt(draft.id_number.value, aad=self._aad(row.id, "id_number"))
+        row.id_bidx = self.bidx.digest(draft.id_number.value)
+        row.id_masked = draft.id_number.masked
+        row.birth_date = draft.birth_date
+        row.sex = draft.sex
+        self._set_phone(row, draft.phone)
+        self._set_card(row, card)
+        row.village = draft.village.code
+        row.hukou = draft.hukou.name
+        row.status = draft.status.name
+        row.death_date = draft.death_date
+
+    def _set_phone(self, row: m.Person, phone: str | None) -> None:
+        row.phone_cipher = self.cipher.encrypt(phone, aad=self._aad(row.id, "phone")) if phone else None
+        row.phone_bidx = self.bidx.digest(phone) if phone else None
+
+    def _set_card(self, row: m.Person, card: str) -> None:
+        card = card.replace(" ", "")
+        if card and not (card.isdigit() and 8 <= len(card) <= 30):
+            raise InvalidArgument.field("person.card_number", "一卡通账号应为8至30位数字", reason="CARD_NUMBER_FORMAT")
+        row.card_cipher = self.cipher.encrypt(card, aad=self._aad(row.id, "card")) if card else None
+
+    async def _refuse_duplicate(self, session: AsyncSession, idn: IdNumber, field: str = "person.id_number") -> None:
+        existing = await m.person_by_bidx(session, self.bidx.digest(idn.value))
+        if existing is not None:
+            raise AlreadyExists(
+                f"身份证号 {existing.id_masked} 已登记为 {mask_name(existing.name)}（persons/{existing.id}），请勿重复登记",
+                reason="PERSON_ALREADY_EXISTS",
+                metadata={"existing": f"persons/{existing.id}", "id_number_masked": existing.id_masked},
+            )
+
+    async def create_person(self, req: pb.CreatePersonRequest) -> pb.Person:
+        async def run(s: AsyncSession) -> pb.Person:
+            draft = self._person_fields(req.person)
+            current_caller().require_region(draft.village)
+            await self._refuse_duplicate(s, draft.id_number)
+            row = m.Person(id=m.new_id(), version=1, created_at=m.utcnow(), updated_at=m.utcnow())
+            self._fill_person(row, draft, req.person.card_number)
+            s.add(row)
+            await s.flush()
+            bus.emit(s, events_pb2.PersonRegistered(person=f"persons/{row.id}", village=region_pb(row.village)))
+            return self.person_pb(row)
+
+        return await self._mutate("CreatePerson", req, pb.Person, run)
+
+    async def get_person(self, req: pb.GetPersonRequest) -> pb.Person:
+        async def run(s: AsyncSession) -> pb.Person:
+            return self.person_pb(await self._person(s, req.name, "name"), req.view)
+
+        return await self._read(run)
+
+    async def lookup_person(self, req: pb.LookupPersonRequest) -> pb.Person:
+        idn = IdNumber.parse(req.id_number, field="id_number", today=self.today())
+
+        async def run(s: AsyncSession) -> pb.Person:
+            p = await m.person_by_bidx(s, self.bidx.digest(idn.value))
+            if p is None:
+                raise NotFound(f"没有登记身份证号为 {idn.masked} 的人员", reason="PERSON_NOT_FOUND")
+            current_caller().require_region(p.village)
+            return self.person_pb(p, req.view)
+
+        return await self._read(run)
+
+    async def list_persons(self, req: pb.ListPersonsRequest) -> pb.ListPersonsResponse:
+        region = self._scope(req.region)
+        fh = _filter_hash("persons", region, req.status)
+        size, after = _page(req.page_size, req.page_token, fh)
+
+        async def run(s: AsyncSession) -> pb.ListPersonsResponse:
+            q = select(m.Person).where(m.Person.village.like(m.region_prefix(region) + "%"))
+            if req.status:
+                q = q.where(m.Person.status == enum_in(d.PersonStatus, pb.PersonStatus, "PERSON_STATUS_", req.status, "status", "状态").name)
+            rows, token = await _paged(s, q, m.Person.id, size, after, fh)
+            return pb.ListPersonsResponse(persons=[self.person_pb(p, req.view) for p in rows], next_page_token=token)
+
+        return await self._read(run)
+
+    async def update_person(self, req: pb.UpdatePersonRequest) -> pb.Person:
+        settable = {"display_name", "phone", "village", "hukou_type", "status", "death_date", "card_number"}
+        paths = set(req.update_mask.paths) or settable
+        bad = paths - settable
+        if bad:
+            what = "身份证号不可修改（如登记错误，请联系县计生协更正）" if "id_number" in bad else f"不能修改字段：{'、'.join(sorted(bad))}"
+            raise InvalidArgument.field("update_mask", what, reason="FIELD_NOT_UPDATABLE")
+
+        async def run(s: AsyncSession) -> pb.Person:
+            row = await self._person(s, req.person.name, "person.name")
+            p = req.person
+            errors = ErrorCollector()
+
+            def attempt(fn: Callable[[], Any]) -> Any:
+                try:
+                    return fn()
+                except InvalidArgument as e:
+                    errors.violations.extend(e.violations)
+                    return None
+
+            if "display_name" in paths:
+                row.name = attempt(lambda: d.normalize_name(p.display_name, field="person.display_name")) or row.name
+            if "phone" in paths:
+                phone = attempt(lambda: d.normalize_phone(p.phone, field="person.phone"))
+                if not errors:
+                    self._set_phone(row, phone)
+            if "village" in paths:
+                v = attempt(lambda: d.parse_village(p.village.code, field="person.village"))
+                if v is not None:
+                    current_caller().require_region(v)
+                    row.village = v.code
+            if "hukou_type" in paths:
+                h = attempt(lambda: enum_in(d.HukouType, pb.HukouType, "HUKOU_TYPE_", p.hukou_type, "person.hukou_type", "户籍类型"))
+                if h is not None:
+                    row.hukou = h.name
+            if "status" in paths or "death_date" in paths:
+                st = attempt(lambda: enum_in(d.PersonStatus, pb.PersonStatus, "PERSON_STATUS_", p.status, "person.status", "人员状态", d.PersonStatus.ACTIVE))
+                death = attempt(lambda: to_date(p.death_date, "person.death_date"))
+                if st is d.PersonStatus.DECEASED and death is None:
+                    errors.add("person.death_date", "标记为已故时须填写死亡日期")
+                if death is not None and st is not d.PersonStatus.DECEASED:
+                    errors.add("person.status", "填写了死亡日期，人员状态应为已故")
+                if death is not None and (death > self.today() or death < row.birth_date):
+                    errors.add("person.death_date", "死亡日期应在出生日期与今天之间")
+                if st is not None:
+                    row.status, row.death_date = st.name, death
+            if "card_number" in paths:
+                attempt(lambda: self._set_card(row, p.card_number))
+            errors.raise_if_any("人员信息有误，请按字段说明修改后重试")
+            row.version += 1
+            row.updated_at = m.utcnow()
+            await s.flush()
+            return self.person_pb(row)
+
+        return await self._mutate("UpdatePerson", req, pb.Person, run)
+
+    # -- households
+
+    async def household_pb(self, s: AsyncSession, h: m.Household) -> pb.Household:
+        members = await m.household_members(s, h.id)
+        history = await m.situation_history(s, h.id)
+        out = pb.Household(
+            name=f"households/{h.id}",
+            head=f"persons/{h.head_person_id}",
+            village=region_pb(h.village),
+            address=h.address,
+            create_time=_ts(h.created_at),
+            update_time=_ts(h.updated_at),
+        )
+        for hm, _p in members:
+            out.members.add(person=f"persons/{hm.person_id}", relation=enum_out(pb.Relation, "RELATION_", d.Relation[hm.relation]))
+        for i, e in enumerate(history):
+            if e.situation == d.Situation.NONE.name:
+                continue
+            nxt = history[i + 1].effective_from - timedelta(days=1) if i + 1 < len(history) else None
+            out.situations.add(
+                kind=enum_out(pb.SituationKind, "SITUATION_KIND_", d.Situation[e.situation]),
+                disability_grade=e.disability_grade or 0,
+                honor_certificate=e.honor_certificate,
+                effective_from=from_date(e.effective_from),
+                effective_to=from_date(nxt),
+                note=e.note,
+            )
+        return out
+
+    def _situation_in(self, fs: pb.FamilySituation, field: str) -> d.SituationRecord:
+        kind = enum_in(d.Situation, pb.SituationKind, "SITUATION_KIND_", fs.kind, f"{field}.kind", "家庭类型")
+        start = to_date(fs.effective_from, f"{field}.effective_from", required=True)
+        assert start is not None
+        return d.SituationRecord(kind, start, fs.disability_grade or None, fs.honor_certificate.strip(), fs.note.strip())
+
+    async def _append_situation(self, s: AsyncSession, h: m.Household, record: d.SituationRecord, *, today: date | None = None) -> None:
+        history = [
+            d.SituationRecord(d.Situation[e.situation], e.effective_from, e.disability_grade, e.honor_certificate, e.note)
+            for e in await m.situation_history(s, h.id)
+        ]
+        d.append_situation(history, record, today=today or self.today())
+        s.add(m.SituationEntry(
+            household_id=h.id, situation=record.situation.name, effective_from=record.effective_from,
+            disability_grade=record.disability_grade, honor_certificate=record.honor_certificate, note=record.note,
+            recorded_by=current_caller().subject, recorded_at=m.utcnow(),
+        ))
+        h.current_situation = record.situation.name
+        h.version += 1
+        h.updated_at = m.utcnow()
+
+    async def register_household(
+        self,
+        s: AsyncSession,
+        *,
+        head_id: str,
+        members: Sequence[tuple[m.Person, d.Relation]],
+        village: RegionCode,
+        address: str,
+        situations: Sequence[d.SituationRecord],
+    ) -> m.Household:
+        """Shared by CreateHousehold and roster import; the caller checked scope."""
+        views = [d.HouseholdMemberView(p.id, rel, p.birth_date, p.status == d.PersonStatus.DECEASED.name) for p, rel in members]
+        d.check_household_members(views, on=self.today(), field="household.members")
+        for i, (p, _) in enumerate(members):
+            existing = await m.household_of(s, p.id)
+            if existing is not None:
+                raise FailedPrecondition(
+                    f"{mask_name(p.name)}（{p.id_masked}）已在另一户（households/{existing.household_id}）中，一人只能属于一户",
+                    reason="PERSON_IN_OTHER_HOUSEHOLD",
+                    metadata={"household": f"households/{existing.household_id}", "member_index": str(i)},
+                )
+        h = m.Household(id=m.new_id(), head_person_id=head_id, village=village.code, address=address,
+                        current_situation=d.Situation.NONE.name, version=1, created_at=m.utcnow(), updated_at=m.utcnow())
+        s.add(h)
+        await s.flush()
+        for i, (p, rel) in enumerate(members):
+            s.add(m.HouseholdMember(household_id=h.id, person_id=p.id, relation=rel.name, position=i))
+        bus.emit(s, events_pb2.HouseholdRegistered(
+            household=f"households/{h.id}", village=region_pb(h.village), head_person=f"persons/{head_id}", member_count=len(members)))
+        await s.flush()
+        for rec in sorted(situations, key=lambda r: r.effective_from):
+            await self._append_situation(s, h, rec)
+            self._situation_event(s, h, rec, None, len(members))
+        return h
+
+    def _situation_event(self, s: AsyncSession, h: m.Household, rec: d.SituationRecord, ended: date | None, count: int) -> None:
+        bus.emit(s, events_pb2.HouseholdSituationChanged(
+            household=f"households/{h.id}", village=region_pb(h.village),
+            kind=enum_out(pb.SituationKind, "SITUATION_KIND_", rec.situation),
+            effective_from=from_date(rec.effective_from), effective_to=from_date(ended),
+            disability_grade=rec.disability_grade or 0, head_person=f"persons/{h.head_person_id}", member_count=count,
+        ))
+
+    async def create_household(self, req: pb.CreateHouseholdRequest) -> pb.Household:
+        async def run(s: AsyncSession) -> pb.Household:
+            hh = req.household
+            village = d.parse_village(hh.village.code, field="household.village")
+            current_caller().require_region(village)
+            head_id = parse_name(hh.head, "persons", "household.head")
+            members: list[tuple[m.Person, d.Relation]] = []
+            for i, mem in enumerate(hh.members):
+                p = await self._person(s, mem.person, f"household.members[{i}].person")
+                rel = enum_in(d.Relation, pb.Relation, "RELATION_", mem.relation, f"household.members[{i}].relation", "与户主关系")
+                members.append((p, rel))
+            if head_id not in {p.id for p, _ in members}:
+                members.insert(0, (await self._person(s, hh.head, "household.head"), d.Relation.HEAD))
+            heads = [p.id for p, rel in members if rel is d.Relation.HEAD]
+            if heads and heads != [head_id]:
+                raise InvalidArgument.field("household.head", "户主须是成员列表中关系为“户主”的那个人", reason="HEAD_MISMATCH")
+            records = [self._situation_in(fs, f"situations[{i}]") for i, fs in enumerate(req.situations)]
+            h = await self.register_household(s, head_id=head_id, members=members, village=village,
+                                              address=hh.address.strip()[:200], situations=records)
+            return await self.household_pb(s, h)
+
+        return await self._mutate("CreateHousehold", req, pb.Household, run)
+
+    async def _household(self, s: AsyncSession, name: str, field: str = "name") -> m.Household:
+        h: m.Household = await self._get(s, m.Household, parse_name(name, "households", field), "家庭户")
+        current_caller().require_region(h.village)
+        return h
+
+    async def get_household(self, req: pb.GetHouseholdRequest) -> pb.Household:
+        async def run(s: AsyncSession) -> pb.Household:
+            return await self.household_pb(s, await self._household(s, req.name))
+
+        return await self._read(run)
+
+    async def record_situation(self, req: pb.RecordSituationRequest) -> pb.Household:
+        async def run(s: AsyncSession) -> pb.Household:
+            h = await self._household(s, req.household, "household")
+            rec = self._situation_in(req.situation, "situation")
+            count = len(await m.household_members(s, h.id))
+            ended = to_date(req.situation.effective_to, "situation.effective_to")
+            if ended is None:
+                await self._append_situation(s, h, rec)
+                self._situation_event(s, h, rec, None, count)
+            else:
+                if h.current_situation != rec.situation.name:
+                    raise FailedPrecondition(f"该户当前不是“{rec.situation.value}”，无法结束该家庭类型", reason="SITUATION_NOT_OPEN")
+                if ended > self.today():
+                    raise InvalidArgument.field("situation.effective_to", "结束日期不能晚于今天", reason="END_IN_FUTURE")
+                closing = d.SituationRecord(d.Situation.NONE, ended + timedelta(days=1), note=rec.note)
+                await self._append_situation(s, h, closing, today=self.today() + timedelta(days=1))
+                history = await m.situation_history(s, h.id)
+                opened = [e for e in history if e.situation == rec.situation.name][-1]
+                self._situation_event(s, h, d.SituationRecord(rec.situation, opened.effective_from, opened.disability_grade), ended, count)
+            await s.flush()
+            return await self.household_pb(s, h)
+
+        return await self._mutate("RecordSituation", req, pb.Household, run)
+
+    def _households_query(self, region: RegionCode, situation: int, as_of: date | None, unpaired: bool) -> Select[Any]:
+        q = select(m.Household).where(m.Household.village.like(m.region_prefix(region) + "%"))
+        if situation:
+            kind = enum_in(d.Situation, pb.SituationKind, "SITUATION_KIND_", situation, "situation", "家庭类型").name
+            if as_of is None:
+                q = q.where(m.Household.current_situation == kind)
+            else:
+                # The entry in force on as_of is the latest one effective by then.
+                e, later = aliased(m.SituationEntry), aliased(m.SituationEntry)
+                q = q.where(exists().where(
+                    e.household_id == m.Household.id, e.situation == kind, e.effective_from <= as_of,
+                    ~exists().where(later.household_id == e.household_id, later.effective_from > e.effective_from,
+                                    later.effective_from <= as_of),
+                ))
+        if unpaired:
+            q = q.where(~exists().where(m.Pairing.household_id == m.Household.id, m.Pairing.end_date.is_(None)))
+        return q
+
+    async def list_households(self, req: pb.ListHouseholdsRequest) -> pb.ListHouseholdsResponse:
+        region = self._scope(req.region)
+        as_of = to_date(req.as_of, "as_of")
+        fh = _filter_hash("households", region, req.situation, as_of, req.unpaired)
+        size, after = _page(req.page_size, req.page_token, fh)
+
+        async def run(s: AsyncSession) -> pb.ListHouseholdsResponse:
+            q = self._households_query(region, req.situation, as_of, req.unpaired)
+            rows, token = await _paged(s, q, m.Household.id, size, after, fh)
+            return pb.ListHouseholdsResponse(households=[await self.household_pb(s, h) for h in rows], next_page_token=token)
+
+        return await self._read(run)
+
+    async def list_unpaired_families(self, req: pb.ListUnpairedFamiliesRequest) -> pb.ListUnpairedFamiliesResponse:
+        region = self._scope(req.region)
+        fh = _filter_hash("unpaired", region)
+        size, after = _page(req.page_size, req.page_token, fh)
+
+        async def run(s: AsyncSession) -> pb.ListUnpairedFamiliesResponse:
+            q = self._households_query(region, 0, None, True).where(
+                m.Household.current_situation.in_([d.Situation.SPECIAL_BEREAVED.name, d.Situation.SPECIAL_DISABLED.name]))
+            rows, token = await _paged(s, q, m.Household.id, size, after, fh)
+            return pb.ListUnpairedFamiliesResponse(households=[await self.household_pb(s, h) for h in rows], next_page_token=token)
+
+        return await self._read(run)
+
+    # -- association members
+
+    def member_pb(self, a: m.AssociationMember) -> pb.AssociationMember:
+        region = RegionCode.parse(a.region)
+        return pb.AssociationMember(
+            name=f"members/{a.id}", person=f"persons/{a.person_id}", association=region_pb(a.region),
+            level=int(region.level), member_type=enum_out(pb.MemberType, "MEMBER_TYPE_", d.MemberType[a.member_type]),
+            joined_date=from_date(a.joined_on), left_date=from_date(a.left_on), left_reason=a.left_reason,
+            create_time=_ts(a.created_at),
+        )
+
+    async def create_member(self, req: pb.CreateMemberRequest) -> pb.AssociationMember:
+        async def run(s: AsyncSession) -> pb.AssociationMember:
+            mem = req.member
+            p = await self._person(s, mem.person, "member.person")
+            assoc = RegionCode.parse(mem.association.code, field="member.association")
+            current_caller().require_region(assoc)
+            if not assoc.contains(RegionCode.parse(p.village)):
+                raise InvalidArgument.field("member.association", "只能加入本人所在村或其上级乡镇、县、市、省的计生协", reason="ASSOCIATION_NOT_HOME")
+            mtype = enum_in(d.MemberType, pb.MemberType, "MEMBER_TYPE_", mem.member_type, "member.member_type", "会员类别")
+            joined = to_date(mem.joined_date, "member.joined_date", default=self.today())
+            assert joined is not None
+            if joined > self.today() or joined < p.birth_date:
+                raise InvalidArgument.field("member.joined_date", "入会日期应在出生日期与今天之间", reason="INVALID_JOINED_DATE")
+            if p.status != d.PersonStatus.ACTIVE.name:
+                raise FailedPrecondition("该人员已故或已迁出，不能入会", reason="PERSON_NOT_ACTIVE")
+            if await m.active_membership(s, p.id) is not None:
+                raise FailedPrecondition("该人员已是会员，请先办理退会再重新入会", reason="ALREADY_MEMBER")
+            a = m.AssociationMember(id=m.new_id(), person_id=p.id, region=assoc.code, member_type=mtype.name,
+                                    joined_on=joined, left_reason="", version=1, created_at=m.utcnow())
+            s.add(a)
+            await s.flush()
+            bus.emit(s, events_pb2.MemberJoined(
+                member=f"members/{a.id}", person=f"persons/{p.id}", association=region_pb(a.region),
+                member_type=enum_out(pb.MemberType, "MEMBER_TYPE_", mtype), joined_date=from_date(joined)))
+            return self.member_pb(a)
+
+        return await self._mutate("CreateMember", req, pb.AssociationMember, run)
+
+    async def _member(self, s: AsyncSession, name: str) -> m.AssociationMember:
+        a: m.AssociationMember = await self._get(s, m.AssociationMember, parse_name(name, "members"), "会员记录")
+        current_caller().require_region(a.region)
+        return a
+
+    async def get_member(self, req: pb.GetMemberRequest) -> pb.AssociationMember:
+        async def run(s: AsyncSession) -> pb.AssociationMember:
+            return self.member_pb(await self._member(s, req.name))
+
+        return await self._read(run)
+
+    async def end_membership(self, req: pb.EndMembershipRequest) -> pb.AssociationMember:
+        async def run(s: AsyncSession) -> pb.AssociationMember:
+            a = await self._member(s, req.name)
+            left = to_date(req.left_date, "left_date", default=self.today())
+            assert left is not None
+            if left > self.today():
+                raise InvalidArgument.field("left_date", "退会日期不能晚于今天", reason="END_IN_FUTURE")
+            t = d.check_end(d.Tenure(a.joined_on, a.left_on), left, field="left_date", what="退会日期")
+            a.left_on, a.left_reason = t.end, req.reason.strip()[:200]
+            a.version += 1
+            bus.emit(s, events_pb2.MemberLeft(member=f"members/{a.id}", person=f"persons/{a.person_id}",
+                                              association=region_pb(a.region), left_date=from_date(left)))
+            await s.flush()
+            return self.member_pb(a)
+
+        return await self._mutate("EndMembership", req, pb.AssociationMember, run)
+
+    async def list_members(self, req: pb.ListMembersRequest) -> pb.ListMembersResponse:
+        region = self._scope(req.region)
+        fh = _filter_hash("members", region, req.member_type, req.include_ended)
+        size, after = _page(req.page_size, req.page_token, fh)
+
+        async def run(s: AsyncSession) -> pb.ListMembersResponse:
+            q = select(m.AssociationMember).where(m.AssociationMember.region.like(m.region_prefix(region) + "%"))
+            if req.member_type:
+                q = q.where(m.AssociationMember.member_type == enum_in(
+                    d.MemberType, pb.MemberType, "MEMBER_TYPE_", req.member_type, "member_type", "会员类别").name)
+            if not req.include_ended:
+                q = q.where(m.AssociationMember.left_on.is_(None))
+            rows, token = await _paged(s, q, m.AssociationMember.id, size, after, fh)
+            return pb.ListMembersResponse(members=[self.member_pb(a) for a in rows], next_page_token=token)
+
+        return await self._read(run)
+
+    # -- volunteers and pairings
+
+    def volunteer_pb(self, v: m.Volunteer) -> pb.Volunteer:
+        return pb.Volunteer(name=f"volunteers/{v.id}", person=f"persons/{v.person_id}", village=region_pb(v.region),
+                            skills=v.skills, active=v.active, create_time=_ts(v.created_at))
+
+    async def create_volunteer(self, req: pb.CreateVolunteerRequest) -> pb.Volunteer:
+        async def run(s: AsyncSession) -> pb.Volunteer:
+            vol = req.volunteer
+            p = await self._person(s, vol.person, "volunteer.person")
+            region = RegionCode.parse(vol.village.code or p.village, field="volunteer.village")
+            current_caller().require_region(region)
+            if p.status != d.PersonStatus.ACTIVE.name:
+                raise FailedPrecondition("该人员已故或已迁出，不能登记为志愿者", reason="PERSON_NOT_ACTIVE")
+            if (await s.execute(select(m.Volunteer).where(m.Volunteer.person_id == p.id))).first() is not None:
+                raise AlreadyExists("该人员已登记为志愿者", reason="VOLUNTEER_ALREADY_EXISTS")
+            v = m.Volunteer(id=m.new_id(), person_id=p.id, region=region.code, skills=vol.skills.strip()[:100],
+                            active=True, created_at=m.utcnow())
+            s.add(v)
+            await s.flush()
+            return self.volunteer_pb(v)
+
+        return await self._mutate("CreateVolunteer", req, pb.Volunteer, run)
+
+    async def _volunteer(self, s: AsyncSession, name: str, field: str = "name") -> m.Volunteer:
+        v: m.Volunteer = await self._get(s, m.Volunteer, parse_name(name, "volunteers", field), "志愿者")
+        current_caller().require_region(v.region)
+        return v
+
+    async def get_volunteer(self, req: pb.GetVolunteerRequest) -> pb.Volunteer:
+        async def run(s: AsyncSession) -> pb.Volunteer:
+            return self.volunteer_pb(await self._volunteer(s, req.name))
+
+        return await self._read(run)
+
+    async def list_volunteers(self, req: pb.ListVolunteersRequest) -> pb.ListVolunteersResponse:
+        region = self._scope(req.region)
+        fh = _filter_hash("volunteers", region)
+        size, after = _page(req.page_size, req.page_token, fh)
+
+        async def run(s: AsyncSession) -> pb.ListVolunteersResponse:
+            q = select(m.Volunteer).where(m.Volunteer.region.like(m.region_prefix(region) + "%"))
+            rows, token = await _paged(s, q, m.Volunteer.id, size, after, fh)
+            return pb.ListVolunteersResponse(volunteers=[self.volunteer_pb(v) for v in rows], next_page_token=token)
+
+        return await self._read(run)
+
+    def pairing_pb(self, p: m.Pairing) -> pb.Pairing:
+        return pb.Pairing(name=f"pairings/{p.id}", volunteer=f"volunteers/{p.volunteer_id}", household=f"households/{p.household_id}",
+                          kind=enum_out(pb.PairingKind, "PAIRING_KIND_", d.PairingKind[p.kind]), start_date=from_date(p.start_date),
+                          end_date=from_date(p.end_date), end_reason=p.end_reason, create_time=_ts(p.created_at))
+
+    async def pair_volunteer(self, req: pb.PairVolunteerRequest) -> pb.Pairing:
+        async def run(s: AsyncSession) -> pb.Pairing:
+            v = await self._volunteer(s, req.volunteer, "volunteer")
+            h = await self._household(s, req.household, "household")
+            kind = enum_in(d.PairingKind, pb.PairingKind, "PAIRING_KIND_", req.kind, "kind", "结对类型", d.PairingKind.MEMBER_CONTACT)
+            start = to_date(req.start_date, "start_date", default=self.today())
+            assert start is not None
+            if start > self.today():
+                raise InvalidArgument.field("start_date", "结对开始日期不能晚于今天", reason="START_IN_FUTURE")
+            history = [d.SituationRecord(d.Situation[e.situation], e.effective_from) for e in await m.situation_history(s, h.id)]
+            person = await s.get(m.Person, v.person_id)
+            assert person is not None
+            d.check_pairing(
+                household_situation=d.situation_on(history, self.today()),
+                household_active=await m.active_pairing(s, household_id=h.id, kind=kind.name) is not None,
+                volunteer_active=await m.active_pairing(s, volunteer_id=v.id) is not None,
+                volunteer_deceased=person.status == d.PersonStatus.DECEASED.name,
+                volunteer_in_household=(await m.household_of(s, v.person_id) or m.HouseholdMember()).household_id == h.id,
+                volunteer_inactive=not v.active,
+            )
+            p = m.Pairing(id=m.new_id(), volunteer_id=v.id, household_id=h.id, kind=kind.name, start_date=start,
+                          end_reason="", created_at=m.utcnow())
+            s.add(p)
+            await s.flush()
+            bus.emit(s, events_pb2.VolunteerPaired(
+                pairing=f"pairings/{p.id}", volunteer=f"volunteers/{v.id}", household=f"households/{h.id}",
+                village=region_pb(h.village), kind=enum_out(pb.PairingKind, "PAIRING_KIND_", kind), start_date=from_date(start)))
+            return self.pairing_pb(p)
+
+        return await self._mutate("PairVolunteer", req, pb.Pairing, run)
+
+    async def end_pairing(self, req: pb.EndPairingRequest) -> pb.Pairing:
+        async def run(s: AsyncSession) -> pb.Pairing:
+            p: m.Pairing = await self._get(s, m.Pairing, parse_name(req.name, "pairings"), "结对记录")
+            h = await self._household(s, f"households/{p.household_id}")
+            end = to_date(req.end_date, "end_date", default=self.today())
+            assert end is not None
+            if end > self.today():
+                raise InvalidArgument.field("end_date", "结束日期不能晚于今天", reason="END_IN_FUTURE")
+            t = d.check_end(d.Tenure(p.start_date, p.end_date), end)
+            p.end_date, p.end_reason = t.end, req.reason.strip()[:200]
+            bus.emit(s, events_pb2.VolunteerUnpaired(
+                pairing=f"pairings/{p.id}", volunteer=f"volunteers/{p.volunteer_id}", household=f"households/{h.id}",
+                village=region_pb(h.village), end_date=from_date(end)))
+            await s.flush()
+            return self.pairing_pb(p)
+
+        return await self._mutate("EndPairing", req, pb.Pairing, run)
+
+    async def list_pairings(self, req: pb.ListPairingsRequest) -> pb.ListPairingsResponse:
+        if not req.volunteer and not req.household:
+            raise InvalidArgument.field("volunteer", "请指定志愿者或家庭户（至少一项）", reason="FILTER_REQUIRED")
+        fh = _filter_hash("pairings", req.volunteer, req.household, req.include_ended)
+        size, after = _page(req.page_size, req.page_token, fh)
+
+        async def run(s: AsyncSession) -> pb.ListPairingsResponse:
+            q = select(m.Pairing)
+            if req.volunteer:
+                q = q.where(m.Pairing.volunteer_id == (await self._volunteer(s, req.volunteer, "volunteer")).id)
+            if req.household:
+                q = q.where(m.Pairing.household_id == (await self._household(s, req.household, "household")).id)
+            if not req.include_ended:
+                q = q.where(m.Pairing.end_date.is_(None))
+            rows, token = await _paged(s, q, m.Pairing.id, size, after, fh)
+            return pb.ListPairingsResponse(pairings=[self.pairing_pb(p) for p in rows], next_page_token=token)
+
+        return await self._read(run)
+
+    # -- sites
+
+    _SIX = ("place", "sign", "rules", "plan", "activities", "management")
+
+    def site_pb(self, x: m.Site) -> pb.Site:
+        have = set(x.six_haves.split("、")) if x.six_haves else set()
+        six = pb.SixHaves(**{f: item in have for f, item in zip(self._SIX, d.SIX_HAVES)})
+        return pb.Site(name=f"sites/{x.id}", display_name=x.name, kind=enum_out(pb.SiteKind, "SITE_KIND_", d.SiteKind[x.kind]),
+                       village=region_pb(x.village), address=x.address, six_haves=six, opened_date=from_date(x.opened_on),
+                       manager=f"persons/{x.manager_person_id}" if x.manager_person_id else "",
+                       create_time=_ts(x.created_at), update_time=_ts(x.updated_at))
+
+    def _six_in(self, six: pb.SixHaves) -> list[str]:
+        return [item for f, item in zip(self._SIX, d.SIX_HAVES) if getattr(six, f)]
+
+    async def create_site(self, req: pb.CreateSiteRequest) -> pb.Site:
+        async def run(s: AsyncSession) -> pb.Site:
+            st = req.site
+            kind = enum_in(d.SiteKind, pb.SiteKind, "SITE_KIND_", st.kind, "site.kind", "场所类型")
+            name, region, addr, six = d.validate_site(kind=kind, name=st.display_name, village=st.village.code,
+                                                      address=st.address, six_haves=self._six_in(st.six_haves))
+            current_caller().require_region(region)
+            opened = to_date(st.opened_date, "site.opened_date", default=self.today())
+            manager = (await self._person(s, st.manager, "site.manager")).id if st.manager else None
+            x = m.Site(id=m.new_id(), kind=kind.name, name=name, village=region.code, address=addr, six_haves="、".join(six.ordered()),
+                       opened_on=opened, manager_person_id=manager, version=1, created_at=m.utcnow(), updated_at=m.utcnow())
+            s.add(x)
+            await s.flush()
+            bus.emit(s, events_pb2.SiteOpened(site=f"sites/{x.id}", kind=enum_out(pb.SiteKind, "SITE_KIND_", kind),
+                                              village=region_pb(x.village), opened_date=from_date(opened)))
+            return self.site_pb(x)
+
+        return await self._mutate("CreateSite", req, pb.Site, run)
+
+    async def _site(self, s: AsyncSession, name: str, field: str = "name") -> m.Site:
+        x: m.Site = await self._get(s, m.Site, parse_name(name, "sites", field), "场所")
+        current_caller().require_region(x.village)
+        return x
+
+    async def get_site(self, req: pb.GetSiteRequest) -> pb.Site:
+        async def run(s: AsyncSession) -> pb.Site:
+            return self.site_pb(await self._site(s, req.name))
+
+        return await self._read(run)
+
+    async def list_sites(self, req: pb.ListSitesRequest) -> pb.ListSitesResponse:
+        region = self._scope(req.region)
+        fh = _filter_hash("sites", region, req.kind)
+        size, after = _page(req.page_size, req.page_token, fh)
+
+        async def run(s: AsyncSession) -> pb.ListSitesResponse:
+            q = select(m.Site).where(m.Site.village.like(m.region_prefix(region) + "%"))
+            if req.kind:
+                q = q.where(m.Site.kind == enum_in(d.SiteKind, pb.SiteKind, "SITE_KIND_", req.kind, "kind", "场所类型").name)
+            rows, token = await _paged(s, q, m.Site.id, size, after, fh)
+            return pb.ListSitesResponse(sites=[self.site_pb(x) for x in rows], next_page_token=token)
+
+        return await self._read(run)
+
+    async def update_site(self, req: pb.UpdateSiteRequest) -> pb.Site:
+        settable = {"display_name", "address", "six_haves", "manager"}
+        paths = set(req.update_mask.paths) or settable
+        if paths - settable:
+            raise InvalidArgument.field("update_mask", f"不能修改字段：{'、'.join(sorted(paths - settable))}", reason="FIELD_NOT_UPDATABLE")
+
+        async def run(s: AsyncSession) -> pb.Site:
+            x = await self._site(s, req.site.name, "site.name")
+            st = req.site
+            merged = {
+                "name": st.display_name if "display_name" in paths else x.name,
+                "address": st.address if "address" in paths else x.address,
+                "six": self._six_in(st.six_haves) if "six_haves" in paths else (x.six_haves.split("、") if x.six_haves else []),
+            }
+            name, _, addr, six = d.validate_site(kind=d.SiteKind[x.kind], name=merged["name"], village=x.village,
+                                                 address=merged["address"], six_haves=merged["six"])
+            x.name, x.address, x.six_haves = name, addr, "、".join(six.ordered())
+            if "manager" in paths:
+                x.manager_person_id = (await self._person(s, st.manager, "site.manager")).id if st.manager else None
+            x.version += 1
+            x.updated_at = m.utcnow()
+            await s.flush()
+            return self.site_pb(x)
+
+        return await self._mutate("UpdateSite", req, pb.Site, run)
+
+
+
+__all__ = ["MembersService", "SERVICE_NAME", "parse_name", "to_date", "from_date"]
