@@ -166,6 +166,34 @@ AWARD_DECISION_REJECTED: AwardDecision.ValueType  # 2
 """Not awarded."""
 Global___AwardDecision: _TypeAlias = AwardDecision  # noqa: Y015
 
+class _ComplianceStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ComplianceStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ComplianceStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMPLIANCE_STATUS_UNSPECIFIED: _ComplianceStatus.ValueType  # 0
+    """Not recorded."""
+    COMPLIANCE_STATUS_MET: _ComplianceStatus.ValueType  # 1
+    """Target met."""
+    COMPLIANCE_STATUS_SHORT: _ComplianceStatus.ValueType  # 2
+    """The window is over and the target was missed."""
+    COMPLIANCE_STATUS_DUE: _ComplianceStatus.ValueType  # 3
+    """The window is still running and the target is not met yet."""
+
+class ComplianceStatus(_ComplianceStatus, metaclass=_ComplianceStatusEnumTypeWrapper):
+    """How a cadence target stands for one subject and window."""
+
+COMPLIANCE_STATUS_UNSPECIFIED: ComplianceStatus.ValueType  # 0
+"""Not recorded."""
+COMPLIANCE_STATUS_MET: ComplianceStatus.ValueType  # 1
+"""Target met."""
+COMPLIANCE_STATUS_SHORT: ComplianceStatus.ValueType  # 2
+"""The window is over and the target was missed."""
+COMPLIANCE_STATUS_DUE: ComplianceStatus.ValueType  # 3
+"""The window is still running and the target is not met yet."""
+Global___ComplianceStatus: _TypeAlias = ComplianceStatus  # noqa: Y015
+
 @_typing.final
 class ActivityOutputs(_message.Message):
     """What an activity produced (活动成效), counted for reports."""
@@ -260,6 +288,7 @@ class Activity(_message.Message):
     PLAN_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "activities/{activity}". Output only."""
     display_name: _builtins.str
@@ -314,6 +343,12 @@ class Activity(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it last changed. Output only."""
 
+    @_builtins.property
+    def end_date(self) -> _common_pb2.Date:
+        """Last day of a multi-day activity; unset = the same day as held_date
+        (or planned_date).
+        """
+
     def __init__(
         self,
         *,
@@ -335,10 +370,11 @@ class Activity(_message.Message):
         plan: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        end_date: _common_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "held_date", b"held_date", "organiser_region", b"organiser_region", "outputs", b"outputs", "planned_date", b"planned_date", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "held_date", b"held_date", "organiser_region", b"organiser_region", "outputs", b"outputs", "planned_date", b"planned_date", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "custom_type", b"custom_type", "description", b"description", "display_name", b"display_name", "held_date", b"held_date", "location", b"location", "name", b"name", "organiser_region", b"organiser_region", "outputs", b"outputs", "participant_count", b"participant_count", "participants", b"participants", "plan", b"plan", "planned_date", b"planned_date", "site", b"site", "state", b"state", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "custom_type", b"custom_type", "description", b"description", "display_name", b"display_name", "end_date", b"end_date", "held_date", b"held_date", "location", b"location", "name", b"name", "organiser_region", b"organiser_region", "outputs", b"outputs", "participant_count", b"participant_count", "participants", b"participants", "plan", b"plan", "planned_date", b"planned_date", "site", b"site", "state", b"state", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -958,6 +994,7 @@ class Award(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "awards/{award}". Output only."""
     display_name: _builtins.str
@@ -974,6 +1011,11 @@ class Award(_message.Message):
     """Awarded or not."""
     comment: _builtins.str
     """Why, in Chinese."""
+    kind: _builtins.str
+    """Kind of honour: "HAPPY_FAMILY" (幸福家庭/幸福好家庭), "BEST_MEMBER" (最美协会人),
+    "HONEST_HOUSEHOLD" (诚信计生户), "HEALTH_STAR" (健康之星) or a plugin-defined
+    code; the Chinese names are accepted on input.
+    """
     @_builtins.property
     def region(self) -> _common_pb2.RegionCode:
         """The awarding region."""
@@ -999,10 +1041,11 @@ class Award(_message.Message):
         decision: Global___AwardDecision.ValueType = ...,
         comment: _builtins.str = ...,
         audit: _common_pb2.AuditStamp | None = ...,
+        kind: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "nominee_region", b"nominee_region", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "audit", b"audit", "comment", b"comment", "decision", b"decision", "display_name", b"display_name", "name", b"name", "nominee", b"nominee", "nominee_region", b"nominee_region", "region", b"region", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity", "audit", b"audit", "comment", b"comment", "decision", b"decision", "display_name", b"display_name", "kind", b"kind", "name", b"name", "nominee", b"nominee", "nominee_region", b"nominee_region", "region", b"region", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1149,6 +1192,11 @@ class ComplianceFinding(_message.Message):
     ACTUAL_FIELD_NUMBER: _builtins.int
     MET_FIELD_NUMBER: _builtins.int
     PROVENANCE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUBJECT_NAME_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
     rule: _builtins.str
     """Stable code of the target, e.g. "WARM_HOME_MONTHLY_ACTIVITY",
     "VILLAGE_HEALTH_LECTURES_PER_YEAR".
@@ -1163,6 +1211,14 @@ class ComplianceFinding(_message.Message):
     """How many were found."""
     met: _builtins.bool
     """True when actual >= required."""
+    status: Global___ComplianceStatus.ValueType
+    """Met, short (the window is over) or due (the window is still running)."""
+    reason: _builtins.str
+    """Why, in Chinese, e.g. "2022年第3季度 暖心家园X 无走访慰问记录（要求每季度至少1次）"."""
+    subject_name: _builtins.str
+    """The subject's display name (site name or region name/code)."""
+    window: _builtins.str
+    """The window in Chinese, e.g. "2022年第3季度"."""
     @_builtins.property
     def region(self) -> _common_pb2.RegionCode:
         """The subject's region."""
@@ -1174,6 +1230,12 @@ class ComplianceFinding(_message.Message):
     @_builtins.property
     def provenance(self) -> _common_pb2.Provenance:
         """Which plugin set the target."""
+
+    @_builtins.property
+    def missing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For pairing targets: the special-family households without a volunteer,
+        "households/{household}".
+        """
 
     def __init__(
         self,
@@ -1187,10 +1249,15 @@ class ComplianceFinding(_message.Message):
         actual: _builtins.int = ...,
         met: _builtins.bool = ...,
         provenance: _common_pb2.Provenance | None = ...,
+        status: Global___ComplianceStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+        subject_name: _builtins.str = ...,
+        window: _builtins.str = ...,
+        missing: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "provenance", b"provenance", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "description", b"description", "met", b"met", "period", b"period", "provenance", b"provenance", "region", b"region", "required", b"required", "rule", b"rule", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "description", b"description", "met", b"met", "missing", b"missing", "period", b"period", "provenance", b"provenance", "reason", b"reason", "region", b"region", "required", b"required", "rule", b"rule", "status", b"status", "subject", b"subject", "subject_name", b"subject_name", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1207,10 +1274,13 @@ class ComplianceReport(_message.Message):
     FINDINGS_FIELD_NUMBER: _builtins.int
     MET_COUNT_FIELD_NUMBER: _builtins.int
     SHORTFALL_COUNT_FIELD_NUMBER: _builtins.int
+    DUE_COUNT_FIELD_NUMBER: _builtins.int
     met_count: _builtins.int
     """Number of targets met."""
     shortfall_count: _builtins.int
     """Number of targets missed."""
+    due_count: _builtins.int
+    """Number of targets whose window is still running and not yet met."""
     @_builtins.property
     def region(self) -> _common_pb2.RegionCode:
         """The region checked."""
@@ -1231,10 +1301,11 @@ class ComplianceReport(_message.Message):
         findings: _abc.Iterable[Global___ComplianceFinding] | None = ...,
         met_count: _builtins.int = ...,
         shortfall_count: _builtins.int = ...,
+        due_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "met_count", b"met_count", "period", b"period", "region", b"region", "shortfall_count", b"shortfall_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_count", b"due_count", "findings", b"findings", "met_count", b"met_count", "period", b"period", "region", b"region", "shortfall_count", b"shortfall_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1318,12 +1389,36 @@ class Summary(_message.Message):
     HOUSEHOLDS_VISITED_FIELD_NUMBER: _builtins.int
     VISIT_MONEY_FIELD_NUMBER: _builtins.int
     AWARD_COUNT_FIELD_NUMBER: _builtins.int
+    ACTIVITIES_HELD_FIELD_NUMBER: _builtins.int
+    PEOPLE_REACHED_FIELD_NUMBER: _builtins.int
+    CARE_SERVICES_FIELD_NUMBER: _builtins.int
+    CARE_PEOPLE_FIELD_NUMBER: _builtins.int
+    CARE_MONEY_PAID_FIELD_NUMBER: _builtins.int
+    VISITS_PENDING_FIELD_NUMBER: _builtins.int
+    VISITS_REJECTED_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
     visit_count: _builtins.int
     """Visits made."""
     households_visited: _builtins.int
     """Distinct households visited."""
     award_count: _builtins.int
     """Awards given."""
+    activities_held: _builtins.int
+    """Activities held, all types."""
+    people_reached: _builtins.int
+    """Participants of all held activities (人次)."""
+    care_services: _builtins.int
+    """慰问服务 场次: visits plus 节日慰问 activities."""
+    care_people: _builtins.int
+    """慰问人数: households visited plus 节日慰问 participants."""
+    visits_pending: _builtins.int
+    """Visits whose money the funds service has not answered yet."""
+    visits_rejected: _builtins.int
+    """Visits whose money the funds service refused."""
+    text: _builtins.str
+    """The figures as the associations write them, e.g. "开展各类慰问服务 68 场次，
+    慰问人数 1000 余人，发放慰问金 20 余万元".
+    """
     @_builtins.property
     def region(self) -> _common_pb2.RegionCode:
         """The region summed."""
@@ -1344,6 +1439,10 @@ class Summary(_message.Message):
     def visit_money(self) -> _common_pb2.Money:
         """慰问金 booked for visits."""
 
+    @_builtins.property
+    def care_money_paid(self) -> _common_pb2.Money:
+        """慰问金 paid: booked visit money plus money handed out at activities."""
+
     def __init__(
         self,
         *,
@@ -1355,10 +1454,18 @@ class Summary(_message.Message):
         households_visited: _builtins.int = ...,
         visit_money: _common_pb2.Money | None = ...,
         award_count: _builtins.int = ...,
+        activities_held: _builtins.int = ...,
+        people_reached: _builtins.int = ...,
+        care_services: _builtins.int = ...,
+        care_people: _builtins.int = ...,
+        care_money_paid: _common_pb2.Money | None = ...,
+        visits_pending: _builtins.int = ...,
+        visits_rejected: _builtins.int = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["outputs", b"outputs", "period", b"period", "region", b"region", "visit_money", b"visit_money"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["care_money_paid", b"care_money_paid", "outputs", b"outputs", "period", b"period", "region", b"region", "visit_money", b"visit_money"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activities", b"activities", "award_count", b"award_count", "households_visited", b"households_visited", "outputs", b"outputs", "period", b"period", "region", b"region", "visit_count", b"visit_count", "visit_money", b"visit_money"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activities", b"activities", "activities_held", b"activities_held", "award_count", b"award_count", "care_money_paid", b"care_money_paid", "care_people", b"care_people", "care_services", b"care_services", "households_visited", b"households_visited", "outputs", b"outputs", "people_reached", b"people_reached", "period", b"period", "region", b"region", "text", b"text", "visit_count", b"visit_count", "visit_money", b"visit_money", "visits_pending", b"visits_pending", "visits_rejected", b"visits_rejected"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
