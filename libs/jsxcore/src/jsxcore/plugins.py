@@ -349,7 +349,9 @@ class PluginHost:
         argnames, _ = spec_signature(hook)
         region = RegionCode.parse(region)
         if "region" in argnames:
-            kwargs.setdefault("region", region)
+            if RegionCode.parse(kwargs.setdefault("region", region)) != region:
+                raise TypeError(f"{hook}(): region argument differs from the region being resolved")
+            kwargs["region"] = region
         missing, extra = set(argnames) - set(kwargs), set(kwargs) - set(argnames)
         if missing or extra:
             raise TypeError(f"{hook}() arguments: missing {sorted(missing)}, unexpected {sorted(extra)}")
@@ -361,8 +363,9 @@ class PluginHost:
             for name in names:
                 loaded = self._plugins[name]
                 progress.current = loaded
+                caller = self._caller(hook, name)
                 try:
-                    value = self._caller(hook, name)(**kwargs)
+                    value = caller(**kwargs)
                 except DomainError as exc:
                     # A deliberate refusal (e.g. NO_RULE_FOR_PERIOD): pass it on, naming its source.
                     exc.metadata.update(plugin=name, version=loaded.meta.version, hook=hook)
@@ -414,7 +417,7 @@ class PluginHost:
         log.error("plugin %s %s timed out in %s after %d ms", loaded.meta.name, loaded.meta.version, hook, self.timeout_ms)
         return self._error(loaded, hook, f"超过 {self.timeout_ms} 毫秒未返回结果", "PLUGIN_TIMEOUT")
 
-    def call(self, hook: str, region: RegionCode | str, **kwargs: Any) -> Decision[Any]:
+    def call(self, hook: str, region: RegionCode | str, /, **kwargs: Any) -> Decision[Any]:
         """Resolve ``hook`` for ``region`` and return the first answer with its
         provenance. Raises PluginError (plugin fault or timeout), the plugin's
         own DomainError (a deliberate refusal), or FailedPrecondition
@@ -426,7 +429,7 @@ class PluginHost:
         except TimeoutError:
             raise self._timeout_error(hook, progress) from None
 
-    async def acall(self, hook: str, region: RegionCode | str, **kwargs: Any) -> Decision[Any]:
+    async def acall(self, hook: str, region: RegionCode | str, /, **kwargs: Any) -> Decision[Any]:
         """:meth:`call` for asyncio services: the plugin runs in a worker
         thread, the event loop is never blocked, the timeout still applies."""
         code, kwargs = self._prepare(hook, region, kwargs)
