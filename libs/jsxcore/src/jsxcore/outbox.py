@@ -1,0 +1,778 @@
+"""Transactional outbox and inbox over NATS JetStream (DESIGN.md §3 rule 2).
+
+Producer side::
+
+    async with transaction(sessions) as s:
+        s.add(application)                              # the state change
+        add_event(s, "jsx.funds.application.approved", ApplicationApproved(...))
+    relay.notify()                                      # wake the relay now
+
+``Relay`` (one per service process, started by the runtime) publishes each
+committed row with ``Nats-Msg-Id`` = event id and ``Jsx-Event-Type`` = the
+message's full proto name, and marks it published only after JetStream's
+PubAck (``duplicate=True`` counts: the stream already holds it).
+
+Consumer side: ``Consumer`` (a durable pull consumer) parses the payload by
+``Jsx-Event-Type``, runs ``handler(session, message, meta)`` and records
+``(consumer, event id)`` in ``inbox`` in the same transaction, commits, then
+acks. A redelivered event whose id is already in the inbox is acked without
+running the handler again.
+
+Ordering: rows are published in ``seq`` order. On SQLite (one writer at a
+time) that is commit order; on PostgreSQL two transactions may commit out of
+``seq`` order, so a consumer that needs order within an entity must compare
+versions carried in the payload.
+
+Several relays for one service (replicas): on PostgreSQL each batch is
+claimed under a transaction-scoped advisory lock keyed by the service, so
+exactly one relay publishes at a time and order is kept; the others wait and
+take over as soon as the holder's transaction ends (crash included). On
+SQLite, replicas cannot share the file anyway; should two relays run on it,
+both may publish a row and JetStream drops the second copy by
+``Nats-Msg-Id`` within the stream's duplicate window (and the consumers'
+inbox drops it after that).
+
+Fault injection: the environment variable ``JSX_FAULT`` names a point at
+which the process dies with ``os._exit(86)`` — ``relay.after_publish``
+(PubAcks received, rows not yet marked) and ``consumer.before_ack`` (effect
+committed, message not yet acked). Tests use them to prove the crash windows
+are safe; never set it in production.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from google.protobuf.message import DecodeError, Message
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from jsxcore import errors
+from jsxcore.db import CoreBase, session_factory
+
+log = logging.getLogger("jsx.outbox")
+
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_EVENT_TYPE = "Jsx-Event-Type"
+
+_PART = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
+SUBJECT_RE = re.compile(rf"^jsx\.({_PART})\.({_PART})\.({_PART})$")
+_SERVICE_RE = re.compile(rf"^{_PART}$")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fault(point: str) -> None:
+    """Die here if ``JSX_FAULT`` names this point (fault-injection tests only)."""
+    if os.environ.get("JSX_FAULT") == point:
+        log.warning("fault.injected", extra={"fault": point})
+        logging.shutdown()
+        os._exit(86)
+
+
+# --------------------------------------------------------------------------- tables
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so ``seq`` is the key and
+# the event id is a unique column; PostgreSQL gets a BIGINT identity.
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class OutboxEvent(CoreBase):
+    """An event committed with the state change it reports, waiting for the relay."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        # The relay's only query: unpublished rows in seq order; partial so it
+        # stays small however long the published history grows.
+        Index(
+            "ix_outbox_unpublished",
+            "seq",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+
+class InboxEvent(CoreBase):
+    """An event a consumer has applied; its presence makes redelivery a no-op."""
+
+    __tablename__ = "inbox"
+
+    consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+# --------------------------------------------------------------------------- producer
+
+
+def check_subject(subject: str) -> tuple[str, str, str]:
+    """Return (service, entity, event) of ``jsx.<service>.<entity>.<event>``
+    or raise InvalidArgument (lowercase snake_case parts only)."""
+    m = SUBJECT_RE.match(subject)
+    if not m:
+        raise errors.InvalidArgument(
+            f"事件主题“{subject}”格式不对，应为 jsx.<服务>.<实体>.<事件>，各段为小写字母、数字和下划线",
+            reason="INVALID_EVENT_SUBJECT",
+        )
+    return m.group(1), m.group(2), m.group(3)
+
+
+def add_event(
+    session: AsyncSession,
+    subject: str,
+    message: Message,
+    *,
+    event_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Write an outbox row for ``message`` in the caller's transaction (no commit).
+
+    Fills the message's ``event_id`` field (if it has one and it is empty) and
+    its ``occurred_at`` Timestamp (if present and unset) before serialising.
+    ``headers`` are extra NATS headers (trace ids; never personal data).
+    Returns the event id, which becomes ``Nats-Msg-Id``.
+    """
+    check_subject(subject)
+    fields = message.DESCRIPTOR.fields_by_name
+    has_id_field = "event_id" in fields and fields["event_id"].type == fields["event_id"].TYPE_STRING
+    carried = getattr(message, "event_id") if has_id_field else ""
+    if event_id and carried and event_id != carried:
+        raise ValueError(f"event_id {event_id!r} differs from the message's own {carried!r}")
+    eid = event_id or carried or str(uuid.uuid4())
+    if has_id_field and not carried:
+        setattr(message, "event_id", eid)
+    if "occurred_at" in fields and fields["occurred_at"].message_type is not None \
+            and fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp" \
+            and not message.HasField("occurred_at"):
+        getattr(message, "occurred_at").GetCurrentTime()
+    session.add(
+        OutboxEvent(
+            event_id=eid,
+            subject=subject,
+            event_type=message.DESCRIPTOR.full_name,
+            payload=message.SerializeToString(deterministic=True),
+            headers=dict(headers or {}),
+            attempts=0,
+        )
+    )
+    return eid
+
+
+async def purge_published(session: AsyncSession, older_than: timedelta) -> int:
+    """Delete rows published more than ``older_than`` ago (run from a periodic job)."""
+    res = await session.execute(
+        delete(OutboxEvent).where(
+            OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < _now() - older_than
+        )
+    )
+    return int(res.rowcount or 0)
+
+
+# --------------------------------------------------------------------------- broker
+
+
+def stream_name(service: str) -> str:
+    """``funds`` → ``JSX_FUNDS``: the stream holding ``jsx.funds.>``."""
+    return "JSX_" + service.upper()
+
+
+async def connect(url: str, *, name: str) -> NATS:
+    """Connect to NATS, retrying until the broker answers, then reconnecting
+    forever; callers never see a half-open client."""
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                connect_timeout=2,
+                reconnect_time_wait=0.5,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+            )
+        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+            log.warning("nats.connect_failed", extra={"error": type(exc).__name__, "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def ensure_stream(
+    js: Any, service: str, *, duplicate_window: float = 120.0, replicas: int = 1
+) -> api.StreamInfo:
+    """Create or update the service's stream (file storage, dedupe window)."""
+    if not _SERVICE_RE.match(service):
+        raise errors.ConfigError(f"服务名“{service}”不合法：只能用小写字母、数字和下划线")
+    cfg = api.StreamConfig(
+        name=stream_name(service),
+        subjects=[f"jsx.{service}.>"],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        duplicate_window=duplicate_window,
+        num_replicas=replicas,
+    )
+    try:
+        await js.stream_info(cfg.name)
+    except nats.js.errors.NotFoundError:
+        return await js.add_stream(cfg)
+    return await js.update_stream(cfg)
+
+
+# --------------------------------------------------------------------------- relay
+
+
+def _sessions(db: AsyncEngine | async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    return session_factory(db) if isinstance(db, AsyncEngine) else db
+
+
+class Relay:
+    """Publishes committed outbox rows to JetStream, in order, at least once.
+
+    ``await relay.run()`` until ``await relay.stop()``; call ``notify()`` after
+    committing an outbox row so it is sent without waiting for the next poll.
+    Survives broker and database outages: errors are logged and retried with
+    backoff; a row is marked published only after its PubAck.
+    """
+
+    def __init__(
+        self,
+        db: AsyncEngine | async_sessionmaker[AsyncSession],
+        nats_url: str,
+        *,
+        service: str,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        duplicate_window: float = 120.0,
+        replicas: int = 1,
+        ack_timeout: float = 10.0,
+    ) -> None:
+        if not _SERVICE_RE.match(service):
+            raise errors.ConfigError(f"服务名“{service}”不合法：只能用小写字母、数字和下划线")
+        self.sessions = _sessions(db)
+        self.nats_url = nats_url
+        self.service = service
+        self.stream = stream_name(service)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.duplicate_window = duplicate_window
+        self.replicas = replicas
+        self.ack_timeout = ack_timeout
+        self.published = 0  # rows marked published by this relay (for metrics/tests)
+        self._nc: NATS | None = None
+        self._js: Any = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._lock_key = zlib.crc32(f"jsx.outbox.{service}".encode()) & 0x7FFFFFFF
+
+    def notify(self) -> None:
+        """Wake the relay now (call after committing a transaction with events)."""
+        self._wake.set()
+
+    async def _connect(self) -> None:
+        if self._nc is None or self._nc.is_closed:
+            self._nc = await connect(self.nats_url, name=f"jsx-relay-{self.service}")
+            # Room for a whole batch in flight; more would only queue in the client.
+            self._js = self._nc.jetstream(publish_async_max_pending=max(self.batch_size, 1))
+
+    async def ensure_streams(self) -> None:
+        """Create or update this service's stream ``JSX_<SERVICE>``."""
+        await self._connect()
+        await ensure_stream(
+            self._js, self.service, duplicate_window=self.duplicate_window, replicas=self.replicas
+        )
+
+    async def run(self) -> None:
+        """Publish until ``stop()``; never raises for broker or database outages."""
+        self._stopping = False
+        delay = 0.2
+        ready = False
+        while not self._stopping:
+            try:
+                if not ready:
+                    await self.ensure_streams()
+                    ready = True
+                sent, full = await self.publish_pending()
+                delay = 0.2
+                if full:
+                    continue
+                self._idle.set()
+                await self._sleep(self.poll_interval)
+                self._idle.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or DB outage: keep the loop alive
+                log.warning(
+                    "outbox.relay_error",
+                    extra={"service": self.service, "error": f"{type(exc).__name__}: {exc}"[:300], "retry_in": delay},
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self._idle.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def publish_pending(self) -> tuple[int, bool]:
+        """Publish one batch; return (rows marked published, batch was full)."""
+        await self._connect()
+        async with self.sessions() as session:
+            if session.bind.dialect.name == "postgresql":
+                # One transaction holds the replica lock from claim to mark.
+                async with session.begin():
+                    got = (await session.execute(select(func.pg_try_advisory_xact_lock(self._lock_key)))).scalar()
+                    if not got:
+                        return 0, False  # another replica is publishing; keep its order
+                    rows = await self._read(session)
+                    if not rows:
+                        return 0, False
+                    ok, failed = await self._publish(rows)
+                    _fault("relay.after_publish")
+                    marked = await self._mark(session, ok, failed)
+            else:
+                # Never hold SQLite's single writer lock while waiting on the broker.
+                async with session.begin():
+                    rows = await self._read(session)
+                if not rows:
+                    return 0, False
+                ok, failed = await self._publish(rows)
+                _fault("relay.after_publish")
+                async with session.begin():
+                    marked = await self._mark(session, ok, failed)
+        self.published += marked
+        if ok:
+            log.info("outbox.published", extra={"service": self.service, "count": marked})
+        if failed:
+            # Surface the outage to run()'s backoff; acked rows are already marked.
+            raise errors.Unavailable(
+                f"事件总线暂不可用，{len(failed)} 条事件稍后重发", reason="EVENT_BUS_UNAVAILABLE"
+            )
+        return marked, len(rows) == self.batch_size
+
+    async def _read(self, session: AsyncSession) -> Sequence[Any]:
+        return (
+            await session.execute(
+                select(
+                    OutboxEvent.seq, OutboxEvent.event_id, OutboxEvent.subject,
+                    OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.headers,
+                )
+                .where(OutboxEvent.published_at.is_(None))
+                .order_by(OutboxEvent.seq)
+                .limit(self.batch_size)
+            )
+        ).all()
+
+    async def _mark(self, session: AsyncSession, ok: list[int], failed: dict[int, str]) -> int:
+        """Mark acked rows published (not already marked by a racing relay); return how many."""
+        marked = 0
+        if ok:
+            res = await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.seq.in_(ok), OutboxEvent.published_at.is_(None))
+                .values(published_at=_now(), attempts=OutboxEvent.attempts + 1, last_error=None)
+                .execution_options(synchronize_session=False)
+            )
+            marked = int(res.rowcount or 0)
+        for seq, err in failed.items():
+            await session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.seq == seq)
+                .values(attempts=OutboxEvent.attempts + 1, last_error=err[:500])
+                .execution_options(synchronize_session=False)
+            )
+        return marked
+
+    async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], dict[int, str]]:
+        """Send a batch pipelined, then wait for every PubAck (bounded)."""
+        js = self._js
+        futures: list[asyncio.Future[api.PubAck]] = []
+        failed: dict[int, str] = {}
+        sent: list[Any] = []
+        for r in rows:
+            headers = dict(r.headers or {})
+            headers[HEADER_MSG_ID] = r.event_id
+            headers[HEADER_EVENT_TYPE] = r.event_type
+            try:
+                fut = await js.publish_async(
+                    r.subject, r.payload, headers=headers, stream=self.stream, wait_stall=self.ack_timeout
+                )
+            except Exception as exc:
+                failed[r.seq] = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox.publish_failed", extra={"event_id": r.event_id, "subject": r.subject,
+                                                            "error": failed[r.seq][:200]})
+                break  # the connection is gone; the rest waits for the next round
+            futures.append(fut)
+            sent.append(r)
+        if futures:
+            done, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
+            for fut in pending:
+                fut.cancel()  # frees the client's in-flight slot; the row is retried
+        ok: list[int] = []
+        for r, fut in zip(sent, futures):
+            if fut.cancelled():
+                failed[r.seq] = "TimeoutError: no PubAck"
+                continue
+            exc = fut.exception()
+            if exc is not None:
+                failed[r.seq] = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox.publish_failed", extra={"event_id": r.event_id, "subject": r.subject,
+                                                            "error": failed[r.seq][:200]})
+                continue
+            ack = fut.result()
+            if ack.stream != self.stream:
+                failed[r.seq] = f"stored in unexpected stream {ack.stream}"
+                continue
+            ok.append(r.seq)  # ack.duplicate: the stream already had it — also success
+        return ok, failed
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until the relay has found nothing left to publish (tests, shutdown)."""
+        self._idle.clear()
+        self.notify()
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, then close the broker connection."""
+        self._stopping = True
+        self._wake.set()
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await self._nc.drain()
+            except Exception:  # already disconnected: nothing left to flush
+                await self._nc.close()
+        self._nc = None
+
+
+# --------------------------------------------------------------------------- consumer
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    """What a handler may know about the delivery besides the payload."""
+
+    event_id: str
+    subject: str
+    event_type: str
+    num_delivered: int
+    stream_seq: int
+    published_at: datetime | None
+
+
+Handler = Callable[[AsyncSession, Message, EventMeta], Awaitable[None]]
+
+
+class _Poison(Exception):
+    """A message that can never be processed (bad headers, payload or type)."""
+
+
+# Retrying these may succeed: the database or broker is briefly away, or a
+# concurrent writer won a race.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    errors.Unavailable,
+    errors.Aborted,
+    OperationalError,
+    ConnectionError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    OSError,
+    nats.errors.Error,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth a redelivery (outages, lost races)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _TRANSIENT)
+
+
+def is_poison(exc: BaseException) -> bool:
+    """True for failures that will never succeed: terminate the message."""
+    if isinstance(exc, (_Poison, DecodeError)):
+        return True
+    return isinstance(exc, errors.DomainError) and not isinstance(exc, (errors.Unavailable, errors.Aborted))
+
+
+class Consumer:
+    """A durable pull consumer applying events exactly once to a database.
+
+    ``message_types`` maps ``Jsx-Event-Type`` (proto full name) to the
+    message class, or is an iterable of classes. Per fetched batch, all
+    messages are applied in one transaction (fast path); if any handler
+    fails, the batch is rolled back and each message is applied in its own
+    transaction so that only the failing one is retried or terminated.
+
+    Failures: poison (bad headers, undecodable payload, unknown type, a
+    DomainError other than Unavailable/Aborted) → ``term``; transient (outages,
+    Unavailable, Aborted, OperationalError) → ``nak`` with growing delay;
+    anything else (a bug) → ``nak`` with delay too, bounded by ``max_deliver``.
+    """
+
+    def __init__(
+        self,
+        nats: str | NATS,
+        *,
+        stream: str,
+        durable: str,
+        subjects: str | Sequence[str],
+        handler: Handler,
+        sessionmaker: AsyncEngine | async_sessionmaker[AsyncSession],
+        message_types: Mapping[str, type[Message]] | Iterable[type[Message]],
+        batch: int = 100,
+        ack_wait: float = 30.0,
+        max_deliver: int = 20,
+        max_ack_pending: int = 1000,
+        fetch_timeout: float = 1.0,
+        retry_delays: Sequence[float] = (1.0, 2.0, 5.0, 15.0, 60.0),
+    ) -> None:
+        self._nats = nats
+        self.stream = stream
+        self.durable = durable
+        self.subjects = [subjects] if isinstance(subjects, str) else list(subjects)
+        self.handler = handler
+        self.sessions = _sessions(sessionmaker)
+        if isinstance(message_types, Mapping):
+            self.types = dict(message_types)
+        else:
+            self.types = {t.DESCRIPTOR.full_name: t for t in message_types}
+        self.batch = batch
+        self.ack_wait = ack_wait
+        self.max_deliver = max_deliver
+        self.max_ack_pending = max_ack_pending
+        self.fetch_timeout = fetch_timeout
+        self.retry_delays = list(retry_delays)
+        self.applied = 0  # effects committed by this instance
+        self.skipped = 0  # redeliveries recognised by the inbox
+        self.terminated = 0
+        self._nc: NATS | None = None
+        self._own_nc = isinstance(nats, str)
+        self._sub: Any = None
+        self._stopping = False
+
+    async def _subscribe(self) -> None:
+        if self._nc is None:
+            self._nc = (
+                await connect(self._nats, name=f"jsx-consumer-{self.durable}")
+                if isinstance(self._nats, str) else self._nats
+            )
+        js = self._nc.jetstream()
+        cfg = api.ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=self.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        if len(self.subjects) == 1:
+            cfg.filter_subject = self.subjects[0]
+        else:
+            cfg.filter_subjects = self.subjects
+        # add_consumer is create-or-update for an unchanged durable config.
+        await js._jsm.add_consumer(self.stream, config=cfg)
+        self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def run(self) -> None:
+        """Fetch and apply until ``stop()``; outages are logged and retried."""
+        self._stopping = False
+        delay = 0.2
+        while not self._stopping:
+            try:
+                if self._sub is None:
+                    await self._subscribe()
+                try:
+                    msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
+                except nats.errors.TimeoutError:
+                    continue
+                await self.process(msgs)
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping:
+                    break
+                log.warning(
+                    "inbox.consumer_error",
+                    extra={"consumer": self.durable, "error": f"{type(exc).__name__}: {exc}"[:300], "retry_in": delay},
+                )
+                if isinstance(exc, nats.js.errors.NotFoundError):
+                    self._sub = None  # stream or consumer not there (yet): subscribe again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def stop(self) -> None:
+        """Stop fetching; the batch in hand is finished; close an owned connection."""
+        self._stopping = True
+        if self._own_nc and self._nc is not None and not self._nc.is_closed:
+            try:
+                await self._nc.drain()
+            except Exception:
+                await self._nc.close()
+
+    # -- applying
+
+    def _parse(self, msg: Msg) -> tuple[Message, EventMeta]:
+        headers = msg.headers or {}
+        eid = headers.get(HEADER_MSG_ID)
+        etype = headers.get(HEADER_EVENT_TYPE)
+        if not eid or not etype:
+            raise _Poison(f"missing {HEADER_MSG_ID} or {HEADER_EVENT_TYPE} header")
+        cls = self.types.get(etype)
+        if cls is None:
+            raise _Poison(f"unknown event type {etype}")
+        proto = cls()
+        proto.ParseFromString(msg.data)
+        md = msg.metadata
+        return proto, EventMeta(
+            event_id=eid,
+            subject=msg.subject,
+            event_type=etype,
+            num_delivered=md.num_delivered or 1,
+            stream_seq=md.sequence.stream if md.sequence else 0,
+            published_at=md.timestamp,
+        )
+
+    async def process(self, msgs: Sequence[Msg]) -> None:
+        """Apply a fetched batch, then ack/nak/term each message."""
+        parsed: list[tuple[Msg, Message, EventMeta]] = []
+        for m in msgs:
+            try:
+                proto, meta = self._parse(m)
+            except Exception as exc:
+                await self._term(m, exc)
+                continue
+            parsed.append((m, proto, meta))
+        if not parsed:
+            return
+        try:
+            async with self.sessions() as session, session.begin():
+                fresh = await self._apply(session, parsed)
+        except Exception:
+            # Isolate the failing message: one transaction each.
+            for item in parsed:
+                await self._process_one(item)
+            return
+        await self._ack_all(parsed, fresh)
+
+    async def _apply(self, session: AsyncSession, items: Sequence[tuple[Msg, Message, EventMeta]]) -> int:
+        ids = {meta.event_id for _, _, meta in items}
+        seen = set(
+            (await session.execute(
+                select(InboxEvent.event_id).where(InboxEvent.consumer == self.durable, InboxEvent.event_id.in_(ids))
+            )).scalars()
+        )
+        fresh = 0
+        for _, proto, meta in items:
+            if meta.event_id in seen:
+                continue
+            seen.add(meta.event_id)
+            await self.handler(session, proto, meta)
+            session.add(InboxEvent(consumer=self.durable, event_id=meta.event_id, subject=meta.subject))
+            fresh += 1
+        await session.flush()
+        return fresh
+
+    async def _process_one(self, item: tuple[Msg, Message, EventMeta]) -> None:
+        msg, _, meta = item
+        try:
+            async with self.sessions() as session, session.begin():
+                fresh = await self._apply(session, [item])
+        except IntegrityError as exc:
+            # Another instance recorded this event id between our check and insert.
+            if await self._in_inbox(meta.event_id):
+                fresh = 0
+            else:
+                await self._fail(msg, meta, exc)
+                return
+        except Exception as exc:
+            await self._fail(msg, meta, exc)
+            return
+        await self._ack_all([item], fresh)
+
+    async def _in_inbox(self, event_id: str) -> bool:
+        try:
+            async with self.sessions() as session:
+                return (await session.get(InboxEvent, (self.durable, event_id))) is not None
+        except Exception:
+            return False
+
+    async def _ack_all(self, items: Sequence[tuple[Msg, Message, EventMeta]], fresh: int) -> None:
+        self.applied += fresh
+        self.skipped += len(items) - fresh
+        _fault("consumer.before_ack")
+        for msg, _, _ in items:
+            # If this ack is lost the broker redelivers and the inbox turns it into a no-op.
+            await msg.ack()
+
+    async def _fail(self, msg: Msg, meta: EventMeta, exc: BaseException) -> None:
+        if is_poison(exc):
+            await self._term(msg, exc, meta.event_id)
+            return
+        n = meta.num_delivered
+        delay = self.retry_delays[min(n - 1, len(self.retry_delays) - 1)] if self.retry_delays else 0
+        log.warning(
+            "inbox.retry",
+            extra={"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
+                   "deliveries": n, "delay": delay, "transient": is_transient(exc),
+                   "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]},
+            exc_info=not is_transient(exc),
+        )
+        await msg.nak(delay=delay)
+
+    async def _term(self, msg: Msg, exc: BaseException, event_id: str | None = None) -> None:
+        self.terminated += 1
+        log.error(
+            "inbox.poison",
+            extra={"consumer": self.durable, "event_id": event_id or (msg.headers or {}).get(HEADER_MSG_ID),
+                   "subject": msg.subject, "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]},
+        )
+        await msg.term()
