@@ -212,3 +212,23 @@ def test_plugins_list_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["name"] for r in json.loads(capsys.readouterr().out)][-1] == BUILTIN
     assert run("plugins", "list") == 0
     assert "hongjiang 0.1.0" in capsys.readouterr().out
+
+
+def test_city_and_county_tables(host: PluginHost) -> None:
+    # 沅陵 village: the county's own targets plus the city's 暖心家园 ones
+    t = host.call("jsx_cadence_targets", "431222101001", year=2022)
+    assert t.plugin == "yuanling"
+    by_key = {c.key: c for c in t.value}
+    lecture = by_key["yuanling.village.health_lecture"]
+    assert (lecture.scope, lecture.activity_type, lecture.count, lecture.per) == ("VILLAGE", "HEALTH_LECTURE", 2, "YEAR")
+    assert by_key["yuanling.school.youth_health"].per == "SEMESTER"
+    assert by_key["huaihua.warm_home.visit"].per == "QUARTER"
+    # 洪江 has no cadence plugin of its own: the city answers
+    assert host.call("jsx_cadence_targets", HONGJIANG_VILLAGE, year=2022).plugin == "huaihua"
+    uses = host.call("jsx_fund_allowed_uses", "431224101001", fund_kind="HAPPINESS_FUND")
+    assert uses.plugin == "xupu" and uses.value.uses == ("尊老爱幼", "生育关怀", "文体公益", "奖学助学", "扶贫帮困", "村民慰问")
+    types_ = host.call("jsx_activity_types", "431222").value
+    assert "HAPPY_FAMILY_AWARD" in {a.code for a in types_}
+    assert host.call("jsx_activity_types", "431224").plugin == BUILTIN
+    ins = amount(host, "431222101001", Period.year_of(2022), program="HEALTH_INSURANCE")
+    assert (ins.value.amount, ins.plugin) == (Money.yuan(150), "yuanling")

@@ -108,7 +108,10 @@ APPROVAL_LEVELS = ("VILLAGE", "TOWNSHIP", "COUNTY", "CITY", "PROVINCE")
 
 Unit = Literal["PERSON", "HOUSEHOLD"]
 Per = Literal["MONTH", "QUARTER", "SEMESTER", "YEAR"]
-Scope = Literal["VILLAGE", "SCHOOL", "WARM_HOME", "MEMBER_HOME", "TOWNSHIP", "COUNTY"]
+# Region levels (every unit of that level) or site kinds (every site of that kind).
+Scope = Literal[
+    "VILLAGE", "TOWNSHIP", "COUNTY", "SCHOOL", "WARM_HOME", "MEMBER_HOME", "HEALTH_STATION", "YOUTH_HEALTH_BASE"
+]
 
 
 # --------------------------------------------------------------------------
@@ -228,7 +231,10 @@ class FundUses:
 class CadenceTarget:
     """A recurring target: at least ``count`` activities of ``activity_type``
     per ``per`` for every site of kind ``scope`` (every village, school,
-    暖心家园 …). ``key`` is stable so shortfall reports can refer to it."""
+    暖心家园 …). ``key`` is stable so shortfall reports can refer to it.
+    Besides activity type codes, ``activity_type`` may be one of the events
+    service's pseudo types ``ANY`` (any activity), ``CARE_VISIT`` (走访慰问),
+    ``PLAN`` (年度计划) or ``PAIRING`` (a volunteer per special family)."""
 
     key: str
     scope: Scope

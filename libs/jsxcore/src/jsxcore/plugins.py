@@ -182,7 +182,6 @@ NATIONAL_ACTIVITY_TYPES: tuple[ActivityType, ...] = (
     ActivityType("FREE_CLINIC", "义诊", ("义诊人次", "咨询人次")),
     ActivityType("GROUP_BIRTHDAY", "集体生日", ("参加人次",)),
     ActivityType("AWARDS", "评选表彰", ("表彰人数", "表彰户数")),
-    ActivityType("CARE_VISIT", "走访慰问", ("慰问户数", "慰问人次")),
 )
 
 
