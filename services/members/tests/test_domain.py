@@ -70,38 +70,38 @@ def test_household_needs_exactly_one_head_and_one_spouse_at_most() -> None:
 
 def test_situation_history_is_appended_never_rewritten() -> None:
     S = d.SituationRecord
-    h = d.append_situation([], S(d.Situation.ONE_CHILD, date(2010, 1, 1), honor_certificate=True), today=TODAY)
-    h = d.append_situation(h, S(d.Situation.SPECIAL_DISABLED, date(2020, 3, 1), disability_grade=2), today=TODAY)
+    h = d.append_situation([], S(d.Situation.ONLY_CHILD, date(2010, 1, 1), honor_certificate="湘0001"), today=TODAY)
+    h = d.append_situation(h, S(d.Situation.SPECIAL_DISABLED, date(2020, 3, 1), disability_grade=2, honor_certificate="湘0001"), today=TODAY)
     assert len(h) == 2
     assert d.situation_on(h, date(2009, 12, 31)) is None
-    assert d.situation_on(h, date(2015, 1, 1)).situation is d.Situation.ONE_CHILD  # type: ignore[union-attr]
+    assert d.situation_on(h, date(2015, 1, 1)).situation is d.Situation.ONLY_CHILD  # type: ignore[union-attr]
     assert d.situation_on(h, TODAY).situation is d.Situation.SPECIAL_DISABLED  # type: ignore[union-attr]
     with pytest.raises(FailedPrecondition) as e:
-        d.append_situation(h, S(d.Situation.SPECIAL_LOST, date(2019, 1, 1)), today=TODAY)
+        d.append_situation(h, S(d.Situation.SPECIAL_BEREAVED, date(2019, 1, 1)), today=TODAY)
     assert e.value.reason == "SITUATION_NOT_AFTER_LATEST"
     with pytest.raises(FailedPrecondition):
-        d.append_situation(h, S(d.Situation.SPECIAL_DISABLED, date(2021, 1, 1), disability_grade=2), today=TODAY)
+        d.append_situation(h, S(d.Situation.SPECIAL_DISABLED, date(2021, 1, 1), disability_grade=2, honor_certificate="湘0001"), today=TODAY)
     with pytest.raises(InvalidArgument):
         d.append_situation(h, S(d.Situation.SPECIAL_DISABLED, date(2021, 1, 1)), today=TODAY)
     with pytest.raises(InvalidArgument):
-        d.append_situation(h, S(d.Situation.ONE_CHILD, date(2021, 1, 1), disability_grade=1), today=TODAY)
+        d.append_situation(h, S(d.Situation.ONLY_CHILD, date(2021, 1, 1), disability_grade=1), today=TODAY)
     with pytest.raises(InvalidArgument):
-        d.append_situation(h, S(d.Situation.SPECIAL_LOST, date(2030, 1, 1)), today=TODAY)
+        d.append_situation(h, S(d.Situation.SPECIAL_BEREAVED, date(2030, 1, 1)), today=TODAY)
 
 
 def test_situation_parse_accepts_short_forms() -> None:
-    assert d.Situation.parse("失独") is d.Situation.SPECIAL_LOST
+    assert d.Situation.parse("失独") is d.Situation.SPECIAL_BEREAVED
     assert d.Situation.parse("双女户") is d.Situation.TWO_DAUGHTERS
     with pytest.raises(InvalidArgument):
         d.Situation.parse("三女户")
 
 
 def test_pairing_is_one_to_one_and_only_for_special_families() -> None:
-    special = d.SituationRecord(d.Situation.SPECIAL_LOST, date(2020, 1, 1))
+    special = d.SituationRecord(d.Situation.SPECIAL_BEREAVED, date(2020, 1, 1))
     ok = dict(household_situation=special, household_active=False, volunteer_active=False, volunteer_deceased=False, volunteer_in_household=False)
     d.check_pairing(**ok)  # type: ignore[arg-type]
     for change, reason in [
-        ({"household_situation": d.SituationRecord(d.Situation.ONE_CHILD, date(2020, 1, 1))}, "NOT_SPECIAL_FAMILY"),
+        ({"household_situation": d.SituationRecord(d.Situation.ONLY_CHILD, date(2020, 1, 1))}, "NOT_SPECIAL_FAMILY"),
         ({"household_situation": None}, "NOT_SPECIAL_FAMILY"),
         ({"household_active": True}, "HOUSEHOLD_ALREADY_PAIRED"),
         ({"volunteer_active": True}, "VOLUNTEER_ALREADY_PAIRED"),
@@ -131,9 +131,11 @@ def test_six_haves_checklist() -> None:
     with pytest.raises(InvalidArgument):
         d.SixHaves.of(["场所", "食堂"])
     with pytest.raises(InvalidArgument):
-        d.validate_site(kind=d.SiteKind.HEALTH_POST, name="驿站", village="431222101201", address="", six_haves=["场所"])
+        d.validate_site(kind=d.SiteKind.HEALTH_STATION, name="驿站", village="431222101201", address="", six_haves=["场所"])
     with pytest.raises(InvalidArgument) as e:
         d.validate_site(kind=d.SiteKind.WARM_HOME, name="", village="431222", address="", six_haves=[])
+    with pytest.raises(InvalidArgument):
+        d.append_situation([], d.SituationRecord(d.Situation.SPECIAL_DISABLED, date(2021, 1, 1), disability_grade=4), today=TODAY)
     assert {v.field for v in e.value.violations} == {"site.name", "site.village"}
 
 

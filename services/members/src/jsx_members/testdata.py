@@ -4,9 +4,11 @@ people: sequence numbers are generated, not sampled."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 
-from jsxcore.values import id_check_char
+from jsxcore.auth import Caller, reset_caller, set_caller
+from jsxcore.values import RegionCode, id_check_char
 
 #: Villages used by tests and the demo: one per seed county.
 VILLAGES = {
@@ -54,3 +56,27 @@ def roster_rows(n: int, county: str = "431222", *, household_size: int = 3) -> I
             "家庭类型生效日期": "2020-01-01" if pos == 0 else "",
             "光荣证": "是" if pos == 0 else "",
         }
+
+
+# ---------------------------------------------------------------- callers (tests, demo, CLI dry runs)
+
+#: The fixed "today" the tests run on, so ages and dates do not drift.
+TODAY = date(2024, 6, 1)
+
+
+def rid() -> str:
+    """A fresh AIP-155 request id."""
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+@contextmanager
+def acting(region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl") -> Iterator[Caller]:
+    """Run service code as ``subject`` with ``roles`` over ``region``."""
+    caller = Caller(subject=subject, display_name=subject, roles=roles, region=RegionCode.parse(region))
+    token = set_caller(caller)
+    try:
+        yield caller
+    finally:
+        reset_caller(token)

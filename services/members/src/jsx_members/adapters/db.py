@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     select,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -125,8 +126,8 @@ class AssociationMember(Base):
             "uq_association_members_active_person",
             "person_id",
             unique=True,
-            sqlite_where="left_on IS NULL",
-            postgresql_where="left_on IS NULL",
+            sqlite_where=text("left_on IS NULL"),
+            postgresql_where=text("left_on IS NULL"),
         ),
     )
 
@@ -157,9 +158,9 @@ class Pairing(Base):
     __tablename__ = "pairings"
     __table_args__ = (
         Index("uq_pairings_active_volunteer", "volunteer_id", unique=True,
-              sqlite_where="end_date IS NULL", postgresql_where="end_date IS NULL"),
+              sqlite_where=text("end_date IS NULL"), postgresql_where=text("end_date IS NULL")),
         Index("uq_pairings_active_household", "household_id", "kind", unique=True,
-              sqlite_where="end_date IS NULL", postgresql_where="end_date IS NULL"),
+              sqlite_where=text("end_date IS NULL"), postgresql_where=text("end_date IS NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -218,7 +219,7 @@ async def household_members(session: AsyncSession, household_id: str) -> list[tu
         .where(HouseholdMember.household_id == household_id)
         .order_by(HouseholdMember.position)
     )
-    return [(m, p) for m, p in rows.tuples()]
+    return [(m, p) for m, p in rows.all()]
 
 
 async def situation_history(session: AsyncSession, household_id: str) -> list[SituationEntry]:
