@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import threading
 import types
 from dataclasses import dataclass
@@ -305,7 +306,7 @@ class PluginHost:
         """Raise ConfigError if the enablement names an unknown plugin."""
         unknown = sorted(set(self.enabled_config) - set(self._plugins))
         if unknown:
-            raise ConfigError(f"配置启用的规则插件未安装：{', '.join(unknown)}；已安装：{', '.join(sorted(self._plugins))}")
+            raise ConfigError(f"配置启用的规则插件未安装：{', '.join(unknown)}；已安装：{', '.join(sorted(n for n in self._plugins if n != BUILTIN))}")
 
     def _reindex(self) -> None:
         at: dict[RegionCode, list[str]] = {}
@@ -472,21 +473,17 @@ class PluginHost:
 # --------------------------------------------------------------------------
 
 
-def _enabled_from_env() -> dict[str, tuple[str, ...]]:
-    """``JSX_PLUGINS="hongjiang=431281;hunan=430000,431200"`` → mapping; used
-    by the CLI when no service config is at hand."""
-    raw = os.environ.get("JSX_PLUGINS", "").strip()
-    out: dict[str, tuple[str, ...]] = {}
-    for part in filter(None, (p.strip() for p in raw.split(";"))):
-        name, _, codes = part.partition("=")
-        out[name.strip()] = tuple(c.strip() for c in codes.split(",") if c.strip())
-    return out
-
-
 def _cmd_list(args: argparse.Namespace) -> int:
-    host = PluginHost(_enabled_from_env())
-    host.discover()
-    host.validate_config()
+    from jsxcore.config import parse_plugins
+
+    # Same variables the services read (ServiceConfig), without needing a service's other settings.
+    try:
+        host = PluginHost(parse_plugins(os.environ.get("JSX_PLUGINS", "")))
+        host.discover()
+        host.validate_config()
+    except (ConfigError, ValueError) as exc:
+        print(f"插件配置有误：{exc}", file=sys.stderr)
+        return 2
     infos = host.list_plugins(args.region, include_builtin=args.all)
     if args.json:
         print(json.dumps([dataclasses.asdict(i) for i in infos], ensure_ascii=False, indent=2))
