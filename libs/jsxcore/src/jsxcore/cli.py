@@ -17,7 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_core.register(sub)
     for ep in sorted(entry_points(group="jsx.cli"), key=lambda e: e.name):
-        ep.load()(sub)
+        try:
+            register = ep.load()
+        except Exception as e:  # one broken service package must not take the whole CLI down
+            print(f"警告：命令 {ep.name} 无法加载（{type(e).__name__}: {e}），已跳过", file=sys.stderr)
+            continue
+        register(sub)
     return parser
 
 
