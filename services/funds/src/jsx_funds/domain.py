@@ -320,7 +320,8 @@ def check_balances(
             )
         if key.kind is AccountKind.EXPENSE:
             raise FailedPrecondition(
-                f"退回金额超过该笔支付的实付金额：实付 {yuan(max(was_normal, 0))} 元，本次退回 {yuan(need)} 元",
+                f"该笔支付的实付金额不足：实付 {yuan(max(was_normal, 0))} 元，本次需冲减 {yuan(need)} 元"
+                "（已部分退回的支付须先冲正退回记录）",
                 reason="PAYMENT_RETURN_EXCEEDED",
                 metadata={"payment_id": str(key.payment_id), "net_paid_fen": str(was_normal)},
             )

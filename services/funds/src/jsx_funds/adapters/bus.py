@@ -1,0 +1,104 @@
+"""Funds events on the bus: protobuf messages from jsx.funds.v1.events, built
+from committed rows. Ids, regions and amounts only — never a donor's or
+payee's name, a 身份证 number or a card number."""
+from __future__ import annotations
+
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jsx.common.v1 import annotations_pb2, common_pb2
+from jsx.funds.v1 import events_pb2, funds_pb2
+from jsxcore.outbox import add_event
+
+from jsx_funds.adapters import db
+
+
+def subject_of(message: Message) -> str:
+    """The subject declared on the message type (``jsx.funds.donation.received``)."""
+    return message.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
+
+
+def emit(session: AsyncSession, message: Message) -> str:
+    """Write ``message`` to the outbox in the caller's transaction; returns the event id."""
+    return add_event(session, subject_of(message), message)
+
+
+def fund_name(fund_id: int) -> str:
+    return f"funds/{fund_id}"
+
+
+def entry_name(fund_id: int, journal_id: int) -> str:
+    return f"funds/{fund_id}/ledgerEntries/{journal_id}"
+
+
+def donation_name(fund_id: int, journal_id: int) -> str:
+    return f"funds/{fund_id}/donations/{journal_id}"
+
+
+def payment_name(fund_id: int, journal_id: int) -> str:
+    return f"funds/{fund_id}/payments/{journal_id}"
+
+
+def source_name(source_id: int) -> str:
+    return f"fundSources/{source_id}"
+
+
+def fund_opened(fund: db.FundRow) -> events_pb2.FundOpened:
+    return events_pb2.FundOpened(
+        fund=fund_name(fund.id),
+        owner_region=common_pb2.RegionCode(code=fund.region),
+        kind=funds_pb2.FundKind.Value("FUND_KIND_" + fund.kind),
+    )
+
+
+def allocation_posted(fund: db.FundRow, journal: db.JournalRow, source_id: int) -> events_pb2.AllocationPosted:
+    return events_pb2.AllocationPosted(
+        ledger_entry=entry_name(fund.id, journal.id),
+        fund=fund_name(fund.id),
+        owner_region=common_pb2.RegionCode(code=fund.region),
+        source=source_name(source_id),
+        amount=common_pb2.Money(fen=journal.amount),
+    )
+
+
+def donation_received(fund: db.FundRow, donation: db.DonationRow) -> events_pb2.DonationReceived:
+    return events_pb2.DonationReceived(
+        donation=donation_name(fund.id, donation.journal_id),
+        fund=fund_name(fund.id),
+        owner_region=common_pb2.RegionCode(code=fund.region),
+        donor_kind=funds_pb2.DonorKind.Value("DONOR_KIND_" + donation.donor_kind),
+        amount=common_pb2.Money(fen=donation.amount),
+        receipt_number=donation.receipt_no,
+    )
+
+
+def entry_reversed(
+    fund: db.FundRow, reversal: db.JournalRow, original: db.JournalRow
+) -> events_pb2.LedgerEntryReversed:
+    return events_pb2.LedgerEntryReversed(
+        ledger_entry=entry_name(fund.id, reversal.id),
+        reverses=entry_name(fund.id, original.id),
+        fund=fund_name(fund.id),
+        owner_region=common_pb2.RegionCode(code=fund.region),
+        reversed_kind=funds_pb2.EntryKind.Value("ENTRY_KIND_" + original.kind),
+        amount=common_pb2.Money(fen=original.amount),
+    )
+
+
+def payment_issued(fund: db.FundRow, payment: db.PaymentRow) -> events_pb2.PaymentIssued:
+    """A payment left the fund (batch/application fields are filled by the disbursement layer)."""
+    return events_pb2.PaymentIssued(
+        payment=payment_name(fund.id, payment.journal_id),
+        fund=fund_name(fund.id),
+        payee=payment.payee,
+        amount=common_pb2.Money(fen=payment.amount),
+    )
+
+
+def payment_failed(fund: db.FundRow, payment: db.PaymentRow, amount: int, reason: str) -> events_pb2.PaymentFailed:
+    return events_pb2.PaymentFailed(
+        payment=payment_name(fund.id, payment.journal_id),
+        payee=payment.payee,
+        amount=common_pb2.Money(fen=amount),
+        failure_reason=reason,
+    )
