@@ -170,9 +170,11 @@ async def run_idempotent(
             created_at=datetime.now(timezone.utc),
         )
         .on_conflict_do_nothing(index_elements=["method", "request_id"])
+        # RETURNING says whether *this* statement inserted; rowcount proved unreliable under the race
+        .returning(IdempotencyKey.request_id)
     )
     result = await session.execute(claim)
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if result.first() is None:
         # Lost a race: the winner has committed (our insert waited for it).
         row = await _load(session, method, request_id)
         if row is None:  # pragma: no cover - would need the winner's row deleted in between

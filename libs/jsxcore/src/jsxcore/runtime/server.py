@@ -132,22 +132,21 @@ async def serve_until_signal(
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
 ) -> None:
-    """Serve a started server until SIGINT/SIGTERM (or until it terminates on
-    its own), then shut down gracefully (see :func:`shutdown_server`)."""
+    """Serve a started server until SIGINT/SIGTERM, then shut down
+    gracefully (see :func:`shutdown_server`)."""
     if health_servicer is not None and server not in _STATE:
         _STATE[server] = _ServerState(health_servicer, ())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.wait_for_termination())]
+    # Only the signal ends serving: awaiting server.wait_for_termination() here
+    # and cancelling it later would cancel grpc's own shutdown future.
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await stop.wait()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-        for w in waiters:
-            w.cancel()
     log.info("shutting down (grace %.1f s)", grace)
     await shutdown_server(server, grace, on_shutdown)
     log.info("stopped")
@@ -157,6 +156,7 @@ async def serve_until_signal(
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+_TOKEN_PREFIX = "plugins:"
 
 
 def list_plugins_response(host: Any, request: common_pb2.ListPluginsRequest) -> common_pb2.ListPluginsResponse:
@@ -168,11 +168,14 @@ def list_plugins_response(host: Any, request: common_pb2.ListPluginsRequest) -> 
     after = ""
     if request.page_token:
         try:
-            after = base64.urlsafe_b64decode(request.page_token.encode()).decode()
+            after = base64.b64decode(request.page_token.encode(), altchars=b"-_", validate=True).decode()
         except (ValueError, UnicodeDecodeError):
+            after = ""
+        if not after.startswith(_TOKEN_PREFIX):
             raise InvalidArgument.field(
                 "page_token", "分页令牌（page_token）无效，请从第一页重新查询", reason="INVALID_PAGE_TOKEN"
-            ) from None
+            )
+        after = after[len(_TOKEN_PREFIX):]
     region = RegionCode.parse(request.region.code, field="region.code") if request.region.code else None
     plugins = [p for p in host.list_plugins(region) if p.name > after]
     page, rest = plugins[:size], plugins[size:]
@@ -189,7 +192,7 @@ def list_plugins_response(host: Any, request: common_pb2.ListPluginsRequest) -> 
         ]
     )
     if rest:
-        response.next_page_token = base64.urlsafe_b64encode(page[-1].name.encode()).decode()
+        response.next_page_token = base64.urlsafe_b64encode((_TOKEN_PREFIX + page[-1].name).encode()).decode()
     return response
 
 
