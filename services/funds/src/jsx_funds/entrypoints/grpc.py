@@ -1,0 +1,90 @@
+"""gRPC entrypoint: jsx.funds.v1.FundsService over the service layer.
+
+The runtime's interceptors authenticate the caller, check the permission each
+RPC declares in funds.proto and map jsxcore errors to rich statuses; this
+servicer hands the request and the caller (for region scope) to
+:class:`jsx_funds.service.FundsService`. RPCs of funds.proto not bound here
+(programs, applications, payment batches, reports) answer UNIMPLEMENTED until
+their use cases exist. ``build_runtime`` wires database, outbox relay and
+server; ``main`` is ``python -m jsx_funds``.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from jsx.common.v1 import common_pb2
+from jsx.funds.v1 import funds_pb2_grpc
+from jsxcore.auth import current_caller
+from jsxcore.config import ServiceConfig
+from jsxcore.outbox import Relay
+from jsxcore.runtime import ServiceRuntime, list_plugins_response
+
+from jsx_funds.adapters.db import migrate
+from jsx_funds.service import FundsService
+
+SERVICE = "funds"
+SERVICE_NAME = "jsx.funds.v1.FundsService"
+
+#: RPC → FundsService method; each takes (request, caller).
+METHODS = {
+    "CreateFundSource": "create_fund_source",
+    "ListFundSources": "list_fund_sources",
+    "CreateFund": "create_fund",
+    "GetFund": "get_fund",
+    "ListFunds": "list_funds",
+    "PostAllocation": "post_allocation",
+    "RecordDonation": "record_donation",
+    "ReverseLedgerEntry": "reverse_ledger_entry",
+    "GetFundBalance": "get_fund_balance",
+    "ListLedgerEntries": "list_ledger_entries",
+}
+
+
+def _delegate(rpc: str, attr: str) -> Any:
+    async def method(self: FundsServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await getattr(self.service, attr)(request, current_caller())
+
+    method.__name__ = rpc
+    method.__doc__ = f"{SERVICE_NAME}/{rpc} → FundsService.{attr}"
+    return method
+
+
+class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
+    """Thin proto → use-case adapter."""
+
+    def __init__(self, service: FundsService, plugins: Any = None) -> None:
+        self.service = service
+        self.plugins = plugins
+
+    async def ListPlugins(self, request: common_pb2.ListPluginsRequest, context: grpc.aio.ServicerContext) -> common_pb2.ListPluginsResponse:
+        return list_plugins_response(self.plugins, request)
+
+
+for _rpc, _attr in METHODS.items():
+    setattr(FundsServicer, _rpc, _delegate(_rpc, _attr))
+
+
+def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRuntime, FundsService, Relay]:
+    """The funds process: server, service and outbox relay (not started)."""
+    rt = ServiceRuntime(config, **runtime_kw)
+    relay = Relay(rt.sessions, config.nats_url, service=SERVICE)
+    service = FundsService(rt.sessions, on_commit=relay.notify)
+    rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server, FundsServicer(service, rt.plugins), SERVICE_NAME)
+    rt.add_background("outbox-relay", relay.run)
+    rt.on_shutdown(relay.stop)
+    return rt, service, relay
+
+
+async def serve(config: ServiceConfig | None = None) -> None:
+    """Migrate the database, then serve until SIGTERM/SIGINT."""
+    config = config or ServiceConfig.from_env(SERVICE)
+    await asyncio.to_thread(migrate, config.database_url)
+    rt, _, _ = build_runtime(config)
+    await rt.run()
+
+
+def main() -> None:
+    asyncio.run(serve())

@@ -1,0 +1,162 @@
+"""The funds service end to end: a real gRPC server on the jsxcore runtime
+(auth, rich errors), a real nats-server receiving the outbox events, and
+SQLite/PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import nats
+import pytest
+from sqlalchemy import func, select
+
+from jsx.common.v1 import common_pb2 as c
+from jsx.funds.v1 import events_pb2
+from jsx.funds.v1 import funds_pb2 as pb
+from jsx.funds.v1 import funds_pb2_grpc
+from jsxcore.auth import issue_token
+from jsxcore.config import ServiceConfig
+from jsxcore.pii import generate_key
+from jsxcore.runtime import error_details
+
+from jsx_funds.adapters.db import JournalRow, migrate
+from jsx_funds.entrypoints.grpc import build_runtime
+
+SECRET = "f" * 40
+
+
+def rid() -> str:
+    return str(uuid.uuid4())
+
+
+class Client:
+    def __init__(self, channel: grpc.aio.Channel, token: str) -> None:
+        self.stub = funds_pb2_grpc.FundsServiceStub(channel)
+        self.md = (("authorization", f"Bearer {token}"),)
+
+    def __getattr__(self, rpc: str):  # type: ignore[no-untyped-def]
+        method = getattr(self.stub, rpc)
+        return lambda req: method(req, metadata=self.md, timeout=20)
+
+
+@pytest.fixture
+async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+    env = {
+        "JSX_FUNDS_DATABASE_URL": db_url, "JSX_FUNDS_NATS_URL": nats_url, "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
+        "JSX_FUNDS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_AUTH_SECRET": SECRET,
+    }
+    config = ServiceConfig.from_env("funds", env)
+    await asyncio.to_thread(migrate, db_url)
+    rt, service, relay = build_runtime(config)
+    port = await rt.start()
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    clients = {
+        "xp_fin": Client(channel, issue_token(SECRET, "fin-xp", ["finance_officer"], "431224")),
+        "yl_fin": Client(channel, issue_token(SECRET, "fin-yl", ["finance_officer"], "431222")),
+        "xp_clerk": Client(channel, issue_token(SECRET, "clerk-xp", ["county_clerk"], "431224")),
+    }
+    try:
+        try:
+            await js.purge_stream("JSX_FUNDS")
+        except Exception:
+            pass  # the relay creates the stream on first publish
+        yield {"clients": clients, "js": js, "service": service}
+    finally:
+        await channel.close()
+        await rt.stop(0)
+        await nc.close()
+
+
+async def _journals(service) -> int:  # type: ignore[no-untyped-def]
+    async with service.sessions() as s:
+        return int((await s.execute(select(func.count()).select_from(JournalRow))).scalar_one())
+
+
+async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+    fin, yl, clerk = stack["clients"]["xp_fin"], stack["clients"]["yl_fin"], stack["clients"]["xp_clerk"]
+    src = await fin.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+        display_name="2022年县级幸福基金配套", kind=pb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code="431224"))))
+    fund = await fin.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+        display_name="某村幸福基金", kind=pb.FUND_KIND_HAPPINESS, owner_region=c.RegionCode(code="431224102203"))))
+    assert fund.owner_region.code == "431224102203" and fund.balance.fen == 0
+
+    # idempotent retry: same request_id and body → the first response, posted once
+    req = pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=2000_00), request_id=rid())
+    first = await fin.PostAllocation(req)
+    assert await fin.PostAllocation(req) == first
+    assert await _journals(stack["service"]) == 1
+
+    don = await fin.RecordDonation(pb.RecordDonationRequest(request_id=rid(), donation=pb.Donation(
+        fund=fund.name, donor_display_name="返乡企业家王某", donor_kind=pb.DONOR_KIND_RETURNEE,
+        amount=c.Money(fen=500_00), received_date=c.Date(year=2022, month=5, day=29))))
+    assert don.receipt_number == "431224102203-2022-000001"
+    got = await clerk.GetFund(pb.GetFundRequest(name=fund.name))
+    assert got.balance.fen == 2500_00 and got.available.fen == 2500_00
+
+    # permission: a clerk may read but not post money
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await clerk.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=1), request_id=rid()))
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # region scope: 沅陵's finance officer cannot see or touch 溆浦's fund
+    for call in (
+        yl.GetFund(pb.GetFundRequest(name=fund.name)),
+        yl.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=1), request_id=rid())),
+        yl.ListLedgerEntries(pb.ListLedgerEntriesRequest(fund=fund.name)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await call
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_details(e.value)[0].reason == "OUT_OF_REGION"
+    assert (await yl.ListFunds(pb.ListFundsRequest())).funds == []
+    assert [f.name for f in (await clerk.ListFunds(pb.ListFundsRequest())).funds] == [fund.name]
+
+    # bad input: rich INVALID_ARGUMENT with field violations, nothing written
+    before = await _journals(stack["service"])
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await fin.RecordDonation(pb.RecordDonationRequest(request_id=rid(), donation=pb.Donation(
+            fund=fund.name, amount=c.Money(fen=0), received_date=c.Date(year=2022, month=2, day=30))))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info, bad, _ = error_details(e.value)
+    assert {v.field for v in bad.field_violations} == {
+        "donation.donor_display_name", "donation.donor_kind", "donation.amount", "donation.received_date"}
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await fin.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=5)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert await _journals(stack["service"]) == before
+
+    # reversing the allocation after nothing was spent works; a second reversal is refused
+    rev = await fin.ReverseLedgerEntry(pb.ReverseLedgerEntryRequest(name=first.name, reason="拨款文号录错", request_id=rid()))
+    assert rev.amount.fen == -2000_00 and rev.balance_after.fen == 500_00
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await fin.ReverseLedgerEntry(pb.ReverseLedgerEntryRequest(name=first.name, reason="再冲", request_id=rid()))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_details(e.value)[0].reason == "ALREADY_REVERSED"
+
+    page = await clerk.ListLedgerEntries(pb.ListLedgerEntriesRequest(fund=fund.name))
+    assert [e.kind for e in page.ledger_entries] == [pb.ENTRY_KIND_ALLOCATION, pb.ENTRY_KIND_DONATION, pb.ENTRY_KIND_REVERSAL]
+    bal = await clerk.GetFundBalance(pb.GetFundBalanceRequest(fund=fund.name))
+    assert bal.balance.fen == 500_00
+
+    # events reached JetStream through the outbox relay, without the donor's name
+    sub = await stack["js"].pull_subscribe("jsx.funds.>", durable=None, stream="JSX_FUNDS")
+    subjects: dict[str, bytes] = {}
+    deadline = asyncio.get_running_loop().time() + 15
+    while len(subjects) < 4 and asyncio.get_running_loop().time() < deadline:
+        try:
+            for m in await sub.fetch(10, timeout=1):
+                subjects[m.subject] = m.data
+                await m.ack()
+        except nats.errors.TimeoutError:
+            pass
+    assert set(subjects) == {"jsx.funds.fund.opened", "jsx.funds.allocation.posted",
+                             "jsx.funds.donation.received", "jsx.funds.ledger_entry.reversed"}
+    ev = events_pb2.DonationReceived.FromString(subjects["jsx.funds.donation.received"])
+    assert ev.amount.fen == 500_00 and ev.receipt_number == don.receipt_number
+    assert "王某".encode() not in subjects["jsx.funds.donation.received"]
