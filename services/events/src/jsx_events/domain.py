@@ -201,7 +201,9 @@ class Activity:
     headcount: int = 0
     outputs: Outputs = Outputs()
     attachments: tuple[str, ...] = ()
-    plan_item_id: str = ""
+    plan_item_id: str = ""  # the plan it fulfils
+    location: str = ""
+    description: str = ""
 
     @property
     def reached(self) -> int:
@@ -237,6 +239,7 @@ class PlanItem:
     type: str
     count: int
     title: str = ""
+    month: int = 0  # 0 = any time in the year
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,8 @@ class Plan:
                 errs.add(f"items[{i}].count", "计划次数须为正整数")
             if not item.type:
                 errs.add(f"items[{i}].type", "请填写计划项目的活动类型")
+            if not 0 <= item.month <= 12:
+                errs.add(f"items[{i}].month", "计划月份应为1–12（0表示全年任意时间）")
         errs.raise_if_any("年度计划有误，请按字段说明修改后重试")
 
 
@@ -282,6 +287,9 @@ class Visit:
     state: VisitState = VisitState.NO_MONEY
     reject_reason: str = ""
     booking_ref: str = ""
+    occasion: str = ""
+    attachments: tuple[str, ...] = ()
+    reject_code: str = ""
 
     @classmethod
     def record(cls, **kw: object) -> Visit:
@@ -308,14 +316,15 @@ class Visit:
                                      reason="VISIT_NOT_PENDING")
         return replace(self, state=VisitState.BOOKED, booking_ref=booking_ref)
 
-    def rejected(self, reason: str) -> Visit:
+    def rejected(self, reason: str, code: str = "") -> Visit:
         """Funds refused the 慰问金 (e.g. the fund cannot cover it)."""
         if self.state is VisitState.REJECTED:
             return self
         if self.state is not VisitState.PENDING:
             raise FailedPrecondition(f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再改为被拒绝",
                                      reason="VISIT_NOT_PENDING")
-        return replace(self, state=VisitState.REJECTED, reject_reason=reason or "资金服务拒绝记账（未说明原因）")
+        return replace(self, state=VisitState.REJECTED, reject_reason=reason or "资金服务拒绝记账（未说明原因）",
+                       reject_code=code)
 
 
 @dataclass(frozen=True)
@@ -332,6 +341,9 @@ class Award:
     decision: AwardDecision
     decided_on: date
     note: str = ""
+    title: str = ""
+    nominee_region: RegionCode | None = None
+    activity_id: str = ""
 
     def validate(self) -> None:
         errs = ErrorCollector()
@@ -399,6 +411,7 @@ class Window:
     start: date
     end: date
     label: str  # "2022年第3季度"
+    code: str = ""  # "2022-Q3"
 
 
 _PER_PHRASE = {"MONTH": "每月", "QUARTER": "每季度", "SEMESTER": "每学期", "YEAR": "每年"}
@@ -422,14 +435,15 @@ def windows(per: str, period: Period) -> list[Window]:
     for year in range(period.start.year, period.end.year + 1):
         if per == "MONTH":
             cands = [Period.month(year, m) for m in range(1, 13)]
-            ws = [Window(p.start, p.end, period_label(p)) for p in cands]
+            ws = [Window(p.start, p.end, period_label(p), f"{year}-{p.number:02d}") for p in cands]
         elif per == "QUARTER":
-            ws = [Window(p.start, p.end, period_label(p)) for p in (Period.quarter(year, q) for q in range(1, 5))]
+            ws = [Window(p.start, p.end, period_label(p), f"{year}-Q{p.number}")
+                  for p in (Period.quarter(year, q) for q in range(1, 5))]
         elif per == "SEMESTER":
-            ws = [Window(date(year, 1, 1), date(year, 6, 30), f"{year}年上半年（春季学期）"),
-                  Window(date(year, 7, 1), date(year, 12, 31), f"{year}年下半年（秋季学期）")]
+            ws = [Window(date(year, 1, 1), date(year, 6, 30), f"{year}年上半年（春季学期）", f"{year}-H1"),
+                  Window(date(year, 7, 1), date(year, 12, 31), f"{year}年下半年（秋季学期）", f"{year}-H2")]
         elif per == "YEAR":
-            ws = [Window(date(year, 1, 1), date(year, 12, 31), f"{year}年")]
+            ws = [Window(date(year, 1, 1), date(year, 12, 31), f"{year}年", str(year))]
         else:
             raise InvalidArgument.field("per", f"考核周期“{per}”无效，应为 MONTH、QUARTER、SEMESTER 或 YEAR",
                                         reason="INVALID_CADENCE")
@@ -462,6 +476,8 @@ class ComplianceItem:
     reason: str
     provenance: str = ""
     missing_ids: tuple[str, ...] = ()
+    window_code: str = ""  # wire period: 2022, 2022-08, 2022-Q3, 2022-H1
+    subject_region: RegionCode | None = None
 
 
 @dataclass(frozen=True)
@@ -590,7 +606,8 @@ def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Pe
                     reason = (f"{w.label} {subj.name} 截至{upto.isoformat()} {what}{n}次，"
                               f"本{_PER_UNIT.get(t.per, '期')}尚未结束，还需{t.count - n}次（{rule}）")
                 items.append(ComplianceItem(t.key, t.description or f"{what}{rule}", t.scope, subj.id, subj.name,
-                                            w.label, w.start, w.end, t.count, n, status, reason, t.provenance))
+                                            w.label, w.start, w.end, t.count, n, status, reason, t.provenance,
+                                            window_code=w.code, subject_region=subj.region))
     return ComplianceReport(region, period, tuple(items))
 
 
@@ -610,7 +627,8 @@ def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> Co
         status = Compliance.MET
         reason = f"{label} {subj.name} {len(fams)}户计生特殊家庭均已结对志愿者"
     return ComplianceItem(t.key, t.description or "每户计生特殊家庭结对志愿者", t.scope, subj.id, subj.name, label,
-                          period.start, period.end, len(fams), paired, status, reason, t.provenance, unpaired)
+                          period.start, period.end, len(fams), paired, status, reason, t.provenance, unpaired,
+                          str(period).replace("Q", "-Q"), subj.region)
 
 
 # ------------------------------------------------------------------ summary

@@ -52,6 +52,8 @@ class ActivityRow(Base):
     care_money_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     attachments: Mapped[list[str]] = mapped_column(JSON, default=list)
     plan_item_id: Mapped[str] = mapped_column(String(36), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
@@ -65,7 +67,8 @@ class ActivityRow(Base):
             participant_ids=tuple(self.participant_ids or ()), headcount=self.headcount,
             outputs=d.Outputs(self.materials, self.consultations, self.clinic_visits, self.contraceptive_boxes,
                               Money(self.care_money_fen)),
-            attachments=tuple(self.attachments or ()), plan_item_id=self.plan_item_id,
+            attachments=tuple(self.attachments or ()), plan_item_id=self.plan_item_id, location=self.location,
+            description=self.description,
         )
 
     def set_from(self, a: d.Activity) -> None:
@@ -76,6 +79,7 @@ class ActivityRow(Base):
         self.materials, self.consultations, self.clinic_visits = o.materials, o.consultations, o.clinic_visits
         self.contraceptive_boxes, self.care_money_fen = o.contraceptive_boxes, o.care_money.fen
         self.attachments, self.plan_item_id = list(a.attachments), a.plan_item_id
+        self.location, self.description = a.location, a.description
 
 
 class PlanRow(Base):
@@ -95,7 +99,7 @@ class PlanRow(Base):
 
     def to_domain(self) -> d.Plan:
         return d.Plan(self.id, RegionCode(self.region), self.year,
-                      tuple(d.PlanItem(i.id, i.type, i.count, i.title) for i in self.items), self.site_id, self.title)
+                      tuple(d.PlanItem(i.id, i.type, i.count, i.title, i.month) for i in self.items), self.site_id, self.title)
 
 
 class PlanItemRow(Base):
@@ -107,6 +111,7 @@ class PlanItemRow(Base):
     type: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(200), default="")
+    month: Mapped[int] = mapped_column(Integer, default=0)
     plan: Mapped[PlanRow] = relationship(back_populates="items")
 
 
@@ -126,6 +131,8 @@ class VisitRow(Base):
     reject_reason: Mapped[str] = mapped_column(Text, default="")
     reject_code: Mapped[str] = mapped_column(String(64), default="")
     booking_ref: Mapped[str] = mapped_column(String(200), default="")
+    occasion: Mapped[str] = mapped_column(String(100), default="")
+    attachments: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
@@ -135,13 +142,15 @@ class VisitRow(Base):
     def to_domain(self) -> d.Visit:
         return d.Visit(self.id, self.household_id, RegionCode(self.region), self.visitor_id, self.visited_on,
                        self.notes, Money(self.amount_fen), self.fund_id, self.site_id, d.VisitState(self.state),
-                       self.reject_reason, self.booking_ref)
+                       self.reject_reason, self.booking_ref, self.occasion, tuple(self.attachments or ()),
+                       self.reject_code)
 
     def set_from(self, v: d.Visit) -> None:
         self.id, self.household_id, self.region, self.site_id = v.id, v.household_id, v.region.code, v.site_id
         self.visitor_id, self.visited_on, self.notes = v.visitor_id, v.visited_on, v.notes
         self.amount_fen, self.fund_id, self.state = v.amount.fen, v.fund_id, v.state.value
-        self.reject_reason, self.booking_ref = v.reject_reason, v.booking_ref
+        self.reject_reason, self.booking_ref, self.reject_code = v.reject_reason, v.booking_ref, v.reject_code
+        self.occasion, self.attachments = v.occasion, list(v.attachments)
 
 
 class AwardRow(Base):
@@ -156,6 +165,9 @@ class AwardRow(Base):
     decision: Mapped[str] = mapped_column(String(16))
     decided_on: Mapped[date] = mapped_column(Date)
     note: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    nominee_region: Mapped[str] = mapped_column(String(12), default="")
+    activity_id: Mapped[str] = mapped_column(String(36), default="")
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
@@ -164,7 +176,8 @@ class AwardRow(Base):
 
     def to_domain(self) -> d.Award:
         return d.Award(self.id, self.kind, self.nominee_id, RegionCode(self.region), RegionLevel(self.level),
-                       self.year, d.AwardDecision(self.decision), self.decided_on, self.note)
+                       self.year, d.AwardDecision(self.decision), self.decided_on, self.note, self.title,
+                       RegionCode(self.nominee_region) if self.nominee_region else None, self.activity_id)
 
 
 # ---------------------------------------------------------------- member projection

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:59:17.762410
+Create Date: 2026-11-23 17:00:43.450386
 """
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def upgrade() -> None:
     sa.Column('care_money_fen', sa.BigInteger(), nullable=False),
     sa.Column('attachments', sa.JSON(), nullable=False),
     sa.Column('plan_item_id', sa.String(length=36), nullable=False),
+    sa.Column('location', sa.String(length=200), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
     sa.Column('created_by', sa.String(length=200), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -93,6 +95,9 @@ def upgrade() -> None:
     sa.Column('decision', sa.String(length=16), nullable=False),
     sa.Column('decided_on', sa.Date(), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('nominee_region', sa.String(length=12), nullable=False),
+    sa.Column('activity_id', sa.String(length=36), nullable=False),
     sa.Column('created_by', sa.String(length=200), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_awards')),
@@ -155,6 +160,8 @@ def upgrade() -> None:
     sa.Column('reject_reason', sa.Text(), nullable=False),
     sa.Column('reject_code', sa.String(length=64), nullable=False),
     sa.Column('booking_ref', sa.String(length=200), nullable=False),
+    sa.Column('occasion', sa.String(length=100), nullable=False),
+    sa.Column('attachments', sa.JSON(), nullable=False),
     sa.Column('created_by', sa.String(length=200), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -171,6 +178,7 @@ def upgrade() -> None:
     sa.Column('type', sa.String(length=64), nullable=False),
     sa.Column('count', sa.Integer(), nullable=False),
     sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('month', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['plan_id'], ['plans.id'], name=op.f('fk_plan_items_plan_id_plans'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_plan_items'))
     )

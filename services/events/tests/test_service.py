@@ -1,0 +1,160 @@
+"""Events service on real SQLite/PostgreSQL and a real nats-server."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date
+
+import nats
+import pytest
+from jsx.common.v1 import common_pb2 as cpb
+from jsx.events.v1 import events_pb2 as epb
+from jsx.events.v1 import events_service_pb2 as pb
+from jsx.funds.v1 import events_pb2 as fpb
+from jsx.members.v1 import events_pb2 as mpb
+from jsx.members.v1 import members_pb2 as mmpb
+
+from jsxcore.db import create_engine, session_factory
+from jsxcore.errors import InvalidArgument
+from jsxcore.hookspecs import CadenceTarget, PluginMeta, hookimpl
+from jsxcore.outbox import Consumer, Relay, ensure_stream
+from jsxcore.plugins import PluginHost
+from jsxcore.values import Money, Period, RegionCode
+
+from jsx_events import domain as d
+from jsx_events.adapters import bus
+from jsx_events.adapters.db import migrate
+from jsx_events.service import EventsService, Idem
+
+COUNTY = RegionCode.parse("431281")
+VILLAGE = RegionCode.parse("431281101201")
+
+
+class WarmHomePlugin:
+    JSX_PLUGIN = PluginMeta(name="test_warm_home", version="0.1.0", regions=("431281",), description="测试")
+
+    @hookimpl
+    def jsx_cadence_targets(self, region: RegionCode, year: int) -> tuple[CadenceTarget, ...]:
+        return (CadenceTarget("WARM_HOME_QUARTERLY_VISIT", "WARM_HOME", "CARE_VISIT", 1, "QUARTER", "暖心家园季度有慰问"),
+                CadenceTarget("WARM_HOME_PAIRING", "WARM_HOME", "PAIRING", 1, "YEAR", "每户特殊家庭结对志愿者"))
+
+
+@pytest.fixture
+async def svc(db_url: str):
+    await asyncio.to_thread(migrate, db_url)
+    engine = create_engine(db_url)
+    host = PluginHost()
+    host.register(WarmHomePlugin())
+    yield EventsService(session_factory(engine), host)
+    await engine.dispose()
+
+
+def visit_fields(amount: int = 50000, site: str = "") -> dict:
+    return dict(id=str(uuid.uuid4()), household_id="hh-1", region=VILLAGE, visitor_id="volunteers/v1",
+                visited_on=date(2022, 8, 3), notes="送去米油", amount=Money(amount), fund_id="fund-1" if amount else "",
+                site_id=site)
+
+
+async def feed_members(svc: EventsService) -> None:
+    from jsxcore.outbox import EventMeta
+    meta = EventMeta("e", "s", "t", 1, 1, None)
+    async with svc.sessions() as s, s.begin():
+        await svc.apply_member_event(s, mpb.SiteOpened(site="sites/warm-1", kind=mmpb.SITE_KIND_WARM_HOME,
+                                                       village=cpb.RegionCode(code=VILLAGE.code)), meta)
+        await svc.apply_member_event(s, mpb.HouseholdSituationChanged(
+            household="households/hh-1", village=cpb.RegionCode(code=VILLAGE.code),
+            kind=mmpb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=cpb.Date(year=2020, month=1, day=1)), meta)
+        await svc.apply_member_event(s, mpb.VolunteerPaired(pairing="pairings/p1", volunteer="volunteers/v1",
+                                                            household="households/hh-1",
+                                                            village=cpb.RegionCode(code=VILLAGE.code)), meta)
+
+
+async def test_cadence_quarter_with_and_without_visits(svc: EventsService) -> None:
+    await feed_members(svc)
+    before = await svc.compliance(COUNTY, Period.quarter(2022, 3), today=date(2023, 1, 1))
+    visit_item = next(i for i in before.items if i.target_key == "WARM_HOME_QUARTERLY_VISIT")
+    assert visit_item.status is d.Compliance.SHORT and visit_item.actual == 0
+    assert visit_item.reason == "2022年第3季度 暖心家园（warm-1） 无走访慰问记录（要求每季度至少1次）"
+    assert visit_item.provenance.startswith("test_warm_home 0.1.0")
+    pairing = next(i for i in before.items if i.target_key == "WARM_HOME_PAIRING")
+    assert pairing.status is d.Compliance.MET
+
+    await svc.record_visit(visit_fields(0, site="warm-1"))
+    after = await svc.compliance(COUNTY, Period.quarter(2022, 3), today=date(2023, 1, 1))
+    visit_item = next(i for i in after.items if i.target_key == "WARM_HOME_QUARTERLY_VISIT")
+    assert (visit_item.status, visit_item.actual) == (d.Compliance.MET, 1)
+    report = bus.compliance_pb(after)
+    assert report.met_count == 2 and report.shortfall_count == 0
+
+
+async def test_idempotent_record_visit(svc: EventsService) -> None:
+    req = pb.RecordVisitRequest(request_id=str(uuid.uuid4()))
+    fields = visit_fields()
+    idem = Idem("/jsx.events.v1.EventsService/RecordVisit", req)
+    first = await svc.record_visit(fields, idem)
+    again = await svc.record_visit({**fields, "id": str(uuid.uuid4())}, idem)
+    assert again == first and first.state == pb.VISIT_STATE_PENDING
+    assert len(await svc.list_visits(COUNTY)) == 1
+    with pytest.raises(InvalidArgument) as e:
+        await svc.record_visit({**fields, "amount": Money(-1)})
+    assert e.value.violations[0].field == "amount"
+
+
+async def test_visit_event_published_once_and_booking_results(svc: EventsService, nats_url: str) -> None:
+    relay = Relay(svc.sessions, nats_url, service="events", poll_interval=0.2)
+    svc.notify = relay.notify
+    run = asyncio.create_task(relay.run())
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        await svc.record_visit(visit_fields(0))  # no money: nothing to publish
+        booked_visit = await svc.record_visit(visit_fields(50000))
+        rejected_visit = await svc.record_visit(visit_fields(900000))
+        await relay.wait_idle()
+        await relay.publish_pending()  # a second pass must not publish again
+        sub = await js.pull_subscribe("jsx.events.visit.recorded", durable=f"t{uuid.uuid4().hex[:8]}", stream="JSX_EVENTS")
+        msgs = await sub.fetch(10, timeout=2)
+        mine = [m for m in msgs if epb.VisitRecorded.FromString(m.data).visit in (booked_visit.name, rejected_visit.name)]
+        assert len(mine) == 2
+        ev = epb.VisitRecorded.FromString(mine[0].data)
+        assert ev.money.fen == 50000 and ev.fund == "funds/fund-1" and "米油" not in mine[0].data.decode("utf-8", "replace")
+        assert mine[0].headers["Jsx-Event-Type"] == "jsx.events.v1.VisitRecorded"
+
+        # Funds answers; each result is published twice with the same Nats-Msg-Id
+        # (JetStream dedupe) and once more with a fresh id (a funds-side replay).
+        await ensure_stream(js, "funds")
+        booked = fpb.VisitExpenseBooked(event_id=str(uuid.uuid4()), visit=booked_visit.name, fund="funds/fund-1",
+                                        amount=cpb.Money(fen=50000), ledger_entry="funds/fund-1/ledgerEntries/9")
+        rejected = fpb.VisitExpenseRejected(event_id=str(uuid.uuid4()), visit=rejected_visit.name, fund="funds/fund-1",
+                                            amount=cpb.Money(fen=900000), reason="INSUFFICIENT_FUNDS",
+                                            message="慰问金账户余额不足：余额 3000.00 元，需 9000.00 元")
+        for m in (booked, rejected):
+            for eid in (m.event_id, m.event_id, str(uuid.uuid4())):
+                await js.publish(bus.subject_of(m), m.SerializeToString(),
+                                 headers={"Nats-Msg-Id": eid, "Jsx-Event-Type": m.DESCRIPTOR.full_name})
+        consumer = Consumer(nats_url, stream="JSX_FUNDS", durable=f"events-funds-{uuid.uuid4().hex[:6]}",
+                            subjects=list(bus.FUNDS_SUBJECTS), handler=svc.apply_booking,
+                            sessionmaker=svc.sessions, message_types=bus.FUNDS_TYPES, fetch_timeout=0.3)
+        task = asyncio.create_task(consumer.run())
+        # The session-wide broker keeps earlier tests' results for visits this
+        # database never had: those are terminated as poison, ours applied.
+        for _ in range(100):
+            if consumer.applied >= 4:
+                break
+            await asyncio.sleep(0.1)
+        await consumer.stop()
+        task.cancel()
+        # Same-id copies were dropped by JetStream; fresh-id replays were applied but changed nothing.
+        assert consumer.applied == 4
+        _, got = await svc.get_visit(bus.bare(booked_visit.name, "visits"))
+        assert got.state == pb.VISIT_STATE_BOOKED and got.ledger_entry == "funds/fund-1/ledgerEntries/9"
+        _, got = await svc.get_visit(bus.bare(rejected_visit.name, "visits"))
+        assert got.state == pb.VISIT_STATE_REJECTED and got.rejection_reason == "INSUFFICIENT_FUNDS"
+        assert got.rejection_message.startswith("慰问金账户余额不足")
+        summary = await svc.summary(COUNTY, Period.year_of(2022))
+        assert summary.visit_money.fen == 50000 and summary.visits_rejected == 1 and summary.visit_count == 3
+        assert "开展各类慰问服务 3 场次" in summary.text
+    finally:
+        await relay.stop()
+        run.cancel()
+        await nc.close()
