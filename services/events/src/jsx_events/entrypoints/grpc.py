@@ -1,0 +1,211 @@
+"""gRPC EventsService: proto ↔ service layer, region scope, and the process main.
+
+Permissions come from each RPC's ``(jsx.common.v1.permission)`` option and
+are enforced by the runtime's auth interceptor; this layer adds the region
+check (a county clerk sees only that county).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from datetime import date
+from typing import Any
+
+from jsx.common.v1 import common_pb2 as cpb
+from jsx.events.v1 import events_service_pb2 as pb
+from jsx.events.v1 import events_service_pb2_grpc as pb_grpc
+
+from jsxcore.auth import current_caller
+from jsxcore.config import ServiceConfig
+from jsxcore.errors import InvalidArgument
+from jsxcore.outbox import Consumer, Relay, stream_name
+from jsxcore.runtime.server import ServiceRuntime, list_plugins_response
+from jsxcore.values import Period, RegionCode
+
+from jsx_events import domain as d
+from jsx_events.adapters import bus
+from jsx_events.adapters.db import migrate
+from jsx_events.service import EventsService, Idem, new_id
+
+SERVICE = "events"
+FULL = "jsx.events.v1.EventsService"
+DEFAULT_PAGE, MAX_PAGE = 50, 500
+
+
+def _scope(m: cpb.RegionCode, field: str = "region") -> RegionCode:
+    """The requested region (default: the caller's), checked against the caller's scope."""
+    caller = current_caller()
+    r = RegionCode.parse(m.code, field=field) if m.code else caller.region
+    caller.require_region(r)
+    return r
+
+
+def _page(size: int, token: str) -> tuple[int, int]:
+    if size < 0:
+        raise InvalidArgument.field("page_size", "每页条数（page_size）不能为负数", reason="INVALID_PAGE_SIZE")
+    offset = 0
+    if token:
+        try:
+            offset = int(base64.urlsafe_b64decode(token.encode()).decode())
+        except ValueError:
+            raise InvalidArgument.field("page_token", "翻页标记（page_token）无效，请从第一页重新查询",
+                                        reason="INVALID_PAGE_TOKEN") from None
+    return offset, min(size or DEFAULT_PAGE, MAX_PAGE)
+
+
+def _next(offset: int, limit: int, got: int) -> str:
+    return base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if got == limit else ""
+
+
+def _period(m: cpb.Period) -> Period:
+    if not m.code:
+        raise InvalidArgument.field("period", "请填写期间，例如 2022、2022-Q3 或 2022-08", reason="MISSING_PERIOD")
+    return Period.parse(m.code.replace("-Q", "Q"))
+
+
+def _opt_date(m: cpb.Date, field: str) -> date | None:
+    return bus.to_date(m, field, required=False)
+
+
+class EventsServicer(pb_grpc.EventsServiceServicer):
+    def __init__(self, svc: EventsService, plugins: Any) -> None:
+        self.svc = svc
+        self.plugins = plugins
+
+    async def CreateActivity(self, request: pb.CreateActivityRequest, context: Any) -> pb.Activity:
+        a = bus.activity_from_pb(request.activity, new_id())
+        current_caller().require_region(a.region)
+        return await self.svc.create_activity(a, Idem(f"/{FULL}/CreateActivity", request), current_caller().subject)
+
+    async def UpdateActivity(self, request: pb.UpdateActivityRequest, context: Any) -> pb.Activity:
+        id_ = bus.bare(request.activity.name, "activities")
+        current, _ = await self.svc.get_activity(id_)
+        current_caller().require_region(current.region)
+        paths = set(request.update_mask.paths)
+
+        def change(old: d.Activity) -> d.Activity:
+            msg = bus.activity_pb(old)
+            if paths:
+                fields = pb.Activity.DESCRIPTOR.fields_by_name
+                for top in {p.split(".")[0] for p in paths}:
+                    f = fields.get(top)
+                    if f is None or top in {"name", "create_time", "update_time"}:
+                        raise InvalidArgument.field("update_mask", f"字段“{top}”不能修改", reason="INVALID_UPDATE_MASK")
+                    msg.ClearField(top)
+                    if f.label == f.LABEL_REPEATED:
+                        getattr(msg, top).extend(getattr(request.activity, top))
+                    elif f.message_type is not None:
+                        if request.activity.HasField(top):
+                            getattr(msg, top).CopyFrom(getattr(request.activity, top))
+                    else:
+                        setattr(msg, top, getattr(request.activity, top))
+            else:
+                msg.CopyFrom(request.activity)
+            new = bus.activity_from_pb(msg, old.id)
+            if new.status is d.ActivityStatus.HELD and old.status is d.ActivityStatus.CANCELLED:
+                old.held()  # raises the clerk-facing error
+            return new
+
+        return await self.svc.update_activity(id_, change, Idem(f"/{FULL}/UpdateActivity", request))
+
+    async def GetActivity(self, request: pb.GetActivityRequest, context: Any) -> pb.Activity:
+        a, msg = await self.svc.get_activity(bus.bare(request.name, "activities"))
+        current_caller().require_region(a.region)
+        return msg
+
+    async def ListActivities(self, request: pb.ListActivitiesRequest, context: Any) -> pb.ListActivitiesResponse:
+        region = _scope(request.region)
+        offset, limit = _page(request.page_size, request.page_token)
+        states = {pb.ACTIVITY_STATE_PLANNED: "PLANNED", pb.ACTIVITY_STATE_HELD: "HELD", pb.ACTIVITY_STATE_CANCELLED: "CANCELLED"}
+        items = await self.svc.list_activities(
+            region, type_=bus.type_code(request.type, "") if request.type else "", status=states.get(request.state, ""),
+            site_id=bus.bare(request.site, "sites"), start=_opt_date(request.from_date, "from_date"),
+            end=_opt_date(request.to_date, "to_date"), offset=offset, limit=limit)
+        return pb.ListActivitiesResponse(activities=items, next_page_token=_next(offset, limit, len(items)))
+
+    async def RecordVisit(self, request: pb.RecordVisitRequest, context: Any) -> pb.Visit:
+        fields = bus.visit_fields(request.visit, new_id())
+        current_caller().require_region(fields["region"])  # type: ignore[arg-type]
+        return await self.svc.record_visit(fields, Idem(f"/{FULL}/RecordVisit", request), current_caller().subject)
+
+    async def GetVisit(self, request: pb.GetVisitRequest, context: Any) -> pb.Visit:
+        v, msg = await self.svc.get_visit(bus.bare(request.name, "visits"))
+        current_caller().require_region(v.region)
+        return msg
+
+    async def ListVisits(self, request: pb.ListVisitsRequest, context: Any) -> pb.ListVisitsResponse:
+        region = _scope(request.region)
+        offset, limit = _page(request.page_size, request.page_token)
+        states = {pb.VISIT_STATE_PENDING: "PENDING", pb.VISIT_STATE_BOOKED: "BOOKED",
+                  pb.VISIT_STATE_REJECTED: "REJECTED", pb.VISIT_STATE_NO_MONEY: "NO_MONEY"}
+        items = await self.svc.list_visits(
+            region, household_id=bus.bare(request.household, "households"), state=states.get(request.state, ""),
+            start=_opt_date(request.from_date, "from_date"), end=_opt_date(request.to_date, "to_date"),
+            offset=offset, limit=limit)
+        return pb.ListVisitsResponse(visits=items, next_page_token=_next(offset, limit, len(items)))
+
+    async def CreatePlan(self, request: pb.CreatePlanRequest, context: Any) -> pb.Plan:
+        p = bus.plan_from_pb(request.plan, new_id())
+        current_caller().require_region(p.region)
+        return await self.svc.create_plan(p, Idem(f"/{FULL}/CreatePlan", request))
+
+    async def ListPlans(self, request: pb.ListPlansRequest, context: Any) -> pb.ListPlansResponse:
+        plans = await self.svc.list_plans(_scope(request.region), request.year, bus.bare(request.site, "sites"))
+        offset, limit = _page(request.page_size, request.page_token)
+        page = plans[offset:offset + limit]
+        return pb.ListPlansResponse(plans=page, next_page_token=_next(offset, limit, len(page)))
+
+    async def DecideAward(self, request: pb.DecideAwardRequest, context: Any) -> pb.Award:
+        a = bus.award_from_pb(request.award, new_id(), date.today())
+        current_caller().require_region(a.region)
+        return await self.svc.decide_award(a, Idem(f"/{FULL}/DecideAward", request), current_caller().subject)
+
+    async def ListAwards(self, request: pb.ListAwardsRequest, context: Any) -> pb.ListAwardsResponse:
+        awards = await self.svc.list_awards(_scope(request.region), request.year)
+        offset, limit = _page(request.page_size, request.page_token)
+        page = awards[offset:offset + limit]
+        return pb.ListAwardsResponse(awards=page, next_page_token=_next(offset, limit, len(page)))
+
+    async def GetComplianceReport(self, request: pb.GetComplianceReportRequest, context: Any) -> pb.ComplianceReport:
+        report = await self.svc.compliance(_scope(request.region), _period(request.period))
+        return bus.compliance_pb(report, request.shortfalls_only)
+
+    async def GetSummary(self, request: pb.GetSummaryRequest, context: Any) -> pb.Summary:
+        return await self.svc.summary(_scope(request.region), _period(request.period))
+
+    async def ListPlugins(self, request: cpb.ListPluginsRequest, context: Any) -> cpb.ListPluginsResponse:
+        return list_plugins_response(self.plugins, request)
+
+
+def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRuntime, EventsService, Relay]:
+    """Runtime with the servicer, the outbox relay and the two consumers
+    (funds booking results, members projection)."""
+    rt = ServiceRuntime(config, **runtime_kw)
+    relay = Relay(rt.sessions, config.nats_url, service=SERVICE, replicas=config.stream_replicas)
+    svc = EventsService(rt.sessions, rt.plugins, relay.notify)
+    rt.add_servicer(pb_grpc.add_EventsServiceServicer_to_server, EventsServicer(svc, rt.plugins), FULL)
+    funds = Consumer(config.nats_url, stream=stream_name("funds"), durable="events-funds-results",
+                     subjects=list(bus.FUNDS_SUBJECTS), handler=svc.apply_booking, sessionmaker=rt.sessions,
+                     message_types=bus.FUNDS_TYPES)
+    members = Consumer(config.nats_url, stream=stream_name("members"), durable="events-members-projection",
+                       subjects=list(bus.MEMBER_SUBJECTS), handler=svc.apply_member_event, sessionmaker=rt.sessions,
+                       message_types=bus.MEMBER_TYPES)
+    rt.add_background("outbox-relay", relay.run)
+    rt.add_background("funds-results", funds.run)
+    rt.add_background("members-projection", members.run)
+    rt.on_shutdown(relay.stop)
+    rt.on_shutdown(funds.stop)
+    rt.on_shutdown(members.stop)
+    return rt, svc, relay
+
+
+def main() -> None:
+    config = ServiceConfig.from_env(SERVICE)
+    migrate(config.database_url)
+    rt, _, _ = build_runtime(config)
+    asyncio.run(rt.run())
+
+
+if __name__ == "__main__":
+    main()
