@@ -13,12 +13,13 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -35,6 +36,7 @@ from jsxcore.values import IdNumber, RegionCode, RegionLevel
 from jsx_members import domain as d
 from jsx_members.adapters import bus
 from jsx_members.adapters import db as m
+from jsx_members.adapters import roster
 
 log = logging.getLogger("jsx.members")
 audit = logging.getLogger("jsx.audit")
@@ -861,4 +863,340 @@ class MembersService:
 
 
 
-__all__ = ["MembersService", "SERVICE_NAME", "parse_name", "to_date", "from_date"]
+
+
+# ---------------------------------------------------------------- roster import / export
+
+
+@dataclass
+class ImportReport:
+    """Outcome of a roster import. ``errors`` maps a row's position (0-based,
+    header excluded) to the problems found; when it is non-empty nothing was
+    written."""
+
+    rows: list[dict[str, str]]
+    errors: dict[int, list[str]] = field(default_factory=dict)
+    persons_created: int = 0
+    households_created: int = 0
+    members_added: int = 0
+    situations_recorded: int = 0
+    unchanged: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error_rows(self) -> Iterator[dict[str, str]]:
+        """Every original row, with 错误说明 filled for the bad ones (row numbers as in Excel)."""
+        for i, r in enumerate(self.rows):
+            yield {**r, roster.ERROR_COLUMN: "；".join(self.errors.get(i, []))}
+
+
+@dataclass
+class _Row:
+    draft: d.PersonDraft
+    digest: str
+    phone_digest: str | None
+    head: str | None  # plaintext 身份证 of the head, normalised
+    relation: d.Relation | None
+    situation: d.SituationRecord | None
+
+
+def _messages(e: InvalidArgument) -> list[str]:
+    return [v.description for v in e.violations] or [e.message]
+
+
+class RosterImport:
+    """Validate-everything-then-write import of a roster (see :meth:`MembersService.import_roster`)."""
+
+    def __init__(self, svc: MembersService, caller: Caller) -> None:
+        self.svc = svc
+        self.caller = caller
+        self.today = svc.today()
+
+    def parse(self, i: int, r: dict[str, str], report: ImportReport) -> _Row | None:
+        errs: list[str] = []
+        draft = None
+        try:
+            draft = d.validate_person(
+                name=r.get("姓名", ""), id_number=r.get("身份证号", ""), phone=r.get("联系电话", ""),
+                village=r.get("所属村", ""), hukou=r.get("户籍类型", ""), today=self.today,
+            )
+        except InvalidArgument as e:
+            errs += _messages(e)
+        head = relation = situation = None
+        head_text = r.get("户主身份证号", "").strip()
+        if head_text:
+            try:
+                head = IdNumber.parse(head_text, field="户主身份证号", today=self.today).value
+            except InvalidArgument as e:
+                errs += ["户主身份证号：" + m_ for m_ in _messages(e)]
+            try:
+                relation = d.parse_enum(d.Relation, r.get("与户主关系", ""), field="与户主关系", what="与户主关系")  # type: ignore[assignment]
+            except InvalidArgument as e:
+                errs += _messages(e)
+        elif r.get("与户主关系", "").strip():
+            errs.append("填写了与户主关系，但没有填写户主身份证号")
+        kind_text = r.get("家庭类型", "").strip()
+        if kind_text:
+            try:
+                kind = d.Situation.parse(kind_text, field="家庭类型")
+                when_text = r.get("家庭类型生效日期", "").strip()
+                if not when_text:
+                    raise InvalidArgument.field("家庭类型生效日期", "填写家庭类型时须填写生效日期，如 2022-07-01")
+                try:
+                    when = date.fromisoformat(when_text.replace("/", "-")[:10])
+                except ValueError:
+                    raise InvalidArgument.field("家庭类型生效日期", f"生效日期“{when_text}”格式不对，应如 2022-07-01") from None
+                grade_text = r.get("伤残等级", "").strip()
+                grade = int(grade_text) if grade_text.isdigit() else None
+                if grade_text and grade is None:
+                    raise InvalidArgument.field("伤残等级", "伤残等级应为 1、2 或 3")
+                situation = d.validate_situation(
+                    d.SituationRecord(kind, when, grade, r.get("光荣证编号", "").strip()), today=self.today, field="家庭类型")
+                if relation is not d.Relation.HEAD:
+                    errs.append("家庭类型只在户主那一行填写")
+            except InvalidArgument as e:
+                errs += _messages(e)
+        if draft is not None:
+            if not self.caller.in_region(draft.village):
+                errs.append(f"所属村 {draft.village.code} 不在您的辖区（{self.caller.region.name or self.caller.region.short}）内")
+            if head is not None and relation is d.Relation.HEAD and head != draft.id_number.value:
+                errs.append("与户主关系为“户主”的行，户主身份证号须是本人的号码")
+            if head is not None and relation is not d.Relation.HEAD and head == draft.id_number.value:
+                errs.append("户主身份证号是本人号码时，与户主关系应为“户主”")
+        if errs:
+            report.errors[i] = errs
+            return None
+        assert draft is not None
+        return _Row(draft, self.svc.bidx.digest(draft.id_number.value),
+                    self.svc.bidx.digest(draft.phone) if draft.phone else None, head, relation, situation)
+
+    async def run(self, rows: Iterable[dict[str, str]], progress: Callable[[int], None] | None) -> ImportReport:
+        report = ImportReport(rows=[])
+        parsed: list[_Row | None] = []
+        first_row: dict[str, int] = {}
+        for i, r in enumerate(rows):
+            report.rows.append(r)
+            row = self.parse(i, r, report)
+            parsed.append(row)
+            key = "".join(r.get("身份证号", "").split()).upper()
+            prev = first_row.setdefault(key, i) if key else i
+            if prev != i:
+                report.errors.setdefault(i, []).append(f"身份证号与第{prev + 2}行重复")
+            if progress and i % 1000 == 999:
+                progress(1000)
+        if progress:
+            progress(len(report.rows) % 1000)
+        good = [(i, r) for i, r in enumerate(parsed) if r is not None and i not in report.errors]
+        by_id = {r.draft.id_number.value: (i, r) for i, r in good}
+        groups: dict[str, list[tuple[int, _Row]]] = {}
+        for i, r in good:
+            if r.head:
+                groups.setdefault(r.head, []).append((i, r))
+
+        async with self.svc.sessions() as s, s.begin():
+            existing = await m.persons_by_bidx(s, [r.digest for _, r in good] + [self.svc.bidx.digest(h) for h in groups])
+            memberships = await self._memberships(s, [p.id for p in existing.values()])
+            # -- cross-row and database checks (still nothing written)
+            for i, r in good:
+                p = existing.get(r.digest)
+                if p is not None and (p.name, p.village, p.phone_bidx, p.hukou) != (
+                        r.draft.name, r.draft.village.code, r.phone_digest, r.draft.hukou.name):
+                    report.errors.setdefault(i, []).append(
+                        f"此身份证号已登记为 {mask_name(p.name)}（persons/{p.id}），但姓名、所属村、电话或户籍类型与系统不一致；请核对，如需更正请用人员修改功能")
+            for head, members in groups.items():
+                head_row = by_id.get(head)
+                head_db = existing.get(self.svc.bidx.digest(head))
+                hh_db = memberships.get(head_db.id) if head_db else None
+                if head_row is None and hh_db is None:
+                    for i, _ in members:
+                        report.errors.setdefault(i, []).append("户主身份证号在本表和系统中都找不到对应的户主，请先登记户主")
+                    continue
+                heads = [(i, r) for i, r in members if r.relation is d.Relation.HEAD]
+                if head_row is not None and not heads:
+                    for i, _ in members:
+                        report.errors.setdefault(i, []).append("户主本人那一行的与户主关系应填“户主”")
+                    continue
+                try:
+                    views = [d.HouseholdMemberView(r.draft.id_number.value, r.relation or d.Relation.OTHER, r.draft.birth_date)
+                             for _, r in members]
+                    if hh_db is None:
+                        d.check_household_members(views, on=self.today, field="家庭")
+                except InvalidArgument as e:
+                    for i, _ in (heads or members):
+                        report.errors.setdefault(i, []).extend(_messages(e))
+                for i, r in members:
+                    p = existing.get(r.digest)
+                    mine = memberships.get(p.id) if p else None
+                    if mine is not None and (hh_db is None or mine[0] != hh_db[0]):
+                        report.errors.setdefault(i, []).append(f"此人已在另一户（households/{mine[0]}）中，一人只能属于一户")
+                    elif mine is not None and mine[1] != (r.relation or d.Relation.OTHER).name:
+                        report.errors.setdefault(i, []).append("与户主关系与系统中已登记的不一致")
+            if report.errors:
+                await s.rollback()
+                return report
+            await self._write(s, report, good, groups, existing, memberships)
+        self.svc.on_commit()
+        return report
+
+    async def _memberships(self, s: AsyncSession, person_ids: list[str]) -> dict[str, tuple[str, str]]:
+        out: dict[str, tuple[str, str]] = {}
+        for k in range(0, len(person_ids), 900):
+            q = select(m.HouseholdMember).where(m.HouseholdMember.person_id.in_(person_ids[k:k + 900]))
+            for hm in (await s.execute(q)).scalars():
+                out[hm.person_id] = (hm.household_id, hm.relation)
+        return out
+
+    async def _write(self, s: AsyncSession, report: ImportReport, good: list[tuple[int, _Row]], groups: dict[str, list[tuple[int, _Row]]],
+                     existing: dict[str, m.Person], memberships: dict[str, tuple[str, str]]) -> None:
+        svc, now = self.svc, m.utcnow()
+        person_rows: list[dict[str, Any]] = []
+        events: list[Message] = []
+        ids: dict[str, str] = {}  # plaintext 身份证 → person id (only in memory, for linking)
+        for _, r in good:
+            p = existing.get(r.digest)
+            if p is not None:
+                ids[r.draft.id_number.value] = p.id
+                report.unchanged += 1
+                continue
+            pid = m.new_id()
+            ids[r.draft.id_number.value] = pid
+            v = r.draft.id_number.value
+            person_rows.append({
+                "id": pid, "name": r.draft.name,
+                "id_cipher": svc.cipher.encrypt(v, aad=svc._aad(pid, "id_number")), "id_bidx": r.digest,
+                "id_masked": r.draft.id_number.masked, "birth_date": r.draft.birth_date, "sex": r.draft.sex,
+                "phone_cipher": svc.cipher.encrypt(r.draft.phone, aad=svc._aad(pid, "phone")) if r.draft.phone else None,
+                "phone_bidx": r.phone_digest, "card_cipher": None, "village": r.draft.village.code, "hukou": r.draft.hukou.name,
+                "status": d.PersonStatus.ACTIVE.name, "death_date": None, "version": 1, "created_at": now, "updated_at": now,
+            })
+            events.append(events_pb2.PersonRegistered(person=f"persons/{pid}", village=region_pb(r.draft.village.code)))
+        report.persons_created = len(person_rows)
+        for head_rows in (person_rows[k:k + 5000] for k in range(0, len(person_rows), 5000)):
+            await s.execute(m.Person.__table__.insert(), head_rows)
+
+        hh_rows: list[dict[str, Any]] = []
+        member_rows: list[dict[str, Any]] = []
+        situation_rows: list[dict[str, Any]] = []
+        hh_updates: list[tuple[str, str]] = []
+        for head, members in groups.items():
+            head_pid = ids.get(head) or existing[svc.bidx.digest(head)].id
+            known = memberships.get(head_pid)
+            head_row = next((r for _, r in members if r.relation is d.Relation.HEAD), None)
+            if known is None:
+                hid = m.new_id()
+                village = head_row.draft.village.code if head_row else members[0][1].draft.village.code
+                hh_rows.append({"id": hid, "head_person_id": head_pid, "village": village, "address": "",
+                                "current_situation": d.Situation.NONE.name, "version": 1, "created_at": now, "updated_at": now})
+                events.append(events_pb2.HouseholdRegistered(household=f"households/{hid}", village=region_pb(village),
+                                                             head_person=f"persons/{head_pid}", member_count=len(members)))
+                report.households_created += 1
+                new_row: dict[str, Any] | None = hh_rows[-1]
+                current: d.SituationRecord | None = None
+                village_of = village
+            else:
+                hid, new_row = known[0], None
+                hh = await s.get(m.Household, hid)
+                assert hh is not None
+                village_of = hh.village
+                hist = await m.situation_history(s, hid)
+                current = (d.SituationRecord(d.Situation[hist[-1].situation], hist[-1].effective_from, hist[-1].disability_grade,
+                                             hist[-1].honor_certificate) if hist else None)
+            pos = 0
+            for _, r in members:
+                pid = ids[r.draft.id_number.value]
+                if pid in memberships:
+                    continue
+                member_rows.append({"household_id": hid, "person_id": pid, "relation": (r.relation or d.Relation.OTHER).name,
+                                    "position": pos})
+                pos += 1
+                if known is not None:
+                    report.members_added += 1
+            rec = head_row.situation if head_row else None
+            if rec is not None and rec.situation is not d.Situation.NONE:
+                same = current is not None and (current.situation, current.disability_grade or 0, current.honor_certificate) == (
+                    rec.situation, rec.disability_grade or 0, rec.honor_certificate)
+                if not same:
+                    if current is not None and rec.effective_from <= current.effective_from:
+                        raise FailedPrecondition(
+                            f"户主 {head_row.draft.id_number.masked if head_row else ''} 的家庭类型生效日期须晚于系统中最近一次记录"
+                            f"（{current.effective_from.isoformat()}）", reason="SITUATION_NOT_AFTER_LATEST")
+                    situation_rows.append({"household_id": hid, "situation": rec.situation.name, "effective_from": rec.effective_from,
+                                           "disability_grade": rec.disability_grade, "honor_certificate": rec.honor_certificate,
+                                           "note": "花名册导入", "recorded_by": self.caller.subject, "recorded_at": now})
+                    if new_row is not None:
+                        new_row["current_situation"] = rec.situation.name
+                    else:
+                        hh_updates.append((hid, rec.situation.name))
+                    events.append(events_pb2.HouseholdSituationChanged(
+                        household=f"households/{hid}", village=region_pb(village_of),
+                        kind=enum_out(pb.SituationKind, "SITUATION_KIND_", rec.situation), effective_from=from_date(rec.effective_from),
+                        disability_grade=rec.disability_grade or 0, head_person=f"persons/{head_pid}", member_count=len(members)))
+                    report.situations_recorded += 1
+        for table, batch in ((m.Household.__table__, hh_rows), (m.HouseholdMember.__table__, member_rows),
+                             (m.SituationEntry.__table__, situation_rows)):
+            for k in range(0, len(batch), 5000):
+                await s.execute(table.insert(), batch[k:k + 5000])
+        for hid, kind in hh_updates:
+            await s.execute(m.Household.__table__.update().where(m.Household.id == hid).values(current_situation=kind, updated_at=now))
+        await bus.emit_many(s, events)
+        audit.info("roster.import", extra={"actor": self.caller.subject, "persons": report.persons_created,
+                                           "households": report.households_created, "rows": len(report.rows)})
+
+
+async def import_roster(svc: MembersService, rows: Iterable[dict[str, str]], *, progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import roster rows as the current caller: validate every row (fields,
+    duplicates within the file, households, the caller's region, agreement
+    with what is already registered); if any row is wrong, write nothing and
+    return the errors; else write everything in one transaction. Rows that
+    match what is registered are left alone, so re-importing a file changes
+    nothing."""
+    return await RosterImport(svc, current_caller()).run(rows, progress)
+
+
+async def export_roster(svc: MembersService, region: RegionCode) -> list[dict[str, str]]:
+    """All persons in ``region`` as roster rows (same columns as import).
+    身份证 numbers and phones are plaintext only for callers who may see
+    personal data (then the file re-imports as is); otherwise masked."""
+    caller = current_caller()
+    caller.require_region(region)
+    full = caller.may_see_pii
+    prefix = m.region_prefix(region)
+    async with svc.sessions() as s:
+        q = (select(m.Person, m.HouseholdMember, m.Household)
+             .outerjoin(m.HouseholdMember, m.HouseholdMember.person_id == m.Person.id)
+             .outerjoin(m.Household, m.Household.id == m.HouseholdMember.household_id)
+             .where(m.Person.village.like(prefix + "%"))
+             .order_by(m.Household.id, m.HouseholdMember.position, m.Person.id))
+        result = (await s.execute(q)).all()
+        heads = {h.head_person_id for _, _, h in result if h is not None}
+        head_people = {p.id: p for p in (await s.execute(select(m.Person).where(m.Person.id.in_(heads)))).scalars()} if heads else {}
+        latest: dict[str, m.SituationEntry] = {}
+        hids = list({h.id for _, _, h in result if h is not None})
+        for k in range(0, len(hids), 900):
+            for e in (await s.execute(select(m.SituationEntry).where(m.SituationEntry.household_id.in_(hids[k:k + 900]))
+                                      .order_by(m.SituationEntry.effective_from))).scalars():
+                latest[e.household_id] = e
+
+    def ident(p: m.Person) -> str:
+        return svc.cipher.decrypt(p.id_cipher, aad=svc._aad(p.id, "id_number")) if full else p.id_masked
+
+    rows: list[dict[str, str]] = []
+    for p, hm, h in result:
+        phone = svc.cipher.decrypt(p.phone_cipher, aad=svc._aad(p.id, "phone")) if p.phone_cipher else ""
+        row = {"姓名": p.name if full else mask_name(p.name), "身份证号": ident(p), "联系电话": phone if full else (mask_phone(phone) if phone else ""),
+               "所属村": p.village, "户籍类型": d.HukouType[p.hukou].value}
+        if hm is not None and h is not None:
+            row["户主身份证号"] = ident(head_people[h.head_person_id])
+            row["与户主关系"] = d.Relation[hm.relation].value
+            e = latest.get(h.id)
+            if hm.relation == d.Relation.HEAD.name and e is not None and e.situation != d.Situation.NONE.name:
+                row.update({"家庭类型": d.Situation[e.situation].value, "家庭类型生效日期": e.effective_from.isoformat(),
+                            "伤残等级": str(e.disability_grade or ""), "光荣证编号": e.honor_certificate})
+        rows.append(row)
+    audit.info("roster.export", extra={"actor": caller.subject, "region": region.code, "rows": len(rows), "plaintext": full})
+    return rows
+
+
+__all__ = ["ImportReport", "MembersService", "SERVICE_NAME", "export_roster", "import_roster", "parse_name", "to_date", "from_date"]

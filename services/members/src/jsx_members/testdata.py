@@ -26,6 +26,15 @@ def make_id_number(prefix: str = "431222", birth: date = date(1970, 1, 1), seq: 
     return body + id_check_char(body)
 
 
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华"
+
+
+def make_name(seq: int) -> str:
+    """A made-up Chinese name (only 汉字, as the name rule requires)."""
+    return _SURNAMES[seq % 20] + _GIVEN[(seq // 20) % 25] + _GIVEN[(seq // 500) % 25]
+
+
 def make_phone(seq: int) -> str:
     return f"139{seq % 100_000_000:08d}"
 
@@ -45,7 +54,7 @@ def roster_rows(n: int, county: str = "431222", *, household_size: int = 3) -> I
             head_id = idn
         relation = "户主" if pos == 0 else "配偶" if pos == 1 else ("女" if i % 2 == 0 else "子")
         yield {
-            "姓名": f"测试{i}",
+            "姓名": make_name(i),
             "身份证号": idn,
             "联系电话": make_phone(i),
             "所属村": village,

@@ -1,0 +1,189 @@
+"""Roster files (花名册) in the shape clerks keep them: .xlsx or .csv with
+Chinese headers, one person per row. Reading is streaming (openpyxl
+read-only), so a 100k-row workbook never sits in memory as cells.
+
+Columns (order free, extra columns ignored; 姓名 and 身份证号 required):
+姓名, 身份证号, 联系电话, 所属村, 户籍类型, 户主身份证号, 与户主关系, 家庭类型,
+家庭类型生效日期, 伤残等级, 光荣证编号.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook, load_workbook
+from openpyxl.styles import Font, PatternFill
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from jsxcore.errors import InvalidArgument
+
+from jsx_members import domain as d
+
+HEADERS: tuple[str, ...] = (
+    "姓名", "身份证号", "联系电话", "所属村", "户籍类型", "户主身份证号", "与户主关系",
+    "家庭类型", "家庭类型生效日期", "伤残等级", "光荣证编号",
+)
+REQUIRED = ("姓名", "身份证号", "所属村")
+ERROR_COLUMN = "错误说明"
+HELP: tuple[tuple[str, str], ...] = (
+    ("姓名", "必填。"),
+    ("身份证号", "必填，18位，最后一位可为X。系统校验出生日期和校验位；请把单元格设为“文本”，以免 Excel 把号码变成科学计数法。"),
+    ("联系电话", "选填，11位手机号或带区号的座机（如 0745-1234567）。"),
+    ("所属村", "必填，12位村（社区）级行政区划代码，如 431222101201。"),
+    ("户籍类型", "选填：" + "、".join(h.value for h in d.HukouType) + "；不填按农村。"),
+    ("户主身份证号", "选填。填写则此人归入该户主的家庭；户主本人这一行也要填自己的号码。"),
+    ("与户主关系", "有户主身份证号时必填：" + "、".join(r.value for r in d.Relation) + "。"),
+    ("家庭类型", "只在户主那一行填：" + "、".join(s.value for s in d.Situation) + "（也可写 失独、伤残）。"),
+    ("家庭类型生效日期", "填写家庭类型时必填，如 2022-07-01。"),
+    ("伤残等级", "家庭类型为伤残时必填：1、2 或 3（一级最重）。"),
+    ("光荣证编号", "选填，独生子女父母光荣证编号。"),
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        # Excel turned a number-looking code into a float: give back its digits.
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], int]:
+    """(headers, rows, row count estimate — 0 when the file does not say) of the first sheet of an .xlsx, or a .csv (UTF-8, BOM ok).
+
+    Raises InvalidArgument naming missing required headers."""
+    p = Path(path)
+    if p.suffix.lower() == ".csv":
+        fh = p.open(newline="", encoding="utf-8-sig")
+        reader = csv.reader(fh)
+        headers = [h.strip() for h in next(reader, [])]
+        total = max(sum(1 for _ in p.open(encoding="utf-8-sig")) - 1, 0)
+
+        def csv_rows() -> Iterator[dict[str, str]]:
+            with fh:
+                for rec in reader:
+                    if any(x.strip() for x in rec):
+                        yield {h: (rec[i].strip() if i < len(rec) else "") for i, h in enumerate(headers)}
+
+        _check_headers(headers)
+        return headers, csv_rows(), total
+    if p.suffix.lower() not in (".xlsx", ".xlsm"):
+        raise InvalidArgument.field("file", f"不支持的文件类型“{p.suffix}”，请使用 .xlsx 或 .csv", reason="UNSUPPORTED_FILE")
+    wb = load_workbook(p, read_only=True, data_only=True)
+    ws = wb.worksheets[0]
+    it = ws.iter_rows(values_only=True)
+    headers = [_cell(h) for h in next(it, ())]
+    _check_headers(headers)
+    total = max((ws.max_row or 1) - 1, 0)
+
+    def xlsx_rows() -> Iterator[dict[str, str]]:
+        try:
+            for rec in it:
+                values = [_cell(v) for v in rec]
+                if any(values):
+                    yield dict(zip(headers, values))
+        finally:
+            wb.close()
+
+    return headers, xlsx_rows(), total
+
+
+def _check_headers(headers: list[str]) -> None:
+    missing = [h for h in REQUIRED if h not in headers]
+    if missing:
+        raise InvalidArgument.field(
+            "file", f"表头缺少必填列：{'、'.join(missing)}。请使用 jsx members template 生成的模板", reason="ROSTER_HEADERS"
+        )
+
+
+def write_rows(path: str | Path, headers: Iterable[str], rows: Iterable[dict[str, str]], *, error_column: bool = False) -> int:
+    """Write rows as .xlsx (write-only, streaming) or .csv; returns the row count.
+
+    With ``error_column`` the 错误说明 column is highlighted so a clerk sees
+    at once which rows to fix."""
+    headers = list(headers) + ([ERROR_COLUMN] if error_column and ERROR_COLUMN not in headers else [])
+    p = Path(path)
+    n = 0
+    if p.suffix.lower() == ".csv":
+        with p.open("w", newline="", encoding="utf-8-sig") as fh:
+            w = csv.writer(fh)
+            w.writerow(headers)
+            for r in rows:
+                w.writerow([r.get(h, "") for h in headers])
+                n += 1
+        return n
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("花名册")
+    ws.append(headers)
+    red = PatternFill("solid", fgColor="FFC7CE")
+    from openpyxl.cell import WriteOnlyCell
+
+    for r in rows:
+        values: list[Any] = [r.get(h, "") for h in headers]
+        if error_column and r.get(ERROR_COLUMN):
+            cell = WriteOnlyCell(ws, value=values[-1])
+            cell.fill = red
+            values[-1] = cell
+        ws.append(values)
+        n += 1
+    wb.save(p)
+    return n
+
+
+def write_template(path: str | Path) -> None:
+    """An empty roster with the headers, an example household, text-formatted
+    ID columns, drop-downs for the coded columns and a 填写说明 sheet."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "花名册"
+    ws.append(list(HEADERS))
+    for c in ws[1]:
+        c.font = Font(bold=True)
+    example = [
+        ["张三（示例，导入前请删除）", "11010519491231002X", "13912345678", "431222101201", "农村", "11010519491231002X", "户主",
+         "独生子女户", "2000-01-01", "", "湘0001"],
+    ]
+    for row in example:
+        ws.append(row)
+    for col in ("B", "F", "C", "D"):
+        ws.column_dimensions[col].width = 22
+        for cell in ws[col]:
+            cell.number_format = "@"
+    choices = {
+        "E": [h.value for h in d.HukouType],
+        "G": [r.value for r in d.Relation],
+        "H": [s.value for s in d.Situation],
+        "J": ["1", "2", "3"],
+    }
+    for col, values in choices.items():
+        dv = DataValidation(type="list", formula1='"' + ",".join(values) + '"', allow_blank=True)
+        dv.add(f"{col}2:{col}100000")
+        ws.add_data_validation(dv)
+    help_ws = wb.create_sheet("填写说明")
+    help_ws.append(["列", "说明"])
+    for row in HELP:
+        help_ws.append(list(row))
+    help_ws.append(["", "整表校验：任一行有误则整表不导入，并生成带“错误说明”列的错误表；改正后重新导入即可。同一文件重复导入不会产生重复数据。"])
+    help_ws.column_dimensions["B"].width = 100
+    wb.save(path)
+
+
+def csv_text(headers: list[str], rows: Iterable[dict[str, str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(headers)
+    for r in rows:
+        w.writerow([r.get(h, "") for h in headers])
+    return buf.getvalue()
+
+
+Progress = Callable[[int], None]
