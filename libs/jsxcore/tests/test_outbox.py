@@ -121,6 +121,22 @@ async def test_add_event_fills_envelope_and_checks_subject(db, service) -> None:
     assert w.ThingHappened.FromString(rows[0].payload) == msg
 
 
+async def test_add_event_takes_subject_from_the_proto_option(db) -> None:
+    from jsx.funds.v1 import events_pb2
+
+    sessions = session_factory(db)
+    msg = events_pb2.PaymentIssued(payment="paymentBatches/b1/payments/p1")
+    msg.amount.fen = 94000
+    async with transaction(sessions) as s:
+        eid = add_event(s, None, msg)
+        with pytest.raises(ValueError):
+            add_event(s, None, w.ThingHappened())  # declares no subject
+    async with sessions() as s:
+        row = (await s.execute(select(OutboxEvent))).scalar_one()
+    assert (row.event_id, row.subject, row.event_type) == (eid, "jsx.funds.payment.issued", "jsx.funds.v1.PaymentIssued")
+    assert events_pb2.PaymentIssued.FromString(row.payload).event_id == eid
+
+
 async def test_rolled_back_event_is_never_published(db, nats_url, js, service) -> None:
     sessions = session_factory(db)
     with pytest.raises(RuntimeError):

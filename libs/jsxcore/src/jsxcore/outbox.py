@@ -163,9 +163,20 @@ def check_subject(subject: str) -> tuple[str, str, str]:
     return m.group(1), m.group(2), m.group(3)
 
 
+def subject_of(message: Message | type[Message]) -> str:
+    """The subject declared by the message's ``(jsx.common.v1.event_subject)`` option."""
+    from jsx.common.v1 import annotations_pb2
+
+    opts = message.DESCRIPTOR.GetOptions()
+    subject = opts.Extensions[annotations_pb2.event_subject] if opts.HasExtension(annotations_pb2.event_subject) else ""
+    if not subject:
+        raise ValueError(f"{message.DESCRIPTOR.full_name} declares no event_subject option; pass the subject")
+    return subject
+
+
 def add_event(
     session: AsyncSession,
-    subject: str,
+    subject: str | None,
     message: Message,
     *,
     event_id: str | None = None,
@@ -173,11 +184,14 @@ def add_event(
 ) -> str:
     """Write an outbox row for ``message`` in the caller's transaction (no commit).
 
+    ``subject=None`` takes it from the message's ``event_subject`` option.
     Fills the message's ``event_id`` field (if it has one and it is empty) and
     its ``occurred_at`` Timestamp (if present and unset) before serialising.
     ``headers`` are extra NATS headers (trace ids; never personal data).
     Returns the event id, which becomes ``Nats-Msg-Id``.
     """
+    if subject is None:
+        subject = subject_of(message)
     check_subject(subject)
     fields = message.DESCRIPTOR.fields_by_name
     has_id_field = "event_id" in fields and fields["event_id"].type == fields["event_id"].TYPE_STRING
@@ -442,9 +456,11 @@ class Relay:
             headers[HEADER_MSG_ID] = r.event_id
             headers[HEADER_EVENT_TYPE] = r.event_type
             try:
-                fut = await js.publish_async(
-                    r.subject, r.payload, headers=headers, stream=self.stream, wait_stall=self.ack_timeout
-                )
+                # No wait_stall: the client's window equals the batch size, so
+                # acquiring a slot never waits, and without a timeout the
+                # whole batch is queued without yielding and goes out in a
+                # few large writes.
+                fut = await js.publish_async(r.subject, r.payload, headers=headers, stream=self.stream)
             except Exception as exc:
                 failed[r.seq] = f"{type(exc).__name__}: {exc}"
                 log.warning("outbox.publish_failed", extra={"event_id": r.event_id, "subject": r.subject,
