@@ -158,3 +158,27 @@ async def test_visit_event_published_once_and_booking_results(svc: EventsService
         await relay.stop()
         run.cancel()
         await nc.close()
+
+
+async def test_cli_record_list_report_xlsx(db_url: str, tmp_path, monkeypatch, capsys) -> None:
+    from openpyxl import load_workbook
+
+    from jsxcore.cli import main
+
+    monkeypatch.setenv("JSX_EVENTS_DATABASE_URL", db_url)
+    monkeypatch.setenv("JSX_EVENTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JSX_DEV", "1")
+    assert await asyncio.to_thread(main, ["events", "record", "--household", "hh-7", "--region", VILLAGE.code,
+                                          "--visitor", "volunteers/v1", "--date", "2022-09-10", "--money", "300",
+                                          "--fund", "f1"]) == 0
+    assert "慰问金 300.00 元，状态 待记账" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["events", "record", "--household", "hh-7", "--region", VILLAGE.code,
+                                          "--visitor", "v", "--date", "2022-09-10", "--money", "300"]) == 1
+    assert "fund_id" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["events", "list", "--region", "431281"]) == 0
+    assert "households/hh-7" in capsys.readouterr().out
+    out = tmp_path / "r.xlsx"
+    assert await asyncio.to_thread(main, ["events", "report", "--region", "431281", "--period", "2022Q3",
+                                          "--xlsx", str(out)]) == 0
+    assert "开展各类慰问服务 1 场次" in capsys.readouterr().out
+    assert load_workbook(out).active["A2"].value == "结果"
