@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -904,8 +905,8 @@ async def verify(session: AsyncSession) -> list[Problem]:
     for rid_, fid, orig in (await session.execute(
         select(JournalRow.id, JournalRow.fund_id, JournalRow.reverses_id).where(JournalRow.reverses_id.is_not(None))
     )).all():
-        mine = sorted((ln.account, ln.side.value, ln.amount.fen) for ln in await db.journal_lines(session, rid_))
-        theirs = sorted((ln.account, ln.side.flip().value, ln.amount.fen) for ln in await db.journal_lines(session, orig))
+        mine = Counter((ln.account, ln.side.value, ln.amount.fen) for ln in await db.journal_lines(session, rid_))
+        theirs = Counter((ln.account, ln.side.flip().value, ln.amount.fen) for ln in await db.journal_lines(session, orig))
         if mine != theirs:
             problems.append(Problem(f"冲正 {bus.entry_name(fid, rid_)}", f"分录与被冲正账目 {orig} 不是相反的镜像"))
 
