@@ -402,3 +402,44 @@ async def test_create_is_idempotent_over_grpc(env: Env) -> None:
         await env.stub.CreatePerson(members_pb2.CreatePersonRequest(person=req.person), metadata=env.auth())
     _, bad, _ = error_details(ei.value)
     assert bad is not None and bad.field_violations[0].field == "request_id"
+
+
+# ---------------------------------------------------------------- ServiceRuntime
+
+
+async def test_service_runtime_lifecycle(tmp_path: Path) -> None:
+    from jsxcore.runtime import ServiceRuntime
+
+    rt = ServiceRuntime(_config(tmp_path))
+    events: list[str] = []
+    ticks = asyncio.Event()
+    crashed_once: list[bool] = []
+
+    async def relay() -> None:
+        if not crashed_once:  # a crash is restarted, not fatal
+            crashed_once.append(True)
+            raise ConnectionError("broker gone")
+        try:
+            while True:
+                ticks.set()
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            events.append("relay cancelled")
+            raise
+
+    async def flush() -> None:
+        events.append("relay flushed")
+
+    rt.add_servicer(members_pb2_grpc.add_MembersServiceServicer_to_server, Servicer(rt.sessions, rt.plugins), SERVICE)
+    rt.add_background("relay", relay)
+    rt.on_shutdown(flush)
+    port = await rt.start()
+    assert port > 0
+    await asyncio.wait_for(ticks.wait(), 5)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        assert (await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))).status == health_pb2.HealthCheckResponse.SERVING
+        stub = members_pb2_grpc.MembersServiceStub(ch)
+        assert (await stub.GetPerson(members_pb2.GetPersonRequest(name="persons/1"), metadata=Env.auth())).name == "persons/1"
+    await rt.stop(1.0)
+    assert events == ["relay flushed", "relay cancelled"]

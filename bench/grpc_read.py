@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""A read RPC through the full jsx runtime, next to a raw gRPC echo.
+
+    python3 dev.py bench grpc_read [--duration 5] [--concurrency 50] [--rounds 2]
+
+Starts, one after the other in this process (pinned to one core):
+
+* raw echo — a bare ``grpc.aio`` server with one generic handler that returns
+  the request bytes: no interceptors, no protobuf parsing, no database;
+* jsx read — ``jsxcore.runtime.create_server`` with the access-log, error
+  and auth interceptors on (JWT bearer token, permission read from the proto
+  option), JSON access logs formatted and PII-filtered (written to
+  /dev/null), serving ``jsx.members.v1.MembersService/GetPerson`` from a tiny
+  servicer that checks the caller's region and reads one row from a SQLite
+  file through SQLAlchemy async (aiosqlite).
+
+Each is driven by a client in a separate process (pinned to the other core)
+with ``--concurrency`` requests in flight for ``--duration`` seconds; the
+client sends the same serialized GetPersonRequest to both. Figures: requests
+per second and p50/p99 latency, and jsx/raw throughput (goal ≥ 50%).
+Rounds alternate raw and jsx; the best round of each is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import grpc  # noqa: E402
+from jsx.members.v1 import members_pb2, members_pb2_grpc  # noqa: E402
+from sqlalchemy import Integer, String, select  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
+
+from _common import Report  # noqa: E402
+from jsxcore.auth import current_caller, issue_token  # noqa: E402
+from jsxcore.config import ServiceConfig  # noqa: E402
+from jsxcore.db import create_engine  # noqa: E402
+from jsxcore.errors import NotFound  # noqa: E402
+from jsxcore.pii import generate_key  # noqa: E402
+from jsxcore.runtime import create_server, setup_logging, start_server  # noqa: E402
+
+ECHO_METHOD = "/bench.v1.Echo/Echo"
+GET_PERSON = "/jsx.members.v1.MembersService/GetPerson"
+SECRET = "bench-secret-" + os.urandom(16).hex()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PersonRow(Base):
+    __tablename__ = "bench_persons"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(50))
+    village: Mapped[str] = mapped_column(String(12))
+
+
+class ReadServicer(members_pb2_grpc.MembersServiceServicer):
+    """GetPerson as a real servicer does it: caller region check + one row read."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.query = select(PersonRow.display_name, PersonRow.village).where(PersonRow.id == 1)
+
+    async def GetPerson(self, request: members_pb2.GetPersonRequest, context: Any) -> members_pb2.Person:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(self.query)).first()
+        if row is None:
+            raise NotFound("未找到该人员", reason="PERSON_NOT_FOUND")
+        current_caller().require_region(row.village)
+        return members_pb2.Person(name=request.name, display_name=row.display_name)
+
+
+# ---------------------------------------------------------------- client process
+
+
+async def _drive(port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int) -> dict[str, Any]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(method)
+        md = (("authorization", "Bearer " + token),) if token else None
+        await call(payload, metadata=md, timeout=10)  # warm up + fail fast if misconfigured
+        latencies: list[float] = []
+        errors = 0
+        stop_at = time.perf_counter() + duration
+
+        async def worker() -> None:
+            nonlocal errors
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                try:
+                    await call(payload, metadata=md, timeout=10)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "count": n,
+        "errors": errors,
+        "seconds": elapsed,
+        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+    }
+
+
+def client_main(args: argparse.Namespace) -> None:
+    _pin(1)
+    payload = members_pb2.GetPersonRequest(name="persons/1").SerializeToString()
+    result = asyncio.run(_drive(args.port, args.method, payload, args.token, args.duration, args.concurrency))
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- servers
+
+
+def _pin(cpu: int) -> None:
+    """Server and client on separate cores when the machine has two or more."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
+    except (AttributeError, OSError):
+        pass
+
+
+async def _run_client(port: int, method: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client", "--port", str(port), "--method", method, "--token", token,
+        "--duration", str(args.duration), "--concurrency", str(args.concurrency),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"client failed with exit code {proc.returncode}")
+    return json.loads(out)
+
+
+async def _raw_round(args: argparse.Namespace) -> dict[str, Any]:
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.v1.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        return await _run_client(port, ECHO_METHOD, "", args)
+    finally:
+        await server.stop(None)
+
+
+async def _jsx_round(args: argparse.Namespace, config: ServiceConfig, engine: Any, token: str) -> dict[str, Any]:
+    server, port = create_server(
+        config,
+        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, ReadServicer(engine))],
+        service_names=["jsx.members.v1.MembersService"],
+    )
+    await start_server(server)
+    try:
+        return await _run_client(port, GET_PERSON, token, args)
+    finally:
+        await server.stop(None)
+
+
+async def main(args: argparse.Namespace) -> int:
+    _pin(0)
+    with tempfile.TemporaryDirectory(prefix="jsx-bench-") as tmp, open(os.devnull, "w") as devnull:
+        env = {
+            "JSX_DATA_DIR": tmp,
+            "JSX_PII_KEY": generate_key(),
+            "JSX_BLIND_INDEX_KEY": generate_key(),
+            "JSX_AUTH_SECRET": SECRET,
+            "JSX_GRPC_ADDR": "127.0.0.1:0",
+        }
+        config = ServiceConfig.from_env("members", environ=env)
+        setup_logging("members", "INFO", stream=devnull)  # access lines formatted, as in production
+        engine = create_engine(config.database_url)
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+            await conn.execute(PersonRow.__table__.insert().values(id=1, display_name="张三", village="431222101001"))
+        token = issue_token(SECRET, "bench-clerk", ["county_clerk"], "431222", 3600)
+
+        raw: list[dict[str, Any]] = []
+        jsx: list[dict[str, Any]] = []
+        for _ in range(args.rounds):
+            raw.append(await _raw_round(args))
+            jsx.append(await _jsx_round(args, config, engine, token))
+        await engine.dispose()
+        logging.getLogger().handlers.clear()
+
+    def best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+        return max(rounds, key=lambda r: r["count"] / r["seconds"])
+
+    b_raw, b_jsx = best(raw), best(jsx)
+    rps_raw, rps_jsx = b_raw["count"] / b_raw["seconds"], b_jsx["count"] / b_jsx["seconds"]
+    report = Report(f"gRPC unary read, {args.concurrency} in flight, {args.duration:g} s × {args.rounds} rounds (best)")
+    report.add("raw grpc.aio echo (bytes, no interceptors)", rps_raw)
+    report.add("jsx GetPerson (auth+errors+access log, SQLite row)", rps_jsx, rps_raw, "raw echo", goal=0.5)
+    report.notes.append(
+        f"latency p50/p99: raw {b_raw['p50_ms']:.2f}/{b_raw['p99_ms']:.2f} ms, "
+        f"jsx {b_jsx['p50_ms']:.2f}/{b_jsx['p99_ms']:.2f} ms"
+    )
+    report.notes.append(
+        "all rounds rps: raw " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in raw)
+        + "; jsx " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in jsx)
+    )
+    errors = sum(r["errors"] for r in raw + jsx)
+    report.notes.append(f"errors: {errors}; server and client each pinned to one core; client is Python grpc.aio")
+    report.print()
+    return 0 if report.ok and errors == 0 else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    parser.add_argument("--token", default="", help=argparse.SUPPRESS)
+    a = parser.parse_args()
+    if a.client:
+        client_main(a)
+    else:
+        sys.exit(asyncio.run(main(a)))
