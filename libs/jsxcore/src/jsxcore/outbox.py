@@ -69,6 +69,7 @@ from sqlalchemy import (
     Text,
     delete,
     func,
+    insert,
     select,
     text,
     update,
@@ -726,16 +727,21 @@ class Consumer:
                 select(InboxEvent.event_id).where(InboxEvent.consumer == self.durable, InboxEvent.event_id.in_(ids))
             )).scalars()
         )
-        fresh = 0
+        rows: list[dict[str, Any]] = []
+        now = _now()
         for _, proto, meta in items:
             if meta.event_id in seen:
                 continue
             seen.add(meta.event_id)
             await self.handler(session, proto, meta)
-            session.add(InboxEvent(consumer=self.durable, event_id=meta.event_id, subject=meta.subject))
-            fresh += 1
+            rows.append({"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
+                         "received_at": now})
+        if rows:
+            # One executemany, not ORM objects: the inbox is bookkeeping, and
+            # its primary key makes a concurrent duplicate fail this transaction.
+            await session.execute(insert(InboxEvent), rows)
         await session.flush()
-        return fresh
+        return len(rows)
 
     async def _process_one(self, item: tuple[Msg, Message, EventMeta]) -> None:
         msg, _, meta = item
