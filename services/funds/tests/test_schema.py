@@ -14,8 +14,8 @@ async def _seed(conn) -> None:  # type: ignore[no-untyped-def]
     ))
     await conn.execute(text("INSERT INTO accounts (id, fund_id, kind, code) VALUES (1, 1, 'AVAILABLE', '1:AVAILABLE')"))
     await conn.execute(text(
-        "INSERT INTO journals (id, fund_id, kind, amount, request_id, memo, actor, created_at)"
-        " VALUES (1, 1, 'ALLOCATION', 100, '', '', '', CURRENT_TIMESTAMP)"
+        "INSERT INTO journals (id, fund_id, kind, amount, request_id, memo, actor, reference, counterparty, created_at)"
+        " VALUES (1, 1, 'ALLOCATION', 100, '', '', '', '', '', CURRENT_TIMESTAMP)"
     ))
     await conn.execute(text("INSERT INTO ledger_entries (id, journal_id, account_id, side, amount) VALUES (1, 1, 1, 'D', 100)"))
 
