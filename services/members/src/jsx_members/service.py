@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -65,7 +66,10 @@ def from_date(value: date | None) -> common_pb2.Date | None:
     return None if value is None else common_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
+@lru_cache(maxsize=65536)
 def region_pb(code: str) -> common_pb2.RegionCode:
+    """Cached: a roster of 100k people names a few hundred villages. Safe to
+    share because protobuf copies a message when it is assigned to a field."""
     return common_pb2.RegionCode(code=code)
 
 

@@ -32,7 +32,8 @@ _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英�
 
 def make_name(seq: int) -> str:
     """A made-up Chinese name (only 汉字, as the name rule requires)."""
-    return _SURNAMES[seq % 20] + _GIVEN[(seq // 20) % 25] + _GIVEN[(seq // 500) % 25]
+    g = len(_GIVEN)
+    return _SURNAMES[seq % len(_SURNAMES)] + _GIVEN[(seq // 20) % g] + _GIVEN[(seq // (20 * g)) % g]
 
 
 def make_phone(seq: int) -> str:

@@ -83,7 +83,9 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
     it = ws.iter_rows(values_only=True)
     headers = [_cell(h) for h in next(it, ())]
     _check_headers(headers)
-    total = max((ws.max_row or 1) - 1, 0)
+    # Only trust a stored dimension: asking openpyxl for max_row on a sheet
+    # without one parses the whole sheet a second time.
+    total = max(ws._max_row - 1, 0) if getattr(ws, "_max_row", None) else 0
 
     def xlsx_rows() -> Iterator[dict[str, str]]:
         try:
