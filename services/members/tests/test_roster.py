@@ -83,3 +83,18 @@ async def test_template_and_export_round_trip(env, tmp_path: Path) -> None:  # t
     with acting():
         again = await import_roster(env.service, full)  # the exported file re-imports as is
     assert again.ok and again.persons_created == 0 and again.situations_recorded == 0
+
+
+async def test_reimport_with_changed_situation(env) -> None:  # type: ignore[no-untyped-def]
+    rows = list(roster_rows(3))
+    with acting():
+        assert (await import_roster(env.service, rows)).ok
+        backdated = [dict(rows[0], 家庭类型="失独", 家庭类型生效日期="2019-01-01"), *rows[1:]]
+        report = await import_roster(env.service, backdated)
+        assert not report.ok and "不可改写" in report.errors[0][0]
+        later = [dict(rows[0], 家庭类型="伤残", 伤残等级="2", 家庭类型生效日期="2023-05-01"), *rows[1:]]
+        report = await import_roster(env.service, later)
+        assert report.ok and report.situations_recorded == 1 and report.persons_created == 0
+    async with env.service.sessions() as s:
+        hh = (await s.execute(select(m.Household))).scalar_one()
+        assert hh.current_situation == "SPECIAL_DISABLED" and len(await m.situation_history(s, hh.id)) == 2

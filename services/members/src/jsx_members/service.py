@@ -1030,6 +1030,16 @@ class RosterImport:
                 except InvalidArgument as e:
                     for i, _ in (heads or members):
                         report.errors.setdefault(i, []).extend(_messages(e))
+                rec = head_row[1].situation if head_row else None
+                if hh_db is not None and rec is not None:
+                    hist = await m.situation_history(s, hh_db[0])
+                    last = hist[-1] if hist else None
+                    if last is not None and (last.situation, last.disability_grade or 0, last.honor_certificate) != (
+                            rec.situation.name, rec.disability_grade or 0, rec.honor_certificate) \
+                            and rec.effective_from <= last.effective_from:
+                        report.errors.setdefault(head_row[0], []).append(
+                            f"家庭类型与系统中不同，但生效日期不晚于系统中最近一次记录（{last.effective_from.isoformat()}）；"
+                            "历史记录不可改写，请填写新的变更日期")
                 for i, r in members:
                     p = existing.get(r.digest)
                     mine = memberships.get(p.id) if p else None
