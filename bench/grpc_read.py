@@ -7,6 +7,9 @@ Starts, one after the other in this process (pinned to one core):
 
 * raw echo — a bare ``grpc.aio`` server with one generic handler that returns
   the request bytes: no interceptors, no protobuf parsing, no database;
+* bare read — a bare ``grpc.aio`` server with the generated MembersService
+  servicer doing the same row read as below (no runtime), which separates
+  the database's cost from the runtime's;
 * jsx read — ``jsxcore.runtime.create_server`` with the access-log, error
   and auth interceptors on (JWT bearer token, permission read from the proto
   option), JSON access logs formatted and PII-filtered (written to
@@ -16,9 +19,10 @@ Starts, one after the other in this process (pinned to one core):
 
 Each is driven by a client in a separate process (pinned to the other core)
 with ``--concurrency`` requests in flight for ``--duration`` seconds; the
-client sends the same serialized GetPersonRequest to both. Figures: requests
-per second and p50/p99 latency, and jsx/raw throughput (goal ≥ 50%).
-Rounds alternate raw and jsx; the best round of each is reported.
+client sends the same serialized GetPersonRequest to all. Figures: requests
+per second, p50/p99 latency, server CPU per request, jsx/raw throughput
+(goal ≥ 50%) and jsx/bare (what the runtime itself costs). Rounds alternate
+the three; the best round of each is reported.
 """
 from __future__ import annotations
 
@@ -77,6 +81,17 @@ class ReadServicer(members_pb2_grpc.MembersServiceServicer):
         if row is None:
             raise NotFound("未找到该人员", reason="PERSON_NOT_FOUND")
         current_caller().require_region(row.village)
+        return members_pb2.Person(name=request.name, display_name=row.display_name)
+
+
+class BareReadServicer(ReadServicer):
+    """The same row read with no runtime around it (no caller, so no region check)."""
+
+    async def GetPerson(self, request: members_pb2.GetPersonRequest, context: Any) -> members_pb2.Person:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(self.query)).first()
+        if row is None:
+            raise NotFound("未找到该人员", reason="PERSON_NOT_FOUND")
         return members_pb2.Person(name=request.name, display_name=row.display_name)
 
 
@@ -145,10 +160,15 @@ async def _run_client(port: int, method: str, token: str, args: argparse.Namespa
         "--duration", str(args.duration), "--concurrency", str(args.concurrency),
         stdout=asyncio.subprocess.PIPE,
     )
+    cpu0 = time.process_time()
     out, _ = await proc.communicate()
+    cpu = time.process_time() - cpu0
     if proc.returncode != 0:
         raise SystemExit(f"client failed with exit code {proc.returncode}")
-    return json.loads(out)
+    result = json.loads(out)
+    # Server CPU per request: less sensitive than rps to other load on the machine.
+    result["cpu_us"] = cpu / max(result["count"], 1) * 1e6
+    return result
 
 
 async def _raw_round(args: argparse.Namespace) -> dict[str, Any]:
@@ -163,6 +183,17 @@ async def _raw_round(args: argparse.Namespace) -> dict[str, Any]:
     await server.start()
     try:
         return await _run_client(port, ECHO_METHOD, "", args)
+    finally:
+        await server.stop(None)
+
+
+async def _bare_db_round(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
+    server = grpc.aio.server()
+    members_pb2_grpc.add_MembersServiceServicer_to_server(BareReadServicer(engine), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        return await _run_client(port, GET_PERSON, "", args)
     finally:
         await server.stop(None)
 
@@ -199,9 +230,11 @@ async def main(args: argparse.Namespace) -> int:
         token = issue_token(SECRET, "bench-clerk", ["county_clerk"], "431222", 3600)
 
         raw: list[dict[str, Any]] = []
+        bare: list[dict[str, Any]] = []
         jsx: list[dict[str, Any]] = []
         for _ in range(args.rounds):
             raw.append(await _raw_round(args))
+            bare.append(await _bare_db_round(args, engine))
             jsx.append(await _jsx_round(args, config, engine, token))
         await engine.dispose()
         logging.getLogger().handlers.clear()
@@ -209,20 +242,27 @@ async def main(args: argparse.Namespace) -> int:
     def best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         return max(rounds, key=lambda r: r["count"] / r["seconds"])
 
-    b_raw, b_jsx = best(raw), best(jsx)
-    rps_raw, rps_jsx = b_raw["count"] / b_raw["seconds"], b_jsx["count"] / b_jsx["seconds"]
+    b_raw, b_bare, b_jsx = best(raw), best(bare), best(jsx)
+    rps_raw, rps_bare, rps_jsx = (b["count"] / b["seconds"] for b in (b_raw, b_bare, b_jsx))
     report = Report(f"gRPC unary read, {args.concurrency} in flight, {args.duration:g} s × {args.rounds} rounds (best)")
     report.add("raw grpc.aio echo (bytes, no interceptors)", rps_raw)
+    report.add("bare grpc.aio GetPerson, same SQLite row read", rps_bare, rps_raw, "raw echo")
     report.add("jsx GetPerson (auth+errors+access log, SQLite row)", rps_jsx, rps_raw, "raw echo", goal=0.5)
+    report.add("  runtime share: jsx vs bare GetPerson", rps_jsx, rps_bare, "bare GetPerson")
     report.notes.append(
         f"latency p50/p99: raw {b_raw['p50_ms']:.2f}/{b_raw['p99_ms']:.2f} ms, "
-        f"jsx {b_jsx['p50_ms']:.2f}/{b_jsx['p99_ms']:.2f} ms"
+        f"bare {b_bare['p50_ms']:.2f}/{b_bare['p99_ms']:.2f} ms, jsx {b_jsx['p50_ms']:.2f}/{b_jsx['p99_ms']:.2f} ms"
     )
     report.notes.append(
-        "all rounds rps: raw " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in raw)
-        + "; jsx " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in jsx)
+        f"server CPU per request: raw {b_raw['cpu_us']:.0f} µs, bare {b_bare['cpu_us']:.0f} µs, "
+        f"jsx {b_jsx['cpu_us']:.0f} µs"
     )
-    errors = sum(r["errors"] for r in raw + jsx)
+    report.notes.append(
+        "all rounds rps: "
+        + "; ".join(f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
+                    for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx)))
+    )
+    errors = sum(r["errors"] for r in raw + bare + jsx)
     report.notes.append(f"errors: {errors}; server and client each pinned to one core; client is Python grpc.aio")
     report.print()
     return 0 if report.ok and errors == 0 else 1

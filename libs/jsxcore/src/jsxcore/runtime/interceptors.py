@@ -106,14 +106,14 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):
 # ---------------------------------------------------------------- access log
 
 
-def _request_id(request: Any, context: grpc.aio.ServicerContext) -> str:
+def _request_id(request: Any, metadata: Any) -> str:
     """The AIP-155 ``request_id`` of a mutating request, else the client's
     ``x-request-id`` header, else a fresh id (so every log line of a call can
     be tied together)."""
     rid = getattr(request, "request_id", None)
     if isinstance(rid, str) and rid:
         return rid[:64]
-    for key, value in context.invocation_metadata() or ():
+    for key, value in metadata:
         if key == "x-request-id" and isinstance(value, str):
             return value[:64]
     return f"{_ID_PREFIX}-{next(_ID_SEQ)}"
@@ -129,7 +129,8 @@ class AccessLogInterceptor(_WrappingInterceptor):
     Never the request or response body."""
 
     async def around(self, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext, method: str) -> Any:
-        info = RpcInfo(method=method, request_id=_request_id(request, context))
+        metadata = context.invocation_metadata() or ()
+        info = RpcInfo(method=method, request_id=_request_id(request, metadata), metadata=metadata)
         token = RPC.set(info)
         started = time.perf_counter()
         try:
@@ -247,9 +248,9 @@ class AuthInterceptor(_WrappingInterceptor):
     def applies(self, method: str) -> bool:
         return not method.startswith(self._public)
 
-    def authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
+    def authenticate(self, metadata: Any) -> Caller:
         header = ""
-        for key, value in context.invocation_metadata() or ():
+        for key, value in metadata:
             if key == "authorization":
                 header = value if isinstance(value, str) else value.decode()
                 break
@@ -266,8 +267,10 @@ class AuthInterceptor(_WrappingInterceptor):
         return caller
 
     async def around(self, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext, method: str) -> Any:
-        caller = self.authenticate(context)
         info = RPC.get()
+        # the access-log layer already fetched the metadata (it is rebuilt on every access)
+        metadata = info.metadata if info is not None else (context.invocation_metadata() or ())
+        caller = self.authenticate(metadata)
         if info is not None:
             info.caller = caller.subject
         permission = method_permission(method)

@@ -29,6 +29,8 @@ class RpcInfo:
     caller: str = ""
     #: final status code name, set by the error interceptor
     code: str = "OK"
+    #: invocation metadata, fetched once per call (never logged)
+    metadata: Any = ()
 
 
 #: set by the access-log interceptor for the duration of one RPC
@@ -45,12 +47,18 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.service = service
 
-    @staticmethod
-    def _ts(created: float) -> str:
-        # strftime + %z is several times cheaper than datetime.astimezone()
-        t = time.localtime(created)
-        z = time.strftime("%z", t)
-        return f"{time.strftime('%Y-%m-%dT%H:%M:%S', t)}.{int(created % 1 * 1000):03d}{z[:3]}:{z[3:]}"
+    _ts_second = -1
+    _ts_prefix = ""
+    _ts_zone = ""
+
+    def _ts(self, created: float) -> str:
+        # Formatting the date once per second keeps the access log cheap.
+        second = int(created)
+        if second != self._ts_second:
+            t = time.localtime(second)
+            z = time.strftime("%z", t)
+            self._ts_second, self._ts_prefix, self._ts_zone = second, time.strftime("%Y-%m-%dT%H:%M:%S", t), f"{z[:3]}:{z[3:]}"
+        return f"{self._ts_prefix}.{int((created - second) * 1000):03d}{self._ts_zone}"
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
