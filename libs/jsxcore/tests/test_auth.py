@@ -32,13 +32,13 @@ def caller(*roles: str, region: str = "431222") -> Caller:
 
 
 def test_wildcards() -> None:
-    assert pattern_grants("funds.*", "funds.applications.approve")
+    assert pattern_grants("funds.*", "funds.applications.decide")
     assert pattern_grants("*", "events.activities.write")
     assert pattern_grants("members.*.read", "members.persons.read")
     assert not pattern_grants("members.*.read", "members.persons.write")
     assert not pattern_grants("members.*.read", "funds.persons.read")
     assert not pattern_grants("funds.*", "fundsx.applications.read")
-    assert not pattern_grants("funds.applications", "funds.applications.approve")
+    assert not pattern_grants("funds.applications", "funds.applications.decide")
     # personal data is never granted by a wildcard, only by name
     assert not pattern_grants("*", PII_READ)
     assert not pattern_grants("members.*.read", PII_READ)
@@ -48,26 +48,50 @@ def test_wildcards() -> None:
 def test_role_table() -> None:
     clerk = caller("county_clerk")
     assert clerk.can("members.persons.write") and clerk.can("funds.applications.write")
-    assert not clerk.can("funds.applications.approve")
+    assert not clerk.can("funds.applications.decide") and not clerk.can("funds.ledger.write")
     assert not clerk.may_see_pii
-    assert caller("county_approver").can("funds.applications.approve")
+    for role in ("village_reviewer", "township_reviewer", "county_approver"):
+        assert caller(role).can("funds.applications.decide"), role
+    assert caller("county_approver").can("funds.objections.resolve")
+    assert not caller("village_reviewer").can("funds.objections.resolve")
     assert caller("finance_officer").can("funds.bank_results.write") and caller("finance_officer").may_see_pii
     auditor = caller("auditor")
     assert auditor.can("funds.ledger.read") and auditor.may_see_pii and not auditor.can("funds.ledger.write")
-    assert caller("admin").can("funds.applications.approve") and caller("admin").may_see_pii
+    assert caller("admin").can("funds.applications.decide") and caller("admin").may_see_pii
     system = caller("system")
-    assert system.can("funds.bank_results.write") and not system.can("funds.applications.approve")
+    assert system.can("funds.bank_results.write") and not system.can("funds.applications.decide")
     assert not system.may_see_pii
     assert not caller("no_such_role").can("members.persons.read")
     for role in ROLE_PERMISSIONS:
-        assert caller(role).can("members.plugins.read"), role
+        for svc in ("members", "funds", "events"):
+            assert caller(role).can(f"{svc}.plugins.read"), role
+
+
+def test_every_declared_permission_is_granted_to_someone_but_admin() -> None:
+    """A permission no working role holds is a typo in a proto or in the table."""
+    import importlib
+    import pkgutil
+
+    import jsx
+
+    declared: set[str] = set()
+    from jsx.common.v1 import annotations_pb2
+
+    for mod in pkgutil.walk_packages(jsx.__path__, "jsx."):
+        if mod.name.endswith("_pb2"):
+            for service in importlib.import_module(mod.name).DESCRIPTOR.services_by_name.values():
+                for m in service.methods:
+                    declared.add(m.GetOptions().Extensions[annotations_pb2.permission])
+    working = [r for r in ROLE_PERMISSIONS if r != "admin"]
+    orphans = sorted(p for p in declared if p and not any(caller(r).can(p) for r in working))
+    assert orphans == []
 
 
 def test_require_and_region() -> None:
     clerk = caller("county_clerk")
     with pytest.raises(PermissionDenied) as ei:
-        clerk.require("funds.applications.approve")
-    assert ei.value.reason == "MISSING_PERMISSION" and "funds.applications.approve" in ei.value.message
+        clerk.require("funds.applications.decide")
+    assert ei.value.reason == "MISSING_PERMISSION" and "funds.applications.decide" in ei.value.message
     clerk.require_region("431222101001")  # a village in 沅陵县
     with pytest.raises(PermissionDenied) as ei:
         clerk.require_region("431281")

@@ -14,7 +14,7 @@
 
 Pattern syntax in the table: segments separated by ``.``; ``*`` matches one
 segment, a trailing ``*`` matches one or more (``funds.*`` covers
-``funds.applications.approve``). Wildcards never grant personal-data
+``funds.applications.decide``). Wildcards never grant personal-data
 permissions (any segment ``pii``): those are granted by name only, so a broad
 grant cannot leak 身份证 numbers by accident.
 """
@@ -24,6 +24,7 @@ import argparse
 import contextvars
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,33 +46,36 @@ PII_READ = "members.pii.read"
 #: auditor reads to learn who may do what.
 ROLE_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     # 县计生协 clerk: registers people, households, applications and
-    # activities within the county; cannot approve money or see full 身份证.
+    # activities within the county, records objections brought in person;
+    # cannot decide applications, move money or see full 身份证.
     "county_clerk": (
         "members.*.read", "members.*.write",
-        "funds.*.read", "funds.applications.write",
+        "funds.*.read", "funds.applications.write", "funds.objections.create",
         "events.*.read", "events.*.write",
         "*.plugins.read",
     ),
-    # 县 approver: decides applications and publishes 公示 lists.
+    # 县 approver: the county step of DecideApplication, creates programs,
+    # resolves 公示 objections.
     "county_approver": (
         "members.*.read", "funds.*.read", "events.*.read",
-        "funds.applications.approve", "funds.publicity.write",
+        "funds.applications.decide", "funds.objections.resolve", "funds.programs.create",
         "*.plugins.read",
     ),
-    # 乡镇 reviewer: second review step, within the township.
+    # 乡镇 reviewer: the township step of DecideApplication (the service
+    # checks the step matches the caller's region level).
     "township_reviewer": (
         "members.*.read", "funds.*.read", "events.*.read",
-        "funds.applications.review",
+        "funds.applications.decide", "funds.objections.create",
         "*.plugins.read",
     ),
-    # 村 reviewer: first review step, within the village.
+    # 村 reviewer: the village step of DecideApplication.
     "village_reviewer": (
         "members.*.read", "funds.*.read", "events.*.read",
-        "funds.applications.review",
+        "funds.applications.decide", "funds.objections.create",
         "*.plugins.read",
     ),
-    # 财务: funds, ledger, payments through 一卡通 and bank results; pays to
-    # a person's card, so sees full identity data.
+    # 财务: sources, funds, ledger, payments through 一卡通 and bank
+    # results; pays to a person's card, so sees full identity data.
     "finance_officer": (
         "members.*.read", "funds.*.read", "events.*.read",
         "funds.funds.write", "funds.ledger.write", "funds.payments.write", "funds.bank_results.write",
@@ -287,7 +291,11 @@ def _parse_ttl(text: str) -> int:
 
 
 def _cmd_issue(args: argparse.Namespace) -> int:
-    token = issue_token(auth_secret(), args.sub, args.role, args.region, args.ttl, name=args.name or "")
+    try:
+        token = issue_token(auth_secret(), args.sub, args.role, args.region, args.ttl, name=args.name or "")
+    except (ConfigError, InvalidArgument) as e:
+        print(f"错误：{e}", file=sys.stderr)
+        return 2
     print(token)
     return 0
 
