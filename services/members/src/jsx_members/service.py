@@ -97,6 +97,26 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
     return rid
 
 
+def update_paths(
+    mask: Any, settable: set[str], *, default: set[str] | None = None, why: dict[str, str] | None = None
+) -> set[str]:
+    """AIP-134: the paths of ``mask``, checked against what may be changed.
+
+    Unknown or immutable paths are INVALID_ARGUMENT with one field violation
+    each (``why`` gives the clerk the reason for known immutable fields); an
+    empty mask means ``default``, or is refused when there is none."""
+    paths = set(mask.paths)
+    if not paths:
+        if default is None:
+            raise InvalidArgument.field("update_mask", "请在 update_mask 中列出要修改的字段", reason="UPDATE_MASK_REQUIRED")
+        return set(default)
+    errors = ErrorCollector()
+    for path in sorted(paths - settable):
+        errors.add("update_mask", (why or {}).get(path) or f"字段“{path[:60]}”不存在或不可修改；可修改的字段：{'、'.join(sorted(settable))}")
+    errors.raise_if_any("要修改的字段有误，请按字段说明修改后重试", reason="FIELD_NOT_UPDATABLE")
+    return paths
+
+
 def _ts(value: datetime) -> Any:
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -327,11 +347,9 @@ class MembersService:
 
     async def update_person(self, req: pb.UpdatePersonRequest) -> pb.Person:
         settable = {"display_name", "phone", "village", "hukou_type", "status", "death_date", "card_number"}
-        paths = set(req.update_mask.paths) or settable
-        bad = paths - settable
-        if bad:
-            what = "身份证号不可修改（如登记错误，请联系县计生协更正）" if "id_number" in bad else f"不能修改字段：{'、'.join(sorted(bad))}"
-            raise InvalidArgument.field("update_mask", what, reason="FIELD_NOT_UPDATABLE")
+        paths = update_paths(req.update_mask, settable, default=settable, why={
+            "id_number": "身份证号不可修改（如登记错误，请联系县计生协更正）",
+            "sex": "性别由身份证号决定，不可单独修改", "birth_date": "出生日期由身份证号决定，不可单独修改"})
 
         async def run(s: AsyncSession) -> pb.Person:
             row = await self._person(s, req.person.name, "person.name")
@@ -532,6 +550,86 @@ class MembersService:
 
         return await self._mutate("RecordSituation", req, pb.Household, run)
 
+    async def update_household(self, req: pb.UpdateHouseholdRequest) -> pb.Household:
+        """Address, members (add/remove, relations) and 户主 change under the
+        same rules as registration; members/head changes publish
+        HouseholdMembersChanged so projections keep head and size right."""
+        paths = update_paths(req.update_mask, {"address", "members", "head"}, why={
+            "village": "家庭户所属村不可修改；迁户请将成员移出后在新村登记",
+            "situations": "家庭类型请用“记录家庭类型变更”（RecordSituation）登记，历史记录不可改写",
+            "name": "资源名不可修改", "create_time": "登记时间不可修改"})
+        if "head" in paths and "members" not in paths:
+            raise InvalidArgument.field("update_mask", "更换户主须同时提交成员列表（与户主关系以新户主为准），即 update_mask 同时包含 head 和 members",
+                                        reason="HEAD_CHANGE_NEEDS_MEMBERS")
+
+        async def run(s: AsyncSession) -> pb.Household:
+            hh = req.household
+            h = await self._household(s, hh.name, "household.name")
+            if "address" in paths:
+                address = hh.address.strip()
+                if len(address) > 200:
+                    raise InvalidArgument.field("household.address", "地址不能超过200个字", reason="ADDRESS_TOO_LONG")
+                h.address = address
+            if "members" in paths:
+                await self._replace_members(s, h, hh, change_head="head" in paths)
+            h.version += 1
+            h.updated_at = m.utcnow()
+            await s.flush()
+            return await self.household_pb(s, h)
+
+        return await self._mutate("UpdateHousehold", req, pb.Household, run)
+
+    async def _replace_members(self, s: AsyncSession, h: m.Household, hh: pb.Household, *, change_head: bool) -> None:
+        old = await m.household_members(s, h.id)
+        old_rows = {hm.person_id: hm for hm, _ in old}
+        head_id = parse_name(hh.head, "persons", "household.head") if change_head else h.head_person_id
+        members: list[tuple[m.Person, d.Relation]] = []
+        for i, mem in enumerate(hh.members):
+            f = f"household.members[{i}]"
+            pid = parse_name(mem.person, "persons", f + ".person")
+            # People already in the household stay reachable even if they moved
+            # village; newcomers must be in the caller's region.
+            p = await self._person(s, mem.person, f + ".person", check_region=pid not in old_rows)
+            members.append((p, enum_in(d.Relation, pb.Relation, "RELATION_", mem.relation, f + ".relation", "与户主关系")))
+        heads = [p.id for p, rel in members if rel is d.Relation.HEAD]
+        if not change_head and heads and heads[0] != h.head_person_id:
+            raise InvalidArgument.field("update_mask", "成员列表中的户主与现户主不同；更换户主须在 update_mask 中包含 head 并填写新户主",
+                                        reason="HEAD_CHANGE_NOT_REQUESTED")
+        if heads and head_id not in heads:
+            raise InvalidArgument.field("household.head", "户主须是成员列表中关系为“户主”的那个人", reason="HEAD_MISMATCH")
+        views = [d.HouseholdMemberView(p.id, rel, p.birth_date, p.status == d.PersonStatus.DECEASED.name) for p, rel in members]
+        d.check_household_members(views, on=self.today(), field="household.members")
+        new_ids = [p.id for p, _ in members]
+        for i, (p, _) in enumerate(members):
+            if p.id in old_rows:
+                continue
+            elsewhere = await m.household_of(s, p.id)
+            if elsewhere is not None:
+                raise FailedPrecondition(
+                    f"{mask_name(p.name)}（{p.id_masked}）已在另一户（households/{elsewhere.household_id}）中，一人只能属于一户；请先从原户移出",
+                    reason="PERSON_IN_OTHER_HOUSEHOLD",
+                    metadata={"household": f"households/{elsewhere.household_id}", "member_index": str(i)},
+                )
+        removed = [pid for pid in old_rows if pid not in set(new_ids)]
+        added = [pid for pid in new_ids if pid not in old_rows]
+        for pid in removed:
+            await s.delete(old_rows[pid])
+        await s.flush()  # deletes first: a removed person may be re-added elsewhere in this transaction
+        for pos, (p, rel) in enumerate(members):
+            row = old_rows.get(p.id)
+            if row is None:
+                s.add(m.HouseholdMember(household_id=h.id, person_id=p.id, relation=rel.name, position=pos))
+            else:
+                row.relation, row.position = rel.name, pos
+        previous_head = h.head_person_id
+        h.head_person_id = head_id
+        if added or removed or previous_head != head_id:
+            bus.emit(s, events_pb2.HouseholdMembersChanged(
+                household=f"households/{h.id}", village=region_pb(h.village), head_person=f"persons/{head_id}",
+                member_count=len(members), added_persons=[f"persons/{x}" for x in added],
+                removed_persons=[f"persons/{x}" for x in removed],
+                previous_head_person=f"persons/{previous_head}" if previous_head != head_id else ""))
+
     def _households_query(self, region: RegionCode, situation: int, as_of: date | None, unpaired: bool) -> Select[Any]:
         q = select(m.Household).where(m.Household.village.like(m.region_prefix(region) + "%"))
         if situation:
@@ -643,6 +741,54 @@ class MembersService:
 
         return await self._mutate("EndMembership", req, pb.AssociationMember, run)
 
+    async def update_member(self, req: pb.UpdateMemberRequest) -> pb.AssociationMember:
+        """Type and association (level) of an open membership, or its end
+        (``left_date`` → MemberLeft); an ended one takes only ``left_reason``."""
+        paths = update_paths(req.update_mask, {"member_type", "association", "left_date", "left_reason"},
+                             default={"member_type", "association"}, why={
+                                 "person": "会员记录的人员不可修改；请为该人员另行办理入会",
+                                 "joined_date": "入会日期不可修改；如登记错误，请退会后重新登记",
+                                 "level": "会员层级由所属协会（association）决定，请修改 association"})
+
+        async def run(s: AsyncSession) -> pb.AssociationMember:
+            mem = req.member
+            a = await self._member(s, mem.name)
+            if a.left_on is not None and paths - {"left_reason"}:
+                raise FailedPrecondition(f"该会员已于 {a.left_on.isoformat()} 退会，只能修改退会原因", reason="MEMBERSHIP_ENDED")
+            changed = False
+            if "member_type" in paths:
+                mtype = enum_in(d.MemberType, pb.MemberType, "MEMBER_TYPE_", mem.member_type, "member.member_type", "会员类别")
+                changed |= mtype.name != a.member_type
+                a.member_type = mtype.name
+            if "association" in paths:
+                assoc = RegionCode.parse(mem.association.code, field="member.association")
+                current_caller().require_region(assoc)
+                person = await s.get(m.Person, a.person_id)
+                assert person is not None
+                if not assoc.contains(RegionCode.parse(person.village)):
+                    raise InvalidArgument.field("member.association", "只能加入本人所在村或其上级乡镇、县、市、省的计生协", reason="ASSOCIATION_NOT_HOME")
+                changed |= assoc.code != a.region
+                a.region = assoc.code
+            if "left_reason" in paths:
+                a.left_reason = mem.left_reason.strip()[:200]
+            if changed:
+                bus.emit(s, events_pb2.MemberChanged(
+                    member=f"members/{a.id}", person=f"persons/{a.person_id}", association=region_pb(a.region),
+                    member_type=enum_out(pb.MemberType, "MEMBER_TYPE_", d.MemberType[a.member_type])))
+            if "left_date" in paths:
+                left = to_date(mem.left_date, "member.left_date", required=True)
+                assert left is not None
+                if left > self.today():
+                    raise InvalidArgument.field("member.left_date", "退会日期不能晚于今天", reason="END_IN_FUTURE")
+                a.left_on = d.check_end(d.Tenure(a.joined_on, None), left, field="member.left_date", what="退会日期").end
+                bus.emit(s, events_pb2.MemberLeft(member=f"members/{a.id}", person=f"persons/{a.person_id}",
+                                                  association=region_pb(a.region), left_date=from_date(left)))
+            a.version += 1
+            await s.flush()
+            return self.member_pb(a)
+
+        return await self._mutate("UpdateMember", req, pb.AssociationMember, run)
+
     async def list_members(self, req: pb.ListMembersRequest) -> pb.ListMembersResponse:
         region = self._scope(req.region)
         fh = _filter_hash("members", region, req.member_type, req.include_ended)
@@ -706,6 +852,34 @@ class MembersService:
             return pb.ListVolunteersResponse(volunteers=[self.volunteer_pb(v) for v in rows], next_page_token=token)
 
         return await self._read(run)
+
+    async def update_volunteer(self, req: pb.UpdateVolunteerRequest) -> pb.Volunteer:
+        """``active`` and ``skills``. Deactivating a volunteer who still has an
+        open pairing would leave a special family without its contact, so it
+        is refused until the pairing ends."""
+        paths = update_paths(req.update_mask, {"active", "skills"}, default={"active", "skills"}, why={
+            "person": "志愿者对应的人员不可修改", "village": "志愿者服务区域不可修改"})
+
+        async def run(s: AsyncSession) -> pb.Volunteer:
+            vol = req.volunteer
+            v = await self._volunteer(s, vol.name, "volunteer.name")
+            if "skills" in paths:
+                skills = vol.skills.strip()
+                if len(skills) > 100:
+                    raise InvalidArgument.field("volunteer.skills", "特长不能超过100个字", reason="SKILLS_TOO_LONG")
+                v.skills = skills
+            if "active" in paths and vol.active != v.active:
+                if not vol.active and await m.active_pairing(s, volunteer_id=v.id) is not None:
+                    raise FailedPrecondition("该志愿者还有未结束的结对，请先结束结对再停用", reason="VOLUNTEER_HAS_PAIRING")
+                if vol.active:
+                    person = await s.get(m.Person, v.person_id)
+                    if person is None or person.status != d.PersonStatus.ACTIVE.name:
+                        raise FailedPrecondition("该人员已故或已迁出，不能重新启用为志愿者", reason="PERSON_NOT_ACTIVE")
+                v.active = vol.active
+            await s.flush()
+            return self.volunteer_pb(v)
+
+        return await self._mutate("UpdateVolunteer", req, pb.Volunteer, run)
 
     def pairing_pb(self, p: m.Pairing) -> pb.Pairing:
         return pb.Pairing(name=f"pairings/{p.id}", volunteer=f"volunteers/{p.volunteer_id}", household=f"households/{p.household_id}",
@@ -790,7 +964,8 @@ class MembersService:
         return pb.Site(name=f"sites/{x.id}", display_name=x.name, kind=enum_out(pb.SiteKind, "SITE_KIND_", d.SiteKind[x.kind]),
                        village=region_pb(x.village), address=x.address, six_haves=six, opened_date=from_date(x.opened_on),
                        manager=f"persons/{x.manager_person_id}" if x.manager_person_id else "",
-                       create_time=_ts(x.created_at), update_time=_ts(x.updated_at))
+                       create_time=_ts(x.created_at), update_time=_ts(x.updated_at),
+                       closed_date=from_date(x.closed_on), closed_reason=x.closed_reason or "")
 
     def _six_in(self, six: pb.SixHaves) -> list[str]:
         return [item for f, item in zip(self._SIX, d.SIX_HAVES) if getattr(six, f)]
@@ -827,13 +1002,15 @@ class MembersService:
 
     async def list_sites(self, req: pb.ListSitesRequest) -> pb.ListSitesResponse:
         region = self._scope(req.region)
-        fh = _filter_hash("sites", region, req.kind)
+        fh = _filter_hash("sites", region, req.kind, req.include_closed)
         size, after = _page(req.page_size, req.page_token, fh)
 
         async def run(s: AsyncSession) -> pb.ListSitesResponse:
             q = select(m.Site).where(m.Site.village.like(m.region_prefix(region) + "%"))
             if req.kind:
                 q = q.where(m.Site.kind == enum_in(d.SiteKind, pb.SiteKind, "SITE_KIND_", req.kind, "kind", "场所类型").name)
+            if not req.include_closed:
+                q = q.where(m.Site.closed_on.is_(None))
             rows, token = await _paged(s, q, m.Site.id, size, after, fh)
             return pb.ListSitesResponse(sites=[self.site_pb(x) for x in rows], next_page_token=token)
 
@@ -841,12 +1018,14 @@ class MembersService:
 
     async def update_site(self, req: pb.UpdateSiteRequest) -> pb.Site:
         settable = {"display_name", "address", "six_haves", "manager"}
-        paths = set(req.update_mask.paths) or settable
-        if paths - settable:
-            raise InvalidArgument.field("update_mask", f"不能修改字段：{'、'.join(sorted(paths - settable))}", reason="FIELD_NOT_UPDATABLE")
+        paths = update_paths(req.update_mask, settable, default=settable, why={
+            "kind": "场所类型不可修改；如改建为其他类型，请摘牌后重新登记",
+            "village": "场所所在村不可修改；如搬迁到其他村，请摘牌后重新登记",
+            "opened_date": "挂牌日期不可修改", "closed_date": "摘牌请用“摘牌”操作（CloseSite）"})
 
         async def run(s: AsyncSession) -> pb.Site:
             x = await self._site(s, req.site.name, "site.name")
+            self._require_open(x)
             st = req.site
             merged = {
                 "name": st.display_name if "display_name" in paths else x.name,
@@ -864,6 +1043,31 @@ class MembersService:
             return self.site_pb(x)
 
         return await self._mutate("UpdateSite", req, pb.Site, run)
+
+    def _require_open(self, x: m.Site) -> None:
+        if x.closed_on is not None:
+            raise FailedPrecondition(f"该场所已于 {x.closed_on.isoformat()} 摘牌，不能再修改", reason="SITE_CLOSED")
+
+    async def close_site(self, req: pb.CloseSiteRequest) -> pb.Site:
+        """摘牌: the site stops on ``closed_date`` (default today); kept for history."""
+        async def run(s: AsyncSession) -> pb.Site:
+            x = await self._site(s, req.name)
+            self._require_open(x)
+            closed = to_date(req.closed_date, "closed_date", default=self.today())
+            assert closed is not None
+            if closed > self.today():
+                raise InvalidArgument.field("closed_date", "摘牌日期不能晚于今天", reason="END_IN_FUTURE")
+            if closed < x.opened_on:
+                raise InvalidArgument.field("closed_date", f"摘牌日期不能早于挂牌日期 {x.opened_on.isoformat()}", reason="END_BEFORE_START")
+            x.closed_on, x.closed_reason = closed, req.reason.strip()[:200]
+            x.version += 1
+            x.updated_at = m.utcnow()
+            bus.emit(s, events_pb2.SiteClosed(site=f"sites/{x.id}", kind=enum_out(pb.SiteKind, "SITE_KIND_", d.SiteKind[x.kind]),
+                                              village=region_pb(x.village), closed_date=from_date(closed)))
+            await s.flush()
+            return self.site_pb(x)
+
+        return await self._mutate("CloseSite", req, pb.Site, run)
 
 
 

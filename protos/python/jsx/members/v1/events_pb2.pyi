@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from jsx.common.v1 import common_pb2 as _common_pb2
 from jsx.members.v1 import members_pb2 as _members_pb2
 import builtins as _builtins
@@ -434,3 +436,163 @@ class SiteOpened(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SiteOpened: _TypeAlias = SiteOpened  # noqa: Y015
+
+@_typing.final
+class HouseholdMembersChanged(_message.Message):
+    """A household's members or head changed (UpdateHousehold).
+    Subject: jsx.members.household.members_changed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    HEAD_PERSON_FIELD_NUMBER: _builtins.int
+    MEMBER_COUNT_FIELD_NUMBER: _builtins.int
+    ADDED_PERSONS_FIELD_NUMBER: _builtins.int
+    REMOVED_PERSONS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_HEAD_PERSON_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    household: _builtins.str
+    """The household, "households/{household}"."""
+    head_person: _builtins.str
+    """The head after the change, "persons/{person}"."""
+    member_count: _builtins.int
+    """Number of members after the change, head included."""
+    previous_head_person: _builtins.str
+    """The head before the change when it changed; empty otherwise."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The household's village."""
+
+    @_builtins.property
+    def added_persons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Persons who joined the household, "persons/{person}"."""
+
+    @_builtins.property
+    def removed_persons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Persons who left the household, "persons/{person}"."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        household: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        head_person: _builtins.str = ...,
+        member_count: _builtins.int = ...,
+        added_persons: _abc.Iterable[_builtins.str] | None = ...,
+        removed_persons: _abc.Iterable[_builtins.str] | None = ...,
+        previous_head_person: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_persons", b"added_persons", "event_id", b"event_id", "head_person", b"head_person", "household", b"household", "member_count", b"member_count", "occurred_at", b"occurred_at", "previous_head_person", b"previous_head_person", "removed_persons", b"removed_persons", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HouseholdMembersChanged: _TypeAlias = HouseholdMembersChanged  # noqa: Y015
+
+@_typing.final
+class MemberChanged(_message.Message):
+    """A membership's type or association changed (UpdateMember).
+    Subject: jsx.members.member.changed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    ASSOCIATION_FIELD_NUMBER: _builtins.int
+    MEMBER_TYPE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    member: _builtins.str
+    """The membership, "members/{member}"."""
+    person: _builtins.str
+    """The person, "persons/{person}"."""
+    member_type: _members_pb2.MemberType.ValueType
+    """Member type after the change."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def association(self) -> _common_pb2.RegionCode:
+        """The association's region after the change."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        member: _builtins.str = ...,
+        person: _builtins.str = ...,
+        association: _common_pb2.RegionCode | None = ...,
+        member_type: _members_pb2.MemberType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["association", b"association", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["association", b"association", "event_id", b"event_id", "member", b"member", "member_type", b"member_type", "occurred_at", b"occurred_at", "person", b"person"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberChanged: _TypeAlias = MemberChanged  # noqa: Y015
+
+@_typing.final
+class SiteClosed(_message.Message):
+    """A site was closed (摘牌). Subject: jsx.members.site.closed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    SITE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    CLOSED_DATE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    site: _builtins.str
+    """The site, "sites/{site}"."""
+    kind: _members_pb2.SiteKind.ValueType
+    """Kind of site."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The site's region."""
+
+    @_builtins.property
+    def closed_date(self) -> _common_pb2.Date:
+        """Last day the site ran."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        site: _builtins.str = ...,
+        kind: _members_pb2.SiteKind.ValueType = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        closed_date: _common_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_date", b"closed_date", "occurred_at", b"occurred_at", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_date", b"closed_date", "event_id", b"event_id", "kind", b"kind", "occurred_at", b"occurred_at", "site", b"site", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SiteClosed: _TypeAlias = SiteClosed  # noqa: Y015

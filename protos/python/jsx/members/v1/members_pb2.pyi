@@ -805,6 +805,43 @@ class GetHouseholdRequest(_message.Message):
 Global___GetHouseholdRequest: _TypeAlias = GetHouseholdRequest  # noqa: Y015
 
 @_typing.final
+class UpdateHouseholdRequest(_message.Message):
+    """Request for UpdateHousehold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def household(self) -> Global___Household:
+        """The household with `name` set and the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: "address", "members", "head" (with "members").
+        Required: an empty mask is INVALID_ARGUMENT (a member list must never be
+        replaced by accident).
+        """
+
+    def __init__(
+        self,
+        *,
+        household: Global___Household | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateHouseholdRequest: _TypeAlias = UpdateHouseholdRequest  # noqa: Y015
+
+@_typing.final
 class ListHouseholdsRequest(_message.Message):
     """Request for ListHouseholds."""
 
@@ -1135,6 +1172,42 @@ class EndMembershipRequest(_message.Message):
 Global___EndMembershipRequest: _TypeAlias = EndMembershipRequest  # noqa: Y015
 
 @_typing.final
+class UpdateMemberRequest(_message.Message):
+    """Request for UpdateMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def member(self) -> Global___AssociationMember:
+        """The membership with `name` set and the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: "member_type", "association", "left_date",
+        "left_reason"; empty = "member_type" and "association".
+        """
+
+    def __init__(
+        self,
+        *,
+        member: Global___AssociationMember | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMemberRequest: _TypeAlias = UpdateMemberRequest  # noqa: Y015
+
+@_typing.final
 class Volunteer(_message.Message):
     """A volunteer (志愿者). Resource name: "volunteers/{volunteer}"."""
 
@@ -1229,6 +1302,40 @@ class GetVolunteerRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetVolunteerRequest: _TypeAlias = GetVolunteerRequest  # noqa: Y015
+
+@_typing.final
+class UpdateVolunteerRequest(_message.Message):
+    """Request for UpdateVolunteer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUNTEER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def volunteer(self) -> Global___Volunteer:
+        """The volunteer with `name` set and the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: "active", "skills"; empty = both."""
+
+    def __init__(
+        self,
+        *,
+        volunteer: Global___Volunteer | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask", "volunteer", b"volunteer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "update_mask", b"update_mask", "volunteer", b"volunteer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVolunteerRequest: _TypeAlias = UpdateVolunteerRequest  # noqa: Y015
 
 @_typing.final
 class ListVolunteersRequest(_message.Message):
@@ -1608,6 +1715,8 @@ class Site(_message.Message):
     MANAGER_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CLOSED_DATE_FIELD_NUMBER: _builtins.int
+    CLOSED_REASON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "sites/{site}". Output only."""
     display_name: _builtins.str
@@ -1618,6 +1727,8 @@ class Site(_message.Message):
     """Street address."""
     manager: _builtins.str
     """Person in charge, "persons/{person}"; empty when not recorded."""
+    closed_reason: _builtins.str
+    """Why it closed. Output only."""
     @_builtins.property
     def village(self) -> _common_pb2.RegionCode:
         """Region (village, community or township) the site is in."""
@@ -1638,6 +1749,10 @@ class Site(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it was last changed. Output only."""
 
+    @_builtins.property
+    def closed_date(self) -> _common_pb2.Date:
+        """Last day the site ran (摘牌); unset while open. Output only (CloseSite)."""
+
     def __init__(
         self,
         *,
@@ -1651,10 +1766,12 @@ class Site(_message.Message):
         manager: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        closed_date: _common_pb2.Date | None = ...,
+        closed_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "opened_date", b"opened_date", "six_haves", b"six_haves", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_date", b"closed_date", "create_time", b"create_time", "opened_date", b"opened_date", "six_haves", b"six_haves", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time", "display_name", b"display_name", "kind", b"kind", "manager", b"manager", "name", b"name", "opened_date", b"opened_date", "six_haves", b"six_haves", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "closed_date", b"closed_date", "closed_reason", b"closed_reason", "create_time", b"create_time", "display_name", b"display_name", "kind", b"kind", "manager", b"manager", "name", b"name", "opened_date", b"opened_date", "six_haves", b"six_haves", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1720,12 +1837,15 @@ class ListSitesRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    INCLUDE_CLOSED_FIELD_NUMBER: _builtins.int
     kind: Global___SiteKind.ValueType
     """Only sites of this kind; unspecified = any."""
     page_size: _builtins.int
     """Maximum page size; 0 = server default."""
     page_token: _builtins.str
     """Token from a previous ListSitesResponse."""
+    include_closed: _builtins.bool
+    """Also list closed sites."""
     @_builtins.property
     def region(self) -> _common_pb2.RegionCode:
         """Only sites in this region or below; empty = the caller's scope."""
@@ -1737,10 +1857,11 @@ class ListSitesRequest(_message.Message):
         kind: Global___SiteKind.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        include_closed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_closed", b"include_closed", "kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1807,3 +1928,39 @@ class UpdateSiteRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateSiteRequest: _TypeAlias = UpdateSiteRequest  # noqa: Y015
+
+@_typing.final
+class CloseSiteRequest(_message.Message):
+    """Request for CloseSite."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CLOSED_DATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "sites/{site}"."""
+    reason: _builtins.str
+    """Why, in Chinese."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def closed_date(self) -> _common_pb2.Date:
+        """Last day the site runs; unset = today."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        closed_date: _common_pb2.Date | None = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_date", b"closed_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_date", b"closed_date", "name", b"name", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseSiteRequest: _TypeAlias = CloseSiteRequest  # noqa: Y015

@@ -89,6 +89,11 @@ class MembersServiceStub:
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordSituationRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
                 _registered_method=True)
+        self.UpdateHousehold = channel.unary_unary(
+                '/jsx.members.v1.MembersService/UpdateHousehold',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateHouseholdRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
+                _registered_method=True)
         self.CreateMember = channel.unary_unary(
                 '/jsx.members.v1.MembersService/CreateMember',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateMemberRequest.SerializeToString,
@@ -109,6 +114,11 @@ class MembersServiceStub:
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.EndMembershipRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.FromString,
                 _registered_method=True)
+        self.UpdateMember = channel.unary_unary(
+                '/jsx.members.v1.MembersService/UpdateMember',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateMemberRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.FromString,
+                _registered_method=True)
         self.CreateVolunteer = channel.unary_unary(
                 '/jsx.members.v1.MembersService/CreateVolunteer',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateVolunteerRequest.SerializeToString,
@@ -123,6 +133,11 @@ class MembersServiceStub:
                 '/jsx.members.v1.MembersService/ListVolunteers',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersResponse.FromString,
+                _registered_method=True)
+        self.UpdateVolunteer = channel.unary_unary(
+                '/jsx.members.v1.MembersService/UpdateVolunteer',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateVolunteerRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.FromString,
                 _registered_method=True)
         self.PairVolunteer = channel.unary_unary(
                 '/jsx.members.v1.MembersService/PairVolunteer',
@@ -162,6 +177,11 @@ class MembersServiceStub:
         self.UpdateSite = channel.unary_unary(
                 '/jsx.members.v1.MembersService/UpdateSite',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateSiteRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Site.FromString,
+                _registered_method=True)
+        self.CloseSite = channel.unary_unary(
+                '/jsx.members.v1.MembersService/CloseSite',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.CloseSiteRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Site.FromString,
                 _registered_method=True)
         self.ListPlugins = channel.unary_unary(
@@ -250,6 +270,20 @@ class MembersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateHousehold(self, request, context):
+        """Updates a household's fields named in the update mask (AIP-134):
+        "address", "members" (the whole member list with relations, replacing
+        the old one: add and remove people) and "head" (户主 change; needs
+        "members" too, since relations are to the head). The 户主 rules hold
+        after the change: one living adult head, at most one 配偶, a person in
+        one household only. "village" and "situations" cannot be changed here
+        (RecordSituation keeps the dated history). Publishes
+        HouseholdMembersChanged when members or head change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateMember(self, request, context):
         """Enrols a person as a member of a village, township or county
         association (入会).
@@ -279,6 +313,17 @@ class MembersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateMember(self, request, context):
+        """Updates a membership's fields named in the update mask (AIP-134):
+        "member_type", "association" (its level follows), "left_date" and
+        "left_reason". Setting `left_date` on an open membership ends it and
+        publishes MemberLeft; a type or association change publishes
+        MemberChanged. An ended membership only takes "left_reason".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateVolunteer(self, request, context):
         """Registers a person as a volunteer (志愿者).
         """
@@ -295,6 +340,15 @@ class MembersServiceServicer:
 
     def ListVolunteers(self, request, context):
         """Lists volunteers serving a region.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVolunteer(self, request, context):
+        """Updates a volunteer's fields named in the update mask (AIP-134):
+        "active" and "skills". A volunteer with an open pairing cannot be made
+        inactive (end the pairing first): FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -360,6 +414,14 @@ class MembersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseSite(self, request, context):
+        """Closes a site (摘牌) on a date; the record is kept, a closed site
+        cannot be updated. Publishes SiteClosed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPlugins(self, request, context):
         """Lists the rule plugins this service has loaded.
         """
@@ -415,6 +477,11 @@ def add_MembersServiceServicer_to_server(servicer, server):
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordSituationRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.SerializeToString,
             ),
+            'UpdateHousehold': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateHousehold,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateHouseholdRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.SerializeToString,
+            ),
             'CreateMember': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateMember,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateMemberRequest.FromString,
@@ -435,6 +502,11 @@ def add_MembersServiceServicer_to_server(servicer, server):
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.EndMembershipRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.SerializeToString,
             ),
+            'UpdateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMember,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateMemberRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.SerializeToString,
+            ),
             'CreateVolunteer': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateVolunteer,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateVolunteerRequest.FromString,
@@ -449,6 +521,11 @@ def add_MembersServiceServicer_to_server(servicer, server):
                     servicer.ListVolunteers,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersResponse.SerializeToString,
+            ),
+            'UpdateVolunteer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVolunteer,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateVolunteerRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.SerializeToString,
             ),
             'PairVolunteer': grpc.unary_unary_rpc_method_handler(
                     servicer.PairVolunteer,
@@ -488,6 +565,11 @@ def add_MembersServiceServicer_to_server(servicer, server):
             'UpdateSite': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSite,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.UpdateSiteRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Site.SerializeToString,
+            ),
+            'CloseSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseSite,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.CloseSiteRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Site.SerializeToString,
             ),
             'ListPlugins': grpc.unary_unary_rpc_method_handler(
@@ -759,6 +841,33 @@ class MembersService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateHousehold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/UpdateHousehold',
+            jsx_dot_members_dot_v1_dot_members__pb2.UpdateHouseholdRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateMember(request,
             target,
             options=(),
@@ -867,6 +976,33 @@ class MembersService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/UpdateMember',
+            jsx_dot_members_dot_v1_dot_members__pb2.UpdateMemberRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.AssociationMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateVolunteer(request,
             target,
             options=(),
@@ -937,6 +1073,33 @@ class MembersService:
             '/jsx.members.v1.MembersService/ListVolunteers',
             jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersRequest.SerializeToString,
             jsx_dot_members_dot_v1_dot_members__pb2.ListVolunteersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVolunteer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/UpdateVolunteer',
+            jsx_dot_members_dot_v1_dot_members__pb2.UpdateVolunteerRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Volunteer.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1152,6 +1315,33 @@ class MembersService:
             target,
             '/jsx.members.v1.MembersService/UpdateSite',
             jsx_dot_members_dot_v1_dot_members__pb2.UpdateSiteRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Site.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/CloseSite',
+            jsx_dot_members_dot_v1_dot_members__pb2.CloseSiteRequest.SerializeToString,
             jsx_dot_members_dot_v1_dot_members__pb2.Site.FromString,
             options,
             channel_credentials,

@@ -68,6 +68,16 @@ class MembersServiceStub:
     date it takes effect: starts a situation, or ends one when
     `effective_to` is set. Publishes HouseholdSituationChanged.
     """
+    UpdateHousehold: _grpc.UnaryUnaryMultiCallable[_members_pb2.UpdateHouseholdRequest, _members_pb2.Household]
+    """Updates a household's fields named in the update mask (AIP-134):
+    "address", "members" (the whole member list with relations, replacing
+    the old one: add and remove people) and "head" (户主 change; needs
+    "members" too, since relations are to the head). The 户主 rules hold
+    after the change: one living adult head, at most one 配偶, a person in
+    one household only. "village" and "situations" cannot be changed here
+    (RecordSituation keeps the dated history). Publishes
+    HouseholdMembersChanged when members or head change.
+    """
     CreateMember: _grpc.UnaryUnaryMultiCallable[_members_pb2.CreateMemberRequest, _members_pb2.AssociationMember]
     """Enrols a person as a member of a village, township or county
     association (入会).
@@ -78,12 +88,24 @@ class MembersServiceStub:
     """Lists association members."""
     EndMembership: _grpc.UnaryUnaryMultiCallable[_members_pb2.EndMembershipRequest, _members_pb2.AssociationMember]
     """Ends a membership (退会) on a date; the record is kept."""
+    UpdateMember: _grpc.UnaryUnaryMultiCallable[_members_pb2.UpdateMemberRequest, _members_pb2.AssociationMember]
+    """Updates a membership's fields named in the update mask (AIP-134):
+    "member_type", "association" (its level follows), "left_date" and
+    "left_reason". Setting `left_date` on an open membership ends it and
+    publishes MemberLeft; a type or association change publishes
+    MemberChanged. An ended membership only takes "left_reason".
+    """
     CreateVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.CreateVolunteerRequest, _members_pb2.Volunteer]
     """Registers a person as a volunteer (志愿者)."""
     GetVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.GetVolunteerRequest, _members_pb2.Volunteer]
     """Gets a volunteer by resource name."""
     ListVolunteers: _grpc.UnaryUnaryMultiCallable[_members_pb2.ListVolunteersRequest, _members_pb2.ListVolunteersResponse]
     """Lists volunteers serving a region."""
+    UpdateVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.UpdateVolunteerRequest, _members_pb2.Volunteer]
+    """Updates a volunteer's fields named in the update mask (AIP-134):
+    "active" and "skills". A volunteer with an open pairing cannot be made
+    inactive (end the pairing first): FAILED_PRECONDITION.
+    """
     PairVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.PairVolunteerRequest, _members_pb2.Pairing]
     """Pairs a volunteer with a special family (结对). A household has at most
     one open pairing of each kind and a volunteer at most one open pairing
@@ -106,6 +128,10 @@ class MembersServiceStub:
     """Lists sites in a region, optionally of one kind."""
     UpdateSite: _grpc.UnaryUnaryMultiCallable[_members_pb2.UpdateSiteRequest, _members_pb2.Site]
     """Updates a site's fields named in the update mask (AIP-134)."""
+    CloseSite: _grpc.UnaryUnaryMultiCallable[_members_pb2.CloseSiteRequest, _members_pb2.Site]
+    """Closes a site (摘牌) on a date; the record is kept, a closed site
+    cannot be updated. Publishes SiteClosed.
+    """
     ListPlugins: _grpc.UnaryUnaryMultiCallable[_common_pb2.ListPluginsRequest, _common_pb2.ListPluginsResponse]
     """Lists the rule plugins this service has loaded."""
 
@@ -148,6 +174,16 @@ class MembersServiceAsyncStub(MembersServiceStub):
     date it takes effect: starts a situation, or ends one when
     `effective_to` is set. Publishes HouseholdSituationChanged.
     """
+    UpdateHousehold: _aio.UnaryUnaryMultiCallable[_members_pb2.UpdateHouseholdRequest, _members_pb2.Household]  # type: ignore[assignment]
+    """Updates a household's fields named in the update mask (AIP-134):
+    "address", "members" (the whole member list with relations, replacing
+    the old one: add and remove people) and "head" (户主 change; needs
+    "members" too, since relations are to the head). The 户主 rules hold
+    after the change: one living adult head, at most one 配偶, a person in
+    one household only. "village" and "situations" cannot be changed here
+    (RecordSituation keeps the dated history). Publishes
+    HouseholdMembersChanged when members or head change.
+    """
     CreateMember: _aio.UnaryUnaryMultiCallable[_members_pb2.CreateMemberRequest, _members_pb2.AssociationMember]  # type: ignore[assignment]
     """Enrols a person as a member of a village, township or county
     association (入会).
@@ -158,12 +194,24 @@ class MembersServiceAsyncStub(MembersServiceStub):
     """Lists association members."""
     EndMembership: _aio.UnaryUnaryMultiCallable[_members_pb2.EndMembershipRequest, _members_pb2.AssociationMember]  # type: ignore[assignment]
     """Ends a membership (退会) on a date; the record is kept."""
+    UpdateMember: _aio.UnaryUnaryMultiCallable[_members_pb2.UpdateMemberRequest, _members_pb2.AssociationMember]  # type: ignore[assignment]
+    """Updates a membership's fields named in the update mask (AIP-134):
+    "member_type", "association" (its level follows), "left_date" and
+    "left_reason". Setting `left_date` on an open membership ends it and
+    publishes MemberLeft; a type or association change publishes
+    MemberChanged. An ended membership only takes "left_reason".
+    """
     CreateVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.CreateVolunteerRequest, _members_pb2.Volunteer]  # type: ignore[assignment]
     """Registers a person as a volunteer (志愿者)."""
     GetVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.GetVolunteerRequest, _members_pb2.Volunteer]  # type: ignore[assignment]
     """Gets a volunteer by resource name."""
     ListVolunteers: _aio.UnaryUnaryMultiCallable[_members_pb2.ListVolunteersRequest, _members_pb2.ListVolunteersResponse]  # type: ignore[assignment]
     """Lists volunteers serving a region."""
+    UpdateVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.UpdateVolunteerRequest, _members_pb2.Volunteer]  # type: ignore[assignment]
+    """Updates a volunteer's fields named in the update mask (AIP-134):
+    "active" and "skills". A volunteer with an open pairing cannot be made
+    inactive (end the pairing first): FAILED_PRECONDITION.
+    """
     PairVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.PairVolunteerRequest, _members_pb2.Pairing]  # type: ignore[assignment]
     """Pairs a volunteer with a special family (结对). A household has at most
     one open pairing of each kind and a volunteer at most one open pairing
@@ -186,6 +234,10 @@ class MembersServiceAsyncStub(MembersServiceStub):
     """Lists sites in a region, optionally of one kind."""
     UpdateSite: _aio.UnaryUnaryMultiCallable[_members_pb2.UpdateSiteRequest, _members_pb2.Site]  # type: ignore[assignment]
     """Updates a site's fields named in the update mask (AIP-134)."""
+    CloseSite: _aio.UnaryUnaryMultiCallable[_members_pb2.CloseSiteRequest, _members_pb2.Site]  # type: ignore[assignment]
+    """Closes a site (摘牌) on a date; the record is kept, a closed site
+    cannot be updated. Publishes SiteClosed.
+    """
     ListPlugins: _aio.UnaryUnaryMultiCallable[_common_pb2.ListPluginsRequest, _common_pb2.ListPluginsResponse]  # type: ignore[assignment]
     """Lists the rule plugins this service has loaded."""
 
@@ -281,6 +333,22 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def UpdateHousehold(
+        self,
+        request: _members_pb2.UpdateHouseholdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Household, _abc.Awaitable[_members_pb2.Household]]:
+        """Updates a household's fields named in the update mask (AIP-134):
+        "address", "members" (the whole member list with relations, replacing
+        the old one: add and remove people) and "head" (户主 change; needs
+        "members" too, since relations are to the head). The 户主 rules hold
+        after the change: one living adult head, at most one 配偶, a person in
+        one household only. "village" and "situations" cannot be changed here
+        (RecordSituation keeps the dated history). Publishes
+        HouseholdMembersChanged when members or head change.
+        """
+
+    @_abc_1.abstractmethod
     def CreateMember(
         self,
         request: _members_pb2.CreateMemberRequest,
@@ -315,6 +383,19 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         """Ends a membership (退会) on a date; the record is kept."""
 
     @_abc_1.abstractmethod
+    def UpdateMember(
+        self,
+        request: _members_pb2.UpdateMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.AssociationMember, _abc.Awaitable[_members_pb2.AssociationMember]]:
+        """Updates a membership's fields named in the update mask (AIP-134):
+        "member_type", "association" (its level follows), "left_date" and
+        "left_reason". Setting `left_date` on an open membership ends it and
+        publishes MemberLeft; a type or association change publishes
+        MemberChanged. An ended membership only takes "left_reason".
+        """
+
+    @_abc_1.abstractmethod
     def CreateVolunteer(
         self,
         request: _members_pb2.CreateVolunteerRequest,
@@ -337,6 +418,17 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_members_pb2.ListVolunteersResponse, _abc.Awaitable[_members_pb2.ListVolunteersResponse]]:
         """Lists volunteers serving a region."""
+
+    @_abc_1.abstractmethod
+    def UpdateVolunteer(
+        self,
+        request: _members_pb2.UpdateVolunteerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Volunteer, _abc.Awaitable[_members_pb2.Volunteer]]:
+        """Updates a volunteer's fields named in the update mask (AIP-134):
+        "active" and "skills". A volunteer with an open pairing cannot be made
+        inactive (end the pairing first): FAILED_PRECONDITION.
+        """
 
     @_abc_1.abstractmethod
     def PairVolunteer(
@@ -407,6 +499,16 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_members_pb2.Site, _abc.Awaitable[_members_pb2.Site]]:
         """Updates a site's fields named in the update mask (AIP-134)."""
+
+    @_abc_1.abstractmethod
+    def CloseSite(
+        self,
+        request: _members_pb2.CloseSiteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Site, _abc.Awaitable[_members_pb2.Site]]:
+        """Closes a site (摘牌) on a date; the record is kept, a closed site
+        cannot be updated. Publishes SiteClosed.
+        """
 
     @_abc_1.abstractmethod
     def ListPlugins(

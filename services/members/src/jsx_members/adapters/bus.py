@@ -26,6 +26,9 @@ EVENT_TYPES: tuple[type[Message], ...] = (
     events_pb2.VolunteerPaired,
     events_pb2.VolunteerUnpaired,
     events_pb2.SiteOpened,
+    events_pb2.HouseholdMembersChanged,
+    events_pb2.MemberChanged,
+    events_pb2.SiteClosed,
 )
 
 

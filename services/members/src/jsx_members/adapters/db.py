@@ -185,6 +185,9 @@ class Site(Base):
     six_haves: Mapped[str] = mapped_column(String(40), default="")
     opened_on: Mapped[date] = mapped_column(Date)
     manager_person_id: Mapped[str | None] = mapped_column(ForeignKey("persons.id"))
+    # Set when the site closed (摘牌); the row is kept for history and reports.
+    closed_on: Mapped[date | None] = mapped_column(Date)
+    closed_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
