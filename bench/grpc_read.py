@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A read RPC through the full jsx runtime, next to a raw gRPC echo.
 
-    python3 dev.py bench grpc_read [--duration 5] [--concurrency 50] [--rounds 2]
+    python3 dev.py bench grpc_read [--duration 5] [--concurrency 50] [--rounds 3]
 
 Starts, one after the other in this process (pinned to one core):
 
@@ -272,7 +272,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
