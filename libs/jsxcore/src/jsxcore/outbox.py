@@ -713,8 +713,10 @@ class Consumer:
         try:
             async with self.sessions() as session, session.begin():
                 fresh = await self._apply(session, parsed)
-        except Exception:
+        except Exception as exc:
             # Isolate the failing message: one transaction each.
+            log.info("inbox.batch_fallback", extra={"consumer": self.durable, "count": len(parsed),
+                                                    "error": f"{type(exc).__name__}: {exc}"[:300]})
             for item in parsed:
                 await self._process_one(item)
             return
