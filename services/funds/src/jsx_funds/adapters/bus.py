@@ -7,7 +7,9 @@ from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jsx.common.v1 import annotations_pb2, common_pb2
+from jsx.events.v1 import events_pb2 as ev_events_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
+from jsx.members.v1 import events_pb2 as members_events_pb2
 from jsxcore.outbox import add_event
 
 from jsx_funds.adapters import db
@@ -101,4 +103,34 @@ def payment_failed(fund: db.FundRow, payment: db.PaymentRow, amount: int, reason
         payee=payment.payee,
         amount=common_pb2.Money(fen=amount),
         failure_reason=reason,
+    )
+
+
+# ---------------------------------------------------------------- consumed events
+
+#: Visits with 慰问金 from the events service (stream JSX_EVENTS).
+VISIT_SUBJECTS = ("jsx.events.visit.recorded",)
+#: Household facts from the members service (stream JSX_MEMBERS) for the projection.
+MEMBER_SUBJECTS = ("jsx.members.household.registered", "jsx.members.household.situation_changed")
+VISIT_TYPES = (ev_events_pb2.VisitRecorded,)
+MEMBER_TYPES = (members_events_pb2.HouseholdRegistered, members_events_pb2.HouseholdSituationChanged)
+
+
+def visit_expense_booked(
+    msg: ev_events_pb2.VisitRecorded, fund_id: int, journal_id: int
+) -> events_pb2.VisitExpenseBooked:
+    return events_pb2.VisitExpenseBooked(
+        visit=msg.visit, fund=fund_name(fund_id), household=msg.household,
+        region=common_pb2.RegionCode(code=msg.region.code), amount=common_pb2.Money(fen=msg.money.fen),
+        ledger_entry=entry_name(fund_id, journal_id),
+    )
+
+
+def visit_expense_rejected(
+    msg: ev_events_pb2.VisitRecorded, reason: str, message: str
+) -> events_pb2.VisitExpenseRejected:
+    return events_pb2.VisitExpenseRejected(
+        visit=msg.visit, fund=msg.fund, household=msg.household,
+        region=common_pb2.RegionCode(code=msg.region.code), amount=common_pb2.Money(fen=msg.money.fen),
+        reason=reason, message=message,
     )

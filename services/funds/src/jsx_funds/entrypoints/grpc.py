@@ -5,8 +5,8 @@ RPC declares in funds.proto and map jsxcore errors to rich statuses; this
 servicer hands the request and the caller (for region scope) to
 :class:`jsx_funds.service.FundsService`. RPCs of funds.proto not bound here
 (programs, applications, payment batches, reports) answer UNIMPLEMENTED until
-their use cases exist. ``build_runtime`` wires database, outbox relay and
-server; ``main`` is ``python -m jsx_funds``.
+their use cases exist. ``build_runtime`` wires database, outbox relay, the
+event consumers (visit 慰问金, members projection) and server; ``main`` is ``python -m jsx_funds``.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from jsxcore.outbox import Relay
 from jsxcore.runtime import ServiceRuntime, list_plugins_response
 
 from jsx_funds.adapters.db import migrate
+from jsx_funds.consumers import build_consumers
 from jsx_funds.service import FundsService
 
 SERVICE = "funds"
@@ -75,6 +76,11 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server, FundsServicer(service, rt.plugins), SERVICE_NAME)
     rt.add_background("outbox-relay", relay.run)
     rt.on_shutdown(relay.stop)
+    # Each consumer has its own connection; on shutdown it stops fetching and the batch in
+    # hand commits or rolls back whole (the inbox makes a redelivery after a cut a no-op).
+    for consumer in build_consumers(config.nats_url, rt.sessions):
+        rt.add_background(consumer.durable, consumer.run)
+        rt.on_shutdown(consumer.stop)
     return rt, service, relay
 
 

@@ -1,0 +1,196 @@
+"""Use cases driven by other services' events (consumed from NATS JetStream).
+
+Each handler runs inside the transaction of ``jsxcore.outbox.Consumer``,
+which records the event id in ``inbox`` in the same transaction, so an effect
+is applied once however often JetStream redelivers.
+
+* :func:`book_visit_expense` — ``jsx.events.visit.recorded``: the visit's
+  慰问金 is paid out of the named fund (a PAYMENT journal keyed
+  ``visits/{id}``, so it is booked once even if the events service sends the
+  visit again under a new event id) and ``VisitExpenseBooked`` is published;
+  if it cannot be booked, ``VisitExpenseRejected`` with a reason code and a
+  Chinese message, and nothing is posted.
+* :func:`apply_household_event` — ``jsx.members.household.*``: the funds
+  service's projection of households and their dated situations (ids,
+  village, head's id, member count — no personal data), read by
+  eligibility checks and payment batches.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from google.protobuf.message import Message
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jsx.common.v1 import common_pb2
+from jsx.events.v1 import events_pb2 as ev
+from jsx.members.v1 import events_pb2 as mev
+from jsx.members.v1 import members_pb2
+from jsxcore.errors import InvalidArgument
+from jsxcore.outbox import Consumer, EventMeta, stream_name
+from jsxcore.values import Money, RegionCode
+
+from jsx_funds import domain as d
+from jsx_funds.adapters import bus, db
+from jsx_funds.adapters.db import HouseholdProjection, PaymentRow, SituationProjection
+from jsx_funds.service import pay
+
+#: Who the ledger names as the actor of a visit expense.
+VISIT_ACTOR = "events-service"
+VISIT_DURABLE = "funds-visit-expenses"
+MEMBERS_DURABLE = "funds-members-projection"
+
+
+def bare_id(name: str, collection: str) -> str:
+    """``"households/ab-12"`` → ``"ab-12"``; InvalidArgument (poison) when malformed."""
+    prefix = collection + "/"
+    if not name.startswith(prefix) or len(name) == len(prefix) or "/" in name[len(prefix):]:
+        raise InvalidArgument(f"事件中的资源名“{name}”格式不对，应为 {collection}/编号", reason="INVALID_RESOURCE_NAME")
+    return name[len(prefix):]
+
+
+def aware(dt: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything is stored in UTC."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def occurred(msg: Message, meta: EventMeta) -> datetime:
+    """When the fact happened: the event's ``occurred_at``, else the broker's timestamp."""
+    if msg.HasField("occurred_at"):  # type: ignore[attr-defined]
+        return msg.occurred_at.ToDatetime(tzinfo=timezone.utc)  # type: ignore[attr-defined]
+    return aware(meta.published_at) if meta.published_at else db.utcnow()
+
+
+def to_day(value: common_pb2.Date) -> date | None:
+    if value.year == 0:
+        return None
+    return date(value.year, value.month, value.day)
+
+
+# ---------------------------------------------------------------- 慰问金
+
+
+async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: EventMeta) -> None:
+    """Pay a recorded visit's 慰问金 out of its fund, or publish why not.
+
+    Refusals (reason codes): ``INVALID_AMOUNT``, ``FUND_NOT_FOUND``,
+    ``REGION_MISMATCH`` (the household lies outside the fund's region),
+    ``INSUFFICIENT_FUNDS``. The balance is checked under the fund's row lock
+    before posting, so a refusal writes nothing but the rejection event.
+    """
+    visit = msg.visit
+    bare_id(visit, "visits")
+
+    def reject(reason: str, message: str) -> None:
+        bus.emit(s, bus.visit_expense_rejected(msg, reason, message))
+
+    amount = msg.money.fen
+    if amount <= 0:
+        return reject("INVALID_AMOUNT", f"走访 {visit} 的慰问金金额 {d.yuan(amount)} 元无效，须大于 0 元")
+    try:
+        fund_id = int(bare_id(msg.fund, "funds"))
+    except (InvalidArgument, ValueError):
+        fund_id = 0
+    fund = await db.lock_fund(s, fund_id) if fund_id > 0 else None
+    if fund is None:
+        return reject("FUND_NOT_FOUND", f"走访 {visit} 指定的慰问金账户“{msg.fund or '（未填写）'}”不存在，请核对基金编号后重新登记")
+
+    # The lock is held: a concurrent delivery of the same visit waits here and then sees our payment.
+    done = (await s.execute(select(PaymentRow).where(PaymentRow.payment_key == visit))).scalar()
+    if done is not None:
+        # Already booked (the visit was sent again under a new event id): repeat the answer.
+        bus.emit(s, bus.visit_expense_booked(msg, done.fund_id, done.journal_id))
+        return
+
+    try:
+        household_region = RegionCode.parse(msg.region.code)
+    except InvalidArgument:
+        return reject("REGION_MISMATCH", f"走访 {visit} 的受访家庭地区代码“{msg.region.code}”无效")
+    fund_region = RegionCode(fund.region)
+    if not fund_region.contains(household_region):
+        return reject(
+            "REGION_MISMATCH",
+            f"慰问金账户 funds/{fund.id}（{fund.name}，地区 {fund_region.short}）不能支付地区 "
+            f"{household_region.short} 的走访慰问金，请改用该地区的慰问金账户",
+        )
+    available = (await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)]))
+    have = sum(available.values())
+    if have < amount and not fund.allow_negative:
+        return reject(
+            "INSUFFICIENT_FUNDS",
+            f"慰问金账户 funds/{fund.id}（{fund.name}）余额不足：可用 {d.yuan(max(have, 0))} 元，"
+            f"本次走访需 {d.yuan(amount)} 元，请先拨入资金后重新登记",
+        )
+    posted, _ = await pay(
+        s, fund.id, Money(amount), payment_key=visit, payee=msg.household, actor=VISIT_ACTOR,
+        memo=f"走访慰问金 {visit}", emit_event=False,
+    )
+    bus.emit(s, bus.visit_expense_booked(msg, fund.id, posted.journal.id))
+
+
+# ---------------------------------------------------------------- members projection
+
+_SITUATION_PREFIX = "SITUATION_KIND_"
+
+
+async def apply_household_event(
+    s: AsyncSession, msg: mev.HouseholdRegistered | mev.HouseholdSituationChanged, meta: EventMeta
+) -> None:
+    """Upsert the household (and, for a situation change, that dated situation).
+
+    Facts carry the time they happened; a row is only overwritten by an event
+    at least as new, so events delivered out of order converge to the latest
+    state.
+    """
+    hid = bare_id(msg.household, "households")
+    when = occurred(msg, meta)
+    village = RegionCode.parse(msg.village.code, field="village").code
+    head = msg.head_person
+    row = await s.get(HouseholdProjection, hid, with_for_update=True)
+    if row is None:
+        s.add(HouseholdProjection(household_id=hid, village=village, head_person=head,
+                                  member_count=msg.member_count, as_of=when, updated_at=db.utcnow()))
+        await s.flush()
+    elif aware(row.as_of) <= when:
+        row.village, row.head_person, row.member_count, row.as_of = village, head, msg.member_count, when
+        row.updated_at = db.utcnow()
+    if not isinstance(msg, mev.HouseholdSituationChanged):
+        return
+    kind = members_pb2.SituationKind.Name(msg.kind)[len(_SITUATION_PREFIX):]
+    start = to_day(msg.effective_from)
+    if kind == "UNSPECIFIED" or start is None:
+        raise InvalidArgument(f"家庭情况变更事件缺少情况类别或起始日期（{msg.household}）", reason="INVALID_SITUATION_EVENT")
+    sit = (await s.execute(select(SituationProjection).where(
+        SituationProjection.household_id == hid, SituationProjection.kind == kind,
+        SituationProjection.effective_from == start,
+    ))).scalar()
+    end = to_day(msg.effective_to)
+    if sit is None:
+        s.add(SituationProjection(household_id=hid, kind=kind, effective_from=start, effective_to=end,
+                                  disability_grade=msg.disability_grade, as_of=when))
+    elif aware(sit.as_of) <= when:
+        sit.effective_to, sit.disability_grade, sit.as_of = end, msg.disability_grade, when
+    await s.flush()
+
+
+async def household_situations(s: AsyncSession, household_id: str, on: date) -> list[SituationProjection]:
+    """The household's situations in force on ``on`` (for eligibility)."""
+    return list((await s.execute(select(SituationProjection).where(
+        SituationProjection.household_id == household_id,
+        SituationProjection.effective_from <= on,
+        (SituationProjection.effective_to.is_(None)) | (SituationProjection.effective_to >= on),
+    ).order_by(SituationProjection.effective_from))).scalars())
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def build_consumers(nats_url: str, sessions: async_sessionmaker[AsyncSession]) -> list[Consumer]:
+    """The funds process's durable consumers (started by the runtime as background tasks)."""
+    return [
+        Consumer(nats_url, stream=stream_name("events"), durable=VISIT_DURABLE, subjects=list(bus.VISIT_SUBJECTS),
+                 handler=book_visit_expense, sessionmaker=sessions, message_types=bus.VISIT_TYPES),  # type: ignore[arg-type]
+        Consumer(nats_url, stream=stream_name("members"), durable=MEMBERS_DURABLE, subjects=list(bus.MEMBER_SUBJECTS),
+                 handler=apply_household_event, sessionmaker=sessions, message_types=bus.MEMBER_TYPES),  # type: ignore[arg-type]
+    ]
