@@ -1389,6 +1389,8 @@ class Program(_message.Message):
     END_DATE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "programs/{program}". Output only."""
     display_name: _builtins.str
@@ -1405,6 +1407,8 @@ class Program(_message.Message):
     """Days of 公示 after the last approval; 0 = the region plugin's default."""
     description: _builtins.str
     """What the program is, in Chinese."""
+    year: _builtins.int
+    """The budget year (年度), e.g. 2022."""
     @_builtins.property
     def region(self) -> _common_pb2.RegionCode:
         """The region that runs the program; its rule plugins decide eligibility
@@ -1427,6 +1431,12 @@ class Program(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was created. Output only."""
 
+    @_builtins.property
+    def budget(self) -> _common_pb2.Money:
+        """The money set aside for the program this year (预算); 0 = not capped.
+        Approved applications' entitled amounts may not exceed it.
+        """
+
     def __init__(
         self,
         *,
@@ -1443,10 +1453,12 @@ class Program(_message.Message):
         end_date: _common_pb2.Date | None = ...,
         description: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        year: _builtins.int = ...,
+        budget: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "region", b"region", "start_date", b"start_date"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "create_time", b"create_time", "end_date", b"end_date", "region", b"region", "start_date", b"start_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_levels", b"approval_levels", "beneficiary", b"beneficiary", "create_time", b"create_time", "custom_type", b"custom_type", "description", b"description", "display_name", b"display_name", "end_date", b"end_date", "fund", b"fund", "name", b"name", "publicity_days", b"publicity_days", "region", b"region", "start_date", b"start_date", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_levels", b"approval_levels", "beneficiary", b"beneficiary", "budget", b"budget", "create_time", b"create_time", "custom_type", b"custom_type", "description", b"description", "display_name", b"display_name", "end_date", b"end_date", "fund", b"fund", "name", b"name", "publicity_days", b"publicity_days", "region", b"region", "start_date", b"start_date", "type", b"type", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
