@@ -118,8 +118,13 @@ async def shutdown_server(
         await state.health.enter_graceful_shutdown()
     await server.stop(grace)
     for callback in on_shutdown:
+        # a callback that hangs (a broker drain waiting on a dead peer) must
+        # not keep the process from exiting: the orchestrator would SIGKILL it
         try:
-            await callback()
+            await asyncio.wait_for(callback(), timeout=max(grace, 1.0))
+        except asyncio.TimeoutError:
+            log.error("shutdown callback %s did not finish within %.1f s; continuing",
+                      getattr(callback, "__qualname__", repr(callback)), max(grace, 1.0))
         except Exception:
             log.exception("shutdown callback %r failed", callback)
 
