@@ -98,3 +98,26 @@ async def test_reimport_with_changed_situation(env) -> None:  # type: ignore[no-
     async with env.service.sessions() as s:
         hh = (await s.execute(select(m.Household))).scalar_one()
         assert hh.current_situation == "SPECIAL_DISABLED" and len(await m.situation_history(s, hh.id)) == 2
+
+
+def test_large_workbook_is_read_in_a_worker_process(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The parallel reader gives the same rows as the in-process one, and a
+    broken file is a clear INVALID_ARGUMENT, not a hang or INTERNAL."""
+    from jsx_members.adapters import roster as r
+    from jsx_members.testdata import roster_rows
+    from jsxcore.errors import InvalidArgument
+
+    path = tmp_path / "big.xlsx"
+    r.write_rows(path, r.HEADERS, roster_rows(2500))
+    _, rows, _ = r.read_rows(path)
+    inline = list(rows)
+    monkeypatch.setattr(r, "PARALLEL_MIN_BYTES", 0)
+    headers, rows, total = r.read_rows(path)
+    assert list(rows) == inline and len(inline) == 2500 and headers[:2] == ["姓名", "身份证号"]
+    bad = tmp_path / "bad.xlsx"
+    bad.write_bytes(b"PK\x03\x04 not really a workbook")
+    import pytest
+
+    with pytest.raises(InvalidArgument) as e:
+        r.read_rows(bad)
+    assert e.value.reason == "UNREADABLE_FILE"
