@@ -2276,12 +2276,18 @@ class PublicityEntry(_message.Message):
     PERIOD_FIELD_NUMBER: _builtins.int
     PUBLICITY_START_TIME_FIELD_NUMBER: _builtins.int
     PUBLICITY_END_TIME_FIELD_NUMBER: _builtins.int
+    BENEFICIARY_FIELD_NUMBER: _builtins.int
     application: _builtins.str
     """The application, "applications/{application}"."""
     program_display_name: _builtins.str
     """The program's display name."""
     beneficiary_display_name: _builtins.str
     """Beneficiary's name, masked, e.g. "张*明"."""
+    beneficiary: _builtins.str
+    """Who is paid, "households/{household}" or "persons/{person}". The funds
+    service holds no names: a caller posting the list looks the masked
+    name up in MembersService with its own permissions.
+    """
     @_builtins.property
     def village(self) -> _common_pb2.RegionCode:
         """The village."""
@@ -2313,10 +2319,11 @@ class PublicityEntry(_message.Message):
         period: _common_pb2.Period | None = ...,
         publicity_start_time: _timestamp_pb2.Timestamp | None = ...,
         publicity_end_time: _timestamp_pb2.Timestamp | None = ...,
+        beneficiary: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "period", b"period", "publicity_end_time", b"publicity_end_time", "publicity_start_time", b"publicity_start_time", "village", b"village"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "application", b"application", "beneficiary_display_name", b"beneficiary_display_name", "period", b"period", "program_display_name", b"program_display_name", "publicity_end_time", b"publicity_end_time", "publicity_start_time", b"publicity_start_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "application", b"application", "beneficiary", b"beneficiary", "beneficiary_display_name", b"beneficiary_display_name", "period", b"period", "program_display_name", b"program_display_name", "publicity_end_time", b"publicity_end_time", "publicity_start_time", b"publicity_start_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

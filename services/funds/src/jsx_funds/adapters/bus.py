@@ -134,3 +134,29 @@ def visit_expense_rejected(
         region=common_pb2.RegionCode(code=msg.region.code), amount=common_pb2.Money(fen=msg.money.fen),
         reason=reason, message=message,
     )
+
+
+# ---------------------------------------------------------------- applications
+
+
+def program_name(program_id: int) -> str:
+    return f"programs/{program_id}"
+
+
+def application_name(application_id: int) -> str:
+    return f"applications/{application_id}"
+
+
+def objection_name(application_id: int, objection_id: int) -> str:
+    return f"applications/{application_id}/objections/{objection_id}"
+
+
+def application_event(cls: type[Message], app: db.ApplicationRow, program: db.ProgramRow, **extra: object) -> Message:
+    """One of ApplicationSubmitted/Approved/Rejected/Objected: ids, region, period, amounts — no names."""
+    return cls(
+        application=application_name(app.id), program=program_name(program.id),
+        program_type=funds_pb2.ProgramType.Value("PROGRAM_TYPE_" + program.type),
+        household=f"households/{app.household_id}", person=app.person,
+        village=common_pb2.RegionCode(code=app.village), period=common_pb2.Period(code=app.period),
+        **extra,
+    )

@@ -3,9 +3,10 @@
 The runtime's interceptors authenticate the caller, check the permission each
 RPC declares in funds.proto and map jsxcore errors to rich statuses; this
 servicer hands the request and the caller (for region scope) to
-:class:`jsx_funds.service.FundsService`. RPCs of funds.proto not bound here
-(programs, applications, payment batches, reports) answer UNIMPLEMENTED until
-their use cases exist. ``build_runtime`` wires database, outbox relay, the
+:class:`jsx_funds.service.FundsService`. Programs, applications, 公示 and objections go to
+:class:`jsx_funds.programs.ProgramsService`. RPCs of funds.proto not bound
+here (payment batches, bank results, reconciliation, reports) answer
+UNIMPLEMENTED until their use cases exist. ``build_runtime`` wires database, outbox relay, the
 event consumers (visit 慰问金, members projection) and server; ``main`` is ``python -m jsx_funds``.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jsxcore.runtime import ServiceRuntime, list_plugins_response
 
 from jsx_funds.adapters.db import migrate
 from jsx_funds.consumers import build_consumers
+from jsx_funds.programs import ProgramsService
 from jsx_funds.service import FundsService
 
 SERVICE = "funds"
@@ -42,23 +44,37 @@ METHODS = {
     "GetFundBalance": "get_fund_balance",
     "ListLedgerEntries": "list_ledger_entries",
 }
+#: RPC → ProgramsService method.
+PROGRAM_METHODS = {
+    "CreateProgram": "create_program",
+    "GetProgram": "get_program",
+    "ListPrograms": "list_programs",
+    "SubmitApplication": "submit_application",
+    "GetApplication": "get_application",
+    "ListApplications": "list_applications",
+    "DecideApplication": "decide_application",
+    "LodgeObjection": "lodge_objection",
+    "ResolveObjection": "resolve_objection",
+    "ListPublicity": "list_publicity",
+}
 
 
-def _delegate(rpc: str, attr: str) -> Any:
+def _delegate(rpc: str, attr: str, target: str = "service") -> Any:
     async def method(self: FundsServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await getattr(self.service, attr)(request, current_caller())
+        return await getattr(getattr(self, target), attr)(request, current_caller())
 
     method.__name__ = rpc
-    method.__doc__ = f"{SERVICE_NAME}/{rpc} → FundsService.{attr}"
+    method.__doc__ = f"{SERVICE_NAME}/{rpc} → {target}.{attr}"
     return method
 
 
 class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
     """Thin proto → use-case adapter."""
 
-    def __init__(self, service: FundsService, plugins: Any = None) -> None:
+    def __init__(self, service: FundsService, plugins: Any = None, programs: ProgramsService | None = None) -> None:
         self.service = service
         self.plugins = plugins
+        self.programs = programs
 
     async def ListPlugins(self, request: common_pb2.ListPluginsRequest, context: grpc.aio.ServicerContext) -> common_pb2.ListPluginsResponse:
         return list_plugins_response(self.plugins, request)
@@ -66,6 +82,8 @@ class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
 
 for _rpc, _attr in METHODS.items():
     setattr(FundsServicer, _rpc, _delegate(_rpc, _attr))
+for _rpc, _attr in PROGRAM_METHODS.items():
+    setattr(FundsServicer, _rpc, _delegate(_rpc, _attr, "programs"))
 
 
 def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRuntime, FundsService, Relay]:
@@ -73,7 +91,9 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt = ServiceRuntime(config, **runtime_kw)
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE)
     service = FundsService(rt.sessions, on_commit=relay.notify)
-    rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server, FundsServicer(service, rt.plugins), SERVICE_NAME)
+    programs = ProgramsService(rt.sessions, rt.plugins, on_commit=relay.notify)
+    rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server,
+                    FundsServicer(service, rt.plugins, programs), SERVICE_NAME)
     rt.add_background("outbox-relay", relay.run)
     rt.on_shutdown(relay.stop)
     # Each consumer has its own connection; on shutdown it stops fetching and the batch in

@@ -1,0 +1,666 @@
+"""Programs and applications: 申请 → 村/乡镇/县(/省) review → 公示 → ready to pay.
+
+* Eligibility, amount, approval chain and 公示 length come from the region's
+  rule plugins (``PluginHost.acall``), called before the write transaction
+  opens; each answer is stored on the application with its provenance
+  (plugin, version, hook, region, reasons) so a clerk can see why.
+* The household must be in the funds service's projection of members events
+  (:mod:`jsx_funds.consumers`); its situation on the period's first day is
+  what the rules see. No names or ID numbers are held here.
+* Maker-checker: the clerk who submitted an application can never decide it,
+  and a reviewer who decided one step cannot decide another. A step is
+  decided by a caller whose region is exactly that level above the
+  household (a 乡镇 token for the TOWNSHIP step, …). ``(application, seq)``
+  is unique, so two reviewers racing for one step cannot both record it.
+* 公示 starts at the last approval and lasts the plugin's days (calendar, or
+  Monday–Friday when the rule says working days; public holidays are not
+  known to the service). It ends by time: an application IN_PUBLICITY whose
+  end has passed reads as READY_TO_PAY. An open objection (OBJECTED) blocks
+  payment until resolved: upheld → REJECTED, dismissed → back to 公示 (or
+  ready to pay if it is over).
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from google.protobuf.message import Message
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jsx.common.v1 import common_pb2
+from jsx.funds.v1 import events_pb2, funds_pb2
+from jsxcore import hookspecs as hs
+from jsxcore.auth import Caller
+from jsxcore.db import transaction
+from jsxcore.errors import (
+    AlreadyExists,
+    ErrorCollector,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from jsxcore.idempotency import run_idempotent
+from jsxcore.plugins import Decision, PluginHost
+from jsxcore.values import Money, Period, RegionCode, RegionLevel
+
+from jsx_funds import domain as d
+from jsx_funds.adapters import bus, db
+from jsx_funds.adapters.db import (
+    ApplicationRow,
+    ApprovalStepRow,
+    FundRow,
+    HouseholdProjection,
+    ObjectionRow,
+    ProgramRow,
+)
+from jsx_funds.consumers import aware, household_situations
+from jsx_funds.service import (
+    CST,
+    SERVICE,
+    _scope,
+    actor_of,
+    decode_token,
+    encode_token,
+    page_size,
+    parse_id,
+    region_prefix,
+    to_date,
+    ts,
+)
+
+#: Wire program type → the rule vocabulary plugins see (jsxcore.hookspecs.ProgramType).
+RULE_TYPE = {
+    "SANJIEHE": hs.ProgramType.SANJIEHE.value,
+    "LOAN_INTEREST_SUBSIDY": hs.ProgramType.LOAN_INTEREST.value,
+    "HAPPINESS_FUND": "HAPPINESS_FUND",
+    "SPECIAL_SUPPORT": hs.ProgramType.SPECIAL_SUPPORT.value,
+    "HOSPITAL_CARE": hs.ProgramType.NURSING_SUBSIDY.value,
+    "HEALTH_INSURANCE": hs.ProgramType.HEALTH_INSURANCE.value,
+    "BIRTH_CARE": hs.ProgramType.BIRTH_CARE.value,
+    "AUTUMN_SCHOLARSHIP": hs.ProgramType.GOLDEN_AUTUMN.value,
+    "WARM_ACTION": hs.ProgramType.WARM_HEART.value,
+}
+#: Programs paid to a person's own card unless the program says otherwise.
+PER_PERSON = {"SPECIAL_SUPPORT", "HEALTH_INSURANCE", "HOSPITAL_CARE", "AUTUMN_SCHOLARSHIP"}
+LEVELS = hs.APPROVAL_LEVELS  # VILLAGE, TOWNSHIP, COUNTY, CITY, PROVINCE
+LEVEL_LABEL = {"VILLAGE": "村", "TOWNSHIP": "乡镇", "COUNTY": "县", "CITY": "市", "PROVINCE": "省"}
+_REGION_LEVEL = {
+    "VILLAGE": RegionLevel.VILLAGE, "TOWNSHIP": RegionLevel.TOWNSHIP, "COUNTY": RegionLevel.COUNTY,
+    "CITY": RegionLevel.CITY, "PROVINCE": RegionLevel.PROVINCE,
+}
+_DIGITS = {"VILLAGE": 12, "TOWNSHIP": 9, "COUNTY": 6, "CITY": 4, "PROVINCE": 2}
+#: Which situation the rules see when a household has several in force (special families first).
+_SITUATION_ORDER = ("SPECIAL_BEREAVED", "SPECIAL_DISABLED", "ONLY_CHILD", "TWO_DAUGHTERS")
+#: States whose entitled amount counts against the program's budget.
+_COMMITTED_STATES = ("APPROVED", "IN_PUBLICITY", "OBJECTED", "READY_TO_PAY", "PAYMENT_ISSUED", "PAID", "PAYMENT_FAILED")
+
+
+def level_region(village: str, level: str) -> RegionCode:
+    """The region that reviews ``level`` for a household in ``village`` (its ancestor at that level)."""
+    return RegionCode(village[: _DIGITS[level]].ljust(12, "0"))
+
+
+def publicity_end(start: datetime, days: int, working_days: bool) -> datetime:
+    """公示 runs ``days`` full days from the next day (China time); working days skip Saturday and Sunday."""
+    day = start.astimezone(CST).date()
+    counted = 0
+    while counted < days:
+        day += timedelta(days=1)
+        if not working_days or day.weekday() < 5:
+            counted += 1
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), CST).astimezone(timezone.utc)
+
+
+def effective_state(app: ApplicationRow, now: datetime) -> str:
+    """IN_PUBLICITY whose 公示 is over reads as READY_TO_PAY."""
+    if app.state == "IN_PUBLICITY" and app.publicity_end is not None and aware(app.publicity_end) <= now:
+        return "READY_TO_PAY"
+    return app.state
+
+
+def _provenance(decision: Decision[Any], reasons: tuple[str, ...]) -> dict[str, Any]:
+    return {"plugin": decision.plugin, "plugin_version": decision.plugin_version, "hook": decision.hook,
+            "region": decision.region.code if decision.region else "", "reasons": list(reasons)}
+
+
+def _enum_short(enum_type: Any, value: int, prefix: str) -> str:
+    try:
+        name = enum_type.Name(value)
+    except ValueError:
+        return ""
+    return "" if name.endswith("UNSPECIFIED") else name[len(prefix):]
+
+
+class ProgramsService:
+    """Programs, applications, approvals, 公示 and objections (proto in, proto out)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        plugins: PluginHost,
+        *,
+        on_commit: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.plugins = plugins
+        self._on_commit = on_commit or (lambda: None)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+
+    async def _mutate(self, method: str, request: Message, response_type: type,
+                      handler: Callable[[AsyncSession], Awaitable[Message]], caller: Caller | None):  # type: ignore[no-untyped-def]
+        async with transaction(self.sessions) as s:
+            result = await run_idempotent(
+                s, method=SERVICE + method, request=request, response_type=response_type,
+                handler=lambda: handler(s), caller=None if caller is None else caller.subject,
+            )
+        self._on_commit()
+        return result
+
+    # ------------------------------------------------------------ programs
+
+    async def create_program(self, req: funds_pb2.CreateProgramRequest, caller: Caller | None) -> funds_pb2.Program:
+        p = req.program
+        errs = ErrorCollector()
+        name = p.display_name.strip()
+        if not name:
+            errs.add("program.display_name", "请填写项目名称，例如“2022年洪江市计生特殊家庭特别扶助”")
+        ptype = _enum_short(funds_pb2.ProgramType, p.type, "PROGRAM_TYPE_")
+        if not ptype:
+            errs.add("program.type", "请选择项目类别（特别扶助、健康保险、三结合、贷款贴息……）")
+        if ptype == "CUSTOM" and not p.custom_type.strip():
+            errs.add("program.custom_type", "自定义项目须填写规则插件定义的项目类别")
+        region = None
+        if not p.region.code:
+            errs.add("program.region.code", "请填写主办地区的行政区划代码，例如 431281")
+        else:
+            try:
+                region = RegionCode.parse(p.region.code, field="program.region.code")
+            except InvalidArgument as e:
+                errs.violations.extend(e.violations)
+        fund_id = 0
+        try:
+            fund_id = parse_id(p.fund, "funds", "program.fund")
+        except InvalidArgument as e:
+            errs.violations.extend(e.violations)
+        if not 2000 <= p.year <= 2100:
+            errs.add("program.year", "请填写项目年度，例如 2022")
+        if p.budget.fen < 0:
+            errs.add("program.budget", "预算不能为负数")
+        if p.publicity_days < 0:
+            errs.add("program.publicity_days", "公示天数不能为负数")
+        levels = [_enum_short(funds_pb2.ApprovalLevel, v, "APPROVAL_LEVEL_") for v in p.approval_levels]
+        if levels and ("" in levels or [LEVELS.index(x) for x in levels] != sorted(set(LEVELS.index(x) for x in levels))):
+            errs.add("program.approval_levels", "审核层级须由下到上排列（村→乡镇→县→市→省），不能重复")
+        start = end = None
+        try:
+            start = to_date(p.start_date, "program.start_date")
+            end = to_date(p.end_date, "program.end_date")
+        except InvalidArgument as e:
+            errs.violations.extend(e.violations)
+        if start and end and end < start:
+            errs.add("program.end_date", "截止日期不能早于开始日期")
+        beneficiary = _enum_short(funds_pb2.BeneficiaryKind, p.beneficiary, "BENEFICIARY_KIND_") or (
+            "PERSON" if ptype in PER_PERSON else "HOUSEHOLD")
+        errs.raise_if_any()
+        assert region is not None
+        if caller is not None:
+            caller.require_region(region)
+
+        async def handler(s: AsyncSession) -> funds_pb2.Program:
+            fund = await s.get(FundRow, fund_id)
+            if fund is None:
+                raise NotFound(f"基金 funds/{fund_id} 不存在，请核对基金编号", reason="FUND_NOT_FOUND")
+            if not RegionCode(fund.region).contains(region):
+                raise InvalidArgument.field(
+                    "program.fund", f"基金 funds/{fund_id} 属于地区 {RegionCode(fund.region).short}，"
+                    f"不能为地区 {region.short} 的项目支付，请选择本地区或上级的基金", reason="FUND_OUT_OF_REGION")
+            row = ProgramRow(
+                name=name[:200], type=ptype, custom_type=p.custom_type.strip()[:64], region=region.code, fund_id=fund_id,
+                beneficiary=beneficiary, approval_levels=",".join(levels), publicity_days=p.publicity_days,
+                year=p.year, budget=p.budget.fen, start_date=start, end_date=end,
+                description=p.description.strip()[:2000], created_at=db.utcnow(), created_by=actor_of(caller),
+            )
+            s.add(row)
+            await s.flush()
+            return program_message(row)
+
+        return await self._mutate("CreateProgram", req, funds_pb2.Program, handler, caller)
+
+    async def _program(self, s: AsyncSession, name: str, field: str, caller: Caller | None) -> ProgramRow:
+        pid = parse_id(name, "programs", field)
+        row = await s.get(ProgramRow, pid)
+        if row is None:
+            raise NotFound(f"项目 programs/{pid} 不存在，请核对项目编号", reason="PROGRAM_NOT_FOUND")
+        if caller is not None and not (caller.in_region(row.region) or RegionCode(row.region).contains(caller.region)):
+            caller.require_region(row.region)
+        return row
+
+    async def get_program(self, req: funds_pb2.GetProgramRequest, caller: Caller | None) -> funds_pb2.Program:
+        async with self.sessions() as s:
+            return program_message(await self._program(s, req.name, "name", caller))
+
+    async def list_programs(self, req: funds_pb2.ListProgramsRequest, caller: Caller | None) -> funds_pb2.ListProgramsResponse:
+        limit = page_size(req.page_size)
+        region = _scope(req.region.code, caller, "region.code")
+        ptype = _enum_short(funds_pb2.ProgramType, req.type, "PROGRAM_TYPE_")
+        key = f"programs:{region}:{ptype}"
+        after = decode_token(req.page_token, key)
+        async with self.sessions() as s:
+            stmt = select(ProgramRow).where(ProgramRow.id > after).order_by(ProgramRow.id).limit(limit + 1)
+            if region is not None:
+                stmt = stmt.where(ProgramRow.region.startswith(region_prefix(region)))
+            if ptype:
+                stmt = stmt.where(ProgramRow.type == ptype)
+            rows = (await s.execute(stmt)).scalars().all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return funds_pb2.ListProgramsResponse(
+            programs=[program_message(r) for r in rows], next_page_token=encode_token(rows[-1].id, key) if more else "")
+
+    # ------------------------------------------------------------ applications
+
+    async def submit_application(self, req: funds_pb2.SubmitApplicationRequest, caller: Caller | None) -> funds_pb2.Application:
+        a = req.application
+        errs = ErrorCollector()
+        hid = ""
+        if not a.household.startswith("households/") or len(a.household) <= len("households/"):
+            errs.add("application.household", "请填写申请家庭，格式 households/家庭编号")
+        else:
+            hid = a.household[len("households/"):]
+        period = None
+        try:
+            period = Period.parse(a.period.code, field="application.period.code")
+        except InvalidArgument as e:
+            errs.violations.extend(e.violations)
+        if a.amount_requested.fen < 0:
+            errs.add("application.amount_requested", "申请金额不能为负数")
+        for key, value in a.attributes.items():
+            if len(key) > 64 or len(value) > 500:
+                errs.add(f"application.attributes[{key[:64]}]", "补充信息过长（键不超过 64 字，值不超过 500 字）")
+        birth = None
+        if "birth_date" in a.attributes:
+            try:
+                birth = date.fromisoformat(a.attributes["birth_date"])
+            except ValueError:
+                errs.add("application.attributes[birth_date]", "出生日期格式应为 YYYY-MM-DD，例如 1968-05-01")
+        errs.raise_if_any()
+        assert period is not None
+
+        # Gather facts and ask the rules before the write transaction opens (plugins may be slow).
+        async with self.sessions() as s:
+            program = await self._program(s, a.program, "application.program", caller)
+            hh = await s.get(HouseholdProjection, hid)
+            if hh is None:
+                raise NotFound(
+                    f"家庭 {a.household} 尚未从成员系统同步到资金系统，请先在成员系统登记该家庭，稍后再提交",
+                    reason="HOUSEHOLD_NOT_FOUND", metadata={"household": a.household})
+            situations = await household_situations(s, hid, period.start)
+            claims = int((await s.execute(select(func.count()).select_from(ApplicationRow).where(
+                ApplicationRow.program_id == program.id, ApplicationRow.household_id == hid,
+                ApplicationRow.state != "REJECTED"))).scalar_one())
+        village = RegionCode(hh.village)
+        if a.village.code and RegionCode.parse(a.village.code, field="application.village.code") != village:
+            raise InvalidArgument.field("application.village.code",
+                                        f"该家庭登记在 {village.short}，与填写的村 {a.village.code} 不一致", reason="VILLAGE_MISMATCH")
+        if caller is not None:
+            caller.require_region(village)
+        if not RegionCode(program.region).contains(village):
+            raise FailedPrecondition(f"该家庭（{village.short}）不在项目主办地区 {RegionCode(program.region).short} 内",
+                                     reason="OUT_OF_PROGRAM_REGION")
+        if (program.start_date and period.end < program.start_date) or (program.end_date and period.start > program.end_date):
+            raise FailedPrecondition(f"申请期间 {period} 不在项目受理期内", reason="OUTSIDE_PROGRAM_PERIOD")
+        if program.beneficiary == "PERSON":
+            if not a.person.startswith("persons/"):
+                raise InvalidArgument.field("application.person", "该项目按人发放，请填写受益人 persons/人员编号",
+                                            reason="MISSING_PERSON")
+            person = a.person
+        else:
+            person = ""
+        kinds = {x.kind: x for x in situations}
+        situation = next((k for k in _SITUATION_ORDER if k in kinds), hs.Situation.OTHER.value)
+        attributes = dict(a.attributes)
+        if situation == "SPECIAL_DISABLED" and kinds["SPECIAL_DISABLED"].disability_grade and "child_disability_grade" not in attributes:
+            attributes["child_disability_grade"] = str(kinds["SPECIAL_DISABLED"].disability_grade)
+        rule_type = RULE_TYPE.get(program.type, program.custom_type)
+        beneficiary = hs.Beneficiary(
+            person_id=person or hh.head_person, household_id=a.household, region=village, situation=situation,
+            unit="PERSON" if program.beneficiary == "PERSON" else "HOUSEHOLD", birth_date=birth, attributes=attributes)
+        context = {"claims_so_far": claims, "member_count": hh.member_count, "program_year": program.year}
+
+        elig = await self.plugins.acall("jsx_program_eligibility", village, program_type=rule_type,
+                                        beneficiary=beneficiary, period=period, context=context)
+        if not elig.value.eligible:
+            raise FailedPrecondition(
+                "不符合申请条件：" + "；".join(elig.value.reasons), reason="NOT_ELIGIBLE",
+                metadata={"plugin": elig.plugin, "version": elig.plugin_version})
+        provenance = [_provenance(elig, elig.value.reasons)]
+        try:
+            amt = await self.plugins.acall("jsx_entitlement_amount", village, program_type=rule_type,
+                                           beneficiary=beneficiary, period=period, context=context)
+            entitled = amt.value.amount.fen
+            provenance.append(_provenance(amt, amt.value.basis))
+        except FailedPrecondition as e:
+            if e.reason != "NO_RULE":
+                raise
+            if a.amount_requested.fen <= 0:
+                raise InvalidArgument.field("application.amount_requested",
+                                            "本地区没有该项目的金额规则，请填写申请金额（按协议或审批额度）",
+                                            reason="MISSING_AMOUNT") from None
+            entitled = a.amount_requested.fen
+            provenance.append({"plugin": "", "plugin_version": "", "hook": "jsx_entitlement_amount", "region": "",
+                               "reasons": ["本地区没有该项目的金额规则，按申请金额核定，由审批人员审核"]})
+        if entitled <= 0:
+            raise FailedPrecondition("按规则核定的金额为 0 元，无需申请", reason="NOTHING_ENTITLED")
+        if program.approval_levels:
+            chain = program.approval_levels.split(",")
+        else:
+            ch = await self.plugins.acall("jsx_approval_chain", village, program_type=rule_type, amount=Money(entitled))
+            chain = list(ch.value.steps)
+            provenance.append(_provenance(ch, ch.value.basis or (" → ".join(LEVEL_LABEL[x] for x in chain),)))
+        pub = await self.plugins.acall("jsx_publicity_rule", village, program_type=rule_type)
+        days = program.publicity_days or pub.value.days
+        working = pub.value.working_days if not program.publicity_days else False
+        provenance.append(_provenance(pub, pub.value.basis or (f"公示 {days} 天",)))
+        beneficiary_key = person or a.household
+
+        async def handler(s: AsyncSession) -> funds_pb2.Application:
+            dup = (await s.execute(select(ApplicationRow.id).where(
+                ApplicationRow.program_id == program.id, ApplicationRow.beneficiary == beneficiary_key,
+                ApplicationRow.period == str(period)))).scalar()
+            if dup is not None:
+                raise _duplicate(dup)
+            now = self.clock()
+            row = ApplicationRow(
+                program_id=program.id, household_id=hid, person=person, beneficiary=beneficiary_key,
+                village=village.code, period=str(period), amount_requested=a.amount_requested.fen,
+                amount_entitled=entitled, state="SUBMITTED", chain=",".join(chain), publicity_days=days,
+                publicity_working_days=working, provenance=provenance, attributes=attributes,
+                created_by=actor_of(caller), created_at=now, updated_at=now,
+            )
+            s.add(row)
+            try:
+                await s.flush()
+            except IntegrityError:
+                raise _duplicate(None) from None
+            bus.emit(s, bus.application_event(
+                events_pb2.ApplicationSubmitted, row, program, amount_requested=common_pb2.Money(fen=row.amount_requested),
+                amount_entitled=common_pb2.Money(fen=entitled)))
+            return application_message(row, [], [], now)
+
+        return await self._mutate("SubmitApplication", req, funds_pb2.Application, handler, caller)
+
+    async def _application(self, s: AsyncSession, name: str, field: str, caller: Caller | None,
+                           *, lock: bool = False) -> ApplicationRow:
+        aid = parse_id(name, "applications", field)
+        if lock:
+            # Serialise decisions/objections on one application (row lock on PostgreSQL, writer lock on SQLite).
+            await s.execute(update(ApplicationRow).where(ApplicationRow.id == aid)
+                            .values(updated_at=ApplicationRow.updated_at))
+        row = await s.get(ApplicationRow, aid, populate_existing=True)
+        if row is None:
+            raise NotFound(f"申请 applications/{aid} 不存在，请核对申请编号", reason="APPLICATION_NOT_FOUND")
+        if caller is not None:
+            caller.require_region(row.village)
+        return row
+
+    async def _message(self, s: AsyncSession, row: ApplicationRow) -> funds_pb2.Application:
+        steps = (await s.execute(select(ApprovalStepRow).where(ApprovalStepRow.application_id == row.id)
+                                 .order_by(ApprovalStepRow.seq))).scalars().all()
+        objs = (await s.execute(select(ObjectionRow).where(ObjectionRow.application_id == row.id)
+                                .order_by(ObjectionRow.id))).scalars().all()
+        return application_message(row, steps, objs, self.clock())
+
+    async def get_application(self, req: funds_pb2.GetApplicationRequest, caller: Caller | None) -> funds_pb2.Application:
+        async with self.sessions() as s:
+            return await self._message(s, await self._application(s, req.name, "name", caller))
+
+    async def list_applications(self, req: funds_pb2.ListApplicationsRequest, caller: Caller | None) -> funds_pb2.ListApplicationsResponse:
+        limit = page_size(req.page_size)
+        region = _scope(req.region.code, caller, "region.code")
+        state = _enum_short(funds_pb2.ApplicationState, req.state, "APPLICATION_STATE_")
+        period = str(Period.parse(req.period.code, field="period.code")) if req.period.code else ""
+        program_id = parse_id(req.program, "programs", "program") if req.program else 0
+        hid = req.household[len("households/"):] if req.household.startswith("households/") else req.household
+        key = f"apps:{region}:{state}:{period}:{program_id}:{hid}"
+        after = decode_token(req.page_token, key)
+        now = self.clock()
+        async with self.sessions() as s:
+            stmt = select(ApplicationRow).where(ApplicationRow.id > after).order_by(ApplicationRow.id).limit(limit + 1)
+            if region is not None:
+                stmt = stmt.where(ApplicationRow.village.startswith(region_prefix(region)))
+            if state == "READY_TO_PAY":
+                stmt = stmt.where(ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.publicity_end <= now)
+            elif state == "IN_PUBLICITY":
+                stmt = stmt.where(ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.publicity_end > now)
+            elif state:
+                stmt = stmt.where(ApplicationRow.state == state)
+            if period:
+                stmt = stmt.where(ApplicationRow.period == period)
+            if program_id:
+                stmt = stmt.where(ApplicationRow.program_id == program_id)
+            if hid:
+                stmt = stmt.where(ApplicationRow.household_id == hid)
+            rows = (await s.execute(stmt)).scalars().all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            out = [await self._message(s, r) for r in rows]
+        return funds_pb2.ListApplicationsResponse(
+            applications=out, next_page_token=encode_token(rows[-1].id, key) if more else "")
+
+    async def decide_application(self, req: funds_pb2.DecideApplicationRequest, caller: Caller | None) -> funds_pb2.Application:
+        if caller is None:
+            raise Unauthenticated("审批须由已登录的审核人员办理", reason="CALLER_REQUIRED")
+        decision = _enum_short(funds_pb2.ApprovalDecision, req.decision, "APPROVAL_DECISION_")
+        if not decision:
+            raise InvalidArgument.field("decision", "请选择“同意”或“不同意”", reason="INVALID_ENUM")
+        comment = req.comment.strip()
+        if decision == "REJECT" and not comment:
+            raise InvalidArgument.field("comment", "不同意时请填写审核意见，说明理由", reason="MISSING_COMMENT")
+
+        async def handler(s: AsyncSession) -> funds_pb2.Application:
+            app = await self._application(s, req.name, "name", caller, lock=True)
+            if app.state not in ("SUBMITTED", "IN_REVIEW"):
+                raise FailedPrecondition(f"该申请当前状态为“{STATE_LABEL.get(app.state, app.state)}”，不在审核中",
+                                         reason="NOT_IN_REVIEW")
+            if app.created_by == caller.subject:
+                raise PermissionDenied("申请录入人不能审核自己录入的申请（审核与录入须为不同人员）",
+                                       reason="MAKER_CHECKER")
+            steps = (await s.execute(select(ApprovalStepRow).where(ApprovalStepRow.application_id == app.id)
+                                     .order_by(ApprovalStepRow.seq))).scalars().all()
+            if any(st.actor == caller.subject for st in steps):
+                raise PermissionDenied("同一人员不能审核同一申请的两个层级", reason="SAME_REVIEWER")
+            chain = app.chain.split(",")
+            level = chain[len(steps)]
+            want = level_region(app.village, level)
+            if caller.region != want:
+                raise PermissionDenied(
+                    f"该申请待{LEVEL_LABEL[level]}级审核（{want.short}），您的账号属于 {caller.region.short}，不能办理",
+                    reason="WRONG_APPROVAL_LEVEL", metadata={"level": level, "region": want.code})
+            now = self.clock()
+            s.add(ApprovalStepRow(application_id=app.id, seq=len(steps), level=level, region=want.code,
+                                  decision=decision, comment=comment[:1000], actor=caller.subject,
+                                  request_id=req.request_id, created_at=now))
+            program = await s.get(ProgramRow, app.program_id)
+            assert program is not None
+            if decision == "REJECT":
+                app.state = "REJECTED"
+                bus.emit(s, bus.application_event(events_pb2.ApplicationRejected, app, program,
+                                                  level=funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + level)))
+            elif len(steps) + 1 < len(chain):
+                app.state = "IN_REVIEW"
+            else:
+                await self._check_budget(s, program, app)
+                app.state = "IN_PUBLICITY"
+                app.publicity_start = now
+                app.publicity_end = publicity_end(now, app.publicity_days, app.publicity_working_days)
+                bus.emit(s, bus.application_event(events_pb2.ApplicationApproved, app, program,
+                                                  amount_entitled=common_pb2.Money(fen=app.amount_entitled)))
+            app.updated_at = now
+            try:
+                await s.flush()
+            except IntegrityError:
+                raise FailedPrecondition("该审核步骤已由他人同时办理，请刷新后查看", reason="STEP_TAKEN") from None
+            return await self._message(s, app)
+
+        return await self._mutate("DecideApplication", req, funds_pb2.Application, handler, caller)
+
+    async def _check_budget(self, s: AsyncSession, program: ProgramRow, app: ApplicationRow) -> None:
+        if program.budget <= 0:
+            return
+        # Lock the program row so two final approvals cannot both fit under the same remainder.
+        await s.execute(update(ProgramRow).where(ProgramRow.id == program.id).values(budget=ProgramRow.budget))
+        used = int((await s.execute(select(func.coalesce(func.sum(ApplicationRow.amount_entitled), 0)).where(
+            ApplicationRow.program_id == program.id, ApplicationRow.state.in_(_COMMITTED_STATES)))).scalar_one())
+        if used + app.amount_entitled > program.budget:
+            raise FailedPrecondition(
+                f"项目预算不足：预算 {d.yuan(program.budget)} 元，已批准 {d.yuan(used)} 元，"
+                f"本申请 {d.yuan(app.amount_entitled)} 元", reason="BUDGET_EXCEEDED")
+
+    async def lodge_objection(self, req: funds_pb2.LodgeObjectionRequest, caller: Caller | None) -> funds_pb2.Application:
+        reason = req.reason.strip()
+        if not reason:
+            raise InvalidArgument.field("reason", "请填写异议内容", reason="MISSING_REASON")
+
+        async def handler(s: AsyncSession) -> funds_pb2.Application:
+            app = await self._application(s, req.application, "application", caller, lock=True)
+            now = self.clock()
+            if effective_state(app, now) not in ("IN_PUBLICITY", "OBJECTED") or \
+                    (app.publicity_end is not None and aware(app.publicity_end) <= now):
+                raise FailedPrecondition("该申请不在公示期内，不能提出异议", reason="NOT_IN_PUBLICITY")
+            obj = ObjectionRow(application_id=app.id, reason=reason[:2000], lodged_by=req.lodged_by.strip()[:200],
+                               state="OPEN", lodged_actor=actor_of(caller), lodged_at=now)
+            s.add(obj)
+            await s.flush()
+            app.state, app.updated_at = "OBJECTED", now
+            program = await s.get(ProgramRow, app.program_id)
+            bus.emit(s, bus.application_event(events_pb2.ApplicationObjected, app, program,
+                                              objection=bus.objection_name(app.id, obj.id)))
+            return await self._message(s, app)
+
+        return await self._mutate("LodgeObjection", req, funds_pb2.Application, handler, caller)
+
+    async def resolve_objection(self, req: funds_pb2.ResolveObjectionRequest, caller: Caller | None) -> funds_pb2.Application:
+        parts = req.name.strip().split("/")
+        if len(parts) != 4 or parts[0] != "applications" or parts[2] != "objections" \
+                or not parts[1].isdigit() or not parts[3].isdigit():
+            raise InvalidArgument.field("name", "异议资源名应写成 applications/申请编号/objections/异议编号",
+                                        reason="INVALID_RESOURCE_NAME")
+        resolution = req.resolution.strip()
+        if not resolution:
+            raise InvalidArgument.field("resolution", "请填写处理结果", reason="MISSING_RESOLUTION")
+
+        async def handler(s: AsyncSession) -> funds_pb2.Application:
+            app = await self._application(s, f"applications/{parts[1]}", "name", caller, lock=True)
+            obj = await s.get(ObjectionRow, int(parts[3]))
+            if obj is None or obj.application_id != app.id:
+                raise NotFound(f"异议 {req.name} 不存在", reason="OBJECTION_NOT_FOUND")
+            if obj.state != "OPEN":
+                raise FailedPrecondition("该异议已处理", reason="OBJECTION_RESOLVED")
+            now = self.clock()
+            obj.state, obj.resolution, obj.resolved_at = ("UPHELD" if req.upheld else "DISMISSED"), resolution[:2000], now
+            obj.resolved_actor = actor_of(caller)
+            program = await s.get(ProgramRow, app.program_id)
+            if req.upheld:
+                app.state = "REJECTED"
+                bus.emit(s, bus.application_event(events_pb2.ApplicationRejected, app, program))
+            else:
+                still_open = (await s.execute(select(func.count()).select_from(ObjectionRow).where(
+                    ObjectionRow.application_id == app.id, ObjectionRow.state == "OPEN", ObjectionRow.id != obj.id))).scalar_one()
+                if not still_open:
+                    app.state = "IN_PUBLICITY"  # reads as READY_TO_PAY once 公示 is over
+            app.updated_at = now
+            await s.flush()
+            return await self._message(s, app)
+
+        return await self._mutate("ResolveObjection", req, funds_pb2.Application, handler, caller)
+
+    async def list_publicity(self, req: funds_pb2.ListPublicityRequest, caller: Caller | None) -> funds_pb2.ListPublicityResponse:
+        limit = page_size(req.page_size)
+        region = _scope(req.region.code, caller, "region.code")
+        program_id = parse_id(req.program, "programs", "program") if req.program else 0
+        key = f"publicity:{region}:{program_id}"
+        after = decode_token(req.page_token, key)
+        now = self.clock()
+        async with self.sessions() as s:
+            stmt = (select(ApplicationRow, ProgramRow).join(ProgramRow, ProgramRow.id == ApplicationRow.program_id)
+                    .where(ApplicationRow.id > after, ApplicationRow.state.in_(("IN_PUBLICITY", "OBJECTED")),
+                           ApplicationRow.publicity_end > now)
+                    .order_by(ApplicationRow.id).limit(limit + 1))
+            if region is not None:
+                stmt = stmt.where(ApplicationRow.village.startswith(region_prefix(region)))
+            if program_id:
+                stmt = stmt.where(ApplicationRow.program_id == program_id)
+            rows = (await s.execute(stmt)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return funds_pb2.ListPublicityResponse(
+            entries=[funds_pb2.PublicityEntry(
+                application=bus.application_name(a.id), program_display_name=p.name,
+                village=common_pb2.RegionCode(code=a.village), beneficiary=a.person or f"households/{a.household_id}",
+                amount=common_pb2.Money(fen=a.amount_entitled), period=common_pb2.Period(code=a.period),
+                publicity_start_time=ts(a.publicity_start), publicity_end_time=ts(a.publicity_end),
+            ) for a, p in rows],
+            next_page_token=encode_token(rows[-1][0].id, key) if more else "")
+
+
+def _duplicate(existing: int | None) -> AlreadyExists:
+    where = f"（applications/{existing}）" if existing else ""
+    return AlreadyExists(f"该受益人本期已申请过此项目{where}，不能重复申请", reason="APPLICATION_EXISTS")
+
+
+STATE_LABEL = {
+    "SUBMITTED": "已申请", "IN_REVIEW": "审核中", "APPROVED": "已审批", "IN_PUBLICITY": "公示中", "OBJECTED": "有异议",
+    "READY_TO_PAY": "待支付", "PAYMENT_ISSUED": "支付中", "PAID": "已支付", "PAYMENT_FAILED": "支付失败",
+    "REJECTED": "未通过", "WITHDRAWN": "已撤回",
+}
+
+
+def program_message(row: ProgramRow) -> funds_pb2.Program:
+    out = funds_pb2.Program(
+        name=bus.program_name(row.id), display_name=row.name,
+        type=funds_pb2.ProgramType.Value("PROGRAM_TYPE_" + row.type), custom_type=row.custom_type,
+        region=common_pb2.RegionCode(code=row.region), fund=bus.fund_name(row.fund_id),
+        beneficiary=funds_pb2.BeneficiaryKind.Value("BENEFICIARY_KIND_" + row.beneficiary),
+        approval_levels=[funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + x) for x in row.approval_levels.split(",") if x],
+        publicity_days=row.publicity_days, description=row.description, create_time=ts(row.created_at),
+        year=row.year, budget=common_pb2.Money(fen=row.budget),
+    )
+    for field, day in (("start_date", row.start_date), ("end_date", row.end_date)):
+        if day is not None:
+            getattr(out, field).CopyFrom(common_pb2.Date(year=day.year, month=day.month, day=day.day))
+    return out
+
+
+def application_message(row: ApplicationRow, steps: Any, objections: Any, now: datetime) -> funds_pb2.Application:
+    out = funds_pb2.Application(
+        name=bus.application_name(row.id), program=bus.program_name(row.program_id),
+        household=f"households/{row.household_id}", person=row.person,
+        village=common_pb2.RegionCode(code=row.village), period=common_pb2.Period(code=row.period),
+        amount_requested=common_pb2.Money(fen=row.amount_requested),
+        amount_entitled=common_pb2.Money(fen=row.amount_entitled),
+        state=funds_pb2.ApplicationState.Value("APPLICATION_STATE_" + effective_state(row, now)),
+        provenance=[common_pb2.Provenance(plugin=p["plugin"], plugin_version=p["plugin_version"], hook=p["hook"],
+                                          reasons=p["reasons"], region=common_pb2.RegionCode(code=p["region"]))
+                    for p in row.provenance],
+        approval_steps=[funds_pb2.ApprovalStep(
+            level=funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + st.level), region=common_pb2.RegionCode(code=st.region),
+            decision=funds_pb2.ApprovalDecision.Value("APPROVAL_DECISION_" + st.decision), comment=st.comment,
+            audit=common_pb2.AuditStamp(actor=st.actor, time=ts(st.created_at), request_id=st.request_id),
+        ) for st in steps],
+        objections=[funds_pb2.Objection(
+            name=bus.objection_name(row.id, o.id), reason=o.reason, lodged_by=o.lodged_by,
+            state=funds_pb2.ObjectionState.Value("OBJECTION_STATE_" + o.state), resolution=o.resolution,
+            lodge_time=ts(o.lodged_at), resolve_time=ts(o.resolved_at) if o.resolved_at else None,
+        ) for o in objections],
+        attributes=row.attributes, create_time=ts(row.created_at), update_time=ts(row.updated_at),
+    )
+    if row.publicity_start is not None:
+        out.publicity_start_time.CopyFrom(ts(row.publicity_start))
+        out.publicity_end_time.CopyFrom(ts(row.publicity_end))
+    return out
