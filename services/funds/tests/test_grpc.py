@@ -60,6 +60,7 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         "xp_fin": Client(channel, issue_token(SECRET, "fin-xp", ["finance_officer"], "431224")),
         "yl_fin": Client(channel, issue_token(SECRET, "fin-yl", ["finance_officer"], "431222")),
         "xp_clerk": Client(channel, issue_token(SECRET, "clerk-xp", ["county_clerk"], "431224")),
+        "xp_approver": Client(channel, issue_token(SECRET, "appr-xp", ["county_approver"], "431224")),
     }
     try:
         try:
@@ -160,3 +161,31 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     ev = events_pb2.DonationReceived.FromString(subjects["jsx.funds.donation.received"])
     assert ev.amount.fen == 500_00 and ev.receipt_number == don.receipt_number
     assert "王某".encode() not in subjects["jsx.funds.donation.received"]
+
+
+async def test_programs_and_applications_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+    fin, clerk, appr = stack["clients"]["xp_fin"], stack["clients"]["xp_clerk"], stack["clients"]["xp_approver"]
+    fund = await fin.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+        display_name="溆浦县特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code="431224"))))
+    req = pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+        display_name="2022年溆浦县计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code="431224"),
+        fund=fund.name, year=2022, budget=c.Money(fen=100_000_00)))
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await clerk.CreateProgram(req)  # a clerk does not create programs
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    program = await appr.CreateProgram(req)
+    assert (await clerk.GetProgram(pb.GetProgramRequest(name=program.name))).budget.fen == 100_000_00
+    assert [p.name for p in (await clerk.ListPrograms(pb.ListProgramsRequest())).programs] == [program.name]
+
+    # The household is not in the members projection yet: a clear NOT_FOUND, nothing stored.
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await clerk.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
+            program=program.name, household="households/unknown", person="persons/p1", period=c.Period(code="2022-08"))))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_details(e.value)[0].reason == "HOUSEHOLD_NOT_FOUND"
+    assert (await clerk.ListApplications(pb.ListApplicationsRequest())).applications == []
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await clerk.DecideApplication(pb.DecideApplicationRequest(
+            request_id=rid(), name="applications/1", decision=pb.APPROVAL_DECISION_APPROVE))
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED  # clerks cannot decide
+    assert (await clerk.ListPublicity(pb.ListPublicityRequest())).entries == []
