@@ -257,6 +257,14 @@ async def connect(url: str, *, name: str) -> NATS:
             delay = min(delay * 2, 5.0)
 
 
+async def _close(nc: NATS | None) -> None:
+    if nc is not None and not nc.is_closed:
+        try:
+            await nc.close()
+        except Exception:  # already gone: nothing to release
+            pass
+
+
 async def ensure_stream(
     js: Any, service: str, *, duplicate_window: float = 120.0, replicas: int = 1
 ) -> api.StreamInfo:
@@ -345,6 +353,13 @@ class Relay:
     async def run(self) -> None:
         """Publish until ``stop()``; never raises for broker or database outages."""
         self._stopping = False
+        self._done = asyncio.Event()
+        try:
+            await self._run()
+        finally:
+            self._done.set()
+
+    async def _run(self) -> None:
         delay = 0.2
         ready = False
         while not self._stopping:
@@ -497,15 +512,22 @@ class Relay:
         self.notify()
         await asyncio.wait_for(self._idle.wait(), timeout)
 
-    async def stop(self) -> None:
-        """Finish the batch in flight, then close the broker connection."""
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in flight, then close the broker connection.
+
+        Waits for the loop itself rather than draining the client: every
+        publish of the last batch has had its PubAck (or its row stays
+        unpublished for next time), so nothing is left to flush, and a drain
+        can wait out its own 30 s timeout on the ack inbox."""
         self._stopping = True
         self._wake.set()
-        if self._nc is not None and not self._nc.is_closed:
+        done = getattr(self, "_done", None)
+        if done is not None:
             try:
-                await self._nc.drain()
-            except Exception:  # already disconnected: nothing left to flush
-                await self._nc.close()
+                await asyncio.wait_for(done.wait(), timeout)
+            except asyncio.TimeoutError:
+                log.warning("outbox.relay_stop_timeout", extra={"service": self.service})
+        await _close(self._nc)
         self._nc = None
 
 
@@ -641,6 +663,13 @@ class Consumer:
     async def run(self) -> None:
         """Fetch and apply until ``stop()``; outages are logged and retried."""
         self._stopping = False
+        self._done = asyncio.Event()
+        try:
+            await self._run()
+        finally:
+            self._done.set()
+
+    async def _run(self) -> None:
         delay = 0.2
         while not self._stopping:
             try:
@@ -648,8 +677,8 @@ class Consumer:
                     await self._subscribe()
                 try:
                     msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
-                    continue
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    continue  # nothing new within fetch_timeout: the normal idle case
                 await self.process(msgs)
                 delay = 0.2
             except asyncio.CancelledError:
@@ -669,11 +698,17 @@ class Consumer:
     async def stop(self) -> None:
         """Stop fetching; the batch in hand is finished; close an owned connection."""
         self._stopping = True
-        if self._own_nc and self._nc is not None and not self._nc.is_closed:
+        done = getattr(self, "_done", None)
+        if done is not None:
+            # the loop notices within fetch_timeout; unacked messages are redelivered
             try:
-                await self._nc.drain()
-            except Exception:
-                await self._nc.close()
+                await asyncio.wait_for(done.wait(), self.fetch_timeout + 10.0)
+            except asyncio.TimeoutError:
+                log.warning("inbox.consumer_stop_timeout", extra={"consumer": self.durable})
+        if self._own_nc:
+            await _close(self._nc)
+            self._nc = None
+        self._sub = None
 
     # -- applying
 
