@@ -33,9 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    result = func(args)
-    if inspect.iscoroutine(result):
-        result = asyncio.run(result)
+    from jsxcore.errors import ConfigError, DomainError
+
+    try:
+        result = func(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+    except ConfigError as e:
+        print(f"配置错误：{e}", file=sys.stderr)
+        return 2
+    except DomainError as e:
+        # the same words a gRPC caller would get, without a traceback
+        print(f"错误（{e.reason}）：{e.message}", file=sys.stderr)
+        for v in e.violations:
+            print(f"  {v.field}: {v.description}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return int(result or 0)
 
 
