@@ -42,3 +42,53 @@ def test_amounts_by_month_and_refusals() -> None:
     with pytest.raises(FailedPrecondition):
         hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", who("ONLY_CHILD"), AUG, {})
     assert hunan.jsx_entitlement_amount("GOLDEN_AUTUMN", who(), AUG, {}) is None
+
+
+# -- the 2014–2022 national standard (城镇/农村 differ) --------------------------
+
+def _ben_hukou(situation: str, hukou: str | None):
+    from jsxcore.hookspecs import Beneficiary
+    from jsxcore.values import RegionCode
+
+    attrs = {"hukou_type": hukou} if hukou else {}
+    return Beneficiary("p1", "h1", RegionCode.parse("431222"), situation, birth_date=None, attributes=attrs)
+
+
+def test_before_2022_07_the_urban_and_rural_standards_differ() -> None:
+    from jsxcore.values import Money, Period
+    import jsx_plugin_hunan as hunan
+
+    f = hunan.jsx_entitlement_amount
+    june = Period.month(2022, 6)
+    assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "农村"), june, {}).amount == Money.yuan(170)
+    assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "URBAN"), june, {}).amount == Money.yuan(340)
+    assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_DISABLED", "RURAL"), june, {}).amount == Money.yuan(150)
+    assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_DISABLED", "城镇"), june, {}).amount == Money.yuan(270)
+    # a year straddling the change: each month at the rule in force on its 1st
+    year = f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "RURAL"), Period.year_of(2022), {})
+    assert year.amount == Money.yuan(6 * 170 + 6 * 590)
+    assert any("2014-01-01" in b for b in year.basis) and any("2022-07-01" in b for b in year.basis)
+
+
+def test_without_hukou_only_the_unified_rule_applies_and_earlier_months_ask_for_it() -> None:
+    import pytest
+    from jsxcore.errors import InvalidArgument
+    from jsxcore.values import Money, Period
+    import jsx_plugin_hunan as hunan
+
+    f = hunan.jsx_entitlement_amount
+    assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", None), Period.month(2022, 8), {}).amount == Money.yuan(590)
+    with pytest.raises(InvalidArgument) as e:
+        f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", None), Period.month(2022, 6), {})
+    assert e.value.reason == "NO_RULE_FOR_PERIOD" and "户籍类型" in e.value.message
+
+
+def test_before_2014_is_refused_not_guessed() -> None:
+    import pytest
+    from jsxcore.errors import InvalidArgument
+    from jsxcore.values import Period
+    import jsx_plugin_hunan as hunan
+
+    with pytest.raises(InvalidArgument) as e:
+        hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "RURAL"), Period.month(2013, 12), {})
+    assert e.value.reason == "NO_RULE_FOR_PERIOD" and "2014-01-01" in e.value.message

@@ -3,8 +3,10 @@ receive it, and which programs are provincial projects needing the
 province's approval.
 
 Only figures that are documented are encoded. The national floor of
-590/460 元/人/月 applies from 2022-07-01 (DESIGN.md §1); earlier national
-standards are not encoded, so a period before 2022-07-01 is refused with
+590/460 元/人/月 applies from 2022-07-01 (DESIGN.md §1); from 2014-01-01 to
+2022-06-30 the national standard differed for 城镇 and 农村 (国卫家庭发〔2013〕41号:
+死亡 340/170, 伤残 270/150), so those months need the 户籍 type
+(``attributes["hukou_type"]``). A period before 2014-01-01 is refused with
 ``NO_RULE_FOR_PERIOD`` instead of paid from a guessed figure. Counties that
 pay more (洪江市 940/580) answer first for their own area.
 
@@ -43,16 +45,46 @@ JSX_PLUGIN = PluginMeta(
 )
 
 #: National 特别扶助 floor per person per month, by the date it applies from.
-SPECIAL_SUPPORT_RATES: Mapping[str, DatedTable[Money]] = {
-    Situation.SPECIAL_BEREAVED: DatedTable(
-        "国家计生特别扶助金（独生子女死亡家庭）",
-        [Dated(date(2022, 7, 1), Money.yuan(590), "国家标准 590 元/人/月（2022-07-01 起）")],
-    ),
-    Situation.SPECIAL_DISABLED: DatedTable(
-        "国家计生特别扶助金（独生子女伤残家庭）",
-        [Dated(date(2022, 7, 1), Money.yuan(460), "国家标准 460 元/人/月（2022-07-01 起）")],
-    ),
+#: 2014-01-01 … 2022-06-30: 国卫家庭发〔2013〕41号 — 城镇/农村 differ
+#: (死亡 340/170, 伤残 270/150); from 2022-07-01 one national figure (590/460).
+#: Keyed by (situation, 户籍 type); the "" key is for a beneficiary whose 户籍
+#: type is not recorded: it only knows the unified rule, so an earlier month
+#: is refused with a message asking for the 户籍 type instead of guessing.
+_UNIFIED_2022 = {
+    Situation.SPECIAL_BEREAVED: Dated(date(2022, 7, 1), Money.yuan(590), "国家标准 590 元/人/月（2022-07-01 起）"),
+    Situation.SPECIAL_DISABLED: Dated(date(2022, 7, 1), Money.yuan(460), "国家标准 460 元/人/月（2022-07-01 起）"),
 }
+_BY_HUKOU_2014 = {
+    (Situation.SPECIAL_BEREAVED, "URBAN"): (340, "城镇"),
+    (Situation.SPECIAL_BEREAVED, "RURAL"): (170, "农村"),
+    (Situation.SPECIAL_DISABLED, "URBAN"): (270, "城镇"),
+    (Situation.SPECIAL_DISABLED, "RURAL"): (150, "农村"),
+}
+_WHAT = {Situation.SPECIAL_BEREAVED: "国家计生特别扶助金（独生子女死亡家庭）", Situation.SPECIAL_DISABLED: "国家计生特别扶助金（独生子女伤残家庭）"}
+
+SPECIAL_SUPPORT_RATES: Mapping[tuple[str, str], DatedTable[Money]] = {
+    **{
+        (sit, ""): DatedTable(f"{_WHAT[sit]}（未登记户籍类型：2022-07-01 前城镇、农村标准不同，请先登记户籍类型）", [row])
+        for sit, row in _UNIFIED_2022.items()
+    },
+    **{
+        (sit, hukou): DatedTable(
+            _WHAT[sit],
+            [
+                Dated(date(2014, 1, 1), Money.yuan(yuan), f"国家标准 {label} {yuan} 元/人/月（2014-01-01 起，国卫家庭发〔2013〕41号）"),
+                _UNIFIED_2022[sit],
+            ],
+        )
+        for (sit, hukou), (yuan, label) in _BY_HUKOU_2014.items()
+    },
+}
+
+
+def _hukou(beneficiary: Beneficiary) -> str:
+    """户籍 type as the members service records it (农村/城镇, or RURAL/URBAN)."""
+    raw = str(beneficiary.attributes.get("hukou_type", beneficiary.attributes.get("hukou", ""))).strip().upper()
+    return {"农村": "RURAL", "RURAL": "RURAL", "城镇": "URBAN", "URBAN": "URBAN"}.get(raw, "")
+
 
 #: The national policy pays parents from the age of 49.
 MIN_AGE = 49
@@ -123,7 +155,7 @@ def jsx_entitlement_amount(
 ) -> Amount | None:
     if program_type != ProgramType.SPECIAL_SUPPORT:
         return None
-    table = SPECIAL_SUPPORT_RATES.get(beneficiary.situation)
+    table = SPECIAL_SUPPORT_RATES.get((beneficiary.situation, _hukou(beneficiary)))
     if table is None:
         raise FailedPrecondition(
             "该对象不属于计生特殊家庭（独生子女死亡或伤残），没有特别扶助金额，请先核实家庭情况",
