@@ -312,6 +312,46 @@ class ObjectionRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class PaymentBatchRow(Base):
+    """A batch of payments for one program, region and period, sent to the bank together."""
+
+    __tablename__ = "payment_batches"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    region: Mapped[str] = mapped_column(String(12))
+    period: Mapped[str] = mapped_column(String(16))
+    #: Beneficiaries selected but not paid, with the rules' reasons: [{application, reasons}].
+    skipped: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
+    actor: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BatchPaymentRow(Base):
+    """A payment of a batch: which application and beneficiary it pays, and what the bank said.
+
+    The money side is the ``payments`` row (append-only, UNIQUE payment key
+    ``programs/{p}/beneficiaries/{b}/periods/{period}``); this row carries the
+    disbursement state that bank results update.
+    """
+
+    __tablename__ = "batch_payments"
+
+    payment_id: Mapped[int] = mapped_column(BigId, ForeignKey("payments.journal_id"), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigId, ForeignKey("payment_batches.id"), index=True)
+    application_id: Mapped[int] = mapped_column(BigId, ForeignKey("applications.id"), index=True)
+    household_id: Mapped[str] = mapped_column(String(64))
+    #: "persons/…" — the card holder (the beneficiary, or the 户主 for per-household help).
+    payee: Mapped[str] = mapped_column(String(100))
+    village: Mapped[str] = mapped_column(String(12))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: How the amount was computed (the plugin's basis), for the clerk and the auditor.
+    basis: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
+    #: PENDING, PAID, FAILED.
+    state: Mapped[str] = mapped_column(String(8), default="PENDING")
+
+
 #: Tables no code path may update or delete; the migrations add triggers enforcing it.
 APPEND_ONLY_TABLES = ("journals", "ledger_entries", "payments", "donations")
 

@@ -4,6 +4,8 @@
   :func:`jsx_funds.service.verify`); exit 1 with a readable report if any fails.
 * ``jsx funds serve`` — run the service (same as ``python -m jsx_funds``).
 * ``jsx funds migrate`` — bring the database schema up to date.
+* ``jsx funds payment-file BATCH [--out FILE]`` — write a payment batch's
+  bank file (CSV, UTF-8 with BOM).
 """
 from __future__ import annotations
 
@@ -38,6 +40,27 @@ async def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
+async def _payment_file(args: argparse.Namespace) -> int:
+    from jsxcore.plugins import PluginHost
+
+    from jsx_funds.batches import BatchesService
+    from jsx_funds.service import parse_id
+
+    engine = create_engine(_url(args))
+    try:
+        text = await BatchesService(session_factory(engine), PluginHost()).payment_file_csv(
+            parse_id(args.batch, "paymentBatches", "batch"))
+    finally:
+        await engine.dispose()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        print(f"支付文件已写入 {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from jsx_funds.entrypoints.grpc import main
 
@@ -59,8 +82,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ("verify", _verify, "核验账目：借贷平衡、支付有分录、无负数账户、收据连续"),
         ("migrate", _migrate, "升级数据库结构"),
         ("serve", _serve, "运行资金服务（gRPC）"),
+        ("payment-file", _payment_file, "导出支付批次的银行支付文件（CSV）"),
     ):
         p = cmds.add_parser(name, help=help_)
+        if name == "payment-file":
+            p.add_argument("batch", help="支付批次，例如 paymentBatches/3 或 3")
+            p.add_argument("--out", help="输出文件；默认打印到屏幕")
         if name != "serve":
             p.add_argument("--database-url", help="数据库地址；默认取 JSX_FUNDS_DATABASE_URL / JSX_DATABASE_URL")
         p.set_defaults(func=func)

@@ -3,9 +3,9 @@
 The runtime's interceptors authenticate the caller, check the permission each
 RPC declares in funds.proto and map jsxcore errors to rich statuses; this
 servicer hands the request and the caller (for region scope) to
-:class:`jsx_funds.service.FundsService`. Programs, applications, 公示 and objections go to
-:class:`jsx_funds.programs.ProgramsService`. RPCs of funds.proto not bound
-here (payment batches, bank results, reconciliation, reports) answer
+:class:`jsx_funds.service.FundsService`. Programs, applications, 公示, objections and payment batches go to
+:class:`jsx_funds.batches.BatchesService`. RPCs of funds.proto not bound
+here (bank results, reconciliation, reports) answer
 UNIMPLEMENTED until their use cases exist. ``build_runtime`` wires database, outbox relay, the
 event consumers (visit 慰问金, members projection) and server; ``main`` is ``python -m jsx_funds``.
 """
@@ -25,6 +25,7 @@ from jsxcore.runtime import ServiceRuntime, list_plugins_response
 
 from jsx_funds.adapters.db import migrate
 from jsx_funds.consumers import build_consumers
+from jsx_funds.batches import BatchesService
 from jsx_funds.programs import ProgramsService
 from jsx_funds.service import FundsService
 
@@ -44,7 +45,7 @@ METHODS = {
     "GetFundBalance": "get_fund_balance",
     "ListLedgerEntries": "list_ledger_entries",
 }
-#: RPC → ProgramsService method.
+#: RPC → BatchesService (ProgramsService + payment batches) method.
 PROGRAM_METHODS = {
     "CreateProgram": "create_program",
     "GetProgram": "get_program",
@@ -56,6 +57,9 @@ PROGRAM_METHODS = {
     "LodgeObjection": "lodge_objection",
     "ResolveObjection": "resolve_objection",
     "ListPublicity": "list_publicity",
+    "CreatePaymentBatch": "create_payment_batch",
+    "GetPaymentBatch": "get_payment_batch",
+    "ListPayments": "list_payments",
 }
 
 
@@ -91,7 +95,7 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt = ServiceRuntime(config, **runtime_kw)
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE)
     service = FundsService(rt.sessions, on_commit=relay.notify)
-    programs = ProgramsService(rt.sessions, rt.plugins, on_commit=relay.notify)
+    programs = BatchesService(rt.sessions, rt.plugins, on_commit=relay.notify)
     rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server,
                     FundsServicer(service, rt.plugins, programs), SERVICE_NAME)
     rt.add_background("outbox-relay", relay.run)

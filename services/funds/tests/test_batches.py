@@ -1,0 +1,176 @@
+"""特别扶助 payment batches on SQLite and PostgreSQL: amounts from the county
+plugins for the paid month (洪江 940/580 vs 沅陵 national 590/460 for
+2022-08), one payment per (program, beneficiary, period) under retries and 20
+concurrent requests, ledger entries, the payment file, refusal when the fund
+is short."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jsx.common.v1 import common_pb2 as c
+from jsx.funds.v1 import events_pb2 as fev
+from jsx.funds.v1 import funds_pb2 as pb
+from jsx.members.v1 import events_pb2 as mev
+from jsx.members.v1 import members_pb2 as mpb
+from jsxcore.auth import Caller
+from jsxcore.db import session_factory, transaction
+from jsxcore.errors import FailedPrecondition
+from jsxcore.outbox import EventMeta, OutboxEvent
+from jsxcore.plugins import PluginHost
+from jsxcore.values import RegionCode
+
+from jsx_funds.adapters.db import PaymentRow
+from jsx_funds.batches import BatchesService
+from jsx_funds.consumers import apply_household_event
+from jsx_funds.service import FundsService, verify
+
+COUNTIES = {"hj": "431281", "yl": "431222"}
+
+
+def rid() -> str:
+    return str(uuid.uuid4())
+
+
+def who(subject: str, region: str) -> Caller:
+    return Caller(subject=subject, display_name=subject, roles=("admin",), region=RegionCode.parse(region))
+
+
+class Clock:
+    now = datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def enrol(svc: BatchesService, funds: FundsService, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+    """A county's 特别扶助 program with one 失独 and one 伤残 beneficiary enrolled (approved, 公示 started)."""
+    village, township = county + "101201", county + "101"
+    meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
+    for hid, kind, grade in (("b", mpb.SITUATION_KIND_SPECIAL_BEREAVED, 0), ("d", mpb.SITUATION_KIND_SPECIAL_DISABLED, 3)):
+        msg = mev.HouseholdSituationChanged(
+            household=f"households/{county}-{hid}", village=c.RegionCode(code=village), kind=kind,
+            effective_from=c.Date(year=2020, month=1, day=1), disability_grade=grade,
+            head_person=f"persons/{county}-{hid}-head", member_count=2)
+        async with transaction(sessions) as s:
+            await apply_household_event(s, msg, meta)
+    fund = await funds.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=county))), None)
+    src = await funds.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=county))), None)
+    await funds.post_allocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=fund_fen),
+                                                         request_id=rid()), None)
+    program = await svc.create_program(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+        display_name=f"2022年{county}计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=county),
+        fund=fund.name, year=2022)), None)
+    clerk = who(f"clerk-{county}", county)
+    for hid in ("b", "d"):
+        app = await svc.submit_application(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
+            program=program.name, household=f"households/{county}-{hid}", person=f"persons/{county}-{hid}-mother",
+            period=c.Period(code="2022-07"), attributes={"birth_date": "1966-03-01"})), clerk)
+        for reviewer, region in (("v", village), ("t", township), ("c", county)):
+            await svc.decide_application(pb.DecideApplicationRequest(
+                request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"),
+                who(f"{reviewer}-{county}", region))
+    return program
+
+
+def batch_req(program: pb.Program, county: str, period: str) -> pb.CreatePaymentBatchRequest:
+    return pb.CreatePaymentBatchRequest(request_id=rid(), program=program.name, region=c.RegionCode(code=county),
+                                        period=c.Period(code=period))
+
+
+@pytest.fixture
+async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+    sessions = session_factory(engine)
+    host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
+    host.discover()
+    clock = Clock()
+    svc = BatchesService(sessions, host, clock=clock)
+    funds = FundsService(sessions)
+    hj = await enrol(svc, funds, sessions, "431281", 10_000_00)
+    yl = await enrol(svc, funds, sessions, "431222", 1_050_00)  # exactly one month of 590 + 460
+    return {"svc": svc, "funds": funds, "sessions": sessions, "clock": clock, "hj": hj, "yl": yl}
+
+
+async def payments(env, like: str = "") -> dict[str, int]:  # type: ignore[no-untyped-def]
+    async with env["sessions"]() as s:
+        rows = (await s.execute(select(PaymentRow.payment_key, PaymentRow.amount)
+                                .where(PaymentRow.payment_key.like(f"%{like}%")))).all()
+    return {k: a for k, a in rows}
+
+
+async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    svc, hj, yl = env["svc"], env["hj"], env["yl"]
+    admin = who("fin-hj", "431281")
+    # 公示 still running: nobody is payable yet.
+    with pytest.raises(FailedPrecondition) as e:
+        await svc.create_payment_batch(batch_req(hj, "431281", "2022-08"), admin)
+    assert e.value.reason == "NOTHING_TO_PAY"
+    env["clock"].now += timedelta(days=30)
+
+    req = batch_req(hj, "431281", "2022-08")
+    b = await svc.create_payment_batch(req, admin)
+    assert (b.payment_count, b.total.fen, b.state) == (2, 940_00 + 580_00, pb.PAYMENT_BATCH_STATE_ISSUED)
+    assert await svc.create_payment_batch(req, admin) == b  # an idempotent retry: the first answer, nothing paid
+    y = await svc.create_payment_batch(batch_req(yl, "431222", "2022-08"), who("fin-yl", "431222"))
+    assert y.total.fen == 590_00 + 460_00
+    paid = await payments(env, "2022-08")
+    pid_hj, pid_yl = hj.name.split("/")[1], yl.name.split("/")[1]
+    assert paid == {
+        f"programs/{pid_hj}/beneficiaries/persons/431281-b-mother/periods/2022-08": 940_00,
+        f"programs/{pid_hj}/beneficiaries/persons/431281-d-mother/periods/2022-08": 580_00,
+        f"programs/{pid_yl}/beneficiaries/persons/431222-b-mother/periods/2022-08": 590_00,
+        f"programs/{pid_yl}/beneficiaries/persons/431222-d-mother/periods/2022-08": 460_00,
+    }
+    # A new request for the same month pays nothing again.
+    with pytest.raises(FailedPrecondition) as e:
+        await svc.create_payment_batch(batch_req(hj, "431281", "2022-08"), admin)
+    assert e.value.reason == "NOTHING_TO_PAY"
+
+    listed = await svc.list_payments(pb.ListPaymentsRequest(payment_batch=b.name), admin)
+    assert sorted(p.amount.fen for p in listed.payments) == [580_00, 940_00]
+    assert {p.payee for p in listed.payments} == {"persons/431281-b-mother", "persons/431281-d-mother"}
+    csv_text = await svc.payment_file_csv(int(b.name.split("/")[1]))
+    lines = csv_text.lstrip("\ufeff").strip().splitlines()
+    assert lines[0].startswith("序号,收款人编号") and lines[-1].startswith("合计,2,,,1520.00")
+    assert any("persons/431281-b-mother" in ln and "940.00" in ln for ln in lines)
+    out = tmp_path / "pay.csv"
+    from jsxcore.cli import main
+    assert await asyncio.to_thread(main, ["funds", "payment-file", b.name, "--out", str(out), "--database-url", db_url]) == 0
+    assert out.read_bytes().decode("utf-8") == csv_text
+
+    bal = await env["funds"].balance(int((await svc.get_program(pb.GetProgramRequest(name=hj.name), None)).fund.split("/")[1]))
+    assert bal.available.fen == 10_000_00 - 1520_00 and bal.expended.fen == 1520_00
+    # 沅陵's fund is now empty: September is refused whole, nothing posted.
+    with pytest.raises(FailedPrecondition) as e:
+        await svc.create_payment_batch(batch_req(yl, "431222", "2022-09"), who("fin-yl", "431222"))
+    assert e.value.reason == "INSUFFICIENT_FUNDS"
+    assert await payments(env, f"programs/{pid_yl}/beneficiaries/persons/431222-b-mother/periods/2022-09") == {}
+    async with env["sessions"]() as s:
+        assert await verify(s) == []
+        issued = (await s.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == "jsx.funds.payment.issued"))).scalars().all()
+    events = [fev.PaymentIssued.FromString(p) for p in issued]
+    assert len(events) == 4 and {e.period.code for e in events} == {"2022-08"}
+    assert all(e.payment_batch and e.application and e.program for e in events)
+
+
+async def test_twenty_concurrent_batches_pay_once(env) -> None:  # type: ignore[no-untyped-def]
+    svc, hj = env["svc"], env["hj"]
+    env["clock"].now += timedelta(days=30)
+    admin = who("fin-hj", "431281")
+    results = await asyncio.gather(*(svc.create_payment_batch(batch_req(hj, "431281", "2022-09"), admin)
+                                     for _ in range(20)), return_exceptions=True)
+    ok = [r for r in results if isinstance(r, pb.PaymentBatch)]
+    refused = [r for r in results if isinstance(r, FailedPrecondition) and r.reason == "NOTHING_TO_PAY"]
+    assert len(ok) == 1 and len(refused) == 19, [r for r in results if not isinstance(r, pb.PaymentBatch)][:3]
+    assert ok[0].payment_count == 2
+    assert len(await payments(env, "2022-09")) == 2
+    async with env["sessions"]() as s:
+        assert int((await s.execute(select(func.count()).select_from(PaymentRow))).scalar_one()) == 2
+        assert await verify(s) == []
