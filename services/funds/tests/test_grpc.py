@@ -189,3 +189,13 @@ async def test_programs_and_applications_over_grpc(stack) -> None:  # type: igno
             request_id=rid(), name="applications/1", decision=pb.APPROVAL_DECISION_APPROVE))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED  # clerks cannot decide
     assert (await clerk.ListPublicity(pb.ListPublicityRequest())).entries == []
+
+    batch = pb.CreatePaymentBatchRequest(request_id=rid(), program=program.name, region=c.RegionCode(code="431224"),
+                                         period=c.Period(code="2022-08"))
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await clerk.CreatePaymentBatch(batch)  # only finance moves money
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await fin.CreatePaymentBatch(batch)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_details(e.value)[0].reason == "NOTHING_TO_PAY"
