@@ -22,6 +22,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 T = TypeVar("T")
+_FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 300)]
 
 
 def tail(path: Path, n: int = 40) -> str:
@@ -60,12 +62,17 @@ class ServiceProc:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (to stop several processes at once)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, grace: float = 20.0) -> int | None:
         """SIGTERM and wait; SIGKILL after ``grace``. Returns the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
@@ -85,7 +92,9 @@ class ServiceProc:
     def wait_serving(self, timeout: float = 60.0) -> None:
         """Block until gRPC health says SERVING; fail with the log tail if it dies or times out."""
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.addr) as ch:
+        # short reconnect backoff: the default (1 s, growing) would notice a
+        # freshly listening server seconds late
+        with grpc.insecure_channel(self.addr, options=_FAST_RECONNECT) as ch:
             stub = health_pb2_grpc.HealthStub(ch)
             while True:
                 if not self.alive():
