@@ -182,3 +182,31 @@ async def test_cli_record_list_report_xlsx(db_url: str, tmp_path, monkeypatch, c
                                           "--xlsx", str(out)]) == 0
     assert "开展各类慰问服务 1 场次" in capsys.readouterr().out
     assert load_workbook(out).active["A2"].value == "结果"
+
+
+async def test_closed_site_stops_owing_cadence_and_member_changes_are_understood(svc: EventsService) -> None:
+    from jsxcore.outbox import EventMeta
+    from jsx_events.adapters import bus as events_bus
+
+    # the consumer would have terminated these as unknown types before
+    names = {t.DESCRIPTOR.full_name for t in events_bus.MEMBER_TYPES}
+    assert {"jsx.members.v1.SiteClosed", "jsx.members.v1.HouseholdMembersChanged"} <= names
+
+    await feed_members(svc)
+    meta = EventMeta("e2", "s", "t", 1, 1, None)
+    q3 = Period.quarter(2022, 3)
+    assert any(i.subject_id == "warm-1" for i in (await svc.compliance(COUNTY, q3, today=date(2023, 1, 1))).items)
+    async with svc.sessions() as s, s.begin():
+        await svc.apply_member_event(s, mpb.SiteClosed(site="sites/warm-1", kind=mmpb.SITE_KIND_WARM_HOME,
+                                                       village=cpb.RegionCode(code=VILLAGE.code),
+                                                       closed_date=cpb.Date(year=2022, month=6, day=30)), meta)
+        await svc.apply_member_event(s, mpb.HouseholdMembersChanged(
+            household="households/hh-1", village=cpb.RegionCode(code=VILLAGE.code)), meta)
+    # closed before Q3 began: no Q3 findings for it; Q2 (when it ran) still reported
+    after = await svc.compliance(COUNTY, q3, today=date(2023, 1, 1))
+    assert not any(i.subject_id == "warm-1" for i in after.items)
+    q2 = await svc.compliance(COUNTY, Period.quarter(2022, 2), today=date(2023, 1, 1))
+    assert any(i.subject_id == "warm-1" for i in q2.items)
+    # the special family is still known after a membership change
+    fams = [f for f in (await svc._facts(COUNTY, q3)).families if f.household_id == "hh-1"]
+    assert fams and fams[0].special

@@ -250,7 +250,7 @@ class EventsService:
         first = date(period.start.year, 1, 1)  # yearly and semester windows reach back before a quarter
         async with self.sessions() as s:
             return d.Facts(
-                sites=await db.sites_in(s, region), families=await db.families_in(s, region),
+                sites=await db.sites_in(s, region, period.start), families=await db.families_in(s, region),
                 activities=await db.activities_in(s, region, first, period.end),
                 visits=await db.visits_in(s, region, first, period.end),
                 plans=await db.plans_in(s, region, years), awards=await db.awards_in(s, region, years),
@@ -290,6 +290,18 @@ class EventsService:
             fields = msg.DESCRIPTOR.fields_by_name
             if "display_name" in fields:  # the name is public (挂牌), not personal data
                 row.name = getattr(msg, "display_name")
+            s.add(row)
+        elif isinstance(msg, mpb.SiteClosed):
+            sid = bus.bare(msg.site, "sites")
+            row = await s.get(db.SiteRow, sid) or db.SiteRow(
+                id=sid, kind=bus.site_kind(msg.kind), region=RegionCode.parse(msg.village.code).code)
+            row.closed_on = bus.to_date(msg.closed_date, "closed_date", required=False) or date.today()
+            s.add(row)
+        elif isinstance(msg, mpb.HouseholdMembersChanged):
+            # events keeps no member lists; the household's place is all it needs
+            hid = bus.bare(msg.household, "households")
+            row = await s.get(db.HouseholdRow, hid) or db.HouseholdRow(id=hid, special_kinds=[])
+            row.region = RegionCode.parse(msg.village.code).code
             s.add(row)
         elif isinstance(msg, (mpb.HouseholdRegistered, mpb.HouseholdSituationChanged)):
             hid = bus.bare(msg.household, "households")

@@ -24,8 +24,8 @@ from jsx_events import domain as d
 #: Subjects consumed from the members and funds streams.
 MEMBER_SUBJECTS = ("jsx.members.site.>", "jsx.members.household.>", "jsx.members.pairing.>")
 FUNDS_SUBJECTS = ("jsx.funds.visit_expense.>",)
-MEMBER_TYPES = (mpb.SiteOpened, mpb.HouseholdRegistered, mpb.HouseholdSituationChanged,
-                mpb.VolunteerPaired, mpb.VolunteerUnpaired)
+MEMBER_TYPES = (mpb.SiteOpened, mpb.SiteClosed, mpb.HouseholdRegistered, mpb.HouseholdSituationChanged,
+                mpb.HouseholdMembersChanged, mpb.VolunteerPaired, mpb.VolunteerUnpaired)
 FUNDS_TYPES = (fpb.VisitExpenseBooked, fpb.VisitExpenseRejected)
 
 _TYPE_TO_ENUM = {

@@ -191,6 +191,8 @@ class SiteRow(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     region: Mapped[str] = mapped_column(String(12), index=True)
     opened_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    #: last day the site ran (members' SiteClosed); closed sites stop owing cadence
+    closed_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class HouseholdRow(Base):
@@ -242,8 +244,12 @@ async def awards_in(s: AsyncSession, region: RegionCode, years: range) -> list[d
     return [r.to_domain() for r in rows]
 
 
-async def sites_in(s: AsyncSession, region: RegionCode) -> list[d.Site]:
-    rows = await s.scalars(select(SiteRow).where(_in_region(SiteRow.region, region)).order_by(SiteRow.id))
+async def sites_in(s: AsyncSession, region: RegionCode, active_from: date | None = None) -> list[d.Site]:
+    """Sites in ``region``; with ``active_from``, leaves out those closed before it."""
+    q = select(SiteRow).where(_in_region(SiteRow.region, region))
+    if active_from is not None:
+        q = q.where((SiteRow.closed_on.is_(None)) | (SiteRow.closed_on >= active_from))
+    rows = await s.scalars(q.order_by(SiteRow.id))
     return [d.Site(r.id, r.kind, r.name or f"{d.SITE_KIND_LABELS.get(r.kind, r.kind)}（{r.id}）", RegionCode(r.region))
             for r in rows]
 
