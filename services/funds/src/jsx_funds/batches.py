@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.common.v1 import common_pb2
@@ -42,6 +45,7 @@ from jsx.funds.v1 import events_pb2, funds_pb2
 from jsxcore import hookspecs as hs
 from jsxcore.auth import Caller
 from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.outbox import OutboxEvent
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, Period, PeriodKind, RegionCode
 
@@ -49,15 +53,18 @@ from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
 from jsx_funds.adapters.db import (
     ApplicationRow,
+    Base,
     BatchPaymentRow,
     HouseholdProjection,
+    JournalRow,
     PaymentBatchRow,
     PaymentRow,
     ProgramRow,
+    SituationProjection,
 )
-from jsx_funds.consumers import household_situations
-from jsx_funds.programs import _SITUATION_ORDER, RULE_TYPE, ProgramsService, effective_state
-from jsx_funds.service import actor_of, decode_token, encode_token, locked_fund, page_size, parse_id, pay, region_prefix, ts
+from jsx_funds.consumers import aware
+from jsx_funds.programs import _SITUATION_ORDER, RULE_TYPE, ProgramsService
+from jsx_funds.service import actor_of, decode_token, encode_token, locked_fund, page_size, parse_id, region_prefix, ts
 
 #: Programs paid every period to enrolled beneficiaries, and the period kind they are paid by.
 PERIODIC = {"SPECIAL_SUPPORT": PeriodKind.MONTH}
@@ -72,13 +79,6 @@ def payment_key(program_id: int, beneficiary: str, period: Period | str) -> str:
 
 def batch_name(batch_id: int) -> str:
     return f"paymentBatches/{batch_id}"
-
-
-class _Planned:
-    __slots__ = ("app", "amount", "basis", "key")
-
-    def __init__(self, app: ApplicationRow, amount: int, basis: list[str], key: str) -> None:
-        self.app, self.amount, self.basis, self.key = app, amount, basis, key
 
 
 class BatchesService(ProgramsService):
@@ -98,62 +98,16 @@ class BatchesService(ProgramsService):
         now = self.clock()
         async with self.sessions() as s:
             program = await self._program(s, req.program, "program", caller)
-            if not RegionCode(program.region).contains(region):
-                raise InvalidArgument.field("region.code", f"地区 {region.short} 不在项目主办地区 "
-                                            f"{RegionCode(program.region).short} 内", reason="OUT_OF_PROGRAM_REGION")
-            kind = PERIODIC.get(program.type)
-            if kind is not None and period.kind is not kind:
-                raise InvalidArgument.field("period.code", f"该项目按月发放，请填写月份，例如 {period.start.year}-08",
-                                            reason="PERIOD_KIND")
-            stmt = select(ApplicationRow).where(
-                ApplicationRow.program_id == program.id,
-                ApplicationRow.village.startswith(region_prefix(region))).order_by(ApplicationRow.id)
-            stmt = stmt.where(ApplicationRow.state.in_(_ENROLLED)) if kind else stmt.where(
-                ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.period == str(period))
-            apps = [a for a in (await s.execute(stmt)).scalars()
-                    if (a.state != "IN_PUBLICITY" or effective_state(a, now) == "READY_TO_PAY")
-                    and (not kind or Period.parse(a.period).start <= period.start)]
-            # Rules are asked outside the write transaction; what is already paid is re-read under the lock.
-            plan, skipped = await self._plan(s, program, apps, period, kind is not None)
-        # An empty plan still goes through the idempotency check: a retried request gets its first answer.
+        if not RegionCode(program.region).contains(region):
+            raise InvalidArgument.field("region.code", f"地区 {region.short} 不在项目主办地区 "
+                                        f"{RegionCode(program.region).short} 内", reason="OUT_OF_PROGRAM_REGION")
+        kind = PERIODIC.get(program.type)
+        if kind is not None and period.kind is not kind:
+            raise InvalidArgument.field("period.code", f"该项目按月发放，请填写月份，例如 {period.start.year}-08",
+                                        reason="PERIOD_KIND")
 
         async def handler(s: AsyncSession) -> funds_pb2.PaymentBatch:
-            fund = await locked_fund(s, program.fund_id)
-            paid = set((await s.execute(select(PaymentRow.payment_key).where(
-                PaymentRow.payment_key.in_([p.key for p in plan])))).scalars())
-            todo = [p for p in plan if p.key not in paid]
-            if not todo:
-                raise FailedPrecondition(self._nothing_message(program, region, period, skipped),
-                                         reason="NOTHING_TO_PAY")
-            need = sum(p.amount for p in todo)
-            have = sum((await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])).values())
-            if need > have and not fund.allow_negative:
-                raise FailedPrecondition(
-                    f"基金 funds/{fund.id}（{fund.name}）余额不足：可用 {d.yuan(max(have, 0))} 元，"
-                    f"本批 {len(todo)} 笔共需 {d.yuan(need)} 元，请先拨入资金", reason="INSUFFICIENT_FUNDS")
-            batch = PaymentBatchRow(program_id=program.id, region=region.code, period=str(period), skipped=skipped,
-                                    actor=actor_of(caller), request_id=req.request_id, created_at=now)
-            s.add(batch)
-            await s.flush()
-            for p in todo:
-                app = p.app
-                payee = app.person or (await self._head(s, app))
-                _, prow = await pay(s, fund.id, Money(p.amount), payment_key=p.key, payee=payee,
-                                    actor=actor_of(caller), memo=f"{program.name} {period}", emit_event=False)
-                s.add(BatchPaymentRow(payment_id=prow.journal_id, batch_id=batch.id, application_id=app.id,
-                                      household_id=app.household_id, payee=payee, village=app.village,
-                                      amount=p.amount, basis=p.basis, state="PENDING"))
-                live = await s.get(ApplicationRow, app.id)
-                assert live is not None
-                live.state, live.updated_at = "PAYMENT_ISSUED", now
-                bus.emit(s, events_pb2.PaymentIssued(
-                    payment=f"{batch_name(batch.id)}/payments/{prow.journal_id}", payment_batch=batch_name(batch.id),
-                    application=bus.application_name(app.id), program=bus.program_name(program.id),
-                    household=f"households/{app.household_id}", payee=payee,
-                    village=common_pb2.RegionCode(code=app.village), period=common_pb2.Period(code=str(period)),
-                    amount=common_pb2.Money(fen=p.amount), fund=bus.fund_name(fund.id)))
-            await s.flush()
-            return await self._batch_message(s, batch)
+            return await _BatchWriter(self, s, program, region, period, kind is not None, now, caller, req.request_id).run()
 
         return await self._mutate("CreatePaymentBatch", req, funds_pb2.PaymentBatch, handler, caller)
 
@@ -161,58 +115,6 @@ class BatchesService(ProgramsService):
     def _nothing_message(program: ProgramRow, region: RegionCode, period: Period, skipped: list[Any]) -> str:
         why = f"；另有 {len(skipped)} 人经规则核定本期不予发放" if skipped else ""
         return f"{program.name} 在 {region.short} 的 {period} 没有待支付的对象（已全部支付或尚无公示期满的申请）{why}"
-
-    async def _head(self, s: AsyncSession, app: ApplicationRow) -> str:
-        hh = await s.get(HouseholdProjection, app.household_id)
-        return hh.head_person if hh is not None and hh.head_person else f"households/{app.household_id}"
-
-    async def _plan(self, s: AsyncSession, program: ProgramRow, apps: list[ApplicationRow], period: Period,
-                    periodic: bool) -> tuple[list[_Planned], list[dict[str, Any]]]:
-        keys = {a.id: payment_key(program.id, a.beneficiary, period) for a in apps}
-        paid = set((await s.execute(select(PaymentRow.payment_key).where(
-            PaymentRow.payment_key.in_(list(keys.values()))))).scalars()) if keys else set()
-        plan: list[_Planned] = []
-        skipped: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for app in apps:
-            key = keys[app.id]
-            if key in paid or key in seen:
-                continue  # paid in an earlier batch, or enrolled twice
-            seen.add(key)
-            if not periodic:
-                plan.append(_Planned(app, app.amount_entitled, [f"按审批核定金额 {d.yuan(app.amount_entitled)} 元"], key))
-                continue
-            sits = {x.kind: x for x in await household_situations(s, app.household_id, period.start)}
-            situation = next((k for k in _SITUATION_ORDER if k in sits), hs.Situation.OTHER.value)
-            attributes = dict(app.attributes or {})
-            if situation == "SPECIAL_DISABLED" and sits["SPECIAL_DISABLED"].disability_grade:
-                attributes.setdefault("child_disability_grade", str(sits["SPECIAL_DISABLED"].disability_grade))
-            birth = attributes.get("birth_date")
-            village = RegionCode(app.village)
-            who = hs.Beneficiary(
-                person_id=app.person or app.beneficiary, household_id=f"households/{app.household_id}", region=village,
-                situation=situation, unit="PERSON" if app.person else "HOUSEHOLD",
-                birth_date=datetime.strptime(birth, "%Y-%m-%d").date() if birth else None, attributes=attributes)
-            rule_type = RULE_TYPE.get(program.type, program.custom_type)
-            ctx = {"program_year": program.year}
-            try:
-                elig = await self.plugins.acall("jsx_program_eligibility", village, program_type=rule_type,
-                                                beneficiary=who, period=period, context=ctx)
-                if not elig.value.eligible:
-                    skipped.append({"application": bus.application_name(app.id), "reasons": list(elig.value.reasons)})
-                    continue
-                amt = await self.plugins.acall("jsx_entitlement_amount", village, program_type=rule_type,
-                                               beneficiary=who, period=period, context=ctx)
-            except DomainError as e:
-                # One beneficiary's rule refusing (e.g. no situation any more) must not stop the others.
-                skipped.append({"application": bus.application_name(app.id), "reasons": [e.message]})
-                continue
-            if amt.value.amount.fen <= 0:
-                skipped.append({"application": bus.application_name(app.id), "reasons": ["按规则核定金额为 0 元"]})
-                continue
-            basis = [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"]
-            plan.append(_Planned(app, amt.value.amount.fen, basis, key))
-        return plan, skipped
 
     async def _batch_message(self, s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.PaymentBatch:
         rows = (await s.execute(select(BatchPaymentRow.state, func.count(), func.coalesce(func.sum(BatchPaymentRow.amount), 0))
@@ -265,19 +167,288 @@ class BatchesService(ProgramsService):
             next_page_token=encode_token(rows[-1].payment_id, key) if more else "")
 
     async def payment_file_csv(self, batch_id: int) -> str:
-        """The batch's payment file (UTF-8 with BOM so Excel opens it; amounts in 元 with 2 decimals)."""
+        """The batch's payment file as one string (see :meth:`write_payment_file`)."""
+        out = io.StringIO()
+        await self.write_payment_file(batch_id, out)
+        return out.getvalue()
+
+    async def write_payment_file(self, batch_id: int, out: TextIO, *, page: int = 20_000) -> int:
+        """Stream the batch's payment file to ``out``; returns the number of payments.
+
+        UTF-8 with BOM so Excel opens it; amounts in 元 with 2 decimals; read
+        by keyset pages so a million-line file never sits in memory.
+        """
         async with self.sessions() as s:
             batch = await self._batch(s, batch_name(batch_id), "payment_batch", None)
             program = await s.get(ProgramRow, batch.program_id)
-            rows = (await s.execute(select(BatchPaymentRow).where(BatchPaymentRow.batch_id == batch.id)
-                                    .order_by(BatchPaymentRow.payment_id))).scalars().all()
-        out = io.StringIO()
+        pname, bname = (program.name if program else ""), batch_name(batch.id)
         out.write("\ufeff")
         w = csv.writer(out, lineterminator="\r\n")
         w.writerow(["序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"])
-        for i, r in enumerate(rows, 1):
-            w.writerow([i, r.payee, f"households/{r.household_id}", r.village, Money(r.amount).format_yuan(),
-                        batch.period, program.name if program else "", f"{batch_name(batch.id)}/payments/{r.payment_id}"])
-        w.writerow(["合计", len(rows), "", "", Money(sum(r.amount for r in rows)).format_yuan(), "", "", ""])
-        return out.getvalue()
+        n, total, after = 0, 0, 0
+        while True:
+            async with self.sessions() as s:
+                rows = (await s.execute(
+                    select(BatchPaymentRow.payment_id, BatchPaymentRow.payee, BatchPaymentRow.household_id,
+                           BatchPaymentRow.village, BatchPaymentRow.amount)
+                    .where(BatchPaymentRow.batch_id == batch.id, BatchPaymentRow.payment_id > after)
+                    .order_by(BatchPaymentRow.payment_id).limit(page))).all()
+            if not rows:
+                break
+            for pid, payee, hid, village, amount in rows:
+                n += 1
+                total += amount
+                w.writerow([n, payee, f"households/{hid}", village, Money(amount).format_yuan(), batch.period, pname,
+                            f"{bname}/payments/{pid}"])
+            after = rows[-1].payment_id
+        w.writerow(["合计", n, "", "", Money(total).format_yuan(), "", "", ""])
+        return n
 
+
+# ---------------------------------------------------------------- the batch writer
+
+#: Applications read, ruled on and written per round trip (SQLite caps bound parameters at 32 766).
+CHUNK = {"postgresql": 20_000, "sqlite": 5_000}
+
+
+def _fault(point: str) -> None:
+    """Die here if ``JSX_FAULT`` names this point (crash tests only; the outbox's convention)."""
+    if os.environ.get("JSX_FAULT") == point:
+        os._exit(86)
+
+
+class _Rule:
+    """The rules' answer for one distinct set of hook inputs: an amount with its basis, or why not."""
+
+    __slots__ = ("amount", "basis_json", "reasons")
+
+    def __init__(self, amount: int, basis: list[str], reasons: list[str]) -> None:
+        self.amount, self.basis_json, self.reasons = amount, json.dumps(basis, ensure_ascii=False), reasons
+
+
+class _BatchWriter:
+    """One CreatePaymentBatch, streamed in chunks inside the caller's single transaction.
+
+    Why one transaction for a million payments: the fund lock, the UNIQUE
+    payment keys and the balance check then cover the whole batch, and a
+    process killed mid-batch leaves nothing behind (PostgreSQL aborts the
+    dead connection's transaction, SQLite rolls its journal back on the next
+    open), so the rerun simply pays everyone. Memory stays flat because the
+    beneficiaries are read by keyset pages of ``CHUNK`` and each page's rows
+    are written (COPY on PostgreSQL, executemany on SQLite) before the next
+    is read; each page's query anti-joins ``payments`` on the payment key,
+    which also drops a beneficiary enrolled twice once the first is written.
+
+    The rules are asked once per distinct input: the eligibility and amount
+    hooks take plain data and are pure by contract (DESIGN.md §4), so two
+    beneficiaries whose hook arguments are equal — village, situation, unit,
+    birth date, attributes, program type, period, context; the opaque
+    person/household ids aside, which a rule has no way to resolve — get the
+    same answer. The ledger keeps one PAYMENT journal per payment (Dr EXPENSE
+    for that payment, Cr AVAILABLE), so ``verify`` traces every payment to its
+    entries exactly as for a single payment.
+    """
+
+    def __init__(self, svc: BatchesService, s: AsyncSession, program: ProgramRow, region: RegionCode, period: Period,
+                 periodic: bool, now: datetime, caller: Caller | None, request_id: str) -> None:
+        self.svc, self.s, self.program, self.region, self.period = svc, s, program, region, period
+        self.periodic, self.now, self.actor, self.request_id = periodic, now, actor_of(caller), request_id
+        self.rules: dict[tuple[Any, ...], _Rule] = {}
+        self.skipped: list[dict[str, Any]] = []
+        self.count = 0
+        self.total = 0
+
+    async def run(self) -> funds_pb2.PaymentBatch:
+        s, program, period = self.s, self.program, self.period
+        fund = await locked_fund(s, program.fund_id)
+        self.fund = fund
+        dialect = s.bind.dialect.name
+        self.pg = dialect == "postgresql"
+        have = sum((await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])).values())
+        acc = await db.account_ids(s, [d.AccountKey(fund.id, d.AccountKind.EXPENSE), d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])
+        self.expense_acc = acc[(fund.id, d.AccountKind.EXPENSE, None)]
+        self.available_acc = acc[(fund.id, d.AccountKind.AVAILABLE, None)]
+        batch = PaymentBatchRow(program_id=program.id, region=self.region.code, period=str(period), skipped=[],
+                                actor=self.actor, request_id=self.request_id, created_at=self.now)
+        s.add(batch)
+        await s.flush()
+        self.batch = batch
+        if not self.pg:
+            # We hold SQLite's single writer lock (lock_fund wrote first), so ids past the max are ours.
+            self.next_id = int((await s.execute(select(func.coalesce(func.max(JournalRow.id), 0)))).scalar_one()) + 1
+        chunk = CHUNK.get(dialect, CHUNK["sqlite"])
+        after = 0
+        while True:
+            rows = (await s.execute(self._page(after, chunk))).all()
+            if not rows:
+                break
+            after = rows[-1].id
+            await self._write(await self._rule_page(rows))
+            _fault("batch.after_chunk")
+        if self.count == 0:
+            raise FailedPrecondition(self.svc._nothing_message(program, self.region, period, self.skipped),
+                                     reason="NOTHING_TO_PAY")
+        if self.total > have and not fund.allow_negative:
+            raise FailedPrecondition(
+                f"基金 funds/{fund.id}（{fund.name}）余额不足：可用 {d.yuan(max(have, 0))} 元，"
+                f"本批 {self.count} 笔共需 {d.yuan(self.total)} 元，请先拨入资金", reason="INSUFFICIENT_FUNDS")
+        batch.skipped = self.skipped
+        await s.flush()
+        return await self.svc._batch_message(s, batch)
+
+    def _page(self, after: int, limit: int):  # type: ignore[no-untyped-def]
+        key = literal(f"programs/{self.program.id}/beneficiaries/") + ApplicationRow.beneficiary + literal(f"/periods/{self.period}")
+        stmt = (select(ApplicationRow.id, ApplicationRow.household_id, ApplicationRow.person, ApplicationRow.beneficiary,
+                       ApplicationRow.village, ApplicationRow.period, ApplicationRow.state, ApplicationRow.publicity_end,
+                       ApplicationRow.amount_entitled, ApplicationRow.attributes, HouseholdProjection.head_person)
+                .outerjoin(HouseholdProjection, HouseholdProjection.household_id == ApplicationRow.household_id)
+                .outerjoin(PaymentRow, PaymentRow.payment_key == key)
+                .where(ApplicationRow.program_id == self.program.id, ApplicationRow.id > after,
+                       ApplicationRow.village.startswith(region_prefix(self.region)), PaymentRow.journal_id.is_(None))
+                .order_by(ApplicationRow.id).limit(limit))
+        if self.periodic:
+            return stmt.where(ApplicationRow.state.in_(_ENROLLED))
+        return stmt.where(ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.period == str(self.period))
+
+    async def _rule_page(self, rows: list[Any]) -> list[tuple[Any, _Rule]]:
+        """The page's payable applications with their rule answers (skips recorded)."""
+        period, start = self.period, self.period.start
+        live = [r for r in rows
+                if (r.state != "IN_PUBLICITY" or (r.publicity_end is not None and aware(r.publicity_end) <= self.now))
+                and (not self.periodic or Period.parse(r.period).start <= start)]
+        seen: set[str] = set()
+        unique = []
+        for r in live:
+            if r.beneficiary not in seen:  # enrolled twice: the first application pays
+                seen.add(r.beneficiary)
+                unique.append(r)
+        if not self.periodic:
+            out = []
+            for r in unique:
+                k = ("entitled", r.amount_entitled)
+                rule = self.rules.get(k)
+                if rule is None:
+                    rule = self.rules[k] = _Rule(r.amount_entitled, [f"按审批核定金额 {d.yuan(r.amount_entitled)} 元"], [])
+                out.append((r, rule))
+            return out
+        sits: dict[str, dict[str, Any]] = {}
+        for hid, kind_, grade in (await self.s.execute(
+                select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.disability_grade)
+                .where(SituationProjection.household_id.in_({r.household_id for r in unique}),
+                       SituationProjection.effective_from <= start,
+                       SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
+                .order_by(SituationProjection.effective_from))).all():
+            sits.setdefault(hid, {})[kind_] = grade
+        out = []
+        for r in unique:
+            kinds = sits.get(r.household_id, {})
+            situation = next((k for k in _SITUATION_ORDER if k in kinds), hs.Situation.OTHER.value)
+            attributes = dict(r.attributes or {})
+            if situation == "SPECIAL_DISABLED" and kinds["SPECIAL_DISABLED"]:
+                attributes.setdefault("child_disability_grade", str(kinds["SPECIAL_DISABLED"]))
+            key = (r.village, situation, bool(r.person), tuple(sorted(attributes.items())))
+            rule = self.rules.get(key)
+            if rule is None:
+                rule = self.rules[key] = await self._ask(r, situation, attributes)
+            if rule.amount <= 0:
+                self.skipped.append({"application": bus.application_name(r.id), "reasons": rule.reasons})
+                continue
+            out.append((r, rule))
+        return out
+
+    async def _ask(self, r: Any, situation: str, attributes: dict[str, str]) -> _Rule:
+        birth = attributes.get("birth_date")
+        village = RegionCode(r.village)
+        who = hs.Beneficiary(
+            person_id=r.person or r.beneficiary, household_id=f"households/{r.household_id}", region=village,
+            situation=situation, unit="PERSON" if r.person else "HOUSEHOLD",
+            birth_date=datetime.strptime(birth, "%Y-%m-%d").date() if birth else None, attributes=attributes)
+        rule_type = RULE_TYPE.get(self.program.type, self.program.custom_type)
+        ctx = {"program_year": self.program.year}
+        plugins = self.svc.plugins
+        try:
+            elig = await plugins.acall("jsx_program_eligibility", village, program_type=rule_type,
+                                       beneficiary=who, period=self.period, context=ctx)
+            if not elig.value.eligible:
+                return _Rule(0, [], list(elig.value.reasons))
+            amt = await plugins.acall("jsx_entitlement_amount", village, program_type=rule_type,
+                                      beneficiary=who, period=self.period, context=ctx)
+        except DomainError as e:
+            # One beneficiary's rule refusing (e.g. no situation any more) must not stop the others.
+            return _Rule(0, [], [e.message])
+        if amt.value.amount.fen <= 0:
+            return _Rule(0, [], ["按规则核定金额为 0 元"])
+        return _Rule(amt.value.amount.fen, [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"], [])
+
+    async def _ids(self, n: int) -> list[int]:
+        if self.pg:
+            return list((await self.s.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('journals', 'id')) FROM generate_series(1, :n)"), {"n": n})).scalars())
+        first, self.next_id = self.next_id, self.next_id + n
+        return list(range(first, first + n))
+
+    async def _write(self, page: list[tuple[Any, _Rule]]) -> None:
+        if not page:
+            return
+        s, fund, batch, now, actor = self.s, self.fund, self.batch, self.now, self.actor
+        bname = batch_name(batch.id)
+        memo = f"{self.program.name} {self.period}"[:500]
+        program_name, fund_name = bus.program_name(self.program.id), bus.fund_name(fund.id)
+        period_msg = common_pb2.Period(code=str(self.period))
+        occurred = ts(now)
+        subject, etype = bus.subject_of(events_pb2.PaymentIssued()), events_pb2.PaymentIssued.DESCRIPTOR.full_name
+        key_prefix = f"programs/{self.program.id}/beneficiaries/"
+        ids = await self._ids(len(page))
+        journals, payments, entries, bpays, outbox, issue = [], [], [], [], [], []
+        for jid, (r, rule) in zip(ids, page):
+            payee = r.person or r.head_person or f"households/{r.household_id}"
+            amount = rule.amount
+            journals.append((jid, fund.id, "PAYMENT", amount, "", payee, "", memo, actor, now))
+            payments.append((jid, fund.id, f"{key_prefix}{r.beneficiary}/periods/{self.period}", payee, amount, now))
+            entries.append((jid, self.expense_acc, "D", amount, jid))
+            entries.append((jid, self.available_acc, "C", amount, None))
+            bpays.append((jid, batch.id, r.id, r.household_id, payee, r.village, amount, rule.basis_json, "PENDING"))
+            eid = str(uuid.uuid4())
+            outbox.append((eid, subject, etype, events_pb2.PaymentIssued(
+                event_id=eid, occurred_at=occurred, payment=f"{bname}/payments/{jid}", payment_batch=bname,
+                application=bus.application_name(r.id), program=program_name, household=f"households/{r.household_id}",
+                payee=payee, village=common_pb2.RegionCode(code=r.village), period=period_msg,
+                amount=common_pb2.Money(fen=amount), fund=fund_name).SerializeToString(deterministic=True), "{}", now, 0))
+            if r.state != "PAYMENT_ISSUED":
+                issue.append(r.id)
+            self.total += amount
+        self.count += len(page)
+        tables = (
+            ("journals", ("id", "fund_id", "kind", "amount", "reference", "counterparty", "request_id", "memo", "actor",
+                          "created_at"), journals),
+            ("payments", ("journal_id", "fund_id", "payment_key", "payee", "amount", "created_at"), payments),
+            ("ledger_entries", ("journal_id", "account_id", "side", "amount", "payment_id"), entries),
+            ("batch_payments", ("payment_id", "batch_id", "application_id", "household_id", "payee", "village", "amount",
+                                "basis", "state"), bpays),
+            ("outbox", ("event_id", "subject", "event_type", "payload", "headers", "created_at", "attempts"), outbox),
+        )
+        if self.pg:
+            raw = (await (await s.connection()).get_raw_connection()).driver_connection
+            async with raw.cursor() as cur:
+                for table, cols, rows in tables:
+                    async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+                        for row in rows:
+                            await cp.write_row(row)
+        else:
+            # Core executemany through the tables' types (SQLite's DateTime and JSON storage forms).
+            conn = await s.connection()
+            for table, cols, rows in tables:
+                tbl = OutboxEvent.__table__ if table == "outbox" else Base.metadata.tables[table]
+                await conn.execute(insert(tbl), [dict(zip(cols, row)) for row in _sqlite_values(table, rows)])
+        if issue:
+            await s.execute(update(ApplicationRow).where(ApplicationRow.id.in_(issue))
+                            .values(state="PAYMENT_ISSUED", updated_at=now).execution_options(synchronize_session=False))
+
+
+def _sqlite_values(table: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows shaped for COPY's text form, turned back into Python values for the typed Core insert."""
+    if table == "batch_payments":
+        return [(*r[:7], json.loads(r[7]), r[8]) for r in rows]
+    if table == "outbox":
+        return [(*r[:4], {}, *r[5:]) for r in rows]
+    return rows
