@@ -208,3 +208,25 @@ async def _n_sits(service, n: int) -> bool:  # type: ignore[no-untyped-def]
     # wait until the last event (the stale copy and h2) were applied too
     async with service.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(InboxEvent))).scalar_one()) >= 6
+
+
+async def test_members_change_moves_the_head_in_the_projection(funds) -> None:  # type: ignore[no-untyped-def]
+    js, service = funds["js"], funds["service"]
+    reg = mev.HouseholdRegistered(household="households/h9", village=c.RegionCode(code="431281101201"),
+                                  head_person="persons/old-head", member_count=2)
+    reg.occurred_at.FromSeconds(1_660_000_000)
+    await publish(js, reg)
+    moved = mev.HouseholdMembersChanged(household="households/h9", village=c.RegionCode(code="431281101201"),
+                                        head_person="persons/new-head", member_count=1,
+                                        removed_persons=["persons/old-head"], previous_head_person="persons/old-head")
+    moved.occurred_at.FromSeconds(1_660_000_100)
+    await publish(js, moved)
+
+    async def moved_in() -> bool:
+        async with service.sessions() as s:
+            row = await s.get(HouseholdProjection, "h9")
+            return row is not None and row.head_person == "persons/new-head"
+
+    await until(moved_in)
+    async with service.sessions() as s:
+        assert (await s.get(HouseholdProjection, "h9")).member_count == 1

@@ -135,7 +135,9 @@ _SITUATION_PREFIX = "SITUATION_KIND_"
 
 
 async def apply_household_event(
-    s: AsyncSession, msg: mev.HouseholdRegistered | mev.HouseholdSituationChanged, meta: EventMeta
+    s: AsyncSession,
+    msg: mev.HouseholdRegistered | mev.HouseholdSituationChanged | mev.HouseholdMembersChanged,
+    meta: EventMeta,
 ) -> None:
     """Upsert the household (and, for a situation change, that dated situation).
 

@@ -111,9 +111,18 @@ def payment_failed(fund: db.FundRow, payment: db.PaymentRow, amount: int, reason
 #: Visits with 慰问金 from the events service (stream JSX_EVENTS).
 VISIT_SUBJECTS = ("jsx.events.visit.recorded",)
 #: Household facts from the members service (stream JSX_MEMBERS) for the projection.
-MEMBER_SUBJECTS = ("jsx.members.household.registered", "jsx.members.household.situation_changed")
+MEMBER_SUBJECTS = (
+    "jsx.members.household.registered",
+    "jsx.members.household.situation_changed",
+    "jsx.members.household.members_changed",
+)
 VISIT_TYPES = (ev_events_pb2.VisitRecorded,)
-MEMBER_TYPES = (members_events_pb2.HouseholdRegistered, members_events_pb2.HouseholdSituationChanged)
+MEMBER_TYPES = (
+    members_events_pb2.HouseholdRegistered,
+    members_events_pb2.HouseholdSituationChanged,
+    # a new 户主 or member count changes who is paid per-household subsidies
+    members_events_pb2.HouseholdMembersChanged,
+)
 
 
 def visit_expense_booked(
