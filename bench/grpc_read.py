@@ -42,12 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grpc  # noqa: E402
 from jsx.members.v1 import members_pb2, members_pb2_grpc  # noqa: E402
 from sqlalchemy import Integer, String, select  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
 from _common import Report  # noqa: E402
 from jsxcore.auth import current_caller, issue_token  # noqa: E402
 from jsxcore.config import ServiceConfig  # noqa: E402
-from jsxcore.db import create_engine  # noqa: E402
+from jsxcore.db import create_engine, read  # noqa: E402
 from jsxcore.errors import NotFound  # noqa: E402
 from jsxcore.pii import generate_key  # noqa: E402
 from jsxcore.runtime import create_server, setup_logging, start_server  # noqa: E402
@@ -75,9 +75,12 @@ class ReadServicer(members_pb2_grpc.MembersServiceServicer):
         self.engine = engine
         self.query = select(PersonRow.display_name, PersonRow.village).where(PersonRow.id == 1)
 
+    def _load(self, session: Session) -> Any:
+        # Core select of two columns on the session's connection: no ORM entity loading
+        return session.connection().execute(self.query).first()
+
     async def GetPerson(self, request: members_pb2.GetPersonRequest, context: Any) -> members_pb2.Person:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(self.query)).first()
+        row = await read(self.engine, self._load)
         if row is None:
             raise NotFound("未找到该人员", reason="PERSON_NOT_FOUND")
         current_caller().require_region(row.village)
@@ -88,8 +91,7 @@ class BareReadServicer(ReadServicer):
     """The same row read with no runtime around it (no caller, so no region check)."""
 
     async def GetPerson(self, request: members_pb2.GetPersonRequest, context: Any) -> members_pb2.Person:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(self.query)).first()
+        row = await read(self.engine, self._load)
         if row is None:
             raise NotFound("未找到该人员", reason="PERSON_NOT_FOUND")
         return members_pb2.Person(name=request.name, display_name=row.display_name)

@@ -1,0 +1,92 @@
+"""jsxcore.db.read: reads through a thread-pooled sync engine on SQLite files,
+AsyncSession.run_sync elsewhere; same results, caller context visible."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Integer, String, insert, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from jsxcore.auth import Caller, current_caller, reset_caller, set_caller
+from jsxcore.db import _readers, create_engine, read, session_factory, transaction
+from jsxcore.values import RegionCode
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Thing(Base):
+    __tablename__ = "things"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(20))
+
+
+async def _setup(url: str):  # type: ignore[no-untyped-def]
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    sessions = session_factory(engine)
+    async with transaction(sessions) as s:
+        s.add_all([Thing(id=1, label="甲"), Thing(id=2, label="乙")])
+    return engine, sessions
+
+
+async def test_read_returns_orm_objects_and_sees_committed_writes(db_url: str) -> None:
+    engine, sessions = await _setup(db_url)
+    try:
+        thing = await read(sessions, lambda s: s.get(Thing, 1))
+        assert thing is not None and thing.label == "甲"  # loaded attributes survive the session
+        async with transaction(sessions) as s:
+            await s.execute(insert(Thing).values(id=3, label="丙"))
+        labels = await read(engine, lambda s: s.scalars(select(Thing.label).order_by(Thing.id)).all())
+        assert labels == ["甲", "乙", "丙"]
+    finally:
+        await engine.dispose()
+
+
+async def test_read_sees_the_callers_context(db_url: str) -> None:
+    engine, sessions = await _setup(db_url)
+    caller = Caller("clerk-1", "clerk", ("county_clerk",), RegionCode.parse("431222"))
+    token = set_caller(caller)
+    try:
+        def load(s: Session) -> str:
+            current_caller().require_region("431222101001")
+            return current_caller().subject
+
+        assert await read(sessions, load) == "clerk-1"
+    finally:
+        reset_caller(token)
+        await engine.dispose()
+
+
+async def test_sqlite_file_reads_run_off_the_event_loop_on_read_only_connections(tmp_path: Path) -> None:
+    engine, sessions = await _setup(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        loop_thread = threading.get_ident()
+        assert await read(sessions, lambda s: threading.get_ident()) != loop_thread
+        with pytest.raises(OperationalError, match="readonly"):
+            await read(sessions, lambda s: s.execute(insert(Thing).values(id=9, label="x")))
+        # many concurrent reads share the small pool without exhausting it
+        got = await asyncio.gather(*(read(sessions, lambda s: s.get(Thing, 2).label) for _ in range(50)))
+        assert set(got) == {"乙"}
+        # WAL and foreign keys hold on read connections too
+        assert await read(sessions, lambda s: s.connection().exec_driver_sql("PRAGMA journal_mode").scalar()) == "wal"
+        assert await read(sessions, lambda s: s.connection().exec_driver_sql("PRAGMA foreign_keys").scalar()) == 1
+    finally:
+        await engine.dispose()
+    assert engine.sync_engine not in _readers  # disposing the engine closed its readers
+
+
+async def test_in_memory_sqlite_reads_use_the_async_engine() -> None:
+    engine, sessions = await _setup("sqlite:///:memory:")
+    try:
+        # a second engine would open a different, empty database
+        assert (await read(sessions, lambda s: s.get(Thing, 1))).label == "甲"
+        assert _readers[engine.sync_engine] is None
+    finally:
+        await engine.dispose()
