@@ -278,7 +278,9 @@ async def pay(
     ``payment_key`` is the business key that may be paid once (``applications/42``,
     ``programs/7/beneficiaries/9/periods/2022-08``): a second payment with the
     same key fails with ALREADY_EXISTS on the database's unique constraint,
-    however the requests race.
+    however the requests race — unless every earlier payment of the key failed
+    at the bank (a ``payment_failures`` row), in which case this is a retry,
+    stored under ``key#2``, ``key#3``, ….
     """
     d.require_positive(amount)
     if not payment_key:
@@ -286,13 +288,17 @@ async def pay(
     if commitment_id is not None and await _commitment_fund(session, commitment_id) != fund_id:
         raise InvalidArgument.field("commitment", "该预留不属于本基金", reason="COMMITMENT_OTHER_FUND")
     fund = await locked_fund(session, fund_id)
-    existing = (await session.execute(select(PaymentRow).where(PaymentRow.payment_key == payment_key))).scalar()
-    if existing is not None:
-        raise _already_paid(payment_key, existing)
+    attempts = await db.payment_attempts(session, payment_key)
+    live = next((p for p, failed in attempts if not failed), None)
+    if live is not None:
+        raise _already_paid(payment_key, live)
+    # Every earlier attempt failed at the bank: this one is stored as "key#n". Two racing
+    # retries compute the same n and the UNIQUE constraint lets only one in.
+    stored_key = db.attempt_key(payment_key, len(attempts) + 1)
     holder: list[PaymentRow] = []
 
     async def attach(journal: JournalRow) -> None:
-        row = PaymentRow(journal_id=journal.id, fund_id=fund.id, payment_key=payment_key, payee=payee,
+        row = PaymentRow(journal_id=journal.id, fund_id=fund.id, payment_key=stored_key, payee=payee,
                          amount=amount.fen, commitment_id=commitment_id, created_at=db.utcnow())
         session.add(row)
         try:

@@ -2771,10 +2771,26 @@ class Reconciliation(_message.Message):
     LEDGER_TOTAL_FIELD_NUMBER: _builtins.int
     BALANCED_FIELD_NUMBER: _builtins.int
     DISCREPANCIES_FIELD_NUMBER: _builtins.int
+    ISSUED_COUNT_FIELD_NUMBER: _builtins.int
+    PAID_COUNT_FIELD_NUMBER: _builtins.int
+    FAILED_COUNT_FIELD_NUMBER: _builtins.int
+    PENDING_COUNT_FIELD_NUMBER: _builtins.int
+    FAILED_PAYMENTS_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     payment_batch: _builtins.str
     """The batch, "paymentBatches/{payment_batch}"."""
     balanced: _builtins.bool
     """True when ledger_total equals paid_total + pending_total."""
+    issued_count: _builtins.int
+    """Number of payments issued (= paid_count + failed_count + pending_count)."""
+    paid_count: _builtins.int
+    """Number the bank paid."""
+    failed_count: _builtins.int
+    """Number the bank failed."""
+    pending_count: _builtins.int
+    """Number with no bank result yet."""
+    summary: _builtins.str
+    """One line for a clerk, e.g. "共 3 笔 2,400.00 元 = 已支付 …"."""
     @_builtins.property
     def issued_total(self) -> _common_pb2.Money:
         """Sum of all payments issued."""
@@ -2799,6 +2815,10 @@ class Reconciliation(_message.Message):
     def discrepancies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Differences found, in Chinese."""
 
+    @_builtins.property
+    def failed_payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]:
+        """The failed payments, with the bank's reasons."""
+
     def __init__(
         self,
         *,
@@ -2810,10 +2830,16 @@ class Reconciliation(_message.Message):
         ledger_total: _common_pb2.Money | None = ...,
         balanced: _builtins.bool = ...,
         discrepancies: _abc.Iterable[_builtins.str] | None = ...,
+        issued_count: _builtins.int = ...,
+        paid_count: _builtins.int = ...,
+        failed_count: _builtins.int = ...,
+        pending_count: _builtins.int = ...,
+        failed_payments: _abc.Iterable[Global___Payment] | None = ...,
+        summary: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failed_total", b"failed_total", "issued_total", b"issued_total", "ledger_total", b"ledger_total", "paid_total", b"paid_total", "pending_total", b"pending_total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balanced", b"balanced", "discrepancies", b"discrepancies", "failed_total", b"failed_total", "issued_total", b"issued_total", "ledger_total", b"ledger_total", "paid_total", b"paid_total", "payment_batch", b"payment_batch", "pending_total", b"pending_total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balanced", b"balanced", "discrepancies", b"discrepancies", "failed_count", b"failed_count", "failed_payments", b"failed_payments", "failed_total", b"failed_total", "issued_count", b"issued_count", "issued_total", b"issued_total", "ledger_total", b"ledger_total", "paid_count", b"paid_count", "paid_total", b"paid_total", "payment_batch", b"payment_batch", "pending_count", b"pending_count", "pending_total", b"pending_total", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2900,12 +2926,21 @@ class ProgramReport(_message.Message):
     AMOUNT_APPROVED_FIELD_NUMBER: _builtins.int
     AMOUNT_PAID_FIELD_NUMBER: _builtins.int
     INCOME_GAINED_FIELD_NUMBER: _builtins.int
+    FUND_TOTAL_FIELD_NUMBER: _builtins.int
+    PEOPLE_HELPED_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
     program: _builtins.str
     """The program, "programs/{program}"."""
     households_helped: _builtins.int
     """Distinct households paid."""
     persons_helped: _builtins.int
     """Distinct persons paid (per-person programs)."""
+    people_helped: _builtins.int
+    """People benefited: persons paid (per-person programs), or the members of
+    the households paid (per-household programs, from the members projection).
+    """
+    summary: _builtins.str
+    """The figures in a sentence, e.g. "资金总额 614.9 万元，惠及计生家庭 1515 户 4269 人"."""
     @_builtins.property
     def region(self) -> _common_pb2.RegionCode:
         """The region covered."""
@@ -2930,6 +2965,12 @@ class ProgramReport(_message.Message):
     def income_gained(self) -> _common_pb2.Money:
         """Income gained by helped households (三结合 绩效)."""
 
+    @_builtins.property
+    def fund_total(self) -> _common_pb2.Money:
+        """资金总额: the program's budget, or when it has none the money allocated
+        to its fund.
+        """
+
     def __init__(
         self,
         *,
@@ -2942,10 +2983,13 @@ class ProgramReport(_message.Message):
         amount_approved: _common_pb2.Money | None = ...,
         amount_paid: _common_pb2.Money | None = ...,
         income_gained: _common_pb2.Money | None = ...,
+        fund_total: _common_pb2.Money | None = ...,
+        people_helped: _builtins.int = ...,
+        summary: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_approved", b"amount_approved", "amount_paid", b"amount_paid", "income_gained", b"income_gained", "period", b"period", "region", b"region"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_approved", b"amount_approved", "amount_paid", b"amount_paid", "fund_total", b"fund_total", "income_gained", b"income_gained", "period", b"period", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_approved", b"amount_approved", "amount_paid", b"amount_paid", "households_helped", b"households_helped", "income_gained", b"income_gained", "period", b"period", "persons_helped", b"persons_helped", "program", b"program", "region", b"region", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_approved", b"amount_approved", "amount_paid", b"amount_paid", "fund_total", b"fund_total", "households_helped", b"households_helped", "income_gained", b"income_gained", "people_helped", b"people_helped", "period", b"period", "persons_helped", b"persons_helped", "program", b"program", "region", b"region", "states", b"states", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

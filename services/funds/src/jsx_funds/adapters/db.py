@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     case,
     func,
+    or_,
     select,
     update,
 )
@@ -137,7 +138,10 @@ class PaymentRow(Base):
 
     journal_id: Mapped[int] = mapped_column(BigId, ForeignKey("journals.id"), primary_key=True)
     fund_id: Mapped[int] = mapped_column(ForeignKey("funds.id"), index=True)
-    #: Business key that may be paid once: "application/42", "program/7/beneficiary/9/period/2022-08".
+    #: Business key that may be paid once: "applications/42", "programs/7/beneficiaries/9/periods/2022-08".
+    #: A retry after a bank failure stores "{key}#2", "#3", … (see :func:`attempt_key`), so the
+    #: UNIQUE constraint still allows one row per attempt and :func:`live_payment_keys` tells
+    #: which business keys are taken by a payment that has not failed.
     payment_key: Mapped[str] = mapped_column(String(200), unique=True)
     #: Resource name of who is paid ("households/123"), never personal data.
     payee: Mapped[str] = mapped_column(String(200))
@@ -350,10 +354,31 @@ class BatchPaymentRow(Base):
     basis: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
     #: PENDING, PAID, FAILED.
     state: Mapped[str] = mapped_column(String(8), default="PENDING")
+    #: The bank's 流水号 once paid, its failure reason (Chinese) once failed.
+    bank_reference: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    failure_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    paid_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PaymentFailureRow(Base):
+    """The bank could not pay a payment; its money went back to the fund by ``return_journal_id``.
+
+    Append-only (triggers): a failed payment stays failed. Its business key is
+    free again, so the beneficiary and period can be paid in a later batch.
+    """
+
+    __tablename__ = "payment_failures"
+
+    payment_id: Mapped[int] = mapped_column(BigId, ForeignKey("payments.journal_id"), primary_key=True)
+    return_journal_id: Mapped[int] = mapped_column(BigId, ForeignKey("journals.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(200))
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 #: Tables no code path may update or delete; the migrations add triggers enforcing it.
-APPEND_ONLY_TABLES = ("journals", "ledger_entries", "payments", "donations")
+APPEND_ONLY_TABLES = ("journals", "ledger_entries", "payments", "donations", "payment_failures")
 
 
 # ---------------------------------------------------------------- repository
@@ -361,6 +386,60 @@ APPEND_ONLY_TABLES = ("journals", "ledger_entries", "payments", "donations")
 
 def account_code(fund_id: int, kind: d.AccountKind, source_id: int | None) -> str:
     return f"{fund_id}:{kind.value}" + (f":{source_id}" if source_id is not None else "")
+
+
+def attempt_key(business_key: str, attempt: int) -> str:
+    """The stored ``payments.payment_key`` of the n-th attempt to pay a business key (1 → the key itself)."""
+    return business_key if attempt == 1 else f"{business_key}#{attempt}"
+
+
+def business_key(stored: str) -> str:
+    """``"…/periods/2022-08#2"`` → ``"…/periods/2022-08"``."""
+    head, sep, tail = stored.rpartition("#")
+    return head if sep and tail.isdigit() else stored
+
+
+async def payment_attempts(session: AsyncSession, key: str) -> list[tuple[PaymentRow, bool]]:
+    """Every stored attempt to pay the business key ``key``, oldest first, with whether it failed."""
+    def attempts(cond):  # type: ignore[no-untyped-def]
+        return select(PaymentRow, PaymentFailureRow.payment_id.is_not(None)).outerjoin(
+            PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.journal_id).where(cond)
+
+    # The first attempt is found by the UNIQUE index; only a failed one (rare) needs the prefix scan for retries.
+    first = (await session.execute(attempts(PaymentRow.payment_key == key))).first()
+    if first is None:
+        return []
+    if not first[1]:
+        return [(first[0], False)]
+    rows = (await session.execute(attempts(PaymentRow.payment_key.startswith(key + "#", autoescape=True))
+                                  .order_by(PaymentRow.journal_id))).all()
+    return [(first[0], True)] + [(p, bool(failed)) for p, failed in rows if business_key(p.payment_key) == key]
+
+
+async def live_payment_keys(session: AsyncSession, keys: Iterable[str]) -> set[str]:
+    """Which of the business ``keys`` are taken by a payment the bank has not failed.
+
+    This is the "already paid" test for batches: a key whose every attempt
+    failed may be paid again (``service.pay`` stores the retry as ``key#n``).
+    """
+    wanted = set(keys)
+    out: set[str] = set()
+    retried: list[str] = []  # first attempt failed: look for a later attempt (rare, so a prefix query each)
+    chunk = sorted(wanted)
+    for i in range(0, len(chunk), 1000):
+        rows = (await session.execute(
+            select(PaymentRow.payment_key, PaymentFailureRow.payment_id.is_not(None))
+            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.journal_id)
+            .where(PaymentRow.payment_key.in_(chunk[i:i + 1000])))).all()
+        for key, failed in rows:
+            if failed:
+                retried.append(key)
+            else:
+                out.add(key)
+    for key in retried:
+        if any(not failed for _, failed in await payment_attempts(session, key)):
+            out.add(key)
+    return out
 
 
 async def lock_fund(session: AsyncSession, fund_id: int) -> FundRow | None:

@@ -6,6 +6,13 @@
 * ``jsx funds migrate`` — bring the database schema up to date.
 * ``jsx funds payment-file BATCH [--out FILE]`` — write a payment batch's
   bank file (CSV, UTF-8 with BOM).
+* ``jsx funds bank-results FILE [--batch paymentBatches/3]`` — import the
+  bank's results (CSV or xlsx: 业务参考号, 状态 成功/失败, 失败原因 …); the
+  batch defaults to the one the references name. Prints the reconciliation;
+  a refused file prints every problem by file row and exits 2.
+* ``jsx funds report [--program programs/3 …] [--region R] [--year Y]
+  [--xlsx FILE]`` — 项目报表 (资金总额, paid, households and people helped)
+  for the given programs, or every program of that year in the region.
 """
 from __future__ import annotations
 
@@ -61,6 +68,108 @@ async def _payment_file(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _bank_results(args: argparse.Namespace) -> int:
+    import re
+    import uuid
+
+    from jsx.funds.v1 import funds_pb2
+    from jsxcore.errors import InvalidArgument
+    from jsxcore.plugins import PluginHost
+
+    from jsx_funds.bank import BankService, read_bank_file
+
+    try:
+        lines = read_bank_file(args.file)
+        batch = args.batch or next((m.group(0) for ln in lines
+                                    if (m := re.match(r"paymentBatches/[0-9]+", ln.result.payment))), "")
+        if not batch:
+            raise InvalidArgument.field("batch", "文件中没有可识别的业务参考号，请用 --batch 指定批次", reason="MISSING_BATCH")
+        req = funds_pb2.ImportBankResultsRequest(payment_batch=batch, results=[ln.result for ln in lines],
+                                                 request_id=str(uuid.uuid4()))
+    except InvalidArgument as e:
+        return _print_violations(e, {})
+    engine = create_engine(_url(args))
+    try:
+        svc = BankService(session_factory(engine), PluginHost())
+        try:
+            res = await svc.import_bank_results(req, None)
+        except InvalidArgument as e:
+            return _print_violations(e, {i: ln.row for i, ln in enumerate(lines)})
+        rec = await svc.get_reconciliation(funds_pb2.GetReconciliationRequest(payment_batch=batch), None)
+    finally:
+        await engine.dispose()
+    print(f"回盘已导入 {batch}：本次成功 {res.paid_count} 笔，失败 {res.failed_count} 笔（已登记的结果不重复处理）")
+    print(rec.summary)
+    for p in rec.failed_payments:
+        print(f"  失败 {p.name} {p.payee} {p.amount.fen / 100:.2f} 元：{p.failure_reason}")
+    for problem in rec.discrepancies:
+        print(f"  对账不符：{problem}", file=sys.stderr)
+    return 0 if rec.balanced else 1
+
+
+def _print_violations(e: "Exception", rows: dict[int, int]) -> int:
+    """Print a refused file's problems, naming the file row of each result where known."""
+    import re
+
+    print(f"回盘文件未导入（全部不处理）：{getattr(e, 'message', e)}", file=sys.stderr)
+    for v in getattr(e, "violations", []):
+        m = re.match(r"results\[([0-9]+)\]", v.field)
+        where = f"文件第 {rows[int(m.group(1))]} 行 " if m and int(m.group(1)) in rows else ""
+        print(f"  - {where}{v.description}", file=sys.stderr)
+    return 2
+
+
+async def _report(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from jsxcore.values import Period, RegionCode
+
+    from jsx_funds.adapters.db import ProgramRow
+    from jsx_funds.reports import program_report, reports_xlsx
+    from jsx_funds.service import parse_id, region_prefix
+
+    period = Period.parse(str(args.year), field="year") if args.year else None
+    engine = create_engine(_url(args))
+    out = []
+    try:
+        async with session_factory(engine)() as s:
+            if args.program:
+                programs = [await s.get(ProgramRow, parse_id(p, "programs", "program")) for p in args.program]
+                missing = [p for p, row in zip(args.program, programs) if row is None]
+                if missing:
+                    print(f"项目不存在：{'、'.join(missing)}", file=sys.stderr)
+                    return 2
+            else:
+                stmt = select(ProgramRow).order_by(ProgramRow.id)
+                if args.region:
+                    stmt = stmt.where(ProgramRow.region.startswith(region_prefix(RegionCode.parse(args.region, field="region"))))
+                if args.year:
+                    stmt = stmt.where(ProgramRow.year == int(args.year))
+                programs = list((await s.execute(stmt)).scalars())
+            for prog in programs:
+                assert prog is not None
+                region = RegionCode.parse(args.region, field="region") if args.region else RegionCode(prog.region)
+                if region.contains(RegionCode(prog.region)):
+                    region = RegionCode(prog.region)
+                elif not RegionCode(prog.region).contains(region):
+                    continue
+                out.append((prog.name, await program_report(s, prog, region, period, datetime.now(timezone.utc))))
+    finally:
+        await engine.dispose()
+    if not out:
+        print("没有符合条件的项目", file=sys.stderr)
+        return 1
+    for name, r in out:
+        print(f"{name}（{r.program}，{r.region.code}，{r.period.code or '全部期间'}）：{r.summary}；"
+              f"已支付 {r.amount_paid.fen / 100:,.2f} 元")
+    if args.xlsx:
+        reports_xlsx(out, args.xlsx)
+        print(f"报表已写入 {args.xlsx}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from jsx_funds.entrypoints.grpc import main
 
@@ -83,11 +192,21 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ("migrate", _migrate, "升级数据库结构"),
         ("serve", _serve, "运行资金服务（gRPC）"),
         ("payment-file", _payment_file, "导出支付批次的银行支付文件（CSV）"),
+        ("bank-results", _bank_results, "导入银行回盘结果（CSV/xlsx：成功/失败），失败款项退回基金，并显示对账"),
+        ("report", _report, "项目报表：资金总额、已支付、惠及户数和人数（可导出 xlsx）"),
     ):
         p = cmds.add_parser(name, help=help_)
         if name == "payment-file":
             p.add_argument("batch", help="支付批次，例如 paymentBatches/3 或 3")
             p.add_argument("--out", help="输出文件；默认打印到屏幕")
+        if name == "bank-results":
+            p.add_argument("file", help="银行回盘文件（.csv 或 .xlsx）")
+            p.add_argument("--batch", help="支付批次；默认取文件中业务参考号所属批次")
+        if name == "report":
+            p.add_argument("--program", action="append", help="项目，例如 programs/3；可写多次；默认该地区该年度全部项目")
+            p.add_argument("--region", help="地区代码，例如 431281；默认项目主办地区")
+            p.add_argument("--year", help="年度，例如 2022；默认全部期间")
+            p.add_argument("--xlsx", help="导出 xlsx 文件")
         if name != "serve":
             p.add_argument("--database-url", help="数据库地址；默认取 JSX_FUNDS_DATABASE_URL / JSX_DATABASE_URL")
         p.set_defaults(func=func)

@@ -3,10 +3,9 @@
 The runtime's interceptors authenticate the caller, check the permission each
 RPC declares in funds.proto and map jsxcore errors to rich statuses; this
 servicer hands the request and the caller (for region scope) to
-:class:`jsx_funds.service.FundsService`. Programs, applications, 公示, objections and payment batches go to
-:class:`jsx_funds.batches.BatchesService`. RPCs of funds.proto not bound
-here (bank results, reconciliation, reports) answer
-UNIMPLEMENTED until their use cases exist. ``build_runtime`` wires database, outbox relay, the
+:class:`jsx_funds.service.FundsService`. Programs, applications, 公示, objections, payment batches,
+bank results, reconciliation and reports go to :class:`jsx_funds.reports.ReportsService`
+(programs → batches → bank → reports). ``build_runtime`` wires database, outbox relay, the
 event consumers (visit 慰问金, members projection) and server; ``main`` is ``python -m jsx_funds``.
 """
 from __future__ import annotations
@@ -25,8 +24,8 @@ from jsxcore.runtime import ServiceRuntime, list_plugins_response
 
 from jsx_funds.adapters.db import migrate
 from jsx_funds.consumers import build_consumers
-from jsx_funds.batches import BatchesService
 from jsx_funds.programs import ProgramsService
+from jsx_funds.reports import ReportsService
 from jsx_funds.service import FundsService
 
 SERVICE = "funds"
@@ -45,7 +44,7 @@ METHODS = {
     "GetFundBalance": "get_fund_balance",
     "ListLedgerEntries": "list_ledger_entries",
 }
-#: RPC → BatchesService (ProgramsService + payment batches) method.
+#: RPC → ReportsService (programs, applications, batches, bank results, reports) method.
 PROGRAM_METHODS = {
     "CreateProgram": "create_program",
     "GetProgram": "get_program",
@@ -60,6 +59,9 @@ PROGRAM_METHODS = {
     "CreatePaymentBatch": "create_payment_batch",
     "GetPaymentBatch": "get_payment_batch",
     "ListPayments": "list_payments",
+    "ImportBankResults": "import_bank_results",
+    "GetReconciliation": "get_reconciliation",
+    "GetProgramReport": "get_program_report",
 }
 
 
@@ -95,7 +97,7 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt = ServiceRuntime(config, **runtime_kw)
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE)
     service = FundsService(rt.sessions, on_commit=relay.notify)
-    programs = BatchesService(rt.sessions, rt.plugins, on_commit=relay.notify)
+    programs = ReportsService(rt.sessions, rt.plugins, on_commit=relay.notify)
     rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server,
                     FundsServicer(service, rt.plugins, programs), SERVICE_NAME)
     rt.add_background("outbox-relay", relay.run)
