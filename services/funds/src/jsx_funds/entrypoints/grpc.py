@@ -6,7 +6,8 @@ servicer hands the request and the caller (for region scope) to
 :class:`jsx_funds.service.FundsService`. Programs, applications, 公示, objections, payment batches,
 bank results, reconciliation and reports go to :class:`jsx_funds.reports.ReportsService`
 (programs → batches → bank → reports). ``build_runtime`` wires database, outbox relay, the
-event consumers (visit 慰问金, members projection) and server; ``main`` is ``python -m jsx_funds``.
+event consumers (visit 慰问金, members projection), the members gRPC client (SubmitApplication
+checks the household there when ``members_addr`` is set) and server; ``main`` is ``python -m jsx_funds``.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any
 import grpc
 
 from jsx.common.v1 import common_pb2
-from jsx.funds.v1 import funds_pb2_grpc
+from jsx.funds.v1 import funds_pb2, funds_pb2_grpc
 from jsxcore.auth import current_caller
 from jsxcore.config import ServiceConfig
 from jsxcore.outbox import Relay
 from jsxcore.runtime import ServiceRuntime, list_plugins_response
 
 from jsx_funds.adapters.db import migrate
+from jsx_funds.adapters.members import MembersClient
 from jsx_funds.consumers import build_consumers
 from jsx_funds.programs import ProgramsService
 from jsx_funds.reports import ReportsService
@@ -49,7 +51,6 @@ PROGRAM_METHODS = {
     "CreateProgram": "create_program",
     "GetProgram": "get_program",
     "ListPrograms": "list_programs",
-    "SubmitApplication": "submit_application",
     "GetApplication": "get_application",
     "ListApplications": "list_applications",
     "DecideApplication": "decide_application",
@@ -77,10 +78,23 @@ def _delegate(rpc: str, attr: str, target: str = "service") -> Any:
 class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
     """Thin proto → use-case adapter."""
 
-    def __init__(self, service: FundsService, plugins: Any = None, programs: ProgramsService | None = None) -> None:
+    def __init__(self, service: FundsService, plugins: Any = None, programs: ProgramsService | None = None,
+                 members: MembersClient | None = None) -> None:
         self.service = service
         self.plugins = plugins
         self.programs = programs
+        self.members = members
+
+    async def SubmitApplication(self, request: funds_pb2.SubmitApplicationRequest,
+                                context: grpc.aio.ServicerContext) -> funds_pb2.Application:
+        """Check the household with the members service first (when configured), then submit."""
+        caller = current_caller()
+        hh = request.application.household
+        # A malformed name is left to the use case, which reports it as a field violation.
+        if self.members is not None and caller is not None and hh.startswith("households/") and len(hh) > 11:
+            await self.members.get_household(hh, caller.region)
+        assert self.programs is not None
+        return await self.programs.submit_application(request, caller)
 
     async def ListPlugins(self, request: common_pb2.ListPluginsRequest, context: grpc.aio.ServicerContext) -> common_pb2.ListPluginsResponse:
         return list_plugins_response(self.plugins, request)
@@ -98,8 +112,11 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE)
     service = FundsService(rt.sessions, on_commit=relay.notify)
     programs = ReportsService(rt.sessions, rt.plugins, on_commit=relay.notify)
+    members = MembersClient(config.members_addr, config.auth_secret) if config.members_addr else None
+    if members is not None:
+        rt.on_shutdown(members.close)
     rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server,
-                    FundsServicer(service, rt.plugins, programs), SERVICE_NAME)
+                    FundsServicer(service, rt.plugins, programs, members), SERVICE_NAME)
     rt.add_background("outbox-relay", relay.run)
     rt.on_shutdown(relay.stop)
     # Each consumer has its own connection; on shutdown it stops fetching and the batch in
