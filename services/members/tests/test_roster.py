@@ -121,3 +121,30 @@ def test_large_workbook_is_read_in_a_worker_process(tmp_path, monkeypatch) -> No
     with pytest.raises(InvalidArgument) as e:
         r.read_rows(bad)
     assert e.value.reason == "UNREADABLE_FILE"
+
+
+async def test_bad_last_row_of_a_large_file_leaves_the_database_untouched(env, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Persons are inserted chunk by chunk while the file is read; a bad row
+    after many chunks were written must still roll everything back, and the
+    rows after the first error are still all checked."""
+    from jsx_members import service
+
+    monkeypatch.setattr(service, "_CHUNK", 250)
+    rows = list(roster_rows(1800))
+    with acting():
+        assert (await import_roster(env.service, rows[:600])).ok  # some persons already registered
+        before = await _counts(env)
+        assert before["persons"] == 600 and before["outbox"] == 1000
+        rows[-1]["所属村"] = "431224102203"  # last row: outside the clerk's scope
+        path = tmp_path / "big.xlsx"
+        roster.write_rows(path, roster.HEADERS, rows)
+        _, it, _ = roster.read_rows(path)
+        report = await import_roster(env.service, it)
+    assert not report.ok and set(report.errors) == {len(rows) - 1} and report.persons_created == 0
+    assert any("辖区" in e for e in report.errors[len(rows) - 1])
+    assert await _counts(env) == before
+    with acting():
+        rows[0]["姓名"] = rows[0]["姓名"] + "改"  # now the first chunk is wrong: later chunks are still validated
+        report = await import_roster(env.service, rows)
+    assert set(report.errors) == {0, len(rows) - 1} and "不一致" in report.errors[0][0]
+    assert await _counts(env) == before

@@ -1114,8 +1114,12 @@ def _messages(e: InvalidArgument) -> list[str]:
     return [v.description for v in e.violations] or [e.message]
 
 
+#: Rows validated and written per step while the file is read.
+_CHUNK = 2000
+
+
 class RosterImport:
-    """Validate-everything-then-write import of a roster (see :meth:`MembersService.import_roster`)."""
+    """All-or-nothing streaming import of a roster (see :meth:`MembersService.import_roster`)."""
 
     def __init__(self, svc: MembersService, caller: Caller) -> None:
         self.svc = svc
@@ -1182,40 +1186,51 @@ class RosterImport:
 
     async def run(self, rows: Iterable[dict[str, str]], progress: Callable[[int], None] | None) -> ImportReport:
         report = ImportReport(rows=[])
-        parsed: list[_Row | None] = []
+        good: list[tuple[int, _Row]] = []
         first_row: dict[str, int] = {}
-        for i, r in enumerate(rows):
-            report.rows.append(r)
-            row = self.parse(i, r, report)
-            parsed.append(row)
-            key = "".join(r.get("身份证号", "").split()).upper()
-            prev = first_row.setdefault(key, i) if key else i
-            if prev != i:
-                report.errors.setdefault(i, []).append(f"身份证号与第{prev + 2}行重复")
-            if progress and i % 1000 == 999:
-                progress(1000)
-        if progress:
-            progress(len(report.rows) % 1000)
-        good = [(i, r) for i, r in enumerate(parsed) if r is not None and i not in report.errors]
-        by_id = {r.draft.id_number.value: (i, r) for i, r in good}
-        groups: dict[str, list[tuple[int, _Row]]] = {}
-        for i, r in good:
-            if r.head:
-                groups.setdefault(r.head, []).append((i, r))
-
+        existing: dict[str, m.Person] = {}
+        memberships: dict[str, tuple[str, str]] = {}
+        ids: dict[str, str] = {}  # plaintext 身份证 → person id (only in memory, for linking)
+        # One transaction for the whole file. Persons are validated, checked
+        # against the database and inserted chunk by chunk while the file is
+        # still being read, so the write overlaps the (slower) xlsx parsing;
+        # after the first bad row nothing more is written, the remaining rows
+        # are still validated for the error workbook, and the transaction is
+        # rolled back: all or nothing as before.
         async with self.svc.sessions() as s, s.begin():
-            existing = await m.persons_by_bidx(s, [r.digest for _, r in good] + [self.svc.bidx.digest(h) for h in groups])
-            memberships = await self._memberships(s, [p.id for p in existing.values()])
-            # -- cross-row and database checks (still nothing written)
+            chunk: list[tuple[int, _Row]] = []
+            for i, r in enumerate(rows):
+                report.rows.append(r)
+                row = self.parse(i, r, report)
+                key = "".join(r.get("身份证号", "").split()).upper()
+                prev = first_row.setdefault(key, i) if key else i
+                if prev != i:
+                    report.errors.setdefault(i, []).append(f"身份证号与第{prev + 2}行重复")
+                elif row is not None:
+                    good.append((i, row))
+                    chunk.append((i, row))
+                    if len(chunk) >= _CHUNK:
+                        await self._persons(s, report, chunk, existing, memberships, ids)
+                        chunk = []
+                if progress and i % 1000 == 999:
+                    progress(1000)
+            await self._persons(s, report, chunk, existing, memberships, ids)
+            if progress:
+                progress(len(report.rows) % 1000)
+            by_id = {r.draft.id_number.value: (i, r) for i, r in good}
+            groups: dict[str, list[tuple[int, _Row]]] = {}
             for i, r in good:
-                p = existing.get(r.digest)
-                if p is not None and (p.name, p.village, p.phone_bidx, p.hukou) != (
-                        r.draft.name, r.draft.village.code, r.phone_digest, r.draft.hukou.name):
-                    report.errors.setdefault(i, []).append(
-                        f"此身份证号已登记为 {mask_name(p.name)}（persons/{p.id}），但姓名、所属村、电话或户籍类型与系统不一致；请核对，如需更正请用人员修改功能")
+                if r.head:
+                    groups.setdefault(r.head, []).append((i, r))
+            # Heads named but not in the file must already be registered.
+            outside = [self.svc.bidx.digest(h) for h in groups if h not in by_id]
+            found = await m.persons_by_bidx(s, outside)
+            existing.update(found)
+            memberships.update(await self._memberships(s, [p.id for p in found.values()]))
+            # -- cross-row and database checks of households
             for head, members in groups.items():
                 head_row = by_id.get(head)
-                head_db = existing.get(self.svc.bidx.digest(head))
+                head_db = existing.get(head_row[1].digest if head_row else self.svc.bidx.digest(head))
                 hh_db = memberships.get(head_db.id) if head_db else None
                 if head_row is None and hh_db is None:
                     for i, _ in members:
@@ -1252,11 +1267,54 @@ class RosterImport:
                     elif mine is not None and mine[1] != (r.relation or d.Relation.OTHER).name:
                         report.errors.setdefault(i, []).append("与户主关系与系统中已登记的不一致")
             if report.errors:
+                report.persons_created = report.unchanged = 0
                 await s.rollback()
                 return report
-            await self._write(s, report, good, groups, existing, memberships)
+            await self._households(s, report, groups, existing, memberships, ids)
         self.svc.on_commit()
         return report
+
+    async def _persons(self, s: AsyncSession, report: ImportReport, chunk: list[tuple[int, _Row]], existing: dict[str, m.Person],
+                       memberships: dict[str, tuple[str, str]], ids: dict[str, str]) -> None:
+        """Check a chunk of valid rows against the registered persons (one
+        ``IN`` query) and, while the file has no error yet, insert the new
+        ones with their PersonRegistered events."""
+        if not chunk:
+            return
+        found = await m.persons_by_bidx(s, [r.digest for _, r in chunk])
+        if found:
+            existing.update(found)
+            memberships.update(await self._memberships(s, [p.id for p in found.values()]))
+        svc, now, active = self.svc, m.utcnow(), d.PersonStatus.ACTIVE.name
+        encrypt, aad = svc.cipher.encrypt, svc._aad
+        person_rows: list[dict[str, Any]] = []
+        events: list[Message] = []
+        for i, r in chunk:
+            p = found.get(r.digest)
+            if p is not None:
+                if (p.name, p.village, p.phone_bidx, p.hukou) != (r.draft.name, r.draft.village.code, r.phone_digest, r.draft.hukou.name):
+                    report.errors.setdefault(i, []).append(
+                        f"此身份证号已登记为 {mask_name(p.name)}（persons/{p.id}），但姓名、所属村、电话或户籍类型与系统不一致；请核对，如需更正请用人员修改功能")
+                ids[r.draft.id_number.value] = p.id
+                report.unchanged += 1
+                continue
+            if report.errors:
+                continue  # the import will be rolled back: only validate from here on
+            pid = m.new_id()
+            v = r.draft.id_number.value
+            ids[v] = pid
+            person_rows.append({
+                "id": pid, "name": r.draft.name, "id_cipher": encrypt(v, aad=aad(pid, "id_number")), "id_bidx": r.digest,
+                "id_masked": r.draft.id_number.masked, "birth_date": r.draft.birth_date, "sex": r.draft.sex,
+                "phone_cipher": encrypt(r.draft.phone, aad=aad(pid, "phone")) if r.draft.phone else None,
+                "phone_bidx": r.phone_digest, "card_cipher": None, "village": r.draft.village.code, "hukou": r.draft.hukou.name,
+                "status": active, "death_date": None, "version": 1, "created_at": now, "updated_at": now,
+            })
+            events.append(events_pb2.PersonRegistered(person=f"persons/{pid}", village=region_pb(r.draft.village.code)))
+        if person_rows:
+            report.persons_created += len(person_rows)
+            await s.execute(m.Person.__table__.insert(), person_rows)
+            await bus.emit_many(s, events)
 
     async def _memberships(self, s: AsyncSession, person_ids: list[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
@@ -1266,34 +1324,11 @@ class RosterImport:
                 out[hm.person_id] = (hm.household_id, hm.relation)
         return out
 
-    async def _write(self, s: AsyncSession, report: ImportReport, good: list[tuple[int, _Row]], groups: dict[str, list[tuple[int, _Row]]],
-                     existing: dict[str, m.Person], memberships: dict[str, tuple[str, str]]) -> None:
+    async def _households(self, s: AsyncSession, report: ImportReport, groups: dict[str, list[tuple[int, _Row]]],
+                          existing: dict[str, m.Person], memberships: dict[str, tuple[str, str]], ids: dict[str, str]) -> None:
+        """Households, members and situations of a fully valid file (persons are already in)."""
         svc, now = self.svc, m.utcnow()
-        person_rows: list[dict[str, Any]] = []
         events: list[Message] = []
-        ids: dict[str, str] = {}  # plaintext 身份证 → person id (only in memory, for linking)
-        for _, r in good:
-            p = existing.get(r.digest)
-            if p is not None:
-                ids[r.draft.id_number.value] = p.id
-                report.unchanged += 1
-                continue
-            pid = m.new_id()
-            ids[r.draft.id_number.value] = pid
-            v = r.draft.id_number.value
-            person_rows.append({
-                "id": pid, "name": r.draft.name,
-                "id_cipher": svc.cipher.encrypt(v, aad=svc._aad(pid, "id_number")), "id_bidx": r.digest,
-                "id_masked": r.draft.id_number.masked, "birth_date": r.draft.birth_date, "sex": r.draft.sex,
-                "phone_cipher": svc.cipher.encrypt(r.draft.phone, aad=svc._aad(pid, "phone")) if r.draft.phone else None,
-                "phone_bidx": r.phone_digest, "card_cipher": None, "village": r.draft.village.code, "hukou": r.draft.hukou.name,
-                "status": d.PersonStatus.ACTIVE.name, "death_date": None, "version": 1, "created_at": now, "updated_at": now,
-            })
-            events.append(events_pb2.PersonRegistered(person=f"persons/{pid}", village=region_pb(r.draft.village.code)))
-        report.persons_created = len(person_rows)
-        for head_rows in (person_rows[k:k + 5000] for k in range(0, len(person_rows), 5000)):
-            await s.execute(m.Person.__table__.insert(), head_rows)
-
         hh_rows: list[dict[str, Any]] = []
         member_rows: list[dict[str, Any]] = []
         situation_rows: list[dict[str, Any]] = []
