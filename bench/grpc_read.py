@@ -14,8 +14,9 @@ Starts, one after the other in this process (pinned to one core):
   and auth interceptors on (JWT bearer token, permission read from the proto
   option), JSON access logs formatted and PII-filtered (written to
   /dev/null), serving ``jsx.members.v1.MembersService/GetPerson`` from a tiny
-  servicer that checks the caller's region and reads one row from a SQLite
-  file through SQLAlchemy async (aiosqlite).
+  servicer that checks the caller's region and reads one row (a Core
+  select of two columns) from a SQLite file through ``jsxcore.db.read`` —
+  one hop to a read-connection thread, as services read.
 
 Each is driven by a client in a separate process (pinned to the other core)
 with ``--concurrency`` requests in flight for ``--duration`` seconds; the
