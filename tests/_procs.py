@@ -43,11 +43,13 @@ class ServiceProc:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._signalled = False
 
     def start(self, extra_env: Mapping[str, str] | None = None) -> None:
         if self.alive():
             raise RuntimeError(f"{self.service} already running (pid {self.proc.pid})")  # type: ignore[union-attr]
         self.starts += 1
+        self._signalled = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts} {sorted((extra_env or {}).items())} =====\n".encode())
@@ -63,8 +65,12 @@ class ServiceProc:
         return self.proc is not None and self.proc.poll() is None
 
     def terminate(self) -> None:
-        """Send SIGTERM without waiting (to stop several processes at once)."""
-        if self.proc is not None and self.proc.poll() is None:
+        """Send SIGTERM once, without waiting (to stop several processes at once).
+
+        Once: the runtime drops its handler at the first signal, so a second
+        SIGTERM kills it mid-drain (like a second Ctrl-C)."""
+        if self.proc is not None and self.proc.poll() is None and not self._signalled:
+            self._signalled = True
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, grace: float = 20.0) -> int | None:

@@ -264,13 +264,16 @@ async def stack(request: pytest.FixtureRequest, nats_server: NatsServer,
                 p.wait_serving()
         yield st
     finally:
-        for p in st.procs:
+        running = [p for p in st.procs if p.alive()]
+        for p in running:
             p.terminate()  # both drain at once
-        for p in st.procs:
-            p.stop()
+        codes = {p.service: p.stop() for p in running}
         if backend == "postgresql":
             for url in dbs.values():
                 drop_postgres_database(url)
+    # every process still running stops by itself on SIGTERM (not killed)
+    bad = {s: code for s, code in codes.items() if code != 0}
+    assert not bad, f"unclean exit {bad}\n" + "\n".join(p.explain() for p in st.procs if p.service in bad)
 
 
 @pytest_asyncio.fixture
@@ -431,3 +434,25 @@ async def test_broker_restart_while_visits_are_recorded(up: Stack) -> None:
                 assert len(await booked_results(js, v.name)) == 1
         finally:
             await nc.close()
+
+
+async def test_events_crash_after_publish_before_marking(up: Stack) -> None:
+    """The relay's crash window (issue #2): the broker has the VisitRecorded,
+    the outbox row is not marked. After restart the relay sends it again under
+    the same Nats-Msg-Id; JetStream keeps one copy and the money moves once."""
+    js = up.js
+    with logs_on_failure(up.procs):
+        fund = await up.new_fund(1_000_00)
+        assert up.events.stop() == 0
+        up.events.start({"JSX_FAULT": "relay.after_publish"})
+        up.events.wait_serving()
+        visit = await up.record_visit(fund, 120_00)
+        assert up.events.wait_exit(30) == FAULT_EXIT
+        # published before the crash: funds may book it while events is down
+        assert len(await visit_recorded(js, visit.name)) == 1
+        up.events.start()
+        up.events.wait_serving()
+        await up.assert_booked_once(fund, visit, 1_000_00)
+        await drained(js, "JSX_EVENTS", FUNDS_DURABLE)
+        assert len(await visit_recorded(js, visit.name)) == 1  # the re-send was deduplicated
+        assert len(await booked_results(js, visit.name)) == 1
