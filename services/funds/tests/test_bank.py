@@ -174,6 +174,13 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
         assert await db.live_payment_keys(s, [key_b, key_d]) == {key_b, key_d}
         assert await verify(s) == []
     assert await count(env, PaymentFailureRow) == 1
+    # verify catches a failure recorded without its money coming back.
+    async with transaction(env["sessions"]) as s:
+        s.add(PaymentFailureRow(payment_id=retry.journal_id, return_journal_id=retry.journal_id, reason="x", actor="t",
+                                failed_at=datetime.now(timezone.utc)))
+    async with env["sessions"]() as s:
+        problems = [str(p) for p in await verify(s)]
+    assert len(problems) == 1 and "银行已退回" in problems[0] and "580.00" in problems[0]
 
 
 async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

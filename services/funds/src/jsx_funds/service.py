@@ -844,7 +844,8 @@ async def verify(session: AsyncSession) -> list[Problem]:
       every entry is on an account of the journal's fund;
     * per fund, Σdebits = Σcredits;
     * every payment has its PAYMENT journal with an EXPENSE debit of its amount,
-      every donation its DONATION journal of its amount;
+      every donation its DONATION journal of its amount; a payment the bank
+      failed has a PAYMENT_RETURN journal and no expense left;
     * a reversal's entries mirror the journal it reverses;
     * no account ends on the wrong side of zero (available may, where the
       fund allows it);
@@ -900,6 +901,22 @@ async def verify(session: AsyncSession) -> list[Problem]:
         if kind != "PAYMENT" or booked != amount:
             problems.append(Problem(f"支付 {bus.payment_name(fid, pid)}",
                                     f"支付金额 {d.yuan(amount)} 元，但支出分录为 {d.yuan(int(booked or 0))} 元"))
+
+    # A payment the bank failed: its return journal gave back the whole amount, so no expense remains.
+    expense_net = (
+        select(EntryRow.payment_id.label("pid"), net.label("amt"))
+        .join(AccountRow, AccountRow.id == EntryRow.account_id)
+        .where(AccountRow.kind == "EXPENSE").group_by(EntryRow.payment_id).subquery()
+    )
+    for pid, fid, rkind, rpay, left in (await session.execute(
+        select(db.PaymentFailureRow.payment_id, PaymentRow.fund_id, JournalRow.kind, JournalRow.amount, expense_net.c.amt)
+        .join(PaymentRow, PaymentRow.journal_id == db.PaymentFailureRow.payment_id)
+        .join(JournalRow, JournalRow.id == db.PaymentFailureRow.return_journal_id)
+        .outerjoin(expense_net, expense_net.c.pid == db.PaymentFailureRow.payment_id)
+    )).all():
+        if rkind != d.JournalKind.PAYMENT_RETURN.value or int(left or 0) != 0:
+            problems.append(Problem(f"支付 {bus.payment_name(fid, pid)}",
+                                    f"银行已退回，但退款凭证为 {rkind}，账上仍有支出 {d.yuan(int(left or 0))} 元"))
 
     for jid, fid, amount, kind, jamount in (await session.execute(
         select(DonationRow.journal_id, DonationRow.fund_id, DonationRow.amount, JournalRow.kind, JournalRow.amount)
