@@ -33,11 +33,12 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import func, insert, literal, select, text, update
+from sqlalchemy import BigInteger, String, Text, any_, bindparam, cast, func, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.common.v1 import common_pb2
@@ -255,6 +256,8 @@ class _BatchWriter:
         self.periodic, self.now, self.actor, self.request_id = periodic, now, actor_of(caller), request_id
         self.rules: dict[tuple[Any, ...], _Rule] = {}
         self.skipped: list[dict[str, Any]] = []
+        self.starts: dict[str, date] = {}
+        self.recent: set[str] = set()
         self.count = 0
         self.total = 0
 
@@ -262,7 +265,7 @@ class _BatchWriter:
         s, program, period = self.s, self.program, self.period
         fund = await locked_fund(s, program.fund_id)
         self.fund = fund
-        dialect = s.bind.dialect.name
+        dialect = (await s.connection()).dialect.name
         self.pg = dialect == "postgresql"
         have = sum((await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])).values())
         acc = await db.account_ids(s, [d.AccountKey(fund.id, d.AccountKind.EXPENSE), d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])
@@ -273,18 +276,26 @@ class _BatchWriter:
         s.add(batch)
         await s.flush()
         self.batch = batch
-        if not self.pg:
-            # We hold SQLite's single writer lock (lock_fund wrote first), so ids past the max are ours.
-            self.next_id = int((await s.execute(select(func.coalesce(func.max(JournalRow.id), 0)))).scalar_one()) + 1
         chunk = CHUNK.get(dialect, CHUNK["sqlite"])
-        after = 0
-        while True:
-            rows = (await s.execute(self._page(after, chunk))).all()
-            if not rows:
-                break
-            after = rows[-1].id
-            await self._write(await self._rule_page(rows))
-            _fault("batch.after_chunk")
+        if self.pg:
+            # One server-side cursor over the whole selection (a single anti-join with payments), fetched in
+            # chunks between which the chunk's rows are COPYed on the same connection. Ordered by beneficiary so
+            # a beneficiary enrolled twice comes in adjacent rows and is paid once.
+            stmt = self._select().order_by(ApplicationRow.beneficiary.collate("C"), ApplicationRow.id)
+            result = await s.stream(stmt.execution_options(yield_per=chunk))
+            async for part in result.partitions(chunk):
+                await self._write(await self._rule_page(part))
+                _fault("batch.after_chunk")
+        else:
+            # SQLite: keyset pages; each page's anti-join sees the payments written before it. We hold the
+            # single writer lock (lock_fund wrote first), so journal ids past the current max are ours.
+            self.next_id = int((await s.execute(select(func.coalesce(func.max(JournalRow.id), 0)))).scalar_one()) + 1
+            after = 0
+            while rows := (await s.execute(self._select().where(ApplicationRow.id > after)
+                                           .order_by(ApplicationRow.id).limit(chunk))).all():
+                after = rows[-1].id
+                await self._write(await self._rule_page(rows))
+                _fault("batch.after_chunk")
         if self.count == 0:
             raise FailedPrecondition(self.svc._nothing_message(program, self.region, period, self.skipped),
                                      reason="NOTHING_TO_PAY")
@@ -296,32 +307,46 @@ class _BatchWriter:
         await s.flush()
         return await self.svc._batch_message(s, batch)
 
-    def _page(self, after: int, limit: int):  # type: ignore[no-untyped-def]
+    def _select(self):  # type: ignore[no-untyped-def]
+        """Enrolled (or, for one-off programs, this period's) applications in the region not yet paid this period."""
         key = literal(f"programs/{self.program.id}/beneficiaries/") + ApplicationRow.beneficiary + literal(f"/periods/{self.period}")
         stmt = (select(ApplicationRow.id, ApplicationRow.household_id, ApplicationRow.person, ApplicationRow.beneficiary,
                        ApplicationRow.village, ApplicationRow.period, ApplicationRow.state, ApplicationRow.publicity_end,
-                       ApplicationRow.amount_entitled, ApplicationRow.attributes, HouseholdProjection.head_person)
+                       ApplicationRow.amount_entitled, cast(ApplicationRow.attributes, Text).label("attributes"),
+                       HouseholdProjection.head_person)
                 .outerjoin(HouseholdProjection, HouseholdProjection.household_id == ApplicationRow.household_id)
                 .outerjoin(PaymentRow, PaymentRow.payment_key == key)
-                .where(ApplicationRow.program_id == self.program.id, ApplicationRow.id > after,
-                       ApplicationRow.village.startswith(region_prefix(self.region)), PaymentRow.journal_id.is_(None))
-                .order_by(ApplicationRow.id).limit(limit))
+                .where(ApplicationRow.program_id == self.program.id,
+                       ApplicationRow.village.startswith(region_prefix(self.region)), PaymentRow.journal_id.is_(None)))
         if self.periodic:
             return stmt.where(ApplicationRow.state.in_(_ENROLLED))
         return stmt.where(ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.period == str(self.period))
 
-    async def _rule_page(self, rows: list[Any]) -> list[tuple[Any, _Rule]]:
+    def _in(self, column: Any, values: list[Any], type_: Any) -> Any:
+        """``column IN values``: one array parameter on PostgreSQL (20 000 bound values cost more to send)."""
+        return column == any_(bindparam(None, values, type_=ARRAY(type_))) if self.pg else column.in_(values)
+
+    def _starts(self, code: str) -> date:
+        start = self.starts.get(code)
+        if start is None:
+            start = self.starts[code] = Period.parse(code).start
+        return start
+
+    async def _rule_page(self, rows: Sequence[Any]) -> list[tuple[Any, _Rule]]:
         """The page's payable applications with their rule answers (skips recorded)."""
-        period, start = self.period, self.period.start
-        live = [r for r in rows
-                if (r.state != "IN_PUBLICITY" or (r.publicity_end is not None and aware(r.publicity_end) <= self.now))
-                and (not self.periodic or Period.parse(r.period).start <= start)]
-        seen: set[str] = set()
+        start = self.period.start
         unique = []
-        for r in live:
-            if r.beneficiary not in seen:  # enrolled twice: the first application pays
-                seen.add(r.beneficiary)
-                unique.append(r)
+        for r in rows:
+            if r.state == "IN_PUBLICITY" and (r.publicity_end is None or aware(r.publicity_end) > self.now):
+                continue  # 公示 not over yet
+            if self.periodic and self._starts(r.period) > start:
+                continue  # enrolled from a later month
+            if r.beneficiary in self.recent:
+                continue  # enrolled twice: the first application pays
+            self.recent.add(r.beneficiary)
+            unique.append(r)
+        # Duplicates are adjacent (PostgreSQL order) or excluded by the anti-join (SQLite pages): keep one page.
+        self.recent = {r.beneficiary for r in unique[-1:]}
         if not self.periodic:
             out = []
             for r in unique:
@@ -331,24 +356,27 @@ class _BatchWriter:
                     rule = self.rules[k] = _Rule(r.amount_entitled, [f"按审批核定金额 {d.yuan(r.amount_entitled)} 元"], [])
                 out.append((r, rule))
             return out
-        sits: dict[str, dict[str, Any]] = {}
-        for hid, kind_, grade in (await self.s.execute(
-                select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.disability_grade)
-                .where(SituationProjection.household_id.in_({r.household_id for r in unique}),
-                       SituationProjection.effective_from <= start,
-                       SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
-                .order_by(SituationProjection.effective_from))).all():
-            sits.setdefault(hid, {})[kind_] = grade
+        sits: dict[str, dict[str, int]] = {}
+        if unique:
+            for hid, kind_, grade in (await self.s.execute(
+                    select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.disability_grade)
+                    .where(self._in(SituationProjection.household_id, list({r.household_id for r in unique}), String),
+                           SituationProjection.effective_from <= start,
+                           SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
+                    .order_by(SituationProjection.effective_from))).all():
+                sits.setdefault(hid, {})[kind_] = grade
         out = []
         for r in unique:
             kinds = sits.get(r.household_id, {})
-            situation = next((k for k in _SITUATION_ORDER if k in kinds), hs.Situation.OTHER.value)
-            attributes = dict(r.attributes or {})
-            if situation == "SPECIAL_DISABLED" and kinds["SPECIAL_DISABLED"]:
-                attributes.setdefault("child_disability_grade", str(kinds["SPECIAL_DISABLED"]))
-            key = (r.village, situation, bool(r.person), tuple(sorted(attributes.items())))
+            situation = next((k for k in _SITUATION_ORDER if k in kinds), _OTHER)
+            grade = kinds["SPECIAL_DISABLED"] if situation == "SPECIAL_DISABLED" else 0
+            # The stored attribute text stands for the attributes: equal text, equal hook input.
+            key = (r.village, situation, grade, bool(r.person), r.attributes)
             rule = self.rules.get(key)
             if rule is None:
+                attributes = dict(json.loads(r.attributes) if r.attributes else {})
+                if grade:
+                    attributes.setdefault("child_disability_grade", str(grade))
                 rule = self.rules[key] = await self._ask(r, situation, attributes)
             if rule.amount <= 0:
                 self.skipped.append({"application": bus.application_name(r.id), "reasons": rule.reasons})
@@ -390,65 +418,94 @@ class _BatchWriter:
     async def _write(self, page: list[tuple[Any, _Rule]]) -> None:
         if not page:
             return
-        s, fund, batch, now, actor = self.s, self.fund, self.batch, self.now, self.actor
+        s, fund, batch, now = self.s, self.fund, self.batch, self.now
         bname = batch_name(batch.id)
-        memo = f"{self.program.name} {self.period}"[:500]
         program_name, fund_name = bus.program_name(self.program.id), bus.fund_name(fund.id)
         period_msg = common_pb2.Period(code=str(self.period))
         occurred = ts(now)
-        subject, etype = bus.subject_of(events_pb2.PaymentIssued()), events_pb2.PaymentIssued.DESCRIPTOR.full_name
-        key_prefix = f"programs/{self.program.id}/beneficiaries/"
+        key_prefix, key_suffix = f"programs/{self.program.id}/beneficiaries/", f"/periods/{self.period}"
         ids = await self._ids(len(page))
+        rnd = os.urandom(16 * len(page))
         journals, payments, entries, bpays, outbox, issue = [], [], [], [], [], []
-        for jid, (r, rule) in zip(ids, page):
+        for i, (jid, (r, rule)) in enumerate(zip(ids, page)):
             payee = r.person or r.head_person or f"households/{r.household_id}"
             amount = rule.amount
-            journals.append((jid, fund.id, "PAYMENT", amount, "", payee, "", memo, actor, now))
-            payments.append((jid, fund.id, f"{key_prefix}{r.beneficiary}/periods/{self.period}", payee, amount, now))
-            entries.append((jid, self.expense_acc, "D", amount, jid))
-            entries.append((jid, self.available_acc, "C", amount, None))
-            bpays.append((jid, batch.id, r.id, r.household_id, payee, r.village, amount, rule.basis_json, "PENDING"))
-            eid = str(uuid.uuid4())
-            outbox.append((eid, subject, etype, events_pb2.PaymentIssued(
+            eid = str(uuid.UUID(bytes=rnd[16 * i:16 * i + 16], version=4))
+            journals.append((jid, amount, payee))
+            payments.append((jid, f"{key_prefix}{r.beneficiary}{key_suffix}", payee, amount))
+            bpays.append((jid, r.id, r.household_id, payee, r.village, amount, rule))
+            outbox.append((eid, events_pb2.PaymentIssued(
                 event_id=eid, occurred_at=occurred, payment=f"{bname}/payments/{jid}", payment_batch=bname,
                 application=bus.application_name(r.id), program=program_name, household=f"households/{r.household_id}",
                 payee=payee, village=common_pb2.RegionCode(code=r.village), period=period_msg,
-                amount=common_pb2.Money(fen=amount), fund=fund_name).SerializeToString(deterministic=True), "{}", now, 0))
+                amount=common_pb2.Money(fen=amount), fund=fund_name).SerializeToString(deterministic=True)))
             if r.state != "PAYMENT_ISSUED":
                 issue.append(r.id)
             self.total += amount
         self.count += len(page)
-        tables = (
-            ("journals", ("id", "fund_id", "kind", "amount", "reference", "counterparty", "request_id", "memo", "actor",
-                          "created_at"), journals),
-            ("payments", ("journal_id", "fund_id", "payment_key", "payee", "amount", "created_at"), payments),
-            ("ledger_entries", ("journal_id", "account_id", "side", "amount", "payment_id"), entries),
-            ("batch_payments", ("payment_id", "batch_id", "application_id", "household_id", "payee", "village", "amount",
-                                "basis", "state"), bpays),
-            ("outbox", ("event_id", "subject", "event_type", "payload", "headers", "created_at", "attempts"), outbox),
-        )
-        if self.pg:
-            raw = (await (await s.connection()).get_raw_connection()).driver_connection
-            async with raw.cursor() as cur:
-                for table, cols, rows in tables:
-                    async with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
-                        for row in rows:
-                            await cp.write_row(row)
-        else:
-            # Core executemany through the tables' types (SQLite's DateTime and JSON storage forms).
-            conn = await s.connection()
-            for table, cols, rows in tables:
-                tbl = OutboxEvent.__table__ if table == "outbox" else Base.metadata.tables[table]
-                await conn.execute(insert(tbl), [dict(zip(cols, row)) for row in _sqlite_values(table, rows)])
+        await (self._copy if self.pg else self._insert)(journals, payments, bpays, outbox)
         if issue:
-            await s.execute(update(ApplicationRow).where(ApplicationRow.id.in_(issue))
+            await s.execute(update(ApplicationRow).where(self._in(ApplicationRow.id, issue, BigInteger))
                             .values(state="PAYMENT_ISSUED", updated_at=now).execution_options(synchronize_session=False))
 
+    def _constants(self) -> tuple[str, str, int, str, str, str]:
+        memo = f"{self.program.name} {self.period}"[:500]
+        return (memo, self.actor, self.fund.id, self.now.isoformat(), _SUBJECT, _EVENT_TYPE)
 
-def _sqlite_values(table: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Rows shaped for COPY's text form, turned back into Python values for the typed Core insert."""
-    if table == "batch_payments":
-        return [(*r[:7], json.loads(r[7]), r[8]) for r in rows]
-    if table == "outbox":
-        return [(*r[:4], {}, *r[5:]) for r in rows]
-    return rows
+    async def _copy(self, journals: list[Any], payments: list[Any], bpays: list[Any], outbox: list[Any]) -> None:
+        """PostgreSQL: COPY text built here (one write per table and chunk; psycopg's write_row per row costs more)."""
+        memo, actor, fid, now, subject, etype = self._constants()
+        e, memo, actor = _copy_escape, _copy_escape(memo), _copy_escape(actor)
+        ea, aa, bid = self.expense_acc, self.available_acc, self.batch.id
+        basis: dict[int, str] = {}
+        data = {
+            "journals (id, fund_id, kind, amount, reference, counterparty, request_id, memo, actor, created_at)":
+                "".join(f"{j}\t{fid}\tPAYMENT\t{a}\t\t{e(p)}\t\t{memo}\t{actor}\t{now}\n" for j, a, p in journals),
+            "payments (journal_id, fund_id, payment_key, payee, amount, created_at)":
+                "".join(f"{j}\t{fid}\t{e(k)}\t{e(p)}\t{a}\t{now}\n" for j, k, p, a in payments),
+            "ledger_entries (journal_id, account_id, side, amount, payment_id)":
+                "".join(f"{j}\t{ea}\tD\t{a}\t{j}\n{j}\t{aa}\tC\t{a}\t\\N\n" for j, _, _, a in payments),
+            "batch_payments (payment_id, batch_id, application_id, household_id, payee, village, amount, basis, state)":
+                "".join(f"{j}\t{bid}\t{app}\t{e(h)}\t{e(p)}\t{e(v)}\t{a}\t"
+                        f"{basis.get(id(rule)) or basis.setdefault(id(rule), e(rule.basis_json))}\tPENDING\n"
+                        for j, app, h, p, v, a, rule in bpays),
+            "outbox (event_id, subject, event_type, payload, headers, created_at, attempts)":
+                "".join(f"{eid}\t{subject}\t{etype}\t\\\\x{payload.hex()}\t{{}}\t{now}\t0\n" for eid, payload in outbox),
+        }
+        raw = (await (await self.s.connection()).get_raw_connection()).driver_connection
+        async with raw.cursor() as cur:
+            for target, body in data.items():
+                async with cur.copy(f"COPY {target} FROM STDIN") as cp:
+                    await cp.write(body.encode())
+
+    async def _insert(self, journals: list[Any], payments: list[Any], bpays: list[Any], outbox: list[Any]) -> None:
+        """SQLite: Core executemany through the tables' types (its DateTime and JSON storage forms)."""
+        memo, actor, fid, _, subject, etype = self._constants()
+        now, ea, aa, bid = self.now, self.expense_acc, self.available_acc, self.batch.id
+        conn = await self.s.connection()
+        t = Base.metadata.tables
+        await conn.execute(insert(t["journals"]), [
+            dict(id=j, fund_id=fid, kind="PAYMENT", amount=a, reference="", counterparty=p, request_id="", memo=memo,
+                 actor=actor, created_at=now) for j, a, p in journals])
+        await conn.execute(insert(t["payments"]), [
+            dict(journal_id=j, fund_id=fid, payment_key=k, payee=p, amount=a, created_at=now) for j, k, p, a in payments])
+        await conn.execute(insert(t["ledger_entries"]), [
+            dict(journal_id=j, account_id=acc, side=side, amount=a, payment_id=pid)
+            for j, _, _, a in payments for acc, side, pid in ((ea, "D", j), (aa, "C", None))])
+        await conn.execute(insert(t["batch_payments"]), [
+            dict(payment_id=j, batch_id=bid, application_id=app, household_id=h, payee=p, village=v, amount=a,
+                 basis=json.loads(rule.basis_json), state="PENDING") for j, app, h, p, v, a, rule in bpays])
+        await conn.execute(insert(OutboxEvent.__table__), [
+            dict(event_id=eid, subject=subject, event_type=etype, payload=payload, headers={}, created_at=now, attempts=0)
+            for eid, payload in outbox])
+
+
+_OTHER = hs.Situation.OTHER.value
+_SUBJECT = bus.subject_of(events_pb2.PaymentIssued())
+_EVENT_TYPE = events_pb2.PaymentIssued.DESCRIPTOR.full_name
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escape(value: str) -> str:
+    """A value in COPY's text format."""
+    return value.translate(_COPY_ESCAPES)

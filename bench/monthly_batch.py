@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""A 特别扶助 monthly payment batch over N generated beneficiaries on PostgreSQL,
+next to a raw COPY of N rows measured in the same run.
+
+    python3 dev.py bench monthly_batch [-n 1000000] [--db postgresql://postgres@127.0.0.1:5432/postgres]
+
+Creates its own database on the server (dropped afterwards) and, untimed,
+migrates it, opens a fund with enough money, creates a 2022 特别扶助 program
+in 洪江市 (431281) and COPYs N enrolled beneficiaries straight into the
+projection and ``applications`` (paid for 2022-07 already, as in a running
+program). Then, timed:
+
+* raw COPY — psycopg ``cursor.copy()`` of N rows as wide as a payment line
+  (ids, payee, household, village, amount, reference, time) into a plain
+  table in the same database;
+* batch — in a child process (so setup memory does not count):
+  ``BatchesService.create_payment_batch`` for 2022-08 end to end (projection
+  read, county plugins, payments, ledger journals and entries, PaymentIssued
+  outbox rows, application states, one commit) plus the payment CSV written by
+  ``write_payment_file``; the child's peak RSS is its ``ru_maxrss``.
+
+Goals (issue #4): batch ≤ 5× raw COPY time; peak RSS < 1 GiB. Afterwards
+(untimed) it checks every beneficiary is paid exactly once and, with
+``--verify``, runs the ledger invariant check. Exit status 1 when a goal is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psycopg  # noqa: E402
+
+from _common import timed  # noqa: E402
+
+COUNTY = "431281"  # 洪江市: 940/580 元 per month from 2022
+PERIOD = "2022-08"
+GIB = 1024 ** 3
+
+
+def _admin_base(admin: str) -> str:
+    return admin.rsplit("/", 1)[0]
+
+
+def create_db(admin: str) -> str:
+    name = "jsx_bench_batch_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"{_admin_base(admin)}/{name}"
+
+
+def drop_db(admin: str, url: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+async def setup_program(url: str, n: int) -> int:
+    """Fund, source, allocation and program through the services (untimed); returns the program id."""
+    from jsx.common.v1 import common_pb2 as c
+    from jsx.funds.v1 import funds_pb2 as pb
+    from jsxcore.db import create_engine, session_factory
+    from jsxcore.plugins import PluginHost
+
+    from jsx_funds.batches import BatchesService
+    from jsx_funds.service import FundsService
+
+    eng = create_engine(url)
+    sessions = session_factory(eng)
+    funds, svc = FundsService(sessions), BatchesService(sessions, PluginHost())
+    rid = lambda: str(uuid.uuid4())  # noqa: E731
+    fund = await funds.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=COUNTY))), None)
+    src = await funds.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=COUNTY))), None)
+    await funds.post_allocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=n * 940_00 * 3),
+                                                         request_id=rid()), None)
+    program = await svc.create_program(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+        display_name="2022年洪江市计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=COUNTY),
+        fund=fund.name, year=2022)), None)
+    await eng.dispose()
+    return int(program.name.split("/")[1])
+
+
+def seed(url: str, program_id: int, n: int, villages: int, birth_years: int) -> None:
+    """N enrolled beneficiaries (one per household) COPYed into the projection and applications.
+
+    Half 失独 (bereaved), half 伤残 (disabled, grade 1–3); mothers born on
+    1 March of one of ``birth_years`` years from 1950; ``villages`` villages.
+    The distinct rule inputs are villages × 4 situations × birth_years.
+    """
+    rnd = random.Random(4)
+    asof = datetime(2022, 6, 1, tzinfo=timezone.utc)
+    pub_end = datetime(2022, 7, 1, tzinfo=timezone.utc)
+    vill = [f"{COUNTY}{100 + t:03d}{200 + v:03d}" for t in range(10) for v in range(max(1, villages // 10))][:villages]
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY proj_households (household_id, village, head_person, member_count, as_of, updated_at) FROM STDIN") as cp:
+            for i in range(n):
+                cp.write_row((f"hh{i}", vill[i % len(vill)], f"persons/head{i}", 2, asof, asof))
+        with cur.copy("COPY proj_household_situations (household_id, kind, effective_from, effective_to, disability_grade, as_of)"
+                      " FROM STDIN") as cp:
+            for i in range(n):
+                disabled = i % 2 == 1
+                cp.write_row((f"hh{i}", "SPECIAL_DISABLED" if disabled else "SPECIAL_BEREAVED", "2020-01-01", None,
+                              1 + (i // 2) % 3 if disabled else 0, asof))
+        with cur.copy("COPY applications (program_id, household_id, person, beneficiary, village, period, amount_requested,"
+                      " amount_entitled, state, chain, publicity_days, publicity_working_days, publicity_start, publicity_end,"
+                      " provenance, attributes, created_by, created_at, updated_at) FROM STDIN") as cp:
+            for i in range(n):
+                born = f"{1950 + rnd.randrange(birth_years)}-03-01"
+                cp.write_row((program_id, f"hh{i}", f"persons/m{i}", f"persons/m{i}", vill[i % len(vill)], "2022-07", 0,
+                              94000, "PAID", "VILLAGE,TOWNSHIP,COUNTY", 7, False, pub_end - timedelta(days=7), pub_end,
+                              "[]", json.dumps({"birth_date": born}), "clerk", asof, asof))
+        conn.commit()
+        cur.execute("ANALYZE")
+        conn.commit()
+
+
+def raw_copy(url: str, n: int) -> float:
+    """Seconds to COPY N payment-line-wide rows into a plain table (and commit)."""
+    now = datetime.now(timezone.utc)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE raw_copy (id bigint, batch bigint, payee varchar(100), household varchar(64),"
+                    " village varchar(12), amount bigint, reference varchar(200), created_at timestamptz)")
+        conn.commit()
+        with timed() as t:
+            with cur.copy("COPY raw_copy FROM STDIN") as cp:
+                for i in range(n):
+                    cp.write_row((i, 1, f"persons/m{i}", f"households/hh{i}", "431281100200", 94000,
+                                  f"programs/1/beneficiaries/persons/m{i}/periods/2022-08", now))
+            conn.commit()
+        cur.execute("DROP TABLE raw_copy")
+        conn.commit()
+    return t.seconds
+
+
+async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
+    """The measured part: the batch end to end and its payment file (run in a fresh process)."""
+    from jsx.common.v1 import common_pb2 as c
+    from jsx.funds.v1 import funds_pb2 as pb
+    from jsxcore.auth import Caller
+    from jsxcore.db import create_engine, session_factory
+    from jsxcore.plugins import PluginHost
+    from jsxcore.values import RegionCode
+
+    from jsx_funds.batches import BatchesService
+
+    host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
+    host.discover()
+    eng = create_engine(url)
+    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc))
+    admin = Caller(subject="fin", display_name="fin", roles=("admin",), region=RegionCode.parse(COUNTY))
+    req = pb.CreatePaymentBatchRequest(request_id=str(uuid.uuid4()), program=f"programs/{program_id}",
+                                       region=c.RegionCode(code=COUNTY), period=c.Period(code=PERIOD))
+    # Warm up as a running service would be: driver loaded, pool connected, modules imported, plugins loaded.
+    from sqlalchemy import text
+    async with eng.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    await svc.get_program(pb.GetProgramRequest(name=f"programs/{program_id}"), None)
+    t0 = time.perf_counter()
+    batch = await svc.create_payment_batch(req, admin)
+    t1 = time.perf_counter()
+    with open(out_csv, "w", encoding="utf-8", newline="") as f:
+        lines = await svc.write_payment_file(int(batch.name.split("/")[1]), f)
+    t2 = time.perf_counter()
+    await eng.dispose()
+    return {"batch_s": t1 - t0, "file_s": t2 - t1, "payments": batch.payment_count, "total_fen": batch.total.fen,
+            "file_lines": lines, "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
+    """Untimed: everyone paid exactly once, balances exact, (optionally) the ledger invariants."""
+    problems = []
+    with psycopg.connect(url) as conn:
+        paid, keys, dup = conn.execute(
+            "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM batch_payments"
+            " GROUP BY application_id HAVING count(*) > 1) x) FROM payments").fetchone()
+        events = conn.execute("SELECT count(*) FROM outbox WHERE subject = 'jsx.funds.payment.issued'").fetchone()[0]
+        expected = conn.execute("SELECT sum(CASE WHEN h.kind = 'SPECIAL_BEREAVED' THEN 94000 ELSE 58000 END)"
+                                " FROM proj_household_situations h").fetchone()[0]
+        total = conn.execute("SELECT sum(amount) FROM payments").fetchone()[0]
+    if not (paid == keys == events == n and dup == 0):
+        problems.append(f"payments {paid}, distinct keys {keys}, events {events}, apps paid twice {dup}; expected {n}")
+    if total != expected:
+        problems.append(f"paid {total} 分, expected {expected} 分 (940/580 元)")
+    if verify_ledger:
+        from jsxcore.db import create_engine, session_factory
+
+        from jsx_funds.service import verify
+        eng = create_engine(url)
+        async with session_factory(eng)() as s:
+            problems += [str(p) for p in await verify(s)]
+        await eng.dispose()
+    return problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", type=int, default=1_000_000, help="beneficiaries (default 1 000 000)")
+    ap.add_argument("--db", default=os.environ.get("JSX_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+                    help="admin URL of the PostgreSQL server; a fresh database is created and dropped")
+    ap.add_argument("--villages", type=int, default=100)
+    ap.add_argument("--birth-years", type=int, default=20)
+    ap.add_argument("--verify", action="store_true", help="also run the full ledger invariant check (slow at 1M)")
+    ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument("--child", nargs=3, metavar=("URL", "PROGRAM", "CSV"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(asyncio.run(child(a.child[0], int(a.child[1]), a.child[2]))))
+        return 0
+
+    from jsx_funds.adapters.db import migrate
+
+    url = create_db(a.db)
+    try:
+        migrate(url)
+        with timed() as t_setup:
+            program_id = asyncio.run(setup_program(url, a.n))
+            seed(url, program_id, a.n, a.villages, a.birth_years)
+        print(f"setup: {a.n:,} beneficiaries seeded in {t_setup.seconds:.1f} s (untimed)", flush=True)
+        raw = raw_copy(url, a.n)
+        print(f"raw COPY of {a.n:,} rows: {raw:.2f} s", flush=True)
+        csv_path = f"/tmp/jsx_bench_payments_{uuid.uuid4().hex[:8]}.csv"
+        proc = subprocess.run([sys.executable, __file__, "--child", url, str(program_id), csv_path],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr, file=sys.stderr)
+            return 2
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        csv_mb = os.path.getsize(csv_path) / 1e6
+        os.unlink(csv_path)
+        problems = asyncio.run(check(url, a.n, a.verify))
+    finally:
+        if not a.keep:
+            drop_db(a.db, url)
+    total_s = r["batch_s"] + r["file_s"]
+    ratio = total_s / raw
+    rss = r["maxrss"]
+    ok_time, ok_mem = ratio <= 5, rss < GIB
+    print(f"\n特别扶助 monthly batch, {a.n:,} beneficiaries ({a.villages} villages × 4 situations × {a.birth_years} birth years)")
+    print(f"  raw COPY {a.n:,} rows          {raw:8.2f} s")
+    print(f"  batch (one transaction)      {r['batch_s']:8.2f} s   {r['payments']:,} payments, {r['total_fen'] / 100:,.2f} 元")
+    print(f"  payment file (streamed)      {r['file_s']:8.2f} s   {r['file_lines']:,} lines, {csv_mb:.0f} MB")
+    print(f"  batch + file / raw COPY      {ratio:8.2f} ×   goal ≤ 5×      {'ok' if ok_time else 'ABOVE GOAL'}")
+    print(f"  peak RSS (child)             {rss / 2**20:8.0f} MiB goal < 1024 MiB {'ok' if ok_mem else 'ABOVE GOAL'}")
+    print(f"  checks                       {'ok' if not problems else problems[:5]}")
+    return 0 if ok_time and ok_mem and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
