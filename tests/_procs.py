@@ -44,12 +44,14 @@ class ServiceProc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self._signalled = False
+        self.extra_env: dict[str, str] = {}  # what the running process got on top of env (JSX_FAULT)
 
     def start(self, extra_env: Mapping[str, str] | None = None) -> None:
         if self.alive():
             raise RuntimeError(f"{self.service} already running (pid {self.proc.pid})")  # type: ignore[union-attr]
         self.starts += 1
         self._signalled = False
+        self.extra_env = dict(extra_env or {})
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts} {sorted((extra_env or {}).items())} =====\n".encode())
