@@ -269,24 +269,11 @@ async def families_in(s: AsyncSession, region: RegionCode) -> list[d.Family]:
 # ---------------------------------------------------------------- migrations
 
 
-def sync_url(url: str) -> str:
-    """The synchronous driver URL Alembic runs with."""
-    if url.startswith("sqlite+aiosqlite:"):
-        return "sqlite:" + url[len("sqlite+aiosqlite:"):]
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (startup and tests).
 
     Synchronous: call before the event loop starts or via ``asyncio.to_thread``.
     """
-    from alembic import command
-    from alembic.config import Config
+    from jsxcore.migrations import migrate as _migrate
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    _migrate(MIGRATIONS, url, revision)

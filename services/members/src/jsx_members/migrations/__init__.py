@@ -8,28 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
+from jsxcore import migrations as _m
 
 HERE = Path(__file__).resolve().parent
+sync_url = _m.sync_url
 
 
-def sync_url(url: str) -> str:
-    """Migrations run on the sync drivers: sqlite3 and psycopg 3."""
-    for prefix in ("sqlite+aiosqlite:", "postgresql+psycopg:", "postgresql:", "postgres:"):
-        if url.startswith(prefix):
-            rest = url[len(prefix):]
-            return ("sqlite:" if prefix.startswith("sqlite") else "postgresql+psycopg:") + rest
-    return url
-
-
-def alembic_config(url: str) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(HERE))
-    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    return cfg
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    return _m.alembic_config(HERE, url)
 
 
 def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the database at ``url`` to ``revision`` (blocking; call via asyncio.to_thread from async code)."""
-    command.upgrade(alembic_config(url), revision)
+    _m.migrate(HERE, url, revision)
