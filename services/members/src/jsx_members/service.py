@@ -1125,6 +1125,8 @@ class RosterImport:
         self.svc = svc
         self.caller = caller
         self.today = svc.today()
+        # 户主身份证号 repeats on every member's row: parse each number once.
+        self._heads: dict[str, str] = {}
 
     def parse(self, i: int, r: dict[str, str], report: ImportReport) -> _Row | None:
         errs: list[str] = []
@@ -1139,10 +1141,18 @@ class RosterImport:
         head = relation = situation = None
         head_text = r.get("户主身份证号", "").strip()
         if head_text:
-            try:
-                head = IdNumber.parse(head_text, field="户主身份证号", today=self.today).value
-            except InvalidArgument as e:
-                errs += ["户主身份证号：" + m_ for m_ in _messages(e)]
+            head = self._heads.get(head_text)
+            if head is None and draft is not None and head_text == r.get("身份证号", "").strip():
+                head = draft.id_number.value  # the head's own row: already checked
+            if head is None:
+                try:
+                    head = IdNumber.parse(head_text, field="户主身份证号", today=self.today).value
+                except InvalidArgument as e:
+                    errs += ["户主身份证号：" + m_ for m_ in _messages(e)]
+            if head is not None:
+                if len(self._heads) > 10_000:
+                    self._heads.clear()
+                self._heads[head_text] = head
             try:
                 relation = d.parse_enum(d.Relation, r.get("与户主关系", ""), field="与户主关系", what="与户主关系")  # type: ignore[assignment]
             except InvalidArgument as e:

@@ -10,7 +10,7 @@ unique indexes (``WHERE end_date IS NULL``), so a race cannot break them.
 """
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import date, datetime, timezone
 
 from sqlalchemy import (
@@ -38,7 +38,14 @@ _PREFIX = {RegionLevel.PROVINCE: 2, RegionLevel.CITY: 4, RegionLevel.COUNTY: 6, 
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without
+    building a UUID object: a roster import makes one per person and household."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# RFC 4122 variant bits (10xx) over the first hex digit of the fourth group.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def utcnow() -> datetime:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import multiprocessing as mp
-from multiprocessing.connection import Connection
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -103,48 +107,73 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
     return headers, xlsx_rows(), total
 
 
-#: Workbooks at least this big are parsed in a worker process, overlapping
-#: the XML parsing (a third of a large import) with validation on the other core.
+#: Workbooks at least this big are parsed in a child process, so the XML
+#: parsing (half of a large import) runs on the other core while this one
+#: validates and writes. A plain ``python -c`` child, not multiprocessing's
+#: spawn: spawn re-imports the parent's ``__main__`` (the whole service,
+#: seconds of CPU) and fork is unsafe in a process holding event-loop and
+#: database threads.
 PARALLEL_MIN_BYTES = 512 * 1024
 _BATCH = 1000
 
 
-def _xlsx_worker(path: str, conn: Connection) -> None:
-    """Child process: stream the first sheet as batches of cell strings.
-    Messages: ("total", estimate), ("rows", [[...], ...]) …, ("end", 0); or ("error", text)."""
+def _xlsx_child() -> None:
+    """Child process entry: stream the first sheet of ``sys.argv[1]`` to
+    stdout as pickled messages ("total", estimate), ("rows", [[...], ...]) …,
+    ("end", 0); or ("error", exception type name)."""
+    import pickle
+    import sys
+
+    out = sys.stdout.buffer
     try:
-        wb = load_workbook(path, read_only=True, data_only=True)
+        wb = load_workbook(sys.argv[1], read_only=True, data_only=True)
         ws = wb.worksheets[0]
-        conn.send(("total", max(ws._max_row - 1, 0) if getattr(ws, "_max_row", None) else 0))
+        pickle.dump(("total", max(ws._max_row - 1, 0) if getattr(ws, "_max_row", None) else 0), out)
         batch: list[list[str]] = []
         for rec in ws.iter_rows(values_only=True):
             batch.append([_cell(v) for v in rec])
             if len(batch) >= _BATCH:
-                conn.send(("rows", batch))
+                pickle.dump(("rows", batch), out, protocol=pickle.HIGHEST_PROTOCOL)
                 batch = []
-        conn.send(("rows", batch))
-        conn.send(("end", 0))
+        pickle.dump(("rows", batch), out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(("end", 0), out)
+        out.flush()
         wb.close()
+    except BrokenPipeError:  # the parent stopped reading (bad headers, failed import): nothing to report
+        os._exit(1)
     except Exception as e:  # reported to the parent, which raises a clerk-readable error
-        conn.send(("error", type(e).__name__))
-    finally:
-        conn.close()
+        pickle.dump(("error", type(e).__name__), out)
+    out.flush()
 
 
 def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], int]:
-    ctx = mp.get_context("spawn")  # never fork a process holding event-loop and database threads
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_xlsx_worker, args=(str(p), child), daemon=True)
-    proc.start()
-    child.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from jsx_members.adapters.roster import _xlsx_child; _xlsx_child()", str(p)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=1 << 20,
+    )
+    assert proc.stdout is not None
+    pipe = proc.stdout
+    # A thread drains the pipe as fast as the child writes, so the child never
+    # waits while this process is busy validating or inserting a chunk.
+    inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def drain() -> None:
+        try:
+            while True:
+                msg = pickle.load(pipe)
+                inbox.put(msg)
+                if msg[0] in ("end", "error"):
+                    return
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):
+            inbox.put(("error", "worker exited"))
+
+    reader = threading.Thread(target=drain, name="roster-xlsx-reader", daemon=True)
+    reader.start()
 
     def batches() -> Iterator[list[list[str]]]:
         try:
             while True:
-                try:
-                    kind, payload = parent.recv()
-                except EOFError:
-                    kind, payload = "error", "worker exited"
+                kind, payload = inbox.get()
                 if kind == "rows":
                     yield payload
                 elif kind == "total":
@@ -154,10 +183,15 @@ def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], 
                 else:
                     raise InvalidArgument.field("file", f"无法读取该 Excel 文件（{payload}），请确认文件未损坏、是 .xlsx 格式", reason="UNREADABLE_FILE")
         finally:
-            parent.close()
-            proc.join(timeout=5)
-            if proc.is_alive():
+            if proc.poll() is None and reader.is_alive():
+                proc.kill()  # abandoned early (bad headers, failed import): the rest is not needed
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+            reader.join(timeout=5)
+            pipe.close()
 
     total = [0]
     it = batches()
