@@ -237,6 +237,28 @@ def stream_name(service: str) -> str:
     return "JSX_" + service.upper()
 
 
+def _connection_callbacks(name: str) -> dict[str, Any]:
+    """One readable line per state change instead of nats-py's default of a
+    traceback at ERROR for every reconnect attempt while the broker is down."""
+    state = {"down": False}
+
+    async def error_cb(exc: Exception) -> None:
+        if not state["down"]:
+            log.warning("nats.error", extra={"connection": name, "error": f"{type(exc).__name__}: {exc}"[:200]})
+        state["down"] = True
+
+    async def disconnected_cb() -> None:
+        if not state["down"]:
+            log.warning("nats.disconnected", extra={"connection": name})
+        state["down"] = True
+
+    async def reconnected_cb() -> None:
+        state["down"] = False
+        log.info("nats.reconnected", extra={"connection": name})
+
+    return {"error_cb": error_cb, "disconnected_cb": disconnected_cb, "reconnected_cb": reconnected_cb}
+
+
 async def connect(url: str, *, name: str) -> NATS:
     """Connect to NATS, retrying until the broker answers, then reconnecting
     forever; callers never see a half-open client."""
@@ -250,6 +272,7 @@ async def connect(url: str, *, name: str) -> NATS:
                 reconnect_time_wait=0.5,
                 max_reconnect_attempts=-1,
                 allow_reconnect=True,
+                **_connection_callbacks(name),
             )
         except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
             log.warning("nats.connect_failed", extra={"error": type(exc).__name__, "retry_in": delay})
@@ -612,8 +635,13 @@ class Consumer:
         max_ack_pending: int = 1000,
         fetch_timeout: float = 1.0,
         retry_delays: Sequence[float] = (1.0, 2.0, 5.0, 15.0, 60.0),
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._nats = nats
+        # Called after a transaction that applied effects commits. Services pass
+        # their relay's notify() so an answer event (e.g. a booked 慰问金) goes
+        # out at once instead of at the relay's next poll.
+        self.on_commit = on_commit
         self.stream = stream
         self.durable = durable
         self.subjects = [subjects] if isinstance(subjects, str) else list(subjects)
@@ -806,6 +834,8 @@ class Consumer:
 
     async def _ack_all(self, items: Sequence[tuple[Msg, Message, EventMeta]], fresh: int) -> None:
         self.applied += fresh
+        if fresh and self.on_commit is not None:
+            self.on_commit()
         self.skipped += len(items) - fresh
         _fault("consumer.before_ack")
         for msg, _, _ in items:

@@ -17,6 +17,7 @@ is applied once however often JetStream redelivers.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 
 from google.protobuf.message import Message
@@ -188,11 +189,15 @@ async def household_situations(s: AsyncSession, household_id: str, on: date) -> 
 # ---------------------------------------------------------------- wiring
 
 
-def build_consumers(nats_url: str, sessions: async_sessionmaker[AsyncSession]) -> list[Consumer]:
-    """The funds process's durable consumers (started by the runtime as background tasks)."""
+def build_consumers(
+    nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None
+) -> list[Consumer]:
+    """The funds process's durable consumers (started by the runtime as background tasks).
+    ``on_commit`` (the relay's notify) sends a booking answer as soon as it commits."""
     return [
         Consumer(nats_url, stream=stream_name("events"), durable=VISIT_DURABLE, subjects=list(bus.VISIT_SUBJECTS),
-                 handler=book_visit_expense, sessionmaker=sessions, message_types=bus.VISIT_TYPES),  # type: ignore[arg-type]
+                 handler=book_visit_expense, sessionmaker=sessions, message_types=bus.VISIT_TYPES,  # type: ignore[arg-type]
+                 on_commit=on_commit),
         Consumer(nats_url, stream=stream_name("members"), durable=MEMBERS_DURABLE, subjects=list(bus.MEMBER_SUBJECTS),
                  handler=apply_household_event, sessionmaker=sessions, message_types=bus.MEMBER_TYPES),  # type: ignore[arg-type]
     ]

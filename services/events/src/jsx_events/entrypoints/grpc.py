@@ -187,7 +187,7 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt.add_servicer(pb_grpc.add_EventsServiceServicer_to_server, EventsServicer(svc, rt.plugins), FULL)
     funds = Consumer(config.nats_url, stream=stream_name("funds"), durable="events-funds-results",
                      subjects=list(bus.FUNDS_SUBJECTS), handler=svc.apply_booking, sessionmaker=rt.sessions,
-                     message_types=bus.FUNDS_TYPES)
+                     message_types=bus.FUNDS_TYPES, on_commit=relay.notify)
     members = Consumer(config.nats_url, stream=stream_name("members"), durable="events-members-projection",
                        subjects=list(bus.MEMBER_SUBJECTS), handler=svc.apply_member_event, sessionmaker=rt.sessions,
                        message_types=bus.MEMBER_TYPES)

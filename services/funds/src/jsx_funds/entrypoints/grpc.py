@@ -109,7 +109,7 @@ for _rpc, _attr in PROGRAM_METHODS.items():
 def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRuntime, FundsService, Relay]:
     """The funds process: server, service and outbox relay (not started)."""
     rt = ServiceRuntime(config, **runtime_kw)
-    relay = Relay(rt.sessions, config.nats_url, service=SERVICE)
+    relay = Relay(rt.sessions, config.nats_url, service=SERVICE, replicas=config.stream_replicas)
     service = FundsService(rt.sessions, on_commit=relay.notify)
     programs = ReportsService(rt.sessions, rt.plugins, on_commit=relay.notify)
     members = MembersClient(config.members_addr, config.auth_secret) if config.members_addr else None
@@ -121,7 +121,7 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt.on_shutdown(relay.stop)
     # Each consumer has its own connection; on shutdown it stops fetching and the batch in
     # hand commits or rolls back whole (the inbox makes a redelivery after a cut a no-op).
-    for consumer in build_consumers(config.nats_url, rt.sessions):
+    for consumer in build_consumers(config.nats_url, rt.sessions, on_commit=relay.notify):
         rt.add_background(consumer.durable, consumer.run)
         rt.on_shutdown(consumer.stop)
     return rt, service, relay
