@@ -68,7 +68,7 @@ assert not _missing, f"unbound RPCs: {_missing}"
 def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRuntime, MembersService, Relay]:
     """The members process: server, service and outbox relay (not started)."""
     rt = ServiceRuntime(config, **runtime_kw)
-    relay = Relay(rt.sessions, config.nats_url, service=SERVICE)
+    relay = Relay(rt.sessions, config.nats_url, service=SERVICE, replicas=config.stream_replicas)
     service = MembersService(rt.sessions, config.field_cipher(), config.blind_index(), on_commit=relay.notify)
     rt.add_servicer(members_pb2_grpc.add_MembersServiceServicer_to_server, MembersServicer(service, rt.plugins), SERVICE_NAME)
     rt.add_background("outbox-relay", relay.run)
