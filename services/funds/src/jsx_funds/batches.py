@@ -28,6 +28,7 @@ columns are left for the members service to fill (see README).
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -365,19 +366,31 @@ class _BatchWriter:
                            SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
                     .order_by(SituationProjection.effective_from))).all():
                 sits.setdefault(hid, {})[kind_] = grade
-        out = []
+        keyed, ask = [], {}
         for r in unique:
             kinds = sits.get(r.household_id, {})
             situation = next((k for k in _SITUATION_ORDER if k in kinds), _OTHER)
             grade = kinds["SPECIAL_DISABLED"] if situation == "SPECIAL_DISABLED" else 0
             # The stored attribute text stands for the attributes: equal text, equal hook input.
             key = (r.village, situation, grade, bool(r.person), r.attributes)
-            rule = self.rules.get(key)
-            if rule is None:
+            if key not in self.rules and key not in ask:
+                ask[key] = (r, situation, grade)
+            keyed.append((r, key))
+        if ask:
+            # Each call runs in its own worker thread (PluginHost); a few in flight hide the thread start-up.
+            gate = asyncio.Semaphore(_PLUGIN_CALLS_IN_FLIGHT)
+
+            async def one(r: Any, situation: str, grade: int) -> _Rule:
                 attributes = dict(json.loads(r.attributes) if r.attributes else {})
                 if grade:
                     attributes.setdefault("child_disability_grade", str(grade))
-                rule = self.rules[key] = await self._ask(r, situation, attributes)
+                async with gate:
+                    return await self._ask(r, situation, attributes)
+
+            self.rules.update(zip(ask, await asyncio.gather(*(one(*v) for v in ask.values()))))
+        out = []
+        for r, key in keyed:
+            rule = self.rules[key]
             if rule.amount <= 0:
                 self.skipped.append({"application": bus.application_name(r.id), "reasons": rule.reasons})
                 continue
@@ -501,6 +514,8 @@ class _BatchWriter:
 
 
 _OTHER = hs.Situation.OTHER.value
+#: Rule calls awaited at once (each is a thread in PluginHost; more only adds contention on 2 cores).
+_PLUGIN_CALLS_IN_FLIGHT = 8
 _SUBJECT = bus.subject_of(events_pb2.PaymentIssued())
 _EVENT_TYPE = events_pb2.PaymentIssued.DESCRIPTOR.full_name
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
