@@ -33,6 +33,7 @@ import csv
 import io
 import json
 import os
+import signal
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -214,9 +215,13 @@ CHUNK = {"postgresql": 20_000, "sqlite": 5_000}
 
 
 def _fault(point: str) -> None:
-    """Die here if ``JSX_FAULT`` names this point (crash tests only; the outbox's convention)."""
-    if os.environ.get("JSX_FAULT") == point:
+    """Die here if ``JSX_FAULT`` names this point (crash tests only; the outbox's convention);
+    ``<point>:stop`` stops the process instead, for a test to ``kill -9`` it there."""
+    fault = os.environ.get("JSX_FAULT")
+    if fault == point:
         os._exit(86)
+    if fault == point + ":stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 class _Rule:
