@@ -29,6 +29,7 @@ columns are left for the members service to fill (see README).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -179,31 +180,28 @@ class BatchesService(ProgramsService):
         """Stream the batch's payment file to ``out``; returns the number of payments.
 
         UTF-8 with BOM so Excel opens it; amounts in 元 with 2 decimals; read
-        by keyset pages so a million-line file never sits in memory.
+        through one streamed query (a server-side cursor on PostgreSQL) so a
+        million-line file never sits in memory.
         """
         async with self.sessions() as s:
             batch = await self._batch(s, batch_name(batch_id), "payment_batch", None)
             program = await s.get(ProgramRow, batch.program_id)
-        pname, bname = (program.name if program else ""), batch_name(batch.id)
-        out.write("\ufeff")
-        w = csv.writer(out, lineterminator="\r\n")
-        w.writerow(["序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"])
-        n, total, after = 0, 0, 0
-        while True:
-            async with self.sessions() as s:
-                rows = (await s.execute(
-                    select(BatchPaymentRow.payment_id, BatchPaymentRow.payee, BatchPaymentRow.household_id,
-                           BatchPaymentRow.village, BatchPaymentRow.amount)
-                    .where(BatchPaymentRow.batch_id == batch.id, BatchPaymentRow.payment_id > after)
-                    .order_by(BatchPaymentRow.payment_id).limit(page))).all()
-            if not rows:
-                break
-            for pid, payee, hid, village, amount in rows:
-                n += 1
-                total += amount
-                w.writerow([n, payee, f"households/{hid}", village, Money(amount).format_yuan(), batch.period, pname,
-                            f"{bname}/payments/{pid}"])
-            after = rows[-1].payment_id
+            pname, bname = (program.name if program else ""), batch_name(batch.id)
+            out.write("\ufeff")
+            w = csv.writer(out, lineterminator="\r\n")
+            w.writerow(["序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"])
+            n, total = 0, 0
+            result = await s.stream(
+                select(BatchPaymentRow.payment_id, BatchPaymentRow.payee, BatchPaymentRow.household_id,
+                       BatchPaymentRow.village, BatchPaymentRow.amount)
+                .where(BatchPaymentRow.batch_id == batch.id).order_by(BatchPaymentRow.payment_id)
+                .execution_options(yield_per=page))
+            async for rows in result.partitions(page):
+                for pid, payee, hid, village, amount in rows:
+                    n += 1
+                    total += amount
+                    w.writerow([n, payee, f"households/{hid}", village, f"{amount // 100}.{amount % 100:02d}",
+                                batch.period, pname, f"{bname}/payments/{pid}"])
         w.writerow(["合计", n, "", "", Money(total).format_yuan(), "", "", ""])
         return n
 
@@ -284,14 +282,7 @@ class _BatchWriter:
         self.batch = batch
         chunk = CHUNK.get(dialect, CHUNK["sqlite"])
         if self.pg:
-            # One server-side cursor over the whole selection (a single anti-join with payments), fetched in
-            # chunks between which the chunk's rows are COPYed on the same connection. Ordered by beneficiary so
-            # a beneficiary enrolled twice comes in adjacent rows and is paid once.
-            stmt = self._select().order_by(ApplicationRow.beneficiary.collate("C"), ApplicationRow.id)
-            result = await s.stream(stmt.execution_options(yield_per=chunk))
-            async for part in result.partitions(chunk):
-                await self._write(await self._rule_page(part))
-                _fault("batch.after_chunk")
+            await self._pipeline(chunk)
         else:
             # SQLite: keyset pages; each page's anti-join sees the payments written before it. We hold the
             # single writer lock (lock_fund wrote first), so journal ids past the current max are ours.
@@ -300,7 +291,11 @@ class _BatchWriter:
             while rows := (await s.execute(self._select().where(ApplicationRow.id > after)
                                            .order_by(ApplicationRow.id).limit(chunk))).all():
                 after = rows[-1].id
-                await self._write(await self._rule_page(rows))
+                page = await self._rule_page(rows, s)
+                if page:
+                    journals, payments, bpays, outbox, issue = self._rows(page, await self._ids(len(page), s))
+                    await self._insert(journals, payments, bpays, outbox)
+                    await self._issue(issue)
                 _fault("batch.after_chunk")
         if self.count == 0:
             raise FailedPrecondition(self.svc._nothing_message(program, self.region, period, self.skipped),
@@ -312,6 +307,47 @@ class _BatchWriter:
         batch.skipped = self.skipped
         await s.flush()
         return await self.svc._batch_message(s, batch)
+
+    async def _pipeline(self, chunk: int) -> None:
+        """PostgreSQL: read and build on a second connection while this transaction COPYs the previous chunk.
+
+        The reader streams the selection through one server-side cursor (a
+        single anti-join with payments), ordered by beneficiary so one enrolled
+        twice comes in adjacent rows and is paid once, asks the rules and
+        renders each chunk's COPY text; the writer (the locked transaction)
+        COPYs it. Python and the database server then work at the same time.
+        The reader's snapshot is taken after the fund lock is held, so it sees
+        every earlier batch of this fund; a key paid through another fund in
+        the meantime would hit the UNIQUE payment key and fail the whole batch.
+        """
+        queue: asyncio.Queue[tuple[dict[str, bytes], list[int]] | None] = asyncio.Queue(maxsize=2)
+        engine = (await self.s.connection()).engine
+
+        async def produce() -> None:
+            try:
+                async with engine.connect() as rc:
+                    stmt = self._select().order_by(ApplicationRow.beneficiary.collate("C"), ApplicationRow.id)
+                    result = await rc.stream(stmt.execution_options(yield_per=chunk))
+                    async for part in result.partitions(chunk):
+                        page = await self._rule_page(part, rc)
+                        if page:
+                            journals, payments, bpays, outbox, issue = self._rows(page, await self._ids(len(page), rc))
+                            await queue.put((self._copy_data(journals, payments, bpays, outbox), issue))
+            finally:
+                await queue.put(None)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while (item := await queue.get()) is not None:
+                await self._copy(item[0])
+                await self._issue(item[1])
+                _fault("batch.after_chunk")
+            await producer  # its error, if it failed
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
 
     def _select(self):  # type: ignore[no-untyped-def]
         """Enrolled (or, for one-off programs, this period's) applications in the region not yet paid this period."""
@@ -338,7 +374,7 @@ class _BatchWriter:
             start = self.starts[code] = Period.parse(code).start
         return start
 
-    async def _rule_page(self, rows: Sequence[Any]) -> list[tuple[Any, _Rule]]:
+    async def _rule_page(self, rows: Sequence[Any], conn: Any) -> list[tuple[Any, _Rule]]:
         """The page's payable applications with their rule answers (skips recorded)."""
         start = self.period.start
         unique = []
@@ -364,7 +400,7 @@ class _BatchWriter:
             return out
         sits: dict[str, dict[str, int]] = {}
         if unique:
-            for hid, kind_, grade in (await self.s.execute(
+            for hid, kind_, grade in (await conn.execute(
                     select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.disability_grade)
                     .where(self._in(SituationProjection.household_id, list({r.household_id for r in unique}), String),
                            SituationProjection.effective_from <= start,
@@ -426,23 +462,22 @@ class _BatchWriter:
             return _Rule(0, [], ["按规则核定金额为 0 元"])
         return _Rule(amt.value.amount.fen, [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"], [])
 
-    async def _ids(self, n: int) -> list[int]:
+    async def _ids(self, n: int, conn: Any) -> list[int]:
         if self.pg:
-            return list((await self.s.execute(text(
+            # Sequences are outside transactions: the reader connection can take them.
+            return list((await conn.execute(text(
                 "SELECT nextval(pg_get_serial_sequence('journals', 'id')) FROM generate_series(1, :n)"), {"n": n})).scalars())
         first, self.next_id = self.next_id, self.next_id + n
         return list(range(first, first + n))
 
-    async def _write(self, page: list[tuple[Any, _Rule]]) -> None:
-        if not page:
-            return
-        s, fund, batch, now = self.s, self.fund, self.batch, self.now
+    def _rows(self, page: list[tuple[Any, _Rule]], ids: list[int]) -> tuple[list[Any], ...]:
+        """A chunk's journals, payments, batch payments and events, and the applications to mark issued."""
+        fund, batch, now = self.fund, self.batch, self.now
         bname = batch_name(batch.id)
         program_name, fund_name = bus.program_name(self.program.id), bus.fund_name(fund.id)
         period_msg = common_pb2.Period(code=str(self.period))
         occurred = ts(now)
         key_prefix, key_suffix = f"programs/{self.program.id}/beneficiaries/", f"/periods/{self.period}"
-        ids = await self._ids(len(page))
         rnd = os.urandom(16 * len(page))
         journals, payments, entries, bpays, outbox, issue = [], [], [], [], [], []
         for i, (jid, (r, rule)) in enumerate(zip(ids, page)):
@@ -461,17 +496,19 @@ class _BatchWriter:
                 issue.append(r.id)
             self.total += amount
         self.count += len(page)
-        await (self._copy if self.pg else self._insert)(journals, payments, bpays, outbox)
+        return journals, payments, bpays, outbox, issue
+
+    async def _issue(self, issue: list[int]) -> None:
         if issue:
-            await s.execute(update(ApplicationRow).where(self._in(ApplicationRow.id, issue, BigInteger))
-                            .values(state="PAYMENT_ISSUED", updated_at=now).execution_options(synchronize_session=False))
+            await self.s.execute(update(ApplicationRow).where(self._in(ApplicationRow.id, issue, BigInteger))
+                            .values(state="PAYMENT_ISSUED", updated_at=self.now).execution_options(synchronize_session=False))
 
     def _constants(self) -> tuple[str, str, int, str, str, str]:
         memo = f"{self.program.name} {self.period}"[:500]
         return (memo, self.actor, self.fund.id, self.now.isoformat(), _SUBJECT, _EVENT_TYPE)
 
-    async def _copy(self, journals: list[Any], payments: list[Any], bpays: list[Any], outbox: list[Any]) -> None:
-        """PostgreSQL: COPY text built here (one write per table and chunk; psycopg's write_row per row costs more)."""
+    def _copy_data(self, journals: list[Any], payments: list[Any], bpays: list[Any], outbox: list[Any]) -> dict[str, bytes]:
+        """A chunk in COPY's text format, per target (one write per table and chunk: write_row per row costs more)."""
         memo, actor, fid, now, subject, etype = self._constants()
         e, memo, actor = _copy_escape, _copy_escape(memo), _copy_escape(actor)
         ea, aa, bid = self.expense_acc, self.available_acc, self.batch.id
@@ -490,11 +527,14 @@ class _BatchWriter:
             "outbox (event_id, subject, event_type, payload, headers, created_at, attempts)":
                 "".join(f"{eid}\t{subject}\t{etype}\t\\\\x{payload.hex()}\t{{}}\t{now}\t0\n" for eid, payload in outbox),
         }
+        return {target: body.encode() for target, body in data.items()}
+
+    async def _copy(self, data: dict[str, bytes]) -> None:
         raw = (await (await self.s.connection()).get_raw_connection()).driver_connection
         async with raw.cursor() as cur:
             for target, body in data.items():
                 async with cur.copy(f"COPY {target} FROM STDIN") as cp:
-                    await cp.write(body.encode())
+                    await cp.write(body)
 
     async def _insert(self, journals: list[Any], payments: list[Any], bpays: list[Any], outbox: list[Any]) -> None:
         """SQLite: Core executemany through the tables' types (its DateTime and JSON storage forms)."""
