@@ -19,7 +19,7 @@ PROTOS = ROOT / "protos"
 GENERATED = PROTOS / "python"
 BIN = Path(sys.executable).parent
 
-READ_PREFIXES = ("Get", "List", "Lookup")
+READ_PREFIXES = ("Get", "List", "Lookup", "BatchGet")  # BatchGet: AIP-231 reads
 SUBJECT = re.compile(r"^jsx\.(members|funds|events)\.[a-z][a-z_]*\.[a-z][a-z_]*$")
 # Field names that would carry personal data; events carry ids and regions only.
 PII_FIELDS = {"id_number", "phone", "card_number", "display_name", "donor_display_name", "notes", "address",

@@ -16,7 +16,8 @@ Pattern syntax in the table: segments separated by ``.``; ``*`` matches one
 segment, a trailing ``*`` matches one or more (``funds.*`` covers
 ``funds.applications.decide``). Wildcards never grant personal-data
 permissions (any segment ``pii``): those are granted by name only, so a broad
-grant cannot leak 身份证 numbers by accident.
+grant cannot leak 身份证 numbers by accident; the same holds for segment
+``payees`` (full names and 一卡通 card numbers, :data:`PAYEES_READ`).
 """
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ DEFAULT_TTL_S = 8 * 3600
 
 #: Permission to see personal data (身份证 numbers, phones) unmasked.
 PII_READ = "members.pii.read"
+
+#: Permission to read payees' full names and 一卡通 card numbers
+#: (MembersService.BatchGetPayees): the bank payment file needs the real card
+#: number, so only the roles that produce or process it hold this —
+#: ``finance_officer`` and ``system`` — and only by name (like PII_READ, no
+#: wildcard grants it; not even ``admin``'s ``*`` or the auditor's ``*.*.read``).
+PAYEES_READ = "members.payees.read"
+
+#: Segments that only an exact grant unlocks (see :func:`pattern_grants`).
+_NAMED_ONLY = frozenset({"pii", "payees"})
 
 #: Role → granted permission patterns. Keep it readable: this table is what an
 #: auditor reads to learn who may do what.
@@ -79,7 +90,7 @@ ROLE_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     "finance_officer": (
         "members.*.read", "funds.*.read", "events.*.read",
         "funds.funds.write", "funds.ledger.write", "funds.payments.write", "funds.bank_results.write",
-        PII_READ,
+        PII_READ, PAYEES_READ,
         "*.plugins.read",
     ),
     # 审计: reads everything, including personal data (every read audited).
@@ -93,6 +104,8 @@ ROLE_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
         "members.persons.write", "members.households.write",
         "funds.bank_results.write",
         "events.activities.write",
+        # The 一卡通 system and the funds service producing a bank file.
+        PAYEES_READ,
     ),
 }
 
@@ -115,8 +128,8 @@ def pattern_grants(pattern: str, permission: str) -> bool:
         return True
     if "*" not in pattern:
         return False
-    if "pii" in permission.split("."):
-        return False  # personal data only by name
+    if not _NAMED_ONLY.isdisjoint(permission.split(".")):
+        return False  # personal data and card numbers only by name
     return _compile(pattern).fullmatch(permission) is not None
 
 
@@ -322,6 +335,7 @@ def register_cli(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
 
 __all__ = [
+    "PAYEES_READ",
     "PII_READ",
     "ROLE_PERMISSIONS",
     "Caller",

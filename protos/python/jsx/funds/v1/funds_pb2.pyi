@@ -561,6 +561,30 @@ PAYMENT_STATE_FAILED: PaymentState.ValueType  # 3
 """The bank could not pay it; the money is back in the fund."""
 Global___PaymentState: _TypeAlias = PaymentState  # noqa: Y015
 
+class _PaymentFileFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentFileFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentFileFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_FILE_FORMAT_UNSPECIFIED: _PaymentFileFormat.ValueType  # 0
+    """Same as PAYMENT_FILE_FORMAT_XLSX."""
+    PAYMENT_FILE_FORMAT_XLSX: _PaymentFileFormat.ValueType  # 1
+    """Excel workbook, one sheet 支付明细."""
+    PAYMENT_FILE_FORMAT_CSV: _PaymentFileFormat.ValueType  # 2
+    """CSV, UTF-8 with BOM, CRLF."""
+
+class PaymentFileFormat(_PaymentFileFormat, metaclass=_PaymentFileFormatEnumTypeWrapper):
+    """Format of a payment file."""
+
+PAYMENT_FILE_FORMAT_UNSPECIFIED: PaymentFileFormat.ValueType  # 0
+"""Same as PAYMENT_FILE_FORMAT_XLSX."""
+PAYMENT_FILE_FORMAT_XLSX: PaymentFileFormat.ValueType  # 1
+"""Excel workbook, one sheet 支付明细."""
+PAYMENT_FILE_FORMAT_CSV: PaymentFileFormat.ValueType  # 2
+"""CSV, UTF-8 with BOM, CRLF."""
+Global___PaymentFileFormat: _TypeAlias = PaymentFileFormat  # noqa: Y015
+
 @_typing.final
 class FundSource(_message.Message):
     """A source of money. Resource name: "fundSources/{fund_source}"."""
@@ -2282,7 +2306,11 @@ class PublicityEntry(_message.Message):
     program_display_name: _builtins.str
     """The program's display name."""
     beneficiary_display_name: _builtins.str
-    """Beneficiary's name, masked, e.g. "张*明"."""
+    """Name of whoever is paid (the person, or the household's 户主), masked,
+    e.g. "张*明", from MembersService.BatchGetPersons at the time of the
+    call. Empty when the funds service has no members address configured
+    (it holds no names itself).
+    """
     beneficiary: _builtins.str
     """Who is paid, "households/{household}" or "persons/{person}". The funds
     service holds no names: a caller posting the list looks the masked
@@ -2560,6 +2588,72 @@ class Payment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Payment: _TypeAlias = Payment  # noqa: Y015
+
+@_typing.final
+class GetPaymentFileRequest(_message.Message):
+    """Request for GetPaymentFile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_BATCH_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    payment_batch: _builtins.str
+    """The batch, "paymentBatches/{batch}"."""
+    format: Global___PaymentFileFormat.ValueType
+    """xlsx (default) or CSV."""
+    def __init__(
+        self,
+        *,
+        payment_batch: _builtins.str = ...,
+        format: Global___PaymentFileFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "payment_batch", b"payment_batch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPaymentFileRequest: _TypeAlias = GetPaymentFileRequest  # noqa: Y015
+
+@_typing.final
+class PaymentFile(_message.Message):
+    """A generated bank payment file; not stored by the service."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    PAYMENT_COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """Suggested file name, e.g. "支付文件_paymentBatches-3_2022-08.xlsx"."""
+    content_type: _builtins.str
+    """MIME type of `content`."""
+    content: _builtins.bytes
+    """The file."""
+    payment_count: _builtins.int
+    """Number of payment lines."""
+    @_builtins.property
+    def total(self) -> _common_pb2.Money:
+        """Sum of the lines."""
+
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        payment_count: _builtins.int = ...,
+        total: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "filename", b"filename", "payment_count", b"payment_count", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentFile: _TypeAlias = PaymentFile  # noqa: Y015
 
 @_typing.final
 class ListPaymentsRequest(_message.Message):

@@ -152,6 +152,11 @@ class FundsServiceStub:
                 request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentBatchRequest.SerializeToString,
                 response_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentBatch.FromString,
                 _registered_method=True)
+        self.GetPaymentFile = channel.unary_unary(
+                '/jsx.funds.v1.FundsService/GetPaymentFile',
+                request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentFileRequest.SerializeToString,
+                response_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFile.FromString,
+                _registered_method=True)
         self.ListPayments = channel.unary_unary(
                 '/jsx.funds.v1.FundsService/ListPayments',
                 request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.ListPaymentsRequest.SerializeToString,
@@ -354,6 +359,18 @@ class FundsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPaymentFile(self, request, context):
+        """The batch's bank payment file (一卡通发放文件, xlsx or CSV) in a county
+        finance bureau's layout: payee name, card number, amount, reference.
+        Payee details are read from MembersService at the moment of the call
+        with the caller's own token (it must hold "members.payees.read") and
+        never stored. A payee without a card number → FAILED_PRECONDITION
+        MISSING_CARD_NUMBER listing them (masked), and no file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPayments(self, request, context):
         """Lists the payments of a batch.
         """
@@ -503,6 +520,11 @@ def add_FundsServiceServicer_to_server(servicer, server):
                     servicer.GetPaymentBatch,
                     request_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentBatchRequest.FromString,
                     response_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentBatch.SerializeToString,
+            ),
+            'GetPaymentFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentFile,
+                    request_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentFileRequest.FromString,
+                    response_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFile.SerializeToString,
             ),
             'ListPayments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPayments,
@@ -1131,6 +1153,33 @@ class FundsService:
             '/jsx.funds.v1.FundsService/GetPaymentBatch',
             jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentBatchRequest.SerializeToString,
             jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.funds.v1.FundsService/GetPaymentFile',
+            jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentFileRequest.SerializeToString,
+            jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFile.FromString,
             options,
             channel_credentials,
             insecure,

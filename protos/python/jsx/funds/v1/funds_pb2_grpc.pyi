@@ -103,6 +103,14 @@ class FundsServiceStub:
     """
     GetPaymentBatch: _grpc.UnaryUnaryMultiCallable[_funds_pb2.GetPaymentBatchRequest, _funds_pb2.PaymentBatch]
     """Gets a payment batch with its totals."""
+    GetPaymentFile: _grpc.UnaryUnaryMultiCallable[_funds_pb2.GetPaymentFileRequest, _funds_pb2.PaymentFile]
+    """The batch's bank payment file (一卡通发放文件, xlsx or CSV) in a county
+    finance bureau's layout: payee name, card number, amount, reference.
+    Payee details are read from MembersService at the moment of the call
+    with the caller's own token (it must hold "members.payees.read") and
+    never stored. A payee without a card number → FAILED_PRECONDITION
+    MISSING_CARD_NUMBER listing them (masked), and no file.
+    """
     ListPayments: _grpc.UnaryUnaryMultiCallable[_funds_pb2.ListPaymentsRequest, _funds_pb2.ListPaymentsResponse]
     """Lists the payments of a batch."""
     ImportBankResults: _grpc.UnaryUnaryMultiCallable[_funds_pb2.ImportBankResultsRequest, _funds_pb2.ImportBankResultsResponse]
@@ -192,6 +200,14 @@ class FundsServiceAsyncStub(FundsServiceStub):
     """
     GetPaymentBatch: _aio.UnaryUnaryMultiCallable[_funds_pb2.GetPaymentBatchRequest, _funds_pb2.PaymentBatch]  # type: ignore[assignment]
     """Gets a payment batch with its totals."""
+    GetPaymentFile: _aio.UnaryUnaryMultiCallable[_funds_pb2.GetPaymentFileRequest, _funds_pb2.PaymentFile]  # type: ignore[assignment]
+    """The batch's bank payment file (一卡通发放文件, xlsx or CSV) in a county
+    finance bureau's layout: payee name, card number, amount, reference.
+    Payee details are read from MembersService at the moment of the call
+    with the caller's own token (it must hold "members.payees.read") and
+    never stored. A payee without a card number → FAILED_PRECONDITION
+    MISSING_CARD_NUMBER listing them (masked), and no file.
+    """
     ListPayments: _aio.UnaryUnaryMultiCallable[_funds_pb2.ListPaymentsRequest, _funds_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     """Lists the payments of a batch."""
     ImportBankResults: _aio.UnaryUnaryMultiCallable[_funds_pb2.ImportBankResultsRequest, _funds_pb2.ImportBankResultsResponse]  # type: ignore[assignment]
@@ -410,6 +426,20 @@ class FundsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_funds_pb2.PaymentBatch, _abc.Awaitable[_funds_pb2.PaymentBatch]]:
         """Gets a payment batch with its totals."""
+
+    @_abc_1.abstractmethod
+    def GetPaymentFile(
+        self,
+        request: _funds_pb2.GetPaymentFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funds_pb2.PaymentFile, _abc.Awaitable[_funds_pb2.PaymentFile]]:
+        """The batch's bank payment file (一卡通发放文件, xlsx or CSV) in a county
+        finance bureau's layout: payee name, card number, amount, reference.
+        Payee details are read from MembersService at the moment of the call
+        with the caller's own token (it must hold "members.payees.read") and
+        never stored. A payee without a card number → FAILED_PRECONDITION
+        MISSING_CARD_NUMBER listing them (masked), and no file.
+        """
 
     @_abc_1.abstractmethod
     def ListPayments(

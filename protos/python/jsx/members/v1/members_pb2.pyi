@@ -611,6 +611,138 @@ class LookupPersonRequest(_message.Message):
 Global___LookupPersonRequest: _TypeAlias = LookupPersonRequest  # noqa: Y015
 
 @_typing.final
+class BatchGetPayeesRequest(_message.Message):
+    """Request for BatchGetPayees."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"persons/{person}", 1 to 1000; the answer follows this order."""
+
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetPayeesRequest: _TypeAlias = BatchGetPayeesRequest  # noqa: Y015
+
+@_typing.final
+class Payee(_message.Message):
+    """Who a payment goes to, as the bank needs it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSON_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CARD_NUMBER_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    person: _builtins.str
+    """"persons/{person}"."""
+    display_name: _builtins.str
+    """Full name (姓名), as the bank account holder."""
+    card_number: _builtins.str
+    """Full 一卡通 card / account number; empty when none is on file."""
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The person's village (12 digits)."""
+
+    def __init__(
+        self,
+        *,
+        person: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        card_number: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_number", b"card_number", "display_name", b"display_name", "person", b"person", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Payee: _TypeAlias = Payee  # noqa: Y015
+
+@_typing.final
+class BatchGetPayeesResponse(_message.Message):
+    """Response for BatchGetPayees."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYEES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payees(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payee]:
+        """One per requested name, in request order."""
+
+    def __init__(
+        self,
+        *,
+        payees: _abc.Iterable[Global___Payee] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payees", b"payees"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetPayeesResponse: _TypeAlias = BatchGetPayeesResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetPersonsRequest(_message.Message):
+    """Request for BatchGetPersons."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"persons/{person}", 1 to 1000; the answer follows this order."""
+
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetPersonsRequest: _TypeAlias = BatchGetPersonsRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetPersonsResponse(_message.Message):
+    """Response for BatchGetPersons."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def persons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Person]:
+        """Masked persons (PERSON_VIEW_MASKED), one per requested name, in order."""
+
+    def __init__(
+        self,
+        *,
+        persons: _abc.Iterable[Global___Person] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["persons", b"persons"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetPersonsResponse: _TypeAlias = BatchGetPersonsResponse  # noqa: Y015
+
+@_typing.final
 class HouseholdMember(_message.Message):
     """One member of a household."""
 

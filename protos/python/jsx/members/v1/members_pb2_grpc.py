@@ -184,6 +184,16 @@ class MembersServiceStub:
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.CloseSiteRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Site.FromString,
                 _registered_method=True)
+        self.BatchGetPayees = channel.unary_unary(
+                '/jsx.members.v1.MembersService/BatchGetPayees',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPayeesRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPayeesResponse.FromString,
+                _registered_method=True)
+        self.BatchGetPersons = channel.unary_unary(
+                '/jsx.members.v1.MembersService/BatchGetPersons',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPersonsRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPersonsResponse.FromString,
+                _registered_method=True)
         self.ListPlugins = channel.unary_unary(
                 '/jsx.members.v1.MembersService/ListPlugins',
                 request_serializer=jsx_dot_common_dot_v1_dot_common__pb2.ListPluginsRequest.SerializeToString,
@@ -422,6 +432,28 @@ class MembersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetPayees(self, request, context):
+        """Payee details for a bank payment file (一卡通发放): full name, full
+        一卡通 card number and village of up to 1000 persons (AIP-231). The
+        bank needs the real card number, so "members.payees.read" is granted by
+        name only (finance_officer, system), never by a wildcard. The whole call
+        fails if a person is unknown (NOT_FOUND) or outside the caller's region
+        (PERMISSION_DENIED), naming them. Audited: who and how many, never the
+        values.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetPersons(self, request, context):
+        """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
+        names 张*明, 身份证, phone and card numbers masked whatever the caller's
+        permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPlugins(self, request, context):
         """Lists the rule plugins this service has loaded.
         """
@@ -571,6 +603,16 @@ def add_MembersServiceServicer_to_server(servicer, server):
                     servicer.CloseSite,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.CloseSiteRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Site.SerializeToString,
+            ),
+            'BatchGetPayees': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetPayees,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPayeesRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPayeesResponse.SerializeToString,
+            ),
+            'BatchGetPersons': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetPersons,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPersonsRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPersonsResponse.SerializeToString,
             ),
             'ListPlugins': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPlugins,
@@ -1343,6 +1385,60 @@ class MembersService:
             '/jsx.members.v1.MembersService/CloseSite',
             jsx_dot_members_dot_v1_dot_members__pb2.CloseSiteRequest.SerializeToString,
             jsx_dot_members_dot_v1_dot_members__pb2.Site.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetPayees(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/BatchGetPayees',
+            jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPayeesRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPayeesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetPersons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/BatchGetPersons',
+            jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPersonsRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.BatchGetPersonsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -132,6 +132,20 @@ class MembersServiceStub:
     """Closes a site (摘牌) on a date; the record is kept, a closed site
     cannot be updated. Publishes SiteClosed.
     """
+    BatchGetPayees: _grpc.UnaryUnaryMultiCallable[_members_pb2.BatchGetPayeesRequest, _members_pb2.BatchGetPayeesResponse]
+    """Payee details for a bank payment file (一卡通发放): full name, full
+    一卡通 card number and village of up to 1000 persons (AIP-231). The
+    bank needs the real card number, so "members.payees.read" is granted by
+    name only (finance_officer, system), never by a wildcard. The whole call
+    fails if a person is unknown (NOT_FOUND) or outside the caller's region
+    (PERMISSION_DENIED), naming them. Audited: who and how many, never the
+    values.
+    """
+    BatchGetPersons: _grpc.UnaryUnaryMultiCallable[_members_pb2.BatchGetPersonsRequest, _members_pb2.BatchGetPersonsResponse]
+    """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
+    names 张*明, 身份证, phone and card numbers masked whatever the caller's
+    permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
+    """
     ListPlugins: _grpc.UnaryUnaryMultiCallable[_common_pb2.ListPluginsRequest, _common_pb2.ListPluginsResponse]
     """Lists the rule plugins this service has loaded."""
 
@@ -237,6 +251,20 @@ class MembersServiceAsyncStub(MembersServiceStub):
     CloseSite: _aio.UnaryUnaryMultiCallable[_members_pb2.CloseSiteRequest, _members_pb2.Site]  # type: ignore[assignment]
     """Closes a site (摘牌) on a date; the record is kept, a closed site
     cannot be updated. Publishes SiteClosed.
+    """
+    BatchGetPayees: _aio.UnaryUnaryMultiCallable[_members_pb2.BatchGetPayeesRequest, _members_pb2.BatchGetPayeesResponse]  # type: ignore[assignment]
+    """Payee details for a bank payment file (一卡通发放): full name, full
+    一卡通 card number and village of up to 1000 persons (AIP-231). The
+    bank needs the real card number, so "members.payees.read" is granted by
+    name only (finance_officer, system), never by a wildcard. The whole call
+    fails if a person is unknown (NOT_FOUND) or outside the caller's region
+    (PERMISSION_DENIED), naming them. Audited: who and how many, never the
+    values.
+    """
+    BatchGetPersons: _aio.UnaryUnaryMultiCallable[_members_pb2.BatchGetPersonsRequest, _members_pb2.BatchGetPersonsResponse]  # type: ignore[assignment]
+    """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
+    names 张*明, 身份证, phone and card numbers masked whatever the caller's
+    permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
     """
     ListPlugins: _aio.UnaryUnaryMultiCallable[_common_pb2.ListPluginsRequest, _common_pb2.ListPluginsResponse]  # type: ignore[assignment]
     """Lists the rule plugins this service has loaded."""
@@ -508,6 +536,32 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_members_pb2.Site, _abc.Awaitable[_members_pb2.Site]]:
         """Closes a site (摘牌) on a date; the record is kept, a closed site
         cannot be updated. Publishes SiteClosed.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetPayees(
+        self,
+        request: _members_pb2.BatchGetPayeesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.BatchGetPayeesResponse, _abc.Awaitable[_members_pb2.BatchGetPayeesResponse]]:
+        """Payee details for a bank payment file (一卡通发放): full name, full
+        一卡通 card number and village of up to 1000 persons (AIP-231). The
+        bank needs the real card number, so "members.payees.read" is granted by
+        name only (finance_officer, system), never by a wildcard. The whole call
+        fails if a person is unknown (NOT_FOUND) or outside the caller's region
+        (PERMISSION_DENIED), naming them. Audited: who and how many, never the
+        values.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchGetPersons(
+        self,
+        request: _members_pb2.BatchGetPersonsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.BatchGetPersonsResponse, _abc.Awaitable[_members_pb2.BatchGetPersonsResponse]]:
+        """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
+        names 张*明, 身份证, phone and card numbers masked whatever the caller's
+        permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

@@ -4,8 +4,12 @@
   :func:`jsx_funds.service.verify`); exit 1 with a readable report if any fails.
 * ``jsx funds serve`` — run the service (same as ``python -m jsx_funds``).
 * ``jsx funds migrate`` — bring the database schema up to date.
-* ``jsx funds payment-file BATCH [--out FILE]`` — write a payment batch's
-  bank file (CSV, UTF-8 with BOM).
+* ``jsx funds payment-file BATCH --xlsx FILE / --csv FILE`` — the batch's
+  bank file in the county finance bureau layout (姓名, 一卡通卡号, 金额 …),
+  payee details read from the members service (``--members-addr`` /
+  ``JSX_MEMBERS_ADDR``) with the operator's own ``JSX_TOKEN`` (it must hold
+  ``members.payees.read``: a finance officer's); nothing is stored.
+  ``--out FILE`` writes the internal id-only list (no personal data).
 * ``jsx funds bank-results FILE [--batch paymentBatches/3]`` — import the
   bank's results (CSV or xlsx: 业务参考号, 状态 成功/失败, 失败原因 …); the
   batch defaults to the one the references name. Prints the reconciliation;
@@ -48,10 +52,45 @@ async def _verify(args: argparse.Namespace) -> int:
 
 
 async def _payment_file(args: argparse.Namespace) -> int:
+    import os
+
+    from jsxcore.errors import ConfigError, DomainError
     from jsxcore.plugins import PluginHost
 
+    from jsx_funds.adapters.members import MembersClient
     from jsx_funds.batches import BatchesService
+    from jsx_funds.payment_file import build, render_csv, render_xlsx
     from jsx_funds.service import parse_id
+    from jsxcore.values import Money
+
+    args.batch = args.batch or args.batch_opt
+    if not args.batch:
+        print("错误：请指定支付批次，例如 paymentBatches/3", file=sys.stderr)
+        return 2
+    if args.xlsx or args.csv:
+        token = os.environ.get("JSX_TOKEN", "").strip()
+        addr = args.members_addr or os.environ.get("JSX_MEMBERS_ADDR", "").strip()
+        if not token or not addr:
+            print("错误：导出银行支付文件需要成员服务地址（--members-addr 或 JSX_MEMBERS_ADDR）和您的访问令牌（JSX_TOKEN，"
+                  "需具备 members.payees.read 权限，如财务人员）", file=sys.stderr)
+            return 2
+        engine = create_engine(_url(args))
+        members = MembersClient(addr, "")
+        try:
+            # Direct database access like the other commands; members checks the token's permission and region.
+            data = await build(session_factory(engine), members, args.batch, token=token)
+        except (DomainError, ConfigError) as e:
+            print(f"错误：{e}", file=sys.stderr)
+            return 1
+        finally:
+            await members.close()
+            await engine.dispose()
+        for path, render in ((args.xlsx, render_xlsx), (args.csv, render_csv)):
+            if path:
+                with open(path, "wb") as f:
+                    f.write(render(data))
+                print(f"支付文件已写入 {path}：{len(data.lines)} 笔，合计 {Money(data.total).format_yuan()} 元")
+        return 0
 
     engine = create_engine(_url(args))
     try:
@@ -191,14 +230,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ("verify", _verify, "核验账目：借贷平衡、支付有分录、无负数账户、收据连续"),
         ("migrate", _migrate, "升级数据库结构"),
         ("serve", _serve, "运行资金服务（gRPC）"),
-        ("payment-file", _payment_file, "导出支付批次的银行支付文件（CSV）"),
+        ("payment-file", _payment_file, "导出支付批次的银行支付文件（xlsx/CSV，含收款人姓名和一卡通账号）"),
         ("bank-results", _bank_results, "导入银行回盘结果（CSV/xlsx：成功/失败），失败款项退回基金，并显示对账"),
         ("report", _report, "项目报表：资金总额、已支付、惠及户数和人数（可导出 xlsx）"),
     ):
         p = cmds.add_parser(name, help=help_)
         if name == "payment-file":
-            p.add_argument("batch", help="支付批次，例如 paymentBatches/3 或 3")
-            p.add_argument("--out", help="输出文件；默认打印到屏幕")
+            p.add_argument("batch", nargs="?", help="支付批次，例如 paymentBatches/3 或 3")
+            p.add_argument("--batch", dest="batch_opt", help="同上（也可用位置参数）")
+            p.add_argument("--xlsx", help="银行支付文件（xlsx）输出路径")
+            p.add_argument("--csv", help="银行支付文件（CSV，UTF-8 带 BOM）输出路径")
+            p.add_argument("--members-addr", help="成员服务地址；默认取 JSX_MEMBERS_ADDR")
+            p.add_argument("--out", help="内部核对清单（仅编号，无个人信息）；默认打印到屏幕")
         if name == "bank-results":
             p.add_argument("file", help="银行回盘文件（.csv 或 .xlsx）")
             p.add_argument("--batch", help="支付批次；默认取文件中业务参考号所属批次")

@@ -20,12 +20,15 @@ from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2, funds_pb2_grpc
 from jsxcore.auth import current_caller
 from jsxcore.config import ServiceConfig
+from jsxcore.errors import FailedPrecondition
 from jsxcore.outbox import Relay
 from jsxcore.runtime import ServiceRuntime, list_plugins_response
 
 from jsx_funds.adapters.db import migrate
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.consumers import build_consumers
+from jsx_funds.payees import fill_publicity_names
+from jsx_funds.payment_file import payment_file
 from jsx_funds.programs import ProgramsService
 from jsx_funds.reports import ReportsService
 from jsx_funds.service import FundsService
@@ -56,7 +59,6 @@ PROGRAM_METHODS = {
     "DecideApplication": "decide_application",
     "LodgeObjection": "lodge_objection",
     "ResolveObjection": "resolve_objection",
-    "ListPublicity": "list_publicity",
     "CreatePaymentBatch": "create_payment_batch",
     "GetPaymentBatch": "get_payment_batch",
     "ListPayments": "list_payments",
@@ -95,6 +97,28 @@ class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
             await self.members.get_household(hh, caller.region)
         assert self.programs is not None
         return await self.programs.submit_application(request, caller)
+
+    async def ListPublicity(self, request: funds_pb2.ListPublicityRequest,
+                            context: grpc.aio.ServicerContext) -> funds_pb2.ListPublicityResponse:
+        """The 公示 list; with members configured, each entry gets the payee's masked name (张*明)."""
+        caller = current_caller()
+        assert self.programs is not None
+        resp = await self.programs.list_publicity(request, caller)
+        if self.members is not None and resp.entries:
+            await fill_publicity_names(self.programs.sessions, self.members, resp, caller.region)
+        return resp
+
+    async def GetPaymentFile(self, request: funds_pb2.GetPaymentFileRequest,
+                             context: grpc.aio.ServicerContext) -> funds_pb2.PaymentFile:
+        """The bank file, with payee details read from members under the caller's own token."""
+        if self.members is None:
+            raise FailedPrecondition("资金服务未配置成员服务地址（JSX_MEMBERS_ADDR），无法取得收款人姓名和一卡通账号",
+                                     reason="MEMBERS_NOT_CONFIGURED")
+        assert self.programs is not None
+        # Forward the caller's bearer token: members checks their members.payees.read and audits them.
+        token = next((v.split(" ", 1)[1] for k, v in context.invocation_metadata() or ()
+                      if k == "authorization" and isinstance(v, str) and v.startswith("Bearer ")), None)
+        return await payment_file(self.programs.sessions, self.members, request, current_caller(), token)
 
     async def ListPlugins(self, request: common_pb2.ListPluginsRequest, context: grpc.aio.ServicerContext) -> common_pb2.ListPluginsResponse:
         return list_plugins_response(self.plugins, request)

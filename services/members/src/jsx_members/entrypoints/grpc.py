@@ -22,6 +22,7 @@ from jsxcore.runtime import ServiceRuntime, list_plugins_response
 
 from jsx_members.adapters.bus import SERVICE
 from jsx_members.migrations import migrate
+from jsx_members.payees import PayeeReads
 from jsx_members.service import SERVICE_NAME, MembersService
 
 _METHODS = {
@@ -52,6 +53,13 @@ class MembersServicer(members_pb2_grpc.MembersServiceServicer):
     def __init__(self, service: MembersService, plugins: Any = None) -> None:
         self.service = service
         self.plugins = plugins
+        self.payees = PayeeReads(service)
+
+    async def BatchGetPayees(self, request: pb.BatchGetPayeesRequest, context: grpc.aio.ServicerContext) -> pb.BatchGetPayeesResponse:
+        return await self.payees.batch_get_payees(request)
+
+    async def BatchGetPersons(self, request: pb.BatchGetPersonsRequest, context: grpc.aio.ServicerContext) -> pb.BatchGetPersonsResponse:
+        return await self.payees.batch_get_persons(request)
 
     async def ListPlugins(self, request: common_pb2.ListPluginsRequest, context: grpc.aio.ServicerContext) -> common_pb2.ListPluginsResponse:
         return list_plugins_response(self.plugins, request)
@@ -61,7 +69,7 @@ for _rpc, _attr in _METHODS.items():
     setattr(MembersServicer, _rpc, _delegate(_rpc, _attr))
 
 # Fail at import, not at call time, if the proto gains an RPC nobody serves.
-_missing = set(pb.DESCRIPTOR.services_by_name["MembersService"].methods_by_name) - set(_METHODS) - {"ListPlugins"}
+_missing = set(pb.DESCRIPTOR.services_by_name["MembersService"].methods_by_name) - set(_METHODS) - {"ListPlugins", "BatchGetPayees", "BatchGetPersons"}
 assert not _missing, f"unbound RPCs: {_missing}"
 
 
