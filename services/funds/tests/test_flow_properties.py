@@ -223,6 +223,8 @@ def run_machine(db_url: str, max_examples: int, steps: int) -> None:
             m.available += fen
             m.income += fen
 
+        # Only while a fund runs low (else this always-valid rule crowds the flow out of short runs).
+        @precondition(lambda self: any(m.available < 2_000_00 for m in self.counties.values()))
         @rule(county=st.sampled_from(COUNTIES), fen=st.integers(min_value=1, max_value=3_000_00),
               op=st.sampled_from(("allocate", "allocate", "donate", "reverse", "reverse", "reverse again")),
               pick=st.integers(min_value=0, max_value=10**6))
@@ -587,7 +589,7 @@ def run_machine(db_url: str, max_examples: int, steps: int) -> None:
 
 def test_money_flow_state_machine(db_url: str) -> None:
     if db_url.startswith("sqlite"):
-        run_machine(db_url, max_examples=10, steps=40)
+        run_machine(db_url, max_examples=8, steps=35)
     else:
         run_machine(db_url, max_examples=4, steps=30)
 
