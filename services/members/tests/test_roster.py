@@ -121,6 +121,14 @@ def test_large_workbook_is_read_in_a_worker_process(tmp_path, monkeypatch) -> No
     with pytest.raises(InvalidArgument) as e:
         r.read_rows(bad)
     assert e.value.reason == "UNREADABLE_FILE"
+    wrong = tmp_path / "wrong.xlsx"
+    r.write_rows(wrong, ["姓名", "备注"], ({"姓名": "某", "备注": "无"} for _ in range(10)))
+    with pytest.raises(InvalidArgument) as e:
+        r.read_rows(wrong)
+    assert e.value.reason == "ROSTER_HEADERS"
+    _, rows, _ = r.read_rows(path)
+    assert next(rows)["姓名"] == inline[0]["姓名"]
+    rows.close()  # abandoned after one row (a failed import): the child is stopped, nothing hangs
 
 
 async def test_bad_last_row_of_a_large_file_leaves_the_database_untouched(env, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
