@@ -15,6 +15,7 @@ import asyncio
 import csv
 import io
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, timezone
@@ -34,6 +35,7 @@ from jsx_members.entrypoints.grpc import build_runtime as members_runtime
 from jsx_members.migrations import migrate as members_migrate
 from jsx_members.testdata import make_id_number, make_phone, rid
 from jsxcore.auth import Caller, issue_token
+from jsxcore.cli import main
 from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
 from jsxcore.pii import generate_key
@@ -254,12 +256,8 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:  # type: ignore
     assert lines[-1][:4] == ["合计", "2 笔", "", "1050.00"] and pfile.total.fen == 1050_00
 
     # The CLI writes both formats with the operator's own token; nothing is stored.
-    from jsxcore.cli import main
-
     xlsx, csvp = stack["tmp"] / "支付.xlsx", stack["tmp"] / "支付.csv"
     env = {"JSX_TOKEN": stack["tokens"]["fin"], "JSX_MEMBERS_ADDR": stack["members_addr"]}
-    import os
-
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -272,7 +270,10 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:  # type: ignore
                                                   "--database-url", stack["db_url"]])
     finally:
         for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     assert rc == 0 and {r[1] for r in _xlsx_rows(xlsx.read_bytes())[1:-1]} == {"李秀英", "刘桂芳"}
     assert CARDS["刘桂芳"] in csvp.read_text(encoding="utf-8-sig")
     assert rc_clerk == 1 and not denied.exists()
