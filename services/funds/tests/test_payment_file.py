@@ -104,7 +104,7 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
     try:
         yield {"m": {k: Client(mstub, t) for k, t in tokens.items()}, "f": {k: Client(fstub, t) for k, t in tokens.items()},
                "tokens": tokens, "sessions": fservice.sessions, "host": host, "logs": logs, "db_url": db_url,
-               "members_addr": f"127.0.0.1:{mport}", "tmp": tmp_path}
+               "members_addr": f"127.0.0.1:{mport}", "tmp": tmp_path, "mrt": mrt}
     finally:
         await mch.close()
         await fch.close()
@@ -337,3 +337,11 @@ async def test_scope_permission_and_publicity_names(stack) -> None:  # type: ign
     shown = {(e.program_display_name, e.beneficiary_display_name) for e in pub.entries}
     assert shown == {(sc["programs"][0].display_name, "李*英"), (sc["programs"][1].display_name, "张*国")}
     assert not any(n in str(pub) for n in CARDS)  # neither full names nor cards
+
+    # Members down: a clear UNAVAILABLE, not a list or a file without names.
+    await stack["mrt"].stop(0)
+    for call in (f["clerk"].ListPublicity(fpb.ListPublicityRequest(region=c.RegionCode(code=YL))),
+                 f["fin"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=sc["batches"]["household"].name))):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await call
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and error_details(e.value)[0].reason == "MEMBERS_UNAVAILABLE"
