@@ -25,7 +25,7 @@ Retry of a failed beneficiary in a later batch is not in ``batches.py`` yet
 (README "Retrying failed payments in a later batch is not wired into batches
 yet"; strict xfail in test_bank.py): the model follows that documented
 behaviour while ``RETRY_FAILED_IN_LATER_BATCH`` is False — flip it when the
-batches change lands. Two bugs found here are strict xfails at the end.
+batches change lands. Two bugs it found (a revived rejected application, a reversible bank return) are fixed; their reproductions stay at the end as regression tests.
 """
 from __future__ import annotations
 
@@ -594,7 +594,7 @@ def test_money_flow_state_machine(db_url: str) -> None:
         run_machine(db_url, max_examples=4, steps=30)
 
 
-# ---------------------------------------------------------------- bugs found by the machine's model (strict xfails)
+# ---------------------------------------------------------------- bugs the machine's model found (fixed; kept as regressions)
 
 
 async def _ready_application(engine: Any, hid: str) -> tuple[BankService, Any, pb.Program, pb.Application, Clock, int]:
@@ -628,8 +628,6 @@ async def _ready_application(engine: Any, hid: str) -> tuple[BankService, Any, p
     return svc, funds, program, app, clock, int(fund.name.split("/")[1])
 
 
-@pytest.mark.xfail(strict=True, reason="programs.resolve_objection: dismissing the last OPEN objection sets the "
-                   "application back to IN_PUBLICITY without checking it was already REJECTED by an upheld one")
 async def test_dismissing_a_second_objection_does_not_revive_a_rejected_application(engine: Any) -> None:
     svc, _, program, app, clock, _ = await _ready_application(engine, "revive")
     county = who("appr", "county_approver", "431281")
@@ -644,7 +642,7 @@ async def test_dismissing_a_second_objection_does_not_revive_a_rejected_applicat
         request_id=rid(), name=second, upheld=False, resolution="另一条不属实"), county)
     clock.now += timedelta(days=10)
     got = await svc.get_application(pb.GetApplicationRequest(name=app.name), county)
-    # Today: READY_TO_PAY, and the next batch pays the rejected beneficiary 940 元.
+    # Before the fix: READY_TO_PAY, and the next batch paid the rejected beneficiary 940 元.
     assert got.state == pb.APPLICATION_STATE_REJECTED
     with pytest.raises(FailedPrecondition) as e:
         await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
@@ -653,8 +651,6 @@ async def test_dismissing_a_second_objection_does_not_revive_a_rejected_applicat
     assert e.value.reason == "NOTHING_TO_PAY"
 
 
-@pytest.mark.xfail(strict=True, reason="ReverseLedgerEntry reverses the PAYMENT_RETURN of a bank-failed payment: "
-                   "the expense comes back while payment_failures still frees the key, and verify then fails")
 async def test_the_return_of_a_failed_payment_cannot_be_reversed(engine: Any) -> None:
     svc, funds, program, app, clock, fund = await _ready_application(engine, "unreturn")
     clock.now += timedelta(days=10)
@@ -666,8 +662,29 @@ async def test_the_return_of_a_failed_payment_cannot_be_reversed(engine: Any) ->
         pb.BankResult(payment=ref, succeeded=False, failure_reason="账户已销户")]), None)
     async with session_factory(engine)() as s:
         ret = (await s.execute(select(PaymentFailureRow.return_journal_id))).scalar_one()
-    with pytest.raises(FailedPrecondition):  # today it succeeds
+    with pytest.raises(FailedPrecondition) as e:  # it used to succeed
         await funds.reverse_ledger_entry(pb.ReverseLedgerEntryRequest(
             name=f"funds/{fund}/ledgerEntries/{ret}", reason="误操作", request_id=rid()), None)
+    assert e.value.reason == "BANK_RETURN_NOT_REVERSIBLE"
+    async with session_factory(engine)() as s:
+        assert [str(p) for p in await verify(s)] == []
+
+
+async def test_a_batch_payment_is_settled_by_the_bank_not_reversed(engine: Any) -> None:
+    svc, funds, program, app, clock, fund = await _ready_application(engine, "unpay")
+    clock.now += timedelta(days=10)
+    batch = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
+        request_id=rid(), program=program.name, region=c.RegionCode(code="431281"), period=c.Period(code="2022-07")),
+        who("fin", "finance_officer", "431281"))
+    async with session_factory(engine)() as s:
+        pay_journal = (await s.execute(select(BatchPaymentRow.payment_id))).scalar_one()
+    with pytest.raises(FailedPrecondition) as e:
+        await funds.reverse_ledger_entry(pb.ReverseLedgerEntryRequest(
+            name=f"funds/{fund}/ledgerEntries/{pay_journal}", reason="误操作", request_id=rid()), None)
+    assert e.value.reason == "BATCH_PAYMENT_NOT_REVERSIBLE"
+    # the bank's 失败 can still be recorded and reconciliation balances
+    ref = (await svc.list_payments(pb.ListPaymentsRequest(payment_batch=batch.name), None)).payments[0].name
+    await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+        pb.BankResult(payment=ref, succeeded=False, failure_reason="账户已销户")]), None)
     async with session_factory(engine)() as s:
         assert [str(p) for p in await verify(s)] == []

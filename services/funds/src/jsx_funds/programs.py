@@ -572,7 +572,9 @@ class ProgramsService:
             else:
                 still_open = (await s.execute(select(func.count()).select_from(ObjectionRow).where(
                     ObjectionRow.application_id == app.id, ObjectionRow.state == "OPEN", ObjectionRow.id != obj.id))).scalar_one()
-                if not still_open:
+                # only an application stopped by objections goes back to 公示: one
+                # already rejected (an earlier objection upheld) stays rejected
+                if not still_open and app.state == "OBJECTED":
                     app.state = "IN_PUBLICITY"  # reads as READY_TO_PAY once 公示 is over
             app.updated_at = now
             await s.flush()

@@ -363,6 +363,21 @@ async def reverse(
     # reversed: the per-commitment / per-payment balance check in post() refuses it.
     lines = await db.journal_lines(session, journal_id)
     kind = d.JournalKind(original.kind)
+    # Money that went out through a payment batch is settled by the bank's
+    # result (paid, or failed → returned), never by hand: reversing either
+    # side would leave the bank's record and the ledger disagreeing.
+    if kind is d.JournalKind.PAYMENT_RETURN and (await session.execute(
+            select(db.PaymentFailureRow.payment_id).where(db.PaymentFailureRow.return_journal_id == journal_id)
+    )).scalar() is not None:
+        raise FailedPrecondition(
+            "这笔退款是银行发放失败的退回，已按银行结果入账，不能冲正；如需重新发放，请在下一批次中支付",
+            reason="BANK_RETURN_NOT_REVERSIBLE",
+        )
+    if kind is d.JournalKind.PAYMENT and await session.get(db.BatchPaymentRow, journal_id) is not None:
+        raise FailedPrecondition(
+            "这笔支付属于一卡通发放批次，须以银行结果（成功或失败）结清，不能直接冲正；失败的请导入银行结果",
+            reason="BATCH_PAYMENT_NOT_REVERSIBLE",
+        )
     posted = await post(session, fund, d.JournalKind.REVERSAL, Money(original.amount),
                         lambda _jid: d.reversal(journal_id, kind, fund_id, lines),
                         actor=actor, memo=reason, request_id=request_id, reverses_id=journal_id,
