@@ -299,7 +299,25 @@ def test_period_constructors_and_str() -> None:
     assert repr(Period.quarter(2022, 3)) == "Period.parse('2022Q3')"
 
 
-@pytest.mark.parametrize("text", ["2022-13", "2022-00", "2022Q5", "22", "2022-08-01", "abc", "1899", ""])
+def test_period_half_year() -> None:
+    h1, h2 = Period.half(2022, 1), Period.half(2022, 2)
+    assert str(h1) == "2022H1" and h1.kind is PeriodKind.HALF and h1.year == 2022
+    assert Period.parse("2022-H1") == Period.parse("2022h1") == Period.parse("2022年上半年") == Period.parse("2022上半年") == h1
+    assert Period.parse("2022年下半年") == Period.parse("2022-H2") == h2
+    assert (h1.start, h1.end, h2.start, h2.end) == (date(2022, 1, 1), date(2022, 6, 30), date(2022, 7, 1), date(2022, 12, 31))
+    assert [str(m) for m in h2.months()] == [f"2022-{m:02d}" for m in range(7, 13)]
+    assert h1.contains(Period.quarter(2022, 2)) and not h1.contains(Period.quarter(2022, 3))
+    assert Period.year(2022).contains(h2) and not h2.contains(Period.year(2022))
+    assert h2.next() == Period.half(2023, 1) and h1.previous() == Period.half(2021, 2)
+    assert Period.of(date(2022, 7, 1), PeriodKind.HALF) == h2 and Period.of(date(2022, 6, 30), "half") == h1
+    assert sorted([Period.year(2022), h1, Period.quarter(2022, 1), Period.month(2022, 1)]) == [
+        Period.month(2022, 1), Period.quarter(2022, 1), h1, Period.year(2022)]
+    with pytest.raises(InvalidArgument) as e:
+        Period.parse("2022H3")
+    assert e.value.reason == "INVALID_PERIOD" and "上半年" in e.value.message
+
+
+@pytest.mark.parametrize("text", ["2022-13", "2022-00", "2022Q5", "2022H0", "2022H3", "上半年", "22", "2022-08-01", "abc", "1899", ""])
 def test_period_parse_rejects(text: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         Period.parse(text, field="period")
@@ -339,6 +357,7 @@ def test_period_is_immutable_hashable_ordered() -> None:
 periods = st.one_of(
     st.builds(Period.month, st.integers(1900, 2999), st.integers(1, 12)),
     st.builds(Period.quarter, st.integers(1900, 2999), st.integers(1, 4)),
+    st.builds(Period.half, st.integers(1900, 2999), st.integers(1, 2)),
     st.builds(Period.year, st.integers(1900, 2999)),
 )
 
@@ -349,7 +368,7 @@ def test_period_properties(p: Period) -> None:
     months = list(p.months())
     assert months[0].start == p.start and months[-1].end == p.end
     assert all(p.contains(m) for m in months)
-    assert len(months) == {PeriodKind.MONTH: 1, PeriodKind.QUARTER: 3, PeriodKind.YEAR: 12}[p.kind]
+    assert len(months) == {PeriodKind.MONTH: 1, PeriodKind.QUARTER: 3, PeriodKind.HALF: 6, PeriodKind.YEAR: 12}[p.kind]
     if p.year < 2999:
         assert p.next().previous() == p and p < p.next() and p.next().start == p.end + timedelta(days=1)
     assert Period.of(p.start, p.kind) == p == Period.of(p.end, p.kind)

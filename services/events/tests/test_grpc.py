@@ -7,31 +7,13 @@ import grpc
 import pytest
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
-from jsx.events.v1 import events_service_pb2_grpc as pb_grpc
 
-from jsxcore.auth import issue_token
-from jsxcore.config import ServiceConfig
 from jsxcore.runtime.errors import error_details
-
-from jsx_events.adapters.db import migrate
-from jsx_events.entrypoints.grpc import build_runtime
 
 
 @pytest.fixture
-async def stub(db_url: str, nats_url: str, tmp_path, monkeypatch):
-    monkeypatch.setenv("JSX_EVENTS_DATABASE_URL", db_url)
-    monkeypatch.setenv("JSX_EVENTS_NATS_URL", nats_url)
-    monkeypatch.setenv("JSX_EVENTS_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("JSX_DEV", "1")
-    config = ServiceConfig.from_env("events")
-    migrate(config.database_url)
-    rt, _, _ = build_runtime(config)
-    port = await rt.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    token = issue_token(config.auth_secret, subject="clerk-1", roles=("county_clerk",), region="431281")
-    yield pb_grpc.EventsServiceStub(channel), [("authorization", f"Bearer {token}")]
-    await channel.close()
-    await rt.stop(grace=0.5)
+def stub(events):
+    return events.stub, events.md()
 
 
 async def test_activity_visit_summary_and_errors(stub) -> None:

@@ -454,6 +454,7 @@ def _check_id(value: Any, field: str, today: date | None) -> None:
 class PeriodKind(str, enum.Enum):
     MONTH = "month"
     QUARTER = "quarter"
+    HALF = "half"  # 上半年 / 下半年
     YEAR = "year"
 
 
@@ -462,10 +463,13 @@ _PERIOD_PATTERNS: tuple[tuple[re.Pattern[str], PeriodKind], ...] = (
     (re.compile(r"([0-9]{4})年([0-9]{1,2})月"), PeriodKind.MONTH),
     (re.compile(r"([0-9]{4})-?Q([0-9])"), PeriodKind.QUARTER),
     (re.compile(r"([0-9]{4})年第?([0-9])季度?"), PeriodKind.QUARTER),
+    (re.compile(r"([0-9]{4})-?H([0-9])"), PeriodKind.HALF),
     (re.compile(r"([0-9]{4})年?"), PeriodKind.YEAR),
 )
 _PERIOD_MIN_YEAR, _PERIOD_MAX_YEAR = 1900, 2999
-_PERIOD_COUNT = {PeriodKind.MONTH: 12, PeriodKind.QUARTER: 4, PeriodKind.YEAR: 1}
+_PERIOD_COUNT = {PeriodKind.MONTH: 12, PeriodKind.QUARTER: 4, PeriodKind.HALF: 2, PeriodKind.YEAR: 1}
+_PERIOD_MONTHS = {PeriodKind.MONTH: 1, PeriodKind.QUARTER: 3, PeriodKind.HALF: 6, PeriodKind.YEAR: 12}
+_HALF_WORDS = (("年上半年", "H1"), ("年下半年", "H2"), ("上半年", "H1"), ("下半年", "H2"))
 
 
 class _YearAttribute:
@@ -479,10 +483,11 @@ class _YearAttribute:
 
 @total_ordering
 class Period:
-    """A calendar month, quarter or year (the unit payments and targets are counted in).
+    """A calendar month, quarter, half year or year (the unit payments and targets are counted in).
 
-    ``number`` is the month (1–12) or quarter (1–4); 1 for a year. Periods
-    sort by start date, shorter first on a tie (2022-01 < 2022Q1 < 2022).
+    ``number`` is the month (1–12), quarter (1–4) or half (1 = 上半年, 2 = 下半年);
+    1 for a year. Periods sort by start date, shorter first on a tie
+    (2022-01 < 2022Q1 < 2022H1 < 2022).
     Immutable and hashable.
     """
 
@@ -499,7 +504,8 @@ class Period:
         if not _PERIOD_MIN_YEAR <= year <= _PERIOD_MAX_YEAR:
             raise InvalidArgument.field("period", f"年份 {year} 不在 1900–2999 之间，请核对", reason="INVALID_PERIOD")
         if not 1 <= number <= _PERIOD_COUNT[kind]:
-            what = {PeriodKind.MONTH: "月份应为1–12", PeriodKind.QUARTER: "季度应为1–4", PeriodKind.YEAR: "年度期间序号只能是1"}
+            what = {PeriodKind.MONTH: "月份应为1–12", PeriodKind.QUARTER: "季度应为1–4", PeriodKind.HALF: "半年应为1（上半年）或2（下半年）",
+                    PeriodKind.YEAR: "年度期间序号只能是1"}
             raise InvalidArgument.field("period", f"{what[kind]}，收到 {number}", reason="INVALID_PERIOD")
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "_year", year)
@@ -531,6 +537,11 @@ class Period:
         return cls(PeriodKind.QUARTER, year, quarter)
 
     @classmethod
+    def half(cls, year: int, half: int) -> Period:
+        """上半年 (``half=1``, Jan–Jun) or 下半年 (``half=2``, Jul–Dec)."""
+        return cls(PeriodKind.HALF, year, half)
+
+    @classmethod
     def year_of(cls, year: int) -> Period:
         return cls(PeriodKind.YEAR, year, 1)
 
@@ -541,20 +552,19 @@ class Period:
 
     @classmethod
     def of(cls, day: date, kind: PeriodKind) -> Period:
-        """The month, quarter or year containing ``day``."""
+        """The month, quarter, half year or year containing ``day``."""
         kind = PeriodKind(kind)
-        if kind is PeriodKind.MONTH:
-            return cls.month(day.year, day.month)
-        if kind is PeriodKind.QUARTER:
-            return cls.quarter(day.year, (day.month - 1) // 3 + 1)
-        return cls.year_of(day.year)
+        return cls(kind, day.year, (day.month - 1) // _PERIOD_MONTHS[kind] + 1)
 
     @classmethod
     def parse(cls, text: str | Period, *, field: str = "period") -> Period:
-        """``"2022-08"``, ``"2022Q3"``, ``"2022"`` (also ``2022年8月``, ``2022年第3季度``, ``2022年``)."""
+        """``"2022-08"``, ``"2022Q3"``, ``"2022H1"``, ``"2022"`` (also ``2022年8月``,
+        ``2022年第3季度``, ``2022-H1``, ``2022年上半年``, ``2022年``)."""
         if isinstance(text, Period):
             return text
         s = _nfkc(str(text)).strip().upper().replace(" ", "")
+        for words, code in _HALF_WORDS:
+            s = s.replace(words, code)
         for pattern, kind in _PERIOD_PATTERNS:
             m = pattern.fullmatch(s)
             if m:
@@ -563,19 +573,17 @@ class Period:
                 except InvalidArgument as e:
                     raise InvalidArgument.field(field, f"期间“{text}”无效：{e.message}", reason="INVALID_PERIOD") from None
         raise InvalidArgument.field(
-            field, f"期间“{text}”格式不对，应写成 2022-08（月）、2022Q3（季度）或 2022（年）", reason="INVALID_PERIOD"
+            field, f"期间“{text}”格式不对，应写成 2022-08（月）、2022Q3（季度）、2022H1（半年）或 2022（年）", reason="INVALID_PERIOD"
         )
 
     @property
     def start(self) -> date:
-        first_month = {PeriodKind.MONTH: self.number, PeriodKind.QUARTER: 3 * self.number - 2, PeriodKind.YEAR: 1}
-        return date(self.year, first_month[self.kind], 1)
+        return date(self.year, (self.number - 1) * _PERIOD_MONTHS[self.kind] + 1, 1)
 
     @property
     def end(self) -> date:
         """The last day (inclusive)."""
-        last_month = {PeriodKind.MONTH: self.number, PeriodKind.QUARTER: 3 * self.number, PeriodKind.YEAR: 12}
-        m = last_month[self.kind]
+        m = self.number * _PERIOD_MONTHS[self.kind]
         return date(self.year, m, calendar.monthrange(self.year, m)[1])
 
     def contains(self, item: date | Period) -> bool:
@@ -615,4 +623,6 @@ class Period:
             return f"{self.year:04d}-{self.number:02d}"
         if self.kind is PeriodKind.QUARTER:
             return f"{self.year:04d}Q{self.number}"
+        if self.kind is PeriodKind.HALF:
+            return f"{self.year:04d}H{self.number}"
         return f"{self.year:04d}"

@@ -201,7 +201,8 @@ class Activity:
     headcount: int = 0
     outputs: Outputs = Outputs()
     attachments: tuple[str, ...] = ()
-    plan_item_id: str = ""  # the plan it fulfils
+    plan_item_id: str = ""  # the plan item it fulfils (plans/{plan_id}/items/{plan_item_id})
+    plan_id: str = ""  # the plan of that item (alone: a link made before items had ids)
     location: str = ""
     description: str = ""
 
@@ -233,13 +234,68 @@ class Activity:
 
 @dataclass(frozen=True)
 class PlanItem:
-    """One line of an annual plan: ``count`` activities of ``type`` (VISIT allowed)."""
+    """One line of an annual plan: ``count`` activities of ``type`` (``ANY``: any type).
+
+    ``id`` is stable: activities name the item they fulfil as ``plans/{plan}/items/{id}``.
+    """
 
     id: str
     type: str
     count: int
     title: str = ""
     month: int = 0  # 0 = any time in the year
+
+
+@dataclass(frozen=True)
+class ItemProgress:
+    """How far a plan item is: the held activities that fulfil it and those still planned."""
+
+    item: PlanItem
+    held_ids: tuple[str, ...] = ()
+    scheduled_ids: tuple[str, ...] = ()
+
+    @property
+    def fulfilled(self) -> bool:
+        return len(self.held_ids) >= self.item.count
+
+
+def plan_progress(plan: Plan, linked: Iterable[Activity]) -> tuple[ItemProgress, ...]:
+    """Each item of ``plan`` with the activities linked to it (cancelled ones do not count)."""
+    held: dict[str, list[str]] = {}
+    scheduled: dict[str, list[str]] = {}
+    for a in sorted(linked, key=lambda a: (a.start, a.id)):
+        if a.plan_id == plan.id and a.status is not ActivityStatus.CANCELLED:
+            (held if a.status is ActivityStatus.HELD else scheduled).setdefault(a.plan_item_id, []).append(a.id)
+    return tuple(ItemProgress(i, tuple(held.get(i.id, ())), tuple(scheduled.get(i.id, ()))) for i in plan.items)
+
+
+def plan_link_problems(a: Activity, plan: Plan | None, item: PlanItem | None, caller_scope: RegionCode | None,
+                       ref: str, field_name: str = "activity.plan_item",
+                       custom_labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """Why ``a`` cannot fulfil plan item ``ref`` (empty: it can).
+
+    The item must exist, its plan lie in the caller's region, be the
+    organiser's own (or an enclosing association's) plan, be for the year
+    the activity takes place in, be the site's plan when it is a site plan,
+    and plan the activity's type (an ``ANY`` item takes every type).
+    """
+    if plan is None or item is None:
+        return [(field_name, f"年度计划项“{ref}”不存在：请从年度计划中选择（格式 plans/计划编号/items/项目编号）")]
+    out = []
+    if caller_scope is not None and not caller_scope.contains(plan.region):
+        out.append((field_name, f"年度计划项“{ref}”属于{plan.region.name or plan.region.code}的计划，不在您的辖区内"))
+    elif not plan.region.contains(a.region):
+        out.append((field_name, f"年度计划项“{ref}”是{plan.region.name or plan.region.code}的计划，"
+                                f"本活动的组织单位（{a.region.name or a.region.code}）不在其范围内"))
+    if plan.year != a.start.year:
+        out.append((field_name, f"年度计划项“{ref}”是{plan.year}年的计划，活动日期在{a.start.year}年，"
+                                "请选择当年的计划项"))
+    if plan.site_id and plan.site_id != a.site_id:
+        out.append((field_name, f"年度计划项“{ref}”是阵地 sites/{plan.site_id} 的计划，活动须在该阵地开展（site）"))
+    if item.type not in ("ANY", a.type):
+        out.append((field_name, f"年度计划项“{ref}”计划的是“{type_label(item.type, custom_labels)}”，"
+                                f"与本活动类型“{type_label(a.type, custom_labels)}”不符"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -423,7 +479,14 @@ def period_label(p: Period) -> str:
         return f"{p.year}年{p.number}月"
     if p.kind is PeriodKind.QUARTER:
         return f"{p.year}年第{p.number}季度"
+    if p.kind is PeriodKind.HALF:
+        return f"{p.year}年{'上' if p.number == 1 else '下'}半年"
     return f"{p.year}年"
+
+
+def period_code(p: Period) -> str:
+    """Wire form of a period (``jsx.common.v1.Period.code``): ``2022``, ``2022-08``, ``2022-Q3``, ``2022-H1``."""
+    return str(p).replace("Q", "-Q").replace("H", "-H")
 
 
 def windows(per: str, period: Period) -> list[Window]:
@@ -628,7 +691,7 @@ def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> Co
         reason = f"{label} {subj.name} {len(fams)}户计生特殊家庭均已结对志愿者"
     return ComplianceItem(t.key, t.description or "每户计生特殊家庭结对志愿者", t.scope, subj.id, subj.name, label,
                           period.start, period.end, len(fams), paired, status, reason, t.provenance, unpaired,
-                          str(period).replace("Q", "-Q"), subj.region)
+                          period_code(period), subj.region)
 
 
 # ------------------------------------------------------------------ summary

@@ -20,7 +20,7 @@ from jsx.funds.v1 import events_pb2 as fpb
 from jsx.members.v1 import events_pb2 as mpb
 
 from jsxcore.db import transaction
-from jsxcore.errors import AlreadyExists, InvalidArgument, NotFound
+from jsxcore.errors import AlreadyExists, ErrorCollector, InvalidArgument, NotFound
 from jsxcore.idempotency import run_idempotent
 from jsxcore.outbox import EventMeta, add_event
 from jsxcore.values import Period, RegionCode
@@ -31,6 +31,11 @@ from jsx_events.adapters import db
 
 log = logging.getLogger("jsx.events")
 M = TypeVar("M", bound=Message)
+
+
+def _link_key(a: d.Activity) -> tuple[object, ...]:
+    """What a plan item link depends on: changing any of it re-checks the link."""
+    return (a.plan_id, a.plan_item_id, a.type, a.start.year, a.site_id, a.region)
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,27 @@ class EventsService:
 
     # ---------------------------------------------------------- activities
 
-    async def create_activity(self, a: d.Activity, idem: Idem | None = None, actor: str = "") -> pb.Activity:
+    async def _check_plan_link(self, s: AsyncSession, a: d.Activity, scope: RegionCode | None) -> None:
+        """Refuse (InvalidArgument, field ``activity.plan_item``) a plan item ``a`` cannot fulfil."""
+        if not a.plan_item_id:
+            return
+        plan, item = await db.plan_with_item(s, a.plan_id, a.plan_item_id)
+        ref = bus.plan_item_name(a.plan_id, a.plan_item_id)
+        problems = d.plan_link_problems(a, plan, item, scope, ref, custom_labels=await self.activity_types(a.region))
+        if problems:
+            errs = ErrorCollector()
+            for f, msg in problems:
+                errs.add(f, msg)
+            errs.raise_if_any("活动不能对应所选的年度计划项，请按字段说明修改后重试", reason="INVALID_PLAN_ITEM")
+
+    async def create_activity(self, a: d.Activity, idem: Idem | None = None, actor: str = "",
+                              scope: RegionCode | None = None) -> pb.Activity:
+        """Record an activity. ``scope`` is the caller's region: a plan item
+        the activity names must belong to a plan inside it."""
         a.validate(await self.activity_types(a.region))
 
         async def work(s: AsyncSession) -> pb.Activity:
+            await self._check_plan_link(s, a, scope)
             row = db.ActivityRow(created_by=actor)
             row.set_from(a)
             s.add(row)
@@ -87,8 +109,9 @@ class EventsService:
         return await self._mutate(idem, pb.Activity, work)
 
     async def update_activity(self, id_: str, change: Callable[[d.Activity], d.Activity],
-                              idem: Idem | None = None) -> pb.Activity:
-        """Apply ``change`` to the stored activity; publishes ActivityHeld when it becomes held."""
+                              idem: Idem | None = None, scope: RegionCode | None = None) -> pb.Activity:
+        """Apply ``change`` to the stored activity; publishes ActivityHeld when it becomes held.
+        The plan item link is checked again when it or what it depends on changes."""
         async def work(s: AsyncSession) -> pb.Activity:
             row = await s.get(db.ActivityRow, id_, with_for_update=True)
             if row is None:
@@ -96,6 +119,8 @@ class EventsService:
             before = row.to_domain()
             after = change(before)
             after.validate(await self.activity_types(after.region))
+            if _link_key(after) != _link_key(before):
+                await self._check_plan_link(s, after, scope)
             row.set_from(after)
             if after.status is d.ActivityStatus.HELD and before.status is not d.ActivityStatus.HELD:
                 add_event(s, bus.subject_of(ev := bus.activity_held_event(after)), ev)
@@ -206,13 +231,25 @@ class EventsService:
         return await self._mutate(idem, pb.Plan, work)
 
     async def list_plans(self, region: RegionCode, year: int = 0, site_id: str = "") -> list[pb.Plan]:
+        """Plans in ``region``, each item with the activities that fulfil it."""
         q = select(db.PlanRow).options(selectinload(db.PlanRow.items)).where(db._in_region(db.PlanRow.region, region))
         if year:
             q = q.where(db.PlanRow.year == year)
         if site_id:
             q = q.where(db.PlanRow.site_id == site_id)
         async with self.sessions() as s:
-            return [bus.plan_pb(r.to_domain(), r.created_at) for r in await s.scalars(q.order_by(db.PlanRow.year, db.PlanRow.id))]
+            rows = list(await s.scalars(q.order_by(db.PlanRow.year, db.PlanRow.id)))
+            linked = await db.activities_for_plans(s, [r.id for r in rows])
+        return [bus.plan_pb(p := r.to_domain(), r.created_at, d.plan_progress(p, linked)) for r in rows]
+
+    async def get_plan(self, id_: str) -> tuple[d.Plan, pb.Plan]:
+        async with self.sessions() as s:
+            row = await s.scalar(select(db.PlanRow).options(selectinload(db.PlanRow.items)).where(db.PlanRow.id == id_))
+            if row is None:
+                raise NotFound(f"年度计划 plans/{id_} 不存在", reason="PLAN_NOT_FOUND")
+            linked = await db.activities_for_plans(s, [id_])
+        p = row.to_domain()
+        return p, bus.plan_pb(p, row.created_at, d.plan_progress(p, linked))
 
     async def decide_award(self, a: d.Award, idem: Idem | None = None, actor: str = "") -> pb.Award:
         a.validate()

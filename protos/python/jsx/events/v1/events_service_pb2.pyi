@@ -289,6 +289,7 @@ class Activity(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     END_DATE_FIELD_NUMBER: _builtins.int
+    PLAN_ITEM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "activities/{activity}". Output only."""
     display_name: _builtins.str
@@ -310,7 +311,16 @@ class Activity(_message.Message):
     description: _builtins.str
     """What happened, in Chinese."""
     plan: _builtins.str
-    """The plan it fulfils, "plans/{plan}"; empty when unplanned."""
+    """The plan of `plan_item`, "plans/{plan}"; empty when unplanned. Output
+    only (activities recorded before plan items had names may show a plan
+    without an item).
+    """
+    plan_item: _builtins.str
+    """The plan item it fulfils, "plans/{plan}/items/{item}"; empty when
+    unplanned. The item must be of a plan in the caller's region, for the
+    year the activity takes place in, of the organiser's (or an enclosing)
+    association or of the activity's site, and plan this activity type.
+    """
     @_builtins.property
     def organiser_region(self) -> _common_pb2.RegionCode:
         """The region that organised it."""
@@ -371,10 +381,11 @@ class Activity(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         end_date: _common_pb2.Date | None = ...,
+        plan_item: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "held_date", b"held_date", "organiser_region", b"organiser_region", "outputs", b"outputs", "planned_date", b"planned_date", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "custom_type", b"custom_type", "description", b"description", "display_name", b"display_name", "end_date", b"end_date", "held_date", b"held_date", "location", b"location", "name", b"name", "organiser_region", b"organiser_region", "outputs", b"outputs", "participant_count", b"participant_count", "participants", b"participants", "plan", b"plan", "planned_date", b"planned_date", "site", b"site", "state", b"state", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "create_time", b"create_time", "custom_type", b"custom_type", "description", b"description", "display_name", b"display_name", "end_date", b"end_date", "held_date", b"held_date", "location", b"location", "name", b"name", "organiser_region", b"organiser_region", "outputs", b"outputs", "participant_count", b"participant_count", "participants", b"participants", "plan", b"plan", "plan_item", b"plan_item", "planned_date", b"planned_date", "site", b"site", "state", b"state", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -788,7 +799,9 @@ Global___ListVisitsResponse: _TypeAlias = ListVisitsResponse  # noqa: Y015
 
 @_typing.final
 class PlanItem(_message.Message):
-    """One line of a plan: how many activities of a type, when."""
+    """One line of a plan: how many activities of a type, when, and how far it
+    is. Resource name: "plans/{plan}/items/{item}".
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -797,6 +810,11 @@ class PlanItem(_message.Message):
     MONTH_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    FULFILLED_BY_FIELD_NUMBER: _builtins.int
+    HELD_COUNT_FIELD_NUMBER: _builtins.int
+    SCHEDULED_COUNT_FIELD_NUMBER: _builtins.int
+    FULFILLED_FIELD_NUMBER: _builtins.int
     type: Global___ActivityType.ValueType
     """Kind of activity."""
     custom_type: _builtins.str
@@ -807,6 +825,22 @@ class PlanItem(_message.Message):
     """How many."""
     note: _builtins.str
     """Note, in Chinese."""
+    name: _builtins.str
+    """Resource name, "plans/{plan}/items/{item}"; activities name it in
+    `plan_item`. Output only.
+    """
+    held_count: _builtins.int
+    """Number of held activities that fulfil it. Output only."""
+    scheduled_count: _builtins.int
+    """Number of activities linked to it and still planned. Output only."""
+    fulfilled: _builtins.bool
+    """True when held_count >= count. Output only."""
+    @_builtins.property
+    def fulfilled_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Held activities that fulfil it, "activities/{activity}", by date.
+        Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -815,10 +849,15 @@ class PlanItem(_message.Message):
         month: _builtins.int = ...,
         count: _builtins.int = ...,
         note: _builtins.str = ...,
+        name: _builtins.str = ...,
+        fulfilled_by: _abc.Iterable[_builtins.str] | None = ...,
+        held_count: _builtins.int = ...,
+        scheduled_count: _builtins.int = ...,
+        fulfilled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "custom_type", b"custom_type", "month", b"month", "note", b"note", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "custom_type", b"custom_type", "fulfilled", b"fulfilled", "fulfilled_by", b"fulfilled_by", "held_count", b"held_count", "month", b"month", "name", b"name", "note", b"note", "scheduled_count", b"scheduled_count", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -909,6 +948,28 @@ class CreatePlanRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreatePlanRequest: _TypeAlias = CreatePlanRequest  # noqa: Y015
+
+@_typing.final
+class GetPlanRequest(_message.Message):
+    """Request for GetPlan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "plans/{plan}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanRequest: _TypeAlias = GetPlanRequest  # noqa: Y015
 
 @_typing.final
 class ListPlansRequest(_message.Message):

@@ -87,6 +87,11 @@ class EventsServiceStub:
                 request_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.ListPlansRequest.SerializeToString,
                 response_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.ListPlansResponse.FromString,
                 _registered_method=True)
+        self.GetPlan = channel.unary_unary(
+                '/jsx.events.v1.EventsService/GetPlan',
+                request_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.GetPlanRequest.SerializeToString,
+                response_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.Plan.FromString,
+                _registered_method=True)
         self.DecideAward = channel.unary_unary(
                 '/jsx.events.v1.EventsService/DecideAward',
                 request_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.DecideAwardRequest.SerializeToString,
@@ -184,7 +189,14 @@ class EventsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPlans(self, request, context):
-        """Lists plans.
+        """Lists plans, each item with the activities that fulfil it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlan(self, request, context):
+        """Gets a plan, each item with the activities that fulfil it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -274,6 +286,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.ListPlans,
                     request_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.ListPlansRequest.FromString,
                     response_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.ListPlansResponse.SerializeToString,
+            ),
+            'GetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlan,
+                    request_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.GetPlanRequest.FromString,
+                    response_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.Plan.SerializeToString,
             ),
             'DecideAward': grpc.unary_unary_rpc_method_handler(
                     servicer.DecideAward,
@@ -551,6 +568,33 @@ class EventsService:
             '/jsx.events.v1.EventsService/ListPlans',
             jsx_dot_events_dot_v1_dot_events__service__pb2.ListPlansRequest.SerializeToString,
             jsx_dot_events_dot_v1_dot_events__service__pb2.ListPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.events.v1.EventsService/GetPlan',
+            jsx_dot_events_dot_v1_dot_events__service__pb2.GetPlanRequest.SerializeToString,
+            jsx_dot_events_dot_v1_dot_events__service__pb2.Plan.FromString,
             options,
             channel_credentials,
             insecure,

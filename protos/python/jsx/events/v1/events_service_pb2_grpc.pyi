@@ -63,7 +63,9 @@ class EventsServiceStub:
     CreatePlan: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.CreatePlanRequest, _events_service_pb2.Plan]
     """Records a yearly work plan for a region or a site (年度计划)."""
     ListPlans: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListPlansRequest, _events_service_pb2.ListPlansResponse]
-    """Lists plans."""
+    """Lists plans, each item with the activities that fulfil it."""
+    GetPlan: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetPlanRequest, _events_service_pb2.Plan]
+    """Gets a plan, each item with the activities that fulfil it."""
     DecideAward: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.DecideAwardRequest, _events_service_pb2.Award]
     """Records an award decision (评选表彰结果)."""
     ListAwards: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListAwardsRequest, _events_service_pb2.ListAwardsResponse]
@@ -112,7 +114,9 @@ class EventsServiceAsyncStub(EventsServiceStub):
     CreatePlan: _aio.UnaryUnaryMultiCallable[_events_service_pb2.CreatePlanRequest, _events_service_pb2.Plan]  # type: ignore[assignment]
     """Records a yearly work plan for a region or a site (年度计划)."""
     ListPlans: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ListPlansRequest, _events_service_pb2.ListPlansResponse]  # type: ignore[assignment]
-    """Lists plans."""
+    """Lists plans, each item with the activities that fulfil it."""
+    GetPlan: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetPlanRequest, _events_service_pb2.Plan]  # type: ignore[assignment]
+    """Gets a plan, each item with the activities that fulfil it."""
     DecideAward: _aio.UnaryUnaryMultiCallable[_events_service_pb2.DecideAwardRequest, _events_service_pb2.Award]  # type: ignore[assignment]
     """Records an award decision (评选表彰结果)."""
     ListAwards: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ListAwardsRequest, _events_service_pb2.ListAwardsResponse]  # type: ignore[assignment]
@@ -212,7 +216,15 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _events_service_pb2.ListPlansRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.ListPlansResponse, _abc.Awaitable[_events_service_pb2.ListPlansResponse]]:
-        """Lists plans."""
+        """Lists plans, each item with the activities that fulfil it."""
+
+    @_abc_1.abstractmethod
+    def GetPlan(
+        self,
+        request: _events_service_pb2.GetPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.Plan, _abc.Awaitable[_events_service_pb2.Plan]]:
+        """Gets a plan, each item with the activities that fulfil it."""
 
     @_abc_1.abstractmethod
     def DecideAward(

@@ -6,6 +6,7 @@ full names (``persons/…`` or ``volunteers/…``) because either kind may appea
 """
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -90,9 +91,8 @@ def money(m: cpb.Money) -> Money:
     return Money(m.fen)
 
 
-def period_code(p: Period) -> str:
-    """Wire form of a period: ``2022``, ``2022-08``, ``2022-Q3``."""
-    return str(p).replace("Q", "-Q")
+#: Wire form of a period: ``2022``, ``2022-08``, ``2022-Q3``, ``2022-H1``.
+period_code = d.period_code
 
 
 def ts(dt: object) -> Timestamp:
@@ -132,9 +132,24 @@ def activity_from_pb(m: pb.Activity, id_: str) -> d.Activity:
         start=start, end=end, status=state.get(m.state, d.ActivityStatus.PLANNED), site_id=bare(m.site, "sites"),
         participant_ids=tuple(m.participants), headcount=m.participant_count,
         outputs=d.Outputs(o.materials, o.consultations, o.clinic_visits, o.contraceptive_boxes, money(o.condolence_money)),
-        attachments=tuple(a.uri for a in m.attachments), plan_item_id=bare(m.plan, "plans"),
-        location=m.location, description=m.description,
+        attachments=tuple(a.uri for a in m.attachments), location=m.location, description=m.description,
+        **_plan_item_ref(m.plan_item),
     )
+
+
+def _plan_item_ref(name: str, field: str = "activity.plan_item") -> dict[str, str]:
+    """``plans/{plan}/items/{item}`` → ``plan_id``/``plan_item_id`` keyword arguments."""
+    if not name:
+        return {}
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "plans" or parts[2] != "items" or not parts[1] or not parts[3]:
+        raise InvalidArgument.field(field, f"年度计划项“{name}”格式不对，应写成 plans/计划编号/items/项目编号",
+                                    reason="INVALID_PLAN_ITEM")
+    return {"plan_id": parts[1], "plan_item_id": parts[3]}
+
+
+def plan_item_name(plan_id: str, item_id: str) -> str:
+    return f"plans/{plan_id}/items/{item_id}" if plan_id and item_id else ""
 
 
 def activity_pb(a: d.Activity, created: object = None, updated: object = None) -> pb.Activity:
@@ -150,7 +165,8 @@ def activity_pb(a: d.Activity, created: object = None, updated: object = None) -
         outputs=pb.ActivityOutputs(materials=o.materials, consultations=o.consultations, clinic_visits=o.clinic_visits,
                                    contraceptive_boxes=o.contraceptive_boxes, condolence_money=cpb.Money(fen=o.care_money.fen)),
         attachments=[pb.Attachment(uri=u) for u in a.attachments], description=a.description,
-        plan=named("plans", a.plan_item_id), create_time=ts(created), update_time=ts(updated),
+        plan=named("plans", a.plan_id), plan_item=plan_item_name(a.plan_id, a.plan_item_id),
+        create_time=ts(created), update_time=ts(updated),
     )
 
 
@@ -176,16 +192,23 @@ def visit_pb(v: d.Visit, created: object = None, updated: object = None) -> pb.V
 def plan_from_pb(m: pb.Plan, id_: str) -> d.Plan:
     if not 1900 <= m.year <= 2999:
         raise InvalidArgument.field("plan.year", "请填写计划年度，例如 2022", reason="INVALID_YEAR")
-    items = tuple(d.PlanItem(f"{id_}-{i}", type_code(it.type, it.custom_type), it.count, it.note, it.month)
-                  for i, it in enumerate(m.items))
+    items = tuple(d.PlanItem(str(uuid.uuid4()), type_code(it.type, it.custom_type), it.count, it.note, it.month)
+                  for it in m.items)
     return d.Plan(id_, region(m.region, "plan.region"), m.year, items, bare(m.site, "sites"), m.display_name)
 
 
-def plan_pb(p: d.Plan, created: object = None) -> pb.Plan:
+def plan_pb(p: d.Plan, created: object = None, progress: tuple[d.ItemProgress, ...] = ()) -> pb.Plan:
+    """The plan; with ``progress`` (from :func:`domain.plan_progress`) each item shows its fulfilment."""
+    by_item = {g.item.id: g for g in progress}
     items = []
     for it in p.items:
         t, custom = type_pb(it.type)
-        items.append(pb.PlanItem(type=t, custom_type=custom, month=it.month, count=it.count, note=it.title))  # type: ignore[arg-type]
+        g = by_item.get(it.id) or d.ItemProgress(it)
+        items.append(pb.PlanItem(type=t, custom_type=custom, month=it.month, count=it.count, note=it.title,  # type: ignore[arg-type]
+                                 name=plan_item_name(p.id, it.id),
+                                 fulfilled_by=[named("activities", a) for a in g.held_ids],
+                                 held_count=len(g.held_ids), scheduled_count=len(g.scheduled_ids),
+                                 fulfilled=g.fulfilled))
     return pb.Plan(name=named("plans", p.id), display_name=p.title, region=region_pb(p.region), site=named("sites", p.site_id),
                    year=p.year, items=items, create_time=ts(created))
 

@@ -51,7 +51,9 @@ class ActivityRow(Base):
     contraceptive_boxes: Mapped[int] = mapped_column(Integer, default=0)
     care_money_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     attachments: Mapped[list[str]] = mapped_column(JSON, default=list)
-    plan_item_id: Mapped[str] = mapped_column(String(36), default="")
+    #: the plan item it fulfils; plan_id alone is a link made before plan items had ids
+    plan_id: Mapped[str] = mapped_column(String(36), default="", index=True)
+    plan_item_id: Mapped[str] = mapped_column(String(64), default="")
     location: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(200), default="")
@@ -67,7 +69,7 @@ class ActivityRow(Base):
             participant_ids=tuple(self.participant_ids or ()), headcount=self.headcount,
             outputs=d.Outputs(self.materials, self.consultations, self.clinic_visits, self.contraceptive_boxes,
                               Money(self.care_money_fen)),
-            attachments=tuple(self.attachments or ()), plan_item_id=self.plan_item_id, location=self.location,
+            attachments=tuple(self.attachments or ()), plan_item_id=self.plan_item_id, plan_id=self.plan_id, location=self.location,
             description=self.description,
         )
 
@@ -78,7 +80,7 @@ class ActivityRow(Base):
         o = a.outputs
         self.materials, self.consultations, self.clinic_visits = o.materials, o.consultations, o.clinic_visits
         self.contraceptive_boxes, self.care_money_fen = o.contraceptive_boxes, o.care_money.fen
-        self.attachments, self.plan_item_id = list(a.attachments), a.plan_item_id
+        self.attachments, self.plan_item_id, self.plan_id = list(a.attachments), a.plan_item_id, a.plan_id
         self.location, self.description = a.location, a.description
 
 
@@ -105,7 +107,7 @@ class PlanRow(Base):
 class PlanItemRow(Base):
     __tablename__ = "plan_items"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
     plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(64))
@@ -236,6 +238,23 @@ async def visits_in(s: AsyncSession, region: RegionCode, start: date, end: date)
 async def plans_in(s: AsyncSession, region: RegionCode, years: range) -> list[d.Plan]:
     rows = await s.scalars(select(PlanRow).options(selectinload(PlanRow.items))
                            .where(_in_region(PlanRow.region, region), PlanRow.year.in_(list(years))))
+    return [r.to_domain() for r in rows]
+
+
+async def plan_with_item(s: AsyncSession, plan_id: str, item_id: str) -> tuple[d.Plan | None, d.PlanItem | None]:
+    """The plan and its item ``item_id`` (None, None when either is missing or they do not belong together)."""
+    row = await s.scalar(select(PlanRow).options(selectinload(PlanRow.items)).where(PlanRow.id == plan_id))
+    if row is None:
+        return None, None
+    plan = row.to_domain()
+    return plan, next((i for i in plan.items if i.id == item_id), None)
+
+
+async def activities_for_plans(s: AsyncSession, plan_ids: list[str]) -> list[d.Activity]:
+    """Activities linked to any item of these plans (for fulfilment)."""
+    if not plan_ids:
+        return []
+    rows = await s.scalars(select(ActivityRow).where(ActivityRow.plan_id.in_(plan_ids), ActivityRow.plan_item_id != ""))
     return [r.to_domain() for r in rows]
 
 

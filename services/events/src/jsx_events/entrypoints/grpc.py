@@ -12,13 +12,14 @@ import uuid
 from datetime import date
 from typing import Any
 
+from google.protobuf.field_mask_pb2 import FieldMask
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
 from jsx.events.v1 import events_service_pb2_grpc as pb_grpc
 
 from jsxcore.auth import current_caller
 from jsxcore.config import ServiceConfig
-from jsxcore.errors import InvalidArgument
+from jsxcore.errors import ErrorCollector, InvalidArgument
 from jsxcore.outbox import Consumer, Relay, stream_name
 from jsxcore.runtime.server import ServiceRuntime, list_plugins_response
 from jsxcore.values import Period, RegionCode
@@ -60,8 +61,24 @@ def _next(offset: int, limit: int, got: int) -> str:
 
 def _period(m: cpb.Period) -> Period:
     if not m.code:
-        raise InvalidArgument.field("period", "请填写期间，例如 2022、2022-Q3 或 2022-08", reason="MISSING_PERIOD")
-    return Period.parse(m.code.replace("-Q", "Q"))
+        raise InvalidArgument.field("period", "请填写期间，例如 2022、2022-H1、2022-Q3 或 2022-08", reason="MISSING_PERIOD")
+    return Period.parse(m.code, field="period.code")
+
+
+#: Activity fields a client cannot set through UpdateActivity.
+OUTPUT_ONLY = frozenset({"name", "plan", "create_time", "update_time"})
+SETTABLE = tuple(f.name for f in pb.Activity.DESCRIPTOR.fields if f.name not in OUTPUT_ONLY)
+
+
+def _check_mask(mask: FieldMask) -> None:
+    """Every path must name a settable Activity field (AIP-134); violations name each bad path."""
+    errs = ErrorCollector()
+    for i, path in enumerate(mask.paths):
+        if path.split(".")[0] in OUTPUT_ONLY:
+            errs.add(f"update_mask.paths[{i}]", f"“{path}”由系统生成，不能修改")
+        elif not FieldMask(paths=[path]).IsValidForDescriptor(pb.Activity.DESCRIPTOR):
+            errs.add(f"update_mask.paths[{i}]", f"活动没有“{path}”这一项，可修改的有：" + "、".join(SETTABLE))
+    errs.raise_if_any("更新字段（update_mask）有误，请按字段说明修改后重试", reason="INVALID_UPDATE_MASK")
 
 
 def _opt_date(m: cpb.Date, field: str) -> date | None:
@@ -76,38 +93,32 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
     async def CreateActivity(self, request: pb.CreateActivityRequest, context: Any) -> pb.Activity:
         a = bus.activity_from_pb(request.activity, new_id())
         current_caller().require_region(a.region)
-        return await self.svc.create_activity(a, Idem(f"/{FULL}/CreateActivity", request), current_caller().subject)
+        return await self.svc.create_activity(a, Idem(f"/{FULL}/CreateActivity", request), current_caller().subject,
+                                              scope=current_caller().region)
 
     async def UpdateActivity(self, request: pb.UpdateActivityRequest, context: Any) -> pb.Activity:
         id_ = bus.bare(request.activity.name, "activities")
         current, _ = await self.svc.get_activity(id_)
         current_caller().require_region(current.region)
-        paths = set(request.update_mask.paths)
+        mask = request.update_mask
+        _check_mask(mask)
 
         def change(old: d.Activity) -> d.Activity:
             msg = bus.activity_pb(old)
-            if paths:
-                fields = pb.Activity.DESCRIPTOR.fields_by_name
-                for top in {p.split(".")[0] for p in paths}:
-                    f = fields.get(top)
-                    if f is None or top in {"name", "create_time", "update_time"}:
-                        raise InvalidArgument.field("update_mask", f"字段“{top}”不能修改", reason="INVALID_UPDATE_MASK")
-                    msg.ClearField(top)
-                    if f.label == f.LABEL_REPEATED:
-                        getattr(msg, top).extend(getattr(request.activity, top))
-                    elif f.message_type is not None:
-                        if request.activity.HasField(top):
-                            getattr(msg, top).CopyFrom(getattr(request.activity, top))
-                    else:
-                        setattr(msg, top, getattr(request.activity, top))
+            if mask.paths:
+                # Nested paths ("outputs.materials") change only that sub-field.
+                mask.MergeMessage(request.activity, msg, replace_message_field=True, replace_repeated_field=True)
             else:
                 msg.CopyFrom(request.activity)
             new = bus.activity_from_pb(msg, old.id)
+            if new.region != old.region:
+                current_caller().require_region(new.region)  # no moving an activity out of one's scope
             if new.status is d.ActivityStatus.HELD and old.status is d.ActivityStatus.CANCELLED:
                 old.held()  # raises the clerk-facing error
             return new
 
-        return await self.svc.update_activity(id_, change, Idem(f"/{FULL}/UpdateActivity", request))
+        return await self.svc.update_activity(id_, change, Idem(f"/{FULL}/UpdateActivity", request),
+                                              scope=current_caller().region)
 
     async def GetActivity(self, request: pb.GetActivityRequest, context: Any) -> pb.Activity:
         a, msg = await self.svc.get_activity(bus.bare(request.name, "activities"))
@@ -155,6 +166,11 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         offset, limit = _page(request.page_size, request.page_token)
         page = plans[offset:offset + limit]
         return pb.ListPlansResponse(plans=page, next_page_token=_next(offset, limit, len(page)))
+
+    async def GetPlan(self, request: pb.GetPlanRequest, context: Any) -> pb.Plan:
+        p, msg = await self.svc.get_plan(bus.bare(request.name, "plans"))
+        current_caller().require_region(p.region)
+        return msg
 
     async def DecideAward(self, request: pb.DecideAwardRequest, context: Any) -> pb.Award:
         a = bus.award_from_pb(request.award, new_id(), date.today())
