@@ -146,3 +146,40 @@ def test_summary_shape() -> None:
     assert "开展各类慰问服务 68 场次，慰问人数 68 人，发放慰问金 20 余万元" in text
     assert "发放宣传资料 1.2 万余份" in text and "接受咨询 2600 余人次" in text and "免费义诊 760 余人次" in text
     assert approx(1043) == "1000 余" and approx_yuan(Money(20530000)) == "20 余万元"
+
+
+def test_plan_link_problems_and_progress() -> None:
+    from jsx_events.domain import plan_link_problems, plan_progress
+
+    lecture, anything = PlanItem("i1", "HEALTH_LECTURE", 2), PlanItem("i2", "ANY", 1)
+    site_plan = Plan("p1", VILLAGE_A, 2022, (lecture, anything), site_id="site-x")
+    act = held("HEALTH_LECTURE", date(2022, 5, 1), site="site-x", plan_id="p1", plan_item_id="i1")
+    assert plan_link_problems(act, site_plan, lecture, COUNTY, "plans/p1/items/i1") == []
+    assert plan_link_problems(held("TRAINING", date(2022, 5, 1), site="site-x"), site_plan, anything, None, "r") == []
+    [(f, msg)] = plan_link_problems(held("HEALTH_LECTURE", date(2022, 5, 1)), site_plan, lecture, None, "r")
+    assert f == "activity.plan_item" and "阵地 sites/site-x" in msg
+    # an enclosing (county) association's plan takes village activities; a village plan does not take another village's
+    county_plan = Plan("p2", COUNTY, 2022, (lecture,))
+    assert plan_link_problems(act, county_plan, lecture, COUNTY, "r") == []
+    [(_, msg)] = plan_link_problems(held("HEALTH_LECTURE", date(2022, 5, 1), region=VILLAGE_B),
+                                    Plan("p3", VILLAGE_A, 2022, (lecture,)), lecture, COUNTY, "r")
+    assert "不在其范围内" in msg
+    assert "不存在" in plan_link_problems(act, None, None, None, "plans/x/items/y")[0][1]
+
+    acts = [act, held("HEALTH_LECTURE", date(2022, 3, 1), site="site-x", plan_id="p1", plan_item_id="i1"),
+            Activity("a-plan", "FREE_CLINIC", "t", VILLAGE_A, date(2022, 9, 1), date(2022, 9, 1), plan_id="p1",
+                     plan_item_id="i2"),
+            Activity("a-off", "FREE_CLINIC", "t", VILLAGE_A, date(2022, 9, 1), date(2022, 9, 1),
+                     ActivityStatus.CANCELLED, plan_id="p1", plan_item_id="i2")]
+    g1, g2 = plan_progress(site_plan, acts)
+    assert g1.fulfilled and g1.held_ids == (acts[1].id, acts[0].id)
+    assert not g2.fulfilled and (g2.held_ids, g2.scheduled_ids) == ((), ("a-plan",))
+
+
+def test_half_year_label_and_summary_window() -> None:
+    from jsx_events.domain import period_code, period_label
+
+    h2 = Period.half(2022, 2)
+    assert (period_label(h2), period_code(h2), period_code(Period.quarter(2022, 3))) == ("2022年下半年", "2022-H2", "2022-Q3")
+    s = summarize(COUNTY, h2, [held("FREE_CLINIC", date(2022, 6, 30)), held("FREE_CLINIC", date(2022, 7, 1))], [])
+    assert s.activities_held == 1 and s.text().startswith("2022年下半年共开展各类活动 1 场次")

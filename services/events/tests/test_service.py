@@ -210,3 +210,30 @@ async def test_closed_site_stops_owing_cadence_and_member_changes_are_understood
     # the special family is still known after a membership change
     fams = [f for f in (await svc._facts(COUNTY, q3)).families if f.household_id == "hh-1"]
     assert fams and fams[0].special
+
+
+async def test_migration_0003_moves_old_plan_links_to_plan_id(db_url: str) -> None:
+    """Before 0003 the wire's "plans/{plan}" was stored in plan_item_id: it becomes the
+    plan link, and the item link is left for the clerk to choose."""
+    import sqlalchemy as sa
+
+    await asyncio.to_thread(migrate, db_url, "0002")
+    engine = create_engine(db_url)
+    cols = ("id, type, title, region, site_id, start_date, end_date, status, participant_ids, headcount, materials, "
+            "consultations, clinic_visits, contraceptive_boxes, care_money_fen, attachments, plan_item_id, location, "
+            "description, created_by, created_at, updated_at")
+    vals = ("'HEALTH_LECTURE', 't', '431281101201', '', '2022-05-01', '2022-05-01', 'HELD', '[]', 0, 0, 0, 0, 0, 0, "
+            "'[]'")
+    async with engine.begin() as c:
+        await c.execute(sa.text("INSERT INTO plans (id, region, site_id, year, title, created_at) "
+                                "VALUES ('p-old', '431281101201', '', 2022, '', '2022-01-01')"))
+        for aid, link in (("a-linked", "p-old"), ("a-dangling", "gone"), ("a-free", "")):
+            await c.execute(sa.text(f"INSERT INTO activities ({cols}) VALUES ('{aid}', {vals}, '{link}', '', '', '', "
+                                    "'2022-01-01', '2022-01-01')"))
+    await engine.dispose()
+    await asyncio.to_thread(migrate, db_url)
+    engine = create_engine(db_url)
+    async with engine.connect() as c:
+        rows = dict((await c.execute(sa.text("SELECT id, plan_id || '|' || plan_item_id FROM activities"))).all())
+    await engine.dispose()
+    assert rows == {"a-linked": "p-old|", "a-dangling": "|", "a-free": "|"}
