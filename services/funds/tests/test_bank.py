@@ -350,9 +350,6 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
         await nc.close()
 
 
-@pytest.mark.xfail(strict=True, reason="batches.py still treats a failed payment's key as paid (anti-join on the "
-                   "exact key) and writes retries under the plain key: it must use db.live_payment_keys / "
-                   "db.attempt_key (hook for the batches owner, see README)")
 async def test_failed_beneficiary_is_paid_again_in_a_later_batch(env) -> None:  # type: ignore[no-untyped-def]
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
     await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[

@@ -62,6 +62,7 @@ from jsx_funds.adapters.db import (
     HouseholdProjection,
     JournalRow,
     PaymentBatchRow,
+    PaymentFailureRow,
     PaymentRow,
     ProgramRow,
     SituationProjection,
@@ -262,6 +263,8 @@ class _BatchWriter:
         self.skipped: list[dict[str, Any]] = []
         self.starts: dict[str, date] = {}
         self.recent: set[str] = set()
+        #: Application id → attempt number, for keys whose first payment failed at the bank (rare).
+        self.attempts: dict[int, int] = {}
         self.count = 0
         self.total = 0
 
@@ -355,11 +358,14 @@ class _BatchWriter:
         stmt = (select(ApplicationRow.id, ApplicationRow.household_id, ApplicationRow.person, ApplicationRow.beneficiary,
                        ApplicationRow.village, ApplicationRow.period, ApplicationRow.state, ApplicationRow.publicity_end,
                        ApplicationRow.amount_entitled, cast(ApplicationRow.attributes, Text).label("attributes"),
-                       HouseholdProjection.head_person)
+                       HouseholdProjection.head_person, PaymentFailureRow.payment_id.label("failed"))
                 .outerjoin(HouseholdProjection, HouseholdProjection.household_id == ApplicationRow.household_id)
                 .outerjoin(PaymentRow, PaymentRow.payment_key == key)
+                .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.journal_id)
+                # Unpaid, or the first attempt failed at the bank (its retries are looked at in _attempt).
                 .where(ApplicationRow.program_id == self.program.id,
-                       ApplicationRow.village.startswith(region_prefix(self.region)), PaymentRow.journal_id.is_(None)))
+                       ApplicationRow.village.startswith(region_prefix(self.region)),
+                       PaymentRow.journal_id.is_(None) | PaymentFailureRow.payment_id.is_not(None)))
         if self.periodic:
             return stmt.where(ApplicationRow.state.in_(_ENROLLED))
         return stmt.where(ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.period == str(self.period))
@@ -374,6 +380,22 @@ class _BatchWriter:
             start = self.starts[code] = Period.parse(code).start
         return start
 
+    async def _attempt(self, r: Any, conn: Any) -> int:
+        """Which attempt at paying ``r``'s key this is (1 = first); 0 when a retry of it is still live.
+
+        A key whose payments all failed at the bank may be paid again, stored
+        as ``key#n`` (``db.attempt_key``, still UNIQUE, so racing retries pay once).
+        """
+        if r.failed is None:
+            return 1
+        key = payment_key(self.program.id, r.beneficiary, self.period)
+        retries = [(k, failed) for k, failed in (await conn.execute(
+            select(PaymentRow.payment_key, PaymentFailureRow.payment_id.is_not(None))
+            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.journal_id)
+            .where(PaymentRow.payment_key.startswith(key + "#", autoescape=True)))).all()
+            if db.business_key(k) == key]
+        return 0 if any(not failed for _, failed in retries) else 2 + len(retries)
+
     async def _rule_page(self, rows: Sequence[Any], conn: Any) -> list[tuple[Any, _Rule]]:
         """The page's payable applications with their rule answers (skips recorded)."""
         start = self.period.start
@@ -386,6 +408,11 @@ class _BatchWriter:
             if r.beneficiary in self.recent:
                 continue  # enrolled twice: the first application pays
             self.recent.add(r.beneficiary)
+            if r.failed is not None:
+                attempt = await self._attempt(r, conn)
+                if not attempt:
+                    continue  # paid again after a bank failure, and that retry stands
+                self.attempts[r.id] = attempt
             unique.append(r)
         # Duplicates are adjacent (PostgreSQL order) or excluded by the anti-join (SQLite pages): keep one page.
         self.recent = {r.beneficiary for r in unique[-1:]}
@@ -485,7 +512,8 @@ class _BatchWriter:
             amount = rule.amount
             eid = str(uuid.UUID(bytes=rnd[16 * i:16 * i + 16], version=4))
             journals.append((jid, amount, payee))
-            payments.append((jid, f"{key_prefix}{r.beneficiary}{key_suffix}", payee, amount))
+            key = f"{key_prefix}{r.beneficiary}{key_suffix}"
+            payments.append((jid, key if r.failed is None else db.attempt_key(key, self.attempts[r.id]), payee, amount))
             bpays.append((jid, r.id, r.household_id, payee, r.village, amount, rule))
             outbox.append((eid, events_pb2.PaymentIssued(
                 event_id=eid, occurred_at=occurred, payment=f"{bname}/payments/{jid}", payment_batch=bname,
