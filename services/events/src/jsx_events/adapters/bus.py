@@ -18,7 +18,7 @@ from jsx.members.v1 import events_pb2 as mpb
 from jsx.members.v1 import members_pb2 as mmpb
 
 from jsxcore.errors import InvalidArgument
-from jsxcore.values import Money, Period, RegionCode
+from jsxcore.values import Money, RegionCode
 
 from jsx_events import domain as d
 
