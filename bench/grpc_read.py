@@ -16,7 +16,11 @@ Starts, one after the other in this process (pinned to one core):
   /dev/null), serving ``jsx.members.v1.MembersService/GetPerson`` from a tiny
   servicer that checks the caller's region and reads one row (a Core
   select of two columns) from a SQLite file through ``jsxcore.db.read`` —
-  one hop to a read-connection thread, as services read.
+  one hop to a read-connection thread, as services read;
+* members GetPerson — the members service's own servicer and use case
+  (``jsx_members``) on its migrated SQLite database: a person registered
+  through CreatePerson (身份证 and phone encrypted), read back in the masked
+  view (two AES-GCM decryptions to mask phone and card), region checked.
 
 Each is driven by a client in a separate process (pinned to the other core)
 with ``--concurrency`` requests in flight for ``--duration`` seconds; the
@@ -41,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc  # noqa: E402
+from jsx.common.v1 import common_pb2  # noqa: E402
 from jsx.members.v1 import members_pb2, members_pb2_grpc  # noqa: E402
 from sqlalchemy import Integer, String, select  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
@@ -139,7 +144,7 @@ async def _drive(port: int, method: str, payload: bytes, token: str, duration: f
 
 def client_main(args: argparse.Namespace) -> None:
     _pin(1)
-    payload = members_pb2.GetPersonRequest(name="persons/1").SerializeToString()
+    payload = members_pb2.GetPersonRequest(name=args.person).SerializeToString()
     result = asyncio.run(_drive(args.port, args.method, payload, args.token, args.duration, args.concurrency))
     print(json.dumps(result))
 
@@ -157,9 +162,11 @@ def _pin(cpu: int) -> None:
         pass
 
 
-async def _run_client(port: int, method: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+async def _run_client(port: int, method: str, token: str, args: argparse.Namespace,
+                      person: str = "persons/1") -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--client", "--port", str(port), "--method", method, "--token", token,
+        "--person", person,
         "--duration", str(args.duration), "--concurrency", str(args.concurrency),
         stdout=asyncio.subprocess.PIPE,
     )
@@ -214,6 +221,46 @@ async def _jsx_round(args: argparse.Namespace, config: ServiceConfig, engine: An
         await server.stop(None)
 
 
+async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str]:
+    """The members service's own pieces on a migrated database, one registered person."""
+    from jsx_members.entrypoints.grpc import MembersServicer
+    from jsx_members.migrations import migrate
+    from jsx_members.service import MembersService
+
+    from jsxcore.auth import Caller, reset_caller, set_caller
+    from jsxcore.db import session_factory
+    from jsxcore.values import RegionCode, id_check_char
+
+    url = f"sqlite:///{tmp}/members.db"
+    await asyncio.to_thread(migrate, url)
+    engine = create_engine(url)
+    service = MembersService(session_factory(engine), config.field_cipher(), config.blind_index())
+    body = "43122219600501013"
+    token = set_caller(Caller("bench-clerk", "bench", ("county_clerk",), RegionCode.parse("431222")))
+    try:
+        person = await service.create_person(members_pb2.CreatePersonRequest(
+            request_id="0b7c1f5e-6c1a-4c55-9d8e-2f0f2b9d3a11",
+            person=members_pb2.Person(display_name="张三", id_number=body + id_check_char(body), phone="13900001234",
+                                      village=common_pb2.RegionCode(code="431222101001"))))
+    finally:
+        reset_caller(token)
+    return engine, MembersServicer(service), person.name
+
+
+async def _members_round(args: argparse.Namespace, config: ServiceConfig, servicer: Any, token: str,
+                         person: str) -> dict[str, Any]:
+    server, port = create_server(
+        config,
+        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, servicer)],
+        service_names=["jsx.members.v1.MembersService"],
+    )
+    await start_server(server)
+    try:
+        return await _run_client(port, GET_PERSON, token, args, person)
+    finally:
+        await server.stop(None)
+
+
 async def main(args: argparse.Namespace) -> int:
     _pin(0)
     with tempfile.TemporaryDirectory(prefix="jsx-bench-") as tmp, open(os.devnull, "w") as devnull:
@@ -232,40 +279,47 @@ async def main(args: argparse.Namespace) -> int:
             await conn.execute(PersonRow.__table__.insert().values(id=1, display_name="张三", village="431222101001"))
         token = issue_token(SECRET, "bench-clerk", ["county_clerk"], "431222", 3600)
 
+        m_engine, m_servicer, m_person = await _members_setup(config, tmp)
+
         raw: list[dict[str, Any]] = []
         bare: list[dict[str, Any]] = []
         jsx: list[dict[str, Any]] = []
+        mem: list[dict[str, Any]] = []
         for _ in range(args.rounds):
             raw.append(await _raw_round(args))
             bare.append(await _bare_db_round(args, engine))
             jsx.append(await _jsx_round(args, config, engine, token))
+            mem.append(await _members_round(args, config, m_servicer, token, m_person))
         await engine.dispose()
+        await m_engine.dispose()
         logging.getLogger().handlers.clear()
 
     def best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         return max(rounds, key=lambda r: r["count"] / r["seconds"])
 
-    b_raw, b_bare, b_jsx = best(raw), best(bare), best(jsx)
-    rps_raw, rps_bare, rps_jsx = (b["count"] / b["seconds"] for b in (b_raw, b_bare, b_jsx))
+    b_raw, b_bare, b_jsx, b_mem = best(raw), best(bare), best(jsx), best(mem)
+    rps_raw, rps_bare, rps_jsx, rps_mem = (b["count"] / b["seconds"] for b in (b_raw, b_bare, b_jsx, b_mem))
     report = Report(f"gRPC unary read, {args.concurrency} in flight, {args.duration:g} s × {args.rounds} rounds (best)")
     report.add("raw grpc.aio echo (bytes, no interceptors)", rps_raw)
     report.add("bare grpc.aio GetPerson, same SQLite row read", rps_bare, rps_raw, "raw echo")
     report.add("jsx GetPerson (auth+errors+access log, SQLite row)", rps_jsx, rps_raw, "raw echo", goal=0.5)
     report.add("  runtime share: jsx vs bare GetPerson", rps_jsx, rps_bare, "bare GetPerson")
+    report.add("members service GetPerson (its own servicer, encrypted row)", rps_mem, rps_raw, "raw echo", goal=0.5)
     report.notes.append(
         f"latency p50/p99: raw {b_raw['p50_ms']:.2f}/{b_raw['p99_ms']:.2f} ms, "
-        f"bare {b_bare['p50_ms']:.2f}/{b_bare['p99_ms']:.2f} ms, jsx {b_jsx['p50_ms']:.2f}/{b_jsx['p99_ms']:.2f} ms"
+        f"bare {b_bare['p50_ms']:.2f}/{b_bare['p99_ms']:.2f} ms, jsx {b_jsx['p50_ms']:.2f}/{b_jsx['p99_ms']:.2f} ms, "
+        f"members {b_mem['p50_ms']:.2f}/{b_mem['p99_ms']:.2f} ms"
     )
     report.notes.append(
         f"server CPU per request: raw {b_raw['cpu_us']:.0f} µs, bare {b_bare['cpu_us']:.0f} µs, "
-        f"jsx {b_jsx['cpu_us']:.0f} µs"
+        f"jsx {b_jsx['cpu_us']:.0f} µs, members {b_mem['cpu_us']:.0f} µs"
     )
     report.notes.append(
         "all rounds rps: "
         + "; ".join(f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
-                    for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx)))
+                    for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx), ("members", mem)))
     )
-    errors = sum(r["errors"] for r in raw + bare + jsx)
+    errors = sum(r["errors"] for r in raw + bare + jsx + mem)
     report.notes.append(f"errors: {errors}; server and client each pinned to one core; client is Python grpc.aio")
     report.print()
     return 0 if report.ok and errors == 0 else 1
@@ -280,6 +334,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--token", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--person", default="persons/1", help=argparse.SUPPRESS)
     a = parser.parse_args()
     if a.client:
         client_main(a)

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -99,6 +99,36 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None and cached[0] is handler:
             return cached[1]
         wrapped = wrap_handler(handler, method, self.around)
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+
+class ChainInterceptor(grpc.aio.ServerInterceptor):
+    """Several wrapping interceptors as one: each method's handler is wrapped
+    once (outermost first) and cached, so a call pays one ``intercept_service``
+    instead of one per layer — grpc.aio awaits each interceptor separately,
+    which on a small read RPC costs as much as the layers' own work."""
+
+    def __init__(self, layers: Iterable[_WrappingInterceptor]) -> None:
+        self.layers = tuple(layers)
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = handler
+        for layer in reversed(self.layers):  # innermost first, so the first layer ends up outermost
+            if layer.applies(method):
+                wrapped = wrap_handler(wrapped, method, layer.around)
         self._cache[method] = (handler, wrapped)
         return wrapped
 
@@ -292,6 +322,7 @@ __all__ = [
     "PUBLIC_SERVICES",
     "AccessLogInterceptor",
     "AuthInterceptor",
+    "ChainInterceptor",
     "ErrorInterceptor",
     "method_permission",
     "wrap_handler",

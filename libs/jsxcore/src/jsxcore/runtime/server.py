@@ -28,7 +28,7 @@ from jsx.common.v1 import common_pb2
 
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import InvalidArgument
-from jsxcore.runtime.interceptors import AccessLogInterceptor, AuthInterceptor, ErrorInterceptor
+from jsxcore.runtime.interceptors import AccessLogInterceptor, AuthInterceptor, ChainInterceptor, ErrorInterceptor
 from jsxcore.runtime.logging import setup_logging
 from jsxcore.values import RegionCode
 
@@ -75,7 +75,9 @@ def create_server(
     reported by health and reflection. Interceptor order, outermost first:
     access log, errors, auth, then ``extra_interceptors``.
     """
-    interceptors = [AccessLogInterceptor(), ErrorInterceptor(), AuthInterceptor(config.auth_secret), *extra_interceptors]
+    layers = [AccessLogInterceptor(), ErrorInterceptor(), AuthInterceptor(config.auth_secret)]
+    # the three built-in layers run as one grpc interceptor (see ChainInterceptor)
+    interceptors = [ChainInterceptor(layers), *extra_interceptors]
     server = grpc.aio.server(interceptors=interceptors, options=list(SERVER_OPTIONS))
     for add_fn, servicer in servicers:
         add_fn(servicer, server)
