@@ -585,25 +585,12 @@ async def entries_page(
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def sync_url(url: str) -> str:
-    """The synchronous driver URL Alembic runs with."""
-    if url.startswith("sqlite+aiosqlite:"):
-        return "sqlite:" + url[len("sqlite+aiosqlite:"):]
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (run at startup and by tests).
 
     Synchronous: call it before the event loop starts, or through
     ``asyncio.to_thread`` from async code.
     """
-    from alembic import command
-    from alembic.config import Config
+    from jsxcore.migrations import migrate as _migrate
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    _migrate(MIGRATIONS, url, revision)

@@ -93,17 +93,18 @@ async def _payment_file(args: argparse.Namespace) -> int:
         return 0
 
     engine = create_engine(_url(args))
+    batches = BatchesService(session_factory(engine), PluginHost())
+    batch_id = parse_id(args.batch, "paymentBatches", "batch")
     try:
-        text = await BatchesService(session_factory(engine), PluginHost()).payment_file_csv(
-            parse_id(args.batch, "paymentBatches", "batch"))
+        # streamed: a province-wide batch of a million lines never sits in memory
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as f:
+                await batches.write_payment_file(batch_id, f)
+            print(f"支付文件已写入 {args.out}")
+        else:
+            await batches.write_payment_file(batch_id, sys.stdout)
     finally:
         await engine.dispose()
-    if args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        print(f"支付文件已写入 {args.out}")
-    else:
-        sys.stdout.write(text)
     return 0
 
 
