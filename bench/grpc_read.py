@@ -15,8 +15,9 @@ Starts, one after the other in this process (pinned to one core):
   option), JSON access logs formatted and PII-filtered (written to
   /dev/null), serving ``jsx.members.v1.MembersService/GetPerson`` from a tiny
   servicer that checks the caller's region and reads one row (a Core
-  select of two columns) from a SQLite file through ``jsxcore.db.read`` —
-  one hop to a read-connection thread, as services read;
+  select of two columns by key) from a SQLite file through
+  ``jsxcore.db.read(..., inline=True)`` — a point read on the event loop, as
+  services' GetX by key read;
 * members GetPerson — the members service's own servicer and use case
   (``jsx_members``) on its migrated SQLite database: a person registered
   through CreatePerson (身份证 and phone encrypted), read back in the masked
@@ -86,7 +87,7 @@ class ReadServicer(members_pb2_grpc.MembersServiceServicer):
         return session.connection().execute(self.query).first()
 
     async def GetPerson(self, request: members_pb2.GetPersonRequest, context: Any) -> members_pb2.Person:
-        row = await read(self.engine, self._load)
+        row = await read(self.engine, self._load, inline=True)
         if row is None:
             raise NotFound("未找到该人员", reason="PERSON_NOT_FOUND")
         current_caller().require_region(row.village)
@@ -97,7 +98,7 @@ class BareReadServicer(ReadServicer):
     """The same row read with no runtime around it (no caller, so no region check)."""
 
     async def GetPerson(self, request: members_pb2.GetPersonRequest, context: Any) -> members_pb2.Person:
-        row = await read(self.engine, self._load)
+        row = await read(self.engine, self._load, inline=True)
         if row is None:
             raise NotFound("未找到该人员", reason="PERSON_NOT_FOUND")
         return members_pb2.Person(name=request.name, display_name=row.display_name)

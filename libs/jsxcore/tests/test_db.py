@@ -3,7 +3,9 @@ AsyncSession.run_sync elsewhere; same results, caller context visible."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,68 @@ async def test_in_memory_sqlite_reads_use_the_async_engine() -> None:
         assert _readers[engine.sync_engine] is None
     finally:
         await engine.dispose()
+
+
+async def test_inline_point_read_gives_the_same_result_on_every_backend(db_url: str) -> None:
+    engine, sessions = await _setup(db_url)
+    try:
+        assert (await read(sessions, lambda s: s.get(Thing, 2), inline=True)).label == "乙"
+        assert await read(engine, lambda s: s.get(Thing, 99), inline=True) is None
+    finally:
+        await engine.dispose()
+
+
+async def test_inline_sqlite_read_runs_on_the_loop_on_a_read_only_connection(tmp_path: Path) -> None:
+    engine, sessions = await _setup(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        assert await read(sessions, lambda s: threading.get_ident(), inline=True) == threading.get_ident()
+        with pytest.raises(OperationalError, match="readonly"):
+            await read(sessions, lambda s: s.execute(insert(Thing).values(id=9, label="x")), inline=True)
+        # a write committed just before is visible to the next inline read
+        async with transaction(sessions) as s:
+            (await s.get(Thing, 1)).label = "丁"
+        assert (await read(sessions, lambda s: s.get(Thing, 1), inline=True)).label == "丁"
+    finally:
+        await engine.dispose()
+
+
+async def test_inline_sqlite_read_never_waits_for_a_lock_on_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    engine, _ = await _setup(f"sqlite:///{path}")
+    await engine.dispose()
+    # Another connection takes the file for itself (exclusive locking mode
+    # keeps every other connection out until it closes — the kind of lock a
+    # WAL reader can meet, e.g. while a crashed writer's WAL is recovered).
+    holder = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE things SET label='戊' WHERE id=2")
+    holder.execute("COMMIT")
+    engine = create_engine(f"sqlite:///{path}")
+    sessions = session_factory(engine)
+    threads: list[int] = []
+
+    def load(s: Session) -> str:
+        threads.append(threading.get_ident())
+        return s.get(Thing, 2).label
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    asyncio.get_running_loop().call_later(0.3, holder.close)
+    try:
+        started = time.perf_counter()
+        assert await read(sessions, load, inline=True) == "戊"
+        waited = time.perf_counter() - started
+    finally:
+        tick_task.cancel()
+        await engine.dispose()
+    # tried inline, found the lock, waited for it in a worker thread while the loop kept running
+    assert threads[0] == threading.get_ident() and threads[-1] != threading.get_ident()
+    assert waited >= 0.25 and ticks >= 10

@@ -317,9 +317,9 @@ class MembersService:
         return await self._mutate("CreatePerson", req, pb.Person, run)
 
     async def get_person(self, req: pb.GetPersonRequest) -> pb.Person:
-        # The hottest read other systems make: one row by key, through the
-        # shared read path (a read-only connection thread on SQLite) instead
-        # of an async session's per-call thread hops.
+        # The hottest read other systems make: one row by primary key, so an
+        # inline point read (on SQLite it runs on the loop, no thread hop;
+        # see jsxcore.db.read) instead of an async session's thread hops.
         pid = parse_name(req.name, "persons", "name")
 
         def load(s: Session) -> pb.Person:
@@ -329,7 +329,7 @@ class MembersService:
             current_caller().require_region(p.village)
             return self.person_pb(p, req.view)
 
-        return await read(self.sessions, load)
+        return await read(self.sessions, load, inline=True)
 
     async def lookup_person(self, req: pb.LookupPersonRequest) -> pb.Person:
         idn = IdNumber.parse(req.id_number, field="id_number", today=self.today())
