@@ -360,12 +360,23 @@ class Sex(str, enum.Enum):
 
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_RE = re.compile(r"[0-9]{17}[0-9X]")
+_SPACES = re.compile(r"\s+")
 _ID_CHECK = "10X98765432"
+_ID_ZERO = ord("0") * sum(_ID_WEIGHTS)
 
 
 def id_check_char(first17: str) -> str:
-    """GB 11643-1999 check character for the first 17 digits."""
-    return _ID_CHECK[sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS)) % 11]
+    """GB 11643-1999 check character for the first 17 digits (ValueError otherwise)."""
+    # Unrolled over the bytes: a roster import checks 100k numbers and the
+    # generator form was a third of IdNumber.parse.
+    d = first17.encode("ascii", "replace")
+    if len(d) != 17 or not d.isdigit():
+        raise ValueError("id_check_char needs 17 ASCII digits")
+    total = (7 * d[0] + 9 * d[1] + 10 * d[2] + 5 * d[3] + 8 * d[4] + 4 * d[5] + 2 * d[6] + d[7] + 6 * d[8]
+             + 3 * d[9] + 7 * d[10] + 9 * d[11] + 10 * d[12] + 5 * d[13] + 8 * d[14] + 4 * d[15] + 2 * d[16])
+    # Bytes are ASCII codes (digit + 48): take 48 × Σweights off once.
+    return _ID_CHECK[(total - _ID_ZERO) % 11]
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +398,7 @@ class IdNumber:
         InvalidArgument naming the check that failed (never echoing the number)."""
         if not isinstance(text, str):
             raise InvalidArgument.field(field, "身份证号码必须是文字", reason="ID_NUMBER_FORMAT")
-        value = re.sub(r"\s+", "", _nfkc(text)).upper()
+        value = _SPACES.sub("", _nfkc(text)).upper()
         _check_id(value, field, today)
         obj = object.__new__(cls)
         object.__setattr__(obj, "value", value)
@@ -434,7 +445,7 @@ def _check_id(value: Any, field: str, today: date | None) -> None:
             "ID_NUMBER_LENGTH",
             f"身份证号码应为18位，当前为{len(value)}位，请核对后重新输入（15位旧证请换用18位号码）",
         )
-    if not re.fullmatch(r"[0-9]{17}[0-9X]", value):
+    if not _ID_RE.fullmatch(value):
         raise bad("ID_NUMBER_FORMAT", "身份证号码前17位必须是数字，最后一位是数字或X，请核对后重新输入")
     try:
         birth = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))

@@ -1128,6 +1128,9 @@ def _messages(e: InvalidArgument) -> list[str]:
 
 #: Rows validated and written per step while the file is read.
 _CHUNK = 2000
+#: The per-row columns of an imported person (the rest are the same for all).
+_PERSON_COLUMNS = ("id", "name", "id_cipher", "id_bidx", "id_masked", "birth_date", "sex", "phone_cipher", "phone_bidx",
+                   "village", "hukou")
 #: SQLite page cache for an import, in KiB. The default 2 MiB holds a few
 #: thousand index pages: inserting 100k persons with random keys (UUID, blind
 #: index) and checking foreign keys against them would then evict and re-read
@@ -1351,9 +1354,8 @@ class RosterImport:
         if found:
             existing.update(found)
             memberships.update(await self._memberships(s, [p.id for p in found.values()]))
-        svc, now, active = self.svc, m.utcnow(), d.PersonStatus.ACTIVE.name
-        encrypt, aad = svc.cipher.encrypt, svc._aad
-        person_rows: list[dict[str, Any]] = []
+        encrypt, aad = self.svc.cipher.encrypt, self.svc._aad
+        person_rows: list[tuple[Any, ...]] = []
         events: list[Message] = []
         for i, r in chunk:
             p = found.get(r.digest)
@@ -1367,23 +1369,27 @@ class RosterImport:
             if report.errors:
                 continue  # the import will be rolled back: only validate from here on
             pid = m.new_id()
-            v = r.draft.id_number.value
+            draft = r.draft
+            idn = draft.id_number
+            v = idn.value
             ids[v] = pid
-            person_rows.append({
-                "id": pid, "name": r.draft.name, "id_cipher": encrypt(v, aad=aad(pid, "id_number")), "id_bidx": r.digest,
-                "id_masked": r.draft.id_number.masked, "birth_date": r.draft.birth_date, "sex": r.draft.sex,
-                "phone_cipher": encrypt(r.draft.phone, aad=aad(pid, "phone")) if r.draft.phone else None,
-                "phone_bidx": r.phone_digest, "card_cipher": None, "village": r.draft.village.code, "hukou": r.draft.hukou.name,
-                "status": active, "death_date": None, "version": 1, "created_at": now, "updated_at": now,
-            })
-            events.append(events_pb2.PersonRegistered(person=f"persons/{pid}", village=region_pb(r.draft.village.code)))
+            village = draft.village.code
+            person_rows.append((
+                pid, draft.name, encrypt(v, aad=aad(pid, "id_number")), r.digest, idn.masked, idn.birth_date,
+                draft.sex, encrypt(draft.phone, aad=aad(pid, "phone")) if draft.phone else None,
+                r.phone_digest, village, draft.hukou.name,
+            ))
+            events.append(events_pb2.PersonRegistered(person=f"persons/{pid}", village=region_pb(village)))
         if person_rows:
             report.persons_created += len(person_rows)
             self._pending = asyncio.create_task(self._insert_persons(s, person_rows, events))
             await asyncio.sleep(0)
 
-    async def _insert_persons(self, s: AsyncSession, person_rows: list[dict[str, Any]], events: list[Message]) -> None:
-        await s.execute(m.Person.__table__.insert(), person_rows)
+    async def _insert_persons(self, s: AsyncSession, person_rows: list[tuple[Any, ...]], events: list[Message]) -> None:
+        now = m.utcnow()
+        await m.insert_rows(s, m.Person.__table__, _PERSON_COLUMNS, person_rows, const={
+            "card_cipher": None, "status": d.PersonStatus.ACTIVE.name, "death_date": None, "version": 1,
+            "created_at": now, "updated_at": now})
         await bus.emit_many(s, events)
 
     async def _settle(self) -> None:
@@ -1405,9 +1411,10 @@ class RosterImport:
         """Households, members and situations of a fully valid file (persons are already in)."""
         svc, now = self.svc, m.utcnow()
         events: list[Message] = []
-        hh_rows: list[dict[str, Any]] = []
-        member_rows: list[dict[str, Any]] = []
-        situation_rows: list[dict[str, Any]] = []
+        # [id, head, village, current situation]: the situation is set once the head's row is read.
+        hh_rows: list[list[Any]] = []
+        member_rows: list[tuple[str, str, str, int]] = []
+        situation_rows: list[tuple[str, str, date, int | None, str]] = []
         hh_updates: list[tuple[str, str]] = []
         for head, members in groups.items():
             head_pid = ids.get(head) or existing[svc.bidx.digest(head)].id
@@ -1416,12 +1423,11 @@ class RosterImport:
             if known is None:
                 hid = m.new_id()
                 village = head_row.draft.village.code if head_row else members[0][1].draft.village.code
-                hh_rows.append({"id": hid, "head_person_id": head_pid, "village": village, "address": "",
-                                "current_situation": d.Situation.NONE.name, "version": 1, "created_at": now, "updated_at": now})
+                hh_rows.append([hid, head_pid, village, d.Situation.NONE.name])
                 events.append(events_pb2.HouseholdRegistered(household=f"households/{hid}", village=region_pb(village),
                                                              head_person=f"persons/{head_pid}", member_count=len(members)))
                 report.households_created += 1
-                new_row: dict[str, Any] | None = hh_rows[-1]
+                new_row: list[Any] | None = hh_rows[-1]
                 current: d.SituationRecord | None = None
                 village_of = village
             else:
@@ -1437,8 +1443,7 @@ class RosterImport:
                 pid = ids[r.draft.id_number.value]
                 if pid in memberships:
                     continue
-                member_rows.append({"household_id": hid, "person_id": pid, "relation": (r.relation or d.Relation.OTHER).name,
-                                    "position": pos})
+                member_rows.append((hid, pid, (r.relation or d.Relation.OTHER).name, pos))
                 pos += 1
                 if known is not None:
                     report.members_added += 1
@@ -1451,11 +1456,9 @@ class RosterImport:
                         raise FailedPrecondition(
                             f"户主 {head_row.draft.id_number.masked if head_row else ''} 的家庭类型生效日期须晚于系统中最近一次记录"
                             f"（{current.effective_from.isoformat()}）", reason="SITUATION_NOT_AFTER_LATEST")
-                    situation_rows.append({"household_id": hid, "situation": rec.situation.name, "effective_from": rec.effective_from,
-                                           "disability_grade": rec.disability_grade, "honor_certificate": rec.honor_certificate,
-                                           "note": "花名册导入", "recorded_by": self.caller.subject, "recorded_at": now})
+                    situation_rows.append((hid, rec.situation.name, rec.effective_from, rec.disability_grade, rec.honor_certificate))
                     if new_row is not None:
-                        new_row["current_situation"] = rec.situation.name
+                        new_row[3] = rec.situation.name
                     else:
                         hh_updates.append((hid, rec.situation.name))
                     events.append(events_pb2.HouseholdSituationChanged(
@@ -1463,10 +1466,12 @@ class RosterImport:
                         kind=enum_out(pb.SituationKind, "SITUATION_KIND_", rec.situation), effective_from=from_date(rec.effective_from),
                         disability_grade=rec.disability_grade or 0, head_person=f"persons/{head_pid}", member_count=len(members)))
                     report.situations_recorded += 1
-        for table, batch in ((m.Household.__table__, hh_rows), (m.HouseholdMember.__table__, member_rows),
-                             (m.SituationEntry.__table__, situation_rows)):
-            for k in range(0, len(batch), 5000):
-                await s.execute(table.insert(), batch[k:k + 5000])
+        await m.insert_rows(s, m.Household.__table__, ("id", "head_person_id", "village", "current_situation"),
+                            [tuple(r) for r in hh_rows], const={"address": "", "version": 1, "created_at": now, "updated_at": now})
+        await m.insert_rows(s, m.HouseholdMember.__table__, ("household_id", "person_id", "relation", "position"), member_rows)
+        await m.insert_rows(s, m.SituationEntry.__table__,
+                            ("household_id", "situation", "effective_from", "disability_grade", "honor_certificate"), situation_rows,
+                            const={"note": "花名册导入", "recorded_by": self.caller.subject, "recorded_at": now})
         for hid, kind in hh_updates:
             await s.execute(m.Household.__table__.update().where(m.Household.id == hid).values(current_situation=kind, updated_at=now))
         await bus.emit_many(s, events)

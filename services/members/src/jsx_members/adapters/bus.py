@@ -3,7 +3,6 @@
 subjects. Events hold resource names and region codes only, never PII."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timezone
 
 from google.protobuf.message import Message
@@ -13,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jsx.common.v1 import annotations_pb2
 from jsx.members.v1 import events_pb2
 from jsxcore.outbox import OutboxEvent, add_event, check_subject
+
+from jsx_members.adapters.db import insert_rows, new_id
 
 SERVICE = "members"
 
@@ -48,20 +49,23 @@ def emit(session: AsyncSession, message: Message) -> str:
 async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
     """Outbox rows for many events as one bulk insert (roster import of 100k
     persons): the same rows :func:`jsxcore.outbox.add_event` writes, without
-    building an ORM object per event."""
+    building an ORM object or parameter dict per event."""
     if not messages:
         return
     now = datetime.now(timezone.utc)
     stamp = Timestamp()
     stamp.FromDatetime(now)
-    rows = []
+    kinds: dict[type[Message], tuple[str, str]] = {}
+    rows: list[tuple[str, str, str, bytes]] = []
     for msg in messages:
-        subject = subject_of(msg)
-        check_subject(subject)
-        eid = str(uuid.uuid4())
+        kind = kinds.get(type(msg))
+        if kind is None:
+            subject = subject_of(msg)
+            check_subject(subject)
+            kind = kinds[type(msg)] = (subject, msg.DESCRIPTOR.full_name)
+        eid = new_id()
         msg.event_id = eid  # type: ignore[attr-defined]
         msg.occurred_at.CopyFrom(stamp)  # type: ignore[attr-defined]
-        rows.append({"event_id": eid, "subject": subject, "event_type": msg.DESCRIPTOR.full_name,
-                     "payload": msg.SerializeToString(deterministic=True), "headers": {}, "created_at": now, "attempts": 0})
-    for k in range(0, len(rows), 5000):
-        await session.execute(OutboxEvent.__table__.insert(), rows[k:k + 5000])
+        rows.append((eid, kind[0], kind[1], msg.SerializeToString(deterministic=True)))
+    await insert_rows(session, OutboxEvent.__table__, ("event_id", "subject", "event_type", "payload"), rows,
+                      const={"headers": {}, "created_at": now, "attempts": 0})
