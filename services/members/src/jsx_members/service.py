@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import Select, exists, select, text
+from sqlalchemy import Select, bindparam, exists, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, aliased
@@ -233,7 +233,11 @@ class MembersService:
 
     # -- persons
 
-    def person_pb(self, p: m.Person, view: int = pb.PERSON_VIEW_MASKED) -> pb.Person:
+    def person_pb(self, p: Any, view: int = pb.PERSON_VIEW_MASKED) -> pb.Person:
+        """The API view of a person: ``p`` is an ``m.Person`` or a Core row of
+        the persons table (same attribute names and types). Phone and card
+        are decrypted to mask them: masks are not stored, so a key rotation
+        or a masking rule change needs no data migration."""
         caller = current_caller()
         full = view == pb.PERSON_VIEW_FULL and caller.may_see_pii
         out = pb.Person(
@@ -316,6 +320,10 @@ class MembersService:
 
         return await self._mutate("CreatePerson", req, pb.Person, run)
 
+    #: GetPerson's row read: a Core select (the ORM's identity map and
+    #: instance building cost ~100 µs a call here, the query itself ~35 µs).
+    _PERSON_BY_ID = select(m.Person.__table__).where(m.Person.__table__.c.id == bindparam("pid"))
+
     async def get_person(self, req: pb.GetPersonRequest) -> pb.Person:
         # The hottest read other systems make: one row by primary key, so an
         # inline point read (on SQLite it runs on the loop, no thread hop;
@@ -323,7 +331,7 @@ class MembersService:
         pid = parse_name(req.name, "persons", "name")
 
         def load(s: Session) -> pb.Person:
-            p = s.get(m.Person, pid)
+            p = s.connection().execute(self._PERSON_BY_ID, {"pid": pid}).first()
             if p is None:
                 raise NotFound(f"未找到该人员（编号 {pid}），请核对后重试", reason="PERSONS_NOT_FOUND")
             current_caller().require_region(p.village)
