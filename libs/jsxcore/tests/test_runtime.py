@@ -226,6 +226,24 @@ async def test_unexpected_exception_is_internal_without_leaking(env: Env) -> Non
     assert access[0]["service"] == "members" and access[0]["caller"] == "clerk-001"
 
 
+async def test_access_line_carries_the_clients_request_id_masked(env: Env) -> None:
+    buf = io.StringIO()
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    setup_logging("members", "INFO", stream=buf)
+    try:
+        for rid in ("trace-42", "13912345678"):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/missing"),
+                                         metadata=(*env.auth(), ("x-request-id", rid)))
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    access = [r for r in map(json.loads, buf.getvalue().splitlines()) if r["logger"] == "jsx.access"]
+    assert [(r["request_id"], r["code"]) for r in access] == [("trace-42", "NOT_FOUND"), ("139****5678", "NOT_FOUND")]
+    assert "13912345678" not in buf.getvalue()
+
+
 # ---------------------------------------------------------------- auth
 
 

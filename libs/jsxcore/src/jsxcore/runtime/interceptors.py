@@ -25,6 +25,7 @@ from jsx.common.v1 import annotations_pb2
 
 from jsxcore.auth import Caller, reset_caller, set_caller, verify_token
 from jsxcore.errors import DomainError, PermissionDenied, Unauthenticated
+from jsxcore.pii import redact
 from jsxcore.runtime.errors import internal_status, new_error_ref, status_for, to_grpc_status
 from jsxcore.runtime.logging import RPC, RpcInfo
 
@@ -139,13 +140,15 @@ class ChainInterceptor(grpc.aio.ServerInterceptor):
 def _request_id(request: Any, metadata: Any) -> str:
     """The AIP-155 ``request_id`` of a mutating request, else the client's
     ``x-request-id`` header, else a fresh id (so every log line of a call can
-    be tied together)."""
+    be tied together). A client's id is masked like any logged text: the
+    formatter adds it after the handler's PII filter has run, and a client
+    may well send a phone number as its request id."""
     rid = getattr(request, "request_id", None)
     if isinstance(rid, str) and rid:
-        return rid[:64]
+        return redact(rid[:64])
     for key, value in metadata:
         if key == "x-request-id" and isinstance(value, str):
-            return value[:64]
+            return redact(value[:64])
     return f"{_ID_PREFIX}-{next(_ID_SEQ)}"
 
 
