@@ -74,6 +74,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as _pg_insert
+from sqlalchemy.dialects.sqlite import insert as _sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -808,27 +810,28 @@ class Consumer:
         await self._ack_all(parsed, fresh)
 
     async def _apply(self, session: AsyncSession, items: Sequence[tuple[Msg, Message, EventMeta]]) -> int:
-        ids = {meta.event_id for _, _, meta in items}
-        seen = set(
-            (await session.execute(
-                select(InboxEvent.event_id).where(InboxEvent.consumer == self.durable, InboxEvent.event_id.in_(ids))
-            )).scalars()
-        )
-        rows: list[dict[str, Any]] = []
+        # Claim the event ids first: INSERT … ON CONFLICT DO NOTHING RETURNING
+        # tells which are new in one statement that walks the primary key, and
+        # a concurrent consumer holding the same id makes this wait for its
+        # commit. (A pre-check SELECT … IN (…) was planned on PostgreSQL as a
+        # scan of the consumer's whole inbox, slower with every event kept.)
         now = _now()
+        rows: list[dict[str, Any]] = []
+        first: dict[str, tuple[Message, EventMeta]] = {}
         for _, proto, meta in items:
-            if meta.event_id in seen:
-                continue
-            seen.add(meta.event_id)
-            await self.handler(session, proto, meta)
-            rows.append({"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
-                         "received_at": now})
-        if rows:
-            # One executemany, not ORM objects: the inbox is bookkeeping, and
-            # its primary key makes a concurrent duplicate fail this transaction.
-            await session.execute(insert(InboxEvent), rows)
+            if meta.event_id not in first:
+                first[meta.event_id] = (proto, meta)
+                rows.append({"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
+                             "received_at": now})
+        insert_ = _pg_insert if session.bind.dialect.name == "postgresql" else _sqlite_insert
+        stmt = insert_(InboxEvent).on_conflict_do_nothing(
+            index_elements=[InboxEvent.consumer, InboxEvent.event_id]).returning(InboxEvent.event_id)
+        fresh = set((await session.execute(stmt, rows)).scalars())
+        for event_id, (proto, meta) in first.items():
+            if event_id in fresh:
+                await self.handler(session, proto, meta)
         await session.flush()
-        return len(rows)
+        return len(fresh)
 
     async def _process_one(self, item: tuple[Msg, Message, EventMeta]) -> None:
         msg, _, meta = item
