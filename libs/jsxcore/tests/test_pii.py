@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
 import logging
 
@@ -111,6 +113,9 @@ def test_blind_index() -> None:
     assert idx.digest("１１０１０５１９４９１２３１００２Ｘ") == d
     assert idx.digest("11010519491231002") != d
     assert BlindIndex(K2).digest(ID) != d  # keyed: not a plain hash
+    # Stored digests stay valid: exactly HMAC-SHA256(key, normalised value).
+    assert d == hmac.new(K3, ID.encode(), hashlib.sha256).hexdigest()
+    assert idx.digest("13912345678") == hmac.new(K3, b"13912345678", hashlib.sha256).hexdigest()
     assert ID not in repr(idx) and K3.hex() not in repr(idx)
     with pytest.raises(ValueError):
         BlindIndex(b"short")
