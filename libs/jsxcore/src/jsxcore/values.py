@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 from typing import Any
 
 from jsxcore.errors import InvalidArgument
@@ -209,6 +209,10 @@ _PREFIX_LEN = {
 }
 
 
+_REGION_RE = re.compile(r"[0-9]{12}")
+_REGION_INPUT_RE = re.compile(r"[0-9]{6}|[0-9]{9}|[0-9]{12}")
+
+
 @total_ordering
 @dataclass(frozen=True, slots=True)
 class RegionCode:
@@ -221,7 +225,7 @@ class RegionCode:
     code: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.code, str) or not re.fullmatch(r"[0-9]{12}", self.code) or self.code.startswith("00"):
+        if not isinstance(self.code, str) or not _REGION_RE.fullmatch(self.code) or self.code.startswith("00"):
             raise InvalidArgument.field(
                 "region_code", f"行政区划代码“{self.code}”无效，应为12位数字", reason="INVALID_REGION_CODE"
             )
@@ -231,14 +235,14 @@ class RegionCode:
         """Accept 6, 9 or 12 digits (padded with zeros to 12)."""
         if isinstance(value, RegionCode):
             return value
-        text = _nfkc(str(value)).strip()
-        if not re.fullmatch(r"[0-9]{6}|[0-9]{9}|[0-9]{12}", text) or text.startswith("00"):
+        region = _parse_region(str(value))
+        if region is None:
             raise InvalidArgument.field(
                 field,
                 f"行政区划代码“{value}”无效，应为6位（县级）、9位（乡级）或12位（村级）数字，例如 431281",
                 reason="INVALID_REGION_CODE",
             )
-        return cls(text.ljust(12, "0"))
+        return region
 
     @property
     def level(self) -> RegionLevel:
@@ -299,6 +303,15 @@ class RegionCode:
 
     def __str__(self) -> str:
         return self.code
+
+
+@lru_cache(maxsize=4096)
+def _parse_region(text: str) -> RegionCode | None:
+    # Cached (RegionCode is immutable): a 100k-row roster names a few hundred villages.
+    t = _nfkc(text).strip()
+    if not _REGION_INPUT_RE.fullmatch(t) or t.startswith("00"):
+        return None
+    return RegionCode(t.ljust(12, "0"))
 
 
 class _RegionNames(Mapping[str, str]):
