@@ -156,3 +156,23 @@ async def test_bad_last_row_of_a_large_file_leaves_the_database_untouched(env, t
         report = await import_roster(env.service, rows)
     assert set(report.errors) == {0, len(rows) - 1} and "不一致" in report.errors[0][0]
     assert await _counts(env) == before
+
+
+async def test_import_restores_gc_thresholds(env) -> None:  # type: ignore[no-untyped-def]
+    """The import collects less often while it runs, and leaves the process's
+    collector settings as it found them (also when the file has errors)."""
+    import gc
+
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def rows():  # type: ignore[no-untyped-def]
+        yield from roster_rows(6)
+        seen.append(gc.get_threshold())
+
+    with acting():
+        assert (await import_roster(env.service, rows())).ok
+        bad = list(roster_rows(3))
+        bad[1]["身份证号"] = "123"
+        assert not (await import_roster(env.service, bad)).ok
+    assert seen[0][0] >= 50_000 and gc.get_threshold() == before
