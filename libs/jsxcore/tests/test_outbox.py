@@ -311,3 +311,23 @@ async def test_consumer_retries_transient_and_terminates_poison(db, nats_url, js
     assert inbox == set(want)  # a terminated event leaves no inbox row
     info = await _consumer_info(nats_url, service, "c1")
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_relay_pipelines_batches_in_order(db, nats_url, js, service) -> None:
+    """On PostgreSQL one claim of the replica lock sends up to ``pipeline``
+    batches, each while the previous one's PubAcks come back; SQLite sends one.
+    Either way every event goes once, in commit order, and is marked."""
+    sessions = session_factory(db)
+    ids = await emit(sessions, service, 95)
+    relay = Relay(db, nats_url, service=service, batch_size=10, pipeline=3)
+    await relay.ensure_streams()
+    try:
+        marked, full = await relay.publish_pending()
+        per_call = 30 if db.dialect.name == "postgresql" else 10
+        assert (marked, full) == (per_call, True)
+        while full:
+            _, full = await relay.publish_pending()
+    finally:
+        await relay.stop()
+    assert await unpublished(sessions) == 0 and relay.published == 95
+    assert [m.headers[HEADER_MSG_ID] for m in await stream_msgs(js, service)] == ids

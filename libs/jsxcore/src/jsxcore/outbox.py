@@ -334,6 +334,7 @@ class Relay:
         *,
         service: str,
         batch_size: int = 500,
+        pipeline: int = 8,
         poll_interval: float = 1.0,
         duplicate_window: float = 120.0,
         replicas: int = 1,
@@ -346,6 +347,7 @@ class Relay:
         self.service = service
         self.stream = stream_name(service)
         self.batch_size = batch_size
+        self.pipeline = max(1, pipeline)  # batches per claim of the replica lock (PostgreSQL)
         self.poll_interval = poll_interval
         self.duplicate_window = duplicate_window
         self.replicas = replicas
@@ -366,7 +368,8 @@ class Relay:
         if self._nc is None or self._nc.is_closed:
             self._nc = await connect(self.nats_url, name=f"jsx-relay-{self.service}")
             # Room for a whole batch in flight; more would only queue in the client.
-            self._js = self._nc.jetstream(publish_async_max_pending=max(self.batch_size, 1))
+            # room for two batches: the next one goes out while the previous one's acks come back
+            self._js = self._nc.jetstream(publish_async_max_pending=max(2 * self.batch_size, 1))
 
     async def ensure_streams(self) -> None:
         """Create or update this service's stream ``JSX_<SERVICE>``."""
@@ -418,7 +421,8 @@ class Relay:
         self._wake.clear()
 
     async def publish_pending(self) -> tuple[int, bool]:
-        """Publish one batch; return (rows marked published, batch was full)."""
+        """Publish one batch (SQLite) or up to ``pipeline`` overlapping batches
+        (PostgreSQL); return (rows marked published, last batch was full)."""
         await self._connect()
         async with self.sessions() as session:
             if session.bind.dialect.name == "postgresql":
@@ -430,9 +434,7 @@ class Relay:
                     rows = await self._read(session)
                     if not rows:
                         return 0, False
-                    ok, failed = await self._publish(rows)
-                    _fault("relay.after_publish")
-                    marked = await self._mark(session, ok, failed)
+                    marked, ok, failed, rows = await self._pipeline(session, rows)
             else:
                 # Never hold SQLite's single writer lock while waiting on the broker.
                 async with session.begin():
@@ -453,18 +455,46 @@ class Relay:
             )
         return marked, len(rows) == self.batch_size
 
-    async def _read(self, session: AsyncSession) -> Sequence[Any]:
-        return (
-            await session.execute(
-                select(
-                    OutboxEvent.seq, OutboxEvent.event_id, OutboxEvent.subject,
-                    OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.headers,
-                )
-                .where(OutboxEvent.published_at.is_(None))
-                .order_by(OutboxEvent.seq)
-                .limit(self.batch_size)
-            )
-        ).all()
+    async def _read(self, session: AsyncSession, after: int | None = None) -> Sequence[Any]:
+        q = select(
+            OutboxEvent.seq, OutboxEvent.event_id, OutboxEvent.subject,
+            OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.headers,
+        ).where(OutboxEvent.published_at.is_(None))
+        if after is not None:
+            q = q.where(OutboxEvent.seq > after)
+        return (await session.execute(q.order_by(OutboxEvent.seq).limit(self.batch_size))).all()
+
+    async def _pipeline(
+        self, session: AsyncSession, rows: Sequence[Any]
+    ) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
+        """PostgreSQL, under the replica lock: up to ``pipeline`` batches, the
+        next one sent (in ``seq`` order on the one connection, so the stream
+        order is kept) while the previous one's PubAcks come back and its rows
+        are marked. A row is still marked only after its own PubAck. Returns
+        (marked, ok, failed, last batch read)."""
+        marked, all_ok, all_failed = 0, [], {}
+        inflight = await self._send(rows)
+        for i in range(self.pipeline):
+            nxt: Sequence[Any] = []
+            if len(rows) == self.batch_size and not inflight[2] and i + 1 < self.pipeline:
+                nxt = await self._read(session, after=rows[-1].seq)
+            following = await self._send(nxt) if nxt else None
+            ok, failed = await self._collect(*inflight)
+            _fault("relay.after_publish")
+            marked += await self._mark(session, ok, failed)
+            all_ok += ok
+            all_failed.update(failed)
+            if following is None:
+                break
+            if failed:  # the broker is failing: settle what was sent, retry the rest later
+                ok, failed = await self._collect(*following)
+                marked += await self._mark(session, ok, failed)
+                all_ok += ok
+                all_failed.update(failed)
+                rows = nxt
+                break
+            rows, inflight = nxt, following
+        return marked, all_ok, all_failed, rows
 
     async def _mark(self, session: AsyncSession, ok: list[int], failed: dict[int, str]) -> int:
         """Mark acked rows published (not already marked by a racing relay); return how many."""
@@ -488,6 +518,10 @@ class Relay:
 
     async def _publish(self, rows: Sequence[Any]) -> tuple[list[int], dict[int, str]]:
         """Send a batch pipelined, then wait for every PubAck (bounded)."""
+        return await self._collect(*(await self._send(rows)))
+
+    async def _send(self, rows: Sequence[Any]) -> tuple[list[Any], list[asyncio.Future[api.PubAck]], dict[int, str]]:
+        """Queue a batch on the connection; returns (sent rows, their PubAck futures, send failures)."""
         js = self._js
         futures: list[asyncio.Future[api.PubAck]] = []
         failed: dict[int, str] = {}
@@ -509,6 +543,12 @@ class Relay:
                 break  # the connection is gone; the rest waits for the next round
             futures.append(fut)
             sent.append(r)
+        return sent, futures, failed
+
+    async def _collect(
+        self, sent: list[Any], futures: list[asyncio.Future[api.PubAck]], failed: dict[int, str]
+    ) -> tuple[list[int], dict[int, str]]:
+        """Wait (bounded) for a sent batch's PubAcks; split into acked and failed rows."""
         if futures:
             done, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
             for fut in pending:
