@@ -89,10 +89,6 @@ def batch_name(batch_id: int) -> str:
 class BatchesService(ProgramsService):
     """CreatePaymentBatch, GetPaymentBatch, ListPayments and the payment file."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], plugins: PluginHost, *,
-                 on_commit: Callable[[], None] | None = None, clock: Callable[[], datetime] | None = None) -> None:
-        super().__init__(sessions, plugins, on_commit=on_commit, clock=clock)
-
     async def create_payment_batch(self, req: funds_pb2.CreatePaymentBatchRequest, caller: Caller | None) -> funds_pb2.PaymentBatch:
         period = Period.parse(req.period.code, field="period.code")
         if not req.region.code:

@@ -50,6 +50,8 @@ from jsxcore.values import Money, Period, RegionCode, RegionLevel
 
 from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
+from jsx_funds.adapters.members import MembersClient
+from jsx_funds.payees import fill_publicity_names
 from jsx_funds.adapters.db import (
     ApplicationRow,
     ApprovalStepRow,
@@ -146,9 +148,13 @@ class ProgramsService:
         *,
         on_commit: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
+        members: MembersClient | None = None,
     ) -> None:
         self.sessions = sessions
         self.plugins = plugins
+        #: the members service over gRPC, when configured: applications are checked
+        #: against it, and 公示 entries get masked names from it
+        self.members = members
         self._on_commit = on_commit or (lambda: None)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
 
@@ -267,6 +273,11 @@ class ProgramsService:
 
     async def submit_application(self, req: funds_pb2.SubmitApplicationRequest, caller: Caller | None) -> funds_pb2.Application:
         a = req.application
+        hh = a.household
+        # The household must exist at members too (the projection may lag); a malformed
+        # name is left to the checks below, which report it as a field violation.
+        if self.members is not None and caller is not None and hh.startswith("households/") and len(hh) > 11:
+            await self.members.get_household(hh, caller.region)
         errs = ErrorCollector()
         hid = ""
         if not a.household.startswith("households/") or len(a.household) <= len("households/"):
@@ -583,6 +594,13 @@ class ProgramsService:
         return await self._mutate("ResolveObjection", req, funds_pb2.Application, handler, caller)
 
     async def list_publicity(self, req: funds_pb2.ListPublicityRequest, caller: Caller | None) -> funds_pb2.ListPublicityResponse:
+        """What is in 公示 now; with members configured, each entry gets the payee's masked name (张*明)."""
+        resp = await self._list_publicity(req, caller)
+        if self.members is not None and caller is not None and resp.entries:
+            await fill_publicity_names(self.sessions, self.members, resp, caller.region)
+        return resp
+
+    async def _list_publicity(self, req: funds_pb2.ListPublicityRequest, caller: Caller | None) -> funds_pb2.ListPublicityResponse:
         limit = page_size(req.page_size)
         region = _scope(req.region.code, caller, "region.code")
         program_id = parse_id(req.program, "programs", "program") if req.program else 0

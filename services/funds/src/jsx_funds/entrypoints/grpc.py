@@ -27,7 +27,6 @@ from jsxcore.runtime import ServiceRuntime, list_plugins_response
 from jsx_funds.adapters.db import migrate
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.consumers import build_consumers
-from jsx_funds.payees import fill_publicity_names
 from jsx_funds.payment_file import payment_file
 from jsx_funds.programs import ProgramsService
 from jsx_funds.reports import ReportsService
@@ -51,6 +50,8 @@ METHODS = {
 }
 #: RPC → ReportsService (programs, applications, batches, bank results, reports) method.
 PROGRAM_METHODS = {
+    "SubmitApplication": "submit_application",
+    "ListPublicity": "list_publicity",
     "CreateProgram": "create_program",
     "GetProgram": "get_program",
     "ListPrograms": "list_programs",
@@ -87,27 +88,6 @@ class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
         self.programs = programs
         self.members = members
 
-    async def SubmitApplication(self, request: funds_pb2.SubmitApplicationRequest,
-                                context: grpc.aio.ServicerContext) -> funds_pb2.Application:
-        """Check the household with the members service first (when configured), then submit."""
-        caller = current_caller()
-        hh = request.application.household
-        # A malformed name is left to the use case, which reports it as a field violation.
-        if self.members is not None and caller is not None and hh.startswith("households/") and len(hh) > 11:
-            await self.members.get_household(hh, caller.region)
-        assert self.programs is not None
-        return await self.programs.submit_application(request, caller)
-
-    async def ListPublicity(self, request: funds_pb2.ListPublicityRequest,
-                            context: grpc.aio.ServicerContext) -> funds_pb2.ListPublicityResponse:
-        """The 公示 list; with members configured, each entry gets the payee's masked name (张*明)."""
-        caller = current_caller()
-        assert self.programs is not None
-        resp = await self.programs.list_publicity(request, caller)
-        if self.members is not None and resp.entries:
-            await fill_publicity_names(self.programs.sessions, self.members, resp, caller.region)
-        return resp
-
     async def GetPaymentFile(self, request: funds_pb2.GetPaymentFileRequest,
                              context: grpc.aio.ServicerContext) -> funds_pb2.PaymentFile:
         """The bank file, with payee details read from members under the caller's own token."""
@@ -135,8 +115,8 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt = ServiceRuntime(config, **runtime_kw)
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE, replicas=config.stream_replicas)
     service = FundsService(rt.sessions, on_commit=relay.notify)
-    programs = ReportsService(rt.sessions, rt.plugins, on_commit=relay.notify)
     members = MembersClient(config.members_addr, config.auth_secret) if config.members_addr else None
+    programs = ReportsService(rt.sessions, rt.plugins, on_commit=relay.notify, members=members)
     if members is not None:
         rt.on_shutdown(members.close)
     rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server,
