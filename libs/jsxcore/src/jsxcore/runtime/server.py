@@ -315,12 +315,29 @@ class ServiceRuntime:
         await self.stop()
 
 
+def run_service(
+    service: str,
+    migrate: Callable[[str], None],
+    build_runtime: Callable[[Any], tuple[Any, ...]],
+) -> None:
+    """The ``main`` of every service process (``python -m jsx_<service>``):
+    configuration from the environment, the service's migrations, then serve
+    until SIGTERM/SIGINT. ``build_runtime(config)`` returns the ServiceRuntime first."""
+    from jsxcore.config import ServiceConfig
+
+    config = ServiceConfig.from_env(service)
+    migrate(config.database_url)  # before the loop starts: Alembic is synchronous
+    runtime = build_runtime(config)[0]
+    asyncio.run(runtime.run())
+
+
 __all__ = [
     "SERVER_OPTIONS",
     "ServiceRuntime",
     "create_server",
     "health_of",
     "list_plugins_response",
+    "run_service",
     "serve_until_signal",
     "shutdown_server",
     "start_server",

@@ -6,7 +6,6 @@ check (a county clerk sees only that county).
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
 from datetime import date
@@ -21,7 +20,7 @@ from jsxcore.auth import current_caller
 from jsxcore.config import ServiceConfig
 from jsxcore.errors import ErrorCollector, InvalidArgument
 from jsxcore.outbox import Consumer, Relay, stream_name
-from jsxcore.runtime.server import ServiceRuntime, list_plugins_response
+from jsxcore.runtime.server import ServiceRuntime, list_plugins_response, run_service
 from jsxcore.values import Period, RegionCode
 
 from jsx_events import domain as d
@@ -217,10 +216,7 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
 
 
 def main() -> None:
-    config = ServiceConfig.from_env(SERVICE)
-    migrate(config.database_url)
-    rt, _, _ = build_runtime(config)
-    asyncio.run(rt.run())
+    run_service(SERVICE, migrate, build_runtime)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ checks the household there when ``members_addr`` is set) and server; ``main`` is
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import grpc
@@ -22,7 +21,7 @@ from jsxcore.auth import current_caller
 from jsxcore.config import ServiceConfig
 from jsxcore.errors import FailedPrecondition
 from jsxcore.outbox import Relay
-from jsxcore.runtime import ServiceRuntime, list_plugins_response
+from jsxcore.runtime import ServiceRuntime, list_plugins_response, run_service
 
 from jsx_funds.adapters.db import migrate
 from jsx_funds.adapters.members import MembersClient
@@ -131,13 +130,5 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     return rt, service, relay
 
 
-async def serve(config: ServiceConfig | None = None) -> None:
-    """Migrate the database, then serve until SIGTERM/SIGINT."""
-    config = config or ServiceConfig.from_env(SERVICE)
-    await asyncio.to_thread(migrate, config.database_url)
-    rt, _, _ = build_runtime(config)
-    await rt.run()
-
-
 def main() -> None:
-    asyncio.run(serve())
+    run_service(SERVICE, migrate, build_runtime)

@@ -8,7 +8,6 @@ server; ``main`` is ``python -m jsx_members`` / ``jsx members serve``.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import grpc
@@ -18,7 +17,7 @@ from jsx.members.v1 import members_pb2 as pb
 from jsx.members.v1 import members_pb2_grpc
 from jsxcore.config import ServiceConfig
 from jsxcore.outbox import Relay
-from jsxcore.runtime import ServiceRuntime, list_plugins_response
+from jsxcore.runtime import ServiceRuntime, list_plugins_response, run_service
 
 from jsx_members.adapters.bus import SERVICE
 from jsx_members.migrations import migrate
@@ -84,13 +83,5 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     return rt, service, relay
 
 
-async def serve(config: ServiceConfig | None = None) -> None:
-    """Migrate the database, then serve until SIGTERM/SIGINT."""
-    config = config or ServiceConfig.from_env(SERVICE)
-    await asyncio.to_thread(migrate, config.database_url)
-    rt, _, _ = build_runtime(config)
-    await rt.run()
-
-
 def main() -> None:
-    asyncio.run(serve())
+    run_service(SERVICE, migrate, build_runtime)
