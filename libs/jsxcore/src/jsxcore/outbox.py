@@ -318,7 +318,36 @@ def _sessions(db: AsyncEngine | async_sessionmaker[AsyncSession]) -> async_sessi
     return session_factory(db) if isinstance(db, AsyncEngine) else db
 
 
-class Relay:
+class _Loop:
+    """``run()`` until ``stop()``: the shared lifecycle of the relay and the
+    consumer. Subclasses implement ``_run`` (looping while not ``_stopping``)."""
+
+    _stopping = False
+    _done: asyncio.Event | None = None
+
+    async def run(self) -> None:
+        """Loop until ``stop()``; outages are logged and retried, never raised."""
+        self._stopping = False
+        self._done = asyncio.Event()
+        try:
+            await self._run()
+        finally:
+            self._done.set()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def _wait_stopped(self, timeout: float, what: str, **extra: str) -> None:
+        """Wait for a running loop to notice ``_stopping`` (bounded; logged if not)."""
+        if self._done is None:
+            return
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning(what, extra=extra)
+
+
+class Relay(_Loop):
     """Publishes committed outbox rows to JetStream, in order, at least once.
 
     ``await relay.run()`` until ``await relay.stop()``; call ``notify()`` after
@@ -367,8 +396,7 @@ class Relay:
     async def _connect(self) -> None:
         if self._nc is None or self._nc.is_closed:
             self._nc = await connect(self.nats_url, name=f"jsx-relay-{self.service}")
-            # Room for a whole batch in flight; more would only queue in the client.
-            # room for two batches: the next one goes out while the previous one's acks come back
+            # Room for two batches: the next one goes out while the previous one's acks come back.
             self._js = self._nc.jetstream(publish_async_max_pending=max(2 * self.batch_size, 1))
 
     async def ensure_streams(self) -> None:
@@ -378,14 +406,6 @@ class Relay:
             self._js, self.service, duplicate_window=self.duplicate_window, replicas=self.replicas
         )
 
-    async def run(self) -> None:
-        """Publish until ``stop()``; never raises for broker or database outages."""
-        self._stopping = False
-        self._done = asyncio.Event()
-        try:
-            await self._run()
-        finally:
-            self._done.set()
 
     async def _run(self) -> None:
         delay = 0.2
@@ -586,12 +606,7 @@ class Relay:
         can wait out its own 30 s timeout on the ack inbox."""
         self._stopping = True
         self._wake.set()
-        done = getattr(self, "_done", None)
-        if done is not None:
-            try:
-                await asyncio.wait_for(done.wait(), timeout)
-            except asyncio.TimeoutError:
-                log.warning("outbox.relay_stop_timeout", extra={"service": self.service})
+        await self._wait_stopped(timeout, "outbox.relay_stop_timeout", service=self.service)
         await _close(self._nc)
         self._nc = None
 
@@ -646,7 +661,7 @@ def is_poison(exc: BaseException) -> bool:
     return isinstance(exc, errors.DomainError) and not isinstance(exc, (errors.Unavailable, errors.Aborted))
 
 
-class Consumer:
+class Consumer(_Loop):
     """A durable pull consumer applying events exactly once to a database.
 
     ``message_types`` maps ``Jsx-Event-Type`` (proto full name) to the
@@ -732,14 +747,6 @@ class Consumer:
         await js._jsm.add_consumer(self.stream, config=cfg)
         self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
-    async def run(self) -> None:
-        """Fetch and apply until ``stop()``; outages are logged and retried."""
-        self._stopping = False
-        self._done = asyncio.Event()
-        try:
-            await self._run()
-        finally:
-            self._done.set()
 
     async def _run(self) -> None:
         delay = 0.2
@@ -790,13 +797,8 @@ class Consumer:
     async def stop(self) -> None:
         """Stop fetching; the batch in hand is finished; close an owned connection."""
         self._stopping = True
-        done = getattr(self, "_done", None)
-        if done is not None:
-            # the loop notices within fetch_timeout; unacked messages are redelivered
-            try:
-                await asyncio.wait_for(done.wait(), self.fetch_timeout + 10.0)
-            except asyncio.TimeoutError:
-                log.warning("inbox.consumer_stop_timeout", extra={"consumer": self.durable})
+        # the loop notices within fetch_timeout; unacked messages are redelivered
+        await self._wait_stopped(self.fetch_timeout + 10.0, "inbox.consumer_stop_timeout", consumer=self.durable)
         if self._own_nc:
             await _close(self._nc)
             self._nc = None
