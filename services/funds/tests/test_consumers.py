@@ -1,10 +1,13 @@
-"""Consumed events on a real nats-server: visit 慰问金 booked once or rejected,
-and the members household projection (SQLite and PostgreSQL)."""
+"""Consumed events on a real nats-server: visit 慰问金 booked once or rejected
+(balance, region, and whether the fund may pay 慰问金 at all under its kind
+and its county's rule plugin), and the members household projection (SQLite
+and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 
@@ -22,12 +25,17 @@ from jsx.funds.v1 import funds_pb2 as pb
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
 from jsxcore.config import ServiceConfig
-from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, InboxEvent, ensure_stream
+from jsxcore.db import create_engine, session_factory
+from jsxcore.hookspecs import FundKind, FundUses, PluginMeta, hookimpl
+from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, InboxEvent, Relay, ensure_stream
 from jsxcore.pii import generate_key
+from jsxcore.plugins import PluginHost
+from jsxcore.values import RegionCode
 
 from jsx_funds.adapters.db import HouseholdProjection, JournalRow, PaymentRow, SituationProjection, migrate
-from jsx_funds.consumers import household_situations
+from jsx_funds.consumers import build_consumers, household_situations
 from jsx_funds.entrypoints.grpc import build_runtime
+from jsx_funds.service import FundsService
 
 
 def rid() -> str:
@@ -43,11 +51,7 @@ async def publish(js, msg: Message, event_id: str | None = None) -> str:  # type
     return eid
 
 
-@pytest.fixture
-async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
-    """The funds process as ``python -m jsx_funds`` builds it (server, relay, consumers)."""
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
+async def fresh_streams(js) -> None:  # type: ignore[no-untyped-def]
     for stream in ("JSX_EVENTS", "JSX_MEMBERS", "JSX_FUNDS"):
         try:
             await js.delete_stream(stream)  # fresh streams and durable consumers per test
@@ -55,6 +59,14 @@ async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
             pass
     await ensure_stream(js, "events")
     await ensure_stream(js, "members")
+
+
+@pytest.fixture
+async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+    """The funds process as ``python -m jsx_funds`` builds it (server, relay, consumers)."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await fresh_streams(js)
     env = {
         "JSX_FUNDS_DATABASE_URL": db_url, "JSX_FUNDS_NATS_URL": nats_url, "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
         "JSX_FUNDS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
@@ -91,9 +103,10 @@ async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, 
     return got
 
 
-async def make_fund(service, region: str, fen: int) -> int:  # type: ignore[no-untyped-def]
+async def make_fund(service, region: str, fen: int, kind: int = pb.FUND_KIND_CONDOLENCE,  # type: ignore[no-untyped-def]
+                    name: str = "县计生协走访慰问金") -> int:
     fund = await service.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="县计生协走访慰问金", kind=pb.FUND_KIND_CONDOLENCE, owner_region=c.RegionCode(code=region))), None)
+        display_name=name, kind=kind, owner_region=c.RegionCode(code=region))), None)
     if fen:
         src = await service.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
             display_name="县财政慰问经费", kind=pb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code=region))), None)
@@ -161,6 +174,166 @@ async def test_visit_expense_rejected_with_reason(funds) -> None:  # type: ignor
     assert await count(service, PaymentRow) == 0
     assert await count(service, JournalRow, JournalRow.kind != "ALLOCATION") == 0
     assert (await service.balance(fid)).available.fen == 100_00
+
+
+# ---------------------------------------------------------------- may the fund pay 慰问金 at all?
+
+XUPU_VILLAGE = "431224102203"
+
+
+async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:  # type: ignore[no-untyped-def]
+    """The funds service's answers per visit, in order: ("booked" | "rejected", message)."""
+    got: dict[str, list[tuple[str, Message]]] = {}
+    for subject, data in await funds_events(js, want):
+        kind = subject.rsplit(".", 1)[1]
+        m = (fev.VisitExpenseBooked if kind == "booked" else fev.VisitExpenseRejected).FromString(data)
+        got.setdefault(m.visit, []).append((kind, m))
+    return got
+
+
+async def caught_up(js, durable: str = "funds-visit-expenses") -> bool:  # type: ignore[no-untyped-def]
+    """Every message in JSX_EVENTS has been acked (or terminated) by the visit consumer."""
+    last = (await js.stream_info("JSX_EVENTS")).state.last_seq
+    info = await js.consumer_info("JSX_EVENTS", durable)
+    return info.ack_floor.stream_seq >= last and info.num_ack_pending == 0
+
+
+async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:  # type: ignore[no-untyped-def]
+    js, service = funds["js"], funds["service"]
+    await ensure_stream(js, "events", duplicate_window=1.0)  # so the broker lets a true redelivery through below
+    relief = await make_fund(service, "431224", 1000_00, pb.FUND_KIND_RELIEF, "县计生协救助资金")
+    program = await make_fund(service, "431224", 1000_00, pb.FUND_KIND_PROGRAM, "特别扶助资金")
+    operating = await make_fund(service, "431224", 1000_00, pb.FUND_KIND_OPERATING, "县计生协工作经费")
+    happy = await make_fund(service, XUPU_VILLAGE, 1000_00, pb.FUND_KIND_HAPPINESS, "某村幸福基金")
+    yuanling = await make_fund(service, "431222101201", 1000_00, pb.FUND_KIND_HAPPINESS, "沅陵某村幸福基金")
+    changsha = await make_fund(service, "430102001001", 1000_00, pb.FUND_KIND_HAPPINESS, "长沙某社区幸福基金")
+    await publish(js, visit(11, f"funds/{relief}", 100_00))
+    program_eid = await publish(js, visit(12, f"funds/{program}", 100_00))
+    await publish(js, visit(13, f"funds/{operating}", 100_00))
+    await publish(js, visit(14, f"funds/{happy}", 200_00))  # 溆浦 village 幸福基金: 村民慰问 is one of its six uses
+    await publish(js, visit(15, f"funds/{yuanling}", 100_00, region="431281101201"))  # a 洪江 household
+    await publish(js, visit(16, f"funds/{changsha}", 100_00, region="430102001001"))  # no 幸福基金 rule there
+    got = await answers(js, 6)
+    assert {v: [k for k, _ in a] for v, a in got.items()} == {
+        "visits/11": ["booked"], "visits/12": ["rejected"], "visits/13": ["rejected"],
+        "visits/14": ["booked"], "visits/15": ["rejected"], "visits/16": ["rejected"],
+    }
+    r12 = got["visits/12"][0][1]
+    assert r12.reason == "FUND_USE_NOT_ALLOWED"
+    assert f"基金 funds/{program}（特别扶助资金）为项目资金，不能列支慰问金" in r12.message
+    assert (r12.fund, r12.amount.fen) == (f"funds/{program}", 100_00)
+    r13 = got["visits/13"][0][1]
+    assert r13.reason == "FUND_USE_NOT_ALLOWED" and "为工作经费，不能列支慰问金" in r13.message
+    r15 = got["visits/15"][0][1]
+    assert r15.reason == "REGION_MISMATCH" and f"funds/{yuanling}" in r15.message
+    r16 = got["visits/16"][0][1]
+    assert r16.reason == "NO_RULE" and "没有幸福基金用途规则" in r16.message and "系统管理员" in r16.message
+
+    # Only the relief fund and the 溆浦 幸福基金 paid; the ledger says which rule allowed the latter.
+    async with service.sessions() as s:
+        pays = {p.payment_key: p for p in (await s.execute(select(PaymentRow))).scalars()}
+        assert set(pays) == {"visits/11", "visits/14"}
+        memo = (await s.get(JournalRow, pays["visits/14"].journal_id)).memo
+    assert "村民慰问" in memo and "xupu" in memo
+    assert await count(service, JournalRow, JournalRow.kind == "PAYMENT") == 2
+    assert (await service.balance(happy)).available.fen == 800_00
+    assert (await service.balance(relief)).available.fen == 900_00
+    for fid in (program, operating, yuanling, changsha):
+        bal = await service.balance(fid)
+        assert (bal.available.fen, bal.expended.fen) == (1000_00, 0)
+
+    # Redelivery: the refused visit's event again under the same id (past the broker's dedupe window,
+    # as after a lost ack) is absorbed by the inbox; the visits sent again under new event ids get
+    # the same answers as before, and the 幸福基金 visit stays paid once.
+    await until(lambda: caught_up(js))
+    await asyncio.sleep(1.2)
+    await publish(js, visit(12, f"funds/{program}", 100_00), event_id=program_eid)
+    await until(lambda: caught_up(js))
+    await publish(js, visit(12, f"funds/{program}", 100_00))
+    await publish(js, visit(14, f"funds/{happy}", 200_00))
+    again = await answers(js, 8)
+    assert [k for k, _ in again["visits/12"]] == ["rejected", "rejected"]
+    assert again["visits/12"][1][1].message == r12.message
+    assert [k for k, _ in again["visits/14"]] == ["booked", "booked"]
+    assert again["visits/14"][1][1].ledger_entry == again["visits/14"][0][1].ledger_entry
+    assert sum(len(a) for a in again.values()) == 8  # the same-id redelivery produced no answer
+    assert await count(service, InboxEvent, InboxEvent.event_id == program_eid) == 1
+    assert await count(service, InboxEvent, InboxEvent.consumer == "funds-visit-expenses") == 8
+    assert await count(service, PaymentRow) == 2
+    assert (await service.balance(happy)).available.fen == 800_00
+
+
+class VillageRules:
+    """A village rule plugin as a county developer would write one: 431281101201's
+    幸福基金 does not list 村民慰问; for 431281101202 the plugin fails its first two calls."""
+
+    JSX_PLUGIN = PluginMeta(name="test_village_rules", version="0.1.0", regions=("431281101201", "431281101202"),
+                            description="测试用村级幸福基金用途规则")
+
+    def __init__(self) -> None:
+        self.failures_left = 2
+        self.flaky_calls = 0
+
+    @hookimpl
+    def jsx_fund_allowed_uses(self, fund_kind: str, region: RegionCode) -> FundUses | None:
+        if fund_kind != FundKind.HAPPINESS_FUND:
+            return None
+        if region.code == "431281101202":
+            self.flaky_calls += 1
+            if self.failures_left:
+                self.failures_left -= 1
+                raise RuntimeError("规则表暂时读不到")
+            return FundUses(("尊老爱幼", "村民慰问"), ("本村幸福基金用于尊老爱幼、村民慰问",))
+        return FundUses(("尊老爱幼", "奖学助学"), ("本村幸福基金只用于尊老爱幼、奖学助学",))
+
+
+@asynccontextmanager
+async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+    """The funds relay and visit consumer wired as the runtime should wire them: with its plugin host."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await fresh_streams(js)
+    await asyncio.to_thread(migrate, db_url)
+    engine = create_engine(db_url)
+    sessions = session_factory(engine)
+    relay = Relay(sessions, nats_url, service="funds")
+    consumer = build_consumers(nats_url, sessions, on_commit=relay.notify, plugins=plugins)[0]
+    tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
+    try:
+        yield {"js": js, "service": FundsService(sessions, on_commit=relay.notify), "consumer": consumer}
+    finally:
+        await consumer.stop()
+        await relay.stop()
+        await asyncio.gather(*tasks)
+        await engine.dispose()
+        await nc.close()
+
+
+async def test_visit_expense_follows_the_village_rule_and_retries_a_failing_plugin(db_url: str, nats_url: str) -> None:
+    rules = VillageRules()
+    host = PluginHost()
+    host.discover()
+    host.register(rules)
+    async with visit_booker(db_url, nats_url, host) as b:
+        js, service = b["js"], b["service"]
+        strict = await make_fund(service, "431281101201", 1000_00, pb.FUND_KIND_HAPPINESS, "洪江某村幸福基金")
+        flaky = await make_fund(service, "431281101202", 1000_00, pb.FUND_KIND_HAPPINESS, "洪江另一村幸福基金")
+        await publish(js, visit(21, f"funds/{strict}", 100_00, region="431281101201"))
+        await publish(js, visit(22, f"funds/{flaky}", 100_00, region="431281101202"))
+        got = await answers(js, 2)
+        assert [k for k, _ in got["visits/21"]] == ["rejected"]
+        r21 = got["visits/21"][0][1]
+        assert r21.reason == "FUND_USE_NOT_ALLOWED"
+        assert f"幸福基金 funds/{strict}（洪江某村幸福基金）只能用于：尊老爱幼、奖学助学；慰问金属于「村民慰问」" in r21.message
+        assert "test_village_rules 0.1.0" in r21.message
+        # The plugin's faults were retried (nak), not answered: the one answer is the booking.
+        assert [k for k, _ in got["visits/22"]] == ["booked"]
+        assert rules.flaky_calls >= 3 and rules.failures_left == 0
+        assert b["consumer"].terminated == 0
+        assert await count(service, PaymentRow) == 1
+        assert (await service.balance(flaky)).expended.fen == 100_00
+        assert (await service.balance(strict)).expended.fen == 0
+        assert len(await funds_events(js, 3, timeout=3)) == 2  # nothing more came
 
 
 def situation(hid: str, kind: int, start: date, end: date | None = None, *, at: int, grade: int = 0,

@@ -9,7 +9,9 @@ is applied once however often JetStream redelivers.
   ``visits/{id}``, so it is booked once even if the events service sends the
   visit again under a new event id) and ``VisitExpenseBooked`` is published;
   if it cannot be booked, ``VisitExpenseRejected`` with a reason code and a
-  Chinese message, and nothing is posted.
+  Chinese message, and nothing is posted. Whether the fund may pay 慰问金 at
+  all is :func:`visit_use_verdict` (the fund's kind, and for a 幸福基金 the
+  county rule ``jsx_fund_allowed_uses`` resolved for the fund's region).
 * :func:`apply_household_event` — ``jsx.members.household.*``: the funds
   service's projection of households and their dated situations (ids,
   village, head's id, member count — no personal data), read by
@@ -17,8 +19,11 @@ is applied once however often JetStream redelivers.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from functools import partial
 
 from google.protobuf.message import Message
 from sqlalchemy import select
@@ -28,14 +33,18 @@ from jsx.common.v1 import common_pb2
 from jsx.events.v1 import events_pb2 as ev
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2
-from jsxcore.errors import InvalidArgument
+from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, PluginError, Unavailable
+from jsxcore.hookspecs import FundKind as RuleFundKind
 from jsxcore.outbox import Consumer, EventMeta, stream_name
+from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, RegionCode
 
 from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import HouseholdProjection, PaymentRow, SituationProjection
+from jsx_funds.adapters.db import FundRow, HouseholdProjection, PaymentRow, SituationProjection
 from jsx_funds.service import pay
+
+log = logging.getLogger("jsx.funds.consumers")
 
 #: Who the ledger names as the actor of a visit expense.
 VISIT_ACTOR = "events-service"
@@ -71,14 +80,96 @@ def to_day(value: common_pb2.Date) -> date | None:
 
 # ---------------------------------------------------------------- 慰问金
 
+#: The use a visit's 慰问金 is spent on, in the vocabulary of ``jsx_fund_allowed_uses``.
+#: VisitRecorded (protos/jsx/events/v1/events.proto) has no "use" field: a 走访慰问 visit
+#: is always 村民慰问 (the 幸福基金 use it falls under), so every visit maps to it.
+VISIT_USE = "村民慰问"
 
-async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: EventMeta) -> None:
+#: Kinds that never pay a visit, whatever the place: their purpose is fixed by what the
+#: fund is, not by a county rule (a program fund's money leaves only through its
+#: program's approved applications and batches; working funds pay the association's own costs).
+_NEVER_FOR_VISITS = {
+    d.FundKind.PROGRAM: "项目资金只能按项目申请、审批、公示后发放",
+    d.FundKind.OPERATING: "工作经费只用于协会自身的工作开支",
+}
+#: Kinds whose uses are county rules: the hook's fund kind, and whether a rule is required.
+#: A 幸福基金 may only be spent on the uses its rule lists, so with no rule for its region a
+#: visit is refused; a relief fund (救助资金) pays 慰问金 unless a county rule says otherwise.
+_RULED = {
+    d.FundKind.HAPPINESS: (RuleFundKind.HAPPINESS_FUND, True),
+    d.FundKind.RELIEF: (RuleFundKind.CARE_FUND, False),
+}
+_OTHER_FUNDS = "请改用慰问金、救助资金或可用于“村民慰问”的幸福基金账户后重新登记走访"
+
+
+@dataclass(frozen=True)
+class UseVerdict:
+    """May this fund pay a visit's 慰问金? ``reason``/``message`` when not; ``basis`` (for the
+    ledger memo) names the plugin and version whose rule allowed it, if a rule decided."""
+
+    allowed: bool
+    reason: str = ""
+    message: str = ""
+    basis: str = ""
+
+
+async def visit_use_verdict(plugins: PluginHost, fund: FundRow) -> UseVerdict:
+    """Whether ``fund`` may be spent on a visit (:data:`VISIT_USE`).
+
+    Raises :class:`~jsxcore.errors.Unavailable` when the rule plugin fails or times out
+    (a PluginError): the consumer then naks and the visit is retried, rather than refused
+    because of a fault that the next delivery may not meet.
+    """
+    label = f"funds/{fund.id}（{fund.name}）"
+    try:
+        kind = d.FundKind(fund.kind)
+    except ValueError:
+        return UseVerdict(False, "FUND_USE_NOT_ALLOWED", f"基金 {label}的类别“{fund.kind}”未知，不能列支慰问金，{_OTHER_FUNDS}")
+    if kind in _NEVER_FOR_VISITS:
+        return UseVerdict(False, "FUND_USE_NOT_ALLOWED",
+                          f"基金 {label}为{kind.label}，不能列支慰问金（{_NEVER_FOR_VISITS[kind]}），{_OTHER_FUNDS}")
+    if kind not in _RULED:
+        return UseVerdict(True)  # 慰问金 and donations not tied to a program
+    rule_kind, required = _RULED[kind]
+    try:
+        decision = await plugins.acall("jsx_fund_allowed_uses", fund.region, fund_kind=rule_kind.value)
+    except PluginError as exc:
+        raise Unavailable(f"核对基金 {label}的用途时规则插件出错，稍后自动重试：{exc.message}",
+                          reason="PLUGIN_UNAVAILABLE", metadata=exc.metadata) from exc
+    except Unavailable:
+        raise
+    except FailedPrecondition as exc:
+        if exc.reason != "NO_RULE":
+            # A plugin's deliberate refusal: its message is the clerk's answer.
+            return UseVerdict(False, "FUND_USE_NOT_ALLOWED", f"基金 {label}不能列支慰问金：{exc.message}")
+        if not required:
+            return UseVerdict(True)
+        region = RegionCode(fund.region)
+        return UseVerdict(False, "NO_RULE",
+                          f"{kind.label} {label}所在地区 {region.short} 没有{kind.label}用途规则，无法确认能否列支慰问金，"
+                          f"请联系县计生协系统管理员启用规则插件后重新登记走访")
+    except DomainError as exc:
+        return UseVerdict(False, "FUND_USE_NOT_ALLOWED", f"基金 {label}不能列支慰问金：{exc.message}")
+    uses = decision.value.uses
+    rule = f"规则插件 {decision.plugin} {decision.plugin_version}"
+    if VISIT_USE in uses:
+        return UseVerdict(True, basis=f"{kind.label}用途“{VISIT_USE}”，依据{rule}")
+    return UseVerdict(False, "FUND_USE_NOT_ALLOWED",
+                      f"{kind.label} {label}只能用于：{'、'.join(uses) or '（无）'}；慰问金属于「{VISIT_USE}」，"
+                      f"不在其中（{rule}），{_OTHER_FUNDS}")
+
+
+async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: EventMeta, *, plugins: PluginHost) -> None:
     """Pay a recorded visit's 慰问金 out of its fund, or publish why not.
 
     Refusals (reason codes): ``INVALID_AMOUNT``, ``FUND_NOT_FOUND``,
     ``REGION_MISMATCH`` (the household lies outside the fund's region),
+    ``FUND_USE_NOT_ALLOWED`` (the fund may not pay 慰问金: a program fund,
+    working funds, a 幸福基金 whose county rule does not list 村民慰问),
+    ``NO_RULE`` (a 幸福基金 with no use rule for its region),
     ``INSUFFICIENT_FUNDS``. The balance is checked under the fund's row lock
     before posting, so a refusal writes nothing but the rejection event.
+    A failing rule plugin raises Unavailable: nak and retry, no answer yet.
     """
     visit = msg.visit
     bare_id(visit, "visits")
@@ -93,8 +184,13 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
         fund_id = int(bare_id(msg.fund, "funds"))
     except (InvalidArgument, ValueError):
         fund_id = 0
-    fund = await db.lock_fund(s, fund_id) if fund_id > 0 else None
-    if fund is None:
+    # The fund's kind and region never change (no RPC updates them), so the rule is resolved
+    # before the row lock: a plugin call (up to its timeout) never holds the fund, or on
+    # SQLite the database's single writer lock.
+    unlocked = await s.get(FundRow, fund_id) if fund_id > 0 else None
+    verdict = await visit_use_verdict(plugins, unlocked) if unlocked is not None else None
+    fund = await db.lock_fund(s, fund_id) if unlocked is not None else None
+    if fund is None or verdict is None:
         return reject("FUND_NOT_FOUND", f"走访 {visit} 指定的慰问金账户“{msg.fund or '（未填写）'}”不存在，请核对基金编号后重新登记")
 
     # The lock is held: a concurrent delivery of the same visit waits here and then sees our payment.
@@ -115,6 +211,8 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
             f"慰问金账户 funds/{fund.id}（{fund.name}，地区 {fund_region.short}）不能支付地区 "
             f"{household_region.short} 的走访慰问金，请改用该地区的慰问金账户",
         )
+    if not verdict.allowed:
+        return reject(verdict.reason, verdict.message)
     available = (await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)]))
     have = sum(available.values())
     if have < amount and not fund.allow_negative:
@@ -123,9 +221,10 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
             f"慰问金账户 funds/{fund.id}（{fund.name}）余额不足：可用 {d.yuan(max(have, 0))} 元，"
             f"本次走访需 {d.yuan(amount)} 元，请先拨入资金后重新登记",
         )
+    memo = f"走访慰问金 {visit}" + (f"（{verdict.basis}）" if verdict.basis else "")
     posted, _ = await pay(
         s, fund.id, Money(amount), payment_key=visit, payee=msg.household, actor=VISIT_ACTOR,
-        memo=f"走访慰问金 {visit}", emit_event=False,
+        memo=memo, emit_event=False,
     )
     bus.emit(s, bus.visit_expense_booked(msg, fund.id, posted.journal.id))
 
@@ -190,14 +289,24 @@ async def household_situations(s: AsyncSession, household_id: str, on: date) -> 
 
 
 def build_consumers(
-    nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None
+    nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None,
+    plugins: PluginHost | None = None,
 ) -> list[Consumer]:
     """The funds process's durable consumers (started by the runtime as background tasks).
-    ``on_commit`` (the relay's notify) sends a booking answer as soon as it commits."""
+    ``on_commit`` (the relay's notify) sends a booking answer as soon as it commits.
+
+    ``plugins`` resolves fund-use rules; pass the runtime's host (``rt.plugins``) so the
+    consumer follows the process's plugin enablement (JSX_PLUGINS) and timeout. Without
+    one, a host is built with every installed plugin enabled for the regions it declares
+    (the default when JSX_PLUGINS is unset) and the default timeout.
+    """
+    if plugins is None:
+        log.warning("funds consumers built without the runtime's plugin host; using installed plugins' declared regions")
+        plugins = PluginHost.from_config(None)
     return [
         Consumer(nats_url, stream=stream_name("events"), durable=VISIT_DURABLE, subjects=list(bus.VISIT_SUBJECTS),
-                 handler=book_visit_expense, sessionmaker=sessions, message_types=bus.VISIT_TYPES,  # type: ignore[arg-type]
-                 on_commit=on_commit),
+                 handler=partial(book_visit_expense, plugins=plugins), sessionmaker=sessions,
+                 message_types=bus.VISIT_TYPES, on_commit=on_commit),  # type: ignore[arg-type]
         Consumer(nats_url, stream=stream_name("members"), durable=MEMBERS_DURABLE, subjects=list(bus.MEMBER_SUBJECTS),
                  handler=apply_household_event, sessionmaker=sessions, message_types=bus.MEMBER_TYPES),  # type: ignore[arg-type]
     ]
