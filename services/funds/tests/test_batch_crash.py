@@ -32,7 +32,7 @@ from jsxcore.outbox import OutboxEvent
 from jsxcore.plugins import PluginHost
 
 from jsx_funds.adapters.db import (
-    ApplicationRow, BatchPaymentRow, HouseholdProjection, JournalRow, PaymentBatchRow, PaymentRow, SituationProjection,
+    ApplicationRow, HouseholdProjection, JournalRow, PaymentBatchRow, PaymentRow, SituationProjection,
 )
 from jsx_funds.batches import BatchesService
 from jsx_funds.service import FundsService, verify
@@ -113,8 +113,8 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
             "keys": await n(select(func.count(func.distinct(PaymentRow.payment_key)))),
             "payment_journals": await n(select(func.count()).select_from(JournalRow).where(JournalRow.kind == "PAYMENT")),
             "batches": await n(select(func.count()).select_from(PaymentBatchRow)),
-            "batch_payments": await n(select(func.count()).select_from(BatchPaymentRow)),
-            "paid_apps": await n(select(func.count(func.distinct(BatchPaymentRow.application_id)))),
+            "batch_payments": await n(select(func.count()).select_from(PaymentRow).where(PaymentRow.batch_id.is_not(None))),
+            "paid_apps": await n(select(func.count(func.distinct(PaymentRow.application_id)))),
             "events": await n(select(func.count()).select_from(OutboxEvent)
                               .where(OutboxEvent.subject == "jsx.funds.payment.issued")),
             "total": await n(select(func.coalesce(func.sum(PaymentRow.amount), 0))),
@@ -146,7 +146,8 @@ async def test_killed_mid_batch_then_rerun_pays_each_once(engine: AsyncEngine, d
     expected_total = (N // 2) * 580_00 + (N - N // 2) * 940_00
     assert json.loads(out.strip().splitlines()[-1])["payments"] == N
     after = await counts(engine)
-    assert after == {"payments": N, "keys": N, "payment_journals": N, "batches": 1, "batch_payments": N,
+    # One PAYMENT journal carries the whole batch.
+    assert after == {"payments": N, "keys": N, "payment_journals": 1, "batches": 1, "batch_payments": N,
                      "paid_apps": N, "events": N, "total": expected_total}, after
 
     # Another request for the month pays nothing again.

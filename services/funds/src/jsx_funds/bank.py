@@ -9,19 +9,20 @@ in one transaction, or nothing:
   another batch, the same payment twice, a failure with no reason, or a
   result that contradicts one already recorded — and every problem is
   reported at once (INVALID_ARGUMENT, one violation per line, in Chinese);
-* 成功 → the batch payment is PAID, ``PaymentPaid`` is published;
+* 成功 → a PAID ``bank_results`` row (流水号, date), ``PaymentPaid`` is published;
 * 失败 → the payment's money returns to the fund (``service.return_payment``:
   Dr AVAILABLE, Cr EXPENSE), a ``payment_failures`` row marks it failed (which
   frees its business key: a later batch may pay the beneficiary and period
-  again, stored as ``key#2``), the batch payment is FAILED with the reason,
+  again, stored as ``key#2``), a FAILED ``bank_results`` row keeps the reason,
   ``PaymentFailed`` is published;
 * a line repeating a result already recorded changes nothing, so importing
   the same file twice is harmless.
 
 :meth:`BankService.get_reconciliation` proves, per batch, issued = paid +
-failed + pending (counts and amounts) against the ledger: the net EXPENSE of
-the batch's payments must equal paid + pending, every failed payment must
-have its return journal.
+failed + pending (counts and amounts) against the ledger: the EXPENSE its
+journal(s) debited, less what the return journals of its failed payments
+credited back, must equal paid + pending; every failed payment must have its
+return journal.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jsx.common.v1 import common_pb2
@@ -46,34 +47,19 @@ from jsx_funds.adapters import bus
 from jsx_funds.adapters.db import (
     AccountRow,
     ApplicationRow,
-    BatchPaymentRow,
+    BankResultRow,
     EntryRow,
     PaymentBatchRow,
     PaymentFailureRow,
+    PaymentRow,
     ProgramRow,
 )
-from jsx_funds.batches import BatchesService, batch_name
+from jsx_funds.batches import BatchesService, batch_name, payment_message, payment_ref
 from jsx_funds.service import actor_of, locked_fund, parse_id, return_payment, to_date
 
 _REF = re.compile(r"^paymentBatches/([0-9]+)/payments/([0-9]+)$")
 _PAID_WORDS = {"成功", "已支付", "支付成功", "paid", "success", "succeeded", "ok"}
 _FAILED_WORDS = {"失败", "支付失败", "退回", "failed", "failure"}
-
-
-def payment_ref(batch_id: int, payment_id: int) -> str:
-    return f"{batch_name(batch_id)}/payments/{payment_id}"
-
-
-def payment_message(batch_id: int, r: BatchPaymentRow) -> funds_pb2.Payment:
-    """A batch payment as the wire ``Payment`` (with the bank's answer once there is one)."""
-    out = funds_pb2.Payment(
-        name=payment_ref(batch_id, r.payment_id), application=bus.application_name(r.application_id),
-        household=f"households/{r.household_id}", payee=r.payee, amount=common_pb2.Money(fen=r.amount),
-        state=funds_pb2.PaymentState.Value("PAYMENT_STATE_" + r.state), bank_reference=r.bank_reference or "",
-        failure_reason=r.failure_reason or "")
-    if r.paid_date is not None:
-        out.paid_date.CopyFrom(common_pb2.Date(year=r.paid_date.year, month=r.paid_date.month, day=r.paid_date.day))
-    return out
 
 
 # ---------------------------------------------------------------- the bank's file
@@ -210,30 +196,32 @@ class BankService(BatchesService):
             assert program is not None
             # Serialise imports of one batch (and any payment on its fund) before reading states.
             await locked_fund(s, program.fund_id)
-            rows = {r.payment_id: r for r in (await s.execute(select(BatchPaymentRow).where(
-                BatchPaymentRow.payment_id.in_(list(wanted))).with_for_update())).scalars()}
+            rows = {p.id: (p, r) for p, r in (await s.execute(
+                select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                .where(PaymentRow.id.in_(list(wanted))))).all()}
             bad = ErrorCollector()
             for pid, (i, r) in sorted(wanted.items(), key=lambda kv: kv[1][0]):
                 line = f"第 {i + 1} 条（{r.payment}）"
-                row = rows.get(pid)
-                if row is None:
+                row, res = rows.get(pid, (None, None))
+                if row is None or row.batch_id is None:
                     bad.add(f"results[{i}].payment", f"{line}：本系统没有这笔支付，请核对业务参考号")
                 elif row.batch_id != batch.id:
                     bad.add(f"results[{i}].payment", f"{line}：属于批次 {batch_name(row.batch_id)}，不是本批次")
-                elif row.state != "PENDING" and (row.state == "PAID") != r.succeeded:
-                    was = "已支付成功" if row.state == "PAID" else f"已记为支付失败（{row.failure_reason}）"
+                elif res is not None and (res.state == "PAID") != r.succeeded:
+                    was = "已支付成功" if res.state == "PAID" else f"已记为支付失败（{res.failure_reason}）"
                     bad.add(f"results[{i}].payment", f"{line}：该笔此前{was}，与本次“{'成功' if r.succeeded else '失败'}”不符；"
                                                       "如银行更正了结果，请联系县级财务人工处理")
             bad.raise_if_any()
             paid = failed = 0
             for pid, (_, r) in sorted(wanted.items()):
-                row = rows[pid]
-                if row.state != "PENDING":
+                row, res = rows[pid]
+                if res is not None:
                     continue  # the same result again: nothing to do
                 ref = payment_ref(batch.id, pid)
                 if r.succeeded:
                     day = to_date(r.paid_date, "paid_date")
-                    row.state, row.bank_reference, row.paid_date, row.settled_at = "PAID", r.bank_reference.strip()[:100], day, now
+                    s.add(BankResultRow(payment_id=pid, batch_id=batch.id, state="PAID", bank_reference=r.bank_reference.strip()[:100],
+                                        failure_reason="", paid_date=day, settled_at=now, actor=actor))
                     await self._settle_application(s, row, "PAID", now)
                     ev = events_pb2.PaymentPaid(
                         payment=ref, payment_batch=batch_name(batch.id), application=bus.application_name(row.application_id),
@@ -249,7 +237,8 @@ class BankService(BatchesService):
                                                      request_id=req.request_id, emit_event=False)
                     s.add(PaymentFailureRow(payment_id=pid, return_journal_id=posted.journal.id, reason=reason,
                                             actor=actor, failed_at=now))
-                    row.state, row.failure_reason, row.settled_at = "FAILED", reason, now
+                    s.add(BankResultRow(payment_id=pid, batch_id=batch.id, state="FAILED", bank_reference=r.bank_reference.strip()[:100],
+                                        failure_reason=reason, paid_date=None, settled_at=now, actor=actor))
                     await self._settle_application(s, row, "PAYMENT_FAILED", now)
                     bus.emit(s, events_pb2.PaymentFailed(
                         payment=ref, payment_batch=batch_name(batch.id), application=bus.application_name(row.application_id),
@@ -264,11 +253,11 @@ class BankService(BatchesService):
         return await self._mutate("ImportBankResults", req, funds_pb2.ImportBankResultsResponse, handler, caller)
 
     @staticmethod
-    async def _settle_application(s: AsyncSession, row: BatchPaymentRow, state: str, now: datetime) -> None:
+    async def _settle_application(s: AsyncSession, row: PaymentRow, state: str, now: datetime) -> None:
         """The application shows its newest payment's outcome (a periodic program pays it every month)."""
-        newest = (await s.execute(select(func.max(BatchPaymentRow.payment_id))
-                                  .where(BatchPaymentRow.application_id == row.application_id))).scalar_one()
-        if newest == row.payment_id:
+        newest = (await s.execute(select(func.max(PaymentRow.id))
+                                  .where(PaymentRow.application_id == row.application_id))).scalar_one()
+        if newest == row.id:
             app = await s.get(ApplicationRow, row.application_id)
             if app is not None:
                 app.state, app.updated_at = state, now
@@ -282,48 +271,47 @@ class BankService(BatchesService):
 
 async def reconcile(s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.Reconciliation:
     """The batch's 对账: counts and amounts by state against its ledger entries."""
-    rows = (await s.execute(select(BatchPaymentRow).where(BatchPaymentRow.batch_id == batch.id)
-                            .order_by(BatchPaymentRow.payment_id))).scalars().all()
-    ids = [r.payment_id for r in rows]
-    net = func.sum(case((EntryRow.side == "D", EntryRow.amount), else_=-EntryRow.amount))
-    expense: dict[int, int] = {}
-    failures: dict[int, PaymentFailureRow] = {}
-    for i in range(0, len(ids), 1000):
-        part = ids[i:i + 1000]
-        expense.update((pid, int(n)) for pid, n in (await s.execute(
-            select(EntryRow.payment_id, net).join(AccountRow, AccountRow.id == EntryRow.account_id)
-            .where(AccountRow.kind == d.AccountKind.EXPENSE.value, EntryRow.payment_id.in_(part))
-            .group_by(EntryRow.payment_id))).all())
-        failures.update((f.payment_id, f) for f in (await s.execute(
-            select(PaymentFailureRow).where(PaymentFailureRow.payment_id.in_(part)))).scalars())
+    rows = [(p, r.state if r else "PENDING", r) for p, r in (await s.execute(
+        select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+        .where(PaymentRow.batch_id == batch.id).order_by(PaymentRow.id))).all()]
+    failures = {f.payment_id: f for f in (await s.execute(
+        select(PaymentFailureRow).join(PaymentRow, PaymentRow.id == PaymentFailureRow.payment_id)
+        .where(PaymentRow.batch_id == batch.id))).scalars()}
+
+    async def expense(journals: set[int], side: str) -> int:
+        total = 0
+        ids = sorted(journals)
+        for i in range(0, len(ids), 1000):
+            total += int((await s.execute(
+                select(func.coalesce(func.sum(EntryRow.amount), 0)).join(AccountRow, AccountRow.id == EntryRow.account_id)
+                .where(AccountRow.kind == d.AccountKind.EXPENSE.value, EntryRow.side == side,
+                       EntryRow.journal_id.in_(ids[i:i + 1000])))).scalar_one())
+        return total
+
+    # What the batch's journal(s) put into EXPENSE, less what its failures' return journals took back.
+    ledger = (await expense({p.journal_id for p, _, _ in rows}, "D")
+              - await expense({f.return_journal_id for f in failures.values()}, "C"))
     count = {"PENDING": 0, "PAID": 0, "FAILED": 0}
     total = {"PENDING": 0, "PAID": 0, "FAILED": 0}
     problems: list[str] = []
-    for r in rows:
-        count[r.state] += 1
-        total[r.state] += r.amount
-        ref, booked = payment_ref(batch.id, r.payment_id), expense.get(r.payment_id, 0)
-        if r.state == "FAILED":
-            if r.payment_id not in failures:
-                problems.append(f"{ref} 记为失败，但没有退回记录")
-            if booked != 0:
-                problems.append(f"{ref} 已失败，但账上仍有支出 {d.yuan(booked)} 元（应为 0）")
-        elif booked != r.amount:
-            problems.append(f"{ref} 金额 {d.yuan(r.amount)} 元，账上支出 {d.yuan(booked)} 元")
-    issued_n, issued = len(rows), sum(r.amount for r in rows)
-    ledger = sum(expense.values())
+    for p, state, _ in rows:
+        count[state] += 1
+        total[state] += p.amount
+        if state == "FAILED" and p.id not in failures:
+            problems.append(f"{payment_ref(batch.id, p.id)} 记为失败，但没有退回记录")
+    issued_n, issued = len(rows), sum(p.amount for p, _, _ in rows)
     if issued != total["PAID"] + total["FAILED"] + total["PENDING"]:  # a state outside the three
         problems.append("批次总额 ≠ 已支付 + 失败 + 待回盘")
     if ledger != total["PAID"] + total["PENDING"]:
         problems.append(f"账上净支出 {d.yuan(ledger)} 元 ≠ 已支付 + 待回盘 {d.yuan(total['PAID'] + total['PENDING'])} 元")
-    failed_rows = [r for r in rows if r.state == "FAILED"]
+    failed_rows = [(p, r) for p, state, r in rows if state == "FAILED"]
     return funds_pb2.Reconciliation(
         payment_batch=batch_name(batch.id), issued_total=common_pb2.Money(fen=issued),
         paid_total=common_pb2.Money(fen=total["PAID"]), failed_total=common_pb2.Money(fen=total["FAILED"]),
         pending_total=common_pb2.Money(fen=total["PENDING"]), ledger_total=common_pb2.Money(fen=ledger),
         balanced=not problems, discrepancies=problems, issued_count=issued_n, paid_count=count["PAID"],
         failed_count=count["FAILED"], pending_count=count["PENDING"],
-        failed_payments=[payment_message(batch.id, r) for r in failed_rows],
+        failed_payments=[payment_message(p, r) for p, r in failed_rows],
         summary=(f"共 {issued_n} 笔 {d.yuan(issued)} 元 = 已支付 {count['PAID']} 笔 {d.yuan(total['PAID'])} 元"
                  f" + 失败退回 {count['FAILED']} 笔 {d.yuan(total['FAILED'])} 元"
                  f" + 待回盘 {count['PENDING']} 笔 {d.yuan(total['PENDING'])} 元"))

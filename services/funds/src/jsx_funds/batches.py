@@ -9,8 +9,9 @@ Who is paid:
   first day (from the members projection). Eligibility and the amount are
   asked of the region's plugins for *this* period, so 2022-08 uses the rule
   in force on 2022-08-01 (洪江 940/580 元, 沅陵 the national 590/460 元).
-* **Other programs**: every application for exactly this period that is
-  READY_TO_PAY, at its entitled amount.
+* **Other programs**: every application for exactly this period whose 公示
+  is over, at its entitled amount — and, again, one whose payment the bank
+  failed (paid as ``key#2``, ``#3`` …).
 
 Nothing is paid twice: each payment's business key is
 ``programs/{p}/beneficiaries/{b}/periods/{period}`` and ``payments.payment_key``
@@ -18,8 +19,12 @@ is UNIQUE. The batch runs in one transaction holding the fund's row lock, and
 re-reads which keys are paid after taking it, so concurrent or retried batch
 requests pay only what is still unpaid (and a request with nothing left
 fails with ``NOTHING_TO_PAY``); a crash mid-batch rolls the whole batch back.
-The fund is debited directly (Dr EXPENSE, Cr AVAILABLE); if it cannot cover
-the batch, ``INSUFFICIENT_FUNDS`` and nothing is posted.
+The batch posts one PAYMENT journal for its total (Dr EXPENSE, Cr AVAILABLE);
+each payment is a ``payments`` row naming that journal (``verify`` proves
+they add up). If the fund cannot cover the batch, ``INSUFFICIENT_FUNDS`` and
+nothing is posted. Per payment the batch writes two rows: the payment and its
+``PaymentIssued`` outbox event; a monthly beneficiary's application is not
+rewritten each month (its payments carry the month's state).
 
 The payment file (:meth:`BatchesService.payment_file_csv`) lists payee and
 household resource ids, village, amount and the payment reference: the funds
@@ -57,8 +62,7 @@ from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
 from jsx_funds.adapters.db import (
     ApplicationRow,
-    Base,
-    BatchPaymentRow,
+    BankResultRow,
     HouseholdProjection,
     JournalRow,
     PaymentBatchRow,
@@ -69,12 +73,16 @@ from jsx_funds.adapters.db import (
 )
 from jsx_funds.consumers import aware
 from jsx_funds.programs import _SITUATION_ORDER, RULE_TYPE, ProgramsService
-from jsx_funds.service import actor_of, decode_token, encode_token, locked_fund, page_size, parse_id, region_prefix, ts
+from jsx_funds.service import actor_of, decode_token, encode_token, locked_fund, page_size, parse_id, post, region_prefix, ts
 
 #: Programs paid every period to enrolled beneficiaries, and the period kind they are paid by.
 PERIODIC = {"SPECIAL_SUPPORT": PeriodKind.MONTH}
 #: Application states that mean "enrolled" for a periodic program (公示 over, paid before, …).
 _ENROLLED = ("IN_PUBLICITY", "PAYMENT_ISSUED", "PAID", "PAYMENT_FAILED")
+#: Application states a one-off program pays from (公示 over, or failed at the bank and paid again).
+_PAYABLE = ("IN_PUBLICITY", "PAYMENT_FAILED")
+#: Application states a batch moves to PAYMENT_ISSUED (the others already say "being paid").
+_TO_ISSUE = ("IN_PUBLICITY", "PAYMENT_FAILED")
 
 
 def payment_key(program_id: int, beneficiary: str, period: Period | str) -> str:
@@ -84,6 +92,28 @@ def payment_key(program_id: int, beneficiary: str, period: Period | str) -> str:
 
 def batch_name(batch_id: int) -> str:
     return f"paymentBatches/{batch_id}"
+
+
+def payment_ref(batch_id: int, payment_id: int) -> str:
+    """A batch payment's resource name, also the 业务参考号 on the bank file."""
+    return f"{batch_name(batch_id)}/payments/{payment_id}"
+
+
+#: A batch payment's state: the bank's answer, or PENDING while there is none.
+STATE = func.coalesce(BankResultRow.state, "PENDING")
+
+
+def payment_message(p: PaymentRow, r: BankResultRow | None) -> funds_pb2.Payment:
+    """A batch payment as the wire ``Payment`` (with the bank's answer once there is one)."""
+    out = funds_pb2.Payment(
+        name=payment_ref(p.batch_id or 0, p.id), application=bus.application_name(p.application_id or 0),
+        household=f"households/{p.household_id}", payee=p.payee, amount=common_pb2.Money(fen=p.amount),
+        state=funds_pb2.PaymentState.Value("PAYMENT_STATE_" + (r.state if r else "PENDING")))
+    if r is not None:
+        out.bank_reference, out.failure_reason = r.bank_reference, r.failure_reason
+        if r.paid_date is not None:
+            out.paid_date.CopyFrom(common_pb2.Date(year=r.paid_date.year, month=r.paid_date.month, day=r.paid_date.day))
+    return out
 
 
 class BatchesService(ProgramsService):
@@ -118,8 +148,9 @@ class BatchesService(ProgramsService):
         return f"{program.name} 在 {region.short} 的 {period} 没有待支付的对象（已全部支付或尚无公示期满的申请）{why}"
 
     async def _batch_message(self, s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.PaymentBatch:
-        rows = (await s.execute(select(BatchPaymentRow.state, func.count(), func.coalesce(func.sum(BatchPaymentRow.amount), 0))
-                                .where(BatchPaymentRow.batch_id == batch.id).group_by(BatchPaymentRow.state))).all()
+        rows = (await s.execute(select(STATE, func.count(), func.coalesce(func.sum(PaymentRow.amount), 0))
+                                .select_from(PaymentRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                                .where(PaymentRow.batch_id == batch.id).group_by(STATE))).all()
         by = {st: (int(n), int(total)) for st, n, total in rows}
         n = sum(v[0] for v in by.values())
         paid, failed = by.get("PAID", (0, 0)), by.get("FAILED", (0, 0))
@@ -153,19 +184,16 @@ class BatchesService(ProgramsService):
         after = decode_token(req.page_token, key)
         async with self.sessions() as s:
             batch = await self._batch(s, req.payment_batch, "payment_batch", caller)
-            stmt = (select(BatchPaymentRow).where(BatchPaymentRow.batch_id == batch.id, BatchPaymentRow.payment_id > after)
-                    .order_by(BatchPaymentRow.payment_id).limit(limit + 1))
+            stmt = (select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                    .where(PaymentRow.batch_id == batch.id, PaymentRow.id > after).order_by(PaymentRow.id).limit(limit + 1))
             if state:
-                stmt = stmt.where(BatchPaymentRow.state == state)
-            rows = (await s.execute(stmt)).scalars().all()
+                stmt = stmt.where(STATE == state)
+            rows = (await s.execute(stmt)).all()
         more = len(rows) > limit
         rows = rows[:limit]
         return funds_pb2.ListPaymentsResponse(
-            payments=[funds_pb2.Payment(
-                name=f"{batch_name(batch.id)}/payments/{r.payment_id}", application=bus.application_name(r.application_id),
-                household=f"households/{r.household_id}", payee=r.payee, amount=common_pb2.Money(fen=r.amount),
-                state=funds_pb2.PaymentState.Value("PAYMENT_STATE_" + r.state)) for r in rows],
-            next_page_token=encode_token(rows[-1].payment_id, key) if more else "")
+            payments=[payment_message(p, r) for p, r in rows],
+            next_page_token=encode_token(rows[-1][0].id, key) if more else "")
 
     async def payment_file_csv(self, batch_id: int) -> str:
         """The batch's payment file as one string (see :meth:`write_payment_file`)."""
@@ -189,9 +217,8 @@ class BatchesService(ProgramsService):
             w.writerow(["序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"])
             n, total = 0, 0
             result = await s.stream(
-                select(BatchPaymentRow.payment_id, BatchPaymentRow.payee, BatchPaymentRow.household_id,
-                       BatchPaymentRow.village, BatchPaymentRow.amount)
-                .where(BatchPaymentRow.batch_id == batch.id).order_by(BatchPaymentRow.payment_id)
+                select(PaymentRow.id, PaymentRow.payee, PaymentRow.household_id, PaymentRow.village, PaymentRow.amount)
+                .where(PaymentRow.batch_id == batch.id).order_by(PaymentRow.id)
                 .execution_options(yield_per=page))
             async for rows in result.partitions(page):
                 for pid, payee, hid, village, amount in rows:
@@ -246,9 +273,9 @@ class _BatchWriter:
     beneficiaries whose hook arguments are equal — village, situation, unit,
     birth date, attributes, program type, period, context; the opaque
     person/household ids aside, which a rule has no way to resolve — get the
-    same answer. The ledger keeps one PAYMENT journal per payment (Dr EXPENSE
-    for that payment, Cr AVAILABLE), so ``verify`` traces every payment to its
-    entries exactly as for a single payment.
+    same answer. The ledger gets one PAYMENT journal for the batch, written
+    last (its total is known then) under an id drawn first, which every
+    payment row names.
     """
 
     def __init__(self, svc: BatchesService, s: AsyncSession, program: ProgramRow, region: RegionCode, period: Period,
@@ -271,9 +298,6 @@ class _BatchWriter:
         dialect = (await s.connection()).dialect.name
         self.pg = dialect == "postgresql"
         have = sum((await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])).values())
-        acc = await db.account_ids(s, [d.AccountKey(fund.id, d.AccountKind.EXPENSE), d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])
-        self.expense_acc = acc[(fund.id, d.AccountKind.EXPENSE, None)]
-        self.available_acc = acc[(fund.id, d.AccountKind.AVAILABLE, None)]
         batch = PaymentBatchRow(program_id=program.id, region=self.region.code, period=str(period), skipped=[],
                                 actor=self.actor, request_id=self.request_id, created_at=self.now)
         s.add(batch)
@@ -281,19 +305,27 @@ class _BatchWriter:
         self.batch = batch
         chunk = CHUNK.get(dialect, CHUNK["sqlite"])
         if self.pg:
+            # The batch journal's id is drawn first; payments draw theirs from the same sequence.
+            self.journal_id = (await self._ids(1, await s.connection()))[0]
             await self._pipeline(chunk)
         else:
             # SQLite: keyset pages; each page's anti-join sees the payments written before it. We hold the
-            # single writer lock (lock_fund wrote first), so journal ids past the current max are ours.
-            self.next_id = int((await s.execute(select(func.coalesce(func.max(JournalRow.id), 0)))).scalar_one()) + 1
+            # single writer lock (lock_fund wrote first), so ids past the current max are ours. Payment ids
+            # share the journals' id space, and SQLite gives a new journal max(id) + 1: the batch journal
+            # takes the id after every id a payment of this batch could take, so later journals (and the
+            # single payments named after them) never meet a batch payment's id.
+            top = max(int((await s.execute(select(func.coalesce(func.max(JournalRow.id), 0)))).scalar_one()),
+                      int((await s.execute(select(func.coalesce(func.max(PaymentRow.id), 0)))).scalar_one()))
+            upper = int((await s.execute(select(func.count()).select_from(self._select().subquery()))).scalar_one())
+            self.next_id, self.journal_id = top + 1, top + 1 + upper
             after = 0
             while rows := (await s.execute(self._select().where(ApplicationRow.id > after)
                                            .order_by(ApplicationRow.id).limit(chunk))).all():
                 after = rows[-1].id
                 page = await self._rule_page(rows, s)
                 if page:
-                    journals, payments, bpays, outbox, issue = self._rows(page, await self._ids(len(page), s))
-                    await self._insert(journals, payments, bpays, outbox)
+                    payments, outbox, issue = self._rows(page, await self._ids(len(page), s))
+                    await self._insert(payments, outbox)
                     await self._issue(issue)
                 _fault("batch.after_chunk")
         if self.count == 0:
@@ -303,6 +335,11 @@ class _BatchWriter:
             raise FailedPrecondition(
                 f"基金 funds/{fund.id}（{fund.name}）余额不足：可用 {d.yuan(max(have, 0))} 元，"
                 f"本批 {self.count} 笔共需 {d.yuan(self.total)} 元，请先拨入资金", reason="INSUFFICIENT_FUNDS")
+        total = Money(self.total)
+        await post(s, fund, d.JournalKind.PAYMENT, total, lambda _jid: d.batch_payment(fund.id, total),
+                   actor=self.actor, memo=f"{program.name} {period} 一卡通发放 {self.count} 笔",
+                   request_id=self.request_id, counterparty=batch_name(batch.id), journal_id=self.journal_id)
+        batch.journal_id = self.journal_id
         batch.skipped = self.skipped
         await s.flush()
         return await self.svc._batch_message(s, batch)
@@ -330,8 +367,8 @@ class _BatchWriter:
                     async for part in result.partitions(chunk):
                         page = await self._rule_page(part, rc)
                         if page:
-                            journals, payments, bpays, outbox, issue = self._rows(page, await self._ids(len(page), rc))
-                            await queue.put((self._copy_data(journals, payments, bpays, outbox), issue))
+                            payments, outbox, issue = self._rows(page, await self._ids(len(page), rc))
+                            await queue.put((self._copy_data(payments, outbox), issue))
             finally:
                 await queue.put(None)
 
@@ -357,14 +394,15 @@ class _BatchWriter:
                        HouseholdProjection.head_person, PaymentFailureRow.payment_id.label("failed"))
                 .outerjoin(HouseholdProjection, HouseholdProjection.household_id == ApplicationRow.household_id)
                 .outerjoin(PaymentRow, PaymentRow.payment_key == key)
-                .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.journal_id)
+                .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
                 # Unpaid, or the first attempt failed at the bank (its retries are looked at in _attempt).
                 .where(ApplicationRow.program_id == self.program.id,
                        ApplicationRow.village.startswith(region_prefix(self.region)),
-                       PaymentRow.journal_id.is_(None) | PaymentFailureRow.payment_id.is_not(None)))
+                       PaymentRow.id.is_(None) | PaymentFailureRow.payment_id.is_not(None)))
         if self.periodic:
             return stmt.where(ApplicationRow.state.in_(_ENROLLED))
-        return stmt.where(ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.period == str(self.period))
+        # One-off help: approved through 公示, or paid once and failed at the bank (paid again here).
+        return stmt.where(ApplicationRow.state.in_(_PAYABLE), ApplicationRow.period == str(self.period))
 
     def _in(self, column: Any, values: list[Any], type_: Any) -> Any:
         """``column IN values``: one array parameter on PostgreSQL (20 000 bound values cost more to send)."""
@@ -387,7 +425,7 @@ class _BatchWriter:
         key = payment_key(self.program.id, r.beneficiary, self.period)
         retries = [(k, failed) for k, failed in (await conn.execute(
             select(PaymentRow.payment_key, PaymentFailureRow.payment_id.is_not(None))
-            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.journal_id)
+            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
             .where(PaymentRow.payment_key.startswith(key + "#", autoescape=True)))).all()
             if db.business_key(k) == key]
         return 0 if any(not failed for _, failed in retries) else 2 + len(retries)
@@ -494,7 +532,7 @@ class _BatchWriter:
         return list(range(first, first + n))
 
     def _rows(self, page: list[tuple[Any, _Rule]], ids: list[int]) -> tuple[list[Any], ...]:
-        """A chunk's journals, payments, batch payments and events, and the applications to mark issued."""
+        """A chunk's payments and events, and the applications to mark issued."""
         fund, batch, now = self.fund, self.batch, self.now
         bname = batch_name(batch.id)
         program_name, fund_name = bus.program_name(self.program.id), bus.fund_name(fund.id)
@@ -502,54 +540,45 @@ class _BatchWriter:
         occurred = ts(now)
         key_prefix, key_suffix = f"programs/{self.program.id}/beneficiaries/", f"/periods/{self.period}"
         rnd = os.urandom(16 * len(page))
-        journals, payments, entries, bpays, outbox, issue = [], [], [], [], [], []
-        for i, (jid, (r, rule)) in enumerate(zip(ids, page)):
+        payments, outbox, issue = [], [], []
+        for i, (pid, (r, rule)) in enumerate(zip(ids, page)):
             payee = r.person or r.head_person or f"households/{r.household_id}"
             amount = rule.amount
             eid = str(uuid.UUID(bytes=rnd[16 * i:16 * i + 16], version=4))
-            journals.append((jid, amount, payee))
             key = f"{key_prefix}{r.beneficiary}{key_suffix}"
-            payments.append((jid, key if r.failed is None else db.attempt_key(key, self.attempts[r.id]), payee, amount))
-            bpays.append((jid, r.id, r.household_id, payee, r.village, amount, rule))
+            payments.append((pid, key if r.failed is None else db.attempt_key(key, self.attempts[r.id]), payee, amount,
+                             r.id, r.household_id, r.village, rule))
             outbox.append((eid, events_pb2.PaymentIssued(
-                event_id=eid, occurred_at=occurred, payment=f"{bname}/payments/{jid}", payment_batch=bname,
+                event_id=eid, occurred_at=occurred, payment=f"{bname}/payments/{pid}", payment_batch=bname,
                 application=bus.application_name(r.id), program=program_name, household=f"households/{r.household_id}",
                 payee=payee, village=common_pb2.RegionCode(code=r.village), period=period_msg,
                 amount=common_pb2.Money(fen=amount), fund=fund_name).SerializeToString(deterministic=True)))
-            if r.state != "PAYMENT_ISSUED":
+            # A monthly beneficiary already being paid keeps its state: rewriting a million
+            # application rows every month would cost more than the payments themselves.
+            if r.state in _TO_ISSUE:
                 issue.append(r.id)
             self.total += amount
         self.count += len(page)
-        return journals, payments, bpays, outbox, issue
+        return payments, outbox, issue
 
     async def _issue(self, issue: list[int]) -> None:
         if issue:
             await self.s.execute(update(ApplicationRow).where(self._in(ApplicationRow.id, issue, BigInteger))
                             .values(state="PAYMENT_ISSUED", updated_at=self.now).execution_options(synchronize_session=False))
 
-    def _constants(self) -> tuple[str, str, int, str, str, str]:
-        memo = f"{self.program.name} {self.period}"[:500]
-        return (memo, self.actor, self.fund.id, self.now.isoformat(), _SUBJECT, _EVENT_TYPE)
-
-    def _copy_data(self, journals: list[Any], payments: list[Any], bpays: list[Any], outbox: list[Any]) -> dict[str, bytes]:
+    def _copy_data(self, payments: list[Any], outbox: list[Any]) -> dict[str, bytes]:
         """A chunk in COPY's text format, per target (one write per table and chunk: write_row per row costs more)."""
-        memo, actor, fid, now, subject, etype = self._constants()
-        e, memo, actor = _copy_escape, _copy_escape(memo), _copy_escape(actor)
-        ea, aa, bid = self.expense_acc, self.available_acc, self.batch.id
+        e, now, fid, jid, bid = _copy_escape, self.now.isoformat(), self.fund.id, self.journal_id, self.batch.id
         basis: dict[int, str] = {}
         data = {
-            "journals (id, fund_id, kind, amount, reference, counterparty, request_id, memo, actor, created_at)":
-                "".join(f"{j}\t{fid}\tPAYMENT\t{a}\t\t{e(p)}\t\t{memo}\t{actor}\t{now}\n" for j, a, p in journals),
-            "payments (journal_id, fund_id, payment_key, payee, amount, created_at)":
-                "".join(f"{j}\t{fid}\t{e(k)}\t{e(p)}\t{a}\t{now}\n" for j, k, p, a in payments),
-            "ledger_entries (journal_id, account_id, side, amount, payment_id)":
-                "".join(f"{j}\t{ea}\tD\t{a}\t{j}\n{j}\t{aa}\tC\t{a}\t\\N\n" for j, _, _, a in payments),
-            "batch_payments (payment_id, batch_id, application_id, household_id, payee, village, amount, basis, state)":
-                "".join(f"{j}\t{bid}\t{app}\t{e(h)}\t{e(p)}\t{e(v)}\t{a}\t"
-                        f"{basis.get(id(rule)) or basis.setdefault(id(rule), e(rule.basis_json))}\tPENDING\n"
-                        for j, app, h, p, v, a, rule in bpays),
+            "payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, batch_id, application_id,"
+            " household_id, village, basis)":
+                "".join(f"{p}\t{jid}\t{fid}\t{e(k)}\t{e(who)}\t{a}\t{now}\t{bid}\t{app}\t{e(h)}\t{e(v)}\t"
+                        f"{basis.get(id(rule)) or basis.setdefault(id(rule), e(rule.basis_json))}\n"
+                        for p, k, who, a, app, h, v, rule in payments),
             "outbox (event_id, subject, event_type, payload, headers, created_at, attempts)":
-                "".join(f"{eid}\t{subject}\t{etype}\t\\\\x{payload.hex()}\t{{}}\t{now}\t0\n" for eid, payload in outbox),
+                "".join(f"{eid}\t{_SUBJECT}\t{_EVENT_TYPE}\t\\\\x{payload.hex()}\t{{}}\t{now}\t0\n"
+                        for eid, payload in outbox),
         }
         return {target: body.encode() for target, body in data.items()}
 
@@ -560,26 +589,17 @@ class _BatchWriter:
                 async with cur.copy(f"COPY {target} FROM STDIN") as cp:
                     await cp.write(body)
 
-    async def _insert(self, journals: list[Any], payments: list[Any], bpays: list[Any], outbox: list[Any]) -> None:
+    async def _insert(self, payments: list[Any], outbox: list[Any]) -> None:
         """SQLite: Core executemany through the tables' types (its DateTime and JSON storage forms)."""
-        memo, actor, fid, _, subject, etype = self._constants()
-        now, ea, aa, bid = self.now, self.expense_acc, self.available_acc, self.batch.id
+        now, fid, jid, bid = self.now, self.fund.id, self.journal_id, self.batch.id
         conn = await self.s.connection()
-        t = Base.metadata.tables
-        await conn.execute(insert(t["journals"]), [
-            dict(id=j, fund_id=fid, kind="PAYMENT", amount=a, reference="", counterparty=p, request_id="", memo=memo,
-                 actor=actor, created_at=now) for j, a, p in journals])
-        await conn.execute(insert(t["payments"]), [
-            dict(journal_id=j, fund_id=fid, payment_key=k, payee=p, amount=a, created_at=now) for j, k, p, a in payments])
-        await conn.execute(insert(t["ledger_entries"]), [
-            dict(journal_id=j, account_id=acc, side=side, amount=a, payment_id=pid)
-            for j, _, _, a in payments for acc, side, pid in ((ea, "D", j), (aa, "C", None))])
-        await conn.execute(insert(t["batch_payments"]), [
-            dict(payment_id=j, batch_id=bid, application_id=app, household_id=h, payee=p, village=v, amount=a,
-                 basis=json.loads(rule.basis_json), state="PENDING") for j, app, h, p, v, a, rule in bpays])
+        await conn.execute(insert(PaymentRow.__table__), [
+            dict(id=p, journal_id=jid, fund_id=fid, payment_key=k, payee=who, amount=a, created_at=now, batch_id=bid,
+                 application_id=app, household_id=h, village=v, basis=json.loads(rule.basis_json))
+            for p, k, who, a, app, h, v, rule in payments])
         await conn.execute(insert(OutboxEvent.__table__), [
-            dict(event_id=eid, subject=subject, event_type=etype, payload=payload, headers={}, created_at=now, attempts=0)
-            for eid, payload in outbox])
+            dict(event_id=eid, subject=_SUBJECT, event_type=_EVENT_TYPE, payload=payload, headers={}, created_at=now,
+                 attempts=0) for eid, payload in outbox])
 
 
 _OTHER = hs.Situation.OTHER.value

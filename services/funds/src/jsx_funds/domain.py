@@ -256,8 +256,23 @@ def payment(fund_id: int, payment_id: int, amount: Money, commitment_id: int | N
     ], commitment_id=commitment_id, payment_id=payment_id)
 
 
-def payment_returned(fund_id: int, payment_id: int, amount: Money) -> Posting:
-    """The bank could not pay: the money returns to the fund's available balance."""
+def batch_payment(fund_id: int, amount: Money) -> Posting:
+    """A payment batch's one journal: Dr EXPENSE (the batch total), Cr AVAILABLE.
+
+    The batch's payments (``payments`` rows naming this journal) are its
+    breakdown; ``verify`` proves they add up to the EXPENSE debit."""
+    require_positive(amount)
+    return make_posting(JournalKind.PAYMENT, fund_id, [
+        Line(AccountKey(fund_id, AccountKind.EXPENSE), Side.DEBIT, amount),
+        Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.CREDIT, amount),
+    ])
+
+
+def payment_returned(fund_id: int, payment_id: int | None, amount: Money) -> Posting:
+    """The bank could not pay: the money returns to the fund's available balance.
+
+    ``payment_id`` names the payment's own EXPENSE line; None for a payment of
+    a batch, whose expense is the batch journal's one EXPENSE line."""
     require_positive(amount)
     return make_posting(JournalKind.PAYMENT_RETURN, fund_id, [
         Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),

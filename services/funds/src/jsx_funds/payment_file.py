@@ -6,7 +6,7 @@ Columns: 序号, 收款人姓名, 一卡通卡号/账号, 金额（元）, 业�
 分; 业务参考号 is ``paymentBatches/{b}/payments/{p}``, the key the bank's
 回盘 file must quote (see :mod:`jsx_funds.bank`).
 
-The payments come from this service's database (``batch_payments``); the
+The payments come from this service's database (``payments`` of the batch); the
 payee (the person for per-person programs, the 户主 for per-household
 ones — :mod:`jsx_funds.payees`) gets name and card number from
 ``MembersService.BatchGetPayees`` at the moment the file is made. The file
@@ -34,7 +34,7 @@ from jsxcore.errors import FailedPrecondition, NotFound
 from jsxcore.pii import mask_name
 from jsxcore.values import Money, RegionCode
 
-from jsx_funds.adapters.db import BatchPaymentRow, PaymentBatchRow, ProgramRow
+from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, ProgramRow
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.payees import household_heads
 from jsx_funds.service import parse_id
@@ -105,9 +105,9 @@ async def build(sessions: async_sessionmaker[AsyncSession], members: MembersClie
             caller.require_region(row.region)
         program = await s.get(ProgramRow, row.program_id)
         pays = (await s.execute(
-            select(BatchPaymentRow.payment_id, BatchPaymentRow.payee, BatchPaymentRow.household_id,
-                   BatchPaymentRow.village, BatchPaymentRow.amount)
-            .where(BatchPaymentRow.batch_id == bid).order_by(BatchPaymentRow.payment_id))).all()
+            select(PaymentRow.id.label("payment_id"), PaymentRow.payee, PaymentRow.household_id,
+                   PaymentRow.village, PaymentRow.amount)
+            .where(PaymentRow.batch_id == bid).order_by(PaymentRow.id))).all()
         # A per-household payment written before the projection knew the 户主 names the household.
         heads = await household_heads(s, [p.payee for p in pays if p.payee.startswith("households/")])
     if not pays:

@@ -32,7 +32,14 @@ from jsxcore.auth import Caller
 from jsxcore.values import Period, RegionCode
 
 from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import ApplicationRow, BatchPaymentRow, HouseholdProjection, PaymentBatchRow, ProgramRow
+from jsx_funds.adapters.db import (
+    ApplicationRow,
+    BankResultRow,
+    HouseholdProjection,
+    PaymentBatchRow,
+    PaymentRow,
+    ProgramRow,
+)
 from jsx_funds.bank import BankService
 from jsx_funds.programs import effective_state
 from jsx_funds.service import region_prefix
@@ -90,9 +97,10 @@ async def program_report(s: AsyncSession, program: ProgramRow, region: RegionCod
         amounts[st] += a.amount_entitled
     batches = [b.id for b in (await s.execute(select(PaymentBatchRow).where(
         PaymentBatchRow.program_id == program.id))).scalars() if _within(b.period, period)]
-    paid = (await s.execute(select(BatchPaymentRow.household_id, BatchPaymentRow.payee, BatchPaymentRow.amount).where(
-        BatchPaymentRow.batch_id.in_(batches), BatchPaymentRow.state == "PAID",
-        BatchPaymentRow.village.startswith(prefix)))).all() if batches else []
+    paid = (await s.execute(select(PaymentRow.household_id, PaymentRow.payee, PaymentRow.amount)
+                             .join(BankResultRow, BankResultRow.payment_id == PaymentRow.id).where(
+        PaymentRow.batch_id.in_(batches), BankResultRow.state == "PAID",
+        PaymentRow.village.startswith(prefix)))).all() if batches else []
     households = {h for h, _, _ in paid}
     if program.beneficiary == "PERSON":
         people = len({p for _, p, _ in paid})

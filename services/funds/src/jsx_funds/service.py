@@ -202,6 +202,7 @@ async def post(
     counterparty: str = "",
     reverses_id: int | None = None,
     attach: Callable[[JournalRow], Awaitable[None]] | None = None,
+    journal_id: int | None = None,
 ) -> Posted:
     """Write one balanced journal on a fund the caller has locked.
 
@@ -209,10 +210,11 @@ async def post(
     it) and returns the posting; ``attach`` runs before the entries are written
     (a payment row the entries point at). If the posting would leave any
     account on the wrong side of zero, FailedPrecondition is raised and the
-    caller's transaction rolls back: nothing is posted.
+    caller's transaction rolls back: nothing is posted. ``journal_id`` is
+    for a payment batch, whose payments name their journal before it is written.
     """
     journal = JournalRow(
-        fund_id=fund.id, kind=kind.value, amount=amount.fen, reverses_id=reverses_id, request_id=request_id,
+        id=journal_id, fund_id=fund.id, kind=kind.value, amount=amount.fen, reverses_id=reverses_id, request_id=request_id,
         memo=memo[:500], reference=reference[:200], counterparty=counterparty, actor=actor,
         created_at=db.utcnow(),
     )
@@ -298,7 +300,7 @@ async def pay(
     holder: list[PaymentRow] = []
 
     async def attach(journal: JournalRow) -> None:
-        row = PaymentRow(journal_id=journal.id, fund_id=fund.id, payment_key=stored_key, payee=payee,
+        row = PaymentRow(id=journal.id, journal_id=journal.id, fund_id=fund.id, payment_key=stored_key, payee=payee,
                          amount=amount.fen, commitment_id=commitment_id, created_at=db.utcnow())
         session.add(row)
         try:
@@ -318,7 +320,7 @@ async def pay(
 
 
 def _already_paid(key: str, existing: PaymentRow | None) -> AlreadyExists:
-    where = f"（支付记录 funds/{existing.fund_id}/payments/{existing.journal_id}）" if existing else ""
+    where = f"（支付记录 funds/{existing.fund_id}/payments/{existing.id}）" if existing else ""
     return AlreadyExists(f"该笔款项已支付过{where}，同一业务不能重复支付", reason="ALREADY_PAID",
                          metadata={"payment_key": key})
 
@@ -333,8 +335,11 @@ async def return_payment(
     if payment_row is None:
         raise NotFound(f"支付记录 {payment_id} 不存在", reason="PAYMENT_NOT_FOUND")
     fund = await locked_fund(session, payment_row.fund_id)
+    # A payment with its own journal has its own EXPENSE line to credit; one of a
+    # batch shares the batch journal's EXPENSE line, so the return credits that.
+    own = payment_row.journal_id == payment_row.id
     posted = await post(session, fund, d.JournalKind.PAYMENT_RETURN, amount,
-                        lambda jid: d.payment_returned(fund.id, payment_id, amount),
+                        lambda jid: d.payment_returned(fund.id, payment_id if own else None, amount),
                         actor=actor, memo=reason, request_id=request_id,
                         counterparty=bus.payment_name(fund.id, payment_id))
     if emit_event:
@@ -373,7 +378,9 @@ async def reverse(
             "这笔退款是银行发放失败的退回，已按银行结果入账，不能冲正；如需重新发放，请在下一批次中支付",
             reason="BANK_RETURN_NOT_REVERSIBLE",
         )
-    if kind is d.JournalKind.PAYMENT and await session.get(db.BatchPaymentRow, journal_id) is not None:
+    if kind is d.JournalKind.PAYMENT and (await session.execute(
+            select(PaymentRow.id).where(PaymentRow.journal_id == journal_id, PaymentRow.batch_id.is_not(None)).limit(1)
+    )).scalar() is not None:
         raise FailedPrecondition(
             "这笔支付属于一卡通发放批次，须以银行结果（成功或失败）结清，不能直接冲正；失败的请导入银行结果",
             reason="BATCH_PAYMENT_NOT_REVERSIBLE",
@@ -858,9 +865,10 @@ async def verify(session: AsyncSession) -> list[Problem]:
     * each journal has ≥ 2 entries, debits = credits = its header amount, and
       every entry is on an account of the journal's fund;
     * per fund, Σdebits = Σcredits;
-    * every payment has its PAYMENT journal with an EXPENSE debit of its amount,
-      every donation its DONATION journal of its amount; a payment the bank
-      failed has a PAYMENT_RETURN journal and no expense left;
+    * every payment has its PAYMENT journal (its own, or its batch's) whose
+      EXPENSE debit equals the sum of the payments it carries; every donation
+      its DONATION journal of its amount; a payment the bank failed has a
+      PAYMENT_RETURN journal taking its whole amount back out of EXPENSE;
     * a reversal's entries mirror the journal it reverses;
     * no account ends on the wrong side of zero (available may, where the
       fund allows it);
@@ -900,38 +908,47 @@ async def verify(session: AsyncSession) -> list[Problem]:
         if dr != cr:
             problems.append(Problem(f"基金 funds/{fid}", f"借方合计 {d.yuan(dr)} 元 ≠ 贷方合计 {d.yuan(cr)} 元"))
 
+    # Every payment's journal exists, is a PAYMENT journal of its fund, and its
+    # EXPENSE debit is exactly the sum of the payments it carries (one for a
+    # payment made on its own, a whole batch for a batch journal).
+    per_journal = (select(PaymentRow.journal_id.label("jid"), PaymentRow.fund_id.label("fid"),
+                          func.count().label("n"), func.sum(PaymentRow.amount).label("amt"))
+                   .group_by(PaymentRow.journal_id, PaymentRow.fund_id).subquery())
     expense_debits = (
-        select(EntryRow.payment_id.label("pid"), func.sum(EntryRow.amount).label("amt"))
+        select(EntryRow.journal_id.label("jid"), func.sum(EntryRow.amount).label("amt"))
         .join(AccountRow, AccountRow.id == EntryRow.account_id)
-        .join(JournalRow, JournalRow.id == EntryRow.journal_id)
-        .where(AccountRow.kind == "EXPENSE", EntryRow.side == "D", JournalRow.kind == "PAYMENT",
-               EntryRow.journal_id == EntryRow.payment_id)
-        .group_by(EntryRow.payment_id).subquery()
+        .where(AccountRow.kind == "EXPENSE", EntryRow.side == "D")
+        .group_by(EntryRow.journal_id).subquery()
     )
-    for pid, fid, amount, kind, booked in (await session.execute(
-        select(PaymentRow.journal_id, PaymentRow.fund_id, PaymentRow.amount, JournalRow.kind, expense_debits.c.amt)
-        .join(JournalRow, JournalRow.id == PaymentRow.journal_id)
-        .outerjoin(expense_debits, expense_debits.c.pid == PaymentRow.journal_id)
+    for jid, fid, n, amount, kind, jfund, booked in (await session.execute(
+        select(per_journal.c.jid, per_journal.c.fid, per_journal.c.n, per_journal.c.amt, JournalRow.kind,
+               JournalRow.fund_id, expense_debits.c.amt)
+        .outerjoin(JournalRow, JournalRow.id == per_journal.c.jid)
+        .outerjoin(expense_debits, expense_debits.c.jid == per_journal.c.jid)
     )).all():
-        if kind != "PAYMENT" or booked != amount:
-            problems.append(Problem(f"支付 {bus.payment_name(fid, pid)}",
-                                    f"支付金额 {d.yuan(amount)} 元，但支出分录为 {d.yuan(int(booked or 0))} 元"))
+        what = f"支付 {bus.payment_name(fid, jid)}" if n == 1 else f"账目 {bus.entry_name(fid, jid)} 的 {n} 笔支付"
+        if kind is None:
+            problems.append(Problem(what, f"没有对应的支出凭证 {jid}"))
+        elif kind != "PAYMENT" or jfund != fid or int(booked or 0) != int(amount):
+            problems.append(Problem(what, f"支付金额合计 {d.yuan(int(amount))} 元，但支出分录为 {d.yuan(int(booked or 0))} 元"
+                                          + ("" if jfund == fid else f"（凭证属于基金 funds/{jfund}）")))
 
-    # A payment the bank failed: its return journal gave back the whole amount, so no expense remains.
-    expense_net = (
-        select(EntryRow.payment_id.label("pid"), net.label("amt"))
+    # A payment the bank failed: a PAYMENT_RETURN journal gave its whole amount back out of EXPENSE.
+    returned = (
+        select(EntryRow.journal_id.label("jid"), func.sum(EntryRow.amount).label("amt"))
         .join(AccountRow, AccountRow.id == EntryRow.account_id)
-        .where(AccountRow.kind == "EXPENSE").group_by(EntryRow.payment_id).subquery()
+        .where(AccountRow.kind == "EXPENSE", EntryRow.side == "C")
+        .group_by(EntryRow.journal_id).subquery()
     )
-    for pid, fid, rkind, rpay, left in (await session.execute(
-        select(db.PaymentFailureRow.payment_id, PaymentRow.fund_id, JournalRow.kind, JournalRow.amount, expense_net.c.amt)
-        .join(PaymentRow, PaymentRow.journal_id == db.PaymentFailureRow.payment_id)
+    for pid, fid, amount, rkind, back in (await session.execute(
+        select(db.PaymentFailureRow.payment_id, PaymentRow.fund_id, PaymentRow.amount, JournalRow.kind, returned.c.amt)
+        .join(PaymentRow, PaymentRow.id == db.PaymentFailureRow.payment_id)
         .join(JournalRow, JournalRow.id == db.PaymentFailureRow.return_journal_id)
-        .outerjoin(expense_net, expense_net.c.pid == db.PaymentFailureRow.payment_id)
+        .outerjoin(returned, returned.c.jid == db.PaymentFailureRow.return_journal_id)
     )).all():
-        if rkind != d.JournalKind.PAYMENT_RETURN.value or int(left or 0) != 0:
+        if rkind != d.JournalKind.PAYMENT_RETURN.value or int(back or 0) != amount:
             problems.append(Problem(f"支付 {bus.payment_name(fid, pid)}",
-                                    f"银行已退回，但退款凭证为 {rkind}，账上仍有支出 {d.yuan(int(left or 0))} 元"))
+                                    f"银行已退回 {d.yuan(amount)} 元，但退款凭证为 {rkind}，冲减支出 {d.yuan(int(back or 0))} 元"))
 
     for jid, fid, amount, kind, jamount in (await session.execute(
         select(DonationRow.journal_id, DonationRow.fund_id, DonationRow.amount, JournalRow.kind, JournalRow.amount)

@@ -90,7 +90,7 @@ def entry_reversed(
 def payment_issued(fund: db.FundRow, payment: db.PaymentRow) -> events_pb2.PaymentIssued:
     """A payment left the fund (batch/application fields are filled by the disbursement layer)."""
     return events_pb2.PaymentIssued(
-        payment=payment_name(fund.id, payment.journal_id),
+        payment=payment_name(fund.id, payment.id),
         fund=fund_name(fund.id),
         payee=payment.payee,
         amount=common_pb2.Money(fen=payment.amount),
@@ -99,7 +99,7 @@ def payment_issued(fund: db.FundRow, payment: db.PaymentRow) -> events_pb2.Payme
 
 def payment_failed(fund: db.FundRow, payment: db.PaymentRow, amount: int, reason: str) -> events_pb2.PaymentFailed:
     return events_pb2.PaymentFailed(
-        payment=payment_name(fund.id, payment.journal_id),
+        payment=payment_name(fund.id, payment.id),
         payee=payment.payee,
         amount=common_pb2.Money(fen=amount),
         failure_reason=reason,
