@@ -950,6 +950,38 @@ class CreatePlanRequest(_message.Message):
 Global___CreatePlanRequest: _TypeAlias = CreatePlanRequest  # noqa: Y015
 
 @_typing.final
+class CreatePlanItemRequest(_message.Message):
+    """Request for CreatePlanItem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PLAN_ITEM_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The plan, "plans/{plan}"."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def plan_item(self) -> Global___PlanItem:
+        """The item; `name` and the fulfilment fields are assigned by the server."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        plan_item: Global___PlanItem | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan_item", b"plan_item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "plan_item", b"plan_item", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePlanItemRequest: _TypeAlias = CreatePlanItemRequest  # noqa: Y015
+
+@_typing.final
 class GetPlanRequest(_message.Message):
     """Request for GetPlan."""
 
@@ -1295,7 +1327,8 @@ class ComplianceFinding(_message.Message):
     @_builtins.property
     def missing(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """For pairing targets: the special-family households without a volunteer,
-        "households/{household}".
+        "households/{household}". For plan targets (年度有计划): the plan items
+        not fulfilled, "plans/{plan}/items/{item}".
         """
 
     def __init__(

@@ -92,6 +92,11 @@ class EventsServiceStub:
                 request_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.GetPlanRequest.SerializeToString,
                 response_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.Plan.FromString,
                 _registered_method=True)
+        self.CreatePlanItem = channel.unary_unary(
+                '/jsx.events.v1.EventsService/CreatePlanItem',
+                request_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.CreatePlanItemRequest.SerializeToString,
+                response_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.PlanItem.FromString,
+                _registered_method=True)
         self.DecideAward = channel.unary_unary(
                 '/jsx.events.v1.EventsService/DecideAward',
                 request_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.DecideAwardRequest.SerializeToString,
@@ -202,6 +207,14 @@ class EventsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePlanItem(self, request, context):
+        """Adds an item to a recorded plan (a plan is adjusted, not registered
+        twice); returns the new item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DecideAward(self, request, context):
         """Records an award decision (评选表彰结果).
         """
@@ -291,6 +304,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.GetPlan,
                     request_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.GetPlanRequest.FromString,
                     response_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.Plan.SerializeToString,
+            ),
+            'CreatePlanItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePlanItem,
+                    request_deserializer=jsx_dot_events_dot_v1_dot_events__service__pb2.CreatePlanItemRequest.FromString,
+                    response_serializer=jsx_dot_events_dot_v1_dot_events__service__pb2.PlanItem.SerializeToString,
             ),
             'DecideAward': grpc.unary_unary_rpc_method_handler(
                     servicer.DecideAward,
@@ -595,6 +613,33 @@ class EventsService:
             '/jsx.events.v1.EventsService/GetPlan',
             jsx_dot_events_dot_v1_dot_events__service__pb2.GetPlanRequest.SerializeToString,
             jsx_dot_events_dot_v1_dot_events__service__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePlanItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.events.v1.EventsService/CreatePlanItem',
+            jsx_dot_events_dot_v1_dot_events__service__pb2.CreatePlanItemRequest.SerializeToString,
+            jsx_dot_events_dot_v1_dot_events__service__pb2.PlanItem.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,10 @@ class EventsServiceStub:
     """Lists plans, each item with the activities that fulfil it."""
     GetPlan: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.GetPlanRequest, _events_service_pb2.Plan]
     """Gets a plan, each item with the activities that fulfil it."""
+    CreatePlanItem: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.CreatePlanItemRequest, _events_service_pb2.PlanItem]
+    """Adds an item to a recorded plan (a plan is adjusted, not registered
+    twice); returns the new item.
+    """
     DecideAward: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.DecideAwardRequest, _events_service_pb2.Award]
     """Records an award decision (评选表彰结果)."""
     ListAwards: _grpc.UnaryUnaryMultiCallable[_events_service_pb2.ListAwardsRequest, _events_service_pb2.ListAwardsResponse]
@@ -117,6 +121,10 @@ class EventsServiceAsyncStub(EventsServiceStub):
     """Lists plans, each item with the activities that fulfil it."""
     GetPlan: _aio.UnaryUnaryMultiCallable[_events_service_pb2.GetPlanRequest, _events_service_pb2.Plan]  # type: ignore[assignment]
     """Gets a plan, each item with the activities that fulfil it."""
+    CreatePlanItem: _aio.UnaryUnaryMultiCallable[_events_service_pb2.CreatePlanItemRequest, _events_service_pb2.PlanItem]  # type: ignore[assignment]
+    """Adds an item to a recorded plan (a plan is adjusted, not registered
+    twice); returns the new item.
+    """
     DecideAward: _aio.UnaryUnaryMultiCallable[_events_service_pb2.DecideAwardRequest, _events_service_pb2.Award]  # type: ignore[assignment]
     """Records an award decision (评选表彰结果)."""
     ListAwards: _aio.UnaryUnaryMultiCallable[_events_service_pb2.ListAwardsRequest, _events_service_pb2.ListAwardsResponse]  # type: ignore[assignment]
@@ -225,6 +233,16 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_service_pb2.Plan, _abc.Awaitable[_events_service_pb2.Plan]]:
         """Gets a plan, each item with the activities that fulfil it."""
+
+    @_abc_1.abstractmethod
+    def CreatePlanItem(
+        self,
+        request: _events_service_pb2.CreatePlanItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_events_service_pb2.PlanItem, _abc.Awaitable[_events_service_pb2.PlanItem]]:
+        """Adds an item to a recorded plan (a plan is adjusted, not registered
+        twice); returns the new item.
+        """
 
     @_abc_1.abstractmethod
     def DecideAward(
