@@ -85,11 +85,12 @@ def test_semester_windows_and_plan_and_pairing() -> None:
     pair_t = Target("pair", "WARM_HOME", "PAIRING", 1, "YEAR")
     fams = [Family("hh-1", VILLAGE_A, True, "site-x", ("vol-1",)), Family("hh-2", VILLAGE_A, True, "site-x"),
             Family("hh-3", VILLAGE_A, False, "site-x")]
-    plan = Plan("p1", VILLAGE_A, 2022, (PlanItem("i1", "VISIT", 4),), site_id="site-x")
+    plan = Plan("p1", VILLAGE_A, 2022, (PlanItem("i1", "GROUP_BIRTHDAY", 1),), site_id="site-x")
+    done = held("GROUP_BIRTHDAY", date(2022, 5, 1), site="site-x", plan_id="p1", plan_item_id="i1")
     report = compute_compliance([plan_t, pair_t], COUNTY, Period.year_of(2022),
-                                Facts(sites=[HOME], families=fams, plans=[plan]))
+                                Facts(sites=[HOME], families=fams, plans=[plan], plan_activities=[done]))
     plan_item, pair_item = report.items
-    assert plan_item.status is Compliance.MET
+    assert plan_item.status is Compliance.MET and plan_item.reason == "暖心家园X 2022年度计划1项均已完成"
     assert pair_item.status is Compliance.SHORT and pair_item.missing_ids == ("hh-2",)
     assert "1户计生特殊家庭未结对志愿者" in pair_item.reason
 
@@ -183,3 +184,51 @@ def test_half_year_label_and_summary_window() -> None:
     assert (period_label(h2), period_code(h2), period_code(Period.quarter(2022, 3))) == ("2022年下半年", "2022-H2", "2022-Q3")
     s = summarize(COUNTY, h2, [held("FREE_CLINIC", date(2022, 6, 30)), held("FREE_CLINIC", date(2022, 7, 1))], [])
     assert s.activities_held == 1 and s.text().startswith("2022年下半年共开展各类活动 1 场次")
+
+
+def test_plan_target_needs_the_items_due_by_the_period_end_done() -> None:
+    """年度有计划: a plan counts only when its items due so far are fulfilled by held, linked activities."""
+    plan_t = Target("plan", "WARM_HOME", "PLAN", 1, "YEAR", "暖心家园年度有计划")
+    lecture = PlanItem("i1", "HEALTH_LECTURE", 2, "健康人生大讲堂", month=6)
+    clinic = PlanItem("i2", "FREE_CLINIC", 1, month=3)
+    birthday = PlanItem("i3", "GROUP_BIRTHDAY", 1, month=11)
+    plan = Plan("p1", VILLAGE_A, 2022, (lecture, clinic, birthday), site_id="site-x")
+    l1 = held("HEALTH_LECTURE", date(2022, 4, 8), site="site-x", plan_id="p1", plan_item_id="i1")
+    l2 = held("HEALTH_LECTURE", date(2022, 8, 8), site="site-x", plan_id="p1", plan_item_id="i1")
+    unlinked = held("FREE_CLINIC", date(2022, 3, 8), site="site-x")  # not linked: does not fulfil i2
+    facts = Facts(sites=[HOME], plans=[plan], activities=[unlinked], plan_activities=[l1, l2])
+
+    def plan_finding(period: Period, today: date, f: Facts = facts):
+        [item] = compute_compliance([plan_t], COUNTY, period, f, today=today).items
+        return item
+
+    # Q1, asked in April: the March clinic is overdue (SHORT, named); the rest not yet due.
+    q1 = plan_finding(Period.quarter(2022, 1), date(2022, 4, 2))
+    assert q1.status is Compliance.SHORT and q1.missing_ids == ("plans/p1/items/i2",)
+    assert q1.reason.startswith("暖心家园X 2022年度计划中 1 项未完成：义诊（计划1次，已开展0次，3月底前）")
+    assert "plan_item" in q1.reason
+    # Q1 with the clinic done and linked: nothing is due yet that is open, so DUE (not MET: items remain).
+    clinic_done = held("FREE_CLINIC", date(2022, 3, 20), site="site-x", plan_id="p1", plan_item_id="i2")
+    with_clinic = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, clinic_done])
+    q1_ok = plan_finding(Period.quarter(2022, 1), date(2022, 4, 2), with_clinic)
+    assert q1_ok.status is Compliance.DUE and (q1_ok.required, q1_ok.actual) == (3, 1)
+    assert "尚有2项未到期" in q1_ok.reason and "健康人生大讲堂（计划2次，已开展0次，6月底前）" in q1_ok.reason
+    # H1 seen later: only one lecture was held by June 30 (the August one is after the period end).
+    h1 = plan_finding(Period.half(2022, 1), date(2023, 1, 5), with_clinic)
+    assert h1.status is Compliance.SHORT and h1.missing_ids == ("plans/p1/items/i1",)
+    assert "健康人生大讲堂（计划2次，已开展1次，6月底前）" in h1.reason
+    # The whole year, finished: the November birthday was never held.
+    year = plan_finding(Period.year_of(2022), date(2023, 1, 5), with_clinic)
+    assert year.status is Compliance.SHORT and year.missing_ids == ("plans/p1/items/i3",)
+    assert "2022年度计划中 1 项未完成：集体生日（计划1次，已开展0次，11月底前）" in year.reason
+    # A held birthday linked to it: MET. A cancelled or still planned one would not count.
+    bday = held("GROUP_BIRTHDAY", date(2022, 11, 3), site="site-x", plan_id="p1", plan_item_id="i3")
+    planned_bday = Activity(**{**bday.__dict__, "id": "b2", "status": ActivityStatus.PLANNED})
+    all_done = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, clinic_done, bday])
+    assert plan_finding(Period.year_of(2022), date(2023, 1, 5), all_done).status is Compliance.MET
+    not_held = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, clinic_done, planned_bday])
+    assert plan_finding(Period.year_of(2022), date(2023, 1, 5), not_held).status is Compliance.SHORT
+    # No plan at all: the old rule and wording stay.
+    none = plan_finding(Period.year_of(2022), date(2023, 1, 5), Facts(sites=[HOME]))
+    assert none.status is Compliance.SHORT and none.reason == "2022年 暖心家园X 无年度计划记录（要求每年至少1次）"
+    assert plan_finding(Period.quarter(2022, 1), date(2022, 4, 2), Facts(sites=[HOME])).status is Compliance.DUE

@@ -245,6 +245,21 @@ class PlanItem:
     title: str = ""
     month: int = 0  # 0 = any time in the year
 
+    def problems(self, prefix: str, known_types: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """(field, Chinese description) for each bad value; with ``known_types`` (the plugin's
+        types for the region) the type must be built in, one of those, or ``ANY``."""
+        out = []
+        if self.count < 1:
+            out.append((f"{prefix}.count", "计划次数须为正整数"))
+        if not self.type:
+            out.append((f"{prefix}.type", "请填写计划项目的活动类型"))
+        elif known_types is not None and self.type not in {*ActivityKind, *known_types, "ANY"}:
+            out.append((f"{prefix}.type", f"活动类型“{self.type}”未定义：请使用内置类型（如 健康大讲堂、义诊）、"
+                                          "本地插件提供的类型，或 ANY（任意活动）"))
+        if not 0 <= self.month <= 12:
+            out.append((f"{prefix}.month", "计划月份应为1–12（0表示全年任意时间）"))
+        return out
+
 
 @dataclass(frozen=True)
 class ItemProgress:
@@ -257,6 +272,16 @@ class ItemProgress:
     @property
     def fulfilled(self) -> bool:
         return len(self.held_ids) >= self.item.count
+
+
+def item_due(year: int, item: PlanItem) -> date:
+    """The last day a plan item may be done: the end of its month, or 31 December for a whole-year item."""
+    return Period.month(year, item.month).end if item.month else date(year, 12, 31)
+
+
+def item_label(item: PlanItem, custom_labels: dict[str, str] | None = None) -> str:
+    """How a clerk recognises a plan item: its note, else its type's name."""
+    return item.title.strip() or type_label(item.type, custom_labels)
 
 
 def plan_progress(plan: Plan, linked: Iterable[Activity]) -> tuple[ItemProgress, ...]:
@@ -309,17 +334,14 @@ class Plan:
     site_id: str = ""
     title: str = ""
 
-    def validate(self) -> None:
+    def validate(self, known_types: Iterable[str] | None = None) -> None:
+        """Raise InvalidArgument listing every bad field (``known_types``: see :meth:`PlanItem.problems`)."""
         errs = ErrorCollector()
         if not self.items:
             errs.add("items", "年度计划至少要有一项内容")
         for i, item in enumerate(self.items):
-            if item.count < 1:
-                errs.add(f"items[{i}].count", "计划次数须为正整数")
-            if not item.type:
-                errs.add(f"items[{i}].type", "请填写计划项目的活动类型")
-            if not 0 <= item.month <= 12:
-                errs.add(f"items[{i}].month", "计划月份应为1–12（0表示全年任意时间）")
+            for f, msg in item.problems(f"items[{i}]", known_types):
+                errs.add(f, msg)
         errs.raise_if_any("年度计划有误，请按字段说明修改后重试")
 
 
@@ -538,7 +560,7 @@ class ComplianceItem:
     status: Compliance
     reason: str
     provenance: str = ""
-    missing_ids: tuple[str, ...] = ()
+    missing_ids: tuple[str, ...] = ()  # PAIRING: household ids; PLAN: plans/{plan}/items/{item} not done
     window_code: str = ""  # wire period: 2022, 2022-08, 2022-Q3, 2022-H1
     subject_region: RegionCode | None = None
 
@@ -568,6 +590,9 @@ class Facts:
     plans: Sequence[Plan] = ()
     awards: Sequence[Award] = ()
     region_names: dict[str, str] = field(default_factory=dict)
+    #: activities linked to items of ``plans`` (the query GetPlan uses, so a report and the
+    #: plan agree on what fulfils an item); linked ones among ``activities`` count too
+    plan_activities: Sequence[Activity] = ()
 
 
 _LEVEL_SCOPES = {"VILLAGE": RegionLevel.VILLAGE, "TOWNSHIP": RegionLevel.TOWNSHIP, "COUNTY": RegionLevel.COUNTY}
@@ -605,6 +630,12 @@ def _place(a: Activity, sites: dict[str, Site]) -> RegionCode:
     return site.region if site else a.region
 
 
+def _plans_of(subj: _Subject, w: Window, facts: Facts) -> list[Plan]:
+    """The subject's own annual plans for the years of ``w`` (a site's plans, or a region's association-wide plan)."""
+    return [p for p in facts.plans if p.year in range(w.start.year, w.end.year + 1)
+            and (p.site_id == subj.id if subj.is_site else (not p.site_id and p.region == subj.region))]
+
+
 def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site]) -> int:
     end = min(w.end, upto)
 
@@ -622,8 +653,7 @@ def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites
             (v.site_id == subj.id or (not v.site_id and v.region == subj.region)) if subj.is_site
             else mine_region(v.region)))
     if t.type == "PLAN":
-        return sum(1 for p in facts.plans if p.year in range(w.start.year, w.end.year + 1)
-                   and (p.site_id == subj.id if subj.is_site else (not p.site_id and p.region == subj.region)))
+        return len(_plans_of(subj, w, facts))
     acts = [a for a in facts.activities if a.status is ActivityStatus.HELD and in_window(a.start)
             and (t.type == "ANY" or a.type == t.type)
             and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))]
@@ -642,6 +672,7 @@ def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Pe
     A window wholly inside the past is MET or SHORT; a window still running on
     ``today`` (or past the report period's end) is MET or DUE. Items carry
     counts and a Chinese reason naming the window, the subject and the rule.
+    A ``PLAN`` target is met by the plan's items, not the plan alone (:func:`_plan_item`).
     """
     upto = min(period.end, today) if today else period.end
     sites = {s.id: s for s in facts.sites}
@@ -658,6 +689,10 @@ def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Pe
                     continue
                 n = _count(t, subj, w, upto, facts, sites)
                 finished = w.end <= upto
+                if t.type == "PLAN" and n >= t.count:
+                    # a plan on paper is not enough: its items due so far must be done
+                    items.append(_plan_item(t, subj, w, upto, facts, custom_labels))
+                    continue
                 if n >= t.count:
                     status, reason = Compliance.MET, f"{w.label} {subj.name} {what}{n}次，达到要求（{rule}）"
                 elif finished:
@@ -672,6 +707,49 @@ def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Pe
                                             w.label, w.start, w.end, t.count, n, status, reason, t.provenance,
                                             window_code=w.code, subject_region=subj.region))
     return ComplianceReport(region, period, tuple(items))
+
+
+def _plan_item(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts,
+               custom_labels: dict[str, str] | None) -> ComplianceItem:
+    """A PLAN target for a subject that has its plan: MET when every item is fulfilled by
+    held activities linked to it, SHORT when an item whose month is over (by the report's
+    period end, and by today) is not, DUE while the unfulfilled items are not yet due.
+
+    Only activities held by the end of what is looked at (window, period, today) count,
+    so a report for a past period stays what it was. ``required``/``actual`` count items.
+    """
+    seen = min(w.end, upto)
+    linked = {a.id: a for a in (*facts.activities, *facts.plan_activities) if a.start <= seen}.values()
+    rows = [(p, g) for p in sorted(_plans_of(subj, w, facts), key=lambda p: (p.year, p.id))
+            for g in plan_progress(p, linked)]
+    open_ = [(p, g) for p, g in rows if not g.fulfilled]
+    overdue = [(p, g) for p, g in open_ if item_due(p.year, g.item) <= seen]
+    years = "、".join(sorted({str(p.year) for p, _ in rows}))
+    head = f"{subj.name} {years}年度计划" if t.per == "YEAR" else f"{w.label} {subj.name} {years}年度计划"
+
+    def line(p: Plan, g: ItemProgress) -> str:
+        when = f"{g.item.month}月底前" if g.item.month else "年内"
+        return f"{item_label(g.item, custom_labels)}（计划{g.item.count}次，已开展{len(g.held_ids)}次，{when}）"
+
+    def listed(rs: list[tuple[Plan, ItemProgress]]) -> str:
+        return "；".join(line(p, g) for p, g in rs[:10]) + ("等" if len(rs) > 10 else "")
+
+    if overdue:
+        status = Compliance.SHORT
+        shown = overdue
+        reason = (f"{head}中 {len(overdue)} 项未完成：{listed(overdue)}。"
+                  "请开展这些活动，登记活动时关联对应的计划项（plan_item）")
+    elif open_:
+        status = Compliance.DUE
+        shown = open_
+        reason = (f"{head}已完成{len(rows) - len(open_)}项，截至{seen.isoformat()} 尚有{len(open_)}项未到期："
+                  f"{listed(open_)}")
+    else:
+        status, shown = Compliance.MET, []
+        reason = f"{head}{len(rows)}项均已完成"
+    return ComplianceItem(t.key, t.description or f"{PSEUDO_TYPES['PLAN']}：计划项目按期完成", t.scope, subj.id,
+                          subj.name, w.label, w.start, w.end, len(rows), len(rows) - len(open_), status, reason,
+                          t.provenance, tuple(f"plans/{p.id}/items/{g.item.id}" for p, g in shown), w.code, subj.region)
 
 
 def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> ComplianceItem:

@@ -213,7 +213,7 @@ class EventsService:
     # ---------------------------------------------------------- plans and awards
 
     async def create_plan(self, p: d.Plan, idem: Idem | None = None) -> pb.Plan:
-        p.validate()
+        p.validate(await self.activity_types(p.region))
 
         async def work(s: AsyncSession) -> pb.Plan:
             dup = await s.scalar(select(db.PlanRow.id).where(db.PlanRow.region == p.region.code,
@@ -229,6 +229,26 @@ class EventsService:
             return bus.plan_pb(p, row.created_at)
 
         return await self._mutate(idem, pb.Plan, work)
+
+    async def add_plan_item(self, plan_id: str, item: d.PlanItem, idem: Idem | None = None) -> pb.PlanItem:
+        """Append ``item`` to a recorded plan (a plan is adjusted, not registered twice);
+        returns the new item. Violations name ``plan_item.*`` (CreatePlanItem's field)."""
+        async def work(s: AsyncSession) -> pb.PlanItem:
+            row = await s.scalar(select(db.PlanRow).options(selectinload(db.PlanRow.items))
+                                 .where(db.PlanRow.id == plan_id).with_for_update())
+            if row is None:
+                raise NotFound(f"年度计划 plans/{plan_id} 不存在", reason="PLAN_NOT_FOUND")
+            plan = row.to_domain()
+            errs = ErrorCollector()
+            for f, msg in item.problems("plan_item", await self.activity_types(plan.region)):
+                errs.add(f, msg)
+            errs.raise_if_any("计划项有误，请按字段说明修改后重试")
+            row.items.append(db.PlanItemRow(id=item.id, position=max((i.position for i in row.items), default=-1) + 1,
+                                            type=item.type, count=item.count, title=item.title, month=item.month))
+            await s.flush()
+            return bus.plan_item_pb(plan_id, d.ItemProgress(item))  # new: nothing links to it yet
+
+        return await self._mutate(idem, pb.PlanItem, work)
 
     async def list_plans(self, region: RegionCode, year: int = 0, site_id: str = "") -> list[pb.Plan]:
         """Plans in ``region``, each item with the activities that fulfil it."""
@@ -286,11 +306,13 @@ class EventsService:
         years = range(period.start.year, period.end.year + 1)
         first = date(period.start.year, 1, 1)  # yearly and semester windows reach back before a quarter
         async with self.sessions() as s:
+            plans = await db.plans_in(s, region, years)
             return d.Facts(
                 sites=await db.sites_in(s, region, period.start), families=await db.families_in(s, region),
                 activities=await db.activities_in(s, region, first, period.end),
                 visits=await db.visits_in(s, region, first, period.end),
-                plans=await db.plans_in(s, region, years), awards=await db.awards_in(s, region, years),
+                plans=plans, awards=await db.awards_in(s, region, years),
+                plan_activities=await db.activities_for_plans(s, [p.id for p in plans]),
             )
 
     async def targets(self, region: RegionCode, period: Period) -> list[d.Target]:

@@ -192,23 +192,27 @@ def visit_pb(v: d.Visit, created: object = None, updated: object = None) -> pb.V
 def plan_from_pb(m: pb.Plan, id_: str) -> d.Plan:
     if not 1900 <= m.year <= 2999:
         raise InvalidArgument.field("plan.year", "请填写计划年度，例如 2022", reason="INVALID_YEAR")
-    items = tuple(d.PlanItem(str(uuid.uuid4()), type_code(it.type, it.custom_type), it.count, it.note, it.month)
-                  for it in m.items)
+    items = tuple(plan_item_from_pb(it, str(uuid.uuid4())) for it in m.items)
     return d.Plan(id_, region(m.region, "plan.region"), m.year, items, bare(m.site, "sites"), m.display_name)
+
+
+def plan_item_from_pb(m: pb.PlanItem, id_: str) -> d.PlanItem:
+    return d.PlanItem(id_, type_code(m.type, m.custom_type), m.count, m.note, m.month)
+
+
+def plan_item_pb(plan_id: str, g: d.ItemProgress) -> pb.PlanItem:
+    """One item of plan ``plan_id`` with its fulfilment."""
+    it = g.item
+    t, custom = type_pb(it.type)
+    return pb.PlanItem(type=t, custom_type=custom, month=it.month, count=it.count, note=it.title,  # type: ignore[arg-type]
+                       name=plan_item_name(plan_id, it.id), fulfilled_by=[named("activities", a) for a in g.held_ids],
+                       held_count=len(g.held_ids), scheduled_count=len(g.scheduled_ids), fulfilled=g.fulfilled)
 
 
 def plan_pb(p: d.Plan, created: object = None, progress: tuple[d.ItemProgress, ...] = ()) -> pb.Plan:
     """The plan; with ``progress`` (from :func:`domain.plan_progress`) each item shows its fulfilment."""
     by_item = {g.item.id: g for g in progress}
-    items = []
-    for it in p.items:
-        t, custom = type_pb(it.type)
-        g = by_item.get(it.id) or d.ItemProgress(it)
-        items.append(pb.PlanItem(type=t, custom_type=custom, month=it.month, count=it.count, note=it.title,  # type: ignore[arg-type]
-                                 name=plan_item_name(p.id, it.id),
-                                 fulfilled_by=[named("activities", a) for a in g.held_ids],
-                                 held_count=len(g.held_ids), scheduled_count=len(g.scheduled_ids),
-                                 fulfilled=g.fulfilled))
+    items = [plan_item_pb(p.id, by_item.get(it.id) or d.ItemProgress(it)) for it in p.items]
     return pb.Plan(name=named("plans", p.id), display_name=p.title, region=region_pb(p.region), site=named("sites", p.site_id),
                    year=p.year, items=items, create_time=ts(created))
 
@@ -246,7 +250,7 @@ def compliance_pb(r: d.ComplianceReport, shortfalls_only: bool = False) -> pb.Co
             required=i.required, actual=i.actual, met=i.status is d.Compliance.MET,
             provenance=cpb.Provenance(plugin=plugin, plugin_version=version, hook="jsx_cadence_targets"),
             status=_COMPLIANCE[i.status], reason=i.reason, subject_name=i.subject_name, window=i.window,  # type: ignore[arg-type]
-            missing=[named("households", h) for h in i.missing_ids]))
+            missing=[h if "/" in h else named("households", h) for h in i.missing_ids]))
     c = r.counts()
     return pb.ComplianceReport(region=region_pb(r.region), period=cpb.Period(code=period_code(r.period)), findings=findings,
                                met_count=c["MET"], shortfall_count=c["SHORT"], due_count=c["DUE"])

@@ -1,4 +1,5 @@
-"""``jsx events …``: record a visit, list visits/activities, compliance report (screen or xlsx).
+"""``jsx events …``: record a visit, list visits/activities, compliance report (screen or xlsx),
+annual plans (``jsx events plan create|add-item|list|show``).
 
 Works on the events database named by ``JSX_EVENTS_DATABASE_URL`` (same
 configuration as the service); the outbox row for 慰问金 is written in the
@@ -11,13 +12,17 @@ import asyncio
 from datetime import date
 from pathlib import Path
 
+from jsx.common.v1 import common_pb2 as cpb
+from jsx.events.v1 import events_service_pb2 as pb
+
 from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
-from jsxcore.errors import DomainError
+from jsxcore.errors import DomainError, ErrorCollector
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, Period, RegionCode
 
 from jsx_events import domain as d
+from jsx_events.adapters import bus
 from jsx_events.adapters.db import migrate
 from jsx_events.service import EventsService, new_id
 
@@ -65,8 +70,6 @@ async def _record(args: argparse.Namespace) -> int:
 
 
 def bus_state(value: int) -> str:
-    from jsx.events.v1 import events_service_pb2 as pb
-
     return pb.VisitState.Name(value).removeprefix("VISIT_STATE_")
 
 
@@ -97,6 +100,135 @@ async def _report(args: argparse.Namespace) -> int:
     if args.xlsx:
         export_xlsx(report, Path(args.xlsx))
         print(f"已导出 {args.xlsx}")
+    return 0
+
+
+# ---------------------------------------------------------------- plans (年度计划)
+#
+# The arguments are turned into the wire messages and through the same
+# conversions as CreatePlan/GetPlan/ListPlans, so a mistake gets the words
+# (and field names) a gRPC caller would get.
+
+
+def _item_pb(errs: ErrorCollector, spec: str | None = None, *, type_: str = "", count: str = "1", month: str = "0",
+             note: str = "", field: str = "items[0]") -> pb.PlanItem:
+    """``健康大讲堂:2:6:说明`` (type[:count[:month[:note]]]) or the separate values → a wire PlanItem;
+    what cannot be read goes to ``errs`` (the caller raises once for every item)."""
+    if spec is not None:
+        parts = spec.replace("：", ":").split(":", 3)
+        type_ = parts[0]
+        count = parts[1] if len(parts) > 1 and parts[1].strip() else "1"
+        month = parts[2] if len(parts) > 2 and parts[2].strip() else "0"
+        note = parts[3] if len(parts) > 3 else ""
+    if not type_.strip():
+        errs.add(f"{field}.type", "请填写计划项目的活动类型")
+    n = _int(count, f"{field}.count", "计划次数须为正整数", errs)
+    m = _int(month, f"{field}.month", "计划月份应为1–12（0表示全年任意时间）", errs)
+    t, custom = bus.type_pb(d.normalize_type(type_))
+    return pb.PlanItem(type=t, custom_type=custom, count=n, month=m, note=note.strip())  # type: ignore[arg-type]
+
+
+def _int(text: str, field: str, message: str, errs: ErrorCollector) -> int:
+    try:
+        return int(text.strip().removesuffix("次").removesuffix("月"))
+    except ValueError:
+        errs.add(field, f"{message}（收到“{text}”）")
+        return 0
+
+
+def _item_lines(item: pb.PlanItem, labels: dict[str, str]) -> list[str]:
+    code = bus.type_code(item.type, item.custom_type)
+    what = "任意活动" if code == "ANY" else d.type_label(code, labels)
+    title = f"{item.note}（{what}）" if item.note and item.note != what else what
+    when = f"{item.month}月底前" if item.month else "年内"
+    mark = "已完成" if item.fulfilled else "未完成"
+    out = [f"  [{mark}] {title}：计划 {item.count} 次，已开展 {item.held_count} 次，"
+           f"待开展 {item.scheduled_count} 次，{when}  {item.name}"]
+    out += [f"      {a}" for a in item.fulfilled_by]
+    return out
+
+
+def _region_text(code: str) -> str:
+    r = RegionCode(code)
+    return f"{r.name}（{r.code}）" if r.name else r.code
+
+
+def _plan_head(plan: pb.Plan) -> str:
+    region = _region_text(plan.region.code)
+    where = f"阵地 {plan.site}（{region}）" if plan.site else region
+    done = sum(1 for i in plan.items if i.fulfilled)
+    title = f"  {plan.display_name}" if plan.display_name else ""
+    return f"{plan.year}年  {plan.name}  {where}{title}  已完成 {done}/{len(plan.items)} 项"
+
+
+def _print_plan(plan: pb.Plan, labels: dict[str, str]) -> None:
+    print(_plan_head(plan))
+    for item in plan.items:
+        for line in _item_lines(item, labels):
+            print(line)
+
+
+async def _plan_create(args: argparse.Namespace) -> int:
+    errs = ErrorCollector()
+    msg = pb.Plan(display_name=args.title, region=cpb.RegionCode(code=args.region),
+                  site=bus.named("sites", bus.bare(args.site, "sites")), year=args.year,
+                  items=[_item_pb(errs, spec, field=f"items[{n}]") for n, spec in enumerate(args.item)])
+    errs.raise_if_any("年度计划有误，请按字段说明修改后重试")
+    plan = bus.plan_from_pb(msg, new_id())
+
+    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
+        return await svc.create_plan(plan), await svc.activity_types(plan.region)
+
+    created, labels = await _with_service(run)
+    print(f"已登记年度计划 {created.name}，共 {len(created.items)} 项：")
+    _print_plan(created, labels)
+    return 0
+
+
+async def _plan_add_item(args: argparse.Namespace) -> int:
+    plan_id = bus.bare(args.plan, "plans")
+    errs = ErrorCollector()
+    msg = _item_pb(errs, type_=args.type, count=args.count, month=args.month, note=args.note, field="plan_item")
+    errs.raise_if_any("计划项有误，请按字段说明修改后重试")
+    item = bus.plan_item_from_pb(msg, new_id())
+
+    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
+        added = await svc.add_plan_item(plan_id, item)
+        plan, whole = await svc.get_plan(plan_id)
+        return added, whole, await svc.activity_types(plan.region)
+
+    added, plan, labels = await _with_service(run)
+    print(f"已在 {plan.name} 增加计划项 {added.name}")
+    _print_plan(plan, labels)
+    return 0
+
+
+async def _plan_list(args: argparse.Namespace) -> int:
+    region = RegionCode.parse(args.region, field="region")
+
+    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
+        return await svc.list_plans(region, args.year, bus.bare(args.site, "sites")), await svc.activity_types(region)
+
+    plans, labels = await _with_service(run)
+    if not plans:
+        print(f"{_region_text(region.code)} 没有{f'{args.year}年的' if args.year else ''}年度计划")
+        return 0
+    for plan in plans:
+        print(_plan_head(plan))
+        if args.items:
+            for item in plan.items:
+                for line in _item_lines(item, labels):
+                    print(line)
+    return 0
+
+
+async def _plan_show(args: argparse.Namespace) -> int:
+    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
+        plan, msg = await svc.get_plan(bus.bare(args.plan, "plans"))
+        return msg, await svc.activity_types(plan.region)
+
+    plan, labels = await _with_service(run)
+    _print_plan(plan, labels)
     return 0
 
 
@@ -136,3 +268,30 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     rp.add_argument("--shortfalls-only", action="store_true")
     rp.add_argument("--xlsx", default="", help="导出 Excel 文件路径")
     rp.set_defaults(func=_guard(_report))
+
+    pl = es.add_parser("plan", help="年度计划：登记、增加计划项、查看完成情况")
+    ps = pl.add_subparsers(dest="plan_command", metavar="COMMAND", required=True)
+    pc = ps.add_parser("create", help="登记年度计划（每个协会或阵地每年一份）")
+    pc.add_argument("--region", required=True, help="计划所属协会的区划代码（阵地计划填阵地所在村）")
+    pc.add_argument("--year", type=int, required=True, help="计划年度，如 2022")
+    pc.add_argument("--site", default="", help="阵地计划：阵地编号，如 sites/warm-1（协会计划不填）")
+    pc.add_argument("--title", default="", help="计划名称，如 2022年岩门村暖心家园工作计划")
+    pc.add_argument("--item", action="append", default=[], metavar="类型[:次数[:月份[:说明]]]",
+                    help="计划项，可重复，如 健康大讲堂:2:6:健康人生大讲堂（月份 0 或不填表示年内任意时间）")
+    pc.set_defaults(func=_guard(_plan_create))
+    pa = ps.add_parser("add-item", help="给已登记的年度计划增加一项")
+    pa.add_argument("plan", help="计划，如 plans/xxxx")
+    pa.add_argument("--type", required=True, help="活动类型，如 健康大讲堂、义诊、ANY（任意活动）")
+    pa.add_argument("--count", default="1", help="计划次数（默认 1）")
+    pa.add_argument("--month", default="0", help="计划完成月份 1–12（0 表示年内任意时间）")
+    pa.add_argument("--note", default="", help="说明，如 健康人生大讲堂")
+    pa.set_defaults(func=_guard(_plan_add_item))
+    pli = ps.add_parser("list", help="列出年度计划及完成项数")
+    pli.add_argument("--region", required=True)
+    pli.add_argument("--year", type=int, default=0)
+    pli.add_argument("--site", default="", help="只看某个阵地的计划")
+    pli.add_argument("--items", action="store_true", help="同时列出每个计划项")
+    pli.set_defaults(func=_guard(_plan_list))
+    psh = ps.add_parser("show", help="查看一个年度计划：每项计划次数、已开展、待开展及对应活动")
+    psh.add_argument("plan", help="计划，如 plans/xxxx")
+    psh.set_defaults(func=_guard(_plan_show))

@@ -171,6 +171,13 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         current_caller().require_region(p.region)
         return msg
 
+    async def CreatePlanItem(self, request: pb.CreatePlanItemRequest, context: Any) -> pb.PlanItem:
+        plan_id = bus.bare(request.parent, "plans")
+        plan, _ = await self.svc.get_plan(plan_id)
+        current_caller().require_region(plan.region)
+        item = bus.plan_item_from_pb(request.plan_item, new_id())
+        return await self.svc.add_plan_item(plan_id, item, Idem(f"/{FULL}/CreatePlanItem", request))
+
     async def DecideAward(self, request: pb.DecideAwardRequest, context: Any) -> pb.Award:
         a = bus.award_from_pb(request.award, new_id(), date.today())
         current_caller().require_region(a.region)
