@@ -479,17 +479,7 @@ class _BatchWriter:
                 ask[key] = (r, situation, grade)
             keyed.append((r, key))
         if ask:
-            # Each call runs in its own worker thread (PluginHost); a few in flight hide the thread start-up.
-            gate = asyncio.Semaphore(_PLUGIN_CALLS_IN_FLIGHT)
-
-            async def one(r: Any, situation: str, grade: int) -> _Rule:
-                attributes = dict(json.loads(r.attributes) if r.attributes else {})
-                if grade:
-                    attributes.setdefault("child_disability_grade", str(grade))
-                async with gate:
-                    return await self._ask(r, situation, attributes)
-
-            self.rules.update(zip(ask, await asyncio.gather(*(one(*v) for v in ask.values()))))
+            self.rules.update(zip(ask, await self._ask_many(list(ask.values()))))
         out = []
         for r, key in keyed:
             rule = self.rules[key]
@@ -499,29 +489,47 @@ class _BatchWriter:
             out.append((r, rule))
         return out
 
-    async def _ask(self, r: Any, situation: str, attributes: dict[str, str]) -> _Rule:
-        birth = attributes.get("birth_date")
-        village = RegionCode(r.village)
-        who = hs.Beneficiary(
-            person_id=r.person or r.beneficiary, household_id=f"households/{r.household_id}", region=village,
-            situation=situation, unit="PERSON" if r.person else "HOUSEHOLD",
-            birth_date=datetime.strptime(birth, "%Y-%m-%d").date() if birth else None, attributes=attributes)
+    async def _ask_many(self, inputs: list[tuple[Any, str, int]]) -> list[_Rule]:
+        """The rules' answers for distinct inputs: eligibility for all, then the amount for the eligible.
+
+        One ``acall_many`` per hook resolves every input in a single worker
+        thread (a thread per call cost more than the rule itself).
+        """
         rule_type = RULE_TYPE.get(self.program.type, self.program.custom_type)
         ctx = {"program_year": self.program.year}
-        plugins = self.svc.plugins
-        try:
-            elig = await plugins.acall("jsx_program_eligibility", village, program_type=rule_type,
-                                       beneficiary=who, period=self.period, context=ctx)
-            if not elig.value.eligible:
-                return _Rule(0, [], list(elig.value.reasons))
-            amt = await plugins.acall("jsx_entitlement_amount", village, program_type=rule_type,
-                                      beneficiary=who, period=self.period, context=ctx)
-        except DomainError as e:
-            # One beneficiary's rule refusing (e.g. no situation any more) must not stop the others.
-            return _Rule(0, [], [e.message])
-        if amt.value.amount.fen <= 0:
-            return _Rule(0, [], ["按规则核定金额为 0 元"])
-        return _Rule(amt.value.amount.fen, [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"], [])
+        calls = []
+        for r, situation, grade in inputs:
+            attributes = dict(json.loads(r.attributes) if r.attributes else {})
+            if grade:
+                attributes.setdefault("child_disability_grade", str(grade))
+            birth = attributes.get("birth_date")
+            village = RegionCode(r.village)
+            who = hs.Beneficiary(
+                person_id=r.person or r.beneficiary, household_id=f"households/{r.household_id}", region=village,
+                situation=situation, unit="PERSON" if r.person else "HOUSEHOLD",
+                birth_date=datetime.strptime(birth, "%Y-%m-%d").date() if birth else None, attributes=attributes)
+            calls.append((village, {"program_type": rule_type, "beneficiary": who, "period": self.period, "context": ctx}))
+        out: list[_Rule | None] = [None] * len(calls)
+        eligible = []
+        for i, elig in enumerate(await self.svc.plugins.acall_many("jsx_program_eligibility", calls)):
+            _raise_programming_error(elig)
+            if isinstance(elig, DomainError):
+                # One beneficiary's rule refusing (e.g. no situation any more) must not stop the others.
+                out[i] = _Rule(0, [], [elig.message])
+            elif not elig.value.eligible:
+                out[i] = _Rule(0, [], list(elig.value.reasons))
+            else:
+                eligible.append(i)
+        amounts = await self.svc.plugins.acall_many("jsx_entitlement_amount", [calls[i] for i in eligible])
+        for i, amt in zip(eligible, amounts):
+            _raise_programming_error(amt)
+            if isinstance(amt, DomainError):
+                out[i] = _Rule(0, [], [amt.message])
+            elif amt.value.amount.fen <= 0:
+                out[i] = _Rule(0, [], ["按规则核定金额为 0 元"])
+            else:
+                out[i] = _Rule(amt.value.amount.fen, [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"], [])
+        return [rule for rule in out if rule is not None]
 
     async def _ids(self, n: int, conn: Any) -> list[int]:
         if self.pg:
@@ -603,11 +611,15 @@ class _BatchWriter:
 
 
 _OTHER = hs.Situation.OTHER.value
-#: Rule calls awaited at once (each is a thread in PluginHost; more only adds contention on 2 cores).
-_PLUGIN_CALLS_IN_FLIGHT = 8
 _SUBJECT = bus.subject_of(events_pb2.PaymentIssued())
 _EVENT_TYPE = events_pb2.PaymentIssued.DESCRIPTOR.full_name
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _raise_programming_error(result: object) -> None:
+    """A slot of ``acall_many`` holding a TypeError is our call's mistake, not a rule's answer."""
+    if isinstance(result, BaseException) and not isinstance(result, DomainError):
+        raise result
 
 
 def _copy_escape(value: str) -> str:

@@ -124,7 +124,7 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt.on_shutdown(relay.stop)
     # Each consumer has its own connection; on shutdown it stops fetching and the batch in
     # hand commits or rolls back whole (the inbox makes a redelivery after a cut a no-op).
-    for consumer in build_consumers(config.nats_url, rt.sessions, on_commit=relay.notify):
+    for consumer in build_consumers(config.nats_url, rt.sessions, on_commit=relay.notify, plugins=rt.plugins):
         rt.add_background(consumer.durable, consumer.run)
         rt.on_shutdown(consumer.stop)
     return rt, service, relay
