@@ -183,7 +183,7 @@ async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
     problems = []
     with psycopg.connect(url) as conn:
         paid, keys, dup = conn.execute(
-            "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM batch_payments"
+            "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM payments"
             " GROUP BY application_id HAVING count(*) > 1) x) FROM payments").fetchone()
         events = conn.execute("SELECT count(*) FROM outbox WHERE subject = 'jsx.funds.payment.issued'").fetchone()[0]
         expected = conn.execute("SELECT sum(CASE WHEN h.kind = 'SPECIAL_BEREAVED' THEN 94000 ELSE 58000 END)"

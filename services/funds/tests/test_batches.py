@@ -140,6 +140,14 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     lines = csv_text.lstrip("\ufeff").strip().splitlines()
     assert lines[0].startswith("序号,收款人编号") and lines[-1].startswith("合计,2,,,1520.00")
     assert any("persons/431281-b-mother" in ln and "940.00" in ln for ln in lines)
+    # Byte for byte the layout on both databases (PostgreSQL renders it with COPY … TO STDOUT, SQLite in Python).
+    program_name = (await svc.get_program(pb.GetProgramRequest(name=hj.name), None)).display_name
+    want = ["\ufeff序号,收款人编号,户编号,村（社区）代码,金额（元）,发放期间,项目,业务参考号"]
+    for i, p in enumerate(sorted(listed.payments, key=lambda p: int(p.name.rsplit("/", 1)[1])), start=1):
+        want.append(f"{i},{p.payee},{p.household},431281101201,{p.amount.fen // 100}.{p.amount.fen % 100:02d},"
+                    f"2022-08,{program_name},{p.name}")
+    want.append("合计,2,,,1520.00,,,")
+    assert csv_text == "\r\n".join(want) + "\r\n"
     out = tmp_path / "pay.csv"
     from jsxcore.cli import main
     assert await asyncio.to_thread(main, ["funds", "payment-file", b.name, "--out", str(out), "--database-url", db_url]) == 0

@@ -34,6 +34,7 @@ columns are left for the members service to fill (see README).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import io
@@ -45,7 +46,8 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import BigInteger, String, Text, any_, bindparam, cast, func, insert, literal, select, text, update
+from psycopg.rows import namedtuple_row
+from sqlalchemy import BigInteger, String, Text, any_, bindparam, cast, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -204,9 +206,11 @@ class BatchesService(ProgramsService):
     async def write_payment_file(self, batch_id: int, out: TextIO, *, page: int = 20_000) -> int:
         """Stream the batch's payment file to ``out``; returns the number of payments.
 
-        UTF-8 with BOM so Excel opens it; amounts in 元 with 2 decimals; read
-        through one streamed query (a server-side cursor on PostgreSQL) so a
-        million-line file never sits in memory.
+        UTF-8 with BOM so Excel opens it; amounts in 元 with 2 decimals; CRLF
+        lines. Streamed, so a million-line file never sits in memory: on
+        PostgreSQL the server itself renders the CSV (``COPY … TO STDOUT``,
+        ~10× faster than formatting rows in Python), elsewhere one streamed
+        query feeds Python's csv writer. Both give the same bytes.
         """
         async with self.sessions() as s:
             batch = await self._batch(s, batch_name(batch_id), "payment_batch", None)
@@ -215,19 +219,45 @@ class BatchesService(ProgramsService):
             out.write("\ufeff")
             w = csv.writer(out, lineterminator="\r\n")
             w.writerow(["序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"])
-            n, total = 0, 0
-            result = await s.stream(
-                select(PaymentRow.id, PaymentRow.payee, PaymentRow.household_id, PaymentRow.village, PaymentRow.amount)
-                .where(PaymentRow.batch_id == batch.id).order_by(PaymentRow.id)
-                .execution_options(yield_per=page))
-            async for rows in result.partitions(page):
-                for pid, payee, hid, village, amount in rows:
-                    n += 1
-                    total += amount
-                    w.writerow([n, payee, f"households/{hid}", village, f"{amount // 100}.{amount % 100:02d}",
-                                batch.period, pname, f"{bname}/payments/{pid}"])
+            conn = await s.connection()
+            if conn.dialect.name == "postgresql":
+                n, total = await self._copy_payment_file(conn, batch, pname, out)
+            else:
+                n, total = 0, 0
+                result = await s.stream(
+                    select(PaymentRow.id, PaymentRow.payee, PaymentRow.household_id, PaymentRow.village, PaymentRow.amount)
+                    .where(PaymentRow.batch_id == batch.id).order_by(PaymentRow.id)
+                    .execution_options(yield_per=page))
+                async for rows in result.partitions(page):
+                    for pid, payee, hid, village, amount in rows:
+                        n += 1
+                        total += amount
+                        w.writerow([n, payee, f"households/{hid}", village, f"{amount // 100}.{amount % 100:02d}",
+                                    batch.period, pname, f"{bname}/payments/{pid}"])
         w.writerow(["合计", n, "", "", Money(total).format_yuan(), "", "", ""])
         return n
+
+    @staticmethod
+    async def _copy_payment_file(conn: Any, batch: PaymentBatchRow, program_name: str, out: TextIO) -> tuple[int, int]:
+        """The payment lines rendered by PostgreSQL's CSV writer; returns (count, total 分)."""
+        from psycopg import sql
+
+        n, total = (await conn.execute(select(func.count(), func.coalesce(func.sum(PaymentRow.amount), 0))
+                                       .where(PaymentRow.batch_id == batch.id))).one()
+        query = sql.SQL(
+            "COPY (SELECT row_number() OVER (ORDER BY id), payee, 'households/' || household_id, village,"
+            " (amount / 100)::text || '.' || lpad((amount % 100)::text, 2, '0'), {period}, {program},"
+            " {batch} || '/payments/' || id FROM payments WHERE batch_id = {bid} ORDER BY id)"
+            " TO STDOUT WITH (FORMAT csv, ENCODING 'UTF8')").format(
+            period=sql.Literal(batch.period), program=sql.Literal(program_name),
+            batch=sql.Literal(batch_name(batch.id)), bid=sql.Literal(batch.id))
+        raw = (await conn.get_raw_connection()).driver_connection
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        async with raw.cursor() as cur, cur.copy(query) as copy:
+            async for chunk in copy:
+                out.write(decoder.decode(bytes(chunk)).replace("\n", "\r\n"))
+        out.write(decoder.decode(b"", final=True))
+        return int(n), int(total)
 
 
 # ---------------------------------------------------------------- the batch writer
@@ -290,6 +320,9 @@ class _BatchWriter:
         self.attempts: dict[int, int] = {}
         self.count = 0
         self.total = 0
+        #: Serialised PaymentIssued fragments per village and per amount (see _rows).
+        self.village_pb: dict[str, bytes] = {}
+        self.amount_pb: dict[int, bytes] = {}
 
     async def run(self) -> funds_pb2.PaymentBatch:
         s, program, period = self.s, self.program, self.period
@@ -363,12 +396,17 @@ class _BatchWriter:
             try:
                 async with engine.connect() as rc:
                     stmt = self._select().order_by(ApplicationRow.beneficiary.collate("C"), ApplicationRow.id)
-                    result = await rc.stream(stmt.execution_options(yield_per=chunk))
-                    async for part in result.partitions(chunk):
-                        page = await self._rule_page(part, rc)
-                        if page:
-                            payments, outbox, issue = self._rows(page, await self._ids(len(page), rc))
-                            await queue.put((self._copy_data(payments, outbox), issue))
+                    sql, params = _compiled(stmt, rc)
+                    # The driver's own server-side cursor and tuple rows: SQLAlchemy's result rows cost
+                    # ~5 µs each, as much as everything else the batch does with a row in Python.
+                    raw = (await rc.get_raw_connection()).driver_connection
+                    async with raw.cursor(name=f"jsx_batch_{self.batch.id}", row_factory=namedtuple_row) as cur:
+                        await cur.execute(sql, params)
+                        while part := await cur.fetchmany(chunk):
+                            page = await self._rule_page(part, rc)
+                            if page:
+                                payments, outbox, issue = self._rows(page, await self._ids(len(page), rc))
+                                await queue.put((self._copy_data(payments, outbox), issue))
             finally:
                 await queue.put(None)
 
@@ -461,17 +499,21 @@ class _BatchWriter:
             return out
         sits: dict[str, dict[str, int]] = {}
         if unique:
-            for hid, kind_, grade in (await conn.execute(
+            for hid, kind_, grade in await self._fetch(conn, 
                     select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.disability_grade)
                     .where(self._in(SituationProjection.household_id, list({r.household_id for r in unique}), String),
                            SituationProjection.effective_from <= start,
                            SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
-                    .order_by(SituationProjection.effective_from))).all():
+                    .order_by(SituationProjection.effective_from)):
                 sits.setdefault(hid, {})[kind_] = grade
         keyed, ask = [], {}
         for r in unique:
             kinds = sits.get(r.household_id, {})
-            situation = next((k for k in _SITUATION_ORDER if k in kinds), _OTHER)
+            for situation in _SITUATION_ORDER:
+                if situation in kinds:
+                    break
+            else:
+                situation = _OTHER
             grade = kinds["SPECIAL_DISABLED"] if situation == "SPECIAL_DISABLED" else 0
             # The stored attribute text stands for the attributes: equal text, equal hook input.
             key = (r.village, situation, grade, bool(r.person), r.attributes)
@@ -531,11 +573,23 @@ class _BatchWriter:
                 out[i] = _Rule(amt.value.amount.fen, [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"], [])
         return [rule for rule in out if rule is not None]
 
+    async def _fetch(self, conn: Any, stmt: Any) -> list[tuple[Any, ...]]:
+        """All rows of ``stmt`` as plain tuples (the driver's own on PostgreSQL; see _pipeline)."""
+        if not self.pg:
+            return [tuple(r) for r in (await conn.execute(stmt)).all()]
+        sql, params = _compiled(stmt, conn)
+        raw = (await conn.get_raw_connection()).driver_connection
+        async with raw.cursor() as cur:
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+
     async def _ids(self, n: int, conn: Any) -> list[int]:
         if self.pg:
             # Sequences are outside transactions: the reader connection can take them.
-            return list((await conn.execute(text(
-                "SELECT nextval(pg_get_serial_sequence('journals', 'id')) FROM generate_series(1, :n)"), {"n": n})).scalars())
+            raw = (await conn.get_raw_connection()).driver_connection
+            async with raw.cursor() as cur:
+                await cur.execute("SELECT nextval(pg_get_serial_sequence('journals', 'id')) FROM generate_series(1, %s)", (n,))
+                return [i for (i,) in await cur.fetchall()]
         first, self.next_id = self.next_id, self.next_id + n
         return list(range(first, first + n))
 
@@ -547,20 +601,32 @@ class _BatchWriter:
         period_msg = common_pb2.Period(code=str(self.period))
         occurred = ts(now)
         key_prefix, key_suffix = f"programs/{self.program.id}/beneficiaries/", f"/periods/{self.period}"
-        rnd = os.urandom(16 * len(page))
+        # Event ids: one random UUIDv4 per chunk whose last 48 bits count the chunk's events — unique
+        # (74 random bits apart between chunks), and increasing, so the outbox's unique index grows at its end.
+        stem = str(uuid.uuid4())[:24]
+        # The fields every event of the batch shares are serialised once; protobuf parses concatenated
+        # encodings of one message type as their merge, so the rest is appended per payment.
+        common = events_pb2.PaymentIssued(occurred_at=occurred, payment_batch=bname, program=program_name,
+                                          period=period_msg, fund=fund_name).SerializeToString(deterministic=True)
+        villages, amounts = self.village_pb, self.amount_pb
+        Issued, attempts = events_pb2.PaymentIssued, self.attempts
         payments, outbox, issue = [], [], []
         for i, (pid, (r, rule)) in enumerate(zip(ids, page)):
             payee = r.person or r.head_person or f"households/{r.household_id}"
             amount = rule.amount
-            eid = str(uuid.UUID(bytes=rnd[16 * i:16 * i + 16], version=4))
+            eid = f"{stem}{i:012x}"
             key = f"{key_prefix}{r.beneficiary}{key_suffix}"
-            payments.append((pid, key if r.failed is None else db.attempt_key(key, self.attempts[r.id]), payee, amount,
+            payments.append((pid, key if r.failed is None else db.attempt_key(key, attempts[r.id]), payee, amount,
                              r.id, r.household_id, r.village, rule))
-            outbox.append((eid, events_pb2.PaymentIssued(
-                event_id=eid, occurred_at=occurred, payment=f"{bname}/payments/{pid}", payment_batch=bname,
-                application=bus.application_name(r.id), program=program_name, household=f"households/{r.household_id}",
-                payee=payee, village=common_pb2.RegionCode(code=r.village), period=period_msg,
-                amount=common_pb2.Money(fen=amount), fund=fund_name).SerializeToString(deterministic=True)))
+            village = villages.get(r.village)
+            if village is None:
+                village = villages[r.village] = Issued(village=common_pb2.RegionCode(code=r.village)).SerializeToString()
+            money = amounts.get(amount)
+            if money is None:
+                money = amounts[amount] = Issued(amount=common_pb2.Money(fen=amount)).SerializeToString()
+            outbox.append((eid, common + village + money + Issued(
+                event_id=eid, payment=f"{bname}/payments/{pid}", application=f"applications/{r.id}",
+                household=f"households/{r.household_id}", payee=payee).SerializeToString()))
             # A monthly beneficiary already being paid keeps its state: rewriting a million
             # application rows every month would cost more than the payments themselves.
             if r.state in _TO_ISSUE:
@@ -576,14 +642,22 @@ class _BatchWriter:
 
     def _copy_data(self, payments: list[Any], outbox: list[Any]) -> dict[str, bytes]:
         """A chunk in COPY's text format, per target (one write per table and chunk: write_row per row costs more)."""
-        e, now, fid, jid, bid = _copy_escape, self.now.isoformat(), self.fund.id, self.journal_id, self.batch.id
-        basis: dict[int, str] = {}
+        now, fid, jid, bid = self.now.isoformat(), self.fund.id, self.journal_id, self.batch.id
+        basis = {id(rule): rule.basis_json for *_, rule in payments}
+
+        def render(e: Callable[[str], str]) -> str:
+            b = {k: e(v) for k, v in basis.items()}
+            return "".join(f"{p}\t{jid}\t{fid}\t{e(k)}\t{e(who)}\t{a}\t{now}\t{bid}\t{app}\t{e(h)}\t{e(v)}\t{b[id(rule)]}\n"
+                           for p, k, who, a, app, h, v, rule in payments)
+
+        # Ids and names rarely hold a tab, newline or backslash: render as they are, and escape
+        # everything only when the counts say some value did (escaping each value costs ~2 µs a row).
+        body = render(str)
+        if body.count("\t") != 11 * len(payments) or body.count("\n") != len(payments) or "\\" in body or "\r" in body:
+            body = render(_copy_escape)
         data = {
             "payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, batch_id, application_id,"
-            " household_id, village, basis)":
-                "".join(f"{p}\t{jid}\t{fid}\t{e(k)}\t{e(who)}\t{a}\t{now}\t{bid}\t{app}\t{e(h)}\t{e(v)}\t"
-                        f"{basis.get(id(rule)) or basis.setdefault(id(rule), e(rule.basis_json))}\n"
-                        for p, k, who, a, app, h, v, rule in payments),
+            " household_id, village, basis)": body,
             "outbox (event_id, subject, event_type, payload, headers, created_at, attempts)":
                 "".join(f"{eid}\t{_SUBJECT}\t{_EVENT_TYPE}\t\\\\x{payload.hex()}\t{{}}\t{now}\t0\n"
                         for eid, payload in outbox),
@@ -614,6 +688,12 @@ _OTHER = hs.Situation.OTHER.value
 _SUBJECT = bus.subject_of(events_pb2.PaymentIssued())
 _EVENT_TYPE = events_pb2.PaymentIssued.DESCRIPTOR.full_name
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _compiled(stmt: Any, conn: Any) -> tuple[str, dict[str, Any]]:
+    """``stmt`` as SQL text and parameters for the driver's own cursor."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    return str(compiled), compiled.params
 
 
 def _raise_programming_error(result: object) -> None:
