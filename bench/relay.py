@@ -9,6 +9,10 @@ measures in the same run:
 
 * raw publish  — nats-py ``js.publish_async`` with every message in flight
   up to the client's window, same payloads and Nats-Msg-Id headers;
+* raw inbox publish — plain ``nc.publish`` with a reply token per message to
+  one wildcard inbox of its own, every message in flight: how the relay
+  itself publishes since it left ``publish_async``, without the database
+  (shown for reference; the goal stays against ``publish_async``);
 * raw fetch    — a durable pull consumer fetching and acking the same count;
 * outbox insert — ``add_event`` rows committed in transactions of --batch
   (the services' cost; not part of the relay figure);
@@ -108,6 +112,33 @@ async def raw_publish(nc, payloads: list[bytes], stream: str) -> float:
     return rate(len(payloads), t.seconds)
 
 
+async def raw_publish_inbox(nc, payloads: list[bytes], stream: str) -> float:
+    js = nc.jetstream()
+    await js.add_stream(api.StreamConfig(
+        name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120))
+    prefix = nc.new_inbox()
+    acked = asyncio.Event()
+    got = 0
+
+    async def on_ack(msg) -> None:
+        nonlocal got
+        assert b'"error"' not in msg.data, msg.data
+        got += 1
+        if got == len(payloads):
+            acked.set()
+
+    sub = await nc.subscribe(prefix + ".*", cb=on_ack)
+    headers = {HEADER_MSG_ID: "", HEADER_EVENT_TYPE: "x", "Nats-Expected-Stream": stream}
+    with timed() as t:
+        for i, p in enumerate(payloads):
+            headers[HEADER_MSG_ID] = uuid.uuid4().hex
+            await nc.publish(f"{stream.lower()}.payment", p, reply=f"{prefix}.{i}", headers=headers)
+        await asyncio.wait_for(acked.wait(), 60)
+    await sub.unsubscribe()
+    assert (await js.stream_info(stream)).state.messages == len(payloads)
+    return rate(len(payloads), t.seconds)
+
+
 async def raw_fetch(nc, n: int, batch: int, stream: str) -> float:
     js = nc.jetstream()
     sub = await js.pull_subscribe(f"{stream.lower()}.>", durable="raw", stream=stream)
@@ -125,7 +156,7 @@ async def raw_fetch(nc, n: int, batch: int, stream: str) -> float:
 async def run(args: argparse.Namespace) -> int:
     n, batch, rounds = args.n, args.batch, args.rounds
     report = Report(f"outbox relay: {n} events × {rounds} rounds, batch {batch}, database {args.db_kind}")
-    best = {"raw_pub": 0.0, "raw_sub": 0.0, "relay": 0.0, "insert": 0.0, "e2e": 0.0}
+    best = {"raw_pub": 0.0, "raw_inbox": 0.0, "raw_sub": 0.0, "relay": 0.0, "insert": 0.0, "e2e": 0.0}
     with tempfile.TemporaryDirectory(prefix="jsx-bench-") as tmp:
         server = NatsServer(Path(tmp) / "nats")
         server.start()
@@ -146,6 +177,7 @@ async def run(args: argparse.Namespace) -> int:
             for k in range(rounds):
                 best["raw_pub"] = max(best["raw_pub"], await raw_publish(nc, payloads, f"RAW{k}"))
                 best["raw_sub"] = max(best["raw_sub"], await raw_fetch(nc, n, batch, f"RAW{k}"))
+                best["raw_inbox"] = max(best["raw_inbox"], await raw_publish_inbox(nc, payloads, f"RAWINBOX{k}"))
 
                 with timed() as t_insert:
                     for start in range(k * n, (k + 1) * n, batch):
@@ -201,6 +233,8 @@ async def run(args: argparse.Namespace) -> int:
 
     report.add("relay: outbox → JetStream (PubAck'd, marked)", best["relay"], best["raw_pub"],
                "raw js.publish_async", goal=0.5)
+    report.add("relay, against the relay's own way of publishing", best["relay"], best["raw_inbox"],
+               "raw nc.publish + inbox")
     report.add("consumer: fetch → inbox → ack (no-op handler)", inbox_only, best["raw_sub"], "raw pull fetch + ack")
     report.add("consumer: fetch → ORM effect row + inbox → ack", consumed, best["raw_sub"], "raw pull fetch + ack")
     report.add("outbox insert (add_event, commit per batch)", best["insert"])

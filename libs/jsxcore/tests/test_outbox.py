@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 from google.protobuf import struct_pb2
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from jsxcore import errors
 from jsxcore.db import CoreBase, create_engine, session_factory, transaction
@@ -331,3 +331,88 @@ async def test_relay_pipelines_batches_in_order(db, nats_url, js, service) -> No
         await relay.stop()
     assert await unpublished(sessions) == 0 and relay.published == 95
     assert [m.headers[HEADER_MSG_ID] for m in await stream_msgs(js, service)] == ids
+
+
+async def test_relay_sends_each_rows_own_extra_headers(db, nats_url, js, service) -> None:
+    """Rows without extra headers share one header dict in the relay; a row's
+    extras (written by add_event, or by a bulk COPY into the table) must reach
+    its own message and no other."""
+    sessions = session_factory(db)
+    [plain1] = await emit(sessions, service)
+    async with transaction(sessions) as s:
+        traced = add_event(s, f"jsx.{service}.thing.happened", w.ThingHappened(amount_fen=1),
+                           headers={"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    copied = str(uuid.uuid4())
+    async with transaction(sessions) as s:
+        # As a bulk load writes it: a plain INSERT, not add_event.
+        await s.execute(insert(OutboxEvent).values(
+            event_id=copied, subject=f"jsx.{service}.thing.happened", event_type="jsx.test.v1.ThingHappened",
+            payload=w.ThingHappened(amount_fen=2).SerializeToString(), headers={"Jsx-Import": "2022-07"},
+            attempts=0))
+    [plain2] = await emit(sessions, service)
+    relay = Relay(db, nats_url, service=service)
+    await relay.ensure_streams()
+    try:
+        assert await relay.publish_pending() == (4, False)
+    finally:
+        await relay.stop()
+    msgs = await stream_msgs(js, service)
+    assert [m.headers[HEADER_MSG_ID] for m in msgs] == [plain1, traced, copied, plain2]
+    extra = [{k: v for k, v in m.headers.items() if k not in (HEADER_MSG_ID, HEADER_EVENT_TYPE)} for m in msgs]
+    stream_hdr = {"Nats-Expected-Stream": stream_name(service)}
+    assert extra == [
+        stream_hdr,
+        {**stream_hdr, "Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        {**stream_hdr, "Jsx-Import": "2022-07"},
+        stream_hdr,
+    ]
+
+
+async def test_duplicate_puback_marks_the_row_published(db, nats_url, js, service) -> None:
+    """The stream already holds the event (an earlier relay died before
+    marking): JetStream answers duplicate=true, which is success."""
+    sessions = session_factory(db)
+    relay = Relay(db, nats_url, service=service)
+    await relay.ensure_streams()
+    ids = await emit(sessions, service, 3)
+    ack = await js.publish(f"jsx.{service}.thing.happened", b"earlier copy", headers={HEADER_MSG_ID: ids[1]})
+    assert not ack.duplicate
+    try:
+        assert await relay.publish_pending() == (3, False)
+    finally:
+        await relay.stop()
+    msgs = await stream_msgs(js, service)
+    assert [m.headers[HEADER_MSG_ID] for m in msgs] == [ids[1], ids[0], ids[2]]
+    async with sessions() as s:
+        rows = (await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error,
+                                       OutboxEvent.published_at.is_not(None)))).all()
+    assert [tuple(r) for r in rows] == [(1, None, True)] * 3
+
+
+async def test_refused_publish_keeps_rows_with_the_reason(db, nats_url, js, service) -> None:
+    """No stream takes the subject (deleted under the relay): the server's
+    no-responders reply is a failure, not a PubAck; the rows stay unpublished
+    with the reason and go out once the stream is back, in order."""
+    sessions = session_factory(db)
+    relay = Relay(db, nats_url, service=service, ack_timeout=5.0)
+    await relay.ensure_streams()
+    await js.delete_stream(stream_name(service))
+    ids = await emit(sessions, service, 3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.Unavailable):
+            await relay.publish_pending()
+        assert time.monotonic() - started < 4.0  # refused at once, not timed out
+        assert await unpublished(sessions) == 3
+        async with sessions() as s:
+            rows = (await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error))).all()
+        assert [r.attempts for r in rows] == [1, 1, 1]
+        assert all("NoStreamResponse" in r.last_error for r in rows), rows
+        await relay.ensure_streams()
+        assert await relay.publish_pending() == (3, False)
+    finally:
+        await relay.stop()
+    assert [m.headers[HEADER_MSG_ID] for m in await stream_msgs(js, service)] == ids
+    async with sessions() as s:
+        rows = (await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error))).all()
+    assert [tuple(r) for r in rows] == [(2, None)] * 3
