@@ -496,30 +496,11 @@ class Relay(_Loop):
         """Publish one batch (SQLite) or up to ``pipeline`` overlapping batches
         (PostgreSQL); return (rows marked published, last batch was full)."""
         await self._connect()
-        async with self.sessions() as session:
-            if session.bind.dialect.name == "postgresql":
-                # One transaction holds the replica lock from claim to mark.
-                async with session.begin():
-                    cx = (await (await session.connection()).get_raw_connection()).driver_connection
-                    async with cx.cursor() as cur:
-                        await cur.execute(_PG_LOCK, (self._lock_key,))
-                        got = (await cur.fetchone())[0]
-                    if not got:
-                        return 0, False  # another replica is publishing; keep its order
-                    rows = await self._read_pg(cx, _MIN_SEQ)
-                    if not rows:
-                        return 0, False
-                    marked, ok, failed, rows = await self._pipeline(cx, rows)
-            else:
-                # Never hold SQLite's single writer lock while waiting on the broker.
-                async with session.begin():
-                    rows = await self._read(session)
-                if not rows:
-                    return 0, False
-                ok, failed = await self._publish(rows)
-                _fault("relay.after_publish")
-                async with session.begin():
-                    marked = await self._mark(session, ok, failed)
+        try:
+            marked, ok, failed, rows = await self._publish_pending()
+        finally:
+            # A batch abandoned by an error stays unpublished; its late PubAcks are ignored.
+            self._sent.clear()
         self.published += marked
         if ok:
             log.info("outbox.published", extra={"service": self.service, "count": marked})
@@ -529,6 +510,38 @@ class Relay(_Loop):
                 f"事件总线暂不可用，{len(failed)} 条事件稍后重发", reason="EVENT_BUS_UNAVAILABLE"
             )
         return marked, len(rows) == self.batch_size
+
+    async def _publish_pending(self) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
+        async with self.sessions() as session:
+            if session.bind.dialect.name == "postgresql":
+                if session.bind.dialect.driver != "psycopg":
+                    # The relay's statements run on the driver connection (psycopg's %s parameters).
+                    raise errors.ConfigError(
+                        f"事件转发只支持 psycopg 驱动连接 PostgreSQL（postgresql://…），"
+                        f"当前为 {session.bind.dialect.driver}")
+                # One transaction holds the replica lock from claim to mark.
+                async with session.begin():
+                    cx = (await (await session.connection()).get_raw_connection()).driver_connection
+                    async with cx.cursor() as cur:
+                        await cur.execute(_PG_LOCK, (self._lock_key,))
+                        got = (await cur.fetchone())[0]
+                    if not got:
+                        return 0, [], {}, []  # another replica is publishing; keep its order
+                    rows = await self._read_pg(cx, _MIN_SEQ)
+                    if not rows:
+                        return 0, [], {}, []
+                    marked, ok, failed, rows = await self._pipeline(cx, rows)
+            else:
+                # Never hold SQLite's single writer lock while waiting on the broker.
+                async with session.begin():
+                    rows = await self._read(session)
+                if not rows:
+                    return 0, [], {}, []
+                ok, failed = await self._publish(rows)
+                _fault("relay.after_publish")
+                async with session.begin():
+                    marked = await self._mark(session, ok, failed)
+        return marked, ok, failed, rows
 
     # -- rows: (seq, event_id, subject, event_type, payload, extra headers or empty)
 
