@@ -151,7 +151,31 @@ class PluginMeta:
 
 @dataclass(frozen=True)
 class Beneficiary:
-    """Who a program decision is about. Ids only — never 身份证 numbers."""
+    """Who a program decision is about. Ids only — never 身份证 numbers.
+
+    ``attributes`` are plain strings: what the clerk entered for the rules
+    (e.g. ``birth_date`` ``YYYY-MM-DD``, ``has_living_child``;
+    ``child_disability_grade`` defaults to the member projection's grade),
+    plus, from the funds service, the application's program-specific details
+    under reserved keys. A clerk cannot set the reserved keys, and every key
+    of the application's kind is present (empty text when not given). Money
+    is in 分 as decimal digits, dates are ``YYYY-MM-DD``:
+
+    - 贷款贴息 (``LOAN_INTEREST``): ``loan.lender``, ``loan.principal_fen``,
+      ``loan.annual_rate_bp`` (basis points, 435 = 4.35%),
+      ``loan.interest_paid_fen`` (interest paid in the period),
+      ``loan.start``, ``loan.end`` (after ``loan.start``), ``loan.purpose``.
+    - 住院护理补贴 (``NURSING_SUBSIDY``): ``hospital.name``,
+      ``hospital.admission``, ``hospital.discharge``, ``hospital.days``
+      (≥ 1, counted 算入不算出: discharge − admission, a same-day stay is 1).
+    - 三结合 (``SANJIEHE``): ``sanjiehe.project``,
+      ``sanjiehe.agreement_number``, ``sanjiehe.industry``,
+      ``sanjiehe.partner``, ``sanjiehe.income_gained_fen``.
+    - 幸福基金 spending (``HAPPINESS_FUND``): ``happiness.use`` (the Chinese
+      use name, as :func:`jsx_fund_allowed_uses` answers, e.g. 村民慰问 —
+      already checked against the fund's rule), ``happiness.use_code``
+      (``VILLAGER_CONDOLENCE``…), ``happiness.resolution_number``.
+    """
 
     person_id: str
     household_id: str

@@ -18,6 +18,13 @@
   end has passed reads as READY_TO_PAY. An open objection (OBJECTED) blocks
   payment until resolved: upheld → REJECTED, dismissed → back to 公示 (or
   ready to pay if it is over).
+* Program-specific details (``Application.details``: 贷款, 住院, 三结合,
+  幸福基金) are checked on submission (:func:`parse_details`,
+  :func:`check_details_kind`), stored as plain JSON on the application,
+  given to the rules as attributes under reserved keys
+  (:func:`details_attributes`, documented on ``hookspecs.Beneficiary``) and
+  returned on reads. A 幸福基金 spending's use must be one the fund's village
+  rule (``jsx_fund_allowed_uses``) allows.
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ from jsxcore.errors import (
     AlreadyExists,
     ErrorCollector,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -136,6 +144,195 @@ def _enum_short(enum_type: Any, value: int, prefix: str) -> str:
     except ValueError:
         return ""
     return "" if name.endswith("UNSPECIFIED") else name[len(prefix):]
+
+
+# ------------------------------------------------------------ application details
+
+#: Application.details oneof field → the program type (wire name without prefix) it belongs to.
+DETAILS_FOR = {"loan_interest": "LOAN_INTEREST_SUBSIDY", "hospital_care": "HOSPITAL_CARE",
+               "sanjiehe": "SANJIEHE", "happiness_fund": "HAPPINESS_FUND"}
+#: Program type → the details its applications must carry; every other type takes none.
+DETAILS_REQUIRED = {program: kind for kind, program in DETAILS_FOR.items()}
+DETAILS_LABEL = {"loan_interest": "贷款明细（loan_interest）", "hospital_care": "住院明细（hospital_care）",
+                 "sanjiehe": "三结合项目明细（sanjiehe）", "happiness_fund": "幸福基金支出明细（happiness_fund）"}
+PROGRAM_LABEL = {
+    "SANJIEHE": "三结合", "LOAN_INTEREST_SUBSIDY": "贷款贴息", "HAPPINESS_FUND": "幸福基金支出",
+    "SPECIAL_SUPPORT": "特别扶助", "HOSPITAL_CARE": "住院护理补贴", "HEALTH_INSURANCE": "健康保险",
+    "BIRTH_CARE": "生育关怀", "AUTUMN_SCHOLARSHIP": "金秋助学", "WARM_ACTION": "暖心行动", "CUSTOM": "自定义",
+}
+#: HappinessUse (without prefix) → its Chinese name, the vocabulary ``jsx_fund_allowed_uses`` answers in.
+HAPPINESS_USES = {
+    "RESPECT_ELDERLY": "尊老爱幼", "BIRTH_CARE": "生育关怀", "CULTURE_SPORTS": "文体公益",
+    "SCHOLARSHIP": "奖学助学", "POVERTY_RELIEF": "扶贫帮困", "VILLAGER_CONDOLENCE": "村民慰问",
+}
+#: Attribute keys under these prefixes are filled from the details (hookspecs.Beneficiary lists them):
+#: a clerk cannot set them, so a rule reading ``hospital.days`` reads the checked figure.
+RESERVED_ATTRIBUTE_PREFIXES = ("loan.", "hospital.", "sanjiehe.", "happiness.")
+
+
+def hospital_days(admission: date, discharge: date) -> int:
+    """住院天数, counted 算入不算出: discharge − admission; admitted and discharged the same day is 1 day."""
+    return max((discharge - admission).days, 1)
+
+
+def _iso(day: date | None) -> str:
+    return day.isoformat() if day else ""
+
+
+def _pb_date(iso: str) -> common_pb2.Date | None:
+    if not iso:
+        return None
+    day = date.fromisoformat(iso)
+    return common_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def parse_details(a: funds_pb2.Application, errs: ErrorCollector) -> dict[str, Any] | None:
+    """``a.details`` as stored (plain values, money in 分, dates ISO), or None when unset.
+
+    Each problem becomes a field violation in ``errs`` (the caller raises
+    them together with the rest of the request's). Whether the kind fits the
+    program is :func:`check_details_kind`, once the program is known.
+    """
+    kind = a.WhichOneof("details")
+    if kind is None:
+        return None
+    f = f"application.{kind}"
+
+    def text(value: str, name: str, label: str, limit: int, required: bool = True) -> str:
+        value = value.strip()
+        if required and not value:
+            errs.add(f"{f}.{name}", f"请填写{label}")
+        elif len(value) > limit:
+            errs.add(f"{f}.{name}", f"{label}不能超过 {limit} 个字")
+        return value[:limit]
+
+    def day(msg: common_pb2.Date, name: str, label: str) -> date | None:
+        try:
+            got = to_date(msg, f"{f}.{name}")
+        except InvalidArgument as e:
+            errs.violations.extend(e.violations)
+            return None
+        if got is None:
+            errs.add(f"{f}.{name}", f"请填写{label}（年、月、日）")
+        return got
+
+    if kind == "loan_interest":
+        m = a.loan_interest
+        lender = text(m.lender, "lender", "贷款银行", 100)
+        if m.principal.fen <= 0:
+            errs.add(f"{f}.principal", "贷款本金须大于 0 元，请按借款合同填写")
+        if not 1 <= m.annual_rate_bp <= 10000:
+            errs.add(f"{f}.annual_rate_bp", "年利率按基点填写（1 个基点 = 0.01%），须在 1～10000 之间，例如年利率 4.35% 填 435")
+        if m.interest_paid.fen <= 0:
+            errs.add(f"{f}.interest_paid", "本期实付利息须大于 0 元，请按银行利息回单填写")
+        start = day(m.loan_start, "loan_start", "贷款起始日")
+        end = day(m.loan_end, "loan_end", "贷款到期日")
+        if start and end and end <= start:
+            errs.add(f"{f}.loan_end", f"贷款到期日 {end} 须晚于起始日 {start}，请按借款合同填写")
+        purpose = text(m.purpose, "purpose", "贷款用途（例如 柑橘种植、农产品加工）", 200)
+        return {"kind": kind, "lender": lender, "principal_fen": m.principal.fen, "annual_rate_bp": m.annual_rate_bp,
+                "interest_paid_fen": m.interest_paid.fen, "loan_start": _iso(start), "loan_end": _iso(end),
+                "purpose": purpose}
+    if kind == "hospital_care":
+        m = a.hospital_care
+        hospital = text(m.hospital, "hospital", "住院医院名称", 100)
+        admission = day(m.admission_date, "admission_date", "入院日期")
+        discharge = day(m.discharge_date, "discharge_date", "出院日期")
+        days = m.days
+        if days < 0:
+            errs.add(f"{f}.days", "住院天数不能为负数")
+        elif admission and discharge:
+            if discharge < admission:
+                errs.add(f"{f}.discharge_date", f"出院日期 {discharge} 不能早于入院日期 {admission}，请按出院记录填写")
+            else:
+                want = hospital_days(admission, discharge)
+                if days == 0:
+                    days = want  # left empty: counted from the dates
+                elif days != want:
+                    errs.add(f"{f}.days", f"住院天数应为 {want} 天：按“算入不算出”计算，即出院日期减入院日期"
+                                          f"（{discharge} − {admission}），当天入院当天出院计 1 天；不填则按日期自动计算")
+        return {"kind": kind, "hospital": hospital, "admission": _iso(admission), "discharge": _iso(discharge),
+                "days": days}
+    if kind == "sanjiehe":
+        m = a.sanjiehe
+        project = text(m.project, "project", "三结合项目名称（例如 柑橘种植）", 200)
+        agreement = text(m.agreement_number, "agreement_number", "帮扶协议编号", 64)
+        industry = text(m.industry, "industry", "产业类别", 64, required=False)
+        partner = text(m.partner, "partner", "合作企业名称", 200, required=False)
+        if m.income_gained.fen < 0:
+            errs.add(f"{f}.income_gained", "增收金额不能为负数；尚未验收的可不填")
+        return {"kind": kind, "project": project, "agreement_number": agreement, "industry": industry,
+                "partner": partner, "income_gained_fen": m.income_gained.fen}
+    m = a.happiness_fund
+    use = _enum_short(funds_pb2.HappinessUse, m.use, "HAPPINESS_USE_")
+    if not use:
+        errs.add(f"{f}.use", f"请选择幸福基金用途：{'、'.join(HAPPINESS_USES.values())}之一")
+    resolution = text(m.resolution_number, "resolution_number", "村级审议决议编号（幸福基金支出须经村级组织审议通过）", 64)
+    return {"kind": kind, "use": use, "resolution_number": resolution}
+
+
+def check_details_kind(kind: str | None, program: ProgramRow) -> None:
+    """The details must be the program's kind: 贷款贴息 needs loan_interest, 住院护理补贴 hospital_care,
+    三结合 sanjiehe, 幸福基金支出 happiness_fund; every other program takes none."""
+    want = DETAILS_REQUIRED.get(program.type)
+    if kind == want:
+        return
+    label = PROGRAM_LABEL.get(program.type, program.type)
+    if kind is None:
+        assert want is not None
+        raise InvalidArgument.field(f"application.{want}", f"{label}项目的申请须填写{DETAILS_LABEL[want]}",
+                                    reason="MISSING_DETAILS")
+    own = f"{DETAILS_LABEL[kind]}只用于{PROGRAM_LABEL[DETAILS_FOR[kind]]}项目，本项目为{label}项目"
+    fix = f"，请改填{DETAILS_LABEL[want]}" if want else "，不需要填写明细，请删除"
+    raise InvalidArgument.field(f"application.{kind}", own + fix, reason="DETAILS_MISMATCH")
+
+
+def details_attributes(details: dict[str, Any] | None) -> dict[str, str]:
+    """The details flattened for the rules (``hs.Beneficiary.attributes``); every key of the kind is
+    present (empty text when not given). The keys are a contract with county plugins:
+    see ``jsxcore.hookspecs.Beneficiary``."""
+    if not details:
+        return {}
+    kind = details["kind"]
+    if kind == "loan_interest":
+        return {"loan.lender": details["lender"], "loan.principal_fen": str(details["principal_fen"]),
+                "loan.annual_rate_bp": str(details["annual_rate_bp"]),
+                "loan.interest_paid_fen": str(details["interest_paid_fen"]),
+                "loan.start": details["loan_start"], "loan.end": details["loan_end"], "loan.purpose": details["purpose"]}
+    if kind == "hospital_care":
+        return {"hospital.name": details["hospital"], "hospital.admission": details["admission"],
+                "hospital.discharge": details["discharge"], "hospital.days": str(details["days"])}
+    if kind == "sanjiehe":
+        return {"sanjiehe.project": details["project"], "sanjiehe.agreement_number": details["agreement_number"],
+                "sanjiehe.industry": details["industry"], "sanjiehe.partner": details["partner"],
+                "sanjiehe.income_gained_fen": str(details["income_gained_fen"])}
+    return {"happiness.use": HAPPINESS_USES[details["use"]], "happiness.use_code": details["use"],
+            "happiness.resolution_number": details["resolution_number"]}
+
+
+def fill_details(out: funds_pb2.Application, details: dict[str, Any] | None) -> None:
+    """Set ``out``'s details oneof from the stored value."""
+    if not details:
+        return
+    kind = details["kind"]
+    if kind == "loan_interest":
+        out.loan_interest.CopyFrom(funds_pb2.LoanInterestDetails(
+            lender=details["lender"], principal=common_pb2.Money(fen=details["principal_fen"]),
+            annual_rate_bp=details["annual_rate_bp"], interest_paid=common_pb2.Money(fen=details["interest_paid_fen"]),
+            loan_start=_pb_date(details["loan_start"]), loan_end=_pb_date(details["loan_end"]),
+            purpose=details["purpose"]))
+    elif kind == "hospital_care":
+        out.hospital_care.CopyFrom(funds_pb2.HospitalCareDetails(
+            hospital=details["hospital"], admission_date=_pb_date(details["admission"]),
+            discharge_date=_pb_date(details["discharge"]), days=details["days"]))
+    elif kind == "sanjiehe":
+        out.sanjiehe.CopyFrom(funds_pb2.SanjieheDetails(
+            project=details["project"], agreement_number=details["agreement_number"], industry=details["industry"],
+            partner=details["partner"], income_gained=common_pb2.Money(fen=details["income_gained_fen"])))
+    elif kind == "happiness_fund":
+        out.happiness_fund.CopyFrom(funds_pb2.HappinessFundDetails(
+            use=funds_pb2.HappinessUse.Value("HAPPINESS_USE_" + details["use"]),
+            resolution_number=details["resolution_number"]))
 
 
 class ProgramsService:
@@ -294,6 +491,10 @@ class ProgramsService:
         for key, value in a.attributes.items():
             if len(key) > 64 or len(value) > 500:
                 errs.add(f"application.attributes[{key[:64]}]", "补充信息过长（键不超过 64 字，值不超过 500 字）")
+            elif key.startswith(RESERVED_ATTRIBUTE_PREFIXES):
+                errs.add(f"application.attributes[{key}]",
+                         f"“{key}”由系统按申请明细（贷款、住院、三结合、幸福基金）填写，请在明细中填写，不要放在补充信息里")
+        details = parse_details(a, errs)
         birth = None
         if "birth_date" in a.attributes:
             try:
@@ -306,6 +507,8 @@ class ProgramsService:
         # Gather facts and ask the rules before the write transaction opens (plugins may be slow).
         async with self.sessions() as s:
             program = await self._program(s, a.program, "application.program", caller)
+            check_details_kind(a.WhichOneof("details"), program)
+            fund = await s.get(FundRow, program.fund_id) if a.WhichOneof("details") == "happiness_fund" else None
             hh = await s.get(HouseholdProjection, hid)
             if hh is None:
                 raise NotFound(
@@ -338,10 +541,16 @@ class ProgramsService:
         attributes = dict(a.attributes)
         if situation == "SPECIAL_DISABLED" and kinds["SPECIAL_DISABLED"].disability_grade and "child_disability_grade" not in attributes:
             attributes["child_disability_grade"] = str(kinds["SPECIAL_DISABLED"].disability_grade)
+        use_provenance = None
+        if details is not None and details["kind"] == "happiness_fund":
+            assert fund is not None  # programs.fund_id is a foreign key
+            use_provenance = await self._check_happiness_use(fund, details["use"])
         rule_type = RULE_TYPE.get(program.type, program.custom_type)
+        # The stored attributes stay the clerk's; the rules also see the details under reserved keys.
         beneficiary = hs.Beneficiary(
             person_id=person or hh.head_person, household_id=a.household, region=village, situation=situation,
-            unit="PERSON" if program.beneficiary == "PERSON" else "HOUSEHOLD", birth_date=birth, attributes=attributes)
+            unit="PERSON" if program.beneficiary == "PERSON" else "HOUSEHOLD", birth_date=birth,
+            attributes={**attributes, **details_attributes(details)})
         context = {"claims_so_far": claims, "member_count": hh.member_count, "program_year": program.year}
 
         elig = await self.plugins.acall("jsx_program_eligibility", village, program_type=rule_type,
@@ -351,6 +560,8 @@ class ProgramsService:
                 "不符合申请条件：" + "；".join(elig.value.reasons), reason="NOT_ELIGIBLE",
                 metadata={"plugin": elig.plugin, "version": elig.plugin_version})
         provenance = [_provenance(elig, elig.value.reasons)]
+        if use_provenance is not None:
+            provenance.append(use_provenance)
         try:
             amt = await self.plugins.acall("jsx_entitlement_amount", village, program_type=rule_type,
                                            beneficiary=beneficiary, period=period, context=context)
@@ -391,7 +602,7 @@ class ProgramsService:
                 program_id=program.id, household_id=hid, person=person, beneficiary=beneficiary_key,
                 village=village.code, period=str(period), amount_requested=a.amount_requested.fen,
                 amount_entitled=entitled, state="SUBMITTED", chain=",".join(chain), publicity_days=days,
-                publicity_working_days=working, provenance=provenance, attributes=attributes,
+                publicity_working_days=working, provenance=provenance, attributes=attributes, details=details,
                 created_by=actor_of(caller), created_at=now, updated_at=now,
             )
             s.add(row)
@@ -405,6 +616,34 @@ class ProgramsService:
             return application_message(row, [], [], now)
 
         return await self._mutate("SubmitApplication", req, funds_pb2.Application, handler, caller)
+
+    async def _check_happiness_use(self, fund: FundRow, use: str) -> dict[str, Any]:
+        """The use must be one the rule of the fund's village allows (``jsx_fund_allowed_uses``);
+        returns the provenance to store. Refusal: INVALID_ARGUMENT ``FUND_USE_NOT_ALLOWED`` naming the
+        allowed uses and the plugin; no rule for the region: FAILED_PRECONDITION ``NO_RULE``."""
+        name = HAPPINESS_USES[use]
+        region = RegionCode(fund.region)
+        label = f"funds/{fund.id}（{fund.name}）"
+        try:
+            decision = await self.plugins.acall("jsx_fund_allowed_uses", region,
+                                                fund_kind=hs.FundKind.HAPPINESS_FUND.value)
+        except FailedPrecondition as e:
+            if e.reason != "NO_RULE":
+                raise
+            raise FailedPrecondition(
+                f"基金 {label}所在地区 {region.short} 没有幸福基金用途规则，无法确认“{name}”能否列支，申请未保存；"
+                f"请联系县计生协系统管理员启用规则插件后重新提交", reason="NO_RULE",
+                metadata={"hook": "jsx_fund_allowed_uses", "region": region.code}) from None
+        uses = decision.value.uses
+        rule = f"规则插件 {decision.plugin} {decision.plugin_version}"
+        if name not in uses:
+            message = (f"幸福基金 {label}只能用于：{'、'.join(uses) or '（无）'}（{rule}），"
+                       f"“{name}”不在其中，请改选允许的用途或改用其他基金")
+            raise InvalidArgument(message, reason="FUND_USE_NOT_ALLOWED",
+                                  violations=[FieldViolation("application.happiness_fund.use", message)],
+                                  metadata={"plugin": decision.plugin, "version": decision.plugin_version,
+                                            "allowed_uses": "、".join(uses)})
+        return _provenance(decision, (*decision.value.basis, f"用途“{name}”在幸福基金允许的用途内"))
 
     async def _application(self, s: AsyncSession, name: str, field: str, caller: Caller | None,
                            *, lock: bool = False) -> ApplicationRow:
@@ -683,4 +922,5 @@ def application_message(row: ApplicationRow, steps: Any, objections: Any, now: d
     if row.publicity_start is not None:
         out.publicity_start_time.CopyFrom(ts(row.publicity_start))
         out.publicity_end_time.CopyFrom(ts(row.publicity_end))
+    fill_details(out, row.details)
     return out

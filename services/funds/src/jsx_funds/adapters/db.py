@@ -300,6 +300,10 @@ class ApplicationRow(Base):
     provenance: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
     #: Inputs the clerk gave for the rules (key → value); never 身份证 numbers or phones.
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    #: The program-specific details (Application.details), plain values: {"kind": "loan_interest" |
+    #: "hospital_care" | "sanjiehe" | "happiness_fund", …}, money in 分 (``*_fen`` ints), dates ISO
+    #: (see ``jsx_funds.programs.parse_details``); None when the program takes none.
+    details: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # type: ignore[type-arg]
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
