@@ -185,7 +185,9 @@ async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
         paid, keys, dup = conn.execute(
             "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM payments"
             " GROUP BY application_id HAVING count(*) > 1) x) FROM payments").fetchone()
-        events = conn.execute("SELECT count(*) FROM outbox WHERE subject = 'jsx.funds.payment.issued'").fetchone()[0]
+        from jsx.funds.v1 import events_pb2
+        events = sum(len(events_pb2.PaymentsIssued.FromString(p).payments) for (p,) in conn.execute(
+            "SELECT payload FROM outbox WHERE subject = 'jsx.funds.payment_batch.issued'"))
         expected = conn.execute("SELECT sum(CASE WHEN h.kind = 'SPECIAL_BEREAVED' THEN 94000 ELSE 58000 END)"
                                 " FROM proj_household_situations h").fetchone()[0]
         total = conn.execute("SELECT sum(amount) FROM payments").fetchone()[0]

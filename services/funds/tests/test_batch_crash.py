@@ -5,7 +5,7 @@ PostgreSQL, real processes, real kill).
 The batch is one transaction written in chunks; the worker dies after its
 first chunk is written (``os._exit`` at the ``batch.after_chunk`` fault point,
 or stopped there and ``kill -9``-ed by the test). Nothing of the dead batch may
-survive: no payment, journal, batch or PaymentIssued event, and the ledger
+survive: no payment, journal, batch or PaymentsIssued event, and the ledger
 invariants hold; the rerun pays all N, a third request pays nothing.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jsx.common.v1 import common_pb2 as c
+from jsx.funds.v1 import events_pb2 as fev
 from jsx.funds.v1 import funds_pb2 as pb
 from jsxcore.db import session_factory, transaction
 from jsxcore.outbox import OutboxEvent
@@ -115,8 +116,8 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
             "batches": await n(select(func.count()).select_from(PaymentBatchRow)),
             "batch_payments": await n(select(func.count()).select_from(PaymentRow).where(PaymentRow.batch_id.is_not(None))),
             "paid_apps": await n(select(func.count(func.distinct(PaymentRow.application_id)))),
-            "events": await n(select(func.count()).select_from(OutboxEvent)
-                              .where(OutboxEvent.subject == "jsx.funds.payment.issued")),
+            "events": sum(len(fev.PaymentsIssued.FromString(p).payments) for p in (await s.execute(
+                select(OutboxEvent.payload).where(OutboxEvent.subject == "jsx.funds.payment_batch.issued"))).scalars()),
             "total": await n(select(func.coalesce(func.sum(PaymentRow.amount), 0))),
         }
 

@@ -162,10 +162,17 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     assert await payments(env, f"programs/{pid_yl}/beneficiaries/persons/431222-b-mother/periods/2022-09") == {}
     async with env["sessions"]() as s:
         assert await verify(s) == []
-        issued = (await s.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == "jsx.funds.payment.issued"))).scalars().all()
-    events = [fev.PaymentIssued.FromString(p) for p in issued]
-    assert len(events) == 4 and {e.period.code for e in events} == {"2022-08"}
-    assert all(e.payment_batch and e.application and e.program for e in events)
+        issued = (await s.execute(select(OutboxEvent.payload)
+                                  .where(OutboxEvent.subject == "jsx.funds.payment_batch.issued"))).scalars().all()
+    pages = [fev.PaymentsIssued.FromString(p) for p in issued]
+    # One page per batch (2 payments each), every payment listed once with its amount; no PII.
+    assert len(pages) == 2 and {e.period.code for e in pages} == {"2022-08"} and {e.page for e in pages} == {1}
+    assert all(e.payment_batch and e.program and e.fund and e.event_id for e in pages)
+    assert all(e.total.fen == sum(x.amount.fen for x in e.payments) for e in pages)
+    listed_hj = {p.name: p.amount.fen for p in listed.payments}
+    page_hj = next(e for e in pages if e.payment_batch == b.name)
+    assert {x.payment: x.amount.fen for x in page_hj.payments} == listed_hj
+    assert all(x.application and x.household and x.payee.startswith("persons/") and x.village.code for x in page_hj.payments)
 
 
 async def test_twenty_concurrent_batches_pay_once(env) -> None:  # type: ignore[no-untyped-def]

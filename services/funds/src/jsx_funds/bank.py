@@ -53,6 +53,8 @@ from jsx_funds.adapters.db import (
     PaymentFailureRow,
     PaymentRow,
     ProgramRow,
+    in_batch,
+    key_range,
 )
 from jsx_funds.batches import BatchesService, batch_name, payment_message, payment_ref
 from jsx_funds.service import actor_of, locked_fund, parse_id, return_payment, to_date
@@ -255,12 +257,15 @@ class BankService(BatchesService):
     @staticmethod
     async def _settle_application(s: AsyncSession, row: PaymentRow, state: str, now: datetime) -> None:
         """The application shows its newest payment's outcome (a periodic program pays it every month)."""
-        newest = (await s.execute(select(func.max(PaymentRow.id))
-                                  .where(PaymentRow.application_id == row.application_id))).scalar_one()
+        app = await s.get(ApplicationRow, row.application_id)
+        if app is None:
+            return
+        # Its payments are keyed programs/{p}/beneficiaries/{b}/periods/…: one range of the key index.
+        newest = (await s.execute(select(func.max(PaymentRow.id)).where(
+            key_range(f"programs/{app.program_id}/beneficiaries/{app.beneficiary}/periods/"),
+            PaymentRow.application_id == app.id))).scalar_one()
         if newest == row.id:
-            app = await s.get(ApplicationRow, row.application_id)
-            if app is not None:
-                app.state, app.updated_at = state, now
+            app.state, app.updated_at = state, now
 
     async def get_reconciliation(self, req: funds_pb2.GetReconciliationRequest,
                                  caller: Caller | None) -> funds_pb2.Reconciliation:
@@ -273,10 +278,10 @@ async def reconcile(s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.Reconc
     """The batch's 对账: counts and amounts by state against its ledger entries."""
     rows = [(p, r.state if r else "PENDING", r) for p, r in (await s.execute(
         select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
-        .where(PaymentRow.batch_id == batch.id).order_by(PaymentRow.id))).all()]
+        .where(in_batch(batch)).order_by(PaymentRow.id))).all()]
     failures = {f.payment_id: f for f in (await s.execute(
         select(PaymentFailureRow).join(PaymentRow, PaymentRow.id == PaymentFailureRow.payment_id)
-        .where(PaymentRow.batch_id == batch.id))).scalars()}
+        .where(in_batch(batch)))).scalars()}
 
     async def expense(journals: set[int], side: str) -> int:
         total = 0

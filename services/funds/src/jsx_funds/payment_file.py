@@ -34,7 +34,7 @@ from jsxcore.errors import FailedPrecondition, NotFound
 from jsxcore.pii import mask_name
 from jsxcore.values import Money, RegionCode
 
-from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, ProgramRow
+from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, ProgramRow, in_batch
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.payees import household_heads
 from jsx_funds.service import parse_id
@@ -107,7 +107,7 @@ async def build(sessions: async_sessionmaker[AsyncSession], members: MembersClie
         pays = (await s.execute(
             select(PaymentRow.id.label("payment_id"), PaymentRow.payee, PaymentRow.household_id,
                    PaymentRow.village, PaymentRow.amount)
-            .where(PaymentRow.batch_id == bid).order_by(PaymentRow.id))).all()
+            .where(in_batch(row)).order_by(PaymentRow.id))).all()
         # A per-household payment written before the projection knew the 户主 names the household.
         heads = await household_heads(s, [p.payee for p in pays if p.payee.startswith("households/")])
     if not pays:

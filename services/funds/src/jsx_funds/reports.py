@@ -46,6 +46,7 @@ from jsx_funds.adapters.db import (
     PaymentBatchRow,
     PaymentRow,
     ProgramRow,
+    in_batch,
 )
 from jsx_funds.bank import BankService
 from jsx_funds.programs import effective_state
@@ -109,12 +110,12 @@ async def program_report(s: AsyncSession, program: ProgramRow, region: RegionCod
         st = effective_state(a, now)
         states[st] += 1
         amounts[st] += a.amount_entitled
-    batches = [b.id for b in (await s.execute(select(PaymentBatchRow).where(
+    batches = [b for b in (await s.execute(select(PaymentBatchRow).where(
         PaymentBatchRow.program_id == program.id))).scalars() if _within(b.period, period)]
-    paid = (await s.execute(select(PaymentRow.household_id, PaymentRow.payee, PaymentRow.amount)
-                             .join(BankResultRow, BankResultRow.payment_id == PaymentRow.id).where(
-        PaymentRow.batch_id.in_(batches), BankResultRow.state == "PAID",
-        PaymentRow.village.startswith(prefix)))).all() if batches else []
+    paid = [row for b in batches for row in (await s.execute(
+        select(PaymentRow.household_id, PaymentRow.payee, PaymentRow.amount)
+        .join(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+        .where(in_batch(b), BankResultRow.state == "PAID", PaymentRow.village.startswith(prefix)))).all()]
     households = {h for h, _, _ in paid}
     if program.beneficiary == "PERSON":
         people = len({p for _, p, _ in paid})

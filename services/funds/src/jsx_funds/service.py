@@ -378,9 +378,11 @@ async def reverse(
             "这笔退款是银行发放失败的退回，已按银行结果入账，不能冲正；如需重新发放，请在下一批次中支付",
             reason="BANK_RETURN_NOT_REVERSIBLE",
         )
-    if kind is d.JournalKind.PAYMENT and (await session.execute(
-            select(PaymentRow.id).where(PaymentRow.journal_id == journal_id, PaymentRow.batch_id.is_not(None)).limit(1)
-    )).scalar() is not None:
+    # A batch's journal (or, before migration 0007, a batch payment's own journal).
+    if kind is d.JournalKind.PAYMENT and ((await session.execute(
+            select(db.PaymentBatchRow.id).where(db.PaymentBatchRow.journal_id == journal_id))).scalar() is not None
+            or (await session.execute(select(PaymentRow.id).where(
+                PaymentRow.id == journal_id, PaymentRow.batch_id.is_not(None)))).scalar() is not None):
         raise FailedPrecondition(
             "这笔支付属于一卡通发放批次，须以银行结果（成功或失败）结清，不能直接冲正；失败的请导入银行结果",
             reason="BATCH_PAYMENT_NOT_REVERSIBLE",

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from jsx.common.v1 import common_pb2 as _common_pb2
 from jsx.funds.v1 import funds_pb2 as _funds_pb2
 import builtins as _builtins
@@ -301,7 +303,8 @@ Global___ApplicationObjected: _TypeAlias = ApplicationObjected  # noqa: Y015
 
 @_typing.final
 class PaymentIssued(_message.Message):
-    """A payment was issued to the bank in a batch; the fund was debited.
+    """A payment was made on its own; the fund was debited. (The payments of a
+    batch are published by pages, see PaymentsIssued.)
     Subject: jsx.funds.payment.issued.
     """
 
@@ -374,6 +377,78 @@ class PaymentIssued(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaymentIssued: _TypeAlias = PaymentIssued  # noqa: Y015
+
+@_typing.final
+class PaymentsIssued(_message.Message):
+    """A page of a payment batch's payments was issued to the bank; the fund
+    was debited. A batch of N payments publishes ceil(N / 1000) of these in
+    payment order, not N PaymentIssued events: a month of 特别扶助 for a
+    province is a million payments, and one message per payment made the
+    outbox and the JetStream traffic the largest cost of the batch. Each entry
+    carries what a PaymentIssued would; the fields every payment of the page
+    shares are set once, on the page. Subject: jsx.funds.payment_batch.issued.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PAYMENT_BATCH_FIELD_NUMBER: _builtins.int
+    PROGRAM_FIELD_NUMBER: _builtins.int
+    FUND_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID); consumers de-duplicate on it."""
+    payment_batch: _builtins.str
+    """The batch, "paymentBatches/{payment_batch}"."""
+    program: _builtins.str
+    """The program, "programs/{program}"."""
+    fund: _builtins.str
+    """The fund, "funds/{fund}"."""
+    page: _builtins.int
+    """This page's number within the batch, from 1."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the batch was committed."""
+
+    @_builtins.property
+    def period(self) -> _common_pb2.Period:
+        """The period the help is for."""
+
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentIssued]:
+        """The page's payments, with payment, application, household, payee,
+        village and amount set (payment_batch, program, fund, period and
+        occurred_at are the page's).
+        """
+
+    @_builtins.property
+    def total(self) -> _common_pb2.Money:
+        """Sum of the page's amounts."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        payment_batch: _builtins.str = ...,
+        program: _builtins.str = ...,
+        fund: _builtins.str = ...,
+        period: _common_pb2.Period | None = ...,
+        page: _builtins.int = ...,
+        payments: _abc.Iterable[Global___PaymentIssued] | None = ...,
+        total: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "period", b"period", "total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "fund", b"fund", "occurred_at", b"occurred_at", "page", b"page", "payment_batch", b"payment_batch", "payments", b"payments", "period", b"period", "program", b"program", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentsIssued: _TypeAlias = PaymentsIssued  # noqa: Y015
 
 @_typing.final
 class PaymentPaid(_message.Message):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     Date,
     DateTime,
     ForeignKey,
@@ -22,8 +23,10 @@ from sqlalchemy import (
     JSON,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     UniqueConstraint,
+    and_,
     case,
     func,
     or_,
@@ -40,6 +43,9 @@ from jsx_funds import domain as d
 
 #: Ledger ids outgrow 32 bits on PostgreSQL; SQLite only auto-increments INTEGER keys.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: Payment keys compare byte by byte ("C" on PostgreSQL, SQLite's default BINARY), so a key
+#: prefix is one index range (:func:`key_range`) whatever the database's locale.
+KeyString = String(200).with_variant(String(200, collation="C"), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -159,19 +165,24 @@ class PaymentRow(Base):
     #: A retry after a bank failure stores "{key}#2", "#3", … (see :func:`attempt_key`), so the
     #: UNIQUE constraint still allows one row per attempt and :func:`live_payment_keys` tells
     #: which business keys are taken by a payment that has not failed.
-    payment_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payment_key: Mapped[str] = mapped_column(KeyString, unique=True)
     #: Resource name of who is paid ("persons/…", "households/123"), never personal data.
     payee: Mapped[str] = mapped_column(String(200))
     amount: Mapped[int] = mapped_column(BigInteger)
     commitment_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("journals.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: The payment batch (一卡通 disbursement) it belongs to; NULL for a payment made on its own.
-    batch_id: Mapped[int | None] = mapped_column(BigId, index=True)
-    #: The application it pays (batch payments).
-    application_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    #: Not indexed: a batch's payments are found by its id range (:func:`in_batch`), and each
+    #: index costs a million-payment batch ~2 s (bench/monthly_batch).
+    batch_id: Mapped[int | None] = mapped_column(BigId)
+    #: The application it pays (batch payments); found through the payment key (:func:`key_range`).
+    application_id: Mapped[int | None] = mapped_column(BigId)
     household_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     village: Mapped[str] = mapped_column(String(12), default="", server_default="")
-    #: How the amount was computed (the plugin's basis), for the clerk and the auditor.
+    #: How the amount was computed (the plugin's basis), for the clerk and the auditor: a batch
+    #: payment names it by its position in ``payment_batches.bases`` (a month's million payments
+    #: share a handful); a payment from before migration 0007 carries its own in ``basis``.
+    basis_no: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     basis: Mapped[list | None] = mapped_column(JSON, nullable=True)  # type: ignore[type-arg]
 
 
@@ -361,6 +372,12 @@ class PaymentBatchRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: The batch's one PAYMENT journal (set when the batch is written).
     journal_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("journals.id"), nullable=True)
+    #: Lowest and highest id of its payments: the batch's payments are read as this range of the
+    #: payments' primary key (filtered by ``batch_id``, as other payments may share the range).
+    first_payment_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    last_payment_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    #: The distinct bases (lists of lines) of its payments' amounts; ``payments.basis_no`` indexes it.
+    bases: Mapped[list | None] = mapped_column(JSON, nullable=True)  # type: ignore[type-arg]
 
 
 class BankResultRow(Base):
@@ -409,6 +426,18 @@ APPEND_ONLY_TABLES = ("journals", "ledger_entries", "payments", "donations", "pa
 # ---------------------------------------------------------------- repository
 
 
+def in_batch(batch: PaymentBatchRow) -> ColumnElement[bool]:
+    """The batch's payments: a range of the primary key (see ``PaymentBatchRow.first_payment_id``)."""
+    if batch.first_payment_id is None or batch.last_payment_id is None:
+        return PaymentRow.batch_id == batch.id  # being written
+    return and_(PaymentRow.id.between(batch.first_payment_id, batch.last_payment_id), PaymentRow.batch_id == batch.id)
+
+
+def key_range(prefix: str) -> ColumnElement[bool]:
+    """Payment keys starting with ``prefix``, as a range of the UNIQUE key index (LIKE would not use it on SQLite)."""
+    return and_(PaymentRow.payment_key >= prefix, PaymentRow.payment_key < prefix + "\U0010ffff")
+
+
 def account_code(fund_id: int, kind: d.AccountKind, source_id: int | None) -> str:
     return f"{fund_id}:{kind.value}" + (f":{source_id}" if source_id is not None else "")
 
@@ -436,7 +465,7 @@ async def payment_attempts(session: AsyncSession, key: str) -> list[tuple[Paymen
         return []
     if not first[1]:
         return [(first[0], False)]
-    rows = (await session.execute(attempts(PaymentRow.payment_key.startswith(key + "#", autoescape=True))
+    rows = (await session.execute(attempts(key_range(key + "#"))
                                   .order_by(PaymentRow.id))).all()
     return [(first[0], True)] + [(p, bool(failed)) for p, failed in rows if business_key(p.payment_key) == key]
 

@@ -16,7 +16,10 @@ becomes an append-only ``bank_results`` row instead of an UPDATE.
   which had its own journal). Neither has a foreign key any more (see the
   model); ``verify`` proves both.
 * ``batch_payments``' columns move onto ``payments``; its PAID/FAILED rows
-  become ``bank_results``; the table is dropped.
+  become ``bank_results``; the table is dropped. A batch's payments are
+  found by its id range (``first_payment_id``…``last_payment_id``), not an
+  index on ``batch_id``; new batch payments name their basis by position in
+  ``payment_batches.bases``.
 """
 from __future__ import annotations
 
@@ -73,6 +76,7 @@ def upgrade() -> None:
         b.add_column(sa.Column("application_id", BigId, nullable=True))
         b.add_column(sa.Column("household_id", sa.String(length=64), nullable=False, server_default=""))
         b.add_column(sa.Column("village", sa.String(length=12), nullable=False, server_default=""))
+        b.add_column(sa.Column("basis_no", sa.SmallInteger(), nullable=True))
         b.add_column(sa.Column("basis", sa.JSON(), nullable=True))
     op.execute("UPDATE payments SET journal_id = id")
     op.execute("UPDATE payments SET batch_id = bp.batch_id, application_id = bp.application_id, "
@@ -80,8 +84,9 @@ def upgrade() -> None:
                "FROM batch_payments AS bp WHERE bp.payment_id = payments.id")
     with op.batch_alter_table("payments") as b:
         b.alter_column("journal_id", existing_type=BigId, nullable=False)
-        b.create_index("ix_payments_batch_id", ["batch_id"], unique=False)
-        b.create_index("ix_payments_application_id", ["application_id"], unique=False)
+    if _pg():
+        # Byte order, so a key prefix is one range of the UNIQUE index (rebuilds it).
+        op.execute('ALTER TABLE payments ALTER COLUMN payment_key TYPE varchar(200) COLLATE "C"')
     _append_only("payments")
 
     op.create_table(
@@ -108,7 +113,14 @@ def upgrade() -> None:
 
     with op.batch_alter_table("payment_batches") as b:
         b.add_column(sa.Column("journal_id", BigId, nullable=True))
+        b.add_column(sa.Column("first_payment_id", BigId, nullable=True))
+        b.add_column(sa.Column("last_payment_id", BigId, nullable=True))
+        b.add_column(sa.Column("bases", sa.JSON(), nullable=True))
         b.create_foreign_key(op.f("fk_payment_batches_journal_id_journals"), "journals", ["journal_id"], ["id"])
+    # A batch's payments are read as an id range from now on; its payments kept their own basis.
+    op.execute("UPDATE payment_batches SET first_payment_id = (SELECT min(payment_id) FROM batch_payments AS bp "
+               "WHERE bp.batch_id = payment_batches.id), last_payment_id = (SELECT max(payment_id) FROM batch_payments AS bp "
+               "WHERE bp.batch_id = payment_batches.id)")
 
     op.drop_table("batch_payments")
 
