@@ -416,3 +416,25 @@ async def test_refused_publish_keeps_rows_with_the_reason(db, nats_url, js, serv
     async with sessions() as s:
         rows = (await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error))).all()
     assert [tuple(r) for r in rows] == [(2, None)] * 3
+
+
+async def test_concurrent_publish_pending_calls_keep_their_own_pubacks(db, nats_url, js, service) -> None:
+    """The run loop and a direct publish_pending() may overlap on one relay:
+    each call waits for its own PubAcks (reply tokens are never shared), and
+    neither call's cleanup drops the other's batch in flight."""
+    sessions = session_factory(db)
+    ids = await emit(sessions, service, 250)
+    relay = Relay(db, nats_url, service=service, batch_size=50, pipeline=2, ack_timeout=3.0)
+    await relay.ensure_streams()
+    try:
+        for _ in range(20):
+            await asyncio.gather(relay.publish_pending(), relay.publish_pending())  # raises on a lost PubAck
+            if await unpublished(sessions) == 0:
+                break
+    finally:
+        await relay.stop()
+    assert await unpublished(sessions) == 0 and relay.published == 250
+    msgs = await stream_msgs(js, service)
+    assert sorted(m.headers[HEADER_MSG_ID] for m in msgs) == sorted(ids)
+    if db.dialect.name == "postgresql":
+        assert [m.headers[HEADER_MSG_ID] for m in msgs] == ids

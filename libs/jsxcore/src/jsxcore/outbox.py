@@ -357,10 +357,11 @@ class _Sent:
     subtraction. Tokens are never reused on a connection, so a late PubAck of
     an abandoned batch can never be taken for another row's."""
 
-    __slots__ = ("first", "rows", "acks", "got", "expect", "done", "failed")
+    __slots__ = ("first", "rows", "acks", "got", "expect", "done", "failed", "owner")
 
     def __init__(self, first: int, rows: Sequence[Any]) -> None:
         self.first = first
+        self.owner = asyncio.current_task()  # the publish_pending call that sent it
         self.rows = rows
         self.acks: list[Msg | None] = [None] * len(rows)
         self.got = 0
@@ -426,7 +427,8 @@ class Relay(_Loop):
         self._js: Any = None
         self._reply_prefix = ""
         self._token = 0
-        self._sent: list[_Sent] = []  # batches awaiting PubAcks (at most two)
+        self._sent: list[_Sent] = []  # batches awaiting PubAcks (two per publish_pending call)
+        self._connecting = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
         self._idle = asyncio.Event()
@@ -437,6 +439,12 @@ class Relay(_Loop):
         self._wake.set()
 
     async def _connect(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            return
+        async with self._connecting:  # run() and a direct publish_pending() may race here
+            await self._connect_locked()
+
+    async def _connect_locked(self) -> None:
         if self._nc is None or self._nc.is_closed:
             nc = await connect(self.nats_url, name=f"jsx-relay-{self.service}")
             # PubAcks come back to one wildcard inbox of the relay's own rather
@@ -499,8 +507,10 @@ class Relay(_Loop):
         try:
             marked, ok, failed, rows = await self._publish_pending()
         finally:
-            # A batch abandoned by an error stays unpublished; its late PubAcks are ignored.
-            self._sent.clear()
+            # A batch this call abandoned (an error) stays unpublished; its late
+            # PubAcks are ignored. Another call's batches are left alone.
+            me = asyncio.current_task()
+            self._sent = [b for b in self._sent if b.owner is not me]
         self.published += marked
         if ok:
             log.info("outbox.published", extra={"service": self.service, "count": marked})
@@ -630,6 +640,9 @@ class Relay(_Loop):
         nc = self._nc
         assert nc is not None
         batch = _Sent(self._token, rows)
+        # Reserve the tokens before anything can yield: tokens are never shared
+        # between batches, even of concurrent publish_pending calls.
+        self._token += len(rows)
         self._sent.append(batch)
         prefix = self._reply_prefix + "."
         stream = self.stream
@@ -656,8 +669,6 @@ class Relay(_Loop):
                                                             "error": batch.failed[seq][:200]})
                 sent = i
                 break  # the connection is gone; the rest waits for the next round
-        # A failed publish spends its token too: its PubAck may still come.
-        self._token = first + (sent + 1 if sent < len(rows) else sent)
         if sent < len(rows):
             batch.rows = rows[:sent]
             del batch.acks[sent:]
