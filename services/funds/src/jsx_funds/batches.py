@@ -48,7 +48,7 @@ from datetime import date, datetime
 from typing import Any, TextIO
 
 from psycopg.rows import namedtuple_row
-from sqlalchemy import BigInteger, String, Text, any_, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy import BigInteger, String, Text, any_, bindparam, cast, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -56,6 +56,7 @@ from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
 from jsxcore import hookspecs as hs
 from jsxcore.auth import Caller
+from jsxcore.bulk import fewer_collections
 from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from jsxcore.outbox import OutboxEvent
 from jsxcore.plugins import PluginHost
@@ -143,7 +144,8 @@ class BatchesService(ProgramsService):
                                         reason="PERIOD_KIND")
 
         async def handler(s: AsyncSession) -> funds_pb2.PaymentBatch:
-            return await _BatchWriter(self, s, program, region, period, kind is not None, now, caller, req.request_id).run()
+            with fewer_collections():
+                return await _BatchWriter(self, s, program, region, period, kind is not None, now, caller, req.request_id).run()
 
         return await self._mutate("CreatePaymentBatch", req, funds_pb2.PaymentBatch, handler, caller)
 
@@ -420,6 +422,11 @@ class _BatchWriter:
         async def produce() -> None:
             try:
                 async with engine.connect() as rc:
+                    # Room to sort the selection by beneficiary with less spilled to disk (the default
+                    # is 4 MB; a million rows are ~350 MB); this read-only transaction only.
+                    await rc.execute(text("SET LOCAL work_mem = '128MB'"))
+                    # A plan this size is compiled by the JIT for ~0.6 s and runs no faster for it.
+                    await rc.execute(text("SET LOCAL jit = off"))
                     stmt = self._select(pipeline=True).order_by(ApplicationRow.beneficiary.collate("C"), ApplicationRow.id)
                     sql, params = _compiled(stmt, rc)
                     # The driver's own server-side cursor and tuple rows: SQLAlchemy's result rows cost
@@ -493,6 +500,8 @@ class _BatchWriter:
                        ApplicationRow.village.startswith(region_prefix(self.region)),
                        PaymentRow.id.is_(None) | PaymentFailureRow.payment_id.is_not(None)))
         if pipeline:
+            # Evaluated per row as the cursor is read, so the server works while Python does (a
+            # grouped join instead must finish before the first row: slower end to end at 1M).
             start = self.period.start
             sits = (select(func.string_agg(SituationProjection.kind + ":" + cast(SituationProjection.disability_grade, Text),
                                            aggregate_order_by(literal(","), SituationProjection.effective_from)))

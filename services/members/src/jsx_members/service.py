@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import date, datetime, timedelta
@@ -32,6 +31,7 @@ from jsx.common.v1 import common_pb2
 from jsx.members.v1 import events_pb2
 from jsx.members.v1 import members_pb2 as pb
 from jsxcore.auth import Caller, current_caller
+from jsxcore.bulk import fewer_collections
 from jsxcore.errors import Aborted, AlreadyExists, ErrorCollector, FailedPrecondition, InvalidArgument, NotFound
 from jsxcore.db import read
 from jsxcore.idempotency import run_idempotent
@@ -1166,30 +1166,6 @@ async def _import_cache(s: AsyncSession) -> AsyncIterator[None]:
     await s.execute(text(f"PRAGMA cache_size={int(before)}"))
 
 
-#: Cyclic-GC generation-0 threshold while an import runs. A 100k-row import
-#: keeps millions of container objects alive (rows for the error workbook,
-#: validated drafts); at Python's default of 700 the collector runs thousands
-#: of times and its passes over them cost a fifth of the import. Only how
-#: often it runs changes (process-wide; restored when the last import ends).
-_IMPORT_GC_THRESHOLD = 50_000
-_gc_state: list[Any] = [0, None]  # imports running, thresholds before the first
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    if _gc_state[0] == 0:
-        before = _gc_state[1] = gc.get_threshold()
-        if 0 < before[0] < _IMPORT_GC_THRESHOLD:  # 0: automatic collection is off; leave it
-            gc.set_threshold(_IMPORT_GC_THRESHOLD, *before[1:])
-    _gc_state[0] += 1
-    try:
-        yield
-    finally:
-        _gc_state[0] -= 1
-        if _gc_state[0] == 0:
-            gc.set_threshold(*_gc_state[1])
-
-
 class RosterImport:
     """All-or-nothing streaming import of a roster (see :meth:`MembersService.import_roster`)."""
 
@@ -1276,7 +1252,7 @@ class RosterImport:
         # remaining rows are still validated for the error workbook, and the
         # transaction is rolled back: all or nothing.
         report = ImportReport(rows=[])
-        with _fewer_collections():
+        with fewer_collections():
             return await self._transaction(report, rows, progress)
 
     async def _transaction(self, report: ImportReport, rows: Iterable[dict[str, str]],
