@@ -7,6 +7,7 @@ reaches the program report; and the same over the real gRPC server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ from jsxcore.auth import Caller, issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import session_factory, transaction
 from jsxcore.errors import FailedPrecondition, InvalidArgument
+from jsxcore.pii import FieldCipher, decode_key, generate_key
 from jsxcore.hookspecs import (
     Amount,
     Beneficiary,
@@ -141,7 +143,7 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     host.register(rules)
     host.register(StrictVillage())
     clock = Clock()
-    svc = ReportsService(sessions, host, clock=clock)
+    svc = ReportsService(sessions, host, clock=clock, cipher=FieldCipher(decode_key(generate_key())))
     funds = FundsService(sessions)
     for hid, village in (("h1", XP_VILLAGE), ("h2", XP_VILLAGE), ("s1", XP_STRICT), ("cs1", CS_VILLAGE)):
         await add_household(sessions, hid, village)
@@ -217,8 +219,10 @@ async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None
     assert rows[int(loan.name.split("/")[1])] == {
         "kind": "loan_interest", "lender": "溆浦县农村商业银行", "principal_fen": 50_000_00, "annual_rate_bp": 435,
         "interest_paid_fen": 2175_00, "loan_start": "2022-01-10", "loan_end": "2023-01-09", "purpose": "柑橘种植"}
-    assert rows[int(care.name.split("/")[1])] == {"kind": "hospital_care", "hospital": "溆浦县人民医院",
-                                                   "admission": "2022-08-01", "discharge": "2022-08-13", "days": 12}
+    # Health details (DESIGN.md §3.7) are sealed: neither the hospital nor the dates are in the clear.
+    sealed = rows[int(care.name.split("/")[1])]
+    assert set(sealed) == {"kind", "sealed"} and sealed["kind"] == "hospital_care"
+    assert not any(x in json.dumps(sealed, ensure_ascii=False) for x in ("人民医院", "2022-08-01", "2022-08-13"))
     assert rows[int(happy.name.split("/")[1])] == {"kind": "happiness_fund", "use": "VILLAGER_CONDOLENCE",
                                                     "resolution_number": "村民代表会〔2022〕3号"}
 
@@ -254,6 +258,17 @@ async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # t
     long = await svc.submit_application(submit(program, period="2022-10", hospital_care=pb.HospitalCareDetails(
         hospital="溆浦县人民医院", admission_date=d(2022, 10, 1), discharge_date=d(2022, 12, 20), days=80)), CLERK)
     assert long.amount_entitled.fen == 3000_00
+
+    # A service without the PII key refuses health details rather than store them in the clear.
+    bare = ReportsService(env["sessions"], svc.plugins, clock=env["clock"])
+    with pytest.raises(FailedPrecondition) as e:
+        await bare.submit_application(submit(program, period="2022-11", hospital_care=stay), CLERK)
+    assert e.value.reason == "NO_PII_KEY" and "加密密钥" in e.value.message
+    with pytest.raises(FailedPrecondition):
+        await bare.get_application(pb.GetApplicationRequest(name=app.name), CLERK)
+    async with env["sessions"]() as s:
+        assert (await s.execute(select(func.count()).select_from(ApplicationRow)
+                                .where(ApplicationRow.period == "2022-11"))).scalar_one() == 0
 
 
 async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> None:  # type: ignore[no-untyped-def]

@@ -20,7 +20,8 @@
   ready to pay if it is over).
 * Program-specific details (``Application.details``: 贷款, 住院, 三结合,
   幸福基金) are checked on submission (:func:`parse_details`,
-  :func:`check_details_kind`), stored as plain JSON on the application,
+  :func:`check_details_kind`), stored as JSON on the application — health
+  details (住院) sealed by the PII cipher (``SEALED_DETAILS``),
   given to the rules as attributes under reserved keys
   (:func:`details_attributes`, documented on ``hookspecs.Beneficiary``) and
   returned on reads. A 幸福基金 spending's use must be one the fund's village
@@ -28,6 +29,8 @@
 """
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -53,6 +56,7 @@ from jsxcore.errors import (
     Unauthenticated,
 )
 from jsxcore.idempotency import run_idempotent
+from jsxcore.pii import FieldCipher
 from jsxcore.plugins import Decision, PluginHost
 from jsxcore.values import Money, Period, RegionCode, RegionLevel
 
@@ -271,6 +275,15 @@ def parse_details(a: funds_pb2.Application, errs: ErrorCollector) -> dict[str, A
     return {"kind": kind, "use": use, "resolution_number": resolution}
 
 
+#: Details kinds that are health information (DESIGN.md §3.7): stored sealed by the PII cipher.
+SEALED_DETAILS = frozenset({"hospital_care"})
+
+
+def _details_aad(program_id: int, beneficiary: str, period: str) -> bytes:
+    # Bound to the application's unique key: a sealed value copied to another row does not open.
+    return f"applications.details:{program_id}:{beneficiary}:{period}".encode()
+
+
 def check_details_kind(kind: str | None, program: ProgramRow) -> None:
     """The details must be the program's kind: 贷款贴息 needs loan_interest, 住院护理补贴 hospital_care,
     三结合 sanjiehe, 幸福基金支出 happiness_fund; every other program takes none."""
@@ -346,9 +359,12 @@ class ProgramsService:
         on_commit: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         members: MembersClient | None = None,
+        cipher: FieldCipher | None = None,
     ) -> None:
         self.sessions = sessions
         self.plugins = plugins
+        #: seals health details (住院) at rest, DESIGN.md §3.7; without it they are refused
+        self.cipher = cipher
         #: the members service over gRPC, when configured: applications are checked
         #: against it, and 公示 entries get masked names from it
         self.members = members
@@ -602,7 +618,8 @@ class ProgramsService:
                 program_id=program.id, household_id=hid, person=person, beneficiary=beneficiary_key,
                 village=village.code, period=str(period), amount_requested=a.amount_requested.fen,
                 amount_entitled=entitled, state="SUBMITTED", chain=",".join(chain), publicity_days=days,
-                publicity_working_days=working, provenance=provenance, attributes=attributes, details=details,
+                publicity_working_days=working, provenance=provenance, attributes=attributes,
+                details=self._seal(details, program.id, beneficiary_key, str(period)),
                 created_by=actor_of(caller), created_at=now, updated_at=now,
             )
             s.add(row)
@@ -613,9 +630,31 @@ class ProgramsService:
             bus.emit(s, bus.application_event(
                 events_pb2.ApplicationSubmitted, row, program, amount_requested=common_pb2.Money(fen=row.amount_requested),
                 amount_entitled=common_pb2.Money(fen=entitled)))
-            return application_message(row, [], [], now)
+            return application_message(row, [], [], now, details)
 
         return await self._mutate("SubmitApplication", req, funds_pb2.Application, handler, caller)
+
+    def _seal(self, details: dict[str, Any] | None, program_id: int, beneficiary: str, period: str) -> dict[str, Any] | None:
+        """Health details as ``{"kind", "sealed"}`` (AES-GCM, bound to the application's key); others as they are."""
+        if not details or details["kind"] not in SEALED_DETAILS:
+            return details
+        if self.cipher is None:
+            raise FailedPrecondition("本服务未配置个人信息加密密钥，不能保存住院等健康信息，请联系管理员",
+                                     reason="NO_PII_KEY")
+        token = self.cipher.encrypt(json.dumps(details, ensure_ascii=False),
+                                    aad=_details_aad(program_id, beneficiary, period))
+        return {"kind": details["kind"], "sealed": base64.b64encode(token).decode()}
+
+    def _open(self, row: ApplicationRow) -> dict[str, Any] | None:
+        """The application's details in the clear (see :meth:`_seal`)."""
+        details = row.details
+        if not details or "sealed" not in details:
+            return details
+        if self.cipher is None:
+            raise FailedPrecondition("本服务未配置个人信息加密密钥，无法读取住院等健康信息，请联系管理员",
+                                     reason="NO_PII_KEY")
+        return json.loads(self.cipher.decrypt(base64.b64decode(details["sealed"]),
+                                              aad=_details_aad(row.program_id, row.beneficiary, row.period)))
 
     async def _check_happiness_use(self, fund: FundRow, use: str) -> dict[str, Any]:
         """The use must be one the rule of the fund's village allows (``jsx_fund_allowed_uses``);
@@ -664,7 +703,7 @@ class ProgramsService:
                                  .order_by(ApprovalStepRow.seq))).scalars().all()
         objs = (await s.execute(select(ObjectionRow).where(ObjectionRow.application_id == row.id)
                                 .order_by(ObjectionRow.id))).scalars().all()
-        return application_message(row, steps, objs, self.clock())
+        return application_message(row, steps, objs, self.clock(), self._open(row))
 
     async def get_application(self, req: funds_pb2.GetApplicationRequest, caller: Caller | None) -> funds_pb2.Application:
         async with self.sessions() as s:
@@ -896,7 +935,9 @@ def program_message(row: ProgramRow) -> funds_pb2.Program:
     return out
 
 
-def application_message(row: ApplicationRow, steps: Any, objections: Any, now: datetime) -> funds_pb2.Application:
+def application_message(row: ApplicationRow, steps: Any, objections: Any, now: datetime,
+                        details: dict[str, Any] | None) -> funds_pb2.Application:
+    """The wire Application; ``details`` in the clear (the row may hold them sealed)."""
     out = funds_pb2.Application(
         name=bus.application_name(row.id), program=bus.program_name(row.program_id),
         household=f"households/{row.household_id}", person=row.person,
@@ -922,5 +963,5 @@ def application_message(row: ApplicationRow, steps: Any, objections: Any, now: d
     if row.publicity_start is not None:
         out.publicity_start_time.CopyFrom(ts(row.publicity_start))
         out.publicity_end_time.CopyFrom(ts(row.publicity_end))
-    fill_details(out, row.details)
+    fill_details(out, details)
     return out

@@ -115,7 +115,8 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE, replicas=config.stream_replicas)
     service = FundsService(rt.sessions, on_commit=relay.notify)
     members = MembersClient(config.members_addr, config.auth_secret) if config.members_addr else None
-    programs = ReportsService(rt.sessions, rt.plugins, on_commit=relay.notify, members=members)
+    programs = ReportsService(rt.sessions, rt.plugins, on_commit=relay.notify, members=members,
+                              cipher=config.field_cipher())
     if members is not None:
         rt.on_shutdown(members.close)
     rt.add_servicer(funds_pb2_grpc.add_FundsServiceServicer_to_server,
