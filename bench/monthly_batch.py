@@ -15,8 +15,8 @@ program). Then, timed:
   table in the same database;
 * batch — in a child process (so setup memory does not count):
   ``BatchesService.create_payment_batch`` for 2022-08 end to end (projection
-  read, county plugins, payments, ledger journals and entries, PaymentIssued
-  outbox rows, application states, one commit) plus the payment CSV written by
+  read, county plugins, payments, one ledger journal, PaymentsIssued
+  outbox pages, one commit) plus the payment CSV written by
   ``write_payment_file``; the child's peak RSS is its ``ru_maxrss``.
 
 Goals (issue #4): batch ≤ 5× raw COPY time; peak RSS < 1 GiB. Afterwards
