@@ -269,7 +269,9 @@ class BatchesService(ProgramsService):
 # ---------------------------------------------------------------- the batch writer
 
 #: Applications read, ruled on and written per round trip (SQLite caps bound parameters at 32 766).
-CHUNK = {"postgresql": 20_000, "sqlite": 5_000}
+#: On PostgreSQL smaller is faster: the writer's COPY only moves while the event loop runs, and
+#: a chunk's rules and rendering hold the loop (1M: 22 s at 20 000, 19 s at 5 000).
+CHUNK = {"postgresql": 5_000, "sqlite": 5_000}
 
 
 def _fault(point: str) -> None:
