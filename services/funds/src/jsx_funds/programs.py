@@ -18,6 +18,13 @@
   end has passed reads as READY_TO_PAY. An open objection (OBJECTED) blocks
   payment until resolved: upheld → REJECTED, dismissed → back to 公示 (or
   ready to pay if it is over).
+* Withdrawal (撤回, :meth:`ProgramsService.withdraw_application`): before
+  money moves — from any state up to READY_TO_PAY while no payment names the
+  application — under the fund's row lock, the one a payment batch holds
+  while it picks and pays applications, so a batch and a withdrawal never
+  interleave. Who, when, why and the state it left go to
+  ``application_withdrawals``; WITHDRAWN is neither committed budget nor
+  payable (not in ``_COMMITTED_STATES`` nor the batch's states).
 * Program-specific details (``Application.details``: 贷款, 住院, 三结合,
   幸福基金) are checked on submission (:func:`parse_details`,
   :func:`check_details_kind`), stored as JSON on the application — health
@@ -70,7 +77,9 @@ from jsx_funds.adapters.db import (
     FundRow,
     HouseholdProjection,
     ObjectionRow,
+    PaymentRow,
     ProgramRow,
+    WithdrawalRow,
 )
 from jsx_funds.consumers import aware, household_situations
 from jsx_funds.service import (
@@ -112,6 +121,10 @@ _DIGITS = {"VILLAGE": 12, "TOWNSHIP": 9, "COUNTY": 6, "CITY": 4, "PROVINCE": 2}
 _SITUATION_ORDER = ("SPECIAL_BEREAVED", "SPECIAL_DISABLED", "ONLY_CHILD", "TWO_DAUGHTERS")
 #: States whose entitled amount counts against the program's budget.
 _COMMITTED_STATES = ("APPROVED", "IN_PUBLICITY", "OBJECTED", "READY_TO_PAY", "PAYMENT_ISSUED", "PAID", "PAYMENT_FAILED")
+#: Effective states an application may be withdrawn from (撤回), as long as no payment names it.
+WITHDRAWABLE = ("SUBMITTED", "IN_REVIEW", "APPROVED", "IN_PUBLICITY", "OBJECTED", "READY_TO_PAY")
+#: States that end an application without payment: not a claim, not committed budget, never paid.
+_CLOSED_UNPAID = ("REJECTED", "WITHDRAWN")
 
 
 def level_region(village: str, level: str) -> RegionCode:
@@ -533,7 +546,7 @@ class ProgramsService:
             situations = await household_situations(s, hid, period.start)
             claims = int((await s.execute(select(func.count()).select_from(ApplicationRow).where(
                 ApplicationRow.program_id == program.id, ApplicationRow.household_id == hid,
-                ApplicationRow.state != "REJECTED"))).scalar_one())
+                ApplicationRow.state.not_in(_CLOSED_UNPAID)))).scalar_one())
         village = RegionCode(hh.village)
         if a.village.code and RegionCode.parse(a.village.code, field="application.village.code") != village:
             raise InvalidArgument.field("application.village.code",
@@ -703,7 +716,8 @@ class ProgramsService:
                                  .order_by(ApprovalStepRow.seq))).scalars().all()
         objs = (await s.execute(select(ObjectionRow).where(ObjectionRow.application_id == row.id)
                                 .order_by(ObjectionRow.id))).scalars().all()
-        return application_message(row, steps, objs, self.clock(), self._open(row))
+        withdrawal = await s.get(WithdrawalRow, row.id) if row.state == "WITHDRAWN" else None
+        return application_message(row, steps, objs, self.clock(), self._open(row), withdrawal)
 
     async def get_application(self, req: funds_pb2.GetApplicationRequest, caller: Caller | None) -> funds_pb2.Application:
         async with self.sessions() as s:
@@ -871,6 +885,67 @@ class ProgramsService:
 
         return await self._mutate("ResolveObjection", req, funds_pb2.Application, handler, caller)
 
+    async def withdraw_application(self, req: funds_pb2.WithdrawApplicationRequest,
+                                   caller: Caller | None) -> funds_pb2.Application:
+        """撤回: the applicant (or a clerk for them) takes an application back before money moves.
+
+        Allowed from :data:`WITHDRAWABLE` (READY_TO_PAY included) while no
+        payment names the application; otherwise FAILED_PRECONDITION
+        ``NOT_WITHDRAWABLE`` naming the state. Records who/when/why, publishes
+        ``ApplicationWithdrawn`` in the same transaction.
+        """
+        reason = req.reason.strip()
+        if not reason:
+            raise InvalidArgument.field("reason", "请填写撤回原因，例如“申请人自愿放弃”“已享受其他同类补助”",
+                                        reason="MISSING_REASON")
+        if len(reason) > 1000:
+            raise InvalidArgument.field("reason", f"撤回原因不能超过 1000 个字（现为 {len(reason)} 个字），请精简",
+                                        reason="REASON_TOO_LONG")
+        aid = parse_id(req.name, "applications", "name")
+
+        async def handler(s: AsyncSession) -> funds_pb2.Application:
+            # The fund's row lock first, in one statement (on SQLite the first write takes the writer
+            # lock): a payment batch holds it from picking applications until it marks them
+            # PAYMENT_ISSUED, so without it a withdrawal could land between the two and be paid anyway.
+            fund_of = (select(ProgramRow.fund_id).join(ApplicationRow, ApplicationRow.program_id == ProgramRow.id)
+                       .where(ApplicationRow.id == aid).scalar_subquery())
+            await s.execute(update(FundRow).where(FundRow.id == fund_of).values(version=FundRow.version + 1))
+            app = await self._application(s, req.name, "name", caller, lock=True)
+            now = self.clock()
+            state = effective_state(app, now)
+            if state not in WITHDRAWABLE:
+                raise _not_withdrawable(app, state, await s.get(WithdrawalRow, app.id))
+            payment = await self._payment_of(s, app)
+            if payment is not None:
+                raise FailedPrecondition(
+                    f"该申请（当前状态“{STATE_LABEL.get(state, state)}”）已有支付记录 {payment}，款项已进入发放流程，"
+                    f"不能撤回；请与财务人员核对该笔支付", reason="NOT_WITHDRAWABLE",
+                    metadata={"state": state, "payment": payment})
+            s.add(WithdrawalRow(application_id=app.id, previous_state=state, reason=reason, actor=actor_of(caller),
+                                request_id=req.request_id, created_at=now))
+            app.state, app.updated_at = "WITHDRAWN", now
+            program = await s.get(ProgramRow, app.program_id)
+            assert program is not None
+            bus.emit(s, bus.application_event(
+                events_pb2.ApplicationWithdrawn, app, program,
+                previous_state=funds_pb2.ApplicationState.Value("APPLICATION_STATE_" + state),
+                amount_entitled=common_pb2.Money(fen=app.amount_entitled)))
+            await s.flush()
+            return await self._message(s, app)
+
+        return await self._mutate("WithdrawApplication", req, funds_pb2.Application, handler, caller)
+
+    @staticmethod
+    async def _payment_of(s: AsyncSession, app: ApplicationRow) -> str | None:
+        """The key of a payment made for ``app``, if any: batch payments are found through their
+        business key (``programs/{p}/beneficiaries/{b}/periods/…``, every period and retry), a payment
+        made on its own through ``applications/{id}``; both are ranges of the UNIQUE key index."""
+        batch = db.key_range(f"programs/{app.program_id}/beneficiaries/{app.beneficiary}/periods/")
+        own = f"applications/{app.id}"
+        return (await s.execute(select(PaymentRow.payment_key).where(
+            (batch & (PaymentRow.application_id == app.id)) | (PaymentRow.payment_key == own)
+            | db.key_range(own + "#")).limit(1))).scalar()
+
     async def list_publicity(self, req: funds_pb2.ListPublicityRequest, caller: Caller | None) -> funds_pb2.ListPublicityResponse:
         """What is in 公示 now; with members configured, each entry gets the payee's masked name (张*明)."""
         resp = await self._list_publicity(req, caller)
@@ -907,6 +982,22 @@ class ProgramsService:
             next_page_token=encode_token(rows[-1][0].id, key) if more else "")
 
 
+def _not_withdrawable(app: ApplicationRow, state: str, withdrawal: WithdrawalRow | None) -> FailedPrecondition:
+    """Why ``app`` in ``state`` cannot be withdrawn, in words a clerk can act on."""
+    label = STATE_LABEL.get(state, state)
+    if state == "WITHDRAWN":
+        when = f"已于 {aware(withdrawal.created_at).astimezone(CST):%Y-%m-%d %H:%M} 撤回" if withdrawal else "已撤回"
+        why = f"{when}，无需再次撤回"
+    elif state == "REJECTED":
+        why = "审核未通过（或异议成立），申请已终止，无需撤回"
+    elif state == "PAYMENT_FAILED":
+        why = "已发放过款项（银行支付失败），支付记录须保留对账，不能撤回；如不再补发，请与财务人员联系"
+    else:  # PAYMENT_ISSUED, PAID
+        why = "款项已发放，不能撤回；如需收回资金，请与财务人员联系办理退款"
+    return FailedPrecondition(f"申请 applications/{app.id} 当前状态为“{label}”：{why}", reason="NOT_WITHDRAWABLE",
+                              metadata={"state": state})
+
+
 def _duplicate(existing: int | None) -> AlreadyExists:
     where = f"（applications/{existing}）" if existing else ""
     return AlreadyExists(f"该受益人本期已申请过此项目{where}，不能重复申请", reason="APPLICATION_EXISTS")
@@ -936,7 +1027,7 @@ def program_message(row: ProgramRow) -> funds_pb2.Program:
 
 
 def application_message(row: ApplicationRow, steps: Any, objections: Any, now: datetime,
-                        details: dict[str, Any] | None) -> funds_pb2.Application:
+                        details: dict[str, Any] | None, withdrawal: WithdrawalRow | None = None) -> funds_pb2.Application:
     """The wire Application; ``details`` in the clear (the row may hold them sealed)."""
     out = funds_pb2.Application(
         name=bus.application_name(row.id), program=bus.program_name(row.program_id),
@@ -964,4 +1055,7 @@ def application_message(row: ApplicationRow, steps: Any, objections: Any, now: d
         out.publicity_start_time.CopyFrom(ts(row.publicity_start))
         out.publicity_end_time.CopyFrom(ts(row.publicity_end))
     fill_details(out, details)
+    if withdrawal is not None:
+        out.withdrawal.CopyFrom(funds_pb2.Withdrawal(reason=withdrawal.reason, audit=common_pb2.AuditStamp(
+            actor=withdrawal.actor, time=ts(withdrawal.created_at), request_id=withdrawal.request_id)))
     return out

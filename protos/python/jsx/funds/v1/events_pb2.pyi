@@ -236,6 +236,79 @@ class ApplicationRejected(_message.Message):
 Global___ApplicationRejected: _TypeAlias = ApplicationRejected  # noqa: Y015
 
 @_typing.final
+class ApplicationWithdrawn(_message.Message):
+    """An application was withdrawn (撤回) before any payment was made for it;
+    its amount no longer counts against the program budget.
+    Subject: jsx.funds.application.withdrawn.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    APPLICATION_FIELD_NUMBER: _builtins.int
+    PROGRAM_FIELD_NUMBER: _builtins.int
+    PROGRAM_TYPE_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATE_FIELD_NUMBER: _builtins.int
+    AMOUNT_ENTITLED_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID); consumers de-duplicate on it."""
+    application: _builtins.str
+    """The application, "applications/{application}"."""
+    program: _builtins.str
+    """The program, "programs/{program}"."""
+    program_type: _funds_pb2.ProgramType.ValueType
+    """The program's type."""
+    household: _builtins.str
+    """The household, "households/{household}"."""
+    person: _builtins.str
+    """The beneficiary person for per-person programs, "persons/{person}"; empty otherwise."""
+    previous_state: _funds_pb2.ApplicationState.ValueType
+    """The state it was withdrawn from (READY_TO_PAY when its 公示 was over)."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The household's village."""
+
+    @_builtins.property
+    def period(self) -> _common_pb2.Period:
+        """The period the help is for."""
+
+    @_builtins.property
+    def amount_entitled(self) -> _common_pb2.Money:
+        """The amount the rules had allowed; no longer spoken for."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        application: _builtins.str = ...,
+        program: _builtins.str = ...,
+        program_type: _funds_pb2.ProgramType.ValueType = ...,
+        household: _builtins.str = ...,
+        person: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        period: _common_pb2.Period | None = ...,
+        previous_state: _funds_pb2.ApplicationState.ValueType = ...,
+        amount_entitled: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_entitled", b"amount_entitled", "occurred_at", b"occurred_at", "period", b"period", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_entitled", b"amount_entitled", "application", b"application", "event_id", b"event_id", "household", b"household", "occurred_at", b"occurred_at", "period", b"period", "person", b"person", "previous_state", b"previous_state", "program", b"program", "program_type", b"program_type", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplicationWithdrawn: _TypeAlias = ApplicationWithdrawn  # noqa: Y015
+
+@_typing.final
 class ApplicationObjected(_message.Message):
     """An objection was lodged against an application in 公示.
     Subject: jsx.funds.application.objected.

@@ -1902,6 +1902,7 @@ class Application(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    WITHDRAWAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "applications/{application}". Output only."""
     program: _builtins.str
@@ -1984,6 +1985,12 @@ class Application(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it last changed. Output only."""
 
+    @_builtins.property
+    def withdrawal(self) -> Global___Withdrawal:
+        """Who withdrew it, when and why; set only when state is WITHDRAWN.
+        Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -2009,16 +2016,45 @@ class Application(_message.Message):
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        withdrawal: Global___Withdrawal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_entitled", b"amount_entitled", "amount_requested", b"amount_requested", "create_time", b"create_time", "details", b"details", "happiness_fund", b"happiness_fund", "hospital_care", b"hospital_care", "loan_interest", b"loan_interest", "period", b"period", "publicity_end_time", b"publicity_end_time", "publicity_start_time", b"publicity_start_time", "sanjiehe", b"sanjiehe", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_entitled", b"amount_entitled", "amount_requested", b"amount_requested", "create_time", b"create_time", "details", b"details", "happiness_fund", b"happiness_fund", "hospital_care", b"hospital_care", "loan_interest", b"loan_interest", "period", b"period", "publicity_end_time", b"publicity_end_time", "publicity_start_time", b"publicity_start_time", "sanjiehe", b"sanjiehe", "update_time", b"update_time", "village", b"village", "withdrawal", b"withdrawal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_entitled", b"amount_entitled", "amount_requested", b"amount_requested", "approval_steps", b"approval_steps", "attributes", b"attributes", "create_time", b"create_time", "details", b"details", "happiness_fund", b"happiness_fund", "hospital_care", b"hospital_care", "household", b"household", "loan_interest", b"loan_interest", "name", b"name", "objections", b"objections", "payment", b"payment", "period", b"period", "person", b"person", "program", b"program", "provenance", b"provenance", "publicity_end_time", b"publicity_end_time", "publicity_start_time", b"publicity_start_time", "sanjiehe", b"sanjiehe", "state", b"state", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_entitled", b"amount_entitled", "amount_requested", b"amount_requested", "approval_steps", b"approval_steps", "attributes", b"attributes", "create_time", b"create_time", "details", b"details", "happiness_fund", b"happiness_fund", "hospital_care", b"hospital_care", "household", b"household", "loan_interest", b"loan_interest", "name", b"name", "objections", b"objections", "payment", b"payment", "period", b"period", "person", b"person", "program", b"program", "provenance", b"provenance", "publicity_end_time", b"publicity_end_time", "publicity_start_time", b"publicity_start_time", "sanjiehe", b"sanjiehe", "state", b"state", "update_time", b"update_time", "village", b"village", "withdrawal", b"withdrawal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["loan_interest", "hospital_care", "sanjiehe", "happiness_fund"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
 Global___Application: _TypeAlias = Application  # noqa: Y015
+
+@_typing.final
+class Withdrawal(_message.Message):
+    """How an application was withdrawn (撤回)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why it was withdrawn, in Chinese."""
+    @_builtins.property
+    def audit(self) -> _common_pb2.AuditStamp:
+        """Who withdrew it, when, and through which request."""
+
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        audit: _common_pb2.AuditStamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Withdrawal: _TypeAlias = Withdrawal  # noqa: Y015
 
 @_typing.final
 class SubmitApplicationRequest(_message.Message):
@@ -2249,6 +2285,36 @@ class ResolveObjectionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveObjectionRequest: _TypeAlias = ResolveObjectionRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawApplicationRequest(_message.Message):
+    """Request for WithdrawApplication."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, "applications/{application}"."""
+    reason: _builtins.str
+    """Why it is withdrawn (撤回原因), in Chinese, e.g. "申请人自愿放弃"; required."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawApplicationRequest: _TypeAlias = WithdrawApplicationRequest  # noqa: Y015
 
 @_typing.final
 class ListPublicityRequest(_message.Message):

@@ -137,6 +137,11 @@ class FundsServiceStub:
                 request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.ResolveObjectionRequest.SerializeToString,
                 response_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.Application.FromString,
                 _registered_method=True)
+        self.WithdrawApplication = channel.unary_unary(
+                '/jsx.funds.v1.FundsService/WithdrawApplication',
+                request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.WithdrawApplicationRequest.SerializeToString,
+                response_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.Application.FromString,
+                _registered_method=True)
         self.ListPublicity = channel.unary_unary(
                 '/jsx.funds.v1.FundsService/ListPublicity',
                 request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.ListPublicityRequest.SerializeToString,
@@ -336,6 +341,19 @@ class FundsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WithdrawApplication(self, request, context):
+        """Withdraws an application (撤回) for the applicant, before money moves:
+        allowed while it is submitted, in review, approved, in 公示, objected or
+        ready to pay with no payment made for it. Once a payment was issued
+        (paid or failed at the bank), or when it is already rejected or
+        withdrawn, fails with FAILED_PRECONDITION (reason NOT_WITHDRAWABLE). A
+        withdrawn application no longer counts against the program budget and is
+        never paid by a payment batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPublicity(self, request, context):
         """Lists applications in 公示, in the form that may be posted publicly.
         """
@@ -504,6 +522,11 @@ def add_FundsServiceServicer_to_server(servicer, server):
             'ResolveObjection': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveObjection,
                     request_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.ResolveObjectionRequest.FromString,
+                    response_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.Application.SerializeToString,
+            ),
+            'WithdrawApplication': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawApplication,
+                    request_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.WithdrawApplicationRequest.FromString,
                     response_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.Application.SerializeToString,
             ),
             'ListPublicity': grpc.unary_unary_rpc_method_handler(
@@ -1071,6 +1094,33 @@ class FundsService:
             target,
             '/jsx.funds.v1.FundsService/ResolveObjection',
             jsx_dot_funds_dot_v1_dot_funds__pb2.ResolveObjectionRequest.SerializeToString,
+            jsx_dot_funds_dot_v1_dot_funds__pb2.Application.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawApplication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.funds.v1.FundsService/WithdrawApplication',
+            jsx_dot_funds_dot_v1_dot_funds__pb2.WithdrawApplicationRequest.SerializeToString,
             jsx_dot_funds_dot_v1_dot_funds__pb2.Application.FromString,
             options,
             channel_credentials,

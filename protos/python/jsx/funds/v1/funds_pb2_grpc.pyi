@@ -94,6 +94,15 @@ class FundsServiceStub:
     """Resolves an objection: upheld → the application is rejected; dismissed →
     公示 continues (or the application becomes ready to pay if it is over).
     """
+    WithdrawApplication: _grpc.UnaryUnaryMultiCallable[_funds_pb2.WithdrawApplicationRequest, _funds_pb2.Application]
+    """Withdraws an application (撤回) for the applicant, before money moves:
+    allowed while it is submitted, in review, approved, in 公示, objected or
+    ready to pay with no payment made for it. Once a payment was issued
+    (paid or failed at the bank), or when it is already rejected or
+    withdrawn, fails with FAILED_PRECONDITION (reason NOT_WITHDRAWABLE). A
+    withdrawn application no longer counts against the program budget and is
+    never paid by a payment batch.
+    """
     ListPublicity: _grpc.UnaryUnaryMultiCallable[_funds_pb2.ListPublicityRequest, _funds_pb2.ListPublicityResponse]
     """Lists applications in 公示, in the form that may be posted publicly."""
     CreatePaymentBatch: _grpc.UnaryUnaryMultiCallable[_funds_pb2.CreatePaymentBatchRequest, _funds_pb2.PaymentBatch]
@@ -190,6 +199,15 @@ class FundsServiceAsyncStub(FundsServiceStub):
     ResolveObjection: _aio.UnaryUnaryMultiCallable[_funds_pb2.ResolveObjectionRequest, _funds_pb2.Application]  # type: ignore[assignment]
     """Resolves an objection: upheld → the application is rejected; dismissed →
     公示 continues (or the application becomes ready to pay if it is over).
+    """
+    WithdrawApplication: _aio.UnaryUnaryMultiCallable[_funds_pb2.WithdrawApplicationRequest, _funds_pb2.Application]  # type: ignore[assignment]
+    """Withdraws an application (撤回) for the applicant, before money moves:
+    allowed while it is submitted, in review, approved, in 公示, objected or
+    ready to pay with no payment made for it. Once a payment was issued
+    (paid or failed at the bank), or when it is already rejected or
+    withdrawn, fails with FAILED_PRECONDITION (reason NOT_WITHDRAWABLE). A
+    withdrawn application no longer counts against the program budget and is
+    never paid by a payment batch.
     """
     ListPublicity: _aio.UnaryUnaryMultiCallable[_funds_pb2.ListPublicityRequest, _funds_pb2.ListPublicityResponse]  # type: ignore[assignment]
     """Lists applications in 公示, in the form that may be posted publicly."""
@@ -398,6 +416,21 @@ class FundsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_funds_pb2.Application, _abc.Awaitable[_funds_pb2.Application]]:
         """Resolves an objection: upheld → the application is rejected; dismissed →
         公示 continues (or the application becomes ready to pay if it is over).
+        """
+
+    @_abc_1.abstractmethod
+    def WithdrawApplication(
+        self,
+        request: _funds_pb2.WithdrawApplicationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funds_pb2.Application, _abc.Awaitable[_funds_pb2.Application]]:
+        """Withdraws an application (撤回) for the applicant, before money moves:
+        allowed while it is submitted, in review, approved, in 公示, objected or
+        ready to pay with no payment made for it. Once a payment was issued
+        (paid or failed at the bank), or when it is already rejected or
+        withdrawn, fails with FAILED_PRECONDITION (reason NOT_WITHDRAWABLE). A
+        withdrawn application no longer counts against the program budget and is
+        never paid by a payment batch.
         """
 
     @_abc_1.abstractmethod

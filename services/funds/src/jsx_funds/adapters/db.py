@@ -356,6 +356,21 @@ class ObjectionRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class WithdrawalRow(Base):
+    """Who withdrew an application (撤回), when and why; one per application (the key is the application)."""
+
+    __tablename__ = "application_withdrawals"
+
+    application_id: Mapped[int] = mapped_column(BigId, ForeignKey("applications.id"), primary_key=True,
+                                                autoincrement=False)
+    #: The state it was withdrawn from, as read then (READY_TO_PAY when its 公示 was over).
+    previous_state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(1000))
+    actor: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class PaymentBatchRow(Base):
     """A batch of payments for one program, region and period, sent to the bank together."""
 

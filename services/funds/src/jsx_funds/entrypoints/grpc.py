@@ -59,6 +59,7 @@ PROGRAM_METHODS = {
     "DecideApplication": "decide_application",
     "LodgeObjection": "lodge_objection",
     "ResolveObjection": "resolve_objection",
+    "WithdrawApplication": "withdraw_application",
     "CreatePaymentBatch": "create_payment_batch",
     "GetPaymentBatch": "get_payment_batch",
     "ListPayments": "list_payments",
