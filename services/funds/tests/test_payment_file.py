@@ -43,6 +43,7 @@ from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details, setup_logging
 from jsxcore.values import RegionCode
 
+from jsxcore.errors import NotFound
 from jsx_funds.adapters.db import HouseholdProjection, migrate
 from jsx_funds.entrypoints.grpc import build_runtime
 from jsx_funds.reports import ReportsService
@@ -345,3 +346,23 @@ async def test_scope_permission_and_publicity_names(stack) -> None:  # type: ign
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE and error_details(e.value)[0].reason == "MEMBERS_UNAVAILABLE"
+
+
+async def test_payee_lookups_in_flight_keep_order_and_refusals(stack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A bank file's payees are fetched from members a few chunks at a time: all of them, each its own."""
+    from jsx_funds.adapters import members as adapter
+
+    m = stack["m"]["clerk"]
+    names = ["赵一民", "钱二花", "孙三军", "李四妹", "周五福", "吴六娟"]
+    people = [await _person(m, name, 40 + i, female=bool(i % 2)) for i, name in enumerate(names)]
+    monkeypatch.setattr(adapter, "BATCH", 1)  # six chunks, IN_FLIGHT of them at a time
+    client = adapter.MembersClient(stack["members_addr"], SECRET)
+    try:
+        got = await client.batch_get_payees([p.name for p in people], YL)
+        assert [(k, v.display_name) for k, v in got.items()] == [(p.name, n) for p, n in zip(people, names)]
+        # One unknown person among them: members' NOT_FOUND, naming that person, whichever chunk finished first.
+        with pytest.raises(NotFound) as e:
+            await client.batch_get_payees([p.name for p in people[:3]] + ["persons/no-such"] + [people[4].name], YL)
+        assert "persons/no-such" in e.value.message
+    finally:
+        await client.close()

@@ -17,6 +17,7 @@ names). The answers are used at once and never stored or logged.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -32,6 +33,8 @@ from jsxcore.values import RegionCode
 SUBJECT = "service:funds"
 #: Persons per batch call (members' AIP-231 cap).
 BATCH = 1000
+#: Batch calls in flight at once.
+IN_FLIGHT = 4
 
 T = TypeVar("T")
 
@@ -81,13 +84,23 @@ class MembersClient:
         re-raised with members' own Chinese message (it names the persons)."""
         unique = list(dict.fromkeys(names))
         md = (("authorization", f"Bearer {token}"),)
+        chunks = [unique[i:i + BATCH] for i in range(0, len(unique), BATCH)]
+        # A few calls in flight: a province's bank file is hundreds of chunks, and each waits
+        # mostly on members' database; more in flight would only queue at members.
+        gate = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(chunk: list[str]) -> list[T]:
+            async with gate:
+                return await call(chunk, md)
+
+        results = await asyncio.gather(*(one(c) for c in chunks), return_exceptions=True)
         out: dict[str, T] = {}
-        for i in range(0, len(unique), BATCH):
-            chunk = unique[i:i + BATCH]
-            try:
-                out.update(zip(chunk, await call(chunk, md)))
-            except grpc.aio.AioRpcError as e:
-                raise _relay(e, self.addr) from None
+        for chunk, got in zip(chunks, results):
+            if isinstance(got, grpc.aio.AioRpcError):
+                raise _relay(got, self.addr) from None  # the first refusal in name order
+            if isinstance(got, BaseException):
+                raise got
+            out.update(zip(chunk, got))
         return out
 
     async def batch_get_payees(self, persons: Iterable[str], region: RegionCode | str, *,
