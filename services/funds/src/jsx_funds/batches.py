@@ -582,13 +582,13 @@ class _BatchWriter:
                 if kinds is None:
                     kinds = parsed[text_] = {k: int(g) for k, _, g in (x.rpartition(":") for x in text_.split(",") if x)}
                 sits[r.household_id] = kinds
-        elif unique:
-            for hid, kind_, grade in await self._fetch(conn, 
+        elif unique:  # SQLite pages: one query for the page's households
+            for hid, kind_, grade in (await conn.execute(
                     select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.disability_grade)
                     .where(self._in(SituationProjection.household_id, list({r.household_id for r in unique}), String),
                            SituationProjection.effective_from <= start,
                            SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
-                    .order_by(SituationProjection.effective_from)):
+                    .order_by(SituationProjection.effective_from))).all():
                 sits.setdefault(hid, {})[kind_] = grade
         keyed, ask = [], {}
         for r in unique:
@@ -656,16 +656,6 @@ class _BatchWriter:
             else:
                 out[i] = _Rule(amt.value.amount.fen, [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"], [])
         return [rule for rule in out if rule is not None]
-
-    async def _fetch(self, conn: Any, stmt: Any) -> list[tuple[Any, ...]]:
-        """All rows of ``stmt`` as plain tuples (the driver's own on PostgreSQL; see _pipeline)."""
-        if not self.pg:
-            return [tuple(r) for r in (await conn.execute(stmt)).all()]
-        sql, params = _compiled(stmt, conn)
-        raw = (await conn.get_raw_connection()).driver_connection
-        async with raw.cursor() as cur:
-            await cur.execute(sql, params)
-            return await cur.fetchall()
 
     async def _ids(self, n: int, conn: Any) -> list[int]:
         if self.pg:
