@@ -44,5 +44,5 @@ async def main(url: str, program_id: int, period: str, request_id: str) -> int:
 if __name__ == "__main__":
     url, program, period, request_id, chunk = sys.argv[1:6]
     # Small chunks so a few thousand beneficiaries make a multi-chunk batch.
-    batches.CHUNK = {"postgresql": int(chunk), "sqlite": int(chunk)}
+    batches.CHUNK = int(chunk)
     sys.exit(asyncio.run(main(url, int(program), period, request_id)))

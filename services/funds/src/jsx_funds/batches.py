@@ -59,7 +59,6 @@ from jsxcore.auth import Caller
 from jsxcore.bulk import fewer_collections
 from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from jsxcore.outbox import OutboxEvent
-from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, Period, PeriodKind, RegionCode
 
 from jsx_funds import domain as d
@@ -269,9 +268,9 @@ class BatchesService(ProgramsService):
 # ---------------------------------------------------------------- the batch writer
 
 #: Applications read, ruled on and written per round trip (SQLite caps bound parameters at 32 766).
-#: On PostgreSQL smaller is faster: the writer's COPY only moves while the event loop runs, and
-#: a chunk's rules and rendering hold the loop (1M: 22 s at 20 000, 19 s at 5 000).
-CHUNK = {"postgresql": 5_000, "sqlite": 5_000}
+#: On PostgreSQL smaller is faster too: the writer's COPY only moves while the event loop runs,
+#: and a chunk's rules and rendering hold the loop (1M: 22 s at 20 000, 19 s at 5 000).
+CHUNK = 5_000
 
 
 def _fault(point: str) -> None:
@@ -343,26 +342,25 @@ class _BatchWriter:
         self.pages = 0
         #: Seconds per phase (PostgreSQL pipeline), logged when the batch is written.
         self.spent: dict[str, float] = dict.fromkeys(
-            ("read", "rules", "ids", "render", "reader_waited", "writer_waited", "write", "journal"), 0.0)
+            ("read", "rules", "render", "reader_waited", "writer_waited", "write", "journal"), 0.0)
         self.started = time.perf_counter()
 
     async def run(self) -> funds_pb2.PaymentBatch:
         s, program, period = self.s, self.program, self.period
         fund = await locked_fund(s, program.fund_id)
         self.fund = fund
-        dialect = (await s.connection()).dialect.name
-        self.pg = dialect == "postgresql"
+        self.pg = (await s.connection()).dialect.name == "postgresql"
         have = sum((await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])).values())
         batch = PaymentBatchRow(program_id=program.id, region=self.region.code, period=str(period), skipped=[],
                                 actor=self.actor, request_id=self.request_id, created_at=self.now)
         s.add(batch)
         await s.flush()
         self.batch = batch
-        chunk = CHUNK.get(dialect, CHUNK["sqlite"])
         if self.pg:
             # The batch journal's id is drawn first; payments draw theirs from the same sequence.
-            self.journal_id = (await self._ids(1, await s.connection()))[0]
-            await self._pipeline(chunk)
+            self.journal_id = int((await s.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('journals', 'id'))"))).scalar_one())
+            await self._pipeline(CHUNK)
         else:
             # SQLite: keyset pages; each page's anti-join sees the payments written before it. We hold the
             # single writer lock (lock_fund wrote first), so ids past the current max are ours. Payment ids
@@ -375,11 +373,11 @@ class _BatchWriter:
             self.next_id, self.journal_id = top + 1, top + 1 + upper
             after = 0
             while rows := (await s.execute(self._select().where(ApplicationRow.id > after)
-                                           .order_by(ApplicationRow.id).limit(chunk))).all():
+                                           .order_by(ApplicationRow.id).limit(CHUNK))).all():
                 after = rows[-1].id
                 page = await self._rule_page(rows, s)
                 if page:
-                    payments, outbox, issue = self._rows(page, await self._ids(len(page), s))
+                    payments, outbox, issue = self._rows(page, self._ids(len(page)))
                     await self._insert(payments, outbox)
                     await self._issue(issue)
                 _fault("batch.after_chunk")
@@ -440,7 +438,8 @@ class _BatchWriter:
                         t = clock()
                         await cur.execute(sql, params)
                         # The next chunk is asked for before this one is worked on, so the server
-                        # produces it while Python rules and renders (the reader runs no other query).
+                        # produces it while Python rules and renders (the one other query the reader
+                        # may run, for a bank-failed key's retries, waits its turn on the connection).
                         fetch = asyncio.ensure_future(cur.fetchmany(chunk))
                         try:
                             while part := await fetch:
@@ -519,7 +518,7 @@ class _BatchWriter:
         return stmt.where(ApplicationRow.state.in_(_PAYABLE), ApplicationRow.period == str(self.period))
 
     def _in(self, column: Any, values: list[Any], type_: Any) -> Any:
-        """``column IN values``: one array parameter on PostgreSQL (20 000 bound values cost more to send)."""
+        """``column IN values``: one array parameter on PostgreSQL (a chunk of bound values costs more to send)."""
         return column == any_(bindparam(None, values, type_=ARRAY(type_))) if self.pg else column.in_(values)
 
     def _starts(self, code: str) -> date:
@@ -537,12 +536,12 @@ class _BatchWriter:
         if r.failed is None:
             return 1
         key = payment_key(self.program.id, r.beneficiary, self.period)
-        retries = [(k, failed) for k, failed in (await conn.execute(
-            select(PaymentRow.payment_key, PaymentFailureRow.payment_id.is_not(None))
-            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
-            .where(db.key_range(key + "#")))).all()
-            if db.business_key(k) == key]
-        return 0 if any(not failed for _, failed in retries) else 2 + len(retries)
+        if isinstance(conn, AsyncSession):
+            attempts = await db.payment_attempts(conn, key)
+        else:  # the PostgreSQL reader's connection
+            async with AsyncSession(bind=conn) as s:
+                attempts = await db.payment_attempts(s, key)
+        return 0 if any(not failed for _, failed in attempts) else len(attempts) + 1
 
     async def _rule_page(self, rows: Sequence[Any], conn: Any) -> list[tuple[Any, _Rule]]:
         """The page's payable applications with their rule answers (skips recorded)."""
@@ -657,13 +656,8 @@ class _BatchWriter:
                 out[i] = _Rule(amt.value.amount.fen, [*amt.value.basis, f"规则插件 {amt.plugin} {amt.plugin_version}"], [])
         return [rule for rule in out if rule is not None]
 
-    async def _ids(self, n: int, conn: Any) -> list[int]:
-        if self.pg:
-            # Sequences are outside transactions: the reader connection can take them.
-            raw = (await conn.get_raw_connection()).driver_connection
-            async with raw.cursor() as cur:
-                await cur.execute("SELECT nextval(pg_get_serial_sequence('journals', 'id')) FROM generate_series(1, %s)", (n,))
-                return [i for (i,) in await cur.fetchall()]
+    def _ids(self, n: int) -> list[int]:
+        """SQLite: the next ``n`` payment ids (see run; PostgreSQL rows bring theirs)."""
         first, self.next_id = self.next_id, self.next_id + n
         return list(range(first, first + n))
 

@@ -19,7 +19,6 @@ is applied once however often JetStream redelivers.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -44,7 +43,6 @@ from jsx_funds.adapters import bus, db
 from jsx_funds.adapters.db import FundRow, HouseholdProjection, PaymentRow, SituationProjection
 from jsx_funds.service import pay
 
-log = logging.getLogger("jsx.funds.consumers")
 
 #: Who the ledger names as the actor of a visit expense.
 VISIT_ACTOR = "events-service"
@@ -289,20 +287,15 @@ async def household_situations(s: AsyncSession, household_id: str, on: date) -> 
 
 
 def build_consumers(
-    nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None,
-    plugins: PluginHost | None = None,
+    nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None, *,
+    plugins: PluginHost,
 ) -> list[Consumer]:
     """The funds process's durable consumers (started by the runtime as background tasks).
     ``on_commit`` (the relay's notify) sends a booking answer as soon as it commits.
 
-    ``plugins`` resolves fund-use rules; pass the runtime's host (``rt.plugins``) so the
-    consumer follows the process's plugin enablement (JSX_PLUGINS) and timeout. Without
-    one, a host is built with every installed plugin enabled for the regions it declares
-    (the default when JSX_PLUGINS is unset) and the default timeout.
+    ``plugins`` resolves fund-use rules: the runtime's host (``rt.plugins``), so the
+    consumer follows the process's plugin enablement (JSX_PLUGINS) and timeout.
     """
-    if plugins is None:
-        log.warning("funds consumers built without the runtime's plugin host; using installed plugins' declared regions")
-        plugins = PluginHost.from_config(None)
     return [
         Consumer(nats_url, stream=stream_name("events"), durable=VISIT_DURABLE, subjects=list(bus.VISIT_SUBJECTS),
                  handler=partial(book_visit_expense, plugins=plugins), sessionmaker=sessions,
