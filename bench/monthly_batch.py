@@ -186,7 +186,7 @@ async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
             "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM payments"
             " GROUP BY application_id HAVING count(*) > 1) x) FROM payments").fetchone()
         from jsx.funds.v1 import events_pb2
-        events = sum(len(events_pb2.PaymentsIssued.FromString(p).payments) for (p,) in conn.execute(
+        events = sum(len(events_pb2.PaymentsIssued.FromString(p).payment_names) for (p,) in conn.execute(
             "SELECT payload FROM outbox WHERE subject = 'jsx.funds.payment_batch.issued'"))
         expected = conn.execute("SELECT sum(CASE WHEN h.kind = 'SPECIAL_BEREAVED' THEN 94000 ELSE 58000 END)"
                                 " FROM proj_household_situations h").fetchone()[0]

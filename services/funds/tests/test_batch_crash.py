@@ -116,7 +116,7 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
             "batches": await n(select(func.count()).select_from(PaymentBatchRow)),
             "batch_payments": await n(select(func.count()).select_from(PaymentRow).where(PaymentRow.batch_id.is_not(None))),
             "paid_apps": await n(select(func.count(func.distinct(PaymentRow.application_id)))),
-            "events": sum(len(fev.PaymentsIssued.FromString(p).payments) for p in (await s.execute(
+            "events": sum(len(fev.PaymentsIssued.FromString(p).payment_names) for p in (await s.execute(
                 select(OutboxEvent.payload).where(OutboxEvent.subject == "jsx.funds.payment_batch.issued"))).scalars()),
             "total": await n(select(func.coalesce(func.sum(PaymentRow.amount), 0))),
         }

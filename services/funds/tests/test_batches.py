@@ -6,11 +6,13 @@ is short."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jsx.common.v1 import common_pb2 as c
@@ -26,7 +28,7 @@ from jsxcore.plugins import PluginHost
 from jsxcore.values import RegionCode
 
 from jsx_funds.adapters.db import PaymentRow
-from jsx_funds.batches import BatchesService
+from jsx_funds.batches import BatchesService, csv_field_sql
 from jsx_funds.consumers import apply_household_event
 from jsx_funds.service import FundsService, verify
 
@@ -168,11 +170,18 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     # One page per batch (2 payments each), every payment listed once with its amount; no PII.
     assert len(pages) == 2 and {e.period.code for e in pages} == {"2022-08"} and {e.page for e in pages} == {1}
     assert all(e.payment_batch and e.program and e.fund and e.event_id for e in pages)
-    assert all(e.total.fen == sum(x.amount.fen for x in e.payments) for e in pages)
+    assert all(e.total.fen == sum(e.amounts_fen) for e in pages)
+    # Column by column: every list has one entry per payment.
+    assert all(len({len(e.payment_names), len(e.applications), len(e.households), len(e.payees), len(e.village_codes),
+                    len(e.amounts_fen)}) == 1 for e in pages)
     listed_hj = {p.name: p.amount.fen for p in listed.payments}
     page_hj = next(e for e in pages if e.payment_batch == b.name)
-    assert {x.payment: x.amount.fen for x in page_hj.payments} == listed_hj
-    assert all(x.application and x.household and x.payee.startswith("persons/") and x.village.code for x in page_hj.payments)
+    assert dict(zip(page_hj.payment_names, page_hj.amounts_fen)) == listed_hj
+    by_name = {p.name: p for p in listed.payments}
+    for name, app, hh, payee, village in zip(page_hj.payment_names, page_hj.applications, page_hj.households,
+                                             page_hj.payees, page_hj.village_codes):
+        assert (app, hh, payee) == (by_name[name].application, by_name[name].household, by_name[name].payee)
+        assert payee.startswith("persons/") and len(village) == 12
 
 
 async def test_twenty_concurrent_batches_pay_once(env) -> None:  # type: ignore[no-untyped-def]
@@ -189,3 +198,17 @@ async def test_twenty_concurrent_batches_pay_once(env) -> None:  # type: ignore[
     async with env["sessions"]() as s:
         assert int((await s.execute(select(func.count()).select_from(PaymentRow))).scalar_one()) == 2
         assert await verify(s) == []
+
+
+async def test_payment_file_fields_quoted_as_the_csv_writer_does(engine: AsyncEngine) -> None:
+    """PostgreSQL makes the payment file's lines itself; each field must come out as Python's csv writer writes it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the server-side lines are PostgreSQL's")
+    values = ["persons/p1", "a,b", 'say "hi"', "two\nlines", "cr\rhere", "", '"', "households/hh,1"]
+    async with engine.connect() as conn:
+        got = [(await conn.execute(text(f"SELECT {csv_field_sql('CAST(:v AS text)')}"), {"v": v})).scalar_one()
+               for v in values]
+    for v, line in zip(values, got):
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerow(["x", v])  # the file's writer: CRLF is what it quotes for
+        assert "x," + line + "\r\n" == out.getvalue(), v

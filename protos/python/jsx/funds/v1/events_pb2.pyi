@@ -457,9 +457,16 @@ class PaymentsIssued(_message.Message):
     was debited. A batch of N payments publishes ceil(N / 1000) of these in
     payment order, not N PaymentIssued events: a month of 特别扶助 for a
     province is a million payments, and one message per payment made the
-    outbox and the JetStream traffic the largest cost of the batch. Each entry
-    carries what a PaymentIssued would; the fields every payment of the page
-    shares are set once, on the page. Subject: jsx.funds.payment_batch.issued.
+    outbox and the JetStream traffic the largest cost of the batch.
+
+    The page's payments are given column by column: payment i of the page is
+    payment_names[i], for application applications[i], household households[i],
+    paid to payees[i] in village village_codes[i], amount amounts_fen[i] 分.
+    Every list has the page's payment count of entries. (Columns, not a list
+    of PaymentIssued: building a million nested messages cost the batch more
+    than writing its million payments.) What every payment of the page shares
+    (batch, program, fund, period, time) is set once, on the page.
+    Subject: jsx.funds.payment_batch.issued.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -471,8 +478,13 @@ class PaymentsIssued(_message.Message):
     FUND_FIELD_NUMBER: _builtins.int
     PERIOD_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
-    PAYMENTS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
+    PAYMENT_NAMES_FIELD_NUMBER: _builtins.int
+    APPLICATIONS_FIELD_NUMBER: _builtins.int
+    HOUSEHOLDS_FIELD_NUMBER: _builtins.int
+    PAYEES_FIELD_NUMBER: _builtins.int
+    VILLAGE_CODES_FIELD_NUMBER: _builtins.int
+    AMOUNTS_FEN_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique id of this event (UUID); consumers de-duplicate on it."""
     payment_batch: _builtins.str
@@ -492,15 +504,32 @@ class PaymentsIssued(_message.Message):
         """The period the help is for."""
 
     @_builtins.property
-    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentIssued]:
-        """The page's payments, with payment, application, household, payee,
-        village and amount set (payment_batch, program, fund, period and
-        occurred_at are the page's).
-        """
-
-    @_builtins.property
     def total(self) -> _common_pb2.Money:
         """Sum of the page's amounts."""
+
+    @_builtins.property
+    def payment_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The payments, "paymentBatches/{payment_batch}/payments/{payment}"."""
+
+    @_builtins.property
+    def applications(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each payment's application, "applications/{application}"."""
+
+    @_builtins.property
+    def households(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each payment's household, "households/{household}"."""
+
+    @_builtins.property
+    def payees(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each payment's card holder, "persons/{person}"."""
+
+    @_builtins.property
+    def village_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each payment's village, a 12-digit region code."""
+
+    @_builtins.property
+    def amounts_fen(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Each payment's amount in 分."""
 
     def __init__(
         self,
@@ -512,12 +541,17 @@ class PaymentsIssued(_message.Message):
         fund: _builtins.str = ...,
         period: _common_pb2.Period | None = ...,
         page: _builtins.int = ...,
-        payments: _abc.Iterable[Global___PaymentIssued] | None = ...,
         total: _common_pb2.Money | None = ...,
+        payment_names: _abc.Iterable[_builtins.str] | None = ...,
+        applications: _abc.Iterable[_builtins.str] | None = ...,
+        households: _abc.Iterable[_builtins.str] | None = ...,
+        payees: _abc.Iterable[_builtins.str] | None = ...,
+        village_codes: _abc.Iterable[_builtins.str] | None = ...,
+        amounts_fen: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "period", b"period", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "fund", b"fund", "occurred_at", b"occurred_at", "page", b"page", "payment_batch", b"payment_batch", "payments", b"payments", "period", b"period", "program", b"program", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amounts_fen", b"amounts_fen", "applications", b"applications", "event_id", b"event_id", "fund", b"fund", "households", b"households", "occurred_at", b"occurred_at", "page", b"page", "payees", b"payees", "payment_batch", b"payment_batch", "payment_names", b"payment_names", "period", b"period", "program", b"program", "total", b"total", "village_codes", b"village_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
