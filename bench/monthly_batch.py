@@ -155,6 +155,10 @@ async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
 
     from jsx_funds.batches import BatchesService
 
+    import logging
+    # The batch's own account of where its time went ("payment batch …: … (select, rules, insert, …)").
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("jsx.funds.batches").setLevel(logging.INFO)
     host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
     host.discover()
     eng = create_engine(url)
@@ -239,6 +243,7 @@ def main() -> int:
             print(proc.stdout, proc.stderr, file=sys.stderr)
             return 2
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        phases = [ln for ln in proc.stderr.splitlines() if ln.startswith("payment batch ")]
         csv_mb = os.path.getsize(csv_path) / 1e6
         os.unlink(csv_path)
         problems = asyncio.run(check(url, a.n, a.verify))
@@ -256,6 +261,8 @@ def main() -> int:
     print(f"  batch + file / raw COPY      {ratio:8.2f} ×   goal ≤ 5×      {'ok' if ok_time else 'ABOVE GOAL'}")
     print(f"  peak RSS (child)             {rss / 2**20:8.0f} MiB goal < 1024 MiB {'ok' if ok_mem else 'ABOVE GOAL'}")
     print(f"  checks                       {'ok' if not problems else problems[:5]}")
+    for line in phases:
+        print(f"  {line}")
     return 0 if ok_time and ok_mem and not problems else 1
 
 
