@@ -9,7 +9,7 @@ import asyncio
 import csv
 import io
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, text
@@ -27,7 +27,7 @@ from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
 from jsxcore.values import RegionCode
 
-from jsx_funds.adapters.db import PaymentRow
+from jsx_funds.adapters.db import ApplicationRow, PaymentBatchRow, PaymentRow, SituationProjection
 from jsx_funds.batches import BatchesService, csv_field_sql
 from jsx_funds.consumers import apply_household_event
 from jsx_funds.service import FundsService, verify
@@ -212,3 +212,27 @@ async def test_payment_file_fields_quoted_as_the_csv_writer_does(engine: AsyncEn
         out = io.StringIO()
         csv.writer(out, lineterminator="\r\n").writerow(["x", v])  # the file's writer: CRLF is what it quotes for
         assert "x," + line + "\r\n" == out.getvalue(), v
+
+
+async def test_two_situations_and_a_beneficiary_enrolled_twice_are_paid_once(env) -> None:  # type: ignore[no-untyped-def]
+    """The rare rows the PostgreSQL statement leaves to fix up: a household with two situations in force
+    (paid once, by the first in _SITUATION_ORDER) and a mother enrolled twice (her first application pays)."""
+    svc, hj, sessions = env["svc"], env["hj"], env["sessions"]
+    pid = int(hj.name.split("/")[1])
+    async with transaction(sessions) as s:
+        apps = {a.beneficiary: a for a in (await s.execute(select(ApplicationRow).where(ApplicationRow.program_id == pid))).scalars()}
+        bereaved, disabled = apps["persons/431281-b-mother"], apps["persons/431281-d-mother"]
+        # The disabled child's household is also recorded bereaved: 失独 comes first, 940 元 (not 580 as well).
+        s.add(SituationProjection(household_id=disabled.household_id, kind="SPECIAL_BEREAVED", effective_from=date(2021, 1, 1),
+                                  effective_to=None, disability_grade=0, as_of=datetime(2022, 6, 1, tzinfo=timezone.utc)))
+        again = ApplicationRow(**{c.key: getattr(bereaved, c.key) for c in ApplicationRow.__table__.columns if c.key != "id"})
+        again.period = "2022-08"
+        s.add(again)
+    env["clock"].now += timedelta(days=30)  # 公示 over
+    b = await svc.create_payment_batch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+    assert (b.payment_count, b.total.fen) == (2, 940_00 + 940_00)
+    async with sessions() as s:
+        paid = dict((await s.execute(select(PaymentRow.application_id, PaymentRow.amount)
+                                     .where(PaymentRow.batch_id == int(b.name.split("/")[1])))).all())
+        batch = await s.get(PaymentBatchRow, int(b.name.split("/")[1]))
+    assert paid == {bereaved.id: 940_00, disabled.id: 940_00} and batch.skipped == []

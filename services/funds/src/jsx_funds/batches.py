@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple, TextIO
 
+import psycopg
 from sqlalchemy import (BigInteger, Integer, String, Text, any_, bindparam, case, cast, func, insert, literal, select,
                         text, update)
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -57,7 +58,7 @@ from jsx.funds.v1 import events_pb2, funds_pb2
 from jsxcore import hookspecs as hs
 from jsxcore.auth import Caller
 from jsxcore.bulk import fewer_collections
-from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from jsxcore.outbox import OutboxEvent
 from jsxcore.values import Money, Period, PeriodKind, RegionCode
 
@@ -441,7 +442,7 @@ class _BatchWriter:
         raw = (await conn.get_raw_connection()).driver_connection
         clock, spent = time.perf_counter, self.spent
         t = clock()
-        twice = asyncio.ensure_future(self._enrolled_twice(conn.engine))
+        twice = asyncio.ensure_future(self._exceptions(conn.engine))
         try:
             async with raw.cursor() as cur:
                 # Room for the per-household situation aggregate in memory (the default is 4 MB);
@@ -452,7 +453,12 @@ class _BatchWriter:
                 await cur.execute(f"CREATE TEMP TABLE {_CAND} ON COMMIT DROP AS {sql}", params)
                 t, spent["select"] = clock(), clock() - t
                 await self._set_retries(cur)
-                dups = await twice
+                dups, several = await twice
+                if several:
+                    # Households with more than one situation in force came once per situation: again, aggregated.
+                    await cur.execute(f"DELETE FROM {_CAND} WHERE household_id = ANY(%s)", (several,))
+                    sql, params = _compiled(self._candidates(several), conn)
+                    await cur.execute(f"INSERT INTO {_CAND} {sql}", params)
                 if dups:
                     await cur.execute(
                         f"DELETE FROM {_CAND} c USING (SELECT beneficiary, min(app) AS keep FROM {_CAND}"
@@ -468,33 +474,49 @@ class _BatchWriter:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await twice
 
-    async def _enrolled_twice(self, engine: Any) -> list[str]:
-        """Beneficiaries with more than one application in the program (a superset of the batch's duplicates).
+    async def _exceptions(self, engine: Any) -> tuple[list[str], list[str]]:
+        """The rare rows the candidates statement leaves to fix: beneficiaries with more than one
+        application in the program, and households with more than one situation in force on the
+        period's first day (supersets of both).
 
         Read on a second connection while the first builds the candidates. A
-        duplicate approved in between is still never paid twice: both rows
-        carry the same payment key, and the UNIQUE key fails the batch.
+        change committed in between (a second application approved, a second
+        situation recorded) still pays nobody twice: both rows carry the same
+        payment key, and the batch is refused whole (``CONCURRENT_CHANGE``).
         """
         async with engine.connect() as rc:
-            rows = (await rc.execute(select(ApplicationRow.beneficiary).where(ApplicationRow.program_id == self.program.id)
-                                     .group_by(ApplicationRow.beneficiary).having(func.count() > 1))).scalars().all()
-        return list(rows)
+            twice = (await rc.execute(select(ApplicationRow.beneficiary).where(ApplicationRow.program_id == self.program.id)
+                                      .group_by(ApplicationRow.beneficiary).having(func.count() > 1))).scalars().all()
+            several: Sequence[str] = []
+            if self.periodic:
+                several = (await rc.execute(select(SituationProjection.household_id).where(self._in_force())
+                                            .group_by(SituationProjection.household_id).having(func.count() > 1))
+                           ).scalars().all()
+        return list(twice), list(several)
+
+    def _in_force(self) -> Any:
+        start = self.period.start
+        return (SituationProjection.effective_from <= start) & (
+            SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
 
     def _inputs(self) -> tuple[str, ...]:
         """The candidate columns the rules' answer depends on (``GROUP BY`` these asks once per distinct input)."""
         return _RULE_INPUTS if self.periodic else ("amount_entitled",)
 
-    def _candidates(self):  # type: ignore[no-untyped-def]
+    def _candidates(self, several: list[str] | None = None):  # type: ignore[no-untyped-def]
         """The set-based selection: :meth:`_select`'s rows with what the rules and the payment need, per row.
 
         ``sit`` is the position in ``_SITUATION_ORDER`` of the household's
         first situation in force on the period's first day (0: none, OTHER)
         and ``grade`` the disability grade of its latest SPECIAL_DISABLED
-        situation when that is the one; ``h`` hashes the hook inputs, so the
+        situation when that is the one. Nearly every household has one
+        situation in force, so the statement joins them as they are (a row
+        per situation; aggregating a million households cost ~1 s more);
+        ``several`` lists the households with more, for which it aggregates
+        instead (and selects only those). ``h`` hashes the hook inputs, so the
         rules' answers join on one column (on six, the planner sorted a
         million rows for a merge join, or hashed them the wrong way round).
         """
-        start = self.period.start
         key = literal(f"programs/{self.program.id}/beneficiaries/") + ApplicationRow.beneficiary + literal(f"/periods/{self.period}")
         head = (select(HouseholdProjection.head_person).where(HouseholdProjection.household_id == ApplicationRow.household_id)
                 .scalar_subquery())
@@ -519,18 +541,22 @@ class _BatchWriter:
                        ~((ApplicationRow.state == "IN_PUBLICITY")
                          & (ApplicationRow.publicity_end.is_(None) | (ApplicationRow.publicity_end > self.now)))))
         if self.periodic:
-            in_force = (SituationProjection.effective_from <= start) & (
-                SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
             disabled = _SITUATION_ORDER.index("SPECIAL_DISABLED") + 1
-            # Plain aggregates (an ordered string_agg per household cost twice as much): the first
-            # situation in _SITUATION_ORDER, and the latest SPECIAL_DISABLED row's grade packed
-            # behind its start date so that max() picks it.
-            latest = (SituationProjection.effective_from - literal(date(1900, 1, 1))) * 1000 + SituationProjection.disability_grade
-            sits = (select(SituationProjection.household_id,
-                           func.min(case({k: i for i, k in enumerate(_SITUATION_ORDER, 1)},
-                                         value=SituationProjection.kind)).label("sit"),
-                           (func.max(latest).filter(SituationProjection.kind == "SPECIAL_DISABLED") % 1000).label("grade"))
-                    .where(in_force).group_by(SituationProjection.household_id).subquery())
+            position = case({k: i for i, k in enumerate(_SITUATION_ORDER, 1)}, value=SituationProjection.kind)
+            if several is None:
+                sits = (select(SituationProjection.household_id, position.label("sit"),
+                               SituationProjection.disability_grade.label("grade"))
+                        .where(self._in_force()).subquery())
+            else:
+                # Plain aggregates (an ordered string_agg per household cost twice as much): the first
+                # situation in _SITUATION_ORDER, and the latest SPECIAL_DISABLED row's grade packed
+                # behind its start date so that max() picks it.
+                latest = (SituationProjection.effective_from - literal(date(1900, 1, 1))) * 1000 + SituationProjection.disability_grade
+                sits = (select(SituationProjection.household_id, func.min(position).label("sit"),
+                               (func.max(latest).filter(SituationProjection.kind == "SPECIAL_DISABLED") % 1000).label("grade"))
+                        .where(self._in_force(), self._in(SituationProjection.household_id, several, String))
+                        .group_by(SituationProjection.household_id).subquery())
+                stmt = stmt.where(self._in(ApplicationRow.household_id, several, String))
             sit = func.coalesce(sits.c.sit, 0)
             columns.update(sit=sit, grade=case((sit == disabled, func.coalesce(sits.c.grade, 0)), else_=0))
             stmt = stmt.outerjoin(sits, sits.c.household_id == ApplicationRow.household_id).where(
@@ -634,11 +660,17 @@ class _BatchWriter:
             {"prefix": f"programs/{self.program.id}/beneficiaries/", "suffix": f"/periods/{self.period}",
              "journal": self.journal_id, "fund": self.fund.id, "now": self.now, "batch": self.batch.id},
             size=EVENT_PAGE)
-        async for line in stream:
-            lines.append(line)
-            if len(lines) == EVENT_PAGE:
-                events.append(self._page_event(lines))
-                lines = []
+        try:
+            async for line in stream:
+                lines.append(line)
+                if len(lines) == EVENT_PAGE:
+                    events.append(self._page_event(lines))
+                    lines = []
+        except psycopg.errors.UniqueViolation:
+            # Two candidate rows with one payment key: a second application or situation committed
+            # while the candidates were read (see _exceptions). Nothing is written; a rerun sees it.
+            raise Aborted("发放批次执行期间有申请或家庭情况发生变更，本批次未支付任何款项，请重新发起本批次",
+                          reason="CONCURRENT_CHANGE") from None
         if lines:
             events.append(self._page_event(lines))
         t, spent["insert"] = clock(), clock() - t
