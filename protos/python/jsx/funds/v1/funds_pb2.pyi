@@ -2692,6 +2692,8 @@ class PaymentFile(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     PAYMENT_COUNT_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
     filename: _builtins.str
     """Suggested file name, e.g. "支付文件_paymentBatches-3_2022-08.xlsx"."""
     content_type: _builtins.str
@@ -2700,6 +2702,12 @@ class PaymentFile(_message.Message):
     """The file."""
     payment_count: _builtins.int
     """Number of payment lines."""
+    size_bytes: _builtins.int
+    """Size of the file in bytes."""
+    sha256: _builtins.str
+    """SHA-256 of the file, lowercase hex, for the receiving system to check
+    what it stored.
+    """
     @_builtins.property
     def total(self) -> _common_pb2.Money:
         """Sum of the lines."""
@@ -2712,14 +2720,74 @@ class PaymentFile(_message.Message):
         content: _builtins.bytes = ...,
         payment_count: _builtins.int = ...,
         total: _common_pb2.Money | None = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "filename", b"filename", "payment_count", b"payment_count", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "filename", b"filename", "payment_count", b"payment_count", "sha256", b"sha256", "size_bytes", b"size_bytes", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaymentFile: _TypeAlias = PaymentFile  # noqa: Y015
+
+@_typing.final
+class StreamPaymentFileRequest(_message.Message):
+    """Request for StreamPaymentFile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_BATCH_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    payment_batch: _builtins.str
+    """The batch, "paymentBatches/{batch}"."""
+    format: Global___PaymentFileFormat.ValueType
+    """xlsx (default) or CSV. Excel sheets hold at most 1,048,576 rows: a
+    larger batch must be streamed as CSV.
+    """
+    def __init__(
+        self,
+        *,
+        payment_batch: _builtins.str = ...,
+        format: Global___PaymentFileFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "payment_batch", b"payment_batch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamPaymentFileRequest: _TypeAlias = StreamPaymentFileRequest  # noqa: Y015
+
+@_typing.final
+class PaymentFileChunk(_message.Message):
+    """One message of StreamPaymentFile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The file's next bytes (at most 1 MiB), in order."""
+    @_builtins.property
+    def metadata(self) -> Global___PaymentFile:
+        """First message only: the file's description; `content` is empty."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___PaymentFile | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "metadata", b"metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_chunk: _TypeAlias = _typing.Literal["metadata", "data"]  # noqa: Y015
+    _WhichOneofArgType_chunk: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_chunk) -> _WhichOneofReturnType_chunk | None: ...
+
+Global___PaymentFileChunk: _TypeAlias = PaymentFileChunk  # noqa: Y015
 
 @_typing.final
 class ListPaymentsRequest(_message.Message):

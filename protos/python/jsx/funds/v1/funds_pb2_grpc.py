@@ -162,6 +162,11 @@ class FundsServiceStub:
                 request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentFileRequest.SerializeToString,
                 response_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFile.FromString,
                 _registered_method=True)
+        self.StreamPaymentFile = channel.unary_stream(
+                '/jsx.funds.v1.FundsService/StreamPaymentFile',
+                request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.StreamPaymentFileRequest.SerializeToString,
+                response_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFileChunk.FromString,
+                _registered_method=True)
         self.ListPayments = channel.unary_unary(
                 '/jsx.funds.v1.FundsService/ListPayments',
                 request_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.ListPaymentsRequest.SerializeToString,
@@ -384,6 +389,29 @@ class FundsServiceServicer:
         with the caller's own token (it must hold "members.payees.read") and
         never stored. A payee without a card number → FAILED_PRECONDITION
         MISSING_CARD_NUMBER listing them (masked), and no file.
+
+        The whole file is one response message, so this suits batches up to
+        about 25,000 lines (a gRPC client's default 4 MB receive limit); a
+        larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
+        StreamPaymentFile for any batch size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamPaymentFile(self, request, context):
+        """The same bank payment file as GetPaymentFile, streamed, for batches of
+        any size (a province's monthly 特别扶助 batch is about a million lines).
+        The first message carries `metadata` (file name, content type, line
+        count, total, size and SHA-256 of the file; `content` empty); every
+        later one carries the file's next `data` bytes, at most 1 MiB. Their
+        concatenation is the file: for CSV exactly the bytes GetPaymentFile
+        returns, for xlsx a workbook with the same rows. The whole file is made
+        and checked before the first message is sent, so a payee without a card
+        number (FAILED_PRECONDITION MISSING_CARD_NUMBER) or without a known 户主
+        (PAYEE_UNKNOWN) ends the call with nothing streamed. A call that ends
+        with any status other than OK after data has arrived (e.g. cancelled)
+        delivered an incomplete file, which must be discarded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -548,6 +576,11 @@ def add_FundsServiceServicer_to_server(servicer, server):
                     servicer.GetPaymentFile,
                     request_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentFileRequest.FromString,
                     response_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFile.SerializeToString,
+            ),
+            'StreamPaymentFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamPaymentFile,
+                    request_deserializer=jsx_dot_funds_dot_v1_dot_funds__pb2.StreamPaymentFileRequest.FromString,
+                    response_serializer=jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFileChunk.SerializeToString,
             ),
             'ListPayments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPayments,
@@ -1230,6 +1263,33 @@ class FundsService:
             '/jsx.funds.v1.FundsService/GetPaymentFile',
             jsx_dot_funds_dot_v1_dot_funds__pb2.GetPaymentFileRequest.SerializeToString,
             jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPaymentFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jsx.funds.v1.FundsService/StreamPaymentFile',
+            jsx_dot_funds_dot_v1_dot_funds__pb2.StreamPaymentFileRequest.SerializeToString,
+            jsx_dot_funds_dot_v1_dot_funds__pb2.PaymentFileChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -119,6 +119,25 @@ class FundsServiceStub:
     with the caller's own token (it must hold "members.payees.read") and
     never stored. A payee without a card number → FAILED_PRECONDITION
     MISSING_CARD_NUMBER listing them (masked), and no file.
+
+    The whole file is one response message, so this suits batches up to
+    about 25,000 lines (a gRPC client's default 4 MB receive limit); a
+    larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
+    StreamPaymentFile for any batch size.
+    """
+    StreamPaymentFile: _grpc.UnaryStreamMultiCallable[_funds_pb2.StreamPaymentFileRequest, _funds_pb2.PaymentFileChunk]
+    """The same bank payment file as GetPaymentFile, streamed, for batches of
+    any size (a province's monthly 特别扶助 batch is about a million lines).
+    The first message carries `metadata` (file name, content type, line
+    count, total, size and SHA-256 of the file; `content` empty); every
+    later one carries the file's next `data` bytes, at most 1 MiB. Their
+    concatenation is the file: for CSV exactly the bytes GetPaymentFile
+    returns, for xlsx a workbook with the same rows. The whole file is made
+    and checked before the first message is sent, so a payee without a card
+    number (FAILED_PRECONDITION MISSING_CARD_NUMBER) or without a known 户主
+    (PAYEE_UNKNOWN) ends the call with nothing streamed. A call that ends
+    with any status other than OK after data has arrived (e.g. cancelled)
+    delivered an incomplete file, which must be discarded.
     """
     ListPayments: _grpc.UnaryUnaryMultiCallable[_funds_pb2.ListPaymentsRequest, _funds_pb2.ListPaymentsResponse]
     """Lists the payments of a batch."""
@@ -225,6 +244,25 @@ class FundsServiceAsyncStub(FundsServiceStub):
     with the caller's own token (it must hold "members.payees.read") and
     never stored. A payee without a card number → FAILED_PRECONDITION
     MISSING_CARD_NUMBER listing them (masked), and no file.
+
+    The whole file is one response message, so this suits batches up to
+    about 25,000 lines (a gRPC client's default 4 MB receive limit); a
+    larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
+    StreamPaymentFile for any batch size.
+    """
+    StreamPaymentFile: _aio.UnaryStreamMultiCallable[_funds_pb2.StreamPaymentFileRequest, _funds_pb2.PaymentFileChunk]  # type: ignore[assignment]
+    """The same bank payment file as GetPaymentFile, streamed, for batches of
+    any size (a province's monthly 特别扶助 batch is about a million lines).
+    The first message carries `metadata` (file name, content type, line
+    count, total, size and SHA-256 of the file; `content` empty); every
+    later one carries the file's next `data` bytes, at most 1 MiB. Their
+    concatenation is the file: for CSV exactly the bytes GetPaymentFile
+    returns, for xlsx a workbook with the same rows. The whole file is made
+    and checked before the first message is sent, so a payee without a card
+    number (FAILED_PRECONDITION MISSING_CARD_NUMBER) or without a known 户主
+    (PAYEE_UNKNOWN) ends the call with nothing streamed. A call that ends
+    with any status other than OK after data has arrived (e.g. cancelled)
+    delivered an incomplete file, which must be discarded.
     """
     ListPayments: _aio.UnaryUnaryMultiCallable[_funds_pb2.ListPaymentsRequest, _funds_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     """Lists the payments of a batch."""
@@ -472,6 +510,31 @@ class FundsServiceServicer(metaclass=_abc_1.ABCMeta):
         with the caller's own token (it must hold "members.payees.read") and
         never stored. A payee without a card number → FAILED_PRECONDITION
         MISSING_CARD_NUMBER listing them (masked), and no file.
+
+        The whole file is one response message, so this suits batches up to
+        about 25,000 lines (a gRPC client's default 4 MB receive limit); a
+        larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
+        StreamPaymentFile for any batch size.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamPaymentFile(
+        self,
+        request: _funds_pb2.StreamPaymentFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_funds_pb2.PaymentFileChunk], _abc.AsyncIterator[_funds_pb2.PaymentFileChunk]]:
+        """The same bank payment file as GetPaymentFile, streamed, for batches of
+        any size (a province's monthly 特别扶助 batch is about a million lines).
+        The first message carries `metadata` (file name, content type, line
+        count, total, size and SHA-256 of the file; `content` empty); every
+        later one carries the file's next `data` bytes, at most 1 MiB. Their
+        concatenation is the file: for CSV exactly the bytes GetPaymentFile
+        returns, for xlsx a workbook with the same rows. The whole file is made
+        and checked before the first message is sent, so a payee without a card
+        number (FAILED_PRECONDITION MISSING_CARD_NUMBER) or without a known 户主
+        (PAYEE_UNKNOWN) ends the call with nothing streamed. A call that ends
+        with any status other than OK after data has arrived (e.g. cancelled)
+        delivered an incomplete file, which must be discarded.
         """
 
     @_abc_1.abstractmethod

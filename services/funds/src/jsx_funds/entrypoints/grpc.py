@@ -11,6 +11,7 @@ checks the household there when ``members_addr`` is set) and server; ``main`` is
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -26,7 +27,7 @@ from jsxcore.runtime import ServiceRuntime, list_plugins_response, run_service
 from jsx_funds.adapters.db import migrate
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.consumers import build_consumers
-from jsx_funds.payment_file import payment_file
+from jsx_funds.payment_file import payment_file, stream_payment_file
 from jsx_funds.programs import ProgramsService
 from jsx_funds.reports import ReportsService
 from jsx_funds.service import FundsService
@@ -88,17 +89,32 @@ class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
         self.programs = programs
         self.members = members
 
-    async def GetPaymentFile(self, request: funds_pb2.GetPaymentFileRequest,
-                             context: grpc.aio.ServicerContext) -> funds_pb2.PaymentFile:
-        """The bank file, with payee details read from members under the caller's own token."""
+    def _payees(self, context: grpc.aio.ServicerContext) -> tuple[MembersClient, str | None]:
+        """Members and the caller's bearer token, forwarded so members checks *their*
+        members.payees.read and audits them."""
         if self.members is None:
             raise FailedPrecondition("资金服务未配置成员服务地址（JSX_MEMBERS_ADDR），无法取得收款人姓名和一卡通账号",
                                      reason="MEMBERS_NOT_CONFIGURED")
-        assert self.programs is not None
-        # Forward the caller's bearer token: members checks their members.payees.read and audits them.
         token = next((v.split(" ", 1)[1] for k, v in context.invocation_metadata() or ()
                       if k == "authorization" and isinstance(v, str) and v.startswith("Bearer ")), None)
-        return await payment_file(self.programs.sessions, self.members, request, current_caller(), token)
+        return self.members, token
+
+    async def GetPaymentFile(self, request: funds_pb2.GetPaymentFileRequest,
+                             context: grpc.aio.ServicerContext) -> funds_pb2.PaymentFile:
+        """The bank file in one message, with payee details read from members under the caller's own token."""
+        members, token = self._payees(context)
+        assert self.programs is not None
+        return await payment_file(self.programs.sessions, members, request, current_caller(), token)
+
+    async def StreamPaymentFile(self, request: funds_pb2.StreamPaymentFileRequest,
+                                context: grpc.aio.ServicerContext) -> AsyncIterator[funds_pb2.PaymentFileChunk]:
+        """The bank file of any size as a stream. An async generator, so the runtime's interceptors
+        (jsxcore.runtime.interceptors._wrap_behavior) run auth, permission and error mapping around
+        the whole stream: a refusal before the first message is the call's status."""
+        members, token = self._payees(context)
+        assert self.programs is not None
+        async for chunk in stream_payment_file(self.programs.sessions, members, request, current_caller(), token):
+            yield chunk
 
     async def ListPlugins(self, request: common_pb2.ListPluginsRequest, context: grpc.aio.ServicerContext) -> common_pb2.ListPluginsResponse:
         return list_plugins_response(self.plugins, request)
