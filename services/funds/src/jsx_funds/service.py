@@ -301,7 +301,7 @@ async def pay(
 
     async def attach(journal: JournalRow) -> None:
         row = PaymentRow(id=journal.id, journal_id=journal.id, fund_id=fund.id, payment_key=stored_key, payee=payee,
-                         amount=amount.fen, commitment_id=commitment_id, created_at=db.utcnow())
+                         amount=amount.fen, created_at=db.utcnow())
         session.add(row)
         try:
             await session.flush()

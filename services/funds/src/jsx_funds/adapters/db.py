@@ -149,6 +149,7 @@ class PaymentRow(Base):
     entries per payment tripled the rows written (bench/monthly_batch).
 
     Append-only (triggers). What the bank answered lives in ``bank_results``.
+    A payment made from an earmark (预留) names it on its ledger entries.
     """
 
     __tablename__ = "payments"
@@ -169,7 +170,6 @@ class PaymentRow(Base):
     #: Resource name of who is paid ("persons/…", "households/123"), never personal data.
     payee: Mapped[str] = mapped_column(String(200))
     amount: Mapped[int] = mapped_column(BigInteger)
-    commitment_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("journals.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: The payment batch (一卡通 disbursement) it belongs to; NULL for a payment made on its own.
     #: Not indexed: a batch's payments are found by its id range (:func:`in_batch`), and each
