@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -129,9 +130,11 @@ async def _household(m: Client, head: mpb.Person, mother: mpb.Person, kind: int,
         situations=[mpb.FamilySituation(kind=kind, effective_from=c.Date(year=2020, month=1, day=1), disability_grade=grade)]))
 
 
-async def scenario(stack) -> dict:  # type: ignore[no-untyped-def,type-arg]
+async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict:  # type: ignore[no-untyped-def,type-arg]
     """Two 沅陵 households (失独, 伤残), 刘桂芳 without a card; a per-person and a per-household
-    特别扶助 program, both paid for 2022-08."""
+    特别扶助 program, both paid for 2022-08. ``extra`` more 失独 households, all with cards, make
+    the batches longer; ``headless_last``: the funds projection does not know the last one's 户主
+    when the batches are made, so its per-household payment names the household."""
     m = stack["m"]["clerk"]
     p = {"王大明": await _person(m, "王大明", 11, female=False, card=CARDS["王大明"]),
          "李秀英": await _person(m, "李秀英", 12, female=True, card=CARDS["李秀英"]),
@@ -139,8 +142,13 @@ async def scenario(stack) -> dict:  # type: ignore[no-untyped-def,type-arg]
          "刘桂芳": await _person(m, "刘桂芳", 14, female=True)}  # no 一卡通 on file yet
     hb = await _household(m, p["王大明"], p["李秀英"], mpb.SITUATION_KIND_SPECIAL_BEREAVED)
     hd = await _household(m, p["张建国"], p["刘桂芳"], mpb.SITUATION_KIND_SPECIAL_DISABLED, 3)
+    more = []
+    for i in range(extra):
+        head = await _person(m, f"陈{'一二三四五六七八九十'[i % 10]}强", 100 + 2 * i, female=False, card=f"62170055{i:08d}")
+        mother = await _person(m, f"陈{'一二三四五六七八九十'[i % 10]}兰", 101 + 2 * i, female=True, card=f"62170066{i:08d}")
+        more.append((await _household(m, head, mother, mpb.SITUATION_KIND_SPECIAL_BEREAVED), mother))
     sessions = stack["sessions"]
-    for hh in (hb, hd):  # members' events reach the funds projection over real NATS
+    for hh in (hb, hd, *(h for h, _ in more)):  # members' events reach the funds projection over real NATS
         for _ in range(300):
             async with sessions() as s:
                 if await s.get(HouseholdProjection, hh.name.split("/", 1)[1]) is not None:
@@ -173,10 +181,14 @@ async def scenario(stack) -> dict:  # type: ignore[no-untyped-def,type-arg]
 
     per_person = await program("2022年沅陵县计生特别扶助（按人）", fpb.BENEFICIARY_KIND_PERSON)
     per_household = await program("2022年沅陵县计生家庭慰问（按户）", fpb.BENEFICIARY_KIND_HOUSEHOLD)
-    for hh, mother in ((hb, p["李秀英"]), (hd, p["刘桂芳"])):
+    for hh, mother in ((hb, p["李秀英"]), (hd, p["刘桂芳"]), *more):
         await apply(svc, per_person, hh, mother.name, "2022-07")
         await apply(svc, per_household, hh, "", "2022-07")
     clock.now += timedelta(days=30)  # 公示 over
+    if headless_last:
+        async with sessions() as s:
+            (await s.get(HouseholdProjection, more[-1][0].name.split("/", 1)[1])).head_person = ""
+            await s.commit()
     fin = who("fin-yl", YL)
     batches = {}
     for key, prog in (("person", per_person), ("household", per_household)):
@@ -186,7 +198,8 @@ async def scenario(stack) -> dict:  # type: ignore[no-untyped-def,type-arg]
     live = ReportsService(sessions, stack["host"])
     await apply(live, per_person, hb, p["李秀英"].name, "2022-09")
     await apply(live, per_household, hd, "", "2022-09")
-    return {"persons": p, "batches": batches, "programs": (per_person, per_household)}
+    return {"persons": p, "batches": batches, "programs": (per_person, per_household),
+            "households": [hb, hd, *(h for h, _ in more)]}
 
 
 def _xlsx_rows(content: bytes) -> list[list[object]]:
@@ -366,3 +379,124 @@ async def test_payee_lookups_in_flight_keep_order_and_refusals(stack, monkeypatc
         assert "persons/no-such" in e.value.message
     finally:
         await client.close()
+
+
+async def _stream(client: Client, batch: str, fmt: int = fpb.PAYMENT_FILE_FORMAT_CSV,
+                  ) -> tuple[list[fpb.PaymentFileChunk], grpc.aio.AioRpcError | None]:
+    """Every message StreamPaymentFile sent before it ended, and its error (None when OK)."""
+    got: list[fpb.PaymentFileChunk] = []
+    try:
+        async for msg in client.StreamPaymentFile(fpb.StreamPaymentFileRequest(payment_batch=batch, format=fmt)):
+            got.append(msg)
+    except grpc.aio.AioRpcError as e:
+        return got, e
+    return got, None
+
+
+async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from jsx_funds import payment_file as pf
+
+    sc = await scenario(stack, extra=4, headless_last=True)
+    f, m, p = stack["f"], stack["m"], sc["persons"]
+    per_person, per_household = sc["batches"]["person"].name, sc["batches"]["household"].name
+    # Six payments per batch at 4 a page, 256-byte chunks, the spool on disk past 1 KiB: the
+    # small batches cross pages (the second one prefetched), chunks and the spill to a file.
+    monkeypatch.setattr(pf, "PAGE", 4)
+    monkeypatch.setattr(pf, "CHUNK_BYTES", 256)
+    monkeypatch.setattr(pf, "SPOOL_BYTES", 1024)
+
+    # 刘桂芳 (page 1) has no card: the status lists her masked, and not one message came — no metadata either.
+    got, err = await _stream(f["fin"], per_person)
+    assert got == [] and err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = error_details(err)[0]
+    assert info.reason == "MISSING_CARD_NUMBER" and info.metadata["count"] == "1"
+    assert f"刘*芳（{p['刘桂芳'].name}）" in err.details() and "刘桂芳" not in err.details()
+
+    # The last household's payment (page 2) names the household, whose 户主 the projection still
+    # does not know: PAYEE_UNKNOWN naming it, nothing streamed. Once known, its head is paid.
+    last, head = sc["households"][-1].name, sc["households"][-1].head
+    got, err = await _stream(f["fin"], per_household, fpb.PAYMENT_FILE_FORMAT_XLSX)
+    assert got == [] and err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_details(err)[0].reason == "PAYEE_UNKNOWN" and last in err.details()
+    # The refused workbook's sheet file (page 1's names and cards) is gone now, not at process exit.
+    from openpyxl.worksheet import _writer as openpyxl_writer
+    assert [x for x in openpyxl_writer.ALL_TEMP_FILES if os.path.exists(x)] == []
+    async with stack["sessions"]() as s:
+        (await s.get(HouseholdProjection, last.split("/", 1)[1])).head_person = head
+        await s.commit()
+
+    await m["clerk"].UpdatePerson(mpb.UpdatePersonRequest(request_id=rid(), person=mpb.Person(
+        name=p["刘桂芳"].name, card_number=CARDS["刘桂芳"]), update_mask={"paths": ["card_number"]}))
+    for batch, fmt in ((per_person, fpb.PAYMENT_FILE_FORMAT_CSV), (per_household, fpb.PAYMENT_FILE_FORMAT_XLSX)):
+        one = await f["fin"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=batch, format=fmt))
+        got, err = await _stream(f["fin"], batch, fmt)
+        assert err is None
+        assert got[0].WhichOneof("chunk") == "metadata" and not got[0].metadata.content
+        assert all(x.WhichOneof("chunk") == "data" for x in got[1:])
+        content = b"".join(x.data for x in got[1:])
+        assert all(0 < len(x.data) <= 256 for x in got[1:]) and len(got) - 1 == -(-len(content) // 256) >= 3
+        meta = got[0].metadata
+        assert (meta.filename, meta.content_type, meta.payment_count, meta.total.fen) == (
+            one.filename, one.content_type, one.payment_count, one.total.fen) and meta.payment_count == 6
+        assert meta.size_bytes == len(content) and meta.sha256 == hashlib.sha256(content).hexdigest()
+        assert one.size_bytes == len(one.content) and one.sha256 == hashlib.sha256(one.content).hexdigest()
+        if fmt == fpb.PAYMENT_FILE_FORMAT_CSV:
+            assert content == one.content  # byte for byte
+            lines = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+            assert [r[0] for r in lines[1:-1]] == ["1", "2", "3", "4", "5", "6"]  # 序号 runs on across pages
+            assert len({r[4] for r in lines[1:-1]}) == 6 and lines[-1][:2] == ["合计", "6 笔"]
+            assert round(sum(float(r[3]) for r in lines[1:-1]) * 100) == meta.total.fen
+        else:
+            rows = _xlsx_rows(content)
+            assert rows == _xlsx_rows(one.content) and len(rows) == 8
+            assert rows[-2][1:3] == ["陈四强", "6217005500000003"]  # the household's 户主, resolved on page 2
+            ws = openpyxl.load_workbook(io.BytesIO(content)).active
+            assert ws.title == "支付明细" and ws.freeze_panes == "A2"
+            assert ws["D2"].number_format == "0.00" and ws["C2"].data_type == "s" and ws["A1"].font.b and ws["D8"].font.b
+
+    # An xlsx over Excel's row limit is refused before any byte (CSV serves it); GetPaymentFile over its
+    # one-message limit says to stream.
+    monkeypatch.setattr(pf, "XLSX_MAX_LINES", 5)
+    got, err = await _stream(f["fin"], per_person, fpb.PAYMENT_FILE_FORMAT_XLSX)
+    assert got == [] and err is not None and error_details(err)[0].reason == "TOO_MANY_ROWS_FOR_XLSX"
+    assert "CSV" in err.details()
+    monkeypatch.setattr(pf, "UNARY_MAX_BYTES", 500)
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await f["fin"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=per_person, format=fpb.PAYMENT_FILE_FORMAT_CSV))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_details(e.value)[0].reason == "FILE_TOO_LARGE"
+    assert "StreamPaymentFile" in e.value.details()
+    got, err = await _stream(f["fin"], per_person)
+    assert err is None and sum(len(x.data) for x in got[1:]) > 500
+
+    logs = stack["logs"].getvalue()
+    assert f"payment file {per_person} written: 6 lines" in logs  # positive control: this flow logs
+    assert [n for n in [*CARDS.values(), *(f"6217005500000{i:03d}" for i in range(4))] if n in logs] == []
+
+
+async def test_stream_payment_file_is_authorised_like_get(stack) -> None:  # type: ignore[no-untyped-def]
+    sc = await scenario(stack)
+    f, batch = stack["f"], sc["batches"]["household"].name  # both 户主 have cards
+    got, err = await _stream(f["fin"], batch)
+    assert err is None and got[0].metadata.payment_count == 2 and len(got) >= 2  # positive control
+
+    async def refused(client: Client, req_batch: str = batch) -> grpc.aio.AioRpcError:
+        got, err = await _stream(client, req_batch)
+        assert got == [] and err is not None
+        return err
+
+    # A county clerk lacks funds.payments.write: the runtime's permission check on the stream.
+    e = await refused(f["clerk"])
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e)[0].reason == "MISSING_PERMISSION"
+    # admin may write payments but is not granted members.payees.read: members refuses the forwarded token.
+    e = await refused(f["admin"])
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "成员服务" in e.details()
+    # 溆浦's finance officer: the batch is 沅陵's.
+    e = await refused(f["fin_xp"])
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e)[0].reason == "OUT_OF_REGION"
+    # No token at all; an unknown batch; a malformed name.
+    e = await refused(Client(f["fin"].stub, ""))
+    assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+    e = await refused(f["fin"], "paymentBatches/999999")
+    assert e.code() == grpc.StatusCode.NOT_FOUND and error_details(e)[0].reason == "PAYMENT_BATCH_NOT_FOUND"
+    e = await refused(f["fin"], "batch-3")
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT

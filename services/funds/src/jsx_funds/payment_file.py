@@ -29,10 +29,12 @@ names and card numbers for the length of the call, so production points
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import io
 import logging
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -43,6 +45,7 @@ from typing import IO, Any, Protocol
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
+from openpyxl.worksheet import _writer as openpyxl_writer
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -284,6 +287,8 @@ class _Writer(Protocol):
 
     def finish(self) -> None: ...
 
+    def discard(self) -> None: ...
+
 
 class _CsvWriter:
     """UTF-8 with BOM (Excel opens it), CRLF; card numbers as plain digits. Written row by row,
@@ -308,6 +313,9 @@ class _CsvWriter:
 
     def finish(self) -> None:
         self.out.write(self._text([_total_row(self.count, self.total)]).encode("utf-8"))
+
+    def discard(self) -> None:
+        """Nothing of its own to remove: the caller's ``out`` goes with the call."""
 
 
 class _XlsxWriter:
@@ -353,6 +361,22 @@ class _XlsxWriter:
                        + [self._cell(v, bold=True) for v in row[4:]])
         self.wb.save(self.out)
 
+    def discard(self) -> None:
+        """A refused or abandoned file: openpyxl's sheet file (names and card numbers) is removed
+        now — openpyxl itself removes it only when the workbook is saved, or at process exit."""
+        writer = self.ws._writer
+        if writer is None:
+            return
+        with contextlib.suppress(Exception):  # a page still being added in its thread (cancelled call)
+            if not self.ws.closed:
+                if self.ws._rows is not None:
+                    self.ws._rows.close()
+                writer.close()
+        if isinstance(writer.out, str) and os.path.exists(writer.out):
+            os.remove(writer.out)
+        with contextlib.suppress(ValueError):
+            openpyxl_writer.ALL_TEMP_FILES.remove(writer.out)
+
 
 def _too_many_rows(count: int) -> FailedPrecondition:
     return FailedPrecondition(
@@ -393,9 +417,13 @@ async def _write(sessions: async_sessionmaker[AsyncSession], members: MembersCli
         if n > XLSX_MAX_LINES:
             raise _too_many_rows(n)
     w: _Writer = await asyncio.to_thread(_CsvWriter if is_csv else _XlsxWriter, out, b.program, b.period)
-    async for page in _pages(sessions, members, b, token):
-        await asyncio.to_thread(w.add, page)
-    await asyncio.to_thread(w.finish)
+    try:
+        async for page in _pages(sessions, members, b, token):
+            await asyncio.to_thread(w.add, page)
+        await asyncio.to_thread(w.finish)
+    except BaseException:
+        w.discard()
+        raise
     size, digest = await asyncio.to_thread(_size_and_digest, out)
     log.info("payment file %s written: %d lines, %d bytes in %.2f s", b.name, w.count, size,
              time.perf_counter() - started, extra={"lines": w.count, "bytes": size})
