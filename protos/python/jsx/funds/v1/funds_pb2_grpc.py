@@ -391,9 +391,10 @@ class FundsServiceServicer:
         MISSING_CARD_NUMBER listing them (masked), and no file.
 
         The whole file is one response message, so this suits batches up to
-        about 25,000 lines (a gRPC client's default 4 MB receive limit); a
-        larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
-        StreamPaymentFile for any batch size.
+        about 25,000 lines: a gRPC client receives at most 4 MB by default, and
+        a file over the server's 16 MiB message limit is refused with
+        FAILED_PRECONDITION FILE_TOO_LARGE. Use StreamPaymentFile for any
+        batch size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

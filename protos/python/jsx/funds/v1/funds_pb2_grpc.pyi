@@ -121,9 +121,10 @@ class FundsServiceStub:
     MISSING_CARD_NUMBER listing them (masked), and no file.
 
     The whole file is one response message, so this suits batches up to
-    about 25,000 lines (a gRPC client's default 4 MB receive limit); a
-    larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
-    StreamPaymentFile for any batch size.
+    about 25,000 lines: a gRPC client receives at most 4 MB by default, and
+    a file over the server's 16 MiB message limit is refused with
+    FAILED_PRECONDITION FILE_TOO_LARGE. Use StreamPaymentFile for any
+    batch size.
     """
     StreamPaymentFile: _grpc.UnaryStreamMultiCallable[_funds_pb2.StreamPaymentFileRequest, _funds_pb2.PaymentFileChunk]
     """The same bank payment file as GetPaymentFile, streamed, for batches of
@@ -246,9 +247,10 @@ class FundsServiceAsyncStub(FundsServiceStub):
     MISSING_CARD_NUMBER listing them (masked), and no file.
 
     The whole file is one response message, so this suits batches up to
-    about 25,000 lines (a gRPC client's default 4 MB receive limit); a
-    larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
-    StreamPaymentFile for any batch size.
+    about 25,000 lines: a gRPC client receives at most 4 MB by default, and
+    a file over the server's 16 MiB message limit is refused with
+    FAILED_PRECONDITION FILE_TOO_LARGE. Use StreamPaymentFile for any
+    batch size.
     """
     StreamPaymentFile: _aio.UnaryStreamMultiCallable[_funds_pb2.StreamPaymentFileRequest, _funds_pb2.PaymentFileChunk]  # type: ignore[assignment]
     """The same bank payment file as GetPaymentFile, streamed, for batches of
@@ -512,9 +514,10 @@ class FundsServiceServicer(metaclass=_abc_1.ABCMeta):
         MISSING_CARD_NUMBER listing them (masked), and no file.
 
         The whole file is one response message, so this suits batches up to
-        about 25,000 lines (a gRPC client's default 4 MB receive limit); a
-        larger file fails with RESOURCE_EXHAUSTED FILE_TOO_LARGE. Use
-        StreamPaymentFile for any batch size.
+        about 25,000 lines: a gRPC client receives at most 4 MB by default, and
+        a file over the server's 16 MiB message limit is refused with
+        FAILED_PRECONDITION FILE_TOO_LARGE. Use StreamPaymentFile for any
+        batch size.
         """
 
     @_abc_1.abstractmethod
