@@ -313,17 +313,17 @@ class _Rule:
 
 
 class _BatchWriter:
-    """One CreatePaymentBatch, streamed in chunks inside the caller's single transaction.
+    """One CreatePaymentBatch inside the caller's single transaction.
 
     Why one transaction for a million payments: the fund lock, the UNIQUE
     payment keys and the balance check then cover the whole batch, and a
     process killed mid-batch leaves nothing behind (PostgreSQL aborts the
     dead connection's transaction, SQLite rolls its journal back on the next
-    open), so the rerun simply pays everyone. Memory stays flat because the
-    beneficiaries are read by keyset pages of ``CHUNK`` and each page's rows
-    are written (COPY on PostgreSQL, executemany on SQLite) before the next
-    is read; each page's query anti-joins ``payments`` on the payment key,
-    which also drops a beneficiary enrolled twice once the first is written.
+    open), so the rerun simply pays everyone. PostgreSQL does it set-based
+    (:meth:`_set_based`). SQLite reads keyset pages of ``CHUNK`` and writes
+    each (executemany) before reading the next, so memory stays flat; each
+    page's query anti-joins ``payments`` on the payment key, which also drops
+    a beneficiary enrolled twice once the first is written.
 
     The rules are asked once per distinct input: the eligibility and amount
     hooks take plain data and are pure by contract (DESIGN.md §4), so two
@@ -353,7 +353,7 @@ class _BatchWriter:
         self.last_id: int | None = None
         #: PaymentsIssued pages written so far.
         self.pages = 0
-        #: Seconds per phase (PostgreSQL pipeline), logged when the batch is written.
+        #: Seconds per phase (PostgreSQL), logged when the batch is written.
         self.spent: dict[str, float] = dict.fromkeys(
             ("select", "retries", "rules", "insert", "outbox", "issue", "journal"), 0.0)
         self.started = time.perf_counter()
@@ -388,7 +388,7 @@ class _BatchWriter:
             while rows := (await s.execute(self._select().where(ApplicationRow.id > after)
                                            .order_by(ApplicationRow.id).limit(CHUNK))).all():
                 after = rows[-1].id
-                page = await self._rule_page(rows, s)
+                page = await self._rule_page(rows)
                 if page:
                     payments, outbox, issue = self._rows(page, self._ids(len(page)))
                     await self._insert(payments, outbox)
@@ -435,8 +435,8 @@ class _BatchWriter:
         4. ``INSERT … SELECT … RETURNING`` of the payments, the returned rows
            streamed back in chunks and made into the PaymentsIssued pages
            while the server goes on inserting (the two cores work at once).
-        5. The pages into the outbox (COPY), and first-time applications
-           marked PAYMENT_ISSUED, each one statement.
+        5. The pages into the outbox, and first-time applications marked
+           PAYMENT_ISSUED, each one statement.
         """
         conn = await self.s.connection()
         raw = (await conn.get_raw_connection()).driver_connection
@@ -445,14 +445,13 @@ class _BatchWriter:
         twice = asyncio.ensure_future(self._exceptions(conn.engine))
         try:
             async with raw.cursor() as cur:
-                # Room for the per-household situation aggregate in memory (the default is 4 MB);
+                # Room for the hash joins of a million candidates in memory (the default is 4 MB);
                 # and no JIT, which spends ~0.6 s compiling a plan this size and runs it no faster.
                 await cur.execute("SET LOCAL work_mem = '256MB'")
                 await cur.execute("SET LOCAL jit = off")
                 sql, params = _compiled(self._candidates(), conn)
                 await cur.execute(f"CREATE TEMP TABLE {_CAND} ON COMMIT DROP AS {sql}", params)
                 t, spent["select"] = clock(), clock() - t
-                await self._set_retries(cur)
                 dups, several = await twice
                 if several:
                     # Households with more than one situation in force came once per situation: again, aggregated.
@@ -464,6 +463,8 @@ class _BatchWriter:
                         f"DELETE FROM {_CAND} c USING (SELECT beneficiary, min(app) AS keep FROM {_CAND}"
                         " WHERE beneficiary = ANY(%s) GROUP BY beneficiary) d"
                         " WHERE c.beneficiary = d.beneficiary AND c.app <> d.keep", (dups,))
+                # Last: the rows re-selected above come with attempt 1 like the others.
+                await self._set_retries(cur)
                 t, spent["retries"] = clock(), clock() - t
                 issue = await self._set_rules(cur)
                 t, spent["rules"] = clock(), clock() - t
@@ -495,6 +496,7 @@ class _BatchWriter:
         return list(twice), list(several)
 
     def _in_force(self) -> Any:
+        """A situation in force on the period's first day."""
         start = self.period.start
         return (SituationProjection.effective_from <= start) & (
             SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
@@ -571,7 +573,7 @@ class _BatchWriter:
         await cur.execute(f"SELECT app, beneficiary FROM {_CAND} WHERE failed IS NOT NULL")
         drop, again = [], []
         for app, beneficiary in await cur.fetchall():
-            attempt = await self._attempt(_Failed(beneficiary), self.s)
+            attempt = await self._attempt(beneficiary)
             if attempt:
                 again.append((attempt, app))
             else:
@@ -718,24 +720,18 @@ class _BatchWriter:
             start = self.starts[code] = Period.parse(code).start
         return start
 
-    async def _attempt(self, r: Any, conn: Any) -> int:
-        """Which attempt at paying ``r``'s key this is (1 = first); 0 when a retry of it is still live.
+    async def _attempt(self, beneficiary: str) -> int:
+        """Which attempt at paying a beneficiary whose first payment failed at the bank this is
+        (2, 3, …); 0 when a retry of it is still live.
 
         A key whose payments all failed at the bank may be paid again, stored
         as ``key#n`` (``db.attempt_key``, still UNIQUE, so racing retries pay once).
         """
-        if r.failed is None:
-            return 1
-        key = payment_key(self.program.id, r.beneficiary, self.period)
-        if isinstance(conn, AsyncSession):
-            attempts = await db.payment_attempts(conn, key)
-        else:  # the PostgreSQL reader's connection
-            async with AsyncSession(bind=conn) as s:
-                attempts = await db.payment_attempts(s, key)
+        attempts = await db.payment_attempts(self.s, payment_key(self.program.id, beneficiary, self.period))
         return 0 if any(not failed for _, failed in attempts) else len(attempts) + 1
 
-    async def _rule_page(self, rows: Sequence[Any], conn: Any) -> list[tuple[Any, _Rule]]:
-        """The page's payable applications with their rule answers (skips recorded)."""
+    async def _rule_page(self, rows: Sequence[Any]) -> list[tuple[Any, _Rule]]:
+        """SQLite: the page's payable applications with their rule answers (skips recorded)."""
         start = self.period.start
         unique = []
         for r in rows:
@@ -747,7 +743,7 @@ class _BatchWriter:
                 continue  # enrolled twice: the first application pays
             self.recent.add(r.beneficiary)
             if r.failed is not None:
-                attempt = await self._attempt(r, conn)
+                attempt = await self._attempt(r.beneficiary)
                 if not attempt:
                     continue  # paid again after a bank failure, and that retry stands
                 self.attempts[r.id] = attempt
@@ -758,11 +754,10 @@ class _BatchWriter:
             return [(r, self._entitled(r.amount_entitled)) for r in unique]
         sits: dict[str, dict[str, int]] = {}
         if unique:  # one query for the page's households
-            for hid, kind_, grade in (await conn.execute(
+            for hid, kind_, grade in (await self.s.execute(
                     select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.disability_grade)
                     .where(self._in(SituationProjection.household_id, list({r.household_id for r in unique}), String),
-                           SituationProjection.effective_from <= start,
-                           SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= start))
+                           self._in_force())
                     .order_by(SituationProjection.effective_from))).all():
                 sits.setdefault(hid, {})[kind_] = grade
         keyed, ask = [], {}
@@ -929,13 +924,6 @@ class _Input(NamedTuple):
     household_id: str
     village: str
     attributes: str
-
-
-class _Failed(NamedTuple):
-    """A candidate whose first payment failed at the bank, as :meth:`_BatchWriter._attempt` reads it."""
-
-    beneficiary: str
-    failed: bool = True
 
 
 def _compiled(stmt: Any, conn: Any) -> tuple[str, dict[str, Any]]:
