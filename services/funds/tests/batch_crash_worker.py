@@ -43,6 +43,7 @@ async def main(url: str, program_id: int, period: str, request_id: str) -> int:
 
 if __name__ == "__main__":
     url, program, period, request_id, chunk = sys.argv[1:6]
-    # Small chunks so a few thousand beneficiaries make a multi-chunk batch.
+    # Small chunks so a few thousand beneficiaries make a multi-chunk batch (PostgreSQL: ~40 candidates a block).
     batches.CHUNK = int(chunk)
+    batches._CHUNK_BLOCKS = max(1, int(chunk) // 100)
     sys.exit(asyncio.run(main(url, int(program), period, request_id)))
