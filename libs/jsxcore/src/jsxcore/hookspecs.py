@@ -17,6 +17,7 @@ added in; ``tests/test_hookspecs_documented.py`` enforces that.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -115,6 +116,90 @@ Scope = Literal[
 
 
 # --------------------------------------------------------------------------
+# What a plugin's rules read (lets a batch ask once per distinct input)
+# --------------------------------------------------------------------------
+
+
+class BirthDateUse(StrEnum):
+    """How much of ``Beneficiary.birth_date`` a plugin's rules read.
+
+    Finest first: a caller grouping beneficiaries keeps the exact date
+    (``DATE``), only the age in whole years on ``period.start``
+    (``AGE_ON_PERIOD_START``; a missing date stays distinct from every age),
+    or ignores the date (``UNUSED``).
+
+    .. versionadded:: 0.2
+    """
+
+    DATE = "DATE"  # the exact date: every distinct date is a distinct input (the safe default)
+    AGE_ON_PERIOD_START = "AGE_ON_PERIOD_START"  # only the age in whole years on the period's first day
+    UNUSED = "UNUSED"  # not read at all
+
+    @property
+    def fineness(self) -> int:
+        """Rank for :meth:`RuleInputs.union`: the finer use (higher) wins."""
+        return _BIRTH_DATE_FINENESS[self]
+
+
+_BIRTH_DATE_FINENESS = {BirthDateUse.UNUSED: 0, BirthDateUse.AGE_ON_PERIOD_START: 1, BirthDateUse.DATE: 2}
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """What a plugin's eligibility and amount rules for one program type read
+    of a Beneficiary besides its region, situation and unit (always inputs)
+    and the period/program type/context (the same for a whole batch).
+
+    Declared in ``PluginMeta.rule_inputs`` so that a batch (the monthly
+    特别扶助 run) asks ``jsx_program_eligibility`` / ``jsx_entitlement_amount``
+    once per distinct *declared* input instead of once per person: two
+    beneficiaries that agree on region, situation, unit, the ``attributes``
+    keys named here (value, or absent) and ``birth_date`` as far as
+    ``birth_date`` says must get the same answers. ``person_id`` and
+    ``household_id`` are never inputs. The conformance kit checks the claim.
+
+    :param attributes: the attribute keys read; any other key is ignored by
+        these rules. A set, list or tuple is stored as a frozenset.
+    :param birth_date: how much of the birth date is read (:class:`BirthDateUse`).
+
+    .. versionadded:: 0.2
+    """
+
+    attributes: frozenset[str] = frozenset()
+    birth_date: BirthDateUse = BirthDateUse.DATE
+
+    def __post_init__(self) -> None:
+        # A plain set literal is the natural way to write keys; a str is left for problems() to report.
+        if isinstance(self.attributes, (set, list, tuple)):
+            object.__setattr__(self, "attributes", frozenset(self.attributes))
+
+    def union(self, other: RuleInputs) -> RuleInputs:
+        """What two rules read together: keys united, the finer birth-date use
+        wins (``DATE`` > ``AGE_ON_PERIOD_START`` > ``UNUSED``)."""
+        finer = max(self.birth_date, other.birth_date, key=lambda u: BirthDateUse(u).fineness)
+        return RuleInputs(frozenset(self.attributes) | frozenset(other.attributes), BirthDateUse(finer))
+
+    def problems(self, where: str) -> list[str]:
+        """What is wrong with this declaration, in Chinese; ``where`` names it."""
+        out: list[str] = []
+        keys = self.attributes
+        if not isinstance(keys, frozenset):
+            out.append(f"{where} 的 attributes 须为属性名集合（frozenset），实际为 {type(keys).__name__}")
+        else:
+            for key in sorted(keys, key=repr):
+                if not isinstance(key, str) or not key.strip() or key != key.strip():
+                    out.append(f"{where} 的属性名 {key!r} 无效：须为非空字符串（不含首尾空格）")
+        if not isinstance(self.birth_date, BirthDateUse):
+            allowed = "、".join(u.value for u in BirthDateUse)
+            out.append(f"{where} 的 birth_date 须为 BirthDateUse（{allowed}），实际为 {self.birth_date!r}")
+        return out
+
+
+#: What a plugin whose declared mapping lacks a program type reads for it.
+NOTHING_READ = RuleInputs(frozenset(), BirthDateUse.UNUSED)
+
+
+# --------------------------------------------------------------------------
 # Plain data in and out of hooks
 # --------------------------------------------------------------------------
 
@@ -125,12 +210,26 @@ class PluginMeta:
 
     ``regions`` are the region codes (6 or 12 digits) the plugin is written
     for; configuration may enable it for those regions or areas inside them.
+
+    ``rule_inputs`` (optional, since 0.2) maps a program type value (e.g.
+    ``"SPECIAL_SUPPORT"``) to the :class:`RuleInputs` its
+    ``jsx_program_eligibility`` and ``jsx_entitlement_amount`` rules read.
+    ``None`` (the default) means not declared: callers must treat every
+    attribute and the exact birth date as input. A declared mapping covers
+    every program type: a type missing from it means "for this type my rules
+    read no attribute and not the birth date". See
+    :meth:`jsxcore.plugins.PluginHost.rule_inputs`.
+
+    .. versionchanged:: 0.2
+       ``rule_inputs`` added.
     """
 
     name: str
     version: str
     regions: tuple[str, ...]
     description: str = ""
+    # hash=False: a mapping is not hashable, and the name already identifies a plugin.
+    rule_inputs: Mapping[str, RuleInputs] | None = field(default=None, hash=False)
 
     def problems(self) -> list[str]:
         """What is wrong with this metadata, in Chinese (empty if valid)."""
@@ -146,6 +245,29 @@ class PluginMeta:
                 RegionCode.parse(code)
             except Exception:
                 out.append(f"插件 {self.name} 声明的地区代码 {code!r} 无效")
+        out.extend(self._rule_inputs_problems())
+        return out
+
+    def _rule_inputs_problems(self) -> list[str]:
+        declared = self.rule_inputs
+        if declared is None:
+            return []
+        if not isinstance(declared, Mapping):
+            return [f"插件 {self.name} 的 rule_inputs 须为“项目类型 → RuleInputs”的映射，实际为 {type(declared).__name__}"]
+        out: list[str] = []
+        known = [p.value for p in ProgramType]
+        for key, inputs in declared.items():
+            if not isinstance(key, str) or not key.strip() or key != key.strip():
+                out.append(f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 无效：须为 ProgramType 的值（如 SPECIAL_SUPPORT）或非空的自定义类型名")
+                continue
+            if key not in known and (near := difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.9)):
+                # A misspelt type would silently declare the real one as reading nothing.
+                out.append(f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 与 {near[0]} 相近，疑似拼写错误；自定义项目类型请另取名称")
+            where = f"插件 {self.name} 的 rule_inputs[{key!r}]"
+            if not isinstance(inputs, RuleInputs):
+                out.append(f"{where} 须为 RuleInputs，实际为 {type(inputs).__name__}")
+                continue
+            out.extend(inputs.problems(where))
         return out
 
 

@@ -40,6 +40,7 @@ from jsxcore import hookspecs
 from jsxcore.errors import ConfigError, DomainError, FailedPrecondition, PluginError
 from jsxcore.hookspecs import (
     HOOK_NAMES,
+    NOTHING_READ,
     PROJECT,
     ActivityType,
     ApprovalChain,
@@ -47,15 +48,19 @@ from jsxcore.hookspecs import (
     PublicityRule,
     hookimpl,
 )
+from jsxcore.hookspecs import BirthDateUse as BirthDateUse
 from jsxcore.hookspecs import PluginMeta as PluginMeta
+from jsxcore.hookspecs import RuleInputs as RuleInputs
 from jsxcore.values import Money, RegionCode
 
 __all__ = [
     "BUILTIN",
+    "BirthDateUse",
     "Decision",
     "PluginHost",
     "PluginInfo",
     "PluginMeta",
+    "RuleInputs",
     "check_type",
     "hookimpl",
     "register_cli",
@@ -67,6 +72,9 @@ T = TypeVar("T")
 #: Name of the built-in defaults plugin (``Provenance.plugin`` on the wire).
 BUILTIN = "builtin"
 DEFAULT_TIMEOUT_MS = 2000
+
+#: The hooks whose answers depend on a Beneficiary: what ``PluginMeta.rule_inputs`` declares.
+RULE_HOOKS = ("jsx_program_eligibility", "jsx_entitlement_amount")
 
 #: Chinese names of the hooks, for error messages.
 HOOK_TITLES: dict[str, str] = {
@@ -279,6 +287,7 @@ class PluginHost:
         self._at: dict[RegionCode, list[str]] = {}
         self._enabled: dict[str, tuple[RegionCode, ...]] = {}
         self._callers: dict[tuple[str, str], Any] = {}
+        self._rule_plugins: dict[str, bool] = {}
         self._lock = threading.Lock()
         self.register(BuiltinDefaults())
 
@@ -361,7 +370,7 @@ class PluginHost:
                     )
                 at.setdefault(code, []).append(name)
             enabled[name] = tuple(codes)
-        self._at, self._enabled, self._callers = at, enabled, {}
+        self._at, self._enabled, self._callers, self._rule_plugins = at, enabled, {}, {}
 
     # -- resolution --------------------------------------------------------
 
@@ -471,6 +480,48 @@ class PluginHost:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_ms / 1000)
         except TimeoutError:
             raise self._timeout_error(hook, progress) from None
+
+    # -- what the rules read ------------------------------------------------
+
+    def _implements_rules(self, name: str) -> bool:
+        known = self._rule_plugins.get(name)
+        if known is None:
+            impls = {c.name for c in (self.pm.get_hookcallers(self._plugins[name].plugin) or [])}
+            known = self._rule_plugins[name] = any(h in impls for h in RULE_HOOKS)
+        return known
+
+    def rule_inputs(self, program_type: str, region: RegionCode | str) -> RuleInputs | None:
+        """What the eligibility and amount rules for ``program_type`` in
+        ``region`` may read of a Beneficiary, so a batch can ask the rules
+        once per distinct declared input instead of once per person.
+
+        The union of the declarations (``PluginMeta.rule_inputs``) of every
+        plugin enabled at any level of ``region``'s chain (village …
+        province) that implements ``jsx_program_eligibility`` or
+        ``jsx_entitlement_amount`` — every one of them, not only the one that
+        would answer, since which level answers may itself depend on the
+        input. ``None`` as soon as one of them did not declare: then every
+        attribute and the exact birth date are input. A plugin whose declared
+        mapping lacks ``program_type`` contributes
+        ``RuleInputs(frozenset(), BirthDateUse.UNUSED)``; with no such plugin
+        at all the result is that too. Region, situation and unit are always
+        inputs; period, program type and context are the caller's, the same
+        for the whole batch. Raises InvalidArgument for a bad region code.
+
+        .. versionadded:: 0.2
+        """
+        code = RegionCode.parse(region)
+        kind = getattr(program_type, "value", program_type)
+        out = NOTHING_READ
+        for _level, names in self._levels(code):
+            for name in names:
+                if not self._implements_rules(name):
+                    continue
+                declared = self._plugins[name].meta.rule_inputs
+                if declared is None:
+                    return None
+                out = out.union(declared.get(kind, NOTHING_READ))
+        return out
 
     # -- many calls in one worker ------------------------------------------
 

@@ -16,32 +16,51 @@ non-negative ``Money`` and that reasons and basis lines are Chinese sentences.
 A plugin may refuse a sample on purpose by raising a ``jsxcore.errors`` class
 with a Chinese message and an UPPER_SNAKE_CASE reason (e.g. a period before
 its earliest rule); any other exception is a failure.
+
+When the plugin declares ``JSX_PLUGIN.rule_inputs`` (what its eligibility
+and amount rules read, so a payment batch asks them once per distinct
+declared input), the kit checks the declaration is honest: for every program
+type, declared or not, it calls the plugin's own ``jsx_program_eligibility``
+and ``jsx_entitlement_amount`` on pairs of beneficiaries that agree on
+everything declared (region, situation, unit, the declared attribute keys,
+the birth date as far as declared) and differ in the rest — person and
+household ids, undeclared attribute keys, an extra attribute, a birth date
+with the same age on ``period.start`` (``AGE_ON_PERIOD_START``) or any other
+(``UNUSED``) — and reports every pair answered differently (eligible and
+reasons, amount and basis, or a refusal's reason), naming what made the
+difference. It also reports a rule looking up an attribute key it did not
+declare, even where the answer happened not to change.
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import itertools
 import re
-from datetime import date
-from typing import Any, Iterator
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any, Iterator, Mapping
 
 from jsxcore.errors import ConfigError, DomainError, PluginError
 from jsxcore.hookspecs import (
     HOOK_NAMES,
     PROJECT,
     Amount,
+    NOTHING_READ,
     Beneficiary,
+    BirthDateUse,
     Eligibility,
     FundKind,
     PluginMeta,
     ProgramType,
+    RuleInputs,
     Situation,
     has_chinese,
 )
-from jsxcore.plugins import BUILTIN, PluginHost, spec_signature
+from jsxcore.plugins import BUILTIN, HOOK_TITLES, RULE_HOOKS, PluginHost, spec_signature
 from jsxcore.values import Money, Period, RegionCode, RegionLevel
 
-__all__ = ["assert_plugin_conforms", "check_plugin", "sample_calls"]
+__all__ = ["assert_plugin_conforms", "check_plugin", "check_rule_inputs", "sample_calls"]
 
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]*$")
 SAMPLE_PERIODS = (Period.month(2022, 8), Period.month(2023, 1), Period.year_of(2022), Period.year_of(2023))
@@ -170,6 +189,228 @@ def check_plugin(plugin: Any, *, timeout_ms: int = 2000) -> list[str]:
             if problem and problem not in seen:
                 seen.add(problem)
                 problems.append(problem)
+    problems.extend(check_rule_inputs(plugin, meta))
+    return problems
+
+
+# --------------------------------------------------------------------------
+# Is the rule_inputs declaration honest?
+# --------------------------------------------------------------------------
+
+#: Periods the declaration is checked over: before and after the 2022-07-01
+#: national change (2022-06 needs the 户籍 type), later months, and a year.
+RULE_INPUT_PERIODS = (
+    Period.month(2022, 6),
+    Period.month(2022, 8),
+    Period.month(2023, 1),
+    Period.month(2024, 12),
+    Period.year_of(2023),
+)
+
+#: Values tried for attribute keys rules are known to read; ``None`` leaves the
+#: key out (absent differs from empty: ``_hukou`` falls back to ``hukou`` only
+#: when ``hukou_type`` is absent). Row ``i`` of every key forms one sample.
+SAMPLE_ATTRIBUTE_VALUES: dict[str, tuple[str | None, ...]] = {
+    "has_living_child": ("false", "true", None, "是", "0"),
+    "child_disability_grade": ("1", "2", "3", "4", None),
+    "hukou_type": ("RURAL", "URBAN", None, "城镇", None),
+    "hukou": ("URBAN", "RURAL", "农村", None, "城镇"),
+    "birth_date": ("1960-05-15", None, "1973-08-01", "1972-08-02", "1995-11-30"),
+    "hospital.days": ("3", "10", None, "1", "30"),
+    "loan.interest_paid_fen": ("120000", "0", None, "50000", "999"),
+}
+_OTHER_VALUES: tuple[str | None, ...] = ("1", "true", None, "是", "")
+_ROWS = 5
+_EXTRA_KEY = "conformance_undeclared"
+_ITERATED = "（遍历全部属性）"
+
+
+class _Watched(collections.abc.Mapping[str, str]):
+    """Attributes that note which keys a rule looked up."""
+
+    def __init__(self, data: Mapping[str, str], seen: set[str]) -> None:
+        self._data, self._seen = dict(data), seen
+
+    def __getitem__(self, key: str) -> str:
+        self._seen.add(key)
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        self._seen.add(str(key))
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        self._seen.add(_ITERATED)
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        self._seen.add(_ITERATED)
+        return len(self._data)
+
+
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a common year
+        return day.replace(year=day.year - years, day=28)
+
+
+def _age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def _births(start: date) -> tuple[date | None, ...]:
+    """No date; the latest and the earliest birthday of a 49-year-old on
+    ``start`` (the 特别扶助 age); an older and a younger person."""
+    return None, _years_before(start, 49), _years_before(start, 50) + timedelta(days=1), date(1960, 5, 15), date(1995, 11, 30)
+
+
+def _twin_birth(birth: date | None, start: date, use: BirthDateUse) -> date | None:
+    """A birth date the declaration says the rules cannot tell from ``birth``."""
+    if use is BirthDateUse.DATE:
+        return birth
+    if use is BirthDateUse.UNUSED:
+        return _years_before(start, 49) if birth is None else None
+    if birth is None:
+        return None  # no date is its own input, distinct from every age
+    age = _age_on(birth, start)
+    latest, earliest = _years_before(start, age), _years_before(start, age + 1) + timedelta(days=1)
+    return earliest if birth == latest else latest
+
+
+def _row(keys: set[str], i: int | None) -> dict[str, str]:
+    if i is None:
+        return {}
+    out = {}
+    for key in sorted(keys):
+        value = SAMPLE_ATTRIBUTE_VALUES.get(key, _OTHER_VALUES)[i % _ROWS]
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _outcome(fn: Any, params: tuple[str, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    try:
+        value = fn(**{k: v for k, v in kwargs.items() if k in params})
+    except DomainError as exc:
+        return ("拒绝", type(exc).__name__, exc.reason)
+    except Exception as exc:  # a failure: the host-based checks report it; here only whether it is the same
+        return ("出错", type(exc).__name__, str(exc))
+    if isinstance(value, Eligibility):
+        return ("资格", value.eligible, value.reasons)
+    if isinstance(value, Amount):
+        return ("金额", value.amount.fen if isinstance(value.amount, Money) else value.amount, value.basis)
+    return ("其他", repr(value))
+
+
+def _show(outcome: tuple[Any, ...]) -> str:
+    kind = outcome[0]
+    if kind == "资格":
+        text = ("符合：" if outcome[1] else "不符合：") + "；".join(outcome[2])
+    elif kind == "金额":
+        text = f"{Money(outcome[1]) if isinstance(outcome[1], int) else outcome[1]}（{'；'.join(outcome[2])}）"
+    elif kind == "拒绝":
+        text = f"拒绝 {outcome[1]}（{outcome[2]}）"
+    elif kind == "出错":
+        text = f"出错 {outcome[1]}: {outcome[2]}"
+    else:
+        text = str(outcome[1])
+    return text if len(text) <= 120 else text[:117] + "…"
+
+
+def _one_change_each(base: Beneficiary, twin: Beneficiary) -> Iterator[tuple[str, Beneficiary]]:
+    """``base`` with one of the ways ``twin`` differs from it applied: to name
+    the undeclared input an answer depends on."""
+    yield "ids", replace(base, person_id=twin.person_id, household_id=twin.household_id)
+    if twin.birth_date != base.birth_date:
+        yield "birth", replace(base, birth_date=twin.birth_date)
+    for key in sorted(set(base.attributes) | set(twin.attributes)):
+        if base.attributes.get(key) != twin.attributes.get(key):
+            one = {k: v for k, v in base.attributes.items() if k != key}
+            if key in twin.attributes:
+                one[key] = twin.attributes[key]
+            yield f"attr:{key}", replace(base, attributes=one)
+
+
+def _declared_for(meta: PluginMeta, program_type: str) -> RuleInputs:
+    return (meta.rule_inputs or {}).get(program_type, NOTHING_READ)
+
+
+def check_rule_inputs(plugin: Any, meta: PluginMeta | None = None) -> list[str]:
+    """Check a plugin's ``JSX_PLUGIN.rule_inputs`` against its rules (see the
+    module docstring); returns the problems found (Chinese), empty when the
+    declaration holds on every sample or nothing is declared."""
+    meta = meta or getattr(plugin, "JSX_PLUGIN", None)
+    if not isinstance(meta, PluginMeta) or meta.rule_inputs is None:
+        return []
+    hooks = {h: getattr(plugin, h) for h in RULE_HOOKS if callable(getattr(plugin, h, None))}
+    if not hooks:
+        return []
+    params = {h: tuple(p for p in inspect.signature(fn).parameters if p != "self") for h, fn in hooks.items()}
+    program_types = [p.value for p in ProgramType] + sorted(k for k in meta.rule_inputs if k not in set(ProgramType))
+    problems: list[str] = []
+    reported: set[tuple[str, str, str]] = set()
+
+    def report(hook: str, program_type: str, cause: str, text: str) -> None:
+        if (hook, program_type, cause) not in reported:
+            reported.add((hook, program_type, cause))
+            problems.append(text)
+
+    for program_type, region, period, situation in itertools.product(
+        program_types, _sample_regions(meta), RULE_INPUT_PERIODS, Situation
+    ):
+        declared = _declared_for(meta, program_type)
+        keys = set(declared.attributes)
+        undeclared = set(SAMPLE_ATTRIBUTE_VALUES) - keys
+        for i, birth in itertools.product((None, *range(_ROWS)), _births(period.start)):
+            attrs = _row(keys | undeclared, i)
+            base = Beneficiary(
+                "P-conformance-1", "H-conformance-1", region, situation.value, "PERSON", birth, attrs
+            )
+            # Everything the declaration says the rules do not read, changed at once.
+            twin_attrs = {**{k: v for k, v in attrs.items() if k in keys}, **_row(undeclared, 0 if i is None else i + 1)}
+            twin_attrs[_EXTRA_KEY] = "1"
+            twin_birth = _twin_birth(birth, period.start, declared.birth_date)
+            twin = replace(base, person_id="P-conformance-2", household_id="H-conformance-2", birth_date=twin_birth, attributes=twin_attrs)
+            for hook, fn in hooks.items():
+                seen: set[str] = set()
+                call = {"program_type": program_type, "period": period, "context": {}}
+                first = _outcome(fn, params[hook], {**call, "beneficiary": replace(base, attributes=_Watched(attrs, seen))})
+                where = f"{HOOK_TITLES[hook]}（{hook}，{program_type}，{region.short}，{period}）"
+                for key in sorted(seen - keys - {_EXTRA_KEY}):
+                    report(
+                        hook, program_type, f"read:{key}",
+                        f"{where}：读取了属性 {key}，但 rule_inputs 未声明它；请在 rule_inputs[{program_type!r}].attributes 中声明"
+                        if key != _ITERATED else
+                        f"{where}：遍历了全部属性，无法按 rule_inputs 分组；请按属性名读取并在 rule_inputs 中声明",
+                    )
+                other = _outcome(fn, params[hook], {**call, "beneficiary": twin})
+                if other == first:
+                    continue
+                culprits = [
+                    (name, changed)
+                    for name, changed in _one_change_each(base, twin)
+                    if _outcome(fn, params[hook], {**call, "beneficiary": changed}) != first
+                ] or [("together", twin)]
+                for cause, culprit in culprits:
+                    if cause == "ids":
+                        what = "个人、家庭编号（person_id、household_id；规则不得依据编号作决定）"
+                    elif cause == "birth":
+                        what = f"出生日期（{birth} 与 {culprit.birth_date}，声明为 {declared.birth_date.value}"
+                        if declared.birth_date is BirthDateUse.AGE_ON_PERIOD_START:
+                            what += f"，两者在 {period.start} 时周岁相同"
+                        what += "）"
+                    elif cause.startswith("attr:"):
+                        key = cause[5:]
+                        what = f"未声明的属性 {key}（{attrs.get(key)!r} 与 {culprit.attributes.get(key)!r}）"
+                    else:
+                        what = "未声明的输入（编号、出生日期、未声明的属性同时不同）"
+                    report(
+                        hook, program_type, cause,
+                        f"rule_inputs 声明与规则不符：{where}对 {situation.value} 的两个对象只在{what}上不同，"
+                        f"结果却不同：{_show(first)} ≠ {_show(_outcome(fn, params[hook], {**call, 'beneficiary': culprit}))}；"
+                        "请在 rule_inputs 中声明该输入，或改正规则",
+                    )
     return problems
 
 
