@@ -21,11 +21,13 @@ from jsxcore.hookspecs import (
     SPECIAL_FAMILY,
     Amount,
     Beneficiary,
+    BirthDateUse,
     Dated,
     DatedTable,
     Eligibility,
     PluginMeta,
     ProgramType,
+    RuleInputs,
     Situation,
     hookimpl,
 )
@@ -38,6 +40,12 @@ JSX_PLUGIN = PluginMeta(
     version=__version__,
     regions=("431281",),
     description="洪江市计生协规则：特别扶助 940/580 元/人/月，特殊家庭健康保险 150 元/人/年",
+    # Rates by situation and period only; 健康保险 eligibility by situation:
+    # no attribute and not the birth date (a batch may group by situation).
+    rule_inputs={
+        ProgramType.SPECIAL_SUPPORT.value: RuleInputs(frozenset(), BirthDateUse.UNUSED),
+        ProgramType.HEALTH_INSURANCE.value: RuleInputs(frozenset(), BirthDateUse.UNUSED),
+    },
 )
 
 _SOURCE = "依据怀化市计生协2022年第二十一期简报（洪江市）"

@@ -25,11 +25,13 @@ from jsxcore.hookspecs import (
     Amount,
     ApprovalChain,
     Beneficiary,
+    BirthDateUse,
     Dated,
     DatedTable,
     Eligibility,
     PluginMeta,
     ProgramType,
+    RuleInputs,
     Situation,
     hookimpl,
 )
@@ -42,6 +44,18 @@ JSX_PLUGIN = PluginMeta(
     version=__version__,
     regions=("430000",),
     description="湖南省计生协基础规则：国家计生特别扶助标准（按施行日期）、扶助资格、省级项目审批",
+    # What the rules below read, so a payment batch asks them once per distinct
+    # input rather than per person. 特别扶助: the age on the period's first day
+    # (special_support_eligibility), the living-child and disability-grade
+    # attributes, and the 户籍 type for months before 2022-07 (_hukou reads
+    # hukou_type, falling back to hukou). 健康保险 and 住院护理补贴 eligibility
+    # looks at the situation only, so those types are left out (read nothing).
+    rule_inputs={
+        ProgramType.SPECIAL_SUPPORT.value: RuleInputs(
+            frozenset({"has_living_child", "child_disability_grade", "hukou_type", "hukou"}),
+            BirthDateUse.AGE_ON_PERIOD_START,
+        ),
+    },
 )
 
 #: National 特别扶助 floor per person per month, by the date it applies from.

@@ -7,7 +7,12 @@ Rules of thumb (docs/plugins.md has the full guide):
   and the city, the province or the built-in defaults answer;
 * keep every figure in a :class:`~jsxcore.hookspecs.DatedTable` with the
   date it applies from and a basis line a clerk can read;
-* take plain data, return plain data: no database, no network, no clock.
+* take plain data, return plain data: no database, no network, no clock;
+* once the rules are settled, declare what they read of a beneficiary
+  (``rule_inputs`` below, docs/plugins.md “Declaring rule inputs”): a
+  monthly batch then asks your rules once per distinct declared input
+  instead of once per person. Left undeclared (``None``) everything a
+  beneficiary carries counts as input — always correct, only slower.
 """
 from __future__ import annotations
 
@@ -25,6 +30,19 @@ JSX_PLUGIN = PluginMeta(
     version=__version__,  # bump on every rule change: decisions record it
     regions=("431225",),  # the county's GB/T 2260 code (431225 会同县 is only an example)
     description="示例县计生协规则：金秋助学补助（示例标准，请替换）",
+    # Undeclared on purpose: a copied plugin's rules change before they settle.
+    # The grant below reads only the program type and the period, so the
+    # honest declaration would be (import BirthDateUse and RuleInputs from
+    # jsxcore.hookspecs; a type left out of the mapping reads nothing):
+    #
+    #   rule_inputs={ProgramType.GOLDEN_AUTUMN.value: RuleInputs(frozenset(), BirthDateUse.UNUSED)},
+    #
+    # and a rule reading, say, attributes["school_level"] and the age on the
+    # period's first day would declare
+    #
+    #   RuleInputs(frozenset({"school_level"}), BirthDateUse.AGE_ON_PERIOD_START)
+    #
+    # assert_plugin_conforms checks a declaration against the rules.
 )
 
 #: 金秋助学 grant per student per year, by the date it applies from.

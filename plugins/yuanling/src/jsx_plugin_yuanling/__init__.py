@@ -21,12 +21,14 @@ from jsxcore.hookspecs import (
     ActivityType,
     Amount,
     Beneficiary,
+    BirthDateUse,
     CadenceTarget,
     Dated,
     DatedTable,
     Eligibility,
     PluginMeta,
     ProgramType,
+    RuleInputs,
     hookimpl,
 )
 from jsxcore.plugins import NATIONAL_ACTIVITY_TYPES
@@ -39,6 +41,8 @@ JSX_PLUGIN = PluginMeta(
     version=__version__,
     regions=("431222",),
     description="沅陵县计生协规则：特殊家庭健康保险 150 元/人/年，健康大讲堂、青春健康教育、幸福好家庭评选频次",
+    # 健康保险: eligibility by situation, premium by period: no attribute, not the birth date.
+    rule_inputs={ProgramType.HEALTH_INSURANCE.value: RuleInputs(frozenset(), BirthDateUse.UNUSED)},
 )
 
 SOURCE = "依据怀化市计生协2022年第二十一期简报（沅陵县）"
