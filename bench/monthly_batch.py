@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -92,12 +92,15 @@ async def setup_program(url: str, n: int) -> int:
     return int(program.name.split("/")[1])
 
 
-def seed(url: str, program_id: int, n: int, villages: int, birth_years: int) -> None:
+def seed(url: str, program_id: int, n: int, villages: int, birth_years: int, real_births: bool = False) -> None:
     """N enrolled beneficiaries (one per household) COPYed into the projection and applications.
 
     Half 失独 (bereaved), half 伤残 (disabled, grade 1–3); mothers born on
-    1 March of one of ``birth_years`` years from 1950; ``villages`` villages.
-    The distinct rule inputs are villages × 4 situations × birth_years.
+    1 March of one of ``birth_years`` years from 1950 — or, with
+    ``real_births``, on any day of those years, as real mothers are;
+    ``villages`` villages. The distinct rule inputs are villages × 4
+    situations × birth_years, or with real births up to villages × 4 ×
+    365 × birth_years (≈ N).
     """
     rnd = random.Random(4)
     asof = datetime(2022, 6, 1, tzinfo=timezone.utc)
@@ -117,7 +120,8 @@ def seed(url: str, program_id: int, n: int, villages: int, birth_years: int) -> 
                       " amount_entitled, state, chain, publicity_days, publicity_working_days, publicity_start, publicity_end,"
                       " provenance, attributes, created_by, created_at, updated_at) FROM STDIN") as cp:
             for i in range(n):
-                born = f"{1950 + rnd.randrange(birth_years)}-03-01"
+                year = 1950 + rnd.randrange(birth_years)
+                born = (date(year, 1, 1) + timedelta(days=rnd.randrange(365))).isoformat() if real_births else f"{year}-03-01"
                 cp.write_row((program_id, f"hh{i}", f"persons/m{i}", f"persons/m{i}", vill[i % len(vill)], "2022-07", 0,
                               94000, "PAID", "VILLAGE,TOWNSHIP,COUNTY", 7, False, pub_end - timedelta(days=7), pub_end,
                               "[]", json.dumps({"birth_date": born}), "clerk", asof, asof))
@@ -217,6 +221,8 @@ def main() -> int:
                     help="admin URL of the PostgreSQL server; a fresh database is created and dropped")
     ap.add_argument("--villages", type=int, default=100)
     ap.add_argument("--birth-years", type=int, default=20)
+    ap.add_argument("--real-births", action="store_true",
+                    help="mothers born on any day of the birth years (distinct rule inputs ≈ N), not all on 1 March")
     ap.add_argument("--verify", action="store_true", help="also run the full ledger invariant check (slow at 1M)")
     ap.add_argument("--keep", action="store_true", help="keep the database")
     ap.add_argument("--child", nargs=3, metavar=("URL", "PROGRAM", "CSV"), help=argparse.SUPPRESS)
@@ -232,7 +238,7 @@ def main() -> int:
         migrate(url)
         with timed() as t_setup:
             program_id = asyncio.run(setup_program(url, a.n))
-            seed(url, program_id, a.n, a.villages, a.birth_years)
+            seed(url, program_id, a.n, a.villages, a.birth_years, a.real_births)
         print(f"setup: {a.n:,} beneficiaries seeded in {t_setup.seconds:.1f} s (untimed)", flush=True)
         raw = raw_copy(url, a.n)
         print(f"raw COPY of {a.n:,} rows: {raw:.2f} s", flush=True)
@@ -254,7 +260,8 @@ def main() -> int:
     ratio = total_s / raw
     rss = r["maxrss"]
     ok_time, ok_mem = ratio <= 5, rss < GIB
-    print(f"\n特别扶助 monthly batch, {a.n:,} beneficiaries ({a.villages} villages × 4 situations × {a.birth_years} birth years)")
+    births = f"{a.birth_years} birth years, any day" if a.real_births else f"{a.birth_years} birth years"
+    print(f"\n特别扶助 monthly batch, {a.n:,} beneficiaries ({a.villages} villages × 4 situations × {births})")
     print(f"  raw COPY {a.n:,} rows          {raw:8.2f} s")
     print(f"  batch (one transaction)      {r['batch_s']:8.2f} s   {r['payments']:,} payments, {r['total_fen'] / 100:,.2f} 元")
     print(f"  payment file (streamed)      {r['file_s']:8.2f} s   {r['file_lines']:,} lines, {csv_mb:.0f} MB")

@@ -112,6 +112,9 @@ def test_an_undeclared_rule_plugin_in_the_chain_gives_none() -> None:
     assert host.rule_inputs("HEALTH_INSURANCE", HONGJIANG_VILLAGE) is None  # not declared: nothing is known
     # the township's plugin is not in another township's chain
     assert host.rule_inputs("SPECIAL_SUPPORT", OTHER_HONGJIANG_VILLAGE) == HUNAN_SPECIAL_SUPPORT
+    # ... but a county-wide batch pays that township's villages too
+    assert host.rule_inputs("SPECIAL_SUPPORT", "431281") == HUNAN_SPECIAL_SUPPORT
+    assert host.rule_inputs("SPECIAL_SUPPORT", "431281", within=True) is None
 
 
 def test_an_undeclared_plugin_without_rule_hooks_does_not_count() -> None:

@@ -27,7 +27,7 @@ from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
 from jsxcore.values import RegionCode
 
-from jsx_funds.adapters.db import ApplicationRow, PaymentBatchRow, PaymentRow, SituationProjection
+from jsx_funds.adapters.db import ApplicationRow, HouseholdProjection, PaymentBatchRow, PaymentRow, SituationProjection
 from jsx_funds.batches import BatchesService, csv_field_sql
 from jsx_funds.consumers import apply_household_event
 from jsx_funds.service import FundsService, verify
@@ -236,3 +236,79 @@ async def test_two_situations_and_a_beneficiary_enrolled_twice_are_paid_once(env
                                      .where(PaymentRow.batch_id == int(b.name.split("/")[1])))).all())
         batch = await s.get(PaymentBatchRow, int(b.name.split("/")[1]))
     assert paid == {bereaved.id: 940_00, disabled.id: 940_00} and batch.skipped == []
+
+
+MOTHERS = [  # (birth date, situation, grade): ages on 2022-08-01 (the batch's month)
+    ("1966-05-20", "SPECIAL_BEREAVED", 0),   # 56
+    ("1965-08-02", "SPECIAL_BEREAVED", 0),   # 56: her birthday is the day after
+    ("1960-01-01", "SPECIAL_BEREAVED", 0),   # 62
+    ("1973-08-01", "SPECIAL_BEREAVED", 0),   # 49 that very day: eligible
+    ("1973-08-02", "SPECIAL_BEREAVED", 0),   # 48: one day short of 49, not eligible
+    ("1964-12-31", "SPECIAL_DISABLED", 2),   # 57
+    ("1964-11-30", "SPECIAL_DISABLED", 2),   # 57
+]
+
+
+@pytest.mark.parametrize("raw_groups", [20_000, 0])
+async def test_rules_asked_once_per_declared_input(env, monkeypatch, caplog, raw_groups: int) -> None:  # type: ignore[no-untyped-def]
+    """Real mothers each have their own birth date, but the province's 特别扶助 rule reads it only as the age on
+    the month's first day (its plugin declares so): the batch asks once per age, not once per mother, and
+    still pays each by her own age — the 48-year-old born a day too late is refused, the 49-year-old paid.
+    ``raw_groups`` 0 makes PostgreSQL group by the declared inputs in SQL (what it does past 20 000 inputs)."""
+    import logging
+
+    from jsx_funds import batches
+
+    monkeypatch.setattr(batches, "_RAW_GROUPS", raw_groups)
+    svc, hj, sessions = env["svc"], env["hj"], env["sessions"]
+    pid, village, t = int(hj.name.split("/")[1]), "431281101201", datetime(2022, 6, 1, tzinfo=timezone.utc)
+    async with transaction(sessions) as s:
+        template = (await s.execute(select(ApplicationRow).where(ApplicationRow.program_id == pid).limit(1))).scalar_one()
+        for i, (born, kind, grade) in enumerate(MOTHERS):
+            s.add(HouseholdProjection(household_id=f"m{i}", village=village, head_person=f"persons/m{i}-head",
+                                      member_count=2, as_of=t, updated_at=t))
+            s.add(SituationProjection(household_id=f"m{i}", kind=kind, effective_from=date(2020, 1, 1), effective_to=None,
+                                      disability_grade=grade, as_of=t))
+            row = ApplicationRow(**{c.key: getattr(template, c.key) for c in ApplicationRow.__table__.columns if c.key != "id"})
+            row.household_id, row.person, row.beneficiary = f"m{i}", f"persons/m{i}", f"persons/m{i}"
+            row.attributes = {"birth_date": born, "hukou_type": "RURAL"}
+            s.add(row)
+    env["clock"].now += timedelta(days=30)
+    with caplog.at_level(logging.INFO, logger="jsx.funds.batches"):
+        b = await svc.create_payment_batch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+    # The two enrolled by enrol() (1966-03-01: 56) and six of the seven above are paid; 940 元 失独, 580 元 伤残.
+    assert (b.payment_count, b.total.fen) == (8, 5 * 940_00 + 3 * 580_00)
+    async with sessions() as s:
+        batch = await s.get(PaymentBatchRow, int(b.name.split("/")[1]))
+        refused = (await s.execute(select(ApplicationRow.person).where(
+            ApplicationRow.id == int(batch.skipped[0]["application"].split("/")[1])))).scalar_one()
+        paid = set((await s.execute(select(PaymentRow.payee).where(PaymentRow.batch_id == batch.id))).scalars())
+    assert len(batch.skipped) == 1 and refused == "persons/m4" and "persons/m3" in paid and "persons/m4" not in paid
+    assert any("未满 49 周岁" in r for r in batch.skipped[0]["reasons"])
+    # Asked once per (situation, grade, age, declared attributes): 失独 56 ×2 (the enrolled mother has no
+    # 户籍 type, the others RURAL), 62, 49, 48; 伤残 grade 3 at 56, grade 2 at 57 — not once per mother.
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("payment batch "))
+    assert " 7 rule inputs" in line, line
+    # Each basis is listed once however many inputs share it.
+    assert len(batch.bases) == len({tuple(x) for x in batch.bases})
+
+
+async def test_age_in_sql_is_the_rules_age(engine: AsyncEngine) -> None:
+    """Past 20 000 distinct inputs PostgreSQL groups mothers by the 周岁 it computes from the birth-date text; the
+    rule computes it in Python. They must agree on every date, leap days included, or a group could mix a 48- and a
+    49-year-old; a text that is no YYYY-MM-DD date, or none, stands for itself."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the SQL age is PostgreSQL's")
+    from jsx_funds.batches import _age_on, _age_sql
+
+    starts = [date(2022, 8, 1), date(2024, 2, 1), date(2024, 3, 1), date(2023, 3, 1), date(2023, 2, 28), date(2025, 1, 1)]
+    async with engine.connect() as conn:
+        for start in starts:
+            rows = (await conn.execute(text(
+                f"SELECT b, {_age_sql('b', start)} FROM (SELECT to_char(d, 'YYYY-MM-DD') AS b"
+                " FROM generate_series(DATE '1959-12-25', DATE '1976-03-05', interval '1 day') AS d) AS x"))).all()
+            wrong = [(b, sql) for b, sql in rows if sql != str(_age_on(b, start))]
+            assert not wrong, (start, wrong[:5])
+        odd = (await conn.execute(text(f"SELECT {_age_sql('b', date(2022, 8, 1))} FROM (VALUES ('19680501'), (NULL),"
+                                       " ('NULL')) AS v(b)"))).scalars().all()
+    assert odd == ["'19680501'", "NULL", "'NULL'"]  # each apart from every age and from each other

@@ -490,7 +490,7 @@ class PluginHost:
             known = self._rule_plugins[name] = any(h in impls for h in RULE_HOOKS)
         return known
 
-    def rule_inputs(self, program_type: str, region: RegionCode | str) -> RuleInputs | None:
+    def rule_inputs(self, program_type: str, region: RegionCode | str, *, within: bool = False) -> RuleInputs | None:
         """What the eligibility and amount rules for ``program_type`` in
         ``region`` may read of a Beneficiary, so a batch can ask the rules
         once per distinct declared input instead of once per person.
@@ -508,12 +508,19 @@ class PluginHost:
         inputs; period, program type and context are the caller's, the same
         for the whole batch. Raises InvalidArgument for a bad region code.
 
+        ``within``: also every plugin enabled for an area inside ``region``
+        (a county's monthly batch pays every village in it, and a township
+        may have rules of its own).
+
         .. versionadded:: 0.2
         """
         code = RegionCode.parse(region)
         kind = getattr(program_type, "value", program_type)
         out = NOTHING_READ
-        for _level, names in self._levels(code):
+        levels = self._levels(code)
+        if within:
+            levels += [(at, names) for at, names in self._at.items() if at != code and code.contains(at)]
+        for _level, names in levels:
             for name in names:
                 if not self._implements_rules(name):
                     continue

@@ -56,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
 from jsxcore import hookspecs as hs
+from jsxcore.hookspecs import BirthDateUse, RuleInputs
 from jsxcore.auth import Caller
 from jsxcore.bulk import fewer_collections
 from jsxcore.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, NotFound
@@ -349,6 +350,15 @@ class _BatchWriter:
         self.total = 0
         #: The distinct bases of this batch's amounts (``payments.basis_no`` indexes it), and its id range.
         self.bases: list[list[str]] = []
+        self.basis_nos: dict[tuple[str, ...], int] = {}
+        #: What the region's rules declare they read (None: not declared, every attribute is an input).
+        self.reads: RuleInputs | None = (
+            svc.plugins.rule_inputs(RULE_TYPE.get(program.type, program.custom_type), region, within=True)
+            if periodic else None)
+        #: Attributes text → its declared part (:meth:`_declared`).
+        self.declared: dict[str, str] = {}
+        #: PostgreSQL: the candidates were rebuilt keyed by the declared inputs (:meth:`_declare_candidates`).
+        self.declared_sql = False
         self.first_id: int | None = None
         self.last_id: int | None = None
         #: PaymentsIssued pages written so far.
@@ -533,7 +543,7 @@ class _BatchWriter:
             id=func.nextval(seq), app=ApplicationRow.id, household_id=ApplicationRow.household_id, person=ApplicationRow.person,
             beneficiary=ApplicationRow.beneficiary, village=ApplicationRow.village, period=ApplicationRow.period,
             state=ApplicationRow.state, amount_entitled=ApplicationRow.amount_entitled,
-            per_person=ApplicationRow.person != "", attributes=cast(ApplicationRow.attributes, Text), payee=payee,
+            per_person=ApplicationRow.person != "", attributes=ApplicationRow.attributes, payee=payee,
             failed=PaymentFailureRow.payment_id, attempt=literal(1, Integer))
         stmt = (select(ApplicationRow)
                 .outerjoin(paid, paid.c.payment_key == key)
@@ -595,18 +605,17 @@ class _BatchWriter:
         is still to be marked PAYMENT_ISSUED.
         """
         cols = self._inputs()
-        listed = ", ".join(cols)
-        await cur.execute(f"SELECT h, {listed}, min(person), min(beneficiary), min(household_id),"
-                          f" count(*) FILTER (WHERE state = ANY(%s)) FROM {_CAND} GROUP BY h, {listed}", (list(_TO_ISSUE),))
-        groups = await cur.fetchall()
-        if len({g[0] for g in groups}) != len(groups):
-            # Two distinct inputs with one 64-bit hash (odds ~1e-12 a batch): never pay by the wrong rule.
-            raise RuntimeError("payment batch: hook inputs hash to the same value; rerun the batch")
+        groups = await self._groups(cur, cols)
+        if self.reads is not None and len(groups) > _RAW_GROUPS:
+            # Nearly every mother has inputs of her own (her birth date): ask the rules once per input
+            # as their plugins declare they read it (e.g. the age on the period's first day) instead.
+            await self._declare_candidates(cur)
+            groups = await self._groups(cur, cols)
         start, n = self.period.start, len(cols)
         answers: list[tuple[Any, Any, int]] = []
         ask: dict[tuple[Any, ...], tuple[_Input, str, int]] = {}
         for row in groups:
-            h, values, (person, beneficiary, household, to_issue) = row[0], row[1:1 + n], row[1 + n:]
+            h, values, (person, beneficiary, household, member, to_issue) = row[0], row[1:1 + n], row[1 + n:]
             if not self.periodic:
                 answers.append((h, self._entitled(values[0]), to_issue))
                 continue
@@ -614,12 +623,26 @@ class _BatchWriter:
             if self._starts(period) > start:
                 continue  # enrolled from a later month
             situation = _SITUATION_ORDER[sit - 1] if sit else _OTHER
-            key = (village, situation, grade, per_person, attributes)
+            if self.declared_sql:
+                # ``attributes`` is the group's declared part; one member's own application stands for it.
+                key = (village, situation, grade, per_person, "sql", attributes)
+                stand: _Input | int = member
+            else:
+                key = (village, situation, grade, per_person, self._declared(attributes))
+                stand = _Input(person=person, beneficiary=beneficiary, household_id=household, village=village,
+                               attributes=attributes)
             if key not in self.rules and key not in ask:
                 # The hooks see opaque ids of one member of the group (a rule cannot resolve them).
-                ask[key] = (_Input(person=person, beneficiary=beneficiary, household_id=household, village=village,
-                                   attributes=attributes), situation, grade)
+                ask[key] = (stand, situation, grade)
             answers.append((h, key, to_issue))
+        if ask and self.declared_sql:
+            # The member standing for each projected group, read whole (its attributes, ids).
+            reps = [m for m, _, _ in ask.values()]
+            await cur.execute("SELECT id, person, beneficiary, household_id, CAST(attributes AS text) FROM applications"
+                              " WHERE id = ANY(%s)", (reps,))
+            whole = {r[0]: _Input(person=r[1], beneficiary=r[2], household_id=r[3], village="", attributes=r[4])
+                     for r in await cur.fetchall()}
+            ask = {k: (whole[m]._replace(village=k[0]), situation, grade) for k, (m, situation, grade) in ask.items()}
         if ask:
             self.rules.update(zip(ask, await self._ask_many(list(ask.values()))))
         rows, refused, issue = [], {}, False
@@ -630,8 +653,7 @@ class _BatchWriter:
                 refused[h] = rule.reasons
                 continue
             if rule.no is None:
-                rule.no = len(self.bases)
-                self.bases.append(rule.basis)
+                rule.no = self._basis_no(rule.basis)
             rows.append((h, rule.amount, rule.no))
             issue = issue or to_issue > 0
         await cur.execute(f"CREATE TEMP TABLE {_RULES} (h bigint PRIMARY KEY, amount bigint NOT NULL,"
@@ -645,6 +667,59 @@ class _BatchWriter:
             self.skipped.extend({"application": bus.application_name(app), "reasons": refused[h]}
                                 for app, h in await cur.fetchall())
         return issue
+
+    async def _groups(self, cur: Any, cols: tuple[str, ...]) -> list[Any]:
+        """The candidates' distinct rule inputs: (h, *inputs, one member's person, beneficiary, household id and
+        application id, how many still to be marked PAYMENT_ISSUED). Where the rules declare what they read,
+        no more than ``_RAW_GROUPS`` + 1 of them are fetched: past that the batch groups by the declaration."""
+        # (attributes is json, which has no equality: grouped as its text.)
+        listed = ", ".join("CAST(attributes AS text)" if c == "attributes" else c for c in cols)
+        groups: list[Any] = []
+        async with cur.connection.cursor(name="jsx_batch_groups") as gcur:
+            await gcur.execute(f"SELECT h, {listed}, min(person), min(beneficiary), min(household_id), min(app),"
+                               f" count(*) FILTER (WHERE state = ANY(%s)) FROM {_CAND} GROUP BY h, {listed}",
+                               (list(_TO_ISSUE),))
+            while rows := await gcur.fetchmany(5000):
+                groups.extend(rows)
+                if self.reads is not None and not self.declared_sql and len(groups) > _RAW_GROUPS:
+                    break
+        return groups
+
+    async def _declare_candidates(self, cur: Any) -> None:
+        """Rebuild ``jsx_batch_cand`` keyed by the declared rule inputs: ``h`` hashes them and ``attributes``
+        holds their text (:func:`declared_sql`), once per candidate, so the rules' answers join it as before."""
+        assert self.reads is not None
+        await cur.execute(f"SELECT attname FROM pg_attribute WHERE attrelid = '{_CAND}'::regclass AND attnum > 0"
+                          " AND NOT attisdropped ORDER BY attnum")
+        keep = ", ".join(f"c.{_ident(c)}" for (c,) in await cur.fetchall() if c not in ("h", "attributes"))
+        text_, columns = declared_sql(self.reads, self.period.start)
+        h = ("hashtextextended(concat_ws(E'\\x1f', c.village, c.sit::text, c.grade::text, c.per_person::text, d.t,"
+             " c.period), 0)")
+        await cur.execute(
+            f"CREATE TEMP TABLE {_CAND}_declared ON COMMIT DROP AS SELECT {keep}, d.t AS attributes, {h} AS h"
+            f" FROM {_CAND} c CROSS JOIN LATERAL json_to_record(c.attributes) AS ra({columns})"
+            f" CROSS JOIN LATERAL (SELECT {text_} AS t) AS d")
+        await cur.execute(f"DROP TABLE {_CAND}")
+        await cur.execute(f"ALTER TABLE {_CAND}_declared RENAME TO {_CAND}")
+        self.declared_sql = True
+
+    def _declared(self, attributes: str) -> str:
+        """The part of an application's attributes text its rules read, as the region's plugins declare
+        (``RuleInputs``); the whole text when a plugin did not declare. Equal parts, equal answers."""
+        reads = self.reads
+        if reads is None:
+            return attributes
+        out = self.declared.get(attributes)
+        if out is None:
+            a = json.loads(attributes) if attributes else {}
+            parts: list[Any] = [a.get(k) for k in sorted(reads.attributes)]
+            birth = a.get("birth_date")
+            if reads.birth_date is BirthDateUse.DATE:
+                parts.append(birth)
+            elif reads.birth_date is BirthDateUse.AGE_ON_PERIOD_START:
+                parts.append(_age_on(birth, self.period.start))
+            out = self.declared[attributes] = json.dumps(parts, ensure_ascii=False)
+        return out
 
     async def _set_write(self, cur: Any, issue: bool) -> None:
         """The payments, their PaymentsIssued pages, and the applications.
@@ -788,8 +863,8 @@ class _BatchWriter:
             else:
                 situation = _OTHER
             grade = kinds["SPECIAL_DISABLED"] if situation == "SPECIAL_DISABLED" else 0
-            # The stored attribute text stands for the attributes: equal text, equal hook input.
-            key = (r.village, situation, grade, bool(r.person), r.attributes)
+            # What the rules read of the attributes (all of the text unless declared): equal parts, equal answers.
+            key = (r.village, situation, grade, bool(r.person), self._declared(r.attributes))
             if key not in self.rules and key not in ask:
                 ask[key] = (r, situation, grade)
             keyed.append((r, key))
@@ -803,6 +878,16 @@ class _BatchWriter:
                 continue
             out.append((r, rule))
         return out
+
+    def _basis_no(self, basis: list[str]) -> int:
+        """The position of ``basis`` in the batch's ``bases``: rules with the same basis share one
+        (``payments.basis_no`` is a smallint; a month with a distinct input per mother has a few bases, not N)."""
+        key = tuple(basis)
+        no = self.basis_nos.get(key)
+        if no is None:
+            no = self.basis_nos[key] = len(self.bases)
+            self.bases.append(basis)
+        return no
 
     def _entitled(self, amount: int) -> _Rule:
         """A one-off program's rule: the amount approved on the application."""
@@ -829,7 +914,7 @@ class _BatchWriter:
             who = hs.Beneficiary(
                 person_id=r.person or r.beneficiary, household_id=f"households/{r.household_id}", region=village,
                 situation=situation, unit="PERSON" if r.person else "HOUSEHOLD",
-                birth_date=datetime.strptime(birth, "%Y-%m-%d").date() if birth else None, attributes=attributes)
+                birth_date=date.fromisoformat(birth) if birth else None, attributes=attributes)
             calls.append((village, {"program_type": rule_type, "beneficiary": who, "period": self.period, "context": ctx}))
         out: list[_Rule | None] = [None] * len(calls)
         eligible = []
@@ -865,8 +950,7 @@ class _BatchWriter:
         payments, issue, lines = [], [], []
         for pid, (r, rule) in zip(ids, page):
             if rule.no is None:
-                rule.no = len(self.bases)
-                self.bases.append(rule.basis)
+                rule.no = self._basis_no(rule.basis)
             payee = r.person or r.head_person or f"households/{r.household_id}"
             key = f"{key_prefix}{r.beneficiary}{key_suffix}"
             payments.append((pid, key if r.failed is None else db.attempt_key(key, attempts[r.id]), payee, rule.amount,
@@ -933,6 +1017,8 @@ _EVENT_TYPE = events_pb2.PaymentsIssued.DESCRIPTOR.full_name
 _CAND, _RULES = "jsx_batch_cand", "jsx_batch_rules"
 #: Candidate table blocks per INSERT (~90 000 rows in 8 kB blocks; their pages are made while they are inserted).
 _CHUNK_BLOCKS = 2000
+#: Distinct raw rule inputs above which a batch groups by what the rules declare they read instead.
+_RAW_GROUPS = 20_000
 #: The hook inputs of a periodic program's candidate (``GROUP BY`` these asks the rules once per distinct input).
 _RULE_INPUTS = ("village", "sit", "grade", "per_person", "attributes", "period")
 class _Input(NamedTuple):
@@ -943,6 +1029,53 @@ class _Input(NamedTuple):
     household_id: str
     village: str
     attributes: str
+
+
+def _ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier (attribute keys are plugin-declared text)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _age_on(birth: str | None, day: date) -> Any:
+    """Whole years (周岁) from a ``YYYY-MM-DD`` birth date to ``day``; any other text stands for itself."""
+    try:
+        born = date.fromisoformat(birth) if birth and len(birth) == 10 and birth[4] == "-" else None
+    except ValueError:
+        born = None
+    if born is None:
+        return None if birth is None else "raw:" + birth
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def declared_sql(reads: RuleInputs, start: date) -> tuple[str, str]:
+    """SQL text of a candidate's declared rule input, over ``ra`` (its attributes parsed by
+    ``json_to_record``), and the record columns ``ra`` needs.
+
+    Each declared attribute is quoted (``quote_nullable``), so values
+    cannot run into each other and a missing key differs from an empty
+    one. The age is 周岁 on ``start`` computed as :func:`_age_on` does it
+    (the year difference, less one while the birthday is still ahead; the
+    ``MM-DD`` of a ``YYYY-MM-DD`` text compares as the date would — test);
+    any other birth-date text stands for itself.
+    """
+    keys = sorted(set(reads.attributes) | {"birth_date"})
+    parts = [f"quote_nullable(ra.{_ident(k)})" for k in sorted(reads.attributes)]
+    if reads.birth_date is BirthDateUse.DATE:
+        parts.append("quote_nullable(ra.birth_date)")
+    elif reads.birth_date is BirthDateUse.AGE_ON_PERIOD_START:
+        parts.append(_age_sql("ra.birth_date", start))
+    return f"concat_ws(',', {', '.join(parts) or quote_literal_sql('')})", ", ".join(f"{_ident(k)} text" for k in keys)
+
+
+def _age_sql(birth: str, start: date) -> str:
+    """SQL for :func:`_age_on` of the text ``birth`` on ``start``."""
+    return (f"CASE WHEN {birth} ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$' THEN"
+            f" ({start.year} - left({birth}, 4)::int - (substr({birth}, 6) > '{start:%m-%d}')::int)::text"
+            f" ELSE quote_nullable({birth}) END")
+
+
+def quote_literal_sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _compiled(stmt: Any, conn: Any) -> tuple[str, dict[str, Any]]:
