@@ -249,17 +249,22 @@ MOTHERS = [  # (birth date, situation, grade): ages on 2022-08-01 (the batch's m
 ]
 
 
-@pytest.mark.parametrize("raw_groups", [20_000, 0])
-async def test_rules_asked_once_per_declared_input(env, monkeypatch, caplog, raw_groups: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("path", ["sampled", "raw", "rebuilt"])
+async def test_rules_asked_once_per_declared_input(env, engine: AsyncEngine, monkeypatch, caplog, path: str) -> None:  # type: ignore[no-untyped-def]
     """Real mothers each have their own birth date, but the province's 特别扶助 rule reads it only as the age on
     the month's first day (its plugin declares so): the batch asks once per age, not once per mother, and
     still pays each by her own age — the 48-year-old born a day too late is refused, the 49-year-old paid.
-    ``raw_groups`` 0 makes PostgreSQL group by the declared inputs in SQL (what it does past 20 000 inputs)."""
+    PostgreSQL's three ways (SQLite has one): ``sampled`` — most applications have inputs of their own, so the
+    candidates are keyed by the declared inputs at once; ``raw`` — grouped as stored, then by the declaration in
+    Python; ``rebuilt`` — too many raw inputs after all, the candidates are rebuilt keyed by the declaration."""
     import logging
 
     from jsx_funds import batches
 
-    monkeypatch.setattr(batches, "_RAW_GROUPS", raw_groups)
+    if path != "sampled":
+        monkeypatch.setattr(batches, "_SAMPLE", 0)
+    if path == "rebuilt":
+        monkeypatch.setattr(batches, "_RAW_GROUPS", 0)
     svc, hj, sessions = env["svc"], env["hj"], env["sessions"]
     pid, village, t = int(hj.name.split("/")[1]), "431281101201", datetime(2022, 6, 1, tzinfo=timezone.utc)
     async with transaction(sessions) as s:
@@ -289,6 +294,7 @@ async def test_rules_asked_once_per_declared_input(env, monkeypatch, caplog, raw
     # 户籍 type, the others RURAL), 62, 49, 48; 伤残 grade 3 at 56, grade 2 at 57 — not once per mother.
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("payment batch "))
     assert " 7 rule inputs" in line, line
+    assert ("keyed as the rules declare" in line) == (engine.dialect.name == "postgresql" and path != "raw"), line
     # Each basis is listed once however many inputs share it.
     assert len(batch.bases) == len({tuple(x) for x in batch.bases})
 

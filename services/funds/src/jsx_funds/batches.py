@@ -422,8 +422,9 @@ class _BatchWriter:
         await s.flush()
         self.spent["journal"] = time.perf_counter() - t
         # Where a batch's time went, for the operator sizing a province's month (commit not included).
-        log.info("payment batch %s: %d payments, %d skipped, %d rule inputs in %.1f s (%s)", batch_name(batch.id),
-                 self.count, len(self.skipped), len(self.rules), time.perf_counter() - self.started,
+        log.info("payment batch %s: %d payments, %d skipped, %d rule inputs%s in %.1f s (%s)", batch_name(batch.id),
+                 self.count, len(self.skipped), len(self.rules), " (keyed as the rules declare)" if self.declared_sql else "",
+                 time.perf_counter() - self.started,
                  ", ".join(f"{k} {v:.1f} s" for k, v in self.spent.items() if v))
         return await self.svc._batch_message(s, batch)
 
@@ -459,14 +460,15 @@ class _BatchWriter:
                 # and no JIT, which spends ~0.6 s compiling a plan this size and runs it no faster.
                 await cur.execute("SET LOCAL work_mem = '256MB'")
                 await cur.execute("SET LOCAL jit = off")
-                sql, params = _compiled(self._candidates(), conn)
+                self.declared_sql = self.reads is not None and await self._many_inputs(cur)
+                sql, params = self._cand_sql(self._candidates(), conn)
                 await cur.execute(f"CREATE TEMP TABLE {_CAND} ON COMMIT DROP AS {sql}", params)
                 t, spent["select"] = clock(), clock() - t
                 dups, several = await twice
                 if several:
                     # Households with more than one situation in force came once per situation: again, aggregated.
                     await cur.execute(f"DELETE FROM {_CAND} WHERE household_id = ANY(%s)", (several,))
-                    sql, params = _compiled(self._candidates(several), conn)
+                    sql, params = self._cand_sql(self._candidates(several), conn)
                     await cur.execute(f"INSERT INTO {_CAND} {sql}", params)
                 if dups:
                     await cur.execute(
@@ -606,7 +608,7 @@ class _BatchWriter:
         """
         cols = self._inputs()
         groups = await self._groups(cur, cols)
-        if self.reads is not None and len(groups) > _RAW_GROUPS:
+        if self.reads is not None and not self.declared_sql and len(groups) > _RAW_GROUPS:
             # Nearly every mother has inputs of her own (her birth date): ask the rules once per input
             # as their plugins declare they read it (e.g. the age on the period's first day) instead.
             await self._declare_candidates(cur)
@@ -685,23 +687,43 @@ class _BatchWriter:
                     break
         return groups
 
-    async def _declare_candidates(self, cur: Any) -> None:
-        """Rebuild ``jsx_batch_cand`` keyed by the declared rule inputs: ``h`` hashes them and ``attributes``
-        holds their text (:func:`declared_sql`), once per candidate, so the rules' answers join it as before."""
+    async def _many_inputs(self, cur: Any) -> bool:
+        """Whether most of the program's applications have rule inputs of their own (real birth dates),
+        judged on up to ``_SAMPLE`` of them: then the candidates are keyed by the declared inputs at once."""
+        await cur.execute("SELECT count(*), count(DISTINCT (village, CAST(attributes AS text))) FROM (SELECT village,"
+                          " attributes FROM applications WHERE program_id = %s LIMIT %s) AS s", (self.program.id, _SAMPLE))
+        n, distinct = await cur.fetchone()
+        return bool(n) and distinct > n // 2
+
+    def _cand_sql(self, candidates: Any, conn: Any) -> tuple[str, dict[str, Any]]:
+        """The candidates' SQL, keyed by the declared rule inputs when :attr:`declared_sql` (see :meth:`_declared_select`)."""
+        sql, params = _compiled(candidates, conn)
+        if not self.declared_sql:
+            return sql, params
+        keep = [k for k in candidates.selected_columns.keys() if k not in ("h", "attributes")]
+        return self._declared_select(keep, f"({sql})"), params
+
+    def _declared_select(self, keep: list[str], source: str) -> str:
+        """``source``'s candidates with ``h`` hashing the declared rule inputs and ``attributes`` holding their
+        text (:func:`declared_sql`) — computed once per candidate, so the rules' answers join on ``h`` as ever."""
         assert self.reads is not None
+        text_, columns = declared_sql(self.reads, self.period.start)
+        h = ("hashtextextended(concat_ws(E'\\x1f', c.village, c.sit::text, c.grade::text, c.per_person::text, c.t,"
+             " c.period), 0)")
+        listed = ", ".join(f"c.{_ident(k)}" for k in keep)
+        # OFFSET 0 keeps the inner query whole: flattened, the text would be computed twice (for h and for itself).
+        return (f"SELECT {listed}, c.t AS attributes, {h} AS h FROM (SELECT {listed}, {text_} AS t FROM {source} AS c"
+                f" CROSS JOIN LATERAL json_to_record(c.attributes) AS ra({columns}) OFFSET 0) AS c")
+
+    async def _declare_candidates(self, cur: Any) -> None:
+        """Rebuild ``jsx_batch_cand`` keyed by the declared rule inputs (when the sample did not foresee it)."""
         await cur.execute(f"SELECT attname FROM pg_attribute WHERE attrelid = '{_CAND}'::regclass AND attnum > 0"
                           " AND NOT attisdropped ORDER BY attnum")
-        keep = ", ".join(f"c.{_ident(c)}" for (c,) in await cur.fetchall() if c not in ("h", "attributes"))
-        text_, columns = declared_sql(self.reads, self.period.start)
-        h = ("hashtextextended(concat_ws(E'\\x1f', c.village, c.sit::text, c.grade::text, c.per_person::text, d.t,"
-             " c.period), 0)")
-        await cur.execute(
-            f"CREATE TEMP TABLE {_CAND}_declared ON COMMIT DROP AS SELECT {keep}, d.t AS attributes, {h} AS h"
-            f" FROM {_CAND} c CROSS JOIN LATERAL json_to_record(c.attributes) AS ra({columns})"
-            f" CROSS JOIN LATERAL (SELECT {text_} AS t) AS d")
+        keep = [c for (c,) in await cur.fetchall() if c not in ("h", "attributes")]
+        self.declared_sql = True
+        await cur.execute(f"CREATE TEMP TABLE {_CAND}_declared ON COMMIT DROP AS {self._declared_select(keep, _CAND)}")
         await cur.execute(f"DROP TABLE {_CAND}")
         await cur.execute(f"ALTER TABLE {_CAND}_declared RENAME TO {_CAND}")
-        self.declared_sql = True
 
     def _declared(self, attributes: str) -> str:
         """The part of an application's attributes text its rules read, as the region's plugins declare
@@ -1017,6 +1039,8 @@ _EVENT_TYPE = events_pb2.PaymentsIssued.DESCRIPTOR.full_name
 _CAND, _RULES = "jsx_batch_cand", "jsx_batch_rules"
 #: Candidate table blocks per INSERT (~90 000 rows in 8 kB blocks; their pages are made while they are inserted).
 _CHUNK_BLOCKS = 2000
+#: Applications sampled to tell whether most have rule inputs of their own (0: never judge so up front).
+_SAMPLE = 50_000
 #: Distinct raw rule inputs above which a batch groups by what the rules declare they read instead.
 _RAW_GROUPS = 20_000
 #: The hook inputs of a periodic program's candidate (``GROUP BY`` these asks the rules once per distinct input).
@@ -1070,7 +1094,7 @@ def declared_sql(reads: RuleInputs, start: date) -> tuple[str, str]:
 def _age_sql(birth: str, start: date) -> str:
     """SQL for :func:`_age_on` of the text ``birth`` on ``start``."""
     return (f"CASE WHEN {birth} ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$' THEN"
-            f" ({start.year} - left({birth}, 4)::int - (substr({birth}, 6) > '{start:%m-%d}')::int)::text"
+            f" ({start.year} - left({birth}, 4)::int - (substr({birth}, 6) > '{start:%m-%d}' COLLATE \"C\")::int)::text"
             f" ELSE quote_nullable({birth}) END")
 
 
