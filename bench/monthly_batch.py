@@ -130,6 +130,26 @@ def seed(url: str, program_id: int, n: int, villages: int, birth_years: int, rea
         conn.commit()
 
 
+def seed_paid_months(url: str, program_id: int, n: int, months: int) -> None:
+    """``months`` earlier months (2022-07 back) already paid to all N, as in a running program: the batch's
+    "not paid yet this month" test and its UNIQUE key index then work against that history. Rows only
+    (no journals), so ``--verify`` is not offered with it."""
+    with psycopg.connect(url) as conn:
+        for m in range(months):
+            year, month = divmod(2022 * 12 + 6 - m, 12)
+            period = f"{year}-{month + 1:02d}"
+            conn.execute(
+                "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, application_id,"
+                " household_id, village)"
+                " SELECT nextval(pg_get_serial_sequence('journals', 'id')), 0, 1, "
+                " 'programs/' || %s || '/beneficiaries/' || a.beneficiary || '/periods/' || %s, a.person, 94000, now(),"
+                " a.id, a.household_id, a.village FROM applications a WHERE a.program_id = %s",
+                (program_id, period, program_id))
+            conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE payments")
+
+
 def raw_copy(url: str, n: int) -> float:
     """Seconds to COPY N payment-line-wide rows into a plain table (and commit)."""
     now = datetime.now(timezone.utc)
@@ -190,15 +210,17 @@ async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
     """Untimed: everyone paid exactly once, balances exact, (optionally) the ledger invariants."""
     problems = []
     with psycopg.connect(url) as conn:
+        # (Earlier months seeded by --paid-months have no batch: only this batch's payments count.)
         paid, keys, dup = conn.execute(
             "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM payments"
-            " GROUP BY application_id HAVING count(*) > 1) x) FROM payments").fetchone()
+            " WHERE batch_id IS NOT NULL GROUP BY application_id HAVING count(*) > 1) x) FROM payments"
+            " WHERE batch_id IS NOT NULL").fetchone()
         from jsx.funds.v1 import events_pb2
         events = sum(len(events_pb2.PaymentsIssued.FromString(p).payment_names) for (p,) in conn.execute(
             "SELECT payload FROM outbox WHERE subject = 'jsx.funds.payment_batch.issued'"))
         expected = conn.execute("SELECT sum(CASE WHEN h.kind = 'SPECIAL_BEREAVED' THEN 94000 ELSE 58000 END)"
                                 " FROM proj_household_situations h").fetchone()[0]
-        total = conn.execute("SELECT sum(amount) FROM payments").fetchone()[0]
+        total = conn.execute("SELECT sum(amount) FROM payments WHERE batch_id IS NOT NULL").fetchone()[0]
     if not (paid == keys == events == n and dup == 0):
         problems.append(f"payments {paid}, distinct keys {keys}, events {events}, apps paid twice {dup}; expected {n}")
     if total != expected:
@@ -223,10 +245,14 @@ def main() -> int:
     ap.add_argument("--birth-years", type=int, default=20)
     ap.add_argument("--real-births", action="store_true",
                     help="mothers born on any day of the birth years (distinct rule inputs ≈ N), not all on 1 March")
+    ap.add_argument("--paid-months", type=int, default=0,
+                    help="earlier months already paid to everyone (payments history the batch works against)")
     ap.add_argument("--verify", action="store_true", help="also run the full ledger invariant check (slow at 1M)")
     ap.add_argument("--keep", action="store_true", help="keep the database")
     ap.add_argument("--child", nargs=3, metavar=("URL", "PROGRAM", "CSV"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.verify and a.paid_months:
+        ap.error("--verify checks the ledger, which --paid-months's history rows are not posted to")
     if a.child:
         print(json.dumps(asyncio.run(child(a.child[0], int(a.child[1]), a.child[2]))))
         return 0
@@ -239,6 +265,7 @@ def main() -> int:
         with timed() as t_setup:
             program_id = asyncio.run(setup_program(url, a.n))
             seed(url, program_id, a.n, a.villages, a.birth_years, a.real_births)
+            seed_paid_months(url, program_id, a.n, a.paid_months)
         print(f"setup: {a.n:,} beneficiaries seeded in {t_setup.seconds:.1f} s (untimed)", flush=True)
         raw = raw_copy(url, a.n)
         print(f"raw COPY of {a.n:,} rows: {raw:.2f} s", flush=True)

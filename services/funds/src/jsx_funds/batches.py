@@ -48,8 +48,8 @@ from datetime import date, datetime
 from typing import Any, NamedTuple, TextIO
 
 import psycopg
-from sqlalchemy import (BigInteger, Integer, String, Text, any_, bindparam, case, cast, func, insert, literal, literal_column,
-                        select, text, update)
+from sqlalchemy import (BigInteger, Integer, String, Text, and_, any_, bindparam, case, cast, false, func, insert, literal,
+                        literal_column, or_, select, text, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -357,6 +357,8 @@ class _BatchWriter:
             if periodic else None)
         #: Attributes text → its declared part (:meth:`_declared`).
         self.declared: dict[str, str] = {}
+        #: PostgreSQL: this program's other batches for this period, (id, first payment id, last payment id).
+        self.period_batches: Sequence[Any] = []
         #: PostgreSQL: the candidates were rebuilt keyed by the declared inputs (:meth:`_declare_candidates`).
         self.declared_sql = False
         self.first_id: int | None = None
@@ -461,6 +463,10 @@ class _BatchWriter:
                 await cur.execute("SET LOCAL work_mem = '256MB'")
                 await cur.execute("SET LOCAL jit = off")
                 self.declared_sql = self.reads is not None and await self._many_inputs(cur)
+                self.period_batches = (await self.s.execute(
+                    select(PaymentBatchRow.id, PaymentBatchRow.first_payment_id, PaymentBatchRow.last_payment_id).where(
+                        PaymentBatchRow.program_id == self.program.id, PaymentBatchRow.period == str(self.period),
+                        PaymentBatchRow.id != self.batch.id))).all()
                 sql, params = self._cand_sql(self._candidates(), conn)
                 await cur.execute(f"CREATE TEMP TABLE {_CAND} ON COMMIT DROP AS {sql}", params)
                 t, spent["select"] = clock(), clock() - t
@@ -537,7 +543,16 @@ class _BatchWriter:
         # The 户主's card for per-household help; looked up only for rows without a person.
         payee = case((ApplicationRow.person != "", ApplicationRow.person),
                      else_=func.coalesce(func.nullif(head, ""), literal("households/") + ApplicationRow.household_id))
-        paid = PaymentRow.__table__.alias("paid")
+        # Paid already: only this program's batches for this period can hold this period's keys (service.pay
+        # takes applications/… and visits/… keys), so the anti-join reads their id ranges, not every month ever
+        # paid (a running program's history: +0.9 s a month of a million, growing). A key paid any other way
+        # still stops the INSERT at the UNIQUE index, and the batch is refused whole (CONCURRENT_CHANGE).
+        table = PaymentRow.__table__
+        paid = (select(table.c.id, table.c.payment_key)
+                .where(or_(false(), *(table.c.batch_id == b if first is None or last is None
+                                      else and_(table.c.id.between(first, last), table.c.batch_id == b)
+                                      for b, first, last in self.period_batches)))
+                .subquery("paid"))
         # The payment id, drawn now so that the pages can be made before the rows are inserted. The sequence
         # is named as a constant: pg_get_serial_sequence per row cost 6 s a million.
         seq = literal_column("'" + self.id_sequence.replace("'", "''") + "'::regclass")
