@@ -142,7 +142,7 @@ def seed_paid_months(url: str, program_id: int, n: int, months: int) -> None:
                 "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, application_id,"
                 " household_id, village)"
                 " SELECT nextval(pg_get_serial_sequence('journals', 'id')), 0, 1, "
-                " 'programs/' || %s || '/beneficiaries/' || a.beneficiary || '/periods/' || %s, a.person, 94000, now(),"
+                " %s || '/' || a.beneficiary || '/' || %s, a.person, 94000, now(),"
                 " a.id, a.household_id, a.village FROM applications a WHERE a.program_id = %s",
                 (program_id, period, program_id))
             conn.commit()
@@ -161,7 +161,7 @@ def raw_copy(url: str, n: int) -> float:
             with cur.copy("COPY raw_copy FROM STDIN") as cp:
                 for i in range(n):
                     cp.write_row((i, 1, f"persons/m{i}", f"households/hh{i}", "431281100200", 94000,
-                                  f"programs/1/beneficiaries/persons/m{i}/periods/2022-08", now))
+                                  f"1/persons/m{i}/2022-08", now))
             conn.commit()
         cur.execute("DROP TABLE raw_copy")
         conn.commit()

@@ -42,7 +42,6 @@ from jsxcore.hookspecs import (
     hookimpl,
 )
 from jsxcore.outbox import EventMeta, OutboxEvent
-from jsxcore.pii import generate_key
 from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details
 from jsxcore.values import Money, Period, RegionCode

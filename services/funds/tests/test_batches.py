@@ -125,10 +125,10 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     paid = await payments(env, "2022-08")
     pid_hj, pid_yl = hj.name.split("/")[1], yl.name.split("/")[1]
     assert paid == {
-        f"programs/{pid_hj}/beneficiaries/persons/431281-b-mother/periods/2022-08": 940_00,
-        f"programs/{pid_hj}/beneficiaries/persons/431281-d-mother/periods/2022-08": 580_00,
-        f"programs/{pid_yl}/beneficiaries/persons/431222-b-mother/periods/2022-08": 590_00,
-        f"programs/{pid_yl}/beneficiaries/persons/431222-d-mother/periods/2022-08": 460_00,
+        f"{pid_hj}/persons/431281-b-mother/2022-08": 940_00,
+        f"{pid_hj}/persons/431281-d-mother/2022-08": 580_00,
+        f"{pid_yl}/persons/431222-b-mother/2022-08": 590_00,
+        f"{pid_yl}/persons/431222-d-mother/2022-08": 460_00,
     }
     # A new request for the same month pays nothing again.
     with pytest.raises(FailedPrecondition) as e:
@@ -161,7 +161,7 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     with pytest.raises(FailedPrecondition) as e:
         await svc.create_payment_batch(batch_req(yl, "431222", "2022-09"), who("fin-yl", "431222"))
     assert e.value.reason == "INSUFFICIENT_FUNDS"
-    assert await payments(env, f"programs/{pid_yl}/beneficiaries/persons/431222-b-mother/periods/2022-09") == {}
+    assert await payments(env, f"{pid_yl}/persons/431222-b-mother/2022-09") == {}
     async with env["sessions"]() as s:
         assert await verify(s) == []
         issued = (await s.execute(select(OutboxEvent.payload)

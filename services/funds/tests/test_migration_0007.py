@@ -23,7 +23,8 @@ from jsx_funds.bank import BankService, reconcile
 from jsx_funds.service import pay, verify
 
 NOW = "2022-08-20 08:00:00+00:00"
-KEY = "programs/1/beneficiaries/persons/{}/periods/2022-08"
+KEY = "programs/1/beneficiaries/persons/{}/periods/2022-08"  # as keys were written before 0012
+SHORT_KEY = "1/persons/{}/2022-08"  # since 0012
 
 
 async def _old_rows(conn) -> None:  # type: ignore[no-untyped-def]
@@ -100,10 +101,12 @@ async def test_money_written_before_0007_survives_it(db_url: str) -> None:
         assert listed["paymentBatches/1/payments/3"].failure_reason == "账户已销户"
         assert {p.state for p in listed.values()} == {pb.PAYMENT_STATE_PAID, pb.PAYMENT_STATE_FAILED}
 
-        # Life goes on: the failed key is paid again (key#2), and a payment on its own takes a fresh id.
+        # 0012 shortened the keys; the failed one is found under its new form and paid again (key#2),
+        # and a payment on its own takes a fresh id.
+        assert [p.payment_key for p in old if p] == [SHORT_KEY.format("a"), SHORT_KEY.format("b")]
         async with sessions.begin() as s:
-            _, again = await pay(s, 1, Money(58000), payment_key=KEY.format("b"), payee="persons/b", actor="fin")
-        assert again.payment_key == KEY.format("b") + "#2" and again.id == again.journal_id and again.id > 4
+            _, again = await pay(s, 1, Money(58000), payment_key=SHORT_KEY.format("b"), payee="persons/b", actor="fin")
+        assert again.payment_key == SHORT_KEY.format("b") + "#2" and again.id == again.journal_id and again.id > 4
         async with sessions() as s:
             assert [str(p) for p in await verify(s)] == []
             assert (await s.execute(text("SELECT count(*) FROM payments"))).scalar_one() == 3

@@ -89,3 +89,39 @@ async def test_outbox_payloads_use_lz4_on_postgresql(engine: AsyncEngine, db_url
     async with engine.connect() as conn:
         assert (await conn.execute(query)).scalar_one() == "l"
         assert bytes((await conn.execute(text("SELECT payload FROM outbox WHERE event_id = 'e1'"))).scalar_one()) == page
+
+
+async def test_migration_0012_shortens_batch_payment_keys_both_ways(engine: AsyncEngine, db_url: str) -> None:
+    """Periodic keys lose their constant words (programs/…/beneficiaries/…/periods/…) and get them back on
+    downgrade, retries (#n) included; keys of payments made on their own are left alone; the ledger stays
+    append-only afterwards."""
+    from alembic import command
+
+    from jsx_funds.adapters.db import MIGRATIONS, migrate
+    from jsxcore.migrations import alembic_config
+
+    long_keys = ["programs/7/beneficiaries/persons/9/periods/2022-08", "programs/7/beneficiaries/persons/9/periods/2022-08#2",
+                 "programs/12/beneficiaries/households/hh-3/periods/2023", "applications/42", "visits/5"]
+    short_keys = ["7/persons/9/2022-08", "7/persons/9/2022-08#2", "12/households/hh-3/2023", "applications/42", "visits/5"]
+    await engine.dispose()
+    command.downgrade(alembic_config(MIGRATIONS, db_url), "0011")
+    async with engine.begin() as conn:
+        await _seed(conn)
+        for i, key in enumerate(long_keys, start=10):
+            await conn.execute(text(
+                "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at)"
+                " VALUES (:i, 1, 1, :k, 'persons/9', 100, CURRENT_TIMESTAMP)"), {"i": i, "k": key})
+    await engine.dispose()
+    migrate(db_url)
+    keys = text("SELECT payment_key FROM payments ORDER BY id")
+    async with engine.connect() as conn:
+        assert (await conn.execute(keys)).scalars().all() == short_keys
+    with pytest.raises(DBAPIError, match="immutable"):
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE payments SET payee = 'x'"))
+    await engine.dispose()
+    command.downgrade(alembic_config(MIGRATIONS, db_url), "0011")
+    async with engine.connect() as conn:
+        assert (await conn.execute(keys)).scalars().all() == long_keys
+    await engine.dispose()
+    migrate(db_url)

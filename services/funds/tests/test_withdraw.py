@@ -265,7 +265,7 @@ async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(en
     with pytest.raises(FailedPrecondition) as e:
         await svc.withdraw_application(withdraw_req(paid["p-issued"]), CLERK)
     assert e.value.reason == "NOT_WITHDRAWABLE" and "已有支付记录" in e.value.message and "待支付" in e.value.message
-    assert e.value.metadata["payment"].startswith(f"programs/{program.name.split('/')[1]}/beneficiaries/persons/p-issued/")
+    assert e.value.metadata["payment"].startswith(f"{program.name.split('/')[1]}/persons/p-issued/")
     assert await counts(env) == seen
 
 

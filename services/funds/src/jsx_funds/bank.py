@@ -260,9 +260,9 @@ class BankService(BatchesService):
         app = await s.get(ApplicationRow, row.application_id)
         if app is None:
             return
-        # Its payments are keyed programs/{p}/beneficiaries/{b}/periods/…: one range of the key index.
+        # Its payments are keyed {p}/{b}/{period}: one range of the key index.
         newest = (await s.execute(select(func.max(PaymentRow.id)).where(
-            key_range(f"programs/{app.program_id}/beneficiaries/{app.beneficiary}/periods/"),
+            key_range(f"{app.program_id}/{app.beneficiary}/"),
             PaymentRow.application_id == app.id))).scalar_one()
         if newest == row.id:
             app.state, app.updated_at = state, now

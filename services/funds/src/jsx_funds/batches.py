@@ -14,7 +14,7 @@ Who is paid:
   failed (paid as ``key#2``, ``#3`` …).
 
 Nothing is paid twice: each payment's business key is
-``programs/{p}/beneficiaries/{b}/periods/{period}`` and ``payments.payment_key``
+``{p}/{b}/{period}`` (program, beneficiary, period) and ``payments.payment_key``
 is UNIQUE. The batch runs in one transaction holding the fund's row lock, and
 re-reads which keys are paid after taking it, so concurrent or retried batch
 requests pay only what is still unpaid (and a request with nothing left
@@ -94,7 +94,7 @@ _TO_ISSUE = ("IN_PUBLICITY", "PAYMENT_FAILED")
 
 def payment_key(program_id: int, beneficiary: str, period: Period | str) -> str:
     """The business key paid at most once (UNIQUE in ``payments``)."""
-    return f"programs/{program_id}/beneficiaries/{beneficiary}/periods/{period}"
+    return f"{program_id}/{beneficiary}/{period}"
 
 
 def batch_name(batch_id: int) -> str:
@@ -537,7 +537,7 @@ class _BatchWriter:
         rules' answers join on one column (on six, the planner sorted a
         million rows for a merge join, or hashed them the wrong way round).
         """
-        key = literal(f"programs/{self.program.id}/beneficiaries/") + ApplicationRow.beneficiary + literal(f"/periods/{self.period}")
+        key = literal(f"{self.program.id}/") + ApplicationRow.beneficiary + literal(f"/{self.period}")
         head = (select(HouseholdProjection.head_person).where(HouseholdProjection.household_id == ApplicationRow.household_id)
                 .scalar_subquery())
         # The 户主's card for per-household help; looked up only for rows without a person.
@@ -772,7 +772,7 @@ class _BatchWriter:
         t = clock()
         paying = f"FROM {_CAND} c JOIN {_RULES} r ON r.h = c.h"
         key = "%(prefix)s || c.beneficiary || %(suffix)s || CASE WHEN c.attempt > 1 THEN '#' || c.attempt::text ELSE '' END"
-        params = {"prefix": f"programs/{self.program.id}/beneficiaries/", "suffix": f"/periods/{self.period}",
+        params = {"prefix": f"{self.program.id}/", "suffix": f"/{self.period}",
                   "journal": self.journal_id, "fund": self.fund.id, "now": self.now, "batch": self.batch.id}
         await cur.execute(f"SELECT pg_relation_size('{_CAND}') / current_setting('block_size')::int + 1")
         blocks = (await cur.fetchone())[0]
@@ -824,7 +824,7 @@ class _BatchWriter:
 
     def _select(self):  # type: ignore[no-untyped-def]
         """SQLite: enrolled (or, for one-off programs, this period's) applications in the region not yet paid this period."""
-        key = literal(f"programs/{self.program.id}/beneficiaries/") + ApplicationRow.beneficiary + literal(f"/periods/{self.period}")
+        key = literal(f"{self.program.id}/") + ApplicationRow.beneficiary + literal(f"/{self.period}")
         stmt = (select(ApplicationRow.id, ApplicationRow.household_id, ApplicationRow.person, ApplicationRow.beneficiary,
                        ApplicationRow.village, ApplicationRow.period, ApplicationRow.state, ApplicationRow.publicity_end,
                        ApplicationRow.amount_entitled, cast(ApplicationRow.attributes, Text).label("attributes"),
@@ -982,7 +982,7 @@ class _BatchWriter:
 
     def _rows(self, page: list[tuple[Any, _Rule]], ids: list[int]) -> tuple[list[Any], ...]:
         """SQLite: a chunk's payments and their PaymentsIssued pages, and the applications to mark issued."""
-        key_prefix, key_suffix = f"programs/{self.program.id}/beneficiaries/", f"/periods/{self.period}"
+        key_prefix, key_suffix = f"{self.program.id}/", f"/{self.period}"
         attempts = self.attempts
         payments, issue, lines = [], [], []
         for pid, (r, rule) in zip(ids, page):

@@ -938,9 +938,9 @@ class ProgramsService:
     @staticmethod
     async def _payment_of(s: AsyncSession, app: ApplicationRow) -> str | None:
         """The key of a payment made for ``app``, if any: batch payments are found through their
-        business key (``programs/{p}/beneficiaries/{b}/periods/…``, every period and retry), a payment
-        made on its own through ``applications/{id}``; both are ranges of the UNIQUE key index."""
-        batch = db.key_range(f"programs/{app.program_id}/beneficiaries/{app.beneficiary}/periods/")
+        business key (``{p}/{b}/{period}``, every period and retry), a payment made on its own
+        through ``applications/{id}``; both are ranges of the UNIQUE key index."""
+        batch = db.key_range(f"{app.program_id}/{app.beneficiary}/")
         own = f"applications/{app.id}"
         return (await s.execute(select(PaymentRow.payment_key).where(
             (batch & (PaymentRow.application_id == app.id)) | (PaymentRow.payment_key == own)

@@ -278,7 +278,7 @@ async def pay(
     """Pay ``amount`` out of the fund (from an earmark when ``commitment_id`` is given).
 
     ``payment_key`` is the business key that may be paid once (``applications/42``,
-    ``programs/7/beneficiaries/9/periods/2022-08``): a second payment with the
+    ``7/persons/9/2022-08``: program, beneficiary, period): a second payment with the
     same key fails with ALREADY_EXISTS on the database's unique constraint,
     however the requests race — unless every earlier payment of the key failed
     at the bank (a ``payment_failures`` row), in which case this is a retry,

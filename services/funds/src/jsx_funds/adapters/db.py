@@ -29,7 +29,6 @@ from sqlalchemy import (
     and_,
     case,
     func,
-    or_,
     select,
     update,
 )
@@ -162,7 +161,8 @@ class PaymentRow(Base):
     #: ``verify`` proves every payment's journal exists and covers it.
     journal_id: Mapped[int] = mapped_column(BigId)
     fund_id: Mapped[int] = mapped_column(Integer)
-    #: Business key that may be paid once: "applications/42", "programs/7/beneficiaries/9/periods/2022-08".
+    #: Business key that may be paid once: "applications/42", "visits/…", or a periodic program's
+    #: "{program}/{beneficiary}/{period}" ("7/persons/9/2022-08"; migration 0012 shortened "programs/7/beneficiaries/…").
     #: A retry after a bank failure stores "{key}#2", "#3", … (see :func:`attempt_key`), so the
     #: UNIQUE constraint still allows one row per attempt and :func:`live_payment_keys` tells
     #: which business keys are taken by a payment that has not failed.

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from jsxcore.config import ServiceConfig
