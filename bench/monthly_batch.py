@@ -138,17 +138,20 @@ def seed_paid_months(url: str, program_id: int, n: int, months: int) -> None:
     """``months`` earlier months (2022-07 back) already paid to all N, as in a running program: the batch's
     "not paid yet this month" test and its UNIQUE key index then work against that history. Rows only
     (no journals), so ``--verify`` is not offered with it."""
+    if not months:
+        return
     with psycopg.connect(url) as conn:
+        seq = conn.execute("SELECT pg_get_serial_sequence('journals', 'id')").fetchone()[0]
         for m in range(months):
             year, month = divmod(2022 * 12 + 6 - m, 12)
             period = f"{year}-{month + 1:02d}"
             conn.execute(
                 "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, application_id,"
                 " household_id, village)"
-                " SELECT nextval(pg_get_serial_sequence('journals', 'id')), 0, 1, "
+                " SELECT nextval(%s::regclass), 0, 1, "
                 " %s || '/' || a.beneficiary || '/' || %s, a.person, 94000, now(),"
                 " a.id, a.household_id, a.village FROM applications a WHERE a.program_id = %s",
-                (program_id, period, program_id))
+                (seq, program_id, period, program_id))
             conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM (FREEZE, ANALYZE) payments")

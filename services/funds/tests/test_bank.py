@@ -28,10 +28,9 @@ from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, RegionCode
 
 from jsx_funds.adapters import db
-from jsx_funds.adapters.db import BankResultRow, JournalRow, PaymentFailureRow, PaymentRow
+from jsx_funds.adapters.db import BankResultRow, JournalRow, PaymentFailureRow, PaymentRow, payment_key
 from jsx_funds.batches import STATE
 from jsx_funds.bank import read_bank_file
-from jsx_funds.batches import payment_key
 from jsx_funds.consumers import apply_household_event
 from jsx_funds.reports import ReportsService, summary, wan_yuan
 from jsx_funds.service import FundsService, pay, verify

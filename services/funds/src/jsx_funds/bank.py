@@ -54,7 +54,7 @@ from jsx_funds.adapters.db import (
     PaymentRow,
     ProgramRow,
     in_batch,
-    key_range,
+    beneficiary_keys,
 )
 from jsx_funds.batches import BatchesService, batch_name, payment_message, payment_ref
 from jsx_funds.service import actor_of, locked_fund, parse_id, return_payment, to_date
@@ -260,9 +260,8 @@ class BankService(BatchesService):
         app = await s.get(ApplicationRow, row.application_id)
         if app is None:
             return
-        # Its payments are keyed {p}/{b}/{period}: one range of the key index.
         newest = (await s.execute(select(func.max(PaymentRow.id)).where(
-            key_range(f"{app.program_id}/{app.beneficiary}/"),
+            beneficiary_keys(app.program_id, app.beneficiary),
             PaymentRow.application_id == app.id))).scalar_one()
         if newest == row.id:
             app.state, app.updated_at = state, now

@@ -92,11 +92,6 @@ _PAYABLE = ("IN_PUBLICITY", "PAYMENT_FAILED")
 _TO_ISSUE = ("IN_PUBLICITY", "PAYMENT_FAILED")
 
 
-def payment_key(program_id: int, beneficiary: str, period: Period | str) -> str:
-    """The business key paid at most once (UNIQUE in ``payments``)."""
-    return f"{program_id}/{beneficiary}/{period}"
-
-
 def batch_name(batch_id: int) -> str:
     return f"paymentBatches/{batch_id}"
 
@@ -438,18 +433,19 @@ class _BatchWriter:
         Python only what is not per row, plus the event pages:
 
         1. ``jsx_batch_cand``: every candidate (:meth:`_candidates`) with its
-           situation on the period's first day, its payee and a hash of its
-           hook inputs, in one statement.
+           situation on the period's first day, its payee, its payment id and
+           a hash of its hook inputs — of the declared ones when most
+           applications have inputs of their own (:meth:`_many_inputs`) — in
+           one statement.
         2. A bank-failed key's retry number (rare rows, :meth:`_attempt`); a
-           beneficiary enrolled twice keeps its first application (found on a
-           second connection while step 1 runs).
+           beneficiary enrolled twice keeps its first application, and a
+           household with several situations in force is selected again,
+           aggregated (both found on a second connection while step 1 runs).
         3. The rules, once per distinct input (``GROUP BY`` the hook inputs),
-           their answers in ``jsx_batch_rules``.
-        4. ``INSERT … SELECT … RETURNING`` of the payments, the returned rows
-           streamed back in chunks and made into the PaymentsIssued pages
-           while the server goes on inserting (the two cores work at once).
-        5. The pages into the outbox, and first-time applications marked
-           PAYMENT_ISSUED, each one statement.
+           their answers in ``jsx_batch_rules`` (:meth:`_set_rules`).
+        4. The payments a block range at a time, their PaymentsIssued pages
+           made meanwhile; the pages into the outbox, and first-time
+           applications marked PAYMENT_ISSUED (:meth:`_set_write`).
         """
         conn = await self.s.connection()
         raw = (await conn.get_raw_connection()).driver_connection
@@ -537,7 +533,7 @@ class _BatchWriter:
         rules' answers join on one column (on six, the planner sorted a
         million rows for a merge join, or hashed them the wrong way round).
         """
-        key = literal(f"{self.program.id}/") + ApplicationRow.beneficiary + literal(f"/{self.period}")
+        key = self._key_of(ApplicationRow.beneficiary)
         head = (select(HouseholdProjection.head_person).where(HouseholdProjection.household_id == ApplicationRow.household_id)
                 .scalar_subquery())
         # The 户主's card for per-household help; looked up only for rows without a person.
@@ -631,8 +627,9 @@ class _BatchWriter:
         start, n = self.period.start, len(cols)
         answers: list[tuple[Any, Any, int]] = []
         ask: dict[tuple[Any, ...], tuple[_Input, str, int]] = {}
+        ask_apps: dict[tuple[Any, ...], tuple[int, str, int]] = {}
         for row in groups:
-            h, values, (person, beneficiary, household, member, to_issue) = row[0], row[1:1 + n], row[1 + n:]
+            h, values, (member, to_issue) = row[0], row[1:1 + n], row[1 + n:]
             if not self.periodic:
                 answers.append((h, self._entitled(values[0]), to_issue))
                 continue
@@ -640,26 +637,18 @@ class _BatchWriter:
             if self._starts(period) > start:
                 continue  # enrolled from a later month
             situation = _SITUATION_ORDER[sit - 1] if sit else _OTHER
-            if self.declared_sql:
-                # ``attributes`` is the group's declared part; one member's own application stands for it.
-                key = (village, situation, grade, per_person, "sql", attributes)
-                stand: _Input | int = member
-            else:
-                key = (village, situation, grade, per_person, self._declared(attributes))
-                stand = _Input(person=person, beneficiary=beneficiary, household_id=household, village=village,
-                               attributes=attributes)
-            if key not in self.rules and key not in ask:
-                # The hooks see opaque ids of one member of the group (a rule cannot resolve them).
-                ask[key] = (stand, situation, grade)
+            # Keyed candidates already hold the declared part of the attributes (:meth:`_declare_candidates`).
+            key = (village, situation, grade, per_person, attributes if self.declared_sql else self._declared(attributes))
+            if key not in self.rules and key not in ask_apps:
+                ask_apps[key] = (member, situation, grade)
             answers.append((h, key, to_issue))
-        if ask and self.declared_sql:
-            # The member standing for each projected group, read whole (its attributes, ids).
-            reps = [m for m, _, _ in ask.values()]
-            await cur.execute("SELECT id, person, beneficiary, household_id, CAST(attributes AS text) FROM applications"
-                              " WHERE id = ANY(%s)", (reps,))
-            whole = {r[0]: _Input(person=r[1], beneficiary=r[2], household_id=r[3], village="", attributes=r[4])
-                     for r in await cur.fetchall()}
-            ask = {k: (whole[m]._replace(village=k[0]), situation, grade) for k, (m, situation, grade) in ask.items()}
+        if ask_apps:
+            # One member's own application stands for each group, read whole: the hooks see its opaque
+            # ids (a rule cannot resolve them) and its attributes.
+            await cur.execute("SELECT id, person, beneficiary, household_id, village, CAST(attributes AS text)"
+                              " FROM applications WHERE id = ANY(%s)", ([m for m, _, _ in ask_apps.values()],))
+            whole = {r[0]: _Input(*r[1:]) for r in await cur.fetchall()}
+            ask = {k: (whole[m], situation, grade) for k, (m, situation, grade) in ask_apps.items()}
         if ask:
             self.rules.update(zip(ask, await self._ask_many(list(ask.values()))))
         rows, refused, issue = [], {}, False
@@ -686,14 +675,14 @@ class _BatchWriter:
         return issue
 
     async def _groups(self, cur: Any, cols: tuple[str, ...]) -> list[Any]:
-        """The candidates' distinct rule inputs: (h, *inputs, one member's person, beneficiary, household id and
-        application id, how many still to be marked PAYMENT_ISSUED). Where the rules declare what they read,
+        """The candidates' distinct rule inputs: (h, *inputs, one member's application id, how many still to be
+        marked PAYMENT_ISSUED). Where the rules declare what they read,
         no more than ``_RAW_GROUPS`` + 1 of them are fetched: past that the batch groups by the declaration."""
         # (attributes is json, which has no equality: grouped as its text.)
         listed = ", ".join("CAST(attributes AS text)" if c == "attributes" else c for c in cols)
         groups: list[Any] = []
         async with cur.connection.cursor(name="jsx_batch_groups") as gcur:
-            await gcur.execute(f"SELECT h, {listed}, min(person), min(beneficiary), min(household_id), min(app),"
+            await gcur.execute(f"SELECT h, {listed}, min(app),"
                                f" count(*) FILTER (WHERE state = ANY(%s)) FROM {_CAND} GROUP BY h, {listed}",
                                (list(_TO_ISSUE),))
             while rows := await gcur.fetchmany(5000):
@@ -772,7 +761,8 @@ class _BatchWriter:
         t = clock()
         paying = f"FROM {_CAND} c JOIN {_RULES} r ON r.h = c.h"
         key = "%(prefix)s || c.beneficiary || %(suffix)s || CASE WHEN c.attempt > 1 THEN '#' || c.attempt::text ELSE '' END"
-        params = {"prefix": f"{self.program.id}/", "suffix": f"/{self.period}",
+        prefix, suffix = db.periodic_key_affixes(self.program.id, self.period)
+        params = {"prefix": prefix, "suffix": suffix,
                   "journal": self.journal_id, "fund": self.fund.id, "now": self.now, "batch": self.batch.id}
         await cur.execute(f"SELECT pg_relation_size('{_CAND}') / current_setting('block_size')::int + 1")
         blocks = (await cur.fetchone())[0]
@@ -824,7 +814,7 @@ class _BatchWriter:
 
     def _select(self):  # type: ignore[no-untyped-def]
         """SQLite: enrolled (or, for one-off programs, this period's) applications in the region not yet paid this period."""
-        key = literal(f"{self.program.id}/") + ApplicationRow.beneficiary + literal(f"/{self.period}")
+        key = self._key_of(ApplicationRow.beneficiary)
         stmt = (select(ApplicationRow.id, ApplicationRow.household_id, ApplicationRow.person, ApplicationRow.beneficiary,
                        ApplicationRow.village, ApplicationRow.period, ApplicationRow.state, ApplicationRow.publicity_end,
                        ApplicationRow.amount_entitled, cast(ApplicationRow.attributes, Text).label("attributes"),
@@ -840,6 +830,11 @@ class _BatchWriter:
             return stmt.where(ApplicationRow.state.in_(_ENROLLED))
         # One-off help: approved through 公示, or paid once and failed at the bank (paid again here).
         return stmt.where(ApplicationRow.state.in_(_PAYABLE), ApplicationRow.period == str(self.period))
+
+    def _key_of(self, beneficiary: Any) -> Any:
+        """SQL for the payment key (:func:`db.payment_key`) of ``beneficiary`` in this batch's program and period."""
+        prefix, suffix = db.periodic_key_affixes(self.program.id, self.period)
+        return literal(prefix) + beneficiary + literal(suffix)
 
     def _in(self, column: Any, values: list[Any], type_: Any) -> Any:
         """``column IN values``: one array parameter on PostgreSQL (a chunk of bound values costs more to send)."""
@@ -858,7 +853,7 @@ class _BatchWriter:
         A key whose payments all failed at the bank may be paid again, stored
         as ``key#n`` (``db.attempt_key``, still UNIQUE, so racing retries pay once).
         """
-        attempts = await db.payment_attempts(self.s, payment_key(self.program.id, beneficiary, self.period))
+        attempts = await db.payment_attempts(self.s, db.payment_key(self.program.id, beneficiary, self.period))
         return 0 if any(not failed for _, failed in attempts) else len(attempts) + 1
 
     async def _rule_page(self, rows: Sequence[Any]) -> list[tuple[Any, _Rule]]:
@@ -982,7 +977,7 @@ class _BatchWriter:
 
     def _rows(self, page: list[tuple[Any, _Rule]], ids: list[int]) -> tuple[list[Any], ...]:
         """SQLite: a chunk's payments and their PaymentsIssued pages, and the applications to mark issued."""
-        key_prefix, key_suffix = f"{self.program.id}/", f"/{self.period}"
+        key_prefix, key_suffix = db.periodic_key_affixes(self.program.id, self.period)
         attempts = self.attempts
         payments, issue, lines = [], [], []
         for pid, (r, rule) in zip(ids, page):

@@ -940,7 +940,7 @@ class ProgramsService:
         """The key of a payment made for ``app``, if any: batch payments are found through their
         business key (``{p}/{b}/{period}``, every period and retry), a payment made on its own
         through ``applications/{id}``; both are ranges of the UNIQUE key index."""
-        batch = db.key_range(f"{app.program_id}/{app.beneficiary}/")
+        batch = db.beneficiary_keys(app.program_id, app.beneficiary)
         own = f"applications/{app.id}"
         return (await s.execute(select(PaymentRow.payment_key).where(
             (batch & (PaymentRow.application_id == app.id)) | (PaymentRow.payment_key == own)

@@ -457,6 +457,24 @@ def account_code(fund_id: int, kind: d.AccountKind, source_id: int | None) -> st
     return f"{fund_id}:{kind.value}" + (f":{source_id}" if source_id is not None else "")
 
 
+def periodic_key_affixes(program_id: int, period: object) -> tuple[str, str]:
+    """What a periodic program's payment key puts around the beneficiary: ``{program}/`` and ``/{period}``
+    (``7/persons/9/2022-08``, migration 0012). Ordered program → beneficiary → period, so one
+    beneficiary's payments of every period are one range of the key index (:func:`beneficiary_keys`)."""
+    return f"{program_id}/", f"/{period}"
+
+
+def payment_key(program_id: int, beneficiary: str, period: object) -> str:
+    """A periodic program's business key paid at most once (UNIQUE in ``payments``)."""
+    prefix, suffix = periodic_key_affixes(program_id, period)
+    return prefix + beneficiary + suffix
+
+
+def beneficiary_keys(program_id: int, beneficiary: str) -> ColumnElement[bool]:
+    """Every payment key of a beneficiary of a periodic program: all periods, all retries."""
+    return key_range(periodic_key_affixes(program_id, "")[0] + beneficiary + "/")
+
+
 def attempt_key(business_key: str, attempt: int) -> str:
     """The stored ``payments.payment_key`` of the n-th attempt to pay a business key (1 → the key itself)."""
     return business_key if attempt == 1 else f"{business_key}#{attempt}"
