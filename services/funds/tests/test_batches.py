@@ -214,6 +214,32 @@ async def test_payment_file_fields_quoted_as_the_csv_writer_does(engine: AsyncEn
         assert "x," + line + "\r\n" == out.getvalue(), v
 
 
+async def test_payment_file_blocks_are_the_cursors_bytes(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL makes the file of a batch with unbroken ids in blocks on two connections at once (序号 from the
+    id); any block size gives the bytes of the one-cursor path, which a batch with gaps in its ids takes."""
+    from jsx_funds import batches
+
+    svc, hj = env["svc"], env["hj"]
+    env["clock"].now += timedelta(days=30)
+    b = await svc.create_payment_batch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+    bid = int(b.name.split("/")[1])
+    async with env["sessions"]() as s:
+        row = await s.get(PaymentBatchRow, bid)
+        assert (row.payment_count, row.payment_total) == (2, 940_00 + 580_00)
+        assert batches._unbroken(row)
+        pg = (await s.connection()).dialect.name == "postgresql"
+    if not pg:
+        pytest.skip("the block path is PostgreSQL's")
+    blocks = []
+    for size in (1, 2, 10_000):
+        monkeypatch.setattr(batches, "_FILE_BLOCK", size)
+        blocks.append(await svc.payment_file_csv(bid))
+    monkeypatch.setattr(batches, "_unbroken", lambda _batch: False)
+    cursor = await svc.payment_file_csv(bid)
+    assert blocks == [cursor] * 3
+    assert cursor.count("\r\n") == 4 and "\r\n1,persons/431281-" in cursor and "\r\n合计,2,,,1520.00,,,\r\n" in cursor
+
+
 async def test_two_situations_and_a_beneficiary_enrolled_twice_are_paid_once(env) -> None:  # type: ignore[no-untyped-def]
     """The rare rows the PostgreSQL statement leaves to fix up: a household with two situations in force
     (paid once, by the first in _SITUATION_ORDER) and a mother enrolled twice (her first application pays)."""

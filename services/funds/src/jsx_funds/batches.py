@@ -151,18 +151,27 @@ class BatchesService(ProgramsService):
         return f"{program.name} 在 {region.short} 的 {period} 没有待支付的对象（已全部支付或尚无公示期满的申请）{why}"
 
     async def _batch_message(self, s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.PaymentBatch:
-        rows = (await s.execute(select(STATE, func.count(), func.coalesce(func.sum(PaymentRow.amount), 0))
-                                .select_from(PaymentRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
-                                .where(db.in_batch(batch)).group_by(STATE))).all()
-        by = {st: (int(n), int(total)) for st, n, total in rows}
-        n = sum(v[0] for v in by.values())
+        if batch.payment_count is None or batch.payment_total is None:
+            # Written before migration 0013 recorded them: count the payments (O(batch)).
+            rows = (await s.execute(select(STATE, func.count(), func.coalesce(func.sum(PaymentRow.amount), 0))
+                                    .select_from(PaymentRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                                    .where(db.in_batch(batch)).group_by(STATE))).all()
+            by = {st: (int(k), int(v)) for st, k, v in rows}
+            n, total = sum(v[0] for v in by.values()), sum(v[1] for v in by.values())
+        else:
+            # Only what the bank has answered is counted (O(answers)): a new batch's reply costs nothing per payment.
+            rows = (await s.execute(select(BankResultRow.state, func.count(), func.coalesce(func.sum(PaymentRow.amount), 0))
+                                    .join(PaymentRow, PaymentRow.id == BankResultRow.payment_id)
+                                    .where(BankResultRow.batch_id == batch.id).group_by(BankResultRow.state))).all()
+            by = {st: (int(k), int(v)) for st, k, v in rows}
+            n, total = batch.payment_count, batch.payment_total
         paid, failed = by.get("PAID", (0, 0)), by.get("FAILED", (0, 0))
         state = "ISSUED" if paid[0] + failed[0] == 0 else "SETTLED" if paid[0] + failed[0] == n else "PARTIALLY_SETTLED"
         return funds_pb2.PaymentBatch(
             name=batch_name(batch.id), program=bus.program_name(batch.program_id),
             region=common_pb2.RegionCode(code=batch.region), period=common_pb2.Period(code=batch.period),
             state=funds_pb2.PaymentBatchState.Value("PAYMENT_BATCH_STATE_" + state), payment_count=n,
-            total=common_pb2.Money(fen=sum(v[1] for v in by.values())),
+            total=common_pb2.Money(fen=total),
             paid_count=paid[0], paid_total=common_pb2.Money(fen=paid[1]),
             failed_count=failed[0], failed_total=common_pb2.Money(fen=failed[1]),
             audit=common_pb2.AuditStamp(actor=batch.actor, time=ts(batch.created_at), request_id=batch.request_id))
@@ -221,7 +230,10 @@ class BatchesService(ProgramsService):
             w = csv.writer(out, lineterminator="\r\n")
             w.writerow(["序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"])
             conn = await s.connection()
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and _unbroken(batch):
+                async with conn.engine.connect() as extra:
+                    n, total = await self._block_payment_file((s.execute, extra.execute), batch, pname, out)
+            elif conn.dialect.name == "postgresql":
                 n, total = await self._copy_payment_file(conn, batch, pname, out)
             else:
                 n, total = 0, 0
@@ -237,6 +249,73 @@ class BatchesService(ProgramsService):
                                     batch.period, pname, f"{bname}/payments/{pid}"])
         w.writerow(["合计", n, "", "", Money(total).format_yuan(), "", "", ""])
         return n
+
+    @staticmethod
+    async def _block_payment_file(executes: Sequence[Any], batch: PaymentBatchRow, program_name: str,
+                                  out: TextIO) -> tuple[int, int]:
+        """The payment lines of a batch whose ids are one unbroken range (:func:`_unbroken`), made on the server
+        a block of ``_FILE_BLOCK`` ids at a time by each of ``executes`` (one per connection) at once; returns
+        (count, total 分).
+
+        A line's 序号 is then its id's place in the range, so a block needs
+        nothing from the blocks before it: the server makes its lines
+        (quoted as the csv writer would, :func:`csv_field_sql`) joined into
+        one text, the client only writes the blocks out in order. Two
+        backends share the line making — a million lines in ~0.9 s where one
+        connection's cursor took ~1.5 s (bench/monthly_batch). A batch's
+        payments never change once written, so the two connections' snapshots
+        read the same rows. At most two blocks per connection wait in memory.
+        """
+        constants = io.StringIO()
+        csv.writer(constants, lineterminator="\r\n").writerow([batch.period, program_name, batch_name(batch.id)])
+        first, last = batch.first_payment_id, batch.last_payment_id
+        assert first is not None and last is not None
+        line = (f"(id - {int(first) - 1})::text || ',' || " + csv_field_sql("payee") + " || ',' || "
+                + csv_field_sql("'households/' || household_id") + " || ',' || village || ','"
+                " || (amount / 100)::text || '.' || lpad((amount % 100)::text, 2, '0') || :constants || '/payments/' || id")
+        block = text(f"SELECT string_agg({line}, E'\\r\\n' ORDER BY id), count(*), sum(amount) FROM payments"
+                     " WHERE id >= :lo AND id < :hi AND batch_id = :bid")
+        params = {"constants": "," + constants.getvalue()[:-2], "bid": batch.id}
+        starts = iter(enumerate(range(first, last + 1, _FILE_BLOCK)))
+        loop = asyncio.get_running_loop()
+        done: dict[int, asyncio.Future[Any]] = {}
+        room = asyncio.Semaphore(2 * len(executes))
+
+        def slot(i: int) -> asyncio.Future[Any]:
+            return done.setdefault(i, loop.create_future())
+
+        async def work(execute: Any) -> None:
+            for i, lo in starts:  # shared: each block is taken by whichever connection is free
+                await room.acquire()
+                try:
+                    row = (await execute(block, {**params, "lo": lo, "hi": min(lo + _FILE_BLOCK, last + 1)})).one()
+                except BaseException as e:
+                    slot(i).set_exception(e)
+                    raise
+                slot(i).set_result(row)
+
+        workers = [asyncio.ensure_future(work(execute)) for execute in executes]
+        n = total = 0
+        try:
+            for i in range(len(range(first, last + 1, _FILE_BLOCK))):
+                lines, count, amount = await slot(i)
+                del done[i]
+                room.release()
+                if count:
+                    out.write(lines)
+                    out.write("\r\n")
+                    n += count
+                    total += amount
+        finally:
+            for w in workers:
+                w.cancel()
+            for w in workers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await w
+        if n != batch.payment_count:
+            # The recorded count said every id of the range is this batch's; the lines' numbers relied on it.
+            raise RuntimeError(f"{batch_name(batch.id)}: {n} payments read, {batch.payment_count} recorded")
+        return n, total
 
     @staticmethod
     async def _copy_payment_file(conn: Any, batch: PaymentBatchRow, program_name: str, out: TextIO) -> tuple[int, int]:
@@ -415,6 +494,7 @@ class _BatchWriter:
                    request_id=self.request_id, counterparty=batch_name(batch.id), journal_id=self.journal_id)
         batch.journal_id = self.journal_id
         batch.first_payment_id, batch.last_payment_id, batch.bases = self.first_id, self.last_id, self.bases
+        batch.payment_count, batch.payment_total = self.count, self.total
         batch.skipped = self.skipped
         await s.flush()
         self.spent["journal"] = time.perf_counter() - t
@@ -1049,6 +1129,8 @@ _EVENT_TYPE = events_pb2.PaymentsIssued.DESCRIPTOR.full_name
 _CAND, _RULES = "jsx_batch_cand", "jsx_batch_rules"
 #: Candidate table blocks per INSERT (~90 000 rows in 8 kB blocks; their pages are made while they are inserted).
 _CHUNK_BLOCKS = 2000
+#: Payment ids per block of the payment file (:meth:`BatchesService._block_payment_file`): ~1.4 MB of lines.
+_FILE_BLOCK = 10_000
 #: Applications sampled to tell whether most have rule inputs of their own (0: never judge so up front).
 _SAMPLE = 50_000
 #: Distinct raw rule inputs above which a batch groups by what the rules declare they read instead.
@@ -1116,6 +1198,13 @@ def _compiled(stmt: Any, conn: Any) -> tuple[str, dict[str, Any]]:
     """``stmt`` as SQL text and parameters for the driver's own cursor."""
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     return str(compiled), compiled.params
+
+
+def _unbroken(batch: PaymentBatchRow) -> bool:
+    """Whether every id from the batch's first payment to its last is one of its payments (nearly always:
+    the batch draws them in one statement; another transaction drawing journal ids meanwhile breaks it)."""
+    first, last, n = batch.first_payment_id, batch.last_payment_id, batch.payment_count
+    return first is not None and last is not None and n is not None and n == last - first + 1
 
 
 def csv_field_sql(value: str) -> str:

@@ -393,6 +393,10 @@ class PaymentBatchRow(Base):
     last_payment_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     #: The distinct bases (lists of lines) of its payments' amounts; ``payments.basis_no`` indexes it.
     bases: Mapped[list | None] = mapped_column(JSON, nullable=True)  # type: ignore[type-arg]
+    #: How many payments it holds and their total in 分, as written (migration 0013; empty for a batch
+    #: written by a service from before it, whose payments are then counted).
+    payment_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    payment_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class BankResultRow(Base):
