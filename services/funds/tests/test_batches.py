@@ -240,6 +240,64 @@ async def test_payment_file_blocks_are_the_cursors_bytes(env, monkeypatch) -> No
     assert cursor.count("\r\n") == 4 and "\r\n1,persons/431281-" in cursor and "\r\n合计,2,,,1520.00,,,\r\n" in cursor
 
 
+async def test_scattered_payment_ids_are_drawn_again_one_by_one(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL draws a batch's payment ids in one statement; when another transaction drew journal ids meanwhile
+    (simulated), every candidate draws its own: each payment still has a unique id, its page and its file line."""
+    from jsx_funds import batches
+
+    svc, hj = env["svc"], env["hj"]
+    env["clock"].now += timedelta(days=30)
+    drawn: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(batches._BatchWriter, "_contiguous", staticmethod(lambda lo, hi, n: drawn.append((lo, hi, n)) and False))
+    b = await svc.create_payment_batch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+    assert (b.payment_count, b.total.fen) == (2, 940_00 + 580_00)
+    listed = await svc.list_payments(pb.ListPaymentsRequest(payment_batch=b.name), who("fin-hj", "431281"))
+    async with env["sessions"]() as s:
+        assert await verify(s) == []
+        pages = [fev.PaymentsIssued.FromString(p) for p in (await s.execute(
+            select(OutboxEvent.payload).where(OutboxEvent.subject == "jsx.funds.payment_batch.issued"))).scalars().all()]
+        ids = (await s.execute(select(PaymentRow.id).where(PaymentRow.batch_id == int(b.name.split("/")[1])))).scalars().all()
+        pg = (await s.connection()).dialect.name == "postgresql"
+    assert len(set(ids)) == 2 and bool(drawn) == pg
+    if drawn:  # PostgreSQL: the first draw's ids were left unused, each payment drew its own after them
+        (lo, hi, n), = drawn
+        assert n == 2 and min(ids) > hi
+    assert sorted(n for e in pages for n in e.payment_names) == sorted(p.name for p in listed.payments)
+    lines = (await svc.payment_file_csv(int(b.name.split("/")[1]))).splitlines()
+    assert len(lines) == 4 and all(p.name in "\n".join(lines) for p in listed.payments)
+
+
+async def test_a_beneficiary_enrolled_from_a_later_month_waits_silently(env) -> None:  # type: ignore[no-untyped-def]
+    """An application enrolled from 2022-09 is left out of 2022-08 (no payment, no skip reason), beside two paid;
+    PostgreSQL reads such candidates back too, and their pages must skip them."""
+    svc, sessions, hj = env["svc"], env["sessions"], env["hj"]
+    county, village = "431281", "431281101201"
+    meta = EventMeta(event_id="e2", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
+    async with transaction(sessions) as s:
+        await apply_household_event(s, mev.HouseholdSituationChanged(
+            household=f"households/{county}-late", village=c.RegionCode(code=village),
+            kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2020, month=1, day=1),
+            head_person=f"persons/{county}-late-head", member_count=2), meta)
+    app = await svc.submit_application(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
+        program=hj.name, household=f"households/{county}-late", person=f"persons/{county}-late-mother",
+        period=c.Period(code="2022-09"), attributes={"birth_date": "1966-03-01"})), who("clerk-hj", county))
+    for reviewer, region in (("v", village), ("t", "431281101"), ("c", county)):
+        await svc.decide_application(pb.DecideApplicationRequest(
+            request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"),
+            who(f"{reviewer}-hj", region))
+    env["clock"].now += timedelta(days=30)
+    b = await svc.create_payment_batch(batch_req(hj, county, "2022-08"), who("fin-hj", county))
+    assert (b.payment_count, b.total.fen) == (2, 940_00 + 580_00)
+    assert f"/persons/{county}-late-mother/" not in "".join(await payments(env, "2022-08"))
+    sept = await svc.create_payment_batch(batch_req(hj, county, "2022-09"), who("fin-hj", county))
+    assert sept.payment_count == 3
+    async with sessions() as s:
+        assert await verify(s) == []
+        pages = [fev.PaymentsIssued.FromString(p) for p in (await s.execute(
+            select(OutboxEvent.payload).where(OutboxEvent.subject == "jsx.funds.payment_batch.issued"))).scalars().all()]
+    assert sorted(len(e.payment_names) for e in pages) == [2, 3]
+
+
 async def test_two_situations_and_a_beneficiary_enrolled_twice_are_paid_once(env) -> None:  # type: ignore[no-untyped-def]
     """The rare rows the PostgreSQL statement leaves to fix up: a household with two situations in force
     (paid once, by the first in _SITUATION_ORDER) and a mother enrolled twice (her first application pays)."""
