@@ -539,6 +539,7 @@ class _BatchWriter:
         clock, spent = time.perf_counter, self.spent
         t = clock()
         twice = asyncio.ensure_future(self._exceptions(conn.engine))
+        drawing: asyncio.Future[tuple[int, int]] | None = None
         try:
             async with raw.cursor() as cur:
                 # Room for the hash joins of a million candidates in memory (the default is 4 MB);
@@ -568,6 +569,9 @@ class _BatchWriter:
                     sql, params = self._cand_sql(self._candidates(several), conn)
                     await cur.execute(f"INSERT INTO {_CAND} {sql}", params)
                     self.numbered += cur.rowcount
+                # Every candidate is numbered now: their payment ids are drawn on a second connection
+                # while this one goes on (a sequence is not transactional).
+                drawing = asyncio.ensure_future(self._draw_ids(conn.engine))
                 if dups:
                     await cur.execute(
                         f"DELETE FROM {_CAND} c USING (SELECT beneficiary, min(app) AS keep FROM {_CAND}"
@@ -578,12 +582,13 @@ class _BatchWriter:
                 t, spent["retries"] = clock(), clock() - t
                 issue = await self._set_rules(cur)
                 t, spent["rules"] = clock(), clock() - t
-                await self._set_write(cur, issue)
+                await self._set_write(cur, issue, await drawing)
         finally:
-            if not twice.done():
-                twice.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await twice
+            for task in (twice, drawing):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
 
     async def _exceptions(self, engine: Any) -> tuple[list[str], list[str]]:
         """The rare rows the candidates statement leaves to fix: beneficiaries with more than one
@@ -850,7 +855,7 @@ class _BatchWriter:
             out = self.declared[attributes] = json.dumps(parts, ensure_ascii=False)
         return out
 
-    async def _set_write(self, cur: Any, issue: bool) -> None:
+    async def _set_write(self, cur: Any, issue: bool, drawn: tuple[int, int]) -> None:
         """The payments, their PaymentsIssued pages, and the applications.
 
         A block range of the candidates at a time (``ctid``, a TID range
@@ -865,7 +870,7 @@ class _BatchWriter:
         """
         clock, spent = time.perf_counter, self.spent
         t = clock()
-        base = await self._draw_ids(cur)
+        base = await self._base(cur, *drawn)
         paying = f"FROM {_CAND} c JOIN {_RULES} r ON r.h = c.h"
         key = "%(prefix)s || c.beneficiary || %(suffix)s || CASE WHEN c.attempt > 1 THEN '#' || c.attempt::text ELSE '' END"
         prefix, suffix = db.periodic_key_affixes(self.program.id, self.period)
@@ -922,26 +927,33 @@ class _BatchWriter:
         spent["outbox"] = t2 - t
         spent["issue"] = clock() - t2
 
-    async def _draw_ids(self, cur: Any) -> int:
-        """Payment ids for the numbered candidates, from the journals' sequence (payments share its id space);
-        returns the base that makes candidate ``n``'s id ``base + n``.
+    async def _draw_ids(self, engine: Any) -> tuple[int, int]:
+        """Draw as many ids as candidates were numbered from the journals' sequence (payments share its id
+        space), in one statement on a connection of its own; returns the lowest and highest drawn."""
+        async with engine.connect() as c:
+            lo, hi = (await c.execute(text(f"SELECT min(v), max(v) FROM (SELECT nextval({self._seq()}) AS v"
+                                           " FROM generate_series(1, :n)) AS s"), {"n": self.numbered})).one()
+        return lo, hi
 
-        One statement draws ``numbered`` ids. Nearly always nobody else draws
-        meanwhile and they are one unbroken range, so the base is its start
+    async def _base(self, cur: Any, lo: int | None, hi: int | None) -> int:
+        """The base that makes candidate ``n``'s payment id ``base + n``.
+
+        Nearly always nobody else drew journal ids while :meth:`_draw_ids`
+        did, and the drawn ids are one unbroken range: the base is its start
         (the payment file then numbers lines by id, see ``_unbroken``). If
-        another transaction drew journal ids in between, ours are scattered:
-        each candidate then draws its own instead (a rewrite of the table;
-        the first draw's ids are left unused, as a rolled-back batch leaves
-        its ids).
+        another transaction drew meanwhile, ours are scattered: each
+        candidate then draws its own instead (a rewrite of the table; the
+        first draw's ids are left unused, as a rolled-back batch leaves its
+        ids).
         """
-        seq = "'" + self.id_sequence.replace("'", "''") + "'::regclass"
-        await cur.execute(f"SELECT min(v), max(v) FROM (SELECT nextval({seq}) AS v FROM generate_series(1, %s)) AS s",
-                          (self.numbered,))
-        lo, hi = await cur.fetchone()
-        if lo is not None and self._contiguous(lo, hi, self.numbered):
+        if lo is not None and hi is not None and self._contiguous(lo, hi, self.numbered):
             return int(lo) - 1
-        await cur.execute(f"UPDATE {_CAND} SET n = nextval({seq})")
+        await cur.execute(f"UPDATE {_CAND} SET n = nextval({self._seq()})")
         return 0
+
+    def _seq(self) -> str:
+        """The journals' id sequence as an SQL constant (``pg_get_serial_sequence`` per row cost 6 s a million)."""
+        return "'" + self.id_sequence.replace("'", "''") + "'::regclass"
 
     @staticmethod
     def _contiguous(lo: int, hi: int, n: int) -> bool:
