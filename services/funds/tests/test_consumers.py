@@ -288,7 +288,8 @@ class VillageRules:
 
 
 @asynccontextmanager
-async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost,  # type: ignore[type-arg]
+                       max_deliver: int = 20) -> AsyncIterator[dict]:
     """The funds relay and visit consumer wired as the runtime should wire them: with its plugin host."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -297,7 +298,7 @@ async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost) -> Async
     engine = create_engine(db_url)
     sessions = session_factory(engine)
     relay = Relay(sessions, nats_url, service="funds")
-    consumer = build_consumers(nats_url, sessions, on_commit=relay.notify, plugins=plugins)[0]
+    consumer = build_consumers(nats_url, sessions, on_commit=relay.notify, plugins=plugins, visit_max_deliver=max_deliver)[0]
     tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
     try:
         yield {"js": js, "service": FundsService(sessions, on_commit=relay.notify), "consumer": consumer}
@@ -334,6 +335,42 @@ async def test_visit_expense_follows_the_village_rule_and_retries_a_failing_plug
         assert (await service.balance(flaky)).expended.fen == 100_00
         assert (await service.balance(strict)).expended.fen == 0
         assert len(await funds_events(js, 3, timeout=3)) == 2  # nothing more came
+
+
+class BrokenRules:
+    """A village rule plugin that fails every call."""
+
+    JSX_PLUGIN = PluginMeta(name="test_broken_rules", version="0.1.0", regions=("431281101203",),
+                            description="测试用：每次都出错的幸福基金用途规则")
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def jsx_fund_allowed_uses(self, fund_kind: str, region: RegionCode) -> FundUses | None:
+        self.calls += 1
+        raise RuntimeError("规则表损坏")
+
+
+async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_delivery(db_url: str, nats_url: str) -> None:
+    """Retried while JetStream will deliver it again; on the last delivery answered PLUGIN_UNAVAILABLE (nothing paid),
+    so the events service shows why instead of waiting for an answer that would never come."""
+    rules = BrokenRules()
+    host = PluginHost()
+    host.discover()
+    host.register(rules)
+    async with visit_booker(db_url, nats_url, host, max_deliver=3) as b:
+        js, service = b["js"], b["service"]
+        broken = await make_fund(service, "431281101203", 1000_00, pb.FUND_KIND_HAPPINESS, "洪江某村幸福基金")
+        await publish(js, visit(31, f"funds/{broken}", 100_00, region="431281101203"))
+        got = await answers(js, 1)  # 1 s + 2 s of nak delays
+        assert [k for k, _ in got["visits/31"]] == ["rejected"]
+        r = got["visits/31"][0][1]
+        assert r.reason == "PLUGIN_UNAVAILABLE" and "连续 3 次出错" in r.message and f"funds/{broken}" in r.message
+        assert rules.calls >= 3 and b["consumer"].terminated == 0  # (a failed batch is retried message by message)
+        assert await count(service, PaymentRow) == 0
+        assert (await service.balance(broken)).available.fen == 1000_00
+        await until(lambda: caught_up(js))
 
 
 def situation(hid: str, kind: int, start: date, end: date | None = None, *, at: int, grade: int = 0,

@@ -47,6 +47,9 @@ from jsx_funds.service import pay
 #: Who the ledger names as the actor of a visit expense.
 VISIT_ACTOR = "events-service"
 VISIT_DURABLE = "funds-visit-expenses"
+#: Deliveries of a visit before its 慰问金 is answered anyway: a rule plugin failing this often is answered
+#: with ``PLUGIN_UNAVAILABLE`` rather than left unanswered when JetStream stops redelivering.
+VISIT_MAX_DELIVER = 20
 MEMBERS_DURABLE = "funds-members-projection"
 
 
@@ -157,7 +160,8 @@ async def visit_use_verdict(plugins: PluginHost, fund: FundRow) -> UseVerdict:
                       f"不在其中（{rule}），{_OTHER_FUNDS}")
 
 
-async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: EventMeta, *, plugins: PluginHost) -> None:
+async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: EventMeta, *, plugins: PluginHost,
+                             max_deliver: int = VISIT_MAX_DELIVER) -> None:
     """Pay a recorded visit's 慰问金 out of its fund, or publish why not.
 
     Refusals (reason codes): ``INVALID_AMOUNT``, ``FUND_NOT_FOUND``,
@@ -167,7 +171,10 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
     ``NO_RULE`` (a 幸福基金 with no use rule for its region),
     ``INSUFFICIENT_FUNDS``. The balance is checked under the fund's row lock
     before posting, so a refusal writes nothing but the rejection event.
-    A failing rule plugin raises Unavailable: nak and retry, no answer yet.
+    A failing rule plugin raises Unavailable: nak and retry, no answer yet —
+    until the delivery JetStream will not follow with another
+    (``max_deliver``): then ``PLUGIN_UNAVAILABLE``, so that the events
+    service shows the visit as not paid, and why, instead of waiting forever.
     """
     visit = msg.visit
     bare_id(visit, "visits")
@@ -186,7 +193,14 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
     # before the row lock: a plugin call (up to its timeout) never holds the fund, or on
     # SQLite the database's single writer lock.
     unlocked = await s.get(FundRow, fund_id) if fund_id > 0 else None
-    verdict = await visit_use_verdict(plugins, unlocked) if unlocked is not None else None
+    try:
+        verdict = await visit_use_verdict(plugins, unlocked) if unlocked is not None else None
+    except Unavailable:
+        if meta.num_delivered < max_deliver:
+            raise
+        return reject("PLUGIN_UNAVAILABLE",
+                      f"走访 {visit} 的慰问金未列支：核对基金 {msg.fund} 用途的规则插件连续 {meta.num_delivered} 次出错，"
+                      "请联系县计生协系统管理员修复规则插件后重新登记走访")
     fund = await db.lock_fund(s, fund_id) if unlocked is not None else None
     if fund is None or verdict is None:
         return reject("FUND_NOT_FOUND", f"走访 {visit} 指定的慰问金账户“{msg.fund or '（未填写）'}”不存在，请核对基金编号后重新登记")
@@ -288,7 +302,7 @@ async def household_situations(s: AsyncSession, household_id: str, on: date) -> 
 
 def build_consumers(
     nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None, *,
-    plugins: PluginHost,
+    plugins: PluginHost, visit_max_deliver: int = VISIT_MAX_DELIVER,
 ) -> list[Consumer]:
     """The funds process's durable consumers (started by the runtime as background tasks).
     ``on_commit`` (the relay's notify) sends a booking answer as soon as it commits.
@@ -298,8 +312,8 @@ def build_consumers(
     """
     return [
         Consumer(nats_url, stream=stream_name("events"), durable=VISIT_DURABLE, subjects=list(bus.VISIT_SUBJECTS),
-                 handler=partial(book_visit_expense, plugins=plugins), sessionmaker=sessions,
-                 message_types=bus.VISIT_TYPES, on_commit=on_commit),  # type: ignore[arg-type]
+                 handler=partial(book_visit_expense, plugins=plugins, max_deliver=visit_max_deliver), sessionmaker=sessions,
+                 message_types=bus.VISIT_TYPES, on_commit=on_commit, max_deliver=visit_max_deliver),  # type: ignore[arg-type]
         Consumer(nats_url, stream=stream_name("members"), durable=MEMBERS_DURABLE, subjects=list(bus.MEMBER_SUBJECTS),
                  handler=apply_household_event, sessionmaker=sessions, message_types=bus.MEMBER_TYPES),  # type: ignore[arg-type]
     ]
