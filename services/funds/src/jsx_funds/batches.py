@@ -520,10 +520,12 @@ class _BatchWriter:
         Python only what is not per row, plus the event pages:
 
         1. ``jsx_batch_cand``: every candidate (:meth:`_candidates`) with its
-           situation on the period's first day, its payee, its payment id and
-           a hash of its hook inputs — of the declared ones when most
+           situation on the period's first day, its payee, a number ``n``
+           and a hash of its hook inputs — of the declared ones when most
            applications have inputs of their own (:meth:`_many_inputs`) — in
-           one statement.
+           one statement, run by the server's parallel workers. The payment
+           ids are drawn for the numbers on a second connection meanwhile
+           (:meth:`_draw_ids`).
         2. A bank-failed key's retry number (rare rows, :meth:`_attempt`); a
            beneficiary enrolled twice keeps its first application, and a
            household with several situations in force is selected again,
@@ -554,7 +556,7 @@ class _BatchWriter:
                 sql, params = self._cand_sql(self._candidates(), conn)
                 # The statement reads a program's whole enrolment: let the server's parallel workers scan and
                 # join it (the planner's default costs keep a million rows in one process; 2.0 → 1.1 s with
-                # one worker). max_parallel_workers_per_gather stays the operator's (deploy/README).
+                # one worker). max_parallel_workers_per_gather stays the operator's (docs/operations.md).
                 await cur.execute("SET LOCAL parallel_setup_cost = 0")
                 await cur.execute("SET LOCAL parallel_tuple_cost = 0")
                 await cur.execute(f"CREATE TEMP TABLE {_CAND} ON COMMIT DROP AS {sql}", params)
@@ -862,8 +864,8 @@ class _BatchWriter:
         scan): its rows are read into the client, then its INSERT is sent,
         and Python makes their pages from the rows already here while the
         server inserts — the two cores work at once, and nothing is sent
-        back per inserted row (``RETURNING`` cost ~1 s a million). The
-        payment ids were drawn with the candidates. The rows read come
+        back per inserted row (``RETURNING`` cost ~1 s a million). A
+        candidate's payment id is ``base + n`` (:meth:`_base`). The rows read come
         without their amounts: the client knows each input hash's amount
         (:attr:`amount_of`), and joining the rules a second time per range
         cost the server ~0.3 s a million.
