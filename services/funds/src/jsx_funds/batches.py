@@ -218,9 +218,11 @@ class BatchesService(ProgramsService):
 
         UTF-8 with BOM so Excel opens it; amounts in 元 with 2 decimals; CRLF
         lines. Streamed, so a million-line file never sits in memory: on
-        PostgreSQL the server makes each line (:meth:`_copy_payment_file`),
-        elsewhere one streamed query through Python's csv writer; the same
-        bytes either way (test).
+        PostgreSQL the server makes each line — in blocks on two connections
+        at once when the batch's ids are unbroken (:meth:`_block_payment_file`),
+        else through one cursor (:meth:`_copy_payment_file`) — elsewhere one
+        streamed query through Python's csv writer; the same bytes every way
+        (tests).
         """
         async with self.sessions() as s:
             batch = await self._batch(s, batch_name(batch_id), "payment_batch", None)
