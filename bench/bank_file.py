@@ -61,7 +61,6 @@ import asyncio
 import itertools
 import json
 import os
-import resource
 import secrets
 import socket
 import subprocess
@@ -76,7 +75,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import timed  # noqa: E402
+from _common import peak_rss, timed  # noqa: E402
 from monthly_batch import COUNTY, PERIOD, create_db, drop_db, seed, setup_program  # noqa: E402
 
 #: Households per roster import call (each call one transaction; the import keeps its rows in memory).
@@ -228,17 +227,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60)
 
 
 # ---------------------------------------------------------------- timed children
-
-
-def peak_rss() -> int:
-    """This process's peak RSS in bytes: VmHWM of its own address space. (``ru_maxrss`` is no use in a
-    child: Linux carries the parent's high-water mark across fork and exec, so every child would
-    report at least this setup process's size.)"""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _names(n: int) -> list[str]:

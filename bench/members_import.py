@@ -77,7 +77,7 @@ def main() -> None:
         with timed() as raw:
             assert raw_read(path) == args.n
         if args.db:
-            from jsxcore.testing.fixtures import PG_ADMIN_URL, create_postgres_database, drop_postgres_database
+            from jsxcore.testing.fixtures import create_postgres_database, drop_postgres_database
 
             os.environ["JSX_TEST_POSTGRES_URL"] = args.db
             url = create_postgres_database()

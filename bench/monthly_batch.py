@@ -17,7 +17,7 @@ program). Then, timed:
   ``BatchesService.create_payment_batch`` for 2022-08 end to end (projection
   read, county plugins, payments, one ledger journal, PaymentsIssued
   outbox pages, one commit) plus the payment CSV written by
-  ``write_payment_file``; the child's peak RSS is its ``ru_maxrss``.
+  ``write_payment_file``; the child's peak RSS is its VmHWM (``_common.peak_rss``).
 
 Goals (issue #4): batch ≤ 5× raw COPY time; peak RSS < 1 GiB. Afterwards
 (untimed) it checks every beneficiary is paid exactly once and, with
@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
 
-from _common import timed  # noqa: E402
+from _common import peak_rss, timed  # noqa: E402
 
 COUNTY = "431281"  # 洪江市: 940/580 元 per month from 2022
 PERIOD = "2022-08"
@@ -211,7 +210,7 @@ async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
     t2 = time.perf_counter()
     await eng.dispose()
     return {"batch_s": t1 - t0, "file_s": t2 - t1, "payments": batch.payment_count, "total_fen": batch.total.fen,
-            "file_lines": lines, "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "file_lines": lines, "maxrss": peak_rss()}
 
 
 async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
