@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 
@@ -47,8 +48,9 @@ class PayeeReads:
     def __init__(self, service: MembersService) -> None:
         self.service = service
 
-    async def _load(self, names: Sequence[str]) -> list[m.Person]:
-        """The persons named, in order; all-or-nothing NOT_FOUND / PERMISSION_DENIED."""
+    async def _load(self, names: Sequence[str], *columns: Any) -> list[Any]:
+        """The persons named, in order; all-or-nothing NOT_FOUND / PERMISSION_DENIED. With ``columns``
+        (which must include ``id`` and ``village``), rows of just those columns instead of whole entities."""
         if not names:
             raise InvalidArgument.field("names", "请至少指定一个人员（persons/{编号}）", reason="NAMES_REQUIRED")
         if len(names) > MAX_BATCH:
@@ -56,7 +58,8 @@ class PayeeReads:
                                         reason="TOO_MANY_NAMES")
         ids = [parse_name(n, "persons", f"names[{i}]") for i, n in enumerate(names)]
         async with self.service.sessions() as s:
-            rows = {p.id: p for p in (await s.execute(select(m.Person).where(m.Person.id.in_(set(ids))))).scalars()}
+            result = await s.execute((select(*columns) if columns else select(m.Person)).where(m.Person.id.in_(set(ids))))
+            rows = {p.id: p for p in (result.all() if columns else result.scalars())}
         missing = [f"persons/{i}" for i in dict.fromkeys(ids) if i not in rows]
         if missing:
             raise NotFound(f"成员服务中没有以下人员：{_listing(missing)}，请核对编号", reason="PERSONS_NOT_FOUND",
@@ -73,7 +76,8 @@ class PayeeReads:
 
     async def batch_get_payees(self, req: pb.BatchGetPayeesRequest) -> pb.BatchGetPayeesResponse:
         """Full name, full card number and village per person (see module doc)."""
-        rows = await self._load(req.names)
+        # Only what a payee is: whole entities cost ~9 s of a million payees' ~17 s (bench/bank_file).
+        rows = await self._load(req.names, m.Person.id, m.Person.name, m.Person.village, m.Person.card_cipher)
         svc = self.service
         out = pb.BatchGetPayeesResponse(payees=[pb.Payee(
             person=f"persons/{p.id}", display_name=p.name, village=region_pb(p.village),
