@@ -732,6 +732,9 @@ class _BatchWriter:
             # as their plugins declare they read it (e.g. the age on the period's first day) instead.
             await self._declare_candidates(cur)
             groups = await self._groups(cur, cols)
+        if len({g[0] for g in groups}) != len(groups):
+            # Two distinct inputs with one 64-bit hash (odds ~1e-12 a batch): never pay by the wrong rule.
+            raise RuntimeError("payment batch: hook inputs hash to the same value; rerun the batch")
         start, n = self.period.start, len(cols)
         answers: list[tuple[Any, Any, int]] = []
         ask: dict[tuple[Any, ...], tuple[_Input, str, int]] = {}
