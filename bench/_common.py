@@ -5,6 +5,7 @@ machine measured in the same run, so what matters is the ratio.
 """
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from collections.abc import Iterator
@@ -32,13 +33,10 @@ def peak_rss() -> int:
     """This process's peak RSS in bytes: VmHWM of its own address space. (``ru_maxrss`` is no use in a
     child: Linux carries the parent's high-water mark across fork and exec, so every child would
     report at least its parent's size.)"""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -151,20 +151,19 @@ class BatchesService(ProgramsService):
         return f"{program.name} 在 {region.short} 的 {period} 没有待支付的对象（已全部支付或尚无公示期满的申请）{why}"
 
     async def _batch_message(self, s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.PaymentBatch:
-        if batch.payment_count is None or batch.payment_total is None:
-            # Written before migration 0013 recorded them: count the payments (O(batch)).
-            rows = (await s.execute(select(STATE, func.count(), func.coalesce(func.sum(PaymentRow.amount), 0))
-                                    .select_from(PaymentRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
-                                    .where(db.in_batch(batch)).group_by(STATE))).all()
-            by = {st: (int(k), int(v)) for st, k, v in rows}
-            n, total = sum(v[0] for v in by.values()), sum(v[1] for v in by.values())
-        else:
+        amount = func.coalesce(func.sum(PaymentRow.amount), 0)
+        recorded = batch.payment_count is not None and batch.payment_total is not None
+        if recorded:
             # Only what the bank has answered is counted (O(answers)): a new batch's reply costs nothing per payment.
-            rows = (await s.execute(select(BankResultRow.state, func.count(), func.coalesce(func.sum(PaymentRow.amount), 0))
-                                    .join(PaymentRow, PaymentRow.id == BankResultRow.payment_id)
-                                    .where(BankResultRow.batch_id == batch.id).group_by(BankResultRow.state))).all()
-            by = {st: (int(k), int(v)) for st, k, v in rows}
-            n, total = batch.payment_count, batch.payment_total
+            q = (select(BankResultRow.state, func.count(), amount).join(PaymentRow, PaymentRow.id == BankResultRow.payment_id)
+                 .where(BankResultRow.batch_id == batch.id).group_by(BankResultRow.state))
+        else:
+            # Written before migration 0013 recorded them: count the payments (O(batch)).
+            q = (select(STATE, func.count(), amount).select_from(PaymentRow)
+                 .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id).where(db.in_batch(batch)).group_by(STATE))
+        by = {st: (int(k), int(v)) for st, k, v in (await s.execute(q)).all()}
+        n, total = ((batch.payment_count, batch.payment_total) if recorded
+                    else (sum(v[0] for v in by.values()), sum(v[1] for v in by.values())))
         paid, failed = by.get("PAID", (0, 0)), by.get("FAILED", (0, 0))
         state = "ISSUED" if paid[0] + failed[0] == 0 else "SETTLED" if paid[0] + failed[0] == n else "PARTIALLY_SETTLED"
         return funds_pb2.PaymentBatch(
@@ -278,7 +277,8 @@ class BatchesService(ProgramsService):
         block = text(f"SELECT string_agg({line}, E'\\r\\n' ORDER BY id), count(*), sum(amount) FROM payments"
                      " WHERE id >= :lo AND id < :hi AND batch_id = :bid")
         params = {"constants": "," + constants.getvalue()[:-2], "bid": batch.id}
-        starts = iter(enumerate(range(first, last + 1, _FILE_BLOCK)))
+        blocks = range(first, last + 1, _FILE_BLOCK)
+        starts = iter(enumerate(blocks))
         loop = asyncio.get_running_loop()
         done: dict[int, asyncio.Future[Any]] = {}
         room = asyncio.Semaphore(2 * len(executes))
@@ -299,7 +299,7 @@ class BatchesService(ProgramsService):
         workers = [asyncio.ensure_future(work(execute)) for execute in executes]
         n = total = 0
         try:
-            for i in range(len(range(first, last + 1, _FILE_BLOCK))):
+            for i in range(len(blocks)):
                 lines, count, amount = await slot(i)
                 del done[i]
                 room.release()
