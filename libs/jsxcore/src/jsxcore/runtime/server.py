@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from jsx.common.v1 import common_pb2
 
+from jsxcore import paging
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import InvalidArgument
 from jsxcore.runtime.interceptors import AccessLogInterceptor, AuthInterceptor, ChainInterceptor, ErrorInterceptor
@@ -245,6 +246,10 @@ class ServiceRuntime:
     _extra_interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # Every replica of a service must accept the page tokens the others issued.
+        key = getattr(self.config, "blind_index_key", None)
+        if key:
+            paging.configure(key)
         if self.engine is None:
             self.engine = create_engine(self.config.database_url)
         if self.sessions is None:
