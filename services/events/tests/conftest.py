@@ -12,7 +12,7 @@ from jsxcore.config import ServiceConfig
 
 from jsx_events.adapters.db import migrate
 from jsx_events.entrypoints.grpc import build_runtime
-from jsx_events.service import EventsService
+from jsx_events.composition import EventsService
 
 
 @dataclass

@@ -1,8 +1,6 @@
 """UpdateActivity, plan items and half-year summaries over real gRPC (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
-import uuid
-
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -13,12 +11,9 @@ from sqlalchemy import select
 
 from jsxcore.outbox import OutboxEvent
 from jsxcore.runtime.errors import error_details
+from jsxcore.testing.helpers import rid
 
 VILLAGE, OTHER_VILLAGE = "431281101201", "431281101202"
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
 
 
 def planned(region: str = VILLAGE, **kw) -> pb.Activity:

@@ -7,10 +7,15 @@ import pytest
 
 from jsxcore.errors import FailedPrecondition, InvalidArgument
 from jsxcore.values import Money, Period, RegionCode, RegionLevel
-from jsx_events.domain import (
-    Activity, ActivityStatus, Award, AwardDecision, Compliance, Facts, Family, Outputs, Plan, PlanItem, Site,
-    Target, Visit, VisitState, approx, approx_yuan, compute_compliance, normalize_type, summarize, windows,
+from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
+from jsx_events.awards.domain import Award, AwardDecision
+from jsx_events.catalog.domain import normalize_type
+from jsx_events.plans.domain import Plan, PlanItem
+from jsx_events.projections.domain import Family, Site
+from jsx_events.reporting.domain import (
+    Compliance, Facts, Target, approx, approx_yuan, compute_compliance, summarize, windows,
 )
+from jsx_events.visits.domain import Visit, VisitState
 
 COUNTY = RegionCode.parse("431281")
 VILLAGE_A = RegionCode.parse("431281101201")
@@ -150,7 +155,8 @@ def test_summary_shape() -> None:
 
 
 def test_plan_link_problems_and_progress() -> None:
-    from jsx_events.domain import plan_link_problems, plan_progress
+    from jsx_events.activities.domain import plan_link_problems
+    from jsx_events.reporting.domain import plan_progress
 
     lecture, anything = PlanItem("i1", "HEALTH_LECTURE", 2), PlanItem("i2", "ANY", 1)
     site_plan = Plan("p1", VILLAGE_A, 2022, (lecture, anything), site_id="site-x")
@@ -178,7 +184,7 @@ def test_plan_link_problems_and_progress() -> None:
 
 
 def test_half_year_label_and_summary_window() -> None:
-    from jsx_events.domain import period_code, period_label
+    from jsx_events.reporting.domain import period_code, period_label
 
     h2 = Period.half(2022, 2)
     assert (period_label(h2), period_code(h2), period_code(Period.quarter(2022, 3))) == ("2022年下半年", "2022-H2", "2022-Q3")

@@ -1,13 +1,12 @@
-"""Events domain: activities, annual plans, 走访慰问 visits, awards, cadence
-compliance and summaries. Pure Python, no I/O.
+"""What was done against plans and targets: plan fulfilment, cadence compliance, summaries.
+Pure Python, no I/O.
 
 Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
 
-* ``activity_type`` codes are the :class:`ActivityKind` values (or their
-  Chinese names, or a plugin-defined code) plus the pseudo types in
-  :data:`PSEUDO_TYPES`: ``CARE_VISIT`` (走访慰问 visits), ``PLAN`` (年度计划),
-  ``ANY`` (any held activity) and ``PAIRING`` (every special family has a
-  volunteer).
+* ``activity_type`` codes are the activity type codes of :mod:`jsx_events.catalog.domain`
+  (or their Chinese names, or a plugin-defined code) plus its pseudo types:
+  ``CARE_VISIT`` (走访慰问 visits), ``PLAN`` (年度计划), ``ANY`` (any held activity)
+  and ``PAIRING`` (every special family has a volunteer).
 * ``scope`` is ``VILLAGE``/``TOWNSHIP``/``COUNTY`` (every region unit of that
   level known inside the report region) or a site kind (``WARM_HOME``
   暖心家园, ``MEMBER_HOME`` 会员之家, ``SCHOOL`` = ``YOUTH_HEALTH_BASE`` 学校/青春健康教育基地, …).
@@ -16,272 +15,23 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Protocol
 
-from jsxcore.errors import ErrorCollector, FailedPrecondition, InvalidArgument
+from jsxcore.errors import InvalidArgument
 from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
 
-
-# ------------------------------------------------------------------ vocabulary
-
-
-class ActivityKind(enum.StrEnum):
-    """Built-in activity types; plugins add more through ``jsx_activity_types``."""
-
-    MEMBER_DAY = "MEMBER_DAY_529"
-    POPULATION_DAY = "WORLD_POPULATION_DAY"
-    HEALTH_LECTURE = "HEALTH_LECTURE"
-    YOUTH_HEALTH = "YOUTH_HEALTH"
-    FREE_CLINIC = "FREE_CLINIC"
-    PUBLICITY = "PUBLICITY"
-    TRAINING = "TRAINING"
-    GROUP_BIRTHDAY = "GROUP_BIRTHDAY"
-    FESTIVAL_CARE = "FESTIVAL_CARE"
-    AWARD_SELECTION = "AWARDS"
+from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
+from jsx_events.awards.domain import Award
+from jsx_events.catalog.domain import PSEUDO_TYPES, ActivityKind, normalize_type, type_label
+from jsx_events.plans.domain import ItemProgress, Plan, item_due, item_label, item_name
+from jsx_events.projections.domain import Family, Site, normalize_site_kind
+from jsx_events.visits.domain import Visit, VisitState
 
 
-ACTIVITY_LABELS: dict[str, str] = {
-    ActivityKind.MEMBER_DAY: "5.29会员活动日",
-    ActivityKind.POPULATION_DAY: "7.11世界人口日",
-    ActivityKind.HEALTH_LECTURE: "健康大讲堂",
-    ActivityKind.YOUTH_HEALTH: "青春健康教育",
-    ActivityKind.FREE_CLINIC: "义诊",
-    ActivityKind.PUBLICITY: "宣传",
-    ActivityKind.TRAINING: "培训",
-    ActivityKind.GROUP_BIRTHDAY: "集体生日",
-    ActivityKind.FESTIVAL_CARE: "节日慰问",
-    ActivityKind.AWARD_SELECTION: "评选表彰",
-}
-
-#: Pseudo activity types a cadence target may name besides real activity types.
-PSEUDO_TYPES: dict[str, str] = {"CARE_VISIT": "走访慰问", "PLAN": "年度计划", "ANY": "活动", "PAIRING": "志愿者结对"}
-
-# Names clerks and plugin authors write, folded onto codes.
-_TYPE_ALIASES: dict[str, str] = {
-    "5.29": ActivityKind.MEMBER_DAY, "会员活动日": ActivityKind.MEMBER_DAY, "5.29会员活动日": ActivityKind.MEMBER_DAY,
-    "7.11": ActivityKind.POPULATION_DAY, "世界人口日": ActivityKind.POPULATION_DAY,
-    "健康人生大讲堂": ActivityKind.HEALTH_LECTURE, "健康人生": ActivityKind.HEALTH_LECTURE,
-    "大讲堂": ActivityKind.HEALTH_LECTURE, "评选": ActivityKind.AWARD_SELECTION,
-    "走访": "CARE_VISIT", "慰问": "CARE_VISIT", "VISIT": "CARE_VISIT", "计划": "PLAN",
-}
-for _code, _label in {**ACTIVITY_LABELS, **PSEUDO_TYPES}.items():
-    _TYPE_ALIASES[_label] = _code
-
-
-def normalize_type(text: str) -> str:
-    """An activity type code from a code or a Chinese name (``健康大讲堂`` → ``HEALTH_LECTURE``).
-    Unknown text is returned upper-cased/stripped: it may be a plugin-defined code."""
-    s = text.strip().replace(" ", "").replace("“", "").replace("”", "").replace('"', "")
-    if s in _TYPE_ALIASES:
-        return _TYPE_ALIASES[s]
-    return s.upper() if s.isascii() else s
-
-
-def type_label(code: str, custom: dict[str, str] | None = None) -> str:
-    """The Chinese name of a type code (plugin names in ``custom`` first)."""
-    if custom and code in custom:
-        return custom[code]
-    return ACTIVITY_LABELS.get(code) or PSEUDO_TYPES.get(code) or code
-
-
-SITE_KIND_LABELS: dict[str, str] = {
-    "WARM_HOME": "暖心家园",
-    "MEMBER_HOME": "会员之家",
-    "HEALTH_STATION": "健康驿站",
-    "YOUTH_HEALTH_BASE": "青春健康教育基地",
-}
-# Schools appear in the members registry as 青春健康教育基地 sites.
-_SITE_ALIASES = {v: k for k, v in SITE_KIND_LABELS.items()} | {"SCHOOL": "YOUTH_HEALTH_BASE", "学校": "YOUTH_HEALTH_BASE"}
-
-
-def normalize_site_kind(text: str) -> str:
-    s = text.strip()
-    return _SITE_ALIASES.get(s) or _SITE_ALIASES.get(s.upper()) or s.upper()
-
-
-class AwardKind(enum.StrEnum):
-    HAPPY_FAMILY = "HAPPY_FAMILY"
-    BEST_MEMBER = "BEST_MEMBER"
-    HONEST_HOUSEHOLD = "HONEST_HOUSEHOLD"
-    HEALTH_STAR = "HEALTH_STAR"
-
-
-AWARD_LABELS: dict[str, str] = {
-    AwardKind.HAPPY_FAMILY: "幸福家庭",
-    AwardKind.BEST_MEMBER: "最美协会人",
-    AwardKind.HONEST_HOUSEHOLD: "诚信计生户",
-    AwardKind.HEALTH_STAR: "健康之星",
-}
-_AWARD_ALIASES = {v: k for k, v in AWARD_LABELS.items()} | {"幸福好家庭": AwardKind.HAPPY_FAMILY}
-
-
-def normalize_award_kind(text: str) -> str:
-    s = text.strip()
-    return _AWARD_ALIASES.get(s, s.upper() if s.isascii() else s)
-
-
-class ActivityStatus(enum.StrEnum):
-    PLANNED = "PLANNED"
-    HELD = "HELD"
-    CANCELLED = "CANCELLED"
-
-
-class VisitState(enum.StrEnum):
-    """``NO_MONEY``: a visit without 慰问金, nothing for funds to book."""
-
-    NO_MONEY = "NO_MONEY"
-    PENDING = "PENDING"
-    BOOKED = "BOOKED"
-    REJECTED = "REJECTED"
-
-
-VISIT_STATE_LABELS = {
-    VisitState.NO_MONEY: "无慰问金",
-    VisitState.PENDING: "待记账",
-    VisitState.BOOKED: "已记账",
-    VisitState.REJECTED: "被拒绝",
-}
-
-
-class AwardDecision(enum.StrEnum):
-    AWARDED = "AWARDED"
-    NOT_AWARDED = "NOT_AWARDED"
-
-
-# ------------------------------------------------------------------ entities
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """What an activity produced. Counts are whole numbers; 慰问金 in 分."""
-
-    materials: int = 0  # 资料发放份数
-    consultations: int = 0  # 咨询人次
-    clinic_visits: int = 0  # 义诊人次
-    contraceptive_boxes: int = 0  # 药具发放盒数
-    care_money: Money = Money(0)  # 慰问金 total
-
-    def problems(self, prefix: str = "outputs") -> list[tuple[str, str]]:
-        out = []
-        for name, label in (("materials", "资料发放份数"), ("consultations", "咨询人次"),
-                            ("clinic_visits", "义诊人次"), ("contraceptive_boxes", "药具发放盒数")):
-            if getattr(self, name) < 0:
-                out.append((f"{prefix}.{name}", f"{label}不能为负数"))
-        if self.care_money.is_negative:
-            out.append((f"{prefix}.care_money", "慰问金不能为负数"))
-        return out
-
-    def __add__(self, other: Outputs) -> Outputs:
-        return Outputs(self.materials + other.materials, self.consultations + other.consultations,
-                       self.clinic_visits + other.clinic_visits,
-                       self.contraceptive_boxes + other.contraceptive_boxes, self.care_money + other.care_money)
-
-
-@dataclass(frozen=True)
-class Activity:
-    """One activity (planned or held) organised by an association.
-
-    ``region`` is the organising association's region; ``site_id`` the
-    place (会员之家, 暖心家园, school …) from the members service, if any.
-    ``participant_ids`` are member/person ids; ``headcount`` covers people
-    not recorded by id, so people reached is ``max(headcount, len(ids))``.
-    """
-
-    id: str
-    type: str
-    title: str
-    region: RegionCode
-    start: date
-    end: date
-    status: ActivityStatus = ActivityStatus.PLANNED
-    site_id: str = ""
-    participant_ids: tuple[str, ...] = ()
-    headcount: int = 0
-    outputs: Outputs = Outputs()
-    attachments: tuple[str, ...] = ()
-    plan_item_id: str = ""  # the plan item it fulfils (plans/{plan_id}/items/{plan_item_id})
-    plan_id: str = ""  # the plan of that item (alone: a link made before items had ids)
-    location: str = ""
-    description: str = ""
-
-    @property
-    def reached(self) -> int:
-        return max(self.headcount, len(set(self.participant_ids)))
-
-    def validate(self, known_types: Iterable[str] = ()) -> None:
-        """Raise InvalidArgument listing every bad field."""
-        errs = ErrorCollector()
-        if self.type not in set(ActivityKind) and self.type not in set(known_types):
-            errs.add("type", f"活动类型“{self.type}”未定义：请使用内置类型（如 健康大讲堂、义诊）或本地插件提供的类型")
-        if not self.title.strip():
-            errs.add("title", "请填写活动名称")
-        if self.end < self.start:
-            errs.add("end_date", "结束日期不能早于开始日期")
-        if self.headcount < 0:
-            errs.add("headcount", "参与人数不能为负数")
-        for f, d in self.outputs.problems():
-            errs.add(f, d)
-        errs.raise_if_any("活动信息有误，请按字段说明修改后重试")
-
-    def held(self, start: date | None = None, end: date | None = None, **changes: object) -> Activity:
-        """The activity marked held (dates may be corrected to the actual ones)."""
-        if self.status is ActivityStatus.CANCELLED:
-            raise FailedPrecondition("活动已取消，不能登记为已开展；请新建活动", reason="ACTIVITY_CANCELLED")
-        return replace(self, status=ActivityStatus.HELD, start=start or self.start, end=end or self.end, **changes)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class PlanItem:
-    """One line of an annual plan: ``count`` activities of ``type`` (``ANY``: any type).
-
-    ``id`` is stable: activities name the item they fulfil as ``plans/{plan}/items/{id}``.
-    """
-
-    id: str
-    type: str
-    count: int
-    title: str = ""
-    month: int = 0  # 0 = any time in the year
-
-    def problems(self, prefix: str, known_types: Iterable[str] | None = None) -> list[tuple[str, str]]:
-        """(field, Chinese description) for each bad value; with ``known_types`` (the plugin's
-        types for the region) the type must be built in, one of those, or ``ANY``."""
-        out = []
-        if self.count < 1:
-            out.append((f"{prefix}.count", "计划次数须为正整数"))
-        if not self.type:
-            out.append((f"{prefix}.type", "请填写计划项目的活动类型"))
-        elif known_types is not None and self.type not in {*ActivityKind, *known_types, "ANY"}:
-            out.append((f"{prefix}.type", f"活动类型“{self.type}”未定义：请使用内置类型（如 健康大讲堂、义诊）、"
-                                          "本地插件提供的类型，或 ANY（任意活动）"))
-        if not 0 <= self.month <= 12:
-            out.append((f"{prefix}.month", "计划月份应为1–12（0表示全年任意时间）"))
-        return out
-
-
-@dataclass(frozen=True)
-class ItemProgress:
-    """How far a plan item is: the held activities that fulfil it and those still planned."""
-
-    item: PlanItem
-    held_ids: tuple[str, ...] = ()
-    scheduled_ids: tuple[str, ...] = ()
-
-    @property
-    def fulfilled(self) -> bool:
-        return len(self.held_ids) >= self.item.count
-
-
-def item_due(year: int, item: PlanItem) -> date:
-    """The last day a plan item may be done: the end of its month, or 31 December for a whole-year item."""
-    return Period.month(year, item.month).end if item.month else date(year, 12, 31)
-
-
-def item_label(item: PlanItem, custom_labels: dict[str, str] | None = None) -> str:
-    """How a clerk recognises a plan item: its note, else its type's name."""
-    return item.title.strip() or type_label(item.type, custom_labels)
+# ------------------------------------------------------------------ plan fulfilment
 
 
 def plan_progress(plan: Plan, linked: Iterable[Activity]) -> tuple[ItemProgress, ...]:
@@ -294,169 +44,24 @@ def plan_progress(plan: Plan, linked: Iterable[Activity]) -> tuple[ItemProgress,
     return tuple(ItemProgress(i, tuple(held.get(i.id, ())), tuple(scheduled.get(i.id, ()))) for i in plan.items)
 
 
-def plan_link_problems(a: Activity, plan: Plan | None, item: PlanItem | None, caller_scope: RegionCode | None,
-                       ref: str, field_name: str = "activity.plan_item",
-                       custom_labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """Why ``a`` cannot fulfil plan item ``ref`` (empty: it can).
-
-    The item must exist, its plan lie in the caller's region, be the
-    organiser's own (or an enclosing association's) plan, be for the year
-    the activity takes place in, be the site's plan when it is a site plan,
-    and plan the activity's type (an ``ANY`` item takes every type).
-    """
-    if plan is None or item is None:
-        return [(field_name, f"年度计划项“{ref}”不存在：请从年度计划中选择（格式 plans/计划编号/items/项目编号）")]
-    out = []
-    if caller_scope is not None and not caller_scope.contains(plan.region):
-        out.append((field_name, f"年度计划项“{ref}”属于{plan.region.name or plan.region.code}的计划，不在您的辖区内"))
-    elif not plan.region.contains(a.region):
-        out.append((field_name, f"年度计划项“{ref}”是{plan.region.name or plan.region.code}的计划，"
-                                f"本活动的组织单位（{a.region.name or a.region.code}）不在其范围内"))
-    if plan.year != a.start.year:
-        out.append((field_name, f"年度计划项“{ref}”是{plan.year}年的计划，活动日期在{a.start.year}年，"
-                                "请选择当年的计划项"))
-    if plan.site_id and plan.site_id != a.site_id:
-        out.append((field_name, f"年度计划项“{ref}”是阵地 sites/{plan.site_id} 的计划，活动须在该阵地开展（site）"))
-    if item.type not in ("ANY", a.type):
-        out.append((field_name, f"年度计划项“{ref}”计划的是“{type_label(item.type, custom_labels)}”，"
-                                f"与本活动类型“{type_label(a.type, custom_labels)}”不符"))
-    return out
-
-
-@dataclass(frozen=True)
-class Plan:
-    """年度计划 of a site (``site_id``) or an association (its ``region``)."""
-
-    id: str
-    region: RegionCode
-    year: int
-    items: tuple[PlanItem, ...]
-    site_id: str = ""
-    title: str = ""
-
-    def validate(self, known_types: Iterable[str] | None = None) -> None:
-        """Raise InvalidArgument listing every bad field (``known_types``: see :meth:`PlanItem.problems`)."""
-        errs = ErrorCollector()
-        if not self.items:
-            errs.add("items", "年度计划至少要有一项内容")
-        for i, item in enumerate(self.items):
-            for f, msg in item.problems(f"items[{i}]", known_types):
-                errs.add(f, msg)
-        errs.raise_if_any("年度计划有误，请按字段说明修改后重试")
-
-
-@dataclass(frozen=True)
-class Visit:
-    """走访慰问: a visitor (volunteer/clerk id) visits a household.
-
-    With 慰问金 (``amount`` > 0) a ``fund_id`` is required and the visit waits
-    (PENDING) for the funds service to book or reject it.
-    """
-
-    id: str
-    household_id: str
-    region: RegionCode
-    visitor_id: str
-    visited_on: date
-    notes: str = ""
-    amount: Money = Money(0)
-    fund_id: str = ""
-    site_id: str = ""
-    state: VisitState = VisitState.NO_MONEY
-    reject_reason: str = ""
-    booking_ref: str = ""
-    occasion: str = ""
-    attachments: tuple[str, ...] = ()
-    reject_code: str = ""
-
-    @classmethod
-    def record(cls, **kw: object) -> Visit:
-        """A new visit, validated, in its initial state."""
-        v = cls(**kw)  # type: ignore[arg-type]
-        errs = ErrorCollector()
-        if not v.household_id:
-            errs.add("household_id", "请填写走访的家庭（户编号）")
-        if not v.visitor_id:
-            errs.add("visitor_id", "请填写走访人（志愿者或工作人员编号）")
-        if v.amount.is_negative:
-            errs.add("amount", "慰问金不能为负数")
-        if v.amount and not v.fund_id:
-            errs.add("fund_id", "发放慰问金时须指明由哪个资金（fund）列支")
-        errs.raise_if_any("走访慰问信息有误，请按字段说明修改后重试")
-        return replace(v, state=VisitState.PENDING if v.amount else VisitState.NO_MONEY)
-
-    def booked(self, booking_ref: str) -> Visit:
-        """Funds booked the 慰问金. Repeating the same result is a no-op."""
-        if self.state is VisitState.BOOKED:
-            return self
-        if self.state is not VisitState.PENDING:
-            raise FailedPrecondition(f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再记账",
-                                     reason="VISIT_NOT_PENDING")
-        return replace(self, state=VisitState.BOOKED, booking_ref=booking_ref)
-
-    def rejected(self, reason: str, code: str = "") -> Visit:
-        """Funds refused the 慰问金 (e.g. the fund cannot cover it)."""
-        if self.state is VisitState.REJECTED:
-            return self
-        if self.state is not VisitState.PENDING:
-            raise FailedPrecondition(f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再改为被拒绝",
-                                     reason="VISIT_NOT_PENDING")
-        return replace(self, state=VisitState.REJECTED, reject_reason=reason or "资金服务拒绝记账（未说明原因）",
-                       reject_code=code)
-
-
-@dataclass(frozen=True)
-class Award:
-    """评选表彰 decision: ``nominee_id`` (household/person/member id),
-    awarded by the association of ``region`` at ``level`` for ``year``."""
-
-    id: str
-    kind: str
-    nominee_id: str
-    region: RegionCode
-    level: RegionLevel
-    year: int
-    decision: AwardDecision
-    decided_on: date
-    note: str = ""
-    title: str = ""
-    nominee_region: RegionCode | None = None
-    activity_id: str = ""
-
-    def validate(self) -> None:
-        errs = ErrorCollector()
-        if not self.nominee_id:
-            errs.add("nominee_id", "请填写被推荐对象编号")
-        if not self.kind:
-            errs.add("kind", "请填写表彰类别（如 幸福家庭、最美协会人、诚信计生户、健康之星）")
-        if not 1900 <= self.year <= 2999:
-            errs.add("year", "评选年度无效")
-        errs.raise_if_any("评选表彰信息有误，请按字段说明修改后重试")
-
-
-# ------------------------------------------------------------------ member facts (projection)
-
-
-@dataclass(frozen=True)
-class Site:
-    id: str
-    kind: str  # WARM_HOME, MEMBER_HOME, SCHOOL, …
-    name: str
-    region: RegionCode
-
-
-@dataclass(frozen=True)
-class Family:
-    """A household as events needs it: ids only. ``special`` = 计生特殊家庭."""
-
-    household_id: str
-    region: RegionCode
-    special: bool = False
-    site_id: str = ""
-    volunteer_ids: tuple[str, ...] = ()
-
-
 # ------------------------------------------------------------------ cadence
+
+
+class PluginTarget(Protocol):
+    """What a plugin's ``jsxcore.hookspecs.CadenceTarget`` provides."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def activity_type(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def per(self) -> str: ...
+    @property
+    def description(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -479,9 +84,9 @@ class Target:
         object.__setattr__(self, "per", self.per.strip().upper())
 
     @classmethod
-    def from_plugin(cls, t: object, provenance: str = "") -> Target:
-        return cls(key=t.key, scope=t.scope.upper(), type=t.activity_type,  # type: ignore[attr-defined]
-                   count=int(t.count), per=t.per.upper(), description=t.description, provenance=provenance)  # type: ignore[attr-defined]
+    def from_plugin(cls, t: PluginTarget, provenance: str = "") -> Target:
+        return cls(key=t.key, scope=t.scope.upper(), type=t.activity_type, count=int(t.count), per=t.per.upper(),
+                   description=t.description, provenance=provenance)
 
 
 @dataclass(frozen=True)
@@ -666,7 +271,7 @@ def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites
 
 
 def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Period, facts: Facts,
-                       *, today: date | None = None, custom_labels: dict[str, str] | None = None) -> ComplianceReport:
+                       *, today: date | None = None, custom_labels: Mapping[str, str] | None = None) -> ComplianceReport:
     """Evaluate every target for every subject and window overlapping ``period``.
 
     A window wholly inside the past is MET or SHORT; a window still running on
@@ -710,7 +315,7 @@ def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Pe
 
 
 def _plan_item(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts,
-               custom_labels: dict[str, str] | None) -> ComplianceItem:
+               custom_labels: Mapping[str, str] | None) -> ComplianceItem:
     """A PLAN target for a subject that has its plan: MET when every item is fulfilled by
     held activities linked to it, SHORT when an item whose month is over (by the report's
     period end, and by today) is not, DUE while the unfulfilled items are not yet due.
@@ -749,7 +354,7 @@ def _plan_item(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts,
         reason = f"{head}{len(rows)}项均已完成"
     return ComplianceItem(t.key, t.description or f"{PSEUDO_TYPES['PLAN']}：计划项目按期完成", t.scope, subj.id,
                           subj.name, w.label, w.start, w.end, len(rows), len(rows) - len(open_), status, reason,
-                          t.provenance, tuple(f"plans/{p.id}/items/{g.item.id}" for p, g in shown), w.code, subj.region)
+                          t.provenance, tuple(item_name(p.id, g.item.id) for p, g in shown), w.code, subj.region)
 
 
 def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> ComplianceItem:
@@ -839,7 +444,7 @@ def approx_yuan(m: Money) -> str:
 
 
 def summarize(region: RegionCode, period: Period, activities: Sequence[Activity], visits: Sequence[Visit],
-              custom_labels: dict[str, str] | None = None) -> Summary:
+              custom_labels: Mapping[str, str] | None = None) -> Summary:
     """Summarise held activities and visits within ``period`` (already limited to ``region``)."""
     held = [a for a in activities if a.status is ActivityStatus.HELD and period.contains(a.start)]
     vis = [v for v in visits if period.contains(v.visited_on)]
