@@ -3,15 +3,18 @@
 A token from another filter (or another list), a forged one, a huge one or an old offset
 token is INVALID_ARGUMENT on ``page_token``; walking the pages sees every row once, in order.
 """
+
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import pytest
+
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
-
 from jsxcore.runtime.errors import error_details
 from jsxcore.testing.helpers import rid
 
@@ -26,36 +29,79 @@ def day(month: int, d: int) -> cpb.Date:
 async def seed(s, md) -> None:
     """Five held activities (two on one day), five visits, plans for two years and sites, awards for two years."""
     for n, (m, d) in enumerate(((3, 1), (5, 9), (5, 9), (7, 2), (9, 30))):
-        await s.CreateActivity(pb.CreateActivityRequest(request_id=rid(), activity=pb.Activity(
-            display_name=f"活动{n}", type=pb.ACTIVITY_TYPE_FREE_CLINIC,
-            organiser_region=cpb.RegionCode(code=VILLAGE if n % 2 else OTHER_VILLAGE),
-            state=pb.ACTIVITY_STATE_HELD, held_date=day(m, d))), metadata=md)
-        await s.RecordVisit(pb.RecordVisitRequest(request_id=rid(), visit=pb.Visit(
-            household=f"households/hh-{n}", region=cpb.RegionCode(code=VILLAGE), visitor="volunteers/v1",
-            visit_date=day(m, d))), metadata=md)
+        await s.CreateActivity(
+            pb.CreateActivityRequest(
+                request_id=rid(),
+                activity=pb.Activity(
+                    display_name=f"活动{n}",
+                    type=pb.ACTIVITY_TYPE_FREE_CLINIC,
+                    organiser_region=cpb.RegionCode(code=VILLAGE if n % 2 else OTHER_VILLAGE),
+                    state=pb.ACTIVITY_STATE_HELD,
+                    held_date=day(m, d),
+                ),
+            ),
+            metadata=md,
+        )
+        await s.RecordVisit(
+            pb.RecordVisitRequest(
+                request_id=rid(),
+                visit=pb.Visit(
+                    household=f"households/hh-{n}",
+                    region=cpb.RegionCode(code=VILLAGE),
+                    visitor="volunteers/v1",
+                    visit_date=day(m, d),
+                ),
+            ),
+            metadata=md,
+        )
     for year in (2022, 2023):
         for site in ("", "sites/warm-1", "sites/warm-2"):
-            await s.CreatePlan(pb.CreatePlanRequest(request_id=rid(), plan=pb.Plan(
-                region=cpb.RegionCode(code=VILLAGE), site=site, year=year,
-                items=[pb.PlanItem(type=pb.ACTIVITY_TYPE_FREE_CLINIC, count=1)])), metadata=md)
+            await s.CreatePlan(
+                pb.CreatePlanRequest(
+                    request_id=rid(),
+                    plan=pb.Plan(
+                        region=cpb.RegionCode(code=VILLAGE),
+                        site=site,
+                        year=year,
+                        items=[pb.PlanItem(type=pb.ACTIVITY_TYPE_FREE_CLINIC, count=1)],
+                    ),
+                ),
+                metadata=md,
+            )
         for nominee in ("hh-1", "hh-2"):
-            await s.DecideAward(pb.DecideAwardRequest(request_id=rid(), award=pb.Award(
-                kind="幸福家庭", nominee=nominee, region=cpb.RegionCode(code=VILLAGE), year=year,
-                decision=pb.AWARD_DECISION_APPROVED)), metadata=md)
+            await s.DecideAward(
+                pb.DecideAwardRequest(
+                    request_id=rid(),
+                    award=pb.Award(
+                        kind="幸福家庭",
+                        nominee=nominee,
+                        region=cpb.RegionCode(code=VILLAGE),
+                        year=year,
+                        decision=pb.AWARD_DECISION_APPROVED,
+                    ),
+                ),
+                metadata=md,
+            )
 
 
 #: rpc, its request for the county, the same request with another filter, the repeated field
-LISTS = {
-    "ListActivities": (pb.ListActivitiesRequest(region=COUNTY), pb.ListActivitiesRequest(region=COUNTY, state=pb.ACTIVITY_STATE_HELD),
-                       "activities"),
-    "ListVisits": (pb.ListVisitsRequest(region=COUNTY), pb.ListVisitsRequest(region=cpb.RegionCode(code=VILLAGE)),
-                   "visits"),
+LISTS: dict[str, tuple[Any, Any, str]] = {
+    "ListActivities": (
+        pb.ListActivitiesRequest(region=COUNTY),
+        pb.ListActivitiesRequest(region=COUNTY, state=pb.ACTIVITY_STATE_HELD),
+        "activities",
+    ),
+    "ListVisits": (
+        pb.ListVisitsRequest(region=COUNTY),
+        pb.ListVisitsRequest(region=cpb.RegionCode(code=VILLAGE)),
+        "visits",
+    ),
     "ListPlans": (pb.ListPlansRequest(region=COUNTY), pb.ListPlansRequest(region=COUNTY, year=2022), "plans"),
     "ListAwards": (pb.ListAwardsRequest(region=COUNTY), pb.ListAwardsRequest(region=COUNTY, year=2023), "awards"),
 }
 
 
-async def walk(call, request, field: str, size: int = 2) -> list:
+async def walk(call: Callable[[Any], Awaitable[Any]], request: Any, field: str, size: int = 2) -> list[Any]:
     """Every page of ``request`` at ``size`` rows per page."""
     out, token = [], ""
     for _ in range(20):
@@ -72,12 +118,12 @@ async def walk(call, request, field: str, size: int = 2) -> list:
     raise AssertionError("the pages never end")
 
 
-def refused_token(e: pytest.ExceptionInfo) -> str:
+def refused_token(e: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> str:
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info, br, _ = error_details(e.value)
     assert br is not None and [v.field for v in br.field_violations] == ["page_token"]
     assert info is not None
-    return info.reason
+    return str(info.reason)
 
 
 async def test_pages_see_every_row_once_in_order_and_tokens_are_bound_to_the_query(events) -> None:
@@ -136,8 +182,10 @@ async def test_pages_see_every_row_once_in_order_and_tokens_are_bound_to_the_que
     assert refused_token(e) == "PAGE_TOKEN_MISMATCH"
     # the region a token was issued for is part of the filter even when it was the caller's default
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await s.ListActivities(pb.ListActivitiesRequest(page_token=tokens["ListActivities"]),
-                               metadata=events.md(region=VILLAGE, subject="clerk-2"))
+        await s.ListActivities(
+            pb.ListActivitiesRequest(page_token=tokens["ListActivities"]),
+            metadata=events.md(region=VILLAGE, subject="clerk-2"),
+        )
     assert refused_token(e) == "PAGE_TOKEN_MISMATCH"
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await s.ListActivities(pb.ListActivitiesRequest(region=COUNTY, page_size=-1), metadata=md)

@@ -12,6 +12,7 @@
 
 A context uses another only through that context's service.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,9 +22,6 @@ from datetime import date
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jsxcore.outbox import EventMeta
-from jsxcore.plugins import PluginHost
-
 from jsx_events.activities.service import ActivitiesService
 from jsx_events.adapters import bus
 from jsx_events.awards.service import AwardsService
@@ -32,6 +30,8 @@ from jsx_events.plans.service import PlansService
 from jsx_events.projections.service import ProjectionsService
 from jsx_events.reporting.service import ReportingService
 from jsx_events.visits.service import VisitsService
+from jsxcore.outbox import EventMeta
+from jsxcore.plugins import PluginHost
 
 
 @dataclass
@@ -47,8 +47,13 @@ class EventsService:
     reporting: ReportingService
 
     @classmethod
-    def build(cls, sessions: async_sessionmaker[AsyncSession], plugins: PluginHost,
-              notify: Callable[[], None] = lambda: None, today: Callable[[], date] = date.today) -> EventsService:
+    def build(
+        cls,
+        sessions: async_sessionmaker[AsyncSession],
+        plugins: PluginHost,
+        notify: Callable[[], None] = lambda: None,
+        today: Callable[[], date] = date.today,
+    ) -> EventsService:
         """Every context over one events database. ``notify`` wakes the outbox relay after a commit;
         ``today`` is the day decisions are recorded on and reports are judged by."""
         catalog = Catalog(plugins)
@@ -57,8 +62,17 @@ class EventsService:
         activities = ActivitiesService(sessions, catalog, plans, notify)
         visits = VisitsService(sessions, notify)
         awards = AwardsService(sessions, notify, today)
-        reporting = ReportingService(sessions, plugins, catalog, plans=plans, activities=activities, visits=visits,
-                                     awards=awards, projections=projections, today=today)
+        reporting = ReportingService(
+            sessions,
+            plugins,
+            catalog,
+            plans=plans,
+            activities=activities,
+            visits=visits,
+            awards=awards,
+            projections=projections,
+            today=today,
+        )
         return cls(sessions, plugins, catalog, projections, plans, activities, visits, awards, reporting)
 
     @property

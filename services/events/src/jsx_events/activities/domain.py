@@ -1,4 +1,5 @@
 """Activities and whether one may fulfil a plan item. Pure Python, no I/O."""
+
 from __future__ import annotations
 
 import enum
@@ -6,11 +7,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from jsx_events.catalog.domain import BUILT_IN, type_label
+from jsx_events.plans.domain import Plan, PlanItem
 from jsxcore.errors import ErrorCollector, FailedPrecondition
 from jsxcore.values import Money, RegionCode
 
-from jsx_events.catalog.domain import BUILT_IN, type_label
-from jsx_events.plans.domain import Plan, PlanItem
+#: No money (Money is immutable, so one shared default is safe).
+ZERO = Money(0)
 
 
 class ActivityStatus(enum.StrEnum):
@@ -27,14 +30,16 @@ class Outputs:
     consultations: int = 0  # 咨询人次
     clinic_visits: int = 0  # 义诊人次
     contraceptive_boxes: int = 0  # 药具发放盒数
-    care_money: Money = Money(0)  # 慰问金 total
+    care_money: Money = ZERO  # 慰问金 total
 
     def problems(self, prefix: str = "outputs") -> list[tuple[str, str]]:
         out = []
-        for name, label, value in (("materials", "资料发放份数", self.materials),
-                                   ("consultations", "咨询人次", self.consultations),
-                                   ("clinic_visits", "义诊人次", self.clinic_visits),
-                                   ("contraceptive_boxes", "药具发放盒数", self.contraceptive_boxes)):
+        for name, label, value in (
+            ("materials", "资料发放份数", self.materials),
+            ("consultations", "咨询人次", self.consultations),
+            ("clinic_visits", "义诊人次", self.clinic_visits),
+            ("contraceptive_boxes", "药具发放盒数", self.contraceptive_boxes),
+        ):
             if value < 0:
                 out.append((f"{prefix}.{name}", f"{label}不能为负数"))
         if self.care_money.is_negative:
@@ -42,9 +47,13 @@ class Outputs:
         return out
 
     def __add__(self, other: Outputs) -> Outputs:
-        return Outputs(self.materials + other.materials, self.consultations + other.consultations,
-                       self.clinic_visits + other.clinic_visits,
-                       self.contraceptive_boxes + other.contraceptive_boxes, self.care_money + other.care_money)
+        return Outputs(
+            self.materials + other.materials,
+            self.consultations + other.consultations,
+            self.clinic_visits + other.clinic_visits,
+            self.contraceptive_boxes + other.contraceptive_boxes,
+            self.care_money + other.care_money,
+        )
 
 
 @dataclass(frozen=True)
@@ -109,9 +118,15 @@ class Activity:
 ActivityChange = Callable[[Activity], Activity]
 
 
-def plan_link_problems(a: Activity, plan: Plan | None, item: PlanItem | None, caller_scope: RegionCode | None,
-                       ref: str, field_name: str = "activity.plan_item",
-                       custom_labels: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+def plan_link_problems(
+    a: Activity,
+    plan: Plan | None,
+    item: PlanItem | None,
+    caller_scope: RegionCode | None,
+    ref: str,
+    field_name: str = "activity.plan_item",
+    custom_labels: Mapping[str, str] | None = None,
+) -> list[tuple[str, str]]:
     """Why ``a`` cannot fulfil plan item ``ref`` (empty: it can).
 
     The item must exist, its plan lie in the caller's region, be the
@@ -125,14 +140,25 @@ def plan_link_problems(a: Activity, plan: Plan | None, item: PlanItem | None, ca
     if caller_scope is not None and not caller_scope.contains(plan.region):
         out.append((field_name, f"年度计划项“{ref}”属于{plan.region.name or plan.region.code}的计划，不在您的辖区内"))
     elif not plan.region.contains(a.region):
-        out.append((field_name, f"年度计划项“{ref}”是{plan.region.name or plan.region.code}的计划，"
-                                f"本活动的组织单位（{a.region.name or a.region.code}）不在其范围内"))
+        out.append(
+            (
+                field_name,
+                f"年度计划项“{ref}”是{plan.region.name or plan.region.code}的计划，"
+                f"本活动的组织单位（{a.region.name or a.region.code}）不在其范围内",
+            )
+        )
     if plan.year != a.start.year:
-        out.append((field_name, f"年度计划项“{ref}”是{plan.year}年的计划，活动日期在{a.start.year}年，"
-                                "请选择当年的计划项"))
+        out.append(
+            (field_name, f"年度计划项“{ref}”是{plan.year}年的计划，活动日期在{a.start.year}年，请选择当年的计划项")
+        )
     if plan.site_id and plan.site_id != a.site_id:
         out.append((field_name, f"年度计划项“{ref}”是阵地 sites/{plan.site_id} 的计划，活动须在该阵地开展（site）"))
     if item.type not in ("ANY", a.type):
-        out.append((field_name, f"年度计划项“{ref}”计划的是“{type_label(item.type, custom_labels)}”，"
-                                f"与本活动类型“{type_label(a.type, custom_labels)}”不符"))
+        out.append(
+            (
+                field_name,
+                f"年度计划项“{ref}”计划的是“{type_label(item.type, custom_labels)}”，"
+                f"与本活动类型“{type_label(a.type, custom_labels)}”不符",
+            )
+        )
     return out

@@ -1,5 +1,6 @@
 """Activity use cases: CreateActivity, UpdateActivity, GetActivity, ListActivities,
 and the activity reads the reporting context uses."""
+
 from __future__ import annotations
 
 import uuid
@@ -7,17 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 
-from jsx.events.v1 import events_service_pb2 as pb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jsxcore import paging
-from jsxcore.auth import Caller
-from jsxcore.errors import ErrorCollector, NotFound
-from jsxcore.outbox import add_event, subject_of
-from jsxcore.usecase import Idem, mutate
-from jsxcore.values import RegionCode
-
+from jsx.events.v1 import events_service_pb2 as pb
 from jsx_events import SERVICE_NAME
 from jsx_events.activities.domain import Activity, ActivityChange, ActivityStatus, plan_link_problems
 from jsx_events.activities.tables import ActivityRow
@@ -28,6 +22,12 @@ from jsx_events.catalog.service import Catalog
 from jsx_events.plans.domain import item_name
 from jsx_events.plans.service import PlansService
 from jsx_events.scope import check_region, region_asked
+from jsxcore import paging
+from jsxcore.auth import Caller
+from jsxcore.errors import ErrorCollector, NotFound
+from jsxcore.outbox import add_event, subject_of
+from jsxcore.usecase import Idem, mutate
+from jsxcore.values import RegionCode
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,13 @@ def _not_found(id_: str) -> NotFound:
 class ActivitiesService:
     """Activities; a link to a plan item is checked against the plan through :class:`PlansService`."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog, plans: PlansService,
-                 notify: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: Catalog,
+        plans: PlansService,
+        notify: Callable[[], None] = lambda: None,
+    ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.plans = plans
@@ -61,9 +66,14 @@ class ActivitiesService:
         if not a.plan_item_id:
             return
         plan, item = await self.plans.plan_with_item(s, a.plan_id, a.plan_item_id)
-        problems = plan_link_problems(a, plan, item, caller.region if caller else None,
-                                      item_name(a.plan_id, a.plan_item_id),
-                                      custom_labels=await self.catalog.activity_types(a.region))
+        problems = plan_link_problems(
+            a,
+            plan,
+            item,
+            caller.region if caller else None,
+            item_name(a.plan_id, a.plan_item_id),
+            custom_labels=await self.catalog.activity_types(a.region),
+        )
         if problems:
             errs = ErrorCollector()
             for f, msg in problems:
@@ -89,11 +99,13 @@ class ActivitiesService:
 
         return await mutate(self.sessions, idem, pb.Activity, work, caller=caller, notify=self.notify)
 
-    async def update_activity(self, id_: str, change: ActivityChange, *, caller: Caller | None,
-                              idem: Idem | None = None) -> pb.Activity:
+    async def update_activity(
+        self, id_: str, change: ActivityChange, *, caller: Caller | None, idem: Idem | None = None
+    ) -> pb.Activity:
         """Apply ``change`` to a stored activity in the caller's region; it must stay in that region,
         and a cancelled activity cannot become held. Becoming held publishes ActivityHeld once.
         The plan item link is checked again when it or what it depends on changes."""
+
         async def work(s: AsyncSession) -> pb.Activity:
             row = await s.get(ActivityRow, id_, with_for_update=True)
             if row is None:
@@ -124,12 +136,17 @@ class ActivitiesService:
             check_region(caller, a.region)
             return activity_pb(a, row.created_at, row.updated_at)
 
-    async def list_activities(self, f: ActivityFilter, *, page_size: int = 0, page_token: str = "",
-                              caller: Caller | None) -> pb.ListActivitiesResponse:
+    async def list_activities(
+        self, f: ActivityFilter, *, page_size: int = 0, page_token: str = "", caller: Caller | None
+    ) -> pb.ListActivitiesResponse:
         """Activities in the region (and filters) asked for, newest first."""
         region = region_asked(caller, f.region)
-        page = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListActivities",
-                           filters=(region.code, f.type, f.status or "", f.site_id, f.start or "", f.end or ""))
+        page = paging.page(
+            page_size,
+            page_token,
+            query=f"{SERVICE_NAME}/ListActivities",
+            filters=(region.code, f.type, f.status or "", f.site_id, f.start or "", f.end or ""),
+        )
         q = select(ActivityRow).where(ActivityRow.region.like(region.prefix + "%"))
         if f.type:
             q = q.where(ActivityRow.type == f.type)
@@ -144,21 +161,28 @@ class ActivitiesService:
         async with self.sessions() as s:
             rows = list(await s.scalars(newest_first(page, q, ActivityRow.start_date, ActivityRow.id)))
         rows, token = page.cut(rows, key=lambda r: (r.start_date.toordinal(), r.id))
-        return pb.ListActivitiesResponse(activities=[activity_pb(r.to_domain(), r.created_at, r.updated_at)
-                                                     for r in rows], next_page_token=token)
+        return pb.ListActivitiesResponse(
+            activities=[activity_pb(r.to_domain(), r.created_at, r.updated_at) for r in rows], next_page_token=token
+        )
 
     # ---------------------------------------------------------- reads for other contexts (in their session)
 
     async def in_region(self, s: AsyncSession, region: RegionCode, start: date, end: date) -> list[Activity]:
         """Activities organised in ``region`` starting between ``start`` and ``end``."""
-        rows = await s.scalars(select(ActivityRow).where(ActivityRow.region.like(region.prefix + "%"),
-                                                         ActivityRow.start_date >= start, ActivityRow.start_date <= end))
+        rows = await s.scalars(
+            select(ActivityRow).where(
+                ActivityRow.region.like(region.prefix + "%"),
+                ActivityRow.start_date >= start,
+                ActivityRow.start_date <= end,
+            )
+        )
         return [r.to_domain() for r in rows]
 
     async def linked_to(self, s: AsyncSession, plan_ids: list[str]) -> list[Activity]:
         """Activities linked to an item of any of these plans (for their fulfilment)."""
         if not plan_ids:
             return []
-        rows = await s.scalars(select(ActivityRow).where(ActivityRow.plan_id.in_(plan_ids),
-                                                         ActivityRow.plan_item_id != ""))
+        rows = await s.scalars(
+            select(ActivityRow).where(ActivityRow.plan_id.in_(plan_ids), ActivityRow.plan_item_id != "")
+        )
         return [r.to_domain() for r in rows]

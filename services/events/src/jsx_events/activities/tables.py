@@ -1,4 +1,5 @@
 """Activity rows."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -6,10 +7,9 @@ from datetime import date, datetime
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jsxcore.values import Money, RegionCode
-
 from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
 from jsx_events.adapters.db import Base, utcnow
+from jsxcore.values import Money, RegionCode
 
 
 class ActivityRow(Base):
@@ -44,13 +44,28 @@ class ActivityRow(Base):
 
     def to_domain(self) -> Activity:
         return Activity(
-            id=self.id, type=self.type, title=self.title, region=RegionCode(self.region), start=self.start_date,
-            end=self.end_date, status=ActivityStatus(self.status), site_id=self.site_id,
-            participant_ids=tuple(self.participant_ids or ()), headcount=self.headcount,
-            outputs=Outputs(self.materials, self.consultations, self.clinic_visits, self.contraceptive_boxes,
-                            Money(self.care_money_fen)),
-            attachments=tuple(self.attachments or ()), plan_item_id=self.plan_item_id, plan_id=self.plan_id,
-            location=self.location, description=self.description,
+            id=self.id,
+            type=self.type,
+            title=self.title,
+            region=RegionCode(self.region),
+            start=self.start_date,
+            end=self.end_date,
+            status=ActivityStatus(self.status),
+            site_id=self.site_id,
+            participant_ids=tuple(self.participant_ids or ()),
+            headcount=self.headcount,
+            outputs=Outputs(
+                self.materials,
+                self.consultations,
+                self.clinic_visits,
+                self.contraceptive_boxes,
+                Money(self.care_money_fen),
+            ),
+            attachments=tuple(self.attachments or ()),
+            plan_item_id=self.plan_item_id,
+            plan_id=self.plan_id,
+            location=self.location,
+            description=self.description,
         )
 
     def set_from(self, a: Activity) -> None:

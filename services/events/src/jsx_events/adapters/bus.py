@@ -8,32 +8,53 @@ Resource names on the wire (``visits/{id}``, ``households/{id}``, ``sites/{id}``
 ``funds/{id}``) are stored as bare ids; visitors and participants keep their
 full names (``persons/…`` or ``volunteers/…``) because either kind may appear.
 """
+
 from __future__ import annotations
 
 from google.protobuf.message import Message
+
 from jsx.events.v1 import events_pb2 as epb
 from jsx.funds.v1 import events_pb2 as fpb
 from jsx.members.v1 import events_pb2 as mpb
 from jsx.members.v1 import members_pb2 as mmpb
-
-from jsxcore import wire
-from jsxcore.values import RegionCode
-
 from jsx_events.activities.domain import Activity
 from jsx_events.awards.domain import Award
 from jsx_events.awards.wire import DECISION_TO
 from jsx_events.catalog.wire import type_pb
 from jsx_events.projections.domain import (
-    HouseholdPlaced, MemberFact, PairingChanged, SiteClosed, SiteOpened, SituationChanged,
+    HouseholdPlaced,
+    MemberFact,
+    PairingChanged,
+    SiteClosed,
+    SiteOpened,
+    SituationChanged,
 )
 from jsx_events.visits.domain import BookingResult, Visit
+from jsxcore import wire
+from jsxcore.values import RegionCode
 
 #: Subjects consumed from the members and funds streams.
 MEMBER_SUBJECTS = ("jsx.members.site.>", "jsx.members.household.>", "jsx.members.pairing.>")
 FUNDS_SUBJECTS = ("jsx.funds.visit_expense.>",)
-MEMBER_TYPES = (mpb.SiteOpened, mpb.SiteClosed, mpb.HouseholdRegistered, mpb.HouseholdSituationChanged,
-                mpb.HouseholdMembersChanged, mpb.VolunteerPaired, mpb.VolunteerUnpaired)
+MEMBER_TYPES = (
+    mpb.SiteOpened,
+    mpb.SiteClosed,
+    mpb.HouseholdRegistered,
+    mpb.HouseholdSituationChanged,
+    mpb.HouseholdMembersChanged,
+    mpb.VolunteerPaired,
+    mpb.VolunteerUnpaired,
+)
 FUNDS_TYPES = (fpb.VisitExpenseBooked, fpb.VisitExpenseRejected)
+_MemberMessage = (
+    mpb.SiteOpened
+    | mpb.SiteClosed
+    | mpb.HouseholdRegistered
+    | mpb.HouseholdSituationChanged
+    | mpb.HouseholdMembersChanged
+    | mpb.VolunteerPaired
+    | mpb.VolunteerUnpaired
+)
 
 
 # ---------------------------------------------------------------- published events
@@ -41,22 +62,38 @@ FUNDS_TYPES = (fpb.VisitExpenseBooked, fpb.VisitExpenseRejected)
 
 def activity_held_event(a: Activity) -> epb.ActivityHeld:
     t, custom = type_pb(a.type)
-    return epb.ActivityHeld(activity=wire.name_to("activities", a.id), type=t, custom_type=custom,
-                            organiser_region=wire.region_to(a.region), site=wire.name_to("sites", a.site_id),
-                            held_date=wire.date_to(a.start), participant_count=a.reached)
+    return epb.ActivityHeld(
+        activity=wire.name_to("activities", a.id),
+        type=t,
+        custom_type=custom,
+        organiser_region=wire.region_to(a.region),
+        site=wire.name_to("sites", a.site_id),
+        held_date=wire.date_to(a.start),
+        participant_count=a.reached,
+    )
 
 
 def visit_recorded_event(v: Visit) -> epb.VisitRecorded:
     """Ids, region and amount only: never notes (they may mention health or names)."""
-    return epb.VisitRecorded(visit=wire.name_to("visits", v.id), household=wire.name_to("households", v.household_id),
-                             region=wire.region_to(v.region), fund=wire.name_to("funds", v.fund_id),
-                             money=wire.money_to(v.amount), visit_date=wire.date_to(v.visited_on))
+    return epb.VisitRecorded(
+        visit=wire.name_to("visits", v.id),
+        household=wire.name_to("households", v.household_id),
+        region=wire.region_to(v.region),
+        fund=wire.name_to("funds", v.fund_id),
+        money=wire.money_to(v.amount),
+        visit_date=wire.date_to(v.visited_on),
+    )
 
 
 def award_decided_event(a: Award) -> epb.AwardDecided:
-    return epb.AwardDecided(award=wire.name_to("awards", a.id), region=wire.region_to(a.region), nominee=a.nominee_id,
-                            nominee_region=wire.region_to(a.nominee_region or a.region), year=a.year,
-                            decision=DECISION_TO[a.decision])
+    return epb.AwardDecided(
+        award=wire.name_to("awards", a.id),
+        region=wire.region_to(a.region),
+        nominee=a.nominee_id,
+        nominee_region=wire.region_to(a.nominee_region or a.region),
+        year=a.year,
+        decision=DECISION_TO[a.decision],
+    )
 
 
 # ---------------------------------------------------------------- consumed events
@@ -73,31 +110,47 @@ def booking_result(msg: Message) -> BookingResult:
 
 def site_kind(value: int) -> str:
     """Site kinds as the members service names them (SiteKind enum without its prefix)."""
-    return mmpb.SiteKind.Name(value).removeprefix("SITE_KIND_") if value else "UNSPECIFIED"  # type: ignore[arg-type]  # an int off the wire
+    return wire.enum_short(mmpb.SiteKind, value, "SITE_KIND_") or "UNSPECIFIED"
 
 
-def _village(msg: Message) -> RegionCode:
-    return RegionCode.parse(msg.village.code)  # type: ignore[attr-defined]  # every member fact names its village
+def _village(msg: _MemberMessage) -> RegionCode:
+    return RegionCode.parse(msg.village.code)
 
 
 def member_fact(msg: Message) -> MemberFact:
     """jsx.members.{site,household,pairing}.* → the fact the member projection applies."""
     if isinstance(msg, mpb.SiteOpened):
-        fields = msg.DESCRIPTOR.fields_by_name
-        name = str(getattr(msg, "display_name")) if "display_name" in fields else None  # public (挂牌) when published
-        return SiteOpened(wire.id_from(msg.site, "sites", "site"), site_kind(msg.kind), _village(msg),
-                          wire.date_from(msg.opened_date, "opened_date"), name)
+        # the site's public name (挂牌, not personal data), once members publish one; SiteOpened has none yet
+        name = getattr(msg, "display_name", None)
+        return SiteOpened(
+            wire.id_from(msg.site, "sites", "site"),
+            site_kind(msg.kind),
+            _village(msg),
+            wire.date_from(msg.opened_date, "opened_date"),
+            None if name is None else str(name),
+        )
     if isinstance(msg, mpb.SiteClosed):
-        return SiteClosed(wire.id_from(msg.site, "sites", "site"), site_kind(msg.kind), _village(msg),
-                          wire.date_from(msg.closed_date, "closed_date"))
+        return SiteClosed(
+            wire.id_from(msg.site, "sites", "site"),
+            site_kind(msg.kind),
+            _village(msg),
+            wire.date_from(msg.closed_date, "closed_date"),
+        )
     if isinstance(msg, (mpb.HouseholdRegistered, mpb.HouseholdMembersChanged)):
         return HouseholdPlaced(wire.id_from(msg.household, "households", "household"), _village(msg))
     if isinstance(msg, mpb.HouseholdSituationChanged):
-        return SituationChanged(wire.id_from(msg.household, "households", "household"), _village(msg),
-                                mmpb.SituationKind.Name(msg.kind).removeprefix("SITUATION_KIND_"),
-                                wire.date_from(msg.effective_to, "effective_to"))
+        return SituationChanged(
+            wire.id_from(msg.household, "households", "household"),
+            _village(msg),
+            mmpb.SituationKind.Name(msg.kind).removeprefix("SITUATION_KIND_"),
+            wire.date_from(msg.effective_to, "effective_to"),
+        )
     if isinstance(msg, (mpb.VolunteerPaired, mpb.VolunteerUnpaired)):
-        return PairingChanged(wire.id_from(msg.pairing, "pairings", "pairing"), msg.volunteer,
-                              wire.id_from(msg.household, "households", "household"), _village(msg),
-                              active=isinstance(msg, mpb.VolunteerPaired))
+        return PairingChanged(
+            wire.id_from(msg.pairing, "pairings", "pairing"),
+            msg.volunteer,
+            wire.id_from(msg.household, "households", "household"),
+            _village(msg),
+            active=isinstance(msg, mpb.VolunteerPaired),
+        )
     raise TypeError(f"not a member fact: {msg.DESCRIPTOR.full_name}")

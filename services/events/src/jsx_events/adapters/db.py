@@ -6,9 +6,10 @@ the end of this module so that ``Base.metadata`` (Alembic's target, migrations/e
 every table. Own tables: activities, plans, visits, awards; plus the projection of member
 facts (sites, households, pairings) fed by the members service's events.
 """
+
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -35,7 +36,12 @@ def newest_first(page: Page, query: Select[Any], day: Any, id_: Any) -> Select[A
     its key ``(day.toordinal(), id)``); fetches one extra row for :meth:`Page.cut`."""
     if page.after is not None:
         after = page.after
-        if len(after) != 2 or not isinstance(after[0], int) or not isinstance(after[1], str) or not 0 < after[0] < 3652060:
+        if (
+            len(after) != 2
+            or not isinstance(after[0], int)
+            or not isinstance(after[1], str)
+            or not 0 < after[0] < 3652060
+        ):
             raise InvalidArgument.field("page_token", "翻页令牌无效，请从第一页重新查询", reason="INVALID_PAGE_TOKEN")
         last = date.fromordinal(after[0])
         query = query.where(or_(day < last, and_(day == last, id_ > after[1])))
@@ -53,8 +59,8 @@ def migrate(url: str, revision: str = "head") -> None:
 
 
 # Every context's rows, so that Base.metadata is the whole schema.
-import jsx_events.activities.tables  # noqa: E402,F401
-import jsx_events.awards.tables  # noqa: E402,F401
-import jsx_events.plans.tables  # noqa: E402,F401
-import jsx_events.projections.tables  # noqa: E402,F401
+import jsx_events.activities.tables  # noqa: E402
+import jsx_events.awards.tables  # noqa: E402
+import jsx_events.plans.tables  # noqa: E402
+import jsx_events.projections.tables  # noqa: E402
 import jsx_events.visits.tables  # noqa: E402,F401

@@ -1,4 +1,5 @@
 """Award decisions (评选表彰). Pure Python, no I/O."""
+
 from __future__ import annotations
 
 import enum
@@ -84,8 +85,19 @@ class Nomination:
 
     def decided(self, id_: str, on: date) -> Award:
         """The decision as recorded on ``on``, validated."""
-        a = Award(id_, self.kind, self.nominee_id, self.region, self.region.level, self.year, self.decision, on,
-                  self.note, title=self.title, nominee_region=self.nominee_region or self.region,
-                  activity_id=self.activity_id)
+        a = Award(
+            id_,
+            self.kind,
+            self.nominee_id,
+            self.region,
+            self.region.level,
+            self.year,
+            self.decision,
+            on,
+            self.note,
+            title=self.title,
+            nominee_region=self.nominee_region or self.region,
+            activity_id=self.activity_id,
+        )
         a.validate()
         return a

@@ -1,4 +1,5 @@
 """Award decision rows."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -6,10 +7,9 @@ from datetime import date, datetime
 from sqlalchemy import Date, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jsxcore.values import RegionCode, RegionLevel
-
 from jsx_events.adapters.db import Base, utcnow
 from jsx_events.awards.domain import Award, AwardDecision
+from jsxcore.values import RegionCode, RegionLevel
 
 
 class AwardRow(Base):
@@ -35,12 +35,34 @@ class AwardRow(Base):
 
     @classmethod
     def of(cls, a: Award, created_by: str) -> AwardRow:
-        return cls(id=a.id, kind=a.kind, nominee_id=a.nominee_id, region=a.region.code, level=int(a.level),
-                   year=a.year, decision=a.decision.value, decided_on=a.decided_on, note=a.note, title=a.title,
-                   nominee_region=a.nominee_region.code if a.nominee_region else "", activity_id=a.activity_id,
-                   created_by=created_by)
+        return cls(
+            id=a.id,
+            kind=a.kind,
+            nominee_id=a.nominee_id,
+            region=a.region.code,
+            level=int(a.level),
+            year=a.year,
+            decision=a.decision.value,
+            decided_on=a.decided_on,
+            note=a.note,
+            title=a.title,
+            nominee_region=a.nominee_region.code if a.nominee_region else "",
+            activity_id=a.activity_id,
+            created_by=created_by,
+        )
 
     def to_domain(self) -> Award:
-        return Award(self.id, self.kind, self.nominee_id, RegionCode(self.region), RegionLevel(self.level),
-                     self.year, AwardDecision(self.decision), self.decided_on, self.note, self.title,
-                     RegionCode(self.nominee_region) if self.nominee_region else None, self.activity_id)
+        return Award(
+            self.id,
+            self.kind,
+            self.nominee_id,
+            RegionCode(self.region),
+            RegionLevel(self.level),
+            self.year,
+            AwardDecision(self.decision),
+            self.decided_on,
+            self.note,
+            self.title,
+            RegionCode(self.nominee_region) if self.nominee_region else None,
+            self.activity_id,
+        )

@@ -7,6 +7,7 @@ names (:data:`PSEUDO_TYPES`): ``CARE_VISIT`` (走访慰问 visits), ``PLAN``
 (年度计划), ``ANY`` (any held activity) and ``PAIRING`` (every special family
 has a volunteer).
 """
+
 from __future__ import annotations
 
 import enum
@@ -49,11 +50,19 @@ PSEUDO_TYPES: dict[str, str] = {"CARE_VISIT": "走访慰问", "PLAN": "年度计
 
 # Names clerks and plugin authors write, folded onto codes.
 _TYPE_ALIASES: dict[str, str] = {
-    "5.29": ActivityKind.MEMBER_DAY, "会员活动日": ActivityKind.MEMBER_DAY, "5.29会员活动日": ActivityKind.MEMBER_DAY,
-    "7.11": ActivityKind.POPULATION_DAY, "世界人口日": ActivityKind.POPULATION_DAY,
-    "健康人生大讲堂": ActivityKind.HEALTH_LECTURE, "健康人生": ActivityKind.HEALTH_LECTURE,
-    "大讲堂": ActivityKind.HEALTH_LECTURE, "评选": ActivityKind.AWARD_SELECTION,
-    "走访": "CARE_VISIT", "慰问": "CARE_VISIT", "VISIT": "CARE_VISIT", "计划": "PLAN",
+    "5.29": ActivityKind.MEMBER_DAY,
+    "会员活动日": ActivityKind.MEMBER_DAY,
+    "5.29会员活动日": ActivityKind.MEMBER_DAY,
+    "7.11": ActivityKind.POPULATION_DAY,
+    "世界人口日": ActivityKind.POPULATION_DAY,
+    "健康人生大讲堂": ActivityKind.HEALTH_LECTURE,
+    "健康人生": ActivityKind.HEALTH_LECTURE,
+    "大讲堂": ActivityKind.HEALTH_LECTURE,
+    "评选": ActivityKind.AWARD_SELECTION,
+    "走访": "CARE_VISIT",
+    "慰问": "CARE_VISIT",
+    "VISIT": "CARE_VISIT",
+    "计划": "PLAN",
 }
 for _code, _label in {**ACTIVITY_LABELS, **PSEUDO_TYPES}.items():
     _TYPE_ALIASES[_label] = _code

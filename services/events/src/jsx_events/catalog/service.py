@@ -1,4 +1,5 @@
 """The activity types a region may record: the built-in ones plus its plugin's."""
+
 from __future__ import annotations
 
 from jsxcore.plugins import PluginHost

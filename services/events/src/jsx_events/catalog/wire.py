@@ -1,11 +1,10 @@
 """Activity types on the wire: the ``ActivityType`` enum, or CUSTOM with a plugin's code."""
+
 from __future__ import annotations
 
 from jsx.events.v1 import events_service_pb2 as pb
-
-from jsxcore.errors import InvalidArgument
-
 from jsx_events.catalog.domain import ActivityKind, normalize_type
+from jsxcore.errors import InvalidArgument
 
 _TYPE_TO_ENUM: dict[str, int] = {
     ActivityKind.MEMBER_DAY: pb.ACTIVITY_TYPE_MEMBER_DAY_0529,
@@ -26,7 +25,9 @@ def type_code(t: int, custom: str) -> str:
     """``type`` + ``custom_type`` of a request → a type code (field violations name ``type``/``custom_type``)."""
     if t == pb.ACTIVITY_TYPE_CUSTOM:
         if not custom.strip():
-            raise InvalidArgument.field("custom_type", "自定义活动类型须填写类型代码或名称", reason="MISSING_CUSTOM_TYPE")
+            raise InvalidArgument.field(
+                "custom_type", "自定义活动类型须填写类型代码或名称", reason="MISSING_CUSTOM_TYPE"
+            )
         return normalize_type(custom)
     if t not in _ENUM_TO_TYPE:
         raise InvalidArgument.field("type", "请选择活动类型", reason="MISSING_ACTIVITY_TYPE")

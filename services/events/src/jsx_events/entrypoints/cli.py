@@ -5,6 +5,7 @@ Works on the events database named by ``JSX_EVENTS_DATABASE_URL`` (same
 configuration as the service); the outbox row for 慰问金 is written in the
 same transaction, and the running service's relay publishes it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,6 @@ from typing import TypeVar
 
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
-
-from jsxcore import wire
-from jsxcore.config import ServiceConfig
-from jsxcore.db import create_engine, session_factory
-from jsxcore.errors import DomainError, ErrorCollector
-from jsxcore.plugins import PluginHost
-from jsxcore.values import Money, Period, RegionCode
-
 from jsx_events.adapters.db import migrate
 from jsx_events.catalog.domain import normalize_type, type_label
 from jsx_events.catalog.wire import type_code, type_pb
@@ -33,6 +26,12 @@ from jsx_events.reporting.domain import COMPLIANCE_LABELS, Compliance, Complianc
 from jsx_events.reporting.wire import ORDER
 from jsx_events.visits.domain import VISIT_STATE_LABELS, Visit, VisitState
 from jsx_events.visits.service import VisitFilter
+from jsxcore import wire
+from jsxcore.config import ServiceConfig
+from jsxcore.db import create_engine, session_factory
+from jsxcore.errors import DomainError, ErrorCollector
+from jsxcore.plugins import PluginHost
+from jsxcore.values import Money, Period, RegionCode
 
 T = TypeVar("T")
 
@@ -56,32 +55,53 @@ def export_xlsx(report: ComplianceReport, path: Path) -> None:
     from openpyxl.styles import Font, PatternFill
 
     wb = Workbook()
-    ws = wb.active
+    ws = wb.worksheets[0]  # the new workbook's one sheet
     ws.title = "活动频次达标情况"
     ws.append([f"{report.region.name or report.region.short} {period_label(report.period)} 活动频次达标情况"])
     ws["A1"].font = Font(bold=True, size=14)
     ws.append(["结果", "考核对象", "周期", "要求次数", "实际次数", "目标", "说明", "规则来源"])
     red = PatternFill("solid", fgColor="FFC7CE")
     for i in sorted(report.items, key=lambda i: ORDER[i.status]):
-        ws.append([COMPLIANCE_LABELS[i.status], i.subject_name, i.window, i.required, i.actual, i.target, i.reason,
-                   i.provenance])
+        ws.append(
+            [
+                COMPLIANCE_LABELS[i.status],
+                i.subject_name,
+                i.window,
+                i.required,
+                i.actual,
+                i.target,
+                i.reason,
+                i.provenance,
+            ]
+        )
         if i.status is Compliance.SHORT:
             ws.cell(ws.max_row, 1).fill = red
-    for col, width in zip("ABCDEFGH", (8, 24, 22, 10, 10, 28, 60, 24)):
+    for col, width in zip("ABCDEFGH", (8, 24, 22, 10, 10, 28, 60, 24), strict=True):
         ws.column_dimensions[col].width = width
     wb.save(path)
 
 
 def _state(value: int) -> VisitState:
-    return VisitState(pb.VisitState.Name(value).removeprefix("VISIT_STATE_"))  # type: ignore[arg-type]  # an int off the wire
+    return VisitState(wire.enum_short(pb.VisitState, value, "VISIT_STATE_"))
 
 
 async def _record(args: argparse.Namespace) -> int:
-    visit = Visit(id="", household_id=args.household, region=RegionCode.parse(args.region), visitor_id=args.visitor,
-                  visited_on=date.fromisoformat(args.date), notes=args.notes, amount=Money.yuan(args.money),
-                  fund_id=args.fund, site_id=args.site, occasion=args.occasion)
+    visit = Visit(
+        id="",
+        household_id=args.household,
+        region=RegionCode.parse(args.region),
+        visitor_id=args.visitor,
+        visited_on=date.fromisoformat(args.date),
+        notes=args.notes,
+        amount=Money.yuan(args.money),
+        fund_id=args.fund,
+        site_id=args.site,
+        occasion=args.occasion,
+    )
     v = await _with_service(lambda svc: svc.visits.record_visit(visit, caller=OPERATOR))
-    print(f"已登记走访 {v.name}：慰问金 {Money(v.money.fen).format_yuan()} 元，状态 {VISIT_STATE_LABELS[_state(v.state)]}")
+    print(
+        f"已登记走访 {v.name}：慰问金 {Money(v.money.fen).format_yuan()} 元，状态 {VISIT_STATE_LABELS[_state(v.state)]}"
+    )
     return 0
 
 
@@ -92,8 +112,9 @@ async def _list(args: argparse.Namespace) -> int:
         out: list[pb.Visit] = []
         token = ""
         while len(out) < args.limit:
-            page = await svc.visits.list_visits(VisitFilter(region), page_size=args.limit - len(out),
-                                                page_token=token, caller=OPERATOR)
+            page = await svc.visits.list_visits(
+                VisitFilter(region), page_size=args.limit - len(out), page_token=token, caller=OPERATOR
+            )
             out += page.visits
             token = page.next_page_token
             if not token:
@@ -103,8 +124,10 @@ async def _list(args: argparse.Namespace) -> int:
     for v in await _with_service(run):
         state = _state(v.state)
         extra = f"（{v.rejection_message}）" if state is VisitState.REJECTED else ""
-        print(f"{v.visit_date.year:04d}-{v.visit_date.month:02d}-{v.visit_date.day:02d}  {v.name}  {v.household}  "
-              f"{Money(v.money.fen).format_yuan()} 元  {VISIT_STATE_LABELS[state]}{extra}")
+        print(
+            f"{v.visit_date.year:04d}-{v.visit_date.month:02d}-{v.visit_date.day:02d}  {v.name}  {v.household}  "
+            f"{Money(v.money.fen).format_yuan()} 元  {VISIT_STATE_LABELS[state]}{extra}"
+        )
     return 0
 
 
@@ -112,8 +135,10 @@ async def _report(args: argparse.Namespace) -> int:
     region, period = RegionCode.parse(args.region), Period.parse(args.period)
 
     async def run(svc: EventsService) -> tuple[ComplianceReport, pb.Summary]:
-        return (await svc.reporting.compliance(region, period, caller=OPERATOR),
-                await svc.reporting.summary(region, period, caller=OPERATOR))
+        return (
+            await svc.reporting.compliance(region, period, caller=OPERATOR),
+            await svc.reporting.summary(region, period, caller=OPERATOR),
+        )
 
     report, summary = await _with_service(run)
     for i in report.items:
@@ -135,8 +160,16 @@ async def _report(args: argparse.Namespace) -> int:
 # (and field names) a gRPC caller would get.
 
 
-def _item_pb(errs: ErrorCollector, spec: str | None = None, *, type_: str = "", count: str = "1", month: str = "0",
-             note: str = "", field: str = "items[0]") -> pb.PlanItem:
+def _item_pb(
+    errs: ErrorCollector,
+    spec: str | None = None,
+    *,
+    type_: str = "",
+    count: str = "1",
+    month: str = "0",
+    note: str = "",
+    field: str = "items[0]",
+) -> pb.PlanItem:
     """``健康大讲堂:2:6:说明`` (type[:count[:month[:note]]]) or the separate values → a wire PlanItem;
     what cannot be read goes to ``errs`` (the caller raises once for every item)."""
     if spec is not None:
@@ -167,8 +200,10 @@ def _item_lines(item: pb.PlanItem, labels: dict[str, str]) -> list[str]:
     title = f"{item.note}（{what}）" if item.note and item.note != what else what
     when = f"{item.month}月底前" if item.month else "年内"
     mark = "已完成" if item.fulfilled else "未完成"
-    out = [f"  [{mark}] {title}：计划 {item.count} 次，已开展 {item.held_count} 次，"
-           f"待开展 {item.scheduled_count} 次，{when}  {item.name}"]
+    out = [
+        f"  [{mark}] {title}：计划 {item.count} 次，已开展 {item.held_count} 次，"
+        f"待开展 {item.scheduled_count} 次，{when}  {item.name}"
+    ]
     out += [f"      {a}" for a in item.fulfilled_by]
     return out
 
@@ -199,9 +234,13 @@ def _site(text: str) -> str:
 
 async def _plan_create(args: argparse.Namespace) -> int:
     errs = ErrorCollector()
-    msg = pb.Plan(display_name=args.title, region=cpb.RegionCode(code=args.region),
-                  site=wire.name_to("sites", _site(args.site)), year=args.year,
-                  items=[_item_pb(errs, spec, field=f"items[{n}]") for n, spec in enumerate(args.item)])
+    msg = pb.Plan(
+        display_name=args.title,
+        region=cpb.RegionCode(code=args.region),
+        site=wire.name_to("sites", _site(args.site)),
+        year=args.year,
+        items=[_item_pb(errs, spec, field=f"items[{n}]") for n, spec in enumerate(args.item)],
+    )
     errs.raise_if_any("年度计划有误，请按字段说明修改后重试")
     plan = plan_from_pb(msg)
 
@@ -239,8 +278,9 @@ async def _plan_list(args: argparse.Namespace) -> int:
         plans: list[pb.Plan] = []
         token = ""
         while True:
-            page = await svc.reporting.list_plans(region, args.year, _site(args.site), page_token=token,
-                                                  caller=OPERATOR)
+            page = await svc.reporting.list_plans(
+                region, args.year, _site(args.site), page_token=token, caller=OPERATOR
+            )
             plans += page.plans
             token = page.next_page_token
             if not token:
@@ -278,10 +318,11 @@ def _guard(fn: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[[argp
             for v in e.violations:
                 print(f"  {v.field}：{v.description}")
             return 1
+
     return run
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("events", help="活动、走访慰问、频次达标报告")
     es = p.add_subparsers(dest="events_command", metavar="COMMAND", required=True)
     r = es.add_parser("record", help="登记一次走访慰问")
@@ -313,8 +354,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     pc.add_argument("--year", type=int, required=True, help="计划年度，如 2022")
     pc.add_argument("--site", default="", help="阵地计划：阵地编号，如 sites/warm-1（协会计划不填）")
     pc.add_argument("--title", default="", help="计划名称，如 2022年岩门村暖心家园工作计划")
-    pc.add_argument("--item", action="append", default=[], metavar="类型[:次数[:月份[:说明]]]",
-                    help="计划项，可重复，如 健康大讲堂:2:6:健康人生大讲堂（月份 0 或不填表示年内任意时间）")
+    pc.add_argument(
+        "--item",
+        action="append",
+        default=[],
+        metavar="类型[:次数[:月份[:说明]]]",
+        help="计划项，可重复，如 健康大讲堂:2:6:健康人生大讲堂（月份 0 或不填表示年内任意时间）",
+    )
     pc.set_defaults(func=_guard(_plan_create))
     pa = ps.add_parser("add-item", help="给已登记的年度计划增加一项")
     pa.add_argument("plan", help="计划，如 plans/xxxx")

@@ -6,16 +6,16 @@ fulfil an item is the activities context's rule
 (``activities.domain.plan_link_problems``); how far a plan is, the reporting
 context's (``reporting.domain.plan_progress``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from jsx_events.catalog.domain import BUILT_IN, type_label
 from jsxcore.errors import ErrorCollector
 from jsxcore.values import Period, RegionCode
-
-from jsx_events.catalog.domain import BUILT_IN, type_label
 
 
 def item_name(plan_id: str, item_id: str) -> str:
@@ -45,8 +45,13 @@ class PlanItem:
         if not self.type:
             out.append((f"{prefix}.type", "请填写计划项目的活动类型"))
         elif known_types is not None and self.type not in {*BUILT_IN, *known_types, "ANY"}:
-            out.append((f"{prefix}.type", f"活动类型“{self.type}”未定义：请使用内置类型（如 健康大讲堂、义诊）、"
-                                          "本地插件提供的类型，或 ANY（任意活动）"))
+            out.append(
+                (
+                    f"{prefix}.type",
+                    f"活动类型“{self.type}”未定义：请使用内置类型（如 健康大讲堂、义诊）、"
+                    "本地插件提供的类型，或 ANY（任意活动）",
+                )
+            )
         if not 0 <= self.month <= 12:
             out.append((f"{prefix}.month", "计划月份应为1–12（0表示全年任意时间）"))
         return out

@@ -1,4 +1,5 @@
 """Plans and their items."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,10 +7,9 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from jsxcore.values import RegionCode
-
 from jsx_events.adapters.db import Base, utcnow
 from jsx_events.plans.domain import Plan, PlanItem
+from jsxcore.values import RegionCode
 
 
 class PlanRow(Base):
@@ -21,20 +21,33 @@ class PlanRow(Base):
     year: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    items: Mapped[list[PlanItemRow]] = relationship(back_populates="plan", cascade="all, delete-orphan",
-                                                    order_by="PlanItemRow.position")
+    items: Mapped[list[PlanItemRow]] = relationship(
+        back_populates="plan", cascade="all, delete-orphan", order_by="PlanItemRow.position"
+    )
 
     # One annual plan per association (site_id "") or site and year.
     __table_args__ = (UniqueConstraint("region", "site_id", "year"),)
 
     @classmethod
     def of(cls, p: Plan) -> PlanRow:
-        return cls(id=p.id, region=p.region.code, site_id=p.site_id, year=p.year, title=p.title,
-                   items=[PlanItemRow.of(i, n) for n, i in enumerate(p.items)])
+        return cls(
+            id=p.id,
+            region=p.region.code,
+            site_id=p.site_id,
+            year=p.year,
+            title=p.title,
+            items=[PlanItemRow.of(i, n) for n, i in enumerate(p.items)],
+        )
 
     def to_domain(self) -> Plan:
-        return Plan(self.id, RegionCode(self.region), self.year,
-                    tuple(PlanItem(i.id, i.type, i.count, i.title, i.month) for i in self.items), self.site_id, self.title)
+        return Plan(
+            self.id,
+            RegionCode(self.region),
+            self.year,
+            tuple(PlanItem(i.id, i.type, i.count, i.title, i.month) for i in self.items),
+            self.site_id,
+            self.title,
+        )
 
 
 class PlanItemRow(Base):

@@ -5,6 +5,7 @@ kinds and region codes (never names of people, never member lists) to know
 which sites and villages owe activities and which special families have a
 volunteer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -20,7 +21,10 @@ SITE_KIND_LABELS: dict[str, str] = {
     "YOUTH_HEALTH_BASE": "青春健康教育基地",
 }
 # Schools appear in the members registry as 青春健康教育基地 sites.
-_SITE_ALIASES = {v: k for k, v in SITE_KIND_LABELS.items()} | {"SCHOOL": "YOUTH_HEALTH_BASE", "学校": "YOUTH_HEALTH_BASE"}
+_SITE_ALIASES = {v: k for k, v in SITE_KIND_LABELS.items()} | {
+    "SCHOOL": "YOUTH_HEALTH_BASE",
+    "学校": "YOUTH_HEALTH_BASE",
+}
 
 
 def normalize_site_kind(text: str) -> str:

@@ -1,4 +1,5 @@
 """The member projection: applied from members' events, read by the reports."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,13 +8,19 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jsxcore.values import RegionCode
-
 from jsx_events.projections.domain import (
-    Family, HouseholdPlaced, MemberFact, PairingChanged, Site, SiteClosed, SiteOpened, SituationChanged,
+    Family,
+    HouseholdPlaced,
+    MemberFact,
+    PairingChanged,
+    Site,
+    SiteClosed,
+    SiteOpened,
+    SituationChanged,
     special_kinds_after,
 )
 from jsx_events.projections.tables import HouseholdRow, PairingRow, SiteRow
+from jsxcore.values import RegionCode
 
 
 class ProjectionsService:
@@ -34,8 +41,9 @@ class ProjectionsService:
                 site.name = fact.name
             s.add(site)
         elif isinstance(fact, SiteClosed):
-            site = await s.get(SiteRow, fact.site_id) or SiteRow(id=fact.site_id, kind=fact.kind,
-                                                                  region=fact.region.code)
+            site = await s.get(SiteRow, fact.site_id) or SiteRow(
+                id=fact.site_id, kind=fact.kind, region=fact.region.code
+            )
             site.closed_on = fact.closed_on or self.today()
             s.add(site)
         elif isinstance(fact, (HouseholdPlaced, SituationChanged)):
@@ -47,7 +55,11 @@ class ProjectionsService:
             s.add(hh)
         elif isinstance(fact, PairingChanged):
             pairing = await s.get(PairingRow, fact.pairing_id) or PairingRow(id=fact.pairing_id)
-            pairing.volunteer_id, pairing.household_id, pairing.active = fact.volunteer_id, fact.household_id, fact.active
+            pairing.volunteer_id, pairing.household_id, pairing.active = (
+                fact.volunteer_id,
+                fact.household_id,
+                fact.active,
+            )
             s.add(pairing)
             if await s.get(HouseholdRow, fact.household_id) is None:
                 s.add(HouseholdRow(id=fact.household_id, region=fact.region.code, special_kinds=[]))
@@ -64,9 +76,14 @@ class ProjectionsService:
         hh = list(await s.scalars(select(HouseholdRow).where(HouseholdRow.region.like(region.prefix + "%"))))
         pairs: dict[str, list[str]] = {}
         if hh:
-            rows = await s.execute(select(PairingRow.household_id, PairingRow.volunteer_id)
-                                   .where(PairingRow.active.is_(True), PairingRow.household_id.in_([h.id for h in hh])))
+            rows = await s.execute(
+                select(PairingRow.household_id, PairingRow.volunteer_id).where(
+                    PairingRow.active.is_(True), PairingRow.household_id.in_([h.id for h in hh])
+                )
+            )
             for household_id, volunteer_id in rows:
                 pairs.setdefault(household_id, []).append(volunteer_id)
-        return [Family(h.id, RegionCode(h.region), bool(h.special_kinds), "", tuple(sorted(pairs.get(h.id, ()))))
-                for h in hh]
+        return [
+            Family(h.id, RegionCode(h.region), bool(h.special_kinds), "", tuple(sorted(pairs.get(h.id, ()))))
+            for h in hh
+        ]

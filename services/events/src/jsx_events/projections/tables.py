@@ -1,4 +1,5 @@
 """The member projection's rows (ids and region codes only)."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -6,10 +7,9 @@ from datetime import date
 from sqlalchemy import JSON, Boolean, Date, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jsxcore.values import RegionCode
-
 from jsx_events.adapters.db import Base
 from jsx_events.projections.domain import Site, site_name
+from jsxcore.values import RegionCode
 
 
 class SiteRow(Base):

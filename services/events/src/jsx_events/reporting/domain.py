@@ -11,6 +11,7 @@ Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
   level known inside the report region) or a site kind (``WARM_HOME``
   暖心家园, ``MEMBER_HOME`` 会员之家, ``SCHOOL`` = ``YOUTH_HEALTH_BASE`` 学校/青春健康教育基地, …).
 """
+
 from __future__ import annotations
 
 import enum
@@ -20,16 +21,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
-from jsxcore.errors import InvalidArgument
-from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
-
 from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
 from jsx_events.awards.domain import Award
 from jsx_events.catalog.domain import PSEUDO_TYPES, ActivityKind, normalize_type, type_label
 from jsx_events.plans.domain import ItemProgress, Plan, item_due, item_label, item_name
 from jsx_events.projections.domain import Family, Site, normalize_site_kind
 from jsx_events.visits.domain import Visit, VisitState
-
+from jsxcore.errors import InvalidArgument
+from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
 
 # ------------------------------------------------------------------ plan fulfilment
 
@@ -80,13 +79,22 @@ class Target:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", normalize_type(self.type))
-        object.__setattr__(self, "scope", self.scope.strip().upper() if self.scope.isascii() else normalize_site_kind(self.scope))
+        object.__setattr__(
+            self, "scope", self.scope.strip().upper() if self.scope.isascii() else normalize_site_kind(self.scope)
+        )
         object.__setattr__(self, "per", self.per.strip().upper())
 
     @classmethod
     def from_plugin(cls, t: PluginTarget, provenance: str = "") -> Target:
-        return cls(key=t.key, scope=t.scope.upper(), type=t.activity_type, count=int(t.count), per=t.per.upper(),
-                   description=t.description, provenance=provenance)
+        return cls(
+            key=t.key,
+            scope=t.scope.upper(),
+            type=t.activity_type,
+            count=int(t.count),
+            per=t.per.upper(),
+            description=t.description,
+            provenance=provenance,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,16 +135,21 @@ def windows(per: str, period: Period) -> list[Window]:
             cands = [Period.month(year, m) for m in range(1, 13)]
             ws = [Window(p.start, p.end, period_label(p), f"{year}-{p.number:02d}") for p in cands]
         elif per == "QUARTER":
-            ws = [Window(p.start, p.end, period_label(p), f"{year}-Q{p.number}")
-                  for p in (Period.quarter(year, q) for q in range(1, 5))]
+            ws = [
+                Window(p.start, p.end, period_label(p), f"{year}-Q{p.number}")
+                for p in (Period.quarter(year, q) for q in range(1, 5))
+            ]
         elif per == "SEMESTER":
-            ws = [Window(date(year, 1, 1), date(year, 6, 30), f"{year}年上半年（春季学期）", f"{year}-H1"),
-                  Window(date(year, 7, 1), date(year, 12, 31), f"{year}年下半年（秋季学期）", f"{year}-H2")]
+            ws = [
+                Window(date(year, 1, 1), date(year, 6, 30), f"{year}年上半年（春季学期）", f"{year}-H1"),
+                Window(date(year, 7, 1), date(year, 12, 31), f"{year}年下半年（秋季学期）", f"{year}-H2"),
+            ]
         elif per == "YEAR":
             ws = [Window(date(year, 1, 1), date(year, 12, 31), f"{year}年", str(year))]
         else:
-            raise InvalidArgument.field("per", f"考核周期“{per}”无效，应为 MONTH、QUARTER、SEMESTER 或 YEAR",
-                                        reason="INVALID_CADENCE")
+            raise InvalidArgument.field(
+                "per", f"考核周期“{per}”无效，应为 MONTH、QUARTER、SEMESTER 或 YEAR", reason="INVALID_CADENCE"
+            )
         out.extend(w for w in ws if w.start <= period.end and w.end >= period.start)
     return out
 
@@ -223,11 +236,16 @@ def _subjects(scope: str, region: RegionCode, facts: Facts) -> list[_Subject]:
                 codes.add(RegionCode(r.code[: {3: 6, 4: 9, 5: 12}[level]].ljust(12, "0")))
         if region.level == level:
             codes.add(region)
-        return [_Subject(scope, c.code, facts.region_names.get(c.code) or c.name or c.short, c, False)
-                for c in sorted(codes)]
+        return [
+            _Subject(scope, c.code, facts.region_names.get(c.code) or c.name or c.short, c, False)
+            for c in sorted(codes)
+        ]
     kind = normalize_site_kind(scope)
-    return [_Subject(scope, s.id, s.name, s.region, True)
-            for s in sorted(facts.sites, key=lambda s: (s.region, s.name, s.id)) if s.kind == kind and region.contains(s.region)]
+    return [
+        _Subject(scope, s.id, s.name, s.region, True)
+        for s in sorted(facts.sites, key=lambda s: (s.region, s.name, s.id))
+        if s.kind == kind and region.contains(s.region)
+    ]
 
 
 def _place(a: Activity, sites: dict[str, Site]) -> RegionCode:
@@ -237,8 +255,12 @@ def _place(a: Activity, sites: dict[str, Site]) -> RegionCode:
 
 def _plans_of(subj: _Subject, w: Window, facts: Facts) -> list[Plan]:
     """The subject's own annual plans for the years of ``w`` (a site's plans, or a region's association-wide plan)."""
-    return [p for p in facts.plans if p.year in range(w.start.year, w.end.year + 1)
-            and (p.site_id == subj.id if subj.is_site else (not p.site_id and p.region == subj.region))]
+    return [
+        p
+        for p in facts.plans
+        if p.year in range(w.start.year, w.end.year + 1)
+        and (p.site_id == subj.id if subj.is_site else (not p.site_id and p.region == subj.region))
+    ]
 
 
 def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site]) -> int:
@@ -252,16 +274,34 @@ def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites
 
     if t.type == "CARE_VISIT":
         # Group visits recorded as CARE_VISIT activities count alongside single visits.
-        group = sum(1 for a in facts.activities if a.status is ActivityStatus.HELD and a.type == "CARE_VISIT"
-                    and in_window(a.start) and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites))))
-        return group + sum(1 for v in facts.visits if in_window(v.visited_on) and (
-            (v.site_id == subj.id or (not v.site_id and v.region == subj.region)) if subj.is_site
-            else mine_region(v.region)))
+        group = sum(
+            1
+            for a in facts.activities
+            if a.status is ActivityStatus.HELD
+            and a.type == "CARE_VISIT"
+            and in_window(a.start)
+            and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
+        )
+        return group + sum(
+            1
+            for v in facts.visits
+            if in_window(v.visited_on)
+            and (
+                (v.site_id == subj.id or (not v.site_id and v.region == subj.region))
+                if subj.is_site
+                else mine_region(v.region)
+            )
+        )
     if t.type == "PLAN":
         return len(_plans_of(subj, w, facts))
-    acts = [a for a in facts.activities if a.status is ActivityStatus.HELD and in_window(a.start)
-            and (t.type == "ANY" or a.type == t.type)
-            and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))]
+    acts = [
+        a
+        for a in facts.activities
+        if a.status is ActivityStatus.HELD
+        and in_window(a.start)
+        and (t.type == "ANY" or a.type == t.type)
+        and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
+    ]
     n = len(acts)
     if t.type == ActivityKind.AWARD_SELECTION and not subj.is_site:
         # A selection shows either as a 评选表彰 activity or as the decisions it produced.
@@ -270,8 +310,15 @@ def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites
     return n
 
 
-def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Period, facts: Facts,
-                       *, today: date | None = None, custom_labels: Mapping[str, str] | None = None) -> ComplianceReport:
+def compute_compliance(
+    targets: Sequence[Target],
+    region: RegionCode,
+    period: Period,
+    facts: Facts,
+    *,
+    today: date | None = None,
+    custom_labels: Mapping[str, str] | None = None,
+) -> ComplianceReport:
     """Evaluate every target for every subject and window overlapping ``period``.
 
     A window wholly inside the past is MET or SHORT; a window still running on
@@ -302,20 +349,42 @@ def compute_compliance(targets: Sequence[Target], region: RegionCode, period: Pe
                     status, reason = Compliance.MET, f"{w.label} {subj.name} {what}{n}次，达到要求（{rule}）"
                 elif finished:
                     status = Compliance.SHORT
-                    reason = (f"{w.label} {subj.name} 无{what}记录（{rule}）" if n == 0 else
-                              f"{w.label} {subj.name} {what}{n}次，少于要求（{rule}），差{t.count - n}次")
+                    reason = (
+                        f"{w.label} {subj.name} 无{what}记录（{rule}）"
+                        if n == 0
+                        else f"{w.label} {subj.name} {what}{n}次，少于要求（{rule}），差{t.count - n}次"
+                    )
                 else:
                     status = Compliance.DUE
-                    reason = (f"{w.label} {subj.name} 截至{upto.isoformat()} {what}{n}次，"
-                              f"本{_PER_UNIT.get(t.per, '期')}尚未结束，还需{t.count - n}次（{rule}）")
-                items.append(ComplianceItem(t.key, t.description or f"{what}{rule}", t.scope, subj.id, subj.name,
-                                            w.label, w.start, w.end, t.count, n, status, reason, t.provenance,
-                                            window_code=w.code, subject_region=subj.region))
+                    reason = (
+                        f"{w.label} {subj.name} 截至{upto.isoformat()} {what}{n}次，"
+                        f"本{_PER_UNIT.get(t.per, '期')}尚未结束，还需{t.count - n}次（{rule}）"
+                    )
+                items.append(
+                    ComplianceItem(
+                        t.key,
+                        t.description or f"{what}{rule}",
+                        t.scope,
+                        subj.id,
+                        subj.name,
+                        w.label,
+                        w.start,
+                        w.end,
+                        t.count,
+                        n,
+                        status,
+                        reason,
+                        t.provenance,
+                        window_code=w.code,
+                        subject_region=subj.region,
+                    )
+                )
     return ComplianceReport(region, period, tuple(items))
 
 
-def _plan_item(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts,
-               custom_labels: Mapping[str, str] | None) -> ComplianceItem:
+def _plan_item(
+    t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, custom_labels: Mapping[str, str] | None
+) -> ComplianceItem:
     """A PLAN target for a subject that has its plan: MET when every item is fulfilled by
     held activities linked to it, SHORT when an item whose month is over (by the report's
     period end, and by today) is not, DUE while the unfulfilled items are not yet due.
@@ -325,8 +394,11 @@ def _plan_item(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts,
     """
     seen = min(w.end, upto)
     linked = {a.id: a for a in (*facts.activities, *facts.plan_activities) if a.start <= seen}.values()
-    rows = [(p, g) for p in sorted(_plans_of(subj, w, facts), key=lambda p: (p.year, p.id))
-            for g in plan_progress(p, linked)]
+    rows = [
+        (p, g)
+        for p in sorted(_plans_of(subj, w, facts), key=lambda p: (p.year, p.id))
+        for g in plan_progress(p, linked)
+    ]
     open_ = [(p, g) for p, g in rows if not g.fulfilled]
     overdue = [(p, g) for p, g in open_ if item_due(p.year, g.item) <= seen]
     years = "、".join(sorted({str(p.year) for p, _ in rows}))
@@ -342,39 +414,81 @@ def _plan_item(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts,
     if overdue:
         status = Compliance.SHORT
         shown = overdue
-        reason = (f"{head}中 {len(overdue)} 项未完成：{listed(overdue)}。"
-                  "请开展这些活动，登记活动时关联对应的计划项（plan_item）")
+        reason = (
+            f"{head}中 {len(overdue)} 项未完成：{listed(overdue)}。"
+            "请开展这些活动，登记活动时关联对应的计划项（plan_item）"
+        )
     elif open_:
         status = Compliance.DUE
         shown = open_
-        reason = (f"{head}已完成{len(rows) - len(open_)}项，截至{seen.isoformat()} 尚有{len(open_)}项未到期："
-                  f"{listed(open_)}")
+        reason = (
+            f"{head}已完成{len(rows) - len(open_)}项，截至{seen.isoformat()} 尚有{len(open_)}项未到期：{listed(open_)}"
+        )
     else:
         status, shown = Compliance.MET, []
         reason = f"{head}{len(rows)}项均已完成"
-    return ComplianceItem(t.key, t.description or f"{PSEUDO_TYPES['PLAN']}：计划项目按期完成", t.scope, subj.id,
-                          subj.name, w.label, w.start, w.end, len(rows), len(rows) - len(open_), status, reason,
-                          t.provenance, tuple(item_name(p.id, g.item.id) for p, g in shown), w.code, subj.region)
+    return ComplianceItem(
+        t.key,
+        t.description or f"{PSEUDO_TYPES['PLAN']}：计划项目按期完成",
+        t.scope,
+        subj.id,
+        subj.name,
+        w.label,
+        w.start,
+        w.end,
+        len(rows),
+        len(rows) - len(open_),
+        status,
+        reason,
+        t.provenance,
+        tuple(item_name(p.id, g.item.id) for p, g in shown),
+        w.code,
+        subj.region,
+    )
 
 
 def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> ComplianceItem:
-    fams = [f for f in facts.families if f.special and (
-        (f.site_id == subj.id or (not f.site_id and f.region == subj.region)) if subj.is_site
-        else subj.region.contains(f.region))]
+    fams = [
+        f
+        for f in facts.families
+        if f.special
+        and (
+            (f.site_id == subj.id or (not f.site_id and f.region == subj.region))
+            if subj.is_site
+            else subj.region.contains(f.region)
+        )
+    ]
     unpaired = tuple(sorted(f.household_id for f in fams if not f.volunteer_ids))
     paired = len(fams) - len(unpaired)
     label = period_label(period)
     if unpaired:
         shown = "、".join(unpaired[:10]) + ("等" if len(unpaired) > 10 else "")
         status = Compliance.SHORT
-        reason = (f"{label} {subj.name} 有{len(unpaired)}户计生特殊家庭未结对志愿者（户编号 {shown}；"
-                  f"要求每户至少{t.count}名联系志愿者）")
+        reason = (
+            f"{label} {subj.name} 有{len(unpaired)}户计生特殊家庭未结对志愿者（户编号 {shown}；"
+            f"要求每户至少{t.count}名联系志愿者）"
+        )
     else:
         status = Compliance.MET
         reason = f"{label} {subj.name} {len(fams)}户计生特殊家庭均已结对志愿者"
-    return ComplianceItem(t.key, t.description or "每户计生特殊家庭结对志愿者", t.scope, subj.id, subj.name, label,
-                          period.start, period.end, len(fams), paired, status, reason, t.provenance, unpaired,
-                          period_code(period), subj.region)
+    return ComplianceItem(
+        t.key,
+        t.description or "每户计生特殊家庭结对志愿者",
+        t.scope,
+        subj.id,
+        subj.name,
+        label,
+        period.start,
+        period.end,
+        len(fams),
+        paired,
+        status,
+        reason,
+        t.provenance,
+        unpaired,
+        period_code(period),
+        subj.region,
+    )
 
 
 # ------------------------------------------------------------------ summary
@@ -406,8 +520,10 @@ class Summary:
 
     def text(self) -> str:
         """``开展各类慰问服务 68 场次，慰问人数 1000 余人，发放慰问金 20 余万元`` and the rest."""
-        parts = [f"{period_label(self.period)}共开展各类活动 {self.activities_held} 场次，"
-                 f"参与群众 {approx(self.people_reached)}人次"]
+        parts = [
+            f"{period_label(self.period)}共开展各类活动 {self.activities_held} 场次，"
+            f"参与群众 {approx(self.people_reached)}人次"
+        ]
         parts += [f"{line.label} {line.held} 场次" for line in self.by_type]
         o = self.outputs
         if o.materials:
@@ -418,8 +534,10 @@ class Summary:
             parts.append(f"接受咨询 {approx(o.consultations)}人次")
         if o.clinic_visits:
             parts.append(f"免费义诊 {approx(o.clinic_visits)}人次")
-        parts.append(f"开展各类慰问服务 {self.care_services} 场次，慰问人数 {approx(self.care_people)}人，"
-                     f"发放慰问金 {approx_yuan(self.care_money_paid)}")
+        parts.append(
+            f"开展各类慰问服务 {self.care_services} 场次，慰问人数 {approx(self.care_people)}人，"
+            f"发放慰问金 {approx_yuan(self.care_money_paid)}"
+        )
         return "，".join(parts) + "。"
 
 
@@ -443,22 +561,33 @@ def approx_yuan(m: Money) -> str:
     return f"{m.format_yuan().removesuffix('.00')} 元"
 
 
-def summarize(region: RegionCode, period: Period, activities: Sequence[Activity], visits: Sequence[Visit],
-              custom_labels: Mapping[str, str] | None = None) -> Summary:
+def summarize(
+    region: RegionCode,
+    period: Period,
+    activities: Sequence[Activity],
+    visits: Sequence[Visit],
+    custom_labels: Mapping[str, str] | None = None,
+) -> Summary:
     """Summarise held activities and visits within ``period`` (already limited to ``region``)."""
     held = [a for a in activities if a.status is ActivityStatus.HELD and period.contains(a.start)]
     vis = [v for v in visits if period.contains(v.visited_on)]
     by: dict[str, list[Activity]] = {}
     for a in held:
         by.setdefault(a.type, []).append(a)
-    lines = tuple(TypeLine(t, type_label(t, custom_labels), len(acts), sum(a.reached for a in acts))
-                  for t, acts in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    lines = tuple(
+        TypeLine(t, type_label(t, custom_labels), len(acts), sum(a.reached for a in acts))
+        for t, acts in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    )
     outputs = sum((a.outputs for a in held), Outputs())
     care_acts = by.get(ActivityKind.FESTIVAL_CARE, [])
     booked = sum((v.amount for v in vis if v.state is VisitState.BOOKED), Money(0))
     return Summary(
-        region=region, period=period, by_type=lines, activities_held=len(held),
-        people_reached=sum(a.reached for a in held), outputs=outputs,
+        region=region,
+        period=period,
+        by_type=lines,
+        activities_held=len(held),
+        people_reached=sum(a.reached for a in held),
+        outputs=outputs,
         care_services=len(vis) + len(care_acts),
         care_people=len({v.household_id for v in vis}) + sum(a.reached for a in care_acts),
         care_money_paid=booked + outputs.care_money,

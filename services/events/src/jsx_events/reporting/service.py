@@ -2,19 +2,15 @@
 
 Everything is read through the other contexts' services, in one session per report.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
 
-from jsx.events.v1 import events_service_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jsxcore import paging
-from jsxcore.auth import Caller
-from jsxcore.plugins import PluginHost
-from jsxcore.values import Period, RegionCode
-
+from jsx.events.v1 import events_service_pb2 as pb
 from jsx_events import SERVICE_NAME
 from jsx_events.activities.service import ActivitiesService
 from jsx_events.awards.domain import AwardDecision
@@ -24,19 +20,38 @@ from jsx_events.plans.service import PlansService
 from jsx_events.plans.wire import plan_pb
 from jsx_events.projections.service import ProjectionsService
 from jsx_events.reporting.domain import (
-    ComplianceReport, Facts, Target, compute_compliance, plan_progress, summarize,
+    ComplianceReport,
+    Facts,
+    Target,
+    compute_compliance,
+    plan_progress,
+    summarize,
 )
 from jsx_events.reporting.wire import compliance_pb, summary_pb
 from jsx_events.scope import check_region, region_asked
 from jsx_events.visits.service import VisitsService
+from jsxcore import paging
+from jsxcore.auth import Caller
+from jsxcore.plugins import PluginHost
+from jsxcore.values import Period, RegionCode
 
 
 class ReportingService:
     """``today`` bounds what a report counts (a running window is DUE, not SHORT)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], plugins: PluginHost, catalog: Catalog, *,
-                 plans: PlansService, activities: ActivitiesService, visits: VisitsService, awards: AwardsService,
-                 projections: ProjectionsService, today: Callable[[], date] = date.today) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        plugins: PluginHost,
+        catalog: Catalog,
+        *,
+        plans: PlansService,
+        activities: ActivitiesService,
+        visits: VisitsService,
+        awards: AwardsService,
+        projections: ProjectionsService,
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.sessions = sessions
         self.plugins = plugins
         self.catalog = catalog
@@ -57,16 +72,27 @@ class ReportingService:
             linked = await self.activities.linked_to(s, [plan_id])
         return plan_pb(plan, created, plan_progress(plan, linked))
 
-    async def list_plans(self, region: RegionCode | None, year: int = 0, site_id: str = "", *, page_size: int = 0,
-                         page_token: str = "", caller: Caller | None) -> pb.ListPlansResponse:
+    async def list_plans(
+        self,
+        region: RegionCode | None,
+        year: int = 0,
+        site_id: str = "",
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        caller: Caller | None,
+    ) -> pb.ListPlansResponse:
         """Plans in the region asked for (None: the caller's), by year, each item with its fulfilment."""
         region = region_asked(caller, region)
-        page = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListPlans", filters=(region.code, year, site_id))
+        page = paging.page(
+            page_size, page_token, query=f"{SERVICE_NAME}/ListPlans", filters=(region.code, year, site_id)
+        )
         async with self.sessions() as s:
             plans, token = await self.plans.page(s, region, year, site_id, page)
             linked = await self.activities.linked_to(s, [p.id for p, _ in plans])
-        return pb.ListPlansResponse(plans=[plan_pb(p, created, plan_progress(p, linked)) for p, created in plans],
-                                    next_page_token=token)
+        return pb.ListPlansResponse(
+            plans=[plan_pb(p, created, plan_progress(p, linked)) for p, created in plans], next_page_token=token
+        )
 
     # ---------------------------------------------------------- cadence compliance
 
@@ -89,12 +115,14 @@ class ReportingService:
                 families=await self.projections.families_in(s, region),
                 activities=await self.activities.in_region(s, region, first, period.end),
                 visits=await self.visits.in_region(s, region, first, period.end),
-                plans=plans, awards=await self.awards.in_region(s, region, years),
+                plans=plans,
+                awards=await self.awards.in_region(s, region, years),
                 plan_activities=await self.activities.linked_to(s, [p.id for p in plans]),
             )
 
-    async def compliance(self, region: RegionCode | None, period: Period, *, caller: Caller | None,
-                         today: date | None = None) -> ComplianceReport:
+    async def compliance(
+        self, region: RegionCode | None, period: Period, *, caller: Caller | None, today: date | None = None
+    ) -> ComplianceReport:
         """Every cadence target for every subject and window of ``period`` in the region asked for."""
         region = region_asked(caller, region)
         targets = await self.targets(region, period)
@@ -102,19 +130,24 @@ class ReportingService:
         custom = await self.catalog.activity_types(region)
         return compute_compliance(targets, region, period, facts, today=today or self.today(), custom_labels=custom)
 
-    async def get_compliance_report(self, region: RegionCode | None, period: Period, *, shortfalls_only: bool = False,
-                                    caller: Caller | None) -> pb.ComplianceReport:
+    async def get_compliance_report(
+        self, region: RegionCode | None, period: Period, *, shortfalls_only: bool = False, caller: Caller | None
+    ) -> pb.ComplianceReport:
         return compliance_pb(await self.compliance(region, period, caller=caller), shortfalls_only)
 
     # ---------------------------------------------------------- summary
 
     async def summary(self, region: RegionCode | None, period: Period, *, caller: Caller | None) -> pb.Summary:
-        """Held activities, people reached, outputs, 慰问服务 and 慰问金 of the region asked for, in the reports' style."""
+        """Held activities, people reached, outputs, 慰问服务 and 慰问金 of the region asked for,
+        in the reports' style."""
         region = region_asked(caller, region)
         async with self.sessions() as s:
             acts = await self.activities.in_region(s, region, period.start, period.end)
             visits = await self.visits.in_region(s, region, period.start, period.end)
-            awards = [a for a in await self.awards.in_region(s, region, range(period.start.year, period.end.year + 1))
-                      if a.decision is AwardDecision.AWARDED and period.contains(a.decided_on)]
+            awards = [
+                a
+                for a in await self.awards.in_region(s, region, range(period.start.year, period.end.year + 1))
+                if a.decision is AwardDecision.AWARDED and period.contains(a.decided_on)
+            ]
         summary = summarize(region, period, acts, visits, await self.catalog.activity_types(region))
         return summary_pb(summary, visits, len(awards))

@@ -4,6 +4,7 @@ A visit with 慰问金 waits (PENDING) for the funds service to book it (BOOKED,
 the ledger entry) or refuse it (REJECTED, with funds' reason); a visit without
 money has nothing to book (NO_MONEY).
 """
+
 from __future__ import annotations
 
 import enum
@@ -12,6 +13,9 @@ from datetime import date
 
 from jsxcore.errors import ErrorCollector, FailedPrecondition
 from jsxcore.values import Money, RegionCode
+
+#: No 慰问金 (Money is immutable, so one shared default is safe).
+ZERO = Money(0)
 
 
 class VisitState(enum.StrEnum):
@@ -56,7 +60,7 @@ class Visit:
     visitor_id: str
     visited_on: date
     notes: str = ""
-    amount: Money = Money(0)
+    amount: Money = ZERO
     fund_id: str = ""
     site_id: str = ""
     state: VisitState = VisitState.NO_MONEY
@@ -67,12 +71,35 @@ class Visit:
     reject_code: str = ""
 
     @classmethod
-    def record(cls, *, id: str, household_id: str, region: RegionCode, visitor_id: str, visited_on: date,
-               notes: str = "", amount: Money = Money(0), fund_id: str = "", site_id: str = "", occasion: str = "",
-               attachments: tuple[str, ...] = ()) -> Visit:
+    def record(
+        cls,
+        *,
+        id: str,
+        household_id: str,
+        region: RegionCode,
+        visitor_id: str,
+        visited_on: date,
+        notes: str = "",
+        amount: Money = ZERO,
+        fund_id: str = "",
+        site_id: str = "",
+        occasion: str = "",
+        attachments: tuple[str, ...] = (),
+    ) -> Visit:
         """A new visit, validated, in its initial state."""
-        return cls(id, household_id, region, visitor_id, visited_on, notes, amount, fund_id, site_id,
-                   occasion=occasion, attachments=attachments).recorded()
+        return cls(
+            id,
+            household_id,
+            region,
+            visitor_id,
+            visited_on,
+            notes,
+            amount,
+            fund_id,
+            site_id,
+            occasion=occasion,
+            attachments=attachments,
+        ).recorded()
 
     def recorded(self) -> Visit:
         """This visit as recorded: validated, in its initial state (PENDING with 慰问金, else NO_MONEY)."""
@@ -93,8 +120,9 @@ class Visit:
         if self.state is VisitState.BOOKED:
             return self
         if self.state is not VisitState.PENDING:
-            raise FailedPrecondition(f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再记账",
-                                     reason="VISIT_NOT_PENDING")
+            raise FailedPrecondition(
+                f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再记账", reason="VISIT_NOT_PENDING"
+            )
         return replace(self, state=VisitState.BOOKED, booking_ref=booking_ref)
 
     def rejected(self, reason: str, code: str = "") -> Visit:
@@ -102,10 +130,12 @@ class Visit:
         if self.state is VisitState.REJECTED:
             return self
         if self.state is not VisitState.PENDING:
-            raise FailedPrecondition(f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再改为被拒绝",
-                                     reason="VISIT_NOT_PENDING")
-        return replace(self, state=VisitState.REJECTED, reject_reason=reason or "资金服务拒绝记账（未说明原因）",
-                       reject_code=code)
+            raise FailedPrecondition(
+                f"走访记录状态为“{VISIT_STATE_LABELS[self.state]}”，不能再改为被拒绝", reason="VISIT_NOT_PENDING"
+            )
+        return replace(
+            self, state=VisitState.REJECTED, reject_reason=reason or "资金服务拒绝记账（未说明原因）", reject_code=code
+        )
 
     def answered(self, result: BookingResult) -> Visit:
         """The visit after funds' answer (a repeated answer changes nothing; a contradicting one is refused)."""

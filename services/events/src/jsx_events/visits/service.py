@@ -1,5 +1,6 @@
 """Visit use cases: RecordVisit, GetVisit, ListVisits; funds' booking results; the visit reads
 the reporting context uses."""
+
 from __future__ import annotations
 
 import logging
@@ -8,17 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 
-from jsx.events.v1 import events_service_pb2 as pb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jsxcore import paging
-from jsxcore.auth import Caller
-from jsxcore.errors import NotFound
-from jsxcore.outbox import add_event, subject_of
-from jsxcore.usecase import Idem, mutate
-from jsxcore.values import RegionCode
-
+from jsx.events.v1 import events_service_pb2 as pb
 from jsx_events import SERVICE_NAME
 from jsx_events.adapters import bus
 from jsx_events.adapters.db import newest_first
@@ -26,6 +20,12 @@ from jsx_events.scope import check_region, region_asked
 from jsx_events.visits.domain import BookingResult, Visit, VisitState
 from jsx_events.visits.tables import VisitRow
 from jsx_events.visits.wire import visit_pb
+from jsxcore import paging
+from jsxcore.auth import Caller
+from jsxcore.errors import NotFound
+from jsxcore.outbox import add_event, subject_of
+from jsxcore.usecase import Idem, mutate
+from jsxcore.values import RegionCode
 
 log = logging.getLogger("jsx.events")
 
@@ -72,12 +72,17 @@ class VisitsService:
             check_region(caller, v.region)
             return visit_pb(v, row.created_at, row.updated_at)
 
-    async def list_visits(self, f: VisitFilter, *, page_size: int = 0, page_token: str = "",
-                          caller: Caller | None) -> pb.ListVisitsResponse:
+    async def list_visits(
+        self, f: VisitFilter, *, page_size: int = 0, page_token: str = "", caller: Caller | None
+    ) -> pb.ListVisitsResponse:
         """Visits in the region (and filters) asked for, newest first."""
         region = region_asked(caller, f.region)
-        page = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListVisits",
-                           filters=(region.code, f.household_id, f.state or "", f.start or "", f.end or ""))
+        page = paging.page(
+            page_size,
+            page_token,
+            query=f"{SERVICE_NAME}/ListVisits",
+            filters=(region.code, f.household_id, f.state or "", f.start or "", f.end or ""),
+        )
         q = select(VisitRow).where(VisitRow.region.like(region.prefix + "%"))
         if f.household_id:
             q = q.where(VisitRow.household_id == f.household_id)
@@ -90,8 +95,9 @@ class VisitsService:
         async with self.sessions() as s:
             rows = list(await s.scalars(newest_first(page, q, VisitRow.visited_on, VisitRow.id)))
         rows, token = page.cut(rows, key=lambda r: (r.visited_on.toordinal(), r.id))
-        return pb.ListVisitsResponse(visits=[visit_pb(r.to_domain(), r.created_at, r.updated_at) for r in rows],
-                                     next_page_token=token)
+        return pb.ListVisitsResponse(
+            visits=[visit_pb(r.to_domain(), r.created_at, r.updated_at) for r in rows], next_page_token=token
+        )
 
     async def apply_booking(self, s: AsyncSession, result: BookingResult, *, event_id: str = "") -> None:
         """Funds' answer (jsx.funds.visit_expense.*): the visit becomes BOOKED or REJECTED.
@@ -108,6 +114,9 @@ class VisitsService:
 
     async def in_region(self, s: AsyncSession, region: RegionCode, start: date, end: date) -> list[Visit]:
         """Visits in ``region`` between ``start`` and ``end``."""
-        rows = await s.scalars(select(VisitRow).where(VisitRow.region.like(region.prefix + "%"),
-                                                      VisitRow.visited_on >= start, VisitRow.visited_on <= end))
+        rows = await s.scalars(
+            select(VisitRow).where(
+                VisitRow.region.like(region.prefix + "%"), VisitRow.visited_on >= start, VisitRow.visited_on <= end
+            )
+        )
         return [r.to_domain() for r in rows]

@@ -1,4 +1,5 @@
 """Visit rows."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -6,10 +7,9 @@ from datetime import date, datetime
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jsxcore.values import Money, RegionCode
-
 from jsx_events.adapters.db import Base, utcnow
 from jsx_events.visits.domain import Visit, VisitState
+from jsxcore.values import Money, RegionCode
 
 
 class VisitRow(Base):
@@ -37,10 +37,23 @@ class VisitRow(Base):
     __table_args__ = (Index("ix_visits_region_date", "region", "visited_on"),)
 
     def to_domain(self) -> Visit:
-        return Visit(self.id, self.household_id, RegionCode(self.region), self.visitor_id, self.visited_on,
-                     self.notes, Money(self.amount_fen), self.fund_id, self.site_id, VisitState(self.state),
-                     self.reject_reason, self.booking_ref, self.occasion, tuple(self.attachments or ()),
-                     self.reject_code)
+        return Visit(
+            self.id,
+            self.household_id,
+            RegionCode(self.region),
+            self.visitor_id,
+            self.visited_on,
+            self.notes,
+            Money(self.amount_fen),
+            self.fund_id,
+            self.site_id,
+            VisitState(self.state),
+            self.reject_reason,
+            self.booking_ref,
+            self.occasion,
+            tuple(self.attachments or ()),
+            self.reject_code,
+        )
 
     def set_from(self, v: Visit) -> None:
         self.id, self.household_id, self.region, self.site_id = v.id, v.household_id, v.region.code, v.site_id
