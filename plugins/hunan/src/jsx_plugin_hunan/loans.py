@@ -294,7 +294,7 @@ def decide(claim: LoanClaim, scheme: LoanScheme, purposes: LoanPurposes) -> Loan
     if loan.principal.fen <= 0:
         no.append(f"贷款本金须大于 0 元{tag}")
     elif loan.principal > terms.principal_cap and terms.over_cap == "REFUSE":
-        no.append(f"贷款本金 {yuan(loan.principal)} 超过每户贷款额度上限 {wan(terms.principal_cap)}，不予贴息{tag}")
+        no.append(f"贷款本金 {yuan(loan.principal)}超过每户贷款额度上限 {wan(terms.principal_cap)}，不予贴息{tag}")
     if loan.annual_rate_bp <= 0:
         no.append(f"合同年利率须大于 0{tag}")
     if loan.end < loan.start:
@@ -309,7 +309,7 @@ def decide(claim: LoanClaim, scheme: LoanScheme, purposes: LoanPurposes) -> Loan
     done = claim.subsidised_this_year()
     left = max(terms.yearly_cap - done, Money(0))
     if not left:
-        no.append(f"本贴息年度已贴息 {yuan(done)}，已达每户每年 {yuan(terms.yearly_cap)} 的上限{tag}")
+        no.append(f"本贴息年度已贴息 {yuan(done)}，已达每户每年 {yuan(terms.yearly_cap)}的上限{tag}")
 
     receipts = sorted(claim.receipts, key=lambda r: (r.period_start, r.period_end, r.number))
     if not receipts:
@@ -325,7 +325,7 @@ def decide(claim: LoanClaim, scheme: LoanScheme, purposes: LoanPurposes) -> Loan
         if r.period_end < r.period_start:
             no.append(f"{name} 的计息止日早于起日{tag}")
         if not terms.contains(r.paid_on):
-            no.append(f"{name} 的付息日 {r.paid_on.isoformat()} 不在{window}内，应计入其他年度{tag}")
+            no.append(f"{name} 的付息日 {r.paid_on.isoformat()} 不在 {window}内，应计入其他年度{tag}")
         if r.period_start < loan.start or r.period_end > loan.end:
             no.append(
                 f"{name} 的计息期 {r.period_start.isoformat()} 至 {r.period_end.isoformat()} 超出贷款合同期限 "
@@ -346,8 +346,8 @@ def decide(claim: LoanClaim, scheme: LoanScheme, purposes: LoanPurposes) -> Loan
     used_rate = min(loan.annual_rate_bp, terms.subsidy_rate_cap_bp)
     if loan.principal > terms.principal_cap:
         basis.append(
-            f"贷款本金 {yuan(loan.principal)} 超过每户贷款额度 {wan(terms.principal_cap)}，超过部分不予贴息，"
-            f"按 {wan(terms.principal_cap)} 计算{tag}"
+            f"贷款本金 {yuan(loan.principal)}超过每户贷款额度 {wan(terms.principal_cap)}，超过部分不予贴息，"
+            f"按 {wan(terms.principal_cap)}计算{tag}"
         )
     if loan.annual_rate_bp > terms.subsidy_rate_cap_bp:
         basis.append(

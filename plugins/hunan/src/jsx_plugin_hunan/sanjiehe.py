@@ -245,7 +245,7 @@ def decide_tranche(request: TrancheRequest, scheme: SanjieheScheme) -> TrancheDe
     basis = [
         *opening,
         (
-            f"{milestone.name}：{_AFTER[milestone.after]}拨付基数 {yuan(request.base)} 的 {share(milestone.share_bp)}"
+            f"{milestone.name}：{_AFTER[milestone.after]}拨付基数 {yuan(request.base)}的 {share(milestone.share_bp)}"
             f" = {yuan(due)}{tag}"
         ),
         f"该基数已拨付 {yuan(request.paid_so_far)}，尚余 {yuan(left)}；本次拨付 {yuan(amount)}{tag}",
