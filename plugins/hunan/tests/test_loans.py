@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
-import pytest
-
 import jsx_plugin_hunan as hunan
+import pytest
 from jsx_plugin_hunan import loans
 from jsxcore.errors import FailedPrecondition, InvalidArgument
 from jsxcore.hookspecs import (
@@ -26,7 +25,10 @@ YUANLING = RegionCode.parse("431222")
 SEED_VILLAGES = ("431222101201", "431281101201", "431224101201")  # 沅陵, 洪江, 溆浦
 
 
-def receipts(principal: Money = Money.yuan(50_000), bp: int = 435) -> tuple[InterestReceiptFacts, ...]:
+FIFTY_THOUSAND = Money.yuan(50_000)
+
+
+def receipts(principal: Money = FIFTY_THOUSAND, bp: int = 435) -> tuple[InterestReceiptFacts, ...]:
     """Quarterly 结息 over the 2022 贴息年度 (2021-07-01 … 2022-06-30), interest at ``bp`` ÷ 360."""
     spans = [
         (date(2021, 7, 1), date(2021, 9, 20)),
@@ -148,7 +150,9 @@ def test_at_most_three_claims_across_years_and_programs() -> None:
     d = decide(claim(history=two))
     assert d.eligible and any("第 3 次" in r for r in d.reasons)
     fourth = decide(claim(history=(*two, PriorLoanClaim(2019, "programs/1", Money.yuan(900)))))
-    assert not fourth.eligible and any("已在 2019、2020、2021 贴息年度享受贴息 3 次，每户最多享受 3 次" in r for r in fourth.reasons)
+    assert not fourth.eligible and any(
+        "已在 2019、2020、2021 贴息年度享受贴息 3 次，每户最多享受 3 次" in r for r in fourth.reasons
+    )
 
 
 def test_the_yearly_cap_counts_other_programs_this_year() -> None:
@@ -160,7 +164,13 @@ def test_the_yearly_cap_counts_other_programs_this_year() -> None:
 
 
 def test_receipts_outside_the_year_twice_or_outside_the_loan_are_refused() -> None:
-    late = replace(receipts()[3], number="R5", period_start=date(2022, 7, 1), period_end=date(2022, 9, 20), paid_on=date(2022, 9, 20))
+    late = replace(
+        receipts()[3],
+        number="R5",
+        period_start=date(2022, 7, 1),
+        period_end=date(2022, 9, 20),
+        paid_on=date(2022, 9, 20),
+    )
     d = decide(claim(loan=replace(claim().loan, end=date(2022, 9, 30)), receipts=(*receipts(), late)))
     assert not d.eligible and any("付息日 2022-09-20 不在 2022 贴息年度" in r for r in d.reasons)
     twice = decide(claim(receipts=(*receipts(), receipts()[0])))
@@ -194,7 +204,9 @@ def application(**attrs: str) -> Beneficiary:
         "loan.purpose": "柑橘种植",
         "hukou_type": "农村",
     }
-    return Beneficiary("P", "H", RegionCode.parse(SEED_VILLAGES[2]), "ONLY_CHILD", "HOUSEHOLD", None, {**details, **attrs})
+    return Beneficiary(
+        "P", "H", RegionCode.parse(SEED_VILLAGES[2]), "ONLY_CHILD", "HOUSEHOLD", None, {**details, **attrs}
+    )
 
 
 def test_an_application_is_decided_by_the_same_rule() -> None:
@@ -209,7 +221,9 @@ def test_an_application_is_decided_by_the_same_rule() -> None:
     with pytest.raises(FailedPrecondition) as refused:
         hunan.jsx_entitlement_amount("LOAN_INTEREST", application(**{"loan.principal_fen": ""}), year, {})
     assert refused.value.reason == "NOT_ELIGIBLE" and "贷款本金" in refused.value.message
-    again = hunan.jsx_program_eligibility("LOAN_INTEREST", application(), year, {"program_year": 2022, "claims_so_far": 1})
+    again = hunan.jsx_program_eligibility(
+        "LOAN_INTEREST", application(), year, {"program_year": 2022, "claims_so_far": 1}
+    )
     assert not again.eligible and any("一份申请" in r for r in again.reasons)
     three = {"program_year": 2022, "loan_claim_years": [2019, 2020, 2021]}
     assert not hunan.jsx_program_eligibility("LOAN_INTEREST", application(), year, three).eligible
@@ -230,8 +244,22 @@ def test_seed_counties_answer_loan_interest_and_sanjiehe_instead_of_no_rule(host
     a = host.call("jsx_entitlement_amount", village, program_type="LOAN_INTEREST", **kw)
     assert (e.plugin, e.plugin_version, e.value.eligible) == ("hunan", hunan.__version__, True)
     assert a.plugin == "hunan" and a.value.amount == Money.yuan(2_175)
-    s = replace(b, attributes={"sanjiehe.industry": "种养", "sanjiehe.project": "蓝莓种植", "sanjiehe.agreement_number": "帮〔2022〕1号"})
-    sj = host.call("jsx_program_eligibility", village, program_type="SANJIEHE", beneficiary=s, period=Period.year_of(2022), context={})
+    s = replace(
+        b,
+        attributes={
+            "sanjiehe.industry": "种养",
+            "sanjiehe.project": "蓝莓种植",
+            "sanjiehe.agreement_number": "帮〔2022〕1号",
+        },
+    )
+    sj = host.call(
+        "jsx_program_eligibility",
+        village,
+        program_type="SANJIEHE",
+        beneficiary=s,
+        period=Period.year_of(2022),
+        context={},
+    )
     assert sj.plugin == "hunan" and sj.value.eligible
     pub = host.call("jsx_publicity_rule", village, program_type="LOAN_INTEREST")
     assert (pub.value.days, pub.value.working_days, pub.plugin) == (7, True, "hunan")

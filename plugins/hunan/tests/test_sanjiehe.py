@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
-import pytest
-
 import jsx_plugin_hunan as hunan
+import pytest
 from jsxcore.errors import InvalidArgument
 from jsxcore.hookspecs import Beneficiary, PerformanceFacts, TrancheRequest
 from jsxcore.values import Money, Period, RegionCode
@@ -16,12 +15,16 @@ XUPU = RegionCode.parse("431224")
 
 
 def request(milestone: str = "FIRST", **changes: object) -> TrancheRequest:
-    base = TrancheRequest(2022, "PLANTING_BREEDING", milestone, "HOUSEHOLD", Money.yuan(10_000), True, (), Money(0), 0, "NONE")
+    base = TrancheRequest(
+        2022, "PLANTING_BREEDING", milestone, "HOUSEHOLD", Money.yuan(10_000), True, (), Money(0), 0, "NONE"
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def facts(**changes: object) -> PerformanceFacts:
-    base = PerformanceFacts(2022, "PROJECT", "PLANTING_BREEDING", 10, 10, 30, 30, Money.yuan(50_000), Money.yuan(50_000))
+    base = PerformanceFacts(
+        2022, "PROJECT", "PLANTING_BREEDING", 10, 10, 30, 30, Money.yuan(50_000), Money.yuan(50_000)
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -30,9 +33,16 @@ def test_rules_for_2022() -> None:
     assert [t.name for t in r.project_types] == ["种养", "加工", "乡村旅游"]
     assert r.implementers == ("HOUSEHOLD", "COOPERATIVE", "COMPANY", "BASE")
     assert [c.code for c in r.agreement_clauses] == ["SUPPORT", "OBLIGATIONS", "EXPECTED_INCOME", "TERM"]
-    assert [(m.code, m.share_bp, m.after) for m in r.milestones] == [("FIRST", 7000, "AGREEMENT"), ("FINAL", 3000, "ACCEPTANCE")]
+    assert [(m.code, m.share_bp, m.after) for m in r.milestones] == [
+        ("FIRST", 7000, "AGREEMENT"),
+        ("FINAL", 3000, "ACCEPTANCE"),
+    ]
     assert [(g.name, g.min_score) for g in r.grades] == [("优", 90), ("良", 80), ("中", 60), ("差", 0)]
-    assert r.max_score == 100 and r.find_type("柑橘种植").code == "PLANTING_BREEDING" and r.find_type("民宿").code == "RURAL_TOURISM"
+    assert (
+        r.max_score == 100
+        and r.find_type("柑橘种植").code == "PLANTING_BREEDING"
+        and r.find_type("民宿").code == "RURAL_TOURISM"
+    )
     assert any("假定" in b for b in r.basis) and any("财预〔2020〕10号" in b for b in r.basis)
     with pytest.raises(InvalidArgument):
         hunan.jsx_sanjiehe_rules(XUPU, 2021)  # the seeds are of 2022: no earlier rule is guessed
@@ -49,7 +59,9 @@ def test_tranches_by_milestone() -> None:
     # the last milestone takes what rounding left: 333.33 → 233.33 + 100.00
     odd = Money.yuan("333.33")
     assert hunan.jsx_sanjiehe_tranche(request(base=odd), XUPU).amount == Money.yuan("233.33")
-    assert hunan.jsx_sanjiehe_tranche(request("FINAL", base=odd, acceptance="PASSED"), XUPU).amount == Money.yuan("100.00")
+    assert hunan.jsx_sanjiehe_tranche(request("FINAL", base=odd, acceptance="PASSED"), XUPU).amount == Money.yuan(
+        "100.00"
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,7 +83,9 @@ def test_performance_score_and_grade() -> None:
     full = hunan.jsx_sanjiehe_performance(facts(), XUPU)
     assert (full.score, full.max_score, full.grade) == (100, 100, "优")
     assert [(x.code, x.points) for x in full.lines] == [("HOUSEHOLDS", 30), ("PEOPLE", 20), ("INCOME_GAIN", 50)]
-    part = hunan.jsx_sanjiehe_performance(facts(households_helped=8, people_helped=24, income_gain_measured=Money.yuan(35_000)), XUPU)
+    part = hunan.jsx_sanjiehe_performance(
+        facts(households_helped=8, people_helped=24, income_gain_measured=Money.yuan(35_000)), XUPU
+    )
     assert (part.score, part.grade) == (24 + 16 + 35, "中")
     loss = hunan.jsx_sanjiehe_performance(facts(income_gain_measured=Money.yuan(-500)), XUPU)
     assert (loss.score, loss.grade) == (50, "差")
@@ -81,7 +95,11 @@ def test_performance_score_and_grade() -> None:
 
 
 def ben(situation: str = "TWO_DAUGHTERS", **attrs: str) -> Beneficiary:
-    details = {"sanjiehe.project": "蓝莓种植", "sanjiehe.industry": "种养", "sanjiehe.agreement_number": "溆计协帮〔2022〕07号"}
+    details = {
+        "sanjiehe.project": "蓝莓种植",
+        "sanjiehe.industry": "种养",
+        "sanjiehe.agreement_number": "溆计协帮〔2022〕07号",
+    }
     return Beneficiary("P", "H", XUPU, situation, "HOUSEHOLD", None, {**details, **attrs})
 
 

@@ -339,7 +339,7 @@ def prepare_claim(
             bad(
                 "RECEIPT_OUTSIDE_YEAR",
                 f"{path}.paid_on",
-                f"利息凭证 {r.number} 的付息日 {r.paid_on.isoformat()} 不在{window}内，请在对应年度申请",
+                f"利息凭证 {r.number} 的付息日 {r.paid_on.isoformat()} 不在 {window}内，请在对应年度申请",
             )
         if not loan.covers(r.period_start, r.period_end):
             bad(
