@@ -420,3 +420,22 @@ def test_the_seeds_report_sentence(rules: SanjieheRules) -> None:
     s = summarize([signed(rules), declare(rules), approved(rules, provincial=False)])
     assert (s.projects, s.amount, s.households, s.people) == (2, Money.yuan(200_000), 2, 6)
     assert s.sentence() == "先后承接实施项目 2 个，资金总额 20 万元，惠及计生家庭 2 户 6 人"
+
+
+def test_the_implementing_body_is_paid_from_the_budget_less_the_households_support(
+    host: PluginHost, rules: SanjieheRules
+) -> None:
+    p = signed(rules)  # budget 100,000 元; two agreements of 10,000 元
+    request = p.tranche_request("FIRST", "IMPLEMENTER")
+    assert (request.base, request.agreement_signed, request.paid_so_far) == (Money.yuan(80_000), True, Money(0))
+    d = tranche(host, p, "FIRST", "IMPLEMENTER", "")
+    p = p.propose_tranche(
+        tranche_id="body-1", milestone="FIRST", payee="IMPLEMENTER", decision=d, actor=CLERK, at=at(30)
+    )
+    assert p.tranches[-1].amount == Money.yuan(56_000)
+    # the households' bases are their own
+    assert p.tranche_request("FIRST", "HOUSEHOLD", "溆计协帮〔2022〕07号").paid_so_far == Money(0)
+    assert p.tranche_request("FIRST", "IMPLEMENTER").paid_milestones == ("FIRST",)
+    # a rejected proposal gives its share back
+    p = p.decide_tranche("body-1", actor=FINANCE, at=at(31), approve=False, comment="账户信息有误")
+    assert p.tranche_request("FIRST", "IMPLEMENTER").paid_so_far == Money(0) and p.paid == Money(0)
