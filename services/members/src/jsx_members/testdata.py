@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 
 from jsxcore.auth import Caller, reset_caller, set_caller
-from jsxcore.values import RegionCode, id_check_char
+from jsxcore.testing.helpers import rid, who
+from jsxcore.values import id_check_char
 
 #: Villages used by tests and the demo: one per seed county.
 VILLAGES = {
@@ -68,25 +69,27 @@ def roster_rows(n: int, county: str = "431222", *, household_size: int = 3) -> I
         }
 
 
-# ---------------------------------------------------------------- callers (tests, demo, CLI dry runs)
+# ---------------------------------------------------------------- callers (tests, bench)
 
 #: The fixed "today" the tests run on, so ages and dates do not drift.
 TODAY = date(2024, 6, 1)
 
 
-def rid() -> str:
-    """A fresh AIP-155 request id."""
-    import uuid
-
-    return str(uuid.uuid4())
+def clerk(region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl") -> Caller:
+    """A verified caller for use cases (``caller=``): ``subject`` with ``roles`` over ``region``."""
+    return who(subject, region, *roles)
 
 
 @contextmanager
 def acting(region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl") -> Iterator[Caller]:
-    """Run service code as ``subject`` with ``roles`` over ``region``."""
-    caller = Caller(subject=subject, display_name=subject, roles=roles, region=RegionCode.parse(region))
+    """Bind that caller as the gRPC auth interceptor does, for code that reads
+    :func:`jsxcore.auth.current_caller` — the servicer — when called without a server."""
+    caller = clerk(region, roles, subject)
     token = set_caller(caller)
     try:
         yield caller
     finally:
         reset_caller(token)
+
+
+__all__ = ["TODAY", "VILLAGES", "acting", "clerk", "make_id_number", "make_name", "make_phone", "rid", "roster_rows"]

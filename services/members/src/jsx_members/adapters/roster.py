@@ -27,23 +27,24 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from jsxcore.errors import InvalidArgument
 
-from jsx_members import domain as d
+from jsx_members.households.domain import Relation, Situation
+from jsx_members.persons.domain import HukouType
+from jsx_members.roster.domain import ERROR_COLUMN
 
 HEADERS: tuple[str, ...] = (
     "姓名", "身份证号", "联系电话", "所属村", "户籍类型", "户主身份证号", "与户主关系",
     "家庭类型", "家庭类型生效日期", "伤残等级", "光荣证编号",
 )
 REQUIRED = ("姓名", "身份证号", "所属村")
-ERROR_COLUMN = "错误说明"
 HELP: tuple[tuple[str, str], ...] = (
     ("姓名", "必填。"),
     ("身份证号", "必填，18位，最后一位可为X。系统校验出生日期和校验位；请把单元格设为“文本”，以免 Excel 把号码变成科学计数法。"),
     ("联系电话", "选填，11位手机号或带区号的座机（如 0745-1234567）。"),
     ("所属村", "必填，12位村（社区）级行政区划代码，如 431222101201。"),
-    ("户籍类型", "选填：" + "、".join(h.value for h in d.HukouType) + "；不填按农村。"),
+    ("户籍类型", "选填：" + "、".join(h.value for h in HukouType) + "；不填按农村。"),
     ("户主身份证号", "选填。填写则此人归入该户主的家庭；户主本人这一行也要填自己的号码。"),
-    ("与户主关系", "有户主身份证号时必填：" + "、".join(r.value for r in d.Relation) + "。"),
-    ("家庭类型", "只在户主那一行填：" + "、".join(s.value for s in d.Situation) + "（也可写 失独、伤残）。"),
+    ("与户主关系", "有户主身份证号时必填：" + "、".join(r.value for r in Relation) + "。"),
+    ("家庭类型", "只在户主那一行填：" + "、".join(s.value for s in Situation) + "（也可写 失独、伤残）。"),
     ("家庭类型生效日期", "填写家庭类型时必填，如 2022-07-01。"),
     ("伤残等级", "家庭类型为伤残时必填：1、2 或 3（一级最重）。"),
     ("光荣证编号", "选填，独生子女父母光荣证编号。"),
@@ -279,9 +280,9 @@ def write_template(path: str | Path) -> None:
         for cell in ws[col]:
             cell.number_format = "@"
     choices = {
-        "E": [h.value for h in d.HukouType],
-        "G": [r.value for r in d.Relation],
-        "H": [s.value for s in d.Situation],
+        "E": [h.value for h in HukouType],
+        "G": [r.value for r in Relation],
+        "H": [s.value for s in Situation],
         "J": ["1", "2", "3"],
     }
     for col, values in choices.items():

@@ -40,8 +40,8 @@ def _print_error(e: DomainError) -> int:
 
 
 async def _with_db(args: argparse.Namespace, work: Any) -> int:
-    """Run ``work(service)`` against the database as the token's caller."""
-    from jsxcore.auth import reset_caller, set_caller, verify_token
+    """Run ``work(service, caller)`` against the database as the token's caller."""
+    from jsxcore.auth import verify_token
     from jsxcore.config import ServiceConfig
     from jsxcore.db import create_engine, session_factory
 
@@ -53,13 +53,11 @@ async def _with_db(args: argparse.Namespace, work: Any) -> int:
     await asyncio.to_thread(migrate, config.database_url)
     engine = create_engine(config.database_url)
     svc = MembersService(session_factory(engine), config.field_cipher(), config.blind_index())
-    token = set_caller(caller)
     try:
-        return int(await work(svc))
+        return int(await work(svc, caller))
     except DomainError as e:
         return _print_error(e)
     finally:
-        reset_caller(token)
         await engine.dispose()
 
 
@@ -67,12 +65,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from jsx_members.adapters import roster
-    from jsx_members.service import import_roster
 
-    async def work(svc: Any) -> int:
+    async def work(svc: Any, caller: Any) -> int:
         headers, rows, total = roster.read_rows(args.file)
         with tqdm(total=total or None, unit="行", desc="校验", file=sys.stderr, disable=args.quiet) as bar:
-            report = await import_roster(svc, rows, progress=bar.update)
+            report = await svc.roster.import_rows(rows, caller=caller, progress=bar.update)
         if not report.ok:
             out = Path(args.errors or Path(args.file).with_name(Path(args.file).stem + "_错误.xlsx"))
             roster.write_rows(out, headers, report.error_rows(), error_column=True)
@@ -90,10 +87,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from jsxcore.values import RegionCode
 
     from jsx_members.adapters import roster
-    from jsx_members.service import export_roster
 
-    async def work(svc: Any) -> int:
-        rows = await export_roster(svc, RegionCode.parse(args.region, field="region"))
+    async def work(svc: Any, caller: Any) -> int:
+        rows = await svc.roster.export_rows(RegionCode.parse(args.region, field="region"), caller=caller)
         n = roster.write_rows(args.out, roster.HEADERS, rows)
         print(f"已导出 {n} 人：{args.out}")
         return 0

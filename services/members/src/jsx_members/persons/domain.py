@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TypeVar
 
-from jsxcore.errors import ErrorCollector, InvalidArgument
+from jsxcore.errors import ErrorCollector, FieldViolation, InvalidArgument
 from jsxcore.values import IdNumber, RegionCode, RegionLevel
 
 from jsx_members.labels import fold, parse_enum
@@ -149,11 +149,12 @@ def validate_person(
 
 
 def check_life_status(
-    errors: ErrorCollector, status: PersonStatus, death_date: date | None, *, birth_date: date, today: date,
+    errors: ErrorCollector, status: PersonStatus | None, death_date: date | None, *, birth_date: date, today: date,
     prefix: str = "person.",
 ) -> None:
     """A change of status / death date: 已故 needs the date, a date needs 已故,
-    and the date lies between birth and today. Adds to ``errors``."""
+    and the date lies between birth and today. Adds to ``errors`` (``status``
+    None: the request's status was unreadable, already reported)."""
     if status is PersonStatus.DECEASED and death_date is None:
         errors.add(prefix + "death_date", "标记为已故时须填写死亡日期")
     if death_date is not None and status is not PersonStatus.DECEASED:
@@ -180,16 +181,22 @@ class NewPerson:
 
 @dataclass(frozen=True)
 class PersonUpdate:
-    """UpdatePerson's input: the fields named in ``paths`` are changed, the others ignored."""
+    """UpdatePerson's input: the fields named in ``paths`` are changed, the others ignored.
+
+    ``unreadable`` holds, per path, the violations found while reading the
+    request's value for it (an unknown enum number, an impossible date): they
+    are reported together with the other fields' problems, once the person
+    is found and within the caller's region."""
 
     paths: frozenset[str]
     name: str = ""
     phone: str = ""
     village: str = ""
     hukou: HukouType | None = None
-    status: PersonStatus = PersonStatus.ACTIVE
+    status: PersonStatus | None = PersonStatus.ACTIVE
     death_date: date | None = None
     card_number: str = ""
+    unreadable: Mapping[str, Sequence[FieldViolation]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
