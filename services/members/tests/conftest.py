@@ -8,6 +8,7 @@ methods directly, as the server would after authentication — under the
 caller that :func:`jsx_members.testdata.acting` binds — so tests of an RPC's
 contract (field violations on the request's fields, AIP-155 retries) run
 without a server."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """``jsx members`` commands as a clerk runs them (subprocesses, real files,
 a real database and, for lookup/list, a real gRPC server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from jsx_members.adapters import roster
 from jsx_members.entrypoints.grpc import build_runtime
@@ -25,15 +24,21 @@ SECRET = "c" * 40
 def _env(tmp_path: Path, nats_url: str) -> dict[str, str]:
     return {
         **os.environ,
-        "JSX_MEMBERS_DATABASE_URL": f"sqlite:///{tmp_path / 'members.db'}", "JSX_MEMBERS_NATS_URL": nats_url,
-        "JSX_MEMBERS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
-        "JSX_AUTH_SECRET": SECRET, "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
+        "JSX_MEMBERS_DATABASE_URL": f"sqlite:///{tmp_path / 'members.db'}",
+        "JSX_MEMBERS_NATS_URL": nats_url,
+        "JSX_MEMBERS_DATA_DIR": str(tmp_path),
+        "JSX_PII_KEY": generate_key(),
+        "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_AUTH_SECRET": SECRET,
+        "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
         "JSX_TOKEN": issue_token(SECRET, "clerk-yl", ["county_clerk"], "431222"),
     }
 
 
 def jsx(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jsxcore.cli", "members", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "jsxcore.cli", "members", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 async def test_template_import_errors_export_lookup(tmp_path: Path, nats_url: str) -> None:

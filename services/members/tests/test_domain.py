@@ -1,4 +1,5 @@
 """Pure rules of the members contexts (no I/O)."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -38,7 +39,12 @@ def test_validate_person_collects_all_violations_without_echoing_the_number() ->
 
 def test_validate_person_normalises() -> None:
     p = persons.validate_person(
-        name=" 张三 ", id_number=make_id_number().lower(), phone="139 1234 5678", village="431222101201", hukou="", today=TODAY
+        name=" 张三 ",
+        id_number=make_id_number().lower(),
+        phone="139 1234 5678",
+        village="431222101201",
+        hukou="",
+        today=TODAY,
     )
     assert p.name == "张三" and p.phone == "13912345678" and p.hukou is persons.HukouType.RURAL
     assert p.village.code == "431222101201" and p.birth_date == date(1970, 1, 1)
@@ -57,15 +63,24 @@ def test_minor_cannot_be_head() -> None:
 def test_household_needs_exactly_one_head_and_one_spouse_at_most() -> None:
     adult = date(1980, 1, 1)
     M = households.HouseholdMemberView
-    households.check_household_members([M("a", households.Relation.HEAD, adult), M("b", households.Relation.SPOUSE, adult)], on=TODAY)
+    households.check_household_members(
+        [M("a", households.Relation.HEAD, adult), M("b", households.Relation.SPOUSE, adult)], on=TODAY
+    )
     with pytest.raises(InvalidArgument):
         households.check_household_members([M("a", households.Relation.SON, adult)], on=TODAY)
     with pytest.raises(InvalidArgument):
         households.check_household_members(
-            [M("a", households.Relation.HEAD, adult), M("b", households.Relation.SPOUSE, adult), M("c", households.Relation.SPOUSE, adult)], on=TODAY
+            [
+                M("a", households.Relation.HEAD, adult),
+                M("b", households.Relation.SPOUSE, adult),
+                M("c", households.Relation.SPOUSE, adult),
+            ],
+            on=TODAY,
         )
     with pytest.raises(InvalidArgument):
-        households.check_household_members([M("a", households.Relation.HEAD, adult), M("a", households.Relation.SON, adult)], on=TODAY)
+        households.check_household_members(
+            [M("a", households.Relation.HEAD, adult), M("a", households.Relation.SON, adult)], on=TODAY
+        )
     with pytest.raises(InvalidArgument) as e:
         households.check_household_members([M("k", households.Relation.HEAD, date(2015, 1, 1))], on=TODAY)
     assert e.value.reason == "MINOR_AS_HEAD"
@@ -73,8 +88,14 @@ def test_household_needs_exactly_one_head_and_one_spouse_at_most() -> None:
 
 def test_situation_history_is_appended_never_rewritten() -> None:
     S = households.SituationRecord
-    h = households.append_situation([], S(households.Situation.ONLY_CHILD, date(2010, 1, 1), honor_certificate="湘0001"), today=TODAY)
-    h = households.append_situation(h, S(households.Situation.SPECIAL_DISABLED, date(2020, 3, 1), disability_grade=2, honor_certificate="湘0001"), today=TODAY)
+    h = households.append_situation(
+        [], S(households.Situation.ONLY_CHILD, date(2010, 1, 1), honor_certificate="湘0001"), today=TODAY
+    )
+    h = households.append_situation(
+        h,
+        S(households.Situation.SPECIAL_DISABLED, date(2020, 3, 1), disability_grade=2, honor_certificate="湘0001"),
+        today=TODAY,
+    )
     assert len(h) == 2
     assert households.situation_on(h, date(2009, 12, 31)) is None
     assert households.situation_on(h, date(2015, 1, 1)).situation is households.Situation.ONLY_CHILD  # type: ignore[union-attr]
@@ -83,11 +104,17 @@ def test_situation_history_is_appended_never_rewritten() -> None:
         households.append_situation(h, S(households.Situation.SPECIAL_BEREAVED, date(2019, 1, 1)), today=TODAY)
     assert e.value.reason == "SITUATION_NOT_AFTER_LATEST"
     with pytest.raises(FailedPrecondition):
-        households.append_situation(h, S(households.Situation.SPECIAL_DISABLED, date(2021, 1, 1), disability_grade=2, honor_certificate="湘0001"), today=TODAY)
+        households.append_situation(
+            h,
+            S(households.Situation.SPECIAL_DISABLED, date(2021, 1, 1), disability_grade=2, honor_certificate="湘0001"),
+            today=TODAY,
+        )
     with pytest.raises(InvalidArgument):
         households.append_situation(h, S(households.Situation.SPECIAL_DISABLED, date(2021, 1, 1)), today=TODAY)
     with pytest.raises(InvalidArgument):
-        households.append_situation(h, S(households.Situation.ONLY_CHILD, date(2021, 1, 1), disability_grade=1), today=TODAY)
+        households.append_situation(
+            h, S(households.Situation.ONLY_CHILD, date(2021, 1, 1), disability_grade=1), today=TODAY
+        )
     with pytest.raises(InvalidArgument):
         households.append_situation(h, S(households.Situation.SPECIAL_BEREAVED, date(2030, 1, 1)), today=TODAY)
 
@@ -101,10 +128,19 @@ def test_situation_parse_accepts_short_forms() -> None:
 
 def test_pairing_is_one_to_one_and_only_for_special_families() -> None:
     special = households.SituationRecord(households.Situation.SPECIAL_BEREAVED, date(2020, 1, 1))
-    ok = dict(household_situation=special, household_active=False, volunteer_active=False, volunteer_deceased=False, volunteer_in_household=False)
+    ok = dict(
+        household_situation=special,
+        household_active=False,
+        volunteer_active=False,
+        volunteer_deceased=False,
+        volunteer_in_household=False,
+    )
     network.check_pairing(**ok)  # type: ignore[arg-type]
     for change, reason in [
-        ({"household_situation": households.SituationRecord(households.Situation.ONLY_CHILD, date(2020, 1, 1))}, "NOT_SPECIAL_FAMILY"),
+        (
+            {"household_situation": households.SituationRecord(households.Situation.ONLY_CHILD, date(2020, 1, 1))},
+            "NOT_SPECIAL_FAMILY",
+        ),
         ({"household_situation": None}, "NOT_SPECIAL_FAMILY"),
         ({"household_active": True}, "HOUSEHOLD_ALREADY_PAIRED"),
         ({"volunteer_active": True}, "VOLUNTEER_ALREADY_PAIRED"),
@@ -134,11 +170,17 @@ def test_six_haves_checklist() -> None:
     with pytest.raises(InvalidArgument):
         sites.SixHaves.of(["场所", "食堂"])
     with pytest.raises(InvalidArgument):
-        sites.validate_site(kind=sites.SiteKind.HEALTH_STATION, name="驿站", village="431222101201", address="", six_haves=["场所"])
+        sites.validate_site(
+            kind=sites.SiteKind.HEALTH_STATION, name="驿站", village="431222101201", address="", six_haves=["场所"]
+        )
     with pytest.raises(InvalidArgument) as e:
         sites.validate_site(kind=sites.SiteKind.WARM_HOME, name="", village="431222", address="", six_haves=[])
     with pytest.raises(InvalidArgument):
-        households.append_situation([], households.SituationRecord(households.Situation.SPECIAL_DISABLED, date(2021, 1, 1), disability_grade=4), today=TODAY)
+        households.append_situation(
+            [],
+            households.SituationRecord(households.Situation.SPECIAL_DISABLED, date(2021, 1, 1), disability_grade=4),
+            today=TODAY,
+        )
     assert {v.field for v in e.value.violations} == {"site.name", "site.village"}
 
 

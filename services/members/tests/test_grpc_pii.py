@@ -1,14 +1,12 @@
 """The members service end to end: a real gRPC server with the jsxcore
 runtime (auth, errors), a real nats-server receiving the outbox events, and
 SQLite/PostgreSQL. Ends with a PII scan of database, logs and events."""
+
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import logging
-import os
-import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -17,12 +15,10 @@ import grpc
 import nats
 import psycopg
 import pytest
-from sqlalchemy import text
 
 from jsx.common.v1 import common_pb2 as c
-from jsx.members.v1 import events_pb2
+from jsx.members.v1 import events_pb2, members_pb2_grpc
 from jsx.members.v1 import members_pb2 as pb
-from jsx.members.v1 import members_pb2_grpc
 from jsx_members.entrypoints.grpc import build_runtime
 from jsx_members.migrations import migrate
 from jsx_members.testdata import make_id_number, make_phone, rid
@@ -48,8 +44,12 @@ class Client:
 @pytest.fixture
 async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
     env = {
-        "JSX_MEMBERS_DATABASE_URL": db_url, "JSX_MEMBERS_NATS_URL": nats_url, "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
-        "JSX_MEMBERS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_MEMBERS_DATABASE_URL": db_url,
+        "JSX_MEMBERS_NATS_URL": nats_url,
+        "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
+        "JSX_MEMBERS_DATA_DIR": str(tmp_path),
+        "JSX_PII_KEY": generate_key(),
+        "JSX_BLIND_INDEX_KEY": generate_key(),
         "JSX_AUTH_SECRET": SECRET,
     }
     config = ServiceConfig.from_env("members", env)
@@ -91,7 +91,7 @@ async def _events(js, n: int) -> list:  # type: ignore[no-untyped-def]
     while len(got) < n and asyncio.get_running_loop().time() < deadline:
         try:
             got += await sub.fetch(n - len(got), timeout=1)
-        except asyncio.TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
+        except TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
             pass
     await sub.unsubscribe()
     return got
@@ -113,7 +113,9 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
     for call in (
         yl.GetPerson(pb.GetPersonRequest(name=other.name)),
         yl.LookupPerson(pb.LookupPersonRequest(id_number=xp_id)),
-        yl.UpdatePerson(pb.UpdatePersonRequest(person=pb.Person(name=other.name, phone="13800000000"), request_id=rid())),
+        yl.UpdatePerson(
+            pb.UpdatePersonRequest(person=pb.Person(name=other.name, phone="13800000000"), request_id=rid())
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
@@ -132,25 +134,55 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
         await yl.CreatePerson(pb.CreatePersonRequest(person=person(bad, YL, "13911112222"), request_id=rid()))
     info, badreq, _ = error_details(e.value)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert [v.field for v in badreq.field_violations] == ["person.id_number"] and "校验位" in badreq.field_violations[0].description
+    assert [v.field for v in badreq.field_violations] == ["person.id_number"] and "校验位" in badreq.field_violations[
+        0
+    ].description
 
     # Missing request_id → INVALID_ARGUMENT (AIP-155), nothing written.
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await yl.CreateSite(pb.CreateSiteRequest(site=pb.Site(display_name="x", kind=pb.SITE_KIND_MEMBER_HOME, village=c.RegionCode(code=YL))))
+        await yl.CreateSite(
+            pb.CreateSiteRequest(
+                site=pb.Site(display_name="x", kind=pb.SITE_KIND_MEMBER_HOME, village=c.RegionCode(code=YL))
+            )
+        )
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    h = await yl.CreateHousehold(pb.CreateHouseholdRequest(
-        household=pb.Household(head=head.name, village=c.RegionCode(code=YL), members=[
-            pb.HouseholdMember(person=head.name, relation=pb.RELATION_HEAD),
-            pb.HouseholdMember(person=wife.name, relation=pb.RELATION_SPOUSE)]),
-        situations=[pb.FamilySituation(kind=pb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1))],
-        request_id=rid()))
+    h = await yl.CreateHousehold(
+        pb.CreateHouseholdRequest(
+            household=pb.Household(
+                head=head.name,
+                village=c.RegionCode(code=YL),
+                members=[
+                    pb.HouseholdMember(person=head.name, relation=pb.RELATION_HEAD),
+                    pb.HouseholdMember(person=wife.name, relation=pb.RELATION_SPOUSE),
+                ],
+            ),
+            situations=[
+                pb.FamilySituation(
+                    kind=pb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1)
+                )
+            ],
+            request_id=rid(),
+        )
+    )
     v = await yl.CreateVolunteer(pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vol.name), request_id=rid()))
-    pairing = await yl.PairVolunteer(pb.PairVolunteerRequest(volunteer=v.name, household=h.name, kind=pb.PAIRING_KIND_DUAL_CONTACT, request_id=rid()))
-    mem = await yl.CreateMember(pb.CreateMemberRequest(member=pb.AssociationMember(
-        person=vol.name, association=c.RegionCode(code="431222"), member_type=pb.MEMBER_TYPE_ORDINARY), request_id=rid()))
-    site = await yl.CreateSite(pb.CreateSiteRequest(site=pb.Site(
-        display_name="岩门村暖心家园", kind=pb.SITE_KIND_WARM_HOME, village=c.RegionCode(code=YL)), request_id=rid()))
+    pairing = await yl.PairVolunteer(
+        pb.PairVolunteerRequest(volunteer=v.name, household=h.name, kind=pb.PAIRING_KIND_DUAL_CONTACT, request_id=rid())
+    )
+    mem = await yl.CreateMember(
+        pb.CreateMemberRequest(
+            member=pb.AssociationMember(
+                person=vol.name, association=c.RegionCode(code="431222"), member_type=pb.MEMBER_TYPE_ORDINARY
+            ),
+            request_id=rid(),
+        )
+    )
+    site = await yl.CreateSite(
+        pb.CreateSiteRequest(
+            site=pb.Site(display_name="岩门村暖心家园", kind=pb.SITE_KIND_WARM_HOME, village=c.RegionCode(code=YL)),
+            request_id=rid(),
+        )
+    )
     await yl.EndPairing(pb.EndPairingRequest(name=pairing.name, request_id=rid()))
     await yl.EndMembership(pb.EndMembershipRequest(name=mem.name, request_id=rid()))
 
@@ -162,9 +194,14 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
 
     # Events: ids and regions only, on jsx.members.<entity>.<event>.
     expected = {
-        "jsx.members.person.registered": 4, "jsx.members.household.registered": 1,
-        "jsx.members.household.situation_changed": 1, "jsx.members.pairing.paired": 1, "jsx.members.pairing.unpaired": 1,
-        "jsx.members.member.joined": 1, "jsx.members.member.left": 1, "jsx.members.site.opened": 1,
+        "jsx.members.person.registered": 4,
+        "jsx.members.household.registered": 1,
+        "jsx.members.household.situation_changed": 1,
+        "jsx.members.pairing.paired": 1,
+        "jsx.members.pairing.unpaired": 1,
+        "jsx.members.member.joined": 1,
+        "jsx.members.member.left": 1,
+        "jsx.members.site.opened": 1,
     }
     msgs = await _events(stack["js"], sum(expected.values()))
     counts: dict[str, int] = {}
@@ -192,7 +229,9 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
             tables = [r[0] for r in conn.execute("select tablename from pg_tables where schemaname='public'")]
             for t in tables:
                 rows = conn.execute(f'select * from "{t}"').fetchall()
-                haystacks[t] = repr(rows).encode() + b"".join(bytes(x) for r in rows for x in r if isinstance(x, (bytes, memoryview)))
+                haystacks[t] = repr(rows).encode() + b"".join(
+                    bytes(x) for r in rows for x in r if isinstance(x, (bytes, memoryview))
+                )
             assert "persons" in tables
     haystacks["logs"] = stack["logs"].getvalue().encode()
     haystacks["events"] = b"".join(m.data + repr(m.headers).encode() for m in msgs)

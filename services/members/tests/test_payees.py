@@ -4,6 +4,7 @@ refusals naming the persons, the masked view, the audit line (who, how
 many, never the values) and who holds ``members.payees.read``. The gRPC
 path (permission interceptor, a funds client) is tested in
 services/funds/tests/test_payment_file.py."""
+
 from __future__ import annotations
 
 import logging
@@ -11,23 +12,29 @@ from datetime import date
 
 import pytest
 
-from jsx.common.v1 import common_pb2 as c
 from jsx.members.v1 import members_pb2 as pb
-from jsxcore.auth import PAYEES_READ, ROLE_PERMISSIONS, Caller, roles_grant
-from jsxcore.errors import InvalidArgument, NotFound, PermissionDenied
-from jsxcore.values import RegionCode
-
 from jsx_members.persons.domain import NewPerson
 from jsx_members.persons.service import MAX_BATCH
 from jsx_members.testdata import VILLAGES, acting, clerk, make_id_number
+from jsxcore.auth import PAYEES_READ, ROLE_PERMISSIONS, Caller, roles_grant
+from jsxcore.errors import InvalidArgument, NotFound, PermissionDenied
+from jsxcore.values import RegionCode
 
 CARD = "6217001234567890123"
 
 
 async def _register(svc, name: str, county: str, seq: int, card: str = "") -> pb.Person:  # type: ignore[no-untyped-def]
-    return await svc.persons.create_person(NewPerson(
-        name=name, id_number=make_id_number(county, date(1970, 1, 1), seq), phone="", village=VILLAGES[county],
-        card_number=card), caller=clerk(county, ("county_clerk",)), idem=None)
+    return await svc.persons.create_person(
+        NewPerson(
+            name=name,
+            id_number=make_id_number(county, date(1970, 1, 1), seq),
+            phone="",
+            village=VILLAGES[county],
+            card_number=card,
+        ),
+        caller=clerk(county, ("county_clerk",)),
+        idem=None,
+    )
 
 
 def _ids(*names: str) -> list[str]:
@@ -36,7 +43,10 @@ def _ids(*names: str) -> list[str]:
 
 def test_only_finance_and_system_hold_payees_read() -> None:
     holders = sorted(r for r in ROLE_PERMISSIONS if roles_grant((r,), PAYEES_READ))
-    assert holders == ["finance_officer", "system"]  # not admin's "*", not the auditor's "*.*.read", not a clerk's "members.*.read"
+    assert holders == [
+        "finance_officer",
+        "system",
+    ]  # not admin's "*", not the auditor's "*.*.read", not a clerk's "members.*.read"
     assert Caller("c", "c", ("county_clerk",), RegionCode.parse("431222")).can("members.persons.read")
 
 
@@ -48,10 +58,14 @@ async def test_batch_get_payees_and_persons(env, caplog) -> None:  # type: ignor
 
     caplog.clear()  # registration's own SQL debug lines carry the (plain-column) name; only this read is judged
     with caplog.at_level(logging.DEBUG):
-        got = await reads.batch_get_payees(_ids(li.name, wang.name, li.name), caller=clerk("431222", ("finance_officer",), "fin-yl"))
+        got = await reads.batch_get_payees(
+            _ids(li.name, wang.name, li.name), caller=clerk("431222", ("finance_officer",), "fin-yl")
+        )
     assert [(x.person, x.display_name, x.card_number, x.village.code) for x in got.payees] == [
-        (li.name, "李秀英", "", VILLAGES["431222"]), (wang.name, "王大明", CARD, VILLAGES["431222"]),
-        (li.name, "李秀英", "", VILLAGES["431222"])]
+        (li.name, "李秀英", "", VILLAGES["431222"]),
+        (wang.name, "王大明", CARD, VILLAGES["431222"]),
+        (li.name, "李秀英", "", VILLAGES["431222"]),
+    ]
     audit = [r for r in caplog.records if r.getMessage() == "payees.read"]
     assert len(audit) == 1 and audit[0].actor == "fin-yl" and audit[0].persons == 3  # type: ignore[attr-defined]
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)

@@ -1,5 +1,6 @@
 """Roster import/export: all-or-nothing validation, error workbook, re-import
 changes nothing, template, export round trip (SQLite and PostgreSQL)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,9 @@ from jsxcore.values import RegionCode
 
 async def _counts(env) -> dict[str, int]:  # type: ignore[no-untyped-def]
     async with env.service.sessions() as s:
-        return {t.__tablename__: await db.count(s, t) for t in (PersonRow, HouseholdRow, HouseholdMemberRow, SituationRow)} | {
-            "outbox": await db.count(s, OutboxEvent)}
+        return {
+            t.__tablename__: await db.count(s, t) for t in (PersonRow, HouseholdRow, HouseholdMemberRow, SituationRow)
+        } | {"outbox": await db.count(s, OutboxEvent)}
 
 
 async def test_import_all_good_then_reimport_changes_nothing(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -28,7 +30,12 @@ async def test_import_all_good_then_reimport_changes_nothing(env, tmp_path: Path
     _, rows, total = roster.read_rows(path)
     assert total in (0, 30)  # write-only workbooks carry no dimension: 0 = unknown
     report = await env.service.roster.import_rows(rows, caller=caller)
-    assert report.ok and report.persons_created == 30 and report.households_created == 10 and report.situations_recorded == 10
+    assert (
+        report.ok
+        and report.persons_created == 30
+        and report.households_created == 10
+        and report.situations_recorded == 10
+    )
     first = await _counts(env)
     assert first == {"persons": 30, "households": 10, "household_members": 30, "household_situations": 10, "outbox": 50}
     _, rows, _ = roster.read_rows(path)

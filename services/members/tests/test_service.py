@@ -1,11 +1,12 @@
 """Members use cases on a real database (SQLite and PostgreSQL)."""
+
 from __future__ import annotations
 
 from datetime import date
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from jsx.common.v1 import common_pb2 as c
 from jsx.members.v1 import members_pb2 as pb
@@ -15,7 +16,6 @@ from jsx_members.persons.tables import PersonRow
 from jsx_members.testdata import TODAY, acting, make_id_number, rid
 from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from jsxcore.outbox import OutboxEvent
-
 
 YL = "431222101201"  # 沅陵
 XP = "431224102203"  # 溆浦
@@ -78,8 +78,13 @@ async def test_region_scope(env) -> None:  # type: ignore[no-untyped-def]
         with pytest.raises(PermissionDenied):
             await env.api.LookupPerson(pb.LookupPersonRequest(id_number=make_id_number("431224", date(1975, 5, 5), 1)))
         with pytest.raises(PermissionDenied):
-            await env.api.UpdatePerson(pb.UpdatePersonRequest(
-                person=pb.Person(name=xp.name, phone="13800000000"), update_mask=FieldMask(paths=["phone"]), request_id=rid()))
+            await env.api.UpdatePerson(
+                pb.UpdatePersonRequest(
+                    person=pb.Person(name=xp.name, phone="13800000000"),
+                    update_mask=FieldMask(paths=["phone"]),
+                    request_id=rid(),
+                )
+            )
         with pytest.raises(PermissionDenied):
             await new_person(env, make_id_number("431224", date(1975, 5, 5), 2), village=XP)
         with pytest.raises(PermissionDenied):
@@ -108,26 +113,53 @@ async def test_idempotent_create(env) -> None:  # type: ignore[no-untyped-def]
 async def test_update_person_field_mask(env) -> None:  # type: ignore[no-untyped-def]
     with acting():
         p = await new_person(env, make_id_number(seq=7))
-        u = await env.api.UpdatePerson(pb.UpdatePersonRequest(
-            person=pb.Person(name=p.name, phone="13700001111", display_name="被忽略"), update_mask=FieldMask(paths=["phone"]), request_id=rid()))
+        u = await env.api.UpdatePerson(
+            pb.UpdatePersonRequest(
+                person=pb.Person(name=p.name, phone="13700001111", display_name="被忽略"),
+                update_mask=FieldMask(paths=["phone"]),
+                request_id=rid(),
+            )
+        )
         assert u.phone_masked == "137****1111" and u.display_name == p.display_name
         with pytest.raises(InvalidArgument):
-            await env.api.UpdatePerson(pb.UpdatePersonRequest(
-                person=pb.Person(name=p.name, id_number=make_id_number(seq=8)), update_mask=FieldMask(paths=["id_number"]), request_id=rid()))
-        d = await env.api.UpdatePerson(pb.UpdatePersonRequest(
-            person=pb.Person(name=p.name, status=pb.PERSON_STATUS_DECEASED, death_date=c.Date(year=2024, month=1, day=2)),
-            update_mask=FieldMask(paths=["status", "death_date"]), request_id=rid()))
+            await env.api.UpdatePerson(
+                pb.UpdatePersonRequest(
+                    person=pb.Person(name=p.name, id_number=make_id_number(seq=8)),
+                    update_mask=FieldMask(paths=["id_number"]),
+                    request_id=rid(),
+                )
+            )
+        d = await env.api.UpdatePerson(
+            pb.UpdatePersonRequest(
+                person=pb.Person(
+                    name=p.name, status=pb.PERSON_STATUS_DECEASED, death_date=c.Date(year=2024, month=1, day=2)
+                ),
+                update_mask=FieldMask(paths=["status", "death_date"]),
+                request_id=rid(),
+            )
+        )
         assert d.status == pb.PERSON_STATUS_DECEASED
 
 
 async def _household(env, situations=(), minor_head: bool = False):  # type: ignore[no-untyped-def]
-    head = await new_person(env, make_id_number("431222", date(2010, 1, 1) if minor_head else date(1970, 1, 1), 21), name="王五")
+    head = await new_person(
+        env, make_id_number("431222", date(2010, 1, 1) if minor_head else date(1970, 1, 1), 21), name="王五"
+    )
     wife = await new_person(env, make_id_number("431222", date(1972, 1, 1), 22, female=True), name="赵六")
-    return await env.api.CreateHousehold(pb.CreateHouseholdRequest(
-        household=pb.Household(head=head.name, village=c.RegionCode(code=YL), members=[
-            pb.HouseholdMember(person=head.name, relation=pb.RELATION_HEAD),
-            pb.HouseholdMember(person=wife.name, relation=pb.RELATION_SPOUSE)]),
-        situations=list(situations), request_id=rid()))
+    return await env.api.CreateHousehold(
+        pb.CreateHouseholdRequest(
+            household=pb.Household(
+                head=head.name,
+                village=c.RegionCode(code=YL),
+                members=[
+                    pb.HouseholdMember(person=head.name, relation=pb.RELATION_HEAD),
+                    pb.HouseholdMember(person=wife.name, relation=pb.RELATION_SPOUSE),
+                ],
+            ),
+            situations=list(situations),
+            request_id=rid(),
+        )
+    )
 
 
 def sit(kind: int, y: int, mo: int = 1, d: int = 1, **kw) -> pb.FamilySituation:  # type: ignore[no-untyped-def]
@@ -137,7 +169,11 @@ def sit(kind: int, y: int, mo: int = 1, d: int = 1, **kw) -> pb.FamilySituation:
 async def test_household_minor_head_refused(env) -> None:  # type: ignore[no-untyped-def]
     with acting(), pytest.raises(InvalidArgument) as e:
         await _household(env, minor_head=True)
-    assert e.value.reason == "INVALID_ARGUMENT" or "MINOR" in e.value.reason or any("户主" in v.description for v in e.value.violations)
+    assert (
+        e.value.reason == "INVALID_ARGUMENT"
+        or "MINOR" in e.value.reason
+        or any("户主" in v.description for v in e.value.violations)
+    )
     async with env.service.sessions() as s:
         assert await db.count(s, HouseholdRow) == 0
 
@@ -146,16 +182,29 @@ async def test_situation_history_and_pairing(env) -> None:  # type: ignore[no-un
     with acting():
         h = await _household(env, [sit(pb.SITUATION_KIND_ONLY_CHILD, 2000, honor_certificate="湘001")])
         assert [s.kind for s in h.situations] == [pb.SITUATION_KIND_ONLY_CHILD]
-        h = await env.api.RecordSituation(pb.RecordSituationRequest(
-            household=h.name, situation=sit(pb.SITUATION_KIND_SPECIAL_DISABLED, 2022, 7, 1, disability_grade=2), request_id=rid()))
+        h = await env.api.RecordSituation(
+            pb.RecordSituationRequest(
+                household=h.name,
+                situation=sit(pb.SITUATION_KIND_SPECIAL_DISABLED, 2022, 7, 1, disability_grade=2),
+                request_id=rid(),
+            )
+        )
         assert [s.kind for s in h.situations] == [pb.SITUATION_KIND_ONLY_CHILD, pb.SITUATION_KIND_SPECIAL_DISABLED]
-        assert (h.situations[0].effective_to.year, h.situations[0].effective_to.month, h.situations[0].effective_to.day) == (2022, 6, 30)
+        assert (
+            h.situations[0].effective_to.year,
+            h.situations[0].effective_to.month,
+            h.situations[0].effective_to.day,
+        ) == (2022, 6, 30)
         with pytest.raises(FailedPrecondition):  # history is never rewritten
-            await env.api.RecordSituation(pb.RecordSituationRequest(
-                household=h.name, situation=sit(pb.SITUATION_KIND_SPECIAL_BEREAVED, 2021), request_id=rid()))
+            await env.api.RecordSituation(
+                pb.RecordSituationRequest(
+                    household=h.name, situation=sit(pb.SITUATION_KIND_SPECIAL_BEREAVED, 2021), request_id=rid()
+                )
+            )
         # as_of filter reads history
-        old = await env.api.ListHouseholds(pb.ListHouseholdsRequest(
-            situation=pb.SITUATION_KIND_ONLY_CHILD, as_of=c.Date(year=2010, month=1, day=1)))
+        old = await env.api.ListHouseholds(
+            pb.ListHouseholdsRequest(situation=pb.SITUATION_KIND_ONLY_CHILD, as_of=c.Date(year=2010, month=1, day=1))
+        )
         assert [x.name for x in old.households] == [h.name]
         now = await env.api.ListHouseholds(pb.ListHouseholdsRequest(situation=pb.SITUATION_KIND_ONLY_CHILD))
         assert not now.households
@@ -163,7 +212,9 @@ async def test_situation_history_and_pairing(env) -> None:  # type: ignore[no-un
         assert [x.name for x in unpaired.households] == [h.name]
 
         vp = await new_person(env, make_id_number("431222", date(1985, 1, 1), 31), name="志愿者")
-        v = await env.api.CreateVolunteer(pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vp.name), request_id=rid()))
+        v = await env.api.CreateVolunteer(
+            pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vp.name), request_id=rid())
+        )
         pr = await env.api.PairVolunteer(pb.PairVolunteerRequest(volunteer=v.name, household=h.name, request_id=rid()))
         assert not (await env.api.ListUnpairedFamilies(pb.ListUnpairedFamiliesRequest())).households
         # 1:1 — the same volunteer cannot take a second family, nor the family a second 会员联系户.
@@ -171,7 +222,9 @@ async def test_situation_history_and_pairing(env) -> None:  # type: ignore[no-un
             await env.api.PairVolunteer(pb.PairVolunteerRequest(volunteer=v.name, household=h.name, request_id=rid()))
         assert e.value.reason == "HOUSEHOLD_ALREADY_PAIRED"
         vp2 = await new_person(env, make_id_number("431222", date(1985, 1, 1), 32), name="志愿者二")
-        v2 = await env.api.CreateVolunteer(pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vp2.name), request_id=rid()))
+        v2 = await env.api.CreateVolunteer(
+            pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vp2.name), request_id=rid())
+        )
         with pytest.raises(FailedPrecondition):
             await env.api.PairVolunteer(pb.PairVolunteerRequest(volunteer=v2.name, household=h.name, request_id=rid()))
         ended = await env.api.EndPairing(pb.EndPairingRequest(name=pr.name, reason="志愿者外出务工", request_id=rid()))
@@ -185,7 +238,9 @@ async def test_pairing_needs_special_family(env) -> None:  # type: ignore[no-unt
     with acting():
         h = await _household(env, [sit(pb.SITUATION_KIND_ONLY_CHILD, 2000)])
         vp = await new_person(env, make_id_number("431222", date(1985, 1, 1), 41))
-        v = await env.api.CreateVolunteer(pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vp.name), request_id=rid()))
+        v = await env.api.CreateVolunteer(
+            pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vp.name), request_id=rid())
+        )
         with pytest.raises(FailedPrecondition) as e:
             await env.api.PairVolunteer(pb.PairVolunteerRequest(volunteer=v.name, household=h.name, request_id=rid()))
         assert e.value.reason == "NOT_SPECIAL_FAMILY"
@@ -194,15 +249,33 @@ async def test_pairing_needs_special_family(env) -> None:  # type: ignore[no-unt
 async def test_members_join_and_leave(env) -> None:  # type: ignore[no-untyped-def]
     with acting():
         p = await new_person(env, make_id_number(seq=51))
-        a = await env.api.CreateMember(pb.CreateMemberRequest(member=pb.AssociationMember(
-            person=p.name, association=c.RegionCode(code="431222"), member_type=pb.MEMBER_TYPE_BACKBONE), request_id=rid()))
+        a = await env.api.CreateMember(
+            pb.CreateMemberRequest(
+                member=pb.AssociationMember(
+                    person=p.name, association=c.RegionCode(code="431222"), member_type=pb.MEMBER_TYPE_BACKBONE
+                ),
+                request_id=rid(),
+            )
+        )
         assert a.level == pb.ASSOCIATION_LEVEL_COUNTY
         with pytest.raises(FailedPrecondition):
-            await env.api.CreateMember(pb.CreateMemberRequest(member=pb.AssociationMember(
-                person=p.name, association=c.RegionCode(code=YL), member_type=pb.MEMBER_TYPE_ORDINARY), request_id=rid()))
+            await env.api.CreateMember(
+                pb.CreateMemberRequest(
+                    member=pb.AssociationMember(
+                        person=p.name, association=c.RegionCode(code=YL), member_type=pb.MEMBER_TYPE_ORDINARY
+                    ),
+                    request_id=rid(),
+                )
+            )
         with pytest.raises(PermissionDenied):
-            await env.api.CreateMember(pb.CreateMemberRequest(member=pb.AssociationMember(
-                person=p.name, association=c.RegionCode(code="431200"), member_type=pb.MEMBER_TYPE_ORDINARY), request_id=rid()))
+            await env.api.CreateMember(
+                pb.CreateMemberRequest(
+                    member=pb.AssociationMember(
+                        person=p.name, association=c.RegionCode(code="431200"), member_type=pb.MEMBER_TYPE_ORDINARY
+                    ),
+                    request_id=rid(),
+                )
+            )
         lst = await env.api.ListMembers(pb.ListMembersRequest(member_type=pb.MEMBER_TYPE_BACKBONE))
         assert [x.name for x in lst.members] == [a.name]
         left = await env.api.EndMembership(pb.EndMembershipRequest(name=a.name, reason="迁出", request_id=rid()))
@@ -213,18 +286,43 @@ async def test_members_join_and_leave(env) -> None:  # type: ignore[no-untyped-d
 
 async def test_sites_and_six_haves(env) -> None:  # type: ignore[no-untyped-def]
     with acting():
-        s = await env.api.CreateSite(pb.CreateSiteRequest(site=pb.Site(
-            display_name="岩门村暖心家园", kind=pb.SITE_KIND_WARM_HOME, village=c.RegionCode(code=YL),
-            six_haves=pb.SixHaves(place=True, sign=True)), request_id=rid()))
+        s = await env.api.CreateSite(
+            pb.CreateSiteRequest(
+                site=pb.Site(
+                    display_name="岩门村暖心家园",
+                    kind=pb.SITE_KIND_WARM_HOME,
+                    village=c.RegionCode(code=YL),
+                    six_haves=pb.SixHaves(place=True, sign=True),
+                ),
+                request_id=rid(),
+            )
+        )
         assert s.six_haves.place and not s.six_haves.plan
-        u = await env.api.UpdateSite(pb.UpdateSiteRequest(site=pb.Site(name=s.name, six_haves=pb.SixHaves(
-            place=True, sign=True, rules=True, plan=True, activities=True, management=True)),
-            update_mask=FieldMask(paths=["six_haves"]), request_id=rid()))
+        u = await env.api.UpdateSite(
+            pb.UpdateSiteRequest(
+                site=pb.Site(
+                    name=s.name,
+                    six_haves=pb.SixHaves(
+                        place=True, sign=True, rules=True, plan=True, activities=True, management=True
+                    ),
+                ),
+                update_mask=FieldMask(paths=["six_haves"]),
+                request_id=rid(),
+            )
+        )
         assert u.six_haves.management and u.display_name == "岩门村暖心家园"
         with pytest.raises(InvalidArgument):
-            await env.api.CreateSite(pb.CreateSiteRequest(site=pb.Site(
-                display_name="驿站", kind=pb.SITE_KIND_HEALTH_STATION, village=c.RegionCode(code=YL),
-                six_haves=pb.SixHaves(place=True)), request_id=rid()))
+            await env.api.CreateSite(
+                pb.CreateSiteRequest(
+                    site=pb.Site(
+                        display_name="驿站",
+                        kind=pb.SITE_KIND_HEALTH_STATION,
+                        village=c.RegionCode(code=YL),
+                        six_haves=pb.SixHaves(place=True),
+                    ),
+                    request_id=rid(),
+                )
+            )
         assert len((await env.api.ListSites(pb.ListSitesRequest(kind=pb.SITE_KIND_WARM_HOME))).sites) == 1
 
 

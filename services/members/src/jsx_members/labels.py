@@ -1,5 +1,6 @@
 """What clerks type, read the same way in every context: NFKC-folded text
 and enum members matched by their Chinese label (or name). Pure."""
+
 from __future__ import annotations
 
 import enum
@@ -23,7 +24,9 @@ def parse_enum(enum_cls: type[E], text: str, *, field: str, what: str) -> E:
         if t in (member.value, member.name):
             return member
     labels = "、".join(str(m.value) for m in enum_cls)
-    raise InvalidArgument.field(field, f"{what}“{text}”无法识别，应为：{labels}", reason=f"INVALID_{field.split('.')[-1].upper()}")
+    raise InvalidArgument.field(
+        field, f"{what}“{text}”无法识别，应为：{labels}", reason=f"INVALID_{field.split('.')[-1].upper()}"
+    )
 
 
 __all__ = ["fold", "parse_enum"]

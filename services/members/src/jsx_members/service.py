@@ -13,6 +13,7 @@ public methods:
 which households have an open pairing, so that network can build on
 households without a cycle.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,13 +21,12 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jsxcore.pii import BlindIndex, FieldCipher
-
 from jsx_members.households.service import HouseholdsService
 from jsx_members.network.service import NetworkService, OpenPairings
 from jsx_members.persons.service import PersonsService
 from jsx_members.roster.service import RosterService
 from jsx_members.sites.service import SitesService
+from jsxcore.pii import BlindIndex, FieldCipher
 
 SERVICE_NAME = "jsx.members.v1.MembersService"
 

@@ -1,6 +1,7 @@
 """Synthetic but valid data for tests, demos and benchmarks: 身份证 numbers
 with correct GB 11643 check characters, phones and roster rows. Never real
 people: sequence numbers are generated, not sampled."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ VILLAGES = {
 }
 
 
-def make_id_number(prefix: str = "431222", birth: date = date(1970, 1, 1), seq: int = 1, *, female: bool = False) -> str:
+def make_id_number(
+    prefix: str = "431222", birth: date = date(1970, 1, 1), seq: int = 1, *, female: bool = False
+) -> str:
     """A valid 18-character number: 6-digit region, birth date, 3-digit
     sequence (odd = male, even = female) and the check character."""
     s = (seq * 2 + (0 if female else 1)) % 1000
@@ -50,7 +53,11 @@ def roster_rows(n: int, county: str = "431222", *, household_size: int = 3) -> I
     for i in range(n):
         pos = i % household_size
         # The sequence only holds 499 per birth date: spread births to keep numbers unique.
-        birth = base + timedelta(days=(i // 499) % 20000) if pos < 2 else date(2005, 1, 1) + timedelta(days=(i // 499) % 6000)
+        birth = (
+            base + timedelta(days=(i // 499) % 20000)
+            if pos < 2
+            else date(2005, 1, 1) + timedelta(days=(i // 499) % 6000)
+        )
         idn = make_id_number(county, birth, i % 499, female=pos == 1 or (pos >= 2 and i % 2 == 0))
         if pos == 0:
             head_id = idn
@@ -81,7 +88,9 @@ def clerk(region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), su
 
 
 @contextmanager
-def acting(region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl") -> Iterator[Caller]:
+def acting(
+    region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl"
+) -> Iterator[Caller]:
     """Bind that caller as the gRPC auth interceptor does, for code that reads
     :func:`jsxcore.auth.current_caller` — the servicer — when called without a server."""
     caller = clerk(region, roles, subject)

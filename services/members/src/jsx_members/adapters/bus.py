@@ -3,18 +3,18 @@
 :func:`jsxcore.outbox.subject_of`), so publishing needs no table of
 subjects. Events hold resource names and region codes only, never PII.
 The messages themselves are built by each context's ``wire.py``."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jsx.members.v1 import events_pb2
-from jsxcore.outbox import OutboxEvent, add_event, check_subject, subject_of
-
 from jsx_members.adapters import db
+from jsxcore.outbox import OutboxEvent, add_event, check_subject, subject_of
 
 SERVICE = "members"
 
@@ -45,7 +45,7 @@ async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
     building an ORM object or parameter dict per event."""
     if not messages:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamp = Timestamp()
     stamp.FromDatetime(now)
     kinds: dict[type[Message], tuple[str, str]] = {}
@@ -60,5 +60,10 @@ async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
         msg.event_id = eid  # type: ignore[attr-defined]
         msg.occurred_at.CopyFrom(stamp)  # type: ignore[attr-defined]
         rows.append((eid, kind[0], kind[1], msg.SerializeToString(deterministic=True)))
-    await db.insert_rows(session, OutboxEvent.__table__, ("event_id", "subject", "event_type", "payload"), rows,
-                      const={"headers": {}, "created_at": now, "attempts": 0})
+    await db.insert_rows(
+        session,
+        OutboxEvent.__table__,
+        ("event_id", "subject", "event_type", "payload"),
+        rows,
+        const={"headers": {}, "created_at": now, "attempts": 0},
+    )

@@ -7,13 +7,14 @@ Each context declares its own rows in its ``tables.py`` on this ``Base``;
 importing this module imports them all (at the end), so ``Base.metadata``
 is always complete, whichever module is imported first.
 """
+
 from __future__ import annotations
 
 import operator
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, Table, func, select, text
@@ -38,7 +39,7 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -97,11 +98,19 @@ async def large_cache(s: AsyncSession) -> AsyncIterator[None]:
 # ---------------------------------------------------------------- bulk insert
 
 #: (table, columns, constant columns, dialect) → (SQL, row → parameters).
-_BULK: dict[tuple[str, tuple[str, ...], tuple[str, ...], str], tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]]] = {}
+_BULK: dict[
+    tuple[str, tuple[str, ...], tuple[str, ...], str],
+    tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]],
+] = {}
 
 
-async def insert_rows(session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
-                      const: Mapping[str, Any] | None = None) -> None:
+async def insert_rows(
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    const: Mapping[str, Any] | None = None,
+) -> None:
     """Insert ``rows`` (tuples in ``columns`` order) into ``table``, every row
     also getting the ``const`` values, in the session's transaction.
 
@@ -134,19 +143,25 @@ def _process(table: Table, column: str, dialect: Any, value: Any) -> Any:
     return proc(value) if proc is not None and value is not None else value
 
 
-def _compile_bulk(table: Table, columns: tuple[str, ...], const: tuple[str, ...], dialect: Any
-                  ) -> tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]]:
+def _compile_bulk(
+    table: Table, columns: tuple[str, ...], const: tuple[str, ...], dialect: Any
+) -> tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]]:
     keys = columns + const
     compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
     order = list(compiled.positiontup or ())
     missing = set(order) - set(keys)
     if missing or len(order) != len(keys):
-        raise ValueError(f"insert_rows into {table.name}: give columns {sorted(missing)} (they have defaults), each once")
+        raise ValueError(
+            f"insert_rows into {table.name}: give columns {sorted(missing)} (they have defaults), each once"
+        )
     pick = operator.itemgetter(*[keys.index(k) for k in order])
     # Only columns whose type converts values on this dialect (dates, JSON on
     # SQLite) cost a Python call per row.
-    procs = [(i, p) for i, k in enumerate(columns)
-             if (p := table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+    procs = [
+        (i, p)
+        for i, k in enumerate(columns)
+        if (p := table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
 
     def params(row: tuple[Any, ...], fixed: tuple[Any, ...]) -> tuple[Any, ...]:
         if procs:

@@ -11,6 +11,7 @@ contexts' presenters and the servicer.
   (what roster files and clerks write), so the wire enum maps to a domain
   member by *name*: ``HUKOU_TYPE_RURAL`` → ``HukouType.RURAL``.
 """
+
 from __future__ import annotations
 
 import enum
@@ -34,7 +35,9 @@ def day(value: date | None) -> common_pb2.Date | None:
     return None if value is None else wire.date_to(value)
 
 
-def enum_in(pb_enum: Any, prefix: str, domain: type[E], value: int, field: str, what: str, default: E | None = None) -> E:
+def enum_in(
+    pb_enum: Any, prefix: str, domain: type[E], value: int, field: str, what: str, default: E | None = None
+) -> E:
     """A wire enum number → the domain member of the same name; UNSPECIFIED is ``default`` or refused."""
     short = wire.enum_short(pb_enum, value, prefix)
     if not short:

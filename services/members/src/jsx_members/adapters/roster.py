@@ -6,6 +6,7 @@ Columns (order free, extra columns ignored; 姓名 and 身份证号 required):
 姓名, 身份证号, 联系电话, 所属村, 户籍类型, 户主身份证号, 与户主关系, 家庭类型,
 家庭类型生效日期, 伤残等级, 光荣证编号.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,20 +26,31 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from jsxcore.errors import InvalidArgument
-
 from jsx_members.households.domain import Relation, Situation
 from jsx_members.persons.domain import HukouType
 from jsx_members.roster.domain import ERROR_COLUMN
+from jsxcore.errors import InvalidArgument
 
 HEADERS: tuple[str, ...] = (
-    "姓名", "身份证号", "联系电话", "所属村", "户籍类型", "户主身份证号", "与户主关系",
-    "家庭类型", "家庭类型生效日期", "伤残等级", "光荣证编号",
+    "姓名",
+    "身份证号",
+    "联系电话",
+    "所属村",
+    "户籍类型",
+    "户主身份证号",
+    "与户主关系",
+    "家庭类型",
+    "家庭类型生效日期",
+    "伤残等级",
+    "光荣证编号",
 )
 REQUIRED = ("姓名", "身份证号", "所属村")
 HELP: tuple[tuple[str, str], ...] = (
     ("姓名", "必填。"),
-    ("身份证号", "必填，18位，最后一位可为X。系统校验出生日期和校验位；请把单元格设为“文本”，以免 Excel 把号码变成科学计数法。"),
+    (
+        "身份证号",
+        "必填，18位，最后一位可为X。系统校验出生日期和校验位；请把单元格设为“文本”，以免 Excel 把号码变成科学计数法。",
+    ),
     ("联系电话", "选填，11位手机号或带区号的座机（如 0745-1234567）。"),
     ("所属村", "必填，12位村（社区）级行政区划代码，如 431222101201。"),
     ("户籍类型", "选填：" + "、".join(h.value for h in HukouType) + "；不填按农村。"),
@@ -84,7 +96,9 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
         _check_headers(headers)
         return headers, csv_rows(), total
     if p.suffix.lower() not in (".xlsx", ".xlsm"):
-        raise InvalidArgument.field("file", f"不支持的文件类型“{p.suffix}”，请使用 .xlsx 或 .csv", reason="UNSUPPORTED_FILE")
+        raise InvalidArgument.field(
+            "file", f"不支持的文件类型“{p.suffix}”，请使用 .xlsx 或 .csv", reason="UNSUPPORTED_FILE"
+        )
     if p.stat().st_size >= PARALLEL_MIN_BYTES:
         return _read_xlsx_in_worker(p)
     wb = load_workbook(p, read_only=True, data_only=True)
@@ -150,7 +164,9 @@ def _xlsx_child() -> None:
 def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], int]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from jsx_members.adapters.roster import _xlsx_child; _xlsx_child()", str(p)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=1 << 20,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        bufsize=1 << 20,
     )
     assert proc.stdout is not None
     pipe = proc.stdout
@@ -182,7 +198,11 @@ def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], 
                 elif kind == "end":
                     return
                 else:
-                    raise InvalidArgument.field("file", f"无法读取该 Excel 文件（{payload}），请确认文件未损坏、是 .xlsx 格式", reason="UNREADABLE_FILE")
+                    raise InvalidArgument.field(
+                        "file",
+                        f"无法读取该 Excel 文件（{payload}），请确认文件未损坏、是 .xlsx 格式",
+                        reason="UNREADABLE_FILE",
+                    )
         finally:
             if proc.poll() is None and reader.is_alive():
                 proc.kill()  # abandoned early (bad headers, failed import): the rest is not needed
@@ -222,11 +242,15 @@ def _check_headers(headers: list[str]) -> None:
     missing = [h for h in REQUIRED if h not in headers]
     if missing:
         raise InvalidArgument.field(
-            "file", f"表头缺少必填列：{'、'.join(missing)}。请使用 jsx members template 生成的模板", reason="ROSTER_HEADERS"
+            "file",
+            f"表头缺少必填列：{'、'.join(missing)}。请使用 jsx members template 生成的模板",
+            reason="ROSTER_HEADERS",
         )
 
 
-def write_rows(path: str | Path, headers: Iterable[str], rows: Iterable[dict[str, str]], *, error_column: bool = False) -> int:
+def write_rows(
+    path: str | Path, headers: Iterable[str], rows: Iterable[dict[str, str]], *, error_column: bool = False
+) -> int:
     """Write rows as .xlsx (write-only, streaming) or .csv; returns the row count.
 
     With ``error_column`` the 错误说明 column is highlighted so a clerk sees
@@ -270,8 +294,19 @@ def write_template(path: str | Path) -> None:
     for c in ws[1]:
         c.font = Font(bold=True)
     example = [
-        ["张三（示例，导入前请删除）", "11010519491231002X", "13912345678", "431222101201", "农村", "11010519491231002X", "户主",
-         "独生子女户", "2000-01-01", "", "湘0001"],
+        [
+            "张三（示例，导入前请删除）",
+            "11010519491231002X",
+            "13912345678",
+            "431222101201",
+            "农村",
+            "11010519491231002X",
+            "户主",
+            "独生子女户",
+            "2000-01-01",
+            "",
+            "湘0001",
+        ],
     ]
     for row in example:
         ws.append(row)
@@ -293,7 +328,12 @@ def write_template(path: str | Path) -> None:
     help_ws.append(["列", "说明"])
     for row in HELP:
         help_ws.append(list(row))
-    help_ws.append(["", "整表校验：任一行有误则整表不导入，并生成带“错误说明”列的错误表；改正后重新导入即可。同一文件重复导入不会产生重复数据。"])
+    help_ws.append(
+        [
+            "",
+            "整表校验：任一行有误则整表不导入，并生成带“错误说明”列的错误表；改正后重新导入即可。同一文件重复导入不会产生重复数据。",
+        ]
+    )
     help_ws.column_dimensions["B"].width = 100
     wb.save(path)
 

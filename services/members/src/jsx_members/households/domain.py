@@ -1,6 +1,7 @@
 """Households: exactly one 户主 (a living adult), at most one 配偶, a person
 in one household only, and the family-planning situation as a dated history
 that is appended, never rewritten. Pure: no I/O."""
+
 from __future__ import annotations
 
 import enum
@@ -8,9 +9,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from jsxcore.errors import ErrorCollector, FailedPrecondition, InvalidArgument
-
 from jsx_members.labels import fold
+from jsxcore.errors import ErrorCollector, FailedPrecondition, InvalidArgument
 
 #: Age from which a person may be 户主 (head of household).
 ADULT_AGE = 18
@@ -50,7 +50,13 @@ class Situation(str, enum.Enum):
         for s in cls:
             if t in (s.value, s.name):
                 return s
-        short = {"失独": cls.SPECIAL_BEREAVED, "伤残": cls.SPECIAL_DISABLED, "一般": cls.NONE, "": cls.NONE, "农村双女户": cls.TWO_DAUGHTERS}
+        short = {
+            "失独": cls.SPECIAL_BEREAVED,
+            "伤残": cls.SPECIAL_DISABLED,
+            "一般": cls.NONE,
+            "": cls.NONE,
+            "农村双女户": cls.TWO_DAUGHTERS,
+        }
         if t in short:
             return short[t]
         raise InvalidArgument.field(
@@ -83,7 +89,9 @@ def age_on(birth_date: date, on: date) -> int:
 def check_head(birth_date: date, deceased: bool, *, on: date, field: str = "head") -> None:
     """户主 must be a living adult."""
     if age_on(birth_date, on) < ADULT_AGE:
-        raise InvalidArgument.field(field, f"户主须年满{ADULT_AGE}周岁，此人未成年，请改由成年家庭成员担任户主", reason="MINOR_AS_HEAD")
+        raise InvalidArgument.field(
+            field, f"户主须年满{ADULT_AGE}周岁，此人未成年，请改由成年家庭成员担任户主", reason="MINOR_AS_HEAD"
+        )
     if deceased:
         raise InvalidArgument.field(field, "户主已故，请改由在世的家庭成员担任户主", reason="DECEASED_AS_HEAD")
 
@@ -118,13 +126,18 @@ def with_head(head_id: str, members: Sequence[tuple[str, Relation]]) -> list[tup
     return out
 
 
-def check_head_change(current_head: str, new_head: str, members: Sequence[tuple[str, Relation]], *, change_head: bool) -> None:
+def check_head_change(
+    current_head: str, new_head: str, members: Sequence[tuple[str, Relation]], *, change_head: bool
+) -> None:
     """A new member list: keeping the head unless the change asks for another
     one (``head`` in the mask), and the 户主 listed is the head named."""
     heads = [pid for pid, rel in members if rel is Relation.HEAD]
     if not change_head and heads and heads[0] != current_head:
-        raise InvalidArgument.field("update_mask", "成员列表中的户主与现户主不同；更换户主须在 update_mask 中包含 head 并填写新户主",
-                                    reason="HEAD_CHANGE_NOT_REQUESTED")
+        raise InvalidArgument.field(
+            "update_mask",
+            "成员列表中的户主与现户主不同；更换户主须在 update_mask 中包含 head 并填写新户主",
+            reason="HEAD_CHANGE_NOT_REQUESTED",
+        )
     if heads and new_head not in heads:
         raise InvalidArgument.field("household.head", "户主须是成员列表中关系为“户主”的那个人", reason="HEAD_MISMATCH")
 
@@ -132,8 +145,11 @@ def check_head_change(current_head: str, new_head: str, members: Sequence[tuple[
 def check_update_paths(paths: frozenset[str]) -> None:
     """A 户主 change restates the members (their relations are to the new head)."""
     if "head" in paths and "members" not in paths:
-        raise InvalidArgument.field("update_mask", "更换户主须同时提交成员列表（与户主关系以新户主为准），即 update_mask 同时包含 head 和 members",
-                                    reason="HEAD_CHANGE_NEEDS_MEMBERS")
+        raise InvalidArgument.field(
+            "update_mask",
+            "更换户主须同时提交成员列表（与户主关系以新户主为准），即 update_mask 同时包含 head 和 members",
+            reason="HEAD_CHANGE_NEEDS_MEMBERS",
+        )
 
 
 def check_address(address: str, *, field: str = "household.address") -> str:
@@ -161,10 +177,15 @@ class SituationRecord:
     def same_state(self, other: SituationRecord) -> bool:
         """Same situation, grade and certificate (dates and notes aside)."""
         return (self.situation, self.disability_grade or 0, self.honor_certificate) == (
-            other.situation, other.disability_grade or 0, other.honor_certificate)
+            other.situation,
+            other.disability_grade or 0,
+            other.honor_certificate,
+        )
 
 
-def validate_situation(record: SituationRecord, *, today: date | None = None, field: str = "situation") -> SituationRecord:
+def validate_situation(
+    record: SituationRecord, *, today: date | None = None, field: str = "situation"
+) -> SituationRecord:
     errors = ErrorCollector()
     if record.situation is Situation.SPECIAL_DISABLED:
         if record.disability_grade not in (1, 2, 3):
@@ -181,7 +202,9 @@ def validate_situation(record: SituationRecord, *, today: date | None = None, fi
     return record
 
 
-def append_situation(history: Sequence[SituationRecord], record: SituationRecord, *, today: date | None = None) -> list[SituationRecord]:
+def append_situation(
+    history: Sequence[SituationRecord], record: SituationRecord, *, today: date | None = None
+) -> list[SituationRecord]:
     """Return the history with ``record`` appended.
 
     History is never rewritten: a change must take effect after the latest
@@ -223,7 +246,9 @@ def situation_periods(history: Sequence[SituationRecord]) -> Iterator[tuple[Situ
 def close_situation(current: Situation, record: SituationRecord, ended: date, *, today: date) -> SituationRecord:
     """The entry that ends ``record.situation`` on ``ended`` (the household is 一般户 from the next day)."""
     if current is not record.situation:
-        raise FailedPrecondition(f"该户当前不是“{record.situation.value}”，无法结束该家庭类型", reason="SITUATION_NOT_OPEN")
+        raise FailedPrecondition(
+            f"该户当前不是“{record.situation.value}”，无法结束该家庭类型", reason="SITUATION_NOT_OPEN"
+        )
     if ended > today:
         raise InvalidArgument.field("situation.effective_to", "结束日期不能晚于今天", reason="END_IN_FUTURE")
     return SituationRecord(Situation.NONE, ended + timedelta(days=1), note=record.note)
@@ -288,8 +313,27 @@ class HouseholdImport:
 
 
 __all__ = [
-    "ADULT_AGE", "SPECIAL", "HouseholdImport", "HouseholdMemberView", "HouseholdSummary", "HouseholdUpdate", "Membership",
-    "NewHousehold", "Relation", "Situation", "SituationRecord", "age_on", "append_situation", "check_address",
-    "check_head", "check_head_change", "check_household_members", "check_update_paths", "close_situation",
-    "situation_on", "situation_periods", "validate_situation", "with_head",
+    "ADULT_AGE",
+    "SPECIAL",
+    "HouseholdImport",
+    "HouseholdMemberView",
+    "HouseholdSummary",
+    "HouseholdUpdate",
+    "Membership",
+    "NewHousehold",
+    "Relation",
+    "Situation",
+    "SituationRecord",
+    "age_on",
+    "append_situation",
+    "check_address",
+    "check_head",
+    "check_head_change",
+    "check_household_members",
+    "check_update_paths",
+    "close_situation",
+    "situation_on",
+    "situation_periods",
+    "validate_situation",
+    "with_head",
 ]

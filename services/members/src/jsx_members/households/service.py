@@ -7,6 +7,7 @@ Persons are reached through :class:`~jsx_members.persons.service.PersonsService`
 which households have an open pairing is the network context's, given to
 the constructor as a :class:`PairingFilter`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -18,13 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from jsx.members.v1 import members_pb2 as pb
-from jsxcore.auth import Caller
-from jsxcore.errors import FailedPrecondition
-from jsxcore.paging import Page
-from jsxcore.pii import mask_name
-from jsxcore.usecase import Idem, mutate
-from jsxcore.values import RegionCode
-
 from jsx_members.adapters import bus, db
 from jsx_members.households import wire
 from jsx_members.households.domain import (
@@ -49,6 +43,12 @@ from jsx_members.households.domain import (
 from jsx_members.households.tables import HouseholdMemberRow, HouseholdRow, SituationRow
 from jsx_members.persons.domain import PersonSummary, parse_village
 from jsx_members.persons.service import PersonsService
+from jsxcore.auth import Caller
+from jsxcore.errors import FailedPrecondition
+from jsxcore.paging import Page
+from jsxcore.pii import mask_name
+from jsxcore.usecase import Idem, mutate
+from jsxcore.values import RegionCode
 
 
 class PairingFilter(Protocol):
@@ -89,7 +89,11 @@ class HouseholdsService:
         return h
 
     async def _member_rows(self, s: AsyncSession, household_id: str) -> list[HouseholdMemberRow]:
-        q = select(HouseholdMemberRow).where(HouseholdMemberRow.household_id == household_id).order_by(HouseholdMemberRow.position)
+        q = (
+            select(HouseholdMemberRow)
+            .where(HouseholdMemberRow.household_id == household_id)
+            .order_by(HouseholdMemberRow.position)
+        )
         return list((await s.execute(q)).scalars())
 
     async def _history_rows(self, s: AsyncSession, household_id: str) -> list[SituationRow]:
@@ -104,20 +108,32 @@ class HouseholdsService:
         members = [(m.person_id, Relation[m.relation]) for m in await self._member_rows(s, h.id)]
         return wire.household(h, members, [_record(e) for e in await self._history_rows(s, h.id)])
 
-    async def _append_situation(self, s: AsyncSession, h: HouseholdRow, record: SituationRecord, caller: Caller, *,
-                                today: date | None = None) -> None:
+    async def _append_situation(
+        self, s: AsyncSession, h: HouseholdRow, record: SituationRecord, caller: Caller, *, today: date | None = None
+    ) -> None:
         append_situation(await self.history(s, h.id), record, today=today or self.today())
-        s.add(SituationRow(
-            household_id=h.id, situation=record.situation.name, effective_from=record.effective_from,
-            disability_grade=record.disability_grade, honor_certificate=record.honor_certificate, note=record.note,
-            recorded_by=caller.subject, recorded_at=db.utcnow(),
-        ))
+        s.add(
+            SituationRow(
+                household_id=h.id,
+                situation=record.situation.name,
+                effective_from=record.effective_from,
+                disability_grade=record.disability_grade,
+                honor_certificate=record.honor_certificate,
+                note=record.note,
+                recorded_by=caller.subject,
+                recorded_at=db.utcnow(),
+            )
+        )
         h.current_situation = record.situation.name
         h.version += 1
         h.updated_at = db.utcnow()
 
-    def _situation_event(self, s: AsyncSession, h: HouseholdRow, rec: SituationRecord, ended: date | None, count: int) -> None:
-        bus.emit(s, wire.situation_changed(h.id, h.village, rec, ended, head_person_id=h.head_person_id, member_count=count))
+    def _situation_event(
+        self, s: AsyncSession, h: HouseholdRow, rec: SituationRecord, ended: date | None, count: int
+    ) -> None:
+        bus.emit(
+            s, wire.situation_changed(h.id, h.village, rec, ended, head_person_id=h.head_person_id, member_count=count)
+        )
 
     # ---------------------------------------------------------------- use cases
 
@@ -129,14 +145,30 @@ class HouseholdsService:
             if new.head_id not in people:
                 people[new.head_id] = await self.persons.summary(s, new.head_id, caller=caller)
             members = [(people[pid], rel) for pid, rel in with_head(new.head_id, new.members)]
-            h = await self._register(s, head_id=new.head_id, members=members, village=village,
-                                     address=new.address.strip()[:200], situations=new.situations, caller=caller)
+            h = await self._register(
+                s,
+                head_id=new.head_id,
+                members=members,
+                village=village,
+                address=new.address.strip()[:200],
+                situations=new.situations,
+                caller=caller,
+            )
             return await self._present(s, h)
 
         return await mutate(self.sessions, idem, pb.Household, work, caller=caller, notify=self.notify)
 
-    async def _register(self, s: AsyncSession, *, head_id: str, members: Sequence[tuple[PersonSummary, Relation]],
-                        village: RegionCode, address: str, situations: Sequence[SituationRecord], caller: Caller) -> HouseholdRow:
+    async def _register(
+        self,
+        s: AsyncSession,
+        *,
+        head_id: str,
+        members: Sequence[tuple[PersonSummary, Relation]],
+        village: RegionCode,
+        address: str,
+        situations: Sequence[SituationRecord],
+        caller: Caller,
+    ) -> HouseholdRow:
         views = [HouseholdMemberView(p.id, rel, p.birth_date, p.deceased) for p, rel in members]
         check_household_members(views, on=self.today(), field="household.members")
         for i, (p, _) in enumerate(members):
@@ -147,8 +179,16 @@ class HouseholdsService:
                     reason="PERSON_IN_OTHER_HOUSEHOLD",
                     metadata={"household": f"households/{existing.household_id}", "member_index": str(i)},
                 )
-        h = HouseholdRow(id=db.new_id(), head_person_id=head_id, village=village.code, address=address,
-                         current_situation=Situation.NONE.name, version=1, created_at=db.utcnow(), updated_at=db.utcnow())
+        h = HouseholdRow(
+            id=db.new_id(),
+            head_person_id=head_id,
+            village=village.code,
+            address=address,
+            current_situation=Situation.NONE.name,
+            version=1,
+            created_at=db.utcnow(),
+            updated_at=db.utcnow(),
+        )
         s.add(h)
         await s.flush()
         for i, (p, rel) in enumerate(members):
@@ -164,9 +204,11 @@ class HouseholdsService:
         async with self.sessions() as s:
             return await self._present(s, await self._row(s, household_id, caller))
 
-    async def record_situation(self, household_id: str, record: SituationRecord, *, ended: date | None, caller: Caller,
-                               idem: Idem | None) -> pb.Household:
+    async def record_situation(
+        self, household_id: str, record: SituationRecord, *, ended: date | None, caller: Caller, idem: Idem | None
+    ) -> pb.Household:
         """Append a situation change; with ``ended``, end the situation in force instead."""
+
         async def work(s: AsyncSession) -> pb.Household:
             h = await self._row(s, household_id, caller)
             count = len(await self._member_rows(s, h.id))
@@ -178,15 +220,21 @@ class HouseholdsService:
                 closing = close_situation(Situation[h.current_situation], record, ended, today=today)
                 await self._append_situation(s, h, closing, caller, today=today + timedelta(days=1))
                 opened = [e for e in await self._history_rows(s, h.id) if e.situation == record.situation.name][-1]
-                self._situation_event(s, h, SituationRecord(record.situation, opened.effective_from, opened.disability_grade),
-                                      ended, count)
+                self._situation_event(
+                    s,
+                    h,
+                    SituationRecord(record.situation, opened.effective_from, opened.disability_grade),
+                    ended,
+                    count,
+                )
             await s.flush()
             return await self._present(s, h)
 
         return await mutate(self.sessions, idem, pb.Household, work, caller=caller, notify=self.notify)
 
-    async def update_household(self, household_id: str, update: HouseholdUpdate, *, caller: Caller,
-                               idem: Idem | None) -> pb.Household:
+    async def update_household(
+        self, household_id: str, update: HouseholdUpdate, *, caller: Caller, idem: Idem | None
+    ) -> pb.Household:
         """Address, members (add/remove, relations) and 户主 change under the
         same rules as registration; members/head changes publish
         HouseholdMembersChanged so projections keep head and size right."""
@@ -205,8 +253,9 @@ class HouseholdsService:
 
         return await mutate(self.sessions, idem, pb.Household, work, caller=caller, notify=self.notify)
 
-    async def _replace_members(self, s: AsyncSession, h: HouseholdRow, update: HouseholdUpdate, *, change_head: bool,
-                               caller: Caller) -> None:
+    async def _replace_members(
+        self, s: AsyncSession, h: HouseholdRow, update: HouseholdUpdate, *, change_head: bool, caller: Caller
+    ) -> None:
         old_rows = {hm.person_id: hm for hm in await self._member_rows(s, h.id)}
         head_id = update.head_id if change_head else h.head_person_id
         members: list[tuple[PersonSummary, Relation]] = []
@@ -244,7 +293,9 @@ class HouseholdsService:
         if added or removed or previous_head != head_id:
             bus.emit(s, wire.members_changed(h, len(members), added, removed, previous_head))
 
-    def _query(self, region: RegionCode, situation: Situation | None, as_of: date | None, unpaired: bool) -> Select[Any]:
+    def _query(
+        self, region: RegionCode, situation: Situation | None, as_of: date | None, unpaired: bool
+    ) -> Select[Any]:
         q = select(HouseholdRow).where(HouseholdRow.village.like(region.prefix + "%"))
         if situation is not None:
             kind = situation.name
@@ -253,27 +304,46 @@ class HouseholdsService:
             else:
                 # The entry in force on as_of is the latest one effective by then.
                 e, later = aliased(SituationRow), aliased(SituationRow)
-                q = q.where(exists().where(
-                    e.household_id == HouseholdRow.id, e.situation == kind, e.effective_from <= as_of,
-                    ~exists().where(later.household_id == e.household_id, later.effective_from > e.effective_from,
-                                    later.effective_from <= as_of),
-                ))
+                q = q.where(
+                    exists().where(
+                        e.household_id == HouseholdRow.id,
+                        e.situation == kind,
+                        e.effective_from <= as_of,
+                        ~exists().where(
+                            later.household_id == e.household_id,
+                            later.effective_from > e.effective_from,
+                            later.effective_from <= as_of,
+                        ),
+                    )
+                )
         if unpaired:
             q = q.where(~self.pairings.open_pairing(HouseholdRow.id))
         return q
 
     async def _page(self, q: Select[Any], page: Page) -> tuple[list[pb.Household], str]:
         async with self.sessions() as s:
-            rows, token = page.cut(list((await s.execute(page.apply(q, HouseholdRow.id))).scalars()), key=lambda h: h.id)
+            rows, token = page.cut(
+                list((await s.execute(page.apply(q, HouseholdRow.id))).scalars()), key=lambda h: h.id
+            )
             return [await self._present(s, h) for h in rows], token
 
-    async def list_households(self, *, region: RegionCode | None, situation: Situation | None, as_of: date | None,
-                              unpaired: bool, page: Page, caller: Caller) -> pb.ListHouseholdsResponse:
+    async def list_households(
+        self,
+        *,
+        region: RegionCode | None,
+        situation: Situation | None,
+        as_of: date | None,
+        unpaired: bool,
+        page: Page,
+        caller: Caller,
+    ) -> pb.ListHouseholdsResponse:
         scope = region or caller.region
         caller.require_region(scope)
         return wire.household_list(*await self._page(self._query(scope, situation, as_of, unpaired), page))
 
-    async def list_unpaired_families(self, *, region: RegionCode | None, page: Page, caller: Caller) -> pb.ListUnpairedFamiliesResponse:
+    async def list_unpaired_families(
+        self, *, region: RegionCode | None, page: Page, caller: Caller
+    ) -> pb.ListUnpairedFamiliesResponse:
         """Special families (失独/伤残) without an open pairing: the gaps to fill."""
         scope = region or caller.region
         caller.require_region(scope)
@@ -299,14 +369,20 @@ class HouseholdsService:
     async def memberships(self, s: AsyncSession, person_ids: Sequence[str]) -> dict[str, Membership]:
         """Where each of ``person_ids`` is a household member (those who are)."""
         out: dict[str, Membership] = {}
-        cols = (HouseholdMemberRow.person_id, HouseholdMemberRow.household_id, HouseholdMemberRow.relation,
-                HouseholdMemberRow.position)
+        cols = (
+            HouseholdMemberRow.person_id,
+            HouseholdMemberRow.household_id,
+            HouseholdMemberRow.relation,
+            HouseholdMemberRow.position,
+        )
         for part in db.chunks(person_ids):
             for hm in await s.execute(select(*cols).where(HouseholdMemberRow.person_id.in_(part))):
                 out[hm.person_id] = Membership(hm.household_id, Relation[hm.relation], hm.position)
         return out
 
-    async def states(self, s: AsyncSession, household_ids: Sequence[str]) -> tuple[dict[str, HouseholdSummary], dict[str, SituationRecord | None]]:
+    async def states(
+        self, s: AsyncSession, household_ids: Sequence[str]
+    ) -> tuple[dict[str, HouseholdSummary], dict[str, SituationRecord | None]]:
         """The households of ``household_ids`` and the latest entry of each one's situation history."""
         found: dict[str, HouseholdSummary] = {}
         latest: dict[str, SituationRecord | None] = {}
@@ -332,23 +408,45 @@ class HouseholdsService:
         for item in plan:
             rec, hid = item.situation, item.household_id
             if item.new:
-                hh_rows.append((hid, item.head_person_id, item.village, rec.situation.name if rec else Situation.NONE.name))
+                hh_rows.append(
+                    (hid, item.head_person_id, item.village, rec.situation.name if rec else Situation.NONE.name)
+                )
                 events.append(wire.registered(hid, item.village, item.head_person_id, item.member_count))
             member_rows += [(hid, pid, rel.name, pos) for pos, (pid, rel) in enumerate(item.members)]
             if rec is not None:
-                situation_rows.append((hid, rec.situation.name, rec.effective_from, rec.disability_grade, rec.honor_certificate))
+                situation_rows.append(
+                    (hid, rec.situation.name, rec.effective_from, rec.disability_grade, rec.honor_certificate)
+                )
                 if not item.new:
                     updates.append((hid, rec.situation.name))
-                events.append(wire.situation_changed(hid, item.village, rec, None, head_person_id=item.head_person_id,
-                                                     member_count=item.member_count))
-        await db.insert_rows(s, HouseholdRow.__table__, ("id", "head_person_id", "village", "current_situation"), hh_rows,
-                             const={"address": "", "version": 1, "created_at": now, "updated_at": now})
-        await db.insert_rows(s, HouseholdMemberRow.__table__, ("household_id", "person_id", "relation", "position"), member_rows)
-        await db.insert_rows(s, SituationRow.__table__,
-                             ("household_id", "situation", "effective_from", "disability_grade", "honor_certificate"), situation_rows,
-                             const={"note": "花名册导入", "recorded_by": recorded_by, "recorded_at": now})
+                events.append(
+                    wire.situation_changed(
+                        hid, item.village, rec, None, head_person_id=item.head_person_id, member_count=item.member_count
+                    )
+                )
+        await db.insert_rows(
+            s,
+            HouseholdRow.__table__,
+            ("id", "head_person_id", "village", "current_situation"),
+            hh_rows,
+            const={"address": "", "version": 1, "created_at": now, "updated_at": now},
+        )
+        await db.insert_rows(
+            s, HouseholdMemberRow.__table__, ("household_id", "person_id", "relation", "position"), member_rows
+        )
+        await db.insert_rows(
+            s,
+            SituationRow.__table__,
+            ("household_id", "situation", "effective_from", "disability_grade", "honor_certificate"),
+            situation_rows,
+            const={"note": "花名册导入", "recorded_by": recorded_by, "recorded_at": now},
+        )
         for hid, kind in updates:
-            await s.execute(HouseholdRow.__table__.update().where(HouseholdRow.id == hid).values(current_situation=kind, updated_at=now))
+            await s.execute(
+                HouseholdRow.__table__.update()
+                .where(HouseholdRow.id == hid)
+                .values(current_situation=kind, updated_at=now)
+            )
         await bus.emit_many(s, events)
 
 

@@ -1,4 +1,5 @@
 """Households, their members and the append-only situation history."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

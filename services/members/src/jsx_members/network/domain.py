@@ -1,16 +1,16 @@
 """The association's network: members (会员) of the 计生协 at village,
 township, county, city or province level, volunteers (志愿者), and the 1:1
 pairing of volunteers with special families (结对联系). Pure: no I/O."""
+
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 from datetime import date
 
+from jsx_members.households.domain import SituationRecord
 from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from jsxcore.values import RegionCode
-
-from jsx_members.households.domain import SituationRecord
 
 
 class MemberType(str, enum.Enum):
@@ -43,7 +43,9 @@ def check_end(tenure: Tenure, end: date, *, field: str = "end_date", what: str =
     if tenure.end is not None:
         raise FailedPrecondition(f"已于 {tenure.end.isoformat()} 结束，不能重复结束", reason="ALREADY_ENDED")
     if end < tenure.start:
-        raise InvalidArgument.field(field, f"{what}不能早于开始日期 {tenure.start.isoformat()}", reason="END_BEFORE_START")
+        raise InvalidArgument.field(
+            field, f"{what}不能早于开始日期 {tenure.start.isoformat()}", reason="END_BEFORE_START"
+        )
     return Tenure(tenure.start, end)
 
 
@@ -60,13 +62,17 @@ def check_not_future(day: date, *, today: date, field: str, message: str, reason
 def check_association(association: RegionCode, home_village: str, *, field: str = "member.association") -> None:
     """A person joins the association of their village or one above it."""
     if not association.contains(RegionCode.parse(home_village)):
-        raise InvalidArgument.field(field, "只能加入本人所在村或其上级乡镇、县、市、省的计生协", reason="ASSOCIATION_NOT_HOME")
+        raise InvalidArgument.field(
+            field, "只能加入本人所在村或其上级乡镇、县、市、省的计生协", reason="ASSOCIATION_NOT_HOME"
+        )
 
 
 def check_join(joined: date, *, birth_date: date, today: date, person_active: bool, already_member: bool) -> None:
     """入会: on a day between birth and today, a person still 在册, one open membership at a time."""
     if joined > today or joined < birth_date:
-        raise InvalidArgument.field("member.joined_date", "入会日期应在出生日期与今天之间", reason="INVALID_JOINED_DATE")
+        raise InvalidArgument.field(
+            "member.joined_date", "入会日期应在出生日期与今天之间", reason="INVALID_JOINED_DATE"
+        )
     if not person_active:
         raise FailedPrecondition("该人员已故或已迁出，不能入会", reason="PERSON_NOT_ACTIVE")
     if already_member:
@@ -121,7 +127,9 @@ def check_pairing(
     and a special family has one open pairing of each kind (会员联系户,
     双岗联系人). ``household_active`` means: an open pairing of this kind."""
     if household_situation is None or not household_situation.situation.is_special:
-        raise FailedPrecondition("只有计生特殊家庭（失独、伤残）需要结对联系，该户当前不是特殊家庭", reason="NOT_SPECIAL_FAMILY")
+        raise FailedPrecondition(
+            "只有计生特殊家庭（失独、伤残）需要结对联系，该户当前不是特殊家庭", reason="NOT_SPECIAL_FAMILY"
+        )
     if volunteer_inactive:
         raise FailedPrecondition("该志愿者已停止接受结对，请选择其他志愿者", reason="VOLUNTEER_INACTIVE")
     if volunteer_deceased:
@@ -129,9 +137,13 @@ def check_pairing(
     if volunteer_in_household:
         raise FailedPrecondition("志愿者不能与自己所在的家庭结对", reason="VOLUNTEER_OWN_HOUSEHOLD")
     if household_active:
-        raise FailedPrecondition("该特殊家庭已有同类结对志愿者，请先解除原结对再重新结对", reason="HOUSEHOLD_ALREADY_PAIRED")
+        raise FailedPrecondition(
+            "该特殊家庭已有同类结对志愿者，请先解除原结对再重新结对", reason="HOUSEHOLD_ALREADY_PAIRED"
+        )
     if volunteer_active:
-        raise FailedPrecondition("该志愿者已结对一户特殊家庭（一对一），请先解除原结对", reason="VOLUNTEER_ALREADY_PAIRED")
+        raise FailedPrecondition(
+            "该志愿者已结对一户特殊家庭（一对一），请先解除原结对", reason="VOLUNTEER_ALREADY_PAIRED"
+        )
 
 
 # ---------------------------------------------------------------- use-case inputs
@@ -182,7 +194,21 @@ class NewPairing:
 
 
 __all__ = [
-    "MemberType", "MemberUpdate", "NewMember", "NewPairing", "NewVolunteer", "PairingKind", "Tenure", "VolunteerUpdate",
-    "check_activation", "check_association", "check_end", "check_join", "check_member_change", "check_new_volunteer",
-    "check_not_future", "check_pairing", "check_skills",
+    "MemberType",
+    "MemberUpdate",
+    "NewMember",
+    "NewPairing",
+    "NewVolunteer",
+    "PairingKind",
+    "Tenure",
+    "VolunteerUpdate",
+    "check_activation",
+    "check_association",
+    "check_end",
+    "check_join",
+    "check_member_change",
+    "check_new_volunteer",
+    "check_not_future",
+    "check_pairing",
+    "check_skills",
 ]

@@ -1,6 +1,7 @@
 """Association members, volunteers and pairings. The 1:1 pairing and "one
 active membership" rules are enforced by partial unique indexes too
 (``WHERE end_date IS NULL``), so a race cannot break them."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -49,10 +50,21 @@ class VolunteerRow(Base):
 class PairingRow(Base):
     __tablename__ = "pairings"
     __table_args__ = (
-        Index("uq_pairings_active_volunteer", "volunteer_id", unique=True,
-              sqlite_where=text("end_date IS NULL"), postgresql_where=text("end_date IS NULL")),
-        Index("uq_pairings_active_household", "household_id", "kind", unique=True,
-              sqlite_where=text("end_date IS NULL"), postgresql_where=text("end_date IS NULL")),
+        Index(
+            "uq_pairings_active_volunteer",
+            "volunteer_id",
+            unique=True,
+            sqlite_where=text("end_date IS NULL"),
+            postgresql_where=text("end_date IS NULL"),
+        ),
+        Index(
+            "uq_pairings_active_household",
+            "household_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("end_date IS NULL"),
+            postgresql_where=text("end_date IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

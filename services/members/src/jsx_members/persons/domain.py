@@ -6,6 +6,7 @@ Every refusal is a :mod:`jsxcore.errors` error with a Chinese message and
 field violations a clerk can act on; a registration reports all its
 problems at once.
 """
+
 from __future__ import annotations
 
 import enum
@@ -15,10 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TypeVar
 
+from jsx_members.labels import fold, parse_enum
 from jsxcore.errors import ErrorCollector, FieldViolation, InvalidArgument
 from jsxcore.values import IdNumber, RegionCode, RegionLevel
-
-from jsx_members.labels import fold, parse_enum
 
 T = TypeVar("T")
 
@@ -129,7 +129,9 @@ def validate_person(
     idn = _collect(errors, lambda: IdNumber.parse(id_number, field=prefix + "id_number", today=today))
     tel = _collect(errors, lambda: normalize_phone(phone, field=prefix + "phone"))
     region = _collect(errors, lambda: parse_village(village, field=prefix + "village"))
-    h = _collect(errors, lambda: parse_enum(HukouType, hukou or HukouType.RURAL.value, field=prefix + "hukou", what="户籍类型"))
+    h = _collect(
+        errors, lambda: parse_enum(HukouType, hukou or HukouType.RURAL.value, field=prefix + "hukou", what="户籍类型")
+    )
     if death_date is not None:
         if death_date > (today or date.today()):
             errors.add(prefix + "death_date", "死亡日期不能晚于今天")
@@ -149,7 +151,12 @@ def validate_person(
 
 
 def check_life_status(
-    errors: ErrorCollector, status: PersonStatus | None, death_date: date | None, *, birth_date: date, today: date,
+    errors: ErrorCollector,
+    status: PersonStatus | None,
+    death_date: date | None,
+    *,
+    birth_date: date,
+    today: date,
     prefix: str = "person.",
 ) -> None:
     """A change of status / death date: 已故 needs the date, a date needs 已故,
@@ -253,7 +260,19 @@ class RosterIdentity:
 
 
 __all__ = [
-    "HukouType", "NewPerson", "NewRosterPerson", "PersonDraft", "PersonStatus", "PersonSummary", "PersonUpdate",
-    "RegisteredPerson", "RosterIdentity", "check_life_status", "normalize_card", "normalize_name", "normalize_phone",
-    "parse_village", "validate_person",
+    "HukouType",
+    "NewPerson",
+    "NewRosterPerson",
+    "PersonDraft",
+    "PersonStatus",
+    "PersonSummary",
+    "PersonUpdate",
+    "RegisteredPerson",
+    "RosterIdentity",
+    "check_life_status",
+    "normalize_card",
+    "normalize_name",
+    "normalize_phone",
+    "parse_village",
+    "validate_person",
 ]

@@ -8,6 +8,7 @@ AES-GCM ciphertext bound to the row (``persons/{id}/id_number`` as AAD);
 the 身份证 number and phone also have a keyed blind index. Only this module
 encrypts or decrypts them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,14 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from jsx.members.v1 import members_pb2 as pb
-from jsxcore.auth import Caller
-from jsxcore.db import read
-from jsxcore.errors import AlreadyExists, ErrorCollector, InvalidArgument, NotFound, PermissionDenied
-from jsxcore.paging import Page
-from jsxcore.pii import BlindIndex, FieldCipher, mask_name, mask_phone
-from jsxcore.usecase import Idem, mutate
-from jsxcore.values import IdNumber, RegionCode
-
 from jsx_members.adapters import bus, db
 from jsx_members.persons import wire
 from jsx_members.persons.domain import (
@@ -49,6 +42,13 @@ from jsx_members.persons.domain import (
     validate_person,
 )
 from jsx_members.persons.tables import PersonRow
+from jsxcore.auth import Caller
+from jsxcore.db import read
+from jsxcore.errors import AlreadyExists, ErrorCollector, InvalidArgument, NotFound, PermissionDenied
+from jsxcore.paging import Page
+from jsxcore.pii import BlindIndex, FieldCipher, mask_name, mask_phone
+from jsxcore.usecase import Idem, mutate
+from jsxcore.values import IdNumber, RegionCode
 
 audit = logging.getLogger("jsx.audit")
 
@@ -57,8 +57,19 @@ MAX_BATCH = 1000
 #: Persons named in one error message; the rest are counted.
 _LIST_IN_MESSAGE = 20
 #: The per-row columns of a person registered by a roster import (the rest are the same for all).
-_IMPORT_COLUMNS = ("id", "name", "id_cipher", "id_bidx", "id_masked", "birth_date", "sex", "phone_cipher", "phone_bidx",
-                   "village", "hukou")
+_IMPORT_COLUMNS = (
+    "id",
+    "name",
+    "id_cipher",
+    "id_bidx",
+    "id_masked",
+    "birth_date",
+    "sex",
+    "phone_cipher",
+    "phone_bidx",
+    "village",
+    "hukou",
+)
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -120,8 +131,12 @@ class PersonsService:
         Plaintext only when ``full`` is asked and the caller may see personal
         data; every such read is audited (who, which record — never the values)."""
         if full and caller.may_see_pii:
-            out = wire.person(p, phone=self._phone(p), card=self._card(p),
-                              id_number=self.cipher.decrypt(p.id_cipher, aad=self._aad(p.id, "id_number")))
+            out = wire.person(
+                p,
+                phone=self._phone(p),
+                card=self._card(p),
+                id_number=self.cipher.decrypt(p.id_cipher, aad=self._aad(p.id, "id_number")),
+            )
             audit.info("pii.read", extra={"actor": caller.subject, "resource": out.name})
             return out
         return wire.person(p, phone=self._phone(p), card=self._card(p))
@@ -161,8 +176,14 @@ class PersonsService:
     async def create_person(self, new: NewPerson, *, caller: Caller, idem: Idem | None) -> pb.Person:
         async def work(s: AsyncSession) -> pb.Person:
             draft = validate_person(
-                name=new.name, id_number=new.id_number, phone=new.phone, village=new.village, hukou=new.hukou.value,
-                death_date=new.death_date, today=self.today(), prefix="person.",
+                name=new.name,
+                id_number=new.id_number,
+                phone=new.phone,
+                village=new.village,
+                hukou=new.hukou.value,
+                death_date=new.death_date,
+                today=self.today(),
+                prefix="person.",
             )
             caller.require_region(draft.village)
             await self._refuse_duplicate(s, draft.id_number)
@@ -201,8 +222,9 @@ class PersonsService:
             caller.require_region(p.village)
             return self.present(p, full=full, caller=caller)
 
-    async def list_persons(self, *, region: RegionCode | None, status: PersonStatus | None, full: bool, page: Page,
-                           caller: Caller) -> pb.ListPersonsResponse:
+    async def list_persons(
+        self, *, region: RegionCode | None, status: PersonStatus | None, full: bool, page: Page, caller: Caller
+    ) -> pb.ListPersonsResponse:
         scope = region or caller.region
         caller.require_region(scope)
         q = select(PersonRow).where(PersonRow.village.like(scope.prefix + "%"))
@@ -212,7 +234,9 @@ class PersonsService:
             rows, token = page.cut(list((await s.execute(page.apply(q, PersonRow.id))).scalars()), key=lambda p: p.id)
             return wire.person_list([self.present(p, full=full, caller=caller) for p in rows], token)
 
-    async def update_person(self, person_id: str, update: PersonUpdate, *, caller: Caller, idem: Idem | None) -> pb.Person:
+    async def update_person(
+        self, person_id: str, update: PersonUpdate, *, caller: Caller, idem: Idem | None
+    ) -> pb.Person:
         paths = update.paths
 
         async def work(s: AsyncSession) -> pb.Person:
@@ -244,7 +268,9 @@ class PersonsService:
             if "status" in paths or "death_date" in paths:
                 errors.violations.extend(update.unreadable.get("status", ()))
                 errors.violations.extend(update.unreadable.get("death_date", ()))
-                check_life_status(errors, update.status, update.death_date, birth_date=row.birth_date, today=self.today())
+                check_life_status(
+                    errors, update.status, update.death_date, birth_date=row.birth_date, today=self.today()
+                )
                 if update.status is not None:
                     row.status, row.death_date = update.status.name, update.death_date
             if "card_number" in paths:
@@ -267,22 +293,33 @@ class PersonsService:
         if not person_ids:
             raise InvalidArgument.field("names", "请至少指定一个人员（persons/{编号}）", reason="NAMES_REQUIRED")
         if len(person_ids) > MAX_BATCH:
-            raise InvalidArgument.field("names", f"一次最多查询 {MAX_BATCH} 人，本次 {len(person_ids)} 人，请分批查询",
-                                        reason="TOO_MANY_NAMES")
+            raise InvalidArgument.field(
+                "names", f"一次最多查询 {MAX_BATCH} 人，本次 {len(person_ids)} 人，请分批查询", reason="TOO_MANY_NAMES"
+            )
         async with self.sessions() as s:
-            result = await s.execute((select(*columns) if columns else select(PersonRow)).where(PersonRow.id.in_(set(person_ids))))
+            result = await s.execute(
+                (select(*columns) if columns else select(PersonRow)).where(PersonRow.id.in_(set(person_ids)))
+            )
             rows = {p.id: p for p in (result.all() if columns else result.scalars())}
         missing = [f"persons/{i}" for i in dict.fromkeys(person_ids) if i not in rows]
         if missing:
-            raise NotFound(f"成员服务中没有以下人员：{_listing(missing)}，请核对编号", reason="PERSONS_NOT_FOUND",
-                           metadata={"persons": ",".join(missing[:_LIST_IN_MESSAGE]), "count": str(len(missing))})
+            raise NotFound(
+                f"成员服务中没有以下人员：{_listing(missing)}，请核对编号",
+                reason="PERSONS_NOT_FOUND",
+                metadata={"persons": ",".join(missing[:_LIST_IN_MESSAGE]), "count": str(len(missing))},
+            )
         outside = [f"persons/{i}" for i in dict.fromkeys(person_ids) if not caller.in_region(rows[i].village)]
         if outside:
             region = caller.region.name or caller.region.short
-            raise PermissionDenied(f"以下人员不在您的辖区（{region}）内，不能查询：{_listing(outside)}",
-                                   reason="OUT_OF_REGION",
-                                   metadata={"persons": ",".join(outside[:_LIST_IN_MESSAGE]), "count": str(len(outside)),
-                                             "caller_region": caller.region.code})
+            raise PermissionDenied(
+                f"以下人员不在您的辖区（{region}）内，不能查询：{_listing(outside)}",
+                reason="OUT_OF_REGION",
+                metadata={
+                    "persons": ",".join(outside[:_LIST_IN_MESSAGE]),
+                    "count": str(len(outside)),
+                    "caller_region": caller.region.code,
+                },
+            )
         return [rows[i] for i in person_ids]
 
     async def batch_get_payees(self, person_ids: Sequence[str], *, caller: Caller) -> pb.BatchGetPayeesResponse:
@@ -290,7 +327,9 @@ class PersonsService:
         order — the one place other services get a card number in clear (for a
         bank payment file). Every call logs ``payees.read``: who, how many."""
         # Only what a payee is: whole entities cost ~9 s of a million payees' ~17 s (bench/bank_file).
-        rows = await self._load(person_ids, caller, PersonRow.id, PersonRow.name, PersonRow.village, PersonRow.card_cipher)
+        rows = await self._load(
+            person_ids, caller, PersonRow.id, PersonRow.name, PersonRow.village, PersonRow.card_cipher
+        )
         out = wire.payees(rows, [self._card(p) for p in rows])
         # Who read how many card numbers — the values and the persons stay out of the log.
         audit.info("payees.read", extra={"actor": caller.subject, "persons": len(rows)})
@@ -318,7 +357,14 @@ class PersonsService:
     async def by_digests(self, s: AsyncSession, digests: Sequence[str]) -> dict[str, RegisteredPerson]:
         """Registered persons by the blind-index digest of their 身份证 number (a roster's rows)."""
         found: dict[str, RegisteredPerson] = {}
-        cols = (PersonRow.id, PersonRow.id_bidx, PersonRow.name, PersonRow.village, PersonRow.phone_bidx, PersonRow.hukou)
+        cols = (
+            PersonRow.id,
+            PersonRow.id_bidx,
+            PersonRow.name,
+            PersonRow.village,
+            PersonRow.phone_bidx,
+            PersonRow.hukou,
+        )
         for part in db.chunks(digests):
             for p in await s.execute(select(*cols).where(PersonRow.id_bidx.in_(part))):
                 found[p.id_bidx] = RegisteredPerson(p.id, p.name, p.village, p.phone_bidx, HukouType[p.hukou])
@@ -334,24 +380,46 @@ class PersonsService:
             idn = draft.id_number
             v = idn.value
             village = draft.village.code
-            rows.append((
-                pid, draft.name, encrypt(v, aad=aad(pid, "id_number")), n.digest, idn.masked, idn.birth_date,
-                draft.sex, encrypt(draft.phone, aad=aad(pid, "phone")) if draft.phone else None,
-                n.phone_digest, village, draft.hukou.name,
-            ))
+            rows.append(
+                (
+                    pid,
+                    draft.name,
+                    encrypt(v, aad=aad(pid, "id_number")),
+                    n.digest,
+                    idn.masked,
+                    idn.birth_date,
+                    draft.sex,
+                    encrypt(draft.phone, aad=aad(pid, "phone")) if draft.phone else None,
+                    n.phone_digest,
+                    village,
+                    draft.hukou.name,
+                )
+            )
             events.append(wire.registered(pid, village))
         return PreparedPersons(rows, events)
 
     async def insert(self, s: AsyncSession, prepared: PreparedPersons) -> None:
         """Insert prepared persons and their events in ``s``'s transaction (one bulk insert each)."""
         now = db.utcnow()
-        await db.insert_rows(s, PersonRow.__table__, _IMPORT_COLUMNS, prepared.rows, const={
-            "card_cipher": None, "status": PersonStatus.ACTIVE.name, "death_date": None, "version": 1,
-            "created_at": now, "updated_at": now})
+        await db.insert_rows(
+            s,
+            PersonRow.__table__,
+            _IMPORT_COLUMNS,
+            prepared.rows,
+            const={
+                "card_cipher": None,
+                "status": PersonStatus.ACTIVE.name,
+                "death_date": None,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
         await bus.emit_many(s, prepared.events)
 
-    async def roster_identities(self, s: AsyncSession, *, region: RegionCode | None = None, ids: Sequence[str] = (),
-                                full: bool) -> list[RosterIdentity]:
+    async def roster_identities(
+        self, s: AsyncSession, *, region: RegionCode | None = None, ids: Sequence[str] = (), full: bool
+    ) -> list[RosterIdentity]:
         """Persons as a roster file shows them — everyone in ``region`` (by id), or
         those of ``ids`` — plaintext when ``full``, else masked."""
         if region is not None:
@@ -368,8 +436,16 @@ class PersonsService:
                 ident = self.cipher.decrypt(p.id_cipher, aad=self._aad(p.id, "id_number"))
                 out.append(RosterIdentity(p.id, p.name, ident, phone, p.village, HukouType[p.hukou]))
             else:
-                out.append(RosterIdentity(p.id, mask_name(p.name), p.id_masked, mask_phone(phone) if phone else "", p.village,
-                                          HukouType[p.hukou]))
+                out.append(
+                    RosterIdentity(
+                        p.id,
+                        mask_name(p.name),
+                        p.id_masked,
+                        mask_phone(phone) if phone else "",
+                        p.village,
+                        HukouType[p.hukou],
+                    )
+                )
         return out
 
 

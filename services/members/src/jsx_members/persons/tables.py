@@ -3,6 +3,7 @@ is stored as AES-GCM ciphertext (bound to its row) plus a keyed blind index
 (HMAC) that is unique, so duplicates are refused by the database and lookups
 never scan plaintext; phones likewise. The masked form (4312**********1234)
 is kept for messages."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

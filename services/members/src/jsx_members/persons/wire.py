@@ -5,6 +5,7 @@ the persons table (same attribute names and types). Decryption and the
 decision whether the caller sees plaintext are the service's; these
 functions only shape what they are given.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,10 +13,9 @@ from typing import Any
 
 from jsx.members.v1 import events_pb2
 from jsx.members.v1 import members_pb2 as pb
+from jsx_members.adapters.pb import day, enum_out, region
 from jsxcore import wire
 from jsxcore.pii import mask_name, mask_phone
-
-from jsx_members.adapters.pb import day, enum_out, region
 
 
 def name(person_id: str) -> str:
@@ -56,10 +56,12 @@ def person_list(persons: Sequence[pb.Person], next_page_token: str) -> pb.ListPe
 
 def payees(rows: Sequence[Any], cards: Sequence[str]) -> pb.BatchGetPayeesResponse:
     """Full name, full card number and village per person, in request order."""
-    return pb.BatchGetPayeesResponse(payees=[
-        pb.Payee(person=name(p.id), display_name=p.name, village=region(p.village), card_number=card)
-        for p, card in zip(rows, cards)
-    ])
+    return pb.BatchGetPayeesResponse(
+        payees=[
+            pb.Payee(person=name(p.id), display_name=p.name, village=region(p.village), card_number=card)
+            for p, card in zip(rows, cards)
+        ]
+    )
 
 
 def batch_persons(persons: Sequence[pb.Person]) -> pb.BatchGetPersonsResponse:

@@ -7,15 +7,12 @@ within the file, its household, the caller's region, agreement with what
 is registered), and if any is wrong nothing is written and the report
 names each row's problems.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-
-from jsxcore.errors import FailedPrecondition, InvalidArgument
-from jsxcore.pii import mask_name
-from jsxcore.values import IdNumber, RegionCode
 
 from jsx_members.households.domain import (
     HouseholdImport,
@@ -29,6 +26,9 @@ from jsx_members.households.domain import (
 )
 from jsx_members.labels import parse_enum
 from jsx_members.persons.domain import PersonDraft, RegisteredPerson, validate_person
+from jsxcore.errors import FailedPrecondition, InvalidArgument
+from jsxcore.pii import mask_name
+from jsxcore.values import IdNumber, RegionCode
 
 #: The column of the error workbook that explains each bad row.
 ERROR_COLUMN = "错误说明"
@@ -96,8 +96,12 @@ class RowParser:
         draft = None
         try:
             draft = validate_person(
-                name=r.get("姓名", ""), id_number=r.get("身份证号", ""), phone=r.get("联系电话", ""),
-                village=r.get("所属村", ""), hukou=r.get("户籍类型", ""), today=self.today,
+                name=r.get("姓名", ""),
+                id_number=r.get("身份证号", ""),
+                phone=r.get("联系电话", ""),
+                village=r.get("所属村", ""),
+                hukou=r.get("户籍类型", ""),
+                today=self.today,
             )
         except InvalidArgument as e:
             errs += messages(e)
@@ -156,14 +160,23 @@ class RowParser:
         grade = int(grade_text) if grade_text.isdigit() else None
         if grade_text and grade is None:
             raise InvalidArgument.field("伤残等级", "伤残等级应为 1、2 或 3")
-        return validate_situation(SituationRecord(kind, when, grade, r.get("光荣证编号", "").strip()), today=self.today, field="家庭类型")
+        return validate_situation(
+            SituationRecord(kind, when, grade, r.get("光荣证编号", "").strip()), today=self.today, field="家庭类型"
+        )
 
 
 def registered_mismatch(p: RegisteredPerson, r: RosterRow) -> str | None:
     """A row whose 身份证 is registered must agree with the registration (it is reported, never overwritten)."""
-    if (p.name, p.village, p.phone_digest, p.hukou) != (r.draft.name, r.draft.village.code, r.phone_digest, r.draft.hukou):
-        return (f"此身份证号已登记为 {mask_name(p.name)}（persons/{p.id}），但姓名、所属村、电话或户籍类型与系统不一致；"
-                "请核对，如需更正请用人员修改功能")
+    if (p.name, p.village, p.phone_digest, p.hukou) != (
+        r.draft.name,
+        r.draft.village.code,
+        r.phone_digest,
+        r.draft.hukou,
+    ):
+        return (
+            f"此身份证号已登记为 {mask_name(p.name)}（persons/{p.id}），但姓名、所属村、电话或户籍类型与系统不一致；"
+            "请核对，如需更正请用人员修改功能"
+        )
     return None
 
 
@@ -213,14 +226,17 @@ def check_households(
             if hh_db is None:
                 check_household_members(views, on=today, field="家庭")
         except InvalidArgument as e:
-            for i, _ in (heads or members):
+            for i, _ in heads or members:
                 report.errors.setdefault(i, []).extend(messages(e))
         rec = head_row[1].situation if head_row else None
         if head_row is not None and hh_db is not None and rec is not None:
             last = latest.get(hh_db.household_id)
             if last is not None and not last.same_state(rec) and rec.effective_from <= last.effective_from:
-                report.add(head_row[0], f"家庭类型与系统中不同，但生效日期不晚于系统中最近一次记录（{last.effective_from.isoformat()}）；"
-                                        "历史记录不可改写，请填写新的变更日期")
+                report.add(
+                    head_row[0],
+                    f"家庭类型与系统中不同，但生效日期不晚于系统中最近一次记录（{last.effective_from.isoformat()}）；"
+                    "历史记录不可改写，请填写新的变更日期",
+                )
         for i, r in members:
             p = existing.get(r.digest)
             mine = memberships.get(p.id) if p else None
@@ -268,19 +284,42 @@ def plan_households(
                 report.members_added += 1
         rec = head_row.situation if head_row else None
         entry: SituationRecord | None = None
-        if rec is not None and rec.situation is not Situation.NONE and not (current is not None and current.same_state(rec)):
+        if (
+            rec is not None
+            and rec.situation is not Situation.NONE
+            and not (current is not None and current.same_state(rec))
+        ):
             if current is not None and rec.effective_from <= current.effective_from:
                 raise FailedPrecondition(
                     f"户主 {head_row.draft.id_number.masked if head_row else ''} 的家庭类型生效日期须晚于系统中最近一次记录"
-                    f"（{current.effective_from.isoformat()}）", reason="SITUATION_NOT_AFTER_LATEST")
+                    f"（{current.effective_from.isoformat()}）",
+                    reason="SITUATION_NOT_AFTER_LATEST",
+                )
             entry = rec
             report.situations_recorded += 1
-        plan.append(HouseholdImport(household_id=hid, new=known is None, head_person_id=head_pid, village=village,
-                                    member_count=len(members), members=tuple(added), situation=entry))
+        plan.append(
+            HouseholdImport(
+                household_id=hid,
+                new=known is None,
+                head_person_id=head_pid,
+                village=village,
+                member_count=len(members),
+                members=tuple(added),
+                situation=entry,
+            )
+        )
     return plan
 
 
 __all__ = [
-    "ERROR_COLUMN", "Group", "ImportReport", "RosterRow", "RowParser", "check_households", "group_households", "messages",
-    "plan_households", "registered_mismatch",
+    "ERROR_COLUMN",
+    "Group",
+    "ImportReport",
+    "RosterRow",
+    "RowParser",
+    "check_households",
+    "group_households",
+    "messages",
+    "plan_households",
+    "registered_mismatch",
 ]

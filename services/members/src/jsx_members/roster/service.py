@@ -13,6 +13,7 @@ re-importing a file (or an exported one) changes nothing.
 Persons and households are written through their contexts' services; the
 rules a row and a household must pass are in :mod:`jsx_members.roster.domain`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,10 +22,6 @@ from collections.abc import Callable, Iterable
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from jsxcore.auth import Caller
-from jsxcore.bulk import fewer_collections
-from jsxcore.values import RegionCode
 
 from jsx_members.adapters import db
 from jsx_members.households.domain import Membership, Relation, Situation
@@ -40,6 +37,9 @@ from jsx_members.roster.domain import (
     plan_households,
     registered_mismatch,
 )
+from jsxcore.auth import Caller
+from jsxcore.bulk import fewer_collections
+from jsxcore.values import RegionCode
 
 audit = logging.getLogger("jsx.audit")
 
@@ -67,7 +67,9 @@ class RosterService:
         self.notify = notify
         self.today = today
 
-    async def import_rows(self, rows: Iterable[dict[str, str]], *, caller: Caller, progress: Progress | None = None) -> ImportReport:
+    async def import_rows(
+        self, rows: Iterable[dict[str, str]], *, caller: Caller, progress: Progress | None = None
+    ) -> ImportReport:
         """Import roster rows as ``caller``: validate every row (fields,
         duplicates within the file, households, the caller's region, agreement
         with what is already registered); if any row is wrong, write nothing and
@@ -88,7 +90,9 @@ class RosterService:
             households, latest = await self.households.states(s, [m.household_id for m in memberships.values()])
             known = {p.id: p for p in people}
             outside = [h.head_person_id for h in households.values() if h.head_person_id not in known]
-            heads = {p.id: p for p in await self.persons.roster_identities(s, ids=outside, full=full)} if outside else {}
+            heads = (
+                {p.id: p for p in await self.persons.roster_identities(s, ids=outside, full=full)} if outside else {}
+            )
         heads.update(known)
 
         def order(p_id: str) -> tuple[int, str, int, str]:
@@ -97,17 +101,31 @@ class RosterService:
 
         out: list[dict[str, str]] = []
         for p in sorted(people, key=lambda p: order(p.id)):
-            row = {"姓名": p.name, "身份证号": p.id_number, "联系电话": p.phone, "所属村": p.village, "户籍类型": p.hukou.value}
+            row = {
+                "姓名": p.name,
+                "身份证号": p.id_number,
+                "联系电话": p.phone,
+                "所属村": p.village,
+                "户籍类型": p.hukou.value,
+            }
             m = memberships.get(p.id)
             if m is not None:
                 row["户主身份证号"] = heads[households[m.household_id].head_person_id].id_number
                 row["与户主关系"] = m.relation.value
                 e = latest.get(m.household_id)
                 if m.relation is Relation.HEAD and e is not None and e.situation is not Situation.NONE:
-                    row.update({"家庭类型": e.situation.value, "家庭类型生效日期": e.effective_from.isoformat(),
-                                "伤残等级": str(e.disability_grade or ""), "光荣证编号": e.honor_certificate})
+                    row.update(
+                        {
+                            "家庭类型": e.situation.value,
+                            "家庭类型生效日期": e.effective_from.isoformat(),
+                            "伤残等级": str(e.disability_grade or ""),
+                            "光荣证编号": e.honor_certificate,
+                        }
+                    )
             out.append(row)
-        audit.info("roster.export", extra={"actor": caller.subject, "region": region.code, "rows": len(out), "plaintext": full})
+        audit.info(
+            "roster.export", extra={"actor": caller.subject, "region": region.code, "rows": len(out), "plaintext": full}
+        )
         return out
 
 
@@ -154,7 +172,9 @@ class _Import:
             self.svc.notify()
         return report
 
-    async def _run(self, s: AsyncSession, report: ImportReport, rows: Iterable[dict[str, str]], progress: Progress | None) -> bool:
+    async def _run(
+        self, s: AsyncSession, report: ImportReport, rows: Iterable[dict[str, str]], progress: Progress | None
+    ) -> bool:
         """Validate and write; False (and report.errors) when the file has errors."""
         good: list[tuple[int, RosterRow]] = []
         first_row: dict[str, int] = {}
@@ -189,22 +209,48 @@ class _Import:
         head_digest = {h: by_id[h][1].digest if h in by_id else digest(h) for h in groups}
         await self._registered(s, [head_digest[h] for h in groups if h not in by_id])
         head_person = {h: self.existing.get(d) for h, d in head_digest.items()}
-        known_households = [m.household_id for p in head_person.values() if p is not None
-                            if (m := self.memberships.get(p.id)) is not None]
+        known_households = [
+            m.household_id
+            for p in head_person.values()
+            if p is not None
+            if (m := self.memberships.get(p.id)) is not None
+        ]
         households, latest = await self.households.states(s, known_households)
-        check_households(report, groups, by_id, head_person=head_person, existing=self.existing, memberships=self.memberships,
-                         latest=latest, today=self.today)
+        check_households(
+            report,
+            groups,
+            by_id,
+            head_person=head_person,
+            existing=self.existing,
+            memberships=self.memberships,
+            latest=latest,
+            today=self.today,
+        )
         if report.errors:
             return False
         head_ids: dict[str, str] = {}
         for h, p in head_person.items():  # every head is in the file or registered by now
             head_ids[h] = self.ids.get(h) or (p.id if p is not None else "")
-        plan = plan_households(report, groups, person_ids=self.ids, head_ids=head_ids, memberships=self.memberships,
-                               villages={hid: h.village for hid, h in households.items()}, latest=latest,
-                               new_id=lambda: db.new_id())
+        plan = plan_households(
+            report,
+            groups,
+            person_ids=self.ids,
+            head_ids=head_ids,
+            memberships=self.memberships,
+            villages={hid: h.village for hid, h in households.items()},
+            latest=latest,
+            new_id=lambda: db.new_id(),
+        )
         await self.households.add_imported(s, plan, recorded_by=self.caller.subject)
-        audit.info("roster.import", extra={"actor": self.caller.subject, "persons": report.persons_created,
-                                           "households": report.households_created, "rows": len(report.rows)})
+        audit.info(
+            "roster.import",
+            extra={
+                "actor": self.caller.subject,
+                "persons": report.persons_created,
+                "households": report.households_created,
+                "rows": len(report.rows),
+            },
+        )
         return True
 
     async def _registered(self, s: AsyncSession, digests: list[str]) -> dict[str, RegisteredPerson]:

@@ -1,5 +1,6 @@
 """Sites the association runs (阵地): 会员之家, 暖心家园, 健康驿站,
 青春健康教育基地; the 六有 checklist of a 暖心家园; 摘牌 (closing). Pure."""
+
 from __future__ import annotations
 
 import enum
@@ -7,10 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from jsx_members.labels import fold
 from jsxcore.errors import ErrorCollector, FailedPrecondition, InvalidArgument
 from jsxcore.values import RegionCode, RegionLevel
-
-from jsx_members.labels import fold
 
 
 class SiteKind(str, enum.Enum):
@@ -37,7 +37,9 @@ class SixHaves:
         unknown = got - set(SIX_HAVES)
         if unknown:
             raise InvalidArgument.field(
-                field, f"六有清单只能包含：{'、'.join(SIX_HAVES)}；无法识别：{'、'.join(sorted(unknown))}", reason="INVALID_SIX_HAVES"
+                field,
+                f"六有清单只能包含：{'、'.join(SIX_HAVES)}；无法识别：{'、'.join(sorted(unknown))}",
+                reason="INVALID_SIX_HAVES",
             )
         return cls(frozenset(got))
 
@@ -62,7 +64,9 @@ class SixHaves:
         return "、".join(self.ordered())
 
 
-def validate_site(*, kind: SiteKind, name: str, village: str, address: str, six_haves: Iterable[str]) -> tuple[str, RegionCode, str, SixHaves]:
+def validate_site(
+    *, kind: SiteKind, name: str, village: str, address: str, six_haves: Iterable[str]
+) -> tuple[str, RegionCode, str, SixHaves]:
     errors = ErrorCollector()
     n = fold(name)
     if not n or len(n) > 100:
@@ -101,7 +105,9 @@ def check_closing(closed: date, *, opened: date, today: date) -> date:
     if closed > today:
         raise InvalidArgument.field("closed_date", "摘牌日期不能晚于今天", reason="END_IN_FUTURE")
     if closed < opened:
-        raise InvalidArgument.field("closed_date", f"摘牌日期不能早于挂牌日期 {opened.isoformat()}", reason="END_BEFORE_START")
+        raise InvalidArgument.field(
+            "closed_date", f"摘牌日期不能早于挂牌日期 {opened.isoformat()}", reason="END_BEFORE_START"
+        )
     return closed
 
 
@@ -129,4 +135,13 @@ class SiteUpdate:
     manager_id: str = ""
 
 
-__all__ = ["SIX_HAVES", "NewSite", "SiteKind", "SiteUpdate", "SixHaves", "check_closing", "require_open", "validate_site"]
+__all__ = [
+    "SIX_HAVES",
+    "NewSite",
+    "SiteKind",
+    "SiteUpdate",
+    "SixHaves",
+    "check_closing",
+    "require_open",
+    "validate_site",
+]

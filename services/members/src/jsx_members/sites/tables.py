@@ -1,4 +1,5 @@
 """Sites (阵地)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
