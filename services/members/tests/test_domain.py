@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -98,8 +99,8 @@ def test_situation_history_is_appended_never_rewritten() -> None:
     )
     assert len(h) == 2
     assert households.situation_on(h, date(2009, 12, 31)) is None
-    assert households.situation_on(h, date(2015, 1, 1)).situation is households.Situation.ONLY_CHILD  # type: ignore[union-attr]
-    assert households.situation_on(h, TODAY).situation is households.Situation.SPECIAL_DISABLED  # type: ignore[union-attr]
+    assert households.situation_on(h, date(2015, 1, 1)).situation is households.Situation.ONLY_CHILD  # type: ignore[union-attr]  # None fails the assertion
+    assert households.situation_on(h, TODAY).situation is households.Situation.SPECIAL_DISABLED  # type: ignore[union-attr]  # None fails the assertion
     with pytest.raises(FailedPrecondition) as e:
         households.append_situation(h, S(households.Situation.SPECIAL_BEREAVED, date(2019, 1, 1)), today=TODAY)
     assert e.value.reason == "SITUATION_NOT_AFTER_LATEST"
@@ -128,15 +129,15 @@ def test_situation_parse_accepts_short_forms() -> None:
 
 def test_pairing_is_one_to_one_and_only_for_special_families() -> None:
     special = households.SituationRecord(households.Situation.SPECIAL_BEREAVED, date(2020, 1, 1))
-    ok = dict(
-        household_situation=special,
-        household_active=False,
-        volunteer_active=False,
-        volunteer_deceased=False,
-        volunteer_in_household=False,
-    )
-    network.check_pairing(**ok)  # type: ignore[arg-type]
-    for change, reason in [
+    ok: dict[str, Any] = {
+        "household_situation": special,
+        "household_active": False,
+        "volunteer_active": False,
+        "volunteer_deceased": False,
+        "volunteer_in_household": False,
+    }
+    network.check_pairing(**ok)
+    changes: list[tuple[dict[str, Any], str]] = [
         (
             {"household_situation": households.SituationRecord(households.Situation.ONLY_CHILD, date(2020, 1, 1))},
             "NOT_SPECIAL_FAMILY",
@@ -146,9 +147,10 @@ def test_pairing_is_one_to_one_and_only_for_special_families() -> None:
         ({"volunteer_active": True}, "VOLUNTEER_ALREADY_PAIRED"),
         ({"volunteer_deceased": True}, "VOLUNTEER_DECEASED"),
         ({"volunteer_in_household": True}, "VOLUNTEER_OWN_HOUSEHOLD"),
-    ]:
+    ]
+    for change, reason in changes:
         with pytest.raises(FailedPrecondition) as e:
-            network.check_pairing(**{**ok, **change})  # type: ignore[arg-type]
+            network.check_pairing(**{**ok, **change})
         assert e.value.reason == reason
 
 

@@ -15,10 +15,10 @@ from jsx.members.v1 import members_pb2 as pb
 from jsx_members.testdata import make_id_number, rid
 from jsxcore.runtime import error_details
 
-from .test_grpc_pii import YL, _events, stack  # noqa: F401  (fixture)
+from .test_grpc_pii import YL, _events
 
 
-async def test_updates_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_updates_over_grpc(stack) -> None:
     yl, xp = stack["clients"]["yl"], stack["clients"]["xp"]
     ppl = [
         await yl.CreatePerson(

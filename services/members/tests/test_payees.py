@@ -15,6 +15,7 @@ import pytest
 from jsx.members.v1 import members_pb2 as pb
 from jsx_members.persons.domain import NewPerson
 from jsx_members.persons.service import MAX_BATCH
+from jsx_members.service import MembersService
 from jsx_members.testdata import VILLAGES, acting, clerk, make_id_number
 from jsxcore.auth import PAYEES_READ, ROLE_PERMISSIONS, Caller, roles_grant
 from jsxcore.errors import InvalidArgument, NotFound, PermissionDenied
@@ -23,7 +24,7 @@ from jsxcore.values import RegionCode
 CARD = "6217001234567890123"
 
 
-async def _register(svc, name: str, county: str, seq: int, card: str = "") -> pb.Person:  # type: ignore[no-untyped-def]
+async def _register(svc: MembersService, name: str, county: str, seq: int, card: str = "") -> pb.Person:
     return await svc.persons.create_person(
         NewPerson(
             name=name,
@@ -50,7 +51,7 @@ def test_only_finance_and_system_hold_payees_read() -> None:
     assert Caller("c", "c", ("county_clerk",), RegionCode.parse("431222")).can("members.persons.read")
 
 
-async def test_batch_get_payees_and_persons(env, caplog) -> None:  # type: ignore[no-untyped-def]
+async def test_batch_get_payees_and_persons(env, caplog: pytest.LogCaptureFixture) -> None:
     svc, reads = env.service, env.service.persons
     wang = await _register(svc, "王大明", "431222", 1, CARD)
     li = await _register(svc, "李秀英", "431222", 2)
@@ -67,7 +68,7 @@ async def test_batch_get_payees_and_persons(env, caplog) -> None:  # type: ignor
         (li.name, "李秀英", "", VILLAGES["431222"]),
     ]
     audit = [r for r in caplog.records if r.getMessage() == "payees.read"]
-    assert len(audit) == 1 and audit[0].actor == "fin-yl" and audit[0].persons == 3  # type: ignore[attr-defined]
+    assert len(audit) == 1 and audit[0].actor == "fin-yl" and audit[0].persons == 3  # type: ignore[attr-defined]  # LogRecord extras
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert CARD not in logged and "王大明" not in logged and wang.name not in logged
 

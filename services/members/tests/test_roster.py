@@ -3,8 +3,10 @@ changes nothing, template, export round trip (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
@@ -16,14 +18,14 @@ from jsxcore.outbox import OutboxEvent
 from jsxcore.values import RegionCode
 
 
-async def _counts(env) -> dict[str, int]:  # type: ignore[no-untyped-def]
+async def _counts(env) -> dict[str, int]:
     async with env.service.sessions() as s:
         return {
             t.__tablename__: await db.count(s, t) for t in (PersonRow, HouseholdRow, HouseholdMemberRow, SituationRow)
         } | {"outbox": await db.count(s, OutboxEvent)}
 
 
-async def test_import_all_good_then_reimport_changes_nothing(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_import_all_good_then_reimport_changes_nothing(env, tmp_path: Path) -> None:
     path = tmp_path / "roster.xlsx"
     roster.write_rows(path, roster.HEADERS, roster_rows(30))
     caller = clerk()
@@ -44,7 +46,7 @@ async def test_import_all_good_then_reimport_changes_nothing(env, tmp_path: Path
     assert await _counts(env) == first
 
 
-async def test_one_bad_row_imports_nothing_and_explains(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_one_bad_row_imports_nothing_and_explains(env, tmp_path: Path) -> None:
     rows = list(roster_rows(9))
     rows[4]["身份证号"] = rows[4]["身份证号"][:-1] + ("0" if rows[4]["身份证号"][-1] != "0" else "1")  # bad checksum
     rows[7]["所属村"] = "431224102203"  # 溆浦: outside a 沅陵 clerk's scope
@@ -66,7 +68,7 @@ async def test_one_bad_row_imports_nothing_and_explains(env, tmp_path: Path) -> 
     assert "校验位" in ws.cell(row=6, column=len(header)).value and not ws.cell(row=2, column=len(header)).value
 
 
-async def test_minor_head_and_missing_head_rejected(env) -> None:  # type: ignore[no-untyped-def]
+async def test_minor_head_and_missing_head_rejected(env) -> None:
     rows = list(roster_rows(3))
     orphan = dict(rows[1], 户主身份证号=rows[2]["身份证号"])  # points at a non-head
     caller = clerk()
@@ -74,7 +76,7 @@ async def test_minor_head_and_missing_head_rejected(env) -> None:  # type: ignor
     assert not report.ok and 1 in report.errors
 
 
-async def test_template_and_export_round_trip(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_template_and_export_round_trip(env, tmp_path: Path) -> None:
     tpl = tmp_path / "template.xlsx"
     roster.write_template(tpl)
     wb = load_workbook(tpl)
@@ -92,7 +94,7 @@ async def test_template_and_export_round_trip(env, tmp_path: Path) -> None:  # t
     assert again.ok and again.persons_created == 0 and again.situations_recorded == 0
 
 
-async def test_reimport_with_changed_situation(env) -> None:  # type: ignore[no-untyped-def]
+async def test_reimport_with_changed_situation(env) -> None:
     rows = list(roster_rows(3))
     caller = clerk()
     assert (await env.service.roster.import_rows(rows, caller=caller)).ok
@@ -107,7 +109,7 @@ async def test_reimport_with_changed_situation(env) -> None:  # type: ignore[no-
         assert hh.current_situation == "SPECIAL_DISABLED" and len(await env.service.households.history(s, hh.id)) == 2
 
 
-def test_large_workbook_is_read_in_a_worker_process(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_large_workbook_is_read_in_a_worker_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parallel reader gives the same rows as the in-process one, and a
     broken file is a clear INVALID_ARGUMENT, not a hang or INTERNAL."""
     from jsx_members.adapters import roster as r
@@ -119,7 +121,7 @@ def test_large_workbook_is_read_in_a_worker_process(tmp_path, monkeypatch) -> No
     _, rows, _ = r.read_rows(path)
     inline = list(rows)
     monkeypatch.setattr(r, "PARALLEL_MIN_BYTES", 0)
-    headers, rows, total = r.read_rows(path)
+    headers, rows, _total = r.read_rows(path)
     assert list(rows) == inline and len(inline) == 2500 and headers[:2] == ["姓名", "身份证号"]
     bad = tmp_path / "bad.xlsx"
     bad.write_bytes(b"PK\x03\x04 not really a workbook")
@@ -138,7 +140,9 @@ def test_large_workbook_is_read_in_a_worker_process(tmp_path, monkeypatch) -> No
     rows.close()  # abandoned after one row (a failed import): the child is stopped, nothing hangs
 
 
-async def test_bad_last_row_of_a_large_file_leaves_the_database_untouched(env, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_last_row_of_a_large_file_leaves_the_database_untouched(
+    env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Persons are inserted chunk by chunk while the file is read; a bad row
     after many chunks were written must still roll everything back, and the
     rows after the first error are still all checked."""
@@ -164,7 +168,7 @@ async def test_bad_last_row_of_a_large_file_leaves_the_database_untouched(env, t
     assert await _counts(env) == before
 
 
-async def test_import_restores_gc_thresholds(env) -> None:  # type: ignore[no-untyped-def]
+async def test_import_restores_gc_thresholds(env) -> None:
     """The import collects less often while it runs, and leaves the process's
     collector settings as it found them (also when the file has errors)."""
     import gc
@@ -172,7 +176,7 @@ async def test_import_restores_gc_thresholds(env) -> None:  # type: ignore[no-un
     before = gc.get_threshold()
     seen: list[tuple[int, int, int]] = []
 
-    def rows():  # type: ignore[no-untyped-def]
+    def rows() -> Iterator[dict[str, str]]:
         yield from roster_rows(6)
         seen.append(gc.get_threshold())
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -25,11 +27,11 @@ def person(idn: str, name: str = "张三", village: str = YL, phone: str = "1391
     return pb.Person(display_name=name, id_number=idn, phone=phone, village=c.RegionCode(code=village))
 
 
-async def new_person(env, idn: str, **kw) -> pb.Person:  # type: ignore[no-untyped-def]
+async def new_person(env, idn: str, **kw: Any) -> pb.Person:
     return await env.api.CreatePerson(pb.CreatePersonRequest(person=person(idn, **kw), request_id=rid()))
 
 
-async def test_create_get_lookup_masked_and_full(env) -> None:  # type: ignore[no-untyped-def]
+async def test_create_get_lookup_masked_and_full(env) -> None:
     idn = make_id_number("431222", date(1970, 3, 4), 11)
     with acting():
         p = await new_person(env, idn)
@@ -48,7 +50,7 @@ async def test_create_get_lookup_masked_and_full(env) -> None:  # type: ignore[n
         assert full.id_number == idn and full.phone == "13912345678" and full.display_name == "张三"
 
 
-async def test_duplicate_id_number_names_existing_person_masked(env) -> None:  # type: ignore[no-untyped-def]
+async def test_duplicate_id_number_names_existing_person_masked(env) -> None:
     idn = make_id_number("431222", date(1980, 1, 2), 3)
     with acting():
         p = await new_person(env, idn)
@@ -58,7 +60,7 @@ async def test_duplicate_id_number_names_existing_person_masked(env) -> None:  #
     assert idn not in e.value.message and e.value.reason == "PERSON_ALREADY_EXISTS"
 
 
-async def test_invalid_person_gives_field_violations(env) -> None:  # type: ignore[no-untyped-def]
+async def test_invalid_person_gives_field_violations(env) -> None:
     good = make_id_number("431222", date(1980, 1, 2), 3)
     bad = good[:-1] + ("1" if good[-1] != "1" else "2")
     with acting(), pytest.raises(InvalidArgument) as e:
@@ -69,7 +71,7 @@ async def test_invalid_person_gives_field_violations(env) -> None:  # type: igno
         assert await db.count(s, PersonRow) == 0
 
 
-async def test_region_scope(env) -> None:  # type: ignore[no-untyped-def]
+async def test_region_scope(env) -> None:
     with acting("431224", subject="clerk-xp"):
         xp = await new_person(env, make_id_number("431224", date(1975, 5, 5), 1), village=XP)
     with acting("431222"):
@@ -94,7 +96,7 @@ async def test_region_scope(env) -> None:  # type: ignore[no-untyped-def]
         assert len((await env.api.ListPersons(pb.ListPersonsRequest())).persons) == 1
 
 
-async def test_idempotent_create(env) -> None:  # type: ignore[no-untyped-def]
+async def test_idempotent_create(env) -> None:
     req = pb.CreatePersonRequest(person=person(make_id_number(seq=5)), request_id=rid())
     with acting():
         a = await env.api.CreatePerson(req)
@@ -110,7 +112,7 @@ async def test_idempotent_create(env) -> None:  # type: ignore[no-untyped-def]
     assert subjects == ["jsx.members.person.registered"]
 
 
-async def test_update_person_field_mask(env) -> None:  # type: ignore[no-untyped-def]
+async def test_update_person_field_mask(env) -> None:
     with acting():
         p = await new_person(env, make_id_number(seq=7))
         u = await env.api.UpdatePerson(
@@ -141,7 +143,7 @@ async def test_update_person_field_mask(env) -> None:  # type: ignore[no-untyped
         assert d.status == pb.PERSON_STATUS_DECEASED
 
 
-async def _household(env, situations=(), minor_head: bool = False):  # type: ignore[no-untyped-def]
+async def _household(env, situations: Sequence[pb.FamilySituation] = (), minor_head: bool = False) -> pb.Household:
     head = await new_person(
         env, make_id_number("431222", date(2010, 1, 1) if minor_head else date(1970, 1, 1), 21), name="王五"
     )
@@ -162,11 +164,11 @@ async def _household(env, situations=(), minor_head: bool = False):  # type: ign
     )
 
 
-def sit(kind: int, y: int, mo: int = 1, d: int = 1, **kw) -> pb.FamilySituation:  # type: ignore[no-untyped-def]
+def sit(kind: int, y: int, mo: int = 1, d: int = 1, **kw: Any) -> pb.FamilySituation:
     return pb.FamilySituation(kind=kind, effective_from=c.Date(year=y, month=mo, day=d), **kw)
 
 
-async def test_household_minor_head_refused(env) -> None:  # type: ignore[no-untyped-def]
+async def test_household_minor_head_refused(env) -> None:
     with acting(), pytest.raises(InvalidArgument) as e:
         await _household(env, minor_head=True)
     assert (
@@ -178,7 +180,7 @@ async def test_household_minor_head_refused(env) -> None:  # type: ignore[no-unt
         assert await db.count(s, HouseholdRow) == 0
 
 
-async def test_situation_history_and_pairing(env) -> None:  # type: ignore[no-untyped-def]
+async def test_situation_history_and_pairing(env) -> None:
     with acting():
         h = await _household(env, [sit(pb.SITUATION_KIND_ONLY_CHILD, 2000, honor_certificate="湘001")])
         assert [s.kind for s in h.situations] == [pb.SITUATION_KIND_ONLY_CHILD]
@@ -234,7 +236,7 @@ async def test_situation_history_and_pairing(env) -> None:  # type: ignore[no-un
         assert len(hist.pairings) == 2
 
 
-async def test_pairing_needs_special_family(env) -> None:  # type: ignore[no-untyped-def]
+async def test_pairing_needs_special_family(env) -> None:
     with acting():
         h = await _household(env, [sit(pb.SITUATION_KIND_ONLY_CHILD, 2000)])
         vp = await new_person(env, make_id_number("431222", date(1985, 1, 1), 41))
@@ -246,7 +248,7 @@ async def test_pairing_needs_special_family(env) -> None:  # type: ignore[no-unt
         assert e.value.reason == "NOT_SPECIAL_FAMILY"
 
 
-async def test_members_join_and_leave(env) -> None:  # type: ignore[no-untyped-def]
+async def test_members_join_and_leave(env) -> None:
     with acting():
         p = await new_person(env, make_id_number(seq=51))
         a = await env.api.CreateMember(
@@ -284,7 +286,7 @@ async def test_members_join_and_leave(env) -> None:  # type: ignore[no-untyped-d
         assert len((await env.api.ListMembers(pb.ListMembersRequest(include_ended=True))).members) == 1
 
 
-async def test_sites_and_six_haves(env) -> None:  # type: ignore[no-untyped-def]
+async def test_sites_and_six_haves(env) -> None:
     with acting():
         s = await env.api.CreateSite(
             pb.CreateSiteRequest(
@@ -326,7 +328,7 @@ async def test_sites_and_six_haves(env) -> None:  # type: ignore[no-untyped-def]
         assert len((await env.api.ListSites(pb.ListSitesRequest(kind=pb.SITE_KIND_WARM_HOME))).sites) == 1
 
 
-async def test_pagination(env) -> None:  # type: ignore[no-untyped-def]
+async def test_pagination(env) -> None:
     with acting():
         for i in range(7):
             await new_person(env, make_id_number(seq=60 + i))

@@ -4,6 +4,7 @@ memberships, volunteers, sites (and closing them), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -20,7 +21,7 @@ from jsxcore.outbox import OutboxEvent
 YL, XP = "431222101201", "431224102203"
 
 
-async def person(env, seq: int, birth: date = date(1970, 1, 1), village: str = YL, female: bool = False) -> str:  # type: ignore[no-untyped-def]
+async def person(env, seq: int, birth: date = date(1970, 1, 1), village: str = YL, female: bool = False) -> str:
     idn = make_id_number(village[:6], birth, seq, female=female)
     p = await env.api.CreatePerson(
         pb.CreatePersonRequest(
@@ -30,7 +31,7 @@ async def person(env, seq: int, birth: date = date(1970, 1, 1), village: str = Y
     return p.name
 
 
-async def events(env, etype: type) -> list:  # type: ignore[no-untyped-def, type-arg]
+async def events(env, etype: type[Any]) -> list[Any]:
     async with env.service.sessions() as s:
         rows = (
             await s.execute(select(OutboxEvent).where(OutboxEvent.event_type == etype.DESCRIPTOR.full_name))
@@ -47,7 +48,7 @@ def mask(*paths: str) -> FieldMask:
     return FieldMask(paths=list(paths))
 
 
-async def household(env) -> tuple[pb.Household, list[str]]:  # type: ignore[no-untyped-def]
+async def household(env) -> tuple[pb.Household, list[str]]:
     head, spouse, child = (
         await person(env, 1),
         await person(env, 2, female=True),
@@ -74,7 +75,7 @@ def members(*pairs: tuple[str, int]) -> list[pb.HouseholdMember]:
     return [pb.HouseholdMember(person=p, relation=r) for p, r in pairs]
 
 
-async def test_household_members_add_remove_and_head_change(env) -> None:  # type: ignore[no-untyped-def]
+async def test_household_members_add_remove_and_head_change(env) -> None:
     with acting():
         h, (head, spouse, child) = await household(env)
         grandma = await person(env, 4, date(1945, 2, 2), female=True)
@@ -152,7 +153,7 @@ async def test_household_members_add_remove_and_head_change(env) -> None:  # typ
         )
 
 
-async def test_household_rules_hold_on_update(env) -> None:  # type: ignore[no-untyped-def]
+async def test_household_rules_hold_on_update(env) -> None:
     with acting():
         h, (head, spouse, child) = await household(env)
         second = await person(env, 6, female=True)
@@ -201,7 +202,7 @@ async def test_household_rules_hold_on_update(env) -> None:  # type: ignore[no-u
         assert await events(env, events_pb2.HouseholdMembersChanged) == []
 
 
-async def test_field_masks_unknown_immutable_and_required(env) -> None:  # type: ignore[no-untyped-def]
+async def test_field_masks_unknown_immutable_and_required(env) -> None:
     with acting():
         h, _ = await household(env)
         for path, reason in (
@@ -231,9 +232,9 @@ async def test_field_masks_unknown_immutable_and_required(env) -> None:  # type:
         assert len(e.value.violations) == 2 and "身份证号不可修改" in e.value.violations[0].description
 
 
-async def test_household_region_scope(env) -> None:  # type: ignore[no-untyped-def]
+async def test_household_region_scope(env) -> None:
     with acting():
-        h, (head, spouse, child) = await household(env)
+        h, (head, _spouse, _child) = await household(env)
     with acting("431224", subject="clerk-xp"):
         xp = await person(env, 7, village=XP)
         with pytest.raises(PermissionDenied):
@@ -242,21 +243,18 @@ async def test_household_region_scope(env) -> None:  # type: ignore[no-untyped-d
                     household=pb.Household(name=h.name, address="x"), update_mask=mask("address"), request_id=rid()
                 )
             )
-    with acting():
-        # A 沅陵 clerk cannot pull a 溆浦 person into a 沅陵 household.
-        with pytest.raises(PermissionDenied):
-            await env.api.UpdateHousehold(
-                pb.UpdateHouseholdRequest(
-                    household=pb.Household(
-                        name=h.name, members=members((head, pb.RELATION_HEAD), (xp, pb.RELATION_OTHER))
-                    ),
-                    update_mask=mask("members"),
-                    request_id=rid(),
-                )
+    # A 沅陵 clerk cannot pull a 溆浦 person into a 沅陵 household.
+    with acting(), pytest.raises(PermissionDenied):
+        await env.api.UpdateHousehold(
+            pb.UpdateHouseholdRequest(
+                household=pb.Household(name=h.name, members=members((head, pb.RELATION_HEAD), (xp, pb.RELATION_OTHER))),
+                update_mask=mask("members"),
+                request_id=rid(),
             )
+        )
 
 
-async def test_update_member_type_association_and_leaving(env) -> None:  # type: ignore[no-untyped-def]
+async def test_update_member_type_association_and_leaving(env) -> None:
     with acting():
         p = await person(env, 8)
         a = await env.api.CreateMember(
@@ -340,9 +338,9 @@ async def test_update_member_type_association_and_leaving(env) -> None:  # type:
         assert out.left_reason == "户籍迁往外省" and len(await events(env, events_pb2.MemberLeft)) == 1
 
 
-async def test_update_volunteer_active_with_pairing(env) -> None:  # type: ignore[no-untyped-def]
+async def test_update_volunteer_active_with_pairing(env) -> None:
     with acting():
-        h, (head, spouse, child) = await household(env)
+        h, (_head, _spouse, _child) = await household(env)
         await env.api.RecordSituation(
             pb.RecordSituationRequest(
                 household=h.name,
@@ -383,7 +381,7 @@ async def test_update_volunteer_active_with_pairing(env) -> None:  # type: ignor
             )
 
 
-async def test_update_and_close_site(env) -> None:  # type: ignore[no-untyped-def]
+async def test_update_and_close_site(env) -> None:
     with acting():
         x = await env.api.CreateSite(
             pb.CreateSiteRequest(

@@ -62,7 +62,7 @@ async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
         rows.append((eid, kind[0], kind[1], msg.SerializeToString(deterministic=True)))
     await db.insert_rows(
         session,
-        OutboxEvent.__table__,
+        db.table_of(OutboxEvent),
         ("event_id", "subject", "event_type", "payload"),
         rows,
         const={"headers": {}, "created_at": now, "attempts": 0},

@@ -60,6 +60,13 @@ async def get_or_404(session: AsyncSession, model: type[T], rid: str, what: str)
     return row
 
 
+def table_of(model: type[Any]) -> Table:
+    """The Core table of a declarative row class (for bulk inserts and updates)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 async def count(session: AsyncSession, model: type[Any]) -> int:
     return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
 
@@ -79,7 +86,7 @@ _IMPORT_CACHE_KIB = 256 * 1024
 @asynccontextmanager
 async def large_cache(s: AsyncSession) -> AsyncIterator[None]:
     """A large page cache on this connection for a bulk import, back to what it was afterwards (SQLite only)."""
-    if s.bind.dialect.name != "sqlite":
+    if (await s.connection()).dialect.name != "sqlite":
         yield
         return
     before = (await s.execute(text("PRAGMA cache_size"))).scalar_one()
@@ -127,7 +134,7 @@ async def insert_rows(
     conn = await session.connection()
     dialect = conn.dialect
     if not dialect.positional:
-        await conn.execute(table.insert(), [{**const, **dict(zip(columns, r))} for r in rows])
+        await conn.execute(table.insert(), [{**const, **dict(zip(columns, r, strict=True))} for r in rows])
         return
     key = (table.name, tuple(columns), tuple(const), dialect.name)
     cached = _BULK.get(key)

@@ -52,8 +52,9 @@ def enum_in(
         raise InvalidArgument.field(field, f"{what}取值 {value} 无效", reason="INVALID_ENUM") from None
 
 
-def enum_out(pb_enum: Any, prefix: str, member: enum.Enum | str) -> int:
-    """A domain member (or its stored name) → the wire number."""
+def enum_out(pb_enum: Any, prefix: str, member: enum.Enum | str) -> Any:
+    """A domain member (or its stored name) → the wire number (an int, typed by
+    the stubs as each enum's own ``ValueType``)."""
     return wire.enum_to(pb_enum, prefix, member.name if isinstance(member, enum.Enum) else member)
 
 

@@ -17,7 +17,7 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.worksheet import Worksheet
 
 from jsx_members.households.domain import Relation, Situation
 from jsx_members.persons.domain import HukouType
@@ -76,8 +77,15 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
-def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], int]:
-    """(headers, rows, row count estimate — 0 when the file does not say) of the first sheet of an .xlsx, or a .csv (UTF-8, BOM ok).
+def _dimension_rows(ws: Any) -> int:
+    """Data rows by the sheet's stored dimension (0 when it has none)."""
+    stored: int | None = getattr(ws, "_max_row", None)
+    return max(stored - 1, 0) if stored else 0
+
+
+def read_rows(path: str | Path) -> tuple[list[str], Generator[dict[str, str], None, None], int]:
+    """(headers, rows, row count estimate — 0 when the file does not say) of
+    the first sheet of an .xlsx, or a .csv (UTF-8, BOM ok).
 
     Raises InvalidArgument naming missing required headers."""
     p = Path(path)
@@ -87,7 +95,7 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
         headers = [h.strip() for h in next(reader, [])]
         total = max(sum(1 for _ in p.open(encoding="utf-8-sig")) - 1, 0)
 
-        def csv_rows() -> Iterator[dict[str, str]]:
+        def csv_rows() -> Generator[dict[str, str], None, None]:
             with fh:
                 for rec in reader:
                     if any(x.strip() for x in rec):
@@ -108,14 +116,14 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
     _check_headers(headers)
     # Only trust a stored dimension: asking openpyxl for max_row on a sheet
     # without one parses the whole sheet a second time.
-    total = max(ws._max_row - 1, 0) if getattr(ws, "_max_row", None) else 0
+    total = _dimension_rows(ws)
 
-    def xlsx_rows() -> Iterator[dict[str, str]]:
+    def xlsx_rows() -> Generator[dict[str, str], None, None]:
         try:
             for rec in it:
                 values = [_cell(v) for v in rec]
                 if any(values):
-                    yield dict(zip(headers, values))
+                    yield dict(zip(headers, values, strict=False))  # a short row has no trailing cells
         finally:
             wb.close()
 
@@ -143,7 +151,7 @@ def _xlsx_child() -> None:
     try:
         wb = load_workbook(sys.argv[1], read_only=True, data_only=True)
         ws = wb.worksheets[0]
-        pickle.dump(("total", max(ws._max_row - 1, 0) if getattr(ws, "_max_row", None) else 0), out)
+        pickle.dump(("total", _dimension_rows(ws)), out)
         batch: list[list[str]] = []
         for rec in ws.iter_rows(values_only=True):
             batch.append([_cell(v) for v in rec])
@@ -161,7 +169,7 @@ def _xlsx_child() -> None:
     out.flush()
 
 
-def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], int]:
+def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Generator[dict[str, str], None, None], int]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from jsx_members.adapters.roster import _xlsx_child; _xlsx_child()", str(p)],
         stdin=subprocess.DEVNULL,
@@ -187,7 +195,7 @@ def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], 
     reader = threading.Thread(target=drain, name="roster-xlsx-reader", daemon=True)
     reader.start()
 
-    def batches() -> Iterator[list[list[str]]]:
+    def batches() -> Generator[list[list[str]], None, None]:
         try:
             while True:
                 kind, payload = inbox.get()
@@ -224,10 +232,10 @@ def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], 
         it.close()
         raise
 
-    def xlsx_rows() -> Iterator[dict[str, str]]:
+    def xlsx_rows() -> Generator[dict[str, str], None, None]:
         for values in _chain(first[1:], it):
             if any(values):
-                yield dict(zip(headers, values))
+                yield dict(zip(headers, values, strict=False))  # a short row has no trailing cells
 
     return headers, xlsx_rows(), total[0]
 
@@ -289,6 +297,7 @@ def write_template(path: str | Path) -> None:
     ID columns, drop-downs for the coded columns and a 填写说明 sheet."""
     wb = Workbook()
     ws = wb.active
+    assert isinstance(ws, Worksheet)  # a new workbook has one worksheet
     ws.title = "花名册"
     ws.append(list(HEADERS))
     for c in ws[1]:
@@ -326,8 +335,8 @@ def write_template(path: str | Path) -> None:
         ws.add_data_validation(dv)
     help_ws = wb.create_sheet("填写说明")
     help_ws.append(["列", "说明"])
-    for row in HELP:
-        help_ws.append(list(row))
+    for item in HELP:
+        help_ws.append(list(item))
     help_ws.append(
         [
             "",

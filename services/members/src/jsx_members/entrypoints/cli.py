@@ -80,8 +80,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
             )
             return 1
         print(
-            f"导入完成：共 {len(report.rows)} 行；新登记人员 {report.persons_created}，新建家庭户 {report.households_created}，"
-            f"新增户成员 {report.members_added}，记录家庭类型 {report.situations_recorded}，已登记未变 {report.unchanged}"
+            f"导入完成：共 {len(report.rows)} 行；新登记人员 {report.persons_created}，"
+            f"新建家庭户 {report.households_created}，新增户成员 {report.members_added}，"
+            f"记录家庭类型 {report.situations_recorded}，已登记未变 {report.unchanged}"
         )
         return 0
 
@@ -166,7 +167,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 region=region,
                 page_token=t,
                 page_size=500,
-                situation=pb.SituationKind.Value(args.situation) if args.situation else 0,
+                situation=pb.SituationKind.Value(args.situation) if args.situation else pb.SITUATION_KIND_UNSPECIFIED,
             ),
             "households",
         ),

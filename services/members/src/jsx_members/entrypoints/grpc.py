@@ -112,7 +112,7 @@ def _members(members: Sequence[pb.HouseholdMember]) -> tuple[tuple[str, Relation
 
 
 def _six(six: pb.SixHaves) -> tuple[str, ...]:
-    return tuple(item for f, item in zip(SIX_FIELDS, SIX_HAVES) if getattr(six, f))
+    return tuple(item for f, item in zip(SIX_FIELDS, SIX_HAVES, strict=True) if getattr(six, f))
 
 
 _PERSON_SETTABLE = {"display_name", "phone", "village", "hukou_type", "status", "death_date", "card_number"}

@@ -216,7 +216,8 @@ def append_situation(
         last = max(history, key=lambda r: r.effective_from)
         if record.effective_from <= last.effective_from:
             raise FailedPrecondition(
-                f"生效日期须晚于上一次记录的生效日期 {last.effective_from.isoformat()}；历史记录不可改写，请填写新的变更日期",
+                f"生效日期须晚于上一次记录的生效日期 {last.effective_from.isoformat()}；"
+                "历史记录不可改写，请填写新的变更日期",
                 reason="SITUATION_NOT_AFTER_LATEST",
             )
         if last.same_state(record):

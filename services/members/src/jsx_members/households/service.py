@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, exists, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -54,7 +54,7 @@ from jsxcore.values import RegionCode
 class PairingFilter(Protocol):
     """Which households have an open pairing (the network context answers)."""
 
-    def open_pairing(self, household_id: ColumnElement[str]) -> ColumnElement[bool]:
+    def open_pairing(self, household_id: SQLColumnExpression[str]) -> ColumnElement[bool]:
         """A SQL condition: the household ``household_id`` has an open pairing."""
         ...
 
@@ -426,24 +426,24 @@ class HouseholdsService:
                 )
         await db.insert_rows(
             s,
-            HouseholdRow.__table__,
+            db.table_of(HouseholdRow),
             ("id", "head_person_id", "village", "current_situation"),
             hh_rows,
             const={"address": "", "version": 1, "created_at": now, "updated_at": now},
         )
         await db.insert_rows(
-            s, HouseholdMemberRow.__table__, ("household_id", "person_id", "relation", "position"), member_rows
+            s, db.table_of(HouseholdMemberRow), ("household_id", "person_id", "relation", "position"), member_rows
         )
         await db.insert_rows(
             s,
-            SituationRow.__table__,
+            db.table_of(SituationRow),
             ("household_id", "situation", "effective_from", "disability_grade", "honor_certificate"),
             situation_rows,
             const={"note": "花名册导入", "recorded_by": recorded_by, "recorded_at": now},
         )
         for hid, kind in updates:
             await s.execute(
-                HouseholdRow.__table__.update()
+                db.table_of(HouseholdRow).update()
                 .where(HouseholdRow.id == hid)
                 .values(current_situation=kind, updated_at=now)
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.members.v1 import members_pb2 as pb
@@ -50,7 +50,7 @@ from jsxcore.values import RegionCode
 class OpenPairings:
     """Which households have an open pairing (a :class:`~jsx_members.households.service.PairingFilter`)."""
 
-    def open_pairing(self, household_id: ColumnElement[str]) -> ColumnElement[bool]:
+    def open_pairing(self, household_id: SQLColumnExpression[str]) -> ColumnElement[bool]:
         return exists().where(PairingRow.household_id == household_id, PairingRow.end_date.is_(None))
 
 

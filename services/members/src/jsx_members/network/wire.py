@@ -19,7 +19,7 @@ def member(a: MemberRow) -> pb.AssociationMember:
         name=f"members/{a.id}",
         person=f"persons/{a.person_id}",
         association=region(a.region),
-        level=int(RegionCode.parse(a.region).level),
+        level=pb.AssociationLevel.ValueType(RegionCode.parse(a.region).level),
         member_type=enum_out(pb.MemberType, "MEMBER_TYPE_", a.member_type),
         joined_date=day(a.joined_on),
         left_date=day(a.left_on),

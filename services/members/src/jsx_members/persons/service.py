@@ -165,8 +165,9 @@ class PersonsService:
     async def _refuse_duplicate(self, s: AsyncSession, idn: IdNumber) -> None:
         existing = await self._by_bidx(s, self.bidx.digest(idn.value))
         if existing is not None:
+            who = f"{mask_name(existing.name)}（persons/{existing.id}）"
             raise AlreadyExists(
-                f"身份证号 {existing.id_masked} 已登记为 {mask_name(existing.name)}（persons/{existing.id}），请勿重复登记",
+                f"身份证号 {existing.id_masked} 已登记为 {who}，请勿重复登记",
                 reason="PERSON_ALREADY_EXISTS",
                 metadata={"existing": f"persons/{existing.id}", "id_number_masked": existing.id_masked},
             )
@@ -198,7 +199,7 @@ class PersonsService:
 
     #: GetPerson's row read: a Core select (the ORM's identity map and
     #: instance building cost ~100 µs a call here, the query itself ~35 µs).
-    _PERSON_BY_ID = select(PersonRow.__table__).where(PersonRow.__table__.c.id == bindparam("pid"))
+    _PERSON_BY_ID = select(db.table_of(PersonRow)).where(db.table_of(PersonRow).c.id == bindparam("pid"))
 
     async def get_person(self, person_id: str, *, full: bool, caller: Caller) -> pb.Person:
         # The hottest read other systems make: one row by primary key, so an
@@ -403,7 +404,7 @@ class PersonsService:
         now = db.utcnow()
         await db.insert_rows(
             s,
-            PersonRow.__table__,
+            db.table_of(PersonRow),
             _IMPORT_COLUMNS,
             prepared.rows,
             const={

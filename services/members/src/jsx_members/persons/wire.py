@@ -59,7 +59,7 @@ def payees(rows: Sequence[Any], cards: Sequence[str]) -> pb.BatchGetPayeesRespon
     return pb.BatchGetPayeesResponse(
         payees=[
             pb.Payee(person=name(p.id), display_name=p.name, village=region(p.village), card_number=card)
-            for p, card in zip(rows, cards)
+            for p, card in zip(rows, cards, strict=True)
         ]
     )
 

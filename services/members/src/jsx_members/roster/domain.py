@@ -290,9 +290,9 @@ def plan_households(
             and not (current is not None and current.same_state(rec))
         ):
             if current is not None and rec.effective_from <= current.effective_from:
+                masked = head_row.draft.id_number.masked if head_row else ""
                 raise FailedPrecondition(
-                    f"户主 {head_row.draft.id_number.masked if head_row else ''} 的家庭类型生效日期须晚于系统中最近一次记录"
-                    f"（{current.effective_from.isoformat()}）",
+                    f"户主 {masked} 的家庭类型生效日期须晚于系统中最近一次记录（{current.effective_from.isoformat()}）",
                     reason="SITUATION_NOT_AFTER_LATEST",
                 )
             entry = rec

@@ -17,7 +17,7 @@ SIX_FIELDS: tuple[str, ...] = ("place", "sign", "rules", "plan", "activities", "
 
 
 def six_haves(checklist: SixHaves) -> pb.SixHaves:
-    return pb.SixHaves(**{f: item in checklist.have for f, item in zip(SIX_FIELDS, SIX_HAVES)})
+    return pb.SixHaves(**{f: item in checklist.have for f, item in zip(SIX_FIELDS, SIX_HAVES, strict=True)})
 
 
 def site(x: SiteRow) -> pb.Site:
