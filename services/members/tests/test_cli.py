@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from jsx_members.adapters import roster
 from jsx_members.entrypoints.grpc import build_runtime
 from jsx_members.migrations import migrate
@@ -41,6 +43,7 @@ def jsx(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # subprocesses of the CLI, each importing the service
 async def test_template_import_errors_export_lookup(tmp_path: Path, nats_url: str) -> None:
     env = _env(tmp_path, nats_url)
     r = await asyncio.to_thread(jsx, env, "template", str(tmp_path / "t.xlsx"))

@@ -109,6 +109,7 @@ async def test_reimport_with_changed_situation(env) -> None:
         assert hh.current_situation == "SPECIAL_DISABLED" and len(await env.service.households.history(s, hh.id)) == 2
 
 
+@pytest.mark.slow  # a 2,500-row workbook written and read three times
 def test_large_workbook_is_read_in_a_worker_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The parallel reader gives the same rows as the in-process one, and a
     broken file is a clear INVALID_ARGUMENT, not a hang or INTERNAL."""
@@ -125,7 +126,6 @@ def test_large_workbook_is_read_in_a_worker_process(tmp_path: Path, monkeypatch:
     assert list(rows) == inline and len(inline) == 2500 and headers[:2] == ["姓名", "身份证号"]
     bad = tmp_path / "bad.xlsx"
     bad.write_bytes(b"PK\x03\x04 not really a workbook")
-    import pytest
 
     with pytest.raises(InvalidArgument) as e:
         r.read_rows(bad)
@@ -140,6 +140,7 @@ def test_large_workbook_is_read_in_a_worker_process(tmp_path: Path, monkeypatch:
     rows.close()  # abandoned after one row (a failed import): the child is stopped, nothing hangs
 
 
+@pytest.mark.slow  # 1,800-row imports
 async def test_bad_last_row_of_a_large_file_leaves_the_database_untouched(
     env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
