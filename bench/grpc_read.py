@@ -46,7 +46,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc  # noqa: E402
-from jsx.common.v1 import common_pb2  # noqa: E402
 from jsx.members.v1 import members_pb2, members_pb2_grpc  # noqa: E402
 from sqlalchemy import Integer, String, select  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
@@ -226,9 +225,10 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     """The members service's own pieces on a migrated database, one registered person."""
     from jsx_members.entrypoints.grpc import MembersServicer
     from jsx_members.migrations import migrate
+    from jsx_members.persons.domain import NewPerson
     from jsx_members.service import MembersService
 
-    from jsxcore.auth import Caller, reset_caller, set_caller
+    from jsxcore.auth import Caller
     from jsxcore.db import session_factory
     from jsxcore.values import RegionCode, id_check_char
 
@@ -237,14 +237,9 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     engine = create_engine(url)
     service = MembersService(session_factory(engine), config.field_cipher(), config.blind_index())
     body = "43122219600501013"
-    token = set_caller(Caller("bench-clerk", "bench", ("county_clerk",), RegionCode.parse("431222")))
-    try:
-        person = await service.create_person(members_pb2.CreatePersonRequest(
-            request_id="0b7c1f5e-6c1a-4c55-9d8e-2f0f2b9d3a11",
-            person=members_pb2.Person(display_name="张三", id_number=body + id_check_char(body), phone="13900001234",
-                                      village=common_pb2.RegionCode(code="431222101001"))))
-    finally:
-        reset_caller(token)
+    person = await service.persons.create_person(
+        NewPerson(name="张三", id_number=body + id_check_char(body), phone="13900001234", village="431222101001"),
+        caller=Caller("bench-clerk", "bench", ("county_clerk",), RegionCode.parse("431222")), idem=None)
     return engine, MembersServicer(service), person.name
 
 

@@ -34,8 +34,8 @@ from openpyxl import load_workbook  # noqa: E402
 
 from jsx_members.adapters import roster  # noqa: E402
 from jsx_members.migrations import migrate  # noqa: E402
-from jsx_members.service import MembersService, import_roster  # noqa: E402
-from jsx_members.testdata import acting, roster_rows  # noqa: E402
+from jsx_members.service import MembersService  # noqa: E402
+from jsx_members.testdata import clerk, roster_rows  # noqa: E402
 from jsxcore.db import create_engine, session_factory  # noqa: E402
 from jsxcore.pii import BlindIndex, FieldCipher  # noqa: E402
 
@@ -52,9 +52,9 @@ async def do_import(path: Path, url: str) -> tuple[int, float]:
     engine = create_engine(url)
     svc = MembersService(session_factory(engine), FieldCipher(os.urandom(32)), BlindIndex(os.urandom(32)))
     try:
-        with acting("431222", subject="bench"), timed() as t:
+        with timed() as t:
             _, rows, _ = roster.read_rows(path)
-            report = await import_roster(svc, rows)
+            report = await svc.roster.import_rows(rows, caller=clerk("431222", subject="bench"))
         if not report.ok:
             first = next(iter(report.errors.items()))
             raise SystemExit(f"bench roster has errors, e.g. row {first[0] + 2}: {first[1]}")

@@ -1,5 +1,6 @@
 """``jsx members`` commands as a clerk runs them (subprocesses, real files,
 a real database and, for lookup/list, a real gRPC server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,17 +26,24 @@ SECRET = "c" * 40
 def _env(tmp_path: Path, nats_url: str) -> dict[str, str]:
     return {
         **os.environ,
-        "JSX_MEMBERS_DATABASE_URL": f"sqlite:///{tmp_path / 'members.db'}", "JSX_MEMBERS_NATS_URL": nats_url,
-        "JSX_MEMBERS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
-        "JSX_AUTH_SECRET": SECRET, "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
+        "JSX_MEMBERS_DATABASE_URL": f"sqlite:///{tmp_path / 'members.db'}",
+        "JSX_MEMBERS_NATS_URL": nats_url,
+        "JSX_MEMBERS_DATA_DIR": str(tmp_path),
+        "JSX_PII_KEY": generate_key(),
+        "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_AUTH_SECRET": SECRET,
+        "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
         "JSX_TOKEN": issue_token(SECRET, "clerk-yl", ["county_clerk"], "431222"),
     }
 
 
 def jsx(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jsxcore.cli", "members", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "jsxcore.cli", "members", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
+@pytest.mark.slow  # subprocesses of the CLI, each importing the service
 async def test_template_import_errors_export_lookup(tmp_path: Path, nats_url: str) -> None:
     env = _env(tmp_path, nats_url)
     r = await asyncio.to_thread(jsx, env, "template", str(tmp_path / "t.xlsx"))

@@ -1,103 +1,46 @@
 """The members service end to end: a real gRPC server with the jsxcore
 runtime (auth, errors), a real nats-server receiving the outbox events, and
-SQLite/PostgreSQL. Ends with a PII scan of database, logs and events."""
+SQLite/PostgreSQL (the ``stack`` fixture, in conftest.py). Ends with a PII
+scan of database, logs and events."""
+
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
-import logging
-import os
-import re
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import grpc
-import nats
 import psycopg
 import pytest
-from sqlalchemy import text
 
 from jsx.common.v1 import common_pb2 as c
 from jsx.members.v1 import events_pb2
 from jsx.members.v1 import members_pb2 as pb
-from jsx.members.v1 import members_pb2_grpc
-from jsx_members.entrypoints.grpc import build_runtime
-from jsx_members.migrations import migrate
 from jsx_members.testdata import make_id_number, make_phone, rid
-from jsxcore.auth import issue_token
-from jsxcore.config import ServiceConfig
-from jsxcore.pii import generate_key
-from jsxcore.runtime import error_details, setup_logging
+from jsxcore.runtime import error_details
 
-SECRET = "s" * 40
 YL, XP = "431222101201", "431224102203"
-
-
-class Client:
-    def __init__(self, channel: grpc.aio.Channel, token: str) -> None:
-        self.stub = members_pb2_grpc.MembersServiceStub(channel)
-        self.md = (("authorization", f"Bearer {token}"),)
-
-    def __getattr__(self, rpc: str):  # type: ignore[no-untyped-def]
-        method = getattr(self.stub, rpc)
-        return lambda req: method(req, metadata=self.md, timeout=20)
-
-
-@pytest.fixture
-async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
-    env = {
-        "JSX_MEMBERS_DATABASE_URL": db_url, "JSX_MEMBERS_NATS_URL": nats_url, "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
-        "JSX_MEMBERS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
-        "JSX_AUTH_SECRET": SECRET,
-    }
-    config = ServiceConfig.from_env("members", env)
-    await asyncio.to_thread(migrate, db_url)
-    logs = io.StringIO()
-    handler = setup_logging("members", "DEBUG", stream=logs)
-    rt, service, relay = build_runtime(config)
-    port = await rt.start()
-    # Each test gets its own stream contents: purge what earlier tests published.
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    clients = {
-        "yl": Client(channel, issue_token(SECRET, "clerk-yl", ["county_clerk"], "431222")),
-        "xp": Client(channel, issue_token(SECRET, "clerk-xp", ["county_clerk"], "431224")),
-        "auditor": Client(channel, issue_token(SECRET, "audit-1", ["auditor"], "431200")),
-    }
-    try:
-        try:
-            await js.purge_stream("JSX_MEMBERS")
-        except Exception:
-            pass  # the relay creates the stream on first publish
-        yield {"clients": clients, "js": js, "relay": relay, "logs": logs, "url": db_url, "rt": rt}
-    finally:
-        await channel.close()
-        await rt.stop(0)
-        await nc.close()
-        logging.getLogger().removeHandler(handler)
 
 
 def person(idn: str, village: str, phone: str, name: str = "张三") -> pb.Person:
     return pb.Person(display_name=name, id_number=idn, phone=phone, village=c.RegionCode(code=village))
 
 
-async def _events(js, n: int) -> list:  # type: ignore[no-untyped-def]
+async def _events(js: Any, n: int) -> list[Any]:
     sub = await js.pull_subscribe("jsx.members.>", durable=None, stream="JSX_MEMBERS")
     got: list = []
     deadline = asyncio.get_running_loop().time() + 20
     while len(got) < n and asyncio.get_running_loop().time() < deadline:
         try:
             got += await sub.fetch(n - len(got), timeout=1)
-        except asyncio.TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
+        except TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
             pass
     await sub.unsubscribe()
     return got
 
 
-async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:
     yl, xp, auditor = stack["clients"]["yl"], stack["clients"]["xp"], stack["clients"]["auditor"]
     ids = [make_id_number("431222", date(1970 + i, 2, 3), 70 + i, female=i == 1) for i in range(3)]
     phones = [make_phone(88_000_000 + i) for i in range(3)]
@@ -113,7 +56,9 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
     for call in (
         yl.GetPerson(pb.GetPersonRequest(name=other.name)),
         yl.LookupPerson(pb.LookupPersonRequest(id_number=xp_id)),
-        yl.UpdatePerson(pb.UpdatePersonRequest(person=pb.Person(name=other.name, phone="13800000000"), request_id=rid())),
+        yl.UpdatePerson(
+            pb.UpdatePersonRequest(person=pb.Person(name=other.name, phone="13800000000"), request_id=rid())
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
@@ -130,27 +75,57 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
     bad = ids[0][:-1] + ("0" if ids[0][-1] != "0" else "1")
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await yl.CreatePerson(pb.CreatePersonRequest(person=person(bad, YL, "13911112222"), request_id=rid()))
-    info, badreq, _ = error_details(e.value)
+    _info, badreq, _ = error_details(e.value)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert [v.field for v in badreq.field_violations] == ["person.id_number"] and "校验位" in badreq.field_violations[0].description
+    assert [v.field for v in badreq.field_violations] == ["person.id_number"] and "校验位" in badreq.field_violations[
+        0
+    ].description
 
     # Missing request_id → INVALID_ARGUMENT (AIP-155), nothing written.
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await yl.CreateSite(pb.CreateSiteRequest(site=pb.Site(display_name="x", kind=pb.SITE_KIND_MEMBER_HOME, village=c.RegionCode(code=YL))))
+        await yl.CreateSite(
+            pb.CreateSiteRequest(
+                site=pb.Site(display_name="x", kind=pb.SITE_KIND_MEMBER_HOME, village=c.RegionCode(code=YL))
+            )
+        )
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    h = await yl.CreateHousehold(pb.CreateHouseholdRequest(
-        household=pb.Household(head=head.name, village=c.RegionCode(code=YL), members=[
-            pb.HouseholdMember(person=head.name, relation=pb.RELATION_HEAD),
-            pb.HouseholdMember(person=wife.name, relation=pb.RELATION_SPOUSE)]),
-        situations=[pb.FamilySituation(kind=pb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1))],
-        request_id=rid()))
+    h = await yl.CreateHousehold(
+        pb.CreateHouseholdRequest(
+            household=pb.Household(
+                head=head.name,
+                village=c.RegionCode(code=YL),
+                members=[
+                    pb.HouseholdMember(person=head.name, relation=pb.RELATION_HEAD),
+                    pb.HouseholdMember(person=wife.name, relation=pb.RELATION_SPOUSE),
+                ],
+            ),
+            situations=[
+                pb.FamilySituation(
+                    kind=pb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1)
+                )
+            ],
+            request_id=rid(),
+        )
+    )
     v = await yl.CreateVolunteer(pb.CreateVolunteerRequest(volunteer=pb.Volunteer(person=vol.name), request_id=rid()))
-    pairing = await yl.PairVolunteer(pb.PairVolunteerRequest(volunteer=v.name, household=h.name, kind=pb.PAIRING_KIND_DUAL_CONTACT, request_id=rid()))
-    mem = await yl.CreateMember(pb.CreateMemberRequest(member=pb.AssociationMember(
-        person=vol.name, association=c.RegionCode(code="431222"), member_type=pb.MEMBER_TYPE_ORDINARY), request_id=rid()))
-    site = await yl.CreateSite(pb.CreateSiteRequest(site=pb.Site(
-        display_name="岩门村暖心家园", kind=pb.SITE_KIND_WARM_HOME, village=c.RegionCode(code=YL)), request_id=rid()))
+    pairing = await yl.PairVolunteer(
+        pb.PairVolunteerRequest(volunteer=v.name, household=h.name, kind=pb.PAIRING_KIND_DUAL_CONTACT, request_id=rid())
+    )
+    mem = await yl.CreateMember(
+        pb.CreateMemberRequest(
+            member=pb.AssociationMember(
+                person=vol.name, association=c.RegionCode(code="431222"), member_type=pb.MEMBER_TYPE_ORDINARY
+            ),
+            request_id=rid(),
+        )
+    )
+    await yl.CreateSite(
+        pb.CreateSiteRequest(
+            site=pb.Site(display_name="岩门村暖心家园", kind=pb.SITE_KIND_WARM_HOME, village=c.RegionCode(code=YL)),
+            request_id=rid(),
+        )
+    )
     await yl.EndPairing(pb.EndPairingRequest(name=pairing.name, request_id=rid()))
     await yl.EndMembership(pb.EndMembershipRequest(name=mem.name, request_id=rid()))
 
@@ -162,9 +137,14 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
 
     # Events: ids and regions only, on jsx.members.<entity>.<event>.
     expected = {
-        "jsx.members.person.registered": 4, "jsx.members.household.registered": 1,
-        "jsx.members.household.situation_changed": 1, "jsx.members.pairing.paired": 1, "jsx.members.pairing.unpaired": 1,
-        "jsx.members.member.joined": 1, "jsx.members.member.left": 1, "jsx.members.site.opened": 1,
+        "jsx.members.person.registered": 4,
+        "jsx.members.household.registered": 1,
+        "jsx.members.household.situation_changed": 1,
+        "jsx.members.pairing.paired": 1,
+        "jsx.members.pairing.unpaired": 1,
+        "jsx.members.member.joined": 1,
+        "jsx.members.member.left": 1,
+        "jsx.members.site.opened": 1,
     }
     msgs = await _events(stack["js"], sum(expected.values()))
     counts: dict[str, int] = {}
@@ -192,7 +172,9 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:  # type
             tables = [r[0] for r in conn.execute("select tablename from pg_tables where schemaname='public'")]
             for t in tables:
                 rows = conn.execute(f'select * from "{t}"').fetchall()
-                haystacks[t] = repr(rows).encode() + b"".join(bytes(x) for r in rows for x in r if isinstance(x, (bytes, memoryview)))
+                haystacks[t] = repr(rows).encode() + b"".join(
+                    bytes(x) for r in rows for x in r if isinstance(x, (bytes, memoryview))
+                )
             assert "persons" in tables
     haystacks["logs"] = stack["logs"].getvalue().encode()
     haystacks["events"] = b"".join(m.data + repr(m.headers).encode() for m in msgs)

@@ -1,6 +1,7 @@
 """Synthetic but valid data for tests, demos and benchmarks: 身份证 numbers
 with correct GB 11643 check characters, phones and roster rows. Never real
 people: sequence numbers are generated, not sampled."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -8,7 +9,8 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 
 from jsxcore.auth import Caller, reset_caller, set_caller
-from jsxcore.values import RegionCode, id_check_char
+from jsxcore.testing.helpers import rid, who
+from jsxcore.values import id_check_char
 
 #: Villages used by tests and the demo: one per seed county.
 VILLAGES = {
@@ -18,7 +20,9 @@ VILLAGES = {
 }
 
 
-def make_id_number(prefix: str = "431222", birth: date = date(1970, 1, 1), seq: int = 1, *, female: bool = False) -> str:
+def make_id_number(
+    prefix: str = "431222", birth: date = date(1970, 1, 1), seq: int = 1, *, female: bool = False
+) -> str:
     """A valid 18-character number: 6-digit region, birth date, 3-digit
     sequence (odd = male, even = female) and the check character."""
     s = (seq * 2 + (0 if female else 1)) % 1000
@@ -49,7 +53,11 @@ def roster_rows(n: int, county: str = "431222", *, household_size: int = 3) -> I
     for i in range(n):
         pos = i % household_size
         # The sequence only holds 499 per birth date: spread births to keep numbers unique.
-        birth = base + timedelta(days=(i // 499) % 20000) if pos < 2 else date(2005, 1, 1) + timedelta(days=(i // 499) % 6000)
+        birth = (
+            base + timedelta(days=(i // 499) % 20000)
+            if pos < 2
+            else date(2005, 1, 1) + timedelta(days=(i // 499) % 6000)
+        )
         idn = make_id_number(county, birth, i % 499, female=pos == 1 or (pos >= 2 and i % 2 == 0))
         if pos == 0:
             head_id = idn
@@ -68,25 +76,29 @@ def roster_rows(n: int, county: str = "431222", *, household_size: int = 3) -> I
         }
 
 
-# ---------------------------------------------------------------- callers (tests, demo, CLI dry runs)
+# ---------------------------------------------------------------- callers (tests, bench)
 
 #: The fixed "today" the tests run on, so ages and dates do not drift.
 TODAY = date(2024, 6, 1)
 
 
-def rid() -> str:
-    """A fresh AIP-155 request id."""
-    import uuid
-
-    return str(uuid.uuid4())
+def clerk(region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl") -> Caller:
+    """A verified caller for use cases (``caller=``): ``subject`` with ``roles`` over ``region``."""
+    return who(subject, region, *roles)
 
 
 @contextmanager
-def acting(region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl") -> Iterator[Caller]:
-    """Run service code as ``subject`` with ``roles`` over ``region``."""
-    caller = Caller(subject=subject, display_name=subject, roles=roles, region=RegionCode.parse(region))
+def acting(
+    region: str = "431222", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-yl"
+) -> Iterator[Caller]:
+    """Bind that caller as the gRPC auth interceptor does, for code that reads
+    :func:`jsxcore.auth.current_caller` — the servicer — when called without a server."""
+    caller = clerk(region, roles, subject)
     token = set_caller(caller)
     try:
         yield caller
     finally:
         reset_caller(token)
+
+
+__all__ = ["TODAY", "VILLAGES", "acting", "clerk", "make_id_number", "make_name", "make_phone", "rid", "roster_rows"]

@@ -1,19 +1,20 @@
 """Members events on the bus: each event message carries its subject in the
-``(jsx.common.v1.event_subject)`` option, so publishing needs no table of
-subjects. Events hold resource names and region codes only, never PII."""
+``(jsx.common.v1.event_subject)`` option (read by
+:func:`jsxcore.outbox.subject_of`), so publishing needs no table of
+subjects. Events hold resource names and region codes only, never PII.
+The messages themselves are built by each context's ``wire.py``."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jsx.common.v1 import annotations_pb2
 from jsx.members.v1 import events_pb2
-from jsxcore.outbox import OutboxEvent, add_event, check_subject
-
-from jsx_members.adapters.db import insert_rows, new_id
+from jsx_members.adapters import db
+from jsxcore.outbox import OutboxEvent, add_event, check_subject, subject_of
 
 SERVICE = "members"
 
@@ -33,14 +34,6 @@ EVENT_TYPES: tuple[type[Message], ...] = (
 )
 
 
-def subject_of(message: Message | type[Message]) -> str:
-    """``jsx.members.<entity>.<event>`` from the message's option."""
-    subject: str = message.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
-    if not subject:
-        raise ValueError(f"{message.DESCRIPTOR.full_name} has no event_subject option")
-    return subject
-
-
 def emit(session: AsyncSession, message: Message) -> str:
     """Write ``message`` to the outbox in the caller's transaction; returns the event id."""
     return add_event(session, subject_of(message), message)
@@ -52,7 +45,7 @@ async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
     building an ORM object or parameter dict per event."""
     if not messages:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamp = Timestamp()
     stamp.FromDatetime(now)
     kinds: dict[type[Message], tuple[str, str]] = {}
@@ -63,9 +56,14 @@ async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
             subject = subject_of(msg)
             check_subject(subject)
             kind = kinds[type(msg)] = (subject, msg.DESCRIPTOR.full_name)
-        eid = new_id()
+        eid = db.new_id()
         msg.event_id = eid  # type: ignore[attr-defined]
         msg.occurred_at.CopyFrom(stamp)  # type: ignore[attr-defined]
         rows.append((eid, kind[0], kind[1], msg.SerializeToString(deterministic=True)))
-    await insert_rows(session, OutboxEvent.__table__, ("event_id", "subject", "event_type", "payload"), rows,
-                      const={"headers": {}, "created_at": now, "attempts": 0})
+    await db.insert_rows(
+        session,
+        db.table_of(OutboxEvent),
+        ("event_id", "subject", "event_type", "payload"),
+        rows,
+        const={"headers": {}, "created_at": now, "attempts": 0},
+    )

@@ -1,44 +1,30 @@
-"""Members database: SQLAlchemy 2 models and the queries the service needs.
+"""The members database, shared by every context: the one declarative
+``Base`` (so Alembic sees one metadata), id and clock helpers, and the
+engine-level helpers the use cases share (lookup or NOT_FOUND, counts,
+bulk inserts, a large SQLite page cache for an import).
 
-Personal data never sits in plaintext: a 身份证 number is stored as AES-GCM
-ciphertext (bound to its row) plus a keyed blind index (HMAC) that is unique,
-so duplicates are refused by the database and lookups never scan plaintext;
-phones likewise. The masked form (4312**********1234) is kept for messages.
-
-The 1:1 pairing and "one active membership" rules are enforced by partial
-unique indexes (``WHERE end_date IS NULL``), so a race cannot break them.
+Each context declares its own rows in its ``tables.py`` on this ``Base``;
+importing this module imports them all (at the end), so ``Base.metadata``
+is always complete, whichever module is imported first.
 """
+
 from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, timezone
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import (
-    Boolean,
-    Date,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
-    func,
-    select,
-    text,
-)
+from sqlalchemy import MetaData, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase
 
 from jsxcore.db import NAMING
-from jsxcore.values import RegionCode, RegionLevel
+from jsxcore.errors import NotFound
 
-_PREFIX = {RegionLevel.PROVINCE: 2, RegionLevel.CITY: 4, RegionLevel.COUNTY: 6, RegionLevel.TOWNSHIP: 9, RegionLevel.VILLAGE: 12}
+T = TypeVar("T")
 
 
 def new_id() -> str:
@@ -53,12 +39,7 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def region_prefix(region: RegionCode) -> str:
-    """The significant digits of a region: every village inside it starts with them."""
-    return region.code[: _PREFIX[region.level]]
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -67,212 +48,76 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-class Person(Base):
-    __tablename__ = "persons"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(30))
-    id_cipher: Mapped[bytes] = mapped_column(LargeBinary)
-    id_bidx: Mapped[str] = mapped_column(String(64), unique=True)
-    id_masked: Mapped[str] = mapped_column(String(18))
-    birth_date: Mapped[date] = mapped_column(Date)
-    sex: Mapped[str] = mapped_column(String(1))
-    phone_cipher: Mapped[bytes | None] = mapped_column(LargeBinary)
-    phone_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
-    card_cipher: Mapped[bytes | None] = mapped_column(LargeBinary)
-    village: Mapped[str] = mapped_column(String(12), index=True)
-    hukou: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20))
-    death_date: Mapped[date | None] = mapped_column(Date)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+# ---------------------------------------------------------------- lookups
 
 
-class Household(Base):
-    __tablename__ = "households"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    head_person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
-    village: Mapped[str] = mapped_column(String(12), index=True)
-    address: Mapped[str] = mapped_column(String(200), default="")
-    # The situation in force now, denormalised from the history for list filters.
-    current_situation: Mapped[str] = mapped_column(String(20))
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+async def get_or_404(session: AsyncSession, model: type[T], rid: str, what: str) -> T:
+    """The row ``rid`` of ``model``, or NOT_FOUND ``<TABLE>_NOT_FOUND`` naming ``what`` (人员, 家庭户, …)."""
+    row = await session.get(model, rid)
+    if row is None:
+        table: str = model.__tablename__  # type: ignore[attr-defined]  # every model here is a declarative row
+        raise NotFound(f"未找到该{what}（编号 {rid}），请核对后重试", reason=f"{table.upper()}_NOT_FOUND")
+    return row
 
 
-class HouseholdMember(Base):
-    __tablename__ = "household_members"
-
-    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), primary_key=True)
-    # A person belongs to one household (户籍 is single).
-    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), primary_key=True, unique=True)
-    relation: Mapped[str] = mapped_column(String(20))
-    position: Mapped[int] = mapped_column(Integer, default=0)
+def table_of(model: type[Any]) -> Table:
+    """The Core table of a declarative row class (for bulk inserts and updates)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
-class SituationEntry(Base):
-    """Append-only history of a household's family-planning situation."""
-
-    __tablename__ = "household_situations"
-    __table_args__ = (UniqueConstraint("household_id", "effective_from"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
-    situation: Mapped[str] = mapped_column(String(20))
-    effective_from: Mapped[date] = mapped_column(Date)
-    disability_grade: Mapped[int | None] = mapped_column(Integer)
-    honor_certificate: Mapped[str] = mapped_column(String(40), default="")
-    note: Mapped[str] = mapped_column(String(200), default="")
-    recorded_by: Mapped[str] = mapped_column(String(100), default="")
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class AssociationMember(Base):
-    __tablename__ = "association_members"
-    __table_args__ = (
-        Index(
-            "uq_association_members_active_person",
-            "person_id",
-            unique=True,
-            sqlite_where=text("left_on IS NULL"),
-            postgresql_where=text("left_on IS NULL"),
-        ),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
-    # The association the person belongs to (its level follows from the code).
-    region: Mapped[str] = mapped_column(String(12), index=True)
-    member_type: Mapped[str] = mapped_column(String(20))
-    joined_on: Mapped[date] = mapped_column(Date)
-    left_on: Mapped[date | None] = mapped_column(Date)
-    left_reason: Mapped[str] = mapped_column(String(200), default="")
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class Volunteer(Base):
-    __tablename__ = "volunteers"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), unique=True)
-    region: Mapped[str] = mapped_column(String(12), index=True)
-    skills: Mapped[str] = mapped_column(String(100), default="")
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class Pairing(Base):
-    __tablename__ = "pairings"
-    __table_args__ = (
-        Index("uq_pairings_active_volunteer", "volunteer_id", unique=True,
-              sqlite_where=text("end_date IS NULL"), postgresql_where=text("end_date IS NULL")),
-        Index("uq_pairings_active_household", "household_id", "kind", unique=True,
-              sqlite_where=text("end_date IS NULL"), postgresql_where=text("end_date IS NULL")),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    volunteer_id: Mapped[str] = mapped_column(ForeignKey("volunteers.id"), index=True)
-    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(20))
-    start_date: Mapped[date] = mapped_column(Date)
-    end_date: Mapped[date | None] = mapped_column(Date)
-    end_reason: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class Site(Base):
-    __tablename__ = "sites"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(100))
-    village: Mapped[str] = mapped_column(String(12), index=True)
-    address: Mapped[str] = mapped_column(String(200), default="")
-    # 六有 items held, in canonical order, joined by "、" (empty: none).
-    six_haves: Mapped[str] = mapped_column(String(40), default="")
-    opened_on: Mapped[date] = mapped_column(Date)
-    manager_person_id: Mapped[str | None] = mapped_column(ForeignKey("persons.id"))
-    # Set when the site closed (摘牌); the row is kept for history and reports.
-    closed_on: Mapped[date | None] = mapped_column(Date)
-    closed_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-# ---------------------------------------------------------------- queries
-
-
-async def person_by_bidx(session: AsyncSession, bidx: str) -> Person | None:
-    return (await session.execute(select(Person).where(Person.id_bidx == bidx))).scalar_one_or_none()
-
-
-async def persons_by_bidx(session: AsyncSession, digests: list[str]) -> dict[str, Person]:
-    """Batch lookup for roster import (chunks keep the IN list within limits)."""
-    found: dict[str, Person] = {}
-    for i in range(0, len(digests), 900):
-        rows = await session.execute(select(Person).where(Person.id_bidx.in_(digests[i : i + 900])))
-        for p in rows.scalars():
-            found[p.id_bidx] = p
-    return found
-
-
-async def household_of(session: AsyncSession, person_id: str) -> HouseholdMember | None:
-    q = select(HouseholdMember).where(HouseholdMember.person_id == person_id)
-    return (await session.execute(q)).scalar_one_or_none()
-
-
-async def household_members(session: AsyncSession, household_id: str) -> list[tuple[HouseholdMember, Person]]:
-    rows = await session.execute(
-        select(HouseholdMember, Person)
-        .join(Person, Person.id == HouseholdMember.person_id)
-        .where(HouseholdMember.household_id == household_id)
-        .order_by(HouseholdMember.position)
-    )
-    return [(m, p) for m, p in rows.all()]
-
-
-async def situation_history(session: AsyncSession, household_id: str) -> list[SituationEntry]:
-    rows = await session.execute(
-        select(SituationEntry).where(SituationEntry.household_id == household_id).order_by(SituationEntry.effective_from)
-    )
-    return list(rows.scalars())
-
-
-async def active_pairing(
-    session: AsyncSession, *, volunteer_id: str | None = None, household_id: str | None = None, kind: str | None = None
-) -> Pairing | None:
-    q = select(Pairing).where(Pairing.end_date.is_(None))
-    if kind:
-        q = q.where(Pairing.kind == kind)
-    if volunteer_id:
-        q = q.where(Pairing.volunteer_id == volunteer_id)
-    if household_id:
-        q = q.where(Pairing.household_id == household_id)
-    return (await session.execute(q)).scalars().first()
-
-
-async def active_membership(session: AsyncSession, person_id: str) -> AssociationMember | None:
-    q = select(AssociationMember).where(AssociationMember.person_id == person_id, AssociationMember.left_on.is_(None))
-    return (await session.execute(q)).scalar_one_or_none()
-
-
-async def count(session: AsyncSession, model: type[Base]) -> int:
+async def count(session: AsyncSession, model: type[Any]) -> int:
     return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+def chunks(items: Sequence[T], size: int = 900) -> list[Sequence[T]]:
+    """Slices of ``items`` small enough for an ``IN (…)`` list on every database."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+#: SQLite page cache for an import, in KiB. The default 2 MiB holds a few
+#: thousand index pages: inserting 100k persons with random keys (UUID, blind
+#: index) and checking foreign keys against them would then evict and re-read
+#: pages on every row.
+_IMPORT_CACHE_KIB = 256 * 1024
+
+
+@asynccontextmanager
+async def large_cache(s: AsyncSession) -> AsyncIterator[None]:
+    """A large page cache on this connection for a bulk import, back to what it was afterwards (SQLite only)."""
+    if (await s.connection()).dialect.name != "sqlite":
+        yield
+        return
+    before = (await s.execute(text("PRAGMA cache_size"))).scalar_one()
+    await s.execute(text(f"PRAGMA cache_size=-{_IMPORT_CACHE_KIB}"))
+    try:
+        yield
+    except BaseException:
+        # The transaction may be unusable now; the original error matters more
+        # than restoring the cache size of a pooled connection.
+        with suppress(Exception):
+            await s.execute(text(f"PRAGMA cache_size={int(before)}"))
+        raise
+    await s.execute(text(f"PRAGMA cache_size={int(before)}"))
 
 
 # ---------------------------------------------------------------- bulk insert
 
 #: (table, columns, constant columns, dialect) → (SQL, row → parameters).
-_BULK: dict[tuple[str, tuple[str, ...], tuple[str, ...], str], tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]]] = {}
+_BULK: dict[
+    tuple[str, tuple[str, ...], tuple[str, ...], str],
+    tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]],
+] = {}
 
 
-async def insert_rows(session: AsyncSession, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
-                      const: Mapping[str, Any] | None = None) -> None:
+async def insert_rows(
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    const: Mapping[str, Any] | None = None,
+) -> None:
     """Insert ``rows`` (tuples in ``columns`` order) into ``table``, every row
     also getting the ``const`` values, in the session's transaction.
 
@@ -289,7 +134,7 @@ async def insert_rows(session: AsyncSession, table: Table, columns: Sequence[str
     conn = await session.connection()
     dialect = conn.dialect
     if not dialect.positional:
-        await conn.execute(table.insert(), [{**const, **dict(zip(columns, r))} for r in rows])
+        await conn.execute(table.insert(), [{**const, **dict(zip(columns, r, strict=True))} for r in rows])
         return
     key = (table.name, tuple(columns), tuple(const), dialect.name)
     cached = _BULK.get(key)
@@ -305,19 +150,25 @@ def _process(table: Table, column: str, dialect: Any, value: Any) -> Any:
     return proc(value) if proc is not None and value is not None else value
 
 
-def _compile_bulk(table: Table, columns: tuple[str, ...], const: tuple[str, ...], dialect: Any
-                  ) -> tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]]:
+def _compile_bulk(
+    table: Table, columns: tuple[str, ...], const: tuple[str, ...], dialect: Any
+) -> tuple[str, Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]]]:
     keys = columns + const
     compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
     order = list(compiled.positiontup or ())
     missing = set(order) - set(keys)
     if missing or len(order) != len(keys):
-        raise ValueError(f"insert_rows into {table.name}: give columns {sorted(missing)} (they have defaults), each once")
+        raise ValueError(
+            f"insert_rows into {table.name}: give columns {sorted(missing)} (they have defaults), each once"
+        )
     pick = operator.itemgetter(*[keys.index(k) for k in order])
     # Only columns whose type converts values on this dialect (dates, JSON on
     # SQLite) cost a Python call per row.
-    procs = [(i, p) for i, k in enumerate(columns)
-             if (p := table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+    procs = [
+        (i, p)
+        for i, k in enumerate(columns)
+        if (p := table.c[k].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
 
     def params(row: tuple[Any, ...], fixed: tuple[Any, ...]) -> tuple[Any, ...]:
         if procs:
@@ -330,3 +181,10 @@ def _compile_bulk(table: Table, columns: tuple[str, ...], const: tuple[str, ...]
         return out if len(keys) > 1 else (out,)
 
     return compiled.string, params
+
+
+# Every context's rows, registered on Base (see the module docstring).
+from jsx_members.households import tables as _households  # noqa: E402, F401
+from jsx_members.network import tables as _network  # noqa: E402, F401
+from jsx_members.persons import tables as _persons  # noqa: E402, F401
+from jsx_members.sites import tables as _sites  # noqa: E402, F401

@@ -6,6 +6,7 @@ Columns (order free, extra columns ignored; 姓名 and 身份证号 required):
 姓名, 身份证号, 联系电话, 所属村, 户籍类型, 户主身份证号, 与户主关系, 家庭类型,
 家庭类型生效日期, 伤残等级, 光荣证编号.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,7 +17,7 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,26 +25,39 @@ from typing import Any
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.worksheet import Worksheet
 
+from jsx_members.households.domain import Relation, Situation
+from jsx_members.persons.domain import HukouType
+from jsx_members.roster.domain import ERROR_COLUMN
 from jsxcore.errors import InvalidArgument
 
-from jsx_members import domain as d
-
 HEADERS: tuple[str, ...] = (
-    "姓名", "身份证号", "联系电话", "所属村", "户籍类型", "户主身份证号", "与户主关系",
-    "家庭类型", "家庭类型生效日期", "伤残等级", "光荣证编号",
+    "姓名",
+    "身份证号",
+    "联系电话",
+    "所属村",
+    "户籍类型",
+    "户主身份证号",
+    "与户主关系",
+    "家庭类型",
+    "家庭类型生效日期",
+    "伤残等级",
+    "光荣证编号",
 )
 REQUIRED = ("姓名", "身份证号", "所属村")
-ERROR_COLUMN = "错误说明"
 HELP: tuple[tuple[str, str], ...] = (
     ("姓名", "必填。"),
-    ("身份证号", "必填，18位，最后一位可为X。系统校验出生日期和校验位；请把单元格设为“文本”，以免 Excel 把号码变成科学计数法。"),
+    (
+        "身份证号",
+        "必填，18位，最后一位可为X。系统校验出生日期和校验位；请把单元格设为“文本”，以免 Excel 把号码变成科学计数法。",
+    ),
     ("联系电话", "选填，11位手机号或带区号的座机（如 0745-1234567）。"),
     ("所属村", "必填，12位村（社区）级行政区划代码，如 431222101201。"),
-    ("户籍类型", "选填：" + "、".join(h.value for h in d.HukouType) + "；不填按农村。"),
+    ("户籍类型", "选填：" + "、".join(h.value for h in HukouType) + "；不填按农村。"),
     ("户主身份证号", "选填。填写则此人归入该户主的家庭；户主本人这一行也要填自己的号码。"),
-    ("与户主关系", "有户主身份证号时必填：" + "、".join(r.value for r in d.Relation) + "。"),
-    ("家庭类型", "只在户主那一行填：" + "、".join(s.value for s in d.Situation) + "（也可写 失独、伤残）。"),
+    ("与户主关系", "有户主身份证号时必填：" + "、".join(r.value for r in Relation) + "。"),
+    ("家庭类型", "只在户主那一行填：" + "、".join(s.value for s in Situation) + "（也可写 失独、伤残）。"),
     ("家庭类型生效日期", "填写家庭类型时必填，如 2022-07-01。"),
     ("伤残等级", "家庭类型为伤残时必填：1、2 或 3（一级最重）。"),
     ("光荣证编号", "选填，独生子女父母光荣证编号。"),
@@ -63,8 +77,15 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
-def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], int]:
-    """(headers, rows, row count estimate — 0 when the file does not say) of the first sheet of an .xlsx, or a .csv (UTF-8, BOM ok).
+def _dimension_rows(ws: Any) -> int:
+    """Data rows by the sheet's stored dimension (0 when it has none)."""
+    stored: int | None = getattr(ws, "_max_row", None)
+    return max(stored - 1, 0) if stored else 0
+
+
+def read_rows(path: str | Path) -> tuple[list[str], Generator[dict[str, str], None, None], int]:
+    """(headers, rows, row count estimate — 0 when the file does not say) of
+    the first sheet of an .xlsx, or a .csv (UTF-8, BOM ok).
 
     Raises InvalidArgument naming missing required headers."""
     p = Path(path)
@@ -74,7 +95,7 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
         headers = [h.strip() for h in next(reader, [])]
         total = max(sum(1 for _ in p.open(encoding="utf-8-sig")) - 1, 0)
 
-        def csv_rows() -> Iterator[dict[str, str]]:
+        def csv_rows() -> Generator[dict[str, str], None, None]:
             with fh:
                 for rec in reader:
                     if any(x.strip() for x in rec):
@@ -83,7 +104,9 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
         _check_headers(headers)
         return headers, csv_rows(), total
     if p.suffix.lower() not in (".xlsx", ".xlsm"):
-        raise InvalidArgument.field("file", f"不支持的文件类型“{p.suffix}”，请使用 .xlsx 或 .csv", reason="UNSUPPORTED_FILE")
+        raise InvalidArgument.field(
+            "file", f"不支持的文件类型“{p.suffix}”，请使用 .xlsx 或 .csv", reason="UNSUPPORTED_FILE"
+        )
     if p.stat().st_size >= PARALLEL_MIN_BYTES:
         return _read_xlsx_in_worker(p)
     wb = load_workbook(p, read_only=True, data_only=True)
@@ -93,14 +116,14 @@ def read_rows(path: str | Path) -> tuple[list[str], Iterator[dict[str, str]], in
     _check_headers(headers)
     # Only trust a stored dimension: asking openpyxl for max_row on a sheet
     # without one parses the whole sheet a second time.
-    total = max(ws._max_row - 1, 0) if getattr(ws, "_max_row", None) else 0
+    total = _dimension_rows(ws)
 
-    def xlsx_rows() -> Iterator[dict[str, str]]:
+    def xlsx_rows() -> Generator[dict[str, str], None, None]:
         try:
             for rec in it:
                 values = [_cell(v) for v in rec]
                 if any(values):
-                    yield dict(zip(headers, values))
+                    yield dict(zip(headers, values, strict=False))  # a short row has no trailing cells
         finally:
             wb.close()
 
@@ -128,7 +151,7 @@ def _xlsx_child() -> None:
     try:
         wb = load_workbook(sys.argv[1], read_only=True, data_only=True)
         ws = wb.worksheets[0]
-        pickle.dump(("total", max(ws._max_row - 1, 0) if getattr(ws, "_max_row", None) else 0), out)
+        pickle.dump(("total", _dimension_rows(ws)), out)
         batch: list[list[str]] = []
         for rec in ws.iter_rows(values_only=True):
             batch.append([_cell(v) for v in rec])
@@ -146,10 +169,12 @@ def _xlsx_child() -> None:
     out.flush()
 
 
-def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], int]:
+def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Generator[dict[str, str], None, None], int]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from jsx_members.adapters.roster import _xlsx_child; _xlsx_child()", str(p)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=1 << 20,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        bufsize=1 << 20,
     )
     assert proc.stdout is not None
     pipe = proc.stdout
@@ -170,7 +195,7 @@ def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], 
     reader = threading.Thread(target=drain, name="roster-xlsx-reader", daemon=True)
     reader.start()
 
-    def batches() -> Iterator[list[list[str]]]:
+    def batches() -> Generator[list[list[str]], None, None]:
         try:
             while True:
                 kind, payload = inbox.get()
@@ -181,7 +206,11 @@ def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], 
                 elif kind == "end":
                     return
                 else:
-                    raise InvalidArgument.field("file", f"无法读取该 Excel 文件（{payload}），请确认文件未损坏、是 .xlsx 格式", reason="UNREADABLE_FILE")
+                    raise InvalidArgument.field(
+                        "file",
+                        f"无法读取该 Excel 文件（{payload}），请确认文件未损坏、是 .xlsx 格式",
+                        reason="UNREADABLE_FILE",
+                    )
         finally:
             if proc.poll() is None and reader.is_alive():
                 proc.kill()  # abandoned early (bad headers, failed import): the rest is not needed
@@ -203,10 +232,10 @@ def _read_xlsx_in_worker(p: Path) -> tuple[list[str], Iterator[dict[str, str]], 
         it.close()
         raise
 
-    def xlsx_rows() -> Iterator[dict[str, str]]:
+    def xlsx_rows() -> Generator[dict[str, str], None, None]:
         for values in _chain(first[1:], it):
             if any(values):
-                yield dict(zip(headers, values))
+                yield dict(zip(headers, values, strict=False))  # a short row has no trailing cells
 
     return headers, xlsx_rows(), total[0]
 
@@ -221,11 +250,15 @@ def _check_headers(headers: list[str]) -> None:
     missing = [h for h in REQUIRED if h not in headers]
     if missing:
         raise InvalidArgument.field(
-            "file", f"表头缺少必填列：{'、'.join(missing)}。请使用 jsx members template 生成的模板", reason="ROSTER_HEADERS"
+            "file",
+            f"表头缺少必填列：{'、'.join(missing)}。请使用 jsx members template 生成的模板",
+            reason="ROSTER_HEADERS",
         )
 
 
-def write_rows(path: str | Path, headers: Iterable[str], rows: Iterable[dict[str, str]], *, error_column: bool = False) -> int:
+def write_rows(
+    path: str | Path, headers: Iterable[str], rows: Iterable[dict[str, str]], *, error_column: bool = False
+) -> int:
     """Write rows as .xlsx (write-only, streaming) or .csv; returns the row count.
 
     With ``error_column`` the 错误说明 column is highlighted so a clerk sees
@@ -264,13 +297,25 @@ def write_template(path: str | Path) -> None:
     ID columns, drop-downs for the coded columns and a 填写说明 sheet."""
     wb = Workbook()
     ws = wb.active
+    assert isinstance(ws, Worksheet)  # a new workbook has one worksheet
     ws.title = "花名册"
     ws.append(list(HEADERS))
     for c in ws[1]:
         c.font = Font(bold=True)
     example = [
-        ["张三（示例，导入前请删除）", "11010519491231002X", "13912345678", "431222101201", "农村", "11010519491231002X", "户主",
-         "独生子女户", "2000-01-01", "", "湘0001"],
+        [
+            "张三（示例，导入前请删除）",
+            "11010519491231002X",
+            "13912345678",
+            "431222101201",
+            "农村",
+            "11010519491231002X",
+            "户主",
+            "独生子女户",
+            "2000-01-01",
+            "",
+            "湘0001",
+        ],
     ]
     for row in example:
         ws.append(row)
@@ -279,9 +324,9 @@ def write_template(path: str | Path) -> None:
         for cell in ws[col]:
             cell.number_format = "@"
     choices = {
-        "E": [h.value for h in d.HukouType],
-        "G": [r.value for r in d.Relation],
-        "H": [s.value for s in d.Situation],
+        "E": [h.value for h in HukouType],
+        "G": [r.value for r in Relation],
+        "H": [s.value for s in Situation],
         "J": ["1", "2", "3"],
     }
     for col, values in choices.items():
@@ -290,9 +335,14 @@ def write_template(path: str | Path) -> None:
         ws.add_data_validation(dv)
     help_ws = wb.create_sheet("填写说明")
     help_ws.append(["列", "说明"])
-    for row in HELP:
-        help_ws.append(list(row))
-    help_ws.append(["", "整表校验：任一行有误则整表不导入，并生成带“错误说明”列的错误表；改正后重新导入即可。同一文件重复导入不会产生重复数据。"])
+    for item in HELP:
+        help_ws.append(list(item))
+    help_ws.append(
+        [
+            "",
+            "整表校验：任一行有误则整表不导入，并生成带“错误说明”列的错误表；改正后重新导入即可。同一文件重复导入不会产生重复数据。",
+        ]
+    )
     help_ws.column_dimensions["B"].width = 100
     wb.save(path)
 

@@ -13,6 +13,7 @@ Two ways in, chosen per command:
   (``--addr`` or ``JSX_MEMBERS_ADDR``), like any integrating system.
 * ``serve`` runs the service itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,26 +41,23 @@ def _print_error(e: DomainError) -> int:
 
 
 async def _with_db(args: argparse.Namespace, work: Any) -> int:
-    """Run ``work(service)`` against the database as the token's caller."""
-    from jsxcore.auth import reset_caller, set_caller, verify_token
-    from jsxcore.config import ServiceConfig
-    from jsxcore.db import create_engine, session_factory
-
+    """Run ``work(service, caller)`` against the database as the token's caller."""
     from jsx_members.migrations import migrate
     from jsx_members.service import MembersService
+    from jsxcore.auth import verify_token
+    from jsxcore.config import ServiceConfig
+    from jsxcore.db import create_engine, session_factory
 
     config = ServiceConfig.from_env("members")
     caller = verify_token(config.auth_secret, _token(args))
     await asyncio.to_thread(migrate, config.database_url)
     engine = create_engine(config.database_url)
     svc = MembersService(session_factory(engine), config.field_cipher(), config.blind_index())
-    token = set_caller(caller)
     try:
-        return int(await work(svc))
+        return int(await work(svc, caller))
     except DomainError as e:
         return _print_error(e)
     finally:
-        reset_caller(token)
         await engine.dispose()
 
 
@@ -67,33 +65,36 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from jsx_members.adapters import roster
-    from jsx_members.service import import_roster
 
-    async def work(svc: Any) -> int:
+    async def work(svc: Any, caller: Any) -> int:
         headers, rows, total = roster.read_rows(args.file)
         with tqdm(total=total or None, unit="行", desc="校验", file=sys.stderr, disable=args.quiet) as bar:
-            report = await import_roster(svc, rows, progress=bar.update)
+            report = await svc.roster.import_rows(rows, caller=caller, progress=bar.update)
         if not report.ok:
             out = Path(args.errors or Path(args.file).with_name(Path(args.file).stem + "_错误.xlsx"))
             roster.write_rows(out, headers, report.error_rows(), error_column=True)
-            print(f"共 {len(report.rows)} 行，其中 {len(report.errors)} 行有误，未导入任何数据。"
-                  f"请按“错误说明”列修改后重新导入：{out}", file=sys.stderr)
+            print(
+                f"共 {len(report.rows)} 行，其中 {len(report.errors)} 行有误，未导入任何数据。"
+                f"请按“错误说明”列修改后重新导入：{out}",
+                file=sys.stderr,
+            )
             return 1
-        print(f"导入完成：共 {len(report.rows)} 行；新登记人员 {report.persons_created}，新建家庭户 {report.households_created}，"
-              f"新增户成员 {report.members_added}，记录家庭类型 {report.situations_recorded}，已登记未变 {report.unchanged}")
+        print(
+            f"导入完成：共 {len(report.rows)} 行；新登记人员 {report.persons_created}，"
+            f"新建家庭户 {report.households_created}，新增户成员 {report.members_added}，"
+            f"记录家庭类型 {report.situations_recorded}，已登记未变 {report.unchanged}"
+        )
         return 0
 
     return asyncio.run(_with_db(args, work))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from jsx_members.adapters import roster
     from jsxcore.values import RegionCode
 
-    from jsx_members.adapters import roster
-    from jsx_members.service import export_roster
-
-    async def work(svc: Any) -> int:
-        rows = await export_roster(svc, RegionCode.parse(args.region, field="region"))
+    async def work(svc: Any, caller: Any) -> int:
+        rows = await svc.roster.export_rows(RegionCode.parse(args.region, field="region"), caller=caller)
         n = roster.write_rows(args.out, roster.HEADERS, rows)
         print(f"已导出 {n} 人：{args.out}")
         return 0
@@ -155,13 +156,36 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     region = common_pb2.RegionCode(code=args.region or "")
     kinds = {
-        "persons": ("ListPersons", lambda t: pb.ListPersonsRequest(region=region, page_token=t, page_size=500), "persons"),
-        "households": ("ListHouseholds", lambda t: pb.ListHouseholdsRequest(
-            region=region, page_token=t, page_size=500,
-            situation=pb.SituationKind.Value(args.situation) if args.situation else 0), "households"),
-        "unpaired": ("ListUnpairedFamilies", lambda t: pb.ListUnpairedFamiliesRequest(region=region, page_token=t, page_size=500), "households"),
-        "members": ("ListMembers", lambda t: pb.ListMembersRequest(region=region, page_token=t, page_size=500), "members"),
-        "volunteers": ("ListVolunteers", lambda t: pb.ListVolunteersRequest(region=region, page_token=t, page_size=500), "volunteers"),
+        "persons": (
+            "ListPersons",
+            lambda t: pb.ListPersonsRequest(region=region, page_token=t, page_size=500),
+            "persons",
+        ),
+        "households": (
+            "ListHouseholds",
+            lambda t: pb.ListHouseholdsRequest(
+                region=region,
+                page_token=t,
+                page_size=500,
+                situation=pb.SituationKind.Value(args.situation) if args.situation else pb.SITUATION_KIND_UNSPECIFIED,
+            ),
+            "households",
+        ),
+        "unpaired": (
+            "ListUnpairedFamilies",
+            lambda t: pb.ListUnpairedFamiliesRequest(region=region, page_token=t, page_size=500),
+            "households",
+        ),
+        "members": (
+            "ListMembers",
+            lambda t: pb.ListMembersRequest(region=region, page_token=t, page_size=500),
+            "members",
+        ),
+        "volunteers": (
+            "ListVolunteers",
+            lambda t: pb.ListVolunteersRequest(region=region, page_token=t, page_size=500),
+            "volunteers",
+        ),
         "sites": ("ListSites", lambda t: pb.ListSitesRequest(region=region, page_token=t, page_size=500), "sites"),
     }
     rpc, build, attr = kinds[args.what]
@@ -179,7 +203,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return asyncio.run(_rpc(args, call))
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``jsx members …`` (wired through the ``jsx.cli`` entry point)."""
     p = sub.add_parser("members", help="人员、家庭户、会员、志愿者、阵地：花名册导入导出、查询、运行服务")
     ms = p.add_subparsers(dest="members_command", metavar="ACTION", required=True)
