@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if cmd == "up":
-        args = [str(PY), "-m", "jsxcore.stack", "up", *rest]
+        args = [str(PY), "-m", "jsx_dev.stack", "up", *rest]
     elif cmd == "test":
         args = [str(PY), "-m", "pytest", *rest]
     elif cmd == "gen":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 def _up(data: Path) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "jsxcore.stack", "up", "--data-dir", str(data), "--exit-after-demo"],
+        [sys.executable, "-m", "jsx_dev.stack", "up", "--data-dir", str(data), "--exit-after-demo"],
         capture_output=True, text=True, timeout=240,
     )
     out = proc.stdout + proc.stderr

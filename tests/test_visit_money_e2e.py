@@ -49,12 +49,12 @@ from jsx.funds.v1 import funds_pb2_grpc as fgrpc  # noqa: E402
 from jsxcore.auth import issue_token  # noqa: E402
 from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, ensure_stream  # noqa: E402
 from jsxcore.pii import generate_key  # noqa: E402
+from jsxcore.local import free_port  # noqa: E402
 from jsxcore.testing.fixtures import (  # noqa: E402
     NatsServer,
     _require_postgres,
     create_postgres_database,
     drop_postgres_database,
-    free_port,
 )
 
 COUNTY = "431281"            # 洪江市

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 import grpc
 
 if TYPE_CHECKING:
-    from jsxcore.stack import Stack
+    from jsx_dev.stack import Stack
 
 T = TypeVar("T")
 _NS = uuid.UUID("6f1b2a53-4c1e-4d0b-9a57-3c0e3f7d9a10")

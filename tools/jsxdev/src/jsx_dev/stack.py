@@ -8,7 +8,7 @@ Starts, on this machine only:
   SQLite file under ``<data>/`` and its own free gRPC port;
 
 waits until every service reports SERVING over gRPC health, runs the demo
-(``jsxcore.demo``), prints where everything listens, and keeps running until
+(``jsx_dev.demo``), prints where everything listens, and keeps running until
 Ctrl-C, which stops the services gracefully (SIGTERM → health NOT_SERVING →
 drain) and then the broker. Running it again reuses ``<data>``: the same keys
 (``<data>/keys.json``), databases and JetStream store.
@@ -28,14 +28,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+from jsxcore.local import free_port, nats_server_binary, wait_tcp
 
 SERVICES = ("members", "funds", "events")
-
-
-def _free_port() -> int:
-    from jsxcore.testing.fixtures import free_port
-
-    return free_port()
 
 
 @dataclass
@@ -45,7 +42,7 @@ class Child:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    _log: object | None = field(default=None, repr=False)
+    _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +67,7 @@ class Child:
                 self.proc.kill()
                 self.proc.wait()
         if self._log is not None:
-            self._log.close()  # type: ignore[attr-defined]
+            self._log.close()
         return self.proc.returncode
 
 
@@ -101,13 +98,11 @@ class Stack:
         return env
 
     def start(self) -> None:
-        from jsxcore.testing.fixtures import nats_server_binary
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # the broker keeps its port across restarts where possible, so a
         # service reconnecting after a stack restart finds the same URL
-        self.nats_port = _free_port()
-        self.ports = {s: _free_port() for s in SERVICES}
+        self.nats_port = free_port()
+        self.ports = {s: free_port() for s in SERVICES}
         nats = Child(
             "nats",
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js", "-sd", str(self.data_dir / "nats")],
@@ -116,7 +111,7 @@ class Stack:
         )
         nats.start()
         self.children.append(nats)
-        _wait_tcp(self.nats_port, "nats-server")
+        wait_tcp(self.nats_port, "nats-server", proc=nats.proc)
         env = self.base_env()
         for s in SERVICES:
             senv = dict(env)
@@ -164,21 +159,8 @@ def _tail(path: Path, n: int = 30) -> str:
         return ""
 
 
-def _wait_tcp(port: int, what: str, timeout: float = 15.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start on port {port}")
-
-
 async def _up(args: argparse.Namespace) -> int:
-    from jsxcore import demo
+    from jsx_dev import demo
 
     stack = Stack(Path(args.data_dir).resolve())
     stop = asyncio.Event()
@@ -221,7 +203,7 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jsxcore.stack")
+    p = argparse.ArgumentParser(prog="python -m jsx_dev.stack")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="run the whole stack and its demo")
     up.add_argument("--data-dir", default=os.environ.get("JSX_DATA_DIR", "data"))
