@@ -10,6 +10,7 @@
 Only the standard library is used here, because this file runs before anything
 is installed. Everything else comes from uv.lock.
 """
+
 from __future__ import annotations
 
 import os

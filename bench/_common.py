@@ -3,6 +3,7 @@
 DESIGN.md §5: every figure is printed next to the raw limit of the same
 machine measured in the same run, so what matters is the ratio.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,8 +73,9 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, name: str, value: float, limit: float | None = None, limit_name: str = "",
-            goal: float | None = None) -> Row:
+    def add(
+        self, name: str, value: float, limit: float | None = None, limit_name: str = "", goal: float | None = None
+    ) -> Row:
         row = Row(name, value, limit, limit_name, goal)
         self.rows.append(row)
         return row
@@ -82,20 +84,25 @@ class Report:
         header = ("measure", f"rate{self.unit}", "raw limit", f"limit{self.unit}", "ratio", "goal", "")
         lines = [header]
         for r in self.rows:
-            lines.append((
-                r.name,
-                f"{r.value:,.0f}",
-                r.limit_name,
-                f"{r.limit:,.0f}" if r.limit else "",
-                f"{r.ratio:.0%}" if r.ratio is not None else "",
-                f"≥{r.goal:.0%}" if r.goal is not None else "",
-                r.verdict,
-            ))
+            lines.append(
+                (
+                    r.name,
+                    f"{r.value:,.0f}",
+                    r.limit_name,
+                    f"{r.limit:,.0f}" if r.limit else "",
+                    f"{r.ratio:.0%}" if r.ratio is not None else "",
+                    f"≥{r.goal:.0%}" if r.goal is not None else "",
+                    r.verdict,
+                )
+            )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         print(f"\n{self.title}")
         for i, line in enumerate(lines):
-            print("  ".join(cell.ljust(w) if j in (0, 2) else cell.rjust(w)
-                            for j, (cell, w) in enumerate(zip(line, widths))).rstrip())
+            print(
+                "  ".join(
+                    cell.ljust(w) if j in (0, 2) else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths))
+                ).rstrip()
+            )
             if i == 0:
                 print("  ".join("-" * w for w in widths))
         for note in self.notes:

@@ -30,6 +30,7 @@ per second, p50/p99 latency, server CPU per request, jsx/raw throughput
 (goal ≥ 50%) and jsx/bare (what the runtime itself costs). Rounds alternate
 the three; the best round of each is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,7 +108,9 @@ class BareReadServicer(ReadServicer):
 # ---------------------------------------------------------------- client process
 
 
-async def _drive(port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int) -> dict[str, Any]:
+async def _drive(
+    port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int
+) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(method)
         md = (("authorization", "Bearer " + token),) if token else None
@@ -163,12 +166,25 @@ def _pin(cpu: int) -> None:
         pass
 
 
-async def _run_client(port: int, method: str, token: str, args: argparse.Namespace,
-                      person: str = "persons/1") -> dict[str, Any]:
+async def _run_client(
+    port: int, method: str, token: str, args: argparse.Namespace, person: str = "persons/1"
+) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client", "--port", str(port), "--method", method, "--token", token,
-        "--person", person,
-        "--duration", str(args.duration), "--concurrency", str(args.concurrency),
+        sys.executable,
+        __file__,
+        "--client",
+        "--port",
+        str(port),
+        "--method",
+        method,
+        "--token",
+        token,
+        "--person",
+        person,
+        "--duration",
+        str(args.duration),
+        "--concurrency",
+        str(args.concurrency),
         stdout=asyncio.subprocess.PIPE,
     )
     cpu0 = time.process_time()
@@ -239,17 +255,25 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     body = "43122219600501013"
     token = set_caller(Caller("bench-clerk", "bench", ("county_clerk",), RegionCode.parse("431222")))
     try:
-        person = await service.create_person(members_pb2.CreatePersonRequest(
-            request_id="0b7c1f5e-6c1a-4c55-9d8e-2f0f2b9d3a11",
-            person=members_pb2.Person(display_name="张三", id_number=body + id_check_char(body), phone="13900001234",
-                                      village=common_pb2.RegionCode(code="431222101001"))))
+        person = await service.create_person(
+            members_pb2.CreatePersonRequest(
+                request_id="0b7c1f5e-6c1a-4c55-9d8e-2f0f2b9d3a11",
+                person=members_pb2.Person(
+                    display_name="张三",
+                    id_number=body + id_check_char(body),
+                    phone="13900001234",
+                    village=common_pb2.RegionCode(code="431222101001"),
+                ),
+            )
+        )
     finally:
         reset_caller(token)
     return engine, MembersServicer(service), person.name
 
 
-async def _members_round(args: argparse.Namespace, config: ServiceConfig, servicer: Any, token: str,
-                         person: str) -> dict[str, Any]:
+async def _members_round(
+    args: argparse.Namespace, config: ServiceConfig, servicer: Any, token: str, person: str
+) -> dict[str, Any]:
     server, port = create_server(
         config,
         servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, servicer)],
@@ -317,8 +341,10 @@ async def main(args: argparse.Namespace) -> int:
     )
     report.notes.append(
         "all rounds rps: "
-        + "; ".join(f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
-                    for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx), ("members", mem)))
+        + "; ".join(
+            f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
+            for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx), ("members", mem))
+        )
     )
     errors = sum(r["errors"] for r in raw + bare + jsx + mem)
     report.notes.append(f"errors: {errors}; server and client each pinned to one core; client is Python grpc.aio")

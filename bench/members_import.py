@@ -18,6 +18,7 @@ carrying correct check characters) and measures in the same run:
 
 Goal: import ≤ 2× the raw read time (rate ratio ≥ 50%).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,10 +92,20 @@ def main() -> None:
     assert created == args.n
     report = Report(f"members roster import, {args.n:,} rows ({'PostgreSQL' if args.db else 'SQLite'})", unit=" rows/s")
     report.add("raw openpyxl read", rate(args.n, raw.seconds))
-    report.add("import (read+validate+encrypt+insert)", rate(args.n, seconds), rate(args.n, raw.seconds), "raw openpyxl read", goal=0.5)
-    report.notes.append(f"raw read {raw.seconds:.2f} s, import {seconds:.2f} s: import = {seconds / raw.seconds:.2f}× raw read (goal ≤ 2×)")
+    report.add(
+        "import (read+validate+encrypt+insert)",
+        rate(args.n, seconds),
+        rate(args.n, raw.seconds),
+        "raw openpyxl read",
+        goal=0.5,
+    )
+    report.notes.append(
+        f"raw read {raw.seconds:.2f} s, import {seconds:.2f} s: import = {seconds / raw.seconds:.2f}× raw read (goal ≤ 2×)"
+    )
     # Other work on the machine skews the two timings differently; say how busy it was.
-    report.notes.append(f"load average (1 min) {load_before:.2f} before the raw read, {os.getloadavg()[0]:.2f} after the import, {os.cpu_count()} cores")
+    report.notes.append(
+        f"load average (1 min) {load_before:.2f} before the raw read, {os.getloadavg()[0]:.2f} after the import, {os.cpu_count()} cores"
+    )
     report.print()
 
 

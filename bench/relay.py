@@ -21,6 +21,7 @@ measures in the same run:
 * consumer     — ``Consumer``: fetch, parse, inbox check, a one-row effect,
   inbox insert, commit, ack (compared with raw fetch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
 from _common import Report, rate, timed  # noqa: E402
 from jsxcore.db import CoreBase, create_engine, session_factory, transaction  # noqa: E402
 from jsxcore.outbox import (  # noqa: E402
-    HEADER_EVENT_TYPE, HEADER_MSG_ID, Consumer, EventMeta, OutboxEvent, Relay, add_event, stream_name,
+    HEADER_EVENT_TYPE,
+    HEADER_MSG_ID,
+    Consumer,
+    EventMeta,
+    OutboxEvent,
+    Relay,
+    add_event,
+    stream_name,
 )
 from jsxcore.testing.fixtures import NatsServer  # noqa: E402
 
@@ -99,12 +107,16 @@ def make_database(admin_url: str | None, tmp: str) -> tuple[str, callable]:
 
 async def raw_publish(nc, payloads: list[bytes], stream: str) -> float:
     js = nc.jetstream()
-    await js.add_stream(api.StreamConfig(
-        name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120))
+    await js.add_stream(
+        api.StreamConfig(
+            name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120
+        )
+    )
     with timed() as t:
         futures = [
-            await js.publish_async(f"{stream.lower()}.payment", p,
-                                   headers={HEADER_MSG_ID: uuid.uuid4().hex, HEADER_EVENT_TYPE: "x"})
+            await js.publish_async(
+                f"{stream.lower()}.payment", p, headers={HEADER_MSG_ID: uuid.uuid4().hex, HEADER_EVENT_TYPE: "x"}
+            )
             for p in payloads
         ]
         await asyncio.gather(*futures)
@@ -114,8 +126,11 @@ async def raw_publish(nc, payloads: list[bytes], stream: str) -> float:
 
 async def raw_publish_inbox(nc, payloads: list[bytes], stream: str) -> float:
     js = nc.jetstream()
-    await js.add_stream(api.StreamConfig(
-        name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120))
+    await js.add_stream(
+        api.StreamConfig(
+            name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120
+        )
+    )
     prefix = nc.new_inbox()
     acked = asyncio.Event()
     got = 0
@@ -191,8 +206,9 @@ async def run(args: argparse.Namespace) -> int:
                         if not full:
                             break
                 async with sessions() as s:
-                    left = (await s.execute(
-                        select(func.count()).where(OutboxEvent.published_at.is_(None)))).scalar_one()
+                    left = (
+                        await s.execute(select(func.count()).where(OutboxEvent.published_at.is_(None)))
+                    ).scalar_one()
                 assert left == 0 and relay.published - before == n, (left, relay.published - before)
                 best["relay"] = max(best["relay"], rate(n, t_relay.seconds))
                 best["insert"] = max(best["insert"], rate(n, t_insert.seconds))
@@ -208,9 +224,15 @@ async def run(args: argparse.Namespace) -> int:
                         session.add(Paid(payment=msg.payment, fen=msg.amount.fen))  # type: ignore[attr-defined]
 
                 consumer = Consumer(
-                    server.url, stream=stream_name(SERVICE), durable=durable, subjects=SUBJECT,
-                    handler=handler, sessionmaker=sessions, message_types=[events_pb2.PaymentIssued],
-                    batch=batch, max_ack_pending=max(batch * 2, 1000),
+                    server.url,
+                    stream=stream_name(SERVICE),
+                    durable=durable,
+                    subjects=SUBJECT,
+                    handler=handler,
+                    sessionmaker=sessions,
+                    message_types=[events_pb2.PaymentIssued],
+                    batch=batch,
+                    max_ack_pending=max(batch * 2, 1000),
                 )
                 with timed() as t:
                     task = asyncio.create_task(consumer.run())
@@ -231,17 +253,21 @@ async def run(args: argparse.Namespace) -> int:
             server.stop()
             drop()
 
-    report.add("relay: outbox → JetStream (PubAck'd, marked)", best["relay"], best["raw_pub"],
-               "raw js.publish_async", goal=0.5)
-    report.add("relay, against the relay's own way of publishing", best["relay"], best["raw_inbox"],
-               "raw nc.publish + inbox")
+    report.add(
+        "relay: outbox → JetStream (PubAck'd, marked)", best["relay"], best["raw_pub"], "raw js.publish_async", goal=0.5
+    )
+    report.add(
+        "relay, against the relay's own way of publishing", best["relay"], best["raw_inbox"], "raw nc.publish + inbox"
+    )
     report.add("consumer: fetch → inbox → ack (no-op handler)", inbox_only, best["raw_sub"], "raw pull fetch + ack")
     report.add("consumer: fetch → ORM effect row + inbox → ack", consumed, best["raw_sub"], "raw pull fetch + ack")
     report.add("outbox insert (add_event, commit per batch)", best["insert"])
     report.add("insert + relay, end to end", best["e2e"], best["raw_pub"], "raw js.publish_async")
     report.notes.append("relay time excludes inserting the outbox rows (shown on its own line)")
-    report.notes.append(f"best of {rounds} alternating rounds for raw, relay and insert; consumer: one pass "
-                        f"over all {n * rounds} events")
+    report.notes.append(
+        f"best of {rounds} alternating rounds for raw, relay and insert; consumer: one pass "
+        f"over all {n * rounds} events"
+    )
     report.notes.append(f"payload: jsx.funds.v1.PaymentIssued, {len(payloads[0])} bytes; nats-server file storage")
     report.print()
     return 0 if report.ok else 1
@@ -252,8 +278,11 @@ def main() -> int:
     p.add_argument("-n", type=int, default=20000, help="events (default 20000)")
     p.add_argument("--batch", type=int, default=1000, help="relay batch / fetch batch / insert transaction size")
     p.add_argument("--rounds", type=int, default=3, help="alternating raw/relay rounds; best of each is kept")
-    p.add_argument("--db", default=None, help="PostgreSQL admin URL (a fresh database is created and dropped); "
-                                              "default: a temporary SQLite file")
+    p.add_argument(
+        "--db",
+        default=None,
+        help="PostgreSQL admin URL (a fresh database is created and dropped); default: a temporary SQLite file",
+    )
     args = p.parse_args()
     args.db_kind = "postgresql" if args.db else "sqlite"
     return asyncio.run(run(args))

@@ -1,6 +1,7 @@
 """Each service's Alembic history builds exactly the schema its models
 declare, on SQLite and PostgreSQL: a model change without a migration (or a
 migration that drifts from the models) fails here, not in production."""
+
 from __future__ import annotations
 
 import importlib
@@ -39,9 +40,12 @@ def test_migrations_match_models(service: str, db_url: str) -> None:
     try:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-            diff = [d for d in compare_metadata(ctx, combined)
-                    # alembic's own bookkeeping table is not a model
-                    if not (d[0] == "remove_table" and d[1].name == "alembic_version")]
+            diff = [
+                d
+                for d in compare_metadata(ctx, combined)
+                # alembic's own bookkeeping table is not a model
+                if not (d[0] == "remove_table" and d[1].name == "alembic_version")
+            ]
     finally:
         engine.dispose()
     assert diff == [], f"{service}: models and migrations differ:\n" + "\n".join(map(str, diff))

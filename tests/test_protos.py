@@ -1,6 +1,7 @@
 """The wire contract in protos/: lint-clean, generated code fresh, and the
 conventions every service relies on (permissions, request_id, pagination,
 event subjects, no personal data or floats on the bus) actually hold."""
+
 from __future__ import annotations
 
 import importlib
@@ -22,8 +23,17 @@ BIN = Path(sys.executable).parent
 READ_PREFIXES = ("Get", "List", "Lookup", "BatchGet")  # BatchGet: AIP-231 reads
 SUBJECT = re.compile(r"^jsx\.(members|funds|events)\.[a-z][a-z_]*\.[a-z][a-z_]*$")
 # Field names that would carry personal data; events carry ids and regions only.
-PII_FIELDS = {"id_number", "phone", "card_number", "display_name", "donor_display_name", "notes", "address",
-              "lodged_by", "beneficiary_display_name"}
+PII_FIELDS = {
+    "id_number",
+    "phone",
+    "card_number",
+    "display_name",
+    "donor_display_name",
+    "notes",
+    "address",
+    "lodged_by",
+    "beneficiary_display_name",
+}
 
 
 def _modules() -> list[ModuleType]:
@@ -157,9 +167,11 @@ def test_event_round_trip_keeps_money_exact() -> None:
 
     big = 9_007_199_254_740_993  # 2**53 + 1: lost by any float on the way
     msg = events_pb2.VisitRecorded(
-        event_id="e1", visit="visits/1", fund="funds/2", money=common_pb2.Money(fen=big),
+        event_id="e1",
+        visit="visits/1",
+        fund="funds/2",
+        money=common_pb2.Money(fen=big),
         region=common_pb2.RegionCode(code="431281101201"),
     )
     back = events_pb2.VisitRecorded.FromString(msg.SerializeToString())
     assert back.money.fen == big and back == msg
-

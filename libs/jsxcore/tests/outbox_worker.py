@@ -7,6 +7,7 @@ process entry point so crash tests can kill a real relay or consumer.
 With ``JSX_FAULT=relay.after_publish`` / ``consumer.before_ack`` the process
 dies (exit 86) inside the crash window under test.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,13 +29,20 @@ def _build_event_type() -> type[Message]:
     proto message with the envelope fields every jsx event carries."""
     F = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
-        name="jsx/test/v1/outbox_test.proto", package="jsx.test.v1", syntax="proto3",
+        name="jsx/test/v1/outbox_test.proto",
+        package="jsx.test.v1",
+        syntax="proto3",
         dependency=["google/protobuf/timestamp.proto"],
     )
     m = fdp.message_type.add(name="ThingHappened")
     m.field.add(name="event_id", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    m.field.add(name="occurred_at", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
-                type_name=".google.protobuf.Timestamp")
+    m.field.add(
+        name="occurred_at",
+        number=2,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_OPTIONAL,
+        type_name=".google.protobuf.Timestamp",
+    )
     m.field.add(name="amount_fen", number=3, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
     m.field.add(name="mode", number=4, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()

@@ -1,4 +1,5 @@
 """Callers, the role table and tokens."""
+
 from __future__ import annotations
 
 import argparse
@@ -122,13 +123,19 @@ def test_bad_tokens() -> None:
     with pytest.raises(Unauthenticated) as ei:
         verify_token(SECRET, issue_token(SECRET, "x", ["admin"], "430000", ttl=-1))
     assert ei.value.reason == "TOKEN_EXPIRED"
-    foreign = jwt.encode({"sub": "x", "iss": "other", "exp": int(time.time()) + 60, "roles": ["admin"], "region": "430000"}, SECRET)
+    foreign = jwt.encode(
+        {"sub": "x", "iss": "other", "exp": int(time.time()) + 60, "roles": ["admin"], "region": "430000"}, SECRET
+    )
     with pytest.raises(Unauthenticated):
         verify_token(SECRET, foreign)
     no_region = jwt.encode({"sub": "x", "iss": "jsx", "exp": int(time.time()) + 60, "roles": ["admin"]}, SECRET)
     with pytest.raises(Unauthenticated):
         verify_token(SECRET, no_region)
-    none_alg = jwt.encode({"sub": "x", "iss": "jsx", "exp": int(time.time()) + 60, "roles": ["admin"], "region": "430000"}, None, algorithm="none")
+    none_alg = jwt.encode(
+        {"sub": "x", "iss": "jsx", "exp": int(time.time()) + 60, "roles": ["admin"], "region": "430000"},
+        None,
+        algorithm="none",
+    )
     with pytest.raises(Unauthenticated):
         verify_token(SECRET, none_alg)
 
@@ -159,7 +166,9 @@ def test_cli_issues_a_verifiable_token(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     parser = argparse.ArgumentParser(prog="jsx")
     cli_core.register(parser.add_subparsers(dest="command"))  # the wiring `jsx` itself uses
-    args = parser.parse_args(["token", "issue", "--sub", "yikatong", "--role", "system", "--region", "431222", "--ttl", "2h"])
+    args = parser.parse_args(
+        ["token", "issue", "--sub", "yikatong", "--role", "system", "--region", "431222", "--ttl", "2h"]
+    )
     with redirect_stdout(out):
         rc = args.func(args)
     assert rc == 0

@@ -1,4 +1,5 @@
 """The ``jsx`` command: errors reach a clerk as readable Chinese, not tracebacks."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,7 +7,9 @@ import sys
 
 
 def _jsx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jsxcore.cli", *args], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "jsxcore.cli", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def test_help_lists_every_service_command() -> None:

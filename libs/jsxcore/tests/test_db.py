@@ -1,5 +1,6 @@
 """jsxcore.db.read: reads through a thread-pooled sync engine on SQLite files,
 AsyncSession.run_sync elsewhere; same results, caller context visible."""
+
 from __future__ import annotations
 
 import asyncio
@@ -56,6 +57,7 @@ async def test_read_sees_the_callers_context(db_url: str) -> None:
     caller = Caller("clerk-1", "clerk", ("county_clerk",), RegionCode.parse("431222"))
     token = set_caller(caller)
     try:
+
         def load(s: Session) -> str:
             current_caller().require_region("431222101001")
             return current_caller().subject

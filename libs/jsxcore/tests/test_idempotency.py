@@ -1,4 +1,5 @@
 """AIP-155 idempotency on SQLite and PostgreSQL, including real races."""
+
 from __future__ import annotations
 
 import asyncio
@@ -93,8 +94,14 @@ async def test_same_id_different_request_is_rejected(sessions: Any) -> None:
     assert await _effects(sessions) == 1
 
 
-@pytest.mark.parametrize("rid,reason", [("", "MISSING_REQUEST_ID"), ("12345", "INVALID_REQUEST_ID"),
-                                        ("00000000-0000-0000-0000-000000000000", "INVALID_REQUEST_ID")])
+@pytest.mark.parametrize(
+    "rid,reason",
+    [
+        ("", "MISSING_REQUEST_ID"),
+        ("12345", "INVALID_REQUEST_ID"),
+        ("00000000-0000-0000-0000-000000000000", "INVALID_REQUEST_ID"),
+    ],
+)
 async def test_request_id_must_be_a_uuid(sessions: Any, rid: str, reason: str) -> None:
     with pytest.raises(InvalidArgument) as ei:
         await _create(sessions, _req(rid=rid))

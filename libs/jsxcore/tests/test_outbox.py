@@ -1,4 +1,5 @@
 """Outbox → JetStream → inbox against a real nats-server, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,11 @@ async def js(nats_url: str):
 async def stream_msgs(js, service: str) -> list:
     """Every message in the service's stream, in order."""
     info = await js.stream_info(stream_name(service))
-    return [await js.get_msg(stream_name(service), seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)] \
-        if info.state.messages else []
+    return (
+        [await js.get_msg(stream_name(service), seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+        if info.state.messages
+        else []
+    )
 
 
 async def emit(sessions, service: str, n: int = 1, mode: str = "ok") -> list[str]:
@@ -117,7 +121,9 @@ async def test_add_event_fills_envelope_and_checks_subject(db, service) -> None:
     async with sessions() as s:
         rows = (await s.execute(select(OutboxEvent).order_by(OutboxEvent.seq))).scalars().all()
     assert [(r.event_id, r.event_type) for r in rows] == [
-        (eid, "jsx.test.v1.ThingHappened"), ("fixed-1", "google.protobuf.Value")]
+        (eid, "jsx.test.v1.ThingHappened"),
+        ("fixed-1", "google.protobuf.Value"),
+    ]
     assert w.ThingHappened.FromString(rows[0].payload) == msg
 
 
@@ -133,7 +139,11 @@ async def test_add_event_takes_subject_from_the_proto_option(db) -> None:
             add_event(s, None, w.ThingHappened())  # declares no subject
     async with sessions() as s:
         row = (await s.execute(select(OutboxEvent))).scalar_one()
-    assert (row.event_id, row.subject, row.event_type) == (eid, "jsx.funds.payment.issued", "jsx.funds.v1.PaymentIssued")
+    assert (row.event_id, row.subject, row.event_type) == (
+        eid,
+        "jsx.funds.payment.issued",
+        "jsx.funds.v1.PaymentIssued",
+    )
     assert events_pb2.PaymentIssued.FromString(row.payload).event_id == eid
 
 
@@ -171,7 +181,9 @@ async def test_relay_killed_between_publish_and_mark_event_arrives_once(db, db_u
     assert attempts == [1, 1, 1]
 
 
-async def test_events_committed_during_broker_outage_are_published_after(db, nats_server, nats_url, js, service) -> None:
+async def test_events_committed_during_broker_outage_are_published_after(
+    db, nats_server, nats_url, js, service
+) -> None:
     sessions = session_factory(db)
     relay = Relay(db, nats_url, service=service, poll_interval=0.2, ack_timeout=2.0)
     task = asyncio.create_task(relay.run())
@@ -285,10 +297,16 @@ async def test_consumer_retries_transient_and_terminates_poison(db, nats_url, js
     await relay.publish_pending()
     await relay.stop()
     # Poison that never reaches a handler: garbage bytes, and an unknown type.
-    await js.publish(f"jsx.{service}.thing.happened", b"\xff\xff\xff",
-                     headers={HEADER_MSG_ID: "garbage-1", HEADER_EVENT_TYPE: "jsx.test.v1.ThingHappened"})
-    await js.publish(f"jsx.{service}.thing.happened", b"",
-                     headers={HEADER_MSG_ID: "unknown-1", HEADER_EVENT_TYPE: "jsx.test.v1.Nope"})
+    await js.publish(
+        f"jsx.{service}.thing.happened",
+        b"\xff\xff\xff",
+        headers={HEADER_MSG_ID: "garbage-1", HEADER_EVENT_TYPE: "jsx.test.v1.ThingHappened"},
+    )
+    await js.publish(
+        f"jsx.{service}.thing.happened",
+        b"",
+        headers={HEADER_MSG_ID: "unknown-1", HEADER_EVENT_TYPE: "jsx.test.v1.Nope"},
+    )
     later = await emit(sessions, service, 1, "ok")
     relay = Relay(db, nats_url, service=service)
     await relay.publish_pending()
@@ -340,15 +358,25 @@ async def test_relay_sends_each_rows_own_extra_headers(db, nats_url, js, service
     sessions = session_factory(db)
     [plain1] = await emit(sessions, service)
     async with transaction(sessions) as s:
-        traced = add_event(s, f"jsx.{service}.thing.happened", w.ThingHappened(amount_fen=1),
-                           headers={"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+        traced = add_event(
+            s,
+            f"jsx.{service}.thing.happened",
+            w.ThingHappened(amount_fen=1),
+            headers={"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        )
     copied = str(uuid.uuid4())
     async with transaction(sessions) as s:
         # As a bulk load writes it: a plain INSERT, not add_event.
-        await s.execute(insert(OutboxEvent).values(
-            event_id=copied, subject=f"jsx.{service}.thing.happened", event_type="jsx.test.v1.ThingHappened",
-            payload=w.ThingHappened(amount_fen=2).SerializeToString(), headers={"Jsx-Import": "2022-07"},
-            attempts=0))
+        await s.execute(
+            insert(OutboxEvent).values(
+                event_id=copied,
+                subject=f"jsx.{service}.thing.happened",
+                event_type="jsx.test.v1.ThingHappened",
+                payload=w.ThingHappened(amount_fen=2).SerializeToString(),
+                headers={"Jsx-Import": "2022-07"},
+                attempts=0,
+            )
+        )
     [plain2] = await emit(sessions, service)
     relay = Relay(db, nats_url, service=service)
     await relay.ensure_streams()
@@ -384,8 +412,9 @@ async def test_duplicate_puback_marks_the_row_published(db, nats_url, js, servic
     msgs = await stream_msgs(js, service)
     assert [m.headers[HEADER_MSG_ID] for m in msgs] == [ids[1], ids[0], ids[2]]
     async with sessions() as s:
-        rows = (await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error,
-                                       OutboxEvent.published_at.is_not(None)))).all()
+        rows = (
+            await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error, OutboxEvent.published_at.is_not(None)))
+        ).all()
     assert [tuple(r) for r in rows] == [(1, None, True)] * 3
 
 

@@ -1,6 +1,7 @@
 """PluginHost.call_many / acall_many: many inputs resolved in one worker thread,
 checked against acall one by one, with real installed plugins (entry-point group
 "jsx") and real pluggy plugins registered for a region."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,13 @@ def person(region: str, situation: str = "SPECIAL_BEREAVED", pid: str = "P1") ->
     return Beneficiary(pid, "H1", RegionCode.parse(region), situation, birth_date=date(1962, 3, 1))
 
 
-def amount_kwargs(region: str, period: Period = AUG, situation: str = "SPECIAL_BEREAVED", program: str = "SPECIAL_SUPPORT", pid: str = "P1") -> dict[str, Any]:
+def amount_kwargs(
+    region: str,
+    period: Period = AUG,
+    situation: str = "SPECIAL_BEREAVED",
+    program: str = "SPECIAL_SUPPORT",
+    pid: str = "P1",
+) -> dict[str, Any]:
     return {"program_type": program, "beneficiary": person(region, situation, pid), "period": period, "context": {}}
 
 
@@ -68,11 +75,17 @@ async def test_results_equal_acall_one_by_one(host: PluginHost) -> None:
         (HONGJIANG_VILLAGE, amount_kwargs(HONGJIANG_VILLAGE)),  # hongjiang 940
         ("431222", amount_kwargs("431222")),  # hunan 590
         (HONGJIANG_VILLAGE, amount_kwargs(HONGJIANG_VILLAGE, situation="SPECIAL_DISABLED")),  # hongjiang 580
-        (YUANLING_VILLAGE, amount_kwargs(YUANLING_VILLAGE, Period.year_of(2022), program="HEALTH_INSURANCE")),  # yuanling 150
+        (
+            YUANLING_VILLAGE,
+            amount_kwargs(YUANLING_VILLAGE, Period.year_of(2022), program="HEALTH_INSURANCE"),
+        ),  # yuanling 150
         (XUPU, amount_kwargs(XUPU, situation="SPECIAL_DISABLED")),  # hunan 460
         ("431222", amount_kwargs("431222", Period.month(2022, 6))),  # hunan refuses: NO_RULE_FOR_PERIOD
         ("4312", amount_kwargs("431222")),  # bad region code: InvalidArgument from _prepare
-        (HONGJIANG_VILLAGE, {"program_type": "SPECIAL_SUPPORT", "period": AUG, "context": {}}),  # no beneficiary: TypeError
+        (
+            HONGJIANG_VILLAGE,
+            {"program_type": "SPECIAL_SUPPORT", "period": AUG, "context": {}},
+        ),  # no beneficiary: TypeError
         (RegionCode.parse(HONGJIANG_VILLAGE), amount_kwargs(HONGJIANG_VILLAGE, Period.year_of(2022))),  # 12 × 940
     ]
     many = await host.acall_many("jsx_entitlement_amount", calls)
@@ -90,7 +103,11 @@ async def test_results_equal_acall_one_by_one(host: PluginHost) -> None:
         (Money.yuan(460), "hunan", host._plugins["hunan"].meta.version, RegionCode.parse("430000")),
         (Money.yuan(940 * 12), "hongjiang", "0.1.0", RegionCode.parse("431281")),
     ]
-    assert isinstance(many[5], InvalidArgument) and many[5].reason == "NO_RULE_FOR_PERIOD" and many[5].metadata["plugin"] == "hunan"
+    assert (
+        isinstance(many[5], InvalidArgument)
+        and many[5].reason == "NO_RULE_FOR_PERIOD"
+        and many[5].metadata["plugin"] == "hunan"
+    )
     assert isinstance(many[6], InvalidArgument) and many[6].reason == "INVALID_REGION_CODE"
     assert isinstance(many[7], TypeError) and "beneficiary" in str(many[7])
     # the sync form gives the same, and the caller's mappings are left as they were
@@ -102,7 +119,10 @@ async def test_other_hooks_no_rule_and_builtin(host: PluginHost) -> None:
     calls = [
         ("431224101001", {"fund_kind": "HAPPINESS_FUND"}),  # xupu's six uses
         ("440000", {"fund_kind": "HAPPINESS_FUND"}),  # nothing anywhere: NO_RULE
-        (HONGJIANG_VILLAGE, {"fund_kind": "HAPPINESS_FUND", "region": "431222"}),  # region argument contradicts: TypeError
+        (
+            HONGJIANG_VILLAGE,
+            {"fund_kind": "HAPPINESS_FUND", "region": "431222"},
+        ),  # region argument contradicts: TypeError
     ]
     many = await host.acall_many("jsx_fund_allowed_uses", calls)
     expected = await one_by_one(host, "jsx_fund_allowed_uses", calls)
@@ -158,7 +178,14 @@ async def test_a_raising_plugin_fails_only_its_own_inputs() -> None:
     ]
     many = await host.acall_many("jsx_entitlement_amount", calls)
     assert all(same(a, b) for a, b in zip(many, await one_by_one(host, "jsx_entitlement_amount", calls)))
-    assert [type(r).__name__ for r in many] == ["Decision", "PluginError", "Decision", "PluginError", "InvalidArgument", "Decision"]
+    assert [type(r).__name__ for r in many] == [
+        "Decision",
+        "PluginError",
+        "Decision",
+        "PluginError",
+        "InvalidArgument",
+        "Decision",
+    ]
     assert many[1].reason == "PLUGIN_FAILED" and "ZeroDivisionError" in many[1].message
     assert many[1].metadata == {"plugin": "picky", "version": "0.0.1", "hook": "jsx_entitlement_amount"}
     assert many[3].reason == "PLUGIN_BAD_RESULT"
@@ -208,8 +235,14 @@ async def test_a_stuck_call_times_out_with_every_later_one_and_returns_promptly(
     assert ticks >= 10  # the event loop kept running while it waited
     assert [type(r).__name__ for r in many] == ["Decision", "Decision", "PluginError", "PluginError", "PluginError"]
     for r in many[2:]:
-        assert r.reason == "PLUGIN_TIMEOUT" and r.metadata == {"plugin": "slowpoke", "version": "0.0.1", "hook": "jsx_entitlement_amount"}
-        assert r.message.startswith("规则插件 slowpoke 0.0.1 在 jsx_entitlement_amount 中出错") and "300 毫秒" in r.message
+        assert r.reason == "PLUGIN_TIMEOUT" and r.metadata == {
+            "plugin": "slowpoke",
+            "version": "0.0.1",
+            "hook": "jsx_entitlement_amount",
+        }
+        assert (
+            r.message.startswith("规则插件 slowpoke 0.0.1 在 jsx_entitlement_amount 中出错") and "300 毫秒" in r.message
+        )
     assert "本项未计算" in many[3].message and "本项未计算" not in many[2].message
     # once given up on, the worker starts no later input even after the plugin returns
     await asyncio.sleep(0.9)
@@ -256,7 +289,10 @@ async def test_one_worker_thread_for_all_inputs_not_the_loop() -> None:
 
 async def test_measure_acall_vs_acall_many(host: PluginHost, capsys: pytest.CaptureFixture[str]) -> None:
     regions = [HONGJIANG_VILLAGE, "431222", YUANLING_VILLAGE, XUPU]
-    calls = [(r, amount_kwargs(r, situation=("SPECIAL_BEREAVED", "SPECIAL_DISABLED")[i % 2], pid=f"P{i}")) for i, r in enumerate(regions * 500)]
+    calls = [
+        (r, amount_kwargs(r, situation=("SPECIAL_BEREAVED", "SPECIAL_DISABLED")[i % 2], pid=f"P{i}"))
+        for i, r in enumerate(regions * 500)
+    ]
     assert len(calls) == 2000
     t0 = time.perf_counter()
     one = [await host.acall("jsx_entitlement_amount", r, **kw) for r, kw in calls]

@@ -1,4 +1,5 @@
 """The shared plumbing: wire mapping, page tokens, the mutating use-case helper."""
+
 from __future__ import annotations
 
 import enum
@@ -207,16 +208,23 @@ async def test_mutate_is_idempotent_and_maps_integrity_errors(sessions) -> None:
     r = funds_pb2.CreateFundSourceRequest(request_id=rid())
     r.fund_source.display_name = "县财政"
     idem = Idem.of("jsx.funds.v1.FundsService", "CreateFundSource", r)
-    first = await mutate(sessions, idem, common_pb2.Money, lambda s: add(s, "x"), caller=caller,
-                         notify=lambda: woken.append(1))
-    second = await mutate(sessions, idem, common_pb2.Money, lambda s: add(s, "y"), caller=caller,
-                          notify=lambda: woken.append(1))
+    first = await mutate(
+        sessions, idem, common_pb2.Money, lambda s: add(s, "x"), caller=caller, notify=lambda: woken.append(1)
+    )
+    second = await mutate(
+        sessions, idem, common_pb2.Money, lambda s: add(s, "y"), caller=caller, notify=lambda: woken.append(1)
+    )
     assert first == second and calls == ["x"] and len(woken) == 2
     other = funds_pb2.CreateFundSourceRequest(request_id=r.request_id)
     other.fund_source.display_name = "省财政"
     with pytest.raises(InvalidArgument) as e:
-        await mutate(sessions, Idem.of("jsx.funds.v1.FundsService", "CreateFundSource", other),
-                     common_pb2.Money, lambda s: add(s, "z"), caller=caller)
+        await mutate(
+            sessions,
+            Idem.of("jsx.funds.v1.FundsService", "CreateFundSource", other),
+            common_pb2.Money,
+            lambda s: add(s, "z"),
+            caller=caller,
+        )
     assert e.value.reason == "REQUEST_ID_REUSED"
     # someone else replaying the same request id never gets the first caller's response
     with pytest.raises(InvalidArgument):

@@ -3,6 +3,7 @@ how PluginHost unites the declarations along a region's chain, and how the
 conformance kit catches a declaration that does not match the rules.
 
 Real PluginHost, real plugin modules (discovered or registered), no mocks."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,9 @@ DATE, AGE, UNUSED = BirthDateUse.DATE, BirthDateUse.AGE_ON_PERIOD_START, BirthDa
 NOTHING = RuleInputs(frozenset(), UNUSED)
 HONGJIANG_VILLAGE = "431281101201"
 OTHER_HONGJIANG_VILLAGE = "431281102001"  # another township of 洪江市
-HUNAN_SPECIAL_SUPPORT = RuleInputs(frozenset({"has_living_child", "child_disability_grade", "hukou_type", "hukou"}), AGE)
+HUNAN_SPECIAL_SUPPORT = RuleInputs(
+    frozenset({"has_living_child", "child_disability_grade", "hukou_type", "hukou"}), AGE
+)
 
 
 def hunan_and_hongjiang() -> PluginHost:
@@ -36,11 +39,15 @@ def hunan_and_hongjiang() -> PluginHost:
 class Township:
     """A township plugin answering 特别扶助 eligibility from an attribute."""
 
-    def __init__(self, name: str, rule_inputs: Mapping[str, RuleInputs] | None, regions: tuple[str, ...] = ("431281101",)) -> None:
+    def __init__(
+        self, name: str, rule_inputs: Mapping[str, RuleInputs] | None, regions: tuple[str, ...] = ("431281101",)
+    ) -> None:
         self.JSX_PLUGIN = PluginMeta(name, "0.1.0", regions, "测试乡镇规则", rule_inputs)
 
     @hookimpl
-    def jsx_program_eligibility(self, program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]):
+    def jsx_program_eligibility(
+        self, program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
+    ):
         if program_type != ProgramType.SPECIAL_SUPPORT or beneficiary.attributes.get("village_note") != "困难":
             return None
         return Eligibility(True, ("村里登记为困难家庭，乡镇特别认定",))
@@ -126,7 +133,13 @@ def test_an_undeclared_plugin_without_rule_hooks_does_not_count() -> None:
 
 
 def test_declarations_are_united_along_the_chain_and_a_missing_type_adds_nothing() -> None:
-    town = Township("town", {"SPECIAL_SUPPORT": RuleInputs(frozenset({"village_note"}), UNUSED), "COUNTY_ELDER_CARE": RuleInputs(frozenset({"score"}), DATE)})
+    town = Township(
+        "town",
+        {
+            "SPECIAL_SUPPORT": RuleInputs(frozenset({"village_note"}), UNUSED),
+            "COUNTY_ELDER_CARE": RuleInputs(frozenset({"score"}), DATE),
+        },
+    )
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "town": ["431281101"]})
     for plugin in (jsx_plugin_hunan, jsx_plugin_hongjiang, town):
         host.register(plugin)
@@ -178,12 +191,17 @@ class BornOnTheFirst:
 
     def __init__(self, birth_date: BirthDateUse) -> None:
         self.JSX_PLUGIN = PluginMeta(
-            "born_first", "0.1.0", ("431281",), "测试规则：每月 1 日出生者可享受",
+            "born_first",
+            "0.1.0",
+            ("431281",),
+            "测试规则：每月 1 日出生者可享受",
             {"SPECIAL_SUPPORT": RuleInputs(frozenset(), birth_date)},
         )
 
     @hookimpl
-    def jsx_program_eligibility(self, program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]):
+    def jsx_program_eligibility(
+        self, program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
+    ):
         if program_type != ProgramType.SPECIAL_SUPPORT:
             return None
         if beneficiary.birth_date is not None and beneficiary.birth_date.day == 1:
@@ -198,7 +216,9 @@ class AgeAndHukou:
         self.JSX_PLUGIN = PluginMeta("age_hukou", "0.1.0", ("431281",), "测试规则：按年龄和户籍认定", rule_inputs)
 
     @hookimpl
-    def jsx_program_eligibility(self, program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]):
+    def jsx_program_eligibility(
+        self, program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
+    ):
         if program_type != ProgramType.SPECIAL_SUPPORT or beneficiary.birth_date is None:
             return None
         b, s = beneficiary.birth_date, period.start

@@ -3,6 +3,7 @@
 The test servicer implements a few MembersService RPCs so permissions come
 from the real ``(jsx.common.v1.permission)`` options of members.proto.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -139,7 +140,9 @@ class Env:
         self.stub = members_pb2_grpc.MembersServiceStub(self.channel)
 
     @staticmethod
-    def auth(role: str = "county_clerk", region: str = "431222", sub: str = "clerk-001", name: str = "张三") -> tuple[tuple[str, str], ...]:
+    def auth(
+        role: str = "county_clerk", region: str = "431222", sub: str = "clerk-001", name: str = "张三"
+    ) -> tuple[tuple[str, str], ...]:
         return (("authorization", "Bearer " + issue_token(SECRET, sub, [role], region, 600, name=name)),)
 
 
@@ -181,7 +184,9 @@ async def test_invalid_argument_has_rich_details_in_chinese(env: Env) -> None:
         ("name", "人员编号格式错误，应为 persons/数字"),
         ("view", "查看方式无效"),
     ]
-    assert loc is not None and loc.locale == "zh-CN" and loc.message == err.details() == "请求有误，请按字段说明修改后重试"
+    assert (
+        loc is not None and loc.locale == "zh-CN" and loc.message == err.details() == "请求有误，请按字段说明修改后重试"
+    )
 
 
 async def test_not_found_carries_reason_and_metadata_without_bad_request(env: Env) -> None:
@@ -234,8 +239,9 @@ async def test_access_line_carries_the_clients_request_id_masked(env: Env) -> No
     try:
         for rid in ("trace-42", "13912345678"):
             with pytest.raises(grpc.aio.AioRpcError):
-                await env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/missing"),
-                                         metadata=(*env.auth(), ("x-request-id", rid)))
+                await env.stub.GetPerson(
+                    members_pb2.GetPersonRequest(name="persons/missing"), metadata=(*env.auth(), ("x-request-id", rid))
+                )
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
@@ -253,7 +259,10 @@ async def test_missing_and_bad_tokens_are_unauthenticated(env: Env) -> None:
         ((), "MISSING_TOKEN"),
         ((("authorization", "Basic abc"),), "TOKEN_INVALID"),
         ((("authorization", "Bearer not-a-jwt"),), "TOKEN_INVALID"),
-        ((("authorization", "Bearer " + issue_token("another-secret-" + "z" * 32, "x", ["admin"], "430000")),), "TOKEN_INVALID"),
+        (
+            (("authorization", "Bearer " + issue_token("another-secret-" + "z" * 32, "x", ["admin"], "430000")),),
+            "TOKEN_INVALID",
+        ),
         ((("authorization", "Bearer " + issue_token(SECRET, "x", ["admin"], "430000", ttl=-10)),), "TOKEN_EXPIRED"),
     ]
     for md, reason in cases:
@@ -273,12 +282,18 @@ async def test_permission_from_proto_option_is_enforced(env: Env) -> None:
     assert reply.display_name == "李四"  # the servicer saw the verified caller
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await env.stub.CreatePerson(
-            members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="王五"), request_id=str(uuid.uuid4())),
+            members_pb2.CreatePersonRequest(
+                person=members_pb2.Person(display_name="王五"), request_id=str(uuid.uuid4())
+            ),
             metadata=env.auth("county_approver"),
         )
     assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
     info, _, loc = error_details(ei.value)
-    assert info is not None and info.reason == "MISSING_PERMISSION" and info.metadata["permission"] == "members.persons.write"
+    assert (
+        info is not None
+        and info.reason == "MISSING_PERMISSION"
+        and info.metadata["permission"] == "members.persons.write"
+    )
     assert loc is not None and "members.persons.write" in loc.message
 
 
@@ -311,12 +326,16 @@ def test_every_generated_rpc_declares_a_permission() -> None:
 async def test_region_scope(env: Env) -> None:
     # a 沅陵县 clerk cannot act on 洪江市; a 怀化市 clerk can
     with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431222"))
+        await env.stub.GetPerson(
+            members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431222")
+        )
     assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
     info, _, loc = error_details(ei.value)
     assert info is not None and info.reason == "OUT_OF_REGION"
     assert loc is not None and "沅陵县" in loc.message and "洪江市" in loc.message
-    ok = await env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431200"))
+    ok = await env.stub.GetPerson(
+        members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431200")
+    )
     assert ok.name == "persons/hongjiang"
 
 
@@ -364,7 +383,9 @@ async def test_graceful_shutdown_reports_not_serving_and_finishes_in_flight(env:
     watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
     first = await watch.read()
     assert first.status == health_pb2.HealthCheckResponse.SERVING
-    slow = asyncio.ensure_future(env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/slow"), metadata=env.auth()))
+    slow = asyncio.ensure_future(
+        env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/slow"), metadata=env.auth())
+    )
     await asyncio.wait_for(env.servicer.slow_started.wait(), 5)
     closed: list[str] = []
 
@@ -456,8 +477,12 @@ async def test_service_runtime_lifecycle(tmp_path: Path) -> None:
     await asyncio.wait_for(ticks.wait(), 5)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         health = health_pb2_grpc.HealthStub(ch)
-        assert (await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        ).status == health_pb2.HealthCheckResponse.SERVING
         stub = members_pb2_grpc.MembersServiceStub(ch)
-        assert (await stub.GetPerson(members_pb2.GetPersonRequest(name="persons/1"), metadata=Env.auth())).name == "persons/1"
+        assert (
+            await stub.GetPerson(members_pb2.GetPersonRequest(name="persons/1"), metadata=Env.auth())
+        ).name == "persons/1"
     await rt.stop(1.0)
     assert events == ["relay flushed", "relay cancelled"]

@@ -45,8 +45,17 @@ def test_money_constructor_rejects_non_integers() -> None:
 
 @pytest.mark.parametrize(
     ("text", "fen"),
-    [("940", 94000), ("940.5", 94050), ("0.01", 1), (".5", 50), ("-3.20", -320), ("¥1,234.56", 123456),
-     ("１２元", 1200), ("  7 ", 700), ("+1", 100)],
+    [
+        ("940", 94000),
+        ("940.5", 94050),
+        ("0.01", 1),
+        (".5", 50),
+        ("-3.20", -320),
+        ("¥1,234.56", 123456),
+        ("１２元", 1200),
+        ("  7 ", 700),
+        ("+1", 100),
+    ],
 )
 def test_yuan_parses(text: str, fen: int) -> None:
     assert Money.yuan(text).fen == fen
@@ -302,22 +311,39 @@ def test_period_constructors_and_str() -> None:
 def test_period_half_year() -> None:
     h1, h2 = Period.half(2022, 1), Period.half(2022, 2)
     assert str(h1) == "2022H1" and h1.kind is PeriodKind.HALF and h1.year == 2022
-    assert Period.parse("2022-H1") == Period.parse("2022h1") == Period.parse("2022年上半年") == Period.parse("2022上半年") == h1
+    assert (
+        Period.parse("2022-H1")
+        == Period.parse("2022h1")
+        == Period.parse("2022年上半年")
+        == Period.parse("2022上半年")
+        == h1
+    )
     assert Period.parse("2022年下半年") == Period.parse("2022-H2") == h2
-    assert (h1.start, h1.end, h2.start, h2.end) == (date(2022, 1, 1), date(2022, 6, 30), date(2022, 7, 1), date(2022, 12, 31))
+    assert (h1.start, h1.end, h2.start, h2.end) == (
+        date(2022, 1, 1),
+        date(2022, 6, 30),
+        date(2022, 7, 1),
+        date(2022, 12, 31),
+    )
     assert [str(m) for m in h2.months()] == [f"2022-{m:02d}" for m in range(7, 13)]
     assert h1.contains(Period.quarter(2022, 2)) and not h1.contains(Period.quarter(2022, 3))
     assert Period.year(2022).contains(h2) and not h2.contains(Period.year(2022))
     assert h2.next() == Period.half(2023, 1) and h1.previous() == Period.half(2021, 2)
     assert Period.of(date(2022, 7, 1), PeriodKind.HALF) == h2 and Period.of(date(2022, 6, 30), "half") == h1
     assert sorted([Period.year(2022), h1, Period.quarter(2022, 1), Period.month(2022, 1)]) == [
-        Period.month(2022, 1), Period.quarter(2022, 1), h1, Period.year(2022)]
+        Period.month(2022, 1),
+        Period.quarter(2022, 1),
+        h1,
+        Period.year(2022),
+    ]
     with pytest.raises(InvalidArgument) as e:
         Period.parse("2022H3")
     assert e.value.reason == "INVALID_PERIOD" and "上半年" in e.value.message
 
 
-@pytest.mark.parametrize("text", ["2022-13", "2022-00", "2022Q5", "2022H0", "2022H3", "上半年", "22", "2022-08-01", "abc", "1899", ""])
+@pytest.mark.parametrize(
+    "text", ["2022-13", "2022-00", "2022Q5", "2022H0", "2022H3", "上半年", "22", "2022-08-01", "abc", "1899", ""]
+)
 def test_period_parse_rejects(text: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         Period.parse(text, field="period")
@@ -347,7 +373,10 @@ def test_period_is_immutable_hashable_ordered() -> None:
     assert len({p, Period.parse("2022-08"), Period.year(2022)}) == 2
     assert pickle.loads(pickle.dumps(p)) == p
     assert sorted([Period.year(2022), Period.quarter(2022, 1), Period.month(2022, 1), Period.month(2021, 12)]) == [
-        Period.month(2021, 12), Period.month(2022, 1), Period.quarter(2022, 1), Period.year(2022)
+        Period.month(2021, 12),
+        Period.month(2022, 1),
+        Period.quarter(2022, 1),
+        Period.year(2022),
     ]
     assert Period.month(2022, 8) != Period.quarter(2022, 3)
     with pytest.raises(TypeError):

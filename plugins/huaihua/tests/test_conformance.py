@@ -1,4 +1,5 @@
 """The conformance kit county developers run, applied to this plugin."""
+
 import jsx_plugin_huaihua
 
 from jsxcore.testing.conformance import assert_plugin_conforms

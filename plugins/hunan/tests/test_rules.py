@@ -1,4 +1,5 @@
 """湖南 baseline rules called directly (plain data in, plain data out)."""
+
 from datetime import date
 
 import pytest
@@ -46,6 +47,7 @@ def test_amounts_by_month_and_refusals() -> None:
 
 # -- the 2014–2022 national standard (城镇/农村 differ) --------------------------
 
+
 def _ben_hukou(situation: str, hukou: str | None):
     from jsxcore.hookspecs import Beneficiary
     from jsxcore.values import RegionCode
@@ -77,7 +79,9 @@ def test_without_hukou_only_the_unified_rule_applies_and_earlier_months_ask_for_
     import jsx_plugin_hunan as hunan
 
     f = hunan.jsx_entitlement_amount
-    assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", None), Period.month(2022, 8), {}).amount == Money.yuan(590)
+    assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", None), Period.month(2022, 8), {}).amount == Money.yuan(
+        590
+    )
     with pytest.raises(InvalidArgument) as e:
         f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", None), Period.month(2022, 6), {})
     assert e.value.reason == "NO_RULE_FOR_PERIOD" and "户籍类型" in e.value.message
@@ -90,5 +94,7 @@ def test_before_2014_is_refused_not_guessed() -> None:
     import jsx_plugin_hunan as hunan
 
     with pytest.raises(InvalidArgument) as e:
-        hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "RURAL"), Period.month(2013, 12), {})
+        hunan.jsx_entitlement_amount(
+            "SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "RURAL"), Period.month(2013, 12), {}
+        )
     assert e.value.reason == "NO_RULE_FOR_PERIOD" and "2014-01-01" in e.value.message

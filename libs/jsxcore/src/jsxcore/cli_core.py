@@ -1,6 +1,7 @@
 """Core ``jsx`` sub-commands that belong to no single service
 (``jsx plugins …``, ``jsx token …``). Each module adding commands here keeps
 its own ``register_*`` function; this file only wires them."""
+
 from __future__ import annotations
 
 import argparse

@@ -27,6 +27,7 @@ SHUTDOWN_GRACE_S    5
 MEMBERS_ADDR, FUNDS_ADDR, EVENTS_ADDR   upstream ``host:port`` (optional)
 =================== ==========================================================
 """
+
 from __future__ import annotations
 
 import json
@@ -186,9 +187,18 @@ class ServiceConfig:
         dev = get("DEV", False, _parse_bool, "1/0、true/false")
         data_dir = get("DATA_DIR", Path("./data"), lambda s: Path(s).expanduser(), "目录路径").absolute()
         default_db = f"sqlite:///{(data_dir / f'{service}.db').as_posix()}"
-        database_url = get("DATABASE_URL", default_db, _parse_db_url, "数据库地址，如 sqlite:///data/x.db 或 postgresql://user@host/db")
-        nats_url = get("NATS_URL", "nats://127.0.0.1:4222", _parse_nats_url, "NATS 地址，如 nats://127.0.0.1:4222（集群用逗号分隔）")
-        grpc_addr = get("GRPC_ADDR", "127.0.0.1:0", lambda s: _addr(s, allow_zero=True), "监听地址 主机:端口（端口 0 表示自动选择）")
+        database_url = get(
+            "DATABASE_URL", default_db, _parse_db_url, "数据库地址，如 sqlite:///data/x.db 或 postgresql://user@host/db"
+        )
+        nats_url = get(
+            "NATS_URL",
+            "nats://127.0.0.1:4222",
+            _parse_nats_url,
+            "NATS 地址，如 nats://127.0.0.1:4222（集群用逗号分隔）",
+        )
+        grpc_addr = get(
+            "GRPC_ADDR", "127.0.0.1:0", lambda s: _addr(s, allow_zero=True), "监听地址 主机:端口（端口 0 表示自动选择）"
+        )
         plugins = get("PLUGINS", {}, parse_plugins, "插件启用表 插件名=区划代码[+区划代码…]，多项用逗号分隔")
         timeout = get("PLUGIN_TIMEOUT_MS", 2000, lambda s: _int_in(s, 1, 600_000), "1–600000 之间的整数（毫秒）")
         log_level = get("LOG_LEVEL", "INFO", _parse_level, "DEBUG/INFO/WARNING/ERROR/CRITICAL 之一")
@@ -206,7 +216,9 @@ class ServiceConfig:
             try:
                 stored = _dev_keys(data_dir)
             except (OSError, ValueError) as e:
-                problems.append(f"{data_dir / DEV_KEYS_FILE}: 开发密钥文件无法读写（{e}），请删除后重试或显式设置密钥变量")
+                problems.append(
+                    f"{data_dir / DEV_KEYS_FILE}: 开发密钥文件无法读写（{e}），请删除后重试或显式设置密钥变量"
+                )
 
         def secret(name: str, parse: Callable[[str], T], expected: str) -> Any:
             var, raw = lookup(name)

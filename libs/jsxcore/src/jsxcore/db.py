@@ -9,6 +9,7 @@
   SQLAlchemy code; on a SQLite file it skips aiosqlite (see ``read``), and
   ``read(..., inline=True)`` runs a single-row key lookup on the event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,7 +53,7 @@ def normalize_url(url: str) -> str:
     ``postgresql://…`` → ``postgresql+psycopg://…``.
     """
     if url.startswith("sqlite:"):
-        return "sqlite+aiosqlite:" + url[len("sqlite:"):]
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
@@ -140,9 +141,7 @@ class _SqliteReader:
     """
 
     def __init__(self, url: Any, threads: int) -> None:
-        self.engine: Engine = create_sync_engine(
-            url.set(drivername="sqlite"), pool_size=threads, max_overflow=0
-        )
+        self.engine: Engine = create_sync_engine(url.set(drivername="sqlite"), pool_size=threads, max_overflow=0)
         event.listen(self.engine, "connect", _sqlite_read_pragmas)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="jsx-sqlite-read")
         # One connection per calling thread (the loop's) for inline reads: a

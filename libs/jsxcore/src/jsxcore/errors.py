@@ -6,6 +6,7 @@ place, to gRPC status codes with google.rpc rich details (ErrorInfo with
 LocalizedMessage). Messages are written for a Chinese-speaking clerk: say what
 is wrong and what to do, never internals.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -135,6 +136,8 @@ class ErrorCollector:
     def __bool__(self) -> bool:
         return bool(self.violations)
 
-    def raise_if_any(self, message: str = "请求有误，请按字段说明修改后重试", *, reason: str = "INVALID_ARGUMENT") -> None:
+    def raise_if_any(
+        self, message: str = "请求有误，请按字段说明修改后重试", *, reason: str = "INVALID_ARGUMENT"
+    ) -> None:
         if self.violations:
             raise InvalidArgument(message, reason=reason, violations=self.violations)

@@ -23,6 +23,7 @@ row and returns the winner's response — its handler never runs. If the first
 rolls back, the second claims the key and runs normally. This relies on READ
 COMMITTED (PostgreSQL's default) so the re-read sees the winner's commit.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,7 +66,9 @@ def normalize_request_id(value: str) -> str:
     """The canonical lower-case UUID form, or InvalidArgument on ``request_id``."""
     if not value:
         raise InvalidArgument.field(
-            "request_id", "缺少请求编号（request_id）：每个修改类请求都须携带一个新生成的 UUID", reason="MISSING_REQUEST_ID"
+            "request_id",
+            "缺少请求编号（request_id）：每个修改类请求都须携带一个新生成的 UUID",
+            reason="MISSING_REQUEST_ID",
         )
     try:
         parsed = uuid.UUID(value.strip())

@@ -13,6 +13,7 @@ own package; what is the same everywhere lives here:
 Operators can also run the alembic CLI against a service's folder with
 ``-x url=postgresql://…``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,10 +24,10 @@ from sqlalchemy import MetaData, create_engine, pool
 def sync_url(url: str) -> str:
     """Alembic runs on the synchronous drivers: sqlite3 and psycopg 3."""
     if url.startswith("sqlite+aiosqlite:"):
-        return "sqlite:" + url[len("sqlite+aiosqlite:"):]
+        return "sqlite:" + url[len("sqlite+aiosqlite:") :]
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -67,8 +68,12 @@ def run_env(*service_metadata: MetaData) -> None:
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            context.configure(connection=conn, target_metadata=target, compare_type=True,
-                              render_as_batch=conn.dialect.name == "sqlite")
+            context.configure(
+                connection=conn,
+                target_metadata=target,
+                compare_type=True,
+                render_as_batch=conn.dialect.name == "sqlite",
+            )
             with context.begin_transaction():
                 context.run_migrations()
     finally:

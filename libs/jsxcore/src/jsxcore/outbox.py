@@ -38,6 +38,7 @@ which the process dies with ``os._exit(86)`` — ``relay.after_publish``
 committed, message not yet acked). Tests use them to prove the crash windows
 are safe; never set it in production.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -206,9 +207,12 @@ def add_event(
     eid = event_id or carried or str(uuid.uuid4())
     if has_id_field and not carried:
         setattr(message, "event_id", eid)
-    if "occurred_at" in fields and fields["occurred_at"].message_type is not None \
-            and fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp" \
-            and not message.HasField("occurred_at"):
+    if (
+        "occurred_at" in fields
+        and fields["occurred_at"].message_type is not None
+        and fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp"
+        and not message.HasField("occurred_at")
+    ):
         getattr(message, "occurred_at").GetCurrentTime()
     session.add(
         OutboxEvent(
@@ -226,9 +230,7 @@ def add_event(
 async def purge_published(session: AsyncSession, older_than: timedelta) -> int:
     """Delete rows published more than ``older_than`` ago (run from a periodic job)."""
     res = await session.execute(
-        delete(OutboxEvent).where(
-            OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < _now() - older_than
-        )
+        delete(OutboxEvent).where(OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < _now() - older_than)
     )
     return int(res.rowcount or 0)
 
@@ -292,9 +294,7 @@ async def _close(nc: NATS | None) -> None:
             pass
 
 
-async def ensure_stream(
-    js: Any, service: str, *, duplicate_window: float = 120.0, replicas: int = 1
-) -> api.StreamInfo:
+async def ensure_stream(js: Any, service: str, *, duplicate_window: float = 120.0, replicas: int = 1) -> api.StreamInfo:
     """Create or update the service's stream (file storage, dedupe window)."""
     if not _SERVICE_RE.match(service):
         raise errors.ConfigError(f"服务名“{service}”不合法：只能用小写字母、数字和下划线")
@@ -462,10 +462,7 @@ class Relay(_Loop):
     async def ensure_streams(self) -> None:
         """Create or update this service's stream ``JSX_<SERVICE>``."""
         await self._connect()
-        await ensure_stream(
-            self._js, self.service, duplicate_window=self.duplicate_window, replicas=self.replicas
-        )
-
+        await ensure_stream(self._js, self.service, duplicate_window=self.duplicate_window, replicas=self.replicas)
 
     async def _run(self) -> None:
         delay = 0.2
@@ -516,9 +513,7 @@ class Relay(_Loop):
             log.info("outbox.published", extra={"service": self.service, "count": marked})
         if failed:
             # Surface the outage to run()'s backoff; acked rows are already marked.
-            raise errors.Unavailable(
-                f"事件总线暂不可用，{len(failed)} 条事件稍后重发", reason="EVENT_BUS_UNAVAILABLE"
-            )
+            raise errors.Unavailable(f"事件总线暂不可用，{len(failed)} 条事件稍后重发", reason="EVENT_BUS_UNAVAILABLE")
         return marked, len(rows) == self.batch_size
 
     async def _publish_pending(self) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
@@ -528,7 +523,8 @@ class Relay(_Loop):
                     # The relay's statements run on the driver connection (psycopg's %s parameters).
                     raise errors.ConfigError(
                         f"事件转发只支持 psycopg 驱动连接 PostgreSQL（postgresql://…），"
-                        f"当前为 {session.bind.dialect.driver}")
+                        f"当前为 {session.bind.dialect.driver}"
+                    )
                 # One transaction holds the replica lock from claim to mark.
                 async with session.begin():
                     cx = (await (await session.connection()).get_raw_connection()).driver_connection
@@ -557,8 +553,12 @@ class Relay(_Loop):
 
     async def _read(self, session: AsyncSession) -> Sequence[Any]:
         q = select(
-            OutboxEvent.seq, OutboxEvent.event_id, OutboxEvent.subject,
-            OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.headers,
+            OutboxEvent.seq,
+            OutboxEvent.event_id,
+            OutboxEvent.subject,
+            OutboxEvent.event_type,
+            OutboxEvent.payload,
+            OutboxEvent.headers,
         ).where(OutboxEvent.published_at.is_(None))
         return (await session.execute(q.order_by(OutboxEvent.seq).limit(self.batch_size))).all()
 
@@ -568,9 +568,7 @@ class Relay(_Loop):
             await cur.execute(_PG_READ, (after, self.batch_size))
             return await cur.fetchall()
 
-    async def _pipeline(
-        self, cx: Any, rows: Sequence[Any]
-    ) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
+    async def _pipeline(self, cx: Any, rows: Sequence[Any]) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
         """PostgreSQL, under the replica lock: up to ``pipeline`` batches, the
         next one sent (in ``seq`` order on the one connection, so the stream
         order is kept) while the previous one's PubAcks come back and its rows
@@ -653,8 +651,7 @@ class Relay(_Loop):
         for i, (seq, event_id, subject, event_type, payload, extra) in enumerate(rows):
             if extra:
                 headers = dict(json.loads(extra) if isinstance(extra, str) else extra)
-                headers.update({HEADER_MSG_ID: event_id, HEADER_EVENT_TYPE: event_type,
-                                HEADER_EXPECTED_STREAM: stream})
+                headers.update({HEADER_MSG_ID: event_id, HEADER_EVENT_TYPE: event_type, HEADER_EXPECTED_STREAM: stream})
             else:
                 headers = shared
                 headers[HEADER_MSG_ID] = event_id
@@ -665,8 +662,10 @@ class Relay(_Loop):
                 await nc.publish(subject, payload, reply=prefix + str(first + i), headers=headers)
             except Exception as exc:
                 batch.failed[seq] = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox.publish_failed", extra={"event_id": event_id, "subject": subject,
-                                                            "error": batch.failed[seq][:200]})
+                log.warning(
+                    "outbox.publish_failed",
+                    extra={"event_id": event_id, "subject": subject, "error": batch.failed[seq][:200]},
+                )
                 sent = i
                 break  # the connection is gone; the rest waits for the next round
         if sent < len(rows):
@@ -680,7 +679,7 @@ class Relay(_Loop):
     async def _on_ack(self, msg: Msg) -> None:
         """The reply subscription's handler: file a PubAck under its row."""
         try:
-            token = int(msg.subject[len(self._reply_prefix) + 1:])
+            token = int(msg.subject[len(self._reply_prefix) + 1 :])
         except ValueError:
             return
         for batch in self._sent:
@@ -875,7 +874,8 @@ class Consumer(_Loop):
         if self._nc is None:
             self._nc = (
                 await connect(self._nats, name=f"jsx-consumer-{self.durable}")
-                if isinstance(self._nats, str) else self._nats
+                if isinstance(self._nats, str)
+                else self._nats
             )
         js = self._nc.jetstream()
         cfg = api.ConsumerConfig(
@@ -893,7 +893,6 @@ class Consumer(_Loop):
         # add_consumer is create-or-update for an unchanged durable config.
         await js._jsm.add_consumer(self.stream, config=cfg)
         self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
-
 
     async def _run(self) -> None:
         delay = 0.2
@@ -991,8 +990,10 @@ class Consumer(_Loop):
                 fresh = await self._apply(session, parsed)
         except Exception as exc:
             # Isolate the failing message: one transaction each.
-            log.info("inbox.batch_fallback", extra={"consumer": self.durable, "count": len(parsed),
-                                                    "error": f"{type(exc).__name__}: {exc}"[:300]})
+            log.info(
+                "inbox.batch_fallback",
+                extra={"consumer": self.durable, "count": len(parsed), "error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
             for item in parsed:
                 await self._process_one(item)
             return
@@ -1010,11 +1011,15 @@ class Consumer(_Loop):
         for _, proto, meta in items:
             if meta.event_id not in first:
                 first[meta.event_id] = (proto, meta)
-                rows.append({"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
-                             "received_at": now})
+                rows.append(
+                    {"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject, "received_at": now}
+                )
         insert_ = _pg_insert if session.bind.dialect.name == "postgresql" else _sqlite_insert
-        stmt = insert_(InboxEvent).on_conflict_do_nothing(
-            index_elements=[InboxEvent.consumer, InboxEvent.event_id]).returning(InboxEvent.event_id)
+        stmt = (
+            insert_(InboxEvent)
+            .on_conflict_do_nothing(index_elements=[InboxEvent.consumer, InboxEvent.event_id])
+            .returning(InboxEvent.event_id)
+        )
         fresh = set((await session.execute(stmt, rows)).scalars())
         for event_id, (proto, meta) in first.items():
             if event_id in fresh:
@@ -1064,9 +1069,15 @@ class Consumer(_Loop):
         delay = self.retry_delays[min(n - 1, len(self.retry_delays) - 1)] if self.retry_delays else 0
         log.warning(
             "inbox.retry",
-            extra={"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
-                   "deliveries": n, "delay": delay, "transient": is_transient(exc),
-                   "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]},
+            extra={
+                "consumer": self.durable,
+                "event_id": meta.event_id,
+                "subject": meta.subject,
+                "deliveries": n,
+                "delay": delay,
+                "transient": is_transient(exc),
+                "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300],
+            },
             exc_info=not is_transient(exc),
         )
         await msg.nak(delay=delay)
@@ -1075,7 +1086,11 @@ class Consumer(_Loop):
         self.terminated += 1
         log.error(
             "inbox.poison",
-            extra={"consumer": self.durable, "event_id": event_id or (msg.headers or {}).get(HEADER_MSG_ID),
-                   "subject": msg.subject, "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]},
+            extra={
+                "consumer": self.durable,
+                "event_id": event_id or (msg.headers or {}).get(HEADER_MSG_ID),
+                "subject": msg.subject,
+                "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300],
+            },
         )
         await msg.term()

@@ -9,6 +9,7 @@
 * :class:`PiiRedactingFilter` masks anything that looks like a 身份证 number or
   mobile number in log records (a safety net; code must not log PII at all).
 """
+
 from __future__ import annotations
 
 import base64

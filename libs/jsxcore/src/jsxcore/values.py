@@ -5,6 +5,7 @@ Pure Python, immutable and hashable. Parsing user input (``Money.yuan``,
 :class:`jsxcore.errors.InvalidArgument` with a Chinese message a clerk can act
 on; misuse by code (a float where an int belongs) raises TypeError/ValueError.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -386,8 +387,25 @@ def id_check_char(first17: str) -> str:
     d = first17.encode("ascii", "replace")
     if len(d) != 17 or not d.isdigit():
         raise ValueError("id_check_char needs 17 ASCII digits")
-    total = (7 * d[0] + 9 * d[1] + 10 * d[2] + 5 * d[3] + 8 * d[4] + 4 * d[5] + 2 * d[6] + d[7] + 6 * d[8]
-             + 3 * d[9] + 7 * d[10] + 9 * d[11] + 10 * d[12] + 5 * d[13] + 8 * d[14] + 4 * d[15] + 2 * d[16])
+    total = (
+        7 * d[0]
+        + 9 * d[1]
+        + 10 * d[2]
+        + 5 * d[3]
+        + 8 * d[4]
+        + 4 * d[5]
+        + 2 * d[6]
+        + d[7]
+        + 6 * d[8]
+        + 3 * d[9]
+        + 7 * d[10]
+        + 9 * d[11]
+        + 10 * d[12]
+        + 5 * d[13]
+        + 8 * d[14]
+        + 4 * d[15]
+        + 2 * d[16]
+    )
     # Bytes are ASCII codes (digit + 48): take 48 × Σweights off once.
     return _ID_CHECK[(total - _ID_ZERO) % 11]
 
@@ -528,8 +546,12 @@ class Period:
         if not _PERIOD_MIN_YEAR <= year <= _PERIOD_MAX_YEAR:
             raise InvalidArgument.field("period", f"年份 {year} 不在 1900–2999 之间，请核对", reason="INVALID_PERIOD")
         if not 1 <= number <= _PERIOD_COUNT[kind]:
-            what = {PeriodKind.MONTH: "月份应为1–12", PeriodKind.QUARTER: "季度应为1–4", PeriodKind.HALF: "半年应为1（上半年）或2（下半年）",
-                    PeriodKind.YEAR: "年度期间序号只能是1"}
+            what = {
+                PeriodKind.MONTH: "月份应为1–12",
+                PeriodKind.QUARTER: "季度应为1–4",
+                PeriodKind.HALF: "半年应为1（上半年）或2（下半年）",
+                PeriodKind.YEAR: "年度期间序号只能是1",
+            }
             raise InvalidArgument.field("period", f"{what[kind]}，收到 {number}", reason="INVALID_PERIOD")
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "_year", year)
@@ -595,9 +617,13 @@ class Period:
                 try:
                     return cls(kind, int(m.group(1)), int(m.group(2)) if m.lastindex == 2 else 1)
                 except InvalidArgument as e:
-                    raise InvalidArgument.field(field, f"期间“{text}”无效：{e.message}", reason="INVALID_PERIOD") from None
+                    raise InvalidArgument.field(
+                        field, f"期间“{text}”无效：{e.message}", reason="INVALID_PERIOD"
+                    ) from None
         raise InvalidArgument.field(
-            field, f"期间“{text}”格式不对，应写成 2022-08（月）、2022Q3（季度）、2022H1（半年）或 2022（年）", reason="INVALID_PERIOD"
+            field,
+            f"期间“{text}”格式不对，应写成 2022-08（月）、2022Q3（季度）、2022H1（半年）或 2022（年）",
+            reason="INVALID_PERIOD",
         )
 
     @property

@@ -16,6 +16,7 @@ drain) and then the broker. Running it again reuses ``<data>``: the same keys
 It never touches the PostgreSQL or NATS a developer may have running: the
 stack is self-contained.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,7 +106,16 @@ class Stack:
         self.ports = {s: free_port() for s in SERVICES}
         nats = Child(
             "nats",
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js", "-sd", str(self.data_dir / "nats")],
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.nats_port),
+                "-js",
+                "-sd",
+                str(self.data_dir / "nats"),
+            ],
             dict(os.environ),
             self.data_dir / "logs" / "nats.log",
         )

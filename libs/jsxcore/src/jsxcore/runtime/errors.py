@@ -10,6 +10,7 @@ also logged next to the traceback.
 Client side: :func:`error_details` unpacks those details from a caught
 ``grpc.RpcError`` (sync or aio), for tests and integrating callers.
 """
+
 from __future__ import annotations
 
 import uuid

@@ -8,6 +8,7 @@ Each interceptor wraps the method handler's behaviour once per method (the
 wrapped handler is cached) and does its per-call work inside the wrapper;
 all four RPC shapes are wrapped, so a streaming RPC cannot slip past auth.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -289,7 +290,9 @@ class AuthInterceptor(_WrappingInterceptor):
                 break
         scheme, _, token = header.partition(" ")
         if not header:
-            raise Unauthenticated("缺少访问令牌：请在请求头 authorization 中携带 “Bearer <令牌>”", reason="MISSING_TOKEN")
+            raise Unauthenticated(
+                "缺少访问令牌：请在请求头 authorization 中携带 “Bearer <令牌>”", reason="MISSING_TOKEN"
+            )
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("访问令牌格式错误：请求头 authorization 应为 “Bearer <令牌>”", reason="TOKEN_INVALID")
         token = token.strip()

@@ -10,6 +10,7 @@
 
 Enabled for the whole repository by the root ``conftest.py``.
 """
+
 from __future__ import annotations
 
 import os

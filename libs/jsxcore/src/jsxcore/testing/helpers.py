@@ -7,6 +7,7 @@
     CLERK = who("clerk-hj", "431281", "county_clerk")
     await svc.create_fund(..., caller=CLERK, idem=Idem.of(SERVICE, "CreateFund", req))
 """
+
 from __future__ import annotations
 
 import uuid
@@ -31,8 +32,12 @@ def rid() -> str:
 
 def who(subject: str, region: str, *roles: str, display_name: str | None = None) -> Caller:
     """A verified caller with ``roles`` (default ``admin``) scoped to ``region``."""
-    return Caller(subject=subject, display_name=display_name or subject, roles=roles or ("admin",),
-                  region=RegionCode.parse(region))
+    return Caller(
+        subject=subject,
+        display_name=display_name or subject,
+        roles=roles or ("admin",),
+        region=RegionCode.parse(region),
+    )
 
 
 class Clock:
