@@ -32,8 +32,8 @@ def _run(*cmd: str | os.PathLike[str], **kw) -> None:
 
 def ensure_env() -> None:
     """Create .venv and sync it to uv.lock (fast no-op when already in sync)."""
-    if sys.version_info < (3, 11):
-        sys.exit("jsx needs Python >= 3.11 (found %s)" % sys.version.split()[0])
+    if sys.version_info < (3, 11):  # noqa: UP036  (dev.py runs under whatever python3 the machine has)
+        sys.exit(f"jsx needs Python >= 3.11 (found {sys.version.split()[0]})")
     if not PY.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
     uv = BIN / "uv"

@@ -100,7 +100,8 @@ class Report:
         for i, line in enumerate(lines):
             print(
                 "  ".join(
-                    cell.ljust(w) if j in (0, 2) else cell.rjust(w) for j, (cell, w) in enumerate(zip(line, widths))
+                    cell.ljust(w) if j in (0, 2) else cell.rjust(w)
+                    for j, (cell, w) in enumerate(zip(line, widths, strict=True))
                 ).rstrip()
             )
             if i == 0:

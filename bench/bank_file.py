@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -69,15 +70,15 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import peak_rss, timed  # noqa: E402
-from monthly_batch import COUNTY, PERIOD, create_db, drop_db, seed, setup_program  # noqa: E402
+from _common import peak_rss, timed
+from monthly_batch import COUNTY, PERIOD, create_db, drop_db, seed, setup_program
 
 #: Households per roster import call (each call one transaction; the import keeps its rows in memory).
 IMPORT_HOUSEHOLDS = 100_000
@@ -102,17 +103,16 @@ async def make_batch(url: str, program_id: int) -> tuple[int, int]:
     """One batch of the month through BatchesService (untimed). Returns (batch id, payments)."""
     from jsx.common.v1 import common_pb2 as c
     from jsx.funds.v1 import funds_pb2 as pb
+    from jsx_funds.batches import BatchesService
     from jsxcore.auth import Caller
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
     from jsxcore.values import RegionCode
 
-    from jsx_funds.batches import BatchesService
-
     host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
     host.discover()
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc))
+    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=UTC))
     admin = Caller(subject="fin", display_name="fin", roles=("admin",), region=RegionCode.parse(COUNTY))
     batch = await svc.create_payment_batch(
         pb.CreatePaymentBatchRequest(
@@ -191,7 +191,7 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
             ids = itertools.chain(
                 (f"{p}{i}" for i in range(start, stop) for p in ("head", "m")), (f"hh{i}" for i in range(start, stop))
             )
-            m.new_id = lambda: next(ids)  # type: ignore[assignment]
+            m.new_id = functools.partial(next, ids)  # type: ignore[assignment]
             with acting(COUNTY, subject="bench-seed"):
                 report = await import_roster(svc, roster(start, stop, vill))
             m.new_id = drawn
@@ -271,14 +271,14 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
     """StreamPaymentFile's body, CSV, every chunk written to ``out_csv``."""
     import logging
 
+    from sqlalchemy import text
+
     from jsx.funds.v1 import funds_pb2 as pb
+    from jsx_funds import payment_file
+    from jsx_funds.adapters.members import MembersClient
     from jsxcore.auth import Caller, issue_token
     from jsxcore.db import create_engine, session_factory
     from jsxcore.values import RegionCode
-    from sqlalchemy import text
-
-    from jsx_funds import payment_file
-    from jsx_funds.adapters.members import MembersClient
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     logging.getLogger("jsx.funds.payment_file").setLevel(logging.INFO)
@@ -319,10 +319,9 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
 
 async def child_lookups(n: int, addr: str, secret: str) -> dict[str, Any]:
     """The same names through MembersClient.batch_get_payees, page after page (10 000 each), nothing else."""
-    from jsxcore.auth import issue_token
-
     from jsx_funds.adapters.members import MembersClient
     from jsx_funds.payment_file import PAGE
+    from jsxcore.auth import issue_token
 
     members = MembersClient(addr, secret)
     token = issue_token(secret, "fin-hj", ["finance_officer"], COUNTY)
@@ -358,7 +357,7 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
             page = names[k : k + PAGE]
             gate = asyncio.Semaphore(IN_FLIGHT)
 
-            async def one(chunk: list[str]) -> bytes:
+            async def one(chunk: list[str], gate: asyncio.Semaphore = gate) -> bytes:
                 async with gate:
                     return await call(members_pb2.BatchGetPayeesRequest(names=chunk).SerializeToString(), timeout=10)
 
@@ -370,11 +369,11 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
 async def child_idfile(url: str, batch_id: int, out_csv: str) -> dict[str, Any]:
     """BatchesService.write_payment_file: the id-only file of the same batch."""
-    from jsxcore.db import create_engine, session_factory
-    from jsxcore.plugins import PluginHost
     from sqlalchemy import text
 
     from jsx_funds.batches import BatchesService
+    from jsxcore.db import create_engine, session_factory
+    from jsxcore.plugins import PluginHost
 
     eng = create_engine(url)
     svc = BatchesService(session_factory(eng), PluginHost())
@@ -729,7 +728,7 @@ def main() -> int:
         print(f"  {label:<44} {r['seconds']:8.2f} {n / r['seconds']:10,.0f}  {ratio}")
     print(
         f"  file: {bank['lines']:,} lines, {bank['bytes'] / 1e6:.0f} MB, {bank['total_fen'] / 100:,.2f} 元;"
-        f" checks {'ok' if not problems else problems}"
+        f" checks {problems or 'ok'}"
     )
     print(
         f"  peak RSS: bank-file child {bank['maxrss'] / 2**20:.0f} MiB, lookups child {look['maxrss'] / 2**20:.0f} MiB,"

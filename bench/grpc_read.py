@@ -46,19 +46,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import grpc  # noqa: E402
-from jsx.common.v1 import common_pb2  # noqa: E402
-from jsx.members.v1 import members_pb2, members_pb2_grpc  # noqa: E402
-from sqlalchemy import Integer, String, select  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+import grpc
+from _common import Report
+from sqlalchemy import Integer, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from _common import Report  # noqa: E402
-from jsxcore.auth import current_caller, issue_token  # noqa: E402
-from jsxcore.config import ServiceConfig  # noqa: E402
-from jsxcore.db import create_engine, read  # noqa: E402
-from jsxcore.errors import NotFound  # noqa: E402
-from jsxcore.pii import generate_key  # noqa: E402
-from jsxcore.runtime import create_server, setup_logging, start_server  # noqa: E402
+from jsx.common.v1 import common_pb2
+from jsx.members.v1 import members_pb2, members_pb2_grpc
+from jsxcore.auth import current_caller, issue_token
+from jsxcore.config import ServiceConfig
+from jsxcore.db import create_engine, read
+from jsxcore.errors import NotFound
+from jsxcore.pii import generate_key
+from jsxcore.runtime import create_server, setup_logging, start_server
 
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 GET_PERSON = "/jsx.members.v1.MembersService/GetPerson"
@@ -243,7 +243,6 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     from jsx_members.entrypoints.grpc import MembersServicer
     from jsx_members.migrations import migrate
     from jsx_members.service import MembersService
-
     from jsxcore.auth import Caller, reset_caller, set_caller
     from jsxcore.db import session_factory
     from jsxcore.values import RegionCode, id_check_char

@@ -35,14 +35,13 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg  # noqa: E402
-
-from _common import peak_rss, timed  # noqa: E402
+import psycopg
+from _common import peak_rss, timed
 
 COUNTY = "431281"  # 洪江市: 940/580 元 per month from 2022
 PERIOD = "2022-08"
@@ -69,11 +68,10 @@ async def setup_program(url: str, n: int) -> int:
     """Fund, source, allocation and program through the services (untimed); returns the program id."""
     from jsx.common.v1 import common_pb2 as c
     from jsx.funds.v1 import funds_pb2 as pb
-    from jsxcore.db import create_engine, session_factory
-    from jsxcore.plugins import PluginHost
-
     from jsx_funds.batches import BatchesService
     from jsx_funds.service import FundsService
+    from jsxcore.db import create_engine, session_factory
+    from jsxcore.plugins import PluginHost
 
     eng = create_engine(url)
     sessions = session_factory(eng)
@@ -131,8 +129,8 @@ def seed(url: str, program_id: int, n: int, villages: int, birth_years: int, rea
     365 × birth_years (≈ N).
     """
     rnd = random.Random(4)
-    asof = datetime(2022, 6, 1, tzinfo=timezone.utc)
-    pub_end = datetime(2022, 7, 1, tzinfo=timezone.utc)
+    asof = datetime(2022, 6, 1, tzinfo=UTC)
+    pub_end = datetime(2022, 7, 1, tzinfo=UTC)
     vill = [f"{COUNTY}{100 + t:03d}{200 + v:03d}" for t in range(10) for v in range(max(1, villages // 10))][:villages]
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy(
@@ -227,7 +225,7 @@ def seed_paid_months(url: str, program_id: int, n: int, months: int) -> None:
 
 def raw_copy(url: str, n: int) -> float:
     """Seconds to COPY N payment-line-wide rows into a plain table (and commit)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             "CREATE TABLE raw_copy (id bigint, batch bigint, payee varchar(100), household varchar(64),"
@@ -257,16 +255,15 @@ def raw_copy(url: str, n: int) -> float:
 
 async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
     """The measured part: the batch end to end and its payment file (run in a fresh process)."""
+    import logging
+
     from jsx.common.v1 import common_pb2 as c
     from jsx.funds.v1 import funds_pb2 as pb
+    from jsx_funds.batches import BatchesService
     from jsxcore.auth import Caller
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
     from jsxcore.values import RegionCode
-
-    from jsx_funds.batches import BatchesService
-
-    import logging
 
     # The batch's own account of where its time went ("payment batch …: … (select, rules, insert, …)").
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
@@ -274,7 +271,7 @@ async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
     host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
     host.discover()
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc))
+    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=UTC))
     admin = Caller(subject="fin", display_name="fin", roles=("admin",), region=RegionCode.parse(COUNTY))
     req = pb.CreatePaymentBatchRequest(
         request_id=str(uuid.uuid4()),
@@ -331,9 +328,8 @@ async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
     if total != expected:
         problems.append(f"paid {total} 分, expected {expected} 分 (940/580 元)")
     if verify_ledger:
-        from jsxcore.db import create_engine, session_factory
-
         from jsx_funds.service import verify
+        from jsxcore.db import create_engine, session_factory
 
         eng = create_engine(url)
         async with session_factory(eng)() as s:
@@ -412,7 +408,8 @@ def main() -> int:
     print(f"\n特别扶助 monthly batch, {a.n:,} beneficiaries ({a.villages} villages × 4 situations × {births})")
     print(f"  raw COPY {a.n:,} rows          {raw:8.2f} s")
     print(
-        f"  batch (one transaction)      {r['batch_s']:8.2f} s   {r['payments']:,} payments, {r['total_fen'] / 100:,.2f} 元"
+        f"  batch (one transaction)      {r['batch_s']:8.2f} s   "
+        f"{r['payments']:,} payments, {r['total_fen'] / 100:,.2f} 元"
     )
     print(f"  payment file (streamed)      {r['file_s']:8.2f} s   {r['file_lines']:,} lines, {csv_mb:.0f} MB")
     print(f"  batch + file / raw COPY      {ratio:8.2f} ×   goal ≤ 5×      {'ok' if ok_time else 'ABOVE GOAL'}")

@@ -29,8 +29,8 @@ def test_migrations_match_models(service: str, db_url: str) -> None:
     migrate_mod, models_mod = SERVICES[service]
     importlib.import_module(migrate_mod).migrate(db_url)
     base = importlib.import_module(models_mod).Base
-    import jsxcore.idempotency  # noqa: F401  (registers its table on CoreBase)
-    import jsxcore.outbox  # noqa: F401
+    import jsxcore.idempotency  # registers its table on CoreBase
+    import jsxcore.outbox  # noqa: F401  (registers its tables on CoreBase)
 
     combined = sa.MetaData()
     for metadata in (CoreBase.metadata, base.metadata):

@@ -38,20 +38,20 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helper is not on sys.path
 
-from _procs import ServiceProc, clean_env, logs_on_failure, until  # noqa: E402
+from _procs import ServiceProc, clean_env, logs_on_failure, until
 
-from jsx.common.v1 import common_pb2 as c  # noqa: E402
-from jsx.events.v1 import events_pb2 as ev  # noqa: E402
-from jsx.events.v1 import events_service_pb2 as epb  # noqa: E402
-from jsx.events.v1 import events_service_pb2_grpc as egrpc  # noqa: E402
-from jsx.funds.v1 import events_pb2 as fev  # noqa: E402
-from jsx.funds.v1 import funds_pb2 as fpb  # noqa: E402
-from jsx.funds.v1 import funds_pb2_grpc as fgrpc  # noqa: E402
-from jsxcore.auth import issue_token  # noqa: E402
-from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, ensure_stream  # noqa: E402
-from jsxcore.pii import generate_key  # noqa: E402
-from jsxcore.local import free_port  # noqa: E402
-from jsxcore.testing.fixtures import (  # noqa: E402
+from jsx.common.v1 import common_pb2 as c
+from jsx.events.v1 import events_pb2 as ev
+from jsx.events.v1 import events_service_pb2 as epb
+from jsx.events.v1 import events_service_pb2_grpc as egrpc
+from jsx.funds.v1 import events_pb2 as fev
+from jsx.funds.v1 import funds_pb2 as fpb
+from jsx.funds.v1 import funds_pb2_grpc as fgrpc
+from jsxcore.auth import issue_token
+from jsxcore.local import free_port
+from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, ensure_stream
+from jsxcore.pii import generate_key
+from jsxcore.testing.fixtures import (
     NatsServer,
     _require_postgres,
     create_postgres_database,

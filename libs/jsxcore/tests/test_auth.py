@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 import jwt
 import pytest
 
+from jsxcore import cli_core
 from jsxcore.auth import (
     PII_READ,
     ROLE_PERMISSIONS,
@@ -21,7 +22,6 @@ from jsxcore.auth import (
     set_caller,
     verify_token,
 )
-from jsxcore import cli_core
 from jsxcore.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from jsxcore.values import RegionCode
 

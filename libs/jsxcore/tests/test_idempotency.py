@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from jsx.members.v1 import members_pb2
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jsx.members.v1 import members_pb2
 from jsxcore.db import CoreBase, create_engine, session_factory, transaction
 from jsxcore.errors import InvalidArgument
 from jsxcore.idempotency import IdempotencyKey, purge_before, request_hash, run_idempotent
@@ -95,7 +95,7 @@ async def test_same_id_different_request_is_rejected(sessions: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "rid,reason",
+    ("rid", "reason"),
     [
         ("", "MISSING_REQUEST_ID"),
         ("12345", "INVALID_REQUEST_ID"),
@@ -150,5 +150,5 @@ async def test_hash_ignores_request_id_but_not_content() -> None:
 async def test_purge(sessions: Any) -> None:
     await _create(sessions, _req())
     async with transaction(sessions) as s:
-        assert await purge_before(s, datetime.now(timezone.utc) - timedelta(days=1)) == 0
-        assert await purge_before(s, datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
+        assert await purge_before(s, datetime.now(UTC) - timedelta(days=1)) == 0
+        assert await purge_before(s, datetime.now(UTC) + timedelta(seconds=1)) == 1

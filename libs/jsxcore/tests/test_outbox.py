@@ -88,7 +88,7 @@ async def wait_for(pred, timeout: float = 20.0) -> None:
         if await pred():
             return
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.0f s" % timeout)
+            raise AssertionError(f"condition not met within {timeout:.0f} s")
         await asyncio.sleep(0.1)
 
 
@@ -149,7 +149,7 @@ async def test_add_event_takes_subject_from_the_proto_option(db) -> None:
 
 async def test_rolled_back_event_is_never_published(db, nats_url, js, service) -> None:
     sessions = session_factory(db)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # noqa: PT012  (the event and the failure in one transaction)
         async with transaction(sessions) as s:
             add_event(s, f"jsx.{service}.thing.happened", w.ThingHappened(amount_fen=1))
             raise RuntimeError("the state change failed")
@@ -244,7 +244,7 @@ async def test_two_relays_publish_each_event_once(db, nats_url, js, service) -> 
 async def effects(sessions) -> dict[str, int]:
     async with sessions() as s:
         rows = (await s.execute(select(w.Effect.event_id, func.count()).group_by(w.Effect.event_id))).all()
-    return {eid: n for eid, n in rows}
+    return dict(rows)
 
 
 async def test_consumer_killed_before_ack_applies_effect_once(db, db_url, nats_url, service) -> None:
@@ -290,7 +290,7 @@ async def test_consumer_retries_transient_and_terminates_poison(db, nats_url, js
     sessions = session_factory(db)
     ok1 = await emit(sessions, service, 1, "ok")
     transient = await emit(sessions, service, 1, "transient")
-    poison = await emit(sessions, service, 1, "poison")
+    await emit(sessions, service, 1, "poison")
     ok2 = await emit(sessions, service, 2, "ok")
     relay = Relay(db, nats_url, service=service)
     await relay.ensure_streams()
@@ -315,7 +315,7 @@ async def test_consumer_retries_transient_and_terminates_poison(db, nats_url, js
     consumer = w.make_consumer(sessions, nats_url, service, "c1", retry_delays=(0.5,), batch=10)
     task = asyncio.create_task(consumer.run())
     try:
-        want = {e: 1 for e in ok1 + transient + ok2 + later}
+        want = dict.fromkeys(ok1 + transient + ok2 + later, 1)
         await wait_for(lambda: _eq(effects(sessions), want))
         await asyncio.sleep(1.5)  # long enough for any wrongful redelivery
     finally:

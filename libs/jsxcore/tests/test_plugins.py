@@ -169,7 +169,7 @@ def _fine(program_type, period):
 
 
 @pytest.mark.parametrize(
-    "impl, reason, words",
+    ("impl", "reason", "words"),
     [
         (_raises, "PLUGIN_FAILED", "ZeroDivisionError"),
         (_wrong_type, "PLUGIN_BAD_RESULT", "返回值类型"),
@@ -180,16 +180,15 @@ async def test_misbehaving_plugin_fails_only_that_call(impl, reason, words, capl
     host = PluginHost({"hunan": ["430000"], "bad": ["431281"]}, timeout_ms=300)
     host.discover()
     host.register(_plugin("bad", jsx_entitlement_amount=impl))
-    with caplog.at_level(logging.ERROR, logger="jsx.plugins"):
-        with pytest.raises(PluginError) as e:
-            await host.acall(
-                "jsx_entitlement_amount",
-                HONGJIANG_VILLAGE,
-                program_type="SPECIAL_SUPPORT",
-                beneficiary=person(HONGJIANG_VILLAGE),
-                period=Period.month(2022, 8),
-                context={},
-            )
+    with caplog.at_level(logging.ERROR, logger="jsx.plugins"), pytest.raises(PluginError) as e:
+        await host.acall(
+            "jsx_entitlement_amount",
+            HONGJIANG_VILLAGE,
+            program_type="SPECIAL_SUPPORT",
+            beneficiary=person(HONGJIANG_VILLAGE),
+            period=Period.month(2022, 8),
+            context={},
+        )
     err = e.value
     assert err.reason == reason and words in err.message
     assert err.message.startswith("规则插件 bad 0.0.1 在 jsx_entitlement_amount 中出错") and "系统管理员" in err.message

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, PluginError
+from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument
 from jsxcore.hookspecs import Amount, Beneficiary, PluginMeta, hookimpl
 from jsxcore.plugins import BUILTIN, Decision, PluginHost
 from jsxcore.values import Money, Period, RegionCode
@@ -91,7 +91,7 @@ async def test_results_equal_acall_one_by_one(host: PluginHost) -> None:
     many = await host.acall_many("jsx_entitlement_amount", calls)
     expected = await one_by_one(host, "jsx_entitlement_amount", calls)
     assert len(many) == len(calls)
-    for i, (got, want) in enumerate(zip(many, expected)):
+    for i, (got, want) in enumerate(zip(many, expected, strict=True)):
         assert same(got, want), (i, got, want)
     # and what they are, so that "equal to acall" is not equal-and-wrong
     amounts = [(d.value.amount, d.plugin, d.plugin_version, d.region) for d in many if isinstance(d, Decision)]
@@ -111,7 +111,7 @@ async def test_results_equal_acall_one_by_one(host: PluginHost) -> None:
     assert isinstance(many[6], InvalidArgument) and many[6].reason == "INVALID_REGION_CODE"
     assert isinstance(many[7], TypeError) and "beneficiary" in str(many[7])
     # the sync form gives the same, and the caller's mappings are left as they were
-    assert all(same(a, b) for a, b in zip(host.call_many("jsx_entitlement_amount", calls), expected))
+    assert all(same(a, b) for a, b in zip(host.call_many("jsx_entitlement_amount", calls), expected, strict=True))
     assert "region" not in calls[0][1]
 
 
@@ -126,7 +126,7 @@ async def test_other_hooks_no_rule_and_builtin(host: PluginHost) -> None:
     ]
     many = await host.acall_many("jsx_fund_allowed_uses", calls)
     expected = await one_by_one(host, "jsx_fund_allowed_uses", calls)
-    assert all(same(a, b) for a, b in zip(many, expected))
+    assert all(same(a, b) for a, b in zip(many, expected, strict=True))
     assert many[0].plugin == "xupu" and len(many[0].value.uses) == 6
     assert isinstance(many[1], FailedPrecondition) and many[1].reason == "NO_RULE" and "基金用途" in many[1].message
     assert isinstance(many[2], TypeError)
@@ -177,7 +177,7 @@ async def test_a_raising_plugin_fails_only_its_own_inputs() -> None:
         (HONGJIANG_VILLAGE, amount_kwargs(HONGJIANG_VILLAGE, pid="P2")),
     ]
     many = await host.acall_many("jsx_entitlement_amount", calls)
-    assert all(same(a, b) for a, b in zip(many, await one_by_one(host, "jsx_entitlement_amount", calls)))
+    assert all(same(a, b) for a, b in zip(many, await one_by_one(host, "jsx_entitlement_amount", calls), strict=True))
     assert [type(r).__name__ for r in many] == [
         "Decision",
         "PluginError",

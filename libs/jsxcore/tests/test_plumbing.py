@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from typing import ClassVar
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from jsx.common.v1 import common_pb2
-from jsx.funds.v1 import funds_pb2
 from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jsx.common.v1 import common_pb2
+from jsx.funds.v1 import funds_pb2
 from jsxcore import paging, wire
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import Aborted, AlreadyExists, InvalidArgument
@@ -21,7 +22,6 @@ from jsxcore.idempotency import IdempotencyKey
 from jsxcore.testing.helpers import Clock, rid, who
 from jsxcore.usecase import Idem, mutate
 from jsxcore.values import Money, RegionCode
-
 
 # ---------------------------------------------------------------- wire
 
@@ -39,7 +39,7 @@ def test_dates_round_trip_and_refuse_impossible_days() -> None:
 
 def test_timestamps_treat_naive_as_utc() -> None:
     naive = datetime(2022, 9, 5, 2, 0)
-    assert wire.ts_from(wire.ts_to(naive), "t") == naive.replace(tzinfo=timezone.utc)
+    assert wire.ts_from(wire.ts_to(naive), "t") == naive.replace(tzinfo=UTC)
     assert wire.ts_from(Timestamp(), "t") is None
     assert wire.ts_to(None) == Timestamp()
 
@@ -60,17 +60,17 @@ class Kind(str, enum.Enum):
 class FakeEnum:
     """Stands in for a generated enum wrapper (Name/Value/keys)."""
 
-    _names = {0: "KIND_UNSPECIFIED", 1: "KIND_DAY", 2: "KIND_MONTH", 3: "KIND_WEEK"}
+    _names: ClassVar[dict[int, str]] = {0: "KIND_UNSPECIFIED", 1: "KIND_DAY", 2: "KIND_MONTH", 3: "KIND_WEEK"}
 
     @classmethod
-    def Name(cls, n: int) -> str:  # noqa: N802 - protobuf's spelling
+    def Name(cls, n: int) -> str:  # protobuf's spelling
         try:
             return cls._names[n]
         except KeyError:
             raise ValueError(n) from None
 
     @classmethod
-    def Value(cls, name: str) -> int:  # noqa: N802
+    def Value(cls, name: str) -> int:
         for k, v in cls._names.items():
             if v == name:
                 return k
@@ -187,7 +187,7 @@ async def test_keyset_pages_walk_every_row_once_with_composite_keys(sessions) ->
         if not token:
             break
     assert sorted(seen) == list(range(1, 24)) and len(seen) == len(set(seen))
-    assert seen[:12] == [i for i in range(1, 24) if i % 2 == 0][:11] + [1]
+    assert seen[:12] == [*[i for i in range(1, 24) if i % 2 == 0][:11], 1]
 
 
 # ---------------------------------------------------------------- mutate

@@ -7,8 +7,9 @@ Real PluginHost, real plugin modules (discovered or registered), no mocks."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import date
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import jsx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from jsx.common.v1 import common_pb2
-from jsx.members.v1 import members_pb2, members_pb2_grpc
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+import jsx
+from jsx.common.v1 import common_pb2
+from jsx.members.v1 import members_pb2, members_pb2_grpc
 from jsxcore.auth import current_caller, issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import CoreBase, create_engine, session_factory, transaction
@@ -214,7 +214,7 @@ async def test_unexpected_exception_is_internal_without_leaking(env: Env) -> Non
     assert err.code() == grpc.StatusCode.INTERNAL
     assert "db-secret-host" not in err.details() and "RuntimeError" not in err.details()
     assert err.details().startswith(INTERNAL_MESSAGE)
-    info, bad, loc = error_details(err)
+    info, _bad, _loc = error_details(err)
     assert info is not None and info.reason == "INTERNAL"
     ref = info.metadata["error_ref"]
     assert ref in err.details()

@@ -57,8 +57,8 @@ def _ben_hukou(situation: str, hukou: str | None):
 
 
 def test_before_2022_07_the_urban_and_rural_standards_differ() -> None:
-    from jsxcore.values import Money, Period
     import jsx_plugin_hunan as hunan
+    from jsxcore.values import Money, Period
 
     f = hunan.jsx_entitlement_amount
     june = Period.month(2022, 6)
@@ -74,9 +74,10 @@ def test_before_2022_07_the_urban_and_rural_standards_differ() -> None:
 
 def test_without_hukou_only_the_unified_rule_applies_and_earlier_months_ask_for_it() -> None:
     import pytest
+
+    import jsx_plugin_hunan as hunan
     from jsxcore.errors import InvalidArgument
     from jsxcore.values import Money, Period
-    import jsx_plugin_hunan as hunan
 
     f = hunan.jsx_entitlement_amount
     assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", None), Period.month(2022, 8), {}).amount == Money.yuan(
@@ -89,9 +90,10 @@ def test_without_hukou_only_the_unified_rule_applies_and_earlier_months_ask_for_
 
 def test_before_2014_is_refused_not_guessed() -> None:
     import pytest
+
+    import jsx_plugin_hunan as hunan
     from jsxcore.errors import InvalidArgument
     from jsxcore.values import Period
-    import jsx_plugin_hunan as hunan
 
     with pytest.raises(InvalidArgument) as e:
         hunan.jsx_entitlement_amount(

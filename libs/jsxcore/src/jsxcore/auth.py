@@ -341,7 +341,7 @@ def _cmd_roles(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``jsx token issue`` / ``jsx token roles``."""
     p = sub.add_parser("token", help="访问令牌：签发、查看角色权限")
     tsub = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for modname in ("jsxcore.plugins", "jsxcore.auth"):
         try:
             mod = __import__(modname, fromlist=["register_cli"])

@@ -42,7 +42,7 @@ from jsxcore.errors import ConfigError, InvalidArgument
 from jsxcore.pii import BlindIndex, FieldCipher, decode_key, generate_key
 from jsxcore.values import RegionCode
 
-__all__ = ["ServiceConfig", "parse_plugins", "split_host_port", "hide_password", "DEV_KEYS_FILE"]
+__all__ = ["DEV_KEYS_FILE", "ServiceConfig", "hide_password", "parse_plugins", "split_host_port"]
 
 DEV_KEYS_FILE = "keys.json"
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}

@@ -54,7 +54,7 @@ def normalize_url(url: str) -> str:
     """
     if url.startswith("sqlite:"):
         return "sqlite+aiosqlite:" + url[len("sqlite:") :]
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
@@ -167,7 +167,7 @@ class _SqliteReader:
         self.inline_engine.dispose()
 
 
-_readers: "weakref.WeakKeyDictionary[Engine, _SqliteReader | None]" = weakref.WeakKeyDictionary()
+_readers: weakref.WeakKeyDictionary[Engine, _SqliteReader | None] = weakref.WeakKeyDictionary()
 
 
 def _reader_for(engine: AsyncEngine) -> _SqliteReader | None:

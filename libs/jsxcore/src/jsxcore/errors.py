@@ -9,8 +9,9 @@ is wrong and what to do, never internals.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import grpc
 
@@ -63,7 +64,7 @@ class InvalidArgument(DomainError):
     default_reason = "INVALID_ARGUMENT"
 
     @classmethod
-    def field(cls, field: str, description: str, *, reason: str | None = None) -> "InvalidArgument":
+    def field(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
         """Shorthand for the common single-field case."""
         return cls(description, reason=reason, violations=[FieldViolation(field, description)])
 

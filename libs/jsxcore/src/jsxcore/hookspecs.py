@@ -21,10 +21,11 @@ from __future__ import annotations
 import difflib
 import re
 from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any, Generic, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import pluggy
 
@@ -262,13 +263,15 @@ class PluginMeta:
         for key, inputs in declared.items():
             if not isinstance(key, str) or not key.strip() or key != key.strip():
                 out.append(
-                    f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 无效：须为 ProgramType 的值（如 SPECIAL_SUPPORT）或非空的自定义类型名"
+                    f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 无效："
+                    "须为 ProgramType 的值（如 SPECIAL_SUPPORT）或非空的自定义类型名"
                 )
                 continue
             if key not in known and (near := difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.9)):
                 # A misspelt type would silently declare the real one as reading nothing.
                 out.append(
-                    f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 与 {near[0]} 相近，疑似拼写错误；自定义项目类型请另取名称"
+                    f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 与 {near[0]} 相近，"
+                    "疑似拼写错误；自定义项目类型请另取名称"
                 )
             where = f"插件 {self.name} 的 rule_inputs[{key!r}]"
             if not isinstance(inputs, RuleInputs):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -154,7 +154,7 @@ async def run_idempotent(
     ``method`` is the RPC's full name (``/jsx.funds.v1.FundsService/ApproveApplication``);
     ``caller`` defaults to the current RPC caller's subject.
     """
-    request_id = normalize_request_id(getattr(request, "request_id"))
+    request_id = normalize_request_id(request.request_id)
     digest = request_hash(request, _current_subject() if caller is None else caller)
 
     row = await _load(session, method, request_id)
@@ -170,7 +170,7 @@ async def run_idempotent(
             caller=_current_subject() if caller is None else caller,
             response=b"",
             response_type="",
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
         )
         .on_conflict_do_nothing(index_elements=["method", "request_id"])
         # RETURNING says whether *this* statement inserted; rowcount proved unreliable under the race

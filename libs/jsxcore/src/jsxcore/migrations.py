@@ -53,8 +53,8 @@ def run_env(*service_metadata: MetaData) -> None:
     """The body of a service's ``migrations/env.py``."""
     from alembic import context
 
-    import jsxcore.idempotency  # noqa: F401  (registers its table on CoreBase)
-    import jsxcore.outbox  # noqa: F401
+    import jsxcore.idempotency  # registers its table on CoreBase
+    import jsxcore.outbox  # noqa: F401  (registers its tables on CoreBase)
     from jsxcore.db import CoreBase
 
     target = [CoreBase.metadata, *service_metadata]

@@ -50,7 +50,7 @@ import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats
@@ -70,8 +70,6 @@ from sqlalchemy import (
     String,
     Text,
     delete,
-    func,
-    insert,
     select,
     text,
     update,
@@ -97,7 +95,7 @@ _SERVICE_RE = re.compile(rf"^{_PART}$")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _fault(point: str) -> None:
@@ -201,19 +199,19 @@ def add_event(
     check_subject(subject)
     fields = message.DESCRIPTOR.fields_by_name
     has_id_field = "event_id" in fields and fields["event_id"].type == fields["event_id"].TYPE_STRING
-    carried = getattr(message, "event_id") if has_id_field else ""
+    carried = message.event_id if has_id_field else ""
     if event_id and carried and event_id != carried:
         raise ValueError(f"event_id {event_id!r} differs from the message's own {carried!r}")
     eid = event_id or carried or str(uuid.uuid4())
     if has_id_field and not carried:
-        setattr(message, "event_id", eid)
+        message.event_id = eid
     if (
         "occurred_at" in fields
         and fields["occurred_at"].message_type is not None
         and fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp"
         and not message.HasField("occurred_at")
     ):
-        getattr(message, "occurred_at").GetCurrentTime()
+        message.occurred_at.GetCurrentTime()
     session.add(
         OutboxEvent(
             event_id=eid,
@@ -280,7 +278,7 @@ async def connect(url: str, *, name: str) -> NATS:
                 allow_reconnect=True,
                 **_connection_callbacks(name),
             )
-        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
             log.warning("nats.connect_failed", extra={"error": type(exc).__name__, "retry_in": delay})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -345,7 +343,7 @@ class _Loop:
             return
         try:
             await asyncio.wait_for(self._done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning(what, extra=extra)
 
 
@@ -357,7 +355,7 @@ class _Sent:
     subtraction. Tokens are never reused on a connection, so a late PubAck of
     an abandoned batch can never be taken for another row's."""
 
-    __slots__ = ("first", "rows", "acks", "got", "expect", "done", "failed", "owner")
+    __slots__ = ("acks", "done", "expect", "failed", "first", "got", "owner", "rows")
 
     def __init__(self, first: int, rows: Sequence[Any]) -> None:
         self.first = first
@@ -472,7 +470,7 @@ class Relay(_Loop):
                 if not ready:
                     await self.ensure_streams()
                     ready = True
-                sent, full = await self.publish_pending()
+                _sent, full = await self.publish_pending()
                 delay = 0.2
                 if full:
                     continue
@@ -493,7 +491,7 @@ class Relay(_Loop):
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self._wake.clear()
 
@@ -718,13 +716,13 @@ class Relay(_Loop):
         if batch.expect and not batch.done.is_set():
             try:
                 await asyncio.wait_for(batch.done.wait(), self.ack_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # the rows without a PubAck are retried next round
         if batch in self._sent:
             self._sent.remove(batch)
         ok: list[int] = []
         failed = batch.failed
-        for row, msg in zip(batch.rows, batch.acks):
+        for row, msg in zip(batch.rows, batch.acks, strict=True):  # both cut to the published prefix together
             seq = row[0]
             if msg is None:
                 failed[seq] = "TimeoutError: no PubAck"
@@ -902,7 +900,7 @@ class Consumer(_Loop):
                     await self._subscribe()
                 try:
                     msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue  # nothing new within fetch_timeout: the normal idle case
                 msgs = await self._fill(msgs)
                 await self.process(msgs)
@@ -936,7 +934,7 @@ class Consumer(_Loop):
                 break
             try:
                 msgs.extend(await self._sub.fetch(self.batch - len(msgs), timeout=left))
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 break
         return msgs
 

@@ -26,16 +26,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
+    "BlindIndex",
     "FieldCipher",
     "PiiDecryptError",
-    "BlindIndex",
-    "mask_id_number",
-    "mask_phone",
-    "mask_name",
-    "generate_key",
-    "decode_key",
-    "redact",
     "PiiRedactingFilter",
+    "decode_key",
+    "generate_key",
+    "mask_id_number",
+    "mask_name",
+    "mask_phone",
+    "redact",
 ]
 
 KEY_BYTES = 32

@@ -30,9 +30,10 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Generic, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import pluggy
 
@@ -248,7 +249,7 @@ class _Batch:
     may read every slot below ``index`` once it holds the lock.
     """
 
-    __slots__ = ("n", "results", "lock", "index", "started", "progress", "stopped", "error", "wakeup")
+    __slots__ = ("error", "index", "lock", "n", "progress", "results", "started", "stopped", "wakeup")
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -356,7 +357,8 @@ class PluginHost:
         unknown = sorted(set(self.enabled_config) - set(self._plugins))
         if unknown:
             raise ConfigError(
-                f"配置启用的规则插件未安装：{', '.join(unknown)}；已安装：{', '.join(sorted(n for n in self._plugins if n != BUILTIN))}"
+                f"配置启用的规则插件未安装：{', '.join(unknown)}；"
+                f"已安装：{', '.join(sorted(n for n in self._plugins if n != BUILTIN))}"
             )
 
     def _reindex(self) -> None:
@@ -375,7 +377,8 @@ class PluginHost:
             for code in codes:
                 if not any(d.contains(code) for d in declared):
                     raise ConfigError(
-                        f"规则插件 {name} 适用于 {', '.join(loaded.meta.regions)}，不能在地区 {code.short} 启用，请修改插件启用配置"
+                        f"规则插件 {name} 适用于 {', '.join(loaded.meta.regions)}，"
+                        f"不能在地区 {code.short} 启用，请修改插件启用配置"
                     )
                 at.setdefault(code, []).append(name)
             enabled[name] = tuple(codes)

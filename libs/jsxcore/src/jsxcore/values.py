@@ -22,14 +22,14 @@ from typing import Any
 from jsxcore.errors import InvalidArgument
 
 __all__ = [
-    "Money",
-    "RegionCode",
-    "RegionLevel",
     "REGION_NAMES",
     "IdNumber",
-    "Sex",
+    "Money",
     "Period",
     "PeriodKind",
+    "RegionCode",
+    "RegionLevel",
+    "Sex",
 ]
 
 # Amounts travel as int64 on the wire and BIGINT in the databases.
@@ -58,7 +58,7 @@ class Money:
 
     def __post_init__(self) -> None:
         fen: Any = self.fen
-        if isinstance(fen, bool) or isinstance(fen, float):
+        if isinstance(fen, (bool, float)):
             raise TypeError(f"Money takes integer 分, not {type(fen).__name__}")
         if isinstance(fen, Decimal):
             if not fen.is_finite() or fen != fen.to_integral_value():
@@ -80,7 +80,7 @@ class Money:
         Strings may carry ``¥``/``￥``, a trailing ``元`` and thousands commas
         (as Excel shows them). More than two decimals, floats, NaN → error.
         """
-        if isinstance(amount, bool) or isinstance(amount, float):
+        if isinstance(amount, (bool, float)):
             raise TypeError("Money.yuan does not take float/bool; pass a str or Decimal")
         if isinstance(amount, int):
             return cls(amount * 100)
@@ -533,7 +533,7 @@ class Period:
     Immutable and hashable.
     """
 
-    __slots__ = ("kind", "_year", "number")
+    __slots__ = ("_year", "kind", "number")
     kind: PeriodKind
     number: int
     year = _YearAttribute()

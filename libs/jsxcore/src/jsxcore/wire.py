@@ -9,12 +9,12 @@ functions. Nothing here touches a database or a caller.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from jsx.common.v1 import common_pb2
 
+from jsx.common.v1 import common_pb2
 from jsxcore.errors import InvalidArgument
 from jsxcore.values import Money, Period, RegionCode
 
@@ -53,7 +53,7 @@ def ts_to(value: datetime | None) -> Timestamp:
     out = Timestamp()
     if value is not None:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         out.FromDatetime(value)
     return out
 
@@ -65,7 +65,7 @@ def ts_from(value: Timestamp, field: str = "time", *, required: bool = False) ->
             raise InvalidArgument.field(field, "请填写时间", reason="MISSING_TIME")
         return None
     try:
-        return value.ToDatetime(tzinfo=timezone.utc)
+        return value.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise InvalidArgument.field(field, "时间超出可表示的范围", reason="INVALID_TIME") from None
 
@@ -111,7 +111,7 @@ def enum_from(enum_type: Any, value: int, prefix: str, domain_enum: type[E], fie
             return domain_enum(short)
         except ValueError:
             pass
-    choices = "、".join(n[len(prefix) :] for n in enum_type.keys() if not n.endswith("UNSPECIFIED"))
+    choices = "、".join(n[len(prefix) :] for n in enum_type.keys() if not n.endswith("UNSPECIFIED"))  # noqa: SIM118  (a protobuf enum wrapper, not a dict)
     raise InvalidArgument.field(field, f"请选择{what}（{choices}）", reason="INVALID_ENUM")
 
 

@@ -125,4 +125,4 @@ def jsx_cadence_targets(region: RegionCode, year: int) -> tuple[CadenceTarget, .
 
 @hookimpl
 def jsx_activity_types(region: RegionCode) -> tuple[ActivityType, ...]:
-    return NATIONAL_ACTIVITY_TYPES + (HAPPY_FAMILY_AWARD,)
+    return (*NATIONAL_ACTIVITY_TYPES, HAPPY_FAMILY_AWARD)

@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -60,7 +61,7 @@ async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: f
         await asyncio.sleep(0.3)
 
 
-async def run(stack: "Stack") -> bool:
+async def run(stack: Stack) -> bool:
     from jsx.common.v1 import common_pb2 as c
     from jsx.events.v1 import events_service_pb2 as epb
     from jsx.events.v1 import events_service_pb2_grpc as egrpc
@@ -68,7 +69,6 @@ async def run(stack: "Stack") -> bool:
     from jsx.funds.v1 import funds_pb2_grpc as fgrpc
     from jsx.members.v1 import members_pb2 as mpb
     from jsx.members.v1 import members_pb2_grpc as mgrpc
-
     from jsxcore.auth import issue_token
     from jsxcore.config import ServiceConfig
     from jsxcore.runtime import error_details
@@ -217,12 +217,13 @@ async def run(stack: "Stack") -> bool:
             return False
         got = await funds.GetFund(fpb.GetFundRequest(name=fund.name), metadata=md, timeout=10)
         say(
-            f"funds 经 NATS 入账慰问金（{v.ledger_entry or '已入账'}），events 显示 BOOKED；基金可用 {got.available.fen / 100:.2f} 元"
+            f"funds 经 NATS 入账慰问金（{v.ledger_entry or '已入账'}），events 显示 BOOKED；"
+            f"基金可用 {got.available.fen / 100:.2f} 元"
         )
         print("演示完成：三个服务均应答，事件经 NATS 往返。", flush=True)
         return True
     except grpc.aio.AioRpcError as e:
-        info, bad, loc = error_details(e)
+        _info, bad, loc = error_details(e)
         print(f"演示失败：{e.code().name} {loc.message if loc else e.details()}", flush=True)
         if bad:
             for v in bad.field_violations:

@@ -29,7 +29,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from jsxcore.local import free_port, nats_server_binary, wait_tcp
 
@@ -43,16 +42,16 @@ class Child:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        # own process group: Ctrl-C in the terminal reaches only the supervisor,
-        # which then stops children in order (services first, broker last)
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # the child writes to its own copy of the descriptor; ours closes at once
+        with open(self.log_path, "ab") as log:
+            # own process group: Ctrl-C in the terminal reaches only the supervisor,
+            # which then stops children in order (services first, broker last)
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -67,8 +66,6 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self._log is not None:
-            self._log.close()
         return self.proc.returncode
 
 
@@ -172,7 +169,7 @@ def _tail(path: Path, n: int = 30) -> str:
 async def _up(args: argparse.Namespace) -> int:
     from jsx_dev import demo
 
-    stack = Stack(Path(args.data_dir).resolve())
+    stack = Stack(args.data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,7 +198,7 @@ async def _up(args: argparse.Namespace) -> int:
                     return 1
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return 0
     finally:
@@ -220,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-demo", action="store_true")
     up.add_argument("--exit-after-demo", action="store_true", help="stop after the demo (used by tests)")
     args = p.parse_args(argv)
+    args.data_dir = Path(args.data_dir).resolve()
     return asyncio.run(_up(args))
 
 

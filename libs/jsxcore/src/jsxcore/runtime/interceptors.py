@@ -22,8 +22,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from jsx.common.v1 import annotations_pb2
 
+from jsx.common.v1 import annotations_pb2
 from jsxcore.auth import Caller, reset_caller, set_caller, verify_token
 from jsxcore.errors import DomainError, PermissionDenied, Unauthenticated
 from jsxcore.pii import redact

@@ -25,8 +25,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from jsx.common.v1 import common_pb2
 
+from jsx.common.v1 import common_pb2
 from jsxcore import paging
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import InvalidArgument
@@ -60,7 +60,7 @@ class _ServerState:
     service_names: tuple[str, ...]
 
 
-_STATE: "weakref.WeakKeyDictionary[grpc.aio.Server, _ServerState]" = weakref.WeakKeyDictionary()
+_STATE: weakref.WeakKeyDictionary[grpc.aio.Server, _ServerState] = weakref.WeakKeyDictionary()
 
 
 def create_server(
@@ -126,7 +126,7 @@ async def shutdown_server(
         # not keep the process from exiting: the orchestrator would SIGKILL it
         try:
             await asyncio.wait_for(callback(), timeout=max(grace, 1.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error(
                 "shutdown callback %s did not finish within %.1f s; continuing",
                 getattr(callback, "__qualname__", repr(callback)),

@@ -38,16 +38,17 @@ import collections.abc
 import inspect
 import itertools
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import date, timedelta
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from jsxcore.errors import ConfigError, DomainError, PluginError
 from jsxcore.hookspecs import (
     HOOK_NAMES,
+    NOTHING_READ,
     PROJECT,
     Amount,
-    NOTHING_READ,
     Beneficiary,
     BirthDateUse,
     Eligibility,
@@ -106,7 +107,7 @@ def sample_calls(hook: str, region: RegionCode) -> Iterator[dict[str, Any]]:
         "region": (region,),
     }
     for combo in itertools.product(*(grids[n] for n in argnames)):
-        yield dict(zip(argnames, combo))
+        yield dict(zip(argnames, combo, strict=True))
 
 
 def _impls(plugin: Any) -> dict[str, Any]:
@@ -402,7 +403,8 @@ def check_rule_inputs(plugin: Any, meta: PluginMeta | None = None) -> list[str]:
                         hook,
                         program_type,
                         f"read:{key}",
-                        f"{where}：读取了属性 {key}，但 rule_inputs 未声明它；请在 rule_inputs[{program_type!r}].attributes 中声明"
+                        f"{where}：读取了属性 {key}，但 rule_inputs 未声明它；"
+                        f"请在 rule_inputs[{program_type!r}].attributes 中声明"
                         if key != _ITERATED
                         else f"{where}：遍历了全部属性，无法按 rule_inputs 分组；请按属性名读取并在 rule_inputs 中声明",
                     )
@@ -432,7 +434,8 @@ def check_rule_inputs(plugin: Any, meta: PluginMeta | None = None) -> list[str]:
                         program_type,
                         cause,
                         f"rule_inputs 声明与规则不符：{where}对 {situation.value} 的两个对象只在{what}上不同，"
-                        f"结果却不同：{_show(first)} ≠ {_show(_outcome(fn, params[hook], {**call, 'beneficiary': culprit}))}；"
+                        f"结果却不同：{_show(first)} ≠ "
+                        f"{_show(_outcome(fn, params[hook], {**call, 'beneficiary': culprit}))}；"
                         "请在 rule_inputs 中声明该输入，或改正规则",
                     )
     return problems

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -22,7 +22,7 @@ from jsxcore.auth import Caller
 from jsxcore.values import RegionCode
 
 #: A Monday, 10:00 in China: a working day, so 公示 working-day counts start cleanly.
-MONDAY_10H_CST = datetime(2022, 9, 5, 2, 0, tzinfo=timezone.utc)
+MONDAY_10H_CST = datetime(2022, 9, 5, 2, 0, tzinfo=UTC)
 
 
 def rid() -> str:
