@@ -199,7 +199,8 @@ class ServiceConfig:
         grpc_addr = get(
             "GRPC_ADDR", "127.0.0.1:0", lambda s: _addr(s, allow_zero=True), "监听地址 主机:端口（端口 0 表示自动选择）"
         )
-        plugins = get("PLUGINS", {}, parse_plugins, "插件启用表 插件名=区划代码[+区划代码…]，多项用逗号分隔")
+        no_plugins: dict[str, tuple[str, ...]] = {}
+        plugins = get("PLUGINS", no_plugins, parse_plugins, "插件启用表 插件名=区划代码[+区划代码…]，多项用逗号分隔")
         timeout = get("PLUGIN_TIMEOUT_MS", 2000, lambda s: _int_in(s, 1, 600_000), "1–600000 之间的整数（毫秒）")
         log_level = get("LOG_LEVEL", "INFO", _parse_level, "DEBUG/INFO/WARNING/ERROR/CRITICAL 之一")
         replicas = get("STREAM_REPLICAS", 1, lambda s: _int_in(s, 1, 5), "1–5 之间的整数（生产环境 3）")
@@ -209,7 +210,8 @@ class ServiceConfig:
             for n in ("members", "funds", "events")
         }
         pii_key_id = get("PII_KEY_ID", 1, lambda s: _int_in(s, 0, 255), "0–255 之间的整数")
-        old_keys = get("PII_OLD_KEYS", {}, _parse_old_keys, "编号:base64密钥，多项用逗号分隔")
+        no_old_keys: dict[int, bytes] = {}
+        old_keys = get("PII_OLD_KEYS", no_old_keys, _parse_old_keys, "编号:base64密钥，多项用逗号分隔")
 
         stored: dict[str, str] = {}
         if dev:

@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import CursorResult, Engine, MetaData, Result, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -236,3 +236,10 @@ async def read(
                 raise
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(reader.pool, contextvars.copy_context().run, reader.run, fn)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. ``AsyncSession.execute`` is
+    typed as returning a plain ``Result``; for those statements it is a
+    ``CursorResult``, which has the count."""
+    return int(cast("CursorResult[Any]", result).rowcount or 0)

@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jsxcore.db import CoreBase
+from jsxcore.db import CoreBase, rowcount
 from jsxcore.errors import Aborted, InvalidArgument
 
 M = TypeVar("M", bound=Message)
@@ -100,7 +100,7 @@ def _current_subject() -> str:
     return caller.subject if caller is not None else ""
 
 
-def _insert(dialect: str):  # type: ignore[no-untyped-def]
+def _insert(dialect: str) -> postgresql.Insert | sqlite.Insert:
     if dialect == "postgresql":
         return postgresql.insert(IdempotencyKey)
     if dialect == "sqlite":
@@ -154,7 +154,7 @@ async def run_idempotent(
     ``method`` is the RPC's full name (``/jsx.funds.v1.FundsService/ApproveApplication``);
     ``caller`` defaults to the current RPC caller's subject.
     """
-    request_id = normalize_request_id(request.request_id)
+    request_id = normalize_request_id(getattr(request, "request_id"))  # noqa: B009  (any request type)
     digest = request_hash(request, _current_subject() if caller is None else caller)
 
     row = await _load(session, method, request_id)
@@ -196,7 +196,7 @@ async def run_idempotent(
 async def purge_before(session: AsyncSession, before: datetime) -> int:
     """Delete keys created before ``before`` (retention job); returns the count."""
     result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 __all__ = ["IdempotencyKey", "normalize_request_id", "purge_before", "request_hash", "run_idempotent"]

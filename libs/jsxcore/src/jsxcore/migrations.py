@@ -17,8 +17,12 @@ Operators can also run the alembic CLI against a service's folder with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData, create_engine, pool
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def sync_url(url: str) -> str:
@@ -31,7 +35,7 @@ def sync_url(url: str) -> str:
     return url
 
 
-def alembic_config(script_location: Path | str, url: str):  # type: ignore[no-untyped-def]
+def alembic_config(script_location: Path | str, url: str) -> Config:
     from alembic.config import Config
 
     cfg = Config()

@@ -59,7 +59,7 @@ import nats.js.errors
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import api
+from nats.js import JetStreamContext, api
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -81,7 +81,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jsxcore import errors
-from jsxcore.db import CoreBase, session_factory
+from jsxcore.db import CoreBase, rowcount, session_factory
 
 log = logging.getLogger("jsx.outbox")
 
@@ -199,19 +199,20 @@ def add_event(
     check_subject(subject)
     fields = message.DESCRIPTOR.fields_by_name
     has_id_field = "event_id" in fields and fields["event_id"].type == fields["event_id"].TYPE_STRING
-    carried = message.event_id if has_id_field else ""
+    fields_of: Any = message  # a message of any type: the fields are found by name above
+    carried = fields_of.event_id if has_id_field else ""
     if event_id and carried and event_id != carried:
         raise ValueError(f"event_id {event_id!r} differs from the message's own {carried!r}")
     eid = event_id or carried or str(uuid.uuid4())
     if has_id_field and not carried:
-        message.event_id = eid
+        fields_of.event_id = eid
     if (
         "occurred_at" in fields
         and fields["occurred_at"].message_type is not None
         and fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp"
         and not message.HasField("occurred_at")
     ):
-        message.occurred_at.GetCurrentTime()
+        fields_of.occurred_at.GetCurrentTime()
     session.add(
         OutboxEvent(
             event_id=eid,
@@ -230,7 +231,7 @@ async def purge_published(session: AsyncSession, older_than: timedelta) -> int:
     res = await session.execute(
         delete(OutboxEvent).where(OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < _now() - older_than)
     )
-    return int(res.rowcount or 0)
+    return rowcount(res)
 
 
 # --------------------------------------------------------------------------- broker
@@ -292,12 +293,15 @@ async def _close(nc: NATS | None) -> None:
             pass
 
 
-async def ensure_stream(js: Any, service: str, *, duplicate_window: float = 120.0, replicas: int = 1) -> api.StreamInfo:
+async def ensure_stream(
+    js: JetStreamContext, service: str, *, duplicate_window: float = 120.0, replicas: int = 1
+) -> api.StreamInfo:
     """Create or update the service's stream (file storage, dedupe window)."""
     if not _SERVICE_RE.match(service):
         raise errors.ConfigError(f"服务名“{service}”不合法：只能用小写字母、数字和下划线")
+    name = stream_name(service)
     cfg = api.StreamConfig(
-        name=stream_name(service),
+        name=name,
         subjects=[f"jsx.{service}.>"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
@@ -305,7 +309,7 @@ async def ensure_stream(js: Any, service: str, *, duplicate_window: float = 120.
         num_replicas=replicas,
     )
     try:
-        await js.stream_info(cfg.name)
+        await js.stream_info(name)
     except nats.js.errors.NotFoundError:
         return await js.add_stream(cfg)
     return await js.update_stream(cfg)
@@ -515,17 +519,18 @@ class Relay(_Loop):
         return marked, len(rows) == self.batch_size
 
     async def _publish_pending(self) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
+        rows: Sequence[Any]
         async with self.sessions() as session:
-            if session.bind.dialect.name == "postgresql":
-                if session.bind.dialect.driver != "psycopg":
+            dialect = session.get_bind().dialect
+            if dialect.name == "postgresql":
+                if dialect.driver != "psycopg":
                     # The relay's statements run on the driver connection (psycopg's %s parameters).
                     raise errors.ConfigError(
-                        f"事件转发只支持 psycopg 驱动连接 PostgreSQL（postgresql://…），"
-                        f"当前为 {session.bind.dialect.driver}"
+                        f"事件转发只支持 psycopg 驱动连接 PostgreSQL（postgresql://…），当前为 {dialect.driver}"
                     )
                 # One transaction holds the replica lock from claim to mark.
                 async with session.begin():
-                    cx = (await (await session.connection()).get_raw_connection()).driver_connection
+                    cx: Any = (await (await session.connection()).get_raw_connection()).driver_connection
                     async with cx.cursor() as cur:
                         await cur.execute(_PG_LOCK, (self._lock_key,))
                         got = (await cur.fetchone())[0]
@@ -564,7 +569,8 @@ class Relay(_Loop):
         # Binary results: bytea arrives as bytes without hex decoding.
         async with cx.cursor(binary=True) as cur:
             await cur.execute(_PG_READ, (after, self.batch_size))
-            return await cur.fetchall()
+            rows: list[tuple[Any, ...]] = await cur.fetchall()
+            return rows
 
     async def _pipeline(self, cx: Any, rows: Sequence[Any]) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
         """PostgreSQL, under the replica lock: up to ``pipeline`` batches, the
@@ -606,7 +612,7 @@ class Relay(_Loop):
                 .values(published_at=_now(), attempts=OutboxEvent.attempts + 1, last_error=None)
                 .execution_options(synchronize_session=False)
             )
-            marked = int(res.rowcount or 0)
+            marked = rowcount(res)
         for seq, err in failed.items():
             await session.execute(
                 update(OutboxEvent)
@@ -1012,7 +1018,7 @@ class Consumer(_Loop):
                 rows.append(
                     {"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject, "received_at": now}
                 )
-        insert_ = _pg_insert if session.bind.dialect.name == "postgresql" else _sqlite_insert
+        insert_ = _pg_insert if session.get_bind().dialect.name == "postgresql" else _sqlite_insert
         stmt = (
             insert_(InboxEvent)
             .on_conflict_do_nothing(index_elements=[InboxEvent.consumer, InboxEvent.event_id])

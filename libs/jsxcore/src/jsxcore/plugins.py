@@ -747,4 +747,9 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     lp.add_argument("--region", help="只列出对该地区生效的插件，如 431281")
     lp.add_argument("--all", action="store_true", help="同时列出系统内置默认规则")
     lp.set_defaults(func=_cmd_list)
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    def _usage(_args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=_usage)

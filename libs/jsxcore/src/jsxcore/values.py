@@ -534,6 +534,7 @@ class Period:
     """
 
     __slots__ = ("_year", "kind", "number")
+    _year: int
     kind: PeriodKind
     number: int
     year = _YearAttribute()

@@ -99,7 +99,7 @@ def setup_logging(service: str, level: str | int = "INFO", *, stream: TextIO | N
     # The JSON lines carry none of these, so do not gather them per record
     # (the logging HOWTO's "Optimization" knobs): the caller's frame walk,
     # thread and process ids are a third of an access line's cost.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
