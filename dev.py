@@ -18,6 +18,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -26,7 +27,7 @@ PY = BIN / "python"
 UV_VERSION = "0.13.9"  # keep equal to the pin in pyproject.toml's dev group
 
 
-def _run(*cmd: str | os.PathLike[str], **kw) -> None:
+def _run(*cmd: str | os.PathLike[str], **kw: Any) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 

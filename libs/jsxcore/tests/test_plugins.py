@@ -142,7 +142,7 @@ def test_enablement_from_config_mapping() -> None:
 
 def _plugin(name: str, **hooks: object) -> types.ModuleType:
     module = types.ModuleType(f"jsx_plugin_{name}")  # plugins are modules in real life
-    module.JSX_PLUGIN = PluginMeta(name, "0.0.1", ("431281",), "测试插件")
+    module.JSX_PLUGIN = PluginMeta(name, "0.0.1", ("431281",), "测试插件")  # type: ignore[attr-defined]  # a plugin module built at run time
     vars(module).update(hooks)
     return module
 
@@ -211,7 +211,7 @@ def test_conformance_kit_flags_bad_plugins() -> None:
     del no_meta.JSX_PLUGIN
     assert "JSX_PLUGIN" in check_plugin(no_meta)[0]
     bad_meta = _plugin("bad")
-    bad_meta.JSX_PLUGIN = PluginMeta("Bad", "1.0", ("12",), "")
+    bad_meta.JSX_PLUGIN = PluginMeta("Bad", "1.0", ("12",), "")  # type: ignore[attr-defined]  # a plugin module built at run time
     assert len(check_plugin(bad_meta)) >= 3
     assert check_plugin(_plugin("fine", jsx_entitlement_amount=_fine)) == []
 

@@ -79,7 +79,7 @@ def test_union_unites_keys_and_the_finer_birth_date_use_wins() -> None:
     # the safe default is: no attribute named, the exact date
     assert RuleInputs() == RuleInputs(frozenset(), DATE)
     # a set literal is the natural way to write keys
-    assert RuleInputs({"hukou"}, AGE).attributes == frozenset({"hukou"})
+    assert RuleInputs({"hukou"}, AGE).attributes == frozenset({"hukou"})  # type: ignore[arg-type]  # the point
     assert BirthDateUse("AGE_ON_PERIOD_START") is AGE and AGE == "AGE_ON_PERIOD_START"
 
 
@@ -166,8 +166,8 @@ def test_declarations_are_united_along_the_chain_and_a_missing_type_adds_nothing
         ({"SPECIAL_SUPPORT": {"attributes": ["hukou"]}}, "须为 RuleInputs"),
         ({"SPECIAL_SUPPORT": RuleInputs(frozenset({""}), AGE)}, "属性名 '' 无效"),
         ({"SPECIAL_SUPPORT": RuleInputs(frozenset({" hukou"}), AGE)}, "属性名 ' hukou' 无效"),
-        ({"SPECIAL_SUPPORT": RuleInputs("hukou", AGE)}, "attributes 须为属性名集合"),
-        ({"SPECIAL_SUPPORT": RuleInputs(frozenset(), "AGE")}, "birth_date 须为 BirthDateUse"),
+        ({"SPECIAL_SUPPORT": RuleInputs("hukou", AGE)}, "attributes 须为属性名集合"),  # type: ignore[arg-type]  # wrong on purpose
+        ({"SPECIAL_SUPPORT": RuleInputs(frozenset(), "AGE")}, "birth_date 须为 BirthDateUse"),  # type: ignore[arg-type]  # wrong on purpose
     ],
 )
 def test_problems_flag_a_bad_declaration(rule_inputs: Any, expected: str) -> None:
@@ -179,7 +179,7 @@ def test_problems_flag_a_bad_declaration(rule_inputs: Any, expected: str) -> Non
 
 
 def test_problems_accept_good_declarations() -> None:
-    custom = {"SPECIAL_SUPPORT_TOPUP": RuleInputs(), "county_elder_care": RuleInputs({"score"}, DATE)}
+    custom = {"SPECIAL_SUPPORT_TOPUP": RuleInputs(), "county_elder_care": RuleInputs({"score"}, DATE)}  # type: ignore[arg-type]  # a set literal, stored as frozenset
     for rule_inputs in (None, {}, {"SPECIAL_SUPPORT": HUNAN_SPECIAL_SUPPORT}, custom):
         assert dataclasses.replace(jsx_plugin_hunan.JSX_PLUGIN, rule_inputs=rule_inputs).problems() == []
 
@@ -274,6 +274,6 @@ def test_the_twin_birth_dates_keep_the_age() -> None:
             if birth is None:
                 assert twin is None
             else:
-                assert twin != birth and _age_on(twin, start) == _age_on(birth, start)
+                assert twin is not None and twin != birth and _age_on(twin, start) == _age_on(birth, start)
             assert _twin_birth(birth, start, DATE) == birth
             assert _twin_birth(birth, start, UNUSED) != birth

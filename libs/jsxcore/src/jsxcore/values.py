@@ -315,7 +315,7 @@ def _parse_region(text: str) -> RegionCode | None:
     return RegionCode(t.ljust(12, "0"))
 
 
-class _RegionNames(Mapping[str, str]):
+class _RegionNames(Mapping[str | RegionCode, str]):
     """Read-only name table keyed by 12-digit code; lookups also accept 6/9
     digits or a RegionCode, so ``REGION_NAMES["431281"]`` works."""
 
@@ -351,7 +351,7 @@ class _RegionNames(Mapping[str, str]):
 
 
 #: Names of the seed regions (湖南省 → 怀化市 → the three seed counties).
-REGION_NAMES: Mapping[str, str] = _RegionNames(
+REGION_NAMES: Mapping[str | RegionCode, str] = _RegionNames(
     {
         "430000": "湖南省",
         "431200": "怀化市",
@@ -598,7 +598,7 @@ class Period:
         return cls.month(day.year, day.month)
 
     @classmethod
-    def of(cls, day: date, kind: PeriodKind) -> Period:
+    def of(cls, day: date, kind: PeriodKind | str) -> Period:
         """The month, quarter, half year or year containing ``day``."""
         kind = PeriodKind(kind)
         return cls(kind, day.year, (day.month - 1) // _PERIOD_MONTHS[kind] + 1)

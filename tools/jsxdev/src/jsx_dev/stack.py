@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jsxcore.local import free_port, nats_server_binary, wait_tcp
 
@@ -144,7 +145,8 @@ class Stack:
         for s in SERVICES:
             child = next(c for c in self.children if c.name == s)
             async with grpc.aio.insecure_channel(self.addr(s)) as ch:
-                stub = health_pb2_grpc.HealthStub(ch)
+                # types-grpcio-health-checking declares HealthStub without its methods
+                stub: Any = health_pb2_grpc.HealthStub(ch)
                 while True:
                     if not child.alive():
                         raise RuntimeError(f"{s} 服务启动失败，日志见 {child.log_path}:\n{_tail(child.log_path)}")
