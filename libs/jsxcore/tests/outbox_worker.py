@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import Message
@@ -69,12 +70,13 @@ class Effect(EffectBase):
 
 
 async def handler(session: AsyncSession, msg: Message, meta: EventMeta) -> None:
-    mode = msg.mode  # type: ignore[attr-defined]
+    event: Any = msg  # a class built from a descriptor at run time: no generated attributes
+    mode = event.mode
     if mode == "transient" and meta.num_delivered < 2:
         raise errors.Unavailable("下游暂不可用，稍后重试")
     if mode == "poison":
         raise errors.InvalidArgument("事件内容不合法", reason="BAD_EVENT")
-    session.add(Effect(event_id=meta.event_id, amount_fen=msg.amount_fen))  # type: ignore[attr-defined]
+    session.add(Effect(event_id=meta.event_id, amount_fen=event.amount_fen))
 
 
 def make_consumer(db_or_sessions, nats_url: str, service: str, durable: str, **kw) -> Consumer:

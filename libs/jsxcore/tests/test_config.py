@@ -99,7 +99,7 @@ def test_all_problems_reported_at_once_without_secrets(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         ServiceConfig.from_env("funds", env)
     msg = str(e.value)
-    problems = e.value.problems  # type: ignore[attr-defined]
+    problems = e.value.problems
     for var in (
         "JSX_PII_KEY",
         "JSX_BLIND_INDEX_KEY",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import ClassVar
 
@@ -10,7 +11,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from jsx.common.v1 import common_pb2
@@ -164,7 +165,7 @@ class _Row(_Base):
 
 
 @pytest.fixture
-async def sessions(db_url: str):  # type: ignore[no-untyped-def]
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_engine(db_url)
     async with engine.begin() as conn:
         await conn.run_sync(_Base.metadata.create_all)
@@ -173,7 +174,7 @@ async def sessions(db_url: str):  # type: ignore[no-untyped-def]
     await engine.dispose()
 
 
-async def test_keyset_pages_walk_every_row_once_with_composite_keys(sessions) -> None:  # type: ignore[no-untyped-def]
+async def test_keyset_pages_walk_every_row_once_with_composite_keys(sessions: async_sessionmaker[AsyncSession]) -> None:
     async with sessions() as s, s.begin():
         await s.execute(insert(_Row), [{"id": i, "grp": "ab"[i % 2], "name": f"n{i}"} for i in range(1, 24)])
     seen: list[int] = []
@@ -193,7 +194,7 @@ async def test_keyset_pages_walk_every_row_once_with_composite_keys(sessions) ->
 # ---------------------------------------------------------------- mutate
 
 
-async def test_mutate_is_idempotent_and_maps_integrity_errors(sessions) -> None:  # type: ignore[no-untyped-def]
+async def test_mutate_is_idempotent_and_maps_integrity_errors(sessions: async_sessionmaker[AsyncSession]) -> None:
     calls = []
     woken = []
     caller = who("clerk", "431281", "county_clerk")

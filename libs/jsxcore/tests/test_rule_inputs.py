@@ -85,6 +85,7 @@ def test_union_unites_keys_and_the_finer_birth_date_use_wins() -> None:
 
 def test_shipped_declarations() -> None:
     assert jsx_plugin_hunan.JSX_PLUGIN.rule_inputs == {"SPECIAL_SUPPORT": HUNAN_SPECIAL_SUPPORT}
+    assert jsx_plugin_hongjiang.JSX_PLUGIN.rule_inputs is not None
     assert set(jsx_plugin_hongjiang.JSX_PLUGIN.rule_inputs.values()) == {NOTHING}
     assert jsx_plugin_huaihua.JSX_PLUGIN.rule_inputs is None  # no eligibility or amount rule: nothing to declare
     hash(jsx_plugin_hunan.JSX_PLUGIN)  # the metadata stays hashable with a mapping in it

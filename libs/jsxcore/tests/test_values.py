@@ -30,15 +30,15 @@ fens = st.integers(min_value=-(10**15), max_value=10**15)
 
 def test_money_constructor_rejects_non_integers() -> None:
     with pytest.raises(TypeError):
-        Money(1.5)  # type: ignore[arg-type]
+        Money(1.5)  # type: ignore[arg-type]  # wrong on purpose: must raise
     with pytest.raises(TypeError):
         Money(True)
     with pytest.raises(TypeError):
-        Money("100")  # type: ignore[arg-type]
+        Money("100")  # type: ignore[arg-type]  # wrong on purpose: must raise
     with pytest.raises(ValueError):
-        Money(Decimal("1.5"))  # type: ignore[arg-type]
-    assert Money(Decimal("12")).fen == 12  # type: ignore[arg-type]
-    assert type(Money(Decimal("12")).fen) is int  # type: ignore[arg-type]
+        Money(Decimal("1.5"))  # type: ignore[arg-type]  # wrong on purpose: must raise
+    assert Money(Decimal("12")).fen == 12  # type: ignore[arg-type]  # a whole Decimal is accepted too
+    assert type(Money(Decimal("12")).fen) is int  # type: ignore[arg-type]  # a whole Decimal is accepted too
     with pytest.raises(ValueError):
         Money(2**63)
 
@@ -77,7 +77,7 @@ def test_yuan_rejects_bad_text(text: str) -> None:
 
 def test_yuan_rejects_float_and_bad_decimal() -> None:
     with pytest.raises(TypeError):
-        Money.yuan(940.5)  # type: ignore[arg-type]
+        Money.yuan(940.5)  # type: ignore[arg-type]  # wrong on purpose: must raise
     with pytest.raises(InvalidArgument, match="两位小数"):
         Money.yuan(Decimal("0.001"))
     with pytest.raises(InvalidArgument):
@@ -103,7 +103,7 @@ def test_money_arithmetic_and_formatting() -> None:
     with pytest.raises(TypeError):
         a * 1.5
     with pytest.raises(TypeError):
-        a < 5  # type: ignore[operator]  # noqa: B015  (the comparison itself must raise)
+        a < 5  # type: ignore[operator]  # noqa: B015  (wrong on purpose: the comparison itself must raise)
 
 
 def test_mul_ratio_rounding_modes() -> None:
@@ -118,7 +118,7 @@ def test_mul_ratio_rounding_modes() -> None:
     with pytest.raises(ZeroDivisionError):
         Money(1).mul_ratio(1, 0)
     with pytest.raises(TypeError):
-        Money(1).mul_ratio(0.5, 1)  # type: ignore[arg-type]
+        Money(1).mul_ratio(0.5, 1)  # type: ignore[arg-type]  # wrong on purpose: must raise
 
 
 @given(fens, st.integers(-1000, 1000), st.integers(1, 1000).flatmap(lambda d: st.sampled_from([d, -d])))

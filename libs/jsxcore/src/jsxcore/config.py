@@ -246,9 +246,7 @@ class ServiceConfig:
             problems.append(f"JSX_PII_OLD_KEYS: 不能包含当前密钥编号 {pii_key_id}（JSX_PII_KEY_ID）")
 
         if problems:
-            err = ConfigError(f"服务 {service} 的配置有误：\n" + "\n".join(f"- {p}" for p in problems))
-            err.problems = problems  # type: ignore[attr-defined]
-            raise err
+            raise ConfigError(f"服务 {service} 的配置有误：\n" + "\n".join(f"- {p}" for p in problems), problems)
         return cls(
             service=service,
             database_url=database_url,

@@ -121,7 +121,12 @@ class PluginError(FailedPrecondition):
 
 
 class ConfigError(Exception):
-    """Bad or missing configuration at startup (not a request error)."""
+    """Bad or missing configuration at startup (not a request error).
+    ``problems`` lists each one when several are reported together."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 @dataclass

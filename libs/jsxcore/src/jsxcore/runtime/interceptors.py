@@ -78,7 +78,8 @@ def wrap_handler(handler: Handler, method: str, around: Around) -> Handler:
         behavior = getattr(handler, attr)
         if behavior is not None:
             # a handler is a namedtuple at run time; the stubs declare an abstract class without _replace
-            wrapped: Handler = handler._replace(**{attr: _wrap_behavior(behavior, method, around)})  # type: ignore[attr-defined]
+            replace: Any = handler._replace  # type: ignore[attr-defined]  # namedtuple method, not in the stubs
+            wrapped: Handler = replace(**{attr: _wrap_behavior(behavior, method, around)})
             return wrapped
     return handler
 
