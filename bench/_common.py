@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -39,6 +40,13 @@ def peak_rss() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def one_row(cursor: Any) -> tuple[Any, ...]:
+    """The row a query that always returns one gives (``cursor.fetchone()`` typed as maybe None)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 def rate(count: int, seconds: float) -> float:

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc
 from _common import Report
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from jsx.common.v1 import common_pb2
@@ -112,7 +112,7 @@ async def _drive(
     port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int
 ) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(method)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         md = (("authorization", "Bearer " + token),) if token else None
         await call(payload, metadata=md, timeout=10)  # warm up + fail fast if misconfigured
         latencies: list[float] = []
@@ -216,7 +216,7 @@ async def _raw_round(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _bare_db_round(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
     server = grpc.aio.server()
-    members_pb2_grpc.add_MembersServiceServicer_to_server(BareReadServicer(engine), server)
+    members_pb2_grpc.add_MembersServiceServicer_to_server(BareReadServicer(engine), server)  # type: ignore[abstract]  # only reads
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -228,7 +228,7 @@ async def _bare_db_round(args: argparse.Namespace, engine: Any) -> dict[str, Any
 async def _jsx_round(args: argparse.Namespace, config: ServiceConfig, engine: Any, token: str) -> dict[str, Any]:
     server, port = create_server(
         config,
-        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, ReadServicer(engine))],
+        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, ReadServicer(engine))],  # type: ignore[abstract]  # only reads
         service_names=["jsx.members.v1.MembersService"],
     )
     await start_server(server)
@@ -267,7 +267,7 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
         )
     finally:
         reset_caller(token)
-    return engine, MembersServicer(service), person.name
+    return engine, MembersServicer(service), person.name  # type: ignore[abstract]  # generated as abstract
 
 
 async def _members_round(
@@ -300,7 +300,7 @@ async def main(args: argparse.Namespace) -> int:
         engine = create_engine(config.database_url)
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
-            await conn.execute(PersonRow.__table__.insert().values(id=1, display_name="张三", village="431222101001"))
+            await conn.execute(insert(PersonRow).values(id=1, display_name="张三", village="431222101001"))
         token = issue_token(SECRET, "bench-clerk", ["county_clerk"], "431222", 3600)
 
         m_engine, m_servicer, m_person = await _members_setup(config, tmp)

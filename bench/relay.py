@@ -29,6 +29,7 @@ import asyncio
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -88,7 +89,7 @@ def event(i: int) -> events_pb2.PaymentIssued:
     return m
 
 
-def make_database(admin_url: str | None, tmp: str) -> tuple[str, callable]:
+def make_database(admin_url: str | None, tmp: str) -> tuple[str, Callable[[], None]]:
     """A fresh database URL and a function that drops it."""
     if not admin_url:
         return f"sqlite:///{tmp}/bench.db", lambda: None
@@ -221,7 +222,7 @@ async def run(args: argparse.Namespace) -> int:
             async def consume(durable: str, effect: bool) -> float:
                 async def handler(session: AsyncSession, msg: Message, meta: EventMeta) -> None:
                     if effect:
-                        session.add(Paid(payment=msg.payment, fen=msg.amount.fen))  # type: ignore[attr-defined]
+                        session.add(Paid(payment=msg.payment, fen=msg.amount.fen))  # type: ignore[attr-defined]  # only PaymentIssued comes here
 
                 consumer = Consumer(
                     server.url,

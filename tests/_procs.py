@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -51,8 +51,8 @@ class ServiceProc:
         self.extra_env: dict[str, str] = {}  # what the running process got on top of env (JSX_FAULT)
 
     def start(self, extra_env: Mapping[str, str] | None = None) -> None:
-        if self.alive():
-            raise RuntimeError(f"{self.service} already running (pid {self.proc.pid})")  # type: ignore[union-attr]
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"{self.service} already running (pid {self.proc.pid})")
         self.starts += 1
         self._signalled = False
         self.extra_env = dict(extra_env or {})
@@ -106,7 +106,7 @@ class ServiceProc:
         # short reconnect backoff: the default (1 s, growing) would notice a
         # freshly listening server seconds late
         with grpc.insecure_channel(self.addr, options=_FAST_RECONNECT) as ch:
-            stub = health_pb2_grpc.HealthStub(ch)
+            stub: Any = health_pb2_grpc.HealthStub(ch)  # the stubs declare it without methods
             while True:
                 if not self.alive():
                     code = self.proc.returncode if self.proc else None

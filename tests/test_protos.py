@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import (
+    Descriptor,
+    FieldDescriptor,
+    FileDescriptor,
+    MethodDescriptor,
+    ServiceDescriptor,
+)
 
 from jsx.common.v1 import annotations_pb2
 
@@ -82,7 +88,7 @@ def test_every_generated_module_imports() -> None:
     assert {"jsx.common.v1", "jsx.members.v1", "jsx.funds.v1", "jsx.events.v1"} <= packages
     # stubs ship beside the code so type checkers see every module
     for m in modules:
-        assert Path(m.__file__).with_suffix(".pyi").exists(), f"{m.__name__} has no .pyi stub"
+        assert m.__file__ and Path(m.__file__).with_suffix(".pyi").exists(), f"{m.__name__} has no .pyi stub"
 
 
 def test_every_service_exists_with_list_plugins() -> None:
@@ -107,7 +113,7 @@ def test_every_rpc_declares_a_permission() -> None:
     assert not malformed, f"permissions must be '<service>.<collection>.<verb>' of their own service: {malformed}"
 
 
-def _streamed_read(m) -> bool:  # type: ignore[no-untyped-def]
+def _streamed_read(m: MethodDescriptor) -> bool:
     """A server-streaming ``Stream…`` method (StreamPaymentFile: a read too large for one message)."""
     return m.name.startswith("Stream") and m.server_streaming and not m.client_streaming
 
@@ -124,8 +130,8 @@ def test_mutating_rpcs_carry_request_id_and_lists_paginate() -> None:
                 if "next_page_token" not in m.output_type.fields_by_name:
                     problems.append(f"{m.full_name} response lacks next_page_token")
             elif not (m.name.startswith(READ_PREFIXES) or _streamed_read(m)):
-                f = fields.get("request_id")
-                if f is None or f.type != FieldDescriptor.TYPE_STRING:
+                request_id = fields.get("request_id")
+                if request_id is None or request_id.type != FieldDescriptor.TYPE_STRING:
                     problems.append(f"{m.full_name} is mutating but has no string request_id (AIP-155)")
     assert not problems, "\n".join(problems)
 
@@ -154,7 +160,8 @@ def test_events_have_subject_id_time_and_no_personal_data() -> None:
         subjects[subject] = e.full_name
         fields = e.fields_by_name
         assert fields["event_id"].type == FieldDescriptor.TYPE_STRING, e.full_name
-        assert fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp", e.full_name
+        occurred_at = fields["occurred_at"].message_type
+        assert occurred_at is not None and occurred_at.full_name == "google.protobuf.Timestamp", e.full_name
         leaked = PII_FIELDS & set(fields)
         assert not leaked, f"{e.full_name} carries personal data fields {leaked}"
         nested_person = [f.name for f in e.fields if f.message_type and f.message_type.name == "Person"]

@@ -1,12 +1,13 @@
 """湖南 baseline rules called directly (plain data in, plain data out)."""
 
 from datetime import date
+from typing import Any
 
 import pytest
 
 import jsx_plugin_hunan as hunan
 from jsxcore.errors import FailedPrecondition, InvalidArgument
-from jsxcore.hookspecs import Beneficiary
+from jsxcore.hookspecs import Amount, Beneficiary
 from jsxcore.values import Money, Period, RegionCode
 
 AUG = Period.month(2022, 8)
@@ -14,6 +15,13 @@ AUG = Period.month(2022, 8)
 
 def who(situation="SPECIAL_DISABLED", born=date(1973, 8, 1), **attrs):
     return Beneficiary("P", "H", RegionCode.parse("431222"), situation, birth_date=born, attributes=attrs)
+
+
+def _amount(*args: Any) -> Amount:
+    """jsx_entitlement_amount for an input that has an amount."""
+    a = hunan.jsx_entitlement_amount(*args)
+    assert a is not None
+    return a
 
 
 def eligible(b, period=AUG):
@@ -36,7 +44,7 @@ def test_disability_grade_and_living_child() -> None:
 
 
 def test_amounts_by_month_and_refusals() -> None:
-    a = hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", who("SPECIAL_BEREAVED"), Period.quarter(2022, 3), {})
+    a = _amount("SPECIAL_SUPPORT", who("SPECIAL_BEREAVED"), Period.quarter(2022, 3), {})
     assert a.amount == Money.yuan(590 * 3) and a.basis == ("国家标准 590 元/人/月（2022-07-01 起） × 3 个月",)
     with pytest.raises(InvalidArgument, match="2022-07-01"):
         hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", who(), Period.quarter(2022, 2), {})
@@ -57,10 +65,9 @@ def _ben_hukou(situation: str, hukou: str | None):
 
 
 def test_before_2022_07_the_urban_and_rural_standards_differ() -> None:
-    import jsx_plugin_hunan as hunan
     from jsxcore.values import Money, Period
 
-    f = hunan.jsx_entitlement_amount
+    f = _amount
     june = Period.month(2022, 6)
     assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "农村"), june, {}).amount == Money.yuan(170)
     assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", "URBAN"), june, {}).amount == Money.yuan(340)
@@ -75,11 +82,10 @@ def test_before_2022_07_the_urban_and_rural_standards_differ() -> None:
 def test_without_hukou_only_the_unified_rule_applies_and_earlier_months_ask_for_it() -> None:
     import pytest
 
-    import jsx_plugin_hunan as hunan
     from jsxcore.errors import InvalidArgument
     from jsxcore.values import Money, Period
 
-    f = hunan.jsx_entitlement_amount
+    f = _amount
     assert f("SPECIAL_SUPPORT", _ben_hukou("SPECIAL_BEREAVED", None), Period.month(2022, 8), {}).amount == Money.yuan(
         590
     )
