@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts the whole stack, twice
+
 
 def _up(data: Path) -> str:
     proc = subprocess.run(

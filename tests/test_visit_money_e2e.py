@@ -57,6 +57,10 @@ from jsxcore.testing.fixtures import (
     create_postgres_database,
     drop_postgres_database,
 )
+from jsxcore.testing.helpers import rid
+
+# service processes, a broker restart, crashes: each test takes seconds
+pytestmark = pytest.mark.slow
 
 COUNTY = "431281"  # 洪江市
 VILLAGE = "431281103205"  # a village in it
@@ -66,10 +70,6 @@ BOOKED_SUBJECT = "jsx.funds.visit_expense.booked"
 REJECTED_SUBJECT = "jsx.funds.visit_expense.rejected"
 FUNDS_DURABLE = "funds-visit-expenses"
 EVENTS_DURABLE = "events-funds-results"
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass

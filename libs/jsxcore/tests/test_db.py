@@ -15,9 +15,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from jsxcore.auth import Caller, current_caller, reset_caller, set_caller
+from jsxcore.auth import current_caller, reset_caller, set_caller
 from jsxcore.db import _readers, create_engine, read, session_factory, transaction
-from jsxcore.values import RegionCode
+from jsxcore.testing.helpers import who
 
 
 class Base(DeclarativeBase):
@@ -55,7 +55,7 @@ async def test_read_returns_orm_objects_and_sees_committed_writes(db_url: str) -
 
 async def test_read_sees_the_callers_context(db_url: str) -> None:
     engine, sessions = await _setup(db_url)
-    caller = Caller("clerk-1", "clerk", ("county_clerk",), RegionCode.parse("431222"))
+    caller = who("clerk-1", "431222", "county_clerk", display_name="clerk")
     token = set_caller(caller)
     try:
 

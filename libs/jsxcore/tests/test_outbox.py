@@ -164,6 +164,7 @@ async def test_rolled_back_event_is_never_published(db, nats_url, js, service) -
     await relay.stop()
 
 
+@pytest.mark.slow
 async def test_relay_killed_between_publish_and_mark_event_arrives_once(db, db_url, nats_url, js, service) -> None:
     sessions = session_factory(db)
     ids = await emit(sessions, service, 3)
@@ -181,6 +182,7 @@ async def test_relay_killed_between_publish_and_mark_event_arrives_once(db, db_u
     assert attempts == [1, 1, 1]
 
 
+@pytest.mark.slow
 async def test_events_committed_during_broker_outage_are_published_after(
     db, nats_server, nats_url, js, service
 ) -> None:
@@ -247,6 +249,7 @@ async def effects(sessions) -> dict[str, int]:
     return dict(rows)
 
 
+@pytest.mark.slow
 async def test_consumer_killed_before_ack_applies_effect_once(db, db_url, nats_url, service) -> None:
     sessions = session_factory(db)
     [eid] = await emit(sessions, service)
@@ -286,6 +289,7 @@ async def _consumer_info(nats_url: str, service: str, durable: str):
         await nc.close()
 
 
+@pytest.mark.slow
 async def test_consumer_retries_transient_and_terminates_poison(db, nats_url, js, service) -> None:
     sessions = session_factory(db)
     ok1 = await emit(sessions, service, 1, "ok")

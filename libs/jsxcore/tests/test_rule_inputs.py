@@ -236,6 +236,7 @@ def test_kit_reports_a_rule_reading_the_exact_date_declared_as_age() -> None:
     assert any("出生日期" in p and "UNUSED" in p for p in check_plugin(BornOnTheFirst(UNUSED)))
 
 
+@pytest.mark.slow
 def test_kit_accepts_honest_declarations() -> None:
     assert check_plugin(BornOnTheFirst(DATE)) == []
     honest = {"SPECIAL_SUPPORT": RuleInputs(frozenset({"hukou"}), AGE)}

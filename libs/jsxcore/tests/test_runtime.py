@@ -14,7 +14,6 @@ import logging
 import os
 import pkgutil
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from jsxcore.runtime import (
     start_server,
 )
 from jsxcore.runtime.errors import INTERNAL_MESSAGE
+from jsxcore.testing.helpers import rid
 
 SERVICE = "jsx.members.v1.MembersService"
 SECRET = "test-secret-" + "k" * 32
@@ -238,10 +238,11 @@ async def test_access_line_carries_the_clients_request_id_masked(env: Env) -> No
     saved = list(root.handlers), root.level
     setup_logging("members", "INFO", stream=buf)
     try:
-        for rid in ("trace-42", "13912345678"):
+        for given in ("trace-42", "13912345678"):
             with pytest.raises(grpc.aio.AioRpcError):
                 await env.stub.GetPerson(
-                    members_pb2.GetPersonRequest(name="persons/missing"), metadata=(*env.auth(), ("x-request-id", rid))
+                    members_pb2.GetPersonRequest(name="persons/missing"),
+                    metadata=(*env.auth(), ("x-request-id", given)),
                 )
     finally:
         root.handlers[:] = saved[0]
@@ -283,9 +284,7 @@ async def test_permission_from_proto_option_is_enforced(env: Env) -> None:
     assert reply.display_name == "李四"  # the servicer saw the verified caller
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await env.stub.CreatePerson(
-            members_pb2.CreatePersonRequest(
-                person=members_pb2.Person(display_name="王五"), request_id=str(uuid.uuid4())
-            ),
+            members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="王五"), request_id=rid()),
             metadata=env.auth("county_approver"),
         )
     assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -379,6 +378,7 @@ async def test_list_plugins_over_grpc(env: Env) -> None:
     assert bad is not None and bad.field_violations[0].field == "page_token"
 
 
+@pytest.mark.slow
 async def test_graceful_shutdown_reports_not_serving_and_finishes_in_flight(env: Env) -> None:
     health: Any = health_pb2_grpc.HealthStub(env.channel)  # the stubs declare it without methods
     watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
@@ -425,8 +425,8 @@ async def test_sigterm_stops_gracefully(env: Env) -> None:
 
 
 async def test_create_is_idempotent_over_grpc(env: Env) -> None:
-    rid = str(uuid.uuid4())
-    req = members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="赵六"), request_id=rid)
+    request_id = rid()
+    req = members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="赵六"), request_id=request_id)
     a = await env.stub.CreatePerson(req, metadata=env.auth())
     b = await env.stub.CreatePerson(req, metadata=env.auth())
     assert a == b and a.name.startswith("persons/")

@@ -13,7 +13,7 @@ from jsxcore.values import Money, Period, RegionCode
 AUG = Period.month(2022, 8)
 
 
-def who(situation="SPECIAL_DISABLED", born=date(1973, 8, 1), **attrs):
+def beneficiary(situation="SPECIAL_DISABLED", born=date(1973, 8, 1), **attrs):
     return Beneficiary("P", "H", RegionCode.parse("431222"), situation, birth_date=born, attributes=attrs)
 
 
@@ -29,28 +29,28 @@ def eligible(b, period=AUG):
 
 
 def test_age_49_on_the_first_of_the_month() -> None:
-    assert eligible(who(child_disability_grade="3")).eligible  # 49 on 2022-08-01
-    e = eligible(who(born=date(1973, 8, 2), child_disability_grade="3"))
+    assert eligible(beneficiary(child_disability_grade="3")).eligible  # 49 on 2022-08-01
+    e = eligible(beneficiary(born=date(1973, 8, 2), child_disability_grade="3"))
     assert not e.eligible and any("未满 49 周岁" in r for r in e.reasons)
-    assert not eligible(who(born=None, child_disability_grade="1")).eligible
+    assert not eligible(beneficiary(born=None, child_disability_grade="1")).eligible
 
 
 def test_disability_grade_and_living_child() -> None:
-    e = eligible(who(child_disability_grade="4"))
+    e = eligible(beneficiary(child_disability_grade="4"))
     assert not e.eligible and any("三级以上" in r for r in e.reasons)
-    assert not eligible(who()).eligible  # grade missing: ask for the certificate
-    assert not eligible(who("SPECIAL_BEREAVED", has_living_child="true")).eligible
-    assert not eligible(who("ONLY_CHILD")).eligible
+    assert not eligible(beneficiary()).eligible  # grade missing: ask for the certificate
+    assert not eligible(beneficiary("SPECIAL_BEREAVED", has_living_child="true")).eligible
+    assert not eligible(beneficiary("ONLY_CHILD")).eligible
 
 
 def test_amounts_by_month_and_refusals() -> None:
-    a = _amount("SPECIAL_SUPPORT", who("SPECIAL_BEREAVED"), Period.quarter(2022, 3), {})
+    a = _amount("SPECIAL_SUPPORT", beneficiary("SPECIAL_BEREAVED"), Period.quarter(2022, 3), {})
     assert a.amount == Money.yuan(590 * 3) and a.basis == ("国家标准 590 元/人/月（2022-07-01 起） × 3 个月",)
     with pytest.raises(InvalidArgument, match="2022-07-01"):
-        hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", who(), Period.quarter(2022, 2), {})
+        hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", beneficiary(), Period.quarter(2022, 2), {})
     with pytest.raises(FailedPrecondition):
-        hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", who("ONLY_CHILD"), AUG, {})
-    assert hunan.jsx_entitlement_amount("GOLDEN_AUTUMN", who(), AUG, {}) is None
+        hunan.jsx_entitlement_amount("SPECIAL_SUPPORT", beneficiary("ONLY_CHILD"), AUG, {})
+    assert hunan.jsx_entitlement_amount("GOLDEN_AUTUMN", beneficiary(), AUG, {}) is None
 
 
 # -- the 2014–2022 national standard (城镇/农村 differ) --------------------------
