@@ -1,18 +1,18 @@
 """Shared fixture: the events service over real gRPC (its relay and consumers on a real nats-server)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import grpc
 import pytest
-from jsx.events.v1 import events_service_pb2_grpc as pb_grpc
 
+from jsx.events.v1 import events_service_pb2_grpc as pb_grpc
+from jsx_events.adapters.db import migrate
+from jsx_events.composition import EventsService
+from jsx_events.entrypoints.grpc import build_runtime
 from jsxcore.auth import issue_token
 from jsxcore.config import ServiceConfig
-
-from jsx_events.adapters.db import migrate
-from jsx_events.entrypoints.grpc import build_runtime
-from jsx_events.service import EventsService
 
 
 @dataclass
@@ -21,8 +21,9 @@ class Events:
     svc: EventsService
     config: ServiceConfig
 
-    def md(self, region: str = "431281", roles: tuple[str, ...] = ("county_clerk",),
-           subject: str = "clerk-1") -> list[tuple[str, str]]:
+    def md(
+        self, region: str = "431281", roles: tuple[str, ...] = ("county_clerk",), subject: str = "clerk-1"
+    ) -> list[tuple[str, str]]:
         """Call metadata for a caller scoped to ``region``."""
         token = issue_token(self.config.auth_secret, subject=subject, roles=roles, region=region)
         return [("authorization", f"Bearer {token}")]

@@ -1,16 +1,29 @@
 """Pure domain rules: cadence compliance, visit states, summaries."""
+
 from __future__ import annotations
 
 from datetime import date
 
 import pytest
 
+from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
+from jsx_events.awards.domain import Award, AwardDecision
+from jsx_events.catalog.domain import normalize_type
+from jsx_events.plans.domain import Plan, PlanItem
+from jsx_events.projections.domain import Family, Site
+from jsx_events.reporting.domain import (
+    Compliance,
+    Facts,
+    Target,
+    approx,
+    approx_yuan,
+    compute_compliance,
+    summarize,
+    windows,
+)
+from jsx_events.visits.domain import Visit, VisitState
 from jsxcore.errors import FailedPrecondition, InvalidArgument
 from jsxcore.values import Money, Period, RegionCode, RegionLevel
-from jsx_events.domain import (
-    Activity, ActivityStatus, Award, AwardDecision, Compliance, Facts, Family, Outputs, Plan, PlanItem, Site,
-    Target, Visit, VisitState, approx, approx_yuan, compute_compliance, normalize_type, summarize, windows,
-)
 
 COUNTY = RegionCode.parse("431281")
 VILLAGE_A = RegionCode.parse("431281101201")
@@ -21,13 +34,24 @@ MONTHLY_ACT = Target("warm_home_monthly", "WARM_HOME", "ANY", 1, "MONTH", "暖�
 
 
 def visit(day: date, site: str = "site-x", hh: str = "hh-1") -> Visit:
-    return Visit.record(id=f"v-{day}-{hh}", household_id=hh, region=VILLAGE_A, visitor_id="vol-1",
-                        visited_on=day, site_id=site)
+    return Visit.record(
+        id=f"v-{day}-{hh}", household_id=hh, region=VILLAGE_A, visitor_id="vol-1", visited_on=day, site_id=site
+    )
 
 
 def held(type_: str, day: date, *, site: str = "", region: RegionCode = VILLAGE_A, n: int = 10, **kw) -> Activity:
-    return Activity(id=f"a-{type_}-{day}-{site}-{region}", type=type_, title="t", region=region, start=day,
-                    end=day, status=ActivityStatus.HELD, site_id=site, headcount=n, **kw)
+    return Activity(
+        id=f"a-{type_}-{day}-{site}-{region}",
+        type=type_,
+        title="t",
+        region=region,
+        start=day,
+        end=day,
+        status=ActivityStatus.HELD,
+        site_id=site,
+        headcount=n,
+        **kw,
+    )
 
 
 def test_quarter_without_visits_is_short_with_reason() -> None:
@@ -49,11 +73,19 @@ def test_quarter_with_visit_is_met_and_other_sites_visits_do_not_count() -> None
 
 
 def test_monthly_activity_per_month_of_quarter() -> None:
-    facts = Facts(sites=[HOME], activities=[held("GROUP_BIRTHDAY", date(2022, 7, 9), site="site-x"),
-                                            held("FREE_CLINIC", date(2022, 9, 1), site="site-x")])
+    facts = Facts(
+        sites=[HOME],
+        activities=[
+            held("GROUP_BIRTHDAY", date(2022, 7, 9), site="site-x"),
+            held("FREE_CLINIC", date(2022, 9, 1), site="site-x"),
+        ],
+    )
     report = compute_compliance([MONTHLY_ACT], COUNTY, Period.quarter(2022, 3), facts)
     assert [(i.window, i.status) for i in report.items] == [
-        ("2022年7月", Compliance.MET), ("2022年8月", Compliance.SHORT), ("2022年9月", Compliance.MET)]
+        ("2022年7月", Compliance.MET),
+        ("2022年8月", Compliance.SHORT),
+        ("2022年9月", Compliance.MET),
+    ]
 
 
 def test_planned_activity_does_not_count() -> None:
@@ -65,13 +97,20 @@ def test_planned_activity_does_not_count() -> None:
 
 def test_village_lectures_per_year_counted_with_shortfall_and_due() -> None:
     target = Target("yl_lecture", "VILLAGE", normalize_type("健康人生大讲堂"), 2, "YEAR")
-    facts = Facts(families=[Family("hh-a", VILLAGE_A), Family("hh-b", VILLAGE_B)],
-                  activities=[held("HEALTH_LECTURE", date(2022, 3, 1)), held("HEALTH_LECTURE", date(2022, 9, 1)),
-                              held("HEALTH_LECTURE", date(2022, 4, 1), region=VILLAGE_B)],
-                  region_names={VILLAGE_B.code: "茶溪村"})
+    facts = Facts(
+        families=[Family("hh-a", VILLAGE_A), Family("hh-b", VILLAGE_B)],
+        activities=[
+            held("HEALTH_LECTURE", date(2022, 3, 1)),
+            held("HEALTH_LECTURE", date(2022, 9, 1)),
+            held("HEALTH_LECTURE", date(2022, 4, 1), region=VILLAGE_B),
+        ],
+        region_names={VILLAGE_B.code: "茶溪村"},
+    )
     full = compute_compliance([target], COUNTY, Period.year_of(2022), facts)
     assert [(i.subject_id, i.actual, i.status) for i in full.items] == [
-        (VILLAGE_A.code, 2, Compliance.MET), (VILLAGE_B.code, 1, Compliance.SHORT)]
+        (VILLAGE_A.code, 2, Compliance.MET),
+        (VILLAGE_B.code, 1, Compliance.SHORT),
+    ]
     assert "茶溪村 健康大讲堂1次，少于要求（要求每年至少2次），差1次" in full.items[1].reason
     # Asked in the middle of the year: the year is still running, so not yet a shortfall.
     mid = compute_compliance([target], COUNTY, Period.quarter(2022, 2), facts)
@@ -80,15 +119,24 @@ def test_village_lectures_per_year_counted_with_shortfall_and_due() -> None:
 
 def test_semester_windows_and_plan_and_pairing() -> None:
     assert [w.label for w in windows("SEMESTER", Period.year_of(2022))] == [
-        "2022年上半年（春季学期）", "2022年下半年（秋季学期）"]
+        "2022年上半年（春季学期）",
+        "2022年下半年（秋季学期）",
+    ]
     plan_t = Target("plan", "WARM_HOME", "PLAN", 1, "YEAR")
     pair_t = Target("pair", "WARM_HOME", "PAIRING", 1, "YEAR")
-    fams = [Family("hh-1", VILLAGE_A, True, "site-x", ("vol-1",)), Family("hh-2", VILLAGE_A, True, "site-x"),
-            Family("hh-3", VILLAGE_A, False, "site-x")]
+    fams = [
+        Family("hh-1", VILLAGE_A, True, "site-x", ("vol-1",)),
+        Family("hh-2", VILLAGE_A, True, "site-x"),
+        Family("hh-3", VILLAGE_A, False, "site-x"),
+    ]
     plan = Plan("p1", VILLAGE_A, 2022, (PlanItem("i1", "GROUP_BIRTHDAY", 1),), site_id="site-x")
     done = held("GROUP_BIRTHDAY", date(2022, 5, 1), site="site-x", plan_id="p1", plan_item_id="i1")
-    report = compute_compliance([plan_t, pair_t], COUNTY, Period.year_of(2022),
-                                Facts(sites=[HOME], families=fams, plans=[plan], plan_activities=[done]))
+    report = compute_compliance(
+        [plan_t, pair_t],
+        COUNTY,
+        Period.year_of(2022),
+        Facts(sites=[HOME], families=fams, plans=[plan], plan_activities=[done]),
+    )
     plan_item, pair_item = report.items
     assert plan_item.status is Compliance.MET and plan_item.reason == "暖心家园X 2022年度计划1项均已完成"
     assert pair_item.status is Compliance.SHORT and pair_item.missing_ids == ("hh-2",)
@@ -98,8 +146,9 @@ def test_semester_windows_and_plan_and_pairing() -> None:
 def test_award_selection_counts_decisions_of_the_unit() -> None:
     t = Target("xf", "TOWNSHIP", "评选表彰", 1, "YEAR")
     town = RegionCode.parse("431281101")
-    award = Award("w1", "HAPPY_FAMILY", "hh-1", town, RegionLevel.TOWNSHIP, 2022, AwardDecision.AWARDED,
-                  date(2022, 12, 1))
+    award = Award(
+        "w1", "HAPPY_FAMILY", "hh-1", town, RegionLevel.TOWNSHIP, 2022, AwardDecision.AWARDED, date(2022, 12, 1)
+    )
     facts = Facts(families=[Family("hh-1", VILLAGE_A)], awards=[award])
     assert compute_compliance([t], COUNTY, Period.year_of(2022), facts).items[0].status is Compliance.MET
     assert compute_compliance([t], COUNTY, Period.year_of(2023), facts).items[0].status is Compliance.SHORT
@@ -107,11 +156,24 @@ def test_award_selection_counts_decisions_of_the_unit() -> None:
 
 def test_visit_states() -> None:
     with pytest.raises(InvalidArgument) as e:
-        Visit.record(id="v", household_id="hh", region=VILLAGE_A, visitor_id="vol", visited_on=date(2022, 1, 1),
-                     amount=Money(50000))
+        Visit.record(
+            id="v",
+            household_id="hh",
+            region=VILLAGE_A,
+            visitor_id="vol",
+            visited_on=date(2022, 1, 1),
+            amount=Money(50000),
+        )
     assert e.value.violations[0].field == "fund_id"
-    v = Visit.record(id="v", household_id="hh", region=VILLAGE_A, visitor_id="vol", visited_on=date(2022, 1, 1),
-                     amount=Money(50000), fund_id="f1")
+    v = Visit.record(
+        id="v",
+        household_id="hh",
+        region=VILLAGE_A,
+        visitor_id="vol",
+        visited_on=date(2022, 1, 1),
+        amount=Money(50000),
+        fund_id="f1",
+    )
     assert v.state is VisitState.PENDING
     booked = v.booked("entry-1")
     assert booked.booked("entry-1") is booked
@@ -119,28 +181,63 @@ def test_visit_states() -> None:
         booked.rejected("余额不足")
     r = v.rejected("资金余额不足")
     assert r.state is VisitState.REJECTED and r.reject_reason == "资金余额不足"
-    assert Visit.record(id="w", household_id="hh", region=VILLAGE_A, visitor_id="vol",
-                        visited_on=date(2022, 1, 1)).state is VisitState.NO_MONEY
+    assert (
+        Visit.record(id="w", household_id="hh", region=VILLAGE_A, visitor_id="vol", visited_on=date(2022, 1, 1)).state
+        is VisitState.NO_MONEY
+    )
 
 
 def test_activity_validation_lists_fields() -> None:
-    a = Activity(id="a", type="BOGUS", title="", region=VILLAGE_A, start=date(2022, 5, 29), end=date(2022, 5, 1),
-                 outputs=Outputs(materials=-1))
+    a = Activity(
+        id="a",
+        type="BOGUS",
+        title="",
+        region=VILLAGE_A,
+        start=date(2022, 5, 29),
+        end=date(2022, 5, 1),
+        outputs=Outputs(materials=-1),
+    )
     with pytest.raises(InvalidArgument) as e:
         a.validate()
     assert {v.field for v in e.value.violations} == {"type", "title", "end_date", "outputs.materials"}
-    a2 = Activity(id="a", type="DRAGON_BOAT", title="端午", region=VILLAGE_A, start=date(2022, 6, 3), end=date(2022, 6, 3))
+    a2 = Activity(
+        id="a", type="DRAGON_BOAT", title="端午", region=VILLAGE_A, start=date(2022, 6, 3), end=date(2022, 6, 3)
+    )
     a2.validate(known_types={"DRAGON_BOAT"})
 
 
 def test_summary_shape() -> None:
-    vis = [Visit.record(id=f"v{i}", household_id=f"hh-{i}", region=VILLAGE_A, visitor_id="vol",
-                        visited_on=date(2022, 5, 29), amount=Money(300000), fund_id="f").booked(f"e{i}")
-           for i in range(67)]
-    vis.append(Visit.record(id="vp", household_id="hh-x", region=VILLAGE_A, visitor_id="vol",
-                            visited_on=date(2022, 5, 30), amount=Money(100000), fund_id="f"))
-    acts = [held("MEMBER_DAY", date(2022, 5, 29), n=1000,
-                 outputs=Outputs(materials=12050, consultations=2637, clinic_visits=768, contraceptive_boxes=812))]
+    vis = [
+        Visit.record(
+            id=f"v{i}",
+            household_id=f"hh-{i}",
+            region=VILLAGE_A,
+            visitor_id="vol",
+            visited_on=date(2022, 5, 29),
+            amount=Money(300000),
+            fund_id="f",
+        ).booked(f"e{i}")
+        for i in range(67)
+    ]
+    vis.append(
+        Visit.record(
+            id="vp",
+            household_id="hh-x",
+            region=VILLAGE_A,
+            visitor_id="vol",
+            visited_on=date(2022, 5, 30),
+            amount=Money(100000),
+            fund_id="f",
+        )
+    )
+    acts = [
+        held(
+            "MEMBER_DAY",
+            date(2022, 5, 29),
+            n=1000,
+            outputs=Outputs(materials=12050, consultations=2637, clinic_visits=768, contraceptive_boxes=812),
+        )
+    ]
     s = summarize(COUNTY, Period.year_of(2022), acts, vis)
     assert s.care_services == 68 and s.care_money_paid == Money(20100000) and s.visits_pending == 1
     text = s.text()
@@ -150,7 +247,8 @@ def test_summary_shape() -> None:
 
 
 def test_plan_link_problems_and_progress() -> None:
-    from jsx_events.domain import plan_link_problems, plan_progress
+    from jsx_events.activities.domain import plan_link_problems
+    from jsx_events.reporting.domain import plan_progress
 
     lecture, anything = PlanItem("i1", "HEALTH_LECTURE", 2), PlanItem("i2", "ANY", 1)
     site_plan = Plan("p1", VILLAGE_A, 2022, (lecture, anything), site_id="site-x")
@@ -162,26 +260,48 @@ def test_plan_link_problems_and_progress() -> None:
     # an enclosing (county) association's plan takes village activities; a village plan does not take another village's
     county_plan = Plan("p2", COUNTY, 2022, (lecture,))
     assert plan_link_problems(act, county_plan, lecture, COUNTY, "r") == []
-    [(_, msg)] = plan_link_problems(held("HEALTH_LECTURE", date(2022, 5, 1), region=VILLAGE_B),
-                                    Plan("p3", VILLAGE_A, 2022, (lecture,)), lecture, COUNTY, "r")
+    [(_, msg)] = plan_link_problems(
+        held("HEALTH_LECTURE", date(2022, 5, 1), region=VILLAGE_B),
+        Plan("p3", VILLAGE_A, 2022, (lecture,)),
+        lecture,
+        COUNTY,
+        "r",
+    )
     assert "不在其范围内" in msg
     assert "不存在" in plan_link_problems(act, None, None, None, "plans/x/items/y")[0][1]
 
-    acts = [act, held("HEALTH_LECTURE", date(2022, 3, 1), site="site-x", plan_id="p1", plan_item_id="i1"),
-            Activity("a-plan", "FREE_CLINIC", "t", VILLAGE_A, date(2022, 9, 1), date(2022, 9, 1), plan_id="p1",
-                     plan_item_id="i2"),
-            Activity("a-off", "FREE_CLINIC", "t", VILLAGE_A, date(2022, 9, 1), date(2022, 9, 1),
-                     ActivityStatus.CANCELLED, plan_id="p1", plan_item_id="i2")]
+    acts = [
+        act,
+        held("HEALTH_LECTURE", date(2022, 3, 1), site="site-x", plan_id="p1", plan_item_id="i1"),
+        Activity(
+            "a-plan", "FREE_CLINIC", "t", VILLAGE_A, date(2022, 9, 1), date(2022, 9, 1), plan_id="p1", plan_item_id="i2"
+        ),
+        Activity(
+            "a-off",
+            "FREE_CLINIC",
+            "t",
+            VILLAGE_A,
+            date(2022, 9, 1),
+            date(2022, 9, 1),
+            ActivityStatus.CANCELLED,
+            plan_id="p1",
+            plan_item_id="i2",
+        ),
+    ]
     g1, g2 = plan_progress(site_plan, acts)
     assert g1.fulfilled and g1.held_ids == (acts[1].id, acts[0].id)
     assert not g2.fulfilled and (g2.held_ids, g2.scheduled_ids) == ((), ("a-plan",))
 
 
 def test_half_year_label_and_summary_window() -> None:
-    from jsx_events.domain import period_code, period_label
+    from jsx_events.reporting.domain import period_code, period_label
 
     h2 = Period.half(2022, 2)
-    assert (period_label(h2), period_code(h2), period_code(Period.quarter(2022, 3))) == ("2022年下半年", "2022-H2", "2022-Q3")
+    assert (period_label(h2), period_code(h2), period_code(Period.quarter(2022, 3))) == (
+        "2022年下半年",
+        "2022-H2",
+        "2022-Q3",
+    )
     s = summarize(COUNTY, h2, [held("FREE_CLINIC", date(2022, 6, 30)), held("FREE_CLINIC", date(2022, 7, 1))], [])
     assert s.activities_held == 1 and s.text().startswith("2022年下半年共开展各类活动 1 场次")
 

@@ -1,13 +1,14 @@
 """EventsService over real gRPC: auth, region scope, rich errors, compliance and summary."""
+
 from __future__ import annotations
 
 import uuid
 
 import grpc
 import pytest
+
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
-
 from jsxcore.runtime.errors import error_details
 
 
@@ -18,26 +19,40 @@ def stub(events):
 
 async def test_activity_visit_summary_and_errors(stub) -> None:
     s, md = stub
-    act = pb.Activity(display_name="2022年茶溪村5.29会员活动日", type=pb.ACTIVITY_TYPE_MEMBER_DAY_0529,
-                      organiser_region=cpb.RegionCode(code="431281101201"), state=pb.ACTIVITY_STATE_HELD,
-                      held_date=cpb.Date(year=2022, month=5, day=29), participant_count=120,
-                      outputs=pb.ActivityOutputs(materials=1200, consultations=260))
+    act = pb.Activity(
+        display_name="2022年茶溪村5.29会员活动日",
+        type=pb.ACTIVITY_TYPE_MEMBER_DAY_0529,
+        organiser_region=cpb.RegionCode(code="431281101201"),
+        state=pb.ACTIVITY_STATE_HELD,
+        held_date=cpb.Date(year=2022, month=5, day=29),
+        participant_count=120,
+        outputs=pb.ActivityOutputs(materials=1200, consultations=260),
+    )
     created = await s.CreateActivity(pb.CreateActivityRequest(activity=act, request_id=str(uuid.uuid4())), metadata=md)
     assert created.name.startswith("activities/")
     got = await s.GetActivity(pb.GetActivityRequest(name=created.name), metadata=md)
     assert got.outputs.materials == 1200 and got.state == pb.ACTIVITY_STATE_HELD
 
-    visit = pb.Visit(household="households/hh-9", region=cpb.RegionCode(code="431281101201"), visitor="volunteers/v1",
-                     visit_date=cpb.Date(year=2022, month=6, day=1), money=cpb.Money(fen=50000), fund="funds/f1")
+    visit = pb.Visit(
+        household="households/hh-9",
+        region=cpb.RegionCode(code="431281101201"),
+        visitor="volunteers/v1",
+        visit_date=cpb.Date(year=2022, month=6, day=1),
+        money=cpb.Money(fen=50000),
+        fund="funds/f1",
+    )
     v = await s.RecordVisit(pb.RecordVisitRequest(visit=visit, request_id=str(uuid.uuid4())), metadata=md)
     assert v.state == pb.VISIT_STATE_PENDING
 
-    summary = await s.GetSummary(pb.GetSummaryRequest(region=cpb.RegionCode(code="431281"),
-                                                      period=cpb.Period(code="2022")), metadata=md)
+    summary = await s.GetSummary(
+        pb.GetSummaryRequest(region=cpb.RegionCode(code="431281"), period=cpb.Period(code="2022")), metadata=md
+    )
     assert summary.activities_held == 1 and summary.visits_pending == 1 and "发放宣传资料 1200 份" in summary.text
 
-    report = await s.GetComplianceReport(pb.GetComplianceReportRequest(region=cpb.RegionCode(code="431281"),
-                                                                       period=cpb.Period(code="2022-Q3")), metadata=md)
+    report = await s.GetComplianceReport(
+        pb.GetComplianceReportRequest(region=cpb.RegionCode(code="431281"), period=cpb.Period(code="2022-Q3")),
+        metadata=md,
+    )
     assert report.region.code == "431281000000"
 
     # Money without a fund: INVALID_ARGUMENT with a field violation in Chinese.

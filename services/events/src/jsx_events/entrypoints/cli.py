@@ -5,95 +5,145 @@ Works on the events database named by ``JSX_EVENTS_DATABASE_URL`` (same
 configuration as the service); the outbox row for 慰问金 is written in the
 same transaction, and the running service's relay publishes it.
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
-
+from jsx_events.adapters.db import migrate
+from jsx_events.catalog.domain import normalize_type, type_label
+from jsx_events.catalog.wire import type_code, type_pb
+from jsx_events.composition import EventsService
+from jsx_events.plans.wire import plan_from_pb, plan_item_from_pb
+from jsx_events.reporting.domain import COMPLIANCE_LABELS, Compliance, ComplianceReport, period_label
+from jsx_events.reporting.wire import ORDER
+from jsx_events.visits.domain import VISIT_STATE_LABELS, Visit, VisitState
+from jsx_events.visits.service import VisitFilter
+from jsxcore import wire
 from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import DomainError, ErrorCollector
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, Period, RegionCode
 
-from jsx_events import domain as d
-from jsx_events.adapters import bus
-from jsx_events.adapters.db import migrate
-from jsx_events.service import EventsService, new_id
+T = TypeVar("T")
+
+#: The CLI works on the service's own database as its operator: no caller, no region limit.
+OPERATOR = None
 
 
-async def _with_service(fn):  # type: ignore[no-untyped-def]
+async def _with_service(fn: Callable[[EventsService], Awaitable[T]]) -> T:
     config = ServiceConfig.from_env("events")
     await asyncio.to_thread(migrate, config.database_url)
     engine = create_engine(config.database_url)
     try:
-        return await fn(EventsService(session_factory(engine), PluginHost.from_config(config)))
+        return await fn(EventsService.build(session_factory(engine), PluginHost.from_config(config)))
     finally:
         await engine.dispose()
 
 
-def export_xlsx(report: d.ComplianceReport, path: Path) -> None:
+def export_xlsx(report: ComplianceReport, path: Path) -> None:
     """One sheet, one row per finding, shortfalls first."""
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
 
     wb = Workbook()
-    ws = wb.active
+    ws = wb.worksheets[0]  # the new workbook's one sheet
     ws.title = "活动频次达标情况"
-    ws.append([f"{report.region.name or report.region.short} {d.period_label(report.period)} 活动频次达标情况"])
+    ws.append([f"{report.region.name or report.region.short} {period_label(report.period)} 活动频次达标情况"])
     ws["A1"].font = Font(bold=True, size=14)
     ws.append(["结果", "考核对象", "周期", "要求次数", "实际次数", "目标", "说明", "规则来源"])
-    order = {d.Compliance.SHORT: 0, d.Compliance.DUE: 1, d.Compliance.MET: 2}
     red = PatternFill("solid", fgColor="FFC7CE")
-    for i in sorted(report.items, key=lambda i: order[i.status]):
-        ws.append([d.COMPLIANCE_LABELS[i.status], i.subject_name, i.window, i.required, i.actual, i.target, i.reason,
-                   i.provenance])
-        if i.status is d.Compliance.SHORT:
+    for i in sorted(report.items, key=lambda i: ORDER[i.status]):
+        ws.append(
+            [
+                COMPLIANCE_LABELS[i.status],
+                i.subject_name,
+                i.window,
+                i.required,
+                i.actual,
+                i.target,
+                i.reason,
+                i.provenance,
+            ]
+        )
+        if i.status is Compliance.SHORT:
             ws.cell(ws.max_row, 1).fill = red
-    for col, width in zip("ABCDEFGH", (8, 24, 22, 10, 10, 28, 60, 24)):
+    for col, width in zip("ABCDEFGH", (8, 24, 22, 10, 10, 28, 60, 24), strict=True):
         ws.column_dimensions[col].width = width
     wb.save(path)
 
 
+def _state(value: int) -> VisitState:
+    return VisitState(wire.enum_short(pb.VisitState, value, "VISIT_STATE_"))
+
+
 async def _record(args: argparse.Namespace) -> int:
-    fields = dict(id=new_id(), household_id=args.household, region=RegionCode.parse(args.region), visitor_id=args.visitor,
-                  visited_on=date.fromisoformat(args.date), notes=args.notes, amount=Money.yuan(args.money),
-                  fund_id=args.fund, site_id=args.site, occasion=args.occasion)
-    v = await _with_service(lambda svc: svc.record_visit(fields))
-    print(f"已登记走访 {v.name}：慰问金 {Money(v.money.fen).format_yuan()} 元，状态 {d.VISIT_STATE_LABELS[d.VisitState(bus_state(v.state))]}")
+    visit = Visit(
+        id="",
+        household_id=args.household,
+        region=RegionCode.parse(args.region),
+        visitor_id=args.visitor,
+        visited_on=date.fromisoformat(args.date),
+        notes=args.notes,
+        amount=Money.yuan(args.money),
+        fund_id=args.fund,
+        site_id=args.site,
+        occasion=args.occasion,
+    )
+    v = await _with_service(lambda svc: svc.visits.record_visit(visit, caller=OPERATOR))
+    print(
+        f"已登记走访 {v.name}：慰问金 {Money(v.money.fen).format_yuan()} 元，状态 {VISIT_STATE_LABELS[_state(v.state)]}"
+    )
     return 0
-
-
-def bus_state(value: int) -> str:
-    return pb.VisitState.Name(value).removeprefix("VISIT_STATE_")
 
 
 async def _list(args: argparse.Namespace) -> int:
     region = RegionCode.parse(args.region)
-    visits = await _with_service(lambda svc: svc.list_visits(region, limit=args.limit))
-    for v in visits:
-        state = d.VisitState(bus_state(v.state))
-        extra = f"（{v.rejection_message}）" if state is d.VisitState.REJECTED else ""
-        print(f"{v.visit_date.year:04d}-{v.visit_date.month:02d}-{v.visit_date.day:02d}  {v.name}  {v.household}  "
-              f"{Money(v.money.fen).format_yuan()} 元  {d.VISIT_STATE_LABELS[state]}{extra}")
+
+    async def run(svc: EventsService) -> list[pb.Visit]:
+        out: list[pb.Visit] = []
+        token = ""
+        while len(out) < args.limit:
+            page = await svc.visits.list_visits(
+                VisitFilter(region), page_size=args.limit - len(out), page_token=token, caller=OPERATOR
+            )
+            out += page.visits
+            token = page.next_page_token
+            if not token:
+                break
+        return out
+
+    for v in await _with_service(run):
+        state = _state(v.state)
+        extra = f"（{v.rejection_message}）" if state is VisitState.REJECTED else ""
+        print(
+            f"{v.visit_date.year:04d}-{v.visit_date.month:02d}-{v.visit_date.day:02d}  {v.name}  {v.household}  "
+            f"{Money(v.money.fen).format_yuan()} 元  {VISIT_STATE_LABELS[state]}{extra}"
+        )
     return 0
 
 
 async def _report(args: argparse.Namespace) -> int:
     region, period = RegionCode.parse(args.region), Period.parse(args.period)
 
-    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
-        return await svc.compliance(region, period), await svc.summary(region, period)
+    async def run(svc: EventsService) -> tuple[ComplianceReport, pb.Summary]:
+        return (
+            await svc.reporting.compliance(region, period, caller=OPERATOR),
+            await svc.reporting.summary(region, period, caller=OPERATOR),
+        )
 
     report, summary = await _with_service(run)
     for i in report.items:
-        if not args.shortfalls_only or i.status is not d.Compliance.MET:
-            print(f"[{d.COMPLIANCE_LABELS[i.status]}] {i.reason}")
+        if not args.shortfalls_only or i.status is not Compliance.MET:
+            print(f"[{COMPLIANCE_LABELS[i.status]}] {i.reason}")
     c = report.counts()
     print(f"合计：达标 {c['MET']} 项，未达标 {c['SHORT']} 项，进行中 {c['DUE']} 项")
     print(summary.text)
@@ -110,8 +160,16 @@ async def _report(args: argparse.Namespace) -> int:
 # (and field names) a gRPC caller would get.
 
 
-def _item_pb(errs: ErrorCollector, spec: str | None = None, *, type_: str = "", count: str = "1", month: str = "0",
-             note: str = "", field: str = "items[0]") -> pb.PlanItem:
+def _item_pb(
+    errs: ErrorCollector,
+    spec: str | None = None,
+    *,
+    type_: str = "",
+    count: str = "1",
+    month: str = "0",
+    note: str = "",
+    field: str = "items[0]",
+) -> pb.PlanItem:
     """``健康大讲堂:2:6:说明`` (type[:count[:month[:note]]]) or the separate values → a wire PlanItem;
     what cannot be read goes to ``errs`` (the caller raises once for every item)."""
     if spec is not None:
@@ -124,8 +182,8 @@ def _item_pb(errs: ErrorCollector, spec: str | None = None, *, type_: str = "", 
         errs.add(f"{field}.type", "请填写计划项目的活动类型")
     n = _int(count, f"{field}.count", "计划次数须为正整数", errs)
     m = _int(month, f"{field}.month", "计划月份应为1–12（0表示全年任意时间）", errs)
-    t, custom = bus.type_pb(d.normalize_type(type_))
-    return pb.PlanItem(type=t, custom_type=custom, count=n, month=m, note=note.strip())  # type: ignore[arg-type]
+    t, custom = type_pb(normalize_type(type_))
+    return pb.PlanItem(type=t, custom_type=custom, count=n, month=m, note=note.strip())
 
 
 def _int(text: str, field: str, message: str, errs: ErrorCollector) -> int:
@@ -137,13 +195,15 @@ def _int(text: str, field: str, message: str, errs: ErrorCollector) -> int:
 
 
 def _item_lines(item: pb.PlanItem, labels: dict[str, str]) -> list[str]:
-    code = bus.type_code(item.type, item.custom_type)
-    what = "任意活动" if code == "ANY" else d.type_label(code, labels)
+    code = type_code(item.type, item.custom_type)
+    what = "任意活动" if code == "ANY" else type_label(code, labels)
     title = f"{item.note}（{what}）" if item.note and item.note != what else what
     when = f"{item.month}月底前" if item.month else "年内"
     mark = "已完成" if item.fulfilled else "未完成"
-    out = [f"  [{mark}] {title}：计划 {item.count} 次，已开展 {item.held_count} 次，"
-           f"待开展 {item.scheduled_count} 次，{when}  {item.name}"]
+    out = [
+        f"  [{mark}] {title}：计划 {item.count} 次，已开展 {item.held_count} 次，"
+        f"待开展 {item.scheduled_count} 次，{when}  {item.name}"
+    ]
     out += [f"      {a}" for a in item.fulfilled_by]
     return out
 
@@ -168,16 +228,24 @@ def _print_plan(plan: pb.Plan, labels: dict[str, str]) -> None:
             print(line)
 
 
+def _site(text: str) -> str:
+    return wire.id_from(text, "sites", "site", required=False)
+
+
 async def _plan_create(args: argparse.Namespace) -> int:
     errs = ErrorCollector()
-    msg = pb.Plan(display_name=args.title, region=cpb.RegionCode(code=args.region),
-                  site=bus.named("sites", bus.bare(args.site, "sites")), year=args.year,
-                  items=[_item_pb(errs, spec, field=f"items[{n}]") for n, spec in enumerate(args.item)])
+    msg = pb.Plan(
+        display_name=args.title,
+        region=cpb.RegionCode(code=args.region),
+        site=wire.name_to("sites", _site(args.site)),
+        year=args.year,
+        items=[_item_pb(errs, spec, field=f"items[{n}]") for n, spec in enumerate(args.item)],
+    )
     errs.raise_if_any("年度计划有误，请按字段说明修改后重试")
-    plan = bus.plan_from_pb(msg, new_id())
+    plan = plan_from_pb(msg)
 
-    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
-        return await svc.create_plan(plan), await svc.activity_types(plan.region)
+    async def run(svc: EventsService) -> tuple[pb.Plan, dict[str, str]]:
+        return await svc.plans.create_plan(plan, caller=OPERATOR), await svc.catalog.activity_types(plan.region)
 
     created, labels = await _with_service(run)
     print(f"已登记年度计划 {created.name}，共 {len(created.items)} 项：")
@@ -186,16 +254,16 @@ async def _plan_create(args: argparse.Namespace) -> int:
 
 
 async def _plan_add_item(args: argparse.Namespace) -> int:
-    plan_id = bus.bare(args.plan, "plans")
+    plan_id = wire.id_from(args.plan, "plans", "plan", required=False)
     errs = ErrorCollector()
     msg = _item_pb(errs, type_=args.type, count=args.count, month=args.month, note=args.note, field="plan_item")
     errs.raise_if_any("计划项有误，请按字段说明修改后重试")
-    item = bus.plan_item_from_pb(msg, new_id())
+    item = plan_item_from_pb(msg)
 
-    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
-        added = await svc.add_plan_item(plan_id, item)
-        plan, whole = await svc.get_plan(plan_id)
-        return added, whole, await svc.activity_types(plan.region)
+    async def run(svc: EventsService) -> tuple[pb.PlanItem, pb.Plan, dict[str, str]]:
+        added = await svc.plans.add_plan_item(plan_id, item, caller=OPERATOR)
+        whole = await svc.reporting.get_plan(plan_id, caller=OPERATOR)
+        return added, whole, await svc.catalog.activity_types(RegionCode(whole.region.code))
 
     added, plan, labels = await _with_service(run)
     print(f"已在 {plan.name} 增加计划项 {added.name}")
@@ -206,8 +274,17 @@ async def _plan_add_item(args: argparse.Namespace) -> int:
 async def _plan_list(args: argparse.Namespace) -> int:
     region = RegionCode.parse(args.region, field="region")
 
-    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
-        return await svc.list_plans(region, args.year, bus.bare(args.site, "sites")), await svc.activity_types(region)
+    async def run(svc: EventsService) -> tuple[list[pb.Plan], dict[str, str]]:
+        plans: list[pb.Plan] = []
+        token = ""
+        while True:
+            page = await svc.reporting.list_plans(
+                region, args.year, _site(args.site), page_token=token, caller=OPERATOR
+            )
+            plans += page.plans
+            token = page.next_page_token
+            if not token:
+                return plans, await svc.catalog.activity_types(region)
 
     plans, labels = await _with_service(run)
     if not plans:
@@ -223,16 +300,16 @@ async def _plan_list(args: argparse.Namespace) -> int:
 
 
 async def _plan_show(args: argparse.Namespace) -> int:
-    async def run(svc: EventsService):  # type: ignore[no-untyped-def]
-        plan, msg = await svc.get_plan(bus.bare(args.plan, "plans"))
-        return msg, await svc.activity_types(plan.region)
+    async def run(svc: EventsService) -> tuple[pb.Plan, dict[str, str]]:
+        plan = await svc.reporting.get_plan(wire.id_from(args.plan, "plans", "plan", required=False), caller=OPERATOR)
+        return plan, await svc.catalog.activity_types(RegionCode(plan.region.code))
 
     plan, labels = await _with_service(run)
     _print_plan(plan, labels)
     return 0
 
 
-def _guard(fn):  # type: ignore[no-untyped-def]
+def _guard(fn: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[[argparse.Namespace], Awaitable[int]]:
     async def run(args: argparse.Namespace) -> int:
         try:
             return await fn(args)
@@ -241,10 +318,11 @@ def _guard(fn):  # type: ignore[no-untyped-def]
             for v in e.violations:
                 print(f"  {v.field}：{v.description}")
             return 1
+
     return run
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("events", help="活动、走访慰问、频次达标报告")
     es = p.add_subparsers(dest="events_command", metavar="COMMAND", required=True)
     r = es.add_parser("record", help="登记一次走访慰问")
@@ -276,8 +354,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     pc.add_argument("--year", type=int, required=True, help="计划年度，如 2022")
     pc.add_argument("--site", default="", help="阵地计划：阵地编号，如 sites/warm-1（协会计划不填）")
     pc.add_argument("--title", default="", help="计划名称，如 2022年岩门村暖心家园工作计划")
-    pc.add_argument("--item", action="append", default=[], metavar="类型[:次数[:月份[:说明]]]",
-                    help="计划项，可重复，如 健康大讲堂:2:6:健康人生大讲堂（月份 0 或不填表示年内任意时间）")
+    pc.add_argument(
+        "--item",
+        action="append",
+        default=[],
+        metavar="类型[:次数[:月份[:说明]]]",
+        help="计划项，可重复，如 健康大讲堂:2:6:健康人生大讲堂（月份 0 或不填表示年内任意时间）",
+    )
     pc.set_defaults(func=_guard(_plan_create))
     pa = ps.add_parser("add-item", help="给已登记的年度计划增加一项")
     pa.add_argument("plan", help="计划，如 plans/xxxx")

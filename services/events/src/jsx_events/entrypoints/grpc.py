@@ -1,200 +1,174 @@
-"""gRPC EventsService: proto ↔ service layer, region scope, and the process main.
+"""gRPC EventsService: each RPC maps its request to a use case's plain arguments, and the process main.
 
-Permissions come from each RPC's ``(jsx.common.v1.permission)`` option and
-are enforced by the runtime's auth interceptor; this layer adds the region
-check (a county clerk sees only that county).
+Permissions come from each RPC's ``(jsx.common.v1.permission)`` option and are
+enforced by the runtime's auth interceptor; the region scope (a county clerk
+sees only that county) is checked by the use cases, which get the caller.
 """
+
 from __future__ import annotations
 
-import base64
-import uuid
-from datetime import date
 from typing import Any
 
-from google.protobuf.field_mask_pb2 import FieldMask
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
 from jsx.events.v1 import events_service_pb2_grpc as pb_grpc
-
-from jsxcore.auth import current_caller
-from jsxcore.config import ServiceConfig
-from jsxcore.errors import ErrorCollector, InvalidArgument
-from jsxcore.outbox import Consumer, Relay, stream_name
-from jsxcore.runtime.server import ServiceRuntime, list_plugins_response, run_service
-from jsxcore.values import Period, RegionCode
-
-from jsx_events import domain as d
+from jsx_events import SERVICE_NAME
+from jsx_events.activities import wire as activities_wire
+from jsx_events.activities.service import ActivityFilter
 from jsx_events.adapters import bus
 from jsx_events.adapters.db import migrate
-from jsx_events.service import EventsService, Idem, new_id
+from jsx_events.awards import wire as awards_wire
+from jsx_events.catalog.wire import type_code
+from jsx_events.composition import EventsService
+from jsx_events.plans import wire as plans_wire
+from jsx_events.visits import wire as visits_wire
+from jsx_events.visits.service import VisitFilter
+from jsxcore import wire
+from jsxcore.auth import current_caller
+from jsxcore.config import ServiceConfig
+from jsxcore.outbox import Consumer, Relay, stream_name
+from jsxcore.plugins import PluginHost
+from jsxcore.runtime.server import ServiceRuntime, list_plugins_response, run_service
+from jsxcore.usecase import Idem
+from jsxcore.values import Period, RegionCode
 
 SERVICE = "events"
-FULL = "jsx.events.v1.EventsService"
-DEFAULT_PAGE, MAX_PAGE = 50, 500
+FULL = SERVICE_NAME
 
 
-def _scope(m: cpb.RegionCode, field: str = "region") -> RegionCode:
-    """The requested region (default: the caller's), checked against the caller's scope."""
-    caller = current_caller()
-    r = RegionCode.parse(m.code, field=field) if m.code else caller.region
-    caller.require_region(r)
-    return r
-
-
-def _page(size: int, token: str) -> tuple[int, int]:
-    if size < 0:
-        raise InvalidArgument.field("page_size", "每页条数（page_size）不能为负数", reason="INVALID_PAGE_SIZE")
-    offset = 0
-    if token:
-        try:
-            offset = int(base64.urlsafe_b64decode(token.encode()).decode())
-        except ValueError:
-            raise InvalidArgument.field("page_token", "翻页标记（page_token）无效，请从第一页重新查询",
-                                        reason="INVALID_PAGE_TOKEN") from None
-    return offset, min(size or DEFAULT_PAGE, MAX_PAGE)
-
-
-def _next(offset: int, limit: int, got: int) -> str:
-    return base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if got == limit else ""
+def _region(m: cpb.RegionCode) -> RegionCode | None:
+    """A list's or report's ``region`` (empty: the caller's)."""
+    return wire.region_from(m, "region", required=False)
 
 
 def _period(m: cpb.Period) -> Period:
-    if not m.code:
-        raise InvalidArgument.field("period", "请填写期间，例如 2022、2022-H1、2022-Q3 或 2022-08", reason="MISSING_PERIOD")
-    return Period.parse(m.code, field="period.code")
-
-
-#: Activity fields a client cannot set through UpdateActivity.
-OUTPUT_ONLY = frozenset({"name", "plan", "create_time", "update_time"})
-SETTABLE = tuple(f.name for f in pb.Activity.DESCRIPTOR.fields if f.name not in OUTPUT_ONLY)
-
-
-def _check_mask(mask: FieldMask) -> None:
-    """Every path must name a settable Activity field (AIP-134); violations name each bad path."""
-    errs = ErrorCollector()
-    for i, path in enumerate(mask.paths):
-        if path.split(".")[0] in OUTPUT_ONLY:
-            errs.add(f"update_mask.paths[{i}]", f"“{path}”由系统生成，不能修改")
-        elif not FieldMask(paths=[path]).IsValidForDescriptor(pb.Activity.DESCRIPTOR):
-            errs.add(f"update_mask.paths[{i}]", f"活动没有“{path}”这一项，可修改的有：" + "、".join(SETTABLE))
-    errs.raise_if_any("更新字段（update_mask）有误，请按字段说明修改后重试", reason="INVALID_UPDATE_MASK")
-
-
-def _opt_date(m: cpb.Date, field: str) -> date | None:
-    return bus.to_date(m, field, required=False)
+    period = wire.period_from(m, "period.code" if m.code else "period")
+    assert period is not None  # required
+    return period
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):
-    def __init__(self, svc: EventsService, plugins: Any) -> None:
+    def __init__(self, svc: EventsService, plugins: PluginHost) -> None:
         self.svc = svc
         self.plugins = plugins
 
     async def CreateActivity(self, request: pb.CreateActivityRequest, context: Any) -> pb.Activity:
-        a = bus.activity_from_pb(request.activity, new_id())
-        current_caller().require_region(a.region)
-        return await self.svc.create_activity(a, Idem(f"/{FULL}/CreateActivity", request), current_caller().subject,
-                                              scope=current_caller().region)
+        return await self.svc.activities.create_activity(
+            activities_wire.activity_from_pb(request.activity),
+            caller=current_caller(),
+            idem=Idem.of(FULL, "CreateActivity", request),
+        )
 
     async def UpdateActivity(self, request: pb.UpdateActivityRequest, context: Any) -> pb.Activity:
-        id_ = bus.bare(request.activity.name, "activities")
-        current, _ = await self.svc.get_activity(id_)
-        current_caller().require_region(current.region)
-        mask = request.update_mask
-        _check_mask(mask)
-
-        def change(old: d.Activity) -> d.Activity:
-            msg = bus.activity_pb(old)
-            if mask.paths:
-                # Nested paths ("outputs.materials") change only that sub-field.
-                mask.MergeMessage(request.activity, msg, replace_message_field=True, replace_repeated_field=True)
-            else:
-                msg.CopyFrom(request.activity)
-            new = bus.activity_from_pb(msg, old.id)
-            if new.region != old.region:
-                current_caller().require_region(new.region)  # no moving an activity out of one's scope
-            if new.status is d.ActivityStatus.HELD and old.status is d.ActivityStatus.CANCELLED:
-                old.held()  # raises the clerk-facing error
-            return new
-
-        return await self.svc.update_activity(id_, change, Idem(f"/{FULL}/UpdateActivity", request),
-                                              scope=current_caller().region)
+        return await self.svc.activities.update_activity(
+            wire.id_from(request.activity.name, "activities", "activity.name", required=False),
+            activities_wire.change_of(request.activity, request.update_mask),
+            caller=current_caller(),
+            idem=Idem.of(FULL, "UpdateActivity", request),
+        )
 
     async def GetActivity(self, request: pb.GetActivityRequest, context: Any) -> pb.Activity:
-        a, msg = await self.svc.get_activity(bus.bare(request.name, "activities"))
-        current_caller().require_region(a.region)
-        return msg
+        return await self.svc.activities.get_activity(
+            wire.id_from(request.name, "activities", "name", required=False), caller=current_caller()
+        )
 
     async def ListActivities(self, request: pb.ListActivitiesRequest, context: Any) -> pb.ListActivitiesResponse:
-        region = _scope(request.region)
-        offset, limit = _page(request.page_size, request.page_token)
-        states = {pb.ACTIVITY_STATE_PLANNED: "PLANNED", pb.ACTIVITY_STATE_HELD: "HELD", pb.ACTIVITY_STATE_CANCELLED: "CANCELLED"}
-        items = await self.svc.list_activities(
-            region, type_=bus.type_code(request.type, "") if request.type else "", status=states.get(request.state, ""),
-            site_id=bus.bare(request.site, "sites"), start=_opt_date(request.from_date, "from_date"),
-            end=_opt_date(request.to_date, "to_date"), offset=offset, limit=limit)
-        return pb.ListActivitiesResponse(activities=items, next_page_token=_next(offset, limit, len(items)))
+        return await self.svc.activities.list_activities(
+            ActivityFilter(
+                region=_region(request.region),
+                type=type_code(request.type, "") if request.type else "",
+                status=activities_wire.status_from(request.state),
+                site_id=wire.id_from(request.site, "sites", "site", required=False),
+                start=wire.date_from(request.from_date, "from_date"),
+                end=wire.date_from(request.to_date, "to_date"),
+            ),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            caller=current_caller(),
+        )
 
     async def RecordVisit(self, request: pb.RecordVisitRequest, context: Any) -> pb.Visit:
-        fields = bus.visit_fields(request.visit, new_id())
-        current_caller().require_region(fields["region"])  # type: ignore[arg-type]
-        return await self.svc.record_visit(fields, Idem(f"/{FULL}/RecordVisit", request), current_caller().subject)
+        return await self.svc.visits.record_visit(
+            visits_wire.visit_from_pb(request.visit),
+            caller=current_caller(),
+            idem=Idem.of(FULL, "RecordVisit", request),
+        )
 
     async def GetVisit(self, request: pb.GetVisitRequest, context: Any) -> pb.Visit:
-        v, msg = await self.svc.get_visit(bus.bare(request.name, "visits"))
-        current_caller().require_region(v.region)
-        return msg
+        return await self.svc.visits.get_visit(
+            wire.id_from(request.name, "visits", "name", required=False), caller=current_caller()
+        )
 
     async def ListVisits(self, request: pb.ListVisitsRequest, context: Any) -> pb.ListVisitsResponse:
-        region = _scope(request.region)
-        offset, limit = _page(request.page_size, request.page_token)
-        states = {pb.VISIT_STATE_PENDING: "PENDING", pb.VISIT_STATE_BOOKED: "BOOKED",
-                  pb.VISIT_STATE_REJECTED: "REJECTED", pb.VISIT_STATE_NO_MONEY: "NO_MONEY"}
-        items = await self.svc.list_visits(
-            region, household_id=bus.bare(request.household, "households"), state=states.get(request.state, ""),
-            start=_opt_date(request.from_date, "from_date"), end=_opt_date(request.to_date, "to_date"),
-            offset=offset, limit=limit)
-        return pb.ListVisitsResponse(visits=items, next_page_token=_next(offset, limit, len(items)))
+        return await self.svc.visits.list_visits(
+            VisitFilter(
+                region=_region(request.region),
+                household_id=wire.id_from(request.household, "households", "household", required=False),
+                state=visits_wire.state_from(request.state),
+                start=wire.date_from(request.from_date, "from_date"),
+                end=wire.date_from(request.to_date, "to_date"),
+            ),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            caller=current_caller(),
+        )
 
     async def CreatePlan(self, request: pb.CreatePlanRequest, context: Any) -> pb.Plan:
-        p = bus.plan_from_pb(request.plan, new_id())
-        current_caller().require_region(p.region)
-        return await self.svc.create_plan(p, Idem(f"/{FULL}/CreatePlan", request))
+        return await self.svc.plans.create_plan(
+            plans_wire.plan_from_pb(request.plan), caller=current_caller(), idem=Idem.of(FULL, "CreatePlan", request)
+        )
 
     async def ListPlans(self, request: pb.ListPlansRequest, context: Any) -> pb.ListPlansResponse:
-        plans = await self.svc.list_plans(_scope(request.region), request.year, bus.bare(request.site, "sites"))
-        offset, limit = _page(request.page_size, request.page_token)
-        page = plans[offset:offset + limit]
-        return pb.ListPlansResponse(plans=page, next_page_token=_next(offset, limit, len(page)))
+        return await self.svc.reporting.list_plans(
+            _region(request.region),
+            request.year,
+            wire.id_from(request.site, "sites", "site", required=False),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            caller=current_caller(),
+        )
 
     async def GetPlan(self, request: pb.GetPlanRequest, context: Any) -> pb.Plan:
-        p, msg = await self.svc.get_plan(bus.bare(request.name, "plans"))
-        current_caller().require_region(p.region)
-        return msg
+        return await self.svc.reporting.get_plan(
+            wire.id_from(request.name, "plans", "name", required=False), caller=current_caller()
+        )
 
     async def CreatePlanItem(self, request: pb.CreatePlanItemRequest, context: Any) -> pb.PlanItem:
-        plan_id = bus.bare(request.parent, "plans")
-        plan, _ = await self.svc.get_plan(plan_id)
-        current_caller().require_region(plan.region)
-        item = bus.plan_item_from_pb(request.plan_item, new_id())
-        return await self.svc.add_plan_item(plan_id, item, Idem(f"/{FULL}/CreatePlanItem", request))
+        return await self.svc.plans.add_plan_item(
+            wire.id_from(request.parent, "plans", "parent", required=False),
+            plans_wire.plan_item_from_pb(request.plan_item),
+            caller=current_caller(),
+            idem=Idem.of(FULL, "CreatePlanItem", request),
+        )
 
     async def DecideAward(self, request: pb.DecideAwardRequest, context: Any) -> pb.Award:
-        a = bus.award_from_pb(request.award, new_id(), date.today())
-        current_caller().require_region(a.region)
-        return await self.svc.decide_award(a, Idem(f"/{FULL}/DecideAward", request), current_caller().subject)
+        return await self.svc.awards.decide_award(
+            awards_wire.nomination_from_pb(request.award),
+            caller=current_caller(),
+            idem=Idem.of(FULL, "DecideAward", request),
+        )
 
     async def ListAwards(self, request: pb.ListAwardsRequest, context: Any) -> pb.ListAwardsResponse:
-        awards = await self.svc.list_awards(_scope(request.region), request.year)
-        offset, limit = _page(request.page_size, request.page_token)
-        page = awards[offset:offset + limit]
-        return pb.ListAwardsResponse(awards=page, next_page_token=_next(offset, limit, len(page)))
+        return await self.svc.awards.list_awards(
+            _region(request.region),
+            request.year,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            caller=current_caller(),
+        )
 
     async def GetComplianceReport(self, request: pb.GetComplianceReportRequest, context: Any) -> pb.ComplianceReport:
-        report = await self.svc.compliance(_scope(request.region), _period(request.period))
-        return bus.compliance_pb(report, request.shortfalls_only)
+        return await self.svc.reporting.get_compliance_report(
+            _region(request.region),
+            _period(request.period),
+            shortfalls_only=request.shortfalls_only,
+            caller=current_caller(),
+        )
 
     async def GetSummary(self, request: pb.GetSummaryRequest, context: Any) -> pb.Summary:
-        return await self.svc.summary(_scope(request.region), _period(request.period))
+        return await self.svc.reporting.summary(
+            _region(request.region), _period(request.period), caller=current_caller()
+        )
 
     async def ListPlugins(self, request: cpb.ListPluginsRequest, context: Any) -> cpb.ListPluginsResponse:
         return list_plugins_response(self.plugins, request)
@@ -205,14 +179,27 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     (funds booking results, members projection)."""
     rt = ServiceRuntime(config, **runtime_kw)
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE, replicas=config.stream_replicas)
-    svc = EventsService(rt.sessions, rt.plugins, relay.notify)
+    svc = EventsService.build(rt.sessions, rt.plugins, relay.notify)
     rt.add_servicer(pb_grpc.add_EventsServiceServicer_to_server, EventsServicer(svc, rt.plugins), FULL)
-    funds = Consumer(config.nats_url, stream=stream_name("funds"), durable="events-funds-results",
-                     subjects=list(bus.FUNDS_SUBJECTS), handler=svc.apply_booking, sessionmaker=rt.sessions,
-                     message_types=bus.FUNDS_TYPES, on_commit=relay.notify)
-    members = Consumer(config.nats_url, stream=stream_name("members"), durable="events-members-projection",
-                       subjects=list(bus.MEMBER_SUBJECTS), handler=svc.apply_member_event, sessionmaker=rt.sessions,
-                       message_types=bus.MEMBER_TYPES)
+    funds = Consumer(
+        config.nats_url,
+        stream=stream_name("funds"),
+        durable="events-funds-results",
+        subjects=list(bus.FUNDS_SUBJECTS),
+        handler=svc.apply_booking,
+        sessionmaker=rt.sessions,
+        message_types=bus.FUNDS_TYPES,
+        on_commit=relay.notify,
+    )
+    members = Consumer(
+        config.nats_url,
+        stream=stream_name("members"),
+        durable="events-members-projection",
+        subjects=list(bus.MEMBER_SUBJECTS),
+        handler=svc.apply_member_event,
+        sessionmaker=rt.sessions,
+        message_types=bus.MEMBER_TYPES,
+    )
     rt.add_background("outbox-relay", relay.run)
     rt.add_background("funds-results", funds.run)
     rt.add_background("members-projection", members.run)

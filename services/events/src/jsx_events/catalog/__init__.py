@@ -1,0 +1,1 @@
+"""Activity types: the built-in vocabulary and the region plugins' own types."""

@@ -1,0 +1,596 @@
+"""What was done against plans and targets: plan fulfilment, cadence compliance, summaries.
+Pure Python, no I/O.
+
+Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
+
+* ``activity_type`` codes are the activity type codes of :mod:`jsx_events.catalog.domain`
+  (or their Chinese names, or a plugin-defined code) plus its pseudo types:
+  ``CARE_VISIT`` (走访慰问 visits), ``PLAN`` (年度计划), ``ANY`` (any held activity)
+  and ``PAIRING`` (every special family has a volunteer).
+* ``scope`` is ``VILLAGE``/``TOWNSHIP``/``COUNTY`` (every region unit of that
+  level known inside the report region) or a site kind (``WARM_HOME``
+  暖心家园, ``MEMBER_HOME`` 会员之家, ``SCHOOL`` = ``YOUTH_HEALTH_BASE`` 学校/青春健康教育基地, …).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Protocol
+
+from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
+from jsx_events.awards.domain import Award
+from jsx_events.catalog.domain import PSEUDO_TYPES, ActivityKind, normalize_type, type_label
+from jsx_events.plans.domain import ItemProgress, Plan, item_due, item_label, item_name
+from jsx_events.projections.domain import Family, Site, normalize_site_kind
+from jsx_events.visits.domain import Visit, VisitState
+from jsxcore.errors import InvalidArgument
+from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
+
+# ------------------------------------------------------------------ plan fulfilment
+
+
+def plan_progress(plan: Plan, linked: Iterable[Activity]) -> tuple[ItemProgress, ...]:
+    """Each item of ``plan`` with the activities linked to it (cancelled ones do not count)."""
+    held: dict[str, list[str]] = {}
+    scheduled: dict[str, list[str]] = {}
+    for a in sorted(linked, key=lambda a: (a.start, a.id)):
+        if a.plan_id == plan.id and a.status is not ActivityStatus.CANCELLED:
+            (held if a.status is ActivityStatus.HELD else scheduled).setdefault(a.plan_item_id, []).append(a.id)
+    return tuple(ItemProgress(i, tuple(held.get(i.id, ())), tuple(scheduled.get(i.id, ()))) for i in plan.items)
+
+
+# ------------------------------------------------------------------ cadence
+
+
+class PluginTarget(Protocol):
+    """What a plugin's ``jsxcore.hookspecs.CadenceTarget`` provides."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def activity_type(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def per(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """A cadence target as the domain uses it (built from a plugin's
+    ``CadenceTarget``): at least ``count`` of ``type`` per ``per`` for every
+    subject in ``scope``."""
+
+    key: str
+    scope: str
+    type: str
+    count: int
+    per: str  # MONTH, QUARTER, SEMESTER, YEAR
+    description: str = ""
+    provenance: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", normalize_type(self.type))
+        object.__setattr__(
+            self, "scope", self.scope.strip().upper() if self.scope.isascii() else normalize_site_kind(self.scope)
+        )
+        object.__setattr__(self, "per", self.per.strip().upper())
+
+    @classmethod
+    def from_plugin(cls, t: PluginTarget, provenance: str = "") -> Target:
+        return cls(
+            key=t.key,
+            scope=t.scope.upper(),
+            type=t.activity_type,
+            count=int(t.count),
+            per=t.per.upper(),
+            description=t.description,
+            provenance=provenance,
+        )
+
+
+@dataclass(frozen=True)
+class Window:
+    start: date
+    end: date
+    label: str  # "2022年第3季度"
+    code: str = ""  # "2022-Q3"
+
+
+_PER_PHRASE = {"MONTH": "每月", "QUARTER": "每季度", "SEMESTER": "每学期", "YEAR": "每年"}
+_PER_UNIT = {"MONTH": "月", "QUARTER": "季度", "SEMESTER": "学期", "YEAR": "年度"}
+
+
+def period_label(p: Period) -> str:
+    if p.kind is PeriodKind.MONTH:
+        return f"{p.year}年{p.number}月"
+    if p.kind is PeriodKind.QUARTER:
+        return f"{p.year}年第{p.number}季度"
+    if p.kind is PeriodKind.HALF:
+        return f"{p.year}年{'上' if p.number == 1 else '下'}半年"
+    return f"{p.year}年"
+
+
+def period_code(p: Period) -> str:
+    """Wire form of a period (``jsx.common.v1.Period.code``): ``2022``, ``2022-08``, ``2022-Q3``, ``2022-H1``."""
+    return str(p).replace("Q", "-Q").replace("H", "-H")
+
+
+def windows(per: str, period: Period) -> list[Window]:
+    """The cadence windows (months, quarters, semesters, years) that overlap ``period``.
+
+    Semesters are half years: 上半年（春季学期） Jan–Jun, 下半年（秋季学期） Jul–Dec.
+    """
+    out: list[Window] = []
+    for year in range(period.start.year, period.end.year + 1):
+        if per == "MONTH":
+            cands = [Period.month(year, m) for m in range(1, 13)]
+            ws = [Window(p.start, p.end, period_label(p), f"{year}-{p.number:02d}") for p in cands]
+        elif per == "QUARTER":
+            ws = [
+                Window(p.start, p.end, period_label(p), f"{year}-Q{p.number}")
+                for p in (Period.quarter(year, q) for q in range(1, 5))
+            ]
+        elif per == "SEMESTER":
+            ws = [
+                Window(date(year, 1, 1), date(year, 6, 30), f"{year}年上半年（春季学期）", f"{year}-H1"),
+                Window(date(year, 7, 1), date(year, 12, 31), f"{year}年下半年（秋季学期）", f"{year}-H2"),
+            ]
+        elif per == "YEAR":
+            ws = [Window(date(year, 1, 1), date(year, 12, 31), f"{year}年", str(year))]
+        else:
+            raise InvalidArgument.field(
+                "per", f"考核周期“{per}”无效，应为 MONTH、QUARTER、SEMESTER 或 YEAR", reason="INVALID_CADENCE"
+            )
+        out.extend(w for w in ws if w.start <= period.end and w.end >= period.start)
+    return out
+
+
+class Compliance(enum.StrEnum):
+    MET = "MET"  # 达标
+    SHORT = "SHORT"  # 未达标（周期已结束）
+    DUE = "DUE"  # 周期未结束，尚未达到
+
+
+COMPLIANCE_LABELS = {Compliance.MET: "达标", Compliance.SHORT: "未达标", Compliance.DUE: "进行中"}
+
+
+@dataclass(frozen=True)
+class ComplianceItem:
+    target_key: str
+    target: str  # description
+    subject_kind: str  # scope
+    subject_id: str  # site id or region code
+    subject_name: str
+    window: str
+    window_start: date
+    window_end: date
+    required: int
+    actual: int
+    status: Compliance
+    reason: str
+    provenance: str = ""
+    missing_ids: tuple[str, ...] = ()  # PAIRING: household ids; PLAN: plans/{plan}/items/{item} not done
+    window_code: str = ""  # wire period: 2022, 2022-08, 2022-Q3, 2022-H1
+    subject_region: RegionCode | None = None
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    region: RegionCode
+    period: Period
+    items: tuple[ComplianceItem, ...]
+
+    @property
+    def shortfalls(self) -> list[ComplianceItem]:
+        return [i for i in self.items if i.status is Compliance.SHORT]
+
+    def counts(self) -> Counter[str]:
+        return Counter(i.status.value for i in self.items)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the cadence computation reads, already limited to the report region."""
+
+    sites: Sequence[Site] = ()
+    families: Sequence[Family] = ()
+    activities: Sequence[Activity] = ()
+    visits: Sequence[Visit] = ()
+    plans: Sequence[Plan] = ()
+    awards: Sequence[Award] = ()
+    region_names: dict[str, str] = field(default_factory=dict)
+    #: activities linked to items of ``plans`` (the query GetPlan uses, so a report and the
+    #: plan agree on what fulfils an item); linked ones among ``activities`` count too
+    plan_activities: Sequence[Activity] = ()
+
+
+_LEVEL_SCOPES = {"VILLAGE": RegionLevel.VILLAGE, "TOWNSHIP": RegionLevel.TOWNSHIP, "COUNTY": RegionLevel.COUNTY}
+
+
+@dataclass(frozen=True)
+class _Subject:
+    kind: str
+    id: str
+    name: str
+    region: RegionCode
+    is_site: bool
+
+
+def _subjects(scope: str, region: RegionCode, facts: Facts) -> list[_Subject]:
+    if scope in _LEVEL_SCOPES:
+        level = _LEVEL_SCOPES[scope]
+        # Region units are the ones the member registry knows of (sites, households):
+        # a village with neither is not in the association's network yet.
+        codes: set[RegionCode] = set()
+        for r in [s.region for s in facts.sites] + [f.region for f in facts.families]:
+            if r.level >= level and region.contains(r):
+                codes.add(RegionCode(r.code[: {3: 6, 4: 9, 5: 12}[level]].ljust(12, "0")))
+        if region.level == level:
+            codes.add(region)
+        return [
+            _Subject(scope, c.code, facts.region_names.get(c.code) or c.name or c.short, c, False)
+            for c in sorted(codes)
+        ]
+    kind = normalize_site_kind(scope)
+    return [
+        _Subject(scope, s.id, s.name, s.region, True)
+        for s in sorted(facts.sites, key=lambda s: (s.region, s.name, s.id))
+        if s.kind == kind and region.contains(s.region)
+    ]
+
+
+def _place(a: Activity, sites: dict[str, Site]) -> RegionCode:
+    site = sites.get(a.site_id)
+    return site.region if site else a.region
+
+
+def _plans_of(subj: _Subject, w: Window, facts: Facts) -> list[Plan]:
+    """The subject's own annual plans for the years of ``w`` (a site's plans, or a region's association-wide plan)."""
+    return [
+        p
+        for p in facts.plans
+        if p.year in range(w.start.year, w.end.year + 1)
+        and (p.site_id == subj.id if subj.is_site else (not p.site_id and p.region == subj.region))
+    ]
+
+
+def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site]) -> int:
+    end = min(w.end, upto)
+
+    def in_window(d: date) -> bool:
+        return w.start <= d <= end
+
+    def mine_region(r: RegionCode) -> bool:
+        return subj.region.contains(r)
+
+    if t.type == "CARE_VISIT":
+        # Group visits recorded as CARE_VISIT activities count alongside single visits.
+        group = sum(
+            1
+            for a in facts.activities
+            if a.status is ActivityStatus.HELD
+            and a.type == "CARE_VISIT"
+            and in_window(a.start)
+            and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
+        )
+        return group + sum(
+            1
+            for v in facts.visits
+            if in_window(v.visited_on)
+            and (
+                (v.site_id == subj.id or (not v.site_id and v.region == subj.region))
+                if subj.is_site
+                else mine_region(v.region)
+            )
+        )
+    if t.type == "PLAN":
+        return len(_plans_of(subj, w, facts))
+    acts = [
+        a
+        for a in facts.activities
+        if a.status is ActivityStatus.HELD
+        and in_window(a.start)
+        and (t.type == "ANY" or a.type == t.type)
+        and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
+    ]
+    n = len(acts)
+    if t.type == ActivityKind.AWARD_SELECTION and not subj.is_site:
+        # A selection shows either as a 评选表彰 activity or as the decisions it produced.
+        kinds = {a.kind for a in facts.awards if a.region == subj.region and in_window(a.decided_on)}
+        n = max(n, len(kinds))
+    return n
+
+
+def compute_compliance(
+    targets: Sequence[Target],
+    region: RegionCode,
+    period: Period,
+    facts: Facts,
+    *,
+    today: date | None = None,
+    custom_labels: Mapping[str, str] | None = None,
+) -> ComplianceReport:
+    """Evaluate every target for every subject and window overlapping ``period``.
+
+    A window wholly inside the past is MET or SHORT; a window still running on
+    ``today`` (or past the report period's end) is MET or DUE. Items carry
+    counts and a Chinese reason naming the window, the subject and the rule.
+    A ``PLAN`` target is met by the plan's items, not the plan alone (:func:`_plan_item`).
+    """
+    upto = min(period.end, today) if today else period.end
+    sites = {s.id: s for s in facts.sites}
+    items: list[ComplianceItem] = []
+    for t in targets:
+        what = type_label(t.type, custom_labels)
+        rule = f"要求{_PER_PHRASE.get(t.per, t.per)}至少{t.count}次"
+        for subj in _subjects(t.scope, region, facts):
+            if t.type == "PAIRING":
+                items.append(_pairing_item(t, subj, period, facts))
+                continue
+            for w in windows(t.per, period):
+                if w.start > upto:
+                    continue
+                n = _count(t, subj, w, upto, facts, sites)
+                finished = w.end <= upto
+                if t.type == "PLAN" and n >= t.count:
+                    # a plan on paper is not enough: its items due so far must be done
+                    items.append(_plan_item(t, subj, w, upto, facts, custom_labels))
+                    continue
+                if n >= t.count:
+                    status, reason = Compliance.MET, f"{w.label} {subj.name} {what}{n}次，达到要求（{rule}）"
+                elif finished:
+                    status = Compliance.SHORT
+                    reason = (
+                        f"{w.label} {subj.name} 无{what}记录（{rule}）"
+                        if n == 0
+                        else f"{w.label} {subj.name} {what}{n}次，少于要求（{rule}），差{t.count - n}次"
+                    )
+                else:
+                    status = Compliance.DUE
+                    reason = (
+                        f"{w.label} {subj.name} 截至{upto.isoformat()} {what}{n}次，"
+                        f"本{_PER_UNIT.get(t.per, '期')}尚未结束，还需{t.count - n}次（{rule}）"
+                    )
+                items.append(
+                    ComplianceItem(
+                        t.key,
+                        t.description or f"{what}{rule}",
+                        t.scope,
+                        subj.id,
+                        subj.name,
+                        w.label,
+                        w.start,
+                        w.end,
+                        t.count,
+                        n,
+                        status,
+                        reason,
+                        t.provenance,
+                        window_code=w.code,
+                        subject_region=subj.region,
+                    )
+                )
+    return ComplianceReport(region, period, tuple(items))
+
+
+def _plan_item(
+    t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, custom_labels: Mapping[str, str] | None
+) -> ComplianceItem:
+    """A PLAN target for a subject that has its plan: MET when every item is fulfilled by
+    held activities linked to it, SHORT when an item whose month is over (by the report's
+    period end, and by today) is not, DUE while the unfulfilled items are not yet due.
+
+    Only activities held by the end of what is looked at (window, period, today) count,
+    so a report for a past period stays what it was. ``required``/``actual`` count items.
+    """
+    seen = min(w.end, upto)
+    linked = {a.id: a for a in (*facts.activities, *facts.plan_activities) if a.start <= seen}.values()
+    rows = [
+        (p, g)
+        for p in sorted(_plans_of(subj, w, facts), key=lambda p: (p.year, p.id))
+        for g in plan_progress(p, linked)
+    ]
+    open_ = [(p, g) for p, g in rows if not g.fulfilled]
+    overdue = [(p, g) for p, g in open_ if item_due(p.year, g.item) <= seen]
+    years = "、".join(sorted({str(p.year) for p, _ in rows}))
+    head = f"{subj.name} {years}年度计划" if t.per == "YEAR" else f"{w.label} {subj.name} {years}年度计划"
+
+    def line(p: Plan, g: ItemProgress) -> str:
+        when = f"{g.item.month}月底前" if g.item.month else "年内"
+        return f"{item_label(g.item, custom_labels)}（计划{g.item.count}次，已开展{len(g.held_ids)}次，{when}）"
+
+    def listed(rs: list[tuple[Plan, ItemProgress]]) -> str:
+        return "；".join(line(p, g) for p, g in rs[:10]) + ("等" if len(rs) > 10 else "")
+
+    if overdue:
+        status = Compliance.SHORT
+        shown = overdue
+        reason = (
+            f"{head}中 {len(overdue)} 项未完成：{listed(overdue)}。"
+            "请开展这些活动，登记活动时关联对应的计划项（plan_item）"
+        )
+    elif open_:
+        status = Compliance.DUE
+        shown = open_
+        reason = (
+            f"{head}已完成{len(rows) - len(open_)}项，截至{seen.isoformat()} 尚有{len(open_)}项未到期：{listed(open_)}"
+        )
+    else:
+        status, shown = Compliance.MET, []
+        reason = f"{head}{len(rows)}项均已完成"
+    return ComplianceItem(
+        t.key,
+        t.description or f"{PSEUDO_TYPES['PLAN']}：计划项目按期完成",
+        t.scope,
+        subj.id,
+        subj.name,
+        w.label,
+        w.start,
+        w.end,
+        len(rows),
+        len(rows) - len(open_),
+        status,
+        reason,
+        t.provenance,
+        tuple(item_name(p.id, g.item.id) for p, g in shown),
+        w.code,
+        subj.region,
+    )
+
+
+def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> ComplianceItem:
+    fams = [
+        f
+        for f in facts.families
+        if f.special
+        and (
+            (f.site_id == subj.id or (not f.site_id and f.region == subj.region))
+            if subj.is_site
+            else subj.region.contains(f.region)
+        )
+    ]
+    unpaired = tuple(sorted(f.household_id for f in fams if not f.volunteer_ids))
+    paired = len(fams) - len(unpaired)
+    label = period_label(period)
+    if unpaired:
+        shown = "、".join(unpaired[:10]) + ("等" if len(unpaired) > 10 else "")
+        status = Compliance.SHORT
+        reason = (
+            f"{label} {subj.name} 有{len(unpaired)}户计生特殊家庭未结对志愿者（户编号 {shown}；"
+            f"要求每户至少{t.count}名联系志愿者）"
+        )
+    else:
+        status = Compliance.MET
+        reason = f"{label} {subj.name} {len(fams)}户计生特殊家庭均已结对志愿者"
+    return ComplianceItem(
+        t.key,
+        t.description or "每户计生特殊家庭结对志愿者",
+        t.scope,
+        subj.id,
+        subj.name,
+        label,
+        period.start,
+        period.end,
+        len(fams),
+        paired,
+        status,
+        reason,
+        t.provenance,
+        unpaired,
+        period_code(period),
+        subj.region,
+    )
+
+
+# ------------------------------------------------------------------ summary
+
+
+@dataclass(frozen=True)
+class TypeLine:
+    type: str
+    label: str
+    held: int
+    reached: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Figures for a region and period, in the shape of the associations' reports."""
+
+    region: RegionCode
+    period: Period
+    by_type: tuple[TypeLine, ...]
+    activities_held: int
+    people_reached: int
+    outputs: Outputs
+    care_services: int  # 慰问服务场次: visits + 节日慰问 activities
+    care_people: int  # 慰问人数: households visited + 节日慰问 participants
+    care_money_paid: Money  # booked visits + activities' 慰问金
+    visits_pending: int
+    visits_rejected: int
+
+    def text(self) -> str:
+        """``开展各类慰问服务 68 场次，慰问人数 1000 余人，发放慰问金 20 余万元`` and the rest."""
+        parts = [
+            f"{period_label(self.period)}共开展各类活动 {self.activities_held} 场次，"
+            f"参与群众 {approx(self.people_reached)}人次"
+        ]
+        parts += [f"{line.label} {line.held} 场次" for line in self.by_type]
+        o = self.outputs
+        if o.materials:
+            parts.append(f"发放宣传资料 {approx(o.materials)}份")
+        if o.contraceptive_boxes:
+            parts.append(f"免费发放避孕和生殖保健药品 {approx(o.contraceptive_boxes)}盒")
+        if o.consultations:
+            parts.append(f"接受咨询 {approx(o.consultations)}人次")
+        if o.clinic_visits:
+            parts.append(f"免费义诊 {approx(o.clinic_visits)}人次")
+        parts.append(
+            f"开展各类慰问服务 {self.care_services} 场次，慰问人数 {approx(self.care_people)}人，"
+            f"发放慰问金 {approx_yuan(self.care_money_paid)}"
+        )
+        return "，".join(parts) + "。"
+
+
+def approx(n: int) -> str:
+    """Report style: 68 → "68 ", 1043 → "1000 余", 12345 → "1.2 万余"."""
+    if n < 100:
+        return f"{n} "
+    if n >= 10000:
+        tenths = n // 1000
+        return f"{tenths // 10}.{tenths % 10} 万余" if tenths % 10 else f"{tenths // 10} 万余"
+    step = 10 ** (len(str(n)) - 2)
+    return f"{n // step * step} 余" if n % step else f"{n} "
+
+
+def approx_yuan(m: Money) -> str:
+    """Report style money: 205,300.00 元 → "20 余万元", 8,560 元 → "8560 元"."""
+    yuan = m.fen // 100
+    if yuan >= 10000:
+        wan, rest = divmod(yuan, 10000)
+        return f"{wan} 余万元" if rest or m.fen % 100 else f"{wan} 万元"
+    return f"{m.format_yuan().removesuffix('.00')} 元"
+
+
+def summarize(
+    region: RegionCode,
+    period: Period,
+    activities: Sequence[Activity],
+    visits: Sequence[Visit],
+    custom_labels: Mapping[str, str] | None = None,
+) -> Summary:
+    """Summarise held activities and visits within ``period`` (already limited to ``region``)."""
+    held = [a for a in activities if a.status is ActivityStatus.HELD and period.contains(a.start)]
+    vis = [v for v in visits if period.contains(v.visited_on)]
+    by: dict[str, list[Activity]] = {}
+    for a in held:
+        by.setdefault(a.type, []).append(a)
+    lines = tuple(
+        TypeLine(t, type_label(t, custom_labels), len(acts), sum(a.reached for a in acts))
+        for t, acts in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    )
+    outputs = sum((a.outputs for a in held), Outputs())
+    care_acts = by.get(ActivityKind.FESTIVAL_CARE, [])
+    booked = sum((v.amount for v in vis if v.state is VisitState.BOOKED), Money(0))
+    return Summary(
+        region=region,
+        period=period,
+        by_type=lines,
+        activities_held=len(held),
+        people_reached=sum(a.reached for a in held),
+        outputs=outputs,
+        care_services=len(vis) + len(care_acts),
+        care_people=len({v.household_id for v in vis}) + sum(a.reached for a in care_acts),
+        care_money_paid=booked + outputs.care_money,
+        visits_pending=sum(1 for v in vis if v.state is VisitState.PENDING),
+        visits_rejected=sum(1 for v in vis if v.state is VisitState.REJECTED),
+    )
