@@ -30,6 +30,7 @@ per second, p50/p99 latency, server CPU per request, jsx/raw throughput
 (goal ≥ 50%) and jsx/bare (what the runtime itself costs). Rounds alternate
 the three; the best round of each is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,18 +46,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import grpc  # noqa: E402
-from jsx.members.v1 import members_pb2, members_pb2_grpc  # noqa: E402
-from sqlalchemy import Integer, String, select  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+import grpc
+from sqlalchemy import Integer, String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from _common import Report  # noqa: E402
-from jsxcore.auth import current_caller, issue_token  # noqa: E402
-from jsxcore.config import ServiceConfig  # noqa: E402
-from jsxcore.db import create_engine, read  # noqa: E402
-from jsxcore.errors import NotFound  # noqa: E402
-from jsxcore.pii import generate_key  # noqa: E402
-from jsxcore.runtime import create_server, setup_logging, start_server  # noqa: E402
+from jsx.members.v1 import members_pb2, members_pb2_grpc
+from jsxcore.auth import current_caller, issue_token
+from jsxcore.config import ServiceConfig
+from jsxcore.db import create_engine, read
+from jsxcore.errors import NotFound
+from jsxcore.pii import generate_key
+from jsxcore.runtime import create_server, setup_logging, start_server
 
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 GET_PERSON = "/jsx.members.v1.MembersService/GetPerson"
@@ -106,9 +106,11 @@ class BareReadServicer(ReadServicer):
 # ---------------------------------------------------------------- client process
 
 
-async def _drive(port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int) -> dict[str, Any]:
+async def _drive(
+    port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int
+) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(method)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         md = (("authorization", "Bearer " + token),) if token else None
         await call(payload, metadata=md, timeout=10)  # warm up + fail fast if misconfigured
         latencies: list[float] = []
@@ -162,12 +164,25 @@ def _pin(cpu: int) -> None:
         pass
 
 
-async def _run_client(port: int, method: str, token: str, args: argparse.Namespace,
-                      person: str = "persons/1") -> dict[str, Any]:
+async def _run_client(
+    port: int, method: str, token: str, args: argparse.Namespace, person: str = "persons/1"
+) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client", "--port", str(port), "--method", method, "--token", token,
-        "--person", person,
-        "--duration", str(args.duration), "--concurrency", str(args.concurrency),
+        sys.executable,
+        __file__,
+        "--client",
+        "--port",
+        str(port),
+        "--method",
+        method,
+        "--token",
+        token,
+        "--person",
+        person,
+        "--duration",
+        str(args.duration),
+        "--concurrency",
+        str(args.concurrency),
         stdout=asyncio.subprocess.PIPE,
     )
     cpu0 = time.process_time()
@@ -199,7 +214,7 @@ async def _raw_round(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _bare_db_round(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
     server = grpc.aio.server()
-    members_pb2_grpc.add_MembersServiceServicer_to_server(BareReadServicer(engine), server)
+    members_pb2_grpc.add_MembersServiceServicer_to_server(BareReadServicer(engine), server)  # type: ignore[abstract]  # only reads
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -211,7 +226,7 @@ async def _bare_db_round(args: argparse.Namespace, engine: Any) -> dict[str, Any
 async def _jsx_round(args: argparse.Namespace, config: ServiceConfig, engine: Any, token: str) -> dict[str, Any]:
     server, port = create_server(
         config,
-        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, ReadServicer(engine))],
+        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, ReadServicer(engine))],  # type: ignore[abstract]  # only reads
         service_names=["jsx.members.v1.MembersService"],
     )
     await start_server(server)
@@ -227,7 +242,6 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     from jsx_members.migrations import migrate
     from jsx_members.persons.domain import NewPerson
     from jsx_members.service import MembersService
-
     from jsxcore.auth import Caller
     from jsxcore.db import session_factory
     from jsxcore.values import RegionCode, id_check_char
@@ -239,12 +253,15 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     body = "43122219600501013"
     person = await service.persons.create_person(
         NewPerson(name="张三", id_number=body + id_check_char(body), phone="13900001234", village="431222101001"),
-        caller=Caller("bench-clerk", "bench", ("county_clerk",), RegionCode.parse("431222")), idem=None)
+        caller=Caller("bench-clerk", "bench", ("county_clerk",), RegionCode.parse("431222")),
+        idem=None,
+    )
     return engine, MembersServicer(service), person.name
 
 
-async def _members_round(args: argparse.Namespace, config: ServiceConfig, servicer: Any, token: str,
-                         person: str) -> dict[str, Any]:
+async def _members_round(
+    args: argparse.Namespace, config: ServiceConfig, servicer: Any, token: str, person: str
+) -> dict[str, Any]:
     server, port = create_server(
         config,
         servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, servicer)],
@@ -272,7 +289,7 @@ async def main(args: argparse.Namespace) -> int:
         engine = create_engine(config.database_url)
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
-            await conn.execute(PersonRow.__table__.insert().values(id=1, display_name="张三", village="431222101001"))
+            await conn.execute(insert(PersonRow).values(id=1, display_name="张三", village="431222101001"))
         token = issue_token(SECRET, "bench-clerk", ["county_clerk"], "431222", 3600)
 
         m_engine, m_servicer, m_person = await _members_setup(config, tmp)
@@ -312,8 +329,10 @@ async def main(args: argparse.Namespace) -> int:
     )
     report.notes.append(
         "all rounds rps: "
-        + "; ".join(f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
-                    for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx), ("members", mem)))
+        + "; ".join(
+            f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
+            for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx), ("members", mem))
+        )
     )
     errors = sum(r["errors"] for r in raw + bare + jsx + mem)
     report.notes.append(f"errors: {errors}; server and client each pinned to one core; client is Python grpc.aio")
