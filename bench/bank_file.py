@@ -72,7 +72,6 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -172,8 +171,10 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
     from sqlalchemy import Table, bindparam, delete, func, select, update
 
     from jsx_members.adapters import db as m
-    from jsx_members.service import MembersService, import_roster
-    from jsx_members.testdata import acting
+    from jsx_members.households.tables import HouseholdRow
+    from jsx_members.persons.tables import PersonRow
+    from jsx_members.service import MembersService
+    from jsx_members.testdata import clerk
     from jsxcore.config import ServiceConfig
     from jsxcore.db import create_engine, session_factory
     from jsxcore.outbox import OutboxEvent
@@ -181,7 +182,7 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
     conf = ServiceConfig.from_env("members", env)
     eng = create_engine(murl)
     svc = MembersService(session_factory(eng), conf.field_cipher(), conf.blind_index())
-    persons = m.Person.__table__
+    persons = PersonRow.__table__
     assert isinstance(persons, Table)
     set_card = update(persons).where(persons.c.id == bindparam("pid")).values(card_cipher=bindparam("cc"))
     drawn = m.new_id
@@ -193,8 +194,7 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
                 (f"{p}{i}" for i in range(start, stop) for p in ("head", "m")), (f"hh{i}" for i in range(start, stop))
             )
             m.new_id = functools.partial(next, ids)
-            with acting(COUNTY, subject="bench-seed"):
-                report = await import_roster(svc, roster(start, stop, vill))
+            report = await svc.roster.import_rows(roster(start, stop, vill), caller=clerk(COUNTY, subject="bench-seed"))
             m.new_id = drawn
             if not report.ok:
                 first = next(iter(report.errors.items()))
@@ -202,9 +202,8 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
             assert report.persons_created == 2 * (stop - start) and report.households_created == stop - start, report
             rows = []
             for pid in (f"{p}{i}" for i in range(start, stop) for p in ("head", "m")):
-                row = SimpleNamespace(id=pid)
-                svc._set_card(row, card_of(pid))  # type: ignore[arg-type]  # a stand-in row; the service's own check and AES-GCM (AAD persons/{id}/card)
-                rows.append({"pid": pid, "cc": row.card_cipher})
+                # the service's own check and AES-GCM (AAD persons/{id}/card)
+                rows.append({"pid": pid, "cc": svc.persons.card_cipher(pid, card_of(pid))})
             async with svc.sessions() as s, s.begin():
                 await s.execute(set_card, rows)
                 # The import's events (PersonRegistered, HouseholdRegistered, …) fed the funds projection,
@@ -215,10 +214,10 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
             ok = (
                 await s.execute(
                     select(func.count())
-                    .select_from(m.Household)
+                    .select_from(HouseholdRow)
                     .where(
-                        m.Household.id.in_(["hh0", f"hh{n - 1}"]),
-                        m.Household.head_person_id.in_(["head0", f"head{n - 1}"]),
+                        HouseholdRow.id.in_(["hh0", f"hh{n - 1}"]),
+                        HouseholdRow.head_person_id.in_(["head0", f"head{n - 1}"]),
                     )
                 )
             ).scalar_one()
@@ -424,10 +423,9 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     from jsx.members.v1 import members_pb2
     from jsx_funds import payment_file as pf
     from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, in_batch
-    from jsx_members.adapters import db as m
-    from jsx_members.payees import PayeeReads
+    from jsx_members.persons.tables import PersonRow
     from jsx_members.service import MembersService
-    from jsx_members.testdata import acting
+    from jsx_members.testdata import clerk
     from jsxcore.config import ServiceConfig
     from jsxcore.db import create_engine, session_factory
 
@@ -435,29 +433,29 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     conf = ServiceConfig.from_env("members", env)
     meng = create_engine(murl)
     svc = MembersService(session_factory(meng), conf.field_cipher(), conf.blind_index())
-    reads = PayeeReads(svc)
     names = _names(n)
     payees: dict[str, members_pb2.Payee] = {}
-    with acting(COUNTY, roles=("finance_officer",), subject="bench"):
-        t0 = time.perf_counter()
-        for k in range(0, n, 1000):
-            resp = await reads.batch_get_payees(members_pb2.BatchGetPayeesRequest(names=names[k : k + 1000]))
-            payees.update((p.person, p) for p in resp.payees)
-        out["members_work"] = time.perf_counter() - t0
+    finance = clerk(COUNTY, roles=("finance_officer",), subject="bench")
+    t0 = time.perf_counter()
+    for k in range(0, n, 1000):
+        ids = [x.split("/", 1)[1] for x in names[k : k + 1000]]
+        resp = await svc.persons.batch_get_payees(ids, caller=finance)
+        payees.update((p.person, p) for p in resp.payees)
+    out["members_work"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ciphers: list[Any] = []
     async with svc.sessions() as s:
         for k in range(0, n, 1000):
             ids = [x.split("/", 1)[1] for x in names[k : k + 1000]]
-            ciphers += (await s.execute(select(m.Person.id, m.Person.card_cipher).where(m.Person.id.in_(ids)))).all()
+            ciphers += (await s.execute(select(PersonRow.id, PersonRow.card_cipher).where(PersonRow.id.in_(ids)))).all()
     out["members_sql"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     async with svc.sessions() as s:
         for k in range(0, n, 1000):
             ids = [x.split("/", 1)[1] for x in names[k : k + 1000]]
-            (await s.execute(select(m.Person).where(m.Person.id.in_(set(ids))))).scalars().all()
+            (await s.execute(select(PersonRow).where(PersonRow.id.in_(set(ids))))).scalars().all()
     out["members_orm"] = time.perf_counter() - t0
-    cipher, aad = svc.cipher, svc._aad
+    cipher, aad = svc.persons.cipher, svc.persons._aad
     t0 = time.perf_counter()
     for pid, cc in ciphers:
         cipher.decrypt(cc, aad=aad(pid, "card"))

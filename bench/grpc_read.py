@@ -47,7 +47,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc
-from sqlalchemy import Integer, String, select
+from _common import Report
+from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from jsx.members.v1 import members_pb2, members_pb2_grpc

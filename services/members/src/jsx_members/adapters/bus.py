@@ -6,6 +6,7 @@ The messages themselves are built by each context's ``wire.py``."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from google.protobuf.message import Message
@@ -56,7 +57,7 @@ async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
             subject = subject_of(msg)
             check_subject(subject)
             kind = kinds[type(msg)] = (subject, msg.DESCRIPTOR.full_name)
-        eid = db.new_id()
+        eid = str(uuid.uuid4())  # an event id, not a row id: never drawn from db.new_id
         msg.event_id = eid  # type: ignore[attr-defined]
         msg.occurred_at.CopyFrom(stamp)  # type: ignore[attr-defined]
         rows.append((eid, kind[0], kind[1], msg.SerializeToString(deterministic=True)))
