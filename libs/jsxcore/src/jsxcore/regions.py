@@ -111,30 +111,39 @@ _MAX_VIOLATIONS = 50
 _AFTER_DIGITS = ":"
 
 
+_P, _C, _X, _T, _V = (
+    RegionLevel.PROVINCE,
+    RegionLevel.CITY,
+    RegionLevel.COUNTY,
+    RegionLevel.TOWNSHIP,
+    RegionLevel.VILLAGE,
+)
+# Level by the number of trailing zeros of a 12-digit code (as RegionCode.level decides it).
+_LEVEL_BY_ZEROS = (_V, _V, _V, _T, _T, _T, _X, _X, _C, _C, _P, _P, _P)
+_PARENT_PREFIX = {_C: 2, _X: 4, _T: 6, _V: 9}
+_CHAIN_PREFIXES = {lv: tuple(_PREFIX[up] for up in RegionLevel if up <= lv) for lv in RegionLevel}
+
+
 def _level(code: str) -> RegionLevel:
     """Level of a valid 12-digit code from its trailing zeros (as RegionCode.level)."""
-    if code.endswith("0000000000"):
-        return RegionLevel.PROVINCE
-    if code.endswith("00000000"):
-        return RegionLevel.CITY
-    if code.endswith("000000"):
-        return RegionLevel.COUNTY
-    if code.endswith("000"):
-        return RegionLevel.TOWNSHIP
-    return RegionLevel.VILLAGE
+    return _LEVEL_BY_ZEROS[12 - len(code.rstrip("0"))]
 
 
 def _chain(code: str) -> list[str]:
     """The code's ancestors and itself, province first."""
-    level = _level(code)
-    return [code[: _PREFIX[lv]].ljust(12, "0") for lv in RegionLevel if lv <= level]
+    return [code[:n].ljust(12, "0") for n in _CHAIN_PREFIXES[_level(code)]]
 
 
 def _parent(code: str) -> str | None:
-    level = _level(code)
-    if level is RegionLevel.PROVINCE:
-        return None
-    return code[: _PREFIX[RegionLevel(level - 1)]].ljust(12, "0")
+    n = _PARENT_PREFIX.get(_level(code))
+    return code[:n].ljust(12, "0") if n is not None else None
+
+
+def _trusted_code(code: str) -> RegionCode:
+    """A RegionCode for a code the registry already checked (skips the per-object regex)."""
+    rc = object.__new__(RegionCode)
+    object.__setattr__(rc, "code", code)
+    return rc
 
 
 # ---------------------------------------------------------------- Region
@@ -161,7 +170,8 @@ class Region:
 
     @property
     def parent(self) -> RegionCode | None:
-        return self.code.parent
+        up = _parent(self.code.code)
+        return _trusted_code(up) if up is not None else None
 
     @property
     def full_name(self) -> str:
@@ -203,7 +213,7 @@ class RegionRegistry:
     """All divisions of one region list, immutable. Build one with :meth:`builtin`,
     :meth:`read` or :meth:`from_rows`; the process-wide one is :func:`registry`."""
 
-    __slots__ = ("_codes", "_listed", "_names", "load_seconds", "origin", "source", "year")
+    __slots__ = ("_cache", "_codes", "_listed", "_names", "load_seconds", "origin", "source", "year")
 
     def __init__(
         self,
@@ -220,6 +230,7 @@ class RegionRegistry:
         #: codes whose last listed year is before ``year`` (the retired ones) → that year
         self._listed = {c: y for c, y in (listed or {}).items() if y < year}
         self._codes = sorted(names)
+        self._cache: dict[str, Region] = {}
         #: the year of the current list (messages say "2023 年统计用区划代码")
         self.year = year
         #: what the list is (``国家统计局 2023 年统计用区划代码（湖南省）``, a file name)
@@ -314,33 +325,41 @@ class RegionRegistry:
         names: dict[str, str] = {}
         listed: dict[str, int] = {}
         lines: dict[str, int] = {}
+        parents: list[tuple[str, str]] = []
+        i_code, i_name, i_parent, i_level = at["code"], at["name"], at["parent"], at["level"]
+        i_listed = at.get("listed")
         for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
             if len(row) < width:
+                if not any(cell.strip() for cell in row):
+                    continue  # a blank line
                 row = row + [""] * (width - len(row))
-            code_text = row[at["code"]].strip()
-            try:
-                code = RegionCode.parse(code_text).code
-            except InvalidArgument:
-                bad(line, "code", f"区划代码“{code_text}”无效，应为12位数字")
-                continue
+            line = reader.line_num
+            code = row[i_code].strip()
+            if not (_CODE12.fullmatch(code) and not code.startswith("00")):
+                try:
+                    code = RegionCode.parse(code).code  # 6 or 9 digits, full-width digits
+                except InvalidArgument:
+                    if any(cell.strip() for cell in row):
+                        bad(line, "code", f"区划代码“{row[i_code].strip()}”无效，应为12位数字")
+                    continue
             if code in lines:
                 bad(line, "code", f"区划代码 {code} 重复（第 {lines[code]} 行已有）")
                 continue
             lines[code] = line
-            name = row[at["name"]].strip()
+            name = row[i_name].strip()
             if not name:
                 bad(line, "name", f"区划代码 {code} 没有名称")
             names[code] = name
-            level_text = row[at["level"]].strip()
-            level = _level(code)
+            level = _LEVEL_BY_ZEROS[12 - len(code.rstrip("0"))]
+            level_text = row[i_level].strip()
             if level_text and _LEVEL_BY_LABEL.get(level_text) is not level:
                 bad(line, "level", f"级别“{level_text}”与代码 {code} 不符（按代码应为“{level.label}”）")
-            parent_text = row[at["parent"]].strip()
-            parent = _parent(code)
-            if parent_text:  # an empty parent (or level) is taken from the code
+            n = _PARENT_PREFIX.get(level)
+            parent = code[:n].ljust(12, "0") if n is not None else None
+            if parent is not None:
+                parents.append((code, parent))
+            parent_text = row[i_parent].strip()
+            if parent_text and parent_text != parent:  # an empty parent (or level) is taken from the code
                 try:
                     given: str | None = RegionCode.parse(parent_text).code
                 except InvalidArgument:
@@ -348,16 +367,15 @@ class RegionRegistry:
                 if given != parent:
                     expected = f"“{parent}”" if parent else "空（省级没有上级）"
                     bad(line, "parent", f"上级代码“{parent_text}”与代码 {code} 不符（应为{expected}）")
-            if "listed" in at and (listed_text := row[at["listed"]].strip()):
-                if re.fullmatch(r"[0-9]{4}", listed_text):
+            if i_listed is not None and (listed_text := row[i_listed].strip()):
+                if len(listed_text) == 4 and listed_text.isdigit():
                     listed[code] = int(listed_text)
                 else:
                     bad(line, "listed", f"年份“{listed_text}”应为4位数字，如 2023")
         if not names and not problems:
             raise InvalidArgument.field("file", f"区划文件 {file_name} 没有数据行", reason="INVALID_REGION_FILE")
-        for code in names:
-            parent = _parent(code)
-            if parent is not None and parent not in names:
+        for code, parent in parents:
+            if parent not in names:
                 bad(lines[code], "parent", f"代码 {code} 的上级 {parent} 不在文件中")
         if year is None:
             if listed:
@@ -398,10 +416,16 @@ class RegionRegistry:
             return None
 
     def _region(self, code: str) -> Region:
-        names = self._names
-        path = tuple(names[c] for c in _chain(code))
-        last = self._listed.get(code, self.year)
-        return Region(RegionCode(code), names[code], path, last, last < self.year)
+        # Built on first use and kept: a report labelling a million rows looks up a few
+        # hundred villages over and over. (A race builds the same value twice; harmless.)
+        region = self._cache.get(code)
+        if region is None:
+            names = self._names
+            path = tuple(names[c] for c in _chain(code))
+            last = self._listed.get(code, self.year)
+            region = Region(_trusted_code(code), names[code], path, last, last < self.year)
+            self._cache[code] = region
+        return region
 
     def get(self, code: str | RegionCode) -> Region | None:
         """The region, or None when the code is unknown or malformed."""
@@ -770,14 +794,20 @@ _files: dict[tuple[str, int, int], RegionRegistry] = {}
 
 def load_file(path: str | Path, *, variable: str = ENV_VAR) -> RegionRegistry:
     """Read a registry file named by configuration (cached per file version); any problem
-    becomes a :class:`ConfigError` naming ``variable`` and listing what is wrong."""
+    becomes a :class:`ConfigError` naming ``variable``, its ``problems`` saying what is wrong."""
     p = Path(path).expanduser()
+
+    def fail(*problems: str) -> ConfigError:
+        return ConfigError(f"{variable}={p}: " + "；".join(problems), problems)
+
     try:
         st = p.stat()
+    except FileNotFoundError:
+        raise fail("区划文件不存在") from None
     except OSError as e:
-        raise ConfigError(f"{variable}={p}: 区划文件不存在或无法访问（{e.strerror or e}）") from None
+        raise fail(f"区划文件无法访问（{e.strerror or e}）") from None
     if not p.is_file():
-        raise ConfigError(f"{variable}={p}: 不是文件；应为 jsx regions load --out 写出的区划文件")
+        raise fail("不是文件；应为 jsx regions load --out 写出的区划文件")
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     with _lock:
         cached = _files.get(key)
@@ -786,9 +816,7 @@ def load_file(path: str | Path, *, variable: str = ENV_VAR) -> RegionRegistry:
         try:
             reg = RegionRegistry.read(p)
         except InvalidArgument as e:
-            details = [f"{v.description}" for v in e.violations[:5]]
-            problems = [f"{variable}={p}: {e.message}", *details]
-            raise ConfigError("\n".join(problems), problems) from None
+            raise fail(e.message, *(v.description for v in e.violations[:5])) from None
         _files[key] = reg
         return reg
 
