@@ -139,6 +139,26 @@ def _parent(code: str) -> str | None:
     return code[:n].ljust(12, "0") if n is not None else None
 
 
+# The published names of many villages end in their committee (仰溪铺村村委会, 洪山桥社区居民委员会);
+# labels drop that part where it is unambiguous. Longest endings first.
+_COMMITTEE_ENDINGS = (
+    ("社区居民委员会", "社区"),
+    ("村村民委员会", "村"),
+    ("社区居委会", "社区"),
+    ("社区委员会", "社区"),
+    ("村民委员会", "村"),
+    ("村村委会", "村"),
+    ("村委会", "村"),
+)
+
+
+def _short_name(name: str) -> str:
+    for ending, replacement in _COMMITTEE_ENDINGS:
+        if name.endswith(ending) and len(name) > len(ending):
+            return name[: -len(ending)] + replacement
+    return name
+
+
 def _trusted_code(code: str) -> RegionCode:
     """A RegionCode for a code the registry already checked (skips the per-object regex)."""
     rc = object.__new__(RegionCode)
@@ -179,12 +199,23 @@ class Region:
         return "".join(self.path)
 
     @property
+    def short_name(self) -> str:
+        """The name without a village committee ending: ``仰溪铺村`` for the published
+        ``仰溪铺村村委会``, ``洪山桥社区`` for ``洪山桥社区居民委员会``; else :attr:`name`."""
+        return _short_name(self.name)
+
+    @property
     def local_name(self) -> str:
-        """The name from the county down (``洪江市黔城镇玉皇阁社区``); a city or the
-        province by its own name. What a clerk of the county reads without ambiguity."""
-        if self.level >= RegionLevel.COUNTY:
-            return "".join(self.path[RegionLevel.COUNTY - 1 :])
-        return self.name
+        """The name from the county down (``洪江市黔城镇玉皇阁社区``, the village by its
+        :attr:`short_name`); a city or the province by its own name. What a clerk of the
+        county reads without ambiguity."""
+        if self.level < RegionLevel.COUNTY:
+            return self.name
+        above = "".join(self.path[RegionLevel.COUNTY - 1 : -1])
+        own = self.short_name
+        if above and own.startswith(above) and len(own) > len(above):
+            own = own[len(above) :]  # a few published names repeat their county (攸县攸县工业园)
+        return above + own
 
     @property
     def label(self) -> str:
