@@ -159,6 +159,16 @@ def _short_name(name: str) -> str:
     return name
 
 
+def _os_reason(e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "文件不存在"
+    if isinstance(e, PermissionError):
+        return "没有读取权限"
+    if isinstance(e, IsADirectoryError):
+        return "这是目录，不是文件"
+    return str(e.strerror or e)
+
+
 def _trusted_code(code: str) -> RegionCode:
     """A RegionCode for a code the registry already checked (skips the per-object regex)."""
     rc = object.__new__(RegionCode)
@@ -303,7 +313,7 @@ class RegionRegistry:
             data = p.read_bytes()
         except OSError as e:
             raise InvalidArgument.field(
-                "file", f"区划文件 {p} 无法读取（{e.strerror or e}）", reason="INVALID_REGION_FILE"
+                "file", f"区划文件 {p} 无法读取（{_os_reason(e)}）", reason="INVALID_REGION_FILE"
             ) from None
         if data[:2] == b"\x1f\x8b":
             try:
@@ -836,7 +846,7 @@ def load_file(path: str | Path, *, variable: str = ENV_VAR) -> RegionRegistry:
     except FileNotFoundError:
         raise fail("区划文件不存在") from None
     except OSError as e:
-        raise fail(f"区划文件无法访问（{e.strerror or e}）") from None
+        raise fail(f"区划文件无法访问（{_os_reason(e)}）") from None
     if not p.is_file():
         raise fail("不是文件；应为 jsx regions load --out 写出的区划文件")
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
@@ -1023,7 +1033,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
                     keep += read_codes(fh, source=src)
             except OSError as e:
                 raise InvalidArgument.field(
-                    "keep_from", f"代码清单 {src} 无法读取（{e.strerror or e}）", reason="INVALID_ARGUMENT"
+                    "keep_from", f"代码清单 {src} 无法读取（{_os_reason(e)}）", reason="INVALID_ARGUMENT"
                 ) from None
     update = current.merged(newer, keep=keep, keep_all=args.keep_all)
     print(f"新区划文件 {args.file}：{newer.year} 年，{len(newer)} 个代码，校验通过")
@@ -1034,7 +1044,14 @@ def _cmd_load(args: argparse.Namespace) -> int:
     for line in update.report(limit=args.limit):
         print(line)
     if args.out:
-        out = update.registry.write(args.out)
+        try:
+            out = update.registry.write(args.out)
+        except OSError as e:
+            raise InvalidArgument.field(
+                "out",
+                f"无法写出 {args.out}（{'所在目录不存在' if isinstance(e, FileNotFoundError) else _os_reason(e)}）",
+                reason="INVALID_ARGUMENT",
+            ) from None
         print(
             f"已写出 {out}（{len(update.registry)} 个代码，其中已停用 {len(update.registry.retired)} 个）；"
             f"设置 {ENV_VAR}={out.absolute()} 并重启各服务后生效"
