@@ -72,11 +72,11 @@ async def setup_program(url: str, n: int) -> int:
     from jsx_funds.service import FundsService
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
+    from jsxcore.testing.helpers import rid
 
     eng = create_engine(url)
     sessions = session_factory(eng)
     funds, svc = FundsService(sessions), BatchesService(sessions, PluginHost())
-    rid = lambda: str(uuid.uuid4())  # noqa: E731
     fund = await funds.create_fund(
         pb.CreateFundRequest(
             request_id=rid(),

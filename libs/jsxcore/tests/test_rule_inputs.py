@@ -29,6 +29,24 @@ OTHER_HONGJIANG_VILLAGE = "431281102001"  # another township of 洪江市
 HUNAN_SPECIAL_SUPPORT = RuleInputs(
     frozenset({"has_living_child", "child_disability_grade", "hukou_type", "hukou"}), AGE
 )
+# 贷款贴息 / 三结合 applications: the reserved detail keys (and the 户籍 type for 贴息), never the birth date
+HUNAN_LOAN_INTEREST = RuleInputs(
+    frozenset(
+        {
+            "loan.lender",
+            "loan.principal_fen",
+            "loan.annual_rate_bp",
+            "loan.interest_paid_fen",
+            "loan.start",
+            "loan.end",
+            "loan.purpose",
+            "hukou_type",
+            "hukou",
+        }
+    ),
+    UNUSED,
+)
+HUNAN_SANJIEHE = RuleInputs(frozenset({"sanjiehe.project", "sanjiehe.industry", "sanjiehe.agreement_number"}), UNUSED)
 
 
 def hunan_and_hongjiang() -> PluginHost:
@@ -84,7 +102,11 @@ def test_union_unites_keys_and_the_finer_birth_date_use_wins() -> None:
 
 
 def test_shipped_declarations() -> None:
-    assert jsx_plugin_hunan.JSX_PLUGIN.rule_inputs == {"SPECIAL_SUPPORT": HUNAN_SPECIAL_SUPPORT}
+    assert jsx_plugin_hunan.JSX_PLUGIN.rule_inputs == {
+        "SPECIAL_SUPPORT": HUNAN_SPECIAL_SUPPORT,
+        "LOAN_INTEREST": HUNAN_LOAN_INTEREST,
+        "SANJIEHE": HUNAN_SANJIEHE,
+    }
     assert jsx_plugin_hongjiang.JSX_PLUGIN.rule_inputs is not None
     assert set(jsx_plugin_hongjiang.JSX_PLUGIN.rule_inputs.values()) == {NOTHING}
     assert jsx_plugin_huaihua.JSX_PLUGIN.rule_inputs is None  # no eligibility or amount rule: nothing to declare
@@ -100,7 +122,7 @@ def test_hongjiang_village_gets_hunans_special_support_declaration() -> None:
     assert host.rule_inputs(ProgramType.SPECIAL_SUPPORT, RegionCode.parse(HONGJIANG_VILLAGE)) == HUNAN_SPECIAL_SUPPORT
     # health insurance: hunan's mapping lacks it, hongjiang declares nothing read
     assert host.rule_inputs("HEALTH_INSURANCE", HONGJIANG_VILLAGE) == NOTHING
-    assert host.rule_inputs("LOAN_INTEREST", "431281") == NOTHING
+    assert host.rule_inputs("LOAN_INTEREST", "431281") == HUNAN_LOAN_INTEREST
     # hunan alone decides in 沅陵 (yuanling is installed but not enabled here)
     assert host.rule_inputs("SPECIAL_SUPPORT", "431222101001") == HUNAN_SPECIAL_SUPPORT
 

@@ -469,6 +469,557 @@ class DatedTable(Generic[T]):
 
 
 # --------------------------------------------------------------------------
+# Plain data for 贷款贴息 and 三结合 (since 0.3)
+# --------------------------------------------------------------------------
+
+#: Basis points in one (100 %): rates and shares are integers, 435 = 4.35 %, 7000 = 70 %.
+BASIS_POINTS = 10_000
+
+#: Who lends: a bank, a 农村信用社 / 农村商业银行, or another licensed lender.
+LenderKind = Literal["BANK", "RURAL_CREDIT", "OTHER"]
+#: How a rule treats a principal above its cap: subsidise only the part inside the cap (超过部分不予贴息), or refuse.
+OverCap = Literal["CAP", "REFUSE"]
+#: Who carries out a 三结合 project: a household, a cooperative, a company (公司+农户) or a production base.
+ImplementerKind = Literal["HOUSEHOLD", "COOPERATIVE", "COMPANY", "BASE"]
+#: Who a tranche is paid to: a helped household's card, or the implementing body's account.
+TranchePayee = Literal["HOUSEHOLD", "IMPLEMENTER"]
+#: What must be on record before a tranche milestone is paid.
+MilestoneAfter = Literal["AGREEMENT", "PROGRESS", "ACCEPTANCE"]
+#: The latest 验收 of a project: none yet, passed, or failed (then no tranche until a re-inspection passes).
+AcceptanceState = Literal["NONE", "PASSED", "FAILED"]
+#: What a 绩效评价 is about: one helped household, or the whole project.
+PerformanceScope = Literal["HOUSEHOLD", "PROJECT"]
+
+_CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _chinese(what: str, lines: Sequence[str], *, required: bool = True) -> None:
+    if required and not lines:
+        raise ValueError(f"{what} 须至少包含一条中文说明")
+    for line in lines:
+        if not isinstance(line, str) or not has_chinese(line):
+            raise ValueError(f"{what} 须为中文句子，实际为 {line!r}")
+
+
+def _code(what: str, code: str) -> None:
+    if not isinstance(code, str) or not _CODE.match(code):
+        raise ValueError(f"{what} 的代码须为 UPPER_SNAKE_CASE（如 PLANTING），实际为 {code!r}")
+
+
+def _unique(what: str, codes: Sequence[str]) -> None:
+    if len(set(codes)) != len(codes):
+        raise ValueError(f"{what} 的代码不能重复：{', '.join(codes)}")
+
+
+def _find(text: str, entries: Sequence[Any], order: Sequence[Any]) -> Any:
+    """The entry ``text`` names: its code or name exactly, else the first of
+    ``order`` whose name or a keyword appears in ``text``."""
+    key = text.strip()
+    if not key:
+        return None
+    for entry in entries:
+        if key.upper() == entry.code or key == entry.name:
+            return entry
+    for entry in order:
+        if any(word and word in key for word in (entry.name, *entry.keywords)):
+            return entry
+    return None
+
+
+# ---- 贷款贴息 -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoanPurpose:
+    """One entry of a region's loan-purpose list (:func:`jsx_loan_purposes`):
+    an allowed category (种植, 养殖 …) or a forbidden use (上学, 看病, 还债,
+    赌博, 高利贷 …), with the rule's reason a clerk can read out.
+
+    ``code`` is stable UPPER_SNAKE_CASE (``PLANTING``, ``SCHOOLING``);
+    ``keywords`` are words that identify the entry in a clerk's free text
+    (``柑橘种植`` → 种植), see :meth:`LoanPurposes.find`.
+
+    .. versionadded:: 0.3
+    """
+
+    code: str
+    name: str
+    allowed: bool
+    reason: str
+    keywords: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _code("LoanPurpose", self.code)
+        _chinese(f"LoanPurpose {self.code} 的名称与理由", (self.name, self.reason))
+
+
+@dataclass(frozen=True)
+class LoanPurposes:
+    """What a 贷款贴息 loan may be for in a region, and what it may not.
+
+    .. versionadded:: 0.3
+    """
+
+    purposes: tuple[LoanPurpose, ...]
+    basis: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not any(p.allowed for p in self.purposes):
+            raise ValueError("LoanPurposes 须至少包含一项允许的贷款用途")
+        _unique("LoanPurposes", [p.code for p in self.purposes])
+        _chinese("LoanPurposes.basis", self.basis)
+
+    @property
+    def allowed(self) -> tuple[LoanPurpose, ...]:
+        return tuple(p for p in self.purposes if p.allowed)
+
+    @property
+    def forbidden(self) -> tuple[LoanPurpose, ...]:
+        return tuple(p for p in self.purposes if not p.allowed)
+
+    def find(self, text: str) -> LoanPurpose | None:
+        """The entry ``text`` means: its code or Chinese name exactly, else the
+        first entry whose name or keyword appears in it — forbidden uses first,
+        so ``种植还债`` is the forbidden 还债. ``None`` when nothing matches."""
+        found: LoanPurpose | None = _find(text, self.purposes, (*self.forbidden, *self.allowed))
+        return found
+
+
+@dataclass(frozen=True)
+class LoanFacts:
+    """A household's business loan as the clerk recorded it (from the loan
+    contract). ``end`` is the contract's last day (inclusive); ``purpose`` a
+    :class:`LoanPurpose` code (or the clerk's text, for :meth:`LoanPurposes.find`).
+
+    .. versionadded:: 0.3
+    """
+
+    contract_number: str
+    lender: str
+    lender_kind: LenderKind
+    principal: Money
+    annual_rate_bp: int  # contract annual rate in basis points: 435 = 4.35 %
+    start: date
+    end: date
+    purpose: str
+    borrower_person_id: str = ""  # an id only; rules must not decide by it
+
+
+@dataclass(frozen=True)
+class InterestReceiptFacts:
+    """One bank interest certificate (利息凭证/结息单): the interest period
+    ``period_start``…``period_end`` (both inclusive), the day it was paid and
+    the interest actually paid. A receipt belongs to the 贴息年度 its
+    ``paid_on`` falls in.
+
+    .. versionadded:: 0.3
+    """
+
+    number: str
+    period_start: date
+    period_end: date
+    paid_on: date
+    interest_paid: Money
+
+    @property
+    def days(self) -> int:
+        """Interest days the receipt covers (both ends counted)."""
+        return (self.period_end - self.period_start).days + 1
+
+
+@dataclass(frozen=True)
+class PriorLoanClaim:
+    """A 贷款贴息 claim the household already made — in any year, under any
+    program (the service leaves out claims rejected or withdrawn).
+
+    .. versionadded:: 0.3
+    """
+
+    program_year: int
+    program: str  # e.g. ``programs/12``
+    subsidy: Money  # approved or paid
+    loan_contract: str = ""
+
+
+@dataclass(frozen=True)
+class LoanClaim:
+    """Everything a 贷款贴息 rule decides a claim from, gathered by the
+    service: the household's situation and 户籍 type (``RURAL``/``URBAN``, or
+    ``""`` when not recorded), the loan, the receipts the claim covers and the
+    household's claim history across years and programs.
+
+    .. versionadded:: 0.3
+    """
+
+    program_year: int
+    situation: str  # a Situation value
+    hukou: str
+    loan: LoanFacts
+    receipts: tuple[InterestReceiptFacts, ...]
+    history: tuple[PriorLoanClaim, ...] = ()
+    household_id: str = ""  # an id only; rules must not decide by it
+
+    @property
+    def interest_paid(self) -> Money:
+        """Interest actually paid over every receipt of the claim."""
+        return sum((r.interest_paid for r in self.receipts), Money(0))
+
+    def prior_years(self) -> tuple[int, ...]:
+        """The other 贴息年度 the household already claimed in (each counts once)."""
+        return tuple(sorted({c.program_year for c in self.history if c.program_year != self.program_year}))
+
+    def subsidised_this_year(self) -> Money:
+        """Subsidy the household already got for this 贴息年度, over every program."""
+        return sum((c.subsidy for c in self.history if c.program_year == self.program_year), Money(0))
+
+
+@dataclass(frozen=True)
+class LoanSubsidyTerms:
+    """The figures a region's 贷款贴息 rule applies for one program year — what
+    the rule states, so services can show and check them and the conformance
+    kit can hold the rule's decisions to them.
+
+    ``window_start``…``window_end`` is the 贴息年度 (both inclusive; a receipt
+    counts in the year its ``paid_on`` falls in). Per claim the subsidy is at
+    most ``min(principal, principal_cap) × min(rate, subsidy_rate_cap_bp) ×
+    days ÷ day_count`` for at most ``term_days`` interest days, never more
+    than the interest paid, and per household and 贴息年度 at most
+    ``yearly_cap`` over all programs; a household may claim in at most
+    ``max_claims`` 贴息年度. ``over_cap``: ``CAP`` subsidises only the part of
+    the principal inside the cap, ``REFUSE`` refuses the loan.
+
+    .. versionadded:: 0.3
+    """
+
+    program_year: int
+    window_start: date
+    window_end: date
+    households: tuple[str, ...]  # Situation values that may claim
+    rural_only: bool
+    principal_cap: Money
+    over_cap: OverCap
+    subsidy_rate_cap_bp: int
+    day_count: int  # 360 or 365
+    term_days: int
+    yearly_cap: Money
+    max_claims: int
+    basis: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        span = (self.window_end - self.window_start).days + 1
+        if not 1 <= span <= 366:
+            raise ValueError("LoanSubsidyTerms 的贴息年度须为不超过 366 天的连续期间")
+        if self.principal_cap.fen <= 0 or self.yearly_cap.fen <= 0:
+            raise ValueError("LoanSubsidyTerms 的本金上限、每户每年贴息上限须为正数")
+        if not 0 < self.subsidy_rate_cap_bp <= BASIS_POINTS:
+            raise ValueError("LoanSubsidyTerms.subsidy_rate_cap_bp 须在 1–10000 之间（基点）")
+        if self.day_count not in (360, 365):
+            raise ValueError("LoanSubsidyTerms.day_count 须为 360 或 365")
+        if self.term_days < 1 or self.max_claims < 1 or not self.households:
+            raise ValueError("LoanSubsidyTerms 的贴息期限、最多申请次数须为正数，且须列出可申请的家庭类型")
+        _chinese("LoanSubsidyTerms.basis", self.basis)
+
+    def contains(self, day: date) -> bool:
+        """True if ``day`` lies in this 贴息年度."""
+        return self.window_start <= day <= self.window_end
+
+    def cap_for(self, principal: Money, annual_rate_bp: int, days: int) -> Money:
+        """The most the rule may pay for ``days`` interest days of a loan
+        (principal and rate each capped), rounded down to the 分."""
+        base = min(principal, self.principal_cap)
+        rate = max(0, min(annual_rate_bp, self.subsidy_rate_cap_bp))
+        return base.mul_ratio(rate * max(0, days), BASIS_POINTS * self.day_count, "ROUND_DOWN")
+
+
+@dataclass(frozen=True)
+class LoanSubsidyDecision:
+    """A 贷款贴息 claim decided: eligible or not with the reasons, and the
+    subsidy (``Money(0)`` when not eligible) with the basis it was computed
+    from; ``receipts`` are the receipt numbers the subsidy counts.
+
+    .. versionadded:: 0.3
+    """
+
+    eligible: bool
+    reasons: tuple[str, ...]
+    subsidy: Money
+    basis: tuple[str, ...]
+    receipts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _chinese("LoanSubsidyDecision.reasons", self.reasons)
+        _chinese("LoanSubsidyDecision.basis", self.basis)
+        if not isinstance(self.subsidy, Money) or self.subsidy.fen < 0:
+            raise ValueError("LoanSubsidyDecision.subsidy 须为非负 Money（单位：分）")
+        if not self.eligible and self.subsidy.fen:
+            raise ValueError("不符合条件的贴息申请，贴息金额须为 0")
+
+
+# ---- 三结合 ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SanjieheProjectType:
+    """A kind of 三结合 project a region supports (种养, 加工, 乡村旅游 …);
+    ``keywords`` identify it in a clerk's free text (see :meth:`SanjieheRules.find_type`).
+
+    .. versionadded:: 0.3
+    """
+
+    code: str
+    name: str
+    description: str
+    keywords: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _code("SanjieheProjectType", self.code)
+        _chinese(f"SanjieheProjectType {self.code} 的名称与说明", (self.name, self.description))
+
+
+@dataclass(frozen=True)
+class AgreementClause:
+    """Something every 帮扶协议 must state (帮扶内容, 受助户义务, 预期增收,
+    帮扶期限 …), with the rule's reason.
+
+    .. versionadded:: 0.3
+    """
+
+    code: str  # SUPPORT, OBLIGATIONS, EXPECTED_INCOME, TERM, …
+    name: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _code("AgreementClause", self.code)
+        _chinese(f"AgreementClause {self.code} 的名称与理由", (self.name, self.reason))
+
+
+@dataclass(frozen=True)
+class TrancheMilestone:
+    """One milestone money goes out at: ``share_bp`` of the tranche base (an
+    agreement's money support, or the implementing body's budget), paid once
+    ``after`` is on record (the signed agreement, a progress visit, a passed 验收).
+
+    .. versionadded:: 0.3
+    """
+
+    code: str
+    name: str
+    share_bp: int
+    after: MilestoneAfter
+    description: str
+
+    def __post_init__(self) -> None:
+        _code("TrancheMilestone", self.code)
+        _chinese(f"TrancheMilestone {self.code} 的名称与说明", (self.name, self.description))
+        if not 0 < self.share_bp <= BASIS_POINTS:
+            raise ValueError("TrancheMilestone.share_bp 须在 1–10000 之间（基点）")
+
+
+@dataclass(frozen=True)
+class PerformanceCriterion:
+    """One 绩效评价 criterion worth at most ``points``.
+
+    .. versionadded:: 0.3
+    """
+
+    code: str  # HOUSEHOLDS, PEOPLE, INCOME_GAIN, …
+    name: str
+    points: int
+    description: str
+
+    def __post_init__(self) -> None:
+        _code("PerformanceCriterion", self.code)
+        _chinese(f"PerformanceCriterion {self.code} 的名称与说明", (self.name, self.description))
+        if self.points < 1:
+            raise ValueError("PerformanceCriterion.points 须为正整数")
+
+
+@dataclass(frozen=True)
+class PerformanceGrade:
+    """A 绩效评价 grade (优, 良, 中, 差) for scores from ``min_score`` up.
+
+    .. versionadded:: 0.3
+    """
+
+    name: str
+    min_score: int
+
+    def __post_init__(self) -> None:
+        _chinese("PerformanceGrade.name", (self.name,))
+
+
+@dataclass(frozen=True)
+class SanjieheRules:
+    """A region's 三结合 rules for a year: the project types and implementing
+    bodies it supports, the households that may be helped, what every 帮扶协议
+    must state (and its longest term and money support per household, when the
+    rule sets them), the tranche milestones (shares summing to 100 %), and the
+    绩效评价 criteria and grades (best first, the last from 0).
+
+    .. versionadded:: 0.3
+    """
+
+    year: int
+    project_types: tuple[SanjieheProjectType, ...]
+    implementers: tuple[ImplementerKind, ...]
+    households: tuple[str, ...]  # Situation values that may be helped
+    agreement_clauses: tuple[AgreementClause, ...]
+    milestones: tuple[TrancheMilestone, ...]
+    criteria: tuple[PerformanceCriterion, ...]
+    grades: tuple[PerformanceGrade, ...]
+    basis: tuple[str, ...]
+    agreement_max_months: int | None = None
+    support_cap: Money | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.project_types and self.implementers and self.households and self.milestones):
+            raise ValueError("SanjieheRules 须列出项目类型、实施主体、帮扶对象和拨付节点")
+        if not (self.agreement_clauses and self.criteria and self.grades):
+            raise ValueError("SanjieheRules 须列出帮扶协议必备内容、绩效评价指标和等级")
+        for what, codes in (
+            ("项目类型", [t.code for t in self.project_types]),
+            ("协议条款", [c.code for c in self.agreement_clauses]),
+            ("拨付节点", [m.code for m in self.milestones]),
+            ("绩效指标", [c.code for c in self.criteria]),
+        ):
+            _unique(f"SanjieheRules 的{what}", codes)
+        if sum(m.share_bp for m in self.milestones) != BASIS_POINTS:
+            raise ValueError("SanjieheRules 各拨付节点的比例合计须为 100%（10000 基点）")
+        floors = [g.min_score for g in self.grades]
+        if floors != sorted(set(floors), reverse=True) or floors[-1] != 0 or floors[0] > self.max_score:
+            raise ValueError("SanjieheRules.grades 须由高到低排列、起评分不重复，最后一档自 0 分起")
+        if self.agreement_max_months is not None and self.agreement_max_months < 1:
+            raise ValueError("SanjieheRules.agreement_max_months 须为正整数")
+        if self.support_cap is not None and self.support_cap.fen <= 0:
+            raise ValueError("SanjieheRules.support_cap 须为正数")
+        _chinese("SanjieheRules.basis", self.basis)
+
+    @property
+    def max_score(self) -> int:
+        """The best possible 绩效评价 score: every criterion's points."""
+        return sum(c.points for c in self.criteria)
+
+    def grade_for(self, score: int) -> PerformanceGrade:
+        """The grade a score earns."""
+        return next(g for g in self.grades if score >= g.min_score)
+
+    def milestone(self, code: str) -> TrancheMilestone | None:
+        return next((m for m in self.milestones if m.code == code), None)
+
+    def find_type(self, text: str) -> SanjieheProjectType | None:
+        """The project type ``text`` means: code or name exactly, else the first
+        whose name or keyword appears in it; ``None`` when nothing matches."""
+        found: SanjieheProjectType | None = _find(text, self.project_types, self.project_types)
+        return found
+
+
+@dataclass(frozen=True)
+class TrancheRequest:
+    """A tranche the service is about to pay, with what is on record: the
+    milestone, who is paid, the base the milestone's share is of (the
+    agreement's money support for a household, the implementing body's budget),
+    whether the 帮扶协议 is signed, what was already paid on that base, how many
+    progress visits are recorded and the project's latest 验收.
+
+    .. versionadded:: 0.3
+    """
+
+    year: int
+    project_type: str
+    milestone: str
+    payee: TranchePayee
+    base: Money
+    agreement_signed: bool
+    paid_milestones: tuple[str, ...]
+    paid_so_far: Money
+    progress_records: int
+    acceptance: AcceptanceState
+
+
+@dataclass(frozen=True)
+class TrancheDecision:
+    """Whether a tranche may be paid now, with the reasons, and its amount
+    (``Money(0)`` when not allowed) with the basis.
+
+    .. versionadded:: 0.3
+    """
+
+    allowed: bool
+    reasons: tuple[str, ...]
+    amount: Money
+    basis: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _chinese("TrancheDecision.reasons", self.reasons)
+        _chinese("TrancheDecision.basis", self.basis)
+        if not isinstance(self.amount, Money) or self.amount.fen < 0:
+            raise ValueError("TrancheDecision.amount 须为非负 Money（单位：分）")
+        if not self.allowed and self.amount.fen:
+            raise ValueError("不允许拨付时，拨付金额须为 0")
+
+
+@dataclass(frozen=True)
+class PerformanceFacts:
+    """What a 绩效评价 is scored from, for one household or a whole project:
+    households and people planned (from the agreements) and helped, and the
+    income gain expected (the agreements' sum) and measured (may be negative).
+
+    .. versionadded:: 0.3
+    """
+
+    year: int
+    scope: PerformanceScope
+    project_type: str
+    households_planned: int
+    households_helped: int
+    people_planned: int
+    people_helped: int
+    income_gain_expected: Money
+    income_gain_measured: Money
+
+
+@dataclass(frozen=True)
+class CriterionScore:
+    """The points one criterion earned, with its basis line.
+
+    .. versionadded:: 0.3
+    """
+
+    code: str
+    name: str
+    points: int
+    max_points: int
+    basis: str
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.points <= self.max_points:
+            raise ValueError("CriterionScore.points 须在 0 与该指标满分之间")
+        _chinese("CriterionScore 的名称与依据", (self.name, self.basis))
+
+
+@dataclass(frozen=True)
+class PerformanceResult:
+    """A 绩效评价: the score (the criteria's points), out of ``max_score``, the
+    grade it earns, the points per criterion and the basis.
+
+    .. versionadded:: 0.3
+    """
+
+    score: int
+    max_score: int
+    grade: str
+    lines: tuple[CriterionScore, ...]
+    basis: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.score <= self.max_score or self.score != sum(x.points for x in self.lines):
+            raise ValueError("PerformanceResult.score 须等于各指标得分之和，且不超过满分")
+        if self.max_score != sum(x.max_points for x in self.lines):
+            raise ValueError("PerformanceResult.max_score 须等于各指标满分之和")
+        _chinese("PerformanceResult 的等级与依据", (self.grade, *self.basis))
+
+
+# --------------------------------------------------------------------------
 # Hook specifications, grouped by program
 # --------------------------------------------------------------------------
 
@@ -584,6 +1135,123 @@ def jsx_activity_types(region: RegionCode) -> tuple[ActivityType, ...] | None:
         area), or ``None`` to defer to the level above.
 
     .. versionadded:: 0.1
+    """
+
+
+# ---- 贷款贴息 (计生家庭创业贷款贴息) ---------------------------------------
+
+
+@hookspec(firstresult=True)
+def jsx_loan_purposes(region: RegionCode, on: date) -> LoanPurposes | None:
+    """List what a 贷款贴息 loan may be for in a region, and the uses refused.
+
+    Allowed categories (种植, 养殖, 农产品加工, 休闲农业, 乡村旅游 …) and
+    forbidden uses (上学, 看病, 还债, 赌博, 高利贷 …), each with the rule's
+    reason, as in force on ``on``. The service shows the list to the clerk and
+    refuses a loan whose purpose is forbidden, quoting the entry's reason.
+
+    :param region: the borrower household's region.
+    :param on: the day the list must be in force (a loan's start date when it
+        is recorded; the 贴息年度's first day when a claim is decided).
+    :return: :class:`LoanPurposes`, or ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec(firstresult=True)
+def jsx_loan_subsidy_terms(region: RegionCode, program_year: int) -> LoanSubsidyTerms | None:
+    """State the figures a region's 贷款贴息 rule applies for a program year.
+
+    The 贴息年度 (window), the households that may claim, the principal cap,
+    the subsidy-rate cap, the day count, the term, the cap per household per
+    year and the most claims per household. Services show them, check the
+    receipts a clerk attaches against the window, and the conformance kit
+    holds :func:`jsx_loan_subsidy` to them. Use the rule in force on 1 January
+    of ``program_year``; raise ``InvalidArgument`` (reason
+    ``NO_RULE_FOR_PERIOD``) for a year before the earliest rule.
+
+    :param region: the borrower household's region.
+    :param program_year: the program's year (the 贴息年度 it names).
+    :return: :class:`LoanSubsidyTerms`, or ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec(firstresult=True)
+def jsx_loan_subsidy(claim: LoanClaim, region: RegionCode) -> LoanSubsidyDecision | None:
+    """Decide a 贷款贴息 claim: eligible or not, and the subsidy with its basis.
+
+    Decide from the claim alone (the service gathered the loan, the receipts
+    and the household's history across years and programs): eligibility
+    (household type, purpose, principal and term, number of claims) and the
+    subsidy from the interest actually paid, the principal, the contract rate
+    and the days, within the caps :func:`jsx_loan_subsidy_terms` states for
+    the same region and year. The subsidy is computed, never typed: a clerk's
+    figure that differs is refused with this decision's amount and basis.
+
+    :param claim: the :class:`LoanClaim` (plain data; ids only, never 身份证 numbers).
+    :param region: the borrower household's region.
+    :return: :class:`LoanSubsidyDecision` (``Money(0)`` when not eligible), or
+        ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
+    """
+
+
+# ---- 三结合 (计划生育与发展经济、勤劳致富、建设文明幸福家庭相结合) ----------
+
+
+@hookspec(firstresult=True)
+def jsx_sanjiehe_rules(region: RegionCode, year: int) -> SanjieheRules | None:
+    """State a region's 三结合 rules for a year.
+
+    The project types and implementing bodies supported, the households that
+    may be helped, what a 帮扶协议 must contain, the tranche milestones and
+    their shares, and the 绩效评价 criteria and grades. Use the rule in force
+    on 1 January of ``year``; raise ``InvalidArgument`` (reason
+    ``NO_RULE_FOR_PERIOD``) before the earliest rule.
+
+    :param region: the project's region.
+    :param year: the project's year.
+    :return: :class:`SanjieheRules`, or ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec(firstresult=True)
+def jsx_sanjiehe_tranche(request: TrancheRequest, region: RegionCode) -> TrancheDecision | None:
+    """Decide whether a 三结合 tranche may be paid now, and how much.
+
+    Never allow a tranche before the 帮扶协议 is signed or while the latest
+    验收 failed (until a re-inspection passes), nor a milestone twice; the
+    amount is the milestone's share of the base, never more than what is left
+    of it.
+
+    :param request: the :class:`TrancheRequest` (milestone, payee, base, what is on record).
+    :param region: the project's region.
+    :return: :class:`TrancheDecision` (``Money(0)`` when not allowed), or
+        ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec(firstresult=True)
+def jsx_sanjiehe_performance(facts: PerformanceFacts, region: RegionCode) -> PerformanceResult | None:
+    """Score a 三结合 绩效评价 for a household or a project.
+
+    Score the households and people helped and the measured income gain by
+    the criteria :func:`jsx_sanjiehe_rules` lists, and grade the score.
+
+    :param facts: the :class:`PerformanceFacts` measured at or after 验收.
+    :param region: the project's region.
+    :return: :class:`PerformanceResult` (score, grade, points per criterion
+        with their basis), or ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
     """
 
 

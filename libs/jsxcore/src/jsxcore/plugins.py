@@ -87,6 +87,12 @@ HOOK_TITLES: dict[str, str] = {
     "jsx_fund_allowed_uses": "基金用途",
     "jsx_cadence_targets": "活动频次目标",
     "jsx_activity_types": "活动类型",
+    "jsx_loan_purposes": "贷款用途",
+    "jsx_loan_subsidy_terms": "贷款贴息标准",
+    "jsx_loan_subsidy": "贷款贴息核定",
+    "jsx_sanjiehe_rules": "三结合项目规则",
+    "jsx_sanjiehe_tranche": "三结合分期拨付",
+    "jsx_sanjiehe_performance": "三结合绩效评价",
 }
 _ADMIN = "请联系县计生协系统管理员"
 

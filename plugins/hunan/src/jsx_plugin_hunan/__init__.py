@@ -12,6 +12,12 @@ pay more (洪江市 940/580) answer first for their own area.
 
 The publicity period is not stated in the province's 2022 plan, so this
 plugin leaves it to the system default.
+
+贷款贴息 and 三结合 (since 0.2.0): the province published no figures, so
+:mod:`jsx_plugin_hunan.loans` and :mod:`jsx_plugin_hunan.sanjiehe` ship a
+baseline of ASSUMED figures (福清市's published 贴息 scheme; 三结合 project
+types from the seeds) that says so in every basis line; 怀化 and each county
+override them in their own plugins.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from jsx_plugin_hunan import loans, sanjiehe
 from jsxcore.errors import FailedPrecondition
 from jsxcore.hookspecs import (
     SPECIAL_FAMILY,
@@ -30,15 +37,25 @@ from jsxcore.hookspecs import (
     Dated,
     DatedTable,
     Eligibility,
+    LoanClaim,
+    LoanPurposes,
+    LoanSubsidyDecision,
+    LoanSubsidyTerms,
+    PerformanceFacts,
+    PerformanceResult,
     PluginMeta,
     ProgramType,
+    PublicityRule,
     RuleInputs,
+    SanjieheRules,
     Situation,
+    TrancheDecision,
+    TrancheRequest,
     hookimpl,
 )
 from jsxcore.values import Money, Period, RegionCode
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 JSX_PLUGIN = PluginMeta(
     name="hunan",
@@ -56,6 +73,9 @@ JSX_PLUGIN = PluginMeta(
             frozenset({"has_living_child", "child_disability_grade", "hukou_type", "hukou"}),
             BirthDateUse.AGE_ON_PERIOD_START,
         ),
+        # 贷款贴息 / 三结合 applications: the reserved loan.* / sanjiehe.* details (and the 户籍 type for 贴息).
+        ProgramType.LOAN_INTEREST.value: RuleInputs(loans.APPLICATION_KEYS, BirthDateUse.UNUSED),
+        ProgramType.SANJIEHE.value: RuleInputs(sanjiehe.APPLICATION_KEYS, BirthDateUse.UNUSED),
     },
 )
 
@@ -170,6 +190,10 @@ def jsx_program_eligibility(
         if beneficiary.situation in SPECIAL_FAMILY:
             return Eligibility(True, (f"属于计生特殊家庭，可参加{ProgramType(program_type).label}",))
         return Eligibility(False, (f"{ProgramType(program_type).label}只面向计生特殊家庭（独生子女死亡或伤残）",))
+    if program_type == ProgramType.LOAN_INTEREST:
+        return loans.application_eligibility(beneficiary, period, context)
+    if program_type == ProgramType.SANJIEHE:
+        return sanjiehe.application_eligibility(beneficiary, period, context)
     return None
 
 
@@ -177,6 +201,8 @@ def jsx_program_eligibility(
 def jsx_entitlement_amount(
     program_type: str, beneficiary: Beneficiary, period: Period, context: Mapping[str, Any]
 ) -> Amount | None:
+    if program_type == ProgramType.LOAN_INTEREST:
+        return loans.application_amount(beneficiary, period, context)
     if program_type != ProgramType.SPECIAL_SUPPORT:
         return None
     table = SPECIAL_SUPPORT_RATES.get((beneficiary.situation, _hukou(beneficiary)))
@@ -196,3 +222,41 @@ def jsx_approval_chain(program_type: str, region: RegionCode, amount: Money) -> 
             (f"{ProgramType(program_type).label}为省级项目（湖南省计生协 2022 年工作要点），县审批后报省计生协",),
         )
     return ApprovalChain(("VILLAGE", "TOWNSHIP", "COUNTY"), ("村审核→乡镇审核→县审批",))
+
+
+# ---- 贷款贴息 and 三结合 (assumed baseline: see loans.py, sanjiehe.py) ------
+
+
+@hookimpl
+def jsx_publicity_rule(program_type: str, region: RegionCode) -> PublicityRule | None:
+    return loans.publicity() if program_type == ProgramType.LOAN_INTEREST else None
+
+
+@hookimpl
+def jsx_loan_purposes(region: RegionCode, on: date) -> LoanPurposes:
+    return loans.purposes_for(on)
+
+
+@hookimpl
+def jsx_loan_subsidy_terms(region: RegionCode, program_year: int) -> LoanSubsidyTerms:
+    return loans.terms_for(program_year)
+
+
+@hookimpl
+def jsx_loan_subsidy(claim: LoanClaim, region: RegionCode) -> LoanSubsidyDecision:
+    return loans.decide_claim(claim)
+
+
+@hookimpl
+def jsx_sanjiehe_rules(region: RegionCode, year: int) -> SanjieheRules:
+    return sanjiehe.scheme_for(year).rules(year)
+
+
+@hookimpl
+def jsx_sanjiehe_tranche(request: TrancheRequest, region: RegionCode) -> TrancheDecision:
+    return sanjiehe.decide_tranche(request, sanjiehe.scheme_for(request.year))
+
+
+@hookimpl
+def jsx_sanjiehe_performance(facts: PerformanceFacts, region: RegionCode) -> PerformanceResult:
+    return sanjiehe.score(facts, sanjiehe.scheme_for(facts.year))

@@ -30,6 +30,22 @@ with the same age on ``period.start`` (``AGE_ON_PERIOD_START``) or any other
 reasons, amount and basis, or a refusal's reason), naming what made the
 difference. It also reports a rule looking up an attribute key it did not
 declare, even where the answer happened not to change.
+
+For the 贷款贴息 and 三结合 hooks (since 0.3) the kit also holds a plugin to
+the rules it states itself, for each declared region and program years
+2022–2024: the 贴息年度 of consecutive years must not overlap; a claim's
+subsidy is never above the interest paid, the yearly cap less this year's
+earlier claims, or the principal cap × rate cap × days ÷ day count of
+``jsx_loan_subsidy_terms`` (one 分 of rounding per receipt), and a receipt paid
+outside the 贴息年度 or listed twice adds nothing; a household past
+``max_claims``, not among ``households``, with a principal over a ``REFUSE``
+cap or a purpose the plugin's ``jsx_loan_purposes`` forbids is refused (the
+last with a reason naming the use). A tranche is refused without a signed
+agreement, after a failed 验收, for a milestone already paid or whose
+prerequisite (progress, a passed 验收) is missing, and for a milestone
+``jsx_sanjiehe_rules`` does not list; it never exceeds what is left of the
+base or the milestone's share. A 绩效评价's maximum and grade match the
+rules, and the score never falls as measured income rises.
 """
 
 from __future__ import annotations
@@ -53,21 +69,52 @@ from jsxcore.hookspecs import (
     BirthDateUse,
     Eligibility,
     FundKind,
+    InterestReceiptFacts,
+    LoanClaim,
+    LoanFacts,
+    LoanPurposes,
+    LoanSubsidyDecision,
+    LoanSubsidyTerms,
+    PerformanceFacts,
+    PerformanceResult,
     PluginMeta,
+    PriorLoanClaim,
     ProgramType,
     RuleInputs,
+    SanjieheRules,
     Situation,
+    TrancheMilestone,
+    TrancheRequest,
     has_chinese,
 )
 from jsxcore.plugins import BUILTIN, HOOK_TITLES, RULE_HOOKS, PluginHost, spec_signature
 from jsxcore.values import Money, Period, RegionCode, RegionLevel
 
-__all__ = ["assert_plugin_conforms", "check_plugin", "check_rule_inputs", "sample_calls"]
+__all__ = [
+    "assert_plugin_conforms",
+    "check_plugin",
+    "check_program_rules",
+    "check_rule_inputs",
+    "sample_calls",
+    "sample_claim",
+    "sample_performance",
+    "sample_tranche",
+]
 
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]*$")
 SAMPLE_PERIODS = (Period.month(2022, 8), Period.month(2023, 1), Period.year_of(2022), Period.year_of(2023))
 SAMPLE_YEARS = (2022, 2023)
 SAMPLE_BIRTHS = (date(1960, 5, 1), date(1990, 5, 1), None)
+SAMPLE_DAYS = (date(2022, 1, 1), date(2022, 7, 1), date(2023, 3, 15))
+#: The 贷款贴息 and 三结合 hooks (since 0.3).
+PROGRAM_HOOKS = (
+    "jsx_loan_purposes",
+    "jsx_loan_subsidy_terms",
+    "jsx_loan_subsidy",
+    "jsx_sanjiehe_rules",
+    "jsx_sanjiehe_tranche",
+    "jsx_sanjiehe_performance",
+)
 
 
 def _sample_regions(meta: PluginMeta) -> list[RegionCode]:
@@ -99,11 +146,18 @@ def sample_calls(hook: str, region: RegionCode) -> Iterator[dict[str, Any]]:
             )
             yield {"program_type": program.value, "beneficiary": b, "period": period, "context": {}}
         return
+    if hook in ("jsx_loan_subsidy", "jsx_sanjiehe_tranche", "jsx_sanjiehe_performance"):
+        for year in SAMPLE_YEARS:
+            for kwargs in _program_samples(hook, year):
+                yield {**kwargs, "region": region}
+        return
     grids: dict[str, tuple[Any, ...]] = {
         "program_type": tuple(p.value for p in ProgramType),
         "fund_kind": tuple(f.value for f in FundKind),
         "amount": (Money.yuan(500), Money.yuan(50000)),
         "year": SAMPLE_YEARS,
+        "program_year": SAMPLE_YEARS,
+        "on": SAMPLE_DAYS,
         "region": (region,),
     }
     for combo in itertools.product(*(grids[n] for n in argnames)):
@@ -127,7 +181,7 @@ def _check_value(value: Any, where: str) -> list[str]:
     elif isinstance(value, Eligibility):
         lines = value.reasons
     else:
-        lines = getattr(value, "basis", ()) or ()
+        lines = (*(getattr(value, "reasons", ()) or ()), *(getattr(value, "basis", ()) or ()))
     if isinstance(value, (Amount, Eligibility)) and not lines:
         problems.append(f"{where}：缺少理由/依据")
     for line in lines:
@@ -195,6 +249,7 @@ def check_plugin(plugin: Any, *, timeout_ms: int = 2000) -> list[str]:
             if problem and problem not in seen:
                 seen.add(problem)
                 problems.append(problem)
+    problems.extend(check_program_rules(plugin, meta, host))
     problems.extend(check_rule_inputs(plugin, meta))
     return problems
 
@@ -438,6 +493,345 @@ def check_rule_inputs(plugin: Any, meta: PluginMeta | None = None) -> list[str]:
                         f"{_show(_outcome(fn, params[hook], {**call, 'beneficiary': culprit}))}；"
                         "请在 rule_inputs 中声明该输入，或改正规则",
                     )
+    return problems
+
+
+# --------------------------------------------------------------------------
+# 贷款贴息 and 三结合: do the decisions keep the rules the plugin states?
+# --------------------------------------------------------------------------
+
+#: Program years the loan and 三结合 checks run over.
+PROGRAM_YEARS = (2022, 2023, 2024)
+_RATE_BP = 435  # a usual contract rate (4.35 %)
+_BASE = Money.yuan(10_000)  # a tranche base
+
+
+def _window(terms: LoanSubsidyTerms | None, year: int) -> tuple[date, date]:
+    return (terms.window_start, terms.window_end) if terms else (date(year, 1, 1), date(year, 12, 31))
+
+
+def _quarters(
+    start: date, end: date, principal: Money, rate_bp: int, prefix: str = "R"
+) -> tuple[InterestReceiptFacts, ...]:
+    """Four receipts splitting ``start``…``end``, each paying the contract interest (÷ 360) on its last day."""
+    span = (end - start).days + 1
+    cuts = [start + timedelta(days=span * i // 4) for i in range(5)]
+    out = []
+    for i in range(4):
+        first, last = cuts[i], cuts[i + 1] - timedelta(days=1)
+        days = (last - first).days + 1
+        out.append(
+            InterestReceiptFacts(f"{prefix}{i + 1}", first, last, last, principal.mul_ratio(rate_bp * days, 3_600_000))
+        )
+    return tuple(out)
+
+
+def sample_claim(
+    year: int,
+    terms: LoanSubsidyTerms | None = None,
+    purposes: LoanPurposes | None = None,
+    *,
+    situation: str | None = None,
+    hukou: str = "RURAL",
+    principal: Money | None = None,
+    rate_bp: int = _RATE_BP,
+    purpose: str | None = None,
+    history: tuple[PriorLoanClaim, ...] = (),
+    receipts: tuple[InterestReceiptFacts, ...] | None = None,
+) -> LoanClaim:
+    """A 贷款贴息 claim inside the plugin's own rule (a household it names, an
+    allowed purpose, half the principal cap, four quarterly receipts over the
+    贴息年度), with any of those replaced."""
+    start, end = _window(terms, year)
+    if principal is None:
+        principal = Money((terms.principal_cap.fen // 2 // 100) * 100) if terms else Money.yuan(30_000)
+    if purpose is None:
+        purpose = purposes.allowed[0].code if purposes else "PLANTING"
+    loan = LoanFacts("HT-conformance", "测试农村商业银行", "RURAL_CREDIT", principal, rate_bp, start, end, purpose)
+    return LoanClaim(
+        program_year=year,
+        situation=situation or (terms.households[0] if terms else Situation.ONLY_CHILD.value),
+        hukou=hukou,
+        loan=loan,
+        receipts=_quarters(start, end, principal, rate_bp) if receipts is None else receipts,
+        history=history,
+        household_id="H-conformance",
+    )
+
+
+def sample_tranche(year: int, milestone: str, **changes: Any) -> TrancheRequest:
+    """A 三结合 tranche with everything on record (signed agreement, progress, a passed 验收), with ``changes``."""
+    base = TrancheRequest(
+        year=year,
+        project_type="PLANTING_BREEDING",
+        milestone=milestone,
+        payee="HOUSEHOLD",
+        base=_BASE,
+        agreement_signed=True,
+        paid_milestones=(),
+        paid_so_far=Money(0),
+        progress_records=2,
+        acceptance="PASSED",
+    )
+    return replace(base, **changes)
+
+
+def sample_performance(year: int, scope: str = "PROJECT", **changes: Any) -> PerformanceFacts:
+    """A 三结合 绩效评价 of a 10-household, 30-person project expecting 50,000 元 more income, with ``changes``."""
+    base = PerformanceFacts(
+        year=year,
+        scope="PROJECT" if scope == "PROJECT" else "HOUSEHOLD",
+        project_type="PLANTING_BREEDING",
+        households_planned=10,
+        households_helped=10,
+        people_planned=30,
+        people_helped=30,
+        income_gain_expected=Money.yuan(50_000),
+        income_gain_measured=Money.yuan(50_000),
+    )
+    return replace(base, **changes)
+
+
+def _program_samples(hook: str, year: int) -> Iterator[dict[str, Any]]:
+    """Plugin-independent samples for the 贷款贴息/三结合 hooks (the typed grid)."""
+    if hook == "jsx_loan_subsidy":
+        yield {"claim": sample_claim(year)}
+        yield {"claim": sample_claim(year, purpose="GAMBLING")}
+        yield {"claim": sample_claim(year, principal=Money.yuan(80_000), rate_bp=900)}
+        yield {
+            "claim": sample_claim(
+                year, history=tuple(PriorLoanClaim(year - i, "programs/1", Money(0)) for i in (1, 2, 3))
+            )
+        }
+    elif hook == "jsx_sanjiehe_tranche":
+        for milestone in ("FIRST", "FINAL"):
+            yield {"request": sample_tranche(year, milestone)}
+            yield {"request": sample_tranche(year, milestone, agreement_signed=False, acceptance="FAILED")}
+    elif hook == "jsx_sanjiehe_performance":
+        for scope in ("PROJECT", "HOUSEHOLD"):
+            yield {"facts": sample_performance(year, scope)}
+            yield {"facts": sample_performance(year, scope, households_helped=3, income_gain_measured=Money.yuan(-100))}
+
+
+class _Asker:
+    """Calls a plugin's hooks through the host: the value, or None when nobody
+    answered or the plugin refused on purpose (the typed grid judges refusals)."""
+
+    def __init__(self, host: PluginHost, meta: PluginMeta, impls: Mapping[str, Any], problems: list[str]) -> None:
+        self.host, self.meta, self.impls, self.problems = host, meta, impls, problems
+
+    def __call__(self, hook: str, region: RegionCode, **kwargs: Any) -> Any:
+        if hook not in self.impls:
+            return None
+        try:
+            decision = self.host.call(hook, region, **kwargs)
+        except PluginError as exc:
+            self.report(f"{hook} @ {region.short}：{exc.message}")
+            return None
+        except DomainError:
+            return None
+        return None if decision.plugin == BUILTIN else decision.value
+
+    def report(self, problem: str) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+
+def _loan_checks(ask: _Asker, region: RegionCode) -> None:
+    where_r = f"@ {region.short}"
+    previous: LoanSubsidyTerms | None = None
+    for year in PROGRAM_YEARS:
+        terms: LoanSubsidyTerms | None = ask("jsx_loan_subsidy_terms", region, program_year=year)
+        if terms is not None:
+            if terms.program_year != year:
+                ask.report(f"jsx_loan_subsidy_terms {where_r}：问 {year} 年，答的是 {terms.program_year} 年的标准")
+            if previous is not None and previous.program_year == year - 1 and terms.window_start <= previous.window_end:
+                ask.report(
+                    f"jsx_loan_subsidy_terms {where_r}：{year - 1} 与 {year} 贴息年度重叠（{previous.window_end} ≥ {terms.window_start}），同一张凭证会计入两个年度"
+                )
+        previous = terms
+        start, _end = _window(terms, year)
+        purposes: LoanPurposes | None = ask("jsx_loan_purposes", region, on=start)
+        if "jsx_loan_subsidy" not in ask.impls:
+            continue
+        base = sample_claim(year, terms, purposes)
+        cases: list[tuple[str, LoanClaim]] = [("符合条件的申请", base)]
+        for p in purposes.forbidden if purposes else ():
+            cases.append((f"禁止用途 {p.code}（{p.name}）", replace(base, loan=replace(base.loan, purpose=p.code))))
+        cap = terms.principal_cap if terms else Money.yuan(50_000)
+        cases.append(("本金超过上限", replace(base, loan=replace(base.loan, principal=cap + Money.yuan(30_000)))))
+        rate_cap = terms.subsidy_rate_cap_bp if terms else 500
+        cases.append(("合同利率高于贴息率上限", replace(base, loan=replace(base.loan, annual_rate_bp=rate_cap + 300))))
+        cases.append(
+            ("实付利息很少", replace(base, receipts=tuple(replace(r, interest_paid=Money(1)) for r in base.receipts)))
+        )
+        cases.append(("同一凭证重复", replace(base, receipts=(*base.receipts, base.receipts[0]))))
+        early = InterestReceiptFacts(
+            "R-outside",
+            start - timedelta(days=90),
+            start - timedelta(days=1),
+            start - timedelta(days=1),
+            Money.yuan(500),
+        )
+        moved = replace(base.loan, start=start - timedelta(days=90))
+        outside = replace(base, loan=moved, receipts=(early, *base.receipts))
+        cases.append(("含贴息年度以外的凭证", outside))
+        max_claims = terms.max_claims if terms else 3
+        prior = tuple(
+            PriorLoanClaim(year - i, "programs/conformance", Money.yuan(100)) for i in range(1, max_claims + 1)
+        )
+        cases.append((f"已享受 {max_claims} 次", replace(base, history=prior)))
+        cases.append((f"已享受 {max_claims - 1} 次", replace(base, history=prior[:-1])))
+        yearly = terms.yearly_cap if terms else Money.yuan(2_500)
+        this_year = (PriorLoanClaim(year, "programs/other", max(yearly - Money.yuan(1), Money(0))),)
+        cases.append(("本年度其他项目已贴息接近上限", replace(base, history=this_year)))
+        for situation in Situation:
+            if terms is not None and situation.value not in terms.households:
+                cases.append((f"家庭类型 {situation.value}", replace(base, situation=situation.value)))
+        decisions = {name: ask("jsx_loan_subsidy", region, claim=claim) for name, claim in cases}
+        claims = dict(cases)
+        for name, decision in decisions.items():
+            if decision is not None:
+                for problem in _loan_invariants(claims[name], decision, terms, purposes):
+                    ask.report(f"jsx_loan_subsidy {where_r}（{year} 年，{name}）：{problem}")
+        base_d, out_d = decisions["符合条件的申请"], decisions["含贴息年度以外的凭证"]
+        if base_d is not None and out_d is not None and out_d.eligible and out_d.subsidy != base_d.subsidy:
+            ask.report(
+                f"jsx_loan_subsidy {where_r}（{year} 年）：付息日在贴息年度以外的凭证被计入了贴息（{out_d.subsidy} ≠ {base_d.subsidy}）"
+            )
+        dup_d = decisions["同一凭证重复"]
+        if base_d is not None and dup_d is not None and dup_d.eligible and dup_d.subsidy > base_d.subsidy:
+            ask.report(
+                f"jsx_loan_subsidy {where_r}（{year} 年）：同一张利息凭证计算了两次贴息（{dup_d.subsidy} > {base_d.subsidy}）"
+            )
+
+
+def _loan_invariants(
+    claim: LoanClaim, d: LoanSubsidyDecision, terms: LoanSubsidyTerms | None, purposes: LoanPurposes | None
+) -> Iterator[str]:
+    if d.subsidy > claim.interest_paid:
+        yield f"贴息 {d.subsidy} 超过实付利息 {claim.interest_paid}"
+    numbers = {r.number for r in claim.receipts}
+    if not set(d.receipts) <= numbers:
+        yield f"decision.receipts {d.receipts} 含申请中没有的凭证"
+    if purposes is not None:
+        p = purposes.find(claim.loan.purpose)
+        if p is not None and not p.allowed:
+            if d.eligible:
+                yield f"禁止用途 {p.name} 的贷款被认定为符合条件"
+            elif not any(p.name in r or p.reason in r for r in d.reasons):
+                yield f"拒绝禁止用途 {p.name} 时，理由中须写明该用途或规则的理由（{p.reason}）"
+    if terms is None:
+        return
+    left = max(terms.yearly_cap - claim.subsidised_this_year(), Money(0))
+    if d.subsidy > left:
+        yield f"贴息 {d.subsidy} 超过每户每年上限 {terms.yearly_cap} 减去本年度已贴息 {claim.subsidised_this_year()}"
+    inside = [r for r in claim.receipts if terms.contains(r.paid_on)]
+    slack = Money(len(claim.receipts))  # one 分 of rounding per receipt
+    most = sum((terms.cap_for(claim.loan.principal, claim.loan.annual_rate_bp, r.days) for r in inside), Money(0))
+    if d.subsidy > most + slack:
+        yield (
+            f"贴息 {d.subsidy} 超过插件自己声明的上限：本金不超过 {terms.principal_cap}、年贴息率不超过 "
+            f"{terms.subsidy_rate_cap_bp} 基点、按 ÷{terms.day_count} 计的 {most}"
+        )
+    if d.subsidy > terms.cap_for(claim.loan.principal, claim.loan.annual_rate_bp, terms.term_days) + slack:
+        yield f"贴息 {d.subsidy} 超过贴息期限 {terms.term_days} 天的上限"
+    if d.eligible and len(claim.prior_years()) >= terms.max_claims:
+        yield f"已享受 {len(claim.prior_years())} 次仍被认定为符合条件（插件声明每户最多 {terms.max_claims} 次）"
+    if d.eligible and claim.situation not in terms.households:
+        yield f"{claim.situation} 不在插件声明的贴息对象 {terms.households} 中，却被认定为符合条件"
+    if d.eligible and terms.over_cap == "REFUSE" and claim.loan.principal > terms.principal_cap:
+        yield f"本金 {claim.loan.principal} 超过上限 {terms.principal_cap}（插件声明超过即不予贴息），却被认定为符合条件"
+
+
+def _sanjiehe_checks(ask: _Asker, region: RegionCode) -> None:
+    where_r = f"@ {region.short}"
+    for year in PROGRAM_YEARS:
+        rules: SanjieheRules | None = ask("jsx_sanjiehe_rules", region, year=year)
+        if rules is not None and rules.year != year:
+            ask.report(f"jsx_sanjiehe_rules {where_r}：问 {year} 年，答的是 {rules.year} 年的规则")
+        if "jsx_sanjiehe_tranche" in ask.impls:
+            milestones = rules.milestones if rules else ()
+            codes = [m.code for m in milestones] or ["FIRST", "FINAL"]
+            for code in [*codes, "CONFORMANCE_UNKNOWN"]:
+                m = rules.milestone(code) if rules else None
+                for name, request, must_refuse in _tranche_cases(year, code, m, rules is not None and m is None):
+                    d = ask("jsx_sanjiehe_tranche", region, request=request)
+                    if d is None:
+                        continue
+                    where = f"jsx_sanjiehe_tranche {where_r}（{year} 年，节点 {code}，{name}）"
+                    if must_refuse and d.allowed:
+                        ask.report(f"{where}：应不允许拨付，却允许拨付 {d.amount}")
+                    left = max(request.base - request.paid_so_far, Money(0))
+                    if d.amount > left:
+                        ask.report(f"{where}：拨付 {d.amount} 超过基数尚余的 {left}")
+                    if m is not None and rules is not None:
+                        share = request.base.mul_ratio(m.share_bp, 10_000, "ROUND_UP") + Money(len(rules.milestones))
+                        if d.amount > share:
+                            ask.report(
+                                f"{where}：拨付 {d.amount} 超过插件声明的该节点比例 {m.share_bp} 基点（{share}）"
+                            )
+        if "jsx_sanjiehe_performance" in ask.impls:
+            _performance_checks(ask, region, year, rules)
+
+
+def _tranche_cases(
+    year: int, code: str, m: TrancheMilestone | None, unknown: bool
+) -> Iterator[tuple[str, TrancheRequest, bool]]:
+    yield "条件齐备", sample_tranche(year, code), unknown
+    yield "协议未签订", sample_tranche(year, code, agreement_signed=False), True
+    yield "验收不合格", sample_tranche(year, code, acceptance="FAILED"), True
+    yield "该节点已拨付", sample_tranche(year, code, paid_milestones=(code,), paid_so_far=Money.yuan(1)), True
+    yield "基数已拨完", sample_tranche(year, code, paid_so_far=_BASE), False
+    yield "已拨一部分", sample_tranche(year, code, paid_so_far=Money.yuan(9_000)), False
+    if m is not None and m.after == "ACCEPTANCE":
+        yield "尚未验收", sample_tranche(year, code, acceptance="NONE"), True
+    if m is not None and m.after == "PROGRESS":
+        yield "没有跟踪记录", sample_tranche(year, code, progress_records=0), True
+
+
+def _performance_checks(ask: _Asker, region: RegionCode, year: int, rules: SanjieheRules | None) -> None:
+    for scope in ("PROJECT", "HOUSEHOLD"):
+        for households, people in ((0, 0), (5, 15), (10, 30), (12, 40)):
+            scores: list[tuple[Money, int]] = []
+            for measured in (-1_000, 0, 25_000, 50_000, 80_000):
+                facts = sample_performance(
+                    year,
+                    scope,
+                    households_helped=households,
+                    people_helped=people,
+                    income_gain_measured=Money.yuan(measured),
+                )
+                r: PerformanceResult | None = ask("jsx_sanjiehe_performance", region, facts=facts)
+                if r is None:
+                    continue
+                where = f"jsx_sanjiehe_performance @ {region.short}（{year} 年，{scope}，{households} 户 {people} 人，实测增收 {measured} 元）"
+                if rules is not None:
+                    if r.max_score != rules.max_score:
+                        ask.report(f"{where}：满分 {r.max_score} 与插件声明的评价指标满分 {rules.max_score} 不符")
+                    if r.grade != rules.grade_for(r.score).name:
+                        ask.report(f"{where}：{r.score} 分应为“{rules.grade_for(r.score).name}”，实际为“{r.grade}”")
+                scores.append((facts.income_gain_measured, r.score))
+            for (lo, a), (hi, b) in itertools.pairwise(scores):
+                if b < a:
+                    ask.report(
+                        f"jsx_sanjiehe_performance @ {region.short}（{year} 年，{scope}）：实测增收由 {lo} 增至 {hi}，得分反而由 {a} 降为 {b}"
+                    )
+
+
+def check_program_rules(plugin: Any, meta: PluginMeta, host: PluginHost) -> list[str]:
+    """The 贷款贴息 and 三结合 checks of :func:`check_plugin` (see the module
+    docstring): a plugin's decisions keep the caps, window, number of claims,
+    forbidden purposes, milestone shares and grades it states itself, with its
+    host ``host``. Returns the problems found (Chinese)."""
+    impls = {h: fn for h, fn in _impls(plugin).items() if h in PROGRAM_HOOKS}
+    problems: list[str] = []
+    if not impls:
+        return problems
+    ask = _Asker(host, meta, impls, problems)
+    for region in _sample_regions(meta):
+        _loan_checks(ask, region)
+        _sanjiehe_checks(ask, region)
     return problems
 
 
