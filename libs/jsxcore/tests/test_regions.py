@@ -125,7 +125,8 @@ def test_names_paths_and_labels(reg: RegionRegistry) -> None:
     assert not v.retired and v.last_listed == 2023
     assert v.label == "洪江市黔城镇玉皇阁社区（431281101002）" == reg.label(YUHUANGGE) == str(v)
     assert reg.label(YUHUANGGE, full=True) == "湖南省怀化市洪江市黔城镇玉皇阁社区（431281101002）"
-    assert reg.label("431281") == "洪江市（431281）"
+    assert reg.label("431281") == "洪江市（431281）" == reg.label("431281") == reg.label(RegionCode.parse("431281"))
+    assert reg.label("431281000000") == "洪江市（431281）"
     assert reg.label("431281101") == "洪江市黔城镇（431281101）"
     assert reg.label("431200") == "怀化市（431200）" and reg.label("430000") == "湖南省（430000）"
     assert [r.name for r in reg.ancestors(YUHUANGGE)] == ["湖南省", "怀化市", "洪江市", "黔城镇", "玉皇阁社区"]

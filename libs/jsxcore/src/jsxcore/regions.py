@@ -254,7 +254,7 @@ class RegionRegistry:
     """All divisions of one region list, immutable. Build one with :meth:`builtin`,
     :meth:`read` or :meth:`from_rows`; the process-wide one is :func:`registry`."""
 
-    __slots__ = ("_cache", "_codes", "_listed", "_names", "load_seconds", "origin", "source", "year")
+    __slots__ = ("_cache", "_codes", "_labels", "_listed", "_names", "load_seconds", "origin", "source", "year")
 
     def __init__(
         self,
@@ -272,6 +272,7 @@ class RegionRegistry:
         self._listed = {c: y for c, y in (listed or {}).items() if y < year}
         self._codes = sorted(names)
         self._cache: dict[str, Region] = {}
+        self._labels: dict[str, str] = {}
         #: the year of the current list (messages say "2023 年统计用区划代码")
         self.year = year
         #: what the list is (``国家统计局 2023 年统计用区划代码（湖南省）``, a file name)
@@ -559,7 +560,12 @@ class RegionRegistry:
     def label(self, code: str | RegionCode, *, full: bool = False) -> str:
         """Name and code for display: ``洪江市黔城镇玉皇阁社区（431281101002）`` (``full``: from the
         province). Never raises: an unknown code shows as ``431281999999（代码未收录）``, a
-        malformed one as given with ``（代码无效）``."""
+        malformed one as given with ``（代码无效）``. Labels of known codes are kept: a payment
+        file of a million rows asks for the same few hundred villages again and again."""
+        if not full:
+            hit = self._labels.get(code.code if isinstance(code, RegionCode) else code)
+            if hit is not None:
+                return hit
         region = self.get(code)
         if region is None:
             key = self._key(code)
@@ -567,7 +573,11 @@ class RegionRegistry:
         if full:
             note = f"，{region.last_listed} 年后停用" if region.retired else ""
             return f"{region.full_name}（{region.code.short}{note}）"
-        return region.label
+        label = region.label
+        self._labels[region.code.code] = label
+        if isinstance(code, str) and code != region.code.code and len(code) in (6, 9) and code.isdigit():
+            self._labels[code] = label  # the short forms too (431281 → 洪江市（431281）)
+        return label
 
     def ancestors(self, code: str | RegionCode) -> list[Region]:
         """The region and every region above it, province first ([] when unknown)."""
