@@ -97,6 +97,9 @@ def test_require_and_region() -> None:
         clerk.require_region("431281")
     assert ei.value.reason == "OUT_OF_REGION"
     assert ei.value.message == "您只能查看或办理本辖区（沅陵县）的业务，“洪江市”不在您的辖区内"
+    with pytest.raises(PermissionDenied) as ei:  # names from the region registry, down to the village
+        clerk.require_region("431281101002")
+    assert ei.value.message == "您只能查看或办理本辖区（沅陵县）的业务，“洪江市黔城镇玉皇阁社区”不在您的辖区内"
     who("u1", "431200", "county_clerk").require_region("431281")  # 怀化市 covers 洪江市
     assert not who("u1", "431222101", "county_clerk").in_region("431222")  # a township cannot see its county
 

@@ -18,7 +18,7 @@ def _jsx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_help_lists_every_service_command() -> None:
     out = _jsx("--help")
     assert out.returncode == 0, out.stderr
-    for cmd in ("plugins", "token", "members", "funds", "events"):
+    for cmd in ("plugins", "token", "regions", "members", "funds", "events"):
         assert cmd in out.stdout
     assert "无法加载" not in out.stderr
 

@@ -162,7 +162,11 @@ def roles_grant(roles: tuple[str, ...], permission: str) -> bool:
 
 
 def _region_label(region: RegionCode) -> str:
-    return region.name or region.short
+    # 沅陵县, 洪江市黔城镇玉皇阁社区 (the region registry); the code when it is not listed
+    from jsxcore.regions import registry
+
+    known = registry().get(region)
+    return known.local_name if known is not None else region.short
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ PLUGIN_TIMEOUT_MS   2000
 LOG_LEVEL           INFO
 SHUTDOWN_GRACE_S    5
 MEMBERS_ADDR, FUNDS_ADDR, EVENTS_ADDR   upstream ``host:port`` (optional)
+REGIONS_FILE        a region file replacing the built-in 2023 list (``jsx regions load
+                    --out`` writes one; read and checked here, installed by the runtime)
 =================== ==========================================================
 """
 
@@ -125,6 +127,8 @@ class ServiceConfig:
     members_addr: str | None = None
     funds_addr: str | None = None
     events_addr: str | None = None
+    #: the region file replacing the built-in list (``jsxcore.regions``); None: built-in
+    regions_file: Path | None = None
     dev: bool = False
 
     def __repr__(self) -> str:
@@ -209,6 +213,7 @@ class ServiceConfig:
             n: get(f"{n.upper()}_ADDR", None, lambda s: _addr(s, allow_zero=False), "上游服务地址 主机:端口")
             for n in ("members", "funds", "events")
         }
+        regions_file = get("REGIONS_FILE", None, _parse_regions_file, "区划文件（jsx regions load --out 写出的 CSV）")
         pii_key_id = get("PII_KEY_ID", 1, lambda s: _int_in(s, 0, 255), "0–255 之间的整数")
         no_old_keys: dict[int, bytes] = {}
         old_keys = get("PII_OLD_KEYS", no_old_keys, _parse_old_keys, "编号:base64密钥，多项用逗号分隔")
@@ -266,6 +271,7 @@ class ServiceConfig:
             members_addr=upstream["members"],
             funds_addr=upstream["funds"],
             events_addr=upstream["events"],
+            regions_file=regions_file,
             dev=dev,
         )
 
@@ -345,6 +351,19 @@ def _parse_auth_secret(s: str) -> str:
     if len(s.encode("utf-8")) < 32:
         raise ValueError(f"只有 {len(s.encode('utf-8'))} 字节")
     return s
+
+
+def _parse_regions_file(s: str) -> Path:
+    # Read (and validated) once here, so a bad file stops the start with every problem named;
+    # jsxcore.regions caches it for the runtime's regions.configure().
+    from jsxcore import regions
+
+    path = Path(s).expanduser().absolute()
+    try:
+        regions.load_file(path)
+    except ConfigError as e:
+        raise ValueError("；".join(e.problems)) from None
+    return path
 
 
 def _parse_old_keys(s: str) -> dict[int, bytes]:

@@ -27,7 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jsx.common.v1 import common_pb2
-from jsxcore import paging
+from jsxcore import paging, regions
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import InvalidArgument
 from jsxcore.runtime.interceptors import AccessLogInterceptor, AuthInterceptor, ChainInterceptor, ErrorInterceptor
@@ -254,6 +254,9 @@ class ServiceRuntime:
         key = getattr(self.config, "blind_index_key", None)
         if key:
             paging.configure(key)
+        # The region registry is read before the first request (a service starts with it):
+        # the operator's file (REGIONS_FILE) or the built-in list, once per process.
+        regions.configure(getattr(self.config, "regions_file", None))
         if self.engine is None:
             self.engine = create_engine(self.config.database_url)
         if self.sessions is None:
