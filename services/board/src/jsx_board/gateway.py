@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -38,6 +38,7 @@ from jsxcore.runtime import error_details
 from jsxcore.values import RegionCode
 
 log = logging.getLogger("jsx_board.gateway")
+CST = timezone(timedelta(hours=8))
 
 #: Lines per page of a list.
 PAGE_SIZE = 20
@@ -134,6 +135,10 @@ class PaidItem:
     amount_fen: int
     period: str
     paid_on: date | None
+    #: False when ``paid_on`` is the day funds recorded the bank's result (the application's last
+    #: change), not the bank's own paid date: funds does not fill Application.payment yet, so the
+    #: payment (and its paid_date) cannot be found from the application
+    paid_on_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -423,7 +428,12 @@ class Gateway:
         items = []
         for a in apps:
             pay = payments.get(a.name)
-            paid_on = date(pay.paid_date.year, pay.paid_date.month, pay.paid_date.day) if pay and pay.paid_date.year else None
+            exact = pay is not None and pay.paid_date.year > 0
+            if exact:
+                paid_on: date | None = date(pay.paid_date.year, pay.paid_date.month, pay.paid_date.day)
+            else:
+                changed = _ts(a.update_time)
+                paid_on = changed.astimezone(CST).date() if changed else None
             items.append(
                 PaidItem(
                     program=await self.program_name(a.program),
@@ -432,6 +442,7 @@ class Gateway:
                     amount_fen=pay.amount.fen if pay is not None else a.amount_entitled.fen,
                     period=a.period.code,
                     paid_on=paid_on,
+                    paid_on_exact=exact,
                 )
             )
         return Page(items, resp.next_page_token)
