@@ -69,7 +69,7 @@ COUNTY, TOWNSHIP, VILLAGE = "431281", "431281103", "431281103205"  # 洪江市 a
 OTHER_VILLAGE = "431281104201"  # a village of another township
 PERIOD = "2022-08"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+FAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/usr/lib/faketime/libfaketime.so.1"))
 SHIFT_DAYS = 8  # 公示 here is 5 calendar days
 
 #: Every 身份证-like 18 characters, mainland mobile and card-like run of digits.

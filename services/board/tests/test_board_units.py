@@ -223,3 +223,13 @@ def test_names_and_basis_are_safe() -> None:
     basis = basis_of(app)
     assert basis[0] == "洪江市标准 940 元/人/月"
     assert "13907310001" not in basis[1] and "139****0001" in basis[1] and "4312**********0415" in basis[1]
+
+
+def test_local_stack_env(tmp_path: Path) -> None:
+    from jsx_board.local import stack_env
+
+    got = stack_env(funds_addr="127.0.0.1:1", members_addr="127.0.0.1:2", auth_secret=SECRET,
+                    data_dir=tmp_path, bind="127.0.0.1:0")
+    cfg = BoardConfig.from_env(got)
+    assert cfg.region.code == "431200000000" and cfg.members_addr == "127.0.0.1:2"
+    assert (tmp_path / "board.key").exists()
