@@ -51,19 +51,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helper is not on sys.path
 
-from _procs import ServiceProc, clean_env, tail  # noqa: E402
+from _procs import ServiceProc, clean_env, tail
 
-from jsx.common.v1 import common_pb2 as c  # noqa: E402
-from jsx.funds.v1 import funds_pb2 as fpb  # noqa: E402
-from jsx.funds.v1 import funds_pb2_grpc as fgrpc  # noqa: E402
-from jsx.members.v1 import members_pb2 as mpb  # noqa: E402
-from jsx.members.v1 import members_pb2_grpc as mgrpc  # noqa: E402
-from jsx_board.refs import References  # noqa: E402
-from jsxcore.auth import issue_token  # noqa: E402
-from jsxcore.pii import generate_key  # noqa: E402
-from jsxcore.runtime import error_details  # noqa: E402
-from jsxcore.testing.fixtures import NatsServer, free_port  # noqa: E402
-from jsxcore.values import id_check_char  # noqa: E402
+from jsx.common.v1 import common_pb2 as c
+from jsx.funds.v1 import funds_pb2 as fpb
+from jsx.funds.v1 import funds_pb2_grpc as fgrpc
+from jsx.members.v1 import members_pb2 as mpb
+from jsx.members.v1 import members_pb2_grpc as mgrpc
+from jsx_board.refs import References
+from jsxcore.auth import issue_token
+from jsxcore.pii import generate_key
+from jsxcore.runtime import error_details
+from jsxcore.testing.fixtures import NatsServer, free_port
+from jsxcore.values import id_check_char
 
 COUNTY, TOWNSHIP, VILLAGE = "431281", "431281103", "431281103205"  # 洪江市 and one of its villages
 OTHER_VILLAGE = "431281104201"  # a village of another township
@@ -73,7 +73,9 @@ FAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/usr
 SHIFT_DAYS = 8  # 公示 here is 5 calendar days
 
 #: Every 身份证-like 18 characters, mainland mobile and card-like run of digits.
-ID_RE = re.compile(rb"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9])")
+ID_RE = re.compile(
+    rb"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9])"
+)
 PHONE_RE = re.compile(rb"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 CARD_RE = re.compile(rb"(?<![0-9])[0-9]{16,19}(?![0-9])")
 
@@ -195,8 +197,14 @@ class Stack:
     def app(self, key: str) -> fpb.Application:
         return self.call("funds", "approver", "GetApplication", fpb.GetApplicationRequest(name=self.apps[key].name))
 
-    def http(self, path: str, data: dict[str, str] | None = None, *, xff: str = "",
-             content_type: str = "application/x-www-form-urlencoded") -> tuple[int, dict[str, str], str]:
+    def http(
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        *,
+        xff: str = "",
+        content_type: str = "application/x-www-form-urlencoded",
+    ) -> tuple[int, dict[str, str], str]:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         req = urllib.request.Request(self.relay.url + path, data=body)
         if body is not None:
@@ -245,22 +253,40 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("board-e2e")
-    shots = Path(os.environ["JSX_BOARD_SCREENSHOTS"]) if os.environ.get("JSX_BOARD_SCREENSHOTS") else tmp / "screenshots"
+    shots = (
+        Path(os.environ["JSX_BOARD_SCREENSHOTS"]) if os.environ.get("JSX_BOARD_SCREENSHOTS") else tmp / "screenshots"
+    )
     shots.mkdir(parents=True, exist_ok=True)
     broker = NatsServer(tmp / "nats")
     broker.start()
     secret = generate_key()
     base = clean_env() | {
-        "JSX_NATS_URL": broker.url, "JSX_DATA_DIR": str(tmp), "JSX_LOG_LEVEL": "INFO",
-        "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(), "JSX_AUTH_SECRET": secret,
+        "JSX_NATS_URL": broker.url,
+        "JSX_DATA_DIR": str(tmp),
+        "JSX_LOG_LEVEL": "INFO",
+        "JSX_PII_KEY": generate_key(),
+        "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_AUTH_SECRET": secret,
         "JSX_SHUTDOWN_GRACE_S": "3",
     }
     maddr, faddr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    members = ServiceProc("members", base | {"JSX_MEMBERS_DATABASE_URL": f"sqlite:///{tmp / 'members.db'}",
-                                             "JSX_MEMBERS_GRPC_ADDR": maddr}, maddr, tmp / "logs" / "members.log")
-    funds = ServiceProc("funds", base | {"JSX_FUNDS_DATABASE_URL": f"sqlite:///{tmp / 'funds.db'}",
-                                         "JSX_FUNDS_GRPC_ADDR": faddr, "JSX_MEMBERS_ADDR": maddr},
-                        faddr, tmp / "logs" / "funds.log")
+    members = ServiceProc(
+        "members",
+        base | {"JSX_MEMBERS_DATABASE_URL": f"sqlite:///{tmp / 'members.db'}", "JSX_MEMBERS_GRPC_ADDR": maddr},
+        maddr,
+        tmp / "logs" / "members.log",
+    )
+    funds = ServiceProc(
+        "funds",
+        base
+        | {
+            "JSX_FUNDS_DATABASE_URL": f"sqlite:///{tmp / 'funds.db'}",
+            "JSX_FUNDS_GRPC_ADDR": faddr,
+            "JSX_MEMBERS_ADDR": maddr,
+        },
+        faddr,
+        tmp / "logs" / "funds.log",
+    )
     day = 86400
     tokens = {
         "clerk": issue_token(secret, "clerk-hj", ["county_clerk"], COUNTY, ttl=30 * day),
@@ -277,12 +303,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     board_secret = generate_key()
     board_log = tmp / "logs" / "board.log"
     board_env = clean_env() | {
-        "JSX_BOARD_FUNDS_ADDR": faddr, "JSX_BOARD_MEMBERS_ADDR": maddr, "JSX_BOARD_TOKEN": tokens["board"],
-        "JSX_BOARD_SECRET": board_secret, "JSX_BOARD_BIND": f"127.0.0.1:{board_port}",
+        "JSX_BOARD_FUNDS_ADDR": faddr,
+        "JSX_BOARD_MEMBERS_ADDR": maddr,
+        "JSX_BOARD_TOKEN": tokens["board"],
+        "JSX_BOARD_SECRET": board_secret,
+        "JSX_BOARD_BIND": f"127.0.0.1:{board_port}",
         "JSX_BOARD_TITLE": "洪江市计生协项目资金公示栏",
         # the relay connects from 127.0.0.1: X-Forwarded-For from it stands for other villagers' addresses
-        "JSX_BOARD_TRUSTED_PROXIES": "127.0.0.1", "JSX_BOARD_RATE_PAGES": "100/m",
-        "JSX_BOARD_RATE_OBJECTIONS": "3/h", "JSX_BOARD_RATE_CONTACT": "2/h", "JSX_LOG_LEVEL": "DEBUG",
+        "JSX_BOARD_TRUSTED_PROXIES": "127.0.0.1",
+        "JSX_BOARD_RATE_PAGES": "100/m",
+        "JSX_BOARD_RATE_OBJECTIONS": "3/h",
+        "JSX_BOARD_RATE_CONTACT": "2/h",
+        "JSX_LOG_LEVEL": "DEBUG",
     }
     relay: Relay | None = None
     board: subprocess.Popen[bytes] | None = None
@@ -293,8 +325,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         funds.wait_serving()
         board_log.parent.mkdir(parents=True, exist_ok=True)
         with open(board_log, "ab") as log:
-            board = subprocess.Popen([sys.executable, "-m", "jsx_board"], env=board_env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            board = subprocess.Popen(
+                [sys.executable, "-m", "jsx_board"],
+                env=board_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _wait_http(f"http://127.0.0.1:{board_port}/readyz", board, board_log)
         relay = Relay(board_port)
         st = Stack(members, funds, board, board_log, relay, secret, board_secret, shots, tokens)
@@ -321,56 +358,133 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def seed(st: Stack) -> None:
     """Four special families; A, B and C approved into 公示, D only submitted."""
     people = [  # key, full name, head?, village
-        ("A-head", "王大明", True, VILLAGE), ("A", "李秀英", False, VILLAGE),
-        ("B-head", "张建国", True, VILLAGE), ("B", "刘桂英", False, VILLAGE),
-        ("C-head", "陈志强", True, OTHER_VILLAGE), ("C", "赵小红", False, OTHER_VILLAGE),
-        ("D-head", "孙德胜", True, VILLAGE), ("D", "周玉兰", False, VILLAGE),
+        ("A-head", "王大明", True, VILLAGE),
+        ("A", "李秀英", False, VILLAGE),
+        ("B-head", "张建国", True, VILLAGE),
+        ("B", "刘桂英", False, VILLAGE),
+        ("C-head", "陈志强", True, OTHER_VILLAGE),
+        ("C", "赵小红", False, OTHER_VILLAGE),
+        ("D-head", "孙德胜", True, VILLAGE),
+        ("D", "周玉兰", False, VILLAGE),
     ]
     for i, (key, name, head, village) in enumerate(people, start=1):
         birth = date(1960 + i % 3, 1 + i, 10 + i)
-        raw = {"id": id_number(40 + i, birth, female=not head), "phone": f"1390731{i:04d}",
-               "card": f"62170731000000{i:04d}"}
+        raw = {
+            "id": id_number(40 + i, birth, female=not head),
+            "phone": f"1390731{i:04d}",
+            "card": f"62170731000000{i:04d}",
+        }
         st.raw[name] = raw
-        st.people[key] = st.call("members", "clerk", "CreatePerson", mpb.CreatePersonRequest(
-            request_id=rid(), person=mpb.Person(display_name=name, id_number=raw["id"], phone=raw["phone"],
-                                                card_number=raw["card"], village=c.RegionCode(code=village),
-                                                birth_date=c.Date(year=birth.year, month=birth.month, day=birth.day),
-                                                hukou_type=mpb.HUKOU_TYPE_RURAL)))
+        st.people[key] = st.call(
+            "members",
+            "clerk",
+            "CreatePerson",
+            mpb.CreatePersonRequest(
+                request_id=rid(),
+                person=mpb.Person(
+                    display_name=name,
+                    id_number=raw["id"],
+                    phone=raw["phone"],
+                    card_number=raw["card"],
+                    village=c.RegionCode(code=village),
+                    birth_date=c.Date(year=birth.year, month=birth.month, day=birth.day),
+                    hukou_type=mpb.HUKOU_TYPE_RURAL,
+                ),
+            ),
+        )
     households = {}
     for fam in "ABCD":
         head, mother = st.people[f"{fam}-head"], st.people[fam]
-        households[fam] = st.call("members", "clerk", "CreateHousehold", mpb.CreateHouseholdRequest(
-            request_id=rid(),
-            household=mpb.Household(head=head.name, village=head.village, members=[
-                mpb.HouseholdMember(person=head.name, relation=mpb.RELATION_HEAD),
-                mpb.HouseholdMember(person=mother.name, relation=mpb.RELATION_SPOUSE)]),
-            situations=[mpb.FamilySituation(kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
-                                            effective_from=c.Date(year=2021, month=3, day=1))]))
+        households[fam] = st.call(
+            "members",
+            "clerk",
+            "CreateHousehold",
+            mpb.CreateHouseholdRequest(
+                request_id=rid(),
+                household=mpb.Household(
+                    head=head.name,
+                    village=head.village,
+                    members=[
+                        mpb.HouseholdMember(person=head.name, relation=mpb.RELATION_HEAD),
+                        mpb.HouseholdMember(person=mother.name, relation=mpb.RELATION_SPOUSE),
+                    ],
+                ),
+                situations=[
+                    mpb.FamilySituation(
+                        kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1)
+                    )
+                ],
+            ),
+        )
 
-    src = st.call("funds", "finance", "CreateFundSource", fpb.CreateFundSourceRequest(
-        request_id=rid(), fund_source=fpb.FundSource(display_name="2022年洪江市特别扶助资金", kind=fpb.FUND_SOURCE_KIND_COUNTY_FINANCE,
-                                                     region=c.RegionCode(code=COUNTY))))
-    fund = st.call("funds", "finance", "CreateFund", fpb.CreateFundRequest(request_id=rid(), fund=fpb.Fund(
-        display_name="洪江市特别扶助资金", kind=fpb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=COUNTY))))
-    st.call("funds", "finance", "PostAllocation", fpb.PostAllocationRequest(
-        request_id=rid(), fund=fund.name, source=src.name, amount=c.Money(fen=100_000_00)))
-    program = st.call("funds", "approver", "CreateProgram", fpb.CreateProgramRequest(request_id=rid(), program=fpb.Program(
-        display_name="2022年洪江市计生特殊家庭特别扶助", type=fpb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=COUNTY),
-        fund=fund.name, year=2022, publicity_days=5,
-        approval_levels=[fpb.APPROVAL_LEVEL_VILLAGE, fpb.APPROVAL_LEVEL_TOWNSHIP, fpb.APPROVAL_LEVEL_COUNTY])))
+    src = st.call(
+        "funds",
+        "finance",
+        "CreateFundSource",
+        fpb.CreateFundSourceRequest(
+            request_id=rid(),
+            fund_source=fpb.FundSource(
+                display_name="2022年洪江市特别扶助资金",
+                kind=fpb.FUND_SOURCE_KIND_COUNTY_FINANCE,
+                region=c.RegionCode(code=COUNTY),
+            ),
+        ),
+    )
+    fund = st.call(
+        "funds",
+        "finance",
+        "CreateFund",
+        fpb.CreateFundRequest(
+            request_id=rid(),
+            fund=fpb.Fund(
+                display_name="洪江市特别扶助资金", kind=fpb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=COUNTY)
+            ),
+        ),
+    )
+    st.call(
+        "funds",
+        "finance",
+        "PostAllocation",
+        fpb.PostAllocationRequest(request_id=rid(), fund=fund.name, source=src.name, amount=c.Money(fen=100_000_00)),
+    )
+    program = st.call(
+        "funds",
+        "approver",
+        "CreateProgram",
+        fpb.CreateProgramRequest(
+            request_id=rid(),
+            program=fpb.Program(
+                display_name="2022年洪江市计生特殊家庭特别扶助",
+                type=fpb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+                region=c.RegionCode(code=COUNTY),
+                fund=fund.name,
+                year=2022,
+                publicity_days=5,
+                approval_levels=[fpb.APPROVAL_LEVEL_VILLAGE, fpb.APPROVAL_LEVEL_TOWNSHIP, fpb.APPROVAL_LEVEL_COUNTY],
+            ),
+        ),
+    )
     st.program = program.name
 
     for fam in "ABCD":
         mother = st.people[fam]
         birth = mother.birth_date
-        req = fpb.Application(program=program.name, household=households[fam].name, person=mother.name,
-                              period=c.Period(code=PERIOD),
-                              attributes={"birth_date": f"{birth.year:04d}-{birth.month:02d}-{birth.day:02d}"})
+        req = fpb.Application(
+            program=program.name,
+            household=households[fam].name,
+            person=mother.name,
+            period=c.Period(code=PERIOD),
+            attributes={"birth_date": f"{birth.year:04d}-{birth.month:02d}-{birth.day:02d}"},
+        )
         deadline = time.monotonic() + 30
         while True:  # the household reaches funds' projection over NATS
             try:
-                st.apps[fam] = st.call("funds", "clerk", "SubmitApplication",
-                                       fpb.SubmitApplicationRequest(request_id=rid(), application=req))
+                st.apps[fam] = st.call(
+                    "funds",
+                    "clerk",
+                    "SubmitApplication",
+                    fpb.SubmitApplicationRequest(request_id=rid(), application=req),
+                )
                 break
             except grpc.RpcError as e:
                 info = error_details(e)[0]
@@ -380,8 +494,14 @@ def seed(st: Stack) -> None:
     for fam in "ABC":
         other = fam == "C"
         for role in ("village2" if other else "village", "township2" if other else "township", "approver"):
-            st.apps[fam] = st.call("funds", role, "DecideApplication", fpb.DecideApplicationRequest(
-                request_id=rid(), name=st.apps[fam].name, decision=fpb.APPROVAL_DECISION_APPROVE, comment="同意"))
+            st.apps[fam] = st.call(
+                "funds",
+                role,
+                "DecideApplication",
+                fpb.DecideApplicationRequest(
+                    request_id=rid(), name=st.apps[fam].name, decision=fpb.APPROVAL_DECISION_APPROVE, comment="同意"
+                ),
+            )
         assert st.apps[fam].state == fpb.APPLICATION_STATE_IN_PUBLICITY, st.apps[fam]
     assert st.apps["D"].state == fpb.APPLICATION_STATE_SUBMITTED
 
@@ -403,14 +523,27 @@ def browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--lang=zh-CN", "--window-size=390,844",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--lang=zh-CN",
+        "--window-size=390,844",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER,
-                                              log_output=str(tmp_path_factory.mktemp("chromedriver") / "driver.log")),
-                              options=opts)
+    driver = webdriver.Chrome(
+        service=Service(
+            executable_path=CHROMEDRIVER, log_output=str(tmp_path_factory.mktemp("chromedriver") / "driver.log")
+        ),
+        options=opts,
+    )
     driver.set_page_load_timeout(30)
     try:
         yield driver
@@ -422,9 +555,14 @@ def shot(driver: Any, st: Stack, name: str) -> Path:
     """A full-page PNG of what the browser shows now."""
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
-    data = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    data = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        },
+    )
     path = st.shots / f"{name}.png"
     path.write_bytes(base64.b64decode(data["data"]))
     assert path.stat().st_size > 5000, f"screenshot {path} looks empty"
@@ -605,8 +743,12 @@ def test_objection_limits_and_refusals(stack: Stack) -> None:
     assert st.app("D").objections == [] and st.app("D").state == fpb.APPLICATION_STATE_SUBMITTED
     # …and funds itself refuses the board's token an objection outside 公示
     with pytest.raises(grpc.RpcError) as e:
-        st.call("funds", "board", "LodgeObjection", fpb.LodgeObjectionRequest(
-            application=st.apps["D"].name, reason=text, request_id=rid()))
+        st.call(
+            "funds",
+            "board",
+            "LodgeObjection",
+            fpb.LodgeObjectionRequest(application=st.apps["D"].name, reason=text, request_id=rid()),
+        )
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_details(e.value)[0].reason == "NOT_IN_PUBLICITY"
 
@@ -639,13 +781,15 @@ def test_after_publicity_only_the_unobjected_item_is_paid(stack: Stack, browser:
 
     need(FAKETIME, "libfaketime")
     st, d = stack, browser
-    st.restart_services({"LD_PRELOAD": str(FAKETIME), "FAKETIME": f"+{SHIFT_DAYS}d",
-                         "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    st.restart_services(
+        {"LD_PRELOAD": str(FAKETIME), "FAKETIME": f"+{SHIFT_DAYS}d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    )
     assert st.app("A").state == fpb.APPLICATION_STATE_OBJECTED
     assert st.app("B").state == fpb.APPLICATION_STATE_READY_TO_PAY
 
-    batch_req = fpb.CreatePaymentBatchRequest(program=st.program, region=c.RegionCode(code=COUNTY),
-                                              period=c.Period(code=PERIOD))
+    batch_req = fpb.CreatePaymentBatchRequest(
+        program=st.program, region=c.RegionCode(code=COUNTY), period=c.Period(code=PERIOD)
+    )
     batch_req.request_id = rid()
     batch = st.call("funds", "finance", "CreatePaymentBatch", batch_req)
     assert batch.payment_count == 1 and batch.total.fen == 940_00
@@ -654,19 +798,42 @@ def test_after_publicity_only_the_unobjected_item_is_paid(stack: Stack, browser:
     batch_req.request_id = rid()
     with pytest.raises(grpc.RpcError) as e:
         st.call("funds", "finance", "CreatePaymentBatch", batch_req)
-    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_details(e.value)[0].reason == "NOTHING_TO_PAY"
+    assert (
+        e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_details(e.value)[0].reason == "NOTHING_TO_PAY"
+    )
     assert st.app("A").state == fpb.APPLICATION_STATE_OBJECTED and not st.app("A").payment
 
-    st.call("funds", "finance", "ImportBankResults", fpb.ImportBankResultsRequest(
-        request_id=rid(), payment_batch=batch.name, results=[fpb.BankResult(
-            payment=payments[0].name, succeeded=True, bank_reference="HJ20220915-0001",
-            paid_date=c.Date(year=2022, month=9, day=15))]))
+    st.call(
+        "funds",
+        "finance",
+        "ImportBankResults",
+        fpb.ImportBankResultsRequest(
+            request_id=rid(),
+            payment_batch=batch.name,
+            results=[
+                fpb.BankResult(
+                    payment=payments[0].name,
+                    succeeded=True,
+                    bank_reference="HJ20220915-0001",
+                    paid_date=c.Date(year=2022, month=9, day=15),
+                )
+            ],
+        ),
+    )
     assert st.app("B").state == fpb.APPLICATION_STATE_PAID
 
     objection = st.app("A").objections[0].name
-    st.call("funds", "approver", "ResolveObjection", fpb.ResolveObjectionRequest(
-        request_id=rid(), name=objection, upheld=True,
-        resolution=f"经村计生专干入户核实，异议属实，取消该户本期特别扶助资格。（核查人电话 {st.raw['王大明']['phone']}）"))
+    st.call(
+        "funds",
+        "approver",
+        "ResolveObjection",
+        fpb.ResolveObjectionRequest(
+            request_id=rid(),
+            name=objection,
+            upheld=True,
+            resolution=f"经村计生专干入户核实，异议属实，取消该户本期特别扶助资格。（核查人电话 {st.raw['王大明']['phone']}）",
+        ),
+    )
     assert st.app("A").state == fpb.APPLICATION_STATE_REJECTED
 
     base = st.relay.url
@@ -700,8 +867,15 @@ def test_nothing_unmasked_is_ever_served(stack: Stack) -> None:
     """Every byte the board sent in this module, and its whole log: no 身份证, phone or card
     number, no full name of the test data, no contact an objector gave."""
     st = stack
-    for path in ("/", f"/gongshi?region={COUNTY}", f"/yifafang?region={COUNTY}", "/chaxun", "/static/board.css",
-                 f"/yiyi?item={app_id(st, 'C')}", "/no-such-page"):
+    for path in (
+        "/",
+        f"/gongshi?region={COUNTY}",
+        f"/yifafang?region={COUNTY}",
+        "/chaxun",
+        "/static/board.css",
+        f"/yiyi?item={app_id(st, 'C')}",
+        "/no-such-page",
+    ):
         st.http(path, xff="198.51.100.50")
     time.sleep(0.3)  # the relay threads record a closed connection's bytes as they finish
     served = st.relay.all_bytes()

@@ -32,12 +32,29 @@ def board_token(region: str = "431281") -> str:
 
 def test_public_board_role_is_narrow() -> None:
     role = ("public_board",)
-    for granted in ("funds.publicity.read", "funds.objections.create", "funds.applications.read",
-                    "funds.programs.read", "funds.payments.read", "members.persons.read"):
+    for granted in (
+        "funds.publicity.read",
+        "funds.objections.create",
+        "funds.applications.read",
+        "funds.programs.read",
+        "funds.payments.read",
+        "members.persons.read",
+    ):
         assert roles_grant(role, granted), granted
-    for denied in (PII_READ, PAYEES_READ, "funds.applications.decide", "funds.applications.write",
-                   "funds.objections.resolve", "funds.payments.write", "funds.ledger.read", "funds.ledger.write",
-                   "members.households.read", "members.persons.write", "events.visits.read", "audit.log.read"):
+    for denied in (
+        PII_READ,
+        PAYEES_READ,
+        "funds.applications.decide",
+        "funds.applications.write",
+        "funds.objections.resolve",
+        "funds.payments.write",
+        "funds.ledger.read",
+        "funds.ledger.write",
+        "members.households.read",
+        "members.persons.write",
+        "events.visits.read",
+        "audit.log.read",
+    ):
         assert not roles_grant(role, denied), denied
     assert "public_board" in ROLE_PERMISSIONS
 
@@ -46,8 +63,12 @@ def test_public_board_role_is_narrow() -> None:
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {"JSX_BOARD_FUNDS_ADDR": "127.0.0.1:50052", "JSX_BOARD_TOKEN": board_token(),
-            "JSX_BOARD_SECRET": "k" * 32, **extra}
+    return {
+        "JSX_BOARD_FUNDS_ADDR": "127.0.0.1:50052",
+        "JSX_BOARD_TOKEN": board_token(),
+        "JSX_BOARD_SECRET": "k" * 32,
+        **extra,
+    }
 
 
 def test_config_defaults_and_fallbacks() -> None:
@@ -66,9 +87,17 @@ def test_config_defaults_and_fallbacks() -> None:
 def test_config_token_file_rates_proxies(tmp_path: Path) -> None:
     tok = tmp_path / "token"
     tok.write_text(board_token("431200") + "\n")
-    cfg = BoardConfig.from_env({**env(), "JSX_BOARD_TOKEN": "", "JSX_BOARD_TOKEN_FILE": str(tok),
-                                "JSX_BOARD_REGION": "431281103", "JSX_BOARD_RATE_OBJECTIONS": "2/30m",
-                                "JSX_BOARD_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1", "JSX_BOARD_BIND": "[::]:0"})
+    cfg = BoardConfig.from_env(
+        {
+            **env(),
+            "JSX_BOARD_TOKEN": "",
+            "JSX_BOARD_TOKEN_FILE": str(tok),
+            "JSX_BOARD_REGION": "431281103",
+            "JSX_BOARD_RATE_OBJECTIONS": "2/30m",
+            "JSX_BOARD_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+            "JSX_BOARD_BIND": "[::]:0",
+        }
+    )
     assert cfg.region.code == "431281103000" and cfg.rate_objections == Rate(2, 1800.0)
     assert cfg.trusted_proxies == ("10.0.0.0/8", "127.0.0.1/32")
     assert (cfg.host, cfg.port) == ("::", 0)
@@ -76,11 +105,23 @@ def test_config_token_file_rates_proxies(tmp_path: Path) -> None:
 
 def test_config_reports_every_problem_at_once() -> None:
     with pytest.raises(ConfigError) as e:
-        BoardConfig.from_env({"JSX_BOARD_SECRET": "short", "JSX_BOARD_RATE_PAGES": "lots",
-                              "JSX_BOARD_BIND": "nowhere", "JSX_BOARD_TRUSTED_PROXIES": "proxy.example"})
+        BoardConfig.from_env(
+            {
+                "JSX_BOARD_SECRET": "short",
+                "JSX_BOARD_RATE_PAGES": "lots",
+                "JSX_BOARD_BIND": "nowhere",
+                "JSX_BOARD_TRUSTED_PROXIES": "proxy.example",
+            }
+        )
     text = str(e.value)
-    for needle in ("JSX_BOARD_FUNDS_ADDR", "JSX_BOARD_TOKEN", "JSX_BOARD_SECRET 至少需要32个字符",
-                   "JSX_BOARD_RATE_PAGES", "JSX_BOARD_BIND", "JSX_BOARD_TRUSTED_PROXIES"):
+    for needle in (
+        "JSX_BOARD_FUNDS_ADDR",
+        "JSX_BOARD_TOKEN",
+        "JSX_BOARD_SECRET 至少需要32个字符",
+        "JSX_BOARD_RATE_PAGES",
+        "JSX_BOARD_BIND",
+        "JSX_BOARD_TRUSTED_PROXIES",
+    ):
         assert needle in text, needle
     # a region outside the token's scope is refused
     with pytest.raises(ConfigError) as e:
@@ -210,7 +251,6 @@ def test_formatting() -> None:
     assert region_label("431281103") == "431281103（乡镇）"
 
 
-
 def test_names_and_basis_are_safe() -> None:
     assert safe_name("张*明") == "张*明" and safe_name("张三明") == "张*明" and safe_name("") == ""
     assert parse_application("12") == parse_application("applications/012") == "applications/12"
@@ -228,8 +268,9 @@ def test_names_and_basis_are_safe() -> None:
 def test_local_stack_env(tmp_path: Path) -> None:
     from jsx_board.local import stack_env
 
-    got = stack_env(funds_addr="127.0.0.1:1", members_addr="127.0.0.1:2", auth_secret=SECRET,
-                    data_dir=tmp_path, bind="127.0.0.1:0")
+    got = stack_env(
+        funds_addr="127.0.0.1:1", members_addr="127.0.0.1:2", auth_secret=SECRET, data_dir=tmp_path, bind="127.0.0.1:0"
+    )
     cfg = BoardConfig.from_env(got)
     assert cfg.region.code == "431200000000" and cfg.members_addr == "127.0.0.1:2"
     assert (tmp_path / "board.key").exists()

@@ -65,8 +65,12 @@ async def serve(config: BoardConfig) -> None:
     )
     log.info(
         "board listening",
-        extra={"url": f"http://{shown}:{port}/", "funds": config.funds_addr, "members": config.members_addr or "",
-               "region": config.region.code},
+        extra={
+            "url": f"http://{shown}:{port}/",
+            "funds": config.funds_addr,
+            "members": config.members_addr or "",
+            "region": config.region.code,
+        },
     )
     print(f"公示栏已启动：http://{shown}:{port}/", flush=True)
     await server.serve(sockets=[sock])

@@ -210,7 +210,9 @@ class Board:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def render(self, template: str, status: int = 200, headers: Mapping[str, str] | None = None, **ctx: Any) -> Response:
+    def render(
+        self, template: str, status: int = 200, headers: Mapping[str, str] | None = None, **ctx: Any
+    ) -> Response:
         base = {
             "site_title": self.config.title,
             "board_region": self.config.region,
@@ -400,11 +402,17 @@ class Board:
         outcome = await self.gateway.outcome(objection) if objection else None
         if outcome is None:
             return self.render(
-                "chaxun.html", 404, nav="chaxun", reference_error="查询编号无效或没有对应的异议",
+                "chaxun.html",
+                404,
+                nav="chaxun",
+                reference_error="查询编号无效或没有对应的异议",
                 headers={"cache-control": "no-store"},
             )
         return self.render(
-            "chaxun.html", nav="chaxun", outcome=outcome, reference=self.refs.reference(objection or ""),
+            "chaxun.html",
+            nav="chaxun",
+            outcome=outcome,
+            reference=self.refs.reference(objection or ""),
             headers={"cache-control": "no-store"},
         )
 
@@ -533,8 +541,8 @@ __all__ = [
     "AccountsPage",
     "Board",
     "client_address",
-    "create_app",
     "cn_date",
+    "create_app",
     "days_left_words",
     "period_words",
     "yuan",

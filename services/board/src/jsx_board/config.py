@@ -155,7 +155,9 @@ class BoardConfig:
             except OSError as e:
                 problems.append(f"JSX_BOARD_TOKEN_FILE=“{token_file}”无法读取：{e.strerror}")
         if not token and not token_file:
-            problems.append("JSX_BOARD_TOKEN（或 JSX_BOARD_TOKEN_FILE）未设置：用 jsx token issue --role public_board 签发")
+            problems.append(
+                "JSX_BOARD_TOKEN（或 JSX_BOARD_TOKEN_FILE）未设置：用 jsx token issue --role public_board 签发"
+            )
 
         dev = env.get("JSX_DEV", "").strip().lower() in _TRUE
         secret_text = get("SECRET")

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -78,7 +78,7 @@ T = TypeVar("T")
 class BoardError(Exception):
     """A call the board could not complete; ``kind`` picks the page and status."""
 
-    STATUS = {
+    STATUS: ClassVar[dict[str, int]] = {
         "unavailable": 503,
         "not_found": 404,
         "out_of_scope": 404,
@@ -321,7 +321,9 @@ class Gateway:
         if name is None:
             return None
         try:
-            app = await self._call("GetApplication", self.funds.GetApplication, funds_pb2.GetApplicationRequest(name=name))
+            app = await self._call(
+                "GetApplication", self.funds.GetApplication, funds_pb2.GetApplicationRequest(name=name)
+            )
         except BoardError as e:
             if e.kind in ("not_found", "out_of_scope", "refused"):
                 return None
@@ -335,12 +337,15 @@ class Gateway:
                 "ListPublicity",
                 self.funds.ListPublicity,
                 funds_pb2.ListPublicityRequest(
-                    region=common_pb2.RegionCode(code=village.code), program=app.program, page_size=100, page_token=token
+                    region=common_pb2.RegionCode(code=village.code),
+                    program=app.program,
+                    page_size=100,
+                    page_token=token,
                 ),
             )
-            for e in resp.entries:
-                if e.application == name:
-                    return self._item(e, app)
+            for entry in resp.entries:
+                if entry.application == name:
+                    return self._item(entry, app)
             token = resp.next_page_token
             if not token:
                 break
@@ -428,8 +433,9 @@ class Gateway:
         items = []
         for a in apps:
             pay = payments.get(a.name)
-            exact = pay is not None and pay.paid_date.year > 0
-            if exact:
+            exact = False
+            if pay is not None and pay.paid_date.year > 0:
+                exact = True
                 paid_on: date | None = date(pay.paid_date.year, pay.paid_date.month, pay.paid_date.day)
             else:
                 changed = _ts(a.update_time)
@@ -535,4 +541,3 @@ __all__ = [
     "parse_application",
     "safe_name",
 ]
-

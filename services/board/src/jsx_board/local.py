@@ -22,7 +22,12 @@ LOCAL_TTL_S = 30 * 86400
 
 
 def stack_env(
-    *, funds_addr: str, members_addr: str, auth_secret: str, data_dir: str | Path, bind: str,
+    *,
+    funds_addr: str,
+    members_addr: str,
+    auth_secret: str,
+    data_dir: str | Path,
+    bind: str,
     region: str = LOCAL_REGION,
 ) -> dict[str, str]:
     """Environment for a board process of the local stack: its own ``public_board`` token

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 #: How long an objection form stays valid after it was shown.
 FORM_TTL_S = 24 * 3600
 _MAC_CHARS = 10  # base32 characters of the reference MAC (50 bits)
-_REF_RE = re.compile(r"([0-9]{1,12})-([0-9]{1,12})-([A-Z2-7]{%d})" % _MAC_CHARS)
+_REF_RE = re.compile(r"([0-9]{1,12})-([0-9]{1,12})-([A-Z2-7]{" + str(_MAC_CHARS) + "})")
 _OBJECTION_RE = re.compile(r"applications/([0-9]{1,12})/objections/([0-9]{1,12})")
 
 
