@@ -40,7 +40,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -224,11 +224,15 @@ class Stack:
         assert m, html
         return m.group(1)
 
-    def restart_services(self, extra: dict[str, str] | None = None) -> None:
+    def restart_services(
+        self, extra: dict[str, str] | None = None, while_down: Callable[[], None] | None = None
+    ) -> None:
         for p in (self.funds, self.members):
             p.terminate()
         for p in (self.funds, self.members):
             assert p.stop() == 0, p.explain()
+        if while_down is not None:
+            while_down()
         for p in (self.members, self.funds):
             p.start(extra)
         for p in (self.members, self.funds):
@@ -781,8 +785,17 @@ def test_after_publicity_only_the_unobjected_item_is_paid(stack: Stack, browser:
 
     need(FAKETIME, "libfaketime")
     st, d = stack, browser
+
+    def services_down() -> None:
+        # the board stays up and says so in Chinese; its readiness probe fails meanwhile
+        status, headers, html = st.http(f"/gongshi?region={COUNTY}", xff="198.51.100.60")
+        assert status == 503 and "暂时无法访问" in html and headers["retry-after"] == "30", html
+        assert st.http("/readyz", xff="198.51.100.60")[0] == 503
+        assert st.http("/healthz", xff="198.51.100.60")[0] == 200
+
     st.restart_services(
-        {"LD_PRELOAD": str(FAKETIME), "FAKETIME": f"+{SHIFT_DAYS}d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        {"LD_PRELOAD": str(FAKETIME), "FAKETIME": f"+{SHIFT_DAYS}d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+        while_down=services_down,
     )
     assert st.app("A").state == fpb.APPLICATION_STATE_OBJECTED
     assert st.app("B").state == fpb.APPLICATION_STATE_READY_TO_PAY
@@ -849,10 +862,10 @@ def test_after_publicity_only_the_unobjected_item_is_paid(stack: Stack, browser:
     # the bank's paid date once funds fills Application.payment; until then the day the result was recorded
     assert "2022年9月15日" in row or "（到账登记）" in row, row
     shot(d, st, "11-yifafang")
-    check_accessible(d)
     d.set_window_size(1280, 900)
     shot(d, st, "12-yifafang-desktop")
     d.set_window_size(390, 844)
+    check_accessible(d)
 
     d.get(base + "/chaxun?ref=" + st.references["A"])
     main = d.find_element(By.TAG_NAME, "main").text
