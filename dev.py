@@ -2,7 +2,8 @@
 """One entry point for a fresh machine: sets up what is missing, then runs.
 
     python3 dev.py up        # the whole stack (NATS + members + funds + events) and its demo
-    python3 dev.py test      # the test suite (what CI runs)
+    python3 dev.py test      # static checks, then the test suite (what CI runs); pytest args pass on
+    python3 dev.py check     # static checks only: ruff check, ruff format --check, mypy
     python3 dev.py gen       # regenerate Python code from protos/
     python3 dev.py lint      # buf lint on protos/
     python3 dev.py bench X   # run bench/X.py
@@ -10,6 +11,7 @@
 Only the standard library is used here, because this file runs before anything
 is installed. Everything else comes from uv.lock.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -24,15 +27,28 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 UV_VERSION = "0.13.9"  # keep equal to the pin in pyproject.toml's dev group
 
+#: What `check` covers (ruff and mypy settings: pyproject.toml). services/ joins once issue 12's
+#: restructuring of members, funds and events has landed and passes.
+CHECK_PATHS = [
+    "dev.py",
+    "conftest.py",
+    "protos/generate.py",
+    "libs/jsxcore",
+    "plugins",
+    "tools",
+    "tests",
+    "bench",
+]
 
-def _run(*cmd: str | os.PathLike[str], **kw) -> None:
+
+def _run(*cmd: str | os.PathLike[str], **kw: Any) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
 def ensure_env() -> None:
     """Create .venv and sync it to uv.lock (fast no-op when already in sync)."""
-    if sys.version_info < (3, 11):
-        sys.exit("jsx needs Python >= 3.11 (found %s)" % sys.version.split()[0])
+    if sys.version_info < (3, 11):  # noqa: UP036  (dev.py runs under whatever python3 the machine has)
+        sys.exit(f"jsx needs Python >= 3.11 (found {sys.version.split()[0]})")
     if not PY.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
     uv = BIN / "uv"
@@ -41,6 +57,56 @@ def ensure_env() -> None:
     env = dict(os.environ, VIRTUAL_ENV=str(VENV), UV_PYTHON_DOWNLOADS="never")
     env.pop("UV_PROJECT_ENVIRONMENT", None)
     _run(uv, "sync", "--locked", "--all-packages", "--quiet", "--python", PY, cwd=ROOT, env=env)
+
+
+def _mypy_runs(paths: list[str]) -> list[list[str]]:
+    """The mypy runs covering ``paths``: one for every package (each ``src/``) and loose file,
+    then one per directory of top-level modules (``tests/``, ``bench/``): their module names
+    (test_service, conftest, …) repeat from one directory to the next. A package's own tests
+    run with its ``src/`` beside them (plugins/template is not installed)."""
+    packages: list[str] = []
+    loose: list[str] = []
+    script_dirs: list[Path] = []
+    for p in (ROOT / p for p in paths):
+        if p.is_file():
+            loose.append(str(p.relative_to(ROOT)))
+            continue
+        for d in sorted({f.parent for f in p.rglob("*.py")}):
+            parts = d.relative_to(ROOT).parts
+            if "src" in parts:
+                continue
+            script_dirs.append(d)
+        packages += sorted(str(s.relative_to(ROOT)) for s in p.rglob("src") if s.is_dir())
+    runs = [[*loose, *packages]] if loose or packages else []
+    for d in script_dirs:
+        run = [str(d.relative_to(ROOT))]
+        if d.name == "tests" and (d.parent / "src").is_dir():
+            run.append(str((d.parent / "src").relative_to(ROOT)))
+        runs.append(run)
+    return runs
+
+
+def check(env: dict[str, str]) -> int:
+    """ruff check, ruff format --check and mypy over CHECK_PATHS; every one runs, all failures shown."""
+    steps = [
+        [str(BIN / "ruff"), "check", *CHECK_PATHS],
+        [str(BIN / "ruff"), "format", "--check", *CHECK_PATHS],
+        *([str(BIN / "mypy"), *run] for run in _mypy_runs(CHECK_PATHS)),
+    ]
+    failed = []
+    for step in steps:
+        shown = " ".join([Path(step[0]).name, *step[1:]])
+        print(f"check: {shown}", flush=True)
+        if subprocess.run(step, cwd=ROOT, env=env).returncode != 0:
+            failed.append(shown)
+    if failed:
+        print("check failed:\n  " + "\n  ".join(failed), file=sys.stderr)
+        print(
+            "fix with `.venv/bin/ruff format PATH` and `.venv/bin/ruff check --fix PATH`, then mypy's notes",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -52,8 +118,12 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if cmd == "up":
-        args = [str(PY), "-m", "jsxcore.stack", "up", *rest]
+        args = [str(PY), "-m", "jsx_dev.stack", "up", *rest]
+    elif cmd == "check":
+        return check(env)
     elif cmd == "test":
+        if check(env) != 0:
+            return 1
         args = [str(PY), "-m", "pytest", *rest]
     elif cmd == "gen":
         args = [str(PY), str(ROOT / "protos" / "generate.py"), *rest]

@@ -3,6 +3,7 @@
 DESIGN.md §5: every figure is printed next to the raw limit of the same
 machine measured in the same run, so what matters is the ratio.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -38,6 +40,13 @@ def peak_rss() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def one_row(cursor: Any) -> tuple[Any, ...]:
+    """The row a query that always returns one gives (``cursor.fetchone()`` typed as maybe None)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 def rate(count: int, seconds: float) -> float:
@@ -72,8 +81,9 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, name: str, value: float, limit: float | None = None, limit_name: str = "",
-            goal: float | None = None) -> Row:
+    def add(
+        self, name: str, value: float, limit: float | None = None, limit_name: str = "", goal: float | None = None
+    ) -> Row:
         row = Row(name, value, limit, limit_name, goal)
         self.rows.append(row)
         return row
@@ -82,20 +92,26 @@ class Report:
         header = ("measure", f"rate{self.unit}", "raw limit", f"limit{self.unit}", "ratio", "goal", "")
         lines = [header]
         for r in self.rows:
-            lines.append((
-                r.name,
-                f"{r.value:,.0f}",
-                r.limit_name,
-                f"{r.limit:,.0f}" if r.limit else "",
-                f"{r.ratio:.0%}" if r.ratio is not None else "",
-                f"≥{r.goal:.0%}" if r.goal is not None else "",
-                r.verdict,
-            ))
+            lines.append(
+                (
+                    r.name,
+                    f"{r.value:,.0f}",
+                    r.limit_name,
+                    f"{r.limit:,.0f}" if r.limit else "",
+                    f"{r.ratio:.0%}" if r.ratio is not None else "",
+                    f"≥{r.goal:.0%}" if r.goal is not None else "",
+                    r.verdict,
+                )
+            )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         print(f"\n{self.title}")
         for i, line in enumerate(lines):
-            print("  ".join(cell.ljust(w) if j in (0, 2) else cell.rjust(w)
-                            for j, (cell, w) in enumerate(zip(line, widths))).rstrip())
+            print(
+                "  ".join(
+                    cell.ljust(w) if j in (0, 2) else cell.rjust(w)
+                    for j, (cell, w) in enumerate(zip(line, widths, strict=True))
+                ).rstrip()
+            )
             if i == 0:
                 print("  ".join("-" * w for w in widths))
         for note in self.notes:

@@ -54,10 +54,12 @@ No goal is set for this file (exit status 0 unless something fails); the
 output is checked: N lines, the 合计 line, sampled lines carry the right
 name and card number.
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -68,15 +70,15 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import peak_rss, timed  # noqa: E402
-from monthly_batch import COUNTY, PERIOD, create_db, drop_db, seed, setup_program  # noqa: E402
+from _common import one_row, peak_rss, timed
+from monthly_batch import COUNTY, PERIOD, create_db, drop_db, seed, setup_program
 
 #: Households per roster import call (each call one transaction; the import keeps its rows in memory).
 IMPORT_HOUSEHOLDS = 100_000
@@ -101,21 +103,26 @@ async def make_batch(url: str, program_id: int) -> tuple[int, int]:
     """One batch of the month through BatchesService (untimed). Returns (batch id, payments)."""
     from jsx.common.v1 import common_pb2 as c
     from jsx.funds.v1 import funds_pb2 as pb
+    from jsx_funds.batches import BatchesService
     from jsxcore.auth import Caller
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
     from jsxcore.values import RegionCode
 
-    from jsx_funds.batches import BatchesService
-
     host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
     host.discover()
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc))
+    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=UTC))
     admin = Caller(subject="fin", display_name="fin", roles=("admin",), region=RegionCode.parse(COUNTY))
-    batch = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
-        request_id=str(uuid.uuid4()), program=f"programs/{program_id}", region=c.RegionCode(code=COUNTY),
-        period=c.Period(code=PERIOD)), admin)
+    batch = await svc.create_payment_batch(
+        pb.CreatePaymentBatchRequest(
+            request_id=str(uuid.uuid4()),
+            program=f"programs/{program_id}",
+            region=c.RegionCode(code=COUNTY),
+            period=c.Period(code=PERIOD),
+        ),
+        admin,
+    )
     await eng.dispose()
     return int(batch.name.split("/")[1]), batch.payment_count
 
@@ -136,17 +143,33 @@ def roster(start: int, stop: int, vill: list[str]) -> list[dict[str, str]]:
         village = vill[i % len(vill)]
         disabled = i % 2 == 1
         common = {"所属村": village, "户籍类型": "农村", "户主身份证号": head_id}
-        rows.append({**common, "姓名": make_name(2 * i), "身份证号": head_id, "联系电话": make_phone(2 * i),
-                     "与户主关系": "户主", "家庭类型": "伤残" if disabled else "失独", "家庭类型生效日期": "2020-01-01",
-                     "伤残等级": str(1 + (i // 2) % 3) if disabled else ""})
-        rows.append({**common, "姓名": make_name(2 * i + 1), "身份证号": mother_id, "联系电话": make_phone(2 * i + 1),
-                     "与户主关系": "配偶"})
+        rows.append(
+            {
+                **common,
+                "姓名": make_name(2 * i),
+                "身份证号": head_id,
+                "联系电话": make_phone(2 * i),
+                "与户主关系": "户主",
+                "家庭类型": "伤残" if disabled else "失独",
+                "家庭类型生效日期": "2020-01-01",
+                "伤残等级": str(1 + (i // 2) % 3) if disabled else "",
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "姓名": make_name(2 * i + 1),
+                "身份证号": mother_id,
+                "联系电话": make_phone(2 * i + 1),
+                "与户主关系": "配偶",
+            }
+        )
     return rows
 
 
 async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) -> None:
     """2N persons and N households through the roster import, then every person's card (see module doc)."""
-    from sqlalchemy import bindparam, delete, func, select, update
+    from sqlalchemy import Table, bindparam, delete, func, select, update
 
     from jsx_members.adapters import db as m
     from jsx_members.service import MembersService, import_roster
@@ -159,15 +182,17 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
     eng = create_engine(murl)
     svc = MembersService(session_factory(eng), conf.field_cipher(), conf.blind_index())
     persons = m.Person.__table__
+    assert isinstance(persons, Table)
     set_card = update(persons).where(persons.c.id == bindparam("pid")).values(card_cipher=bindparam("cc"))
     drawn = m.new_id
     try:
         for start in range(0, n, IMPORT_HOUSEHOLDS):
             stop = min(n, start + IMPORT_HOUSEHOLDS)
             # The import draws a person id per new row in row order, then a household id per household.
-            ids = itertools.chain((f"{p}{i}" for i in range(start, stop) for p in ("head", "m")),
-                                  (f"hh{i}" for i in range(start, stop)))
-            m.new_id = lambda: next(ids)  # type: ignore[assignment]
+            ids = itertools.chain(
+                (f"{p}{i}" for i in range(start, stop) for p in ("head", "m")), (f"hh{i}" for i in range(start, stop))
+            )
+            m.new_id = functools.partial(next, ids)
             with acting(COUNTY, subject="bench-seed"):
                 report = await import_roster(svc, roster(start, stop, vill))
             m.new_id = drawn
@@ -178,7 +203,7 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
             rows = []
             for pid in (f"{p}{i}" for i in range(start, stop) for p in ("head", "m")):
                 row = SimpleNamespace(id=pid)
-                svc._set_card(row, card_of(pid))  # the service's own check and AES-GCM (AAD persons/{id}/card)
+                svc._set_card(row, card_of(pid))  # type: ignore[arg-type]  # a stand-in row; the service's own check and AES-GCM (AAD persons/{id}/card)
                 rows.append({"pid": pid, "cc": row.card_cipher})
             async with svc.sessions() as s, s.begin():
                 await s.execute(set_card, rows)
@@ -187,22 +212,32 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
                 await s.execute(delete(OutboxEvent))
             print(f"  members: {stop:,} households imported", file=sys.stderr, flush=True)
         async with svc.sessions() as s:
-            ok = (await s.execute(select(func.count()).select_from(m.Household).where(
-                m.Household.id.in_(["hh0", f"hh{n - 1}"]),
-                m.Household.head_person_id.in_(["head0", f"head{n - 1}"])))).scalar_one()
-            cards = (await s.execute(select(func.count()).select_from(persons).where(
-                persons.c.card_cipher.is_not(None)))).scalar_one()
+            ok = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(m.Household)
+                    .where(
+                        m.Household.id.in_(["hh0", f"hh{n - 1}"]),
+                        m.Household.head_person_id.in_(["head0", f"head{n - 1}"]),
+                    )
+                )
+            ).scalar_one()
+            cards = (
+                await s.execute(select(func.count()).select_from(persons).where(persons.c.card_cipher.is_not(None)))
+            ).scalar_one()
         assert ok == 2 and cards == 2 * n, (ok, cards)
     finally:
         m.new_id = drawn
         await eng.dispose()
     if murl.startswith("postgresql"):
         import psycopg
+
         with psycopg.connect(murl, autocommit=True) as c:
             c.execute("VACUUM (ANALYZE)")
             c.execute("CHECKPOINT")
     else:
         import sqlite3
+
         with sqlite3.connect(murl.removeprefix("sqlite:///")) as c:
             c.execute("ANALYZE")
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -237,21 +272,23 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
     """StreamPaymentFile's body, CSV, every chunk written to ``out_csv``."""
     import logging
 
+    from sqlalchemy import text
+
     from jsx.funds.v1 import funds_pb2 as pb
+    from jsx_funds import payment_file
+    from jsx_funds.adapters.members import MembersClient
     from jsxcore.auth import Caller, issue_token
     from jsxcore.db import create_engine, session_factory
     from jsxcore.values import RegionCode
-    from sqlalchemy import text
-
-    from jsx_funds import payment_file
-    from jsx_funds.adapters.members import MembersClient
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     logging.getLogger("jsx.funds.payment_file").setLevel(logging.INFO)
     eng = create_engine(url)
     sessions = session_factory(eng)
     members = MembersClient(addr, secret)
-    caller = Caller(subject="fin-hj", display_name="fin-hj", roles=("finance_officer",), region=RegionCode.parse(COUNTY))
+    caller = Caller(
+        subject="fin-hj", display_name="fin-hj", roles=("finance_officer",), region=RegionCode.parse(COUNTY)
+    )
     token = issue_token(secret, "fin-hj", ["finance_officer"], COUNTY)
     # Warm as a running service is: pool connected, channel to members open, modules imported.
     async with eng.connect() as conn:
@@ -272,16 +309,20 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
     await members.close()
     await eng.dispose()
     assert meta is not None and meta.size_bytes == size
-    return {"seconds": seconds, "lines": meta.payment_count, "bytes": size, "total_fen": meta.total.fen,
-            "maxrss": peak_rss()}
+    return {
+        "seconds": seconds,
+        "lines": meta.payment_count,
+        "bytes": size,
+        "total_fen": meta.total.fen,
+        "maxrss": peak_rss(),
+    }
 
 
 async def child_lookups(n: int, addr: str, secret: str) -> dict[str, Any]:
     """The same names through MembersClient.batch_get_payees, page after page (10 000 each), nothing else."""
-    from jsxcore.auth import issue_token
-
     from jsx_funds.adapters.members import MembersClient
     from jsx_funds.payment_file import PAGE
+    from jsxcore.auth import issue_token
 
     members = MembersClient(addr, secret)
     token = issue_token(secret, "fin-hj", ["finance_officer"], COUNTY)
@@ -290,7 +331,7 @@ async def child_lookups(n: int, addr: str, secret: str) -> dict[str, Any]:
     cards = 0
     t0 = time.perf_counter()
     for k in range(0, n, PAGE):
-        got = await members.batch_get_payees(names[k:k + PAGE], COUNTY, token=token)
+        got = await members.batch_get_payees(names[k : k + PAGE], COUNTY, token=token)
         cards += sum(1 for p in got.values() if p.card_number)
     seconds = time.perf_counter() - t0
     await members.close()
@@ -309,19 +350,19 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
     names = _names(n)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        call = ch.unary_unary(ECHO_METHOD)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(ECHO_METHOD)
         await call(b"", timeout=10)
         got = 0
         t0 = time.perf_counter()
         for k in range(0, n, PAGE):
-            page = names[k:k + PAGE]
+            page = names[k : k + PAGE]
             gate = asyncio.Semaphore(IN_FLIGHT)
 
-            async def one(chunk: list[str]) -> bytes:
+            async def one(chunk: list[str], gate: asyncio.Semaphore = gate) -> bytes:
                 async with gate:
                     return await call(members_pb2.BatchGetPayeesRequest(names=chunk).SerializeToString(), timeout=10)
 
-            for resp in await asyncio.gather(*(one(page[i:i + BATCH]) for i in range(0, len(page), BATCH))):
+            for resp in await asyncio.gather(*(one(page[i : i + BATCH]) for i in range(0, len(page), BATCH))):
                 got += len(resp)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "bytes": got, "maxrss": peak_rss()}
@@ -329,11 +370,11 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
 async def child_idfile(url: str, batch_id: int, out_csv: str) -> dict[str, Any]:
     """BatchesService.write_payment_file: the id-only file of the same batch."""
-    from jsxcore.db import create_engine, session_factory
-    from jsxcore.plugins import PluginHost
     from sqlalchemy import text
 
     from jsx_funds.batches import BatchesService
+    from jsxcore.db import create_engine, session_factory
+    from jsxcore.plugins import PluginHost
 
     eng = create_engine(url)
     svc = BatchesService(session_factory(eng), PluginHost())
@@ -357,8 +398,13 @@ def echo_server(port: int, response_file: str) -> None:
             return response if request else b""
 
         server = grpc.aio.server()
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "bench.v1.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "bench.v1.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+                ),
+            )
+        )
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         await server.wait_for_termination()
@@ -395,20 +441,20 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     with acting(COUNTY, roles=("finance_officer",), subject="bench"):
         t0 = time.perf_counter()
         for k in range(0, n, 1000):
-            resp = await reads.batch_get_payees(members_pb2.BatchGetPayeesRequest(names=names[k:k + 1000]))
+            resp = await reads.batch_get_payees(members_pb2.BatchGetPayeesRequest(names=names[k : k + 1000]))
             payees.update((p.person, p) for p in resp.payees)
         out["members_work"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ciphers = []
+    ciphers: list[Any] = []
     async with svc.sessions() as s:
         for k in range(0, n, 1000):
-            ids = [x.split("/", 1)[1] for x in names[k:k + 1000]]
+            ids = [x.split("/", 1)[1] for x in names[k : k + 1000]]
             ciphers += (await s.execute(select(m.Person.id, m.Person.card_cipher).where(m.Person.id.in_(ids)))).all()
     out["members_sql"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     async with svc.sessions() as s:
         for k in range(0, n, 1000):
-            ids = [x.split("/", 1)[1] for x in names[k:k + 1000]]
+            ids = [x.split("/", 1)[1] for x in names[k : k + 1000]]
             (await s.execute(select(m.Person).where(m.Person.id.in_(set(ids))))).scalars().all()
     out["members_orm"] = time.perf_counter() - t0
     cipher, aad = svc.cipher, svc._aad
@@ -421,15 +467,21 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     eng = create_engine(url)
     sessions = session_factory(eng)
     async with sessions() as s:
-        where = in_batch(await s.get(PaymentBatchRow, batch_id))
+        where = in_batch(await s.get_one(PaymentBatchRow, batch_id))
     pages = []
     after = None
     t0 = time.perf_counter()
     while True:
         cond = where if after is None else (where & (PaymentRow.id > after))
         async with sessions() as s:
-            rows = (await s.execute(select(PaymentRow.id.label("payment_id"), PaymentRow.payee, PaymentRow.village,
-                                           PaymentRow.amount).where(cond).order_by(PaymentRow.id).limit(pf.PAGE))).all()
+            rows = (
+                await s.execute(
+                    select(PaymentRow.id.label("payment_id"), PaymentRow.payee, PaymentRow.village, PaymentRow.amount)
+                    .where(cond)
+                    .order_by(PaymentRow.id)
+                    .limit(pf.PAGE)
+                )
+            ).all()
         if not rows:
             break
         pages.append(rows)
@@ -440,9 +492,20 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     await eng.dispose()
     name = f"paymentBatches/{batch_id}"
     t0 = time.perf_counter()
-    lines = [[pf.Line(payee_name=payees[p.payee].display_name, card_number=payees[p.payee].card_number, amount=p.amount,
-                      reference=f"{name}/payments/{p.payment_id}", village=pf._village_label(p.village), note="按人发放")
-              for p in rows] for rows in pages]
+    lines = [
+        [
+            pf.Line(
+                payee_name=payees[p.payee].display_name,
+                card_number=payees[p.payee].card_number,
+                amount=p.amount,
+                reference=f"{name}/payments/{p.payment_id}",
+                village=pf._village_label(p.village),
+                note="按人发放",
+            )
+            for p in rows
+        ]
+        for rows in pages
+    ]
     out["lines"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for rows in pages:
@@ -498,7 +561,7 @@ def check_file(path: str, n: int, expected_total: int, url: str) -> list[str]:
                 samples[int(row[4].rsplit("/", 1)[1])] = row
     with psycopg.connect(url) as c:
         for pid, row in samples.items():
-            (payee,) = c.execute("SELECT payee FROM payments WHERE id = %s", (pid,)).fetchone()
+            (payee,) = one_row(c.execute("SELECT payee FROM payments WHERE id = %s", (pid,)))
             i = int(payee.removeprefix("persons/m"))
             if (row[1], row[2]) != (make_name(2 * i + 1), card_of(f"m{i}")):
                 problems.append(f"line {row[0]}: {row[1]!r} {row[2]!r}, expected {payee}'s name and card")
@@ -512,10 +575,17 @@ def check_file(path: str, n: int, expected_total: int, url: str) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=200_000, help="payments (beneficiaries), default 200 000")
-    ap.add_argument("--db", default=os.environ.get("JSX_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-                    help="admin URL of the PostgreSQL server; fresh databases are created and dropped")
-    ap.add_argument("--members-db", choices=("sqlite", "pg"), default="sqlite",
-                    help="members' database: a SQLite file (default) or a second PostgreSQL database")
+    ap.add_argument(
+        "--db",
+        default=os.environ.get("JSX_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="admin URL of the PostgreSQL server; fresh databases are created and dropped",
+    )
+    ap.add_argument(
+        "--members-db",
+        choices=("sqlite", "pg"),
+        default="sqlite",
+        help="members' database: a SQLite file (default) or a second PostgreSQL database",
+    )
     ap.add_argument("--rounds", type=int, default=1, help="timed rounds of each measure; the best is kept")
     ap.add_argument("--no-breakdown", action="store_true", help="skip the in-process parts (where the time goes)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -527,14 +597,14 @@ def main() -> int:
     if a.child:
         kind, *rest = a.child
         if kind == "bank":
-            r = child_bank(rest[0], int(rest[1]), rest[2], rest[3], rest[4])
+            job = child_bank(rest[0], int(rest[1]), rest[2], rest[3], rest[4])
         elif kind == "lookups":
-            r = child_lookups(int(rest[0]), rest[1], rest[2])
+            job = child_lookups(int(rest[0]), rest[1], rest[2])
         elif kind == "echo":
-            r = child_echo(int(rest[0]), int(rest[1]))
+            job = child_echo(int(rest[0]), int(rest[1]))
         else:
-            r = child_idfile(rest[0], int(rest[1]), rest[2])
-        print(json.dumps(asyncio.run(r)))
+            job = child_idfile(rest[0], int(rest[1]), rest[2])
+        print(json.dumps(asyncio.run(job)))
         return 0
 
     from jsx.common.v1 import common_pb2
@@ -558,28 +628,54 @@ def main() -> int:
             seed(url, program_id, n, 100, 20)
             batch_id, paid = asyncio.run(make_batch(url, program_id))
             import psycopg
+
             with psycopg.connect(url, autocommit=True) as c:
-                expected_total = c.execute("SELECT sum(amount) FROM payments WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+                expected_total = one_row(
+                    c.execute("SELECT sum(amount) FROM payments WHERE batch_id = %s", (batch_id,))
+                )[0]
                 c.execute("VACUUM (ANALYZE) payments")
                 c.execute("CHECKPOINT")
         assert paid == n, paid
-        print(f"setup: funds, {n:,} payments in paymentBatches/{batch_id} in {t_funds.seconds:.1f} s (untimed)", flush=True)
+        print(
+            f"setup: funds, {n:,} payments in paymentBatches/{batch_id} in {t_funds.seconds:.1f} s (untimed)",
+            flush=True,
+        )
         with timed() as t_members:
             members_migrate(murl)
             asyncio.run(seed_members(murl, env, n, villages(100)))
-        print(f"setup: members ({'PostgreSQL' if a.members_db == 'pg' else 'SQLite'}), {2 * n:,} persons with cards,"
-              f" {n:,} households in {t_members.seconds:.1f} s (untimed)", flush=True)
+        print(
+            f"setup: members ({'PostgreSQL' if a.members_db == 'pg' else 'SQLite'}), {2 * n:,} persons with cards,"
+            f" {n:,} households in {t_members.seconds:.1f} s (untimed)",
+            flush=True,
+        )
 
         port, echo_port = free_port(), free_port()
-        server_env = {**os.environ, **env, "JSX_MEMBERS_DATABASE_URL": murl, "JSX_MEMBERS_GRPC_ADDR": f"127.0.0.1:{port}",
-                      "JSX_MEMBERS_DATA_DIR": tmp.name}
+        server_env = {
+            **os.environ,
+            **env,
+            "JSX_MEMBERS_DATABASE_URL": murl,
+            "JSX_MEMBERS_GRPC_ADDR": f"127.0.0.1:{port}",
+            "JSX_MEMBERS_DATA_DIR": tmp.name,
+        }
         with open(f"{tmp.name}/members.log", "wb") as log:
-            procs.append(subprocess.Popen([sys.executable, "-m", "jsx_members"], env=server_env, stdout=log, stderr=log))
-        response = members_pb2.BatchGetPayeesResponse(payees=[members_pb2.Payee(
-            person=f"persons/m{i}", display_name="王秀英", card_number=card_of(f"m{i}"),
-            village=common_pb2.RegionCode(code=villages(100)[i % 100])) for i in range(1000)])
+            procs.append(
+                subprocess.Popen([sys.executable, "-m", "jsx_members"], env=server_env, stdout=log, stderr=log)
+            )
+        response = members_pb2.BatchGetPayeesResponse(
+            payees=[
+                members_pb2.Payee(
+                    person=f"persons/m{i}",
+                    display_name="王秀英",
+                    card_number=card_of(f"m{i}"),
+                    village=common_pb2.RegionCode(code=villages(100)[i % 100]),
+                )
+                for i in range(1000)
+            ]
+        )
         Path(f"{tmp.name}/response.bin").write_bytes(response.SerializeToString())
-        procs.append(subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port), f"{tmp.name}/response.bin"]))
+        procs.append(
+            subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port), f"{tmp.name}/response.bin"])
+        )
         wait_for_port(port, procs[0])
         wait_for_port(echo_port, procs[1])
         addr = f"127.0.0.1:{port}"
@@ -596,8 +692,10 @@ def main() -> int:
             file_log = "\n".join(ln for ln in err.splitlines() if ln.startswith("payment file "))
             if rnd == 0:
                 problems = check_file(out_csv, n, expected_total, url)
-            print(f"  round {rnd + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in results.items()),
-                  flush=True)
+            print(
+                f"  round {rnd + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in results.items()),
+                flush=True,
+            )
         load_after = os.getloadavg()[0]
         parts = {} if a.no_breakdown else asyncio.run(breakdown(url, murl, env, batch_id, n))
     finally:
@@ -616,37 +714,51 @@ def main() -> int:
     best = {k: min(v, key=lambda x: x["seconds"]) for k, v in results.items()}
     bank, look, echo, ids = best["bank"], best["lookups"], best["echo"], best["idfile"]
     mdb = "PostgreSQL" if a.members_db == "pg" else "SQLite"
-    print(f"\nbank payment file (names + 一卡通 cards from members over gRPC), {n:,} payments;"
-          f" members on {mdb}, funds on PostgreSQL; best of {a.rounds}")
+    print(
+        f"\nbank payment file (names + 一卡通 cards from members over gRPC), {n:,} payments;"
+        f" members on {mdb}, funds on PostgreSQL; best of {a.rounds}"
+    )
     print(f"  {'measure':<44} {'seconds':>8} {'lines/s':>10}  bank file is")
-    for label, r in (("bank file: stream_payment_file, CSV", bank),
-                     ("raw lookups: BatchGetPayees, same N names", look),
-                     ("raw gRPC: same calls and bytes, bare server", echo),
-                     ("id-only file: write_payment_file", ids)):
+    for label, r in (
+        ("bank file: stream_payment_file, CSV", bank),
+        ("raw lookups: BatchGetPayees, same N names", look),
+        ("raw gRPC: same calls and bytes, bare server", echo),
+        ("id-only file: write_payment_file", ids),
+    ):
         ratio = "" if r is bank else f"{bank['seconds'] / r['seconds']:6.1f}× its time"
         print(f"  {label:<44} {r['seconds']:8.2f} {n / r['seconds']:10,.0f}  {ratio}")
-    print(f"  file: {bank['lines']:,} lines, {bank['bytes'] / 1e6:.0f} MB, {bank['total_fen'] / 100:,.2f} 元;"
-          f" checks {'ok' if not problems else problems}")
-    print(f"  peak RSS: bank-file child {bank['maxrss'] / 2**20:.0f} MiB, lookups child {look['maxrss'] / 2**20:.0f} MiB,"
-          f" id-only child {ids['maxrss'] / 2**20:.0f} MiB")
+    print(
+        f"  file: {bank['lines']:,} lines, {bank['bytes'] / 1e6:.0f} MB, {bank['total_fen'] / 100:,.2f} 元;"
+        f" checks {problems or 'ok'}"
+    )
+    print(
+        f"  peak RSS: bank-file child {bank['maxrss'] / 2**20:.0f} MiB, lookups child {look['maxrss'] / 2**20:.0f} MiB,"
+        f" id-only child {ids['maxrss'] / 2**20:.0f} MiB"
+    )
     if file_log:
         print(f"  {file_log}")
     if parts:
         print(f"\n  where the time goes (each part alone, in one process, no gRPC; seconds for {n:,}):")
-        rows = [("members' own work: PayeeReads.batch_get_payees ×1000 (SQL + decrypt + protobuf + audit)",
-                 parts["members_work"]),
-                ("  of which the persons read as ORM entities, as PayeeReads._load does", parts["members_orm"]),
-                ("  (the same rows, id and card_cipher only, as plain rows)", parts["members_sql"]),
-                ("  of which the card decrypts alone (AES-GCM)", parts["decrypt"]),
-                ("funds: the payments pages (10 000 a query)", parts["funds_pages"]),
-                ("funds: Line objects (incl. village labels)", parts["lines"]),
-                ("  of which _village_label (RegionCode.parse per line)", parts["village_labels"]),
-                ("funds: CSV rendering (_CsvWriter.add + finish, to a file)", parts["render"]),
-                ("funds: sha256 + size of the spool, per 64 MiB", parts["sha256_per_64MiB"])]
+        rows = [
+            (
+                "members' own work: PayeeReads.batch_get_payees ×1000 (SQL + decrypt + protobuf + audit)",
+                parts["members_work"],
+            ),
+            ("  of which the persons read as ORM entities, as PayeeReads._load does", parts["members_orm"]),
+            ("  (the same rows, id and card_cipher only, as plain rows)", parts["members_sql"]),
+            ("  of which the card decrypts alone (AES-GCM)", parts["decrypt"]),
+            ("funds: the payments pages (10 000 a query)", parts["funds_pages"]),
+            ("funds: Line objects (incl. village labels)", parts["lines"]),
+            ("  of which _village_label (RegionCode.parse per line)", parts["village_labels"]),
+            ("funds: CSV rendering (_CsvWriter.add + finish, to a file)", parts["render"]),
+            ("funds: sha256 + size of the spool, per 64 MiB", parts["sha256_per_64MiB"]),
+        ]
         for label, s in rows:
             print(f"    {label:<88} {s:7.2f}")
-        print(f"    gRPC + client side of the lookups (raw lookups − members' own work)"
-              f"{'':<21} {look['seconds'] - parts['members_work']:7.2f}")
+        print(
+            f"    gRPC + client side of the lookups (raw lookups − members' own work)"
+            f"{'':<21} {look['seconds'] - parts['members_work']:7.2f}"
+        )
     print(f"  load average (1 min) {load:.2f} before, {load_after:.2f} after, {os.cpu_count()} cores")
     return 0 if not problems else 1
 

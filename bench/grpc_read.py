@@ -30,6 +30,7 @@ per second, p50/p99 latency, server CPU per request, jsx/raw throughput
 (goal ≥ 50%) and jsx/bare (what the runtime itself costs). Rounds alternate
 the three; the best round of each is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,19 +46,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import grpc  # noqa: E402
-from jsx.common.v1 import common_pb2  # noqa: E402
-from jsx.members.v1 import members_pb2, members_pb2_grpc  # noqa: E402
-from sqlalchemy import Integer, String, select  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+import grpc
+from _common import Report
+from sqlalchemy import Integer, String, insert, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from _common import Report  # noqa: E402
-from jsxcore.auth import current_caller, issue_token  # noqa: E402
-from jsxcore.config import ServiceConfig  # noqa: E402
-from jsxcore.db import create_engine, read  # noqa: E402
-from jsxcore.errors import NotFound  # noqa: E402
-from jsxcore.pii import generate_key  # noqa: E402
-from jsxcore.runtime import create_server, setup_logging, start_server  # noqa: E402
+from jsx.common.v1 import common_pb2
+from jsx.members.v1 import members_pb2, members_pb2_grpc
+from jsxcore.auth import current_caller, issue_token
+from jsxcore.config import ServiceConfig
+from jsxcore.db import create_engine, read
+from jsxcore.errors import NotFound
+from jsxcore.pii import generate_key
+from jsxcore.runtime import create_server, setup_logging, start_server
 
 ECHO_METHOD = "/bench.v1.Echo/Echo"
 GET_PERSON = "/jsx.members.v1.MembersService/GetPerson"
@@ -107,9 +108,11 @@ class BareReadServicer(ReadServicer):
 # ---------------------------------------------------------------- client process
 
 
-async def _drive(port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int) -> dict[str, Any]:
+async def _drive(
+    port: int, method: str, payload: bytes, token: str, duration: float, concurrency: int
+) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(method)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         md = (("authorization", "Bearer " + token),) if token else None
         await call(payload, metadata=md, timeout=10)  # warm up + fail fast if misconfigured
         latencies: list[float] = []
@@ -163,12 +166,25 @@ def _pin(cpu: int) -> None:
         pass
 
 
-async def _run_client(port: int, method: str, token: str, args: argparse.Namespace,
-                      person: str = "persons/1") -> dict[str, Any]:
+async def _run_client(
+    port: int, method: str, token: str, args: argparse.Namespace, person: str = "persons/1"
+) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client", "--port", str(port), "--method", method, "--token", token,
-        "--person", person,
-        "--duration", str(args.duration), "--concurrency", str(args.concurrency),
+        sys.executable,
+        __file__,
+        "--client",
+        "--port",
+        str(port),
+        "--method",
+        method,
+        "--token",
+        token,
+        "--person",
+        person,
+        "--duration",
+        str(args.duration),
+        "--concurrency",
+        str(args.concurrency),
         stdout=asyncio.subprocess.PIPE,
     )
     cpu0 = time.process_time()
@@ -200,7 +216,7 @@ async def _raw_round(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _bare_db_round(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
     server = grpc.aio.server()
-    members_pb2_grpc.add_MembersServiceServicer_to_server(BareReadServicer(engine), server)
+    members_pb2_grpc.add_MembersServiceServicer_to_server(BareReadServicer(engine), server)  # type: ignore[abstract]  # only reads
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -212,7 +228,7 @@ async def _bare_db_round(args: argparse.Namespace, engine: Any) -> dict[str, Any
 async def _jsx_round(args: argparse.Namespace, config: ServiceConfig, engine: Any, token: str) -> dict[str, Any]:
     server, port = create_server(
         config,
-        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, ReadServicer(engine))],
+        servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, ReadServicer(engine))],  # type: ignore[abstract]  # only reads
         service_names=["jsx.members.v1.MembersService"],
     )
     await start_server(server)
@@ -227,7 +243,6 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     from jsx_members.entrypoints.grpc import MembersServicer
     from jsx_members.migrations import migrate
     from jsx_members.service import MembersService
-
     from jsxcore.auth import Caller, reset_caller, set_caller
     from jsxcore.db import session_factory
     from jsxcore.values import RegionCode, id_check_char
@@ -239,17 +254,25 @@ async def _members_setup(config: ServiceConfig, tmp: str) -> tuple[Any, Any, str
     body = "43122219600501013"
     token = set_caller(Caller("bench-clerk", "bench", ("county_clerk",), RegionCode.parse("431222")))
     try:
-        person = await service.create_person(members_pb2.CreatePersonRequest(
-            request_id="0b7c1f5e-6c1a-4c55-9d8e-2f0f2b9d3a11",
-            person=members_pb2.Person(display_name="张三", id_number=body + id_check_char(body), phone="13900001234",
-                                      village=common_pb2.RegionCode(code="431222101001"))))
+        person = await service.create_person(
+            members_pb2.CreatePersonRequest(
+                request_id="0b7c1f5e-6c1a-4c55-9d8e-2f0f2b9d3a11",
+                person=members_pb2.Person(
+                    display_name="张三",
+                    id_number=body + id_check_char(body),
+                    phone="13900001234",
+                    village=common_pb2.RegionCode(code="431222101001"),
+                ),
+            )
+        )
     finally:
         reset_caller(token)
-    return engine, MembersServicer(service), person.name
+    return engine, MembersServicer(service), person.name  # type: ignore[abstract]  # generated as abstract
 
 
-async def _members_round(args: argparse.Namespace, config: ServiceConfig, servicer: Any, token: str,
-                         person: str) -> dict[str, Any]:
+async def _members_round(
+    args: argparse.Namespace, config: ServiceConfig, servicer: Any, token: str, person: str
+) -> dict[str, Any]:
     server, port = create_server(
         config,
         servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, servicer)],
@@ -277,7 +300,7 @@ async def main(args: argparse.Namespace) -> int:
         engine = create_engine(config.database_url)
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
-            await conn.execute(PersonRow.__table__.insert().values(id=1, display_name="张三", village="431222101001"))
+            await conn.execute(insert(PersonRow).values(id=1, display_name="张三", village="431222101001"))
         token = issue_token(SECRET, "bench-clerk", ["county_clerk"], "431222", 3600)
 
         m_engine, m_servicer, m_person = await _members_setup(config, tmp)
@@ -317,8 +340,10 @@ async def main(args: argparse.Namespace) -> int:
     )
     report.notes.append(
         "all rounds rps: "
-        + "; ".join(f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
-                    for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx), ("members", mem)))
+        + "; ".join(
+            f"{k} " + ", ".join(f"{r['count'] / r['seconds']:,.0f}" for r in v)
+            for k, v in (("raw", raw), ("bare", bare), ("jsx", jsx), ("members", mem))
+        )
     )
     errors = sum(r["errors"] for r in raw + bare + jsx + mem)
     report.notes.append(f"errors: {errors}; server and client each pinned to one core; client is Python grpc.aio")

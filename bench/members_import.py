@@ -18,6 +18,7 @@ carrying correct check characters) and measures in the same run:
 
 Goal: import ≤ 2× the raw read time (rate ratio ≥ 50%).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Report, rate, timed  # noqa: E402
-from openpyxl import load_workbook  # noqa: E402
+from _common import Report, rate, timed
+from openpyxl import load_workbook
 
-from jsx_members.adapters import roster  # noqa: E402
-from jsx_members.migrations import migrate  # noqa: E402
-from jsx_members.service import MembersService, import_roster  # noqa: E402
-from jsx_members.testdata import acting, roster_rows  # noqa: E402
-from jsxcore.db import create_engine, session_factory  # noqa: E402
-from jsxcore.pii import BlindIndex, FieldCipher  # noqa: E402
+from jsx_members.adapters import roster
+from jsx_members.migrations import migrate
+from jsx_members.service import MembersService, import_roster
+from jsx_members.testdata import acting, roster_rows
+from jsxcore.db import create_engine, session_factory
+from jsxcore.pii import BlindIndex, FieldCipher
 
 
 def raw_read(path: Path) -> int:
@@ -91,10 +92,22 @@ def main() -> None:
     assert created == args.n
     report = Report(f"members roster import, {args.n:,} rows ({'PostgreSQL' if args.db else 'SQLite'})", unit=" rows/s")
     report.add("raw openpyxl read", rate(args.n, raw.seconds))
-    report.add("import (read+validate+encrypt+insert)", rate(args.n, seconds), rate(args.n, raw.seconds), "raw openpyxl read", goal=0.5)
-    report.notes.append(f"raw read {raw.seconds:.2f} s, import {seconds:.2f} s: import = {seconds / raw.seconds:.2f}× raw read (goal ≤ 2×)")
+    report.add(
+        "import (read+validate+encrypt+insert)",
+        rate(args.n, seconds),
+        rate(args.n, raw.seconds),
+        "raw openpyxl read",
+        goal=0.5,
+    )
+    report.notes.append(
+        f"raw read {raw.seconds:.2f} s, import {seconds:.2f} s: "
+        f"import = {seconds / raw.seconds:.2f}× raw read (goal ≤ 2×)"
+    )
     # Other work on the machine skews the two timings differently; say how busy it was.
-    report.notes.append(f"load average (1 min) {load_before:.2f} before the raw read, {os.getloadavg()[0]:.2f} after the import, {os.cpu_count()} cores")
+    report.notes.append(
+        f"load average (1 min) {load_before:.2f} before the raw read, "
+        f"{os.getloadavg()[0]:.2f} after the import, {os.cpu_count()} cores"
+    )
     report.print()
 
 

@@ -21,6 +21,7 @@ measures in the same run:
 * consumer     — ``Consumer``: fetch, parse, inbox check, a one-row effect,
   inbox insert, commit, ack (compared with raw fetch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,24 +29,32 @@ import asyncio
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import nats  # noqa: E402
-from google.protobuf.message import Message  # noqa: E402
-from jsx.funds.v1 import events_pb2  # noqa: E402
-from nats.js import api  # noqa: E402
-from sqlalchemy import BigInteger, Integer, String, func, select  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
+import nats
+from _common import Report, rate, timed
+from google.protobuf.message import Message
+from nats.js import api
+from sqlalchemy import BigInteger, Integer, String, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from _common import Report, rate, timed  # noqa: E402
-from jsxcore.db import CoreBase, create_engine, session_factory, transaction  # noqa: E402
-from jsxcore.outbox import (  # noqa: E402
-    HEADER_EVENT_TYPE, HEADER_MSG_ID, Consumer, EventMeta, OutboxEvent, Relay, add_event, stream_name,
+from jsx.funds.v1 import events_pb2
+from jsxcore.db import CoreBase, create_engine, session_factory, transaction
+from jsxcore.outbox import (
+    HEADER_EVENT_TYPE,
+    HEADER_MSG_ID,
+    Consumer,
+    EventMeta,
+    OutboxEvent,
+    Relay,
+    add_event,
+    stream_name,
 )
-from jsxcore.testing.fixtures import NatsServer  # noqa: E402
+from jsxcore.testing.fixtures import NatsServer
 
 SERVICE = "bench"
 SUBJECT = "jsx.bench.payment.issued"
@@ -80,7 +89,7 @@ def event(i: int) -> events_pb2.PaymentIssued:
     return m
 
 
-def make_database(admin_url: str | None, tmp: str) -> tuple[str, callable]:
+def make_database(admin_url: str | None, tmp: str) -> tuple[str, Callable[[], None]]:
     """A fresh database URL and a function that drops it."""
     if not admin_url:
         return f"sqlite:///{tmp}/bench.db", lambda: None
@@ -99,12 +108,16 @@ def make_database(admin_url: str | None, tmp: str) -> tuple[str, callable]:
 
 async def raw_publish(nc, payloads: list[bytes], stream: str) -> float:
     js = nc.jetstream()
-    await js.add_stream(api.StreamConfig(
-        name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120))
+    await js.add_stream(
+        api.StreamConfig(
+            name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120
+        )
+    )
     with timed() as t:
         futures = [
-            await js.publish_async(f"{stream.lower()}.payment", p,
-                                   headers={HEADER_MSG_ID: uuid.uuid4().hex, HEADER_EVENT_TYPE: "x"})
+            await js.publish_async(
+                f"{stream.lower()}.payment", p, headers={HEADER_MSG_ID: uuid.uuid4().hex, HEADER_EVENT_TYPE: "x"}
+            )
             for p in payloads
         ]
         await asyncio.gather(*futures)
@@ -114,8 +127,11 @@ async def raw_publish(nc, payloads: list[bytes], stream: str) -> float:
 
 async def raw_publish_inbox(nc, payloads: list[bytes], stream: str) -> float:
     js = nc.jetstream()
-    await js.add_stream(api.StreamConfig(
-        name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120))
+    await js.add_stream(
+        api.StreamConfig(
+            name=stream, subjects=[f"{stream.lower()}.>"], storage=api.StorageType.FILE, duplicate_window=120
+        )
+    )
     prefix = nc.new_inbox()
     acked = asyncio.Event()
     got = 0
@@ -191,8 +207,9 @@ async def run(args: argparse.Namespace) -> int:
                         if not full:
                             break
                 async with sessions() as s:
-                    left = (await s.execute(
-                        select(func.count()).where(OutboxEvent.published_at.is_(None)))).scalar_one()
+                    left = (
+                        await s.execute(select(func.count()).where(OutboxEvent.published_at.is_(None)))
+                    ).scalar_one()
                 assert left == 0 and relay.published - before == n, (left, relay.published - before)
                 best["relay"] = max(best["relay"], rate(n, t_relay.seconds))
                 best["insert"] = max(best["insert"], rate(n, t_insert.seconds))
@@ -205,16 +222,22 @@ async def run(args: argparse.Namespace) -> int:
             async def consume(durable: str, effect: bool) -> float:
                 async def handler(session: AsyncSession, msg: Message, meta: EventMeta) -> None:
                     if effect:
-                        session.add(Paid(payment=msg.payment, fen=msg.amount.fen))  # type: ignore[attr-defined]
+                        session.add(Paid(payment=msg.payment, fen=msg.amount.fen))  # type: ignore[attr-defined]  # only PaymentIssued comes here
 
                 consumer = Consumer(
-                    server.url, stream=stream_name(SERVICE), durable=durable, subjects=SUBJECT,
-                    handler=handler, sessionmaker=sessions, message_types=[events_pb2.PaymentIssued],
-                    batch=batch, max_ack_pending=max(batch * 2, 1000),
+                    server.url,
+                    stream=stream_name(SERVICE),
+                    durable=durable,
+                    subjects=SUBJECT,
+                    handler=handler,
+                    sessionmaker=sessions,
+                    message_types=[events_pb2.PaymentIssued],
+                    batch=batch,
+                    max_ack_pending=max(batch * 2, 1000),
                 )
                 with timed() as t:
                     task = asyncio.create_task(consumer.run())
-                    while consumer.applied + consumer.skipped < total:
+                    while consumer.applied + consumer.skipped < total:  # noqa: ASYNC110  (no event for a count)
                         await asyncio.sleep(0.01)
                     await consumer.stop()
                     await task
@@ -231,17 +254,21 @@ async def run(args: argparse.Namespace) -> int:
             server.stop()
             drop()
 
-    report.add("relay: outbox → JetStream (PubAck'd, marked)", best["relay"], best["raw_pub"],
-               "raw js.publish_async", goal=0.5)
-    report.add("relay, against the relay's own way of publishing", best["relay"], best["raw_inbox"],
-               "raw nc.publish + inbox")
+    report.add(
+        "relay: outbox → JetStream (PubAck'd, marked)", best["relay"], best["raw_pub"], "raw js.publish_async", goal=0.5
+    )
+    report.add(
+        "relay, against the relay's own way of publishing", best["relay"], best["raw_inbox"], "raw nc.publish + inbox"
+    )
     report.add("consumer: fetch → inbox → ack (no-op handler)", inbox_only, best["raw_sub"], "raw pull fetch + ack")
     report.add("consumer: fetch → ORM effect row + inbox → ack", consumed, best["raw_sub"], "raw pull fetch + ack")
     report.add("outbox insert (add_event, commit per batch)", best["insert"])
     report.add("insert + relay, end to end", best["e2e"], best["raw_pub"], "raw js.publish_async")
     report.notes.append("relay time excludes inserting the outbox rows (shown on its own line)")
-    report.notes.append(f"best of {rounds} alternating rounds for raw, relay and insert; consumer: one pass "
-                        f"over all {n * rounds} events")
+    report.notes.append(
+        f"best of {rounds} alternating rounds for raw, relay and insert; consumer: one pass "
+        f"over all {n * rounds} events"
+    )
     report.notes.append(f"payload: jsx.funds.v1.PaymentIssued, {len(payloads[0])} bytes; nats-server file storage")
     report.print()
     return 0 if report.ok else 1
@@ -252,8 +279,11 @@ def main() -> int:
     p.add_argument("-n", type=int, default=20000, help="events (default 20000)")
     p.add_argument("--batch", type=int, default=1000, help="relay batch / fetch batch / insert transaction size")
     p.add_argument("--rounds", type=int, default=3, help="alternating raw/relay rounds; best of each is kept")
-    p.add_argument("--db", default=None, help="PostgreSQL admin URL (a fresh database is created and dropped); "
-                                              "default: a temporary SQLite file")
+    p.add_argument(
+        "--db",
+        default=None,
+        help="PostgreSQL admin URL (a fresh database is created and dropped); default: a temporary SQLite file",
+    )
     args = p.parse_args()
     args.db_kind = "postgresql" if args.db else "sqlite"
     return asyncio.run(run(args))

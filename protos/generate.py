@@ -9,6 +9,7 @@ Produces ``*_pb2.py``, ``*_pb2_grpc.py`` and their ``.pyi`` stubs
 members_pb2`` works. Inputs are sorted and protoc is run once, so the output
 depends only on the .proto files and the locked tool versions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,11 +64,7 @@ def generate(out: Path) -> None:
 def _tree(root: Path) -> set[str]:
     if not root.exists():
         return set()
-    return {
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    }
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def check() -> int:

@@ -5,6 +5,7 @@ a real child process with its own database, gRPC port and log file.
 extra environment (``JSX_FAULT``), and waits for gRPC health SERVING. Every
 start appends to one log file, so a failure can show what each run said.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,14 +17,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 T = TypeVar("T")
-_FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                   ("grpc.max_reconnect_backoff_ms", 300)]
+_FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 300),
+]
 
 
 def tail(path: Path, n: int = 40) -> str:
@@ -47,8 +51,8 @@ class ServiceProc:
         self.extra_env: dict[str, str] = {}  # what the running process got on top of env (JSX_FAULT)
 
     def start(self, extra_env: Mapping[str, str] | None = None) -> None:
-        if self.alive():
-            raise RuntimeError(f"{self.service} already running (pid {self.proc.pid})")  # type: ignore[union-attr]
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"{self.service} already running (pid {self.proc.pid})")
         self.starts += 1
         self._signalled = False
         self.extra_env = dict(extra_env or {})
@@ -59,7 +63,8 @@ class ServiceProc:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"jsx_{self.service}"],
                 env={**self.env, **(extra_env or {})},
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C on pytest does not hit it before its finalizer
             )
 
@@ -93,9 +98,7 @@ class ServiceProc:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"{self.service} did not exit within {timeout:.0f} s\n{self.explain()}"
-            ) from None
+            raise AssertionError(f"{self.service} did not exit within {timeout:.0f} s\n{self.explain()}") from None
 
     def wait_serving(self, timeout: float = 60.0) -> None:
         """Block until gRPC health says SERVING; fail with the log tail if it dies or times out."""
@@ -103,7 +106,7 @@ class ServiceProc:
         # short reconnect backoff: the default (1 s, growing) would notice a
         # freshly listening server seconds late
         with grpc.insecure_channel(self.addr, options=_FAST_RECONNECT) as ch:
-            stub = health_pb2_grpc.HealthStub(ch)
+            stub: Any = health_pb2_grpc.HealthStub(ch)  # the stubs declare it without methods
             while True:
                 if not self.alive():
                     code = self.proc.returncode if self.proc else None
@@ -133,8 +136,7 @@ def logs_on_failure(procs: Sequence[ServiceProc]) -> Iterator[None]:
         raise
 
 
-async def until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0,
-                every: float = 0.2) -> T:
+async def until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0, every: float = 0.2) -> T:
     """Poll ``probe`` until it returns something other than None; fail naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -1,6 +1,7 @@
 """The wire contract in protos/: lint-clean, generated code fresh, and the
 conventions every service relies on (permissions, request_id, pagination,
 event subjects, no personal data or floats on the bus) actually hold."""
+
 from __future__ import annotations
 
 import importlib
@@ -10,7 +11,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import (
+    Descriptor,
+    FieldDescriptor,
+    FileDescriptor,
+    MethodDescriptor,
+    ServiceDescriptor,
+)
 
 from jsx.common.v1 import annotations_pb2
 
@@ -22,8 +29,17 @@ BIN = Path(sys.executable).parent
 READ_PREFIXES = ("Get", "List", "Lookup", "BatchGet")  # BatchGet: AIP-231 reads
 SUBJECT = re.compile(r"^jsx\.(members|funds|events)\.[a-z][a-z_]*\.[a-z][a-z_]*$")
 # Field names that would carry personal data; events carry ids and regions only.
-PII_FIELDS = {"id_number", "phone", "card_number", "display_name", "donor_display_name", "notes", "address",
-              "lodged_by", "beneficiary_display_name"}
+PII_FIELDS = {
+    "id_number",
+    "phone",
+    "card_number",
+    "display_name",
+    "donor_display_name",
+    "notes",
+    "address",
+    "lodged_by",
+    "beneficiary_display_name",
+}
 
 
 def _modules() -> list[ModuleType]:
@@ -72,7 +88,7 @@ def test_every_generated_module_imports() -> None:
     assert {"jsx.common.v1", "jsx.members.v1", "jsx.funds.v1", "jsx.events.v1"} <= packages
     # stubs ship beside the code so type checkers see every module
     for m in modules:
-        assert Path(m.__file__).with_suffix(".pyi").exists(), f"{m.__name__} has no .pyi stub"
+        assert m.__file__ and Path(m.__file__).with_suffix(".pyi").exists(), f"{m.__name__} has no .pyi stub"
 
 
 def test_every_service_exists_with_list_plugins() -> None:
@@ -97,7 +113,7 @@ def test_every_rpc_declares_a_permission() -> None:
     assert not malformed, f"permissions must be '<service>.<collection>.<verb>' of their own service: {malformed}"
 
 
-def _streamed_read(m) -> bool:  # type: ignore[no-untyped-def]
+def _streamed_read(m: MethodDescriptor) -> bool:
     """A server-streaming ``Stream…`` method (StreamPaymentFile: a read too large for one message)."""
     return m.name.startswith("Stream") and m.server_streaming and not m.client_streaming
 
@@ -114,8 +130,8 @@ def test_mutating_rpcs_carry_request_id_and_lists_paginate() -> None:
                 if "next_page_token" not in m.output_type.fields_by_name:
                     problems.append(f"{m.full_name} response lacks next_page_token")
             elif not (m.name.startswith(READ_PREFIXES) or _streamed_read(m)):
-                f = fields.get("request_id")
-                if f is None or f.type != FieldDescriptor.TYPE_STRING:
+                request_id = fields.get("request_id")
+                if request_id is None or request_id.type != FieldDescriptor.TYPE_STRING:
                     problems.append(f"{m.full_name} is mutating but has no string request_id (AIP-155)")
     assert not problems, "\n".join(problems)
 
@@ -144,7 +160,8 @@ def test_events_have_subject_id_time_and_no_personal_data() -> None:
         subjects[subject] = e.full_name
         fields = e.fields_by_name
         assert fields["event_id"].type == FieldDescriptor.TYPE_STRING, e.full_name
-        assert fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp", e.full_name
+        occurred_at = fields["occurred_at"].message_type
+        assert occurred_at is not None and occurred_at.full_name == "google.protobuf.Timestamp", e.full_name
         leaked = PII_FIELDS & set(fields)
         assert not leaked, f"{e.full_name} carries personal data fields {leaked}"
         nested_person = [f.name for f in e.fields if f.message_type and f.message_type.name == "Person"]
@@ -157,9 +174,11 @@ def test_event_round_trip_keeps_money_exact() -> None:
 
     big = 9_007_199_254_740_993  # 2**53 + 1: lost by any float on the way
     msg = events_pb2.VisitRecorded(
-        event_id="e1", visit="visits/1", fund="funds/2", money=common_pb2.Money(fen=big),
+        event_id="e1",
+        visit="visits/1",
+        fund="funds/2",
+        money=common_pb2.Money(fen=big),
         region=common_pb2.RegionCode(code="431281101201"),
     )
     back = events_pb2.VisitRecorded.FromString(msg.SerializeToString())
     assert back.money.fen == big and back == msg
-

@@ -2,6 +2,7 @@
 nats-server, three service processes, SQLite under one data dir) starts, the
 demo's facts cross NATS both ways, everything stops cleanly on its own signal,
 and a second run reuses the data instead of repeating it."""
+
 from __future__ import annotations
 
 import re
@@ -9,11 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts the whole stack, twice
+
 
 def _up(data: Path) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "jsxcore.stack", "up", "--data-dir", str(data), "--exit-after-demo"],
-        capture_output=True, text=True, timeout=240,
+        [sys.executable, "-m", "jsx_dev.stack", "up", "--data-dir", str(data), "--exit-after-demo"],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out

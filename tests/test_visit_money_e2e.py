@@ -17,6 +17,7 @@ visit is recorded. Every case must book the money exactly once.
 One stack per database (module scope) keeps the run short; every test opens
 its own fund so balances never mix, and first makes sure every process runs.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,38 +38,38 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helper is not on sys.path
 
-from _procs import ServiceProc, clean_env, logs_on_failure, until  # noqa: E402
+from _procs import ServiceProc, clean_env, logs_on_failure, until
 
-from jsx.common.v1 import common_pb2 as c  # noqa: E402
-from jsx.events.v1 import events_pb2 as ev  # noqa: E402
-from jsx.events.v1 import events_service_pb2 as epb  # noqa: E402
-from jsx.events.v1 import events_service_pb2_grpc as egrpc  # noqa: E402
-from jsx.funds.v1 import events_pb2 as fev  # noqa: E402
-from jsx.funds.v1 import funds_pb2 as fpb  # noqa: E402
-from jsx.funds.v1 import funds_pb2_grpc as fgrpc  # noqa: E402
-from jsxcore.auth import issue_token  # noqa: E402
-from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, ensure_stream  # noqa: E402
-from jsxcore.pii import generate_key  # noqa: E402
-from jsxcore.testing.fixtures import (  # noqa: E402
+from jsx.common.v1 import common_pb2 as c
+from jsx.events.v1 import events_pb2 as ev
+from jsx.events.v1 import events_service_pb2 as epb
+from jsx.events.v1 import events_service_pb2_grpc as egrpc
+from jsx.funds.v1 import events_pb2 as fev
+from jsx.funds.v1 import funds_pb2 as fpb
+from jsx.funds.v1 import funds_pb2_grpc as fgrpc
+from jsxcore.auth import issue_token
+from jsxcore.local import free_port
+from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, ensure_stream
+from jsxcore.pii import generate_key
+from jsxcore.testing.fixtures import (
     NatsServer,
     _require_postgres,
     create_postgres_database,
     drop_postgres_database,
-    free_port,
 )
+from jsxcore.testing.helpers import rid
 
-COUNTY = "431281"            # 洪江市
-VILLAGE = "431281103205"     # a village in it
-FAULT_EXIT = 86              # jsxcore.outbox._fault
+# service processes, a broker restart, crashes: each test takes seconds
+pytestmark = pytest.mark.slow
+
+COUNTY = "431281"  # 洪江市
+VILLAGE = "431281103205"  # a village in it
+FAULT_EXIT = 86  # jsxcore.outbox._fault
 VISIT_SUBJECT = "jsx.events.visit.recorded"
 BOOKED_SUBJECT = "jsx.funds.visit_expense.booked"
 REJECTED_SUBJECT = "jsx.funds.visit_expense.rejected"
 FUNDS_DURABLE = "funds-visit-expenses"
 EVENTS_DURABLE = "events-funds-results"
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass
@@ -105,12 +106,32 @@ class Stack:
             return await getattr(egrpc.EventsServiceStub(ch), method)(req, metadata=self.md, timeout=10)
 
     async def new_fund(self, fen: int) -> str:
-        src = await self.call_funds("CreateFundSource", fpb.CreateFundSourceRequest(request_id=rid(), fund_source=fpb.FundSource(
-            display_name="洪江市财政 慰问专项", kind=fpb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code=COUNTY))))
-        fund = await self.call_funds("CreateFund", fpb.CreateFundRequest(request_id=rid(), fund=fpb.Fund(
-            display_name="洪江市计生协 走访慰问金", kind=fpb.FUND_KIND_CONDOLENCE, owner_region=c.RegionCode(code=COUNTY))))
-        await self.call_funds("PostAllocation", fpb.PostAllocationRequest(
-            request_id=rid(), fund=fund.name, source=src.name, amount=c.Money(fen=fen)))
+        src = await self.call_funds(
+            "CreateFundSource",
+            fpb.CreateFundSourceRequest(
+                request_id=rid(),
+                fund_source=fpb.FundSource(
+                    display_name="洪江市财政 慰问专项",
+                    kind=fpb.FUND_SOURCE_KIND_COUNTY_FINANCE,
+                    region=c.RegionCode(code=COUNTY),
+                ),
+            ),
+        )
+        fund = await self.call_funds(
+            "CreateFund",
+            fpb.CreateFundRequest(
+                request_id=rid(),
+                fund=fpb.Fund(
+                    display_name="洪江市计生协 走访慰问金",
+                    kind=fpb.FUND_KIND_CONDOLENCE,
+                    owner_region=c.RegionCode(code=COUNTY),
+                ),
+            ),
+        )
+        await self.call_funds(
+            "PostAllocation",
+            fpb.PostAllocationRequest(request_id=rid(), fund=fund.name, source=src.name, amount=c.Money(fen=fen)),
+        )
         assert await self.available(fund.name) == fen
         return str(fund.name)
 
@@ -118,10 +139,21 @@ class Stack:
         return int((await self.call_funds("GetFund", fpb.GetFundRequest(name=fund))).available.fen)
 
     async def record_visit(self, fund: str, fen: int) -> epb.Visit:
-        v = await self.call_events("RecordVisit", epb.RecordVisitRequest(request_id=rid(), visit=epb.Visit(
-            household=f"households/e2e-{uuid.uuid4().hex[:8]}", region=c.RegionCode(code=VILLAGE),
-            visitor="volunteers/e2e", visit_date=c.Date(year=2022, month=9, day=10), occasion="中秋走访",
-            money=c.Money(fen=fen), fund=fund)))
+        v = await self.call_events(
+            "RecordVisit",
+            epb.RecordVisitRequest(
+                request_id=rid(),
+                visit=epb.Visit(
+                    household=f"households/e2e-{uuid.uuid4().hex[:8]}",
+                    region=c.RegionCode(code=VILLAGE),
+                    visitor="volunteers/e2e",
+                    visit_date=c.Date(year=2022, month=9, day=10),
+                    occasion="中秋走访",
+                    money=c.Money(fen=fen),
+                    fund=fund,
+                ),
+            ),
+        )
         assert v.state == epb.VISIT_STATE_PENDING, v
         return v
 
@@ -132,6 +164,7 @@ class Stack:
         async def probe() -> epb.Visit | None:
             v = await self.visit(name)
             return v if v.state in (epb.VISIT_STATE_BOOKED, epb.VISIT_STATE_REJECTED) else None
+
         return await until(f"{name} BOOKED or REJECTED", probe, timeout)
 
     async def stays_pending(self, name: str, seconds: float) -> None:
@@ -145,8 +178,9 @@ class Stack:
         entries: list[fpb.LedgerEntry] = []
         token = ""
         while True:
-            r = await self.call_funds("ListLedgerEntries", fpb.ListLedgerEntriesRequest(
-                fund=fund, page_size=100, page_token=token))
+            r = await self.call_funds(
+                "ListLedgerEntries", fpb.ListLedgerEntriesRequest(fund=fund, page_size=100, page_token=token)
+            )
             entries += [e for e in r.ledger_entries if visit in e.memo or visit in e.reference]
             token = r.next_page_token
             if not token:
@@ -191,19 +225,24 @@ async def booked_results(js: Any, visit: str) -> list[fev.VisitExpenseBooked]:
 
 
 async def visit_recorded(js: Any, visit: str) -> list[Any]:
-    return [m for m in await stream_messages(js, "JSX_EVENTS", VISIT_SUBJECT)
-            if ev.VisitRecorded.FromString(m.data).visit == visit]
+    return [
+        m
+        for m in await stream_messages(js, "JSX_EVENTS", VISIT_SUBJECT)
+        if ev.VisitRecorded.FromString(m.data).visit == visit
+    ]
 
 
 async def drained(js: Any, stream: str, durable: str) -> None:
     """Wait until the durable consumer has acked every message it filters that
     the stream holds now (call it after the message in question is stored)."""
+
     async def probe() -> bool | None:
         try:
             ci = await js.consumer_info(stream, durable)
         except nats.js.errors.NotFoundError:
             return None
         return True if ci.num_pending == 0 and ci.num_ack_pending == 0 else None
+
     await until(f"{durable} acked everything in {stream}", probe, 30)
 
 
@@ -221,8 +260,9 @@ async def results_per_visit(js: Any) -> Counter[str]:
 
 
 @pytest_asyncio.fixture(scope="module", params=["sqlite", "postgresql"])
-async def stack(request: pytest.FixtureRequest, nats_server: NatsServer,
-                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    request: pytest.FixtureRequest, nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     """Funds and events as child processes on fresh databases and one broker."""
     backend = request.param
     if backend == "postgresql":
@@ -247,8 +287,12 @@ async def stack(request: pytest.FixtureRequest, nats_server: NatsServer,
         dbs[svc] = create_postgres_database() if backend == "postgresql" else f"sqlite:///{tmp / (svc + '.db')}"
     secret = generate_key()
     base = clean_env() | {
-        "JSX_NATS_URL": nats_server.url, "JSX_DATA_DIR": str(tmp), "JSX_LOG_LEVEL": "INFO",
-        "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(), "JSX_AUTH_SECRET": secret,
+        "JSX_NATS_URL": nats_server.url,
+        "JSX_DATA_DIR": str(tmp),
+        "JSX_LOG_LEVEL": "INFO",
+        "JSX_PII_KEY": generate_key(),
+        "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_AUTH_SECRET": secret,
         "JSX_SHUTDOWN_GRACE_S": "5",
     }
     procs = {}
@@ -316,8 +360,9 @@ async def test_rejections_shown_on_visit_and_nothing_posted(up: Stack) -> None:
         assert v.state == epb.VISIT_STATE_REJECTED, v
         assert v.rejection_reason == "INSUFFICIENT_FUNDS"
         # the funds service's own Chinese message, figures included, reaches the clerk
-        assert "余额不足" in v.rejection_message and "100.00" in v.rejection_message \
-            and "500.00" in v.rejection_message, v.rejection_message
+        assert (
+            "余额不足" in v.rejection_message and "100.00" in v.rejection_message and "500.00" in v.rejection_message
+        ), v.rejection_message
         assert not v.ledger_entry
         assert await up.available(fund) == 100_00
         assert await up.journals_for(fund, big.name) == []
@@ -344,11 +389,14 @@ async def test_visit_delivered_again_is_booked_once(up: Stack) -> None:
         v1 = await up.assert_booked_once(fund, first, 2_000_00)
         [orig] = await visit_recorded(js, first.name)
         assert orig.headers[HEADER_MSG_ID] == ev.VisitRecorded.FromString(orig.data).event_id
-        ack = await js.publish(VISIT_SUBJECT, orig.data, headers={
-            HEADER_MSG_ID: rid(), HEADER_EVENT_TYPE: orig.headers[HEADER_EVENT_TYPE]})
+        ack = await js.publish(
+            VISIT_SUBJECT, orig.data, headers={HEADER_MSG_ID: rid(), HEADER_EVENT_TYPE: orig.headers[HEADER_EVENT_TYPE]}
+        )
         assert not ack.duplicate
-        await until("funds answers the copy again with the same ledger entry",
-                    lambda: _at_least(booked_results(js, first.name), 2))
+        await until(
+            "funds answers the copy again with the same ledger entry",
+            lambda: _at_least(booked_results(js, first.name), 2),
+        )
         results = await booked_results(js, first.name)
         assert {r.ledger_entry for r in results} == {v1.ledger_entry}, results
         await drained(js, "JSX_FUNDS", EVENTS_DURABLE)
@@ -378,10 +426,13 @@ async def test_visit_delivered_again_is_booked_once(up: Stack) -> None:
         assert v2.state == epb.VISIT_STATE_BOOKED, v2
         # The replay re-applied nothing: every visit this module recorded has
         # exactly one answer from funds, except the re-sent one (two, same entry).
-        recorded = {ev.VisitRecorded.FromString(m.data).visit
-                    for m in await stream_messages(js, "JSX_EVENTS", VISIT_SUBJECT)}
-        await until(f"funds publishes the answer for {second.name} after the crash",
-                    lambda: _at_least(booked_results(js, second.name), 1))
+        recorded = {
+            ev.VisitRecorded.FromString(m.data).visit for m in await stream_messages(js, "JSX_EVENTS", VISIT_SUBJECT)
+        }
+        await until(
+            f"funds publishes the answer for {second.name} after the crash",
+            lambda: _at_least(booked_results(js, second.name), 1),
+        )
         answers = await results_per_visit(js)
         assert {v: answers[v] for v in recorded} == {v: 2 if v == first.name else 1 for v in recorded}, answers
         for visit in (first, second):

@@ -7,10 +7,12 @@ process entry point so crash tests can kill a real relay or consumer.
 With ``JSX_FAULT=relay.after_publish`` / ``consumer.before_ack`` the process
 dies (exit 86) inside the crash window under test.
 """
+
 from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import Message
@@ -28,13 +30,20 @@ def _build_event_type() -> type[Message]:
     proto message with the envelope fields every jsx event carries."""
     F = descriptor_pb2.FieldDescriptorProto
     fdp = descriptor_pb2.FileDescriptorProto(
-        name="jsx/test/v1/outbox_test.proto", package="jsx.test.v1", syntax="proto3",
+        name="jsx/test/v1/outbox_test.proto",
+        package="jsx.test.v1",
+        syntax="proto3",
         dependency=["google/protobuf/timestamp.proto"],
     )
     m = fdp.message_type.add(name="ThingHappened")
     m.field.add(name="event_id", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    m.field.add(name="occurred_at", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
-                type_name=".google.protobuf.Timestamp")
+    m.field.add(
+        name="occurred_at",
+        number=2,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_OPTIONAL,
+        type_name=".google.protobuf.Timestamp",
+    )
     m.field.add(name="amount_fen", number=3, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
     m.field.add(name="mode", number=4, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
@@ -61,12 +70,13 @@ class Effect(EffectBase):
 
 
 async def handler(session: AsyncSession, msg: Message, meta: EventMeta) -> None:
-    mode = msg.mode  # type: ignore[attr-defined]
+    event: Any = msg  # a class built from a descriptor at run time: no generated attributes
+    mode = event.mode
     if mode == "transient" and meta.num_delivered < 2:
         raise errors.Unavailable("下游暂不可用，稍后重试")
     if mode == "poison":
         raise errors.InvalidArgument("事件内容不合法", reason="BAD_EVENT")
-    session.add(Effect(event_id=meta.event_id, amount_fen=msg.amount_fen))  # type: ignore[attr-defined]
+    session.add(Effect(event_id=meta.event_id, amount_fen=event.amount_fen))
 
 
 def make_consumer(db_or_sessions, nats_url: str, service: str, durable: str, **kw) -> Consumer:

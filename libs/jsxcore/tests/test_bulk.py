@@ -1,4 +1,5 @@
 """jsxcore.bulk.fewer_collections: raised while any bulk job runs, restored after the last."""
+
 from __future__ import annotations
 
 import gc

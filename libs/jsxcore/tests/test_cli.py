@@ -1,14 +1,20 @@
 """The ``jsx`` command: errors reach a clerk as readable Chinese, not tracebacks."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
+
 
 def _jsx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jsxcore.cli", *args], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "jsxcore.cli", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
+@pytest.mark.slow
 def test_help_lists_every_service_command() -> None:
     out = _jsx("--help")
     assert out.returncode == 0, out.stderr

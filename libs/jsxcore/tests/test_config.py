@@ -99,11 +99,20 @@ def test_all_problems_reported_at_once_without_secrets(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         ServiceConfig.from_env("funds", env)
     msg = str(e.value)
-    problems = e.value.problems  # type: ignore[attr-defined]
+    problems = e.value.problems
     for var in (
-        "JSX_PII_KEY", "JSX_BLIND_INDEX_KEY", "JSX_AUTH_SECRET", "JSX_FUNDS_PLUGIN_TIMEOUT_MS", "JSX_LOG_LEVEL",
-        "JSX_GRPC_ADDR", "JSX_MEMBERS_ADDR", "JSX_PLUGINS", "JSX_DATABASE_URL", "JSX_NATS_URL",
-        "JSX_SHUTDOWN_GRACE_S", "JSX_DEV",
+        "JSX_PII_KEY",
+        "JSX_BLIND_INDEX_KEY",
+        "JSX_AUTH_SECRET",
+        "JSX_FUNDS_PLUGIN_TIMEOUT_MS",
+        "JSX_LOG_LEVEL",
+        "JSX_GRPC_ADDR",
+        "JSX_MEMBERS_ADDR",
+        "JSX_PLUGINS",
+        "JSX_DATABASE_URL",
+        "JSX_NATS_URL",
+        "JSX_SHUTDOWN_GRACE_S",
+        "JSX_DEV",
     ):
         assert var in msg, var
     assert len(problems) == 12

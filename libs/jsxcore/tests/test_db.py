@@ -1,5 +1,6 @@
 """jsxcore.db.read: reads through a thread-pooled sync engine on SQLite files,
 AsyncSession.run_sync elsewhere; same results, caller context visible."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from jsxcore.auth import Caller, current_caller, reset_caller, set_caller
+from jsxcore.auth import current_caller, reset_caller, set_caller
 from jsxcore.db import _readers, create_engine, read, session_factory, transaction
-from jsxcore.values import RegionCode
+from jsxcore.testing.helpers import who
 
 
 class Base(DeclarativeBase):
@@ -28,7 +30,7 @@ class Thing(Base):
     label: Mapped[str] = mapped_column(String(20))
 
 
-async def _setup(url: str):  # type: ignore[no-untyped-def]
+async def _setup(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
     engine = create_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
@@ -53,9 +55,10 @@ async def test_read_returns_orm_objects_and_sees_committed_writes(db_url: str) -
 
 async def test_read_sees_the_callers_context(db_url: str) -> None:
     engine, sessions = await _setup(db_url)
-    caller = Caller("clerk-1", "clerk", ("county_clerk",), RegionCode.parse("431222"))
+    caller = who("clerk-1", "431222", "county_clerk", display_name="clerk")
     token = set_caller(caller)
     try:
+
         def load(s: Session) -> str:
             current_caller().require_region("431222101001")
             return current_caller().subject
@@ -74,7 +77,7 @@ async def test_sqlite_file_reads_run_off_the_event_loop_on_read_only_connections
         with pytest.raises(OperationalError, match="readonly"):
             await read(sessions, lambda s: s.execute(insert(Thing).values(id=9, label="x")))
         # many concurrent reads share the small pool without exhausting it
-        got = await asyncio.gather(*(read(sessions, lambda s: s.get(Thing, 2).label) for _ in range(50)))
+        got = await asyncio.gather(*(read(sessions, lambda s: s.get_one(Thing, 2).label) for _ in range(50)))
         assert set(got) == {"乙"}
         # WAL and foreign keys hold on read connections too
         assert await read(sessions, lambda s: s.connection().exec_driver_sql("PRAGMA journal_mode").scalar()) == "wal"
@@ -88,7 +91,7 @@ async def test_in_memory_sqlite_reads_use_the_async_engine() -> None:
     engine, sessions = await _setup("sqlite:///:memory:")
     try:
         # a second engine would open a different, empty database
-        assert (await read(sessions, lambda s: s.get(Thing, 1))).label == "甲"
+        assert (await read(sessions, lambda s: s.get_one(Thing, 1))).label == "甲"
         assert _readers[engine.sync_engine] is None
     finally:
         await engine.dispose()
@@ -97,7 +100,7 @@ async def test_in_memory_sqlite_reads_use_the_async_engine() -> None:
 async def test_inline_point_read_gives_the_same_result_on_every_backend(db_url: str) -> None:
     engine, sessions = await _setup(db_url)
     try:
-        assert (await read(sessions, lambda s: s.get(Thing, 2), inline=True)).label == "乙"
+        assert (await read(sessions, lambda s: s.get_one(Thing, 2), inline=True)).label == "乙"
         assert await read(engine, lambda s: s.get(Thing, 99), inline=True) is None
     finally:
         await engine.dispose()
@@ -111,8 +114,8 @@ async def test_inline_sqlite_read_runs_on_the_loop_on_a_read_only_connection(tmp
             await read(sessions, lambda s: s.execute(insert(Thing).values(id=9, label="x")), inline=True)
         # a write committed just before is visible to the next inline read
         async with transaction(sessions) as s:
-            (await s.get(Thing, 1)).label = "丁"
-        assert (await read(sessions, lambda s: s.get(Thing, 1), inline=True)).label == "丁"
+            (await s.get_one(Thing, 1)).label = "丁"
+        assert (await read(sessions, lambda s: s.get_one(Thing, 1), inline=True)).label == "丁"
     finally:
         await engine.dispose()
 
@@ -135,7 +138,7 @@ async def test_inline_sqlite_read_never_waits_for_a_lock_on_the_loop(tmp_path: P
 
     def load(s: Session) -> str:
         threads.append(threading.get_ident())
-        return s.get(Thing, 2).label
+        return s.get_one(Thing, 2).label
 
     ticks = 0
 

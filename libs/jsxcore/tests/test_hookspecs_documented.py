@@ -1,5 +1,6 @@
 """Every hook spec documents each argument, its return value and the version
 it was added in (DESIGN.md §4) — and the docs page lists every hook."""
+
 from __future__ import annotations
 
 import inspect

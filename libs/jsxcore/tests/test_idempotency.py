@@ -1,20 +1,21 @@
 """AIP-155 idempotency on SQLite and PostgreSQL, including real races."""
+
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from jsx.members.v1 import members_pb2
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jsx.members.v1 import members_pb2
 from jsxcore.db import CoreBase, create_engine, session_factory, transaction
 from jsxcore.errors import InvalidArgument
 from jsxcore.idempotency import IdempotencyKey, purge_before, request_hash, run_idempotent
+from jsxcore.testing.helpers import rid
 
 METHOD = "/jsx.members.v1.MembersService/CreatePerson"
 
@@ -39,9 +40,9 @@ async def sessions(db_url: str) -> AsyncIterator[Any]:
     await engine.dispose()
 
 
-def _req(name: str = "张三", rid: str | None = None) -> members_pb2.CreatePersonRequest:
+def _req(name: str = "张三", request_id: str | None = None) -> members_pb2.CreatePersonRequest:
     return members_pb2.CreatePersonRequest(
-        person=members_pb2.Person(display_name=name), request_id=str(uuid.uuid4()) if rid is None else rid
+        person=members_pb2.Person(display_name=name), request_id=rid() if request_id is None else request_id
     )
 
 
@@ -75,7 +76,7 @@ async def test_replay_returns_first_response(sessions: Any) -> None:
     again = await _create(sessions, req)
     assert again == first
     # the id is case-insensitive: the canonical form is the key
-    upper = _req(rid=req.request_id.upper())
+    upper = _req(request_id=req.request_id.upper())
     assert await _create(sessions, upper) == first
     assert await _effects(sessions) == 1
 
@@ -84,7 +85,7 @@ async def test_same_id_different_request_is_rejected(sessions: Any) -> None:
     req = _req("张三")
     await _create(sessions, req)
     with pytest.raises(InvalidArgument) as ei:
-        await _create(sessions, _req("李四", rid=req.request_id))
+        await _create(sessions, _req("李四", request_id=req.request_id))
     assert ei.value.reason == "REQUEST_ID_REUSED" and req.request_id in ei.value.message
     # another caller presenting the same id does not get the first caller's response
     with pytest.raises(InvalidArgument) as ei:
@@ -93,11 +94,17 @@ async def test_same_id_different_request_is_rejected(sessions: Any) -> None:
     assert await _effects(sessions) == 1
 
 
-@pytest.mark.parametrize("rid,reason", [("", "MISSING_REQUEST_ID"), ("12345", "INVALID_REQUEST_ID"),
-                                        ("00000000-0000-0000-0000-000000000000", "INVALID_REQUEST_ID")])
-async def test_request_id_must_be_a_uuid(sessions: Any, rid: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("request_id", "reason"),
+    [
+        ("", "MISSING_REQUEST_ID"),
+        ("12345", "INVALID_REQUEST_ID"),
+        ("00000000-0000-0000-0000-000000000000", "INVALID_REQUEST_ID"),
+    ],
+)
+async def test_request_id_must_be_a_uuid(sessions: Any, request_id: str, reason: str) -> None:
     with pytest.raises(InvalidArgument) as ei:
-        await _create(sessions, _req(rid=rid))
+        await _create(sessions, _req(request_id=request_id))
     assert ei.value.reason == reason
     assert [v.field for v in ei.value.violations] == ["request_id"]
     assert await _effects(sessions) == 0
@@ -133,7 +140,7 @@ async def test_loser_takes_over_when_winner_rolls_back(sessions: Any) -> None:
 
 
 async def test_hash_ignores_request_id_but_not_content() -> None:
-    a, b = _req(rid=str(uuid.uuid4())), _req()
+    a, b = _req(request_id=rid()), _req()
     assert request_hash(a, "u") == request_hash(b, "u")
     assert request_hash(a, "u") != request_hash(a, "v")
     assert request_hash(a, "u") != request_hash(_req("李四"), "u")
@@ -143,5 +150,5 @@ async def test_hash_ignores_request_id_but_not_content() -> None:
 async def test_purge(sessions: Any) -> None:
     await _create(sessions, _req())
     async with transaction(sessions) as s:
-        assert await purge_before(s, datetime.now(timezone.utc) - timedelta(days=1)) == 0
-        assert await purge_before(s, datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
+        assert await purge_before(s, datetime.now(UTC) - timedelta(days=1)) == 0
+        assert await purge_before(s, datetime.now(UTC) + timedelta(seconds=1)) == 1

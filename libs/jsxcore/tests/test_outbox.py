@@ -1,4 +1,5 @@
 """Outbox → JetStream → inbox against a real nats-server, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,11 @@ async def js(nats_url: str):
 async def stream_msgs(js, service: str) -> list:
     """Every message in the service's stream, in order."""
     info = await js.stream_info(stream_name(service))
-    return [await js.get_msg(stream_name(service), seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)] \
-        if info.state.messages else []
+    return (
+        [await js.get_msg(stream_name(service), seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+        if info.state.messages
+        else []
+    )
 
 
 async def emit(sessions, service: str, n: int = 1, mode: str = "ok") -> list[str]:
@@ -84,7 +88,7 @@ async def wait_for(pred, timeout: float = 20.0) -> None:
         if await pred():
             return
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.0f s" % timeout)
+            raise AssertionError(f"condition not met within {timeout:.0f} s")
         await asyncio.sleep(0.1)
 
 
@@ -117,7 +121,9 @@ async def test_add_event_fills_envelope_and_checks_subject(db, service) -> None:
     async with sessions() as s:
         rows = (await s.execute(select(OutboxEvent).order_by(OutboxEvent.seq))).scalars().all()
     assert [(r.event_id, r.event_type) for r in rows] == [
-        (eid, "jsx.test.v1.ThingHappened"), ("fixed-1", "google.protobuf.Value")]
+        (eid, "jsx.test.v1.ThingHappened"),
+        ("fixed-1", "google.protobuf.Value"),
+    ]
     assert w.ThingHappened.FromString(rows[0].payload) == msg
 
 
@@ -133,13 +139,17 @@ async def test_add_event_takes_subject_from_the_proto_option(db) -> None:
             add_event(s, None, w.ThingHappened())  # declares no subject
     async with sessions() as s:
         row = (await s.execute(select(OutboxEvent))).scalar_one()
-    assert (row.event_id, row.subject, row.event_type) == (eid, "jsx.funds.payment.issued", "jsx.funds.v1.PaymentIssued")
+    assert (row.event_id, row.subject, row.event_type) == (
+        eid,
+        "jsx.funds.payment.issued",
+        "jsx.funds.v1.PaymentIssued",
+    )
     assert events_pb2.PaymentIssued.FromString(row.payload).event_id == eid
 
 
 async def test_rolled_back_event_is_never_published(db, nats_url, js, service) -> None:
     sessions = session_factory(db)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # noqa: PT012  (the event and the failure in one transaction)
         async with transaction(sessions) as s:
             add_event(s, f"jsx.{service}.thing.happened", w.ThingHappened(amount_fen=1))
             raise RuntimeError("the state change failed")
@@ -154,6 +164,7 @@ async def test_rolled_back_event_is_never_published(db, nats_url, js, service) -
     await relay.stop()
 
 
+@pytest.mark.slow
 async def test_relay_killed_between_publish_and_mark_event_arrives_once(db, db_url, nats_url, js, service) -> None:
     sessions = session_factory(db)
     ids = await emit(sessions, service, 3)
@@ -171,7 +182,10 @@ async def test_relay_killed_between_publish_and_mark_event_arrives_once(db, db_u
     assert attempts == [1, 1, 1]
 
 
-async def test_events_committed_during_broker_outage_are_published_after(db, nats_server, nats_url, js, service) -> None:
+@pytest.mark.slow
+async def test_events_committed_during_broker_outage_are_published_after(
+    db, nats_server, nats_url, js, service
+) -> None:
     sessions = session_factory(db)
     relay = Relay(db, nats_url, service=service, poll_interval=0.2, ack_timeout=2.0)
     task = asyncio.create_task(relay.run())
@@ -232,9 +246,10 @@ async def test_two_relays_publish_each_event_once(db, nats_url, js, service) -> 
 async def effects(sessions) -> dict[str, int]:
     async with sessions() as s:
         rows = (await s.execute(select(w.Effect.event_id, func.count()).group_by(w.Effect.event_id))).all()
-    return {eid: n for eid, n in rows}
+    return dict(rows)
 
 
+@pytest.mark.slow
 async def test_consumer_killed_before_ack_applies_effect_once(db, db_url, nats_url, service) -> None:
     sessions = session_factory(db)
     [eid] = await emit(sessions, service)
@@ -274,21 +289,28 @@ async def _consumer_info(nats_url: str, service: str, durable: str):
         await nc.close()
 
 
+@pytest.mark.slow
 async def test_consumer_retries_transient_and_terminates_poison(db, nats_url, js, service) -> None:
     sessions = session_factory(db)
     ok1 = await emit(sessions, service, 1, "ok")
     transient = await emit(sessions, service, 1, "transient")
-    poison = await emit(sessions, service, 1, "poison")
+    await emit(sessions, service, 1, "poison")
     ok2 = await emit(sessions, service, 2, "ok")
     relay = Relay(db, nats_url, service=service)
     await relay.ensure_streams()
     await relay.publish_pending()
     await relay.stop()
     # Poison that never reaches a handler: garbage bytes, and an unknown type.
-    await js.publish(f"jsx.{service}.thing.happened", b"\xff\xff\xff",
-                     headers={HEADER_MSG_ID: "garbage-1", HEADER_EVENT_TYPE: "jsx.test.v1.ThingHappened"})
-    await js.publish(f"jsx.{service}.thing.happened", b"",
-                     headers={HEADER_MSG_ID: "unknown-1", HEADER_EVENT_TYPE: "jsx.test.v1.Nope"})
+    await js.publish(
+        f"jsx.{service}.thing.happened",
+        b"\xff\xff\xff",
+        headers={HEADER_MSG_ID: "garbage-1", HEADER_EVENT_TYPE: "jsx.test.v1.ThingHappened"},
+    )
+    await js.publish(
+        f"jsx.{service}.thing.happened",
+        b"",
+        headers={HEADER_MSG_ID: "unknown-1", HEADER_EVENT_TYPE: "jsx.test.v1.Nope"},
+    )
     later = await emit(sessions, service, 1, "ok")
     relay = Relay(db, nats_url, service=service)
     await relay.publish_pending()
@@ -297,7 +319,7 @@ async def test_consumer_retries_transient_and_terminates_poison(db, nats_url, js
     consumer = w.make_consumer(sessions, nats_url, service, "c1", retry_delays=(0.5,), batch=10)
     task = asyncio.create_task(consumer.run())
     try:
-        want = {e: 1 for e in ok1 + transient + ok2 + later}
+        want = dict.fromkeys(ok1 + transient + ok2 + later, 1)
         await wait_for(lambda: _eq(effects(sessions), want))
         await asyncio.sleep(1.5)  # long enough for any wrongful redelivery
     finally:
@@ -340,15 +362,25 @@ async def test_relay_sends_each_rows_own_extra_headers(db, nats_url, js, service
     sessions = session_factory(db)
     [plain1] = await emit(sessions, service)
     async with transaction(sessions) as s:
-        traced = add_event(s, f"jsx.{service}.thing.happened", w.ThingHappened(amount_fen=1),
-                           headers={"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+        traced = add_event(
+            s,
+            f"jsx.{service}.thing.happened",
+            w.ThingHappened(amount_fen=1),
+            headers={"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+        )
     copied = str(uuid.uuid4())
     async with transaction(sessions) as s:
         # As a bulk load writes it: a plain INSERT, not add_event.
-        await s.execute(insert(OutboxEvent).values(
-            event_id=copied, subject=f"jsx.{service}.thing.happened", event_type="jsx.test.v1.ThingHappened",
-            payload=w.ThingHappened(amount_fen=2).SerializeToString(), headers={"Jsx-Import": "2022-07"},
-            attempts=0))
+        await s.execute(
+            insert(OutboxEvent).values(
+                event_id=copied,
+                subject=f"jsx.{service}.thing.happened",
+                event_type="jsx.test.v1.ThingHappened",
+                payload=w.ThingHappened(amount_fen=2).SerializeToString(),
+                headers={"Jsx-Import": "2022-07"},
+                attempts=0,
+            )
+        )
     [plain2] = await emit(sessions, service)
     relay = Relay(db, nats_url, service=service)
     await relay.ensure_streams()
@@ -384,8 +416,9 @@ async def test_duplicate_puback_marks_the_row_published(db, nats_url, js, servic
     msgs = await stream_msgs(js, service)
     assert [m.headers[HEADER_MSG_ID] for m in msgs] == [ids[1], ids[0], ids[2]]
     async with sessions() as s:
-        rows = (await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error,
-                                       OutboxEvent.published_at.is_not(None)))).all()
+        rows = (
+            await s.execute(select(OutboxEvent.attempts, OutboxEvent.last_error, OutboxEvent.published_at.is_not(None)))
+        ).all()
     assert [tuple(r) for r in rows] == [(1, None, True)] * 3
 
 

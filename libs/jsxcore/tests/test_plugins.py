@@ -1,4 +1,5 @@
 """PluginHost against the real installed plugins (entry-point group "jsx")."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,22 @@ HONGJIANG_VILLAGE = "431281101201"  # a village under 洪江市
 YUANLING = "431222"
 
 
-def person(region: str, situation: str = "SPECIAL_BEREAVED", born: date | None = date(1962, 3, 1), **attrs: str) -> Beneficiary:
+def person(
+    region: str, situation: str = "SPECIAL_BEREAVED", born: date | None = date(1962, 3, 1), **attrs: str
+) -> Beneficiary:
     return Beneficiary("P1", "H1", RegionCode.parse(region), situation, birth_date=born, attributes=attrs)
 
 
-def amount(host: PluginHost, region: str, period: Period, situation: str = "SPECIAL_BEREAVED", program: str = "SPECIAL_SUPPORT"):
+def amount(
+    host: PluginHost, region: str, period: Period, situation: str = "SPECIAL_BEREAVED", program: str = "SPECIAL_SUPPORT"
+):
     return host.call(
-        "jsx_entitlement_amount", region, program_type=program, beneficiary=person(region, situation), period=period, context={}
+        "jsx_entitlement_amount",
+        region,
+        program_type=program,
+        beneficiary=person(region, situation),
+        period=period,
+        context={},
     )
 
 
@@ -59,8 +69,12 @@ def test_hongjiang_village_gets_940_580_with_provenance(host: PluginHost) -> Non
 
 def test_hongjiang_eligibility_falls_through_to_province(host: PluginHost) -> None:
     d = host.call(
-        "jsx_program_eligibility", HONGJIANG_VILLAGE, program_type="SPECIAL_SUPPORT",
-        beneficiary=person(HONGJIANG_VILLAGE, born=date(1980, 1, 1)), period=Period.month(2022, 8), context={},
+        "jsx_program_eligibility",
+        HONGJIANG_VILLAGE,
+        program_type="SPECIAL_SUPPORT",
+        beneficiary=person(HONGJIANG_VILLAGE, born=date(1980, 1, 1)),
+        period=Period.month(2022, 8),
+        context={},
     )
     assert d.plugin == "hunan" and d.region == RegionCode.parse("430000")
     assert d.value.eligible is False and any("49" in r for r in d.value.reasons)
@@ -128,7 +142,7 @@ def test_enablement_from_config_mapping() -> None:
 
 def _plugin(name: str, **hooks: object) -> types.ModuleType:
     module = types.ModuleType(f"jsx_plugin_{name}")  # plugins are modules in real life
-    module.JSX_PLUGIN = PluginMeta(name, "0.0.1", ("431281",), "测试插件")
+    module.JSX_PLUGIN = PluginMeta(name, "0.0.1", ("431281",), "测试插件")  # type: ignore[attr-defined]  # a plugin module built at run time
     vars(module).update(hooks)
     return module
 
@@ -155,19 +169,26 @@ def _fine(program_type, period):
 
 
 @pytest.mark.parametrize(
-    "impl, reason, words",
-    [(_raises, "PLUGIN_FAILED", "ZeroDivisionError"), (_wrong_type, "PLUGIN_BAD_RESULT", "返回值类型"), (_sleeps, "PLUGIN_TIMEOUT", "毫秒")],
+    ("impl", "reason", "words"),
+    [
+        (_raises, "PLUGIN_FAILED", "ZeroDivisionError"),
+        (_wrong_type, "PLUGIN_BAD_RESULT", "返回值类型"),
+        (_sleeps, "PLUGIN_TIMEOUT", "毫秒"),
+    ],
 )
 async def test_misbehaving_plugin_fails_only_that_call(impl, reason, words, caplog: pytest.LogCaptureFixture) -> None:
     host = PluginHost({"hunan": ["430000"], "bad": ["431281"]}, timeout_ms=300)
     host.discover()
     host.register(_plugin("bad", jsx_entitlement_amount=impl))
-    with caplog.at_level(logging.ERROR, logger="jsx.plugins"):
-        with pytest.raises(PluginError) as e:
-            await host.acall(
-                "jsx_entitlement_amount", HONGJIANG_VILLAGE, program_type="SPECIAL_SUPPORT",
-                beneficiary=person(HONGJIANG_VILLAGE), period=Period.month(2022, 8), context={},
-            )
+    with caplog.at_level(logging.ERROR, logger="jsx.plugins"), pytest.raises(PluginError) as e:
+        await host.acall(
+            "jsx_entitlement_amount",
+            HONGJIANG_VILLAGE,
+            program_type="SPECIAL_SUPPORT",
+            beneficiary=person(HONGJIANG_VILLAGE),
+            period=Period.month(2022, 8),
+            context={},
+        )
     err = e.value
     assert err.reason == reason and words in err.message
     assert err.message.startswith("规则插件 bad 0.0.1 在 jsx_entitlement_amount 中出错") and "系统管理员" in err.message
@@ -190,7 +211,7 @@ def test_conformance_kit_flags_bad_plugins() -> None:
     del no_meta.JSX_PLUGIN
     assert "JSX_PLUGIN" in check_plugin(no_meta)[0]
     bad_meta = _plugin("bad")
-    bad_meta.JSX_PLUGIN = PluginMeta("Bad", "1.0", ("12",), "")
+    bad_meta.JSX_PLUGIN = PluginMeta("Bad", "1.0", ("12",), "")  # type: ignore[attr-defined]  # a plugin module built at run time
     assert len(check_plugin(bad_meta)) >= 3
     assert check_plugin(_plugin("fine", jsx_entitlement_amount=_fine)) == []
 
@@ -220,13 +241,25 @@ def test_city_and_county_tables(host: PluginHost) -> None:
     assert t.plugin == "yuanling"
     by_key = {c.key: c for c in t.value}
     lecture = by_key["yuanling.village.health_lecture"]
-    assert (lecture.scope, lecture.activity_type, lecture.count, lecture.per) == ("VILLAGE", "HEALTH_LECTURE", 2, "YEAR")
+    assert (lecture.scope, lecture.activity_type, lecture.count, lecture.per) == (
+        "VILLAGE",
+        "HEALTH_LECTURE",
+        2,
+        "YEAR",
+    )
     assert by_key["yuanling.school.youth_health"].per == "SEMESTER"
     assert by_key["huaihua.warm_home.visit"].per == "QUARTER"
     # 洪江 has no cadence plugin of its own: the city answers
     assert host.call("jsx_cadence_targets", HONGJIANG_VILLAGE, year=2022).plugin == "huaihua"
     uses = host.call("jsx_fund_allowed_uses", "431224101001", fund_kind="HAPPINESS_FUND")
-    assert uses.plugin == "xupu" and uses.value.uses == ("尊老爱幼", "生育关怀", "文体公益", "奖学助学", "扶贫帮困", "村民慰问")
+    assert uses.plugin == "xupu" and uses.value.uses == (
+        "尊老爱幼",
+        "生育关怀",
+        "文体公益",
+        "奖学助学",
+        "扶贫帮困",
+        "村民慰问",
+    )
     types_ = host.call("jsx_activity_types", "431222").value
     assert "HAPPY_FAMILY_AWARD" in {a.code for a in types_}
     assert host.call("jsx_activity_types", "431224").plugin == BUILTIN

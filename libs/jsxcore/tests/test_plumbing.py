@@ -1,18 +1,21 @@
 """The shared plumbing: wire mapping, page tokens, the mutating use-case helper."""
+
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from typing import ClassVar
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from jsx.common.v1 import common_pb2
-from jsx.funds.v1 import funds_pb2
 from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jsx.common.v1 import common_pb2
+from jsx.funds.v1 import funds_pb2
 from jsxcore import paging, wire
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import Aborted, AlreadyExists, InvalidArgument
@@ -20,7 +23,6 @@ from jsxcore.idempotency import IdempotencyKey
 from jsxcore.testing.helpers import Clock, rid, who
 from jsxcore.usecase import Idem, mutate
 from jsxcore.values import Money, RegionCode
-
 
 # ---------------------------------------------------------------- wire
 
@@ -38,7 +40,7 @@ def test_dates_round_trip_and_refuse_impossible_days() -> None:
 
 def test_timestamps_treat_naive_as_utc() -> None:
     naive = datetime(2022, 9, 5, 2, 0)
-    assert wire.ts_from(wire.ts_to(naive), "t") == naive.replace(tzinfo=timezone.utc)
+    assert wire.ts_from(wire.ts_to(naive), "t") == naive.replace(tzinfo=UTC)
     assert wire.ts_from(Timestamp(), "t") is None
     assert wire.ts_to(None) == Timestamp()
 
@@ -59,17 +61,17 @@ class Kind(str, enum.Enum):
 class FakeEnum:
     """Stands in for a generated enum wrapper (Name/Value/keys)."""
 
-    _names = {0: "KIND_UNSPECIFIED", 1: "KIND_DAY", 2: "KIND_MONTH", 3: "KIND_WEEK"}
+    _names: ClassVar[dict[int, str]] = {0: "KIND_UNSPECIFIED", 1: "KIND_DAY", 2: "KIND_MONTH", 3: "KIND_WEEK"}
 
     @classmethod
-    def Name(cls, n: int) -> str:  # noqa: N802 - protobuf's spelling
+    def Name(cls, n: int) -> str:  # protobuf's spelling
         try:
             return cls._names[n]
         except KeyError:
             raise ValueError(n) from None
 
     @classmethod
-    def Value(cls, name: str) -> int:  # noqa: N802
+    def Value(cls, name: str) -> int:
         for k, v in cls._names.items():
             if v == name:
                 return k
@@ -163,7 +165,7 @@ class _Row(_Base):
 
 
 @pytest.fixture
-async def sessions(db_url: str):  # type: ignore[no-untyped-def]
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_engine(db_url)
     async with engine.begin() as conn:
         await conn.run_sync(_Base.metadata.create_all)
@@ -172,7 +174,7 @@ async def sessions(db_url: str):  # type: ignore[no-untyped-def]
     await engine.dispose()
 
 
-async def test_keyset_pages_walk_every_row_once_with_composite_keys(sessions) -> None:  # type: ignore[no-untyped-def]
+async def test_keyset_pages_walk_every_row_once_with_composite_keys(sessions: async_sessionmaker[AsyncSession]) -> None:
     async with sessions() as s, s.begin():
         await s.execute(insert(_Row), [{"id": i, "grp": "ab"[i % 2], "name": f"n{i}"} for i in range(1, 24)])
     seen: list[int] = []
@@ -186,13 +188,13 @@ async def test_keyset_pages_walk_every_row_once_with_composite_keys(sessions) ->
         if not token:
             break
     assert sorted(seen) == list(range(1, 24)) and len(seen) == len(set(seen))
-    assert seen[:12] == [i for i in range(1, 24) if i % 2 == 0][:11] + [1]
+    assert seen[:12] == [*[i for i in range(1, 24) if i % 2 == 0][:11], 1]
 
 
 # ---------------------------------------------------------------- mutate
 
 
-async def test_mutate_is_idempotent_and_maps_integrity_errors(sessions) -> None:  # type: ignore[no-untyped-def]
+async def test_mutate_is_idempotent_and_maps_integrity_errors(sessions: async_sessionmaker[AsyncSession]) -> None:
     calls = []
     woken = []
     caller = who("clerk", "431281", "county_clerk")
@@ -207,16 +209,23 @@ async def test_mutate_is_idempotent_and_maps_integrity_errors(sessions) -> None:
     r = funds_pb2.CreateFundSourceRequest(request_id=rid())
     r.fund_source.display_name = "县财政"
     idem = Idem.of("jsx.funds.v1.FundsService", "CreateFundSource", r)
-    first = await mutate(sessions, idem, common_pb2.Money, lambda s: add(s, "x"), caller=caller,
-                         notify=lambda: woken.append(1))
-    second = await mutate(sessions, idem, common_pb2.Money, lambda s: add(s, "y"), caller=caller,
-                          notify=lambda: woken.append(1))
+    first = await mutate(
+        sessions, idem, common_pb2.Money, lambda s: add(s, "x"), caller=caller, notify=lambda: woken.append(1)
+    )
+    second = await mutate(
+        sessions, idem, common_pb2.Money, lambda s: add(s, "y"), caller=caller, notify=lambda: woken.append(1)
+    )
     assert first == second and calls == ["x"] and len(woken) == 2
     other = funds_pb2.CreateFundSourceRequest(request_id=r.request_id)
     other.fund_source.display_name = "省财政"
     with pytest.raises(InvalidArgument) as e:
-        await mutate(sessions, Idem.of("jsx.funds.v1.FundsService", "CreateFundSource", other),
-                     common_pb2.Money, lambda s: add(s, "z"), caller=caller)
+        await mutate(
+            sessions,
+            Idem.of("jsx.funds.v1.FundsService", "CreateFundSource", other),
+            common_pb2.Money,
+            lambda s: add(s, "z"),
+            caller=caller,
+        )
     assert e.value.reason == "REQUEST_ID_REUSED"
     # someone else replaying the same request id never gets the first caller's response
     with pytest.raises(InvalidArgument):

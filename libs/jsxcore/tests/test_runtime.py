@@ -3,6 +3,7 @@
 The test servicer implements a few MembersService RPCs so permissions come
 from the real ``(jsx.common.v1.permission)`` options of members.proto.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,21 +14,20 @@ import logging
 import os
 import pkgutil
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
-import jsx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from jsx.common.v1 import common_pb2
-from jsx.members.v1 import members_pb2, members_pb2_grpc
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+import jsx
+from jsx.common.v1 import common_pb2
+from jsx.members.v1 import members_pb2, members_pb2_grpc
 from jsxcore.auth import current_caller, issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import CoreBase, create_engine, session_factory, transaction
@@ -47,6 +47,7 @@ from jsxcore.runtime import (
     start_server,
 )
 from jsxcore.runtime.errors import INTERNAL_MESSAGE
+from jsxcore.testing.helpers import rid
 
 SERVICE = "jsx.members.v1.MembersService"
 SECRET = "test-secret-" + "k" * 32
@@ -128,7 +129,7 @@ def _undeclared(servicer: Any, server: grpc.aio.Server) -> None:
     async def do(request: bytes, context: Any) -> bytes:
         return request
 
-    handler = grpc.unary_unary_rpc_method_handler(do)
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(do)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("jsx.test.v1.Undeclared", {"Do": handler}),))
 
 
@@ -139,7 +140,9 @@ class Env:
         self.stub = members_pb2_grpc.MembersServiceStub(self.channel)
 
     @staticmethod
-    def auth(role: str = "county_clerk", region: str = "431222", sub: str = "clerk-001", name: str = "张三") -> tuple[tuple[str, str], ...]:
+    def auth(
+        role: str = "county_clerk", region: str = "431222", sub: str = "clerk-001", name: str = "张三"
+    ) -> tuple[tuple[str, str], ...]:
         return (("authorization", "Bearer " + issue_token(SECRET, sub, [role], region, 600, name=name)),)
 
 
@@ -152,7 +155,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         await conn.run_sync(_Base.metadata.create_all)
     host = PluginHost()
     host.discover()
-    servicer = Servicer(session_factory(engine), host)
+    servicer = Servicer(session_factory(engine), host)  # type: ignore[abstract]  # only the RPCs the tests call
     server, port = create_server(
         config,
         servicers=[(members_pb2_grpc.add_MembersServiceServicer_to_server, servicer), (_undeclared, None)],
@@ -181,7 +184,9 @@ async def test_invalid_argument_has_rich_details_in_chinese(env: Env) -> None:
         ("name", "人员编号格式错误，应为 persons/数字"),
         ("view", "查看方式无效"),
     ]
-    assert loc is not None and loc.locale == "zh-CN" and loc.message == err.details() == "请求有误，请按字段说明修改后重试"
+    assert (
+        loc is not None and loc.locale == "zh-CN" and loc.message == err.details() == "请求有误，请按字段说明修改后重试"
+    )
 
 
 async def test_not_found_carries_reason_and_metadata_without_bad_request(env: Env) -> None:
@@ -207,12 +212,13 @@ async def test_unexpected_exception_is_internal_without_leaking(env: Env) -> Non
         root.setLevel(saved[1])
     err = ei.value
     assert err.code() == grpc.StatusCode.INTERNAL
-    assert "db-secret-host" not in err.details() and "RuntimeError" not in err.details()
-    assert err.details().startswith(INTERNAL_MESSAGE)
-    info, bad, loc = error_details(err)
+    details = err.details() or ""
+    assert "db-secret-host" not in details and "RuntimeError" not in details
+    assert details.startswith(INTERNAL_MESSAGE)
+    info, _bad, _loc = error_details(err)
     assert info is not None and info.reason == "INTERNAL"
     ref = info.metadata["error_ref"]
-    assert ref in err.details()
+    assert ref in details
     lines = [json.loads(line) for line in buf.getvalue().splitlines()]
     crash = [r for r in lines if r.get("error_ref") == ref]
     assert len(crash) == 1
@@ -232,10 +238,12 @@ async def test_access_line_carries_the_clients_request_id_masked(env: Env) -> No
     saved = list(root.handlers), root.level
     setup_logging("members", "INFO", stream=buf)
     try:
-        for rid in ("trace-42", "13912345678"):
+        for given in ("trace-42", "13912345678"):
             with pytest.raises(grpc.aio.AioRpcError):
-                await env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/missing"),
-                                         metadata=(*env.auth(), ("x-request-id", rid)))
+                await env.stub.GetPerson(
+                    members_pb2.GetPersonRequest(name="persons/missing"),
+                    metadata=(*env.auth(), ("x-request-id", given)),
+                )
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
@@ -253,7 +261,10 @@ async def test_missing_and_bad_tokens_are_unauthenticated(env: Env) -> None:
         ((), "MISSING_TOKEN"),
         ((("authorization", "Basic abc"),), "TOKEN_INVALID"),
         ((("authorization", "Bearer not-a-jwt"),), "TOKEN_INVALID"),
-        ((("authorization", "Bearer " + issue_token("another-secret-" + "z" * 32, "x", ["admin"], "430000")),), "TOKEN_INVALID"),
+        (
+            (("authorization", "Bearer " + issue_token("another-secret-" + "z" * 32, "x", ["admin"], "430000")),),
+            "TOKEN_INVALID",
+        ),
         ((("authorization", "Bearer " + issue_token(SECRET, "x", ["admin"], "430000", ttl=-10)),), "TOKEN_EXPIRED"),
     ]
     for md, reason in cases:
@@ -273,19 +284,23 @@ async def test_permission_from_proto_option_is_enforced(env: Env) -> None:
     assert reply.display_name == "李四"  # the servicer saw the verified caller
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await env.stub.CreatePerson(
-            members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="王五"), request_id=str(uuid.uuid4())),
+            members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="王五"), request_id=rid()),
             metadata=env.auth("county_approver"),
         )
     assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
     info, _, loc = error_details(ei.value)
-    assert info is not None and info.reason == "MISSING_PERMISSION" and info.metadata["permission"] == "members.persons.write"
+    assert (
+        info is not None
+        and info.reason == "MISSING_PERMISSION"
+        and info.metadata["permission"] == "members.persons.write"
+    )
     assert loc is not None and "members.persons.write" in loc.message
 
 
 async def test_undeclared_method_is_denied_even_for_admin(env: Env) -> None:
     assert method_permission("/jsx.members.v1.MembersService/GetPerson") == "members.persons.read"
     assert method_permission("/jsx.test.v1.Undeclared/Do") is None
-    call = env.channel.unary_unary("/jsx.test.v1.Undeclared/Do")
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = env.channel.unary_unary("/jsx.test.v1.Undeclared/Do")
     with pytest.raises(grpc.aio.AioRpcError) as ei:
         await call(b"x", metadata=env.auth("admin", "430000"))
     assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -311,12 +326,16 @@ def test_every_generated_rpc_declares_a_permission() -> None:
 async def test_region_scope(env: Env) -> None:
     # a 沅陵县 clerk cannot act on 洪江市; a 怀化市 clerk can
     with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431222"))
+        await env.stub.GetPerson(
+            members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431222")
+        )
     assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
     info, _, loc = error_details(ei.value)
     assert info is not None and info.reason == "OUT_OF_REGION"
     assert loc is not None and "沅陵县" in loc.message and "洪江市" in loc.message
-    ok = await env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431200"))
+    ok = await env.stub.GetPerson(
+        members_pb2.GetPersonRequest(name="persons/hongjiang"), metadata=env.auth(region="431200")
+    )
     assert ok.name == "persons/hongjiang"
 
 
@@ -324,11 +343,11 @@ async def test_region_scope(env: Env) -> None:
 
 
 async def test_health_and_reflection_are_public(env: Env) -> None:
-    health = health_pb2_grpc.HealthStub(env.channel)
+    health: Any = health_pb2_grpc.HealthStub(env.channel)  # the stubs declare it without methods
     for name in ("", SERVICE):
         resp = await health.Check(health_pb2.HealthCheckRequest(service=name))
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
-    refl = reflection_pb2_grpc.ServerReflectionStub(env.channel)
+    refl: Any = reflection_pb2_grpc.ServerReflectionStub(env.channel)  # type: ignore[arg-type]  # aio works too
     call = refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = set()
     async for resp in call:
@@ -359,12 +378,15 @@ async def test_list_plugins_over_grpc(env: Env) -> None:
     assert bad is not None and bad.field_violations[0].field == "page_token"
 
 
+@pytest.mark.slow
 async def test_graceful_shutdown_reports_not_serving_and_finishes_in_flight(env: Env) -> None:
-    health = health_pb2_grpc.HealthStub(env.channel)
+    health: Any = health_pb2_grpc.HealthStub(env.channel)  # the stubs declare it without methods
     watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
     first = await watch.read()
     assert first.status == health_pb2.HealthCheckResponse.SERVING
-    slow = asyncio.ensure_future(env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/slow"), metadata=env.auth()))
+    slow = asyncio.ensure_future(
+        env.stub.GetPerson(members_pb2.GetPersonRequest(name="persons/slow"), metadata=env.auth())
+    )
     await asyncio.wait_for(env.servicer.slow_started.wait(), 5)
     closed: list[str] = []
 
@@ -395,7 +417,7 @@ async def test_sigterm_stops_gracefully(env: Env) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(serving, 10)
     assert closed == ["engine"]
-    resp = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE), None)
+    resp = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE), None)  # type: ignore[arg-type]  # reads no context
     assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -403,8 +425,8 @@ async def test_sigterm_stops_gracefully(env: Env) -> None:
 
 
 async def test_create_is_idempotent_over_grpc(env: Env) -> None:
-    rid = str(uuid.uuid4())
-    req = members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="赵六"), request_id=rid)
+    request_id = rid()
+    req = members_pb2.CreatePersonRequest(person=members_pb2.Person(display_name="赵六"), request_id=request_id)
     a = await env.stub.CreatePerson(req, metadata=env.auth())
     b = await env.stub.CreatePerson(req, metadata=env.auth())
     assert a == b and a.name.startswith("persons/")
@@ -448,16 +470,20 @@ async def test_service_runtime_lifecycle(tmp_path: Path) -> None:
     async def flush() -> None:
         events.append("relay flushed")
 
-    rt.add_servicer(members_pb2_grpc.add_MembersServiceServicer_to_server, Servicer(rt.sessions, rt.plugins), SERVICE)
+    rt.add_servicer(members_pb2_grpc.add_MembersServiceServicer_to_server, Servicer(rt.sessions, rt.plugins), SERVICE)  # type: ignore[abstract]  # only the RPCs the tests call
     rt.add_background("relay", relay)
     rt.on_shutdown(flush)
     port = await rt.start()
     assert port > 0
     await asyncio.wait_for(ticks.wait(), 5)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        health = health_pb2_grpc.HealthStub(ch)
-        assert (await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))).status == health_pb2.HealthCheckResponse.SERVING
+        health: Any = health_pb2_grpc.HealthStub(ch)  # the stubs declare it without methods
+        assert (
+            await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        ).status == health_pb2.HealthCheckResponse.SERVING
         stub = members_pb2_grpc.MembersServiceStub(ch)
-        assert (await stub.GetPerson(members_pb2.GetPersonRequest(name="persons/1"), metadata=Env.auth())).name == "persons/1"
+        assert (
+            await stub.GetPerson(members_pb2.GetPersonRequest(name="persons/1"), metadata=Env.auth())
+        ).name == "persons/1"
     await rt.stop(1.0)
     assert events == ["relay flushed", "relay cancelled"]

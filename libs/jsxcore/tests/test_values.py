@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pickle
 from datetime import date, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 from fractions import Fraction
 
 import pytest
@@ -30,23 +30,32 @@ fens = st.integers(min_value=-(10**15), max_value=10**15)
 
 def test_money_constructor_rejects_non_integers() -> None:
     with pytest.raises(TypeError):
-        Money(1.5)  # type: ignore[arg-type]
+        Money(1.5)  # type: ignore[arg-type]  # wrong on purpose: must raise
     with pytest.raises(TypeError):
         Money(True)
     with pytest.raises(TypeError):
-        Money("100")  # type: ignore[arg-type]
+        Money("100")  # type: ignore[arg-type]  # wrong on purpose: must raise
     with pytest.raises(ValueError):
-        Money(Decimal("1.5"))  # type: ignore[arg-type]
-    assert Money(Decimal("12")).fen == 12  # type: ignore[arg-type]
-    assert type(Money(Decimal("12")).fen) is int  # type: ignore[arg-type]
+        Money(Decimal("1.5"))  # type: ignore[arg-type]  # wrong on purpose: must raise
+    assert Money(Decimal("12")).fen == 12  # type: ignore[arg-type]  # a whole Decimal is accepted too
+    assert type(Money(Decimal("12")).fen) is int  # type: ignore[arg-type]  # a whole Decimal is accepted too
     with pytest.raises(ValueError):
         Money(2**63)
 
 
 @pytest.mark.parametrize(
     ("text", "fen"),
-    [("940", 94000), ("940.5", 94050), ("0.01", 1), (".5", 50), ("-3.20", -320), ("¥1,234.56", 123456),
-     ("１２元", 1200), ("  7 ", 700), ("+1", 100)],
+    [
+        ("940", 94000),
+        ("940.5", 94050),
+        ("0.01", 1),
+        (".5", 50),
+        ("-3.20", -320),
+        ("¥1,234.56", 123456),
+        ("１２元", 1200),
+        ("  7 ", 700),
+        ("+1", 100),
+    ],
 )
 def test_yuan_parses(text: str, fen: int) -> None:
     assert Money.yuan(text).fen == fen
@@ -68,7 +77,7 @@ def test_yuan_rejects_bad_text(text: str) -> None:
 
 def test_yuan_rejects_float_and_bad_decimal() -> None:
     with pytest.raises(TypeError):
-        Money.yuan(940.5)  # type: ignore[arg-type]
+        Money.yuan(940.5)  # type: ignore[arg-type]  # wrong on purpose: must raise
     with pytest.raises(InvalidArgument, match="两位小数"):
         Money.yuan(Decimal("0.001"))
     with pytest.raises(InvalidArgument):
@@ -90,11 +99,11 @@ def test_money_arithmetic_and_formatting() -> None:
     assert sum([a, b, Money(1)], Money.zero()) == Money(152001)
     assert len({Money(1), Money(1), Money(2)}) == 2
     with pytest.raises(TypeError):
-        a + 1  # type: ignore[operator]
+        a + 1
     with pytest.raises(TypeError):
-        a * 1.5  # type: ignore[operator]
+        a * 1.5
     with pytest.raises(TypeError):
-        a < 5  # type: ignore[operator]
+        a < 5  # type: ignore[operator]  # noqa: B015  (wrong on purpose: the comparison itself must raise)
 
 
 def test_mul_ratio_rounding_modes() -> None:
@@ -109,7 +118,7 @@ def test_mul_ratio_rounding_modes() -> None:
     with pytest.raises(ZeroDivisionError):
         Money(1).mul_ratio(1, 0)
     with pytest.raises(TypeError):
-        Money(1).mul_ratio(0.5, 1)  # type: ignore[arg-type]
+        Money(1).mul_ratio(0.5, 1)  # type: ignore[arg-type]  # wrong on purpose: must raise
 
 
 @given(fens, st.integers(-1000, 1000), st.integers(1, 1000).flatmap(lambda d: st.sampled_from([d, -d])))
@@ -302,22 +311,39 @@ def test_period_constructors_and_str() -> None:
 def test_period_half_year() -> None:
     h1, h2 = Period.half(2022, 1), Period.half(2022, 2)
     assert str(h1) == "2022H1" and h1.kind is PeriodKind.HALF and h1.year == 2022
-    assert Period.parse("2022-H1") == Period.parse("2022h1") == Period.parse("2022年上半年") == Period.parse("2022上半年") == h1
+    assert (
+        Period.parse("2022-H1")
+        == Period.parse("2022h1")
+        == Period.parse("2022年上半年")
+        == Period.parse("2022上半年")
+        == h1
+    )
     assert Period.parse("2022年下半年") == Period.parse("2022-H2") == h2
-    assert (h1.start, h1.end, h2.start, h2.end) == (date(2022, 1, 1), date(2022, 6, 30), date(2022, 7, 1), date(2022, 12, 31))
+    assert (h1.start, h1.end, h2.start, h2.end) == (
+        date(2022, 1, 1),
+        date(2022, 6, 30),
+        date(2022, 7, 1),
+        date(2022, 12, 31),
+    )
     assert [str(m) for m in h2.months()] == [f"2022-{m:02d}" for m in range(7, 13)]
     assert h1.contains(Period.quarter(2022, 2)) and not h1.contains(Period.quarter(2022, 3))
     assert Period.year(2022).contains(h2) and not h2.contains(Period.year(2022))
     assert h2.next() == Period.half(2023, 1) and h1.previous() == Period.half(2021, 2)
     assert Period.of(date(2022, 7, 1), PeriodKind.HALF) == h2 and Period.of(date(2022, 6, 30), "half") == h1
     assert sorted([Period.year(2022), h1, Period.quarter(2022, 1), Period.month(2022, 1)]) == [
-        Period.month(2022, 1), Period.quarter(2022, 1), h1, Period.year(2022)]
+        Period.month(2022, 1),
+        Period.quarter(2022, 1),
+        h1,
+        Period.year(2022),
+    ]
     with pytest.raises(InvalidArgument) as e:
         Period.parse("2022H3")
     assert e.value.reason == "INVALID_PERIOD" and "上半年" in e.value.message
 
 
-@pytest.mark.parametrize("text", ["2022-13", "2022-00", "2022Q5", "2022H0", "2022H3", "上半年", "22", "2022-08-01", "abc", "1899", ""])
+@pytest.mark.parametrize(
+    "text", ["2022-13", "2022-00", "2022Q5", "2022H0", "2022H3", "上半年", "22", "2022-08-01", "abc", "1899", ""]
+)
 def test_period_parse_rejects(text: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         Period.parse(text, field="period")
@@ -343,11 +369,14 @@ def test_period_bounds_and_membership() -> None:
 def test_period_is_immutable_hashable_ordered() -> None:
     p = Period.month(2022, 8)
     with pytest.raises(AttributeError):
-        p.number = 9  # type: ignore[misc]
+        p.number = 9
     assert len({p, Period.parse("2022-08"), Period.year(2022)}) == 2
     assert pickle.loads(pickle.dumps(p)) == p
     assert sorted([Period.year(2022), Period.quarter(2022, 1), Period.month(2022, 1), Period.month(2021, 12)]) == [
-        Period.month(2021, 12), Period.month(2022, 1), Period.quarter(2022, 1), Period.year(2022)
+        Period.month(2021, 12),
+        Period.month(2022, 1),
+        Period.quarter(2022, 1),
+        Period.year(2022),
     ]
     assert Period.month(2022, 8) != Period.quarter(2022, 3)
     with pytest.raises(TypeError):

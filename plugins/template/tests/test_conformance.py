@@ -1,6 +1,6 @@
 """Run the conformance kit on this plugin: `pytest plugins/<county>`."""
-import jsx_plugin_template
 
+import jsx_plugin_template
 from jsxcore.testing.conformance import assert_plugin_conforms
 
 

@@ -1,6 +1,6 @@
 """The conformance kit county developers run, applied to this plugin."""
-import jsx_plugin_xupu
 
+import jsx_plugin_xupu
 from jsxcore.testing.conformance import assert_plugin_conforms
 
 

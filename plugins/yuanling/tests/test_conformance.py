@@ -1,6 +1,6 @@
 """The conformance kit county developers run, applied to this plugin."""
-import jsx_plugin_yuanling
 
+import jsx_plugin_yuanling
 from jsxcore.testing.conformance import assert_plugin_conforms
 
 

@@ -19,6 +19,7 @@ permissions (any segment ``pii``): those are granted by name only, so a broad
 grant cannot leak 身份证 numbers by accident; the same holds for segment
 ``payees`` (full names and 一卡通 card numbers, :data:`PAYEES_READ`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,37 +61,57 @@ ROLE_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     # activities within the county, records objections brought in person;
     # cannot decide applications, move money or see full 身份证.
     "county_clerk": (
-        "members.*.read", "members.*.write",
-        "funds.*.read", "funds.applications.write", "funds.objections.create",
-        "events.*.read", "events.*.write",
+        "members.*.read",
+        "members.*.write",
+        "funds.*.read",
+        "funds.applications.write",
+        "funds.objections.create",
+        "events.*.read",
+        "events.*.write",
         "*.plugins.read",
     ),
     # 县 approver: the county step of DecideApplication, creates programs,
     # resolves 公示 objections.
     "county_approver": (
-        "members.*.read", "funds.*.read", "events.*.read",
-        "funds.applications.decide", "funds.objections.resolve", "funds.programs.create",
+        "members.*.read",
+        "funds.*.read",
+        "events.*.read",
+        "funds.applications.decide",
+        "funds.objections.resolve",
+        "funds.programs.create",
         "*.plugins.read",
     ),
     # 乡镇 reviewer: the township step of DecideApplication (the service
     # checks the step matches the caller's region level).
     "township_reviewer": (
-        "members.*.read", "funds.*.read", "events.*.read",
-        "funds.applications.decide", "funds.objections.create",
+        "members.*.read",
+        "funds.*.read",
+        "events.*.read",
+        "funds.applications.decide",
+        "funds.objections.create",
         "*.plugins.read",
     ),
     # 村 reviewer: the village step of DecideApplication.
     "village_reviewer": (
-        "members.*.read", "funds.*.read", "events.*.read",
-        "funds.applications.decide", "funds.objections.create",
+        "members.*.read",
+        "funds.*.read",
+        "events.*.read",
+        "funds.applications.decide",
+        "funds.objections.create",
         "*.plugins.read",
     ),
     # 财务: sources, funds, ledger, payments through 一卡通 and bank
     # results; pays to a person's card, so sees full identity data.
     "finance_officer": (
-        "members.*.read", "funds.*.read", "events.*.read",
-        "funds.funds.write", "funds.ledger.write", "funds.payments.write", "funds.bank_results.write",
-        PII_READ, PAYEES_READ,
+        "members.*.read",
+        "funds.*.read",
+        "events.*.read",
+        "funds.funds.write",
+        "funds.ledger.write",
+        "funds.payments.write",
+        "funds.bank_results.write",
+        PII_READ,
+        PAYEES_READ,
         "*.plugins.read",
     ),
     # 审计: reads everything, including personal data (every read audited).
@@ -101,7 +122,8 @@ ROLE_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     # people and households, report bank results, record activities.
     "system": (
         "*.*.read",
-        "members.persons.write", "members.households.write",
+        "members.persons.write",
+        "members.households.write",
         "funds.bank_results.write",
         "events.activities.write",
         # The 一卡通 system and the funds service producing a bank file.
@@ -319,7 +341,7 @@ def _cmd_roles(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``jsx token issue`` / ``jsx token roles``."""
     p = sub.add_parser("token", help="访问令牌：签发、查看角色权限")
     tsub = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)

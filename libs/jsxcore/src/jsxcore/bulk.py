@@ -1,4 +1,5 @@
 """Helpers for bulk work inside a service process (imports, payment batches)."""
+
 from __future__ import annotations
 
 import gc

@@ -1,6 +1,7 @@
 """``jsx`` command line. Each service adds its own sub-command through the
 ``jsx.cli`` entry-point group: a ``register(subparsers)`` function that adds a
 parser and sets ``func`` (sync or async, receiving the parsed args)."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,12 +1,13 @@
 """Core ``jsx`` sub-commands that belong to no single service
 (``jsx plugins …``, ``jsx token …``). Each module adding commands here keeps
 its own ``register_*`` function; this file only wires them."""
+
 from __future__ import annotations
 
 import argparse
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for modname in ("jsxcore.plugins", "jsxcore.auth"):
         try:
             mod = __import__(modname, fromlist=["register_cli"])

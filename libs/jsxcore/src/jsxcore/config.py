@@ -27,6 +27,7 @@ SHUTDOWN_GRACE_S    5
 MEMBERS_ADDR, FUNDS_ADDR, EVENTS_ADDR   upstream ``host:port`` (optional)
 =================== ==========================================================
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ from jsxcore.errors import ConfigError, InvalidArgument
 from jsxcore.pii import BlindIndex, FieldCipher, decode_key, generate_key
 from jsxcore.values import RegionCode
 
-__all__ = ["ServiceConfig", "parse_plugins", "split_host_port", "hide_password", "DEV_KEYS_FILE"]
+__all__ = ["DEV_KEYS_FILE", "ServiceConfig", "hide_password", "parse_plugins", "split_host_port"]
 
 DEV_KEYS_FILE = "keys.json"
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -186,10 +187,20 @@ class ServiceConfig:
         dev = get("DEV", False, _parse_bool, "1/0、true/false")
         data_dir = get("DATA_DIR", Path("./data"), lambda s: Path(s).expanduser(), "目录路径").absolute()
         default_db = f"sqlite:///{(data_dir / f'{service}.db').as_posix()}"
-        database_url = get("DATABASE_URL", default_db, _parse_db_url, "数据库地址，如 sqlite:///data/x.db 或 postgresql://user@host/db")
-        nats_url = get("NATS_URL", "nats://127.0.0.1:4222", _parse_nats_url, "NATS 地址，如 nats://127.0.0.1:4222（集群用逗号分隔）")
-        grpc_addr = get("GRPC_ADDR", "127.0.0.1:0", lambda s: _addr(s, allow_zero=True), "监听地址 主机:端口（端口 0 表示自动选择）")
-        plugins = get("PLUGINS", {}, parse_plugins, "插件启用表 插件名=区划代码[+区划代码…]，多项用逗号分隔")
+        database_url = get(
+            "DATABASE_URL", default_db, _parse_db_url, "数据库地址，如 sqlite:///data/x.db 或 postgresql://user@host/db"
+        )
+        nats_url = get(
+            "NATS_URL",
+            "nats://127.0.0.1:4222",
+            _parse_nats_url,
+            "NATS 地址，如 nats://127.0.0.1:4222（集群用逗号分隔）",
+        )
+        grpc_addr = get(
+            "GRPC_ADDR", "127.0.0.1:0", lambda s: _addr(s, allow_zero=True), "监听地址 主机:端口（端口 0 表示自动选择）"
+        )
+        no_plugins: dict[str, tuple[str, ...]] = {}
+        plugins = get("PLUGINS", no_plugins, parse_plugins, "插件启用表 插件名=区划代码[+区划代码…]，多项用逗号分隔")
         timeout = get("PLUGIN_TIMEOUT_MS", 2000, lambda s: _int_in(s, 1, 600_000), "1–600000 之间的整数（毫秒）")
         log_level = get("LOG_LEVEL", "INFO", _parse_level, "DEBUG/INFO/WARNING/ERROR/CRITICAL 之一")
         replicas = get("STREAM_REPLICAS", 1, lambda s: _int_in(s, 1, 5), "1–5 之间的整数（生产环境 3）")
@@ -199,14 +210,17 @@ class ServiceConfig:
             for n in ("members", "funds", "events")
         }
         pii_key_id = get("PII_KEY_ID", 1, lambda s: _int_in(s, 0, 255), "0–255 之间的整数")
-        old_keys = get("PII_OLD_KEYS", {}, _parse_old_keys, "编号:base64密钥，多项用逗号分隔")
+        no_old_keys: dict[int, bytes] = {}
+        old_keys = get("PII_OLD_KEYS", no_old_keys, _parse_old_keys, "编号:base64密钥，多项用逗号分隔")
 
         stored: dict[str, str] = {}
         if dev:
             try:
                 stored = _dev_keys(data_dir)
             except (OSError, ValueError) as e:
-                problems.append(f"{data_dir / DEV_KEYS_FILE}: 开发密钥文件无法读写（{e}），请删除后重试或显式设置密钥变量")
+                problems.append(
+                    f"{data_dir / DEV_KEYS_FILE}: 开发密钥文件无法读写（{e}），请删除后重试或显式设置密钥变量"
+                )
 
         def secret(name: str, parse: Callable[[str], T], expected: str) -> Any:
             var, raw = lookup(name)
@@ -232,9 +246,7 @@ class ServiceConfig:
             problems.append(f"JSX_PII_OLD_KEYS: 不能包含当前密钥编号 {pii_key_id}（JSX_PII_KEY_ID）")
 
         if problems:
-            err = ConfigError(f"服务 {service} 的配置有误：\n" + "\n".join(f"- {p}" for p in problems))
-            err.problems = problems  # type: ignore[attr-defined]
-            raise err
+            raise ConfigError(f"服务 {service} 的配置有误：\n" + "\n".join(f"- {p}" for p in problems), problems)
         return cls(
             service=service,
             database_url=database_url,

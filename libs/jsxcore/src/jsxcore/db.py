@@ -9,6 +9,7 @@
   SQLAlchemy code; on a SQLite file it skips aiosqlite (see ``read``), and
   ``read(..., inline=True)`` runs a single-row key lookup on the event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,9 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import CursorResult, Engine, MetaData, Result, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -52,8 +53,8 @@ def normalize_url(url: str) -> str:
     ``postgresql://…`` → ``postgresql+psycopg://…``.
     """
     if url.startswith("sqlite:"):
-        return "sqlite+aiosqlite:" + url[len("sqlite:"):]
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
@@ -140,9 +141,7 @@ class _SqliteReader:
     """
 
     def __init__(self, url: Any, threads: int) -> None:
-        self.engine: Engine = create_sync_engine(
-            url.set(drivername="sqlite"), pool_size=threads, max_overflow=0
-        )
+        self.engine: Engine = create_sync_engine(url.set(drivername="sqlite"), pool_size=threads, max_overflow=0)
         event.listen(self.engine, "connect", _sqlite_read_pragmas)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="jsx-sqlite-read")
         # One connection per calling thread (the loop's) for inline reads: a
@@ -168,7 +167,7 @@ class _SqliteReader:
         self.inline_engine.dispose()
 
 
-_readers: "weakref.WeakKeyDictionary[Engine, _SqliteReader | None]" = weakref.WeakKeyDictionary()
+_readers: weakref.WeakKeyDictionary[Engine, _SqliteReader | None] = weakref.WeakKeyDictionary()
 
 
 def _reader_for(engine: AsyncEngine) -> _SqliteReader | None:
@@ -237,3 +236,10 @@ async def read(
                 raise
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(reader.pool, contextvars.copy_context().run, reader.run, fn)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. ``AsyncSession.execute`` is
+    typed as returning a plain ``Result``; for those statements it is a
+    ``CursorResult``, which has the count."""
+    return int(cast("CursorResult[Any]", result).rowcount or 0)

@@ -6,10 +6,12 @@ place, to gRPC status codes with google.rpc rich details (ErrorInfo with
 LocalizedMessage). Messages are written for a Chinese-speaking clerk: say what
 is wrong and what to do, never internals.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 import grpc
 
@@ -62,7 +64,7 @@ class InvalidArgument(DomainError):
     default_reason = "INVALID_ARGUMENT"
 
     @classmethod
-    def field(cls, field: str, description: str, *, reason: str | None = None) -> "InvalidArgument":
+    def field(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
         """Shorthand for the common single-field case."""
         return cls(description, reason=reason, violations=[FieldViolation(field, description)])
 
@@ -119,7 +121,12 @@ class PluginError(FailedPrecondition):
 
 
 class ConfigError(Exception):
-    """Bad or missing configuration at startup (not a request error)."""
+    """Bad or missing configuration at startup (not a request error).
+    ``problems`` lists each one when several are reported together."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 @dataclass
@@ -135,6 +142,8 @@ class ErrorCollector:
     def __bool__(self) -> bool:
         return bool(self.violations)
 
-    def raise_if_any(self, message: str = "请求有误，请按字段说明修改后重试", *, reason: str = "INVALID_ARGUMENT") -> None:
+    def raise_if_any(
+        self, message: str = "请求有误，请按字段说明修改后重试", *, reason: str = "INVALID_ARGUMENT"
+    ) -> None:
         if self.violations:
             raise InvalidArgument(message, reason=reason, violations=self.violations)

@@ -15,15 +15,17 @@ the next level up decides.
 Every spec documents each parameter, its return value and the version it was
 added in; ``tests/test_hookspecs_documented.py`` enforces that.
 """
+
 from __future__ import annotations
 
 import difflib
 import re
 from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any, Generic, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import pluggy
 
@@ -253,16 +255,24 @@ class PluginMeta:
         if declared is None:
             return []
         if not isinstance(declared, Mapping):
-            return [f"插件 {self.name} 的 rule_inputs 须为“项目类型 → RuleInputs”的映射，实际为 {type(declared).__name__}"]
+            return [
+                f"插件 {self.name} 的 rule_inputs 须为“项目类型 → RuleInputs”的映射，实际为 {type(declared).__name__}"
+            ]
         out: list[str] = []
         known = [p.value for p in ProgramType]
         for key, inputs in declared.items():
             if not isinstance(key, str) or not key.strip() or key != key.strip():
-                out.append(f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 无效：须为 ProgramType 的值（如 SPECIAL_SUPPORT）或非空的自定义类型名")
+                out.append(
+                    f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 无效："
+                    "须为 ProgramType 的值（如 SPECIAL_SUPPORT）或非空的自定义类型名"
+                )
                 continue
             if key not in known and (near := difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.9)):
                 # A misspelt type would silently declare the real one as reading nothing.
-                out.append(f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 与 {near[0]} 相近，疑似拼写错误；自定义项目类型请另取名称")
+                out.append(
+                    f"插件 {self.name} 的 rule_inputs 项目类型 {key!r} 与 {near[0]} 相近，"
+                    "疑似拼写错误；自定义项目类型请另取名称"
+                )
             where = f"插件 {self.name} 的 rule_inputs[{key!r}]"
             if not isinstance(inputs, RuleInputs):
                 out.append(f"{where} 须为 RuleInputs，实际为 {type(inputs).__name__}")

@@ -23,12 +23,13 @@ row and returns the winner's response — its handler never runs. If the first
 rolls back, the second claims the key and runs normally. This relies on READ
 COMMITTED (PostgreSQL's default) so the re-read sees the winner's commit.
 """
+
 from __future__ import annotations
 
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -37,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jsxcore.db import CoreBase
+from jsxcore.db import CoreBase, rowcount
 from jsxcore.errors import Aborted, InvalidArgument
 
 M = TypeVar("M", bound=Message)
@@ -65,7 +66,9 @@ def normalize_request_id(value: str) -> str:
     """The canonical lower-case UUID form, or InvalidArgument on ``request_id``."""
     if not value:
         raise InvalidArgument.field(
-            "request_id", "缺少请求编号（request_id）：每个修改类请求都须携带一个新生成的 UUID", reason="MISSING_REQUEST_ID"
+            "request_id",
+            "缺少请求编号（request_id）：每个修改类请求都须携带一个新生成的 UUID",
+            reason="MISSING_REQUEST_ID",
         )
     try:
         parsed = uuid.UUID(value.strip())
@@ -97,7 +100,7 @@ def _current_subject() -> str:
     return caller.subject if caller is not None else ""
 
 
-def _insert(dialect: str):  # type: ignore[no-untyped-def]
+def _insert(dialect: str) -> postgresql.Insert | sqlite.Insert:
     if dialect == "postgresql":
         return postgresql.insert(IdempotencyKey)
     if dialect == "sqlite":
@@ -151,7 +154,7 @@ async def run_idempotent(
     ``method`` is the RPC's full name (``/jsx.funds.v1.FundsService/ApproveApplication``);
     ``caller`` defaults to the current RPC caller's subject.
     """
-    request_id = normalize_request_id(getattr(request, "request_id"))
+    request_id = normalize_request_id(getattr(request, "request_id"))  # noqa: B009  (any request type)
     digest = request_hash(request, _current_subject() if caller is None else caller)
 
     row = await _load(session, method, request_id)
@@ -167,7 +170,7 @@ async def run_idempotent(
             caller=_current_subject() if caller is None else caller,
             response=b"",
             response_type="",
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
         )
         .on_conflict_do_nothing(index_elements=["method", "request_id"])
         # RETURNING says whether *this* statement inserted; rowcount proved unreliable under the race
@@ -193,7 +196,7 @@ async def run_idempotent(
 async def purge_before(session: AsyncSession, before: datetime) -> int:
     """Delete keys created before ``before`` (retention job); returns the count."""
     result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 __all__ = ["IdempotencyKey", "normalize_request_id", "purge_before", "request_hash", "run_idempotent"]

@@ -13,24 +13,29 @@ own package; what is the same everywhere lives here:
 Operators can also run the alembic CLI against a service's folder with
 ``-x url=postgresql://…``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData, create_engine, pool
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def sync_url(url: str) -> str:
     """Alembic runs on the synchronous drivers: sqlite3 and psycopg 3."""
     if url.startswith("sqlite+aiosqlite:"):
-        return "sqlite:" + url[len("sqlite+aiosqlite:"):]
+        return "sqlite:" + url[len("sqlite+aiosqlite:") :]
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
-def alembic_config(script_location: Path | str, url: str):  # type: ignore[no-untyped-def]
+def alembic_config(script_location: Path | str, url: str) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -52,8 +57,8 @@ def run_env(*service_metadata: MetaData) -> None:
     """The body of a service's ``migrations/env.py``."""
     from alembic import context
 
-    import jsxcore.idempotency  # noqa: F401  (registers its table on CoreBase)
-    import jsxcore.outbox  # noqa: F401
+    import jsxcore.idempotency  # registers its table on CoreBase
+    import jsxcore.outbox  # noqa: F401  (registers its tables on CoreBase)
     from jsxcore.db import CoreBase
 
     target = [CoreBase.metadata, *service_metadata]
@@ -67,8 +72,12 @@ def run_env(*service_metadata: MetaData) -> None:
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            context.configure(connection=conn, target_metadata=target, compare_type=True,
-                              render_as_batch=conn.dialect.name == "sqlite")
+            context.configure(
+                connection=conn,
+                target_metadata=target,
+                compare_type=True,
+                render_as_batch=conn.dialect.name == "sqlite",
+            )
             with context.begin_transaction():
                 context.run_migrations()
     finally:

@@ -38,6 +38,7 @@ which the process dies with ``os._exit(86)`` — ``relay.after_publish``
 committed, message not yet acked). Tests use them to prove the crash windows
 are safe; never set it in production.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,7 +50,7 @@ import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats
@@ -58,7 +59,7 @@ import nats.js.errors
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import api
+from nats.js import JetStreamContext, api
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -69,8 +70,6 @@ from sqlalchemy import (
     String,
     Text,
     delete,
-    func,
-    insert,
     select,
     text,
     update,
@@ -82,7 +81,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jsxcore import errors
-from jsxcore.db import CoreBase, session_factory
+from jsxcore.db import CoreBase, rowcount, session_factory
 
 log = logging.getLogger("jsx.outbox")
 
@@ -96,7 +95,7 @@ _SERVICE_RE = re.compile(rf"^{_PART}$")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _fault(point: str) -> None:
@@ -200,16 +199,20 @@ def add_event(
     check_subject(subject)
     fields = message.DESCRIPTOR.fields_by_name
     has_id_field = "event_id" in fields and fields["event_id"].type == fields["event_id"].TYPE_STRING
-    carried = getattr(message, "event_id") if has_id_field else ""
+    fields_of: Any = message  # a message of any type: the fields are found by name above
+    carried = fields_of.event_id if has_id_field else ""
     if event_id and carried and event_id != carried:
         raise ValueError(f"event_id {event_id!r} differs from the message's own {carried!r}")
     eid = event_id or carried or str(uuid.uuid4())
     if has_id_field and not carried:
-        setattr(message, "event_id", eid)
-    if "occurred_at" in fields and fields["occurred_at"].message_type is not None \
-            and fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp" \
-            and not message.HasField("occurred_at"):
-        getattr(message, "occurred_at").GetCurrentTime()
+        fields_of.event_id = eid
+    if (
+        "occurred_at" in fields
+        and fields["occurred_at"].message_type is not None
+        and fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp"
+        and not message.HasField("occurred_at")
+    ):
+        fields_of.occurred_at.GetCurrentTime()
     session.add(
         OutboxEvent(
             event_id=eid,
@@ -226,11 +229,9 @@ def add_event(
 async def purge_published(session: AsyncSession, older_than: timedelta) -> int:
     """Delete rows published more than ``older_than`` ago (run from a periodic job)."""
     res = await session.execute(
-        delete(OutboxEvent).where(
-            OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < _now() - older_than
-        )
+        delete(OutboxEvent).where(OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < _now() - older_than)
     )
-    return int(res.rowcount or 0)
+    return rowcount(res)
 
 
 # --------------------------------------------------------------------------- broker
@@ -278,7 +279,7 @@ async def connect(url: str, *, name: str) -> NATS:
                 allow_reconnect=True,
                 **_connection_callbacks(name),
             )
-        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
             log.warning("nats.connect_failed", extra={"error": type(exc).__name__, "retry_in": delay})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -293,13 +294,14 @@ async def _close(nc: NATS | None) -> None:
 
 
 async def ensure_stream(
-    js: Any, service: str, *, duplicate_window: float = 120.0, replicas: int = 1
+    js: JetStreamContext, service: str, *, duplicate_window: float = 120.0, replicas: int = 1
 ) -> api.StreamInfo:
     """Create or update the service's stream (file storage, dedupe window)."""
     if not _SERVICE_RE.match(service):
         raise errors.ConfigError(f"服务名“{service}”不合法：只能用小写字母、数字和下划线")
+    name = stream_name(service)
     cfg = api.StreamConfig(
-        name=stream_name(service),
+        name=name,
         subjects=[f"jsx.{service}.>"],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
@@ -307,7 +309,7 @@ async def ensure_stream(
         num_replicas=replicas,
     )
     try:
-        await js.stream_info(cfg.name)
+        await js.stream_info(name)
     except nats.js.errors.NotFoundError:
         return await js.add_stream(cfg)
     return await js.update_stream(cfg)
@@ -345,7 +347,7 @@ class _Loop:
             return
         try:
             await asyncio.wait_for(self._done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning(what, extra=extra)
 
 
@@ -357,7 +359,7 @@ class _Sent:
     subtraction. Tokens are never reused on a connection, so a late PubAck of
     an abandoned batch can never be taken for another row's."""
 
-    __slots__ = ("first", "rows", "acks", "got", "expect", "done", "failed", "owner")
+    __slots__ = ("acks", "done", "expect", "failed", "first", "got", "owner", "rows")
 
     def __init__(self, first: int, rows: Sequence[Any]) -> None:
         self.first = first
@@ -462,10 +464,7 @@ class Relay(_Loop):
     async def ensure_streams(self) -> None:
         """Create or update this service's stream ``JSX_<SERVICE>``."""
         await self._connect()
-        await ensure_stream(
-            self._js, self.service, duplicate_window=self.duplicate_window, replicas=self.replicas
-        )
-
+        await ensure_stream(self._js, self.service, duplicate_window=self.duplicate_window, replicas=self.replicas)
 
     async def _run(self) -> None:
         delay = 0.2
@@ -475,7 +474,7 @@ class Relay(_Loop):
                 if not ready:
                     await self.ensure_streams()
                     ready = True
-                sent, full = await self.publish_pending()
+                _sent, full = await self.publish_pending()
                 delay = 0.2
                 if full:
                     continue
@@ -496,7 +495,7 @@ class Relay(_Loop):
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self._wake.clear()
 
@@ -516,22 +515,22 @@ class Relay(_Loop):
             log.info("outbox.published", extra={"service": self.service, "count": marked})
         if failed:
             # Surface the outage to run()'s backoff; acked rows are already marked.
-            raise errors.Unavailable(
-                f"事件总线暂不可用，{len(failed)} 条事件稍后重发", reason="EVENT_BUS_UNAVAILABLE"
-            )
+            raise errors.Unavailable(f"事件总线暂不可用，{len(failed)} 条事件稍后重发", reason="EVENT_BUS_UNAVAILABLE")
         return marked, len(rows) == self.batch_size
 
     async def _publish_pending(self) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
+        rows: Sequence[Any]
         async with self.sessions() as session:
-            if session.bind.dialect.name == "postgresql":
-                if session.bind.dialect.driver != "psycopg":
+            dialect = session.get_bind().dialect
+            if dialect.name == "postgresql":
+                if dialect.driver != "psycopg":
                     # The relay's statements run on the driver connection (psycopg's %s parameters).
                     raise errors.ConfigError(
-                        f"事件转发只支持 psycopg 驱动连接 PostgreSQL（postgresql://…），"
-                        f"当前为 {session.bind.dialect.driver}")
+                        f"事件转发只支持 psycopg 驱动连接 PostgreSQL（postgresql://…），当前为 {dialect.driver}"
+                    )
                 # One transaction holds the replica lock from claim to mark.
                 async with session.begin():
-                    cx = (await (await session.connection()).get_raw_connection()).driver_connection
+                    cx: Any = (await (await session.connection()).get_raw_connection()).driver_connection
                     async with cx.cursor() as cur:
                         await cur.execute(_PG_LOCK, (self._lock_key,))
                         got = (await cur.fetchone())[0]
@@ -557,8 +556,12 @@ class Relay(_Loop):
 
     async def _read(self, session: AsyncSession) -> Sequence[Any]:
         q = select(
-            OutboxEvent.seq, OutboxEvent.event_id, OutboxEvent.subject,
-            OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.headers,
+            OutboxEvent.seq,
+            OutboxEvent.event_id,
+            OutboxEvent.subject,
+            OutboxEvent.event_type,
+            OutboxEvent.payload,
+            OutboxEvent.headers,
         ).where(OutboxEvent.published_at.is_(None))
         return (await session.execute(q.order_by(OutboxEvent.seq).limit(self.batch_size))).all()
 
@@ -566,11 +569,10 @@ class Relay(_Loop):
         # Binary results: bytea arrives as bytes without hex decoding.
         async with cx.cursor(binary=True) as cur:
             await cur.execute(_PG_READ, (after, self.batch_size))
-            return await cur.fetchall()
+            rows: list[tuple[Any, ...]] = await cur.fetchall()
+            return rows
 
-    async def _pipeline(
-        self, cx: Any, rows: Sequence[Any]
-    ) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
+    async def _pipeline(self, cx: Any, rows: Sequence[Any]) -> tuple[int, list[int], dict[int, str], Sequence[Any]]:
         """PostgreSQL, under the replica lock: up to ``pipeline`` batches, the
         next one sent (in ``seq`` order on the one connection, so the stream
         order is kept) while the previous one's PubAcks come back and its rows
@@ -610,7 +612,7 @@ class Relay(_Loop):
                 .values(published_at=_now(), attempts=OutboxEvent.attempts + 1, last_error=None)
                 .execution_options(synchronize_session=False)
             )
-            marked = int(res.rowcount or 0)
+            marked = rowcount(res)
         for seq, err in failed.items():
             await session.execute(
                 update(OutboxEvent)
@@ -653,8 +655,7 @@ class Relay(_Loop):
         for i, (seq, event_id, subject, event_type, payload, extra) in enumerate(rows):
             if extra:
                 headers = dict(json.loads(extra) if isinstance(extra, str) else extra)
-                headers.update({HEADER_MSG_ID: event_id, HEADER_EVENT_TYPE: event_type,
-                                HEADER_EXPECTED_STREAM: stream})
+                headers.update({HEADER_MSG_ID: event_id, HEADER_EVENT_TYPE: event_type, HEADER_EXPECTED_STREAM: stream})
             else:
                 headers = shared
                 headers[HEADER_MSG_ID] = event_id
@@ -665,8 +666,10 @@ class Relay(_Loop):
                 await nc.publish(subject, payload, reply=prefix + str(first + i), headers=headers)
             except Exception as exc:
                 batch.failed[seq] = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox.publish_failed", extra={"event_id": event_id, "subject": subject,
-                                                            "error": batch.failed[seq][:200]})
+                log.warning(
+                    "outbox.publish_failed",
+                    extra={"event_id": event_id, "subject": subject, "error": batch.failed[seq][:200]},
+                )
                 sent = i
                 break  # the connection is gone; the rest waits for the next round
         if sent < len(rows):
@@ -680,7 +683,7 @@ class Relay(_Loop):
     async def _on_ack(self, msg: Msg) -> None:
         """The reply subscription's handler: file a PubAck under its row."""
         try:
-            token = int(msg.subject[len(self._reply_prefix) + 1:])
+            token = int(msg.subject[len(self._reply_prefix) + 1 :])
         except ValueError:
             return
         for batch in self._sent:
@@ -719,13 +722,13 @@ class Relay(_Loop):
         if batch.expect and not batch.done.is_set():
             try:
                 await asyncio.wait_for(batch.done.wait(), self.ack_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # the rows without a PubAck are retried next round
         if batch in self._sent:
             self._sent.remove(batch)
         ok: list[int] = []
         failed = batch.failed
-        for row, msg in zip(batch.rows, batch.acks):
+        for row, msg in zip(batch.rows, batch.acks, strict=True):  # both cut to the published prefix together
             seq = row[0]
             if msg is None:
                 failed[seq] = "TimeoutError: no PubAck"
@@ -875,7 +878,8 @@ class Consumer(_Loop):
         if self._nc is None:
             self._nc = (
                 await connect(self._nats, name=f"jsx-consumer-{self.durable}")
-                if isinstance(self._nats, str) else self._nats
+                if isinstance(self._nats, str)
+                else self._nats
             )
         js = self._nc.jetstream()
         cfg = api.ConsumerConfig(
@@ -894,7 +898,6 @@ class Consumer(_Loop):
         await js._jsm.add_consumer(self.stream, config=cfg)
         self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
-
     async def _run(self) -> None:
         delay = 0.2
         while not self._stopping:
@@ -903,7 +906,7 @@ class Consumer(_Loop):
                     await self._subscribe()
                 try:
                     msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue  # nothing new within fetch_timeout: the normal idle case
                 msgs = await self._fill(msgs)
                 await self.process(msgs)
@@ -937,7 +940,7 @@ class Consumer(_Loop):
                 break
             try:
                 msgs.extend(await self._sub.fetch(self.batch - len(msgs), timeout=left))
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 break
         return msgs
 
@@ -991,8 +994,10 @@ class Consumer(_Loop):
                 fresh = await self._apply(session, parsed)
         except Exception as exc:
             # Isolate the failing message: one transaction each.
-            log.info("inbox.batch_fallback", extra={"consumer": self.durable, "count": len(parsed),
-                                                    "error": f"{type(exc).__name__}: {exc}"[:300]})
+            log.info(
+                "inbox.batch_fallback",
+                extra={"consumer": self.durable, "count": len(parsed), "error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
             for item in parsed:
                 await self._process_one(item)
             return
@@ -1010,11 +1015,15 @@ class Consumer(_Loop):
         for _, proto, meta in items:
             if meta.event_id not in first:
                 first[meta.event_id] = (proto, meta)
-                rows.append({"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
-                             "received_at": now})
-        insert_ = _pg_insert if session.bind.dialect.name == "postgresql" else _sqlite_insert
-        stmt = insert_(InboxEvent).on_conflict_do_nothing(
-            index_elements=[InboxEvent.consumer, InboxEvent.event_id]).returning(InboxEvent.event_id)
+                rows.append(
+                    {"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject, "received_at": now}
+                )
+        insert_ = _pg_insert if session.get_bind().dialect.name == "postgresql" else _sqlite_insert
+        stmt = (
+            insert_(InboxEvent)
+            .on_conflict_do_nothing(index_elements=[InboxEvent.consumer, InboxEvent.event_id])
+            .returning(InboxEvent.event_id)
+        )
         fresh = set((await session.execute(stmt, rows)).scalars())
         for event_id, (proto, meta) in first.items():
             if event_id in fresh:
@@ -1064,9 +1073,15 @@ class Consumer(_Loop):
         delay = self.retry_delays[min(n - 1, len(self.retry_delays) - 1)] if self.retry_delays else 0
         log.warning(
             "inbox.retry",
-            extra={"consumer": self.durable, "event_id": meta.event_id, "subject": meta.subject,
-                   "deliveries": n, "delay": delay, "transient": is_transient(exc),
-                   "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]},
+            extra={
+                "consumer": self.durable,
+                "event_id": meta.event_id,
+                "subject": meta.subject,
+                "deliveries": n,
+                "delay": delay,
+                "transient": is_transient(exc),
+                "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300],
+            },
             exc_info=not is_transient(exc),
         )
         await msg.nak(delay=delay)
@@ -1075,7 +1090,11 @@ class Consumer(_Loop):
         self.terminated += 1
         log.error(
             "inbox.poison",
-            extra={"consumer": self.durable, "event_id": event_id or (msg.headers or {}).get(HEADER_MSG_ID),
-                   "subject": msg.subject, "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300]},
+            extra={
+                "consumer": self.durable,
+                "event_id": event_id or (msg.headers or {}).get(HEADER_MSG_ID),
+                "subject": msg.subject,
+                "error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:300],
+            },
         )
         await msg.term()

@@ -12,6 +12,7 @@ others' tokens. Until then a random per-process key is used: tokens still work
 within the process, and a stale one after a restart asks the clerk to start
 again from the first page.
 """
+
 from __future__ import annotations
 
 import base64
@@ -91,8 +92,15 @@ class Page:
         return query.order_by(*columns).limit(self.size + 1)
 
 
-def page(page_size: int, page_token: str, *, query: str, filters: Sequence[object] = (),
-         default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> Page:
+def page(
+    page_size: int,
+    page_token: str,
+    *,
+    query: str,
+    filters: Sequence[object] = (),
+    default: int = DEFAULT_PAGE,
+    maximum: int = MAX_PAGE,
+) -> Page:
     """Parse ``page_size``/``page_token`` of a list request.
 
     ``query`` names the RPC (``"jsx.funds.v1.FundsService/ListFunds"``) and ``filters`` are the
@@ -127,7 +135,11 @@ def _decode(token: str, bound: str) -> tuple[KeyPart, ...]:
         raise bad from None
     if q != bound:
         raise _invalid("翻页令牌与本次查询条件不一致，请从第一页重新查询", "PAGE_TOKEN_MISMATCH")
-    if not isinstance(key, list) or not key or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in key):
+    if (
+        not isinstance(key, list)
+        or not key
+        or not all(isinstance(p, (str, int)) and not isinstance(p, bool) for p in key)
+    ):
         raise bad
     return tuple(key)
 

@@ -9,6 +9,7 @@
 * :class:`PiiRedactingFilter` masks anything that looks like a 身份证 number or
   mobile number in log records (a safety net; code must not log PII at all).
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,16 +26,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
+    "BlindIndex",
     "FieldCipher",
     "PiiDecryptError",
-    "BlindIndex",
-    "mask_id_number",
-    "mask_phone",
-    "mask_name",
-    "generate_key",
-    "decode_key",
-    "redact",
     "PiiRedactingFilter",
+    "decode_key",
+    "generate_key",
+    "mask_id_number",
+    "mask_name",
+    "mask_phone",
+    "redact",
 ]
 
 KEY_BYTES = 32

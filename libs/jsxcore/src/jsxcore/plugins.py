@@ -14,6 +14,7 @@ so the host knows exactly which plugin answered). A plugin that raises, returns
 the wrong type or runs past ``PLUGIN_TIMEOUT_MS`` fails that call with
 :class:`~jsxcore.errors.PluginError`; the host keeps serving other calls.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,10 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Generic, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import pluggy
 
@@ -253,7 +255,7 @@ class _Batch:
     may read every slot below ``index`` once it holds the lock.
     """
 
-    __slots__ = ("n", "results", "lock", "index", "started", "progress", "stopped", "error", "wakeup")
+    __slots__ = ("error", "index", "lock", "n", "progress", "results", "started", "stopped", "wakeup")
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -284,7 +286,9 @@ class PluginHost:
     worker thread with the same per-call timeout.
     """
 
-    def __init__(self, enabled: Mapping[str, Sequence[str]] | None = None, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+    def __init__(
+        self, enabled: Mapping[str, Sequence[str]] | None = None, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    ) -> None:
         self.enabled_config = {k: tuple(v) for k, v in (enabled or {}).items()}
         self.timeout_ms = int(timeout_ms)
         self.pm = pluggy.PluginManager(PROJECT)
@@ -304,7 +308,9 @@ class PluginHost:
         """Build from a ``ServiceConfig`` (``plugins`` mapping and
         ``plugin_timeout_ms``), discover installed plugins and check that the
         configuration names only installed plugins and their regions."""
-        host = cls(getattr(config, "plugins", None) or {}, timeout_ms=getattr(config, "plugin_timeout_ms", DEFAULT_TIMEOUT_MS))
+        host = cls(
+            getattr(config, "plugins", None) or {}, timeout_ms=getattr(config, "plugin_timeout_ms", DEFAULT_TIMEOUT_MS)
+        )
         if discover:
             host.discover()
         host.validate_config()
@@ -329,7 +335,9 @@ class PluginHost:
         """Register a plugin module or object carrying ``JSX_PLUGIN``; returns its name."""
         meta = getattr(plugin, "JSX_PLUGIN", None)
         if not isinstance(meta, PluginMeta):
-            raise ConfigError(f"规则插件 {getattr(plugin, '__name__', plugin)!r} 缺少 JSX_PLUGIN = PluginMeta(...) 声明")
+            raise ConfigError(
+                f"规则插件 {getattr(plugin, '__name__', plugin)!r} 缺少 JSX_PLUGIN = PluginMeta(...) 声明"
+            )
         if meta.name != BUILTIN and (problems := meta.problems()):
             raise ConfigError("；".join(problems))
         with self._lock:
@@ -354,7 +362,10 @@ class PluginHost:
         """Raise ConfigError if the enablement names an unknown plugin."""
         unknown = sorted(set(self.enabled_config) - set(self._plugins))
         if unknown:
-            raise ConfigError(f"配置启用的规则插件未安装：{', '.join(unknown)}；已安装：{', '.join(sorted(n for n in self._plugins if n != BUILTIN))}")
+            raise ConfigError(
+                f"配置启用的规则插件未安装：{', '.join(unknown)}；"
+                f"已安装：{', '.join(sorted(n for n in self._plugins if n != BUILTIN))}"
+            )
 
     def _reindex(self) -> None:
         at: dict[RegionCode, list[str]] = {}
@@ -372,7 +383,8 @@ class PluginHost:
             for code in codes:
                 if not any(d.contains(code) for d in declared):
                     raise ConfigError(
-                        f"规则插件 {name} 适用于 {', '.join(loaded.meta.regions)}，不能在地区 {code.short} 启用，请修改插件启用配置"
+                        f"规则插件 {name} 适用于 {', '.join(loaded.meta.regions)}，"
+                        f"不能在地区 {code.short} 启用，请修改插件启用配置"
                     )
                 at.setdefault(code, []).append(name)
             enabled[name] = tuple(codes)
@@ -389,7 +401,9 @@ class PluginHost:
         return caller
 
     def _levels(self, region: RegionCode) -> list[tuple[RegionCode | None, list[str]]]:
-        levels: list[tuple[RegionCode | None, list[str]]] = [(a, self._at[a]) for a in region.ancestors() if a in self._at]
+        levels: list[tuple[RegionCode | None, list[str]]] = [
+            (a, self._at[a]) for a in region.ancestors() if a in self._at
+        ]
         levels.append((None, [BUILTIN]))
         return levels
 
@@ -443,7 +457,9 @@ class PluginHost:
             metadata={"plugin": name, "version": version, "hook": hook},
         )
 
-    def _start(self, hook: str, region: RegionCode, kwargs: dict[str, Any]) -> tuple[concurrent.futures.Future[Decision[Any]], _Progress]:
+    def _start(
+        self, hook: str, region: RegionCode, kwargs: dict[str, Any]
+    ) -> tuple[concurrent.futures.Future[Decision[Any]], _Progress]:
         # A daemon thread per call: a plugin stuck forever can neither be
         # killed nor be allowed to hold up interpreter exit or later calls.
         future: concurrent.futures.Future[Decision[Any]] = concurrent.futures.Future()
@@ -462,7 +478,9 @@ class PluginHost:
 
     def _timeout_error(self, hook: str, progress: _Progress, loaded: _Loaded | None = None) -> PluginError:
         loaded = loaded or progress.current or self._plugins[BUILTIN]
-        log.error("plugin %s %s timed out in %s after %d ms", loaded.meta.name, loaded.meta.version, hook, self.timeout_ms)
+        log.error(
+            "plugin %s %s timed out in %s after %d ms", loaded.meta.name, loaded.meta.version, hook, self.timeout_ms
+        )
         return self._error(loaded, hook, f"超过 {self.timeout_ms} 毫秒未返回结果", "PLUGIN_TIMEOUT")
 
     def call(self, hook: str, region: RegionCode | str, /, **kwargs: Any) -> Decision[Any]:
@@ -602,7 +620,10 @@ class PluginHost:
         if stuck + 1 < batch.n:
             log.error(
                 "plugin %s %s: %d later inputs of the %s batch not evaluated",
-                loaded.meta.name, loaded.meta.version, batch.n - stuck - 1, hook,
+                loaded.meta.name,
+                loaded.meta.version,
+                batch.n - stuck - 1,
+                hook,
             )
             what = f"同一批次中前面一项超过 {self.timeout_ms} 毫秒未返回结果，本项未计算"
             out.extend(self._error(loaded, hook, what, "PLUGIN_TIMEOUT") for _ in range(stuck + 1, batch.n))
@@ -667,7 +688,9 @@ class PluginHost:
 
     # -- listing -----------------------------------------------------------
 
-    def list_plugins(self, region: RegionCode | str | None = None, *, include_builtin: bool = False) -> list[PluginInfo]:
+    def list_plugins(
+        self, region: RegionCode | str | None = None, *, include_builtin: bool = False
+    ) -> list[PluginInfo]:
         """Installed plugins in name order (built-in defaults last when asked
         for). With ``region``, only plugins enabled for it or a parent."""
         code = RegionCode.parse(region) if region is not None else None
@@ -730,4 +753,9 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     lp.add_argument("--region", help="只列出对该地区生效的插件，如 431281")
     lp.add_argument("--all", action="store_true", help="同时列出系统内置默认规则")
     lp.set_defaults(func=_cmd_list)
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    def _usage(_args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=_usage)

@@ -12,6 +12,7 @@ Use cases that must run without a request id (event consumers, batch jobs,
 tests of pure behaviour) pass ``idem=None``: the same transaction and error
 mapping, no idempotency record.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -73,8 +74,12 @@ async def mutate(
                 result = await work(s)
             else:
                 result = await run_idempotent(
-                    s, method=idem.method, request=idem.request, response_type=response_type,
-                    handler=lambda: work(s), caller=None if caller is None else caller.subject,
+                    s,
+                    method=idem.method,
+                    request=idem.request,
+                    response_type=response_type,
+                    handler=lambda: work(s),
+                    caller=None if caller is None else caller.subject,
                 )
     except IntegrityError as exc:
         raise on_conflict(exc) from None

@@ -5,6 +5,7 @@ Pure Python, immutable and hashable. Parsing user input (``Money.yuan``,
 :class:`jsxcore.errors.InvalidArgument` with a Chinese message a clerk can act
 on; misuse by code (a float where an int belongs) raises TypeError/ValueError.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -21,14 +22,14 @@ from typing import Any
 from jsxcore.errors import InvalidArgument
 
 __all__ = [
-    "Money",
-    "RegionCode",
-    "RegionLevel",
     "REGION_NAMES",
     "IdNumber",
-    "Sex",
+    "Money",
     "Period",
     "PeriodKind",
+    "RegionCode",
+    "RegionLevel",
+    "Sex",
 ]
 
 # Amounts travel as int64 on the wire and BIGINT in the databases.
@@ -57,7 +58,7 @@ class Money:
 
     def __post_init__(self) -> None:
         fen: Any = self.fen
-        if isinstance(fen, bool) or isinstance(fen, float):
+        if isinstance(fen, (bool, float)):
             raise TypeError(f"Money takes integer 分, not {type(fen).__name__}")
         if isinstance(fen, Decimal):
             if not fen.is_finite() or fen != fen.to_integral_value():
@@ -79,7 +80,7 @@ class Money:
         Strings may carry ``¥``/``￥``, a trailing ``元`` and thousands commas
         (as Excel shows them). More than two decimals, floats, NaN → error.
         """
-        if isinstance(amount, bool) or isinstance(amount, float):
+        if isinstance(amount, (bool, float)):
             raise TypeError("Money.yuan does not take float/bool; pass a str or Decimal")
         if isinstance(amount, int):
             return cls(amount * 100)
@@ -314,7 +315,7 @@ def _parse_region(text: str) -> RegionCode | None:
     return RegionCode(t.ljust(12, "0"))
 
 
-class _RegionNames(Mapping[str, str]):
+class _RegionNames(Mapping[str | RegionCode, str]):
     """Read-only name table keyed by 12-digit code; lookups also accept 6/9
     digits or a RegionCode, so ``REGION_NAMES["431281"]`` works."""
 
@@ -350,7 +351,7 @@ class _RegionNames(Mapping[str, str]):
 
 
 #: Names of the seed regions (湖南省 → 怀化市 → the three seed counties).
-REGION_NAMES: Mapping[str, str] = _RegionNames(
+REGION_NAMES: Mapping[str | RegionCode, str] = _RegionNames(
     {
         "430000": "湖南省",
         "431200": "怀化市",
@@ -386,8 +387,25 @@ def id_check_char(first17: str) -> str:
     d = first17.encode("ascii", "replace")
     if len(d) != 17 or not d.isdigit():
         raise ValueError("id_check_char needs 17 ASCII digits")
-    total = (7 * d[0] + 9 * d[1] + 10 * d[2] + 5 * d[3] + 8 * d[4] + 4 * d[5] + 2 * d[6] + d[7] + 6 * d[8]
-             + 3 * d[9] + 7 * d[10] + 9 * d[11] + 10 * d[12] + 5 * d[13] + 8 * d[14] + 4 * d[15] + 2 * d[16])
+    total = (
+        7 * d[0]
+        + 9 * d[1]
+        + 10 * d[2]
+        + 5 * d[3]
+        + 8 * d[4]
+        + 4 * d[5]
+        + 2 * d[6]
+        + d[7]
+        + 6 * d[8]
+        + 3 * d[9]
+        + 7 * d[10]
+        + 9 * d[11]
+        + 10 * d[12]
+        + 5 * d[13]
+        + 8 * d[14]
+        + 4 * d[15]
+        + 2 * d[16]
+    )
     # Bytes are ASCII codes (digit + 48): take 48 × Σweights off once.
     return _ID_CHECK[(total - _ID_ZERO) % 11]
 
@@ -515,7 +533,8 @@ class Period:
     Immutable and hashable.
     """
 
-    __slots__ = ("kind", "_year", "number")
+    __slots__ = ("_year", "kind", "number")
+    _year: int
     kind: PeriodKind
     number: int
     year = _YearAttribute()
@@ -528,8 +547,12 @@ class Period:
         if not _PERIOD_MIN_YEAR <= year <= _PERIOD_MAX_YEAR:
             raise InvalidArgument.field("period", f"年份 {year} 不在 1900–2999 之间，请核对", reason="INVALID_PERIOD")
         if not 1 <= number <= _PERIOD_COUNT[kind]:
-            what = {PeriodKind.MONTH: "月份应为1–12", PeriodKind.QUARTER: "季度应为1–4", PeriodKind.HALF: "半年应为1（上半年）或2（下半年）",
-                    PeriodKind.YEAR: "年度期间序号只能是1"}
+            what = {
+                PeriodKind.MONTH: "月份应为1–12",
+                PeriodKind.QUARTER: "季度应为1–4",
+                PeriodKind.HALF: "半年应为1（上半年）或2（下半年）",
+                PeriodKind.YEAR: "年度期间序号只能是1",
+            }
             raise InvalidArgument.field("period", f"{what[kind]}，收到 {number}", reason="INVALID_PERIOD")
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "_year", year)
@@ -575,7 +598,7 @@ class Period:
         return cls.month(day.year, day.month)
 
     @classmethod
-    def of(cls, day: date, kind: PeriodKind) -> Period:
+    def of(cls, day: date, kind: PeriodKind | str) -> Period:
         """The month, quarter, half year or year containing ``day``."""
         kind = PeriodKind(kind)
         return cls(kind, day.year, (day.month - 1) // _PERIOD_MONTHS[kind] + 1)
@@ -595,9 +618,13 @@ class Period:
                 try:
                     return cls(kind, int(m.group(1)), int(m.group(2)) if m.lastindex == 2 else 1)
                 except InvalidArgument as e:
-                    raise InvalidArgument.field(field, f"期间“{text}”无效：{e.message}", reason="INVALID_PERIOD") from None
+                    raise InvalidArgument.field(
+                        field, f"期间“{text}”无效：{e.message}", reason="INVALID_PERIOD"
+                    ) from None
         raise InvalidArgument.field(
-            field, f"期间“{text}”格式不对，应写成 2022-08（月）、2022Q3（季度）、2022H1（半年）或 2022（年）", reason="INVALID_PERIOD"
+            field,
+            f"期间“{text}”格式不对，应写成 2022-08（月）、2022Q3（季度）、2022H1（半年）或 2022（年）",
+            reason="INVALID_PERIOD",
         )
 
     @property

@@ -5,15 +5,16 @@ Servicers turn wire messages into the use cases' plain arguments with the
 naming the field, in Chinese) and turn values back with the ``*_to``
 functions. Nothing here touches a database or a caller.
 """
+
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from jsx.common.v1 import common_pb2
 
+from jsx.common.v1 import common_pb2
 from jsxcore.errors import InvalidArgument
 from jsxcore.values import Money, Period, RegionCode
 
@@ -35,7 +36,9 @@ def date_from(msg: common_pb2.Date, field: str, *, required: bool = False, defau
     try:
         return date(msg.year, msg.month, msg.day)
     except ValueError:
-        raise InvalidArgument.field(field, f"日期 {msg.year}-{msg.month}-{msg.day} 无效", reason="INVALID_DATE") from None
+        raise InvalidArgument.field(
+            field, f"日期 {msg.year}-{msg.month}-{msg.day} 无效", reason="INVALID_DATE"
+        ) from None
 
 
 def date_to(value: date | None) -> common_pb2.Date:
@@ -50,7 +53,7 @@ def ts_to(value: datetime | None) -> Timestamp:
     out = Timestamp()
     if value is not None:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         out.FromDatetime(value)
     return out
 
@@ -62,7 +65,7 @@ def ts_from(value: Timestamp, field: str = "time", *, required: bool = False) ->
             raise InvalidArgument.field(field, "请填写时间", reason="MISSING_TIME")
         return None
     try:
-        return value.ToDatetime(tzinfo=timezone.utc)
+        return value.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise InvalidArgument.field(field, "时间超出可表示的范围", reason="INVALID_TIME") from None
 
@@ -93,7 +96,7 @@ def _short(enum_type: Any, value: int, prefix: str) -> str:
         name = str(enum_type.Name(value))
     except ValueError:
         return ""
-    return name[len(prefix):] if name.startswith(prefix) else ""
+    return name[len(prefix) :] if name.startswith(prefix) else ""
 
 
 def enum_from(enum_type: Any, value: int, prefix: str, domain_enum: type[E], field: str, what: str) -> E:
@@ -108,7 +111,7 @@ def enum_from(enum_type: Any, value: int, prefix: str, domain_enum: type[E], fie
             return domain_enum(short)
         except ValueError:
             pass
-    choices = "、".join(n[len(prefix):] for n in enum_type.keys() if not n.endswith("UNSPECIFIED"))
+    choices = "、".join(n[len(prefix) :] for n in enum_type.keys() if not n.endswith("UNSPECIFIED"))  # noqa: SIM118  (a protobuf enum wrapper, not a dict)
     raise InvalidArgument.field(field, f"请选择{what}（{choices}）", reason="INVALID_ENUM")
 
 
@@ -137,8 +140,9 @@ def region_from(msg: common_pb2.RegionCode | str, field: str, *, required: bool 
     code = msg if isinstance(msg, str) else msg.code
     if not code.strip():
         if required:
-            raise InvalidArgument.field(field, "请填写行政区划代码（12位统计用区划代码，例如 431281101201）",
-                                        reason="MISSING_REGION")
+            raise InvalidArgument.field(
+                field, "请填写行政区划代码（12位统计用区划代码，例如 431281101201）", reason="MISSING_REGION"
+            )
         return None
     return RegionCode.parse(code, field=field)
 
@@ -152,7 +156,9 @@ def period_from(msg: common_pb2.Period | str, field: str, *, required: bool = Tr
     code = msg if isinstance(msg, str) else msg.code
     if not code.strip():
         if required:
-            raise InvalidArgument.field(field, "请填写期间，例如 2022、2022-H1、2022-Q3 或 2022-08", reason="MISSING_PERIOD")
+            raise InvalidArgument.field(
+                field, "请填写期间，例如 2022、2022-H1、2022-Q3 或 2022-08", reason="MISSING_PERIOD"
+            )
         return None
     return Period.parse(code, field=field)
 
@@ -181,7 +187,7 @@ def id_from(name: str, collection: str, field: str, *, required: bool = True) ->
         if required:
             raise InvalidArgument.field(field, f"请填写资源名，例如 {collection}/编号", reason="MISSING_RESOURCE_NAME")
         return ""
-    tail = text[len(collection) + 1:] if text.startswith(collection + "/") else text
+    tail = text[len(collection) + 1 :] if text.startswith(collection + "/") else text
     if not tail or "/" in tail:
         raise InvalidArgument.field(
             field, f"资源名“{name[:80]}”格式不对，应写成 {collection}/编号", reason="INVALID_RESOURCE_NAME"
@@ -194,14 +200,29 @@ def int_id_from(name: str, collection: str, field: str) -> int:
     tail = id_from(name, collection, field)
     if not tail.isascii() or not tail.isdigit() or not 0 < int(tail) <= MAX_ID:
         raise InvalidArgument.field(
-            field, f"资源名“{name[:80]}”格式不对，应写成 {collection}/编号，例如 {collection}/1",
+            field,
+            f"资源名“{name[:80]}”格式不对，应写成 {collection}/编号，例如 {collection}/1",
             reason="INVALID_RESOURCE_NAME",
         )
     return int(tail)
 
 
 __all__ = [
-    "MAX_ID", "date_from", "date_to", "enum_from", "enum_short", "enum_to", "id_from", "int_id_from",
-    "money_from", "money_to", "name_to", "period_from", "period_to", "region_from", "region_to",
-    "ts_from", "ts_to",
+    "MAX_ID",
+    "date_from",
+    "date_to",
+    "enum_from",
+    "enum_short",
+    "enum_to",
+    "id_from",
+    "int_id_from",
+    "money_from",
+    "money_to",
+    "name_to",
+    "period_from",
+    "period_to",
+    "region_from",
+    "region_to",
+    "ts_from",
+    "ts_to",
 ]

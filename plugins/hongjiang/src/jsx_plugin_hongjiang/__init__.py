@@ -10,6 +10,7 @@ The report gives no start date for 940/580; it is encoded from 2022-01-01
 (the year of the report) and every basis line says so. Who is eligible for
 特别扶助 is the national rule, answered by the province plugin.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -71,7 +72,9 @@ HEALTH_INSURANCE_PREMIUM: DatedTable[Money] = DatedTable(
 def _yearly(table: DatedTable[Money], period: Period) -> Amount:
     if period.kind is not PeriodKind.YEAR:
         raise InvalidArgument.field(
-            "period", f"健康保险按年度办理，请选择年度期间（如 {period.start.year}），收到 {period}", reason="PERIOD_KIND"
+            "period",
+            f"健康保险按年度办理，请选择年度期间（如 {period.start.year}），收到 {period}",
+            reason="PERIOD_KIND",
         )
     row = table.at(period.start)
     return Amount(row.value, (row.source, _SOURCE))

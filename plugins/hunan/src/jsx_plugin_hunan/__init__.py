@@ -19,6 +19,7 @@ baseline of ASSUMED figures (福清市's published 贴息 scheme; 三结合 proj
 types from the seeds) that says so in every basis line; 怀化 and each county
 override them in their own plugins.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -95,18 +96,27 @@ _BY_HUKOU_2014 = {
     (Situation.SPECIAL_DISABLED, "URBAN"): (270, "城镇"),
     (Situation.SPECIAL_DISABLED, "RURAL"): (150, "农村"),
 }
-_WHAT = {Situation.SPECIAL_BEREAVED: "国家计生特别扶助金（独生子女死亡家庭）", Situation.SPECIAL_DISABLED: "国家计生特别扶助金（独生子女伤残家庭）"}
+_WHAT = {
+    Situation.SPECIAL_BEREAVED: "国家计生特别扶助金（独生子女死亡家庭）",
+    Situation.SPECIAL_DISABLED: "国家计生特别扶助金（独生子女伤残家庭）",
+}
 
 SPECIAL_SUPPORT_RATES: Mapping[tuple[str, str], DatedTable[Money]] = {
     **{
-        (sit, ""): DatedTable(f"{_WHAT[sit]}（未登记户籍类型：2022-07-01 前城镇、农村标准不同，请先登记户籍类型）", [row])
+        (sit, ""): DatedTable(
+            f"{_WHAT[sit]}（未登记户籍类型：2022-07-01 前城镇、农村标准不同，请先登记户籍类型）", [row]
+        )
         for sit, row in _UNIFIED_2022.items()
     },
     **{
         (sit, hukou): DatedTable(
             _WHAT[sit],
             [
-                Dated(date(2014, 1, 1), Money.yuan(yuan), f"国家标准 {label} {yuan} 元/人/月（2014-01-01 起，国卫家庭发〔2013〕41号）"),
+                Dated(
+                    date(2014, 1, 1),
+                    Money.yuan(yuan),
+                    f"国家标准 {label} {yuan} 元/人/月（2014-01-01 起，国卫家庭发〔2013〕41号）",
+                ),
                 _UNIFIED_2022[sit],
             ],
         )

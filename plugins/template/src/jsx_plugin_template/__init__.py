@@ -14,6 +14,7 @@ Rules of thumb (docs/plugins.md has the full guide):
   instead of once per person. Left undeclared (``None``) everything a
   beneficiary carries counts as input — always correct, only slower.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -4,6 +4,7 @@
 Source: 怀化市计生协 2022 年第二十一期简报 (溆浦县 report, 四、以“幸福基金”为抓手;
 the city section lists the six uses).
 """
+
 from __future__ import annotations
 
 from jsx_plugin_huaihua import HAPPINESS_FUND_USES

@@ -8,6 +8,7 @@ Source: 怀化市计生协 2022 年第二十一期简报, 沅陵县 report: “�
 2022; the insurance figure is encoded from 2022-01-01 (no earlier date given).
 The city's 暖心家园 targets (plugin huaihua) still apply and are included.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -50,10 +51,38 @@ SOURCE = "依据怀化市计生协2022年第二十一期简报（沅陵县）"
 HAPPY_FAMILY_AWARD = ActivityType("HAPPY_FAMILY_AWARD", "“幸福好家庭”评选表彰", ("表彰户数",))
 
 CADENCE: tuple[CadenceTarget, ...] = (
-    CadenceTarget("yuanling.village.health_lecture", "VILLAGE", "HEALTH_LECTURE", 2, "YEAR", "每个村（居、社区）每年开展不少于 2 次“健康人生”大讲堂"),
-    CadenceTarget("yuanling.school.youth_health", "SCHOOL", "YOUTH_HEALTH", 1, "SEMESTER", "每所学校每学期至少开展 1 次青春健康教育活动"),
-    CadenceTarget("yuanling.township.happy_family", "TOWNSHIP", HAPPY_FAMILY_AWARD.code, 1, "YEAR", "各乡（镇）计生协每年组织一次“幸福好家庭”评选表彰"),
-    CadenceTarget("yuanling.village.happy_family", "VILLAGE", HAPPY_FAMILY_AWARD.code, 1, "YEAR", "各村（居、社区）计生协每年组织一次“幸福好家庭”评选表彰"),
+    CadenceTarget(
+        "yuanling.village.health_lecture",
+        "VILLAGE",
+        "HEALTH_LECTURE",
+        2,
+        "YEAR",
+        "每个村（居、社区）每年开展不少于 2 次“健康人生”大讲堂",
+    ),
+    CadenceTarget(
+        "yuanling.school.youth_health",
+        "SCHOOL",
+        "YOUTH_HEALTH",
+        1,
+        "SEMESTER",
+        "每所学校每学期至少开展 1 次青春健康教育活动",
+    ),
+    CadenceTarget(
+        "yuanling.township.happy_family",
+        "TOWNSHIP",
+        HAPPY_FAMILY_AWARD.code,
+        1,
+        "YEAR",
+        "各乡（镇）计生协每年组织一次“幸福好家庭”评选表彰",
+    ),
+    CadenceTarget(
+        "yuanling.village.happy_family",
+        "VILLAGE",
+        HAPPY_FAMILY_AWARD.code,
+        1,
+        "YEAR",
+        "各村（居、社区）计生协每年组织一次“幸福好家庭”评选表彰",
+    ),
 )
 
 HEALTH_INSURANCE_PREMIUM: DatedTable[Money] = DatedTable(
@@ -81,7 +110,9 @@ def jsx_entitlement_amount(
         return None
     if period.kind is not PeriodKind.YEAR:
         raise InvalidArgument.field(
-            "period", f"健康保险按年度办理，请选择年度期间（如 {period.start.year}），收到 {period}", reason="PERIOD_KIND"
+            "period",
+            f"健康保险按年度办理，请选择年度期间（如 {period.start.year}），收到 {period}",
+            reason="PERIOD_KIND",
         )
     row = HEALTH_INSURANCE_PREMIUM.at(period.start)
     return Amount(row.value, (row.source, SOURCE))
@@ -94,4 +125,4 @@ def jsx_cadence_targets(region: RegionCode, year: int) -> tuple[CadenceTarget, .
 
 @hookimpl
 def jsx_activity_types(region: RegionCode) -> tuple[ActivityType, ...]:
-    return NATIONAL_ACTIVITY_TYPES + (HAPPY_FAMILY_AWARD,)
+    return (*NATIONAL_ACTIVITY_TYPES, HAPPY_FAMILY_AWARD)

@@ -1,6 +1,7 @@
 """Service runtime: gRPC server with health, reflection, error mapping,
 authorisation and JSON logs; graceful shutdown. See ``server.py`` for the
 entry points and ``docs/architecture.md`` for where it sits."""
+
 from jsxcore.runtime.errors import error_details, rich_status
 from jsxcore.runtime.interceptors import method_permission
 from jsxcore.runtime.logging import setup_logging

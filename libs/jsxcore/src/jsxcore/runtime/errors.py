@@ -10,9 +10,11 @@ also logged next to the traceback.
 Client side: :func:`error_details` unpacks those details from a caught
 ``grpc.RpcError`` (sync or aio), for tests and integrating callers.
 """
+
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -67,7 +69,8 @@ def to_grpc_status(status: status_pb2.Status) -> grpc.Status:
 
 
 def _trailing(rpc_error: grpc.RpcError) -> tuple[tuple[str, bytes | str], ...]:
-    md = rpc_error.trailing_metadata()  # type: ignore[attr-defined]
+    # typed as _Metadatum objects by types-grpcio; a failed call really gives (key, value) pairs
+    md: Any = rpc_error.trailing_metadata()
     return tuple(md or ())
 
 

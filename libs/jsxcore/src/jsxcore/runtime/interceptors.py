@@ -8,6 +8,7 @@ Each interceptor wraps the method handler's behaviour once per method (the
 wrapped handler is cached) and does its per-call work inside the wrapper;
 all four RPC shapes are wrapped, so a streaming RPC cannot slip past auth.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -17,12 +18,12 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pool
-from jsx.common.v1 import annotations_pb2
 
+from jsx.common.v1 import annotations_pb2
 from jsxcore.auth import Caller, reset_caller, set_caller, verify_token
 from jsxcore.errors import DomainError, PermissionDenied, Unauthenticated
 from jsxcore.pii import redact
@@ -40,8 +41,13 @@ PUBLIC_SERVICES = (
 )
 
 Behavior = Callable[..., Any]
+# strings: grpc's classes are generic only in the type stubs, not at run time
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 #: (behavior, request_or_iterator, context, method) -> awaitable result
-Around = Callable[[Behavior, Any, grpc.aio.ServicerContext, str], Awaitable[Any]]
+Around: TypeAlias = "Callable[[Behavior, Any, Context, str], Awaitable[Any]]"
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 
 
 def _wrap_behavior(behavior: Behavior, method: str, around: Around) -> Behavior:
@@ -51,27 +57,30 @@ def _wrap_behavior(behavior: Behavior, method: str, around: Around) -> Behavior:
     ``context.write`` (grpc.aio allows mixing both styles per call)."""
     if inspect.isasyncgenfunction(behavior):
 
-        async def drain(req: Any, ctx: grpc.aio.ServicerContext) -> None:
+        async def drain(req: Any, ctx: Context) -> None:
             async for msg in behavior(req, ctx):
                 await ctx.write(msg)
 
-        async def streaming(req: Any, ctx: grpc.aio.ServicerContext) -> None:
+        async def streaming(req: Any, ctx: Context) -> None:
             await around(drain, req, ctx, method)
 
         return streaming
 
-    async def unary(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
+    async def unary(req: Any, ctx: Context) -> Any:
         return await around(behavior, req, ctx, method)
 
     return unary
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
+def wrap_handler(handler: Handler, method: str, around: Around) -> Handler:
     """A copy of ``handler`` whose behaviour (whatever its shape) runs inside ``around``."""
     for attr in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
         behavior = getattr(handler, attr)
         if behavior is not None:
-            return handler._replace(**{attr: _wrap_behavior(behavior, method, around)})  # type: ignore[attr-defined]
+            # a handler is a namedtuple at run time; the stubs declare an abstract class without _replace
+            replace: Any = handler._replace  # type: ignore[attr-defined]  # namedtuple method, not in the stubs
+            wrapped: Handler = replace(**{attr: _wrap_behavior(behavior, method, around)})
+            return wrapped
     return handler
 
 
@@ -79,19 +88,19 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):
     """Base: wraps each method's handler once with :meth:`around`."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._cache: dict[str, tuple[Handler, Handler]] = {}
 
     def applies(self, method: str) -> bool:
         return True
 
-    async def around(self, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext, method: str) -> Any:
+    async def around(self, behavior: Behavior, request: Any, context: Context, method: str) -> Any:
         raise NotImplementedError
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or not self.applies(method):
@@ -112,13 +121,13 @@ class ChainInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, layers: Iterable[_WrappingInterceptor]) -> None:
         self.layers = tuple(layers)
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._cache: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -161,7 +170,7 @@ class AccessLogInterceptor(_WrappingInterceptor):
     """One ``jsx.access`` line per RPC: method, code, duration, caller subject.
     Never the request or response body."""
 
-    async def around(self, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext, method: str) -> Any:
+    async def around(self, behavior: Behavior, request: Any, context: Context, method: str) -> Any:
         metadata = context.invocation_metadata() or ()
         info = RpcInfo(method=method, request_id=_request_id(request, metadata), metadata=metadata)
         token = RPC.set(info)
@@ -190,7 +199,7 @@ class ErrorInterceptor(_WrappingInterceptor):
     INTERNAL with a reference id and a generic Chinese message (the
     exception text stays in the log, never in the reply)."""
 
-    async def around(self, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext, method: str) -> Any:
+    async def around(self, behavior: Behavior, request: Any, context: Context, method: str) -> Any:
         try:
             return await behavior(request, context)
         except DomainError as e:
@@ -289,7 +298,9 @@ class AuthInterceptor(_WrappingInterceptor):
                 break
         scheme, _, token = header.partition(" ")
         if not header:
-            raise Unauthenticated("缺少访问令牌：请在请求头 authorization 中携带 “Bearer <令牌>”", reason="MISSING_TOKEN")
+            raise Unauthenticated(
+                "缺少访问令牌：请在请求头 authorization 中携带 “Bearer <令牌>”", reason="MISSING_TOKEN"
+            )
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("访问令牌格式错误：请求头 authorization 应为 “Bearer <令牌>”", reason="TOKEN_INVALID")
         token = token.strip()
@@ -299,7 +310,7 @@ class AuthInterceptor(_WrappingInterceptor):
             self._tokens.put(token, caller)
         return caller
 
-    async def around(self, behavior: Behavior, request: Any, context: grpc.aio.ServicerContext, method: str) -> Any:
+    async def around(self, behavior: Behavior, request: Any, context: Context, method: str) -> Any:
         info = RPC.get()
         # the access-log layer already fetched the metadata (it is rebuilt on every access)
         metadata = info.metadata if info is not None else (context.invocation_metadata() or ())

@@ -7,6 +7,7 @@ the traceback. Personal data is masked by :class:`jsxcore.pii.PiiRedactingFilter
 on the handler, so a stray 身份证 number in a message never reaches the log.
 Request bodies are never logged.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,11 @@ class JsonFormatter(logging.Formatter):
         if second != self._ts_second:
             t = time.localtime(second)
             z = time.strftime("%z", t)
-            self._ts_second, self._ts_prefix, self._ts_zone = second, time.strftime("%Y-%m-%dT%H:%M:%S", t), f"{z[:3]}:{z[3:]}"
+            self._ts_second, self._ts_prefix, self._ts_zone = (
+                second,
+                time.strftime("%Y-%m-%dT%H:%M:%S", t),
+                f"{z[:3]}:{z[3:]}",
+            )
         return f"{self._ts_prefix}.{int((created - second) * 1000):03d}{self._ts_zone}"
 
     def format(self, record: logging.LogRecord) -> str:
@@ -94,7 +99,7 @@ def setup_logging(service: str, level: str | int = "INFO", *, stream: TextIO | N
     # The JSON lines carry none of these, so do not gather them per record
     # (the logging HOWTO's "Optimization" knobs): the caller's frame walk,
     # thread and process ids are a third of an access line's cost.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -10,6 +10,7 @@ Two levels:
   consumers) that start with the server and stop after it, and an ordered
   graceful shutdown on SIGTERM/SIGINT.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from jsx.common.v1 import common_pb2
 
+from jsx.common.v1 import common_pb2
 from jsxcore import paging
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import InvalidArgument
@@ -59,7 +60,7 @@ class _ServerState:
     service_names: tuple[str, ...]
 
 
-_STATE: "weakref.WeakKeyDictionary[grpc.aio.Server, _ServerState]" = weakref.WeakKeyDictionary()
+_STATE: weakref.WeakKeyDictionary[grpc.aio.Server, _ServerState] = weakref.WeakKeyDictionary()
 
 
 def create_server(
@@ -125,9 +126,12 @@ async def shutdown_server(
         # not keep the process from exiting: the orchestrator would SIGKILL it
         try:
             await asyncio.wait_for(callback(), timeout=max(grace, 1.0))
-        except asyncio.TimeoutError:
-            log.error("shutdown callback %s did not finish within %.1f s; continuing",
-                      getattr(callback, "__qualname__", repr(callback)), max(grace, 1.0))
+        except TimeoutError:
+            log.error(
+                "shutdown callback %s did not finish within %.1f s; continuing",
+                getattr(callback, "__qualname__", repr(callback)),
+                max(grace, 1.0),
+            )
         except Exception:
             log.exception("shutdown callback %r failed", callback)
 
@@ -183,7 +187,7 @@ def list_plugins_response(host: Any, request: common_pb2.ListPluginsRequest) -> 
             raise InvalidArgument.field(
                 "page_token", "分页令牌（page_token）无效，请从第一页重新查询", reason="INVALID_PAGE_TOKEN"
             )
-        after = after[len(_TOKEN_PREFIX):]
+        after = after[len(_TOKEN_PREFIX) :]
     region = RegionCode.parse(request.region.code, field="region.code") if request.region.code else None
     plugins = [p for p in host.list_plugins(region) if p.name > after]
     page, rest = plugins[:size], plugins[size:]
@@ -283,14 +287,19 @@ class ServiceRuntime:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("background task %s crashed; restarting in %.1f s", bg.name, delay, extra={"task": bg.name})
+                log.exception(
+                    "background task %s crashed; restarting in %.1f s", bg.name, delay, extra={"task": bg.name}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
     async def start(self) -> int:
         """Bind, start serving, start background tasks; returns the port."""
         self.server, self.port = create_server(
-            self.config, servicers=self._servicers, service_names=self._names, extra_interceptors=self._extra_interceptors
+            self.config,
+            servicers=self._servicers,
+            service_names=self._names,
+            extra_interceptors=self._extra_interceptors,
         )
         await start_server(self.server)
         for bg in self._background:

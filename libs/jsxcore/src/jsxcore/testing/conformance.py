@@ -47,22 +47,24 @@ prerequisite (progress, a passed 验收) is missing, and for a milestone
 base or the milestone's share. A 绩效评价's maximum and grade match the
 rules, and the score never falls as measured income rises.
 """
+
 from __future__ import annotations
 
 import collections.abc
 import inspect
 import itertools
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import date, timedelta
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from jsxcore.errors import ConfigError, DomainError, PluginError
 from jsxcore.hookspecs import (
     HOOK_NAMES,
+    NOTHING_READ,
     PROJECT,
     Amount,
-    NOTHING_READ,
     Beneficiary,
     BirthDateUse,
     Eligibility,
@@ -131,7 +133,9 @@ def sample_calls(hook: str, region: RegionCode) -> Iterator[dict[str, Any]]:
     """The grid of keyword arguments the kit calls ``hook`` with for ``region``."""
     argnames, _ = spec_signature(hook)
     if hook in ("jsx_program_eligibility", "jsx_entitlement_amount"):
-        for program, situation, birth, period in itertools.product(ProgramType, Situation, SAMPLE_BIRTHS, SAMPLE_PERIODS):
+        for program, situation, birth, period in itertools.product(
+            ProgramType, Situation, SAMPLE_BIRTHS, SAMPLE_PERIODS
+        ):
             b = Beneficiary(
                 person_id="P-conformance",
                 household_id="H-conformance",
@@ -157,7 +161,7 @@ def sample_calls(hook: str, region: RegionCode) -> Iterator[dict[str, Any]]:
         "region": (region,),
     }
     for combo in itertools.product(*(grids[n] for n in argnames)):
-        yield dict(zip(argnames, combo))
+        yield dict(zip(argnames, combo, strict=True))
 
 
 def _impls(plugin: Any) -> dict[str, Any]:
@@ -222,7 +226,9 @@ def check_plugin(plugin: Any, *, timeout_ms: int = 2000) -> list[str]:
     seen: set[str] = set()
     for hook, region in itertools.product(impls, _sample_regions(meta)):
         for kwargs in sample_calls(hook, region):
-            shown = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k in ("program_type", "fund_kind", "period", "year"))
+            shown = ", ".join(
+                f"{k}={v}" for k, v in kwargs.items() if k in ("program_type", "fund_kind", "period", "year")
+            )
             where = f"{hook} @ {region.short}" + (f"（{shown}）" if shown else "")
             try:
                 decision = host.call(hook, region, **kwargs)
@@ -317,7 +323,13 @@ def _age_on(birth: date, day: date) -> int:
 def _births(start: date) -> tuple[date | None, ...]:
     """No date; the latest and the earliest birthday of a 49-year-old on
     ``start`` (the 特别扶助 age); an older and a younger person."""
-    return None, _years_before(start, 49), _years_before(start, 50) + timedelta(days=1), date(1960, 5, 15), date(1995, 11, 30)
+    return (
+        None,
+        _years_before(start, 49),
+        _years_before(start, 50) + timedelta(days=1),
+        date(1960, 5, 15),
+        date(1995, 11, 30),
+    )
 
 
 def _twin_birth(birth: date | None, start: date, use: BirthDateUse) -> date | None:
@@ -419,25 +431,37 @@ def check_rule_inputs(plugin: Any, meta: PluginMeta | None = None) -> list[str]:
         undeclared = set(SAMPLE_ATTRIBUTE_VALUES) - keys
         for i, birth in itertools.product((None, *range(_ROWS)), _births(period.start)):
             attrs = _row(keys | undeclared, i)
-            base = Beneficiary(
-                "P-conformance-1", "H-conformance-1", region, situation.value, "PERSON", birth, attrs
-            )
+            base = Beneficiary("P-conformance-1", "H-conformance-1", region, situation.value, "PERSON", birth, attrs)
             # Everything the declaration says the rules do not read, changed at once.
-            twin_attrs = {**{k: v for k, v in attrs.items() if k in keys}, **_row(undeclared, 0 if i is None else i + 1)}
+            twin_attrs = {
+                **{k: v for k, v in attrs.items() if k in keys},
+                **_row(undeclared, 0 if i is None else i + 1),
+            }
             twin_attrs[_EXTRA_KEY] = "1"
             twin_birth = _twin_birth(birth, period.start, declared.birth_date)
-            twin = replace(base, person_id="P-conformance-2", household_id="H-conformance-2", birth_date=twin_birth, attributes=twin_attrs)
+            twin = replace(
+                base,
+                person_id="P-conformance-2",
+                household_id="H-conformance-2",
+                birth_date=twin_birth,
+                attributes=twin_attrs,
+            )
             for hook, fn in hooks.items():
                 seen: set[str] = set()
                 call = {"program_type": program_type, "period": period, "context": {}}
-                first = _outcome(fn, params[hook], {**call, "beneficiary": replace(base, attributes=_Watched(attrs, seen))})
+                first = _outcome(
+                    fn, params[hook], {**call, "beneficiary": replace(base, attributes=_Watched(attrs, seen))}
+                )
                 where = f"{HOOK_TITLES[hook]}（{hook}，{program_type}，{region.short}，{period}）"
                 for key in sorted(seen - keys - {_EXTRA_KEY}):
                     report(
-                        hook, program_type, f"read:{key}",
-                        f"{where}：读取了属性 {key}，但 rule_inputs 未声明它；请在 rule_inputs[{program_type!r}].attributes 中声明"
-                        if key != _ITERATED else
-                        f"{where}：遍历了全部属性，无法按 rule_inputs 分组；请按属性名读取并在 rule_inputs 中声明",
+                        hook,
+                        program_type,
+                        f"read:{key}",
+                        f"{where}：读取了属性 {key}，但 rule_inputs 未声明它；"
+                        f"请在 rule_inputs[{program_type!r}].attributes 中声明"
+                        if key != _ITERATED
+                        else f"{where}：遍历了全部属性，无法按 rule_inputs 分组；请按属性名读取并在 rule_inputs 中声明",
                     )
                 other = _outcome(fn, params[hook], {**call, "beneficiary": twin})
                 if other == first:
@@ -461,9 +485,12 @@ def check_rule_inputs(plugin: Any, meta: PluginMeta | None = None) -> list[str]:
                     else:
                         what = "未声明的输入（编号、出生日期、未声明的属性同时不同）"
                     report(
-                        hook, program_type, cause,
+                        hook,
+                        program_type,
+                        cause,
                         f"rule_inputs 声明与规则不符：{where}对 {situation.value} 的两个对象只在{what}上不同，"
-                        f"结果却不同：{_show(first)} ≠ {_show(_outcome(fn, params[hook], {**call, 'beneficiary': culprit}))}；"
+                        f"结果却不同：{_show(first)} ≠ "
+                        f"{_show(_outcome(fn, params[hook], {**call, 'beneficiary': culprit}))}；"
                         "请在 rule_inputs 中声明该输入，或改正规则",
                     )
     return problems

@@ -7,12 +7,13 @@
     CLERK = who("clerk-hj", "431281", "county_clerk")
     await svc.create_fund(..., caller=CLERK, idem=Idem.of(SERVICE, "CreateFund", req))
 """
+
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -21,7 +22,7 @@ from jsxcore.auth import Caller
 from jsxcore.values import RegionCode
 
 #: A Monday, 10:00 in China: a working day, so 公示 working-day counts start cleanly.
-MONDAY_10H_CST = datetime(2022, 9, 5, 2, 0, tzinfo=timezone.utc)
+MONDAY_10H_CST = datetime(2022, 9, 5, 2, 0, tzinfo=UTC)
 
 
 def rid() -> str:
@@ -31,8 +32,12 @@ def rid() -> str:
 
 def who(subject: str, region: str, *roles: str, display_name: str | None = None) -> Caller:
     """A verified caller with ``roles`` (default ``admin``) scoped to ``region``."""
-    return Caller(subject=subject, display_name=display_name or subject, roles=roles or ("admin",),
-                  region=RegionCode.parse(region))
+    return Caller(
+        subject=subject,
+        display_name=display_name or subject,
+        roles=roles or ("admin",),
+        region=RegionCode.parse(region),
+    )
 
 
 class Clock:

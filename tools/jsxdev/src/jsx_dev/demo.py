@@ -18,18 +18,20 @@ with a token signed by the stack's dev secret, and shows facts crossing NATS:
 Request ids are derived from fixed names, so running the demo again against
 the same data repeats nothing: every call returns its first response (AIP-155).
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 if TYPE_CHECKING:
-    from jsxcore.stack import Stack
+    from jsx_dev.stack import Stack
 
 T = TypeVar("T")
 _NS = uuid.UUID("6f1b2a53-4c1e-4d0b-9a57-3c0e3f7d9a10")
@@ -59,7 +61,7 @@ async def _until(what: str, probe: Callable[[], Awaitable[T | None]], timeout: f
         await asyncio.sleep(0.3)
 
 
-async def run(stack: "Stack") -> bool:
+async def run(stack: Stack) -> bool:
     from jsx.common.v1 import common_pb2 as c
     from jsx.events.v1 import events_service_pb2 as epb
     from jsx.events.v1 import events_service_pb2_grpc as egrpc
@@ -67,7 +69,6 @@ async def run(stack: "Stack") -> bool:
     from jsx.funds.v1 import funds_pb2_grpc as fgrpc
     from jsx.members.v1 import members_pb2 as mpb
     from jsx.members.v1 import members_pb2_grpc as mgrpc
-
     from jsxcore.auth import issue_token
     from jsxcore.config import ServiceConfig
     from jsxcore.runtime import error_details
@@ -90,30 +91,62 @@ async def run(stack: "Stack") -> bool:
             r = await stub.ListPlugins(c.ListPluginsRequest(), metadata=md, timeout=10)
             say(f"{name} 服务应答，已启用规则插件 {len(r.plugins)} 个：" + "、".join(p.name for p in r.plugins))
 
-        head = await members.CreatePerson(mpb.CreatePersonRequest(
-            request_id=rid("person-head"),
-            person=mpb.Person(display_name="演示户主", id_number=demo_id_number(), phone="13900001234",
-                              village=c.RegionCode(code=VILLAGE), hukou_type=mpb.HUKOU_TYPE_RURAL)),
-            metadata=md, timeout=10)
+        head = await members.CreatePerson(
+            mpb.CreatePersonRequest(
+                request_id=rid("person-head"),
+                person=mpb.Person(
+                    display_name="演示户主",
+                    id_number=demo_id_number(),
+                    phone="13900001234",
+                    village=c.RegionCode(code=VILLAGE),
+                    hukou_type=mpb.HUKOU_TYPE_RURAL,
+                ),
+            ),
+            metadata=md,
+            timeout=10,
+        )
         say(f"members 登记人员 {head.name}（身份证 {head.id_number_masked}，电话 {head.phone_masked}）")
-        hh = await members.CreateHousehold(mpb.CreateHouseholdRequest(
-            request_id=rid("household"),
-            household=mpb.Household(head=head.name, village=c.RegionCode(code=VILLAGE),
-                                    members=[mpb.HouseholdMember(person=head.name, relation=mpb.RELATION_HEAD)]),
-            situations=[mpb.FamilySituation(kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
-                                            effective_from=c.Date(year=2021, month=3, day=1))]),
-            metadata=md, timeout=10)
+        hh = await members.CreateHousehold(
+            mpb.CreateHouseholdRequest(
+                request_id=rid("household"),
+                household=mpb.Household(
+                    head=head.name,
+                    village=c.RegionCode(code=VILLAGE),
+                    members=[mpb.HouseholdMember(person=head.name, relation=mpb.RELATION_HEAD)],
+                ),
+                situations=[
+                    mpb.FamilySituation(
+                        kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1)
+                    )
+                ],
+            ),
+            metadata=md,
+            timeout=10,
+        )
         say(f"members 登记计生特殊家庭（失独）{hh.name}")
-        site = await members.CreateSite(mpb.CreateSiteRequest(request_id=rid("site"), site=mpb.Site(
-            display_name="演示村暖心家园", kind=mpb.SITE_KIND_WARM_HOME, village=c.RegionCode(code=VILLAGE),
-            address="洪江市演示村村部")), metadata=md, timeout=10)
+        site = await members.CreateSite(
+            mpb.CreateSiteRequest(
+                request_id=rid("site"),
+                site=mpb.Site(
+                    display_name="演示村暖心家园",
+                    kind=mpb.SITE_KIND_WARM_HOME,
+                    village=c.RegionCode(code=VILLAGE),
+                    address="洪江市演示村村部",
+                ),
+            ),
+            metadata=md,
+            timeout=10,
+        )
         say(f"members 开设暖心家园 {site.name}")
 
         year = str(date.today().year)
 
         async def unpaired_seen() -> epb.ComplianceFinding | None:
-            rep = await events.GetComplianceReport(epb.GetComplianceReportRequest(
-                region=c.RegionCode(code=COUNTY), period=c.Period(code=year)), metadata=md, timeout=10)
+            rep = await events.GetComplianceReport(
+                epb.GetComplianceReportRequest(region=c.RegionCode(code=COUNTY), period=c.Period(code=year)),
+                metadata=md,
+                timeout=10,
+            )
             for f in rep.findings:
                 if hh.name in f.missing or hh.name.split("/")[-1] in " ".join(f.missing):
                     return f
@@ -122,22 +155,56 @@ async def run(stack: "Stack") -> bool:
         finding = await _until("events 服务通过 NATS 获知该特殊家庭", unpaired_seen)
         say(f"events 经 NATS 获知该家庭：{finding.reason or finding.description}")
 
-        src = await funds.CreateFundSource(fpb.CreateFundSourceRequest(request_id=rid("source"), fund_source=fpb.FundSource(
-            display_name="洪江市财政 慰问专项", kind=fpb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code=COUNTY))),
-            metadata=md, timeout=10)
-        fund = await funds.CreateFund(fpb.CreateFundRequest(request_id=rid("fund"), fund=fpb.Fund(
-            display_name="洪江市计生协 走访慰问金", kind=fpb.FUND_KIND_CONDOLENCE, owner_region=c.RegionCode(code=COUNTY))),
-            metadata=md, timeout=10)
-        await funds.PostAllocation(fpb.PostAllocationRequest(
-            request_id=rid("allocation"), fund=fund.name, source=src.name, amount=c.Money(fen=10_000_00)),
-            metadata=md, timeout=10)
+        src = await funds.CreateFundSource(
+            fpb.CreateFundSourceRequest(
+                request_id=rid("source"),
+                fund_source=fpb.FundSource(
+                    display_name="洪江市财政 慰问专项",
+                    kind=fpb.FUND_SOURCE_KIND_COUNTY_FINANCE,
+                    region=c.RegionCode(code=COUNTY),
+                ),
+            ),
+            metadata=md,
+            timeout=10,
+        )
+        fund = await funds.CreateFund(
+            fpb.CreateFundRequest(
+                request_id=rid("fund"),
+                fund=fpb.Fund(
+                    display_name="洪江市计生协 走访慰问金",
+                    kind=fpb.FUND_KIND_CONDOLENCE,
+                    owner_region=c.RegionCode(code=COUNTY),
+                ),
+            ),
+            metadata=md,
+            timeout=10,
+        )
+        await funds.PostAllocation(
+            fpb.PostAllocationRequest(
+                request_id=rid("allocation"), fund=fund.name, source=src.name, amount=c.Money(fen=10_000_00)
+            ),
+            metadata=md,
+            timeout=10,
+        )
         got = await funds.GetFund(fpb.GetFundRequest(name=fund.name), metadata=md, timeout=10)
         say(f"funds 基金 {fund.name} 拨入 10000.00 元，当前可用 {got.available.fen / 100:.2f} 元")
 
-        visit = await events.RecordVisit(epb.RecordVisitRequest(request_id=rid("visit"), visit=epb.Visit(
-            household=hh.name, region=c.RegionCode(code=VILLAGE), visitor="volunteers/demo",
-            visit_date=c.Date(year=2022, month=9, day=10), occasion="中秋走访", money=c.Money(fen=500_00),
-            fund=fund.name)), metadata=md, timeout=10)
+        visit = await events.RecordVisit(
+            epb.RecordVisitRequest(
+                request_id=rid("visit"),
+                visit=epb.Visit(
+                    household=hh.name,
+                    region=c.RegionCode(code=VILLAGE),
+                    visitor="volunteers/demo",
+                    visit_date=c.Date(year=2022, month=9, day=10),
+                    occasion="中秋走访",
+                    money=c.Money(fen=500_00),
+                    fund=fund.name,
+                ),
+            ),
+            metadata=md,
+            timeout=10,
+        )
         say(f"events 记录走访慰问 {visit.name}，慰问金 500.00 元，状态 {epb.VisitState.Name(visit.state)}")
 
         async def settled() -> epb.Visit | None:
@@ -149,11 +216,14 @@ async def run(stack: "Stack") -> bool:
             say(f"走访慰问金被拒：{v.rejection_message}")
             return False
         got = await funds.GetFund(fpb.GetFundRequest(name=fund.name), metadata=md, timeout=10)
-        say(f"funds 经 NATS 入账慰问金（{v.ledger_entry or '已入账'}），events 显示 BOOKED；基金可用 {got.available.fen / 100:.2f} 元")
+        say(
+            f"funds 经 NATS 入账慰问金（{v.ledger_entry or '已入账'}），events 显示 BOOKED；"
+            f"基金可用 {got.available.fen / 100:.2f} 元"
+        )
         print("演示完成：三个服务均应答，事件经 NATS 往返。", flush=True)
         return True
     except grpc.aio.AioRpcError as e:
-        info, bad, loc = error_details(e)
+        _info, bad, loc = error_details(e)
         print(f"演示失败：{e.code().name} {loc.message if loc else e.details()}", flush=True)
         if bad:
             for v in bad.field_violations:

@@ -8,7 +8,7 @@ Starts, on this machine only:
   SQLite file under ``<data>/`` and its own free gRPC port;
 
 waits until every service reports SERVING over gRPC health, runs the demo
-(``jsxcore.demo``), prints where everything listens, and keeps running until
+(``jsx_dev.demo``), prints where everything listens, and keeps running until
 Ctrl-C, which stops the services gracefully (SIGTERM → health NOT_SERVING →
 drain) and then the broker. Running it again reuses ``<data>``: the same keys
 (``<data>/keys.json``), databases and JetStream store.
@@ -16,6 +16,7 @@ drain) and then the broker. Running it again reuses ``<data>``: the same keys
 It never touches the PostgreSQL or NATS a developer may have running: the
 stack is self-contained.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,14 +29,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from jsxcore.local import free_port, nats_server_binary, wait_tcp
 
 SERVICES = ("members", "funds", "events")
-
-
-def _free_port() -> int:
-    from jsxcore.testing.fixtures import free_port
-
-    return free_port()
 
 
 @dataclass
@@ -45,16 +43,16 @@ class Child:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    _log: object | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        # own process group: Ctrl-C in the terminal reaches only the supervisor,
-        # which then stops children in order (services first, broker last)
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        # the child writes to its own copy of the descriptor; ours closes at once
+        with open(self.log_path, "ab") as log:
+            # own process group: Ctrl-C in the terminal reaches only the supervisor,
+            # which then stops children in order (services first, broker last)
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -69,8 +67,6 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self._log is not None:
-            self._log.close()  # type: ignore[attr-defined]
         return self.proc.returncode
 
 
@@ -101,22 +97,29 @@ class Stack:
         return env
 
     def start(self) -> None:
-        from jsxcore.testing.fixtures import nats_server_binary
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # the broker keeps its port across restarts where possible, so a
         # service reconnecting after a stack restart finds the same URL
-        self.nats_port = _free_port()
-        self.ports = {s: _free_port() for s in SERVICES}
+        self.nats_port = free_port()
+        self.ports = {s: free_port() for s in SERVICES}
         nats = Child(
             "nats",
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js", "-sd", str(self.data_dir / "nats")],
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.nats_port),
+                "-js",
+                "-sd",
+                str(self.data_dir / "nats"),
+            ],
             dict(os.environ),
             self.data_dir / "logs" / "nats.log",
         )
         nats.start()
         self.children.append(nats)
-        _wait_tcp(self.nats_port, "nats-server")
+        wait_tcp(self.nats_port, "nats-server", proc=nats.proc)
         env = self.base_env()
         for s in SERVICES:
             senv = dict(env)
@@ -142,7 +145,8 @@ class Stack:
         for s in SERVICES:
             child = next(c for c in self.children if c.name == s)
             async with grpc.aio.insecure_channel(self.addr(s)) as ch:
-                stub = health_pb2_grpc.HealthStub(ch)
+                # types-grpcio-health-checking declares HealthStub without its methods
+                stub: Any = health_pb2_grpc.HealthStub(ch)
                 while True:
                     if not child.alive():
                         raise RuntimeError(f"{s} 服务启动失败，日志见 {child.log_path}:\n{_tail(child.log_path)}")
@@ -164,23 +168,10 @@ def _tail(path: Path, n: int = 30) -> str:
         return ""
 
 
-def _wait_tcp(port: int, what: str, timeout: float = 15.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start on port {port}")
-
-
 async def _up(args: argparse.Namespace) -> int:
-    from jsxcore import demo
+    from jsx_dev import demo
 
-    stack = Stack(Path(args.data_dir).resolve())
+    stack = Stack(args.data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -209,7 +200,7 @@ async def _up(args: argparse.Namespace) -> int:
                     return 1
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return 0
     finally:
@@ -221,13 +212,14 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jsxcore.stack")
+    p = argparse.ArgumentParser(prog="python -m jsx_dev.stack")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="run the whole stack and its demo")
     up.add_argument("--data-dir", default=os.environ.get("JSX_DATA_DIR", "data"))
     up.add_argument("--no-demo", action="store_true")
     up.add_argument("--exit-after-demo", action="store_true", help="stop after the demo (used by tests)")
     args = p.parse_args(argv)
+    args.data_dir = Path(args.data_dir).resolve()
     return asyncio.run(_up(args))
 
 
