@@ -297,7 +297,7 @@ def test_prod_ships_no_secret_and_names_the_ones_the_operator_creates(rendered: 
 
 
 def _nats_server() -> str:
-    from jsxcore.testing.fixtures import nats_server_binary
+    from jsxcore.local import nats_server_binary
 
     return nats_server_binary()
 
