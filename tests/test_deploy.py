@@ -282,7 +282,7 @@ def test_prod_ships_no_secret_and_names_the_ones_the_operator_creates(rendered: 
         for ref in c["envFrom"]
         if "secretRef" in ref
     }
-    assert wanted == {"jsx-keys", *(f"jsx-{s}-db" for s in SERVICES)}
+    assert {"jsx-keys", *(f"jsx-{s}-db" for s in SERVICES)} <= wanted
     readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
     for name in sorted(wanted):
         assert f"create secret generic {name}" in readme, f"deploy/README.md tells how to create {name}"
