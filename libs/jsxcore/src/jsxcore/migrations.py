@@ -127,7 +127,10 @@ def _pg_lock(engine: Engine, key: int) -> Iterator[bool]:
         try:
             yield waited
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            except Exception:  # a broken connection: closing it releases the lock all the same
+                log.warning("迁移锁 %d 释放失败，连接关闭时会自动释放", key, exc_info=True)
 
 
 @contextlib.contextmanager
