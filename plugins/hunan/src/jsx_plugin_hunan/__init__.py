@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from jsx_plugin_hunan import loans, sanjiehe
 from jsxcore.errors import FailedPrecondition
 from jsxcore.hookspecs import (
     SPECIAL_FAMILY,
@@ -53,8 +54,6 @@ from jsxcore.hookspecs import (
     hookimpl,
 )
 from jsxcore.values import Money, Period, RegionCode
-
-from jsx_plugin_hunan import loans, sanjiehe
 
 __version__ = "0.2.0"
 

@@ -650,7 +650,7 @@ def _loan_checks(ask: _Asker, region: RegionCode) -> None:
                     f"jsx_loan_subsidy_terms {where_r}：{year - 1} 与 {year} 贴息年度重叠（{previous.window_end} ≥ {terms.window_start}），同一张凭证会计入两个年度"
                 )
         previous = terms
-        start, end = _window(terms, year)
+        start, _end = _window(terms, year)
         purposes: LoanPurposes | None = ask("jsx_loan_purposes", region, on=start)
         if "jsx_loan_subsidy" not in ask.impls:
             continue
@@ -812,7 +812,7 @@ def _performance_checks(ask: _Asker, region: RegionCode, year: int, rules: Sanji
                     if r.grade != rules.grade_for(r.score).name:
                         ask.report(f"{where}：{r.score} 分应为“{rules.grade_for(r.score).name}”，实际为“{r.grade}”")
                 scores.append((facts.income_gain_measured, r.score))
-            for (lo, a), (hi, b) in zip(scores, scores[1:]):
+            for (lo, a), (hi, b) in itertools.pairwise(scores):
                 if b < a:
                     ask.report(
                         f"jsx_sanjiehe_performance @ {region.short}（{year} 年，{scope}）：实测增收由 {lo} 增至 {hi}，得分反而由 {a} 降为 {b}"
