@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from starlette.requests import Request
 
 from jsx.funds.v1 import funds_pb2
 from jsx_board.app import client_address, days_left_words, period_words, yuan
@@ -187,20 +188,20 @@ def test_contact_keys_normalise_and_reveal_nothing() -> None:
     assert "x" not in repr(keys)
 
 
-class _Req:
-    def __init__(self, peer: str, xff: str = "") -> None:
-        self.client = type("C", (), {"host": peer})()
-        self.headers = {"x-forwarded-for": xff} if xff else {}
+def _request(peer: str, xff: str = "") -> Request:
+    """A Starlette request from ``peer``, with an ``X-Forwarded-For`` header when given."""
+    headers = [(b"x-forwarded-for", xff.encode())] if xff else []
+    return Request({"type": "http", "method": "GET", "path": "/", "client": (peer, 50000), "headers": headers})
 
 
 def test_client_address_believes_only_trusted_proxies() -> None:
     trusted = ("10.0.0.0/8",)
-    assert client_address(_Req("203.0.113.5", "198.51.100.1"), trusted) == "203.0.113.5"  # not a proxy: ignored
-    assert client_address(_Req("10.1.1.1", "198.51.100.1"), trusted) == "198.51.100.1"
+    assert client_address(_request("203.0.113.5", "198.51.100.1"), trusted) == "203.0.113.5"  # not a proxy: ignored
+    assert client_address(_request("10.1.1.1", "198.51.100.1"), trusted) == "198.51.100.1"
     # a client's own forged hop on the left does not win: the right-most untrusted one does
-    assert client_address(_Req("10.1.1.1", "6.6.6.6, 198.51.100.1, 10.2.2.2"), trusted) == "198.51.100.1"
-    assert client_address(_Req("10.1.1.1"), trusted) == "10.1.1.1"
-    assert client_address(_Req("10.1.1.1", "198.51.100.1"), ()) == "10.1.1.1"
+    assert client_address(_request("10.1.1.1", "6.6.6.6, 198.51.100.1, 10.2.2.2"), trusted) == "198.51.100.1"
+    assert client_address(_request("10.1.1.1"), trusted) == "10.1.1.1"
+    assert client_address(_request("10.1.1.1", "198.51.100.1"), ()) == "10.1.1.1"
 
 
 # ---------------------------------------------------------------- references and form tokens
