@@ -96,6 +96,7 @@ def test_stack_runs_demo_stops_cleanly_and_reuses_data(tmp_path: Path) -> None:
     # the demo's 特别扶助 application is in 公示, and the board shows it, masked
     assert "进入公示" in first and f"{DEMO_MASKED} 940.00 元" in first, first
     assert DEMO_MASKED in page and "940.00" in page and "2022年洪江市计生特殊家庭特别扶助" in page, page
+    assert "<h1>洪江市托口镇马田村正在公示的项目</h1>" in page  # the village by its name (region registry)
     assert DEMO_NAME not in page and not ID_RE.search(page) and "13900001234" not in page
     # every child (the board too) stopped on SIGTERM by itself (none had to be killed)
     assert "有进程未正常退出" not in first and "=-9" not in first, first
