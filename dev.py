@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One entry point for a fresh machine: sets up what is missing, then runs.
 
-    python3 dev.py up        # the whole stack (NATS + members + funds + events) and its demo
+    python3 dev.py up        # the whole stack (NATS + members + funds + events + 公示 board) and its demo
     python3 dev.py test      # static checks, then the test suite (what CI runs); pytest args pass on
     python3 dev.py check     # static checks only: ruff check, ruff format --check, mypy
     python3 dev.py gen       # regenerate Python code from protos/
@@ -40,6 +40,7 @@ CHECK_PATHS = [
     "tests",
     "bench",
     "services/events",
+    "services/board",
 ]
 
 

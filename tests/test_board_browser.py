@@ -60,9 +60,10 @@ from jsx.members.v1 import members_pb2 as mpb
 from jsx.members.v1 import members_pb2_grpc as mgrpc
 from jsx_board.refs import References
 from jsxcore.auth import issue_token
+from jsxcore.local import free_port
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
-from jsxcore.testing.fixtures import NatsServer, free_port
+from jsxcore.testing.fixtures import NatsServer
 from jsxcore.values import id_check_char
 
 COUNTY, TOWNSHIP, VILLAGE = "431281", "431281103", "431281103205"  # 洪江市 and one of its villages
@@ -91,6 +92,12 @@ def need(path: str | Path, what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def reason_of(e: grpc.RpcError) -> str:
+    """The google.rpc ErrorInfo reason of a failed call ("" when it carries none)."""
+    info = error_details(e)[0]
+    return info.reason if info is not None else ""
 
 
 def id_number(seq: int, birth: date, *, female: bool) -> str:
@@ -371,10 +378,10 @@ def seed(st: Stack) -> None:
         ("D-head", "孙德胜", True, VILLAGE),
         ("D", "周玉兰", False, VILLAGE),
     ]
-    for i, (key, name, head, village) in enumerate(people, start=1):
+    for i, (key, name, is_head, village) in enumerate(people, start=1):
         birth = date(1960 + i % 3, 1 + i, 10 + i)
         raw = {
-            "id": id_number(40 + i, birth, female=not head),
+            "id": id_number(40 + i, birth, female=not is_head),
             "phone": f"1390731{i:04d}",
             "card": f"62170731000000{i:04d}",
         }
@@ -472,13 +479,13 @@ def seed(st: Stack) -> None:
 
     for fam in "ABCD":
         mother = st.people[fam]
-        birth = mother.birth_date
+        born = mother.birth_date
         req = fpb.Application(
             program=program.name,
             household=households[fam].name,
             person=mother.name,
             period=c.Period(code=PERIOD),
-            attributes={"birth_date": f"{birth.year:04d}-{birth.month:02d}-{birth.day:02d}"},
+            attributes={"birth_date": f"{born.year:04d}-{born.month:02d}-{born.day:02d}"},
         )
         deadline = time.monotonic() + 30
         while True:  # the household reaches funds' projection over NATS
@@ -754,7 +761,7 @@ def test_objection_limits_and_refusals(stack: Stack) -> None:
             fpb.LodgeObjectionRequest(application=st.apps["D"].name, reason=text, request_id=rid()),
         )
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(e.value)[0].reason == "NOT_IN_PUBLICITY"
+    assert reason_of(e.value) == "NOT_IN_PUBLICITY"
 
     # regions and pages outside the board, forged references
     status, _, html = st.http("/gongshi?region=431222", xff="198.51.100.33")
@@ -770,7 +777,8 @@ def test_objection_limits_and_refusals(stack: Stack) -> None:
 
     # page views: 100 a minute per address, then 429 (health checks are not counted)
     # (the bucket refills 1.67 a second while the loop runs, so the first 429 may come a little after 100)
-    started, codes = time.monotonic(), []
+    started = time.monotonic()
+    codes: list[int] = []
     while len(codes) < 300:
         status, headers, html = st.http("/chaxun", xff="198.51.100.40")
         codes.append(status)
@@ -819,9 +827,7 @@ def test_after_publicity_only_the_unobjected_item_is_paid(stack: Stack, browser:
     batch_req.request_id = rid()
     with pytest.raises(grpc.RpcError) as e:
         st.call("funds", "finance", "CreatePaymentBatch", batch_req)
-    assert (
-        e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_details(e.value)[0].reason == "NOTHING_TO_PAY"
-    )
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(e.value) == "NOTHING_TO_PAY"
     assert st.app("A").state == fpb.APPLICATION_STATE_OBJECTED and not st.app("A").payment
 
     st.call(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from jsx_board import regions
 from jsx_board.app import create_app
 from jsx_board.config import BoardConfig
 from jsxcore.errors import ConfigError
@@ -79,6 +80,7 @@ async def serve(config: BoardConfig) -> None:
 def main() -> None:
     try:
         config = BoardConfig.from_env()
+        regions.warm()  # JSX_REGIONS_FILE, when set, must be readable: say so at start, not on a page
     except ConfigError as e:
         print(f"jsx-board: {e}", file=sys.stderr)
         sys.exit(2)

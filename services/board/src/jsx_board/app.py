@@ -27,8 +27,9 @@ import ipaddress
 import logging
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,14 +44,15 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jsx_board import regions
 from jsx_board.config import BoardConfig
 from jsx_board.gateway import BoardError, Gateway, PublicItem
 from jsx_board.limits import ContactKeys, RateLimiter, address_key, retry_after_s
 from jsx_board.refs import References
-from jsx_board.regions import region_label
+from jsx_board.regions import region_label, short_label
 from jsxcore.errors import InvalidArgument
 from jsxcore.pii import redact
-from jsxcore.values import REGION_NAMES, RegionCode
+from jsxcore.values import RegionCode, RegionLevel
 
 log = logging.getLogger("jsx_board")
 access_log = logging.getLogger("jsx_board.access")
@@ -85,6 +87,18 @@ class AccountsPage(Protocol):
     """
 
     async def __call__(self, gateway: Gateway, region: RegionCode) -> tuple[str, dict[str, Any]] | None: ...
+
+
+@dataclass(frozen=True)
+class RegionNav:
+    """What the region links of a page show (templates ``_region_trail`` and ``_region_areas``)."""
+
+    #: the board's region down to this page's, both included
+    trail: list[RegionCode]
+    #: the regions one level below, in code order
+    below: list[RegionCode]
+    #: what those are called: 县（市、区）, 乡镇（街道）, 村（社区）
+    below_word: str
 
 
 # ---------------------------------------------------------------- formatting
@@ -151,6 +165,7 @@ def _templates() -> jinja2.Environment:
         days_left=days_left_words,
         period=period_words,
         region=region_label,
+        short=short_label,
     )
     return env
 
@@ -218,7 +233,6 @@ class Board:
             "board_region": self.config.region,
             "accounts_enabled": self.accounts is not None,
             "now": self.now(),
-            "quick_regions": self.quick_regions(),
             "status": status,
         }
         html = self.env.get_template(template).render({**base, **ctx})
@@ -241,11 +255,24 @@ class Board:
         headers = {"retry-after": "30"} if e.status == 503 else None
         return self.message(e.status, heading, e.message, headers=headers)
 
-    def quick_regions(self) -> list[RegionCode]:
-        """The board's region and the named seed regions inside it."""
-        home = self.config.region
-        named = sorted(RegionCode.parse(c) for c in REGION_NAMES if home.contains(RegionCode.parse(c)))
-        return [home, *[r for r in named if r != home]]
+    def region_nav(self, region: RegionCode | None = None, villages: Iterable[RegionCode] = ()) -> RegionNav:
+        """Choosing a region by name (county → townships → villages, :mod:`jsx_board.regions`):
+        the way from the board's region down to ``region`` and the regions one level below it.
+        Villages on the page that the region list lacks (records under older codes) are
+        offered too, under their code, so every line on a page can be narrowed to."""
+        here = region or self.config.region
+        below = regions.children(here)
+        listed = {r.code for r in below}
+        if here.level < RegionLevel.VILLAGE:
+            for v in villages:
+                step: RegionCode | None = v
+                while step is not None and step.parent is not None and step.parent != here:
+                    step = step.parent
+                if step is not None and step != here and here.contains(step) and step.code not in listed:
+                    listed.add(step.code)
+                    below.append(step)
+            below.sort()
+        return RegionNav(regions.trail(self.config.region, here), below, regions.children_word(here))
 
     def region_arg(self, request: Request) -> RegionCode:
         text = unicodedata.normalize("NFKC", request.query_params.get("region", "")).strip()
@@ -268,7 +295,7 @@ class Board:
     # -- pages
 
     async def home(self, request: Request) -> Response:
-        return self.render("home.html", nav="home")
+        return self.render("home.html", nav="home", rnav=self.region_nav())
 
     async def gongshi(self, request: Request) -> Response:
         region = self.region_arg(request)
@@ -282,22 +309,8 @@ class Board:
             next_token=page.next_token,
             page_token=token,
             base_path="/gongshi",
-            areas=self.areas(region, page.items),
+            rnav=self.region_nav(region, (it.village for it in page.items)),
         )
-
-    def areas(self, region: RegionCode, items: Any) -> list[RegionCode]:
-        """Links to narrow or widen the view: the parent, and the townships and villages on this page."""
-        out: list[RegionCode] = []
-        parent = region.parent
-        if parent is not None and self.config.region.contains(parent):
-            out.append(parent)
-        seen = {region.code}
-        for it in items:
-            for r in (it.village.parent, it.village):
-                if r is not None and r.code not in seen and region.contains(r):
-                    seen.add(r.code)
-                    out.append(r)
-        return out
 
     async def yifafang(self, request: Request) -> Response:
         region = self.region_arg(request)
@@ -311,6 +324,7 @@ class Board:
             next_token=page.next_token,
             page_token=token,
             base_path="/yifafang",
+            rnav=self.region_nav(region, (it.village for it in page.items)),
         )
 
     async def _item_or_message(self, item_arg: str) -> PublicItem | Response:
@@ -483,6 +497,7 @@ def create_app(
     accounts: AccountsPage | None = None,
 ) -> Starlette:
     """The ASGI app. ``gateway`` defaults to one built from ``config`` (closed at shutdown)."""
+    regions.warm()  # the region list, read once now rather than on the first page view
     gw = gateway or Gateway(config)
     board = Board(config, gw, clock=clock, monotonic=monotonic, accounts=accounts)
 

@@ -21,13 +21,14 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2, funds_pb2_grpc
@@ -73,6 +74,12 @@ OBJECTION_WORDS = {
 }
 
 T = TypeVar("T")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+#: grpc.health.v1 Check, bound on the channel itself: types-grpcio-health-checking declares
+#: HealthStub without its methods, and this is all the generated stub does
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 class BoardError(Exception):
@@ -178,7 +185,7 @@ def basis_of(app: funds_pb2.Application) -> tuple[str, ...]:
     return tuple(lines[:3])
 
 
-def _ts(value: Any) -> datetime | None:
+def _ts(value: Timestamp) -> datetime | None:
     if not value.seconds and not value.nanos:
         return None
     dt: datetime = value.ToDatetime(tzinfo=UTC)
@@ -222,13 +229,13 @@ class Gateway:
         return grpc.aio.insecure_channel(addr, options=options)
 
     @property
-    def funds(self) -> funds_pb2_grpc.FundsServiceStub:
+    def funds(self) -> funds_pb2_grpc.FundsServiceAsyncStub:
         if self._funds_ch is None:
             self._funds_ch = self._channel(self.config.funds_addr)
         return funds_pb2_grpc.FundsServiceStub(self._funds_ch)
 
     @property
-    def members(self) -> members_pb2_grpc.MembersServiceStub | None:
+    def members(self) -> members_pb2_grpc.MembersServiceAsyncStub | None:
         if self.config.members_addr is None:
             return None
         if self._members_ch is None:
@@ -247,16 +254,19 @@ class Gateway:
             _ = self.funds
         assert self._funds_ch is not None
         try:
-            r = await health_pb2_grpc.HealthStub(self._funds_ch).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=min(2.0, self.config.grpc_timeout_s)
+            check = self._funds_ch.unary_unary(
+                HEALTH_CHECK,
+                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                response_deserializer=health_pb2.HealthCheckResponse.FromString,
             )
+            r = await check(health_pb2.HealthCheckRequest(service=""), timeout=min(2.0, self.config.grpc_timeout_s))
         except grpc.aio.AioRpcError:
             return False
         return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
 
     # -- one call, errors mapped
 
-    async def _call(self, what: str, call: Callable[..., Awaitable[T]], request: Any) -> T:
+    async def _call(self, what: str, call: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
         try:
             return await call(request, metadata=self._md, timeout=self.config.grpc_timeout_s)
         except grpc.aio.AioRpcError as e:

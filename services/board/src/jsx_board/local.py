@@ -1,8 +1,9 @@
 """What the one-command local stack needs to run the board beside the services.
 
-The stack (``dev.py up``; today ``jsxcore.stack``, moving to ``tools/jsxdev``)
-starts ``python -m jsx_board`` with :func:`stack_env` merged into its
-environment, waits for ``GET /readyz`` to answer 200, and prints the URL::
+The stack (``dev.py up``, ``tools/jsxdev/src/jsx_dev/stack.py``) starts
+``python -m jsx_board`` with :func:`stack_env` merged into its environment,
+waits for ``GET /readyz`` to answer 200, prints the URL and stops it first on
+Ctrl-C; its log is ``<data>/logs/board.log``::
 
     env = base_env | stack_env(funds_addr=..., members_addr=..., auth_secret=cfg.auth_secret,
                                data_dir=data_dir, bind=f"127.0.0.1:{free_port()}")
