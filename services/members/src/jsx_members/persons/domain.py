@@ -102,7 +102,7 @@ def normalize_roster_card(text: str, *, field: str = "一卡通账号") -> str:
     if is_bank_card(c) and not luhn_ok(c):
         raise InvalidArgument.field(
             field,
-            f"一卡通账号 {c[:4]}…{c[-4:]} 的校验位不对（银联卡号按 Luhn 校验），请核对是否抄错；"
+            "一卡通账号的校验位不对（银联卡号按 Luhn 校验），请核对是否抄错；"
             "在 Excel 中请把该列设为“文本”，以免长号码被改写",
             reason="CARD_NUMBER_CHECKSUM",
         )
