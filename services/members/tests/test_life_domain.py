@@ -104,7 +104,9 @@ def test_births_and_adoptions() -> None:
     assert f.value.reason == "PERSON_DECEASED"
 
 
-STATE = HouseholdState("h1", "head", HOME.code, "岩门村1组", (("head", H), ("wife", S), ("son", SON), ("dil", Relation.OTHER)), None)
+STATE = HouseholdState(
+    "h1", "head", HOME.code, "岩门村1组", (("head", H), ("wife", S), ("son", SON), ("dil", Relation.OTHER)), None
+)
 
 
 def test_split() -> None:
@@ -130,7 +132,11 @@ def test_merge() -> None:
     life.check_merge(STATE, other, ok, date(2024, 5, 1), today=TODAY)
     cases = [
         (STATE, ok, "merged_household"),
-        (HouseholdState("h3", "x", "431222101202", "", (("x", H),), None), [("x", Relation.FATHER)], "merged_household"),
+        (
+            HouseholdState("h3", "x", "431222101202", "", (("x", H),), None),
+            [("x", Relation.FATHER)],
+            "merged_household",
+        ),
         (other, [("grandpa", Relation.FATHER)], "members"),  # grandma left out
         (other, [*ok, ("son", SON)], "members[2].person"),  # not of the merged household
         (other, [("grandpa", H), ("grandma", S)], "members[0].relation"),  # two heads
