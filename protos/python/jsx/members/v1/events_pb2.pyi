@@ -439,7 +439,10 @@ Global___SiteOpened: _TypeAlias = SiteOpened  # noqa: Y015
 
 @_typing.final
 class HouseholdMembersChanged(_message.Message):
-    """A household's members or head changed (UpdateHousehold).
+    """A household's members, head or village changed: UpdateHousehold, and the
+    life events that add or take members (RecordBirth, SplitHousehold,
+    MergeHouseholds, MovePerson) or move the whole household (MovePerson with
+    the household: `village` is the new one, nobody added or removed).
     Subject: jsx.members.household.members_changed.
     """
 
