@@ -342,7 +342,7 @@ class NetworkService:
                 volunteer_slot=free_slot({p.volunteer_slot for p in open_rows}),
                 rule_plugin=decision.plugin,
                 rule_version=decision.plugin_version,
-                rule_basis="\n".join(decision.value.basis),
+                rule_basis="\n".join(decision.value.basis)[:2000],
             )
             s.add(p)
             await s.flush()
