@@ -265,3 +265,39 @@ def test_city_and_county_tables(host: PluginHost) -> None:
     assert host.call("jsx_activity_types", "431224").plugin == BUILTIN
     ins = amount(host, "431222101001", Period.year_of(2022), program="HEALTH_INSURANCE")
     assert (ins.value.amount, ins.plugin) == (Money.yuan(150), "yuanling")
+
+
+# -- pairing rules (since 0.3) -------------------------------------------------
+
+
+def test_pairing_rules_default_is_one_to_one_and_hongjiang_lets_a_member_keep_several(host: PluginHost) -> None:
+    from jsxcore.hookspecs import PairingRules
+
+    d = host.call("jsx_pairing_rules", YUANLING + "101201", kind="MEMBER_CONTACT", on=date(2022, 5, 1))
+    assert d.plugin == BUILTIN and d.region is None
+    assert (d.value.max_households_per_volunteer, d.value.special_families_only) == (1, True) and d.value.one_to_one
+    assert "1 名志愿者联系 1 名计生特殊家庭" in d.value.basis[0]
+    hj = host.call("jsx_pairing_rules", HONGJIANG_VILLAGE, kind="MEMBER_CONTACT", on=date(2022, 5, 1))
+    assert (hj.plugin, hj.region) == ("hongjiang", RegionCode.parse("431281"))
+    assert hj.value.max_households_per_volunteer == 10 and not hj.value.special_families_only
+    assert any("16716" in b for b in hj.value.basis) and any("假定" in b for b in hj.value.basis)
+    # 双岗联系人, and 会员联系户 before the reform, keep the default
+    assert host.call("jsx_pairing_rules", HONGJIANG_VILLAGE, kind="DUAL_CONTACT", on=date(2022, 5, 1)).plugin == BUILTIN
+    assert host.call("jsx_pairing_rules", HONGJIANG_VILLAGE, kind="MEMBER_CONTACT", on=date(2020, 5, 1)).plugin == BUILTIN
+    for bad in (0, 101, True):
+        with pytest.raises(ValueError):
+            PairingRules(bad, True, ("测试",))
+    with pytest.raises(ValueError):
+        PairingRules(2, True, ("no chinese",))
+
+
+@hookimpl
+def _dual_for_anyone(kind, region, on):
+    from jsxcore.hookspecs import PairingRules
+
+    return PairingRules(3, False, ("测试规则：任何家庭都可结对",))
+
+
+def test_conformance_kit_holds_dual_contacts_to_special_families() -> None:
+    problems = check_plugin(_plugin("loose", jsx_pairing_rules=_dual_for_anyone))
+    assert problems and all("双岗联系人只为计生特殊家庭设立" in p for p in problems)

@@ -37,6 +37,7 @@ from jsxcore.auth import issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
 from jsxcore.pii import BlindIndex, FieldCipher, generate_key
+from jsxcore.plugins import PluginHost
 from jsxcore.runtime import setup_logging
 from jsxcore.testing.helpers import bearer
 
@@ -73,6 +74,26 @@ async def env(db_url: str) -> AsyncIterator[Env]:
         session_factory(engine), FieldCipher(os.urandom(32)), BlindIndex(os.urandom(32)), today=lambda: TODAY
     )
     yield Env(db_url, svc, engine, Api(MembersServicer(svc)))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def plugin_env(db_url: str) -> AsyncIterator[Env]:
+    """``env`` with every installed rule plugin, enabled for the regions it
+    declares (as a deployment without ``JSX_PLUGINS`` runs): 洪江's 会员联系户
+    rule applies in 431281, the built-in 1:1 rule elsewhere."""
+    await asyncio.to_thread(migrate, db_url)
+    engine = create_engine(db_url)
+    host = PluginHost()
+    host.discover()
+    svc = MembersService(
+        session_factory(engine),
+        FieldCipher(os.urandom(32)),
+        BlindIndex(os.urandom(32)),
+        plugins=host,
+        today=lambda: TODAY,
+    )
+    yield Env(db_url, svc, engine, Api(MembersServicer(svc, host)))
     await engine.dispose()
 
 
@@ -113,6 +134,7 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Sta
         "yl": Client(channel, issue_token(SECRET, "clerk-yl", ["county_clerk"], "431222")),
         "xp": Client(channel, issue_token(SECRET, "clerk-xp", ["county_clerk"], "431224")),
         "auditor": Client(channel, issue_token(SECRET, "audit-1", ["auditor"], "431200")),
+        "hj": Client(channel, issue_token(SECRET, "clerk-hj", ["county_clerk"], "431281")),
     }
     try:
         try:

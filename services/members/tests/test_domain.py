@@ -132,7 +132,7 @@ def test_pairing_is_one_to_one_and_only_for_special_families() -> None:
     ok: dict[str, Any] = {
         "household_situation": special,
         "household_active": False,
-        "volunteer_active": False,
+        "volunteer_open": 0,
         "volunteer_deceased": False,
         "volunteer_in_household": False,
     }
@@ -144,7 +144,7 @@ def test_pairing_is_one_to_one_and_only_for_special_families() -> None:
         ),
         ({"household_situation": None}, "NOT_SPECIAL_FAMILY"),
         ({"household_active": True}, "HOUSEHOLD_ALREADY_PAIRED"),
-        ({"volunteer_active": True}, "VOLUNTEER_ALREADY_PAIRED"),
+        ({"volunteer_open": 1}, "VOLUNTEER_ALREADY_PAIRED"),
         ({"volunteer_deceased": True}, "VOLUNTEER_DECEASED"),
         ({"volunteer_in_household": True}, "VOLUNTEER_OWN_HOUSEHOLD"),
     ]

@@ -101,3 +101,34 @@ def test_situation_record_field_rules() -> None:
             hh.SituationRecord(hh.Situation.ONLY_CHILD, TODAY, honor_certificate="湘" * 41, note="备" * 201)
         )
     assert [v.field for v in e.value.violations] == ["situation.honor_certificate", "situation.note"]
+
+
+# ---------------------------------------------------------------- issue 13: grade changes, recovery
+
+
+def test_grade_change_and_recovery() -> None:
+    d2 = hh.SituationRecord(hh.Situation.SPECIAL_DISABLED, date(2020, 1, 1), 2)
+    d1 = hh.SituationRecord(hh.Situation.SPECIAL_DISABLED, date(2023, 1, 1), 1)
+    assert hh.grade_change(d2, d1) == 2 and hh.grade_change(None, d1) is None
+    assert hh.grade_change(d2, hh.SituationRecord(hh.Situation.SPECIAL_BEREAVED, date(2023, 1, 1))) is None
+    assert hh.grade_change(d2, d2) is None
+    opened, last = hh.check_recovery(d2, date(2024, 3, 1), today=TODAY)
+    assert opened is d2 and last == date(2024, 2, 29)
+    with pytest.raises(InvalidArgument) as e:
+        hh.check_recovery(d2, None, today=TODAY)
+    assert e.value.violations[0].field == "recovered_date"
+    with pytest.raises(InvalidArgument) as e:
+        hh.check_recovery(d2, date(2024, 6, 2), today=TODAY)
+    assert e.value.reason == "RECOVERED_DATE_IN_FUTURE"
+    with pytest.raises(FailedPrecondition) as f:
+        hh.check_recovery(hh.SituationRecord(hh.Situation.ONLY_CHILD, date(2020, 1, 1)), date(2024, 1, 1), today=TODAY)
+    assert f.value.reason == "NOT_DISABLED_FAMILY"
+    with pytest.raises(FailedPrecondition) as f:
+        hh.check_recovery(d2, date(2020, 1, 1), today=TODAY)
+    assert f.value.reason == "SITUATION_NOT_AFTER_LATEST"
+
+
+def test_full_width_labels_fold_like_the_text() -> None:
+    for text in ("计生特殊家庭（失独）", "计生特殊家庭(失独)", "计生特殊家庭（失独） ", "失独", "SPECIAL_BEREAVED"):
+        assert hh.Situation.parse(text) is hh.Situation.SPECIAL_BEREAVED
+    assert hh.Situation.parse("计生特殊家庭（伤残）") is hh.Situation.SPECIAL_DISABLED

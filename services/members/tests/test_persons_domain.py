@@ -8,7 +8,7 @@ import pytest
 
 from jsx_members.persons import domain as persons
 from jsx_members.testdata import make_id_number
-from jsxcore.errors import ErrorCollector, InvalidArgument
+from jsxcore.errors import ErrorCollector, FailedPrecondition, InvalidArgument
 
 TODAY = date(2024, 6, 1)
 
@@ -103,3 +103,55 @@ def test_summary_status() -> None:
     )
     assert s.deceased and not s.active
     assert persons.PersonSummary("p2", "李四", "", date(1970, 1, 1), persons.PersonStatus.ACTIVE, "").active
+
+
+# ---------------------------------------------------------------- issue 13: roster cards, deaths
+
+
+def test_luhn_and_roster_cards() -> None:
+    assert persons.luhn_ok("4111111111111111") and not persons.luhn_ok("4111111111111112")
+    assert persons.is_bank_card("6217000000000000012") and not persons.is_bank_card("880123456789")
+    assert persons.normalize_roster_card(" ６２１７ ０００００００００００００１２ ") == "6217000000000000012"
+    assert persons.normalize_roster_card("880123456789") == "880123456789"  # a passbook account: no checksum
+    assert persons.normalize_roster_card("") == ""
+    with pytest.raises(InvalidArgument) as e:
+        persons.normalize_roster_card("6217000000000000013")
+    assert e.value.reason == "CARD_NUMBER_CHECKSUM" and e.value.violations[0].field == "一卡通账号"
+    assert "6217000000000000013" not in e.value.message
+    with pytest.raises(InvalidArgument) as e:
+        persons.normalize_roster_card("6.21700E+18")  # what Excel makes of a number cell
+    assert e.value.reason == "CARD_NUMBER_FORMAT"
+
+
+def test_recording_a_death() -> None:
+    born = date(1950, 3, 1)
+    ok = persons.check_death(date(2024, 5, 1), status=persons.PersonStatus.ACTIVE, birth_date=born, today=TODAY)
+    assert ok == date(2024, 5, 1)
+    for day, reason in (
+        (None, "DEATH_DATE_REQUIRED"),
+        (date(2024, 6, 2), "DEATH_DATE_IN_FUTURE"),
+        (date(1949, 12, 31), "DEATH_BEFORE_BIRTH"),
+    ):
+        with pytest.raises(InvalidArgument) as e:
+            persons.check_death(day, status=persons.PersonStatus.ACTIVE, birth_date=born, today=TODAY)
+        assert e.value.reason == reason and e.value.violations[0].field == "death_date"
+    for status, reason in ((persons.PersonStatus.DECEASED, "ALREADY_DECEASED"), (persons.PersonStatus.MOVED_OUT, "PERSON_MOVED_OUT")):
+        with pytest.raises(FailedPrecondition) as f:
+            persons.check_death(date(2024, 5, 1), status=status, birth_date=born, today=TODAY)
+        assert f.value.reason == reason
+
+
+def test_death_changes_and_status_rules() -> None:
+    A, D, M = persons.PersonStatus.ACTIVE, persons.PersonStatus.DECEASED, persons.PersonStatus.MOVED_OUT
+    d1, d2 = date(2024, 1, 2), date(2024, 1, 3)
+    assert persons.death_change((A, None), (D, d1)) is persons.DeathChange.DIED
+    assert persons.death_change((D, d1), (D, d2)) is persons.DeathChange.CORRECTED
+    assert persons.death_change((D, d1), (A, None)) is persons.DeathChange.WITHDRAWN
+    assert persons.death_change((D, d1), (D, d1)) is persons.DeathChange.NONE
+    assert persons.death_change((A, None), (A, None)) is persons.DeathChange.NONE
+    errors = ErrorCollector()
+    persons.check_status_change(errors, A, M)
+    persons.check_status_change(errors, M, A)
+    persons.check_status_change(errors, A, D)
+    assert [v.field for v in errors.violations] == ["person.status", "person.status"]
+    assert "MovePerson" in errors.violations[0].description

@@ -1020,6 +1020,57 @@ class PerformanceResult:
 
 
 # --------------------------------------------------------------------------
+# Plain data for pairing volunteers with households (since 0.3)
+# --------------------------------------------------------------------------
+
+
+class PairingKind(StrEnum):
+    """How a volunteer is tied to a household (the members service's kinds).
+
+    .. versionadded:: 0.3
+    """
+
+    MEMBER_CONTACT = "MEMBER_CONTACT"  # 会员联系户：会员联系、帮扶的家庭
+    DUAL_CONTACT = "DUAL_CONTACT"  # 双岗联系人：每户计生特殊家庭的两名联系人之一
+
+
+#: The most households a pairing rule may let one volunteer take at once.
+MAX_HOUSEHOLDS_PER_VOLUNTEER = 100
+
+
+@dataclass(frozen=True)
+class PairingRules:
+    """How volunteers are paired with households for one kind of pairing in a
+    region, as in force on a day.
+
+    ``max_households_per_volunteer``: the most households a volunteer may
+    have open pairings with (of every kind together) when taking a pairing of
+    this kind — 1 is the 1:1 rule ("一名志愿者联系一户"). A household has at
+    most one open pairing of each kind whatever the rule (the members service
+    keeps that). ``special_families_only``: only 计生特殊家庭 (失独、伤残) may
+    be paired. ``basis``: where the rule comes from, in Chinese, recorded with
+    every pairing it allows and quoted when it refuses one.
+
+    .. versionadded:: 0.3
+    """
+
+    max_households_per_volunteer: int
+    special_families_only: bool
+    basis: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = self.max_households_per_volunteer
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_HOUSEHOLDS_PER_VOLUNTEER:
+            raise ValueError(f"PairingRules.max_households_per_volunteer 须为 1 至 {MAX_HOUSEHOLDS_PER_VOLUNTEER} 的整数")
+        _chinese("PairingRules.basis", self.basis)
+
+    @property
+    def one_to_one(self) -> bool:
+        """One household per volunteer."""
+        return self.max_households_per_volunteer == 1
+
+
+# --------------------------------------------------------------------------
 # Hook specifications, grouped by program
 # --------------------------------------------------------------------------
 
@@ -1250,6 +1301,29 @@ def jsx_sanjiehe_performance(facts: PerformanceFacts, region: RegionCode) -> Per
     :param region: the project's region.
     :return: :class:`PerformanceResult` (score, grade, points per criterion
         with their basis), or ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
+    """
+
+
+# ---- members: volunteers paired with households ---------------------------
+
+
+@hookspec(firstresult=True)
+def jsx_pairing_rules(kind: str, region: RegionCode, on: date) -> PairingRules | None:
+    """State how volunteers are paired with households of a region.
+
+    How many households one volunteer may take at once and whether only
+    计生特殊家庭 are paired, for one kind of pairing. The members service asks
+    when a pairing is recorded, refuses one past the limit quoting the basis,
+    and records the answer's plugin, version and basis with the pairing. The
+    built-in default is the 1:1 rule: special families only, one household
+    per volunteer.
+
+    :param kind: a :class:`PairingKind` value, e.g. ``"MEMBER_CONTACT"`` (会员联系户).
+    :param region: the household's village.
+    :param on: the pairing's first day: answer with the rule in force then.
+    :return: :class:`PairingRules`, or ``None`` to defer to the level above.
 
     .. versionadded:: 0.3
     """

@@ -32,6 +32,7 @@ import time
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from importlib.metadata import entry_points
 from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -47,6 +48,7 @@ from jsxcore.hookspecs import (
     ActivityType,
     ApprovalChain,
     CadenceTarget,
+    PairingRules,
     PublicityRule,
     hookimpl,
 )
@@ -93,6 +95,7 @@ HOOK_TITLES: dict[str, str] = {
     "jsx_sanjiehe_rules": "三结合项目规则",
     "jsx_sanjiehe_tranche": "三结合分期拨付",
     "jsx_sanjiehe_performance": "三结合绩效评价",
+    "jsx_pairing_rules": "结对联系规则",
 }
 _ADMIN = "请联系县计生协系统管理员"
 
@@ -191,6 +194,12 @@ def spec_signature(hook: str) -> tuple[tuple[str, ...], Any]:
 
 _DEFAULT_NOTE = "系统默认规则（本地区未启用地方规则插件）"
 
+#: The 1:1 rule: each special family has its volunteer, each volunteer one family.
+DEFAULT_PAIRING_BASIS = (
+    f"{_DEFAULT_NOTE}：只为计生特殊家庭（失独、伤残）结对，一名志愿者联系一户计生特殊家庭"
+    "（“明确至少 1 名志愿者联系 1 名计生特殊家庭”）"
+)
+
 #: Activity types every association runs (DESIGN.md §1, the province's 2022 plan).
 NATIONAL_ACTIVITY_TYPES: tuple[ActivityType, ...] = (
     ActivityType("MEMBER_DAY_529", "5.29 会员活动日", ("资料份数", "咨询人次", "义诊人次")),
@@ -225,6 +234,10 @@ class BuiltinDefaults:
     @hookimpl
     def jsx_activity_types(self, region: RegionCode) -> tuple[ActivityType, ...]:
         return NATIONAL_ACTIVITY_TYPES
+
+    @hookimpl
+    def jsx_pairing_rules(self, kind: str, region: RegionCode, on: date) -> PairingRules:
+        return PairingRules(1, True, (DEFAULT_PAIRING_BASIS,))
 
 
 # --------------------------------------------------------------------------

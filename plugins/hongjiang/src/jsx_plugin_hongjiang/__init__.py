@@ -9,6 +9,14 @@ Source: 怀化市计生协 2022 年第二十一期简报, 洪江市 report: “�
 The report gives no start date for 940/580; it is encoded from 2022-01-01
 (the year of the report) and every basis line says so. Who is eligible for
 特别扶助 is the national rule, answered by the province plugin.
+
+会员联系户: the same report — “进一步完善了会员联系户制度，发动会员开展‘一对一’
+帮扶服务活动，落实会员重点帮扶联系户 16716 个” — counts 16,716 households
+kept in touch with by members, against 901 special families: one member
+keeps several households, not only special families. The report gives
+neither a cap per member nor a start date; the rule is encoded with at most
+10 households per member from 2021-01-01, both marked as assumed in its
+basis. 双岗联系人 keep the default 1:1 rule.
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ from jsxcore.hookspecs import (
     Dated,
     DatedTable,
     Eligibility,
+    PairingKind,
+    PairingRules,
     PluginMeta,
     ProgramType,
     RuleInputs,
     Situation,
     hookimpl,
 )
-from jsxcore.values import Money, Period, PeriodKind
+from jsxcore.values import Money, Period, PeriodKind, RegionCode
 
 __version__ = "0.1.0"
 
@@ -40,7 +50,7 @@ JSX_PLUGIN = PluginMeta(
     name="hongjiang",
     version=__version__,
     regions=("431281",),
-    description="洪江市计生协规则：特别扶助 940/580 元/人/月，特殊家庭健康保险 150 元/人/年",
+    description="洪江市计生协规则：特别扶助 940/580 元/人/月，特殊家庭健康保险 150 元/人/年，会员联系户一名会员联系多户",
     # Rates by situation and period only; 健康保险 eligibility by situation:
     # no attribute and not the birth date (a batch may group by situation).
     rule_inputs={
@@ -106,3 +116,22 @@ def jsx_entitlement_amount(
             reason="NOT_ELIGIBLE",
         )
     return table.monthly_amount(period, _SOURCE)
+
+
+#: 会员联系户: how many households one member may keep in touch with (assumed: the report gives no cap).
+MEMBER_CONTACT_HOUSEHOLDS = 10
+MEMBER_CONTACT_SINCE = date(2021, 1, 1)
+MEMBER_CONTACT_BASIS = (
+    "洪江市进一步完善会员联系户制度，发动会员开展“一对一”帮扶服务活动，落实会员重点帮扶联系户 16716 个"
+    f"（{_SOURCE}）",
+    "会员联系户不限于计生特殊家庭，一名会员可联系多户",
+    f"简报未载明每名会员联系户数上限和施行日期，按每名会员至多联系 {MEMBER_CONTACT_HOUSEHOLDS} 户、"
+    f"{MEMBER_CONTACT_SINCE.isoformat()} 起计（假定）",
+)
+
+
+@hookimpl
+def jsx_pairing_rules(kind: str, region: RegionCode, on: date) -> PairingRules | None:
+    if kind != PairingKind.MEMBER_CONTACT or on < MEMBER_CONTACT_SINCE:
+        return None  # 双岗联系人, and 会员联系户 before the reform: the default 1:1 rule
+    return PairingRules(MEMBER_CONTACT_HOUSEHOLDS, False, MEMBER_CONTACT_BASIS)

@@ -13,7 +13,7 @@ E = TypeVar("E", bound=enum.Enum)
 
 
 def fold(text: str | None) -> str:
-    """NFKC (full-width digits and letters become ASCII), trimmed; ``None`` → ``""``."""
+    """NFKC (full-width digits, letters and brackets become ASCII), trimmed; ``None`` → ``""``."""
     return unicodedata.normalize("NFKC", text or "").strip()
 
 
@@ -21,7 +21,7 @@ def parse_enum(enum_cls: type[E], text: str, *, field: str, what: str) -> E:
     """Match a clerk's text against an enum's labels (or names)."""
     t = fold(text)
     for member in enum_cls:
-        if t in (member.value, member.name):
+        if t in (fold(str(member.value)), member.name):
             return member
     labels = "、".join(str(m.value) for m in enum_cls)
     raise InvalidArgument.field(

@@ -46,6 +46,11 @@ prerequisite (progress, a passed 验收) is missing, and for a milestone
 ``jsx_sanjiehe_rules`` does not list; it never exceeds what is left of the
 base or the milestone's share. A 绩效评价's maximum and grade match the
 rules, and the score never falls as measured income rises.
+
+For ``jsx_pairing_rules`` (since 0.3) the kit asks every kind of pairing on
+each sample day: a 双岗联系人 rule must keep to special families (双岗联系人
+are the two contacts of a 计生特殊家庭), and a rule's basis must say, in
+Chinese, where its figure comes from.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ from jsxcore.hookspecs import (
     LoanPurposes,
     LoanSubsidyDecision,
     LoanSubsidyTerms,
+    PairingKind,
+    PairingRules,
     PerformanceFacts,
     PerformanceResult,
     PluginMeta,
@@ -92,6 +99,7 @@ from jsxcore.values import Money, Period, RegionCode, RegionLevel
 
 __all__ = [
     "assert_plugin_conforms",
+    "check_pairing_rules",
     "check_plugin",
     "check_program_rules",
     "check_rule_inputs",
@@ -157,6 +165,7 @@ def sample_calls(hook: str, region: RegionCode) -> Iterator[dict[str, Any]]:
         "amount": (Money.yuan(500), Money.yuan(50000)),
         "year": SAMPLE_YEARS,
         "program_year": SAMPLE_YEARS,
+        "kind": tuple(k.value for k in PairingKind),
         "on": SAMPLE_DAYS,
         "region": (region,),
     }
@@ -250,6 +259,7 @@ def check_plugin(plugin: Any, *, timeout_ms: int = 2000) -> list[str]:
                 seen.add(problem)
                 problems.append(problem)
     problems.extend(check_program_rules(plugin, meta, host))
+    problems.extend(check_pairing_rules(plugin, meta, host))
     problems.extend(check_rule_inputs(plugin, meta))
     return problems
 
@@ -832,6 +842,24 @@ def check_program_rules(plugin: Any, meta: PluginMeta, host: PluginHost) -> list
     for region in _sample_regions(meta):
         _loan_checks(ask, region)
         _sanjiehe_checks(ask, region)
+    return problems
+
+
+def check_pairing_rules(plugin: Any, meta: PluginMeta, host: PluginHost) -> list[str]:
+    """The ``jsx_pairing_rules`` checks of :func:`check_plugin` (see the module
+    docstring), with its host ``host``. Returns the problems found (Chinese)."""
+    impls = {h: fn for h, fn in _impls(plugin).items() if h == "jsx_pairing_rules"}
+    problems: list[str] = []
+    if not impls:
+        return problems
+    ask = _Asker(host, meta, impls, problems)
+    for region, day, kind in itertools.product(_sample_regions(meta), SAMPLE_DAYS, PairingKind):
+        rules: PairingRules | None = ask("jsx_pairing_rules", region, kind=kind.value, on=day)
+        if rules is None:
+            continue
+        where = f"jsx_pairing_rules @ {region.short}（{kind.value}，{day.isoformat()}）"
+        if kind is PairingKind.DUAL_CONTACT and not rules.special_families_only:
+            ask.report(f"{where}：双岗联系人只为计生特殊家庭设立，special_families_only 须为 True")
     return problems
 
 

@@ -439,7 +439,10 @@ Global___SiteOpened: _TypeAlias = SiteOpened  # noqa: Y015
 
 @_typing.final
 class HouseholdMembersChanged(_message.Message):
-    """A household's members or head changed (UpdateHousehold).
+    """A household's members, head or village changed: UpdateHousehold, and the
+    life events that add or take members (RecordBirth, SplitHousehold,
+    MergeHouseholds, MovePerson) or move the whole household (MovePerson with
+    the household: `village` is the new one, nobody added or removed).
     Subject: jsx.members.household.members_changed.
     """
 
@@ -596,3 +599,493 @@ class SiteClosed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SiteClosed: _TypeAlias = SiteClosed  # noqa: Y015
+
+@_typing.final
+class PersonDied(_message.Message):
+    """A person died (死亡登记: RecordDeath, or UpdatePerson setting the status
+    to deceased). Published once per death. Subject: jsx.members.person.died.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    DEATH_DATE_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    RELATION_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    person: _builtins.str
+    """The person, "persons/{person}"."""
+    household: _builtins.str
+    """The household the person belonged to, "households/{household}"; empty
+    when in none. The person stays listed in it (a 户主 who died stays 户主
+    until the household names another).
+    """
+    relation: _members_pb2.Relation.ValueType
+    """Relation to that household's head; unspecified when in none."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The person's village."""
+
+    @_builtins.property
+    def death_date(self) -> _common_pb2.Date:
+        """Date of death."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        person: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        death_date: _common_pb2.Date | None = ...,
+        household: _builtins.str = ...,
+        relation: _members_pb2.Relation.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["death_date", b"death_date", "occurred_at", b"occurred_at", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["death_date", b"death_date", "event_id", b"event_id", "household", b"household", "occurred_at", b"occurred_at", "person", b"person", "relation", b"relation", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonDied: _TypeAlias = PersonDied  # noqa: Y015
+
+@_typing.final
+class PersonDeathCorrected(_message.Message):
+    """A recorded death was corrected (UpdatePerson): a new date, or the death
+    withdrawn as recorded in error. Subject: jsx.members.person.death_corrected.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    DEATH_DATE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_DEATH_DATE_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    person: _builtins.str
+    """The person, "persons/{person}"."""
+    household: _builtins.str
+    """The household the person belongs to, "households/{household}"; empty
+    when in none.
+    """
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The person's village."""
+
+    @_builtins.property
+    def death_date(self) -> _common_pb2.Date:
+        """The corrected date of death; unset when the death was withdrawn (the
+        person is living after all).
+        """
+
+    @_builtins.property
+    def previous_death_date(self) -> _common_pb2.Date:
+        """The date of death recorded before."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        person: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        death_date: _common_pb2.Date | None = ...,
+        previous_death_date: _common_pb2.Date | None = ...,
+        household: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["death_date", b"death_date", "occurred_at", b"occurred_at", "previous_death_date", b"previous_death_date", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["death_date", b"death_date", "event_id", b"event_id", "household", b"household", "occurred_at", b"occurred_at", "person", b"person", "previous_death_date", b"previous_death_date", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonDeathCorrected: _TypeAlias = PersonDeathCorrected  # noqa: Y015
+
+@_typing.final
+class PersonMoved(_message.Message):
+    """A person's 户籍 moved (户口迁移: MovePerson): to another village of the
+    province, or out of the province. Subject: jsx.members.person.moved.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    OUT_OF_PROVINCE_FIELD_NUMBER: _builtins.int
+    MOVED_DATE_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_MOVED_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    person: _builtins.str
+    """The person, "persons/{person}"."""
+    out_of_province: _builtins.bool
+    """The 户籍 left the province; the person's status is moved out."""
+    household: _builtins.str
+    """The household the person belonged to before the move,
+    "households/{household}"; empty when in none.
+    """
+    household_moved: _builtins.bool
+    """The household moved along (整户迁移, or its only member moved): its
+    village is `destination` now, or it left the province. When false the
+    person left `household` (HouseholdMembersChanged is published too).
+    """
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The village the 户籍 moved from."""
+
+    @_builtins.property
+    def destination(self) -> _common_pb2.RegionCode:
+        """Where it moved to: a village of the province (the person's village
+        from now on), a region outside it, or unset when out of the province
+        to a place not recorded.
+        """
+
+    @_builtins.property
+    def moved_date(self) -> _common_pb2.Date:
+        """Date of the move."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        person: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        destination: _common_pb2.RegionCode | None = ...,
+        out_of_province: _builtins.bool = ...,
+        moved_date: _common_pb2.Date | None = ...,
+        household: _builtins.str = ...,
+        household_moved: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "moved_date", b"moved_date", "occurred_at", b"occurred_at", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "event_id", b"event_id", "household", b"household", "household_moved", b"household_moved", "moved_date", b"moved_date", "occurred_at", b"occurred_at", "out_of_province", b"out_of_province", "person", b"person", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonMoved: _TypeAlias = PersonMoved  # noqa: Y015
+
+@_typing.final
+class HouseholdChildAdded(_message.Message):
+    """A child was born into or adopted by a household (RecordBirth).
+    Subject: jsx.members.household.child_added.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    RELATION_FIELD_NUMBER: _builtins.int
+    ADOPTED_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    HEAD_PERSON_FIELD_NUMBER: _builtins.int
+    MEMBER_COUNT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    household: _builtins.str
+    """The household, "households/{household}"."""
+    person: _builtins.str
+    """The child, "persons/{person}"."""
+    relation: _members_pb2.Relation.ValueType
+    """The child's relation to the head."""
+    adopted: _builtins.bool
+    """Adopted (收养) rather than born into the household."""
+    head_person: _builtins.str
+    """The head, "persons/{person}"."""
+    member_count: _builtins.int
+    """Number of members after the change, head included."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The household's village."""
+
+    @_builtins.property
+    def date(self) -> _common_pb2.Date:
+        """Date of birth, or of the adoption."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        household: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        person: _builtins.str = ...,
+        relation: _members_pb2.Relation.ValueType = ...,
+        adopted: _builtins.bool = ...,
+        date: _common_pb2.Date | None = ...,
+        head_person: _builtins.str = ...,
+        member_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "occurred_at", b"occurred_at", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adopted", b"adopted", "date", b"date", "event_id", b"event_id", "head_person", b"head_person", "household", b"household", "member_count", b"member_count", "occurred_at", b"occurred_at", "person", b"person", "relation", b"relation", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HouseholdChildAdded: _TypeAlias = HouseholdChildAdded  # noqa: Y015
+
+@_typing.final
+class HouseholdSplit(_message.Message):
+    """Part of a household became a household of its own (分户: SplitHousehold).
+    Subject: jsx.members.household.split.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    NEW_HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    PERSONS_FIELD_NUMBER: _builtins.int
+    NEW_HEAD_PERSON_FIELD_NUMBER: _builtins.int
+    SPLIT_DATE_FIELD_NUMBER: _builtins.int
+    MEMBER_COUNT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    household: _builtins.str
+    """The household split from, "households/{household}"."""
+    new_household: _builtins.str
+    """The new household, "households/{household}" (HouseholdRegistered is
+    published for it too).
+    """
+    new_head_person: _builtins.str
+    """The new household's head, "persons/{person}"."""
+    member_count: _builtins.int
+    """Members left in `household`, head included."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """Both households' village."""
+
+    @_builtins.property
+    def persons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The persons who moved to the new household, "persons/{person}"."""
+
+    @_builtins.property
+    def split_date(self) -> _common_pb2.Date:
+        """Date of the split."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        household: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        new_household: _builtins.str = ...,
+        persons: _abc.Iterable[_builtins.str] | None = ...,
+        new_head_person: _builtins.str = ...,
+        split_date: _common_pb2.Date | None = ...,
+        member_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "split_date", b"split_date", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "household", b"household", "member_count", b"member_count", "new_head_person", b"new_head_person", "new_household", b"new_household", "occurred_at", b"occurred_at", "persons", b"persons", "split_date", b"split_date", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HouseholdSplit: _TypeAlias = HouseholdSplit  # noqa: Y015
+
+@_typing.final
+class HouseholdMerged(_message.Message):
+    """A household was merged into another and closed (合户: MergeHouseholds).
+    Subject: jsx.members.household.merged.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    MERGED_HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    PERSONS_FIELD_NUMBER: _builtins.int
+    MERGE_DATE_FIELD_NUMBER: _builtins.int
+    MEMBER_COUNT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    household: _builtins.str
+    """The household that stays, "households/{household}"."""
+    merged_household: _builtins.str
+    """The household merged and closed, "households/{household}"; its open
+    situation ends on `merge_date` (HouseholdSituationChanged).
+    """
+    member_count: _builtins.int
+    """Members of `household` after the merge, head included."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """Both households' village."""
+
+    @_builtins.property
+    def persons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The persons who moved into `household`, "persons/{person}"."""
+
+    @_builtins.property
+    def merge_date(self) -> _common_pb2.Date:
+        """Date of the merge: the closed household's last day."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        household: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        merged_household: _builtins.str = ...,
+        persons: _abc.Iterable[_builtins.str] | None = ...,
+        merge_date: _common_pb2.Date | None = ...,
+        member_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["merge_date", b"merge_date", "occurred_at", b"occurred_at", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "household", b"household", "member_count", b"member_count", "merge_date", b"merge_date", "merged_household", b"merged_household", "occurred_at", b"occurred_at", "persons", b"persons", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HouseholdMerged: _TypeAlias = HouseholdMerged  # noqa: Y015
+
+@_typing.final
+class HouseholdDisabilityGradeChanged(_message.Message):
+    """A 伤残 household's disability grade changed (RecordSituation with a new
+    grade). Subject: jsx.members.household.disability_grade_changed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_GRADE_FIELD_NUMBER: _builtins.int
+    DISABILITY_GRADE_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_FROM_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    household: _builtins.str
+    """The household, "households/{household}"."""
+    previous_grade: _builtins.int
+    """The grade before, 1–3."""
+    disability_grade: _builtins.int
+    """The grade from `effective_from`, 1–3 (一级 most severe)."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The household's village."""
+
+    @_builtins.property
+    def effective_from(self) -> _common_pb2.Date:
+        """First day of the new grade."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        household: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        previous_grade: _builtins.int = ...,
+        disability_grade: _builtins.int = ...,
+        effective_from: _common_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_from", b"effective_from", "occurred_at", b"occurred_at", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disability_grade", b"disability_grade", "effective_from", b"effective_from", "event_id", b"event_id", "household", b"household", "occurred_at", b"occurred_at", "previous_grade", b"previous_grade", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HouseholdDisabilityGradeChanged: _TypeAlias = HouseholdDisabilityGradeChanged  # noqa: Y015
+
+@_typing.final
+class HouseholdDisabilityRecovered(_message.Message):
+    """A 伤残 household's child recovered (康复: RecordRecovery): the household
+    is no longer a special family of that kind.
+    Subject: jsx.members.household.disability_recovered.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    VILLAGE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_GRADE_FIELD_NUMBER: _builtins.int
+    RECOVERED_DATE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique id of this event (UUID)."""
+    household: _builtins.str
+    """The household, "households/{household}"."""
+    previous_grade: _builtins.int
+    """The grade the situation had."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def village(self) -> _common_pb2.RegionCode:
+        """The household's village."""
+
+    @_builtins.property
+    def recovered_date(self) -> _common_pb2.Date:
+        """Date of recovery: the first day the household is not 伤残 (the
+        situation's last day is the day before).
+        """
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        household: _builtins.str = ...,
+        village: _common_pb2.RegionCode | None = ...,
+        previous_grade: _builtins.int = ...,
+        recovered_date: _common_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "recovered_date", b"recovered_date", "village", b"village"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "household", b"household", "occurred_at", b"occurred_at", "previous_grade", b"previous_grade", "recovered_date", b"recovered_date", "village", b"village"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HouseholdDisabilityRecovered: _TypeAlias = HouseholdDisabilityRecovered  # noqa: Y015

@@ -352,6 +352,10 @@ class Person(_message.Message):
     CARD_NUMBER_MASKED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_RELATION_FIELD_NUMBER: _builtins.int
+    MOVED_TO_FIELD_NUMBER: _builtins.int
+    MOVED_DATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "persons/{person}". Output only."""
     display_name: _builtins.str
@@ -378,6 +382,12 @@ class Person(_message.Message):
     """
     card_number_masked: _builtins.str
     """Masked card number. Output only."""
+    household: _builtins.str
+    """The household the person belongs to, "households/{household}"; empty
+    when in none. Output only (change it with the household).
+    """
+    household_relation: Global___Relation.ValueType
+    """Relation to that household's head; unspecified when in none. Output only."""
     @_builtins.property
     def birth_date(self) -> _common_pb2.Date:
         """Date of birth; derived from the 身份证 number when not given."""
@@ -398,6 +408,16 @@ class Person(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the person was last changed. Output only."""
 
+    @_builtins.property
+    def moved_to(self) -> _common_pb2.RegionCode:
+        """Where the 户籍 moved to when status is PERSON_STATUS_MOVED_OUT (a region
+        outside the province; unset when not recorded). Output only (MovePerson).
+        """
+
+    @_builtins.property
+    def moved_date(self) -> _common_pb2.Date:
+        """Date of the latest 户籍 move. Output only (MovePerson)."""
+
     def __init__(
         self,
         *,
@@ -417,10 +437,14 @@ class Person(_message.Message):
         card_number_masked: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        household: _builtins.str = ...,
+        household_relation: Global___Relation.ValueType = ...,
+        moved_to: _common_pb2.RegionCode | None = ...,
+        moved_date: _common_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "create_time", b"create_time", "death_date", b"death_date", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "create_time", b"create_time", "death_date", b"death_date", "moved_date", b"moved_date", "moved_to", b"moved_to", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "card_number", b"card_number", "card_number_masked", b"card_number_masked", "create_time", b"create_time", "death_date", b"death_date", "display_name", b"display_name", "hukou_type", b"hukou_type", "id_number", b"id_number", "id_number_masked", b"id_number_masked", "name", b"name", "phone", b"phone", "phone_masked", b"phone_masked", "sex", b"sex", "status", b"status", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "card_number", b"card_number", "card_number_masked", b"card_number_masked", "create_time", b"create_time", "death_date", b"death_date", "display_name", b"display_name", "household", b"household", "household_relation", b"household_relation", "hukou_type", b"hukou_type", "id_number", b"id_number", "id_number_masked", b"id_number_masked", "moved_date", b"moved_date", "moved_to", b"moved_to", "name", b"name", "phone", b"phone", "phone_masked", b"phone_masked", "sex", b"sex", "status", b"status", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -609,6 +633,93 @@ class LookupPersonRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LookupPersonRequest: _TypeAlias = LookupPersonRequest  # noqa: Y015
+
+@_typing.final
+class RecordDeathRequest(_message.Message):
+    """Request for RecordDeath."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSON_FIELD_NUMBER: _builtins.int
+    DEATH_DATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    person: _builtins.str
+    """The person, "persons/{person}"."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def death_date(self) -> _common_pb2.Date:
+        """Date of death (死亡日期): between the birth date and today."""
+
+    def __init__(
+        self,
+        *,
+        person: _builtins.str = ...,
+        death_date: _common_pb2.Date | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["death_date", b"death_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["death_date", b"death_date", "person", b"person", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordDeathRequest: _TypeAlias = RecordDeathRequest  # noqa: Y015
+
+@_typing.final
+class MovePersonRequest(_message.Message):
+    """Request for MovePerson."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSON_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    OUT_OF_PROVINCE_FIELD_NUMBER: _builtins.int
+    MOVED_DATE_FIELD_NUMBER: _builtins.int
+    WHOLE_HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    person: _builtins.str
+    """The person, "persons/{person}"."""
+    out_of_province: _builtins.bool
+    """The 户籍 leaves the province (迁出省外); implied by a destination
+    outside it.
+    """
+    whole_household: _builtins.bool
+    """Move the whole household with its 户主 (整户迁移): `person` must be the
+    head. Without it a head whose household has other members is refused
+    (change the head first), another member leaves the household, and a
+    head who is its only member takes the household along.
+    """
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def destination(self) -> _common_pb2.RegionCode:
+        """Where the 户籍 moves to: a village or community (12 digits) of the
+        province, or a region outside it (a 6-digit county code is enough).
+        May be unset only with `out_of_province`, when the place is not known.
+        """
+
+    @_builtins.property
+    def moved_date(self) -> _common_pb2.Date:
+        """Date of the move (迁移日期): between the birth date and today."""
+
+    def __init__(
+        self,
+        *,
+        person: _builtins.str = ...,
+        destination: _common_pb2.RegionCode | None = ...,
+        out_of_province: _builtins.bool = ...,
+        moved_date: _common_pb2.Date | None = ...,
+        whole_household: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "moved_date", b"moved_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "moved_date", b"moved_date", "out_of_province", b"out_of_province", "person", b"person", "request_id", b"request_id", "whole_household", b"whole_household"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MovePersonRequest: _TypeAlias = MovePersonRequest  # noqa: Y015
 
 @_typing.final
 class BatchGetPayeesRequest(_message.Message):
@@ -832,12 +943,16 @@ class Household(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CLOSED_DATE_FIELD_NUMBER: _builtins.int
+    MERGED_INTO_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "households/{household}". Output only."""
     head: _builtins.str
     """The head (户主), "persons/{person}"; also listed in `members`."""
     address: _builtins.str
     """Postal address (住址)."""
+    merged_into: _builtins.str
+    """The household it was merged into, "households/{household}". Output only."""
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___HouseholdMember]:
         """Everyone in the household, including the head."""
@@ -860,6 +975,12 @@ class Household(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it was last changed. Output only."""
 
+    @_builtins.property
+    def closed_date(self) -> _common_pb2.Date:
+        """Last day the household existed on its own: it was merged into
+        `merged_into` (MergeHouseholds). Unset while it exists. Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -871,10 +992,12 @@ class Household(_message.Message):
         address: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        closed_date: _common_pb2.Date | None = ...,
+        merged_into: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_date", b"closed_date", "create_time", b"create_time", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time", "head", b"head", "members", b"members", "name", b"name", "situations", b"situations", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "closed_date", b"closed_date", "create_time", b"create_time", "head", b"head", "members", b"members", "merged_into", b"merged_into", "name", b"name", "situations", b"situations", "update_time", b"update_time", "village", b"village"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1082,6 +1205,225 @@ class RecordSituationRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordSituationRequest: _TypeAlias = RecordSituationRequest  # noqa: Y015
+
+@_typing.final
+class RecordBirthRequest(_message.Message):
+    """Request for RecordBirth. Give `person` or `new_person`, not both."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    PERSON_FIELD_NUMBER: _builtins.int
+    NEW_PERSON_FIELD_NUMBER: _builtins.int
+    RELATION_FIELD_NUMBER: _builtins.int
+    ADOPTED_FIELD_NUMBER: _builtins.int
+    ADOPTION_DATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    household: _builtins.str
+    """The household, "households/{household}"."""
+    person: _builtins.str
+    """The child when already registered, "persons/{person}" (e.g. an adopted
+    child); they must not be in another household.
+    """
+    relation: Global___Relation.ValueType
+    """Relation to the head: RELATION_SON, RELATION_DAUGHTER (as the 身份证's
+    sex says) or RELATION_GRANDCHILD.
+    """
+    adopted: _builtins.bool
+    """Adopted (收养) rather than born into the household."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def new_person(self) -> Global___Person:
+        """The child to register: `display_name`, `id_number` (the 身份证 gives
+        birth date and sex), optionally `hukou_type`, `phone`; the village is
+        the household's.
+        """
+
+    @_builtins.property
+    def adoption_date(self) -> _common_pb2.Date:
+        """Date of the adoption (收养登记日期), between birth and today; required
+        when `adopted`, else unset (a birth's date is the birth date).
+        """
+
+    def __init__(
+        self,
+        *,
+        household: _builtins.str = ...,
+        person: _builtins.str = ...,
+        new_person: Global___Person | None = ...,
+        relation: Global___Relation.ValueType = ...,
+        adopted: _builtins.bool = ...,
+        adoption_date: _common_pb2.Date | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adoption_date", b"adoption_date", "new_person", b"new_person"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adopted", b"adopted", "adoption_date", b"adoption_date", "household", b"household", "new_person", b"new_person", "person", b"person", "relation", b"relation", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordBirthRequest: _TypeAlias = RecordBirthRequest  # noqa: Y015
+
+@_typing.final
+class SplitHouseholdRequest(_message.Message):
+    """Request for SplitHousehold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    SPLIT_DATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    household: _builtins.str
+    """The household to split, "households/{household}"."""
+    address: _builtins.str
+    """The new household's address; empty = the old household's."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___HouseholdMember]:
+        """The new household: members of `household` (never its 户主) with their
+        relation to the new head, who is the one with RELATION_HEAD.
+        """
+
+    @_builtins.property
+    def split_date(self) -> _common_pb2.Date:
+        """Date of the split (分户日期), not after today."""
+
+    def __init__(
+        self,
+        *,
+        household: _builtins.str = ...,
+        members: _abc.Iterable[Global___HouseholdMember] | None = ...,
+        address: _builtins.str = ...,
+        split_date: _common_pb2.Date | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["split_date", b"split_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "household", b"household", "members", b"members", "request_id", b"request_id", "split_date", b"split_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SplitHouseholdRequest: _TypeAlias = SplitHouseholdRequest  # noqa: Y015
+
+@_typing.final
+class SplitHouseholdResponse(_message.Message):
+    """Response for SplitHousehold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    NEW_HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def household(self) -> Global___Household:
+        """The household split from, after the split."""
+
+    @_builtins.property
+    def new_household(self) -> Global___Household:
+        """The new household."""
+
+    def __init__(
+        self,
+        *,
+        household: Global___Household | None = ...,
+        new_household: Global___Household | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "new_household", b"new_household"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "new_household", b"new_household"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SplitHouseholdResponse: _TypeAlias = SplitHouseholdResponse  # noqa: Y015
+
+@_typing.final
+class MergeHouseholdsRequest(_message.Message):
+    """Request for MergeHouseholds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    MERGED_HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    MERGE_DATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    household: _builtins.str
+    """The household that stays, "households/{household}"."""
+    merged_household: _builtins.str
+    """The household merged into it and closed, "households/{household}";
+    same village.
+    """
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___HouseholdMember]:
+        """Every member of `merged_household` with their relation to the head of
+        `household` (not RELATION_HEAD: the staying head remains).
+        """
+
+    @_builtins.property
+    def merge_date(self) -> _common_pb2.Date:
+        """Date of the merge (合户日期), not after today: the closed household's
+        last day.
+        """
+
+    def __init__(
+        self,
+        *,
+        household: _builtins.str = ...,
+        merged_household: _builtins.str = ...,
+        members: _abc.Iterable[Global___HouseholdMember] | None = ...,
+        merge_date: _common_pb2.Date | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["merge_date", b"merge_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "members", b"members", "merge_date", b"merge_date", "merged_household", b"merged_household", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeHouseholdsRequest: _TypeAlias = MergeHouseholdsRequest  # noqa: Y015
+
+@_typing.final
+class RecordRecoveryRequest(_message.Message):
+    """Request for RecordRecovery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUSEHOLD_FIELD_NUMBER: _builtins.int
+    RECOVERED_DATE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    household: _builtins.str
+    """The household, "households/{household}", now SITUATION_KIND_SPECIAL_DISABLED."""
+    note: _builtins.str
+    """Source document (评残结论, 证明文号), in Chinese; kept in the history."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), a UUID."""
+    @_builtins.property
+    def recovered_date(self) -> _common_pb2.Date:
+        """Date of recovery (康复/复评日期), not after today: the first day the
+        household is not 伤残; the situation's last day is the day before.
+        """
+
+    def __init__(
+        self,
+        *,
+        household: _builtins.str = ...,
+        recovered_date: _common_pb2.Date | None = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recovered_date", b"recovered_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["household", b"household", "note", b"note", "recovered_date", b"recovered_date", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRecoveryRequest: _TypeAlias = RecordRecoveryRequest  # noqa: Y015
 
 @_typing.final
 class AssociationMember(_message.Message):
@@ -1545,6 +1887,7 @@ class Pairing(_message.Message):
     END_DATE_FIELD_NUMBER: _builtins.int
     END_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "pairings/{pairing}". Output only."""
     volunteer: _builtins.str
@@ -1567,6 +1910,12 @@ class Pairing(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the pairing was recorded. Output only."""
 
+    @_builtins.property
+    def rule(self) -> _common_pb2.Provenance:
+        """The pairing rule in force when it was made (hook jsx_pairing_rules):
+        plugin, version and basis. Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -1578,10 +1927,11 @@ class Pairing(_message.Message):
         end_date: _common_pb2.Date | None = ...,
         end_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        rule: _common_pb2.Provenance | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "rule", b"rule", "start_date", b"start_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_reason", b"end_reason", "household", b"household", "kind", b"kind", "name", b"name", "start_date", b"start_date", "volunteer", b"volunteer"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_reason", b"end_reason", "household", b"household", "kind", b"kind", "name", b"name", "rule", b"rule", "start_date", b"start_date", "volunteer", b"volunteer"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -69,6 +69,16 @@ class MembersServiceStub:
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.LookupPersonRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Person.FromString,
                 _registered_method=True)
+        self.RecordDeath = channel.unary_unary(
+                '/jsx.members.v1.MembersService/RecordDeath',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordDeathRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Person.FromString,
+                _registered_method=True)
+        self.MovePerson = channel.unary_unary(
+                '/jsx.members.v1.MembersService/MovePerson',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.MovePersonRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Person.FromString,
+                _registered_method=True)
         self.CreateHousehold = channel.unary_unary(
                 '/jsx.members.v1.MembersService/CreateHousehold',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.CreateHouseholdRequest.SerializeToString,
@@ -153,6 +163,26 @@ class MembersServiceStub:
                 '/jsx.members.v1.MembersService/ListPairings',
                 request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.ListPairingsRequest.SerializeToString,
                 response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.ListPairingsResponse.FromString,
+                _registered_method=True)
+        self.RecordBirth = channel.unary_unary(
+                '/jsx.members.v1.MembersService/RecordBirth',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordBirthRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
+                _registered_method=True)
+        self.SplitHousehold = channel.unary_unary(
+                '/jsx.members.v1.MembersService/SplitHousehold',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.SplitHouseholdRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.SplitHouseholdResponse.FromString,
+                _registered_method=True)
+        self.MergeHouseholds = channel.unary_unary(
+                '/jsx.members.v1.MembersService/MergeHouseholds',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.MergeHouseholdsRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
+                _registered_method=True)
+        self.RecordRecovery = channel.unary_unary(
+                '/jsx.members.v1.MembersService/RecordRecovery',
+                request_serializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordRecoveryRequest.SerializeToString,
+                response_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
                 _registered_method=True)
         self.ListUnpairedFamilies = channel.unary_unary(
                 '/jsx.members.v1.MembersService/ListUnpairedFamilies',
@@ -245,6 +275,28 @@ class MembersServiceServicer:
     def LookupPerson(self, request, context):
         """Finds a person by 身份证 number through the blind index (no scan, no
         plaintext comparison). NOT_FOUND when nobody has that number.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordDeath(self, request, context):
+        """Records a person's death (死亡登记) with its date, between birth and
+        today: the status becomes PERSON_STATUS_DECEASED and PersonDied is
+        published once. A person already recorded as deceased is
+        FAILED_PRECONDITION (a wrong date is corrected with UpdatePerson, which
+        publishes PersonDeathCorrected).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MovePerson(self, request, context):
+        """Records a 户籍 move (户口迁移) on a date: to another village of the
+        province (the person's village changes) or out of the province (status
+        PERSON_STATUS_MOVED_OUT). The person leaves their household, or takes it
+        along (`whole_household`, or as its only member). Publishes PersonMoved
+        (and HouseholdMembersChanged when the household stays behind).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -365,10 +417,11 @@ class MembersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PairVolunteer(self, request, context):
-        """Pairs a volunteer with a special family (结对). A household has at most
-        one open pairing of each kind and a volunteer at most one open pairing
-        (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
-        otherwise.
+        """Pairs a volunteer with a household (结对). A household has at most one
+        open pairing of each kind. How many households a volunteer may take and
+        whether only special families (失独, 伤残) are paired is the region's
+        pairing rule (plugin hook jsx_pairing_rules, recorded in `rule`); the
+        default is 1:1 with special families only. FAILED_PRECONDITION otherwise.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -383,6 +436,47 @@ class MembersServiceServicer:
 
     def ListPairings(self, request, context):
         """Lists pairings of a volunteer or of a household.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordBirth(self, request, context):
+        """Records a child born into or adopted by a household (出生/收养登记):
+        registers the child when new, adds them as 子/女/孙子女 of the head and
+        publishes HouseholdChildAdded (with PersonRegistered and
+        HouseholdMembersChanged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SplitHousehold(self, request, context):
+        """Splits part of a household off into a new household of the same
+        village (分户). The 户主 stays; the members named move, one of them as
+        the new household's head. Publishes HouseholdSplit (with
+        HouseholdRegistered and HouseholdMembersChanged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeHouseholds(self, request, context):
+        """Merges a household into another of the same village (合户): its members
+        join with their relation to the staying head, its open situation ends
+        and it is closed (kept, marked `merged_into`). A household with an open
+        pairing must end it first. Publishes HouseholdMerged (with
+        HouseholdMembersChanged and HouseholdSituationChanged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordRecovery(self, request, context):
+        """Records that a 伤残 household's child recovered (康复) so that the
+        household is no longer 计生特殊家庭（伤残）: the situation ends the day
+        before `recovered_date`. Publishes HouseholdDisabilityRecovered and
+        HouseholdSituationChanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -449,6 +543,10 @@ class MembersServiceServicer:
         """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
         names 张*明, 身份证, phone and card numbers masked whatever the caller's
         permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
+        Carries the facts members owns from the verified 身份证 and 户籍 — sex,
+        birth date, village, hukou type, status with death or move dates, and
+        the household with the relation to its head — for other services to read
+        instead of having them typed again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -487,6 +585,16 @@ def add_MembersServiceServicer_to_server(servicer, server):
             'LookupPerson': grpc.unary_unary_rpc_method_handler(
                     servicer.LookupPerson,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.LookupPersonRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Person.SerializeToString,
+            ),
+            'RecordDeath': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordDeath,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordDeathRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Person.SerializeToString,
+            ),
+            'MovePerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.MovePerson,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.MovePersonRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Person.SerializeToString,
             ),
             'CreateHousehold': grpc.unary_unary_rpc_method_handler(
@@ -573,6 +681,26 @@ def add_MembersServiceServicer_to_server(servicer, server):
                     servicer.ListPairings,
                     request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.ListPairingsRequest.FromString,
                     response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.ListPairingsResponse.SerializeToString,
+            ),
+            'RecordBirth': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordBirth,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordBirthRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.SerializeToString,
+            ),
+            'SplitHousehold': grpc.unary_unary_rpc_method_handler(
+                    servicer.SplitHousehold,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.SplitHouseholdRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.SplitHouseholdResponse.SerializeToString,
+            ),
+            'MergeHouseholds': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeHouseholds,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.MergeHouseholdsRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.SerializeToString,
+            ),
+            'RecordRecovery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRecovery,
+                    request_deserializer=jsx_dot_members_dot_v1_dot_members__pb2.RecordRecoveryRequest.FromString,
+                    response_serializer=jsx_dot_members_dot_v1_dot_members__pb2.Household.SerializeToString,
             ),
             'ListUnpairedFamilies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListUnpairedFamilies,
@@ -763,6 +891,60 @@ class MembersService:
             target,
             '/jsx.members.v1.MembersService/LookupPerson',
             jsx_dot_members_dot_v1_dot_members__pb2.LookupPersonRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Person.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordDeath(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/RecordDeath',
+            jsx_dot_members_dot_v1_dot_members__pb2.RecordDeathRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Person.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MovePerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/MovePerson',
+            jsx_dot_members_dot_v1_dot_members__pb2.MovePersonRequest.SerializeToString,
             jsx_dot_members_dot_v1_dot_members__pb2.Person.FromString,
             options,
             channel_credentials,
@@ -1223,6 +1405,114 @@ class MembersService:
             '/jsx.members.v1.MembersService/ListPairings',
             jsx_dot_members_dot_v1_dot_members__pb2.ListPairingsRequest.SerializeToString,
             jsx_dot_members_dot_v1_dot_members__pb2.ListPairingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordBirth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/RecordBirth',
+            jsx_dot_members_dot_v1_dot_members__pb2.RecordBirthRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SplitHousehold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/SplitHousehold',
+            jsx_dot_members_dot_v1_dot_members__pb2.SplitHouseholdRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.SplitHouseholdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeHouseholds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/MergeHouseholds',
+            jsx_dot_members_dot_v1_dot_members__pb2.MergeHouseholdsRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRecovery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jsx.members.v1.MembersService/RecordRecovery',
+            jsx_dot_members_dot_v1_dot_members__pb2.RecordRecoveryRequest.SerializeToString,
+            jsx_dot_members_dot_v1_dot_members__pb2.Household.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,20 @@ class MembersServiceStub:
     """Finds a person by 身份证 number through the blind index (no scan, no
     plaintext comparison). NOT_FOUND when nobody has that number.
     """
+    RecordDeath: _grpc.UnaryUnaryMultiCallable[_members_pb2.RecordDeathRequest, _members_pb2.Person]
+    """Records a person's death (死亡登记) with its date, between birth and
+    today: the status becomes PERSON_STATUS_DECEASED and PersonDied is
+    published once. A person already recorded as deceased is
+    FAILED_PRECONDITION (a wrong date is corrected with UpdatePerson, which
+    publishes PersonDeathCorrected).
+    """
+    MovePerson: _grpc.UnaryUnaryMultiCallable[_members_pb2.MovePersonRequest, _members_pb2.Person]
+    """Records a 户籍 move (户口迁移) on a date: to another village of the
+    province (the person's village changes) or out of the province (status
+    PERSON_STATUS_MOVED_OUT). The person leaves their household, or takes it
+    along (`whole_household`, or as its only member). Publishes PersonMoved
+    (and HouseholdMembersChanged when the household stays behind).
+    """
     CreateHousehold: _grpc.UnaryUnaryMultiCallable[_members_pb2.CreateHouseholdRequest, _members_pb2.Household]
     """Registers a household (户) with its head and members."""
     GetHousehold: _grpc.UnaryUnaryMultiCallable[_members_pb2.GetHouseholdRequest, _members_pb2.Household]
@@ -107,15 +121,41 @@ class MembersServiceStub:
     inactive (end the pairing first): FAILED_PRECONDITION.
     """
     PairVolunteer: _grpc.UnaryUnaryMultiCallable[_members_pb2.PairVolunteerRequest, _members_pb2.Pairing]
-    """Pairs a volunteer with a special family (结对). A household has at most
-    one open pairing of each kind and a volunteer at most one open pairing
-    (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
-    otherwise.
+    """Pairs a volunteer with a household (结对). A household has at most one
+    open pairing of each kind. How many households a volunteer may take and
+    whether only special families (失独, 伤残) are paired is the region's
+    pairing rule (plugin hook jsx_pairing_rules, recorded in `rule`); the
+    default is 1:1 with special families only. FAILED_PRECONDITION otherwise.
     """
     EndPairing: _grpc.UnaryUnaryMultiCallable[_members_pb2.EndPairingRequest, _members_pb2.Pairing]
     """Ends a pairing on a date."""
     ListPairings: _grpc.UnaryUnaryMultiCallable[_members_pb2.ListPairingsRequest, _members_pb2.ListPairingsResponse]
     """Lists pairings of a volunteer or of a household."""
+    RecordBirth: _grpc.UnaryUnaryMultiCallable[_members_pb2.RecordBirthRequest, _members_pb2.Household]
+    """Records a child born into or adopted by a household (出生/收养登记):
+    registers the child when new, adds them as 子/女/孙子女 of the head and
+    publishes HouseholdChildAdded (with PersonRegistered and
+    HouseholdMembersChanged).
+    """
+    SplitHousehold: _grpc.UnaryUnaryMultiCallable[_members_pb2.SplitHouseholdRequest, _members_pb2.SplitHouseholdResponse]
+    """Splits part of a household off into a new household of the same
+    village (分户). The 户主 stays; the members named move, one of them as
+    the new household's head. Publishes HouseholdSplit (with
+    HouseholdRegistered and HouseholdMembersChanged).
+    """
+    MergeHouseholds: _grpc.UnaryUnaryMultiCallable[_members_pb2.MergeHouseholdsRequest, _members_pb2.Household]
+    """Merges a household into another of the same village (合户): its members
+    join with their relation to the staying head, its open situation ends
+    and it is closed (kept, marked `merged_into`). A household with an open
+    pairing must end it first. Publishes HouseholdMerged (with
+    HouseholdMembersChanged and HouseholdSituationChanged).
+    """
+    RecordRecovery: _grpc.UnaryUnaryMultiCallable[_members_pb2.RecordRecoveryRequest, _members_pb2.Household]
+    """Records that a 伤残 household's child recovered (康复) so that the
+    household is no longer 计生特殊家庭（伤残）: the situation ends the day
+    before `recovered_date`. Publishes HouseholdDisabilityRecovered and
+    HouseholdSituationChanged.
+    """
     ListUnpairedFamilies: _grpc.UnaryUnaryMultiCallable[_members_pb2.ListUnpairedFamiliesRequest, _members_pb2.ListUnpairedFamiliesResponse]
     """Lists special families (失独, 伤残) in a region with no open pairing: the
     gaps in "one volunteer per special family".
@@ -145,6 +185,10 @@ class MembersServiceStub:
     """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
     names 张*明, 身份证, phone and card numbers masked whatever the caller's
     permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
+    Carries the facts members owns from the verified 身份证 and 户籍 — sex,
+    birth date, village, hukou type, status with death or move dates, and
+    the household with the relation to its head — for other services to read
+    instead of having them typed again.
     """
     ListPlugins: _grpc.UnaryUnaryMultiCallable[_common_pb2.ListPluginsRequest, _common_pb2.ListPluginsResponse]
     """Lists the rule plugins this service has loaded."""
@@ -176,6 +220,20 @@ class MembersServiceAsyncStub(MembersServiceStub):
     LookupPerson: _aio.UnaryUnaryMultiCallable[_members_pb2.LookupPersonRequest, _members_pb2.Person]  # type: ignore[assignment]
     """Finds a person by 身份证 number through the blind index (no scan, no
     plaintext comparison). NOT_FOUND when nobody has that number.
+    """
+    RecordDeath: _aio.UnaryUnaryMultiCallable[_members_pb2.RecordDeathRequest, _members_pb2.Person]  # type: ignore[assignment]
+    """Records a person's death (死亡登记) with its date, between birth and
+    today: the status becomes PERSON_STATUS_DECEASED and PersonDied is
+    published once. A person already recorded as deceased is
+    FAILED_PRECONDITION (a wrong date is corrected with UpdatePerson, which
+    publishes PersonDeathCorrected).
+    """
+    MovePerson: _aio.UnaryUnaryMultiCallable[_members_pb2.MovePersonRequest, _members_pb2.Person]  # type: ignore[assignment]
+    """Records a 户籍 move (户口迁移) on a date: to another village of the
+    province (the person's village changes) or out of the province (status
+    PERSON_STATUS_MOVED_OUT). The person leaves their household, or takes it
+    along (`whole_household`, or as its only member). Publishes PersonMoved
+    (and HouseholdMembersChanged when the household stays behind).
     """
     CreateHousehold: _aio.UnaryUnaryMultiCallable[_members_pb2.CreateHouseholdRequest, _members_pb2.Household]  # type: ignore[assignment]
     """Registers a household (户) with its head and members."""
@@ -227,15 +285,41 @@ class MembersServiceAsyncStub(MembersServiceStub):
     inactive (end the pairing first): FAILED_PRECONDITION.
     """
     PairVolunteer: _aio.UnaryUnaryMultiCallable[_members_pb2.PairVolunteerRequest, _members_pb2.Pairing]  # type: ignore[assignment]
-    """Pairs a volunteer with a special family (结对). A household has at most
-    one open pairing of each kind and a volunteer at most one open pairing
-    (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
-    otherwise.
+    """Pairs a volunteer with a household (结对). A household has at most one
+    open pairing of each kind. How many households a volunteer may take and
+    whether only special families (失独, 伤残) are paired is the region's
+    pairing rule (plugin hook jsx_pairing_rules, recorded in `rule`); the
+    default is 1:1 with special families only. FAILED_PRECONDITION otherwise.
     """
     EndPairing: _aio.UnaryUnaryMultiCallable[_members_pb2.EndPairingRequest, _members_pb2.Pairing]  # type: ignore[assignment]
     """Ends a pairing on a date."""
     ListPairings: _aio.UnaryUnaryMultiCallable[_members_pb2.ListPairingsRequest, _members_pb2.ListPairingsResponse]  # type: ignore[assignment]
     """Lists pairings of a volunteer or of a household."""
+    RecordBirth: _aio.UnaryUnaryMultiCallable[_members_pb2.RecordBirthRequest, _members_pb2.Household]  # type: ignore[assignment]
+    """Records a child born into or adopted by a household (出生/收养登记):
+    registers the child when new, adds them as 子/女/孙子女 of the head and
+    publishes HouseholdChildAdded (with PersonRegistered and
+    HouseholdMembersChanged).
+    """
+    SplitHousehold: _aio.UnaryUnaryMultiCallable[_members_pb2.SplitHouseholdRequest, _members_pb2.SplitHouseholdResponse]  # type: ignore[assignment]
+    """Splits part of a household off into a new household of the same
+    village (分户). The 户主 stays; the members named move, one of them as
+    the new household's head. Publishes HouseholdSplit (with
+    HouseholdRegistered and HouseholdMembersChanged).
+    """
+    MergeHouseholds: _aio.UnaryUnaryMultiCallable[_members_pb2.MergeHouseholdsRequest, _members_pb2.Household]  # type: ignore[assignment]
+    """Merges a household into another of the same village (合户): its members
+    join with their relation to the staying head, its open situation ends
+    and it is closed (kept, marked `merged_into`). A household with an open
+    pairing must end it first. Publishes HouseholdMerged (with
+    HouseholdMembersChanged and HouseholdSituationChanged).
+    """
+    RecordRecovery: _aio.UnaryUnaryMultiCallable[_members_pb2.RecordRecoveryRequest, _members_pb2.Household]  # type: ignore[assignment]
+    """Records that a 伤残 household's child recovered (康复) so that the
+    household is no longer 计生特殊家庭（伤残）: the situation ends the day
+    before `recovered_date`. Publishes HouseholdDisabilityRecovered and
+    HouseholdSituationChanged.
+    """
     ListUnpairedFamilies: _aio.UnaryUnaryMultiCallable[_members_pb2.ListUnpairedFamiliesRequest, _members_pb2.ListUnpairedFamiliesResponse]  # type: ignore[assignment]
     """Lists special families (失独, 伤残) in a region with no open pairing: the
     gaps in "one volunteer per special family".
@@ -265,6 +349,10 @@ class MembersServiceAsyncStub(MembersServiceStub):
     """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
     names 张*明, 身份证, phone and card numbers masked whatever the caller's
     permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
+    Carries the facts members owns from the verified 身份证 and 户籍 — sex,
+    birth date, village, hukou type, status with death or move dates, and
+    the household with the relation to its head — for other services to read
+    instead of having them typed again.
     """
     ListPlugins: _aio.UnaryUnaryMultiCallable[_common_pb2.ListPluginsRequest, _common_pb2.ListPluginsResponse]  # type: ignore[assignment]
     """Lists the rule plugins this service has loaded."""
@@ -323,6 +411,32 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_members_pb2.Person, _abc.Awaitable[_members_pb2.Person]]:
         """Finds a person by 身份证 number through the blind index (no scan, no
         plaintext comparison). NOT_FOUND when nobody has that number.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordDeath(
+        self,
+        request: _members_pb2.RecordDeathRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Person, _abc.Awaitable[_members_pb2.Person]]:
+        """Records a person's death (死亡登记) with its date, between birth and
+        today: the status becomes PERSON_STATUS_DECEASED and PersonDied is
+        published once. A person already recorded as deceased is
+        FAILED_PRECONDITION (a wrong date is corrected with UpdatePerson, which
+        publishes PersonDeathCorrected).
+        """
+
+    @_abc_1.abstractmethod
+    def MovePerson(
+        self,
+        request: _members_pb2.MovePersonRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Person, _abc.Awaitable[_members_pb2.Person]]:
+        """Records a 户籍 move (户口迁移) on a date: to another village of the
+        province (the person's village changes) or out of the province (status
+        PERSON_STATUS_MOVED_OUT). The person leaves their household, or takes it
+        along (`whole_household`, or as its only member). Publishes PersonMoved
+        (and HouseholdMembersChanged when the household stays behind).
         """
 
     @_abc_1.abstractmethod
@@ -464,10 +578,11 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _members_pb2.PairVolunteerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_members_pb2.Pairing, _abc.Awaitable[_members_pb2.Pairing]]:
-        """Pairs a volunteer with a special family (结对). A household has at most
-        one open pairing of each kind and a volunteer at most one open pairing
-        (1:1); only special families (失独, 伤残) are paired: FAILED_PRECONDITION
-        otherwise.
+        """Pairs a volunteer with a household (结对). A household has at most one
+        open pairing of each kind. How many households a volunteer may take and
+        whether only special families (失独, 伤残) are paired is the region's
+        pairing rule (plugin hook jsx_pairing_rules, recorded in `rule`); the
+        default is 1:1 with special families only. FAILED_PRECONDITION otherwise.
         """
 
     @_abc_1.abstractmethod
@@ -485,6 +600,55 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_members_pb2.ListPairingsResponse, _abc.Awaitable[_members_pb2.ListPairingsResponse]]:
         """Lists pairings of a volunteer or of a household."""
+
+    @_abc_1.abstractmethod
+    def RecordBirth(
+        self,
+        request: _members_pb2.RecordBirthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Household, _abc.Awaitable[_members_pb2.Household]]:
+        """Records a child born into or adopted by a household (出生/收养登记):
+        registers the child when new, adds them as 子/女/孙子女 of the head and
+        publishes HouseholdChildAdded (with PersonRegistered and
+        HouseholdMembersChanged).
+        """
+
+    @_abc_1.abstractmethod
+    def SplitHousehold(
+        self,
+        request: _members_pb2.SplitHouseholdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.SplitHouseholdResponse, _abc.Awaitable[_members_pb2.SplitHouseholdResponse]]:
+        """Splits part of a household off into a new household of the same
+        village (分户). The 户主 stays; the members named move, one of them as
+        the new household's head. Publishes HouseholdSplit (with
+        HouseholdRegistered and HouseholdMembersChanged).
+        """
+
+    @_abc_1.abstractmethod
+    def MergeHouseholds(
+        self,
+        request: _members_pb2.MergeHouseholdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Household, _abc.Awaitable[_members_pb2.Household]]:
+        """Merges a household into another of the same village (合户): its members
+        join with their relation to the staying head, its open situation ends
+        and it is closed (kept, marked `merged_into`). A household with an open
+        pairing must end it first. Publishes HouseholdMerged (with
+        HouseholdMembersChanged and HouseholdSituationChanged).
+        """
+
+    @_abc_1.abstractmethod
+    def RecordRecovery(
+        self,
+        request: _members_pb2.RecordRecoveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_members_pb2.Household, _abc.Awaitable[_members_pb2.Household]]:
+        """Records that a 伤残 household's child recovered (康复) so that the
+        household is no longer 计生特殊家庭（伤残）: the situation ends the day
+        before `recovered_date`. Publishes HouseholdDisabilityRecovered and
+        HouseholdSituationChanged.
+        """
 
     @_abc_1.abstractmethod
     def ListUnpairedFamilies(
@@ -562,6 +726,10 @@ class MembersServiceServicer(metaclass=_abc_1.ABCMeta):
         """Masked views of up to 1000 persons (AIP-231), e.g. for a 公示 list:
         names 张*明, 身份证, phone and card numbers masked whatever the caller's
         permissions. Unknown → NOT_FOUND, outside the region → PERMISSION_DENIED.
+        Carries the facts members owns from the verified 身份证 and 户籍 — sex,
+        birth date, village, hukou type, status with death or move dates, and
+        the household with the relation to its head — for other services to read
+        instead of having them typed again.
         """
 
     @_abc_1.abstractmethod

@@ -4,7 +4,7 @@ read-only), so a 100k-row workbook never sits in memory as cells.
 
 Columns (order free, extra columns ignored; 姓名 and 身份证号 required):
 姓名, 身份证号, 联系电话, 所属村, 户籍类型, 户主身份证号, 与户主关系, 家庭类型,
-家庭类型生效日期, 伤残等级, 光荣证编号.
+家庭类型生效日期, 伤残等级, 光荣证编号, 一卡通账号.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ HEADERS: tuple[str, ...] = (
     "家庭类型生效日期",
     "伤残等级",
     "光荣证编号",
+    "一卡通账号",
 )
 REQUIRED = ("姓名", "身份证号", "所属村")
 HELP: tuple[tuple[str, str], ...] = (
@@ -61,6 +62,11 @@ HELP: tuple[tuple[str, str], ...] = (
     ("家庭类型生效日期", "填写家庭类型时必填，如 2022-07-01。"),
     ("伤残等级", "家庭类型为伤残时必填：1、2 或 3（一级最重）。"),
     ("光荣证编号", "选填，独生子女父母光荣证编号。"),
+    (
+        "一卡通账号",
+        "选填，本人的惠民惠农“一卡通”账号（8至30位数字），按人发放的补贴打到此卡；银联卡号（62开头、16至19位）校验末位。"
+        "请把单元格设为“文本”。已登记账号的人员如填写不同账号，不会覆盖，请用人员修改功能更正。",
+    ),
 )
 
 
@@ -315,11 +321,12 @@ def write_template(path: str | Path) -> None:
             "2000-01-01",
             "",
             "湘0001",
+            "6217000000000000012",
         ],
     ]
     for row in example:
         ws.append(row)
-    for col in ("B", "F", "C", "D"):
+    for col in ("B", "F", "C", "D", "L"):
         ws.column_dimensions[col].width = 22
         for cell in ws[col]:
             cell.number_format = "@"

@@ -24,6 +24,7 @@ from jsx.members.v1 import members_pb2_grpc
 from jsx_members.adapters.bus import SERVICE
 from jsx_members.adapters.pb import enum_in
 from jsx_members.households.domain import HouseholdUpdate, NewHousehold, Relation, Situation, SituationRecord
+from jsx_members.life.domain import Birth, Move
 from jsx_members.migrations import migrate
 from jsx_members.network.domain import (
     MemberType,
@@ -101,13 +102,43 @@ def _situation(fs: pb.FamilySituation, field: str) -> SituationRecord:
     return SituationRecord(kind, start, fs.disability_grade or None, fs.honor_certificate.strip(), fs.note.strip())
 
 
-def _members(members: Sequence[pb.HouseholdMember]) -> tuple[tuple[str, Relation], ...]:
+def _members(
+    members: Sequence[pb.HouseholdMember], field: str = "household.members"
+) -> tuple[tuple[str, Relation], ...]:
     return tuple(
         (
-            wire.id_from(m.person, "persons", f"household.members[{i}].person"),
-            enum_in(pb.Relation, "RELATION_", Relation, m.relation, f"household.members[{i}].relation", "与户主关系"),
+            wire.id_from(m.person, "persons", f"{field}[{i}].person"),
+            enum_in(pb.Relation, "RELATION_", Relation, m.relation, f"{field}[{i}].relation", "与户主关系"),
         )
         for i, m in enumerate(members)
+    )
+
+
+def _hukou(p: pb.Person, field: str) -> HukouType:
+    return enum_in(pb.HukouType, "HUKOU_TYPE_", HukouType, p.hukou_type, field, "户籍类型", HukouType.RURAL)
+
+
+def _child(request: pb.RecordBirthRequest) -> str | NewPerson:
+    """RecordBirth's child: a registered person's id, or a new person (the household's village is filled in later)."""
+    has_new = request.HasField("new_person")
+    if request.person.strip() and has_new:
+        raise InvalidArgument.field(
+            "person", "请只填写 person（已登记的子女）或 new_person（新登记的子女）之一", reason="CHILD_AMBIGUOUS"
+        )
+    if not has_new:
+        if not request.person.strip():
+            raise InvalidArgument.field(
+                "person", "请填写子女：已登记的填 person，新登记的填 new_person", reason="CHILD_REQUIRED"
+            )
+        return wire.id_from(request.person, "persons", "person")
+    np = request.new_person
+    return NewPerson(
+        name=np.display_name,
+        id_number=np.id_number,
+        phone=np.phone,
+        village="",
+        hukou=_hukou(np, "new_person.hukou_type"),
+        card_number=np.card_number,
     )
 
 
@@ -152,15 +183,14 @@ class MembersServicer(members_pb2_grpc.MembersServiceServicer):
         self.households = service.households
         self.network = service.network
         self.sites = service.sites
+        self.life = service.life
 
     # ---------------------------------------------------------------- persons
 
     async def CreatePerson(self, request: pb.CreatePersonRequest, context: Context) -> pb.Person:
         p = request.person
         death = wire.date_from(p.death_date, "person.death_date")
-        hukou = enum_in(
-            pb.HukouType, "HUKOU_TYPE_", HukouType, p.hukou_type, "person.hukou_type", "户籍类型", HukouType.RURAL
-        )
+        hukou = _hukou(p, "person.hukou_type")
         new = NewPerson(
             name=p.display_name,
             id_number=p.id_number,
@@ -252,6 +282,28 @@ class MembersServicer(members_pb2_grpc.MembersServiceServicer):
         ids = [wire.id_from(n, "persons", f"names[{i}]") for i, n in enumerate(request.names)]
         return await self.persons.batch_get_persons(ids, caller=current_caller())
 
+    async def RecordDeath(self, request: pb.RecordDeathRequest, context: Context) -> pb.Person:
+        return await self.persons.record_death(
+            wire.id_from(request.person, "persons", "person"),
+            wire.date_from(request.death_date, "death_date"),
+            caller=current_caller(),
+            idem=_idem("RecordDeath", request),
+        )
+
+    async def MovePerson(self, request: pb.MovePersonRequest, context: Context) -> pb.Person:
+        move = Move(
+            destination=wire.region_from(request.destination, "destination", required=False),
+            out_of_province=request.out_of_province,
+            moved_date=wire.date_from(request.moved_date, "moved_date"),
+            whole_household=request.whole_household,
+        )
+        return await self.life.move_person(
+            wire.id_from(request.person, "persons", "person"),
+            move,
+            caller=current_caller(),
+            idem=_idem("MovePerson", request),
+        )
+
     # ---------------------------------------------------------------- households
 
     async def CreateHousehold(self, request: pb.CreateHouseholdRequest, context: Context) -> pb.Household:
@@ -319,6 +371,47 @@ class MembersServicer(members_pb2_grpc.MembersServiceServicer):
         )
         return await self.households.update_household(
             household_id, update, caller=current_caller(), idem=_idem("UpdateHousehold", request)
+        )
+
+    async def RecordBirth(self, request: pb.RecordBirthRequest, context: Context) -> pb.Household:
+        household_id = wire.id_from(request.household, "households", "household")
+        child = _child(request)
+        birth = Birth(
+            relation=enum_in(pb.Relation, "RELATION_", Relation, request.relation, "relation", "与户主关系"),
+            adopted=request.adopted,
+            adoption_date=wire.date_from(request.adoption_date, "adoption_date"),
+        )
+        return await self.life.record_birth(
+            household_id, child, birth, caller=current_caller(), idem=_idem("RecordBirth", request)
+        )
+
+    async def SplitHousehold(self, request: pb.SplitHouseholdRequest, context: Context) -> pb.SplitHouseholdResponse:
+        return await self.life.split_household(
+            wire.id_from(request.household, "households", "household"),
+            _members(request.members, "members"),
+            address=request.address,
+            split_date=wire.date_from(request.split_date, "split_date"),
+            caller=current_caller(),
+            idem=_idem("SplitHousehold", request),
+        )
+
+    async def MergeHouseholds(self, request: pb.MergeHouseholdsRequest, context: Context) -> pb.Household:
+        return await self.life.merge_households(
+            wire.id_from(request.household, "households", "household"),
+            wire.id_from(request.merged_household, "households", "merged_household"),
+            _members(request.members, "members"),
+            merge_date=wire.date_from(request.merge_date, "merge_date"),
+            caller=current_caller(),
+            idem=_idem("MergeHouseholds", request),
+        )
+
+    async def RecordRecovery(self, request: pb.RecordRecoveryRequest, context: Context) -> pb.Household:
+        return await self.households.record_recovery(
+            wire.id_from(request.household, "households", "household"),
+            wire.date_from(request.recovered_date, "recovered_date"),
+            request.note,
+            caller=current_caller(),
+            idem=_idem("RecordRecovery", request),
         )
 
     async def ListUnpairedFamilies(
@@ -538,7 +631,9 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     """The members process: server, service and outbox relay (not started)."""
     rt = ServiceRuntime(config, **runtime_kw)
     relay = Relay(rt.sessions, config.nats_url, service=SERVICE, replicas=config.stream_replicas)
-    service = MembersService(rt.sessions, config.field_cipher(), config.blind_index(), on_commit=relay.notify)
+    service = MembersService(
+        rt.sessions, config.field_cipher(), config.blind_index(), on_commit=relay.notify, plugins=rt.plugins
+    )
     rt.add_servicer(
         members_pb2_grpc.add_MembersServiceServicer_to_server, MembersServicer(service, rt.plugins), SERVICE_NAME
     )

@@ -48,7 +48,7 @@ class Situation(str, enum.Enum):
         """Accept the label, the enum name and the short forms clerks write (失独, 伤残)."""
         t = fold(text)
         for s in cls:
-            if t in (s.value, s.name):
+            if t in (fold(s.value), s.name):  # the labels' full-width brackets fold like the text's
                 return s
         short = {
             "失独": cls.SPECIAL_BEREAVED,
@@ -244,6 +244,42 @@ def situation_periods(history: Sequence[SituationRecord]) -> Iterator[tuple[Situ
         yield e, history[i + 1].effective_from - timedelta(days=1) if i + 1 < len(history) else None
 
 
+def grade_change(previous: SituationRecord | None, record: SituationRecord) -> int | None:
+    """The previous grade when ``record`` changes a 伤残 household's disability grade, else None."""
+    if (
+        previous is not None
+        and previous.situation is Situation.SPECIAL_DISABLED
+        and record.situation is Situation.SPECIAL_DISABLED
+        and previous.disability_grade != record.disability_grade
+    ):
+        return previous.disability_grade
+    return None
+
+
+def check_recovery(
+    current: SituationRecord | None, recovered: date | None, *, today: date
+) -> tuple[SituationRecord, date]:
+    """康复: a 伤残 household's situation ends the day before ``recovered``
+    (not after today). Returns the open 伤残 entry and the situation's last day."""
+    if recovered is None:
+        raise InvalidArgument.field("recovered_date", "请填写康复（复评）日期", reason="RECOVERED_DATE_REQUIRED")
+    if recovered > today:
+        raise InvalidArgument.field(
+            "recovered_date", f"康复日期 {recovered.isoformat()} 晚于今天，请核对", reason="RECOVERED_DATE_IN_FUTURE"
+        )
+    if current is None or current.situation is not Situation.SPECIAL_DISABLED:
+        now = current.situation.value if current is not None else Situation.NONE.value
+        raise FailedPrecondition(
+            f"该户当前是“{now}”，不是计生特殊家庭（伤残），无法登记康复", reason="NOT_DISABLED_FAMILY"
+        )
+    if recovered <= current.effective_from:
+        raise FailedPrecondition(
+            f"康复日期须晚于伤残家庭的生效日期 {current.effective_from.isoformat()}",
+            reason="SITUATION_NOT_AFTER_LATEST",
+        )
+    return current, recovered - timedelta(days=1)
+
+
 def close_situation(current: Situation, record: SituationRecord, ended: date, *, today: date) -> SituationRecord:
     """The entry that ends ``record.situation`` on ``ended`` (the household is 一般户 from the next day)."""
     if current is not record.situation:
@@ -287,6 +323,23 @@ class HouseholdSummary:
     head_person_id: str
     village: str
     current_situation: Situation
+    #: last day it existed on its own (merged into another), None while it exists
+    closed_on: date | None = None
+
+
+@dataclass(frozen=True)
+class HouseholdState:
+    """A household as a life event (a birth, a move, 分户, 合户) changes it: its members in order."""
+
+    id: str
+    head_person_id: str
+    village: str
+    address: str
+    members: tuple[tuple[str, Relation], ...]
+    situation: SituationRecord | None
+
+    def relation_of(self, person_id: str) -> Relation | None:
+        return next((rel for pid, rel in self.members if pid == person_id), None)
 
 
 @dataclass(frozen=True)
@@ -311,6 +364,8 @@ class HouseholdImport:
     member_count: int
     members: tuple[tuple[str, Relation], ...] = ()
     situation: SituationRecord | None = None
+    #: the grade before, when ``situation`` changes a 伤残 household's grade
+    previous_grade: int | None = None
 
 
 __all__ = [
@@ -318,6 +373,7 @@ __all__ = [
     "SPECIAL",
     "HouseholdImport",
     "HouseholdMemberView",
+    "HouseholdState",
     "HouseholdSummary",
     "HouseholdUpdate",
     "Membership",
@@ -331,8 +387,10 @@ __all__ = [
     "check_head",
     "check_head_change",
     "check_household_members",
+    "check_recovery",
     "check_update_paths",
     "close_situation",
+    "grade_change",
     "situation_on",
     "situation_periods",
     "validate_situation",

@@ -1,7 +1,10 @@
 """Households use cases: register a household with its members and its
 situation history, record a situation change (history is appended, never
-rewritten), change address, members and 户主, read and list (also "as of a
-day" and "not paired"); and what the other contexts need of a household.
+rewritten; a 伤残 grade change and a recovery are published as facts of
+their own), change address, members and 户主, read and list (also "as of a
+day" and "not paired"); and what the other contexts need of a household —
+including the in-transaction operations the life-events context composes
+(a child added, a member leaving, a household moving, splitting, merging).
 
 Persons are reached through :class:`~jsx_members.persons.service.PersonsService`;
 which households have an open pairing is the network context's, given to
@@ -14,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, select
+from sqlalchemy import ColumnElement, FromClause, Select, SQLColumnExpression, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -25,6 +28,7 @@ from jsx_members.households.domain import (
     SPECIAL,
     HouseholdImport,
     HouseholdMemberView,
+    HouseholdState,
     HouseholdSummary,
     HouseholdUpdate,
     Membership,
@@ -36,15 +40,18 @@ from jsx_members.households.domain import (
     check_address,
     check_head_change,
     check_household_members,
+    check_recovery,
     check_update_paths,
     close_situation,
+    grade_change,
+    situation_on,
     with_head,
 )
 from jsx_members.households.tables import HouseholdMemberRow, HouseholdRow, SituationRow
 from jsx_members.persons.domain import PersonSummary, parse_village
 from jsx_members.persons.service import PersonsService
 from jsxcore.auth import Caller
-from jsxcore.errors import FailedPrecondition
+from jsxcore.errors import FailedPrecondition, InvalidArgument
 from jsxcore.paging import Page
 from jsxcore.pii import mask_name
 from jsxcore.usecase import Idem, mutate
@@ -57,6 +64,15 @@ class PairingFilter(Protocol):
     def open_pairing(self, household_id: SQLColumnExpression[str]) -> ColumnElement[bool]:
         """A SQL condition: the household ``household_id`` has an open pairing."""
         ...
+
+
+class Memberships:
+    """Where persons belong, for the persons context (a
+    :class:`~jsx_members.persons.service.MembershipTable`): the household
+    members table, whose person_id is unique (one household per person)."""
+
+    def memberships(self) -> FromClause:
+        return db.table_of(HouseholdMemberRow)
 
 
 def _record(e: SituationRow) -> SituationRecord:
@@ -83,9 +99,20 @@ class HouseholdsService:
 
     # ---------------------------------------------------------------- rows
 
-    async def _row(self, s: AsyncSession, household_id: str, caller: Caller) -> HouseholdRow:
+    async def _row(
+        self, s: AsyncSession, household_id: str, caller: Caller | None, *, for_change: bool = False
+    ) -> HouseholdRow:
+        """The household (NOT_FOUND), within the caller's region; with ``for_change``
+        a household merged into another is refused (it is kept for the record only)."""
         h = await db.get_or_404(s, HouseholdRow, household_id, "家庭户")
-        caller.require_region(h.village)
+        if caller is not None:
+            caller.require_region(h.village)
+        if for_change and h.closed_on is not None:
+            raise FailedPrecondition(
+                f"该户已于 {h.closed_on.isoformat()} 并入 households/{h.merged_into}，不能再变更",
+                reason="HOUSEHOLD_CLOSED",
+                metadata={"merged_into": f"households/{h.merged_into}"},
+            )
         return h
 
     async def _member_rows(self, s: AsyncSession, household_id: str) -> list[HouseholdMemberRow]:
@@ -111,7 +138,12 @@ class HouseholdsService:
     async def _append_situation(
         self, s: AsyncSession, h: HouseholdRow, record: SituationRecord, caller: Caller, *, today: date | None = None
     ) -> None:
-        append_situation(await self.history(s, h.id), record, today=today or self.today())
+        """Append ``record`` to the history; a 伤残 grade change also publishes HouseholdDisabilityGradeChanged."""
+        history = await self.history(s, h.id)
+        append_situation(history, record, today=today or self.today())
+        previous = max(history, key=lambda r: r.effective_from) if history else None
+        if (grade := grade_change(previous, record)) is not None:
+            bus.emit(s, wire.grade_changed(h.id, h.village, grade, record))
         s.add(
             SituationRow(
                 household_id=h.id,
@@ -210,7 +242,7 @@ class HouseholdsService:
         """Append a situation change; with ``ended``, end the situation in force instead."""
 
         async def work(s: AsyncSession) -> pb.Household:
-            h = await self._row(s, household_id, caller)
+            h = await self._row(s, household_id, caller, for_change=True)
             count = len(await self._member_rows(s, h.id))
             if ended is None:
                 await self._append_situation(s, h, record, caller)
@@ -241,7 +273,7 @@ class HouseholdsService:
         check_update_paths(update.paths)
 
         async def work(s: AsyncSession) -> pb.Household:
-            h = await self._row(s, household_id, caller)
+            h = await self._row(s, household_id, caller, for_change=True)
             if "address" in update.paths:
                 h.address = check_address(update.address)
             if "members" in update.paths:
@@ -297,6 +329,11 @@ class HouseholdsService:
         self, region: RegionCode, situation: Situation | None, as_of: date | None, unpaired: bool
     ) -> Select[Any]:
         q = select(HouseholdRow).where(HouseholdRow.village.like(region.prefix + "%"))
+        # A household merged into another existed until its closing day.
+        if as_of is None:
+            q = q.where(HouseholdRow.closed_on.is_(None))
+        else:
+            q = q.where(or_(HouseholdRow.closed_on.is_(None), HouseholdRow.closed_on >= as_of))
         if situation is not None:
             kind = situation.name
             if as_of is None:
@@ -352,10 +389,13 @@ class HouseholdsService:
 
     # ---------------------------------------------------------------- for the other contexts
 
-    async def summary(self, s: AsyncSession, household_id: str, *, caller: Caller) -> HouseholdSummary:
-        """A household in ``s``'s transaction: NOT_FOUND, or refused outside the caller's region."""
-        h = await self._row(s, household_id, caller)
-        return HouseholdSummary(h.id, h.head_person_id, h.village, Situation[h.current_situation])
+    async def summary(
+        self, s: AsyncSession, household_id: str, *, caller: Caller, for_change: bool = False
+    ) -> HouseholdSummary:
+        """A household in ``s``'s transaction: NOT_FOUND, or refused outside the caller's region
+        (and, ``for_change``, when it was merged into another)."""
+        h = await self._row(s, household_id, caller, for_change=for_change)
+        return HouseholdSummary(h.id, h.head_person_id, h.village, Situation[h.current_situation], h.closed_on)
 
     async def history(self, s: AsyncSession, household_id: str) -> list[SituationRecord]:
         """The household's situation history, oldest first."""
@@ -424,6 +464,8 @@ class HouseholdsService:
                         hid, item.village, rec, None, head_person_id=item.head_person_id, member_count=item.member_count
                     )
                 )
+                if item.previous_grade is not None:
+                    events.append(wire.grade_changed(hid, item.village, item.previous_grade, rec))
         await db.insert_rows(
             s,
             db.table_of(HouseholdRow),
@@ -443,11 +485,167 @@ class HouseholdsService:
         )
         for hid, kind in updates:
             await s.execute(
-                db.table_of(HouseholdRow).update()
+                db.table_of(HouseholdRow)
+                .update()
                 .where(HouseholdRow.id == hid)
                 .values(current_situation=kind, updated_at=now)
             )
         await bus.emit_many(s, events)
 
+    # ---------------------------------------------------------------- recovery (康复)
 
-__all__ = ["HouseholdsService", "PairingFilter"]
+    async def record_recovery(
+        self, household_id: str, recovered: date | None, note: str, *, caller: Caller, idem: Idem | None
+    ) -> pb.Household:
+        """A 伤残 household's child recovered: the situation ends the day before
+        ``recovered`` (an entry 一般户 from then, with ``note``). Publishes
+        HouseholdSituationChanged and HouseholdDisabilityRecovered."""
+
+        async def work(s: AsyncSession) -> pb.Household:
+            if len(note.strip()) > 200:
+                raise InvalidArgument.field("note", "备注最长200字", reason="NOTE_TOO_LONG")
+            h = await self._row(s, household_id, caller, for_change=True)
+            history = await self.history(s, h.id)
+            latest = max(history, key=lambda r: r.effective_from) if history else None
+            opened, last_day = check_recovery(latest, recovered, today=self.today())
+            assert recovered is not None
+            await self._append_situation(s, h, SituationRecord(Situation.NONE, recovered, note=note.strip()), caller)
+            count = len(await self._member_rows(s, h.id))
+            self._situation_event(s, h, opened, last_day, count)
+            bus.emit(s, wire.recovered(h.id, h.village, opened.disability_grade or 0, recovered))
+            await s.flush()
+            return await self._present(s, h)
+
+        return await mutate(self.sessions, idem, pb.Household, work, caller=caller, notify=self.notify)
+
+    # ---------------------------------------------------------------- for the life-events context (in its transaction)
+
+    async def state(self, s: AsyncSession, household_id: str, *, caller: Caller | None) -> HouseholdState:
+        """A household about to change: NOT_FOUND, refused outside the caller's region
+        (``caller`` None: no check) or when merged into another."""
+        h = await self._row(s, household_id, caller, for_change=True)
+        members = tuple((m.person_id, Relation[m.relation]) for m in await self._member_rows(s, h.id))
+        history = await self.history(s, h.id)
+        return HouseholdState(
+            h.id, h.head_person_id, h.village, h.address, members, situation_on(history, self.today())
+        )
+
+    async def present(self, s: AsyncSession, household_id: str) -> pb.Household:
+        """The response for a household in ``s``'s transaction."""
+        return await self._present(s, await db.get_or_404(s, HouseholdRow, household_id, "家庭户"))
+
+    async def register(
+        self,
+        s: AsyncSession,
+        *,
+        head_id: str,
+        members: Sequence[tuple[PersonSummary, Relation]],
+        village: RegionCode,
+        address: str,
+        caller: Caller,
+    ) -> str:
+        """A new household under the registration rules (HouseholdRegistered); returns its id."""
+        h = await self._register(
+            s, head_id=head_id, members=members, village=village, address=address, situations=(), caller=caller
+        )
+        return h.id
+
+    async def remove_members(self, s: AsyncSession, household_id: str, person_ids: Sequence[str]) -> int:
+        """Take persons (never the 户主) out of a household; publishes
+        HouseholdMembersChanged. Returns the members left."""
+        h = await db.get_or_404(s, HouseholdRow, household_id, "家庭户")
+        rows = {m.person_id: m for m in await self._member_rows(s, h.id)}
+        assert h.head_person_id not in person_ids and all(pid in rows for pid in person_ids)
+        for pid in person_ids:
+            await s.delete(rows[pid])
+        await s.flush()
+        left = [m for pid, m in rows.items() if pid not in set(person_ids)]
+        for pos, m in enumerate(sorted(left, key=lambda m: m.position)):
+            m.position = pos
+        self._touch(h)
+        bus.emit(s, wire.members_changed(h, len(left), [], list(person_ids), h.head_person_id))
+        return len(left)
+
+    async def add_members(
+        self, s: AsyncSession, household_id: str, members: Sequence[tuple[PersonSummary, Relation]], *, field: str
+    ) -> int:
+        """Add persons (in no household yet) after the household's members under
+        the household rules (one 户主, at most one 配偶); publishes
+        HouseholdMembersChanged. Returns the member count."""
+        h = await db.get_or_404(s, HouseholdRow, household_id, "家庭户")
+        rows = await self._member_rows(s, h.id)
+        people = {p.id: p for p, _ in members}
+        existing = [await self.persons.summary(s, m.person_id, caller=None) for m in rows]
+        views = [
+            *(
+                HouseholdMemberView(p.id, Relation[m.relation], p.birth_date, p.deceased)
+                for p, m in zip(existing, rows, strict=True)
+            ),
+            *(HouseholdMemberView(p.id, rel, p.birth_date, p.deceased) for p, rel in members),
+        ]
+        if any(rel is Relation.HEAD for _, rel in members):
+            raise InvalidArgument.field(
+                field, "新成员不能是“户主”：与户主关系请填写与现户主的关系", reason="SECOND_HEAD"
+            )
+        check_household_members(views, on=self.today(), field=field)
+        for i, (p, _) in enumerate(members):
+            elsewhere = await self._membership_row(s, p.id)
+            if elsewhere is not None:
+                raise FailedPrecondition(
+                    f"{mask_name(people[p.id].name)}（{p.id_masked}）已在另一户（households/{elsewhere.household_id}）中，"
+                    "一人只能属于一户；请先从原户移出",
+                    reason="PERSON_IN_OTHER_HOUSEHOLD",
+                    metadata={"household": f"households/{elsewhere.household_id}", "member_index": str(i)},
+                )
+        start = max((m.position for m in rows), default=-1) + 1
+        for i, (p, rel) in enumerate(members):
+            s.add(HouseholdMemberRow(household_id=h.id, person_id=p.id, relation=rel.name, position=start + i))
+        await s.flush()
+        self._touch(h)
+        count = len(rows) + len(members)
+        bus.emit(s, wire.members_changed(h, count, [p.id for p, _ in members], [], h.head_person_id))
+        return count
+
+    async def relocate(self, s: AsyncSession, household_id: str, village: RegionCode) -> None:
+        """The whole household moved to ``village`` (整户迁移); publishes
+        HouseholdMembersChanged with the new village (no one added or removed)
+        so that projections follow it."""
+        h = await db.get_or_404(s, HouseholdRow, household_id, "家庭户")
+        h.village = village.code
+        self._touch(h)
+        bus.emit(s, wire.members_changed(h, len(await self._member_rows(s, h.id)), [], [], h.head_person_id))
+
+    async def close_into(
+        self, s: AsyncSession, household_id: str, into: str, last_day: date, *, caller: Caller
+    ) -> None:
+        """合户: the household's members leave it for ``into`` (the caller adds
+        them there); it is closed on ``last_day``, keeping its 户主 for the
+        record, and its open situation ends that day (HouseholdSituationChanged).
+        A household with an open pairing is refused (end the pairing first)."""
+        h = await db.get_or_404(s, HouseholdRow, household_id, "家庭户")
+        if (
+            await s.execute(select(self.pairings.open_pairing(HouseholdRow.id)).where(HouseholdRow.id == h.id))
+        ).scalar():
+            raise FailedPrecondition(
+                "被合并的户还有未结束的结对联系，请先结束结对（EndPairing）再合户", reason="HOUSEHOLD_HAS_PAIRING"
+            )
+        for m in await self._member_rows(s, h.id):
+            await s.delete(m)
+        await s.flush()  # before the members are added to ``into``: a person is in one household
+        history = await self.history(s, h.id)
+        latest = max(history, key=lambda r: r.effective_from) if history else None
+        if latest is not None and latest.situation is not Situation.NONE:
+            today = self.today()
+            closing = close_situation(Situation[h.current_situation], latest, last_day, today=today)
+            await self._append_situation(s, h, closing, caller, today=today + timedelta(days=1))
+            self._situation_event(s, h, latest, last_day, 0)
+        h.closed_on, h.merged_into = last_day, into
+        self._touch(h)
+
+    @staticmethod
+    def _touch(h: HouseholdRow) -> None:
+        h.version += 1
+        h.updated_at = db.utcnow()
+
+
+__all__ = ["HouseholdsService", "Memberships", "PairingFilter"]

@@ -19,6 +19,9 @@ class HouseholdRow(Base):
     address: Mapped[str] = mapped_column(String(200), default="")
     # The situation in force now, denormalised from the history for list filters.
     current_situation: Mapped[str] = mapped_column(String(20))
+    # 合户 (MergeHouseholds): the last day it existed on its own, and the household it joined.
+    closed_on: Mapped[date | None] = mapped_column(Date)
+    merged_into: Mapped[str | None] = mapped_column(ForeignKey("households.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -28,6 +28,8 @@ def household(
         address=h.address,
         create_time=wire.ts_to(h.created_at),
         update_time=wire.ts_to(h.updated_at),
+        closed_date=day(h.closed_on),
+        merged_into=name(h.merged_into) if h.merged_into else "",
     )
     for person_id, relation in members:
         out.members.add(person=f"persons/{person_id}", relation=enum_out(pb.Relation, "RELATION_", relation))
@@ -83,6 +85,26 @@ def situation_changed(
     )
 
 
+def grade_changed(
+    household_id: str, village: str, previous_grade: int, record: SituationRecord
+) -> events_pb2.HouseholdDisabilityGradeChanged:
+    return events_pb2.HouseholdDisabilityGradeChanged(
+        household=name(household_id),
+        village=region(village),
+        previous_grade=previous_grade,
+        disability_grade=record.disability_grade or 0,
+        effective_from=day(record.effective_from),
+    )
+
+
+def recovered(
+    household_id: str, village: str, previous_grade: int, on: date
+) -> events_pb2.HouseholdDisabilityRecovered:
+    return events_pb2.HouseholdDisabilityRecovered(
+        household=name(household_id), village=region(village), previous_grade=previous_grade, recovered_date=day(on)
+    )
+
+
 def members_changed(
     h: HouseholdRow, member_count: int, added: Sequence[str], removed: Sequence[str], previous_head: str
 ) -> events_pb2.HouseholdMembersChanged:
@@ -97,4 +119,14 @@ def members_changed(
     )
 
 
-__all__ = ["household", "household_list", "members_changed", "name", "registered", "situation_changed", "unpaired_list"]
+__all__ = [
+    "grade_changed",
+    "household",
+    "household_list",
+    "members_changed",
+    "name",
+    "recovered",
+    "registered",
+    "situation_changed",
+    "unpaired_list",
+]

@@ -1,15 +1,18 @@
 """The association's network: members (会员) of the 计生协 at village,
 township, county, city or province level, volunteers (志愿者), and the 1:1
-pairing of volunteers with special families (结对联系). Pure: no I/O."""
+pairing of volunteers with households (结对联系) under the region's pairing
+rule (1:1 with special families unless a plugin says otherwise). Pure: no I/O."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
 from jsx_members.households.domain import SituationRecord
 from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from jsxcore.hookspecs import PairingRules
 from jsxcore.values import RegionCode
 
 
@@ -114,19 +117,30 @@ def check_activation(active: bool, *, has_open_pairing: bool, person_active: boo
 # ---------------------------------------------------------------- pairings
 
 
+#: The rule when nothing else is known: 1:1, special families only (the built-in default's figures).
+ONE_TO_ONE = PairingRules(1, True, ("一名志愿者联系一户计生特殊家庭",))
+
+
 def check_pairing(
     *,
     household_situation: SituationRecord | None,
     household_active: bool,
-    volunteer_active: bool,
+    volunteer_open: int,
     volunteer_deceased: bool,
     volunteer_in_household: bool,
     volunteer_inactive: bool = False,
+    already_paired_here: bool = False,
+    rules: PairingRules = ONE_TO_ONE,
 ) -> None:
-    """The 1:1 rule: a volunteer pairs with one special family at a time,
-    and a special family has one open pairing of each kind (会员联系户,
-    双岗联系人). ``household_active`` means: an open pairing of this kind."""
-    if household_situation is None or not household_situation.situation.is_special:
+    """The region's pairing rule: a volunteer has at most
+    ``rules.max_households_per_volunteer`` open pairings (1: one family at a
+    time), only special families are paired when the rule says so, and a
+    household has one open pairing of each kind (会员联系户, 双岗联系人)
+    whatever the rule. ``household_active`` means: an open pairing of this
+    kind; ``volunteer_open``: the volunteer's open pairings of every kind;
+    ``already_paired_here``: one of them is with this household."""
+    basis = "；".join(rules.basis)
+    if rules.special_families_only and (household_situation is None or not household_situation.situation.is_special):
         raise FailedPrecondition(
             "只有计生特殊家庭（失独、伤残）需要结对联系，该户当前不是特殊家庭", reason="NOT_SPECIAL_FAMILY"
         )
@@ -140,10 +154,30 @@ def check_pairing(
         raise FailedPrecondition(
             "该特殊家庭已有同类结对志愿者，请先解除原结对再重新结对", reason="HOUSEHOLD_ALREADY_PAIRED"
         )
-    if volunteer_active:
+    if already_paired_here:
+        raise FailedPrecondition("该志愿者已与该户结对，同一户不能重复结对", reason="VOLUNTEER_ALREADY_PAIRED_HERE")
+    limit = rules.max_households_per_volunteer
+    if volunteer_open >= limit:
+        if limit == 1:
+            raise FailedPrecondition(
+                "该志愿者已结对一户特殊家庭（一对一），请先解除原结对", reason="VOLUNTEER_ALREADY_PAIRED"
+            )
         raise FailedPrecondition(
-            "该志愿者已结对一户特殊家庭（一对一），请先解除原结对", reason="VOLUNTEER_ALREADY_PAIRED"
+            f"该志愿者已联系 {volunteer_open} 户，按本地结对规则每名志愿者最多联系 {limit} 户（{basis}），"
+            "请先解除其他结对或另选志愿者",
+            reason="VOLUNTEER_AT_LIMIT",
+            metadata={"limit": str(limit), "open": str(volunteer_open)},
         )
+
+
+def free_slot(taken: Collection[int]) -> int:
+    """The lowest slot number a volunteer's open pairings do not use (the
+    database keeps (volunteer, slot) unique among open pairings, so two
+    pairings racing for the last place cannot both succeed)."""
+    slot = 0
+    while slot in taken:
+        slot += 1
+    return slot
 
 
 # ---------------------------------------------------------------- use-case inputs
@@ -194,6 +228,7 @@ class NewPairing:
 
 
 __all__ = [
+    "ONE_TO_ONE",
     "MemberType",
     "MemberUpdate",
     "NewMember",
@@ -211,4 +246,5 @@ __all__ = [
     "check_not_future",
     "check_pairing",
     "check_skills",
+    "free_slot",
 ]

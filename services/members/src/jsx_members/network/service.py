@@ -1,6 +1,9 @@
 """Network use cases: association members (join, change type or
 association, leave — the record is kept), volunteers (register, change
-skills, deactivate) and their 1:1 pairing with special families.
+skills, deactivate) and their pairing with households under the region's
+pairing rule (the ``jsx_pairing_rules`` hook, asked through the plugin host:
+1:1 with special families by default; 洪江's 会员联系户 let a member keep
+several households). The rule that allowed a pairing is kept with it.
 
 Persons and households are reached through their contexts' services;
 :class:`OpenPairings` answers the households context which households have
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 from sqlalchemy import ColumnElement, SQLColumnExpression, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +30,7 @@ from jsx_members.network.domain import (
     NewMember,
     NewPairing,
     NewVolunteer,
+    PairingKind,
     Tenure,
     VolunteerUpdate,
     check_activation,
@@ -37,12 +42,15 @@ from jsx_members.network.domain import (
     check_not_future,
     check_pairing,
     check_skills,
+    free_slot,
 )
 from jsx_members.network.tables import MemberRow, PairingRow, VolunteerRow
 from jsx_members.persons.service import PersonsService
 from jsxcore.auth import Caller
 from jsxcore.errors import InvalidArgument
+from jsxcore.hookspecs import PairingRules
 from jsxcore.paging import Page
+from jsxcore.plugins import Decision, PluginHost
 from jsxcore.usecase import Idem, mutate
 from jsxcore.values import RegionCode
 
@@ -63,12 +71,15 @@ class NetworkService:
         persons: PersonsService,
         households: HouseholdsService,
         *,
+        plugins: PluginHost | None = None,
         notify: Callable[[], None] | None = None,
         today: Callable[[], date] = date.today,
     ) -> None:
         self.sessions = sessions
         self.persons = persons
         self.households = households
+        # No host given: the built-in defaults only (the 1:1 rule).
+        self.plugins = plugins if plugins is not None else PluginHost()
         self.notify = notify
         self.today = today
 
@@ -281,10 +292,17 @@ class NetworkService:
 
     # ---------------------------------------------------------------- pairings
 
+    async def pairing_rules(self, kind: PairingKind, village: str, on: date) -> Decision[PairingRules]:
+        """The region's pairing rule for ``kind`` on ``on`` (jsx_pairing_rules, with its provenance)."""
+        decision: Decision[Any] = await self.plugins.acall(
+            "jsx_pairing_rules", RegionCode.parse(village), kind=kind.name, on=on
+        )
+        return decision
+
     async def pair_volunteer(self, new: NewPairing, *, caller: Caller, idem: Idem | None) -> pb.Pairing:
         async def work(s: AsyncSession) -> pb.Pairing:
             v = await self._volunteer(s, new.volunteer_id, caller)
-            h = await self.households.summary(s, new.household_id, caller=caller)
+            h = await self.households.summary(s, new.household_id, caller=caller, for_change=True)
             today = self.today()
             start = check_not_future(
                 new.start_date or today,
@@ -293,15 +311,25 @@ class NetworkService:
                 message="结对开始日期不能晚于今天",
                 reason="START_IN_FUTURE",
             )
+            decision = await self.pairing_rules(new.kind, h.village, start)
             history = await self.households.history(s, h.id)
             person = await self.persons.summary(s, v.person_id, caller=None)
+            open_rows = list(
+                (
+                    await s.execute(
+                        select(PairingRow).where(PairingRow.volunteer_id == v.id, PairingRow.end_date.is_(None))
+                    )
+                ).scalars()
+            )
             check_pairing(
                 household_situation=situation_on(history, today),
                 household_active=await self._open_pairing(s, household_id=h.id, kind=new.kind.name) is not None,
-                volunteer_active=await self._open_pairing(s, volunteer_id=v.id) is not None,
+                volunteer_open=len(open_rows),
                 volunteer_deceased=person.deceased,
                 volunteer_in_household=await self.households.household_of(s, v.person_id) == h.id,
                 volunteer_inactive=not v.active,
+                already_paired_here=any(p.household_id == h.id for p in open_rows),
+                rules=decision.value,
             )
             p = PairingRow(
                 id=db.new_id(),
@@ -311,6 +339,10 @@ class NetworkService:
                 start_date=start,
                 end_reason="",
                 created_at=db.utcnow(),
+                volunteer_slot=free_slot({p.volunteer_slot for p in open_rows}),
+                rule_plugin=decision.plugin,
+                rule_version=decision.plugin_version,
+                rule_basis="\n".join(decision.value.basis)[:2000],
             )
             s.add(p)
             await s.flush()

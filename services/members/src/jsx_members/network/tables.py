@@ -48,11 +48,17 @@ class VolunteerRow(Base):
 
 
 class PairingRow(Base):
+    """A volunteer's open pairings hold distinct slots 0 … n-1, n being what the
+    region's pairing rule allows (1 by default): the unique index on
+    (volunteer, slot) of open pairings keeps a race from exceeding the rule,
+    as the old unique index on the volunteer kept the 1:1 rule."""
+
     __tablename__ = "pairings"
     __table_args__ = (
         Index(
-            "uq_pairings_active_volunteer",
+            "uq_pairings_active_volunteer_slot",
             "volunteer_id",
+            "volunteer_slot",
             unique=True,
             sqlite_where=text("end_date IS NULL"),
             postgresql_where=text("end_date IS NULL"),
@@ -75,6 +81,11 @@ class PairingRow(Base):
     end_date: Mapped[date | None] = mapped_column(Date)
     end_reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    volunteer_slot: Mapped[int] = mapped_column(Integer, default=0)
+    # The pairing rule that allowed it (jsx_pairing_rules): plugin, version, basis lines joined by "\n".
+    rule_plugin: Mapped[str] = mapped_column(String(64), default="")
+    rule_version: Mapped[str] = mapped_column(String(40), default="")
+    rule_basis: Mapped[str] = mapped_column(String(2000), default="")
 
 
 __all__ = ["MemberRow", "PairingRow", "VolunteerRow"]

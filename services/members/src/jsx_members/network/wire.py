@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
+from jsx.common.v1 import common_pb2
 from jsx.members.v1 import events_pb2
 from jsx.members.v1 import members_pb2 as pb
 from jsx_members.adapters.pb import day, enum_out, region
@@ -82,6 +83,14 @@ def pairing(p: PairingRow) -> pb.Pairing:
         end_date=day(p.end_date),
         end_reason=p.end_reason,
         create_time=wire.ts_to(p.created_at),
+        rule=common_pb2.Provenance(
+            plugin=p.rule_plugin,
+            plugin_version=p.rule_version,
+            hook="jsx_pairing_rules",
+            reasons=p.rule_basis.split("\n") if p.rule_basis else [],
+        )
+        if p.rule_plugin
+        else None,
     )
 
 

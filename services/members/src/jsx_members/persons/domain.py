@@ -17,7 +17,7 @@ from datetime import date
 from typing import TypeVar
 
 from jsx_members.labels import fold, parse_enum
-from jsxcore.errors import ErrorCollector, FieldViolation, InvalidArgument
+from jsxcore.errors import ErrorCollector, FailedPrecondition, FieldViolation, InvalidArgument
 from jsxcore.values import IdNumber, RegionCode, RegionLevel
 
 T = TypeVar("T")
@@ -69,6 +69,43 @@ def normalize_card(card: str, *, field: str = "person.card_number") -> str:
     c = card.replace(" ", "")
     if c and not (c.isdigit() and 8 <= len(c) <= 30):
         raise InvalidArgument.field(field, "一卡通账号应为8至30位数字", reason="CARD_NUMBER_FORMAT")
+    return c
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) check every bank card number carries in its last digit."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def is_bank_card(card: str) -> bool:
+    """A 银联 (UnionPay) card number — 62…, 16 to 19 digits — which has a Luhn
+    check digit. Other 一卡通 accounts (存折、社保卡金融账户) have no checksum
+    a clerk's copy can be checked against."""
+    return card.startswith("62") and 16 <= len(card) <= 19
+
+
+def normalize_roster_card(text: str, *, field: str = "一卡通账号") -> str:
+    """A roster file's 一卡通 account number: full-width digits folded, spaces
+    ignored, 8 to 30 digits, and for a 银联 card number the Luhn check digit
+    (a digit miscopied, or a number Excel rounded to 15 significant digits,
+    is caught here instead of by a bank returning the payment). Empty = none."""
+    c = re.sub(r"\s", "", fold(text))
+    if not c:
+        return ""
+    c = normalize_card(c, field=field)
+    if is_bank_card(c) and not luhn_ok(c):
+        raise InvalidArgument.field(
+            field,
+            "一卡通账号的校验位不对（银联卡号按 Luhn 校验），请核对是否抄错；"
+            "在 Excel 中请把该列设为“文本”，以免长号码被改写",
+            reason="CARD_NUMBER_CHECKSUM",
+        )
     return c
 
 
@@ -170,6 +207,64 @@ def check_life_status(
         errors.add(prefix + "death_date", "死亡日期应在出生日期与今天之间")
 
 
+def check_status_change(
+    errors: ErrorCollector, current: PersonStatus, status: PersonStatus | None, *, prefix: str = "person."
+) -> None:
+    """UpdatePerson changes the life status between 在册 and 已故 only: a 户籍
+    move (迁出) needs its date and destination (MovePerson)."""
+    if status is PersonStatus.MOVED_OUT and current is not PersonStatus.MOVED_OUT:
+        errors.add(prefix + "status", "迁出请用“户籍迁移”（MovePerson）登记迁往地区和迁移日期")
+    elif current is PersonStatus.MOVED_OUT and status not in (None, PersonStatus.MOVED_OUT):
+        errors.add(prefix + "status", "该人员户籍已迁出本省，状态不能在此修改")
+
+
+def check_death(
+    death_date: date | None, *, status: PersonStatus, birth_date: date, today: date, field: str = "death_date"
+) -> date:
+    """RecordDeath: a date between birth and today, for a person not already
+    recorded as deceased (a wrong date is corrected with UpdatePerson) and
+    still registered here."""
+    if death_date is None:
+        raise InvalidArgument.field(field, "请填写死亡日期", reason="DEATH_DATE_REQUIRED")
+    if death_date > today:
+        raise InvalidArgument.field(
+            field, f"死亡日期 {death_date.isoformat()} 晚于今天，请核对", reason="DEATH_DATE_IN_FUTURE"
+        )
+    if death_date < birth_date:
+        raise InvalidArgument.field(
+            field,
+            f"死亡日期 {death_date.isoformat()} 早于出生日期 {birth_date.isoformat()}，请核对",
+            reason="DEATH_BEFORE_BIRTH",
+        )
+    if status is PersonStatus.DECEASED:
+        raise FailedPrecondition(
+            "该人员已登记死亡；如死亡日期有误，请用人员修改功能（UpdatePerson）更正", reason="ALREADY_DECEASED"
+        )
+    if status is PersonStatus.MOVED_OUT:
+        raise FailedPrecondition("该人员户籍已迁出本省，不在本系统登记死亡", reason="PERSON_MOVED_OUT")
+    return death_date
+
+
+class DeathChange(enum.Enum):
+    """What a change of status / death date means for the other services."""
+
+    NONE = "none"
+    DIED = "died"  # a living person is now recorded as deceased: PersonDied
+    CORRECTED = "corrected"  # the date of a recorded death changed: PersonDeathCorrected
+    WITHDRAWN = "withdrawn"  # a recorded death was an error: PersonDeathCorrected without a date
+
+
+def death_change(before: tuple[PersonStatus, date | None], after: tuple[PersonStatus, date | None]) -> DeathChange:
+    (old, old_date), (new, new_date) = before, after
+    if new is PersonStatus.DECEASED and old is not PersonStatus.DECEASED:
+        return DeathChange.DIED
+    if old is PersonStatus.DECEASED and new is not PersonStatus.DECEASED:
+        return DeathChange.WITHDRAWN
+    if old is PersonStatus.DECEASED and old_date != new_date:
+        return DeathChange.CORRECTED
+    return DeathChange.NONE
+
+
 # ---------------------------------------------------------------- use-case inputs and what other contexts see
 
 
@@ -216,6 +311,7 @@ class PersonSummary:
     birth_date: date
     status: PersonStatus
     village: str
+    sex: str = ""  # 男 / 女, from the 身份证
 
     @property
     def deceased(self) -> bool:
@@ -235,16 +331,19 @@ class RegisteredPerson:
     village: str
     phone_digest: str | None
     hukou: HukouType
+    card: str = ""  # the 一卡通 account on file ("" when none), to compare with the file's
 
 
 @dataclass(frozen=True)
 class NewRosterPerson:
-    """A roster row's person to register: the id drawn for it, the validated draft and its blind-index digests."""
+    """A roster row's person to register: the id drawn for it, the validated draft, its blind-index digests
+    and its 一卡通 account ("" when the row has none)."""
 
     id: str
     draft: PersonDraft
     digest: str
     phone_digest: str | None
+    card: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,9 +356,11 @@ class RosterIdentity:
     phone: str
     village: str
     hukou: HukouType
+    card: str = ""
 
 
 __all__ = [
+    "DeathChange",
     "HukouType",
     "NewPerson",
     "NewRosterPerson",
@@ -269,10 +370,16 @@ __all__ = [
     "PersonUpdate",
     "RegisteredPerson",
     "RosterIdentity",
+    "check_death",
     "check_life_status",
+    "check_status_change",
+    "death_change",
+    "is_bank_card",
+    "luhn_ok",
     "normalize_card",
     "normalize_name",
     "normalize_phone",
+    "normalize_roster_card",
     "parse_village",
     "validate_person",
 ]

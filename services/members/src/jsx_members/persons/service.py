@@ -1,7 +1,9 @@
 """Persons use cases: register, read (masked or, for callers holding
 ``members.pii.read``, in full — audited), look up by 身份证 through the blind
 index, list, change; batch reads for other services (payees for a bank file,
-masked persons for a 公示 list); and what the other contexts need of a person.
+masked persons for a 公示 list, with the facts members owns: sex, birth date,
+户籍, status and household); record a death (published once, as
+PersonDied); and what the other contexts need of a person.
 
 Personal data: 身份证 number, phone and 一卡通 card are stored only as
 AES-GCM ciphertext bound to the row (``persons/{id}/id_number`` as AAD);
@@ -15,9 +17,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import FromClause, Select, bindparam, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -25,6 +27,7 @@ from jsx.members.v1 import members_pb2 as pb
 from jsx_members.adapters import bus, db
 from jsx_members.persons import wire
 from jsx_members.persons.domain import (
+    DeathChange,
     HukouType,
     NewPerson,
     NewRosterPerson,
@@ -34,7 +37,10 @@ from jsx_members.persons.domain import (
     PersonUpdate,
     RegisteredPerson,
     RosterIdentity,
+    check_death,
     check_life_status,
+    check_status_change,
+    death_change,
     normalize_card,
     normalize_name,
     normalize_phone,
@@ -48,7 +54,7 @@ from jsxcore.errors import AlreadyExists, ErrorCollector, InvalidArgument, NotFo
 from jsxcore.paging import Page
 from jsxcore.pii import BlindIndex, FieldCipher, mask_name, mask_phone
 from jsxcore.usecase import Idem, mutate
-from jsxcore.values import IdNumber, RegionCode
+from jsxcore.values import IdNumber, RegionCode, RegionLevel
 
 audit = logging.getLogger("jsx.audit")
 
@@ -69,7 +75,21 @@ _IMPORT_COLUMNS = (
     "phone_bidx",
     "village",
     "hukou",
+    "card_cipher",
 )
+
+#: A person's household and relation to its head (a Relation name), or (None, None).
+Household = tuple[str | None, str | None]
+_NO_HOUSEHOLD: Household = (None, None)
+
+
+class MembershipTable(Protocol):
+    """Where persons belong (the households context answers, so that persons
+    needs neither its service nor its rows)."""
+
+    def memberships(self) -> FromClause:
+        """A selectable with columns ``person_id``, ``household_id`` and ``relation`` (a Relation name)."""
+        ...
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -94,6 +114,7 @@ class PersonsService:
         cipher: FieldCipher,
         blind_index: BlindIndex,
         *,
+        households: MembershipTable | None = None,
         notify: Callable[[], None] | None = None,
         today: Callable[[], date] = date.today,
     ) -> None:
@@ -102,6 +123,30 @@ class PersonsService:
         self.bidx = blind_index
         self.notify = notify
         self.today = today
+        self._members = households.memberships() if households is not None else None
+        persons = db.table_of(PersonRow)
+        #: GetPerson's row read: a Core select (the ORM's identity map and
+        #: instance building cost ~100 µs a call here, the query itself ~35 µs),
+        #: with the person's household joined in.
+        self._person_by_id = self._with_household(select(persons), persons.c.id).where(persons.c.id == bindparam("pid"))
+
+    # ---------------------------------------------------------------- households (read through the households context)
+
+    def _with_household(self, q: Select[Any], person_id: Any) -> Select[Any]:
+        """``q`` with the person's ``household_id`` and ``household_relation`` added (NULL when in none)."""
+        m = self._members
+        if m is None:
+            return q.add_columns(null().label("household_id"), null().label("household_relation"))
+        return q.outerjoin(m, m.c.person_id == person_id).add_columns(
+            m.c.household_id.label("household_id"), m.c.relation.label("household_relation")
+        )
+
+    async def _household_of(self, s: AsyncSession, person_id: str) -> Household:
+        m = self._members
+        if m is None:
+            return _NO_HOUSEHOLD
+        found = (await s.execute(select(m.c.household_id, m.c.relation).where(m.c.person_id == person_id))).first()
+        return (found[0], found[1]) if found is not None else _NO_HOUSEHOLD
 
     # ---------------------------------------------------------------- personal data
 
@@ -124,22 +169,31 @@ class PersonsService:
     def _card(self, p: Any) -> str:
         return self.cipher.decrypt(p.card_cipher, aad=self._aad(p.id, "card")) if p.card_cipher else ""
 
-    def present(self, p: Any, *, full: bool, caller: Caller) -> pb.Person:
-        """The response for a person (a row or a Core row of the persons table).
-        Phone and card are decrypted to mask them: masks are not stored, so a
-        key rotation or a masking rule change needs no data migration.
-        Plaintext only when ``full`` is asked and the caller may see personal
-        data; every such read is audited (who, which record — never the values)."""
+    def present(self, p: Any, *, full: bool, caller: Caller, household: Household = _NO_HOUSEHOLD) -> pb.Person:
+        """The response for a person (a row or a Core row of the persons table)
+        in ``household`` (id, relation name). Phone and card are decrypted to
+        mask them: masks are not stored, so a key rotation or a masking rule
+        change needs no data migration. Plaintext only when ``full`` is asked
+        and the caller may see personal data; every such read is audited (who,
+        which record — never the values)."""
+        hid, relation = household
         if full and caller.may_see_pii:
             out = wire.person(
                 p,
                 phone=self._phone(p),
                 card=self._card(p),
                 id_number=self.cipher.decrypt(p.id_cipher, aad=self._aad(p.id, "id_number")),
+                household=hid,
+                relation=relation,
             )
             audit.info("pii.read", extra={"actor": caller.subject, "resource": out.name})
             return out
-        return wire.person(p, phone=self._phone(p), card=self._card(p))
+        return wire.person(p, phone=self._phone(p), card=self._card(p), household=hid, relation=relation)
+
+    async def view(self, s: AsyncSession, person_id: str, *, caller: Caller) -> pb.Person:
+        """The masked response for a person in ``s``'s transaction (for other contexts' use cases)."""
+        row = await self._row(s, person_id, None)
+        return self.present(row, full=False, caller=caller, household=await self._household_of(s, person_id))
 
     def _fill(self, row: PersonRow, draft: PersonDraft, card: str) -> None:
         row.name = draft.name
@@ -174,43 +228,46 @@ class PersonsService:
 
     # ---------------------------------------------------------------- use cases
 
+    async def _register(self, s: AsyncSession, new: NewPerson, *, caller: Caller, prefix: str) -> PersonRow:
+        draft = validate_person(
+            name=new.name,
+            id_number=new.id_number,
+            phone=new.phone,
+            village=new.village,
+            hukou=new.hukou.value,
+            death_date=new.death_date,
+            today=self.today(),
+            prefix=prefix,
+        )
+        caller.require_region(draft.village)
+        await self._refuse_duplicate(s, draft.id_number)
+        row = PersonRow(id=db.new_id(), version=1, created_at=db.utcnow(), updated_at=db.utcnow())
+        try:
+            self._fill(row, draft, new.card_number)
+        except InvalidArgument as e:  # the card: named under the request's prefix
+            raise InvalidArgument.field(prefix + "card_number", e.violations[0].description, reason=e.reason) from None
+        s.add(row)
+        await s.flush()
+        bus.emit(s, wire.registered(row.id, row.village))
+        return row
+
     async def create_person(self, new: NewPerson, *, caller: Caller, idem: Idem | None) -> pb.Person:
         async def work(s: AsyncSession) -> pb.Person:
-            draft = validate_person(
-                name=new.name,
-                id_number=new.id_number,
-                phone=new.phone,
-                village=new.village,
-                hukou=new.hukou.value,
-                death_date=new.death_date,
-                today=self.today(),
-                prefix="person.",
-            )
-            caller.require_region(draft.village)
-            await self._refuse_duplicate(s, draft.id_number)
-            row = PersonRow(id=db.new_id(), version=1, created_at=db.utcnow(), updated_at=db.utcnow())
-            self._fill(row, draft, new.card_number)
-            s.add(row)
-            await s.flush()
-            bus.emit(s, wire.registered(row.id, row.village))
+            row = await self._register(s, new, caller=caller, prefix="person.")
             return self.present(row, full=False, caller=caller)
 
         return await mutate(self.sessions, idem, pb.Person, work, caller=caller, notify=self.notify)
-
-    #: GetPerson's row read: a Core select (the ORM's identity map and
-    #: instance building cost ~100 µs a call here, the query itself ~35 µs).
-    _PERSON_BY_ID = select(db.table_of(PersonRow)).where(db.table_of(PersonRow).c.id == bindparam("pid"))
 
     async def get_person(self, person_id: str, *, full: bool, caller: Caller) -> pb.Person:
         # The hottest read other systems make: one row by primary key, so an
         # inline point read (on SQLite it runs on the loop, no thread hop;
         # see jsxcore.db.read) instead of an async session's thread hops.
         def load(s: Session) -> pb.Person:
-            p = s.connection().execute(self._PERSON_BY_ID, {"pid": person_id}).first()
+            p = s.connection().execute(self._person_by_id, {"pid": person_id}).first()
             if p is None:
                 raise NotFound(f"未找到该人员（编号 {person_id}），请核对后重试", reason="PERSONS_NOT_FOUND")
             caller.require_region(p.village)
-            return self.present(p, full=full, caller=caller)
+            return self.present(p, full=full, caller=caller, household=(p.household_id, p.household_relation))
 
         return await read(self.sessions, load, inline=True)
 
@@ -221,19 +278,21 @@ class PersonsService:
             if p is None:
                 raise NotFound(f"没有登记身份证号为 {idn.masked} 的人员", reason="PERSON_NOT_FOUND")
             caller.require_region(p.village)
-            return self.present(p, full=full, caller=caller)
+            return self.present(p, full=full, caller=caller, household=await self._household_of(s, p.id))
 
     async def list_persons(
         self, *, region: RegionCode | None, status: PersonStatus | None, full: bool, page: Page, caller: Caller
     ) -> pb.ListPersonsResponse:
         scope = region or caller.region
         caller.require_region(scope)
-        q = select(PersonRow).where(PersonRow.village.like(scope.prefix + "%"))
+        q = self._with_household(select(PersonRow), PersonRow.id).where(PersonRow.village.like(scope.prefix + "%"))
         if status is not None:
             q = q.where(PersonRow.status == status.name)
         async with self.sessions() as s:
-            rows, token = page.cut(list((await s.execute(page.apply(q, PersonRow.id))).scalars()), key=lambda p: p.id)
-            return wire.person_list([self.present(p, full=full, caller=caller) for p in rows], token)
+            rows, token = page.cut(list((await s.execute(page.apply(q, PersonRow.id))).all()), key=lambda r: r[0].id)
+            return wire.person_list(
+                [self.present(p, full=full, caller=caller, household=(hid, rel)) for p, hid, rel in rows], token
+            )
 
     async def update_person(
         self, person_id: str, update: PersonUpdate, *, caller: Caller, idem: Idem | None
@@ -242,6 +301,7 @@ class PersonsService:
 
         async def work(s: AsyncSession) -> pb.Person:
             row = await self._row(s, person_id, caller)
+            before = (PersonStatus[row.status], row.death_date)
             errors = ErrorCollector()
 
             def attempt(fn: Callable[[], Any]) -> Any:
@@ -269,6 +329,7 @@ class PersonsService:
             if "status" in paths or "death_date" in paths:
                 errors.violations.extend(update.unreadable.get("status", ()))
                 errors.violations.extend(update.unreadable.get("death_date", ()))
+                check_status_change(errors, before[0], update.status)
                 check_life_status(
                     errors, update.status, update.death_date, birth_date=row.birth_date, today=self.today()
                 )
@@ -282,25 +343,67 @@ class PersonsService:
             row.version += 1
             row.updated_at = db.utcnow()
             await s.flush()
-            return self.present(row, full=False, caller=caller)
+            household = await self._household_of(s, row.id)
+            self._publish_death(
+                s, row, death_change(before, (PersonStatus[row.status], row.death_date)), before[1], household
+            )
+            return self.present(row, full=False, caller=caller, household=household)
+
+        return await mutate(self.sessions, idem, pb.Person, work, caller=caller, notify=self.notify)
+
+    def _publish_death(
+        self, s: AsyncSession, row: PersonRow, change: DeathChange, previous: date | None, household: Household
+    ) -> None:
+        """PersonDied once, when a living person becomes deceased; PersonDeathCorrected
+        when a recorded death's date changes or the death is withdrawn."""
+        if change is DeathChange.DIED:
+            assert row.death_date is not None
+            bus.emit(s, wire.died(row.id, row.village, row.death_date, *household))
+        elif change in (DeathChange.CORRECTED, DeathChange.WITHDRAWN):
+            bus.emit(s, wire.death_corrected(row.id, row.village, row.death_date, previous, household[0]))
+
+    async def record_death(
+        self, person_id: str, death_date: date | None, *, caller: Caller, idem: Idem | None
+    ) -> pb.Person:
+        """死亡登记: the date lies between birth and today; a person already
+        recorded as deceased is refused. Publishes PersonDied (once: a second
+        call with the same request id returns the first answer)."""
+
+        async def work(s: AsyncSession) -> pb.Person:
+            row = await self._row(s, person_id, caller)
+            before = (PersonStatus[row.status], row.death_date)
+            died = check_death(
+                death_date, status=before[0], birth_date=row.birth_date, today=self.today(), field="death_date"
+            )
+            row.status, row.death_date = PersonStatus.DECEASED.name, died
+            row.version += 1
+            row.updated_at = db.utcnow()
+            await s.flush()
+            household = await self._household_of(s, row.id)
+            self._publish_death(s, row, DeathChange.DIED, before[1], household)
+            return self.present(row, full=False, caller=caller, household=household)
 
         return await mutate(self.sessions, idem, pb.Person, work, caller=caller, notify=self.notify)
 
     # ---------------------------------------------------------------- batch reads for other services (AIP-231)
 
-    async def _load(self, person_ids: Sequence[str], caller: Caller, *columns: Any) -> list[Any]:
+    async def _load(
+        self, person_ids: Sequence[str], caller: Caller, *columns: Any, households: bool = False
+    ) -> list[Any]:
         """The persons named, in order; all-or-nothing NOT_FOUND / PERMISSION_DENIED. With ``columns``
-        (which must include ``id`` and ``village``), rows of just those columns instead of whole entities."""
+        (which must include ``id`` and ``village``), rows of just those columns instead of whole entities;
+        with ``households`` too, each row's ``household_id`` and ``household_relation``."""
         if not person_ids:
             raise InvalidArgument.field("names", "请至少指定一个人员（persons/{编号}）", reason="NAMES_REQUIRED")
         if len(person_ids) > MAX_BATCH:
             raise InvalidArgument.field(
                 "names", f"一次最多查询 {MAX_BATCH} 人，本次 {len(person_ids)} 人，请分批查询", reason="TOO_MANY_NAMES"
             )
+        q = select(*columns) if columns else select(PersonRow)
+        if households:
+            q = self._with_household(q, PersonRow.id)
         async with self.sessions() as s:
-            result = await s.execute(
-                (select(*columns) if columns else select(PersonRow)).where(PersonRow.id.in_(set(person_ids)))
-            )
+            result = await s.execute(q.where(PersonRow.id.in_(set(person_ids))))
             rows = {p.id: p for p in (result.all() if columns else result.scalars())}
         missing = [f"persons/{i}" for i in dict.fromkeys(person_ids) if i not in rows]
         if missing:
@@ -337,9 +440,13 @@ class PersonsService:
         return out
 
     async def batch_get_persons(self, person_ids: Sequence[str], *, caller: Caller) -> pb.BatchGetPersonsResponse:
-        """Masked persons (张*明, 4312**********1234, 138****1234) in request order, whatever the caller may see."""
-        rows = await self._load(person_ids, caller)
-        return wire.batch_persons([self.present(p, full=False, caller=caller) for p in rows])
+        """Masked persons (张*明, 4312**********1234, 138****1234) in request order, whatever the caller may see,
+        with sex, birth date, village, 户籍 type, status (death / move dates) and household: what other
+        services read instead of having a clerk type it."""
+        rows = await self._load(person_ids, caller, *db.table_of(PersonRow).c, households=True)
+        return wire.batch_persons(
+            [self.present(p, full=False, caller=caller, household=(p.household_id, p.household_relation)) for p in rows]
+        )
 
     # ---------------------------------------------------------------- for the other contexts
 
@@ -353,7 +460,37 @@ class PersonsService:
         """A registered person in ``s``'s transaction (NOT_FOUND otherwise); with
         ``caller``, also refused when outside the caller's region."""
         p = await self._row(s, person_id, caller)
-        return PersonSummary(p.id, p.name, p.id_masked, p.birth_date, PersonStatus[p.status], p.village)
+        return PersonSummary(p.id, p.name, p.id_masked, p.birth_date, PersonStatus[p.status], p.village, p.sex)
+
+    async def register(self, s: AsyncSession, new: NewPerson, *, caller: Caller, prefix: str) -> PersonSummary:
+        """Register a person in ``s``'s transaction (as CreatePerson does, PersonRegistered included);
+        field violations are named under ``prefix``."""
+        p = await self._register(s, new, caller=caller, prefix=prefix)
+        return PersonSummary(p.id, p.name, p.id_masked, p.birth_date, PersonStatus[p.status], p.village, p.sex)
+
+    async def move(
+        self,
+        s: AsyncSession,
+        person_id: str,
+        *,
+        village: RegionCode | None,
+        moved_to: RegionCode | None,
+        moved_on: date,
+    ) -> None:
+        """Record a 户籍 move in ``s``'s transaction: to ``village`` (in the
+        province: the person's village changes), or out of the province (to
+        ``moved_to``, None when not known; the status becomes 迁出). The
+        caller's use case checks the move and publishes PersonMoved."""
+        row = await self._row(s, person_id, None)
+        if village is not None:
+            assert village.level is RegionLevel.VILLAGE
+            row.village = village.code
+        else:
+            row.status = PersonStatus.MOVED_OUT.name
+            row.moved_to = moved_to.code if moved_to is not None else None
+        row.moved_on = moved_on
+        row.version += 1
+        row.updated_at = db.utcnow()
 
     async def by_digests(self, s: AsyncSession, digests: Sequence[str]) -> dict[str, RegisteredPerson]:
         """Registered persons by the blind-index digest of their 身份证 number (a roster's rows)."""
@@ -365,11 +502,26 @@ class PersonsService:
             PersonRow.village,
             PersonRow.phone_bidx,
             PersonRow.hukou,
+            PersonRow.card_cipher,
         )
         for part in db.chunks(digests):
             for p in await s.execute(select(*cols).where(PersonRow.id_bidx.in_(part))):
-                found[p.id_bidx] = RegisteredPerson(p.id, p.name, p.village, p.phone_bidx, HukouType[p.hukou])
+                found[p.id_bidx] = RegisteredPerson(
+                    p.id, p.name, p.village, p.phone_bidx, HukouType[p.hukou], self._card(p)
+                )
         return found
+
+    async def set_cards(self, s: AsyncSession, cards: Sequence[tuple[str, str]]) -> None:
+        """Put a roster's 一卡通 accounts (person id, normalised number) on persons that had none, in
+        ``s``'s transaction, encrypted like every card."""
+        now = db.utcnow()
+        table = db.table_of(PersonRow)
+        for pid, card in cards:
+            await s.execute(
+                update(table)
+                .where(table.c.id == pid)
+                .values(card_cipher=self.card_cipher(pid, card), version=table.c.version + 1, updated_at=now)
+            )
 
     def prepare(self, new: Sequence[NewRosterPerson]) -> PreparedPersons:
         """Encrypt a chunk of new persons and build their PersonRegistered events (CPU only)."""
@@ -394,6 +546,7 @@ class PersonsService:
                     n.phone_digest,
                     village,
                     draft.hukou.name,
+                    encrypt(n.card, aad=aad(pid, "card")) if n.card else None,
                 )
             )
             events.append(wire.registered(pid, village))
@@ -408,9 +561,10 @@ class PersonsService:
             _IMPORT_COLUMNS,
             prepared.rows,
             const={
-                "card_cipher": None,
                 "status": PersonStatus.ACTIVE.name,
                 "death_date": None,
+                "moved_on": None,
+                "moved_to": None,
                 "version": 1,
                 "created_at": now,
                 "updated_at": now,
@@ -432,10 +586,10 @@ class PersonsService:
                 found += (await s.execute(select(PersonRow).where(PersonRow.id.in_(part)))).scalars()
         out: list[RosterIdentity] = []
         for p in found:
-            phone = self._phone(p)
+            phone, card = self._phone(p), self._card(p)
             if full:
                 ident = self.cipher.decrypt(p.id_cipher, aad=self._aad(p.id, "id_number"))
-                out.append(RosterIdentity(p.id, p.name, ident, phone, p.village, HukouType[p.hukou]))
+                out.append(RosterIdentity(p.id, p.name, ident, phone, p.village, HukouType[p.hukou], card))
             else:
                 out.append(
                     RosterIdentity(
@@ -445,6 +599,7 @@ class PersonsService:
                         mask_phone(phone) if phone else "",
                         p.village,
                         HukouType[p.hukou],
+                        wire.mask_card(card),
                     )
                 )
         return out

@@ -31,6 +31,9 @@ class PersonRow(Base):
     hukou: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     death_date: Mapped[date | None] = mapped_column(Date)
+    # 户籍 moves (MovePerson): the latest move's date, and where to when it left the province.
+    moved_on: Mapped[date | None] = mapped_column(Date)
+    moved_to: Mapped[str | None] = mapped_column(String(12))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

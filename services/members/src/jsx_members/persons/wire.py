@@ -9,6 +9,7 @@ functions only shape what they are given.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from jsx.members.v1 import events_pb2
@@ -26,8 +27,25 @@ def mask_card(card: str) -> str:
     return ("*" * max(len(card) - 4, 0) + card[-4:]) if card else ""
 
 
-def person(p: Any, *, phone: str, card: str, id_number: str | None = None) -> pb.Person:
-    """The API view of a person: masked, plus the plaintext when ``id_number`` is given (the full view)."""
+def _household(household_id: str | None) -> str:
+    return f"households/{household_id}" if household_id else ""
+
+
+def _relation(relation: str | None) -> Any:
+    return enum_out(pb.Relation, "RELATION_", relation) if relation else pb.RELATION_UNSPECIFIED
+
+
+def person(
+    p: Any,
+    *,
+    phone: str,
+    card: str,
+    id_number: str | None = None,
+    household: str | None = None,
+    relation: str | None = None,
+) -> pb.Person:
+    """The API view of a person in ``household`` (its id, and the relation's name): masked, plus the
+    plaintext when ``id_number`` is given (the full view)."""
     full = id_number is not None
     out = pb.Person(
         name=name(p.id),
@@ -43,6 +61,10 @@ def person(p: Any, *, phone: str, card: str, id_number: str | None = None) -> pb
         update_time=wire.ts_to(p.updated_at),
         phone_masked=mask_phone(phone) if phone else "",
         card_number_masked=mask_card(card),
+        household=_household(household),
+        household_relation=_relation(relation),
+        moved_to=region(p.moved_to) if p.moved_to else None,
+        moved_date=day(p.moved_on),
     )
     if id_number is not None:
         out.id_number = id_number
@@ -72,4 +94,38 @@ def registered(person_id: str, village: str) -> events_pb2.PersonRegistered:
     return events_pb2.PersonRegistered(person=name(person_id), village=region(village))
 
 
-__all__ = ["batch_persons", "mask_card", "name", "payees", "person", "person_list", "registered"]
+def died(
+    person_id: str, village: str, death_date: date, household: str | None, relation: str | None
+) -> events_pb2.PersonDied:
+    return events_pb2.PersonDied(
+        person=name(person_id),
+        village=region(village),
+        death_date=wire.date_to(death_date),
+        household=_household(household),
+        relation=_relation(relation),
+    )
+
+
+def death_corrected(
+    person_id: str, village: str, death_date: date | None, previous: date | None, household: str | None
+) -> events_pb2.PersonDeathCorrected:
+    return events_pb2.PersonDeathCorrected(
+        person=name(person_id),
+        village=region(village),
+        death_date=day(death_date),
+        previous_death_date=day(previous),
+        household=_household(household),
+    )
+
+
+__all__ = [
+    "batch_persons",
+    "death_corrected",
+    "died",
+    "mask_card",
+    "name",
+    "payees",
+    "person",
+    "person_list",
+    "registered",
+]

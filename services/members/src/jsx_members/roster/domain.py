@@ -22,10 +22,11 @@ from jsx_members.households.domain import (
     Situation,
     SituationRecord,
     check_household_members,
+    grade_change,
     validate_situation,
 )
 from jsx_members.labels import parse_enum
-from jsx_members.persons.domain import PersonDraft, RegisteredPerson, validate_person
+from jsx_members.persons.domain import PersonDraft, RegisteredPerson, normalize_roster_card, validate_person
 from jsxcore.errors import FailedPrecondition, InvalidArgument
 from jsxcore.pii import mask_name
 from jsxcore.values import IdNumber, RegionCode
@@ -47,6 +48,8 @@ class ImportReport:
     members_added: int = 0
     situations_recorded: int = 0
     unchanged: int = 0
+    #: registered persons who had no 一卡通 account and got the file's
+    cards_added: int = 0
 
     @property
     def ok(self) -> bool:
@@ -69,6 +72,7 @@ class RosterRow:
     head: str | None  # plaintext 身份证 of the head, normalised
     relation: Relation | None
     situation: SituationRecord | None
+    card: str = ""  # the 一卡通 account, normalised ("" when the row has none)
     digest: str = ""
     phone_digest: str | None = None
 
@@ -103,6 +107,11 @@ class RowParser:
                 hukou=r.get("户籍类型", ""),
                 today=self.today,
             )
+        except InvalidArgument as e:
+            errs += messages(e)
+        card = ""
+        try:
+            card = normalize_roster_card(r.get("一卡通账号", ""))
         except InvalidArgument as e:
             errs += messages(e)
         head: str | None = None
@@ -145,7 +154,7 @@ class RowParser:
                 errs.append("户主身份证号是本人号码时，与户主关系应为“户主”")
         if errs or draft is None:
             return None, errs
-        return RosterRow(draft, head, relation, situation), errs
+        return RosterRow(draft, head, relation, situation, card), errs
 
     def _situation(self, r: Mapping[str, str], kind_text: str) -> SituationRecord:
         kind = Situation.parse(kind_text, field="家庭类型")
@@ -176,6 +185,16 @@ def registered_mismatch(p: RegisteredPerson, r: RosterRow) -> str | None:
         return (
             f"此身份证号已登记为 {mask_name(p.name)}（persons/{p.id}），但姓名、所属村、电话或户籍类型与系统不一致；"
             "请核对，如需更正请用人员修改功能"
+        )
+    return None
+
+
+def card_conflict(p: RegisteredPerson, r: RosterRow) -> str | None:
+    """A row's 一卡通 account differing from the one on file is reported, never overwritten."""
+    if r.card and p.card and r.card != p.card:
+        return (
+            f"此人（persons/{p.id}）已登记的一卡通账号与本表不同（尾号 {p.card[-4:]}）；"
+            "如需更换账号，请用人员修改功能（UpdatePerson）更正"
         )
     return None
 
@@ -284,6 +303,7 @@ def plan_households(
                 report.members_added += 1
         rec = head_row.situation if head_row else None
         entry: SituationRecord | None = None
+        previous_grade: int | None = None
         if (
             rec is not None
             and rec.situation is not Situation.NONE
@@ -296,6 +316,7 @@ def plan_households(
                     reason="SITUATION_NOT_AFTER_LATEST",
                 )
             entry = rec
+            previous_grade = grade_change(current, rec)
             report.situations_recorded += 1
         plan.append(
             HouseholdImport(
@@ -306,6 +327,7 @@ def plan_households(
                 member_count=len(members),
                 members=tuple(added),
                 situation=entry,
+                previous_grade=previous_grade,
             )
         )
     return plan
@@ -317,6 +339,7 @@ __all__ = [
     "ImportReport",
     "RosterRow",
     "RowParser",
+    "card_conflict",
     "check_households",
     "group_households",
     "messages",

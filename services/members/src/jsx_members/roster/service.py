@@ -32,6 +32,7 @@ from jsx_members.roster.domain import (
     ImportReport,
     RosterRow,
     RowParser,
+    card_conflict,
     check_households,
     group_households,
     plan_households,
@@ -107,6 +108,7 @@ class RosterService:
                 "联系电话": p.phone,
                 "所属村": p.village,
                 "户籍类型": p.hukou.value,
+                "一卡通账号": p.card,
             }
             m = memberships.get(p.id)
             if m is not None:
@@ -144,6 +146,7 @@ class _Import:
         self.existing: dict[str, RegisteredPerson] = {}  # blind-index digest → registered person
         self.memberships: dict[str, Membership] = {}  # person id → household
         self.ids: dict[str, str] = {}  # plaintext 身份证 → person id (only in memory, for linking)
+        self.cards: list[tuple[str, str]] = []  # (person id, 一卡通) for registered persons who had none
 
     def parse(self, i: int, r: dict[str, str], report: ImportReport) -> RosterRow | None:
         row, errs = self.parser.parse(r)
@@ -242,12 +245,15 @@ class _Import:
             new_id=lambda: db.new_id(),
         )
         await self.households.add_imported(s, plan, recorded_by=self.caller.subject)
+        await self.persons.set_cards(s, self.cards)
+        report.cards_added = len(self.cards)
         audit.info(
             "roster.import",
             extra={
                 "actor": self.caller.subject,
                 "persons": report.persons_created,
                 "households": report.households_created,
+                "cards": report.cards_added,
                 "rows": len(report.rows),
             },
         )
@@ -273,17 +279,20 @@ class _Import:
         for i, r in chunk:
             p = found.get(r.digest)
             if p is not None:
-                problem = registered_mismatch(p, r)
-                if problem:
-                    report.add(i, problem)
+                for problem in (registered_mismatch(p, r), card_conflict(p, r)):
+                    if problem:
+                        report.add(i, problem)
                 self.ids[r.draft.id_number.value] = p.id
-                report.unchanged += 1
+                if r.card and not p.card:
+                    self.cards.append((p.id, r.card))
+                else:
+                    report.unchanged += 1
                 continue
             if report.errors:
                 continue  # the import will be rolled back: only validate from here on
             pid = db.new_id()
             self.ids[r.draft.id_number.value] = pid
-            new.append(NewRosterPerson(pid, r.draft, r.digest, r.phone_digest))
+            new.append(NewRosterPerson(pid, r.draft, r.digest, r.phone_digest, r.card))
         if new:
             report.persons_created += len(new)
             self._pending = asyncio.create_task(self.persons.insert(s, self.persons.prepare(new)))
