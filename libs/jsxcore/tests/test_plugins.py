@@ -283,7 +283,9 @@ def test_pairing_rules_default_is_one_to_one_and_hongjiang_lets_a_member_keep_se
     assert any("16716" in b for b in hj.value.basis) and any("假定" in b for b in hj.value.basis)
     # 双岗联系人, and 会员联系户 before the reform, keep the default
     assert host.call("jsx_pairing_rules", HONGJIANG_VILLAGE, kind="DUAL_CONTACT", on=date(2022, 5, 1)).plugin == BUILTIN
-    assert host.call("jsx_pairing_rules", HONGJIANG_VILLAGE, kind="MEMBER_CONTACT", on=date(2020, 5, 1)).plugin == BUILTIN
+    assert (
+        host.call("jsx_pairing_rules", HONGJIANG_VILLAGE, kind="MEMBER_CONTACT", on=date(2020, 5, 1)).plugin == BUILTIN
+    )
     for bad in (0, 101, True):
         with pytest.raises(ValueError):
             PairingRules(bad, True, ("测试",))

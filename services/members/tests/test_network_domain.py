@@ -134,7 +134,9 @@ def test_pairing_follows_the_regions_rule() -> None:
     nw.check_pairing(**base, volunteer_open=2, rules=several)  # not a special family, third household: allowed
     with pytest.raises(FailedPrecondition) as e:
         nw.check_pairing(**base, volunteer_open=3, rules=several)
-    assert e.value.reason == "VOLUNTEER_AT_LIMIT" and "最多联系 3 户" in e.value.message and "测试规则" in e.value.message
+    assert (
+        e.value.reason == "VOLUNTEER_AT_LIMIT" and "最多联系 3 户" in e.value.message and "测试规则" in e.value.message
+    )
     with pytest.raises(FailedPrecondition) as e:
         nw.check_pairing(**base, volunteer_open=1, already_paired_here=True, rules=several)
     assert e.value.reason == "VOLUNTEER_ALREADY_PAIRED_HERE"

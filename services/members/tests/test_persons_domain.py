@@ -135,7 +135,10 @@ def test_recording_a_death() -> None:
         with pytest.raises(InvalidArgument) as e:
             persons.check_death(day, status=persons.PersonStatus.ACTIVE, birth_date=born, today=TODAY)
         assert e.value.reason == reason and e.value.violations[0].field == "death_date"
-    for status, reason in ((persons.PersonStatus.DECEASED, "ALREADY_DECEASED"), (persons.PersonStatus.MOVED_OUT, "PERSON_MOVED_OUT")):
+    for status, reason in (
+        (persons.PersonStatus.DECEASED, "ALREADY_DECEASED"),
+        (persons.PersonStatus.MOVED_OUT, "PERSON_MOVED_OUT"),
+    ):
         with pytest.raises(FailedPrecondition) as f:
             persons.check_death(date(2024, 5, 1), status=status, birth_date=born, today=TODAY)
         assert f.value.reason == reason

@@ -1061,7 +1061,9 @@ class PairingRules:
     def __post_init__(self) -> None:
         n = self.max_households_per_volunteer
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_HOUSEHOLDS_PER_VOLUNTEER:
-            raise ValueError(f"PairingRules.max_households_per_volunteer 须为 1 至 {MAX_HOUSEHOLDS_PER_VOLUNTEER} 的整数")
+            raise ValueError(
+                f"PairingRules.max_households_per_volunteer 须为 1 至 {MAX_HOUSEHOLDS_PER_VOLUNTEER} 的整数"
+            )
         _chinese("PairingRules.basis", self.basis)
 
     @property

@@ -122,8 +122,7 @@ def jsx_entitlement_amount(
 MEMBER_CONTACT_HOUSEHOLDS = 10
 MEMBER_CONTACT_SINCE = date(2021, 1, 1)
 MEMBER_CONTACT_BASIS = (
-    "洪江市进一步完善会员联系户制度，发动会员开展“一对一”帮扶服务活动，落实会员重点帮扶联系户 16716 个"
-    f"（{_SOURCE}）",
+    f"洪江市进一步完善会员联系户制度，发动会员开展“一对一”帮扶服务活动，落实会员重点帮扶联系户 16716 个（{_SOURCE}）",
     "会员联系户不限于计生特殊家庭，一名会员可联系多户",
     f"简报未载明每名会员联系户数上限和施行日期，按每名会员至多联系 {MEMBER_CONTACT_HOUSEHOLDS} 户、"
     f"{MEMBER_CONTACT_SINCE.isoformat()} 起计（假定）",

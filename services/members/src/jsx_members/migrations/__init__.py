@@ -4,6 +4,7 @@
 it at startup and tests run it on every fresh database. Operators can also
 use the alembic CLI with ``-x url=…`` and ``script_location=jsx_members:migrations``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

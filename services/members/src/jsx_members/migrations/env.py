@@ -1,4 +1,5 @@
 """Alembic environment of the members database (see jsxcore.migrations)."""
+
 from jsxcore.migrations import run_env
 
 from jsx_members.adapters.db import Base
