@@ -72,7 +72,7 @@ async def setup_program(url: str, n: int) -> int:
     from jsxcore.plugins import PluginHost
 
     from jsx_funds.batches import BatchesService
-    from jsx_funds.service import FundsService
+    from jsx_funds.ledger.service import LedgerService as FundsService
 
     eng = create_engine(url)
     sessions = session_factory(eng)
@@ -235,7 +235,7 @@ async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
     if verify_ledger:
         from jsxcore.db import create_engine, session_factory
 
-        from jsx_funds.service import verify
+        from jsx_funds.ledger.verify import verify
         eng = create_engine(url)
         async with session_factory(eng)() as s:
             problems += [str(p) for p in await verify(s)]

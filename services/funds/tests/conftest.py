@@ -26,18 +26,18 @@ from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2
 from jsxcore.db import session_factory
 
-from jsx_funds.service import FundsService
+from jsx_funds.ledger.service import LedgerService
 
 
 @pytest.fixture
-def svc(engine: AsyncEngine) -> FundsService:
-    return FundsService(session_factory(engine))
+def svc(engine: AsyncEngine) -> LedgerService:
+    return LedgerService(session_factory(engine))
 
 
 class Kit:
     """Shorthands for setting up funds, sources and money in tests."""
 
-    def __init__(self, svc: FundsService) -> None:
+    def __init__(self, svc: LedgerService) -> None:
         self.svc = svc
 
     @staticmethod
@@ -78,5 +78,5 @@ class Kit:
 
 
 @pytest.fixture
-def kit(svc: FundsService) -> Kit:
+def kit(svc: LedgerService) -> Kit:
     return Kit(svc)

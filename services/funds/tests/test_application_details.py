@@ -46,11 +46,14 @@ from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details
 from jsxcore.values import Money, Period, RegionCode
 
-from jsx_funds.adapters.db import ApplicationRow, migrate
-from jsx_funds.consumers import apply_household_event
+from jsx_funds.adapters.db import migrate
+from jsx_funds.bank import BankService
 from jsx_funds.entrypoints.grpc import build_runtime
-from jsx_funds.reports import ReportsService, reports_xlsx
-from jsx_funds.service import FundsService
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.consumers import apply_household_event
+from jsx_funds.reporting.service import ReportingService
+from jsx_funds.reporting.wire import reports_xlsx
 
 XP, XP_TOWNSHIP, XP_VILLAGE, XP_STRICT = "431224", "431224101", "431224101201", "431224101202"
 CS_VILLAGE = "430102001001"  # 长沙: no 幸福基金 use rule anywhere above it
@@ -142,11 +145,12 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     host.register(rules)
     host.register(StrictVillage())
     clock = Clock()
-    svc = ReportsService(sessions, host, clock=clock, cipher=FieldCipher(decode_key(generate_key())))
-    funds = FundsService(sessions)
+    svc = BankService(sessions, host, clock=clock, cipher=FieldCipher(decode_key(generate_key())))
+    funds = LedgerService(sessions)
+    reports = ReportingService(sessions, svc, clock=clock)
     for hid, village in (("h1", XP_VILLAGE), ("h2", XP_VILLAGE), ("s1", XP_STRICT), ("cs1", CS_VILLAGE)):
         await add_household(sessions, hid, village)
-    return {"sessions": sessions, "svc": svc, "funds": funds, "rules": rules, "clock": clock}
+    return {"sessions": sessions, "svc": svc, "reports": reports, "funds": funds, "rules": rules, "clock": clock}
 
 
 async def make_program(env, ptype: int, region: str = XP, fund_kind: int = pb.FUND_KIND_PROGRAM,  # type: ignore[no-untyped-def]
@@ -259,7 +263,7 @@ async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # t
     assert long.amount_entitled.fen == 3000_00
 
     # A service without the PII key refuses health details rather than store them in the clear.
-    bare = ReportsService(env["sessions"], svc.plugins, clock=env["clock"])
+    bare = BankService(env["sessions"], svc.plugins, clock=env["clock"])
     with pytest.raises(FailedPrecondition) as e:
         await bare.submit_application(submit(program, period="2022-11", hospital_care=stay), CLERK)
     assert e.value.reason == "NO_PII_KEY" and "加密密钥" in e.value.message
@@ -403,21 +407,21 @@ async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tm
         apps[hid] = app
     # Approved and in 公示 only: no income counts yet.
     report = pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2022"))
-    assert (await svc.get_program_report(report, CLERK)).income_gained.fen == 0
+    assert (await env["reports"].get_program_report(report, CLERK)).income_gained.fen == 0
 
     clock.now += timedelta(days=30)
     batch = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
         request_id=rid(), program=program.name, region=c.RegionCode(code=XP), period=c.Period(code="2022")), who("fin", XP))
     payments = {p.household: p.name for p in (await svc.list_payments(
         pb.ListPaymentsRequest(payment_batch=batch.name), None)).payments}
-    assert (await svc.get_program_report(report, CLERK)).income_gained.fen == 0  # issued, not confirmed
+    assert (await env["reports"].get_program_report(report, CLERK)).income_gained.fen == 0  # issued, not confirmed
     await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=payments["households/h1"], succeeded=True),
         pb.BankResult(payment=payments["households/h2"], succeeded=False, failure_reason="账户已冻结")]), None)
-    r = await svc.get_program_report(report, CLERK)
+    r = await env["reports"].get_program_report(report, CLERK)
     assert r.income_gained.fen == 3000_00  # h1 paid; h2 failed at the bank
     assert r.households_helped == 1 and r.summary.endswith("，带动增收 0.3 万元")
-    other = await svc.get_program_report(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")), CLERK)
+    other = await env["reports"].get_program_report(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")), CLERK)
     assert other.income_gained.fen == 0
 
     out = tmp_path / "报表.xlsx"

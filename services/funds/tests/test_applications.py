@@ -21,9 +21,10 @@ from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
 from jsxcore.values import RegionCode
 
-from jsx_funds.consumers import apply_household_event
-from jsx_funds.programs import ProgramsService, publicity_end
-from jsx_funds.service import FundsService
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.programs.domain import publicity_end
+from jsx_funds.programs.service import ProgramsService
+from jsx_funds.projections.consumers import apply_household_event
 
 HJ_VILLAGE, HJ_TOWNSHIP, HJ = "431281101201", "431281101", "431281"
 YL_VILLAGE = "431222101201"
@@ -57,7 +58,7 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
     clock = Clock()
-    funds = FundsService(sessions)
+    funds = LedgerService(sessions)
     programs = ProgramsService(sessions, host, clock=clock)
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
     async def household(hid: str, village: str, kind: int, since: date) -> None:

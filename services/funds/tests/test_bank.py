@@ -28,12 +28,15 @@ from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, RegionCode
 
 from jsx_funds.adapters import db
-from jsx_funds.adapters.db import BankResultRow, JournalRow, PaymentFailureRow, PaymentRow, payment_key
+from jsx_funds.adapters.db import BankResultRow, PaymentFailureRow, PaymentRow, payment_key
+from jsx_funds.bank import BankService, read_bank_file
 from jsx_funds.batches import STATE
-from jsx_funds.bank import read_bank_file
-from jsx_funds.consumers import apply_household_event
-from jsx_funds.reports import ReportsService, summary, wan_yuan
-from jsx_funds.service import FundsService, pay, verify
+from jsx_funds.ledger.service import LedgerService, pay
+from jsx_funds.ledger.tables import JournalRow
+from jsx_funds.ledger.verify import verify
+from jsx_funds.projections.consumers import apply_household_event
+from jsx_funds.reporting.service import ReportingService
+from jsx_funds.reporting.wire import summary, wan_yuan
 
 HJ = "431281"
 
@@ -53,7 +56,7 @@ class Clock:
         return self.now
 
 
-async def enrol(svc: ReportsService, funds: FundsService, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+async def enrol(svc: BankService, funds: LedgerService, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
     """A 特别扶助 program with a 失独 (940 元 in 洪江) and a 伤残 (580 元) mother enrolled."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -89,8 +92,9 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
     clock = Clock()
-    svc = ReportsService(sessions, host, clock=clock)
-    funds = FundsService(sessions)
+    svc = BankService(sessions, host, clock=clock)
+    funds = LedgerService(sessions)
+    reports = ReportingService(sessions, svc, clock=clock)
     program = await enrol(svc, funds, sessions, HJ, 10_000_00)
     clock.now += timedelta(days=30)  # 公示 over
     batch = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
@@ -99,7 +103,7 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     listed = await svc.list_payments(pb.ListPaymentsRequest(payment_batch=batch.name), None)
     refs = {p.payee.split("-")[1]: p.name for p in listed.payments}  # "b" (940) / "d" (580) → reference
     fund_id = int((await svc.get_program(pb.GetProgramRequest(name=program.name), None)).fund.split("/")[1])
-    return {"svc": svc, "funds": funds, "sessions": sessions, "program": program, "batch": batch, "refs": refs,
+    return {"svc": svc, "reports": reports, "funds": funds, "sessions": sessions, "program": program, "batch": batch, "refs": refs,
             "fund": fund_id}
 
 
@@ -249,18 +253,18 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:  # t
     assert summary(614_9000_00, 1515, 4269) == "资金总额 614.9 万元，惠及计生家庭 1515 户 4269 人"
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
     req = pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2022"))
-    r = await svc.get_program_report(req, who("c", HJ))
+    r = await env["reports"].get_program_report(req, who("c", HJ))
     assert (r.households_helped, r.people_helped, r.amount_paid.fen) == (0, 0, 0)  # nothing confirmed by the bank yet
     await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=refs["b"], succeeded=True), pb.BankResult(payment=refs["d"], succeeded=False,
                                                                          failure_reason="账户已销户")]), None)
-    r = await svc.get_program_report(req, who("c", HJ))
+    r = await env["reports"].get_program_report(req, who("c", HJ))
     assert (r.households_helped, r.persons_helped, r.people_helped, r.amount_paid.fen) == (1, 1, 1, 940_00)
     assert r.fund_total.fen == 10_000_00 and r.amount_approved.fen == 940_00 + 580_00  # no budget: the money allocated
     assert r.summary == "资金总额 1 万元，惠及计生家庭 1 户 1 人"
     states = {s.state: s.count for s in r.states}
     assert states == {pb.APPLICATION_STATE_PAID: 1, pb.APPLICATION_STATE_PAYMENT_FAILED: 1}
-    other = await svc.get_program_report(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")),
+    other = await env["reports"].get_program_report(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")),
                                          who("c", HJ))
     assert other.households_helped == 0 and other.amount_paid.fen == 0
 

@@ -32,11 +32,13 @@ from jsxcore.db import session_factory, transaction
 from jsxcore.outbox import OutboxEvent
 from jsxcore.plugins import PluginHost
 
-from jsx_funds.adapters.db import (
-    ApplicationRow, HouseholdProjection, JournalRow, PaymentBatchRow, PaymentRow, SituationProjection,
-)
+from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow
 from jsx_funds.batches import BatchesService
-from jsx_funds.service import FundsService, verify
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.ledger.tables import JournalRow
+from jsx_funds.ledger.verify import verify
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
 
 WORKER = Path(__file__).with_name("batch_crash_worker.py")
 N = 2_500
@@ -51,7 +53,7 @@ def rid() -> str:
 async def seed(engine: AsyncEngine) -> int:
     """A 洪江 特别扶助 program with N enrolled mothers (half 失独 940 元, half 伤残 580 元); returns its id."""
     sessions = session_factory(engine)
-    funds, svc = FundsService(sessions), BatchesService(sessions, PluginHost())
+    funds, svc = LedgerService(sessions), BatchesService(sessions, PluginHost())
     fund = await funds.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
         display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code="431281"))), None)
     src = await funds.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
@@ -159,7 +161,7 @@ async def test_killed_mid_batch_then_rerun_pays_each_once(engine: AsyncEngine, d
 
     async with session_factory(engine)() as s:
         assert await verify(s) == []
-    funds = FundsService(session_factory(engine))
+    funds = LedgerService(session_factory(engine))
     async with session_factory(engine)() as s:
         fund_id = int((await s.execute(select(PaymentRow.fund_id).limit(1))).scalar_one())
     bal = await funds.balance(fund_id)

@@ -27,10 +27,13 @@ from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
 from jsxcore.values import RegionCode
 
-from jsx_funds.adapters.db import ApplicationRow, HouseholdProjection, PaymentBatchRow, PaymentRow, SituationProjection
+from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow
 from jsx_funds.batches import BatchesService, csv_field_sql
-from jsx_funds.consumers import apply_household_event
-from jsx_funds.service import FundsService, verify
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.ledger.verify import verify
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.consumers import apply_household_event
+from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
 
 COUNTIES = {"hj": "431281", "yl": "431222"}
 
@@ -50,7 +53,7 @@ class Clock:
         return self.now
 
 
-async def enrol(svc: BatchesService, funds: FundsService, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+async def enrol(svc: BatchesService, funds: LedgerService, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
     """A county's 特别扶助 program with one 失独 and one 伤残 beneficiary enrolled (approved, 公示 started)."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -94,7 +97,7 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     host.discover()
     clock = Clock()
     svc = BatchesService(sessions, host, clock=clock)
-    funds = FundsService(sessions)
+    funds = LedgerService(sessions)
     hj = await enrol(svc, funds, sessions, "431281", 10_000_00)
     yl = await enrol(svc, funds, sessions, "431222", 1_050_00)  # exactly one month of 590 + 460
     return {"svc": svc, "funds": funds, "sessions": sessions, "clock": clock, "hj": hj, "yl": yl}

@@ -32,10 +32,13 @@ from jsxcore.pii import generate_key
 from jsxcore.plugins import PluginHost
 from jsxcore.values import RegionCode
 
-from jsx_funds.adapters.db import HouseholdProjection, JournalRow, PaymentRow, SituationProjection, migrate
-from jsx_funds.consumers import build_consumers, household_situations
+from jsx_funds.adapters.db import PaymentRow, migrate
 from jsx_funds.entrypoints.grpc import build_runtime
-from jsx_funds.service import FundsService
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.ledger.tables import JournalRow
+from jsx_funds.projections.consumers import build_consumers
+from jsx_funds.projections.service import household_situations
+from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
 
 
 def rid() -> str:
@@ -73,7 +76,8 @@ async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         "JSX_AUTH_SECRET": "f" * 40,
     }
     await asyncio.to_thread(migrate, db_url)
-    rt, service, relay = build_runtime(ServiceConfig.from_env("funds", env))
+    rt, contexts, relay = build_runtime(ServiceConfig.from_env("funds", env))
+    service = contexts.ledger
     await rt.start()
     try:
         yield {"js": js, "service": service, "relay": relay}
@@ -301,7 +305,7 @@ async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost,  # type:
     consumer = build_consumers(nats_url, sessions, on_commit=relay.notify, plugins=plugins, visit_max_deliver=max_deliver)[0]
     tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
     try:
-        yield {"js": js, "service": FundsService(sessions, on_commit=relay.notify), "consumer": consumer}
+        yield {"js": js, "service": LedgerService(sessions, on_commit=relay.notify), "consumer": consumer}
     finally:
         await consumer.stop()
         await relay.stop()

@@ -59,8 +59,9 @@ from jsx_funds.adapters.db import (
 )
 from jsx_funds.bank import BankService, reconcile
 from jsx_funds.batches import STATE
-from jsx_funds.consumers import apply_household_event
-from jsx_funds.service import FundsService, verify
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.ledger.verify import verify
+from jsx_funds.projections.consumers import apply_household_event
 
 #: batches.py selects a beneficiary whose payment for the period failed at the bank, and pays her again (key#2).
 RETRY_FAILED_IN_LATER_BATCH = True
@@ -174,7 +175,7 @@ def run_machine(db_url: str, max_examples: int, steps: int) -> None:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
-    funds = FundsService(sessions)
+    funds = LedgerService(sessions)
     clock = Clock()
     svc = BankService(sessions, host, clock=clock)
     run = loop.run_until_complete
@@ -604,7 +605,7 @@ async def _ready_application(engine: Any, hid: str) -> tuple[BankService, Any, p
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"]})
     host.discover()
     clock = Clock()
-    svc, funds = BankService(sessions, host, clock=clock), FundsService(sessions)
+    svc, funds = BankService(sessions, host, clock=clock), LedgerService(sessions)
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}", village=c.RegionCode(code="431281101201"), kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
         effective_from=c.Date(year=2020, month=1, day=1), head_person=f"persons/{hid}-head", member_count=2)

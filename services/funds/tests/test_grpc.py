@@ -22,7 +22,8 @@ from jsxcore.config import ServiceConfig
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
 
-from jsx_funds.adapters.db import JournalRow, migrate
+from jsx_funds.adapters.db import migrate
+from jsx_funds.ledger.tables import JournalRow
 from jsx_funds.entrypoints.grpc import build_runtime
 
 SECRET = "f" * 40

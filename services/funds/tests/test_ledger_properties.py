@@ -27,9 +27,10 @@ from jsxcore.db import create_engine, session_factory, transaction
 from jsxcore.errors import FailedPrecondition
 from jsxcore.values import Money
 
-from jsx_funds import service as S
 from jsx_funds.adapters.db import migrate
-from jsx_funds.service import FundsService
+from jsx_funds.ledger import service as S
+from jsx_funds.ledger import verify as V
+from jsx_funds.ledger.service import LedgerService
 
 amounts = st.integers(min_value=1, max_value=50_000_00)
 
@@ -38,7 +39,7 @@ def run_machine(db_url: str, max_examples: int) -> None:
     migrate(db_url)
     loop = asyncio.new_event_loop()
     engine = create_engine(db_url)
-    svc = FundsService(session_factory(engine))
+    svc = LedgerService(session_factory(engine))
     run = loop.run_until_complete
 
     class Ledger(RuleBasedStateMachine):
@@ -211,9 +212,9 @@ def run_machine(db_url: str, max_examples: int) -> None:
 
         @invariant()
         def ledger_verifies(self) -> None:
-            async def check() -> list[S.Problem]:
+            async def check() -> list[V.Problem]:
                 async with svc.sessions() as s:
-                    return await S.verify(s)
+                    return await V.verify(s)
             assert run(check()) == []
 
     try:

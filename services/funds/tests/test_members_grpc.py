@@ -30,8 +30,10 @@ from jsxcore.outbox import EventMeta
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
 
-from jsx_funds.adapters.db import ApplicationRow, HouseholdProjection, migrate
-from jsx_funds.consumers import apply_household_event
+from jsx_funds.adapters.db import migrate
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.consumers import apply_household_event
+from jsx_funds.projections.tables import HouseholdProjection
 from jsx_funds.entrypoints.grpc import build_runtime
 
 SECRET = "m" * 40

@@ -20,7 +20,8 @@ from jsxcore.values import Money
 
 from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, migrate
 from jsx_funds.bank import BankService, reconcile
-from jsx_funds.service import pay, verify
+from jsx_funds.ledger.service import pay
+from jsx_funds.ledger.verify import verify
 
 NOW = "2022-08-20 08:00:00+00:00"
 KEY = "programs/1/beneficiaries/persons/{}/periods/2022-08"  # as keys were written before 0012

@@ -46,10 +46,11 @@ from jsxcore.runtime import error_details, setup_logging
 from jsxcore.values import RegionCode
 
 from jsxcore.errors import NotFound
-from jsx_funds.adapters.db import HouseholdProjection, migrate
+from jsx_funds.adapters.db import migrate
+from jsx_funds.bank import BankService
 from jsx_funds.entrypoints.grpc import build_runtime
-from jsx_funds.reports import ReportsService
-from jsx_funds.service import FundsService
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.projections.tables import HouseholdProjection
 
 SECRET = "p" * 40
 YL, VILLAGE, TOWNSHIP = "431222", "431222101201", "431222101"
@@ -159,7 +160,7 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
             pytest.fail("the members household never reached the funds projection")
 
     clock = Clock(datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc))
-    svc, funds = ReportsService(sessions, stack["host"], clock=clock), FundsService(sessions)
+    svc, funds = BankService(sessions, stack["host"], clock=clock), LedgerService(sessions)
     fund = await funds.create_fund(fpb.CreateFundRequest(request_id=rid(), fund=fpb.Fund(
         display_name="特别扶助资金", kind=fpb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=YL))), None)
     src = await funds.create_fund_source(fpb.CreateFundSourceRequest(request_id=rid(), fund_source=fpb.FundSource(
@@ -172,7 +173,7 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
             display_name=title, type=fpb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=YL), fund=fund.name,
             year=2022, beneficiary=kind)), None)
 
-    async def apply(svc: ReportsService, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
+    async def apply(svc: BankService, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
         app = await svc.submit_application(fpb.SubmitApplicationRequest(request_id=rid(), application=fpb.Application(
             program=prog.name, household=hh.name, person=person, period=c.Period(code=period),
             attributes={"birth_date": "1966-03-01"})), who("clerk-yl", YL))
@@ -196,7 +197,7 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
         batches[key] = await svc.create_payment_batch(fpb.CreatePaymentBatchRequest(
             request_id=rid(), program=prog.name, region=c.RegionCode(code=YL), period=c.Period(code="2022-08")), fin)
     # Applications approved just now (real clock): in 公示 while the test runs.
-    live = ReportsService(sessions, stack["host"])
+    live = BankService(sessions, stack["host"])
     await apply(live, per_person, hb, p["李秀英"].name, "2022-09")
     await apply(live, per_household, hd, "", "2022-09")
     return {"persons": p, "batches": batches, "programs": (per_person, per_household),

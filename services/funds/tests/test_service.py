@@ -13,20 +13,20 @@ from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, N
 from jsxcore.outbox import OutboxEvent
 from jsxcore.values import Money
 
-from jsx_funds import service as S
-from jsx_funds.adapters.db import EntryRow, JournalRow
-from jsx_funds.service import FundsService
+from jsx_funds.ledger import service as S
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.ledger.tables import EntryRow, JournalRow
 
 Kit = object  # the conftest fixture type; annotations only
 
 
 
-async def count(svc: FundsService, model) -> int:  # type: ignore[no-untyped-def]
+async def count(svc: LedgerService, model) -> int:  # type: ignore[no-untyped-def]
     async with svc.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 
 
-async def test_allocation_donation_and_balances(svc: FundsService, kit: Kit) -> None:
+async def test_allocation_donation_and_balances(svc: LedgerService, kit: Kit) -> None:
     fund = await kit.make_fund()
     src = await kit.make_source()
     entry = await kit.allocate(fund, src, 100_000_00)
@@ -55,7 +55,7 @@ async def test_allocation_donation_and_balances(svc: FundsService, kit: Kit) -> 
     assert "张三".encode() not in rows[0].payload
 
 
-async def test_overdraft_is_refused_and_nothing_posted(svc: FundsService, kit: Kit) -> None:
+async def test_overdraft_is_refused_and_nothing_posted(svc: LedgerService, kit: Kit) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
     journals = await count(svc, JournalRow)
@@ -71,14 +71,14 @@ async def test_overdraft_is_refused_and_nothing_posted(svc: FundsService, kit: K
     assert (await svc.balance(fund)).available == Money(1000_00)
 
 
-async def test_allow_negative_fund_may_overdraw(svc: FundsService, kit: Kit) -> None:
+async def test_allow_negative_fund_may_overdraw(svc: LedgerService, kit: Kit) -> None:
     fund = await kit.make_fund(allow_negative=True)
     async with transaction(svc.sessions) as s:
         await S.pay(s, fund, Money(50_00), payment_key="k1", payee="households/1", actor="t")
     assert (await svc.balance(fund)).available == Money(-50_00)
 
 
-async def test_commit_pay_return_and_reversal_rules(svc: FundsService, kit: Kit) -> None:
+async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     alloc = await kit.allocate(fund, src, 1000_00)
     async with transaction(svc.sessions) as s:
@@ -143,7 +143,7 @@ async def test_commit_pay_return_and_reversal_rules(svc: FundsService, kit: Kit)
     assert b.committed == Money(500_00) and b.available == Money(500_00)
 
 
-async def test_idempotent_retry_and_reuse(svc: FundsService, kit: Kit) -> None:
+async def test_idempotent_retry_and_reuse(svc: LedgerService, kit: Kit) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     req_id = kit.rid()
     first = await kit.allocate(fund, src, 300_00, request_id=req_id)
@@ -155,7 +155,7 @@ async def test_idempotent_retry_and_reuse(svc: FundsService, kit: Kit) -> None:
     assert e.value.reason == "REQUEST_ID_REUSED"
 
 
-async def test_bad_input_is_reported_per_field(svc: FundsService, kit: Kit) -> None:
+async def test_bad_input_is_reported_per_field(svc: LedgerService, kit: Kit) -> None:
     with pytest.raises(InvalidArgument) as e:
         await svc.create_fund(funds_pb2.CreateFundRequest(request_id=kit.rid(), fund=funds_pb2.Fund(
             owner_region=common_pb2.RegionCode(code="12")
@@ -171,7 +171,7 @@ async def test_bad_input_is_reported_per_field(svc: FundsService, kit: Kit) -> N
     assert await count(svc, JournalRow) == 0
 
 
-async def test_ledger_listing_pages_with_running_balance(svc: FundsService, kit: Kit) -> None:
+async def test_ledger_listing_pages_with_running_balance(svc: LedgerService, kit: Kit) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     for i in range(1, 6):
         await kit.allocate(fund, src, i * 100)
@@ -188,7 +188,7 @@ async def test_ledger_listing_pages_with_running_balance(svc: FundsService, kit:
         await svc.list_ledger_entries(funds_pb2.ListLedgerEntriesRequest(fund="funds/999", page_token="garbage"), None)
 
 
-async def test_concurrent_payments_never_overdraw(svc: FundsService, kit: Kit, db_url: str) -> None:
+async def test_concurrent_payments_never_overdraw(svc: LedgerService, kit: Kit, db_url: str) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
 

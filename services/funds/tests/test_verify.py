@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jsxcore.db import transaction
 from jsxcore.values import Money
 
-from jsx_funds import service as S
-from jsx_funds.service import FundsService
+from jsx_funds.ledger import service as S
+from jsx_funds.ledger import verify as V
+from jsx_funds.ledger.service import LedgerService
 
 
 def run_verify(db_url: str) -> subprocess.CompletedProcess[str]:
@@ -21,7 +22,7 @@ def run_verify(db_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_verify_passes_then_reports_corruption(svc: FundsService, kit, engine: AsyncEngine, db_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_verify_passes_then_reports_corruption(svc: LedgerService, kit, engine: AsyncEngine, db_url: str) -> None:  # type: ignore[no-untyped-def]
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
     await svc.record_donation(kit.donation_request(fund, 10_00), None)
@@ -31,7 +32,7 @@ async def test_verify_passes_then_reports_corruption(svc: FundsService, kit, eng
                            actor="t", commitment_id=c.journal.id)
         await S.return_payment(s, p.journal_id, Money(50_00), actor="bank", reason="卡号错误")
     async with svc.sessions() as s:
-        assert await S.verify(s) == []
+        assert await V.verify(s) == []
     from jsx_funds.entrypoints.cli import _verify
 
     class Args:

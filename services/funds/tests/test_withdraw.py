@@ -32,11 +32,12 @@ from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details
 from jsxcore.values import RegionCode
 
-from jsx_funds.adapters.db import ApplicationRow, PaymentRow, WithdrawalRow, migrate
-from jsx_funds.consumers import apply_household_event
+from jsx_funds.adapters.db import PaymentRow, migrate
+from jsx_funds.bank import BankService
 from jsx_funds.entrypoints.grpc import build_runtime
-from jsx_funds.reports import ReportsService
-from jsx_funds.service import FundsService
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.programs.tables import ApplicationRow, WithdrawalRow
+from jsx_funds.projections.consumers import apply_household_event
 
 HJ_VILLAGE, HJ_TOWNSHIP, HJ = "431281101201", "431281101", "431281"
 META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -81,9 +82,9 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"]})
     host.discover()
     clock = Clock()
-    svc = ReportsService(sessions, host, clock=clock)
+    svc = BankService(sessions, host, clock=clock)
     await add_household(sessions, "hj1")
-    return {"sessions": sessions, "svc": svc, "funds": FundsService(sessions), "clock": clock}
+    return {"sessions": sessions, "svc": svc, "funds": LedgerService(sessions), "clock": clock}
 
 
 async def make_program(env, budget: int = 0, money: int = 100_000_00) -> pb.Program:  # type: ignore[no-untyped-def]

@@ -42,22 +42,15 @@ from jsxcore.auth import Caller
 from jsxcore.errors import ErrorCollector, InvalidArgument
 from jsxcore.values import Money
 
-from jsx_funds import domain as d
 from jsx_funds.adapters import bus
-from jsx_funds.adapters.db import (
-    AccountRow,
-    ApplicationRow,
-    BankResultRow,
-    EntryRow,
-    PaymentBatchRow,
-    PaymentFailureRow,
-    PaymentRow,
-    ProgramRow,
-    in_batch,
-    beneficiary_keys,
-)
+from jsx_funds.adapters.db import BankResultRow, PaymentBatchRow, PaymentFailureRow, PaymentRow, beneficiary_keys, in_batch
 from jsx_funds.batches import BatchesService, batch_name, payment_message, payment_ref
-from jsx_funds.service import actor_of, locked_fund, parse_id, return_payment, to_date
+from jsx_funds.callers import actor_of
+from jsx_funds.ledger import domain as d
+from jsx_funds.ledger.service import locked_fund, return_payment
+from jsx_funds.ledger.tables import AccountRow, EntryRow
+from jsx_funds.legacy_wire import parse_id, to_date
+from jsx_funds.programs.tables import ApplicationRow, ProgramRow
 
 _REF = re.compile(r"^paymentBatches/([0-9]+)/payments/([0-9]+)$")
 _PAID_WORDS = {"成功", "已支付", "支付成功", "paid", "success", "succeeded", "ok"}

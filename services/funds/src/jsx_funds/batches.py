@@ -63,22 +63,19 @@ from jsxcore.errors import Aborted, DomainError, FailedPrecondition, InvalidArgu
 from jsxcore.outbox import OutboxEvent
 from jsxcore.values import Money, Period, PeriodKind, RegionCode
 
-from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import (
-    ApplicationRow,
-    BankResultRow,
-    HouseholdProjection,
-    JournalRow,
-    PaymentBatchRow,
-    PaymentFailureRow,
-    PaymentRow,
-    ProgramRow,
-    SituationProjection,
-)
-from jsx_funds.consumers import aware
-from jsx_funds.programs import _SITUATION_ORDER, RULE_TYPE, ProgramsService
-from jsx_funds.service import actor_of, decode_token, encode_token, locked_fund, page_size, parse_id, post, region_prefix, ts
+from jsx_funds.adapters.db import BankResultRow, PaymentBatchRow, PaymentFailureRow, PaymentRow, aware
+from jsx_funds.callers import actor_of
+from jsx_funds.ledger import domain as d
+from jsx_funds.ledger import tables as ledger_tables
+from jsx_funds.ledger.service import locked_fund, post
+from jsx_funds.ledger.tables import JournalRow
+from jsx_funds.legacy_wire import decode_token, encode_token, page_size, parse_id, region_prefix, ts
+from jsx_funds.programs.domain import RULE_TYPE
+from jsx_funds.programs.domain import SITUATION_ORDER as _SITUATION_ORDER
+from jsx_funds.programs.service import ProgramsService
+from jsx_funds.programs.tables import ApplicationRow, ProgramRow
+from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
 
 log = logging.getLogger("jsx.funds.batches")
 
@@ -458,7 +455,7 @@ class _BatchWriter:
         fund = await locked_fund(s, program.fund_id)
         self.fund = fund
         self.pg = (await s.connection()).dialect.name == "postgresql"
-        have = sum((await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])).values())
+        have = sum((await ledger_tables.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])).values())
         batch = PaymentBatchRow(program_id=program.id, region=self.region.code, period=str(period), skipped=[],
                                 actor=self.actor, request_id=self.request_id, created_at=self.now)
         s.add(batch)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from jsx.funds.v1 import funds_pb2
 from jsxcore.values import RegionCode
 
-from jsx_funds.adapters.db import HouseholdProjection
+from jsx_funds.projections.tables import HouseholdProjection
 from jsx_funds.adapters.members import MembersClient
 
 

@@ -59,10 +59,11 @@ from jsxcore.pii import mask_name
 from jsxcore.runtime.server import MAX_MESSAGE_BYTES
 from jsxcore.values import Money, RegionCode
 
-from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, ProgramRow, in_batch
+from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, in_batch
 from jsx_funds.adapters.members import MembersClient
+from jsx_funds.legacy_wire import parse_id
 from jsx_funds.payees import household_heads
-from jsx_funds.service import parse_id
+from jsx_funds.programs.tables import ProgramRow
 
 log = logging.getLogger("jsx.funds.payment_file")
 

@@ -6,18 +6,15 @@ from __future__ import annotations
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jsx.common.v1 import annotations_pb2, common_pb2
+from jsx.common.v1 import common_pb2
 from jsx.events.v1 import events_pb2 as ev_events_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
 from jsx.members.v1 import events_pb2 as members_events_pb2
-from jsxcore.outbox import add_event
+from jsxcore.outbox import add_event, subject_of
 
-from jsx_funds.adapters import db
-
-
-def subject_of(message: Message) -> str:
-    """The subject declared on the message type (``jsx.funds.donation.received``)."""
-    return message.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
+from jsx_funds.adapters.db import PaymentRow
+from jsx_funds.ledger.tables import DonationRow, FundRow, JournalRow
+from jsx_funds.programs.tables import ApplicationRow, ProgramRow
 
 
 def emit(session: AsyncSession, message: Message) -> str:
@@ -45,7 +42,7 @@ def source_name(source_id: int) -> str:
     return f"fundSources/{source_id}"
 
 
-def fund_opened(fund: db.FundRow) -> events_pb2.FundOpened:
+def fund_opened(fund: FundRow) -> events_pb2.FundOpened:
     return events_pb2.FundOpened(
         fund=fund_name(fund.id),
         owner_region=common_pb2.RegionCode(code=fund.region),
@@ -53,7 +50,7 @@ def fund_opened(fund: db.FundRow) -> events_pb2.FundOpened:
     )
 
 
-def allocation_posted(fund: db.FundRow, journal: db.JournalRow, source_id: int) -> events_pb2.AllocationPosted:
+def allocation_posted(fund: FundRow, journal: JournalRow, source_id: int) -> events_pb2.AllocationPosted:
     return events_pb2.AllocationPosted(
         ledger_entry=entry_name(fund.id, journal.id),
         fund=fund_name(fund.id),
@@ -63,7 +60,7 @@ def allocation_posted(fund: db.FundRow, journal: db.JournalRow, source_id: int) 
     )
 
 
-def donation_received(fund: db.FundRow, donation: db.DonationRow) -> events_pb2.DonationReceived:
+def donation_received(fund: FundRow, donation: DonationRow) -> events_pb2.DonationReceived:
     return events_pb2.DonationReceived(
         donation=donation_name(fund.id, donation.journal_id),
         fund=fund_name(fund.id),
@@ -75,7 +72,7 @@ def donation_received(fund: db.FundRow, donation: db.DonationRow) -> events_pb2.
 
 
 def entry_reversed(
-    fund: db.FundRow, reversal: db.JournalRow, original: db.JournalRow
+    fund: FundRow, reversal: JournalRow, original: JournalRow
 ) -> events_pb2.LedgerEntryReversed:
     return events_pb2.LedgerEntryReversed(
         ledger_entry=entry_name(fund.id, reversal.id),
@@ -87,7 +84,7 @@ def entry_reversed(
     )
 
 
-def payment_issued(fund: db.FundRow, payment: db.PaymentRow) -> events_pb2.PaymentIssued:
+def payment_issued(fund: FundRow, payment: PaymentRow) -> events_pb2.PaymentIssued:
     """A payment left the fund (batch/application fields are filled by the disbursement layer)."""
     return events_pb2.PaymentIssued(
         payment=payment_name(fund.id, payment.id),
@@ -97,7 +94,7 @@ def payment_issued(fund: db.FundRow, payment: db.PaymentRow) -> events_pb2.Payme
     )
 
 
-def payment_failed(fund: db.FundRow, payment: db.PaymentRow, amount: int, reason: str) -> events_pb2.PaymentFailed:
+def payment_failed(fund: FundRow, payment: PaymentRow, amount: int, reason: str) -> events_pb2.PaymentFailed:
     return events_pb2.PaymentFailed(
         payment=payment_name(fund.id, payment.id),
         payee=payment.payee,
@@ -160,7 +157,7 @@ def objection_name(application_id: int, objection_id: int) -> str:
     return f"applications/{application_id}/objections/{objection_id}"
 
 
-def application_event(cls: type[Message], app: db.ApplicationRow, program: db.ProgramRow, **extra: object) -> Message:
+def application_event(cls: type[Message], app: ApplicationRow, program: ProgramRow, **extra: object) -> Message:
     """One of ApplicationSubmitted/Approved/Rejected/Objected: ids, region, period, amounts — no names."""
     return cls(
         application=application_name(app.id), program=program_name(program.id),

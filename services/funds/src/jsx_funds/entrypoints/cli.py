@@ -1,7 +1,7 @@
 """``jsx funds …`` commands (registered through the ``jsx.cli`` entry point).
 
 * ``jsx funds verify`` — prove the ledger's invariants (see
-  :func:`jsx_funds.service.verify`); exit 1 with a readable report if any fails.
+  :func:`jsx_funds.ledger.verify.verify`); exit 1 with a readable report if any fails.
 * ``jsx funds serve`` — run the service (same as ``python -m jsx_funds``).
 * ``jsx funds migrate`` — bring the database schema up to date.
 * ``jsx funds payment-file BATCH --xlsx FILE / --csv FILE`` — the batch's
@@ -27,7 +27,7 @@ from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
 
 from jsx_funds.adapters.db import migrate
-from jsx_funds.service import verify
+from jsx_funds.ledger.verify import verify
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -59,7 +59,7 @@ async def _payment_file(args: argparse.Namespace) -> int:
     from jsx_funds.adapters.members import MembersClient
     from jsx_funds.batches import BatchesService
     from jsx_funds.payment_file import build, render_csv, render_xlsx
-    from jsx_funds.service import parse_id
+    from jsx_funds.legacy_wire import parse_id
     from jsxcore.values import Money
 
     args.batch = args.batch or args.batch_opt
@@ -165,9 +165,10 @@ async def _report(args: argparse.Namespace) -> int:
 
     from jsxcore.values import Period, RegionCode
 
-    from jsx_funds.adapters.db import ProgramRow
-    from jsx_funds.reports import program_report, reports_xlsx
-    from jsx_funds.service import parse_id, region_prefix
+    from jsx_funds.programs.tables import ProgramRow
+    from jsx_funds.reporting.service import program_report
+    from jsx_funds.reporting.wire import reports_xlsx
+    from jsx_funds.legacy_wire import parse_id, region_prefix
 
     period = Period.parse(str(args.year), field="year") if args.year else None
     engine = create_engine(_url(args))

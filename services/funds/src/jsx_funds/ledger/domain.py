@@ -1,4 +1,4 @@
-"""Funds domain: funds, sources and the double-entry posting rules.
+"""Ledger domain: funds, sources and the double-entry posting rules.
 
 Pure Python (no I/O). The service layer loads balances, asks this module to
 build a :class:`Posting` for a movement, checks it with
@@ -39,9 +39,23 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
 
 from jsxcore.errors import FailedPrecondition, InvalidArgument
 from jsxcore.values import Money, RegionCode
+
+#: China Standard Time: the day a clerk means by a date.
+CST = timezone(timedelta(hours=8))
+
+
+def day_start_utc(day: date) -> datetime:
+    """The first instant of ``day`` in China, in UTC."""
+    return datetime.combine(day, time(), CST).astimezone(timezone.utc)
+
+
+def day_end_utc(day: date) -> datetime:
+    """The first instant after ``day`` ends in China, in UTC."""
+    return datetime.combine(day + timedelta(days=1), time(), CST).astimezone(timezone.utc)
 
 
 class FundKind(str, enum.Enum):

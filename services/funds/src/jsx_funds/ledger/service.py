@@ -1,168 +1,54 @@
-"""Funds use cases: each one transaction, idempotent by ``request_id``, with
-its outbox events written in the same transaction.
+"""Ledger use cases (sources, funds, allocations, donations, reversals, balances,
+entries) and the in-transaction ledger operations other contexts call.
 
-Two layers:
-
-* :class:`FundsService` — the use cases the gRPC servicer calls, taking and
-  returning jsx.funds.v1 messages (AIP-155 stores the response message, so the
-  wire message is the command). Region scope is checked here, on the loaded
-  resource; permissions are checked by the runtime before we are called.
-* Ledger operations (``commit``, ``release``, ``pay``, ``return_payment``,
-  ``post``) that run inside a caller's transaction, for use cases that move
-  money as part of something larger (an approved application, a payment
-  batch). They lock the fund row first, so concurrent postings on one fund
-  serialise and no check-then-write race can overdraw it.
+* :class:`LedgerService` — the use cases behind the ledger's RPCs. Region
+  scope is checked here, on the loaded resource; permissions are checked by
+  the runtime before we are called.
+* Ledger operations (:func:`locked_fund`, :func:`post`, :func:`commit`,
+  :func:`release`, :func:`reverse`; ``pay`` and ``return_payment`` until the
+  disbursement context takes them) run inside a caller's transaction, for use
+  cases that move money as part of something larger (an approved
+  application, a payment batch, a visit's 慰问金). They lock the fund row
+  first, so concurrent postings on one fund serialise and no check-then-write
+  race can overdraw it.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2
 from jsxcore.auth import Caller
 from jsxcore.db import transaction
 from jsxcore.errors import AlreadyExists, ErrorCollector, FailedPrecondition, InvalidArgument, NotFound
 from jsxcore.idempotency import run_idempotent
-from jsxcore.values import Money, RegionCode, RegionLevel
+from jsxcore.values import Money, RegionCode
 
-from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import (
-    AccountRow,
-    DonationRow,
-    EntryRow,
-    FundRow,
-    JournalRow,
-    PaymentRow,
-    SourceRow,
+from jsx_funds.adapters.db import PaymentRow
+from jsx_funds.callers import actor_of, list_scope
+from jsx_funds.ledger import domain as d
+from jsx_funds.ledger import tables as t
+from jsx_funds.ledger.tables import AccountRow, DonationRow, EntryRow, FundRow, JournalRow, SourceRow
+from jsx_funds.ledger.wire import HELD, donation_message, entry_message, fund_message, source_message
+from jsx_funds.legacy_wire import (
+    SERVICE,
+    decode_token,
+    encode_token,
+    page_size,
+    parse_entry_name,
+    parse_enum,
+    parse_id,
+    to_date,
 )
-
-SERVICE = "/jsx.funds.v1.FundsService/"
-#: China Standard Time: the day a clerk means by a date.
-CST = timezone(timedelta(hours=8))
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
-
-_PREFIX_LEN = {
-    RegionLevel.PROVINCE: 2, RegionLevel.CITY: 4, RegionLevel.COUNTY: 6,
-    RegionLevel.TOWNSHIP: 9, RegionLevel.VILLAGE: 12,
-}
-
-
-# ---------------------------------------------------------------- small helpers
-
-
-def actor_of(caller: Caller | None) -> str:
-    return caller.subject if caller is not None else "system"
-
-
-def region_prefix(region: RegionCode) -> str:
-    return region.code[: _PREFIX_LEN[region.level]]
-
-
-def parse_id(name: str, collection: str, field: str) -> int:
-    """``"funds/12"`` → 12 (also accepts the bare id); InvalidArgument otherwise."""
-    text = name.strip()
-    tail = text[len(collection) + 1:] if text.startswith(collection + "/") else text
-    if not tail.isdigit() or int(tail) <= 0 or int(tail) >= 2**63:
-        raise InvalidArgument.field(
-            field, f"资源名“{name}”格式不对，应写成 {collection}/编号，例如 {collection}/1", reason="INVALID_RESOURCE_NAME"
-        )
-    return int(tail)
-
-
-def parse_entry_name(name: str, field: str = "name") -> tuple[int, int]:
-    """``"funds/3/ledgerEntries/17"`` → (3, 17)."""
-    parts = name.strip().split("/")
-    if len(parts) != 4 or parts[0] != "funds" or parts[2] != "ledgerEntries" \
-            or not parts[1].isdigit() or not parts[3].isdigit():
-        raise InvalidArgument.field(
-            field, f"账目资源名“{name}”格式不对，应写成 funds/基金编号/ledgerEntries/账目编号", reason="INVALID_RESOURCE_NAME"
-        )
-    return int(parts[1]), int(parts[3])
-
-
-def parse_enum(enum_type, value: int, prefix: str, domain_enum, field: str, what: str):  # type: ignore[no-untyped-def]
-    """A wire enum value → the domain enum; UNSPECIFIED or unknown → InvalidArgument."""
-    try:
-        name = enum_type.Name(value)
-    except ValueError:
-        name = ""
-    short = name[len(prefix):] if name.startswith(prefix) else ""
-    try:
-        return domain_enum(short)
-    except ValueError:
-        choices = "、".join(n[len(prefix):] for n in enum_type.keys() if not n.endswith("UNSPECIFIED"))
-        raise InvalidArgument.field(field, f"请选择{what}（{choices}）", reason="INVALID_ENUM") from None
-
-
-def ts(dt: datetime | None) -> Timestamp:
-    out = Timestamp()
-    if dt is not None:
-        if dt.tzinfo is None:  # SQLite returns naive datetimes; we store UTC
-            dt = dt.replace(tzinfo=timezone.utc)
-        out.FromDatetime(dt)
-    return out
-
-
-def money(fen: int) -> common_pb2.Money:
-    return common_pb2.Money(fen=fen)
-
-
-def page_size(value: int) -> int:
-    if value < 0:
-        raise InvalidArgument.field("page_size", "每页条数不能为负数", reason="INVALID_PAGE_SIZE")
-    return min(value or DEFAULT_PAGE, MAX_PAGE)
-
-
-def encode_token(last_id: int, filter_key: str) -> str:
-    digest = hashlib.sha256(filter_key.encode()).hexdigest()[:12]
-    return base64.urlsafe_b64encode(f"{last_id}:{digest}".encode()).decode()
-
-
-def decode_token(token: str, filter_key: str) -> int:
-    """The last id of the previous page (0 for the first page)."""
-    if not token:
-        return 0
-    try:
-        last, digest = base64.urlsafe_b64decode(token.encode()).decode().split(":")
-        ok = digest == hashlib.sha256(filter_key.encode()).hexdigest()[:12] and last.isdigit()
-    except Exception:
-        ok = False
-    if not ok:
-        raise InvalidArgument.field(
-            "page_token", "翻页令牌无效或与查询条件不符，请从第一页重新查询", reason="INVALID_PAGE_TOKEN"
-        )
-    return int(last)
-
-
-def to_date(msg: common_pb2.Date, field: str) -> date | None:
-    if msg.year == 0 and msg.month == 0 and msg.day == 0:
-        return None
-    try:
-        return date(msg.year, msg.month, msg.day)
-    except ValueError:
-        raise InvalidArgument.field(field, f"日期 {msg.year}-{msg.month}-{msg.day} 无效", reason="INVALID_DATE") from None
-
-
-def day_end_utc(day: date) -> datetime:
-    """The first instant after ``day`` ends in China, in UTC."""
-    return datetime.combine(day + timedelta(days=1), time(), CST).astimezone(timezone.utc)
-
-
-def day_start_utc(day: date) -> datetime:
-    return datetime.combine(day, time(), CST).astimezone(timezone.utc)
+from jsx_funds.legacy_wire import money
+from jsx_funds.ledger.domain import CST, day_end_utc, day_start_utc
 
 
 # ---------------------------------------------------------------- ledger operations
@@ -178,8 +64,8 @@ class Posted:
 
 
 async def locked_fund(session: AsyncSession, fund_id: int, caller: Caller | None = None) -> FundRow:
-    """Lock the fund for this transaction (see :func:`db.lock_fund`); NotFound / region checks."""
-    fund = await db.lock_fund(session, fund_id)
+    """Lock the fund for this transaction (see :func:`t.lock_fund`); NotFound / region checks."""
+    fund = await t.lock_fund(session, fund_id)
     if fund is None:
         raise NotFound(f"基金 funds/{fund_id} 不存在，请核对基金编号", reason="FUND_NOT_FOUND",
                        metadata={"fund": f"funds/{fund_id}"})
@@ -223,11 +109,11 @@ async def post(
     posting = build(journal.id)
     if posting.amount != amount:
         raise ValueError("journal header amount differs from its entries")
-    before = await db.balances_for(session, d.touched_keys(posting))
+    before = await t.balances_for(session, d.touched_keys(posting))
     d.check_balances(posting, before, allow_negative=fund.allow_negative)
     if attach is not None:
         await attach(journal)
-    await db.write_posting(session, journal, posting)
+    await t.write_posting(session, journal, posting)
     return Posted(fund, journal, posting)
 
 
@@ -243,7 +129,7 @@ async def commit(
                       actor=actor, memo=memo, request_id=request_id)
 
 
-async def _commitment_fund(session: AsyncSession, commitment_id: int) -> int:
+async def commitment_fund(session: AsyncSession, commitment_id: int) -> int:
     row = await session.get(JournalRow, commitment_id)
     if row is None or row.kind != d.JournalKind.COMMITMENT.value:
         raise NotFound(f"预留 {commitment_id} 不存在", reason="COMMITMENT_NOT_FOUND")
@@ -255,7 +141,7 @@ async def release(
 ) -> Posted:
     """Give back (part of) an earmark to the fund's available money."""
     d.require_positive(amount)
-    fund = await locked_fund(session, await _commitment_fund(session, commitment_id))
+    fund = await locked_fund(session, await commitment_fund(session, commitment_id))
     return await post(session, fund, d.JournalKind.RELEASE, amount,
                       lambda jid: d.release(fund.id, commitment_id, amount),
                       actor=actor, memo=memo, request_id=request_id,
@@ -287,7 +173,7 @@ async def pay(
     d.require_positive(amount)
     if not payment_key:
         raise InvalidArgument.field("payment_key", "缺少支付业务编号", reason="MISSING_PAYMENT_KEY")
-    if commitment_id is not None and await _commitment_fund(session, commitment_id) != fund_id:
+    if commitment_id is not None and await commitment_fund(session, commitment_id) != fund_id:
         raise InvalidArgument.field("commitment", "该预留不属于本基金", reason="COMMITMENT_OTHER_FUND")
     fund = await locked_fund(session, fund_id)
     attempts = await db.payment_attempts(session, payment_key)
@@ -366,7 +252,7 @@ async def reverse(
         )
     # An earmark already drawn on, or a payment partly returned, cannot be
     # reversed: the per-commitment / per-payment balance check in post() refuses it.
-    lines = await db.journal_lines(session, journal_id)
+    lines = await t.journal_lines(session, journal_id)
     kind = d.JournalKind(original.kind)
     # Money that went out through a payment batch is settled by the bank's
     # result (paid, or failed → returned), never by hand: reversing either
@@ -395,90 +281,6 @@ async def reverse(
     return posted
 
 
-# ---------------------------------------------------------------- proto mapping
-
-
-def _kind_name(enum_type, prefix: str, value: str) -> int:  # type: ignore[no-untyped-def]
-    return int(enum_type.Value(prefix + value))
-
-
-def fund_message(fund: FundRow, balance: d.FundBalance, updated: datetime | None) -> funds_pb2.Fund:
-    return funds_pb2.Fund(
-        name=bus.fund_name(fund.id),
-        display_name=fund.name,
-        owner_region=common_pb2.RegionCode(code=fund.region),
-        kind=_kind_name(funds_pb2.FundKind, "FUND_KIND_", fund.kind),
-        balance=money(balance.held.fen),
-        available=money(balance.available.fen),
-        allow_negative=fund.allow_negative,
-        create_time=ts(fund.created_at),
-        update_time=ts(updated or fund.created_at),
-        owner=fund.owner,
-        description=fund.description,
-    )
-
-
-def source_message(src: SourceRow) -> funds_pb2.FundSource:
-    return funds_pb2.FundSource(
-        name=bus.source_name(src.id),
-        display_name=src.name,
-        kind=_kind_name(funds_pb2.FundSourceKind, "FUND_SOURCE_KIND_", src.kind),
-        region=common_pb2.RegionCode(code=src.region),
-        create_time=ts(src.created_at),
-    )
-
-
-def line_message(ln: d.Line) -> funds_pb2.LedgerLine:
-    a = ln.account
-    return funds_pb2.LedgerLine(
-        account=_kind_name(funds_pb2.LedgerAccount, "LEDGER_ACCOUNT_", a.kind.value),
-        debit=ln.side is d.Side.DEBIT,
-        amount=money(ln.amount.fen),
-        source=bus.source_name(a.source_id) if a.source_id is not None else "",
-        commitment=bus.entry_name(a.fund_id, a.commitment_id) if a.commitment_id is not None else "",
-        payment=bus.payment_name(a.fund_id, a.payment_id) if a.payment_id is not None else "",
-    )
-
-
-_HELD = (d.AccountKind.AVAILABLE, d.AccountKind.COMMITTED)
-
-
-def entry_message(
-    journal: JournalRow, lines: Sequence[d.Line], *, held_after: int, available_after: int
-) -> funds_pb2.LedgerEntry:
-    held_delta = sum(ln.signed_debit for ln in lines if ln.account.kind in _HELD)
-    return funds_pb2.LedgerEntry(
-        name=bus.entry_name(journal.fund_id, journal.id),
-        transaction_id=str(journal.id),
-        fund=bus.fund_name(journal.fund_id),
-        kind=_kind_name(funds_pb2.EntryKind, "ENTRY_KIND_", journal.kind),
-        amount=money(held_delta),
-        balance_after=money(held_after),
-        available_after=money(available_after),
-        counterparty=journal.counterparty,
-        reference=journal.reference,
-        memo=journal.memo,
-        reverses=bus.entry_name(journal.fund_id, journal.reverses_id) if journal.reverses_id else "",
-        audit=common_pb2.AuditStamp(actor=journal.actor, time=ts(journal.created_at), request_id=journal.request_id),
-        lines=[line_message(ln) for ln in lines],
-    )
-
-
-def donation_message(don: DonationRow) -> funds_pb2.Donation:
-    rd = don.received_on
-    return funds_pb2.Donation(
-        name=bus.donation_name(don.fund_id, don.journal_id),
-        fund=bus.fund_name(don.fund_id),
-        donor_display_name="匿名" if don.anonymous else don.donor_name,
-        donor_kind=_kind_name(funds_pb2.DonorKind, "DONOR_KIND_", don.donor_kind),
-        amount=money(don.amount),
-        received_date=common_pb2.Date(year=rd.year, month=rd.month, day=rd.day),
-        anonymous=don.anonymous,
-        receipt_number=don.receipt_no,
-        ledger_entry=bus.entry_name(don.fund_id, don.journal_id),
-        create_time=ts(don.created_at),
-    )
-
 
 async def _held_available_before(session: AsyncSession, fund_id: int, journal_id: int) -> tuple[int, int]:
     """Σ(held), Σ(available) over the fund's journals with id < ``journal_id``."""
@@ -487,7 +289,7 @@ async def _held_available_before(session: AsyncSession, fund_id: int, journal_id
         select(AccountRow.kind, net)
         .select_from(EntryRow).join(AccountRow, AccountRow.id == EntryRow.account_id)
         .where(AccountRow.fund_id == fund_id, EntryRow.journal_id < journal_id,
-               AccountRow.kind.in_([k.value for k in _HELD]))
+               AccountRow.kind.in_([k.value for k in HELD]))
         .group_by(AccountRow.kind)
     )).all()
     by = {k: int(v) for k, v in rows}
@@ -506,19 +308,20 @@ async def entry_messages(session: AsyncSession, fund_id: int, journals: Sequence
             # A date filter may skip journals in between; account for them.
             h, a = await _held_available_before(session, fund_id, j.id)
             held, avail = h, a
-        lines = await db.journal_lines(session, j.id)
-        held += sum(ln.signed_debit for ln in lines if ln.account.kind in _HELD)
+        lines = await t.journal_lines(session, j.id)
+        held += sum(ln.signed_debit for ln in lines if ln.account.kind in HELD)
         avail += sum(ln.signed_debit for ln in lines if ln.account.kind is d.AccountKind.AVAILABLE)
         out.append(entry_message(j, lines, held_after=held, available_after=avail))
         prev_id = j.id + 1
     return out
 
 
+
 # ---------------------------------------------------------------- use cases
 
 
-class FundsService:
-    """The funds use cases behind FundsService RPCs (see the module doc)."""
+class LedgerService:
+    """The ledger use cases behind the FundsService RPCs on sources, funds and the ledger."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, on_commit: Callable[[], None] | None = None):
         self.sessions = sessions
@@ -569,7 +372,7 @@ class FundsService:
         async with self.sessions() as s:
             stmt = select(SourceRow).where(SourceRow.id > after).order_by(SourceRow.id).limit(limit + 1)
             if region is not None:
-                stmt = stmt.where(SourceRow.region.startswith(region_prefix(region)))
+                stmt = stmt.where(SourceRow.region.startswith(region.prefix))
             rows = (await s.execute(stmt)).scalars().all()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -618,7 +421,7 @@ class FundsService:
     async def get_fund(self, req: funds_pb2.GetFundRequest, caller: Caller | None) -> funds_pb2.Fund:
         async with self.sessions() as s:
             fund = await self._fund_for_read(s, req.name, "name", caller)
-            return fund_message(fund, await db.fund_balance(s, fund.id), await _last_posting(s, fund.id))
+            return fund_message(fund, await t.fund_balance(s, fund.id), await _last_posting(s, fund.id))
 
     async def list_funds(self, req: funds_pb2.ListFundsRequest, caller: Caller | None) -> funds_pb2.ListFundsResponse:
         limit = page_size(req.page_size)
@@ -631,13 +434,13 @@ class FundsService:
         async with self.sessions() as s:
             stmt = select(FundRow).where(FundRow.id > after).order_by(FundRow.id).limit(limit + 1)
             if region is not None:
-                stmt = stmt.where(FundRow.region.startswith(region_prefix(region)))
+                stmt = stmt.where(FundRow.region.startswith(region.prefix))
             if kind is not None:
                 stmt = stmt.where(FundRow.kind == kind.value)
             rows = (await s.execute(stmt)).scalars().all()
             more = len(rows) > limit
             rows = rows[:limit]
-            funds = [fund_message(r, await db.fund_balance(s, r.id), await _last_posting(s, r.id)) for r in rows]
+            funds = [fund_message(r, await t.fund_balance(s, r.id), await _last_posting(s, r.id)) for r in rows]
         return funds_pb2.ListFundsResponse(funds=funds, next_page_token=encode_token(rows[-1].id, key) if more else "")
 
     # -- money in
@@ -700,7 +503,7 @@ class FundsService:
                                 lambda _jid: d.inflow(d.JournalKind.DONATION, fund.id, source.id, amount),
                                 actor=actor_of(caller), request_id=req.request_id,
                                 memo=f"{donor_kind.value} 捐赠", counterparty="")
-            seq = await db.next_receipt_seq(s, fund.region, received.year)
+            seq = await t.next_receipt_seq(s, fund.region, received.year)
             row = DonationRow(
                 journal_id=posted.journal.id, fund_id=fund.id, source_id=source.id,
                 receipt_no=d.receipt_number(RegionCode(fund.region), received.year, seq),
@@ -793,7 +596,7 @@ class FundsService:
     async def balance(self, fund_id: int) -> d.FundBalance:
         """The fund's balance derived from its entries (for tests, CLI and other use cases)."""
         async with self.sessions() as s:
-            return await db.fund_balance(s, fund_id)
+            return await t.fund_balance(s, fund_id)
 
 
 # ---------------------------------------------------------------- private helpers
@@ -819,13 +622,7 @@ def _id_or_collect(name: str, collection: str, field: str, errs: ErrorCollector)
 
 
 def _scope(code: str, caller: Caller | None, field: str) -> RegionCode | None:
-    """The region a list covers: the asked one (which must lie in the caller's scope), else the caller's."""
-    if code:
-        region = RegionCode.parse(code, field=field)
-        if caller is not None:
-            caller.require_region(region)
-        return region
-    return caller.region if caller is not None else None
+    return list_scope(RegionCode.parse(code, field=field) if code else None, caller)
 
 
 async def _last_posting(s: AsyncSession, fund_id: int) -> datetime | None:
@@ -845,150 +642,3 @@ async def _donation_source(s: AsyncSession, fund: FundRow) -> SourceRow:
         s.add(row)
         await s.flush()
     return row
-
-
-# ---------------------------------------------------------------- invariant check
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One broken ledger invariant, described for an accountant."""
-
-    where: str
-    what: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.what}"
-
-
-async def verify(session: AsyncSession) -> list[Problem]:
-    """Prove the ledger's invariants from the stored rows; return every violation found.
-
-    * each journal has ≥ 2 entries, debits = credits = its header amount, and
-      every entry is on an account of the journal's fund;
-    * per fund, Σdebits = Σcredits;
-    * every payment has its PAYMENT journal (its own, or its batch's) whose
-      EXPENSE debit equals the sum of the payments it carries; every donation
-      its DONATION journal of its amount; a payment the bank failed has a
-      PAYMENT_RETURN journal taking its whole amount back out of EXPENSE;
-    * a reversal's entries mirror the journal it reverses;
-    * no account ends on the wrong side of zero (available may, where the
-      fund allows it);
-    * donation receipt numbers per region and year are 1…N with no gap.
-    """
-    problems: list[Problem] = []
-    debit = func.coalesce(func.sum(case((EntryRow.side == "D", EntryRow.amount), else_=0)), 0)
-    credit = func.coalesce(func.sum(case((EntryRow.side == "C", EntryRow.amount), else_=0)), 0)
-    net = func.coalesce(func.sum(case((EntryRow.side == "D", EntryRow.amount), else_=-EntryRow.amount)), 0)
-
-    rows = (await session.execute(
-        select(JournalRow.id, JournalRow.fund_id, JournalRow.kind, JournalRow.amount,
-               func.count(EntryRow.id), debit, credit)
-        .select_from(JournalRow).outerjoin(EntryRow, EntryRow.journal_id == JournalRow.id)
-        .group_by(JournalRow.id, JournalRow.fund_id, JournalRow.kind, JournalRow.amount)
-    )).all()
-    for jid, fid, kind, amount, n, dr, cr in rows:
-        where = f"账目 {bus.entry_name(fid, jid)}（{kind}）"
-        if n < 2:
-            problems.append(Problem(where, f"只有 {n} 条分录，复式记账至少需要 2 条"))
-        if dr != cr:
-            problems.append(Problem(where, f"借方 {d.yuan(dr)} 元 ≠ 贷方 {d.yuan(cr)} 元"))
-        if dr != amount:
-            problems.append(Problem(where, f"分录借方合计 {d.yuan(dr)} 元与凭证金额 {d.yuan(amount)} 元不符"))
-
-    for jid, fid, afund in (await session.execute(
-        select(JournalRow.id, JournalRow.fund_id, AccountRow.fund_id)
-        .join(EntryRow, EntryRow.journal_id == JournalRow.id).join(AccountRow, AccountRow.id == EntryRow.account_id)
-        .where(AccountRow.fund_id != JournalRow.fund_id)
-    )).all():
-        problems.append(Problem(f"账目 {bus.entry_name(fid, jid)}", f"含有基金 funds/{afund} 的分录"))
-
-    for fid, dr, cr in (await session.execute(
-        select(AccountRow.fund_id, debit, credit).select_from(EntryRow)
-        .join(AccountRow, AccountRow.id == EntryRow.account_id).group_by(AccountRow.fund_id)
-    )).all():
-        if dr != cr:
-            problems.append(Problem(f"基金 funds/{fid}", f"借方合计 {d.yuan(dr)} 元 ≠ 贷方合计 {d.yuan(cr)} 元"))
-
-    # Every payment's journal exists, is a PAYMENT journal of its fund, and its
-    # EXPENSE debit is exactly the sum of the payments it carries (one for a
-    # payment made on its own, a whole batch for a batch journal).
-    per_journal = (select(PaymentRow.journal_id.label("jid"), PaymentRow.fund_id.label("fid"),
-                          func.count().label("n"), func.sum(PaymentRow.amount).label("amt"))
-                   .group_by(PaymentRow.journal_id, PaymentRow.fund_id).subquery())
-    expense_debits = (
-        select(EntryRow.journal_id.label("jid"), func.sum(EntryRow.amount).label("amt"))
-        .join(AccountRow, AccountRow.id == EntryRow.account_id)
-        .where(AccountRow.kind == "EXPENSE", EntryRow.side == "D")
-        .group_by(EntryRow.journal_id).subquery()
-    )
-    for jid, fid, n, amount, kind, jfund, booked in (await session.execute(
-        select(per_journal.c.jid, per_journal.c.fid, per_journal.c.n, per_journal.c.amt, JournalRow.kind,
-               JournalRow.fund_id, expense_debits.c.amt)
-        .outerjoin(JournalRow, JournalRow.id == per_journal.c.jid)
-        .outerjoin(expense_debits, expense_debits.c.jid == per_journal.c.jid)
-    )).all():
-        what = f"支付 {bus.payment_name(fid, jid)}" if n == 1 else f"账目 {bus.entry_name(fid, jid)} 的 {n} 笔支付"
-        if kind is None:
-            problems.append(Problem(what, f"没有对应的支出凭证 {jid}"))
-        elif kind != "PAYMENT" or jfund != fid or int(booked or 0) != int(amount):
-            problems.append(Problem(what, f"支付金额合计 {d.yuan(int(amount))} 元，但支出分录为 {d.yuan(int(booked or 0))} 元"
-                                          + ("" if jfund == fid else f"（凭证属于基金 funds/{jfund}）")))
-
-    # A payment the bank failed: a PAYMENT_RETURN journal gave its whole amount back out of EXPENSE.
-    returned = (
-        select(EntryRow.journal_id.label("jid"), func.sum(EntryRow.amount).label("amt"))
-        .join(AccountRow, AccountRow.id == EntryRow.account_id)
-        .where(AccountRow.kind == "EXPENSE", EntryRow.side == "C")
-        .group_by(EntryRow.journal_id).subquery()
-    )
-    for pid, fid, amount, rkind, back in (await session.execute(
-        select(db.PaymentFailureRow.payment_id, PaymentRow.fund_id, PaymentRow.amount, JournalRow.kind, returned.c.amt)
-        .join(PaymentRow, PaymentRow.id == db.PaymentFailureRow.payment_id)
-        .join(JournalRow, JournalRow.id == db.PaymentFailureRow.return_journal_id)
-        .outerjoin(returned, returned.c.jid == db.PaymentFailureRow.return_journal_id)
-    )).all():
-        if rkind != d.JournalKind.PAYMENT_RETURN.value or int(back or 0) != amount:
-            problems.append(Problem(f"支付 {bus.payment_name(fid, pid)}",
-                                    f"银行已退回 {d.yuan(amount)} 元，但退款凭证为 {rkind}，冲减支出 {d.yuan(int(back or 0))} 元"))
-
-    for jid, fid, amount, kind, jamount in (await session.execute(
-        select(DonationRow.journal_id, DonationRow.fund_id, DonationRow.amount, JournalRow.kind, JournalRow.amount)
-        .join(JournalRow, JournalRow.id == DonationRow.journal_id)
-    )).all():
-        if kind != "DONATION" or jamount != amount:
-            problems.append(Problem(f"捐赠 {bus.donation_name(fid, jid)}", f"捐赠 {d.yuan(amount)} 元与入账凭证不符"))
-
-    for rid_, fid, orig in (await session.execute(
-        select(JournalRow.id, JournalRow.fund_id, JournalRow.reverses_id).where(JournalRow.reverses_id.is_not(None))
-    )).all():
-        mine = Counter((ln.account, ln.side.value, ln.amount.fen) for ln in await db.journal_lines(session, rid_))
-        theirs = Counter((ln.account, ln.side.flip().value, ln.amount.fen) for ln in await db.journal_lines(session, orig))
-        if mine != theirs:
-            problems.append(Problem(f"冲正 {bus.entry_name(fid, rid_)}", f"分录与被冲正账目 {orig} 不是相反的镜像"))
-
-    funds = dict((await session.execute(select(FundRow.id, FundRow.allow_negative))).all())
-    for fid, kind, sid, cid, pid, bal in (await session.execute(
-        select(AccountRow.fund_id, AccountRow.kind, AccountRow.source_id, EntryRow.commitment_id, EntryRow.payment_id, net)
-        .select_from(EntryRow).join(AccountRow, AccountRow.id == EntryRow.account_id)
-        .group_by(AccountRow.fund_id, AccountRow.kind, AccountRow.source_id, EntryRow.commitment_id, EntryRow.payment_id)
-    )).all():
-        ak = d.AccountKind(kind)
-        normal = bal if ak.debit_normal else -bal
-        if normal < 0 and not (ak is d.AccountKind.AVAILABLE and funds.get(fid)):
-            what = {"AVAILABLE": "可用余额", "COMMITTED": f"预留 {cid}", "EXPENSE": f"支付 {pid}",
-                    "INCOME": f"来源 fundSources/{sid} 的收入"}[kind]
-            problems.append(Problem(f"基金 funds/{fid}", f"{what} 为负数（{d.yuan(normal)} 元）"))
-
-    counters = dict(((r, y), n) for r, y, n in (await session.execute(
-        select(db.ReceiptCounterRow.region, db.ReceiptCounterRow.year, db.ReceiptCounterRow.last_no))).all())
-    issued: dict[tuple[str, int], list[int]] = {}
-    for region, no in (await session.execute(
-        select(FundRow.region, DonationRow.receipt_no).join(FundRow, FundRow.id == DonationRow.fund_id))).all():
-        _, year, seq = no.rsplit("-", 2)
-        issued.setdefault((region, int(year)), []).append(int(seq))
-    for key in set(issued) | set(counters):
-        seqs = sorted(issued.get(key, []))
-        if seqs != list(range(1, counters.get(key, 0) + 1)):
-            problems.append(Problem(f"收据 {key[0]}-{key[1]}", f"编号不连续：计数器 {counters.get(key, 0)}，已开 {len(seqs)} 张"))
-    return problems

@@ -2,7 +2,8 @@
 
 Each handler runs inside the transaction of ``jsxcore.outbox.Consumer``,
 which records the event id in ``inbox`` in the same transaction, so an effect
-is applied once however often JetStream redelivers.
+is applied once however often JetStream redelivers. Handlers map the event
+message to plain values; protobuf stops here.
 
 * :func:`book_visit_expense` — ``jsx.events.visit.recorded``: the visit's
   慰问金 is paid out of the named fund (a PAYMENT journal keyed
@@ -13,9 +14,8 @@ is applied once however often JetStream redelivers.
   all is :func:`visit_use_verdict` (the fund's kind, and for a 幸福基金 the
   county rule ``jsx_fund_allowed_uses`` resolved for the fund's region).
 * :func:`apply_household_event` — ``jsx.members.household.*``: the funds
-  service's projection of households and their dated situations (ids,
-  village, head's id, member count — no personal data), read by
-  eligibility checks and payment batches.
+  service's projection of households and their dated situations
+  (:func:`jsx_funds.projections.service.apply_household`).
 """
 from __future__ import annotations
 
@@ -38,11 +38,13 @@ from jsxcore.outbox import Consumer, EventMeta, stream_name
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, RegionCode
 
-from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import FundRow, HouseholdProjection, PaymentRow, SituationProjection
-from jsx_funds.service import pay
-
+from jsx_funds.adapters.db import PaymentRow, aware
+from jsx_funds.ledger import domain as d
+from jsx_funds.ledger import tables as lt
+from jsx_funds.ledger.service import pay
+from jsx_funds.ledger.tables import FundRow
+from jsx_funds.projections.service import HouseholdFact, SituationFact, apply_household
 
 #: Who the ledger names as the actor of a visit expense.
 VISIT_ACTOR = "events-service"
@@ -59,11 +61,6 @@ def bare_id(name: str, collection: str) -> str:
     if not name.startswith(prefix) or len(name) == len(prefix) or "/" in name[len(prefix):]:
         raise InvalidArgument(f"事件中的资源名“{name}”格式不对，应为 {collection}/编号", reason="INVALID_RESOURCE_NAME")
     return name[len(prefix):]
-
-
-def aware(dt: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything is stored in UTC."""
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
 def occurred(msg: Message, meta: EventMeta) -> datetime:
@@ -201,7 +198,7 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
         return reject("PLUGIN_UNAVAILABLE",
                       f"走访 {visit} 的慰问金未列支：核对基金 {msg.fund} 用途的规则插件连续 {meta.num_delivered} 次出错，"
                       "请联系县计生协系统管理员修复规则插件后重新登记走访")
-    fund = await db.lock_fund(s, fund_id) if unlocked is not None else None
+    fund = await lt.lock_fund(s, fund_id) if unlocked is not None else None
     if fund is None or verdict is None:
         return reject("FUND_NOT_FOUND", f"走访 {visit} 指定的慰问金账户“{msg.fund or '（未填写）'}”不存在，请核对基金编号后重新登记")
 
@@ -225,7 +222,7 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
         )
     if not verdict.allowed:
         return reject(verdict.reason, verdict.message)
-    available = (await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)]))
+    available = (await lt.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)]))
     have = sum(available.values())
     if have < amount and not fund.allow_negative:
         return reject(
@@ -251,50 +248,20 @@ async def apply_household_event(
     msg: mev.HouseholdRegistered | mev.HouseholdSituationChanged | mev.HouseholdMembersChanged,
     meta: EventMeta,
 ) -> None:
-    """Upsert the household (and, for a situation change, that dated situation).
-
-    Facts carry the time they happened; a row is only overwritten by an event
-    at least as new, so events delivered out of order converge to the latest
-    state.
-    """
-    hid = bare_id(msg.household, "households")
-    when = occurred(msg, meta)
-    village = RegionCode.parse(msg.village.code, field="village").code
-    head = msg.head_person
-    row = await s.get(HouseholdProjection, hid, with_for_update=True)
-    if row is None:
-        s.add(HouseholdProjection(household_id=hid, village=village, head_person=head,
-                                  member_count=msg.member_count, as_of=when, updated_at=db.utcnow()))
-        await s.flush()
-    elif aware(row.as_of) <= when:
-        row.village, row.head_person, row.member_count, row.as_of = village, head, msg.member_count, when
-        row.updated_at = db.utcnow()
-    if not isinstance(msg, mev.HouseholdSituationChanged):
-        return
-    kind = members_pb2.SituationKind.Name(msg.kind)[len(_SITUATION_PREFIX):]
-    start = to_day(msg.effective_from)
-    if kind == "UNSPECIFIED" or start is None:
-        raise InvalidArgument(f"家庭情况变更事件缺少情况类别或起始日期（{msg.household}）", reason="INVALID_SITUATION_EVENT")
-    sit = (await s.execute(select(SituationProjection).where(
-        SituationProjection.household_id == hid, SituationProjection.kind == kind,
-        SituationProjection.effective_from == start,
-    ))).scalar()
-    end = to_day(msg.effective_to)
-    if sit is None:
-        s.add(SituationProjection(household_id=hid, kind=kind, effective_from=start, effective_to=end,
-                                  disability_grade=msg.disability_grade, as_of=when))
-    elif aware(sit.as_of) <= when:
-        sit.effective_to, sit.disability_grade, sit.as_of = end, msg.disability_grade, when
-    await s.flush()
-
-
-async def household_situations(s: AsyncSession, household_id: str, on: date) -> list[SituationProjection]:
-    """The household's situations in force on ``on`` (for eligibility)."""
-    return list((await s.execute(select(SituationProjection).where(
-        SituationProjection.household_id == household_id,
-        SituationProjection.effective_from <= on,
-        (SituationProjection.effective_to.is_(None)) | (SituationProjection.effective_to >= on),
-    ).order_by(SituationProjection.effective_from))).scalars())
+    """Upsert the household (and, for a situation change, that dated situation)."""
+    fact = HouseholdFact(household_id=bare_id(msg.household, "households"),
+                         village=RegionCode.parse(msg.village.code, field="village").code,
+                         head_person=msg.head_person, member_count=msg.member_count, occurred_at=occurred(msg, meta))
+    situation = None
+    if isinstance(msg, mev.HouseholdSituationChanged):
+        kind = members_pb2.SituationKind.Name(msg.kind)[len(_SITUATION_PREFIX):]
+        start = to_day(msg.effective_from)
+        if kind == "UNSPECIFIED" or start is None:
+            raise InvalidArgument(f"家庭情况变更事件缺少情况类别或起始日期（{msg.household}）",
+                                  reason="INVALID_SITUATION_EVENT")
+        situation = SituationFact(kind=kind, effective_from=start, effective_to=to_day(msg.effective_to),
+                                  disability_grade=msg.disability_grade)
+    await apply_household(s, fact, situation)
 
 
 # ---------------------------------------------------------------- wiring

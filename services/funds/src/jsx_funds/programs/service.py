@@ -5,360 +5,105 @@
   opens; each answer is stored on the application with its provenance
   (plugin, version, hook, region, reasons) so a clerk can see why.
 * The household must be in the funds service's projection of members events
-  (:mod:`jsx_funds.consumers`); its situation on the period's first day is
+  (:mod:`jsx_funds.projections`); its situation on the period's first day is
   what the rules see. No names or ID numbers are held here.
-* Maker-checker: the clerk who submitted an application can never decide it,
-  and a reviewer who decided one step cannot decide another. A step is
-  decided by a caller whose region is exactly that level above the
-  household (a 乡镇 token for the TOWNSHIP step, …). ``(application, seq)``
-  is unique, so two reviewers racing for one step cannot both record it.
-* 公示 starts at the last approval and lasts the plugin's days (calendar, or
-  Monday–Friday when the rule says working days; public holidays are not
-  known to the service). It ends by time: an application IN_PUBLICITY whose
-  end has passed reads as READY_TO_PAY. An open objection (OBJECTED) blocks
-  payment until resolved: upheld → REJECTED, dismissed → back to 公示 (or
-  ready to pay if it is over).
+* Maker-checker and the review chain, 公示 and the effective state are
+  :mod:`jsx_funds.programs.domain`. ``(application, seq)`` is unique, so two
+  reviewers racing for one step cannot both record it.
 * Withdrawal (撤回, :meth:`ProgramsService.withdraw_application`): before
   money moves — from any state up to READY_TO_PAY while no payment names the
   application — under the fund's row lock, the one a payment batch holds
   while it picks and pays applications, so a batch and a withdrawal never
   interleave. Who, when, why and the state it left go to
   ``application_withdrawals``; WITHDRAWN is neither committed budget nor
-  payable (not in ``_COMMITTED_STATES`` nor the batch's states).
+  payable.
 * Program-specific details (``Application.details``: 贷款, 住院, 三结合,
-  幸福基金) are checked on submission (:func:`parse_details`,
-  :func:`check_details_kind`), stored as JSON on the application — health
-  details (住院) sealed by the PII cipher (``SEALED_DETAILS``),
-  given to the rules as attributes under reserved keys
-  (:func:`details_attributes`, documented on ``hookspecs.Beneficiary``) and
-  returned on reads. A 幸福基金 spending's use must be one the fund's village
-  rule (``jsx_fund_allowed_uses``) allows.
+  幸福基金): :mod:`jsx_funds.programs.details`. A 幸福基金 spending's use must
+  be one the fund's village rule (``jsx_fund_allowed_uses``) allows.
+
+What other contexts use (public): :func:`effective_state` of a row,
+:func:`in_force_applications` (the applications a payment batch selects
+from), :meth:`ProgramsService.program_for`, :func:`set_application_state`.
 """
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
 from jsxcore import hookspecs as hs
+from jsxcore import wire
 from jsxcore.auth import Caller
 from jsxcore.db import transaction
 from jsxcore.errors import (
-    AlreadyExists,
     ErrorCollector,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Unauthenticated,
 )
 from jsxcore.idempotency import run_idempotent
 from jsxcore.pii import FieldCipher
 from jsxcore.plugins import Decision, PluginHost
-from jsxcore.values import Money, Period, RegionCode, RegionLevel
+from jsxcore.values import Money, Period, RegionCode
 
-from jsx_funds import domain as d
 from jsx_funds.adapters import bus, db
+from jsx_funds.adapters.db import PaymentRow, aware
 from jsx_funds.adapters.members import MembersClient
+from jsx_funds.callers import actor_of, list_scope
+from jsx_funds.ledger.tables import FundRow
+from jsx_funds.legacy_wire import SERVICE, decode_token, encode_token, page_size, parse_id, ts
 from jsx_funds.payees import fill_publicity_names
-from jsx_funds.adapters.db import (
-    ApplicationRow,
-    ApprovalStepRow,
-    FundRow,
-    HouseholdProjection,
-    ObjectionRow,
-    PaymentRow,
-    ProgramRow,
-    WithdrawalRow,
-)
-from jsx_funds.consumers import aware, household_situations
-from jsx_funds.service import (
-    CST,
-    SERVICE,
-    _scope,
-    actor_of,
-    decode_token,
-    encode_token,
-    page_size,
-    parse_id,
-    region_prefix,
-    to_date,
-    ts,
-)
-
-#: Wire program type → the rule vocabulary plugins see (jsxcore.hookspecs.ProgramType).
-RULE_TYPE = {
-    "SANJIEHE": hs.ProgramType.SANJIEHE.value,
-    "LOAN_INTEREST_SUBSIDY": hs.ProgramType.LOAN_INTEREST.value,
-    "HAPPINESS_FUND": "HAPPINESS_FUND",
-    "SPECIAL_SUPPORT": hs.ProgramType.SPECIAL_SUPPORT.value,
-    "HOSPITAL_CARE": hs.ProgramType.NURSING_SUBSIDY.value,
-    "HEALTH_INSURANCE": hs.ProgramType.HEALTH_INSURANCE.value,
-    "BIRTH_CARE": hs.ProgramType.BIRTH_CARE.value,
-    "AUTUMN_SCHOLARSHIP": hs.ProgramType.GOLDEN_AUTUMN.value,
-    "WARM_ACTION": hs.ProgramType.WARM_HEART.value,
-}
-#: Programs paid to a person's own card unless the program says otherwise.
-PER_PERSON = {"SPECIAL_SUPPORT", "HEALTH_INSURANCE", "HOSPITAL_CARE", "AUTUMN_SCHOLARSHIP"}
-LEVELS = hs.APPROVAL_LEVELS  # VILLAGE, TOWNSHIP, COUNTY, CITY, PROVINCE
-LEVEL_LABEL = {"VILLAGE": "村", "TOWNSHIP": "乡镇", "COUNTY": "县", "CITY": "市", "PROVINCE": "省"}
-_REGION_LEVEL = {
-    "VILLAGE": RegionLevel.VILLAGE, "TOWNSHIP": RegionLevel.TOWNSHIP, "COUNTY": RegionLevel.COUNTY,
-    "CITY": RegionLevel.CITY, "PROVINCE": RegionLevel.PROVINCE,
-}
-_DIGITS = {"VILLAGE": 12, "TOWNSHIP": 9, "COUNTY": 6, "CITY": 4, "PROVINCE": 2}
-#: Which situation the rules see when a household has several in force (special families first).
-_SITUATION_ORDER = ("SPECIAL_BEREAVED", "SPECIAL_DISABLED", "ONLY_CHILD", "TWO_DAUGHTERS")
-#: States whose entitled amount counts against the program's budget.
-_COMMITTED_STATES = ("APPROVED", "IN_PUBLICITY", "OBJECTED", "READY_TO_PAY", "PAYMENT_ISSUED", "PAID", "PAYMENT_FAILED")
-#: Effective states an application may be withdrawn from (撤回), as long as no payment names it.
-WITHDRAWABLE = ("SUBMITTED", "IN_REVIEW", "APPROVED", "IN_PUBLICITY", "OBJECTED", "READY_TO_PAY")
-#: States that end an application without payment: not a claim, not committed budget, never paid.
-_CLOSED_UNPAID = ("REJECTED", "WITHDRAWN")
-
-
-def level_region(village: str, level: str) -> RegionCode:
-    """The region that reviews ``level`` for a household in ``village`` (its ancestor at that level)."""
-    return RegionCode(village[: _DIGITS[level]].ljust(12, "0"))
-
-
-def publicity_end(start: datetime, days: int, working_days: bool) -> datetime:
-    """公示 runs ``days`` full days from the next day (China time); working days skip Saturday and Sunday."""
-    day = start.astimezone(CST).date()
-    counted = 0
-    while counted < days:
-        day += timedelta(days=1)
-        if not working_days or day.weekday() < 5:
-            counted += 1
-    return datetime.combine(day + timedelta(days=1), datetime.min.time(), CST).astimezone(timezone.utc)
+from jsx_funds.programs import details as dt
+from jsx_funds.programs import domain as pd
+from jsx_funds.programs.tables import ApplicationRow, ApprovalStepRow, ObjectionRow, ProgramRow, WithdrawalRow
+from jsx_funds.programs.wire import application_message, program_message
+from jsx_funds.projections.service import household_situations
+from jsx_funds.projections.tables import HouseholdProjection
 
 
 def effective_state(app: ApplicationRow, now: datetime) -> str:
-    """IN_PUBLICITY whose 公示 is over reads as READY_TO_PAY."""
-    if app.state == "IN_PUBLICITY" and app.publicity_end is not None and aware(app.publicity_end) <= now:
-        return "READY_TO_PAY"
-    return app.state
+    """The state ``app`` reads as at ``now`` (IN_PUBLICITY whose 公示 is over: READY_TO_PAY)."""
+    return pd.effective_state(app.state, aware(app.publicity_end) if app.publicity_end is not None else None, now)
+
+
+def in_force_applications(program_id: int, region: RegionCode, now: datetime) -> Select[tuple[ApplicationRow]]:
+    """The program's applications in ``region`` a payment may be made for: approved through 公示 (its end
+    passed) or paid for before (:data:`~jsx_funds.programs.domain.IN_FORCE_STATES`). A selectable of
+    :class:`ApplicationRow`: narrow it (state, period), join it, or pick columns with ``with_only_columns``."""
+    return select(ApplicationRow).where(
+        ApplicationRow.program_id == program_id,
+        ApplicationRow.village.startswith(region.prefix),
+        ApplicationRow.state.in_(pd.IN_FORCE_STATES),
+        # 公示 over: a row still in 公示 waits for a later batch.
+        ~((ApplicationRow.state == "IN_PUBLICITY")
+          & (ApplicationRow.publicity_end.is_(None) | (ApplicationRow.publicity_end > now))))
+
+
+async def applications_of(s: AsyncSession, program_id: int, region: RegionCode) -> list[ApplicationRow]:
+    """Every application of the program from households in ``region`` (for reports)."""
+    return list((await s.execute(select(ApplicationRow).where(
+        ApplicationRow.program_id == program_id, ApplicationRow.village.startswith(region.prefix)))).scalars())
+
+
+async def set_application_state(s: AsyncSession, application_id: int, state: str, now: datetime) -> None:
+    """Record a payment's outcome on its application (PAYMENT_ISSUED, PAID, PAYMENT_FAILED), in the caller's
+    transaction."""
+    await s.execute(update(ApplicationRow).where(ApplicationRow.id == application_id)
+                    .values(state=state, updated_at=now))
 
 
 def _provenance(decision: Decision[Any], reasons: tuple[str, ...]) -> dict[str, Any]:
     return {"plugin": decision.plugin, "plugin_version": decision.plugin_version, "hook": decision.hook,
             "region": decision.region.code if decision.region else "", "reasons": list(reasons)}
-
-
-def _enum_short(enum_type: Any, value: int, prefix: str) -> str:
-    try:
-        name = enum_type.Name(value)
-    except ValueError:
-        return ""
-    return "" if name.endswith("UNSPECIFIED") else name[len(prefix):]
-
-
-# ------------------------------------------------------------ application details
-
-#: Application.details oneof field → the program type (wire name without prefix) it belongs to.
-DETAILS_FOR = {"loan_interest": "LOAN_INTEREST_SUBSIDY", "hospital_care": "HOSPITAL_CARE",
-               "sanjiehe": "SANJIEHE", "happiness_fund": "HAPPINESS_FUND"}
-#: Program type → the details its applications must carry; every other type takes none.
-DETAILS_REQUIRED = {program: kind for kind, program in DETAILS_FOR.items()}
-DETAILS_LABEL = {"loan_interest": "贷款明细（loan_interest）", "hospital_care": "住院明细（hospital_care）",
-                 "sanjiehe": "三结合项目明细（sanjiehe）", "happiness_fund": "幸福基金支出明细（happiness_fund）"}
-PROGRAM_LABEL = {
-    "SANJIEHE": "三结合", "LOAN_INTEREST_SUBSIDY": "贷款贴息", "HAPPINESS_FUND": "幸福基金支出",
-    "SPECIAL_SUPPORT": "特别扶助", "HOSPITAL_CARE": "住院护理补贴", "HEALTH_INSURANCE": "健康保险",
-    "BIRTH_CARE": "生育关怀", "AUTUMN_SCHOLARSHIP": "金秋助学", "WARM_ACTION": "暖心行动", "CUSTOM": "自定义",
-}
-#: HappinessUse (without prefix) → its Chinese name, the vocabulary ``jsx_fund_allowed_uses`` answers in.
-HAPPINESS_USES = {
-    "RESPECT_ELDERLY": "尊老爱幼", "BIRTH_CARE": "生育关怀", "CULTURE_SPORTS": "文体公益",
-    "SCHOLARSHIP": "奖学助学", "POVERTY_RELIEF": "扶贫帮困", "VILLAGER_CONDOLENCE": "村民慰问",
-}
-#: Attribute keys under these prefixes are filled from the details (hookspecs.Beneficiary lists them):
-#: a clerk cannot set them, so a rule reading ``hospital.days`` reads the checked figure.
-RESERVED_ATTRIBUTE_PREFIXES = ("loan.", "hospital.", "sanjiehe.", "happiness.")
-
-
-def hospital_days(admission: date, discharge: date) -> int:
-    """住院天数, counted 算入不算出: discharge − admission; admitted and discharged the same day is 1 day."""
-    return max((discharge - admission).days, 1)
-
-
-def _iso(day: date | None) -> str:
-    return day.isoformat() if day else ""
-
-
-def _pb_date(iso: str) -> common_pb2.Date | None:
-    if not iso:
-        return None
-    day = date.fromisoformat(iso)
-    return common_pb2.Date(year=day.year, month=day.month, day=day.day)
-
-
-def parse_details(a: funds_pb2.Application, errs: ErrorCollector) -> dict[str, Any] | None:
-    """``a.details`` as stored (plain values, money in 分, dates ISO), or None when unset.
-
-    Each problem becomes a field violation in ``errs`` (the caller raises
-    them together with the rest of the request's). Whether the kind fits the
-    program is :func:`check_details_kind`, once the program is known.
-    """
-    kind = a.WhichOneof("details")
-    if kind is None:
-        return None
-    f = f"application.{kind}"
-
-    def text(value: str, name: str, label: str, limit: int, required: bool = True) -> str:
-        value = value.strip()
-        if required and not value:
-            errs.add(f"{f}.{name}", f"请填写{label}")
-        elif len(value) > limit:
-            errs.add(f"{f}.{name}", f"{label}不能超过 {limit} 个字")
-        return value[:limit]
-
-    def day(msg: common_pb2.Date, name: str, label: str) -> date | None:
-        try:
-            got = to_date(msg, f"{f}.{name}")
-        except InvalidArgument as e:
-            errs.violations.extend(e.violations)
-            return None
-        if got is None:
-            errs.add(f"{f}.{name}", f"请填写{label}（年、月、日）")
-        return got
-
-    if kind == "loan_interest":
-        m = a.loan_interest
-        lender = text(m.lender, "lender", "贷款银行", 100)
-        if m.principal.fen <= 0:
-            errs.add(f"{f}.principal", "贷款本金须大于 0 元，请按借款合同填写")
-        if not 1 <= m.annual_rate_bp <= 10000:
-            errs.add(f"{f}.annual_rate_bp", "年利率按基点填写（1 个基点 = 0.01%），须在 1～10000 之间，例如年利率 4.35% 填 435")
-        if m.interest_paid.fen <= 0:
-            errs.add(f"{f}.interest_paid", "本期实付利息须大于 0 元，请按银行利息回单填写")
-        start = day(m.loan_start, "loan_start", "贷款起始日")
-        end = day(m.loan_end, "loan_end", "贷款到期日")
-        if start and end and end <= start:
-            errs.add(f"{f}.loan_end", f"贷款到期日 {end} 须晚于起始日 {start}，请按借款合同填写")
-        purpose = text(m.purpose, "purpose", "贷款用途（例如 柑橘种植、农产品加工）", 200)
-        return {"kind": kind, "lender": lender, "principal_fen": m.principal.fen, "annual_rate_bp": m.annual_rate_bp,
-                "interest_paid_fen": m.interest_paid.fen, "loan_start": _iso(start), "loan_end": _iso(end),
-                "purpose": purpose}
-    if kind == "hospital_care":
-        m = a.hospital_care
-        hospital = text(m.hospital, "hospital", "住院医院名称", 100)
-        admission = day(m.admission_date, "admission_date", "入院日期")
-        discharge = day(m.discharge_date, "discharge_date", "出院日期")
-        days = m.days
-        if days < 0:
-            errs.add(f"{f}.days", "住院天数不能为负数")
-        elif admission and discharge:
-            if discharge < admission:
-                errs.add(f"{f}.discharge_date", f"出院日期 {discharge} 不能早于入院日期 {admission}，请按出院记录填写")
-            else:
-                want = hospital_days(admission, discharge)
-                if days == 0:
-                    days = want  # left empty: counted from the dates
-                elif days != want:
-                    errs.add(f"{f}.days", f"住院天数应为 {want} 天：按“算入不算出”计算，即出院日期减入院日期"
-                                          f"（{discharge} − {admission}），当天入院当天出院计 1 天；不填则按日期自动计算")
-        return {"kind": kind, "hospital": hospital, "admission": _iso(admission), "discharge": _iso(discharge),
-                "days": days}
-    if kind == "sanjiehe":
-        m = a.sanjiehe
-        project = text(m.project, "project", "三结合项目名称（例如 柑橘种植）", 200)
-        agreement = text(m.agreement_number, "agreement_number", "帮扶协议编号", 64)
-        industry = text(m.industry, "industry", "产业类别", 64, required=False)
-        partner = text(m.partner, "partner", "合作企业名称", 200, required=False)
-        if m.income_gained.fen < 0:
-            errs.add(f"{f}.income_gained", "增收金额不能为负数；尚未验收的可不填")
-        return {"kind": kind, "project": project, "agreement_number": agreement, "industry": industry,
-                "partner": partner, "income_gained_fen": m.income_gained.fen}
-    m = a.happiness_fund
-    use = _enum_short(funds_pb2.HappinessUse, m.use, "HAPPINESS_USE_")
-    if not use:
-        errs.add(f"{f}.use", f"请选择幸福基金用途：{'、'.join(HAPPINESS_USES.values())}之一")
-    resolution = text(m.resolution_number, "resolution_number", "村级审议决议编号（幸福基金支出须经村级组织审议通过）", 64)
-    return {"kind": kind, "use": use, "resolution_number": resolution}
-
-
-#: Details kinds that are health information (DESIGN.md §3.7): stored sealed by the PII cipher.
-SEALED_DETAILS = frozenset({"hospital_care"})
-
-
-def _details_aad(program_id: int, beneficiary: str, period: str) -> bytes:
-    # Bound to the application's unique key: a sealed value copied to another row does not open.
-    return f"applications.details:{program_id}:{beneficiary}:{period}".encode()
-
-
-def check_details_kind(kind: str | None, program: ProgramRow) -> None:
-    """The details must be the program's kind: 贷款贴息 needs loan_interest, 住院护理补贴 hospital_care,
-    三结合 sanjiehe, 幸福基金支出 happiness_fund; every other program takes none."""
-    want = DETAILS_REQUIRED.get(program.type)
-    if kind == want:
-        return
-    label = PROGRAM_LABEL.get(program.type, program.type)
-    if kind is None:
-        assert want is not None
-        raise InvalidArgument.field(f"application.{want}", f"{label}项目的申请须填写{DETAILS_LABEL[want]}",
-                                    reason="MISSING_DETAILS")
-    own = f"{DETAILS_LABEL[kind]}只用于{PROGRAM_LABEL[DETAILS_FOR[kind]]}项目，本项目为{label}项目"
-    fix = f"，请改填{DETAILS_LABEL[want]}" if want else "，不需要填写明细，请删除"
-    raise InvalidArgument.field(f"application.{kind}", own + fix, reason="DETAILS_MISMATCH")
-
-
-def details_attributes(details: dict[str, Any] | None) -> dict[str, str]:
-    """The details flattened for the rules (``hs.Beneficiary.attributes``); every key of the kind is
-    present (empty text when not given). The keys are a contract with county plugins:
-    see ``jsxcore.hookspecs.Beneficiary``."""
-    if not details:
-        return {}
-    kind = details["kind"]
-    if kind == "loan_interest":
-        return {"loan.lender": details["lender"], "loan.principal_fen": str(details["principal_fen"]),
-                "loan.annual_rate_bp": str(details["annual_rate_bp"]),
-                "loan.interest_paid_fen": str(details["interest_paid_fen"]),
-                "loan.start": details["loan_start"], "loan.end": details["loan_end"], "loan.purpose": details["purpose"]}
-    if kind == "hospital_care":
-        return {"hospital.name": details["hospital"], "hospital.admission": details["admission"],
-                "hospital.discharge": details["discharge"], "hospital.days": str(details["days"])}
-    if kind == "sanjiehe":
-        return {"sanjiehe.project": details["project"], "sanjiehe.agreement_number": details["agreement_number"],
-                "sanjiehe.industry": details["industry"], "sanjiehe.partner": details["partner"],
-                "sanjiehe.income_gained_fen": str(details["income_gained_fen"])}
-    return {"happiness.use": HAPPINESS_USES[details["use"]], "happiness.use_code": details["use"],
-            "happiness.resolution_number": details["resolution_number"]}
-
-
-def fill_details(out: funds_pb2.Application, details: dict[str, Any] | None) -> None:
-    """Set ``out``'s details oneof from the stored value."""
-    if not details:
-        return
-    kind = details["kind"]
-    if kind == "loan_interest":
-        out.loan_interest.CopyFrom(funds_pb2.LoanInterestDetails(
-            lender=details["lender"], principal=common_pb2.Money(fen=details["principal_fen"]),
-            annual_rate_bp=details["annual_rate_bp"], interest_paid=common_pb2.Money(fen=details["interest_paid_fen"]),
-            loan_start=_pb_date(details["loan_start"]), loan_end=_pb_date(details["loan_end"]),
-            purpose=details["purpose"]))
-    elif kind == "hospital_care":
-        out.hospital_care.CopyFrom(funds_pb2.HospitalCareDetails(
-            hospital=details["hospital"], admission_date=_pb_date(details["admission"]),
-            discharge_date=_pb_date(details["discharge"]), days=details["days"]))
-    elif kind == "sanjiehe":
-        out.sanjiehe.CopyFrom(funds_pb2.SanjieheDetails(
-            project=details["project"], agreement_number=details["agreement_number"], industry=details["industry"],
-            partner=details["partner"], income_gained=common_pb2.Money(fen=details["income_gained_fen"])))
-    elif kind == "happiness_fund":
-        out.happiness_fund.CopyFrom(funds_pb2.HappinessFundDetails(
-            use=funds_pb2.HappinessUse.Value("HAPPINESS_USE_" + details["use"]),
-            resolution_number=details["resolution_number"]))
 
 
 class ProgramsService:
@@ -402,7 +147,7 @@ class ProgramsService:
         name = p.display_name.strip()
         if not name:
             errs.add("program.display_name", "请填写项目名称，例如“2022年洪江市计生特殊家庭特别扶助”")
-        ptype = _enum_short(funds_pb2.ProgramType, p.type, "PROGRAM_TYPE_")
+        ptype = wire.enum_short(funds_pb2.ProgramType, p.type, "PROGRAM_TYPE_")
         if not ptype:
             errs.add("program.type", "请选择项目类别（特别扶助、健康保险、三结合、贷款贴息……）")
         if ptype == "CUSTOM" and not p.custom_type.strip():
@@ -426,19 +171,18 @@ class ProgramsService:
             errs.add("program.budget", "预算不能为负数")
         if p.publicity_days < 0:
             errs.add("program.publicity_days", "公示天数不能为负数")
-        levels = [_enum_short(funds_pb2.ApprovalLevel, v, "APPROVAL_LEVEL_") for v in p.approval_levels]
-        if levels and ("" in levels or [LEVELS.index(x) for x in levels] != sorted(set(LEVELS.index(x) for x in levels))):
+        levels = [wire.enum_short(funds_pb2.ApprovalLevel, v, "APPROVAL_LEVEL_") for v in p.approval_levels]
+        if levels and not pd.check_levels(levels):
             errs.add("program.approval_levels", "审核层级须由下到上排列（村→乡镇→县→市→省），不能重复")
         start = end = None
         try:
-            start = to_date(p.start_date, "program.start_date")
-            end = to_date(p.end_date, "program.end_date")
+            start = wire.date_from(p.start_date, "program.start_date")
+            end = wire.date_from(p.end_date, "program.end_date")
         except InvalidArgument as e:
             errs.violations.extend(e.violations)
         if start and end and end < start:
             errs.add("program.end_date", "截止日期不能早于开始日期")
-        beneficiary = _enum_short(funds_pb2.BeneficiaryKind, p.beneficiary, "BENEFICIARY_KIND_") or (
-            "PERSON" if ptype in PER_PERSON else "HOUSEHOLD")
+        beneficiary = wire.enum_short(funds_pb2.BeneficiaryKind, p.beneficiary, "BENEFICIARY_KIND_") or pd.default_beneficiary(ptype)
         errs.raise_if_any()
         assert region is not None
         if caller is not None:
@@ -479,14 +223,14 @@ class ProgramsService:
 
     async def list_programs(self, req: funds_pb2.ListProgramsRequest, caller: Caller | None) -> funds_pb2.ListProgramsResponse:
         limit = page_size(req.page_size)
-        region = _scope(req.region.code, caller, "region.code")
-        ptype = _enum_short(funds_pb2.ProgramType, req.type, "PROGRAM_TYPE_")
+        region = list_scope(RegionCode.parse(req.region.code, field="region.code") if req.region.code else None, caller)
+        ptype = wire.enum_short(funds_pb2.ProgramType, req.type, "PROGRAM_TYPE_")
         key = f"programs:{region}:{ptype}"
         after = decode_token(req.page_token, key)
         async with self.sessions() as s:
             stmt = select(ProgramRow).where(ProgramRow.id > after).order_by(ProgramRow.id).limit(limit + 1)
             if region is not None:
-                stmt = stmt.where(ProgramRow.region.startswith(region_prefix(region)))
+                stmt = stmt.where(ProgramRow.region.startswith(region.prefix))
             if ptype:
                 stmt = stmt.where(ProgramRow.type == ptype)
             rows = (await s.execute(stmt)).scalars().all()
@@ -520,10 +264,10 @@ class ProgramsService:
         for key, value in a.attributes.items():
             if len(key) > 64 or len(value) > 500:
                 errs.add(f"application.attributes[{key[:64]}]", "补充信息过长（键不超过 64 字，值不超过 500 字）")
-            elif key.startswith(RESERVED_ATTRIBUTE_PREFIXES):
+            elif key.startswith(pd.RESERVED_ATTRIBUTE_PREFIXES):
                 errs.add(f"application.attributes[{key}]",
                          f"“{key}”由系统按申请明细（贷款、住院、三结合、幸福基金）填写，请在明细中填写，不要放在补充信息里")
-        details = parse_details(a, errs)
+        details = dt.parse_details(a, errs)
         birth = None
         if "birth_date" in a.attributes:
             try:
@@ -536,7 +280,7 @@ class ProgramsService:
         # Gather facts and ask the rules before the write transaction opens (plugins may be slow).
         async with self.sessions() as s:
             program = await self._program(s, a.program, "application.program", caller)
-            check_details_kind(a.WhichOneof("details"), program)
+            pd.check_details_kind(a.WhichOneof("details"), program.type)
             fund = await s.get(FundRow, program.fund_id) if a.WhichOneof("details") == "happiness_fund" else None
             hh = await s.get(HouseholdProjection, hid)
             if hh is None:
@@ -546,7 +290,7 @@ class ProgramsService:
             situations = await household_situations(s, hid, period.start)
             claims = int((await s.execute(select(func.count()).select_from(ApplicationRow).where(
                 ApplicationRow.program_id == program.id, ApplicationRow.household_id == hid,
-                ApplicationRow.state.not_in(_CLOSED_UNPAID)))).scalar_one())
+                ApplicationRow.state.not_in(pd.CLOSED_UNPAID)))).scalar_one())
         village = RegionCode(hh.village)
         if a.village.code and RegionCode.parse(a.village.code, field="application.village.code") != village:
             raise InvalidArgument.field("application.village.code",
@@ -566,7 +310,7 @@ class ProgramsService:
         else:
             person = ""
         kinds = {x.kind: x for x in situations}
-        situation = next((k for k in _SITUATION_ORDER if k in kinds), hs.Situation.OTHER.value)
+        situation = pd.situation_seen(kinds)
         attributes = dict(a.attributes)
         if situation == "SPECIAL_DISABLED" and kinds["SPECIAL_DISABLED"].disability_grade and "child_disability_grade" not in attributes:
             attributes["child_disability_grade"] = str(kinds["SPECIAL_DISABLED"].disability_grade)
@@ -574,12 +318,12 @@ class ProgramsService:
         if details is not None and details["kind"] == "happiness_fund":
             assert fund is not None  # programs.fund_id is a foreign key
             use_provenance = await self._check_happiness_use(fund, details["use"])
-        rule_type = RULE_TYPE.get(program.type, program.custom_type)
+        rule_type = pd.rule_type(program.type, program.custom_type)
         # The stored attributes stay the clerk's; the rules also see the details under reserved keys.
         beneficiary = hs.Beneficiary(
             person_id=person or hh.head_person, household_id=a.household, region=village, situation=situation,
             unit="PERSON" if program.beneficiary == "PERSON" else "HOUSEHOLD", birth_date=birth,
-            attributes={**attributes, **details_attributes(details)})
+            attributes={**attributes, **pd.details_attributes(details)})
         context = {"claims_so_far": claims, "member_count": hh.member_count, "program_year": program.year}
 
         elig = await self.plugins.acall("jsx_program_eligibility", village, program_type=rule_type,
@@ -613,7 +357,7 @@ class ProgramsService:
         else:
             ch = await self.plugins.acall("jsx_approval_chain", village, program_type=rule_type, amount=Money(entitled))
             chain = list(ch.value.steps)
-            provenance.append(_provenance(ch, ch.value.basis or (" → ".join(LEVEL_LABEL[x] for x in chain),)))
+            provenance.append(_provenance(ch, ch.value.basis or (" → ".join(pd.LEVEL_LABEL[x] for x in chain),)))
         pub = await self.plugins.acall("jsx_publicity_rule", village, program_type=rule_type)
         days = program.publicity_days or pub.value.days
         working = pub.value.working_days if not program.publicity_days else False
@@ -625,21 +369,21 @@ class ProgramsService:
                 ApplicationRow.program_id == program.id, ApplicationRow.beneficiary == beneficiary_key,
                 ApplicationRow.period == str(period)))).scalar()
             if dup is not None:
-                raise _duplicate(dup)
+                raise pd.duplicate(dup)
             now = self.clock()
             row = ApplicationRow(
                 program_id=program.id, household_id=hid, person=person, beneficiary=beneficiary_key,
                 village=village.code, period=str(period), amount_requested=a.amount_requested.fen,
                 amount_entitled=entitled, state="SUBMITTED", chain=",".join(chain), publicity_days=days,
                 publicity_working_days=working, provenance=provenance, attributes=attributes,
-                details=self._seal(details, program.id, beneficiary_key, str(period)),
+                details=dt.seal(self.cipher, details, program.id, beneficiary_key, str(period)),
                 created_by=actor_of(caller), created_at=now, updated_at=now,
             )
             s.add(row)
             try:
                 await s.flush()
             except IntegrityError:
-                raise _duplicate(None) from None
+                raise pd.duplicate(None) from None
             bus.emit(s, bus.application_event(
                 events_pb2.ApplicationSubmitted, row, program, amount_requested=common_pb2.Money(fen=row.amount_requested),
                 amount_entitled=common_pb2.Money(fen=entitled)))
@@ -647,33 +391,15 @@ class ProgramsService:
 
         return await self._mutate("SubmitApplication", req, funds_pb2.Application, handler, caller)
 
-    def _seal(self, details: dict[str, Any] | None, program_id: int, beneficiary: str, period: str) -> dict[str, Any] | None:
-        """Health details as ``{"kind", "sealed"}`` (AES-GCM, bound to the application's key); others as they are."""
-        if not details or details["kind"] not in SEALED_DETAILS:
-            return details
-        if self.cipher is None:
-            raise FailedPrecondition("本服务未配置个人信息加密密钥，不能保存住院等健康信息，请联系管理员",
-                                     reason="NO_PII_KEY")
-        token = self.cipher.encrypt(json.dumps(details, ensure_ascii=False),
-                                    aad=_details_aad(program_id, beneficiary, period))
-        return {"kind": details["kind"], "sealed": base64.b64encode(token).decode()}
-
     def _open(self, row: ApplicationRow) -> dict[str, Any] | None:
-        """The application's details in the clear (see :meth:`_seal`)."""
-        details = row.details
-        if not details or "sealed" not in details:
-            return details
-        if self.cipher is None:
-            raise FailedPrecondition("本服务未配置个人信息加密密钥，无法读取住院等健康信息，请联系管理员",
-                                     reason="NO_PII_KEY")
-        return json.loads(self.cipher.decrypt(base64.b64decode(details["sealed"]),
-                                              aad=_details_aad(row.program_id, row.beneficiary, row.period)))
+        """The application's details in the clear (health details are stored sealed)."""
+        return dt.unseal(self.cipher, row.details, row.program_id, row.beneficiary, row.period)
 
     async def _check_happiness_use(self, fund: FundRow, use: str) -> dict[str, Any]:
         """The use must be one the rule of the fund's village allows (``jsx_fund_allowed_uses``);
         returns the provenance to store. Refusal: INVALID_ARGUMENT ``FUND_USE_NOT_ALLOWED`` naming the
         allowed uses and the plugin; no rule for the region: FAILED_PRECONDITION ``NO_RULE``."""
-        name = HAPPINESS_USES[use]
+        name = pd.HAPPINESS_USES[use]
         region = RegionCode(fund.region)
         label = f"funds/{fund.id}（{fund.name}）"
         try:
@@ -725,8 +451,8 @@ class ProgramsService:
 
     async def list_applications(self, req: funds_pb2.ListApplicationsRequest, caller: Caller | None) -> funds_pb2.ListApplicationsResponse:
         limit = page_size(req.page_size)
-        region = _scope(req.region.code, caller, "region.code")
-        state = _enum_short(funds_pb2.ApplicationState, req.state, "APPLICATION_STATE_")
+        region = list_scope(RegionCode.parse(req.region.code, field="region.code") if req.region.code else None, caller)
+        state = wire.enum_short(funds_pb2.ApplicationState, req.state, "APPLICATION_STATE_")
         period = str(Period.parse(req.period.code, field="period.code")) if req.period.code else ""
         program_id = parse_id(req.program, "programs", "program") if req.program else 0
         hid = req.household[len("households/"):] if req.household.startswith("households/") else req.household
@@ -736,7 +462,7 @@ class ProgramsService:
         async with self.sessions() as s:
             stmt = select(ApplicationRow).where(ApplicationRow.id > after).order_by(ApplicationRow.id).limit(limit + 1)
             if region is not None:
-                stmt = stmt.where(ApplicationRow.village.startswith(region_prefix(region)))
+                stmt = stmt.where(ApplicationRow.village.startswith(region.prefix))
             if state == "READY_TO_PAY":
                 stmt = stmt.where(ApplicationRow.state == "IN_PUBLICITY", ApplicationRow.publicity_end <= now)
             elif state == "IN_PUBLICITY":
@@ -759,7 +485,7 @@ class ProgramsService:
     async def decide_application(self, req: funds_pb2.DecideApplicationRequest, caller: Caller | None) -> funds_pb2.Application:
         if caller is None:
             raise Unauthenticated("审批须由已登录的审核人员办理", reason="CALLER_REQUIRED")
-        decision = _enum_short(funds_pb2.ApprovalDecision, req.decision, "APPROVAL_DECISION_")
+        decision = wire.enum_short(funds_pb2.ApprovalDecision, req.decision, "APPROVAL_DECISION_")
         if not decision:
             raise InvalidArgument.field("decision", "请选择“同意”或“不同意”", reason="INVALID_ENUM")
         comment = req.comment.strip()
@@ -768,40 +494,31 @@ class ProgramsService:
 
         async def handler(s: AsyncSession) -> funds_pb2.Application:
             app = await self._application(s, req.name, "name", caller, lock=True)
-            if app.state not in ("SUBMITTED", "IN_REVIEW"):
-                raise FailedPrecondition(f"该申请当前状态为“{STATE_LABEL.get(app.state, app.state)}”，不在审核中",
-                                         reason="NOT_IN_REVIEW")
-            if app.created_by == caller.subject:
-                raise PermissionDenied("申请录入人不能审核自己录入的申请（审核与录入须为不同人员）",
-                                       reason="MAKER_CHECKER")
+            pd.check_in_review(app.state)
             steps = (await s.execute(select(ApprovalStepRow).where(ApprovalStepRow.application_id == app.id)
                                      .order_by(ApprovalStepRow.seq))).scalars().all()
-            if any(st.actor == caller.subject for st in steps):
-                raise PermissionDenied("同一人员不能审核同一申请的两个层级", reason="SAME_REVIEWER")
             chain = app.chain.split(",")
-            level = chain[len(steps)]
-            want = level_region(app.village, level)
-            if caller.region != want:
-                raise PermissionDenied(
-                    f"该申请待{LEVEL_LABEL[level]}级审核（{want.short}），您的账号属于 {caller.region.short}，不能办理",
-                    reason="WRONG_APPROVAL_LEVEL", metadata={"level": level, "region": want.code})
+            level = pd.next_level(chain, len(steps))
+            want = pd.check_reviewer(reviewer=caller.subject, reviewer_region=caller.region, submitted_by=app.created_by,
+                                     decided_by=[st.actor for st in steps], village=app.village, level=level)
             now = self.clock()
             s.add(ApprovalStepRow(application_id=app.id, seq=len(steps), level=level, region=want.code,
                                   decision=decision, comment=comment[:1000], actor=caller.subject,
                                   request_id=req.request_id, created_at=now))
             program = await s.get(ProgramRow, app.program_id)
             assert program is not None
-            if decision == "REJECT":
-                app.state = "REJECTED"
+            state = pd.after_decision(decision, len(steps), chain)
+            if state == "REJECTED":
+                app.state = state
                 bus.emit(s, bus.application_event(events_pb2.ApplicationRejected, app, program,
                                                   level=funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + level)))
-            elif len(steps) + 1 < len(chain):
-                app.state = "IN_REVIEW"
+            elif state == "IN_REVIEW":
+                app.state = state
             else:
                 await self._check_budget(s, program, app)
-                app.state = "IN_PUBLICITY"
+                app.state = state
                 app.publicity_start = now
-                app.publicity_end = publicity_end(now, app.publicity_days, app.publicity_working_days)
+                app.publicity_end = pd.publicity_end(now, app.publicity_days, app.publicity_working_days)
                 bus.emit(s, bus.application_event(events_pb2.ApplicationApproved, app, program,
                                                   amount_entitled=common_pb2.Money(fen=app.amount_entitled)))
             app.updated_at = now
@@ -819,11 +536,8 @@ class ProgramsService:
         # Lock the program row so two final approvals cannot both fit under the same remainder.
         await s.execute(update(ProgramRow).where(ProgramRow.id == program.id).values(budget=ProgramRow.budget))
         used = int((await s.execute(select(func.coalesce(func.sum(ApplicationRow.amount_entitled), 0)).where(
-            ApplicationRow.program_id == program.id, ApplicationRow.state.in_(_COMMITTED_STATES)))).scalar_one())
-        if used + app.amount_entitled > program.budget:
-            raise FailedPrecondition(
-                f"项目预算不足：预算 {d.yuan(program.budget)} 元，已批准 {d.yuan(used)} 元，"
-                f"本申请 {d.yuan(app.amount_entitled)} 元", reason="BUDGET_EXCEEDED")
+            ApplicationRow.program_id == program.id, ApplicationRow.state.in_(pd.COMMITTED_STATES)))).scalar_one())
+        pd.check_budget(program.budget, used, app.amount_entitled)
 
     async def lodge_objection(self, req: funds_pb2.LodgeObjectionRequest, caller: Caller | None) -> funds_pb2.Application:
         reason = req.reason.strip()
@@ -913,12 +627,13 @@ class ProgramsService:
             app = await self._application(s, req.name, "name", caller, lock=True)
             now = self.clock()
             state = effective_state(app, now)
-            if state not in WITHDRAWABLE:
-                raise _not_withdrawable(app, state, await s.get(WithdrawalRow, app.id))
+            if state not in pd.WITHDRAWABLE:
+                withdrawn = await s.get(WithdrawalRow, app.id)
+                raise pd.not_withdrawable(app.id, state, aware(withdrawn.created_at) if withdrawn else None)
             payment = await self._payment_of(s, app)
             if payment is not None:
                 raise FailedPrecondition(
-                    f"该申请（当前状态“{STATE_LABEL.get(state, state)}”）已有支付记录 {payment}，款项已进入发放流程，"
+                    f"该申请（当前状态“{pd.STATE_LABEL.get(state, state)}”）已有支付记录 {payment}，款项已进入发放流程，"
                     f"不能撤回；请与财务人员核对该笔支付", reason="NOT_WITHDRAWABLE",
                     metadata={"state": state, "payment": payment})
             s.add(WithdrawalRow(application_id=app.id, previous_state=state, reason=reason, actor=actor_of(caller),
@@ -955,7 +670,7 @@ class ProgramsService:
 
     async def _list_publicity(self, req: funds_pb2.ListPublicityRequest, caller: Caller | None) -> funds_pb2.ListPublicityResponse:
         limit = page_size(req.page_size)
-        region = _scope(req.region.code, caller, "region.code")
+        region = list_scope(RegionCode.parse(req.region.code, field="region.code") if req.region.code else None, caller)
         program_id = parse_id(req.program, "programs", "program") if req.program else 0
         key = f"publicity:{region}:{program_id}"
         after = decode_token(req.page_token, key)
@@ -966,7 +681,7 @@ class ProgramsService:
                            ApplicationRow.publicity_end > now)
                     .order_by(ApplicationRow.id).limit(limit + 1))
             if region is not None:
-                stmt = stmt.where(ApplicationRow.village.startswith(region_prefix(region)))
+                stmt = stmt.where(ApplicationRow.village.startswith(region.prefix))
             if program_id:
                 stmt = stmt.where(ApplicationRow.program_id == program_id)
             rows = (await s.execute(stmt)).all()
@@ -980,82 +695,3 @@ class ProgramsService:
                 publicity_start_time=ts(a.publicity_start), publicity_end_time=ts(a.publicity_end),
             ) for a, p in rows],
             next_page_token=encode_token(rows[-1][0].id, key) if more else "")
-
-
-def _not_withdrawable(app: ApplicationRow, state: str, withdrawal: WithdrawalRow | None) -> FailedPrecondition:
-    """Why ``app`` in ``state`` cannot be withdrawn, in words a clerk can act on."""
-    label = STATE_LABEL.get(state, state)
-    if state == "WITHDRAWN":
-        when = f"已于 {aware(withdrawal.created_at).astimezone(CST):%Y-%m-%d %H:%M} 撤回" if withdrawal else "已撤回"
-        why = f"{when}，无需再次撤回"
-    elif state == "REJECTED":
-        why = "审核未通过（或异议成立），申请已终止，无需撤回"
-    elif state == "PAYMENT_FAILED":
-        why = "已发放过款项（银行支付失败），支付记录须保留对账，不能撤回；如不再补发，请与财务人员联系"
-    else:  # PAYMENT_ISSUED, PAID
-        why = "款项已发放，不能撤回；如需收回资金，请与财务人员联系办理退款"
-    return FailedPrecondition(f"申请 applications/{app.id} 当前状态为“{label}”：{why}", reason="NOT_WITHDRAWABLE",
-                              metadata={"state": state})
-
-
-def _duplicate(existing: int | None) -> AlreadyExists:
-    where = f"（applications/{existing}）" if existing else ""
-    return AlreadyExists(f"该受益人本期已申请过此项目{where}，不能重复申请", reason="APPLICATION_EXISTS")
-
-
-STATE_LABEL = {
-    "SUBMITTED": "已申请", "IN_REVIEW": "审核中", "APPROVED": "已审批", "IN_PUBLICITY": "公示中", "OBJECTED": "有异议",
-    "READY_TO_PAY": "待支付", "PAYMENT_ISSUED": "支付中", "PAID": "已支付", "PAYMENT_FAILED": "支付失败",
-    "REJECTED": "未通过", "WITHDRAWN": "已撤回",
-}
-
-
-def program_message(row: ProgramRow) -> funds_pb2.Program:
-    out = funds_pb2.Program(
-        name=bus.program_name(row.id), display_name=row.name,
-        type=funds_pb2.ProgramType.Value("PROGRAM_TYPE_" + row.type), custom_type=row.custom_type,
-        region=common_pb2.RegionCode(code=row.region), fund=bus.fund_name(row.fund_id),
-        beneficiary=funds_pb2.BeneficiaryKind.Value("BENEFICIARY_KIND_" + row.beneficiary),
-        approval_levels=[funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + x) for x in row.approval_levels.split(",") if x],
-        publicity_days=row.publicity_days, description=row.description, create_time=ts(row.created_at),
-        year=row.year, budget=common_pb2.Money(fen=row.budget),
-    )
-    for field, day in (("start_date", row.start_date), ("end_date", row.end_date)):
-        if day is not None:
-            getattr(out, field).CopyFrom(common_pb2.Date(year=day.year, month=day.month, day=day.day))
-    return out
-
-
-def application_message(row: ApplicationRow, steps: Any, objections: Any, now: datetime,
-                        details: dict[str, Any] | None, withdrawal: WithdrawalRow | None = None) -> funds_pb2.Application:
-    """The wire Application; ``details`` in the clear (the row may hold them sealed)."""
-    out = funds_pb2.Application(
-        name=bus.application_name(row.id), program=bus.program_name(row.program_id),
-        household=f"households/{row.household_id}", person=row.person,
-        village=common_pb2.RegionCode(code=row.village), period=common_pb2.Period(code=row.period),
-        amount_requested=common_pb2.Money(fen=row.amount_requested),
-        amount_entitled=common_pb2.Money(fen=row.amount_entitled),
-        state=funds_pb2.ApplicationState.Value("APPLICATION_STATE_" + effective_state(row, now)),
-        provenance=[common_pb2.Provenance(plugin=p["plugin"], plugin_version=p["plugin_version"], hook=p["hook"],
-                                          reasons=p["reasons"], region=common_pb2.RegionCode(code=p["region"]))
-                    for p in row.provenance],
-        approval_steps=[funds_pb2.ApprovalStep(
-            level=funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + st.level), region=common_pb2.RegionCode(code=st.region),
-            decision=funds_pb2.ApprovalDecision.Value("APPROVAL_DECISION_" + st.decision), comment=st.comment,
-            audit=common_pb2.AuditStamp(actor=st.actor, time=ts(st.created_at), request_id=st.request_id),
-        ) for st in steps],
-        objections=[funds_pb2.Objection(
-            name=bus.objection_name(row.id, o.id), reason=o.reason, lodged_by=o.lodged_by,
-            state=funds_pb2.ObjectionState.Value("OBJECTION_STATE_" + o.state), resolution=o.resolution,
-            lodge_time=ts(o.lodged_at), resolve_time=ts(o.resolved_at) if o.resolved_at else None,
-        ) for o in objections],
-        attributes=row.attributes, create_time=ts(row.created_at), update_time=ts(row.updated_at),
-    )
-    if row.publicity_start is not None:
-        out.publicity_start_time.CopyFrom(ts(row.publicity_start))
-        out.publicity_end_time.CopyFrom(ts(row.publicity_end))
-    fill_details(out, details)
-    if withdrawal is not None:
-        out.withdrawal.CopyFrom(funds_pb2.Withdrawal(reason=withdrawal.reason, audit=common_pb2.AuditStamp(
-            actor=withdrawal.actor, time=ts(withdrawal.created_at), request_id=withdrawal.request_id)))
-    return out
