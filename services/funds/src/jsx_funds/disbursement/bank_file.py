@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from jsxcore.errors import ErrorCollector, InvalidArgument
-
 from jsx_funds.disbursement.domain import BankLine
+from jsxcore.errors import ErrorCollector, InvalidArgument
 
 _PAID_WORDS = {"成功", "已支付", "支付成功", "paid", "success", "succeeded", "ok"}
 _FAILED_WORDS = {"失败", "支付失败", "退回", "failed", "failure"}

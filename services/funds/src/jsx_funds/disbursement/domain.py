@@ -49,12 +49,11 @@ from datetime import date
 from functools import lru_cache
 from typing import Literal
 
+from jsx_funds.programs.domain import SITUATION_ORDER
 from jsxcore import hookspecs as hs
 from jsxcore.errors import ErrorCollector, FailedPrecondition
 from jsxcore.hookspecs import BirthDateUse, RuleInputs
 from jsxcore.values import Money, Period, PeriodKind, RegionCode
-
-from jsx_funds.programs.domain import SITUATION_ORDER
 
 # ---------------------------------------------------------------- who is a candidate
 

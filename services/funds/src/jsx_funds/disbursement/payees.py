@@ -13,10 +13,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
-from jsxcore.values import RegionCode
-
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.projections.service import household_heads
+from jsxcore.values import RegionCode
 
 
 async def fill_publicity_names(sessions: async_sessionmaker[AsyncSession], members: MembersClient,

@@ -61,15 +61,14 @@ from sqlalchemy import ColumnElement, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.members.v1 import members_pb2
-from jsxcore.errors import FailedPrecondition
-from jsxcore.pii import mask_name
-from jsxcore.runtime.server import MAX_MESSAGE_BYTES
-from jsxcore.values import RegionCode
-
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.disbursement import domain as dd
 from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow, in_batch
 from jsx_funds.projections.service import household_heads
+from jsxcore.errors import FailedPrecondition
+from jsxcore.pii import mask_name
+from jsxcore.runtime.server import MAX_MESSAGE_BYTES
+from jsxcore.values import RegionCode
 
 log = logging.getLogger("jsx.funds.payment_file")
 
@@ -183,8 +182,8 @@ class CsvWriter:
         """``count`` whole lines, numbered already (without the last CRLF), made by the server."""
         self.write(block)
         self.write("\r\n")
-        self.count += count
-        self.total += total
+        self.count += int(count)
+        self.total += int(total)  # (PostgreSQL's sum of bigints is numeric)
 
     def finish(self) -> None:
         self.write(csv_text([self.layout.total_row(self.count, self.total)]))
@@ -533,32 +532,54 @@ class BankFile:
     sha256: str
 
 
-async def write_bank_file(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch, *,
-                          csv_format: bool, token: str | None, out: IO[bytes]) -> BankFile:
-    """Write the whole bank file into ``out`` (every payee checked on the way). The writing runs in a worker
-    thread, a page at a time: an xlsx of a million lines is a minute of openpyxl, which must not stall the
-    server's other calls."""
+async def write_bank_files(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch,
+                           targets: Sequence[tuple[bool, IO[bytes]]], *, token: str | None) -> list[BankFile]:
+    """Write the whole bank file into each target (``(csv_format, out)``: the same rows, one read of the payees),
+    every payee checked on the way. The writing runs in a worker thread, a page at a time: an xlsx of a million
+    lines is a minute of openpyxl, which must not stall the server's other calls."""
     started = time.perf_counter()
-    if not csv_format and (b.span is None or b.span > XLSX_MAX_LINES):  # the id range bounds the count
-        async with sessions() as s:
+    if any(not csv_format for csv_format, _ in targets) and (b.span is None or b.span > XLSX_MAX_LINES):
+        async with sessions() as s:  # the id range bounds the count: count only when it may be over
             n = (await s.execute(select(func.count()).select_from(PaymentRow).where(b.where))).scalar_one()
         if n > XLSX_MAX_LINES:
             raise too_many_rows(n)
-    w: FileWriter = await asyncio.to_thread(
-        (lambda: CsvWriter.to_bytes(out, BANK)) if csv_format else (lambda: XlsxWriter(out, BANK)))
+
+    def open_all() -> list[FileWriter]:
+        return [CsvWriter.to_bytes(out, BANK) if csv_format else XlsxWriter(out, BANK) for csv_format, out in targets]
+
+    writers = await asyncio.to_thread(open_all)
+
+    def add(rows: list[list[str]], amounts: list[int]) -> None:
+        for w in writers:
+            w.add(rows, amounts)
+
+    def finish() -> None:
+        for w in writers:
+            w.finish()
+
     try:
         async for rows, amounts in bank_pages(sessions, members, b, token):
-            await asyncio.to_thread(w.add, rows, amounts)
-        await asyncio.to_thread(w.finish)
+            await asyncio.to_thread(add, rows, amounts)
+        await asyncio.to_thread(finish)
     except BaseException:
-        w.discard()
+        for w in writers:
+            w.discard()
         raise
-    size, digest = await asyncio.to_thread(_size_and_digest, out)
-    log.info("payment file %s written: %d lines, %d bytes in %.2f s", b.name, w.count, size,
-             time.perf_counter() - started, extra={"lines": w.count, "bytes": size})
-    return BankFile(filename=f"支付文件_{b.name.replace('/', '-')}_{b.period}.{'csv' if csv_format else 'xlsx'}",
-                    content_type=CSV_TYPE if csv_format else XLSX_TYPE, payment_count=w.count, total=w.total,
-                    size_bytes=size, sha256=digest)
+    out = []
+    for (csv_format, f), w in zip(targets, writers):
+        size, digest = await asyncio.to_thread(_size_and_digest, f)
+        log.info("payment file %s written: %d lines, %d bytes in %.2f s", b.name, w.count, size,
+                 time.perf_counter() - started, extra={"lines": w.count, "bytes": size})
+        out.append(BankFile(filename=f"支付文件_{b.name.replace('/', '-')}_{b.period}.{'csv' if csv_format else 'xlsx'}",
+                            content_type=CSV_TYPE if csv_format else XLSX_TYPE, payment_count=w.count, total=w.total,
+                            size_bytes=size, sha256=digest))
+    return out
+
+
+async def write_bank_file(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch, *,
+                          csv_format: bool, token: str | None, out: IO[bytes]) -> BankFile:
+    """:func:`write_bank_files` into one ``out``."""
+    return (await write_bank_files(sessions, members, b, [(csv_format, out)], token=token))[0]
 
 
 def _size_and_digest(f: IO[bytes]) -> tuple[int, str]:

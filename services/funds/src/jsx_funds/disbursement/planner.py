@@ -38,16 +38,15 @@ from sqlalchemy import Select, String, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jsx.funds.v1 import events_pb2
+from jsx_funds.disbursement import domain as dd
+from jsx_funds.disbursement import wire
+from jsx_funds.programs.service import in_force_applications
+from jsx_funds.programs.tables import ApplicationRow
 from jsxcore.errors import DomainError
 from jsxcore.hookspecs import RuleInputs
 from jsxcore.outbox import subject_of
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Period, RegionCode
-
-from jsx_funds.disbursement import domain as dd
-from jsx_funds.disbursement import wire
-from jsx_funds.programs.service import in_force_applications
-from jsx_funds.programs.tables import ApplicationRow
 
 #: The PaymentsIssued pages' subject and type.
 PAGE_SUBJECT = subject_of(events_pb2.PaymentsIssued)

@@ -36,12 +36,26 @@ from datetime import date
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import (BigInteger, Integer, String, Text, and_, any_, bindparam, case, cast, column, false, func, literal, or_,
-                        select, table, text)
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
-
-from jsxcore.errors import Aborted
-from jsxcore.hookspecs import BirthDateUse, RuleInputs
 
 from jsx_funds.disbursement import domain as dd
 from jsx_funds.disbursement.planner import PAGE_SUBJECT, PAGE_TYPE, BatchRun, fault
@@ -49,6 +63,8 @@ from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentFailureRow, Pa
 from jsx_funds.programs.tables import ApplicationRow
 from jsx_funds.projections.service import situations_in_force
 from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
+from jsxcore.errors import Aborted
+from jsxcore.hookspecs import BirthDateUse, RuleInputs
 
 #: The candidates and the rules' answers of a batch (temporary tables, dropped at commit).
 CAND, RULES = "jsx_batch_cand", "jsx_batch_rules"
@@ -99,7 +115,8 @@ def declared_sql(reads: RuleInputs, start: date) -> tuple[str, str]:
         parts.append("quote_nullable(ra.birth_date)")
     elif reads.birth_date is BirthDateUse.AGE_ON_PERIOD_START:
         parts.append(age_sql("ra.birth_date", start))
-    return f"concat_ws(',', {', '.join(parts) or \"''\"})", ", ".join(f"{ident(k)} text" for k in keys)
+    listed = ", ".join(parts) or "''"
+    return f"concat_ws(',', {listed})", ", ".join(f"{ident(k)} text" for k in keys)
 
 
 def _situation_position() -> Any:
@@ -210,6 +227,8 @@ class _SetBased:
                 issue = await self._rules(cur)
                 t, spent["rules"] = clock(), clock() - t
                 await self._write(cur, issue, await drawing)
+                if self.declared:
+                    run.note = " (keyed as the rules declare)"
         finally:
             for task in (twice, drawing):
                 if task is not None and not task.done():

@@ -20,8 +20,6 @@ from typing import Any
 from sqlalchemy import Text, cast, func, insert, select, tuple_
 from sqlalchemy.engine import Row
 
-from jsxcore.outbox import OutboxEvent
-
 from jsx_funds.disbursement import domain as dd
 from jsx_funds.disbursement.planner import PAGE_SUBJECT, PAGE_TYPE, BatchRun, fault
 from jsx_funds.disbursement.tables import PaymentFailureRow, PaymentRow, payment_attempts
@@ -29,6 +27,7 @@ from jsx_funds.ledger.tables import JournalRow
 from jsx_funds.programs.tables import ApplicationRow
 from jsx_funds.projections.service import household_heads, situations_in_force
 from jsx_funds.projections.tables import SituationProjection
+from jsxcore.outbox import OutboxEvent
 
 #: Applications read, ruled on and written per round trip (SQLite caps bound parameters at 32 766).
 CHUNK = 5_000

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any, TextIO
 
 from sqlalchemy import Select, func, select
@@ -50,15 +50,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
-from jsxcore import paging
-from jsxcore.auth import Caller
-from jsxcore.bulk import fewer_collections
-from jsxcore.errors import AlreadyExists, ErrorCollector, FailedPrecondition, InvalidArgument, NotFound
-from jsxcore.outbox import add_event, subject_of
-from jsxcore.plugins import PluginHost
-from jsxcore.usecase import Idem, mutate
-from jsxcore.values import Money, Period, RegionCode
-
 from jsx_funds.adapters.db import utcnow
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.callers import actor_of
@@ -79,6 +70,14 @@ from jsx_funds.ledger import domain as ld
 from jsx_funds.ledger.service import LedgerService, Posted
 from jsx_funds.programs import domain as pd
 from jsx_funds.programs.service import ProgramsService, set_application_state
+from jsxcore import paging
+from jsxcore.auth import Caller
+from jsxcore.bulk import fewer_collections
+from jsxcore.errors import AlreadyExists, ErrorCollector, FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.outbox import add_event, subject_of
+from jsxcore.plugins import PluginHost
+from jsxcore.usecase import Idem, mutate
+from jsxcore.values import Money, Period, RegionCode
 
 #: The batch's account of where its time went is logged here (bench/monthly_batch reads it).
 log = logging.getLogger("jsx.funds.batches")
@@ -101,7 +100,7 @@ class DisbursementService:
                  programs: ProgramsService, members: MembersClient | None = None,
                  clock: Callable[[], datetime] | None = None, on_commit: Callable[[], None] | None = None) -> None:
         self.sessions, self.plugins, self.ledger, self.programs, self.members = sessions, plugins, ledger, programs, members
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.notify = on_commit or (lambda: None)
 
     # ------------------------------------------------------------ payments made on their own
@@ -274,7 +273,7 @@ class DisbursementService:
             stmt = (select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
                     .where(in_batch(batch)))
             if state:
-                stmt = stmt.where(STATE == state)
+                stmt = stmt.where(state == STATE)
             rows = (await s.execute(p.apply(stmt, PaymentRow.id))).all()
         page, token = p.cut(rows, key=lambda r: r[0].id)
         return funds_pb2.ListPaymentsResponse(payments=[wire.payment_message(pay, r) for pay, r in page],

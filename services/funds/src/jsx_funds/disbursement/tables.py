@@ -13,11 +13,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ColumnElement, Date, DateTime, ForeignKey, Integer, Select, SmallInteger, String, and_, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ColumnElement,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Select,
+    SmallInteger,
+    String,
+    and_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jsx_funds.adapters.db import BigId, Base, KeyString, utcnow
+from jsx_funds.adapters.db import Base, BigId, KeyString, utcnow
 from jsx_funds.disbursement.domain import ATTEMPT_MARK, attempt_key, business_key, payment_key, periodic_key_affixes
 
 __all__ = [

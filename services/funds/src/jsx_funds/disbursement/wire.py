@@ -10,12 +10,11 @@ from datetime import date, datetime
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
-from jsxcore import wire
-from jsxcore.values import Period
-
 from jsx_funds.disbursement import domain as dd
 from jsx_funds.disbursement.payment_file import BankFile
 from jsx_funds.disbursement.tables import BankResultRow, PaymentBatchRow, PaymentRow
+from jsxcore import wire
+from jsxcore.values import Period
 
 
 def single_payment_name(fund_id: int, payment_id: int) -> str:

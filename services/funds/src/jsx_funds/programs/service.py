@@ -27,7 +27,7 @@ from), :meth:`ProgramsService.program_for`, :func:`set_application_state`.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -56,12 +56,13 @@ from jsxcore.plugins import Decision, PluginHost
 from jsxcore.values import Money, Period, RegionCode
 
 from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import PaymentRow, aware
+from jsx_funds.adapters.db import aware
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.callers import actor_of, list_scope
 from jsx_funds.ledger.tables import FundRow
 from jsx_funds.legacy_wire import SERVICE, decode_token, encode_token, page_size, parse_id, ts
-from jsx_funds.payees import fill_publicity_names
+from jsx_funds.disbursement.payees import fill_publicity_names
+from jsx_funds.disbursement.tables import application_payment
 from jsx_funds.programs import details as dt
 from jsx_funds.programs import domain as pd
 from jsx_funds.programs.tables import ApplicationRow, ApprovalStepRow, ObjectionRow, ProgramRow, WithdrawalRow
@@ -216,6 +217,22 @@ class ProgramsService:
         if caller is not None and not (caller.in_region(row.region) or RegionCode(row.region).contains(caller.region)):
             caller.require_region(row.region)
         return row
+
+    async def program_for(self, s: AsyncSession, program_id: int, caller: Caller | None) -> ProgramRow:
+        """A program another context works on (a payment batch), read in its session: NOT_FOUND, or
+        PERMISSION_DENIED when ``caller`` can see neither it nor a region inside it."""
+        row = await s.get(ProgramRow, program_id)
+        if row is None:
+            raise NotFound(f"项目 programs/{program_id} 不存在，请核对项目编号", reason="PROGRAM_NOT_FOUND")
+        if caller is not None and not (caller.in_region(row.region) or RegionCode(row.region).contains(caller.region)):
+            caller.require_region(row.region)
+        return row
+
+    @staticmethod
+    async def mark_payment_issued(s: AsyncSession, applications: Sequence[int] | Select[Any], now: datetime) -> None:
+        """A payment batch paid these applications (ids, or a query of them): PAYMENT_ISSUED, in its transaction."""
+        await s.execute(update(ApplicationRow).where(ApplicationRow.id.in_(applications))
+                        .values(state="PAYMENT_ISSUED", updated_at=now).execution_options(synchronize_session=False))
 
     async def get_program(self, req: funds_pb2.GetProgramRequest, caller: Caller | None) -> funds_pb2.Program:
         async with self.sessions() as s:
@@ -655,11 +672,7 @@ class ProgramsService:
         """The key of a payment made for ``app``, if any: batch payments are found through their
         business key (``{p}/{b}/{period}``, every period and retry), a payment made on its own
         through ``applications/{id}``; both are ranges of the UNIQUE key index."""
-        batch = db.beneficiary_keys(app.program_id, app.beneficiary)
-        own = f"applications/{app.id}"
-        return (await s.execute(select(PaymentRow.payment_key).where(
-            (batch & (PaymentRow.application_id == app.id)) | (PaymentRow.payment_key == own)
-            | db.key_range(own + "#")).limit(1))).scalar()
+        return await application_payment(s, app.program_id, app.beneficiary, app.id)
 
     async def list_publicity(self, req: funds_pb2.ListPublicityRequest, caller: Caller | None) -> funds_pb2.ListPublicityResponse:
         """What is in 公示 now; with members configured, each entry gets the payee's masked name (张*明)."""

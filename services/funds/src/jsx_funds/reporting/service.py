@@ -37,7 +37,7 @@ from jsx.funds.v1 import funds_pb2
 from jsxcore.auth import Caller
 from jsxcore.values import Period, RegionCode
 
-from jsx_funds.adapters.db import BankResultRow, PaymentBatchRow, PaymentRow, in_batch
+from jsx_funds.disbursement.tables import BankResultRow, PaymentBatchRow, PaymentRow, in_batch
 from jsx_funds.ledger.tables import fund_balance
 from jsx_funds.programs.service import ProgramsService, applications_of, effective_state
 from jsx_funds.programs.tables import ApplicationRow, ProgramRow
