@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -31,9 +30,10 @@ from jsx.funds.v1 import funds_pb2 as pb
 from jsxcore.db import session_factory, transaction
 from jsxcore.outbox import OutboxEvent
 from jsxcore.plugins import PluginHost
+from jsxcore.testing.helpers import rid
 
-from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow
-from jsx_funds.batches import BatchesService
+from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow
+from jsx_funds.entrypoints.grpc import compose
 from jsx_funds.ledger.service import LedgerService
 from jsx_funds.ledger.tables import JournalRow
 from jsx_funds.ledger.verify import verify
@@ -46,14 +46,11 @@ CHUNK = 1_000  # three chunks: the crash leaves one written, uncommitted
 ALLOCATED = 10_000_000_00
 
 
-def rid() -> str:
-    return str(uuid.uuid4())
-
-
 async def seed(engine: AsyncEngine) -> int:
     """A 洪江 特别扶助 program with N enrolled mothers (half 失独 940 元, half 伤残 580 元); returns its id."""
     sessions = session_factory(engine)
-    funds, svc = LedgerService(sessions), BatchesService(sessions, PluginHost())
+    ctx = compose(sessions, PluginHost())
+    funds, svc = ctx.ledger, ctx.programs
     fund = await funds.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
         display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code="431281"))), None)
     src = await funds.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(

@@ -6,8 +6,8 @@ SQLite gives a new journal max(id) + 1: the batch journal takes the id after
 every id a payment of this batch could take, so later journals (and the single
 payments named after them) never meet a batch payment's id.
 
-Pages are read in (beneficiary, application) order, so a beneficiary's
-applications come together and the first of them pays
+Pages are read in application order. The rare beneficiaries with several
+candidate applications are found first, and only the first of each pays
 (:func:`~jsx_funds.disbursement.domain.first_per_beneficiary`); each page's
 query anti-joins ``payments`` on the payment key, so what an earlier page
 paid, or an earlier batch, is not selected again.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Text, cast, func, insert, select, tuple_
+from sqlalchemy import Text, cast, func, insert, select
 from sqlalchemy.engine import Row
 
 from jsx_funds.disbursement import domain as dd
@@ -43,15 +43,11 @@ class SqlitePlanner:
         upper = int((await s.execute(select(func.count()).select_from(_select(run).subquery()))).scalar_one())
         next_id, run.journal_id = top + 1, top + 1 + upper
         pager = _Pages(run)
-        after: tuple[str, int] | None = None
-        while True:
-            q = _select(run)
-            if after is not None:
-                q = q.where(tuple_(ApplicationRow.beneficiary, ApplicationRow.id) > tuple_(*after))
-            rows = (await s.execute(q.order_by(ApplicationRow.beneficiary, ApplicationRow.id).limit(CHUNK))).all()
-            if not rows:
-                break
-            after = (rows[-1].beneficiary, rows[-1].id)
+        await pager.find_twice()
+        after = 0
+        while rows := (await s.execute(_select(run).where(ApplicationRow.id > after)
+                                       .order_by(ApplicationRow.id).limit(CHUNK))).all():
+            after = rows[-1].id
             page = await pager.rule(rows)
             if page:
                 ids = list(range(next_id, next_id + len(page)))
@@ -79,8 +75,20 @@ class _Pages:
 
     def __init__(self, run: BatchRun) -> None:
         self.run = run
-        self.last: str | None = None
         self.declared: dict[str, str] = {}
+        #: Beneficiaries with more than one candidate application, and the one of each that pays.
+        self.twice: set[str] = set()
+        self.first: set[int] = set()
+
+    async def find_twice(self) -> None:
+        run = self.run
+        twice = (select(ApplicationRow.beneficiary).where(ApplicationRow.program_id == run.program.id)
+                 .group_by(ApplicationRow.beneficiary).having(func.count() > 1))
+        rows = (await run.s.execute(run.candidates().where(ApplicationRow.beneficiary.in_(twice)).with_only_columns(
+            ApplicationRow.id, ApplicationRow.beneficiary, ApplicationRow.period))).all()
+        self.twice = {b for _, b, _ in rows}
+        self.first = dd.first_per_beneficiary(
+            (app, b) for app, b, period in rows if not run.periodic or dd.enrolled_by(period, run.period))
 
     async def rule(self, rows: Sequence[Row[Any]]) -> list[tuple[Any, int, dd.Rule, str]]:
         """The page's applications that pay, each with its attempt number, rule and payee (skips recorded)."""
@@ -89,9 +97,8 @@ class _Pages:
         for r in rows:
             if run.periodic and not dd.enrolled_by(r.period, run.period):
                 continue  # enrolled from a later month: waits, silently
-            if r.beneficiary == self.last:
-                continue  # enrolled twice: the first application pays (rows come by beneficiary, then id)
-            self.last = r.beneficiary
+            if r.beneficiary in self.twice and r.id not in self.first:
+                continue  # enrolled twice: the first application pays
             attempt = 1
             if r.failed is not None:
                 found = dd.next_attempt([failed for _, failed in await payment_attempts(
