@@ -103,7 +103,7 @@ def amount_text(fen: int) -> str:
 
 def amount_sql(column: str) -> str:
     """SQL for :func:`amount_text` of a non-negative integer column (payments' amounts are > 0, a CHECK)."""
-    return f"({column} / 100)::text || '.' || lpad(({column} % 100)::text, 2, '0')"
+    return f"({column} / 100)::text || '.' || lpad(mod({column}, 100)::text, 2, '0')"
 
 
 def csv_text(rows: Sequence[Sequence[object]]) -> str:
@@ -362,8 +362,7 @@ async def _id_list_cursor(conn: Any, batch: PaymentBatchRow, constants: list[str
     await raw.execute("SET LOCAL enable_bitmapscan = off")
     async with raw.cursor(name=f"jsx_payment_file_{batch.id}") as cur:
         await cur.execute(
-            "SELECT " + _id_line_sql("%(constants)s").replace("%", "%%").replace("%%(constants)s", "%(constants)s")
-            + ", amount FROM payments WHERE id BETWEEN %(first)s AND %(last)s AND batch_id = %(bid)s ORDER BY id",
+            "SELECT " + _id_line_sql("%(constants)s") + ", amount FROM payments WHERE id BETWEEN %(first)s AND %(last)s AND batch_id = %(bid)s ORDER BY id",
             {"constants": _constants(constants), "bid": batch.id,
              "first": batch.first_payment_id, "last": batch.last_payment_id})
         fetch = asyncio.ensure_future(cur.fetchmany(20_000))
