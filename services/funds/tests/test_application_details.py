@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,15 @@ from jsx.funds.v1 import funds_pb2 as pb
 from jsx.funds.v1 import funds_pb2_grpc
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
-from jsxcore.auth import Caller, issue_token
+from jsx_funds.adapters.db import migrate
+from jsx_funds.entrypoints.grpc import build_runtime, compose
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.consumers import apply_household_event
+from jsx_funds.reporting.wire import reports_xlsx
+from jsxcore.auth import issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import session_factory, transaction
 from jsxcore.errors import FailedPrecondition, InvalidArgument
-from jsxcore.pii import FieldCipher, decode_key, generate_key
 from jsxcore.hookspecs import (
     Amount,
     Beneficiary,
@@ -42,29 +45,14 @@ from jsxcore.hookspecs import (
     hookimpl,
 )
 from jsxcore.outbox import EventMeta, OutboxEvent
+from jsxcore.pii import FieldCipher, decode_key, generate_key
 from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details
+from jsxcore.testing.helpers import Clock, rid, who
 from jsxcore.values import Money, Period, RegionCode
-
-from jsx_funds.adapters.db import migrate
-from jsx_funds.bank import BankService
-from jsx_funds.entrypoints.grpc import build_runtime
-from jsx_funds.ledger.service import LedgerService
-from jsx_funds.programs.tables import ApplicationRow
-from jsx_funds.projections.consumers import apply_household_event
-from jsx_funds.reporting.service import ReportingService
-from jsx_funds.reporting.wire import reports_xlsx
 
 XP, XP_TOWNSHIP, XP_VILLAGE, XP_STRICT = "431224", "431224101", "431224101201", "431224101202"
 CS_VILLAGE = "430102001001"  # 长沙: no 幸福基金 use rule anywhere above it
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
-
-
-def who(subject: str, region: str, role: str = "admin") -> Caller:
-    return Caller(subject=subject, display_name=subject, roles=(role,), region=RegionCode.parse(region))
 
 
 CLERK = who("clerk-xp", XP)
@@ -128,16 +116,8 @@ async def add_household(sessions, hid: str, village: str, kind: int = mpb.SITUAT
         await apply_household_event(s, msg, META)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2022, 9, 5, 2, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     sessions = session_factory(engine)
     host = PluginHost()  # every installed plugin for the regions it declares (hunan, huaihua, 溆浦 …)
     host.discover()
@@ -145,19 +125,18 @@ async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
     host.register(rules)
     host.register(StrictVillage())
     clock = Clock()
-    svc = BankService(sessions, host, clock=clock, cipher=FieldCipher(decode_key(generate_key())))
-    funds = LedgerService(sessions)
-    reports = ReportingService(sessions, svc, clock=clock)
+    svc = funds = reports = make_api(compose(sessions, host, clock=clock, cipher=FieldCipher(decode_key(generate_key()))))
     for hid, village in (("h1", XP_VILLAGE), ("h2", XP_VILLAGE), ("s1", XP_STRICT), ("cs1", CS_VILLAGE)):
         await add_household(sessions, hid, village)
-    return {"sessions": sessions, "svc": svc, "reports": reports, "funds": funds, "rules": rules, "clock": clock}
+    return {"sessions": sessions, "svc": svc, "reports": reports, "funds": funds, "rules": rules, "clock": clock,
+            "make_api": make_api}
 
 
 async def make_program(env, ptype: int, region: str = XP, fund_kind: int = pb.FUND_KIND_PROGRAM,  # type: ignore[no-untyped-def]
                        levels: tuple[int, ...] = ()) -> pb.Program:
-    fund = await env["funds"].create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+    fund = await env["funds"].CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
         display_name="测试基金", kind=fund_kind, owner_region=c.RegionCode(code=region))), None)
-    return await env["svc"].create_program(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+    return await env["svc"].CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
         display_name=f"2022年测试项目{ptype}", type=ptype, region=c.RegionCode(code=region), fund=fund.name, year=2022,
         approval_levels=levels, beneficiary=pb.BENEFICIARY_KIND_HOUSEHOLD)), None)
 
@@ -198,7 +177,7 @@ async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None
     sjh_p = await make_program(env, pb.PROGRAM_TYPE_SANJIEHE)
     happy_p = await make_program(env, pb.PROGRAM_TYPE_HAPPINESS_FUND, region=XP_VILLAGE, fund_kind=pb.FUND_KIND_HAPPINESS)
 
-    loan = await svc.submit_application(submit(loan_p, attributes={"note": "首次申请"}, loan_interest=LOAN), CLERK)
+    loan = await svc.SubmitApplication(submit(loan_p, attributes={"note": "首次申请"}, loan_interest=LOAN), CLERK)
     assert loan.loan_interest == LOAN and loan.WhichOneof("details") == "loan_interest"
     assert loan.amount_entitled.fen == 2175_00 // 2  # the plugin read loan.interest_paid_fen
     assert rules.seen[-1] == {"note": "首次申请", "loan.lender": "溆浦县农村商业银行", "loan.principal_fen": "5000000",
@@ -207,12 +186,12 @@ async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None
     # The clerk's attributes are stored and returned as given; the detail keys are not mixed in.
     assert dict(loan.attributes) == {"note": "首次申请"}
 
-    care = await svc.submit_application(submit(care_p, hospital_care=HOSPITAL), CLERK)
+    care = await svc.SubmitApplication(submit(care_p, hospital_care=HOSPITAL), CLERK)
     assert care.hospital_care == HOSPITAL and care.amount_entitled.fen == 12 * 50_00
-    sjh = await svc.submit_application(submit(sjh_p, amount=5000_00, sanjiehe=SANJIEHE), CLERK)
+    sjh = await svc.SubmitApplication(submit(sjh_p, amount=5000_00, sanjiehe=SANJIEHE), CLERK)
     assert sjh.sanjiehe == SANJIEHE and sjh.amount_entitled.fen == 5000_00  # no amount rule: as requested
     assert rules.seen[-1]["sanjiehe.income_gained_fen"] == "300000" and rules.seen[-1]["sanjiehe.industry"] == "种养"
-    happy = await svc.submit_application(submit(happy_p, amount=800_00, happiness_fund=HAPPY), CLERK)
+    happy = await svc.SubmitApplication(submit(happy_p, amount=800_00, happiness_fund=HAPPY), CLERK)
     assert happy.happiness_fund == HAPPY
     assert rules.seen[-1]["happiness.use"] == "村民慰问" and rules.seen[-1]["happiness.use_code"] == "VILLAGER_CONDOLENCE"
 
@@ -230,10 +209,10 @@ async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None
                                                     "resolution_number": "村民代表会〔2022〕3号"}
 
     for app in (loan, care, sjh, happy):
-        got = await svc.get_application(pb.GetApplicationRequest(name=app.name), CLERK)
+        got = await svc.GetApplication(pb.GetApplicationRequest(name=app.name), CLERK)
         assert got.WhichOneof("details") == app.WhichOneof("details")
         assert getattr(got, got.WhichOneof("details")) == getattr(app, app.WhichOneof("details"))
-    listed = await svc.list_applications(pb.ListApplicationsRequest(), CLERK)
+    listed = await svc.ListApplications(pb.ListApplicationsRequest(), CLERK)
     assert [(a.name, a.WhichOneof("details")) for a in listed.applications] == [
         (loan.name, "loan_interest"), (care.name, "hospital_care"), (sjh.name, "sanjiehe"), (happy.name, "happiness_fund")]
     assert listed.applications[2].sanjiehe.income_gained.fen == 3000_00
@@ -244,7 +223,7 @@ async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # t
     program = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
     # days left empty: counted from the dates (算入不算出), 8-01 → 8-13 is 12 days
     stay = pb.HospitalCareDetails(hospital="怀化市第一人民医院", admission_date=d(2022, 8, 1), discharge_date=d(2022, 8, 13))
-    app = await svc.submit_application(submit(program, period="2022-08", hospital_care=stay), CLERK)
+    app = await svc.SubmitApplication(submit(program, period="2022-08", hospital_care=stay), CLERK)
     assert app.hospital_care.days == 12 and rules.seen[-1]["hospital.days"] == "12"
     assert rules.seen[-1]["hospital.admission"] == "2022-08-01" and rules.seen[-1]["hospital.discharge"] == "2022-08-13"
     assert app.amount_entitled.fen == 600_00
@@ -255,20 +234,20 @@ async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # t
     assert prov["jsx_program_eligibility"].plugin == "hunan"  # special families: the province decides
 
     # A same-day stay is 1 day; a long one is capped by the plugin's yearly limit.
-    same = await svc.submit_application(submit(program, period="2022-09", hospital_care=pb.HospitalCareDetails(
+    same = await svc.SubmitApplication(submit(program, period="2022-09", hospital_care=pb.HospitalCareDetails(
         hospital="溆浦县人民医院", admission_date=d(2022, 9, 3), discharge_date=d(2022, 9, 3))), CLERK)
     assert (same.hospital_care.days, same.amount_entitled.fen) == (1, 50_00)
-    long = await svc.submit_application(submit(program, period="2022-10", hospital_care=pb.HospitalCareDetails(
+    long = await svc.SubmitApplication(submit(program, period="2022-10", hospital_care=pb.HospitalCareDetails(
         hospital="溆浦县人民医院", admission_date=d(2022, 10, 1), discharge_date=d(2022, 12, 20), days=80)), CLERK)
     assert long.amount_entitled.fen == 3000_00
 
     # A service without the PII key refuses health details rather than store them in the clear.
-    bare = BankService(env["sessions"], svc.plugins, clock=env["clock"])
+    bare = env["make_api"](compose(env["sessions"], svc.plugins, clock=env["clock"]))
     with pytest.raises(FailedPrecondition) as e:
-        await bare.submit_application(submit(program, period="2022-11", hospital_care=stay), CLERK)
+        await bare.SubmitApplication(submit(program, period="2022-11", hospital_care=stay), CLERK)
     assert e.value.reason == "NO_PII_KEY" and "加密密钥" in e.value.message
     with pytest.raises(FailedPrecondition):
-        await bare.get_application(pb.GetApplicationRequest(name=app.name), CLERK)
+        await bare.GetApplication(pb.GetApplicationRequest(name=app.name), CLERK)
     async with env["sessions"]() as s:
         assert (await s.execute(select(func.count()).select_from(ApplicationRow)
                                 .where(ApplicationRow.period == "2022-11"))).scalar_one() == 0
@@ -342,13 +321,13 @@ async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> No
     for program, details, field, words in cases:
         attributes = details.pop("attributes", None)
         with pytest.raises(InvalidArgument) as e:
-            await svc.submit_application(submit(program, amount=100_00, attributes=attributes, **details), CLERK)
+            await svc.SubmitApplication(submit(program, amount=100_00, attributes=attributes, **details), CLERK)
         fields = {v.field: v.description for v in e.value.violations}
         assert field in fields, (field, fields)
         assert words in fields[field] and has_chinese(e.value.message), (field, fields[field])
     # Several problems at once come back together.
     with pytest.raises(InvalidArgument) as e:
-        await svc.submit_application(submit(loan_p, **loan(annual_rate_bp=0, principal=c.Money(fen=0),
+        await svc.SubmitApplication(submit(loan_p, **loan(annual_rate_bp=0, principal=c.Money(fen=0),
                                                             loan_end=d(2020, 1, 1))), CLERK)
     assert {v.field for v in e.value.violations} == {"application.loan_interest.annual_rate_bp",
                                                      "application.loan_interest.principal",
@@ -360,7 +339,7 @@ async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  
     svc = env["svc"]
     # 溆浦: the county plugin allows the six uses, 村民慰问 among them.
     xupu_p = await make_program(env, pb.PROGRAM_TYPE_HAPPINESS_FUND, region=XP_VILLAGE, fund_kind=pb.FUND_KIND_HAPPINESS)
-    ok = await svc.submit_application(submit(xupu_p, amount=500_00, happiness_fund=HAPPY), CLERK)
+    ok = await svc.SubmitApplication(submit(xupu_p, amount=500_00, happiness_fund=HAPPY), CLERK)
     use = {p.hook: p for p in ok.provenance}["jsx_fund_allowed_uses"]
     assert (use.plugin, use.region.code) == ("xupu", "431224000000")
     assert use.reasons[-1] == "用途“村民慰问”在幸福基金允许的用途内" and any("溆浦县" in r for r in use.reasons)
@@ -369,14 +348,14 @@ async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  
     strict_p = await make_program(env, pb.PROGRAM_TYPE_HAPPINESS_FUND, region=XP_STRICT, fund_kind=pb.FUND_KIND_HAPPINESS)
     before = await stored(env)
     with pytest.raises(InvalidArgument) as e:
-        await svc.submit_application(submit(strict_p, hid="s1", amount=500_00, happiness_fund=pb.HappinessFundDetails(
+        await svc.SubmitApplication(submit(strict_p, hid="s1", amount=500_00, happiness_fund=pb.HappinessFundDetails(
             use=pb.HAPPINESS_USE_SCHOLARSHIP, resolution_number="村民代表会〔2022〕5号")), CLERK)
     assert e.value.reason == "FUND_USE_NOT_ALLOWED"
     assert [v.field for v in e.value.violations] == ["application.happiness_fund.use"]
     assert "只能用于：尊老爱幼、村民慰问（规则插件 test_strict_village 0.1.0），“奖学助学”不在其中" in e.value.message
     assert e.value.metadata["plugin"] == "test_strict_village" and e.value.metadata["allowed_uses"] == "尊老爱幼、村民慰问"
     assert await stored(env) == before
-    fine = await svc.submit_application(submit(strict_p, hid="s1", amount=500_00, happiness_fund=pb.HappinessFundDetails(
+    fine = await svc.SubmitApplication(submit(strict_p, hid="s1", amount=500_00, happiness_fund=pb.HappinessFundDetails(
         use=pb.HAPPINESS_USE_RESPECT_ELDERLY, resolution_number="村民代表会〔2022〕6号")), CLERK)
     assert {p.hook: p for p in fine.provenance}["jsx_fund_allowed_uses"].plugin == "test_strict_village"
 
@@ -384,7 +363,7 @@ async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  
     cs_p = await make_program(env, pb.PROGRAM_TYPE_HAPPINESS_FUND, region=CS_VILLAGE, fund_kind=pb.FUND_KIND_HAPPINESS)
     before = await stored(env)
     with pytest.raises(FailedPrecondition) as e2:
-        await svc.submit_application(submit(cs_p, hid="cs1", amount=500_00, happiness_fund=HAPPY), who("clerk-cs", "430102"))
+        await svc.SubmitApplication(submit(cs_p, hid="cs1", amount=500_00, happiness_fund=HAPPY), who("clerk-cs", "430102"))
     assert e2.value.reason == "NO_RULE" and "没有幸福基金用途规则" in e2.value.message
     assert await stored(env) == before
 
@@ -392,36 +371,36 @@ async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  
 async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     svc, funds, clock = env["svc"], env["funds"], env["clock"]
     program = await make_program(env, pb.PROGRAM_TYPE_SANJIEHE, levels=(pb.APPROVAL_LEVEL_VILLAGE, pb.APPROVAL_LEVEL_COUNTY))
-    src = await funds.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+    src = await funds.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
         display_name="2022年县级三结合资金", kind=pb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code=XP))), None)
-    await funds.post_allocation(pb.PostAllocationRequest(fund=program.fund, source=src.name, amount=c.Money(fen=20_000_00),
+    await funds.PostAllocation(pb.PostAllocationRequest(fund=program.fund, source=src.name, amount=c.Money(fen=20_000_00),
                                                          request_id=rid()), None)
     apps = {}
     for hid, income in (("h1", 3000_00), ("h2", 2000_00)):
         details = pb.SanjieheDetails(project="柑橘种植", agreement_number=f"溆计协帮〔2022〕{hid}号", industry="种养",
                                      income_gained=c.Money(fen=income))
-        app = await svc.submit_application(submit(program, hid=hid, amount=5000_00, sanjiehe=details), CLERK)
+        app = await svc.SubmitApplication(submit(program, hid=hid, amount=5000_00, sanjiehe=details), CLERK)
         for reviewer, region in (("v", XP_VILLAGE), ("c", XP)):
-            await svc.decide_application(pb.DecideApplicationRequest(
+            await svc.DecideApplication(pb.DecideApplicationRequest(
                 request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"), who(reviewer, region))
         apps[hid] = app
     # Approved and in 公示 only: no income counts yet.
     report = pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2022"))
-    assert (await env["reports"].get_program_report(report, CLERK)).income_gained.fen == 0
+    assert (await env["reports"].GetProgramReport(report, CLERK)).income_gained.fen == 0
 
     clock.now += timedelta(days=30)
-    batch = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
+    batch = await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
         request_id=rid(), program=program.name, region=c.RegionCode(code=XP), period=c.Period(code="2022")), who("fin", XP))
-    payments = {p.household: p.name for p in (await svc.list_payments(
+    payments = {p.household: p.name for p in (await svc.ListPayments(
         pb.ListPaymentsRequest(payment_batch=batch.name), None)).payments}
-    assert (await env["reports"].get_program_report(report, CLERK)).income_gained.fen == 0  # issued, not confirmed
-    await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+    assert (await env["reports"].GetProgramReport(report, CLERK)).income_gained.fen == 0  # issued, not confirmed
+    await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=payments["households/h1"], succeeded=True),
         pb.BankResult(payment=payments["households/h2"], succeeded=False, failure_reason="账户已冻结")]), None)
-    r = await env["reports"].get_program_report(report, CLERK)
+    r = await env["reports"].GetProgramReport(report, CLERK)
     assert r.income_gained.fen == 3000_00  # h1 paid; h2 failed at the bank
     assert r.households_helped == 1 and r.summary.endswith("，带动增收 0.3 万元")
-    other = await env["reports"].get_program_report(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")), CLERK)
+    other = await env["reports"].GetProgramReport(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")), CLERK)
     assert other.income_gained.fen == 0
 
     out = tmp_path / "报表.xlsx"

@@ -31,12 +31,17 @@ from jsxcore.db import session_factory, transaction
 from jsxcore.outbox import OutboxEvent
 from jsxcore.plugins import PluginHost
 from jsxcore.testing.helpers import rid
+from jsxcore.testing.helpers import rid
+from jsxcore.testing.helpers import rid
+from jsxcore.values import Money, RegionCode
 
 from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow
 from jsx_funds.entrypoints.grpc import compose
+from jsx_funds.ledger import domain as ld
 from jsx_funds.ledger.service import LedgerService
 from jsx_funds.ledger.tables import JournalRow
 from jsx_funds.ledger.verify import verify
+from jsx_funds.programs import wire as pw
 from jsx_funds.programs.tables import ApplicationRow
 from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
 
@@ -51,16 +56,17 @@ async def seed(engine: AsyncEngine) -> int:
     sessions = session_factory(engine)
     ctx = compose(sessions, PluginHost())
     funds, svc = ctx.ledger, ctx.programs
-    fund = await funds.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code="431281"))), None)
-    src = await funds.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
-        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE,
-        region=c.RegionCode(code="431281"))), None)
-    await funds.post_allocation(pb.PostAllocationRequest(fund=fund.name, source=src.name,
-                                                         amount=c.Money(fen=ALLOCATED), request_id=rid()), None)
-    program = await svc.create_program(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+    hj = RegionCode.parse("431281")
+    fund = await funds.create_fund(ld.NewFund(name="特别扶助资金", kind=ld.FundKind.PROGRAM, region=hj),
+                                   caller=None, idem=None)
+    fund_id = int(fund.name.split("/")[1])
+    src = await funds.create_fund_source(ld.NewSource(name="中央和省级特别扶助资金", kind=ld.SourceKind.PROVINCE_FINANCE,
+                                                      region=hj), caller=None, idem=None)
+    await funds.post_allocation(ld.Allocation(fund_id=fund_id, source_id=int(src.name.split("/")[1]),
+                                              amount=Money(ALLOCATED)), caller=None, idem=None)
+    program = await svc.create_program(pw.read_new_program(pb.Program(
         display_name="2022年洪江市计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code="431281"),
-        fund=fund.name, year=2022)), None)
+        fund=fund.name, year=2022)), caller=None, idem=None)
     pid = int(program.name.split("/")[1])
     t = datetime(2022, 6, 1, tzinfo=timezone.utc)
     village = "431281101201"

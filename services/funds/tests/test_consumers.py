@@ -5,7 +5,6 @@ and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -24,25 +23,28 @@ from jsx.funds.v1 import events_pb2 as fev
 from jsx.funds.v1 import funds_pb2 as pb
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
-from jsxcore.config import ServiceConfig
-from jsxcore.db import create_engine, session_factory
-from jsxcore.hookspecs import FundKind, FundUses, PluginMeta, hookimpl
-from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, InboxEvent, Relay, ensure_stream
-from jsxcore.pii import generate_key
-from jsxcore.plugins import PluginHost
-from jsxcore.values import RegionCode
-
 from jsx_funds.adapters.db import PaymentRow, migrate
 from jsx_funds.entrypoints.grpc import build_runtime
+from jsx_funds.ledger import domain as d
 from jsx_funds.ledger.service import LedgerService
 from jsx_funds.ledger.tables import JournalRow
 from jsx_funds.projections.consumers import build_consumers
 from jsx_funds.projections.service import household_situations
 from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
+from jsxcore.config import ServiceConfig
+from jsxcore.db import create_engine, session_factory
+from jsxcore.hookspecs import FundKind, FundUses, PluginMeta, hookimpl
+from jsxcore.outbox import (
+    HEADER_EVENT_TYPE,
+    HEADER_MSG_ID,
+    InboxEvent,
+    Relay,
+    ensure_stream,
+)
+from jsxcore.pii import generate_key
+from jsxcore.plugins import PluginHost
+from jsxcore.testing.helpers import rid
+from jsxcore.values import Money, RegionCode
 
 
 async def publish(js, msg: Message, event_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
@@ -109,14 +111,16 @@ async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, 
 
 async def make_fund(service, region: str, fen: int, kind: int = pb.FUND_KIND_CONDOLENCE,  # type: ignore[no-untyped-def]
                     name: str = "县计生协走访慰问金") -> int:
-    fund = await service.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name=name, kind=kind, owner_region=c.RegionCode(code=region))), None)
+    fund = await service.create_fund(d.NewFund(
+        name=name, kind=d.FundKind(pb.FundKind.Name(kind).removeprefix("FUND_KIND_")), region=RegionCode.parse(region)),
+        caller=None, idem=None)
+    fund_id = int(fund.name.split("/")[1])
     if fen:
-        src = await service.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
-            display_name="县财政慰问经费", kind=pb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code=region))), None)
-        await service.post_allocation(pb.PostAllocationRequest(
-            fund=fund.name, source=src.name, amount=c.Money(fen=fen), request_id=rid()), None)
-    return int(fund.name.split("/")[1])
+        src = await service.create_fund_source(d.NewSource(
+            name="县财政慰问经费", kind=d.SourceKind.COUNTY_FINANCE, region=RegionCode.parse(region)), caller=None, idem=None)
+        await service.post_allocation(d.Allocation(fund_id=fund_id, source_id=int(src.name.split("/")[1]), amount=Money(fen)),
+                                      caller=None, idem=None)
+    return fund_id
 
 
 def visit(vid: int, fund: str, fen: int, region: str = "431224102203") -> ev.VisitRecorded:
@@ -305,7 +309,7 @@ async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost,  # type:
     consumer = build_consumers(nats_url, sessions, on_commit=relay.notify, plugins=plugins, visit_max_deliver=max_deliver)[0]
     tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
     try:
-        yield {"js": js, "service": LedgerService(sessions, on_commit=relay.notify), "consumer": consumer}
+        yield {"js": js, "service": LedgerService(sessions, notify=relay.notify), "consumer": consumer}
     finally:
         await consumer.stop()
         await relay.stop()

@@ -4,7 +4,6 @@ SQLite/PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,23 +13,18 @@ import pytest
 from sqlalchemy import func, select
 
 from jsx.common.v1 import common_pb2 as c
-from jsx.funds.v1 import events_pb2
+from jsx.funds.v1 import events_pb2, funds_pb2_grpc
 from jsx.funds.v1 import funds_pb2 as pb
-from jsx.funds.v1 import funds_pb2_grpc
+from jsx_funds.adapters.db import migrate
+from jsx_funds.entrypoints.grpc import build_runtime
+from jsx_funds.ledger.tables import JournalRow
 from jsxcore.auth import issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
-
-from jsx_funds.adapters.db import migrate
-from jsx_funds.ledger.tables import JournalRow
-from jsx_funds.entrypoints.grpc import build_runtime
+from jsxcore.testing.helpers import rid
 
 SECRET = "f" * 40
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
 
 
 class Client:

@@ -44,14 +44,11 @@ from jsxcore.pii import generate_key
 from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details, setup_logging
 from jsxcore.testing.helpers import Clock, rid, who
-from jsxcore.usecase import Idem
-from jsxcore.values import Period, RegionCode
+from jsxcore.values import RegionCode
 
 from jsxcore.errors import NotFound
 from jsx_funds.adapters.db import migrate
-from jsx_funds.disbursement.service import SERVICE_NAME
 from jsx_funds.entrypoints.grpc import build_runtime, compose
-from jsx_funds.programs.service import ProgramsService
 from jsx_funds.projections.tables import HouseholdProjection
 
 SECRET = "p" * 40
@@ -71,7 +68,7 @@ class Client:
 
 
 @pytest.fixture
-async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+async def stack(db_url: str, nats_url: str, tmp_path: Path, make_api) -> AsyncIterator[dict]:  # type: ignore[type-arg,no-untyped-def]
     keys = {"JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(), "JSX_AUTH_SECRET": SECRET}
     logs = io.StringIO()
     handler = setup_logging("test", "DEBUG", stream=logs)
@@ -98,7 +95,7 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
     try:
         yield {"m": {k: Client(mstub, t) for k, t in tokens.items()}, "f": {k: Client(fstub, t) for k, t in tokens.items()},
                "tokens": tokens, "sessions": fservice.sessions, "host": host, "logs": logs, "db_url": db_url,
-               "members_addr": f"127.0.0.1:{mport}", "tmp": tmp_path, "mrt": mrt}
+               "members_addr": f"127.0.0.1:{mport}", "tmp": tmp_path, "mrt": mrt, "make_api": make_api}
     finally:
         await mch.close()
         await fch.close()
@@ -150,26 +147,25 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
             pytest.fail("the members household never reached the funds projection")
 
     clock = Clock(datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc))
-    ctx = compose(sessions, stack["host"], clock=clock)
-    svc, funds = ctx.programs, ctx.ledger
-    fund = await funds.create_fund(fpb.CreateFundRequest(request_id=rid(), fund=fpb.Fund(
+    svc = funds = stack["make_api"](compose(sessions, stack["host"], clock=clock))
+    fund = await funds.CreateFund(fpb.CreateFundRequest(request_id=rid(), fund=fpb.Fund(
         display_name="特别扶助资金", kind=fpb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=YL))), None)
-    src = await funds.create_fund_source(fpb.CreateFundSourceRequest(request_id=rid(), fund_source=fpb.FundSource(
+    src = await funds.CreateFundSource(fpb.CreateFundSourceRequest(request_id=rid(), fund_source=fpb.FundSource(
         display_name="中央和省级特别扶助资金", kind=fpb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=YL))), None)
-    await funds.post_allocation(fpb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=100_000_00),
+    await funds.PostAllocation(fpb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=100_000_00),
                                                           request_id=rid()), None)
 
     async def program(title: str, kind: int) -> fpb.Program:
-        return await svc.create_program(fpb.CreateProgramRequest(request_id=rid(), program=fpb.Program(
+        return await svc.CreateProgram(fpb.CreateProgramRequest(request_id=rid(), program=fpb.Program(
             display_name=title, type=fpb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=YL), fund=fund.name,
             year=2022, beneficiary=kind)), None)
 
-    async def apply(svc: ProgramsService, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
-        app = await svc.submit_application(fpb.SubmitApplicationRequest(request_id=rid(), application=fpb.Application(
+    async def apply(svc, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
+        app = await svc.SubmitApplication(fpb.SubmitApplicationRequest(request_id=rid(), application=fpb.Application(
             program=prog.name, household=hh.name, person=person, period=c.Period(code=period),
             attributes={"birth_date": "1966-03-01"})), who("clerk-yl", YL))
         for reviewer, region in (("v", VILLAGE), ("t", TOWNSHIP), ("c", YL)):
-            await svc.decide_application(fpb.DecideApplicationRequest(
+            await svc.DecideApplication(fpb.DecideApplicationRequest(
                 request_id=rid(), name=app.name, decision=fpb.APPROVAL_DECISION_APPROVE, comment="同意"), who(reviewer, region))
 
     per_person = await program("2022年沅陵县计生特别扶助（按人）", fpb.BENEFICIARY_KIND_PERSON)
@@ -185,13 +181,10 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
     fin = who("fin-yl", YL)
     batches = {}
     for key, prog in (("person", per_person), ("household", per_household)):
-        req = fpb.CreatePaymentBatchRequest(request_id=rid(), program=prog.name, region=c.RegionCode(code=YL),
-                                            period=c.Period(code="2022-08"))
-        batches[key] = await ctx.disbursement.create_payment_batch(
-            int(prog.name.split("/")[1]), RegionCode.parse(YL), Period.parse("2022-08"), caller=fin,
-            idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req))
+        batches[key] = await svc.CreatePaymentBatch(fpb.CreatePaymentBatchRequest(
+            request_id=rid(), program=prog.name, region=c.RegionCode(code=YL), period=c.Period(code="2022-08")), fin)
     # Applications approved just now (real clock): in 公示 while the test runs.
-    live = compose(sessions, stack["host"]).programs
+    live = stack["make_api"](compose(sessions, stack["host"]))
     await apply(live, per_person, hb, p["李秀英"].name, "2022-09")
     await apply(live, per_household, hd, "", "2022-09")
     return {"persons": p, "batches": batches, "programs": (per_person, per_household),

@@ -100,22 +100,21 @@ ONE_OFF = [("h1", "2022-08", "IN_PUBLICITY", 3000_00), ("h2", "2022-08", "IN_PUB
            ("h7", "2022-08", "IN_PUBLICITY", 1500_00)]
 
 
-async def _setup(ctx: Contexts, sessions: Any) -> dict[str, int]:
-    """Fund, money and three programs through the services; households, situations and applications as rows."""
-    fund = await ctx.ledger.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=HJ))), None)
-    src = await ctx.ledger.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
-        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=HJ))), None)
-    await ctx.ledger.post_allocation(pb.PostAllocationRequest(fund=fund.name, source=src.name,
-                                                              amount=c.Money(fen=1_000_000_00), request_id=rid()), None)
+async def _setup(api: Any, sessions: Any) -> dict[str, int]:
+    """Fund, money and three programs through the RPCs; households, situations and applications as rows."""
+    fund = await api.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=HJ))))
+    src = await api.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=HJ))))
+    await api.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name,
+                                                      amount=c.Money(fen=1_000_000_00), request_id=rid()))
     ids = {}
     for key, title, ptype, kind in (
             ("person", "2022年洪江市计生特别扶助", pb.PROGRAM_TYPE_SPECIAL_SUPPORT, pb.BENEFICIARY_KIND_PERSON),
             ("household", "2022年洪江市计生特别扶助（按户）", pb.PROGRAM_TYPE_SPECIAL_SUPPORT, pb.BENEFICIARY_KIND_HOUSEHOLD),
             ("oneoff", "2022年洪江市三结合", pb.PROGRAM_TYPE_SANJIEHE, pb.BENEFICIARY_KIND_HOUSEHOLD)):
-        program = await ctx.programs.create_program(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
-            display_name=title, type=ptype, region=c.RegionCode(code=HJ), fund=fund.name, year=2022, beneficiary=kind)),
-            None)
+        program = await api.CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+            display_name=title, type=ptype, region=c.RegionCode(code=HJ), fund=fund.name, year=2022, beneficiary=kind)))
         ids[key] = int(program.name.split("/")[1])
     village = {h: VILLAGES[int(h[1:]) % 2] for h in HOUSEHOLDS}
     common = dict(amount_requested=0, chain="VILLAGE,TOWNSHIP,COUNTY", publicity_days=7, publicity_working_days=False,
@@ -184,8 +183,8 @@ async def _fail(ctx: Contexts, batch: Any, program_id: int, beneficiaries: set[s
     await ctx.disbursement.import_bank_results(bid, lines, caller=None, idem=None)
 
 
-async def plan(url: str) -> list[Any]:
-    """Everything the scenario's batches did, on the database at ``url``."""
+async def plan(url: str, make_api: Any) -> list[Any]:
+    """Everything the scenario's batches did, on the database at ``url`` (``make_api``: the servicer in process)."""
     await asyncio.to_thread(migrate, url)
     engine = create_engine(url)
     try:
@@ -194,7 +193,7 @@ async def plan(url: str) -> list[Any]:
         host.discover()
         clock = Clock(START)
         ctx = compose(sessions, host, clock=clock)
-        ids = await _setup(ctx, sessions)
+        ids = await _setup(make_api(ctx), sessions)
         clock.now = BATCH_TIME
         person, household, oneoff = ids["person"], ids["household"], ids["oneoff"]
         out = [await _batch(ctx, sessions, person, "2022-08")]
@@ -221,7 +220,8 @@ _SQLITE: list[Any] = []
 
 
 @pytest.mark.parametrize("path", ["sampled", "raw", "rebuilt"])
-async def test_sqlite_and_postgresql_pay_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+async def test_sqlite_and_postgresql_pay_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str,
+                                                  make_api: Any) -> None:
     """PostgreSQL's three ways: the candidates keyed by the declared inputs at once (``sampled``: most
     applications here have inputs of their own), grouped as stored and keyed in Python (``raw``), or
     rebuilt keyed by the declaration when there are too many raw inputs (``rebuilt``)."""
@@ -229,7 +229,7 @@ async def test_sqlite_and_postgresql_pay_the_same(tmp_path: Path, monkeypatch: p
     from jsx_funds.disbursement import planner_pg
 
     if not _SQLITE:
-        _SQLITE.append(await plan(f"sqlite:///{tmp_path / 'plan.db'}"))
+        _SQLITE.append(await plan(f"sqlite:///{tmp_path / 'plan.db'}", make_api))
     sqlite = _SQLITE[0]
     if path != "sampled":
         monkeypatch.setattr(planner_pg, "SAMPLE", 0)
@@ -237,7 +237,7 @@ async def test_sqlite_and_postgresql_pay_the_same(tmp_path: Path, monkeypatch: p
         monkeypatch.setattr(planner_pg, "RAW_GROUPS", 0)
     url = create_postgres_database()
     try:
-        postgresql = await plan(url)
+        postgresql = await plan(url, make_api)
     finally:
         drop_postgres_database(url)
     assert len(sqlite) == len(postgresql)

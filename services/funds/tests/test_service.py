@@ -8,16 +8,15 @@ from sqlalchemy import func, select
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
+from jsx_funds.ledger import service as S
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.ledger.tables import EntryRow, JournalRow
 from jsxcore.db import transaction
 from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from jsxcore.outbox import OutboxEvent
 from jsxcore.values import Money
 
-from jsx_funds.ledger import service as S
-from jsx_funds.ledger.service import LedgerService
-from jsx_funds.ledger.tables import EntryRow, JournalRow
-
-Kit = object  # the conftest fixture type; annotations only
+Kit = Api = object  # the conftest fixture types; annotations only
 
 
 
@@ -26,7 +25,7 @@ async def count(svc: LedgerService, model) -> int:  # type: ignore[no-untyped-de
         return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 
 
-async def test_allocation_donation_and_balances(svc: LedgerService, kit: Kit) -> None:
+async def test_allocation_donation_and_balances(svc: LedgerService, kit: Kit, api: Api) -> None:
     fund = await kit.make_fund()
     src = await kit.make_source()
     entry = await kit.allocate(fund, src, 100_000_00)
@@ -34,17 +33,17 @@ async def test_allocation_donation_and_balances(svc: LedgerService, kit: Kit) ->
     assert entry.amount.fen == 100_000_00 and entry.balance_after.fen == 100_000_00
     assert sorted((ln.account, ln.debit, ln.amount.fen) for ln in entry.lines) == [
         (funds_pb2.LEDGER_ACCOUNT_INCOME, False, 100_000_00), (funds_pb2.LEDGER_ACCOUNT_AVAILABLE, True, 100_000_00)]
-    d1 = await svc.record_donation(kit.donation_request(fund, 5000_00), None)
-    d2 = await svc.record_donation(kit.donation_request(fund, 12_34, donor="李四"), None)
+    d1 = await api.RecordDonation(kit.donation_request(fund, 5000_00), None)
+    d2 = await api.RecordDonation(kit.donation_request(fund, 12_34, donor="李四"), None)
     assert d1.receipt_number == "431224-2022-000001"
     assert d2.receipt_number == "431224-2022-000002"
-    d3 = await svc.record_donation(kit.donation_request(fund, 1_00, year=2023), None)
+    d3 = await api.RecordDonation(kit.donation_request(fund, 1_00, year=2023), None)
     assert d3.receipt_number == "431224-2023-000001"
-    bal = await svc.get_fund_balance(funds_pb2.GetFundBalanceRequest(fund=f"funds/{fund}"), None)
+    bal = await api.GetFundBalance(funds_pb2.GetFundBalanceRequest(fund=f"funds/{fund}"))
     assert bal.balance.fen == bal.available.fen == 100_000_00 + 5000_00 + 12_34 + 1_00
     assert bal.committed.fen == 0 and bal.total_in.fen == bal.balance.fen
     assert len(bal.by_source) == 2
-    got = await svc.get_fund(funds_pb2.GetFundRequest(name=f"funds/{fund}"), None)
+    got = await api.GetFund(funds_pb2.GetFundRequest(name=f"funds/{fund}"))
     assert got.balance.fen == bal.balance.fen and got.kind == funds_pb2.FUND_KIND_HAPPINESS
     # the donation event carries ids and amounts, never the donor's name
     async with svc.sessions() as s:
@@ -78,7 +77,7 @@ async def test_allow_negative_fund_may_overdraw(svc: LedgerService, kit: Kit) ->
     assert (await svc.balance(fund)).available == Money(-50_00)
 
 
-async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit) -> None:
+async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit, api: Api) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     alloc = await kit.allocate(fund, src, 1000_00)
     async with transaction(svc.sessions) as s:
@@ -111,7 +110,7 @@ async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit
     assert (b.available, b.committed, b.expended) == (Money(600_00), Money(100_00), Money(300_00))
     # the allocation cannot be reversed: 300 of it has been spent
     with pytest.raises(FailedPrecondition) as e5:
-        await svc.reverse_ledger_entry(funds_pb2.ReverseLedgerEntryRequest(
+        await api.ReverseLedgerEntry(funds_pb2.ReverseLedgerEntryRequest(
             name=alloc.name, reason="重复入账", request_id=kit.rid()), None)
     assert e5.value.reason == "INSUFFICIENT_FUNDS"
     async with transaction(svc.sessions) as s:
@@ -120,23 +119,23 @@ async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit
     # a partly returned payment cannot be reversed whole …
     pay_name = f"funds/{fund}/ledgerEntries/{p.journal_id}"
     with pytest.raises(FailedPrecondition) as e6:
-        await svc.reverse_ledger_entry(funds_pb2.ReverseLedgerEntryRequest(name=pay_name, reason="支付录错", request_id=kit.rid()), None)
+        await api.ReverseLedgerEntry(funds_pb2.ReverseLedgerEntryRequest(name=pay_name, reason="支付录错", request_id=kit.rid()), None)
     assert e6.value.reason == "PAYMENT_RETURN_EXCEEDED"
     # … until its return is reversed; a reversal itself cannot be reversed
-    rr = await svc.reverse_ledger_entry(funds_pb2.ReverseLedgerEntryRequest(
+    rr = await api.ReverseLedgerEntry(funds_pb2.ReverseLedgerEntryRequest(
         name=f"funds/{fund}/ledgerEntries/{ret2[0].journal.id}", reason="退回录错", request_id=kit.rid()), None)
     with pytest.raises(FailedPrecondition) as e7:
-        await svc.reverse_ledger_entry(funds_pb2.ReverseLedgerEntryRequest(name=rr.name, reason="x", request_id=kit.rid()), None)
+        await api.ReverseLedgerEntry(funds_pb2.ReverseLedgerEntryRequest(name=rr.name, reason="x", request_id=kit.rid()), None)
     assert e7.value.reason == "CANNOT_REVERSE_REVERSAL"
     # the first return (200) is still posted, so reversing the payment still needs 500 from a net of 300
     async with svc.sessions() as s:
         first_return = (await s.execute(select(JournalRow.id).where(JournalRow.kind == "PAYMENT_RETURN").order_by(JournalRow.id))).scalars().first()
-    await svc.reverse_ledger_entry(funds_pb2.ReverseLedgerEntryRequest(
+    await api.ReverseLedgerEntry(funds_pb2.ReverseLedgerEntryRequest(
         name=f"funds/{fund}/ledgerEntries/{first_return}", reason="退回录错", request_id=kit.rid()), None)
-    rev = await svc.reverse_ledger_entry(funds_pb2.ReverseLedgerEntryRequest(name=pay_name, reason="支付录错", request_id=kit.rid()), None)
+    rev = await api.ReverseLedgerEntry(funds_pb2.ReverseLedgerEntryRequest(name=pay_name, reason="支付录错", request_id=kit.rid()), None)
     assert rev.kind == funds_pb2.ENTRY_KIND_REVERSAL and rev.reverses == pay_name
     with pytest.raises(FailedPrecondition) as e8:
-        await svc.reverse_ledger_entry(funds_pb2.ReverseLedgerEntryRequest(name=pay_name, reason="再冲一次", request_id=kit.rid()), None)
+        await api.ReverseLedgerEntry(funds_pb2.ReverseLedgerEntryRequest(name=pay_name, reason="再冲一次", request_id=kit.rid()), None)
     assert e8.value.reason == "ALREADY_REVERSED"
     b = await svc.balance(fund)
     assert b.expended == Money(0) and b.held == Money(1000_00)
@@ -155,29 +154,29 @@ async def test_idempotent_retry_and_reuse(svc: LedgerService, kit: Kit) -> None:
     assert e.value.reason == "REQUEST_ID_REUSED"
 
 
-async def test_bad_input_is_reported_per_field(svc: LedgerService, kit: Kit) -> None:
+async def test_bad_input_is_reported_per_field(svc: LedgerService, kit: Kit, api: Api) -> None:
     with pytest.raises(InvalidArgument) as e:
-        await svc.create_fund(funds_pb2.CreateFundRequest(request_id=kit.rid(), fund=funds_pb2.Fund(
+        await api.CreateFund(funds_pb2.CreateFundRequest(request_id=kit.rid(), fund=funds_pb2.Fund(
             owner_region=common_pb2.RegionCode(code="12")
         )), None)
     assert {v.field for v in e.value.violations} == {"fund.display_name", "fund.kind", "fund.owner_region.code"}
     fund = await kit.make_fund()
     with pytest.raises(InvalidArgument) as e2:
-        await svc.post_allocation(funds_pb2.PostAllocationRequest(
+        await api.PostAllocation(funds_pb2.PostAllocationRequest(
             fund=f"funds/{fund}", source="nope", amount=common_pb2.Money(fen=-1), request_id=kit.rid()), None)
     assert {v.field for v in e2.value.violations} == {"source", "amount"}
     with pytest.raises(NotFound):
-        await svc.get_fund(funds_pb2.GetFundRequest(name="funds/999"), None)
+        await api.GetFund(funds_pb2.GetFundRequest(name="funds/999"))
     assert await count(svc, JournalRow) == 0
 
 
-async def test_ledger_listing_pages_with_running_balance(svc: LedgerService, kit: Kit) -> None:
+async def test_ledger_listing_pages_with_running_balance(svc: LedgerService, kit: Kit, api: Api) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     for i in range(1, 6):
         await kit.allocate(fund, src, i * 100)
     seen, token = [], ""
     while True:
-        page = await svc.list_ledger_entries(funds_pb2.ListLedgerEntriesRequest(
+        page = await api.ListLedgerEntries(funds_pb2.ListLedgerEntriesRequest(
             fund=f"funds/{fund}", page_size=2, page_token=token), None)
         seen.extend(page.ledger_entries)
         token = page.next_page_token
@@ -185,7 +184,7 @@ async def test_ledger_listing_pages_with_running_balance(svc: LedgerService, kit
             break
     assert [e.balance_after.fen for e in seen] == [100, 300, 600, 1000, 1500]
     with pytest.raises(InvalidArgument):
-        await svc.list_ledger_entries(funds_pb2.ListLedgerEntriesRequest(fund="funds/999", page_token="garbage"), None)
+        await api.ListLedgerEntries(funds_pb2.ListLedgerEntriesRequest(fund="funds/999", page_token="garbage"), None)
 
 
 async def test_concurrent_payments_never_overdraw(svc: LedgerService, kit: Kit, db_url: str) -> None:

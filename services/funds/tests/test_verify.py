@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jsxcore.db import transaction
-from jsxcore.values import Money
-
 from jsx_funds.ledger import service as S
 from jsx_funds.ledger import verify as V
 from jsx_funds.ledger.service import LedgerService
+from jsxcore.db import transaction
+from jsxcore.values import Money
 
 
 def run_verify(db_url: str) -> subprocess.CompletedProcess[str]:
@@ -22,10 +22,10 @@ def run_verify(db_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_verify_passes_then_reports_corruption(svc: LedgerService, kit, engine: AsyncEngine, db_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_verify_passes_then_reports_corruption(svc: LedgerService, kit, engine: AsyncEngine, db_url: str, api: Any) -> None:  # type: ignore[no-untyped-def]
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
-    await svc.record_donation(kit.donation_request(fund, 10_00), None)
+    await api.RecordDonation(kit.donation_request(fund, 10_00))
     async with transaction(svc.sessions) as s:
         c = await S.commit(s, fund, Money(300_00), actor="t")
         _, p = await S.pay(s, fund, Money(200_00), payment_key="applications/1", payee="households/1",

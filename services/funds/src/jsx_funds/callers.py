@@ -7,6 +7,7 @@ the host, an event consumer): no region scope applies and records name
 from __future__ import annotations
 
 from jsxcore.auth import Caller
+from jsxcore.usecase import Idem
 from jsxcore.values import RegionCode
 
 
@@ -23,3 +24,8 @@ def list_scope(region: RegionCode | None, caller: Caller | None) -> RegionCode |
             caller.require_region(region)
         return region
     return caller.region if caller is not None else None
+
+
+def request_id_of(idem: Idem | None) -> str:
+    """The AIP-155 ``request_id`` of the call, which journals, steps and withdrawals record ("" without one)."""
+    return str(getattr(idem.request, "request_id", "")) if idem is not None else ""

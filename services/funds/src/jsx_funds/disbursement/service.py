@@ -52,7 +52,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from jsx.funds.v1 import funds_pb2
 from jsx_funds.adapters.db import utcnow
 from jsx_funds.adapters.members import MembersClient
-from jsx_funds.callers import actor_of
+from jsx_funds import SERVICE_NAME
+from jsx_funds.callers import actor_of, request_id_of
 from jsx_funds.disbursement import domain as dd
 from jsx_funds.disbursement import payment_file as pf
 from jsx_funds.disbursement import wire
@@ -82,14 +83,8 @@ from jsxcore.values import Money, Period, RegionCode
 #: The batch's account of where its time went is logged here (bench/monthly_batch reads it).
 log = logging.getLogger("jsx.funds.batches")
 
-SERVICE_NAME = "jsx.funds.v1.FundsService"
 #: A batch payment's state: the bank's answer, or PENDING while there is none.
 STATE = func.coalesce(BankResultRow.state, "PENDING")
-
-
-def _request_id(idem: Idem | None) -> str:
-    """The request id recorded on what a use case writes (journals, batches)."""
-    return str(getattr(idem.request, "request_id", "")) if idem is not None else ""
 
 
 class DisbursementService:
@@ -98,10 +93,11 @@ class DisbursementService:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], plugins: PluginHost, *, ledger: LedgerService,
                  programs: ProgramsService, members: MembersClient | None = None,
-                 clock: Callable[[], datetime] | None = None, on_commit: Callable[[], None] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, notify: Callable[[], None] | None = None) -> None:
         self.sessions, self.plugins, self.ledger, self.programs, self.members = sessions, plugins, ledger, programs, members
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.notify = on_commit or (lambda: None)
+        #: wakes the outbox relay after a commit
+        self.notify = notify or (lambda: None)
 
     # ------------------------------------------------------------ payments made on their own
 
@@ -189,7 +185,7 @@ class DisbursementService:
                                         reason="PERIOD_KIND")
         what = BatchProgram(id=program.id, name=program.name, rule_type=pd.rule_type(program.type, program.custom_type),
                             year=program.year, fund_id=program.fund_id)
-        actor, request_id = actor_of(caller), _request_id(idem)
+        actor, request_id = actor_of(caller), request_id_of(idem)
 
         async def work(s: AsyncSession) -> funds_pb2.PaymentBatch:
             with fewer_collections():
@@ -342,7 +338,7 @@ class DisbursementService:
         errs = ErrorCollector()
         wanted = dd.check_bank_lines(batch_id, lines, errs)
         errs.raise_if_any()
-        now, actor, request_id = self.clock(), actor_of(caller), _request_id(idem)
+        now, actor, request_id = self.clock(), actor_of(caller), request_id_of(idem)
 
         async def work(s: AsyncSession) -> funds_pb2.ImportBankResultsResponse:
             batch = await self._batch(s, batch_id, caller)

@@ -170,43 +170,23 @@ def _print_violations(e: "Exception", rows: dict[int, int]) -> int:
 
 
 async def _report(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from jsxcore import wire
+    from jsxcore.errors import DomainError
+    from jsxcore.plugins import PluginHost
 
-    from sqlalchemy import select
-
-    from jsxcore.values import Period, RegionCode
-
-    from jsx_funds.programs.tables import ProgramRow
-    from jsx_funds.reporting.service import program_report
+    from jsx_funds.entrypoints.grpc import compose
     from jsx_funds.reporting.wire import reports_xlsx
-    from jsx_funds.legacy_wire import parse_id, region_prefix
 
-    period = Period.parse(str(args.year), field="year") if args.year else None
     engine = create_engine(_url(args))
-    out = []
     try:
-        async with session_factory(engine)() as s:
-            if args.program:
-                programs = [await s.get(ProgramRow, parse_id(p, "programs", "program")) for p in args.program]
-                missing = [p for p, row in zip(args.program, programs) if row is None]
-                if missing:
-                    print(f"项目不存在：{'、'.join(missing)}", file=sys.stderr)
-                    return 2
-            else:
-                stmt = select(ProgramRow).order_by(ProgramRow.id)
-                if args.region:
-                    stmt = stmt.where(ProgramRow.region.startswith(region_prefix(RegionCode.parse(args.region, field="region"))))
-                if args.year:
-                    stmt = stmt.where(ProgramRow.year == int(args.year))
-                programs = list((await s.execute(stmt)).scalars())
-            for prog in programs:
-                assert prog is not None
-                region = RegionCode.parse(args.region, field="region") if args.region else RegionCode(prog.region)
-                if region.contains(RegionCode(prog.region)):
-                    region = RegionCode(prog.region)
-                elif not RegionCode(prog.region).contains(region):
-                    continue
-                out.append((prog.name, await program_report(s, prog, region, period, datetime.now(timezone.utc))))
+        reporting = compose(session_factory(engine), PluginHost()).reporting
+        out = await reporting.program_reports(
+            program_ids=[wire.int_id_from(p, "programs", "program") for p in args.program or ()],
+            region=wire.region_from(args.region, "region", required=False) if args.region else None,
+            year=wire.period_from(args.year, "year").start.year if args.year else None, caller=None)
+    except DomainError as e:
+        print(e.message, file=sys.stderr)
+        return 2
     finally:
         await engine.dispose()
     if not out:

@@ -117,6 +117,10 @@ class AccountKind(str, enum.Enum):
         return self is not AccountKind.INCOME
 
 
+#: The accounts whose sum is the money a fund still holds (available + committed).
+HELD = (AccountKind.AVAILABLE, AccountKind.COMMITTED)
+
+
 class JournalKind(str, enum.Enum):
     ALLOCATION = "ALLOCATION"  # 拨入
     DONATION = "DONATION"  # 捐赠收入
@@ -404,3 +408,50 @@ def balance_from_rows(fund_id: int, rows: Iterable[tuple[AccountKind, int | None
         income=Money(-totals[AccountKind.INCOME]),
         income_by_source=by_source,
     )
+
+
+# ---------------------------------------------------------------- use-case inputs
+
+
+@dataclass(frozen=True)
+class NewSource:
+    """A fund source to register (省财政, 县财政, 中国计生协项目 …)."""
+
+    name: str
+    kind: SourceKind
+    region: RegionCode
+
+
+@dataclass(frozen=True)
+class NewFund:
+    """A fund to open."""
+
+    name: str
+    kind: FundKind
+    region: RegionCode
+    owner: str = ""
+    allow_negative: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Money in from a (non-donation) source."""
+
+    fund_id: int
+    source_id: int
+    amount: Money
+    reference: str = ""
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class NewDonation:
+    """A donation received (幸福基金 donors are thanked publicly unless anonymous)."""
+
+    fund_id: int
+    donor_name: str
+    donor_kind: DonorKind
+    amount: Money
+    received_on: date
+    anonymous: bool = False

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     Date,
     DateTime,
     ForeignKey,
@@ -163,6 +164,13 @@ async def lock_fund(session: AsyncSession, fund_id: int) -> FundRow | None:
     return await session.get(FundRow, fund_id, populate_existing=True)
 
 
+async def lock_fund_where(session: AsyncSession, fund_id: int | ColumnElement[int]) -> None:
+    """Take the fund's row lock as :func:`lock_fund` does, without reading the row: ``fund_id`` may be a
+    scalar subquery (the fund of an application), so the lock is one statement — on SQLite the
+    transaction's first write, which takes the writer lock before anything is read."""
+    await session.execute(update(FundRow).where(FundRow.id == fund_id).values(version=FundRow.version + 1))
+
+
 async def account_ids(session: AsyncSession, keys: Iterable[d.AccountKey]) -> dict[tuple[int, d.AccountKind, int | None], int]:
     """Ids of the accounts for ``keys``, creating missing ones (caller holds the fund lock)."""
     wanted = {(k.fund_id, k.kind, k.source_id) for k in keys}
@@ -177,7 +185,8 @@ async def account_ids(session: AsyncSession, keys: Iterable[d.AccountKey]) -> di
     return found
 
 
-_NET = func.coalesce(func.sum(case((EntryRow.side == "D", EntryRow.amount), else_=-EntryRow.amount)), 0)
+#: Σdebit − Σcredit of the entries in a query (a balance on the debit side).
+NET = func.coalesce(func.sum(case((EntryRow.side == "D", EntryRow.amount), else_=-EntryRow.amount)), 0)
 
 
 async def balances_for(session: AsyncSession, keys: Iterable[d.AccountKey]) -> dict[d.AccountKey, int]:
@@ -185,7 +194,7 @@ async def balances_for(session: AsyncSession, keys: Iterable[d.AccountKey]) -> d
     out: dict[d.AccountKey, int] = {}
     for key in keys:
         stmt = (
-            select(_NET)
+            select(NET)
             .select_from(EntryRow)
             .join(AccountRow, AccountRow.id == EntryRow.account_id)
             .where(AccountRow.code == account_code(key.fund_id, key.kind, key.source_id))
@@ -239,17 +248,45 @@ async def journal_lines(session: AsyncSession, journal_id: int) -> list[d.Line]:
     ]
 
 
-async def fund_balance(session: AsyncSession, fund_id: int) -> d.FundBalance:
-    rows = (
-        await session.execute(
-            select(AccountRow.kind, AccountRow.source_id, _NET)
-            .select_from(EntryRow)
-            .join(AccountRow, AccountRow.id == EntryRow.account_id)
-            .where(AccountRow.fund_id == fund_id)
-            .group_by(AccountRow.kind, AccountRow.source_id)
-        )
-    ).all()
+async def fund_balance(session: AsyncSession, fund_id: int, *, before: datetime | None = None) -> d.FundBalance:
+    """The fund's position derived from its entries; ``before`` counts only journals written before that instant."""
+    stmt = (
+        select(AccountRow.kind, AccountRow.source_id, NET)
+        .select_from(EntryRow)
+        .join(AccountRow, AccountRow.id == EntryRow.account_id)
+        .where(AccountRow.fund_id == fund_id)
+        .group_by(AccountRow.kind, AccountRow.source_id)
+    )
+    if before is not None:
+        stmt = stmt.join(JournalRow, JournalRow.id == EntryRow.journal_id).where(JournalRow.created_at < before)
+    rows = (await session.execute(stmt)).all()
     return d.balance_from_rows(fund_id, [(d.AccountKind(k), s, int(n)) for k, s, n in rows])
+
+
+async def held_available_before(session: AsyncSession, fund_id: int, journal_id: int) -> tuple[int, int]:
+    """Σ(held), Σ(available) over the fund's journals with id < ``journal_id``."""
+    rows = (await session.execute(
+        select(AccountRow.kind, NET)
+        .select_from(EntryRow).join(AccountRow, AccountRow.id == EntryRow.account_id)
+        .where(AccountRow.fund_id == fund_id, EntryRow.journal_id < journal_id,
+               AccountRow.kind.in_([k.value for k in d.HELD]))
+        .group_by(AccountRow.kind)
+    )).all()
+    by = {k: int(v) for k, v in rows}
+    return sum(by.values()), by.get(d.AccountKind.AVAILABLE.value, 0)
+
+
+async def last_posting(session: AsyncSession, fund_id: int) -> datetime | None:
+    """When the fund's newest journal was written (its ``update_time``)."""
+    return (await session.execute(select(func.max(JournalRow.created_at)).where(JournalRow.fund_id == fund_id))).scalar()
+
+
+async def source_names(session: AsyncSession, source_ids: Iterable[int]) -> dict[int, str]:
+    ids = list(source_ids)
+    if not ids:
+        return {}
+    return {int(i): str(n) for i, n in (await session.execute(
+        select(SourceRow.id, SourceRow.name).where(SourceRow.id.in_(ids)))).all()}
 
 
 async def next_receipt_seq(session: AsyncSession, region: str, year: int) -> int:

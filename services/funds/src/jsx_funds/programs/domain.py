@@ -19,12 +19,13 @@ rows, asks this module what a decision means, and writes what it answers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from jsxcore import hookspecs as hs
 from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
-from jsxcore.values import Money, RegionCode
+from jsxcore.values import Money, Period, RegionCode
 
 #: China Standard Time: the day a clerk means by a date.
 CST = timezone(timedelta(hours=8))
@@ -298,3 +299,48 @@ def details_attributes(details: Mapping[str, Any] | None) -> dict[str, str]:
 
 def yuan(fen: int) -> str:
     return Money(fen).format_yuan()
+
+
+# ---------------------------------------------------------------- use-case inputs
+
+
+@dataclass(frozen=True)
+class NewProgram:
+    """A help program to create (its fund's region must contain its own)."""
+
+    name: str
+    type: str  # jsx.funds.v1.ProgramType without its prefix
+    region: RegionCode
+    fund_id: int
+    year: int
+    beneficiary: str  # PERSON or HOUSEHOLD
+    custom_type: str = ""
+    #: Review levels fixed by the program, bottom up; empty: the region plugin's chain.
+    approval_levels: tuple[str, ...] = ()
+    #: 公示 days fixed by the program; 0: the region plugin's rule.
+    publicity_days: int = 0
+    budget: int = 0  # 分; 0 = not capped
+    start_date: date | None = None
+    end_date: date | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class NewApplication:
+    """An application as submitted: who, for which program and period, and what the clerk gave the rules."""
+
+    program_id: int
+    household_id: str  # without ``households/``
+    period: Period
+    person: str = ""  # ``persons/…`` for per-person programs
+    village: RegionCode | None = None  # as the clerk gave it: must be the household's
+    amount_requested: int = 0  # 分
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    #: the checked details (``programs.details.parse_details``), and their kind as given (None: none)
+    details: Mapping[str, Any] | None = None
+    details_kind: str | None = None
+    birth_date: date | None = None
+
+    @property
+    def household(self) -> str:
+        return f"households/{self.household_id}"

@@ -27,7 +27,7 @@ reports as a spreadsheet (openpyxl).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from sqlalchemy import select
@@ -35,8 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
 from jsxcore.auth import Caller
+from jsxcore.errors import NotFound
 from jsxcore.values import Period, RegionCode
 
+from jsx_funds.adapters import bus
 from jsx_funds.disbursement.tables import BankResultRow, PaymentBatchRow, PaymentRow, in_batch
 from jsx_funds.ledger.tables import fund_balance
 from jsx_funds.programs.service import ProgramsService, applications_of, effective_state
@@ -67,21 +69,50 @@ class ReportingService:
         self.programs = programs
         self.clock = clock or (lambda: datetime.now(timezone.utc))
 
-    async def get_program_report(self, req: funds_pb2.GetProgramReportRequest,
+    async def get_program_report(self, program_id: int, region: RegionCode | None, period: Period | None, *,
                                  caller: Caller | None) -> funds_pb2.ProgramReport:
-        period = Period.parse(req.period.code, field="period.code") if req.period.code else None
+        """The program's figures in ``region`` (default: the caller's, or the program's for a trusted caller)
+        for ``period`` (None: every period). A region above the program's means the whole program."""
+        if region is not None and caller is not None:
+            caller.require_region(region)
         async with self.sessions() as s:
-            program = await self.programs._program(s, req.program, "program", caller)
-            if req.region.code:
-                region = RegionCode.parse(req.region.code, field="region.code")
-                if caller is not None:
-                    caller.require_region(region)
-            else:
+            program = await self.programs.program_for(s, program_id, caller)
+            if region is None:
                 region = caller.region if caller is not None else RegionCode(program.region)
             # A region above the program's (the province asking) means the whole program.
             if region.contains(RegionCode(program.region)):
                 region = RegionCode(program.region)
             return await program_report(s, program, region, period, self.clock())
+
+    async def program_reports(self, *, program_ids: Sequence[int] = (), region: RegionCode | None = None,
+                              year: int | None = None,
+                              caller: Caller | None) -> list[tuple[str, funds_pb2.ProgramReport]]:
+        """``(program display name, report)`` for the given programs, or for every program of ``year`` run in
+        ``region`` — each in ``region`` (the whole program when the region is above it; a program whose region
+        lies outside ``region`` is left out) for the whole of ``year`` (None: every period). NotFound names
+        the programs that do not exist."""
+        period = Period.parse(str(year), field="year") if year is not None else None
+        if program_ids:
+            async with self.sessions() as s:
+                found = [await s.get(ProgramRow, pid) for pid in program_ids]
+            missing = [bus.program_name(pid) for pid, row in zip(program_ids, found, strict=True) if row is None]
+            if missing:
+                raise NotFound(f"项目不存在：{'、'.join(missing)}", reason="PROGRAM_NOT_FOUND")
+            programs = [row for row in found if row is not None]
+        else:
+            programs = await self.programs.programs_for_report(region=region, year=year, caller=caller)
+        out = []
+        now = self.clock()
+        async with self.sessions() as s:
+            for prog in programs:
+                own = RegionCode(prog.region)
+                where = region or own
+                if where.contains(own):
+                    where = own
+                elif not own.contains(where):
+                    continue
+                out.append((prog.name, await program_report(s, prog, where, period, now)))
+        return out
 
 
 async def program_report(s: AsyncSession, program: ProgramRow, region: RegionCode, period: Period | None,
