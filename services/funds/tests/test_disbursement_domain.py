@@ -1,5 +1,6 @@
 """The batch planner's choices, pure (no database) — and, on PostgreSQL, the SQL that computes some of them
 in the set-based planner proven equal to the one Python definition."""
+
 from __future__ import annotations
 
 import csv
@@ -10,12 +11,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jsx_funds.disbursement import domain as dd
+from jsx_funds.disbursement import payment_file as pf
 from jsxcore.errors import ErrorCollector, FailedPrecondition
 from jsxcore.hookspecs import BirthDateUse, RuleInputs
 from jsxcore.values import Money, Period, RegionCode
-
-from jsx_funds.disbursement import domain as dd
-from jsx_funds.disbursement import payment_file as pf
 
 AUG = Period.parse("2022-08")
 
@@ -43,7 +43,9 @@ def test_situation_special_families_first_latest_disability_grade() -> None:
     assert dd.situation_of([]) == ("OTHER", 0)
     assert dd.situation_of([("ONLY_CHILD", date(2010, 1, 1), 0)]) == ("ONLY_CHILD", 0)
     assert dd.situation_of([("ONLY_CHILD", date(2010, 1, 1), 0), ("SPECIAL_DISABLED", date(2022, 8, 1), 2)]) == (
-        "SPECIAL_DISABLED", 2)
+        "SPECIAL_DISABLED",
+        2,
+    )
     # 失独 comes before 伤残 whatever the order of the rows; the grade is only the 伤残 one's
     both = [("SPECIAL_DISABLED", date(2019, 1, 1), 1), ("SPECIAL_BEREAVED", date(2021, 1, 1), 0)]
     assert dd.situation_of(both) == dd.situation_of(list(reversed(both))) == ("SPECIAL_BEREAVED", 0)
@@ -93,11 +95,23 @@ def test_declared_input_reads_only_what_the_rules_declare() -> None:
 
 
 def test_rule_beneficiary_is_what_the_hooks_see() -> None:
-    r = dd.RuleInput(person="persons/m1", beneficiary="persons/m1", household_id="h1", village="431281101201",
-                     attributes='{"birth_date": "1966-05-20"}', situation="SPECIAL_DISABLED", grade=3)
+    r = dd.RuleInput(
+        person="persons/m1",
+        beneficiary="persons/m1",
+        household_id="h1",
+        village="431281101201",
+        attributes='{"birth_date": "1966-05-20"}',
+        situation="SPECIAL_DISABLED",
+        grade=3,
+    )
     b = dd.rule_beneficiary(r)
     assert (b.person_id, b.household_id, b.unit, b.situation, b.birth_date) == (
-        "persons/m1", "households/h1", "PERSON", "SPECIAL_DISABLED", date(1966, 5, 20))
+        "persons/m1",
+        "households/h1",
+        "PERSON",
+        "SPECIAL_DISABLED",
+        date(1966, 5, 20),
+    )
     assert b.attributes["child_disability_grade"] == "3" and b.region == RegionCode("431281101201")
     h = dd.rule_beneficiary(dd.RuleInput("", "households/h1", "h1", "431281101201", None, "OTHER", 0))
     assert (h.person_id, h.unit, h.birth_date, dict(h.attributes)) == ("households/h1", "HOUSEHOLD", None, {})
@@ -152,7 +166,11 @@ def test_refusals() -> None:
     dd.check_covered(1, "f", 0, 1, 100, True)  # may go below zero
     with pytest.raises(FailedPrecondition) as info:
         dd.check_covered(3, "特别扶助资金", -5, 2, 100_01, False)
-    assert info.value.reason == "INSUFFICIENT_FUNDS" and "可用 0.00 元" in info.value.message and "100.01" in info.value.message
+    assert (
+        info.value.reason == "INSUFFICIENT_FUNDS"
+        and "可用 0.00 元" in info.value.message
+        and "100.01" in info.value.message
+    )
 
 
 def test_tally_pages_and_skips() -> None:
@@ -165,7 +183,10 @@ def test_tally_pages_and_skips() -> None:
 
 def test_batch_state_and_unbroken_ids() -> None:
     assert [dd.batch_state(3, 0, 0), dd.batch_state(3, 1, 1), dd.batch_state(3, 2, 1)] == [
-        "ISSUED", "PARTIALLY_SETTLED", "SETTLED"]
+        "ISSUED",
+        "PARTIALLY_SETTLED",
+        "SETTLED",
+    ]
     assert dd.unbroken(5, 7, 3) and not dd.unbroken(5, 8, 3) and not dd.unbroken(None, 7, 3)
 
 
@@ -174,18 +195,27 @@ def test_batch_state_and_unbroken_ids() -> None:
 
 def test_bank_lines_checked_on_their_own() -> None:
     errs = ErrorCollector()
-    wanted = dd.check_bank_lines(3, [
-        dd.BankLine("paymentBatches/3/payments/10", True),
-        dd.BankLine("paymentBatches/3/payments/10", True),
-        dd.BankLine("paymentBatches/4/payments/11", True),
-        dd.BankLine("HJ-1", True),
-        dd.BankLine(" paymentBatches/3/payments/12 ", False),
-        dd.BankLine("paymentBatches/3/payments/13", True, bad_date="2022-2-30"),
-    ], errs)
+    wanted = dd.check_bank_lines(
+        3,
+        [
+            dd.BankLine("paymentBatches/3/payments/10", True),
+            dd.BankLine("paymentBatches/3/payments/10", True),
+            dd.BankLine("paymentBatches/4/payments/11", True),
+            dd.BankLine("HJ-1", True),
+            dd.BankLine(" paymentBatches/3/payments/12 ", False),
+            dd.BankLine("paymentBatches/3/payments/13", True, bad_date="2022-2-30"),
+        ],
+        errs,
+    )
     assert set(wanted) == {10, 12, 13}
     by = {v.field: v.description for v in errs.violations}
-    assert set(by) == {"results[1].payment", "results[2].payment", "results[3].payment", "results[4].failure_reason",
-                       "results[5].paid_date"}
+    assert set(by) == {
+        "results[1].payment",
+        "results[2].payment",
+        "results[3].payment",
+        "results[4].failure_reason",
+        "results[5].paid_date",
+    }
     assert "与第 1 条重复" in by["results[1].payment"] and "不是本批次" in by["results[2].payment"]
     assert by["results[5].paid_date"] == "日期 2022-2-30 无效"
     empty = ErrorCollector()
@@ -209,10 +239,14 @@ def test_reconciliation_arithmetic() -> None:
     rows = [("r1", 940_00, "PAID", False), ("r2", 580_00, "FAILED", True), ("r3", 100_00, "PENDING", False)]
     rec = dd.reconcile(rows, 940_00 + 100_00)
     assert rec.balanced and (rec.issued_count, rec.issued_total) == (3, 1620_00)
-    assert rec.summary == ("共 3 笔 1620.00 元 = 已支付 1 笔 940.00 元 + 失败退回 1 笔 580.00 元"
-                           " + 待回盘 1 笔 100.00 元")
+    assert rec.summary == (
+        "共 3 笔 1620.00 元 = 已支付 1 笔 940.00 元 + 失败退回 1 笔 580.00 元 + 待回盘 1 笔 100.00 元"
+    )
     off = dd.reconcile([("r2", 580_00, "FAILED", False)], 580_00)
-    assert not off.balanced and off.problems == ("r2 记为失败，但没有退回记录", "账上净支出 580.00 元 ≠ 已支付 + 待回盘 0.00 元")
+    assert not off.balanced and off.problems == (
+        "r2 记为失败，但没有退回记录",
+        "账上净支出 580.00 元 ≠ 已支付 + 待回盘 0.00 元",
+    )
 
 
 # ---------------------------------------------------------------- the payment file's field rules
@@ -231,8 +265,7 @@ def test_the_writer_writes_what_one_csv_writer_writes() -> None:
     w.add_lines(["x,y"], [1])
     w.finish()
     one = io.StringIO()
-    csv.writer(one, lineterminator="\r\n").writerows(
-        [list(pf.BANK.header), [1, *rows[0]]])
+    csv.writer(one, lineterminator="\r\n").writerows([list(pf.BANK.header), [1, *rows[0]]])
     one.write("2,x,y\r\n")
     csv.writer(one, lineterminator="\r\n").writerow(["合计", "2 笔", "", "590.01", "", "", "", "", ""])
     assert out.getvalue() == "\ufeff" + one.getvalue()
@@ -250,21 +283,35 @@ async def test_declared_input_in_sql_is_the_domain_definition(engine: AsyncEngin
 
     from jsx_funds.disbursement.planner_pg import declared_sql
 
-    samples = [{}, {"birth_date": "1973-08-01"}, {"birth_date": "1973-08-02", "hukou_type": "RURAL"},
-               {"birth_date": "19730801"}, {"birth_date": "", "hukou_type": ""},
-               {"hukou": "O'Brien, \"x\" \\ y", "has_living_child": "true", "note": "unread"},
-               {"birth_date": "1964-02-29", "child_disability_grade": "3"}, {"hukou_type": "a,b"}]
-    declarations = [RuleInputs(frozenset({"hukou_type", "has_living_child", "hukou"}), BirthDateUse.AGE_ON_PERIOD_START),
-                    RuleInputs(frozenset({"hukou"}), BirthDateUse.DATE), RuleInputs(frozenset(), BirthDateUse.UNUSED),
-                    RuleInputs(frozenset({"child_disability_grade"}), BirthDateUse.AGE_ON_PERIOD_START)]
+    samples = [
+        {},
+        {"birth_date": "1973-08-01"},
+        {"birth_date": "1973-08-02", "hukou_type": "RURAL"},
+        {"birth_date": "19730801"},
+        {"birth_date": "", "hukou_type": ""},
+        {"hukou": 'O\'Brien, "x" \\ y', "has_living_child": "true", "note": "unread"},
+        {"birth_date": "1964-02-29", "child_disability_grade": "3"},
+        {"hukou_type": "a,b"},
+    ]
+    declarations = [
+        RuleInputs(frozenset({"hukou_type", "has_living_child", "hukou"}), BirthDateUse.AGE_ON_PERIOD_START),
+        RuleInputs(frozenset({"hukou"}), BirthDateUse.DATE),
+        RuleInputs(frozenset(), BirthDateUse.UNUSED),
+        RuleInputs(frozenset({"child_disability_grade"}), BirthDateUse.AGE_ON_PERIOD_START),
+    ]
     async with engine.connect() as conn:
         for reads in declarations:
             for start in (date(2022, 8, 1), date(2023, 3, 1)):
                 sql, columns = declared_sql(reads, start)
                 for a in samples:
-                    got = (await conn.execute(text(
-                        f"SELECT {sql} FROM (SELECT CAST(:a AS json) AS attributes) AS c"
-                        f" CROSS JOIN LATERAL json_to_record(c.attributes) AS ra({columns})"), {"a": json.dumps(a)})
+                    got = (
+                        await conn.execute(
+                            text(
+                                f"SELECT {sql} FROM (SELECT CAST(:a AS json) AS attributes) AS c"
+                                f" CROSS JOIN LATERAL json_to_record(c.attributes) AS ra({columns})"
+                            ),
+                            {"a": json.dumps(a)},
+                        )
                     ).scalar_one()
                     assert got == dd.declared_input(a, reads, start), (reads, start, a)
 
@@ -274,9 +321,13 @@ async def test_quote_nullable_and_amounts_in_sql_are_the_domain_definitions(engi
         pytest.skip("the SQL is PostgreSQL's")
     async with engine.connect() as conn:
         for v in (None, "", "a", "O'Brien", "a\\b", "'\\'", "a,b", "两个 字"):
-            assert (await conn.execute(text("SELECT quote_nullable(CAST(:v AS text))"), {"v": v})).scalar_one() == \
-                dd.quote_nullable(v), v
+            assert (
+                await conn.execute(text("SELECT quote_nullable(CAST(:v AS text))"), {"v": v})
+            ).scalar_one() == dd.quote_nullable(v), v
         for fen in (1, 99, 100, 940_00, 1_234_56, 760_000_000_00):
-            got = (await conn.execute(text(f"SELECT {pf.amount_sql('a')} FROM (SELECT CAST(:f AS bigint) AS a) x"),
-                                      {"f": fen})).scalar_one()
+            got = (
+                await conn.execute(
+                    text(f"SELECT {pf.amount_sql('a')} FROM (SELECT CAST(:f AS bigint) AS a) x"), {"f": fen}
+                )
+            ).scalar_one()
             assert got == pf.amount_text(fen), fen

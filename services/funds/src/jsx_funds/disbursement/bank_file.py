@@ -5,6 +5,7 @@ Columns by header name — 业务参考号 (the payment file's reference,
 银行流水号, 支付日期 (YYYY-MM-DD); blank and 合计 rows are skipped. What the
 lines then do is :meth:`DisbursementService.import_bank_results`'s.
 """
+
 from __future__ import annotations
 
 import csv
@@ -46,8 +47,13 @@ def _rows(path: Path, data: bytes) -> list[list[str]]:
 
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
-            return [["" if v is None else (v.date().isoformat() if isinstance(v, datetime) else str(v)).strip()
-                     for v in row] for row in wb.worksheets[0].iter_rows(values_only=True)]
+            return [
+                [
+                    "" if v is None else (v.date().isoformat() if isinstance(v, datetime) else str(v)).strip()
+                    for v in row
+                ]
+                for row in wb.worksheets[0].iter_rows(values_only=True)
+            ]
         finally:
             wb.close()
     for enc in ("utf-8-sig", "gb18030"):  # banks' exports are often GBK
@@ -87,7 +93,8 @@ def read_bank_file(path: str | Path) -> list[FileLine]:
     errs.raise_if_any()
     out: list[FileLine] = []
     for n, row in enumerate(rows[1:], start=2):
-        def cell(key: str) -> str:
+
+        def cell(key: str, row: list[str] = row) -> str:
             i = cols.get(key)
             return row[i] if i is not None and i < len(row) else ""
 
@@ -104,8 +111,17 @@ def read_bank_file(path: str | Path) -> list[FileLine]:
             except ValueError:
                 errs.add(f"row[{n}].paid_date", f"第 {n} 行：支付日期“{cell('paid_date')}”应写成 2022-08-15")
                 continue
-        out.append(FileLine(n, BankLine(payment=cell("payment"), succeeded=status in _PAID_WORDS,
-                                        failure_reason=cell("reason"), bank_reference=cell("bank_reference"),
-                                        paid_date=day)))
+        out.append(
+            FileLine(
+                n,
+                BankLine(
+                    payment=cell("payment"),
+                    succeeded=status in _PAID_WORDS,
+                    failure_reason=cell("reason"),
+                    bank_reference=cell("bank_reference"),
+                    paid_date=day,
+                ),
+            )
+        )
     errs.raise_if_any()
     return out

@@ -39,6 +39,7 @@ basis; a batch lists each distinct basis once (:class:`Bases`).
 UNIQUE in ``payments``; the n-th attempt after bank failures stores
 ``key#n`` (:func:`attempt_key`).
 """
+
 from __future__ import annotations
 
 import json
@@ -213,19 +214,26 @@ class RuleInput:
 
 def rule_beneficiary(r: RuleInput) -> hs.Beneficiary:
     """The ``Beneficiary`` the eligibility and amount hooks are asked about."""
-    attributes = {k: v for k, v in ((k, attribute_text(v)) for k, v in parse_attributes(r.attributes).items())
-                  if v is not None}
+    attributes = {
+        k: v for k, v in ((k, attribute_text(v)) for k, v in parse_attributes(r.attributes).items()) if v is not None
+    }
     if r.grade:
         attributes.setdefault("child_disability_grade", str(r.grade))
     birth = attributes.get("birth_date")
     unit: Literal["PERSON", "HOUSEHOLD"] = "PERSON" if r.person else "HOUSEHOLD"
     return hs.Beneficiary(
-        person_id=r.person or r.beneficiary, household_id=f"households/{r.household_id}", region=RegionCode(r.village),
-        situation=r.situation, unit=unit, birth_date=date.fromisoformat(birth) if birth else None,
-        attributes=attributes)
+        person_id=r.person or r.beneficiary,
+        household_id=f"households/{r.household_id}",
+        region=RegionCode(r.village),
+        situation=r.situation,
+        unit=unit,
+        birth_date=date.fromisoformat(birth) if birth else None,
+        attributes=attributes,
+    )
 
 
 # ---------------------------------------------------------------- the amount
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -312,10 +320,13 @@ def next_attempt(failed: Sequence[bool]) -> int | None:
 
 # ---------------------------------------------------------------- a batch's refusals
 
+
 def nothing_to_pay(program_name: str, region: RegionCode, period: Period, skipped: int) -> FailedPrecondition:
     why = f"；另有 {skipped} 人经规则核定本期不予发放" if skipped else ""
-    return FailedPrecondition(f"{program_name} 在 {region.short} 的 {period} 没有待支付的对象"
-                              f"（已全部支付或尚无公示期满的申请）{why}", reason="NOTHING_TO_PAY")
+    return FailedPrecondition(
+        f"{program_name} 在 {region.short} 的 {period} 没有待支付的对象（已全部支付或尚无公示期满的申请）{why}",
+        reason="NOTHING_TO_PAY",
+    )
 
 
 def check_covered(fund_id: int, fund_name: str, available: int, count: int, total: int, allow_negative: bool) -> None:
@@ -323,7 +334,9 @@ def check_covered(fund_id: int, fund_name: str, available: int, count: int, tota
     if total > available and not allow_negative:
         raise FailedPrecondition(
             f"基金 funds/{fund_id}（{fund_name}）余额不足：可用 {yuan(max(available, 0))} 元，"
-            f"本批 {count} 笔共需 {yuan(total)} 元，请先拨入资金", reason="INSUFFICIENT_FUNDS")
+            f"本批 {count} 笔共需 {yuan(total)} 元，请先拨入资金",
+            reason="INSUFFICIENT_FUNDS",
+        )
 
 
 def yuan(fen: int) -> str:
@@ -331,6 +344,7 @@ def yuan(fen: int) -> str:
 
 
 # ---------------------------------------------------------------- what a batch wrote
+
 
 @dataclass
 class Tally:
@@ -427,8 +441,15 @@ def check_bank_lines(batch_id: int, lines: Sequence[BankLine], errs: ErrorCollec
     return wanted
 
 
-def check_against_recorded(i: int, line: BankLine, batch_id: int, payment_batch: int | None, recorded: str | None,
-                           recorded_reason: str, errs: ErrorCollector) -> None:
+def check_against_recorded(
+    i: int,
+    line: BankLine,
+    batch_id: int,
+    payment_batch: int | None,
+    recorded: str | None,
+    recorded_reason: str,
+    errs: ErrorCollector,
+) -> None:
     """A line against what is stored: the payment must exist in this batch, and a result already recorded
     must not be contradicted (a repeat is fine: it changes nothing)."""
     where = f"第 {i + 1} 条（{line.payment}）"
@@ -438,11 +459,15 @@ def check_against_recorded(i: int, line: BankLine, batch_id: int, payment_batch:
         errs.add(f"results[{i}].payment", f"{where}：属于批次 {batch_name(payment_batch)}，不是本批次")
     elif recorded is not None and (recorded == "PAID") != line.succeeded:
         was = "已支付成功" if recorded == "PAID" else f"已记为支付失败（{recorded_reason}）"
-        errs.add(f"results[{i}].payment", f"{where}：该笔此前{was}，与本次“{'成功' if line.succeeded else '失败'}”不符；"
-                                          "如银行更正了结果，请联系县级财务人工处理")
+        errs.add(
+            f"results[{i}].payment",
+            f"{where}：该笔此前{was}，与本次“{'成功' if line.succeeded else '失败'}”不符；"
+            "如银行更正了结果，请联系县级财务人工处理",
+        )
 
 
 # ---------------------------------------------------------------- reconciliation
+
 
 @dataclass(frozen=True)
 class Reconciled:
@@ -462,9 +487,11 @@ class Reconciled:
     @property
     def summary(self) -> str:
         c, t = self.count, self.total
-        return (f"共 {self.issued_count} 笔 {yuan(self.issued_total)} 元 = 已支付 {c['PAID']} 笔 {yuan(t['PAID'])} 元"
-                f" + 失败退回 {c['FAILED']} 笔 {yuan(t['FAILED'])} 元"
-                f" + 待回盘 {c['PENDING']} 笔 {yuan(t['PENDING'])} 元")
+        return (
+            f"共 {self.issued_count} 笔 {yuan(self.issued_total)} 元 = 已支付 {c['PAID']} 笔 {yuan(t['PAID'])} 元"
+            f" + 失败退回 {c['FAILED']} 笔 {yuan(t['FAILED'])} 元"
+            f" + 待回盘 {c['PENDING']} 笔 {yuan(t['PENDING'])} 元"
+        )
 
 
 def reconcile(payments: Iterable[tuple[str, int, str, bool]], ledger_total: int) -> Reconciled:
@@ -484,5 +511,7 @@ def reconcile(payments: Iterable[tuple[str, int, str, bool]], ledger_total: int)
     if issued != total["PAID"] + total["FAILED"] + total["PENDING"]:  # a state outside the three
         problems.append("批次总额 ≠ 已支付 + 失败 + 待回盘")
     if ledger_total != total["PAID"] + total["PENDING"]:
-        problems.append(f"账上净支出 {yuan(ledger_total)} 元 ≠ 已支付 + 待回盘 {yuan(total['PAID'] + total['PENDING'])} 元")
+        problems.append(
+            f"账上净支出 {yuan(ledger_total)} 元 ≠ 已支付 + 待回盘 {yuan(total['PAID'] + total['PENDING'])} 元"
+        )
     return Reconciled(count, total, issued_n, issued, ledger_total, tuple(problems))

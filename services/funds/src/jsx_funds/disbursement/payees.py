@@ -8,6 +8,7 @@ household's 户主, taken from the members projection
 :func:`jsx_funds.disbursement.domain.payee_of`). Names are fetched from
 members at the moment they are shown and never stored or logged here.
 """
+
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,8 +19,12 @@ from jsx_funds.projections.service import household_heads
 from jsxcore.values import RegionCode
 
 
-async def fill_publicity_names(sessions: async_sessionmaker[AsyncSession], members: MembersClient,
-                               resp: funds_pb2.ListPublicityResponse, region: RegionCode | str) -> None:
+async def fill_publicity_names(
+    sessions: async_sessionmaker[AsyncSession],
+    members: MembersClient,
+    resp: funds_pb2.ListPublicityResponse,
+    region: RegionCode | str,
+) -> None:
     """Set each entry's ``beneficiary_display_name`` to the masked name (张*明) of whoever is paid:
     the person, or the household's 户主. A household whose head the projection does not know yet
     keeps an empty name (its members event has not arrived)."""
@@ -29,8 +34,10 @@ async def fill_publicity_names(sessions: async_sessionmaker[AsyncSession], membe
             heads = await household_heads(s, households)
     else:
         heads = {}
-    who = {e.application: heads.get(e.beneficiary, "") if e.beneficiary.startswith("households/") else e.beneficiary
-           for e in resp.entries}
+    who = {
+        e.application: heads.get(e.beneficiary, "") if e.beneficiary.startswith("households/") else e.beneficiary
+        for e in resp.entries
+    }
     persons = await members.batch_get_persons([p for p in who.values() if p], region) if any(who.values()) else {}
     for e in resp.entries:
         person = persons.get(who[e.application])

@@ -36,6 +36,7 @@ half-sent file. The spool (and openpyxl's sheet file for xlsx) hold names and
 card numbers for the length of the call, so production points ``TMPDIR`` at
 memory or an encrypted volume.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -129,11 +130,17 @@ class Layout:
 
 
 #: The internal id list: resource ids only, for reconciliation.
-ID_LIST = Layout(("序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"), 4,
-                 lambda n, total: ["合计", n, "", "", amount_text(total), "", "", ""])
+ID_LIST = Layout(
+    ("序号", "收款人编号", "户编号", "村（社区）代码", "金额（元）", "发放期间", "项目", "业务参考号"),
+    4,
+    lambda n, total: ["合计", n, "", "", amount_text(total), "", "", ""],
+)
 #: The bank's file (一卡通发放): names and card numbers from members.
-BANK = Layout(("序号", "收款人姓名", "一卡通卡号/账号", "金额（元）", "业务参考号", "所属村", "项目", "期间", "备注"), 3,
-              lambda n, total: ["合计", f"{n} 笔", "", amount_text(total), "", "", "", "", ""])
+BANK = Layout(
+    ("序号", "收款人姓名", "一卡通卡号/账号", "金额（元）", "业务参考号", "所属村", "项目", "期间", "备注"),
+    3,
+    lambda n, total: ["合计", f"{n} 笔", "", amount_text(total), "", "", "", "", ""],
+)
 
 
 # ---------------------------------------------------------------- the writers
@@ -203,7 +210,7 @@ class XlsxWriter:
         self.count = self.total = 0
         self.wb = Workbook(write_only=True)
         self.ws = self.wb.create_sheet("支付明细")
-        for col, width in zip("ABCDEFGHI", self.WIDTHS):
+        for col, width in zip("ABCDEFGHI", self.WIDTHS, strict=False):
             self.ws.column_dimensions[col].width = width
         self.ws.freeze_panes = "A2"
         self.bold = Font(bold=True)
@@ -225,14 +232,17 @@ class XlsxWriter:
             raise too_many_rows(self.count + len(rows))
         k = self.layout.amount_col - 1
         for i, row in enumerate(rows, self.count + 1):
-            self.ws.append([i, *row[:k], self._amount(row[k]), *row[k + 1:]])
+            self.ws.append([i, *row[:k], self._amount(row[k]), *row[k + 1 :]])
         self.count += len(rows)
         self.total += sum(amounts)
 
     def finish(self) -> None:
         row, k = self.layout.total_row(self.count, self.total), self.layout.amount_col
-        self.ws.append([self._cell(v, bold=True) for v in row[:k]] + [self._amount(str(row[k]), bold=True)]
-                       + [self._cell(v, bold=True) for v in row[k + 1:]])
+        self.ws.append(
+            [self._cell(v, bold=True) for v in row[:k]]
+            + [self._amount(str(row[k]), bold=True)]
+            + [self._cell(v, bold=True) for v in row[k + 1 :]]
+        )
         self.wb.save(self.out)
 
     def discard(self) -> None:
@@ -255,7 +265,9 @@ class XlsxWriter:
 def too_many_rows(count: int) -> FailedPrecondition:
     return FailedPrecondition(
         f"该批次有 {count} 笔支付，超过 Excel 单个工作表 {XLSX_MAX_LINES} 笔的上限，请改用 CSV 格式导出",
-        reason="TOO_MANY_ROWS_FOR_XLSX", metadata={"count": str(count), "limit": str(XLSX_MAX_LINES)})
+        reason="TOO_MANY_ROWS_FOR_XLSX",
+        metadata={"count": str(count), "limit": str(XLSX_MAX_LINES)},
+    )
 
 
 # ---------------------------------------------------------------- the internal id list
@@ -267,8 +279,9 @@ async def write_id_list(s: AsyncSession, batch: PaymentBatchRow, program_name: s
     w = CsvWriter(out.write, ID_LIST)
     constants = [batch.period, program_name, dd.batch_name(batch.id)]
     conn = await s.connection()
-    if conn.dialect.name == "postgresql" and dd.unbroken(batch.first_payment_id, batch.last_payment_id,
-                                                         batch.payment_count):
+    if conn.dialect.name == "postgresql" and dd.unbroken(
+        batch.first_payment_id, batch.last_payment_id, batch.payment_count
+    ):
         async with conn.engine.connect() as extra:
             await _id_list_blocks((s.execute, extra.execute), batch, constants, w)
     elif conn.dialect.name == "postgresql":
@@ -276,11 +289,19 @@ async def write_id_list(s: AsyncSession, batch: PaymentBatchRow, program_name: s
     else:
         result = await s.stream(
             select(PaymentRow.id, PaymentRow.payee, PaymentRow.household_id, PaymentRow.village, PaymentRow.amount)
-            .where(in_batch(batch)).order_by(PaymentRow.id).execution_options(yield_per=_ID_PAGE))
+            .where(in_batch(batch))
+            .order_by(PaymentRow.id)
+            .execution_options(yield_per=_ID_PAGE)
+        )
         period, pname, bname = constants
         async for rows in result.partitions(_ID_PAGE):
-            w.add([[payee, f"households/{hid}", village, amount_text(amount), period, pname, f"{bname}/payments/{pid}"]
-                   for pid, payee, hid, village, amount in rows], [r[4] for r in rows])
+            w.add(
+                [
+                    [payee, f"households/{hid}", village, amount_text(amount), period, pname, f"{bname}/payments/{pid}"]
+                    for pid, payee, hid, village, amount in rows
+                ],
+                [r[4] for r in rows],
+            )
     w.finish()
     return w.count
 
@@ -288,8 +309,14 @@ async def write_id_list(s: AsyncSession, batch: PaymentBatchRow, program_name: s
 def _id_line_sql(constants_param: str) -> str:
     """SQL making an id-list line but for its 序号 (ids quoted as the writer would; village codes are 12
     digits; the values every line shares come quoted as one parameter)."""
-    return (csv_field_sql("payee") + " || ',' || " + csv_field_sql("'households/' || household_id")
-            + " || ',' || village || ',' || " + amount_sql("amount") + f" || {constants_param} || '/payments/' || id")
+    return (
+        csv_field_sql("payee")
+        + " || ',' || "
+        + csv_field_sql("'households/' || household_id")
+        + " || ',' || village || ',' || "
+        + amount_sql("amount")
+        + f" || {constants_param} || '/payments/' || id"
+    )
 
 
 def _constants(values: list[str]) -> str:
@@ -312,8 +339,10 @@ async def _id_list_blocks(executes: Sequence[Any], batch: PaymentBatchRow, const
     first, last = batch.first_payment_id, batch.last_payment_id
     assert first is not None and last is not None
     line = f"(id - {int(first) - 1})::text || ',' || " + _id_line_sql(":constants")
-    block = text(f"SELECT string_agg({line}, E'\\r\\n' ORDER BY id), count(*), sum(amount) FROM payments"
-                 " WHERE id >= :lo AND id < :hi AND batch_id = :bid")
+    block = text(
+        f"SELECT string_agg({line}, E'\\r\\n' ORDER BY id), count(*), sum(amount) FROM payments"
+        " WHERE id >= :lo AND id < :hi AND batch_id = :bid"
+    )
     params = {"constants": _constants(constants), "bid": batch.id}
     blocks = range(first, last + 1, FILE_BLOCK)
     starts = iter(enumerate(blocks))
@@ -362,9 +391,16 @@ async def _id_list_cursor(conn: Any, batch: PaymentBatchRow, constants: list[str
     await raw.execute("SET LOCAL enable_bitmapscan = off")
     async with raw.cursor(name=f"jsx_payment_file_{batch.id}") as cur:
         await cur.execute(
-            "SELECT " + _id_line_sql("%(constants)s") + ", amount FROM payments WHERE id BETWEEN %(first)s AND %(last)s AND batch_id = %(bid)s ORDER BY id",
-            {"constants": _constants(constants), "bid": batch.id,
-             "first": batch.first_payment_id, "last": batch.last_payment_id})
+            "SELECT "
+            + _id_line_sql("%(constants)s")
+            + ", amount FROM payments WHERE id BETWEEN %(first)s AND %(last)s AND batch_id = %(bid)s ORDER BY id",
+            {
+                "constants": _constants(constants),
+                "bid": batch.id,
+                "first": batch.first_payment_id,
+                "last": batch.last_payment_id,
+            },
+        )
         fetch = asyncio.ensure_future(cur.fetchmany(20_000))
         try:
             while rows := await fetch:
@@ -402,10 +438,20 @@ class FileBatch:
 
 
 def file_batch(row: PaymentBatchRow, program_name: str, per_household: bool) -> FileBatch:
-    span = (row.last_payment_id - row.first_payment_id + 1
-            if row.first_payment_id is not None and row.last_payment_id is not None else None)
-    return FileBatch(name=dd.batch_name(row.id), region=row.region, program=program_name, period=row.period,
-                     note="按户发放（户主收款）" if per_household else "按人发放", where=in_batch(row), span=span)
+    span = (
+        row.last_payment_id - row.first_payment_id + 1
+        if row.first_payment_id is not None and row.last_payment_id is not None
+        else None
+    )
+    return FileBatch(
+        name=dd.batch_name(row.id),
+        region=row.region,
+        program=program_name,
+        period=row.period,
+        note="按户发放（户主收款）" if per_household else "按人发放",
+        where=in_batch(row),
+        span=span,
+    )
 
 
 class _Problems:
@@ -430,13 +476,17 @@ class _Problems:
         if self.no_head:
             raise FailedPrecondition(
                 f"以下家庭尚无户主信息，支付文件未生成，请先在成员管理中登记户主：{_listing(sorted(self.no_head))}",
-                reason="PAYEE_UNKNOWN", metadata={"count": str(len(self.no_head))})
+                reason="PAYEE_UNKNOWN",
+                metadata={"count": str(len(self.no_head))},
+            )
         if self.lacking:
             n = len(self.lacking)
             raise FailedPrecondition(
                 f"以下 {n} 名收款人没有登记一卡通账号，支付文件未生成，请先在成员管理中补录后再导出："
                 f"{_listing(self.lacking_shown, n)}",
-                reason="MISSING_CARD_NUMBER", metadata={"count": str(n)})
+                reason="MISSING_CARD_NUMBER",
+                metadata={"count": str(n)},
+            )
 
 
 def _listing(items: list[str], count: int | None = None) -> str:
@@ -452,15 +502,26 @@ class _Page:
     details: dict[str, members_pb2.Payee]
 
 
-async def _load(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch, after: int | None,
-                problems: _Problems, token: str | None) -> _Page:
+async def _load(
+    sessions: async_sessionmaker[AsyncSession],
+    members: MembersClient,
+    b: FileBatch,
+    after: int | None,
+    problems: _Problems,
+    token: str | None,
+) -> _Page:
     """The page of payments after id ``after``, with the payees' details from members (skipped once
     a household without 户主 was seen: that already stops the file, as it did before any lookup)."""
     cond = b.where if after is None else and_(b.where, PaymentRow.id > after)
     async with sessions() as s:  # a session per page: no transaction stays open across members calls
-        pays = (await s.execute(select(PaymentRow.id.label("payment_id"), PaymentRow.payee, PaymentRow.village,
-                                       PaymentRow.amount)
-                                .where(cond).order_by(PaymentRow.id).limit(PAGE))).all()
+        pays = (
+            await s.execute(
+                select(PaymentRow.id.label("payment_id"), PaymentRow.payee, PaymentRow.village, PaymentRow.amount)
+                .where(cond)
+                .order_by(PaymentRow.id)
+                .limit(PAGE)
+            )
+        ).all()
         # A per-household payment written before the projection knew the 户主 names the household.
         heads = await household_heads(s, [p.payee for p in pays if p.payee.startswith("households/")])
     payee_of = {p.payment_id: heads.get(p.payee, "") if p.payee.startswith("households/") else p.payee for p in pays}
@@ -471,8 +532,9 @@ async def _load(sessions: async_sessionmaker[AsyncSession], members: MembersClie
     return _Page(pays=pays, payee_of=payee_of, details=details)
 
 
-async def bank_pages(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch,
-                     token: str | None) -> AsyncIterator[tuple[list[list[str]], list[int]]]:
+async def bank_pages(
+    sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch, token: str | None
+) -> AsyncIterator[tuple[list[list[str]], list[int]]]:
     """The batch's bank-file rows (without 序号) and their amounts a page at a time, in payment order, the next
     page loading while the caller writes this one. Once a payee is found unusable no more rows come, but every
     page is still read so the error lists them all; it is raised after the last page, so a caller that sends
@@ -488,8 +550,7 @@ async def bank_pages(sessions: async_sessionmaker[AsyncSession], members: Member
                 raise FailedPrecondition(f"支付批次 {b.name} 没有支付明细，无需生成支付文件", reason="EMPTY_BATCH")
             first = False
             if len(page.pays) == PAGE:
-                pending = asyncio.ensure_future(
-                    _load(sessions, members, b, page.pays[-1].payment_id, problems, token))
+                pending = asyncio.ensure_future(_load(sessions, members, b, page.pays[-1].payment_id, problems, token))
             problems.no_head.update(p.payee for p in page.pays if not page.payee_of[p.payment_id])
             if not problems.no_head:  # else members was not asked: that refusal comes first, as before paging
                 for person in dict.fromkeys(page.payee_of.values()):
@@ -511,8 +572,18 @@ def _bank_rows(page: _Page, b: FileBatch) -> tuple[list[list[str]], list[int]]:
     rows = []
     for p in page.pays:
         payee = page.details[page.payee_of[p.payment_id]]
-        rows.append([payee.display_name, payee.card_number, amount_text(p.amount), f"{b.name}/payments/{p.payment_id}",
-                     village_label(p.village), b.program, b.period, b.note])
+        rows.append(
+            [
+                payee.display_name,
+                payee.card_number,
+                amount_text(p.amount),
+                f"{b.name}/payments/{p.payment_id}",
+                village_label(p.village),
+                b.program,
+                b.period,
+                b.note,
+            ]
+        )
     return rows, [p.amount for p in page.pays]
 
 
@@ -531,8 +602,14 @@ class BankFile:
     sha256: str
 
 
-async def write_bank_files(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch,
-                           targets: Sequence[tuple[bool, IO[bytes]]], *, token: str | None) -> list[BankFile]:
+async def write_bank_files(
+    sessions: async_sessionmaker[AsyncSession],
+    members: MembersClient,
+    b: FileBatch,
+    targets: Sequence[tuple[bool, IO[bytes]]],
+    *,
+    token: str | None,
+) -> list[BankFile]:
     """Write the whole bank file into each target (``(csv_format, out)``: the same rows, one read of the payees),
     every payee checked on the way. The writing runs in a worker thread, a page at a time: an xlsx of a million
     lines is a minute of openpyxl, which must not stall the server's other calls."""
@@ -565,18 +642,38 @@ async def write_bank_files(sessions: async_sessionmaker[AsyncSession], members: 
             w.discard()
         raise
     out = []
-    for (csv_format, f), w in zip(targets, writers):
+    for (csv_format, f), w in zip(targets, writers, strict=False):
         size, digest = await asyncio.to_thread(_size_and_digest, f)
-        log.info("payment file %s written: %d lines, %d bytes in %.2f s", b.name, w.count, size,
-                 time.perf_counter() - started, extra={"lines": w.count, "bytes": size})
-        out.append(BankFile(filename=f"支付文件_{b.name.replace('/', '-')}_{b.period}.{'csv' if csv_format else 'xlsx'}",
-                            content_type=CSV_TYPE if csv_format else XLSX_TYPE, payment_count=w.count, total=w.total,
-                            size_bytes=size, sha256=digest))
+        log.info(
+            "payment file %s written: %d lines, %d bytes in %.2f s",
+            b.name,
+            w.count,
+            size,
+            time.perf_counter() - started,
+            extra={"lines": w.count, "bytes": size},
+        )
+        out.append(
+            BankFile(
+                filename=f"支付文件_{b.name.replace('/', '-')}_{b.period}.{'csv' if csv_format else 'xlsx'}",
+                content_type=CSV_TYPE if csv_format else XLSX_TYPE,
+                payment_count=w.count,
+                total=w.total,
+                size_bytes=size,
+                sha256=digest,
+            )
+        )
     return out
 
 
-async def write_bank_file(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch, *,
-                          csv_format: bool, token: str | None, out: IO[bytes]) -> BankFile:
+async def write_bank_file(
+    sessions: async_sessionmaker[AsyncSession],
+    members: MembersClient,
+    b: FileBatch,
+    *,
+    csv_format: bool,
+    token: str | None,
+    out: IO[bytes],
+) -> BankFile:
     """:func:`write_bank_files` into one ``out``."""
     return (await write_bank_files(sessions, members, b, [(csv_format, out)], token=token))[0]
 
@@ -594,20 +691,34 @@ def _size_and_digest(f: IO[bytes]) -> tuple[int, str]:
 def file_too_large(f: BankFile) -> FailedPrecondition:
     return FailedPrecondition(
         f"支付文件有 {f.size_bytes} 字节（{f.payment_count} 笔），超过单次应答 {UNARY_MAX_BYTES} 字节的上限，"
-        "请改用 StreamPaymentFile 分段下载", reason="FILE_TOO_LARGE",
-        metadata={"size_bytes": str(f.size_bytes), "limit": str(UNARY_MAX_BYTES)})
+        "请改用 StreamPaymentFile 分段下载",
+        reason="FILE_TOO_LARGE",
+        metadata={"size_bytes": str(f.size_bytes), "limit": str(UNARY_MAX_BYTES)},
+    )
 
 
-async def bank_file_bytes(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch, *,
-                          csv_format: bool, token: str | None) -> tuple[BankFile, bytes]:
+async def bank_file_bytes(
+    sessions: async_sessionmaker[AsyncSession],
+    members: MembersClient,
+    b: FileBatch,
+    *,
+    csv_format: bool,
+    token: str | None,
+) -> tuple[BankFile, bytes]:
     """The whole bank file in memory (GetPaymentFile, the CLI): what it is, and its bytes."""
     buf = io.BytesIO()
     meta = await write_bank_file(sessions, members, b, csv_format=csv_format, token=token, out=buf)
     return meta, buf.getvalue()
 
 
-async def spooled_bank_file(sessions: async_sessionmaker[AsyncSession], members: MembersClient, b: FileBatch, *,
-                            csv_format: bool, token: str | None) -> AsyncIterator[BankFile | bytes]:
+async def spooled_bank_file(
+    sessions: async_sessionmaker[AsyncSession],
+    members: MembersClient,
+    b: FileBatch,
+    *,
+    csv_format: bool,
+    token: str | None,
+) -> AsyncIterator[BankFile | bytes]:
     """StreamPaymentFile's body: first what the file is, then its bytes in :data:`CHUNK_BYTES` pieces — all of it
     written and checked into a spool before the first item, so a refusal is raised with nothing yielded."""
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:

@@ -23,6 +23,7 @@ mid-batch leaves nothing behind (PostgreSQL aborts the dead connection's
 transaction, SQLite rolls its journal back on the next open), so the rerun
 simply pays everyone.
 """
+
 from __future__ import annotations
 
 import os
@@ -101,8 +102,18 @@ class RuleBook:
         if not inputs:
             return
         ctx = {"program_year": self.program.year}
-        calls = [(RegionCode(r.village), {"program_type": self.program.rule_type, "beneficiary": dd.rule_beneficiary(r),
-                                          "period": self.period, "context": ctx}) for r in inputs.values()]
+        calls = [
+            (
+                RegionCode(r.village),
+                {
+                    "program_type": self.program.rule_type,
+                    "beneficiary": dd.rule_beneficiary(r),
+                    "period": self.period,
+                    "context": ctx,
+                },
+            )
+            for r in inputs.values()
+        ]
         out: list[dd.Rule | None] = [None] * len(calls)
         eligible = []
         for i, elig in enumerate(await self.plugins.acall_many("jsx_program_eligibility", calls)):
@@ -115,13 +126,13 @@ class RuleBook:
             else:
                 eligible.append(i)
         amounts = await self.plugins.acall_many("jsx_entitlement_amount", [calls[i] for i in eligible])
-        for i, amt in zip(eligible, amounts):
+        for i, amt in zip(eligible, amounts, strict=False):
             _raise_programming_error(amt)
             if isinstance(amt, DomainError):
                 out[i] = dd.rule_refused([amt.message])
             else:
                 out[i] = dd.rule_paid(amt.value.amount.fen, amt.value.basis, amt.plugin, amt.plugin_version)
-        self.rules.update(zip(inputs, [rule for rule in out if rule is not None]))
+        self.rules.update(zip(inputs, [rule for rule in out if rule is not None], strict=False))
 
 
 def _raise_programming_error(result: object) -> None:
@@ -151,8 +162,11 @@ class BatchRun:
     tally: dd.Tally = field(default_factory=dd.Tally)
     bases: dd.Bases = field(default_factory=dd.Bases)
     #: Seconds per phase, logged when the batch is written.
-    spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("select", "retries", "rules", "insert", "outbox", "issue", "journal"), 0.0))
+    spent: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("select", "retries", "rules", "insert", "outbox", "issue", "journal"), 0.0
+        )
+    )
     #: Said in the log line when PostgreSQL keyed its candidates by the declared inputs.
     note: str = ""
     started: float = field(default_factory=time.perf_counter)
@@ -175,12 +189,32 @@ class BatchRun:
         prefix, suffix = self.key_affixes
         return literal(prefix, String) + beneficiary + literal(suffix, String)
 
-    def page(self, ids: Sequence[int], applications: Sequence[int], households: Sequence[str],
-             payees: Sequence[str], villages: Sequence[str], amounts: Sequence[int]) -> tuple[str, bytes]:
+    def page(
+        self,
+        ids: Sequence[int],
+        applications: Sequence[int],
+        households: Sequence[str],
+        payees: Sequence[str],
+        villages: Sequence[str],
+        amounts: Sequence[int],
+    ) -> tuple[str, bytes]:
         """One PaymentsIssued page (counted in the tally): its event id and payload."""
         number = self.tally.page(ids, amounts)
-        ev = wire.payments_issued(str(uuid.uuid4()), self.now, self.batch_id, self.program.id, self.program.fund_id,
-                                  self.period, number, ids, applications, households, payees, villages, amounts)
+        ev = wire.payments_issued(
+            str(uuid.uuid4()),
+            self.now,
+            self.batch_id,
+            self.program.id,
+            self.program.fund_id,
+            self.period,
+            number,
+            ids,
+            applications,
+            households,
+            payees,
+            villages,
+            amounts,
+        )
         return ev.event_id, ev.SerializeToString(deterministic=True)
 
     def basis_no(self, rule: dd.Rule) -> int:

@@ -26,6 +26,7 @@ and the declared rule input (:func:`declared_sql`, :func:`age_sql`), the key
 and its attempt mark — and tested equal to it (``tests/test_disbursement_domain.py``,
 ``tests/test_planners_equal.py``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -100,9 +101,11 @@ def ident(name: str) -> str:
 
 def age_sql(birth: str, start: date) -> str:
     """SQL for :func:`~jsx_funds.disbursement.domain.age_text` of the text ``birth`` on ``start``."""
-    return (f"CASE WHEN {birth} ~ '{dd.BIRTH_DATE_TEXT}' THEN"
-            f" ({start.year} - left({birth}, 4)::int - (substr({birth}, 6) > '{start:%m-%d}' COLLATE \"C\")::int)::text"
-            f" ELSE quote_nullable({birth}) END")
+    return (
+        f"CASE WHEN {birth} ~ '{dd.BIRTH_DATE_TEXT}' THEN"
+        f" ({start.year} - left({birth}, 4)::int - (substr({birth}, 6) > '{start:%m-%d}' COLLATE \"C\")::int)::text"
+        f" ELSE quote_nullable({birth}) END"
+    )
 
 
 def declared_sql(reads: RuleInputs, start: date) -> tuple[str, str]:
@@ -126,15 +129,19 @@ def _situation_position() -> Any:
 
 def _payee(head: Any) -> Any:
     """SQL for :func:`~jsx_funds.disbursement.domain.payee_of` (the head looked up only for rows without a person)."""
-    return case((ApplicationRow.person != "", ApplicationRow.person),
-                else_=func.coalesce(func.nullif(head, ""), literal("households/") + ApplicationRow.household_id))
+    return case(
+        (ApplicationRow.person != "", ApplicationRow.person),
+        else_=func.coalesce(func.nullif(head, ""), literal("households/") + ApplicationRow.household_id),
+    )
 
 
 def _key_sql() -> str:
     """SQL for the stored key of a candidate's attempt (:func:`~jsx_funds.disbursement.domain.attempt_key` of
     :func:`~jsx_funds.disbursement.domain.payment_key`), with the prefix and suffix as parameters."""
-    return ("%(prefix)s || c.beneficiary || %(suffix)s || CASE WHEN c.attempt > 1 THEN "
-            f"'{dd.ATTEMPT_MARK}' || c.attempt::text ELSE '' END")
+    return (
+        "%(prefix)s || c.beneficiary || %(suffix)s || CASE WHEN c.attempt > 1 THEN "
+        f"'{dd.ATTEMPT_MARK}' || c.attempt::text ELSE '' END"
+    )
 
 
 def _compiled(stmt: Any, conn: Any) -> tuple[str, dict[str, Any]]:
@@ -179,8 +186,9 @@ class _SetBased:
         s = run.s
         # The batch journal's id is drawn first; payments draw theirs from the same sequence.
         self.id_sequence = str((await s.execute(text(_SEQUENCE))).scalar_one())
-        run.journal_id = int((await s.execute(text("SELECT nextval(CAST(:seq AS regclass))"),
-                                              {"seq": self.id_sequence})).scalar_one())
+        run.journal_id = int(
+            (await s.execute(text("SELECT nextval(CAST(:seq AS regclass))"), {"seq": self.id_sequence})).scalar_one()
+        )
         conn = await s.connection()
         raw = (await conn.get_raw_connection()).driver_connection
         clock, spent = time.perf_counter, run.spent
@@ -194,10 +202,17 @@ class _SetBased:
                 await cur.execute("SET LOCAL work_mem = '256MB'")
                 await cur.execute("SET LOCAL jit = off")
                 self.declared = run.reads is not None and await self._many_inputs(cur)
-                self.period_batches = (await s.execute(
-                    select(PaymentBatchRow.id, PaymentBatchRow.first_payment_id, PaymentBatchRow.last_payment_id).where(
-                        PaymentBatchRow.program_id == run.program.id, PaymentBatchRow.period == str(run.period),
-                        PaymentBatchRow.id != run.batch_id))).all()
+                self.period_batches = (
+                    await s.execute(
+                        select(
+                            PaymentBatchRow.id, PaymentBatchRow.first_payment_id, PaymentBatchRow.last_payment_id
+                        ).where(
+                            PaymentBatchRow.program_id == run.program.id,
+                            PaymentBatchRow.period == str(run.period),
+                            PaymentBatchRow.id != run.batch_id,
+                        )
+                    )
+                ).all()
                 sql, params = self._cand_sql(self._candidates(), conn)
                 # The statement reads a program's whole enrolment: let the server's parallel workers scan and
                 # join it (the planner's default costs keep a million rows in one process; 2.0 → 1.1 s with
@@ -248,14 +263,32 @@ class _SetBased:
         """
         run = self.run
         async with engine.connect() as rc:
-            twice = (await rc.execute(select(ApplicationRow.beneficiary).where(ApplicationRow.program_id == run.program.id)
-                                      .group_by(ApplicationRow.beneficiary).having(func.count() > 1))).scalars().all()
+            twice = (
+                (
+                    await rc.execute(
+                        select(ApplicationRow.beneficiary)
+                        .where(ApplicationRow.program_id == run.program.id)
+                        .group_by(ApplicationRow.beneficiary)
+                        .having(func.count() > 1)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             several: Sequence[str] = []
             if run.periodic:
-                several = (await rc.execute(select(SituationProjection.household_id)
-                                            .where(situations_in_force(run.period.start))
-                                            .group_by(SituationProjection.household_id).having(func.count() > 1))
-                           ).scalars().all()
+                several = (
+                    (
+                        await rc.execute(
+                            select(SituationProjection.household_id)
+                            .where(situations_in_force(run.period.start))
+                            .group_by(SituationProjection.household_id)
+                            .having(func.count() > 1)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
         return list(twice), list(several)
 
     def _inputs(self) -> tuple[str, ...]:
@@ -276,32 +309,55 @@ class _SetBased:
         """
         run = self.run
         key = run.key_of(ApplicationRow.beneficiary)
-        head = (select(HouseholdProjection.head_person).where(HouseholdProjection.household_id == ApplicationRow.household_id)
-                .scalar_subquery())
+        head = (
+            select(HouseholdProjection.head_person)
+            .where(HouseholdProjection.household_id == ApplicationRow.household_id)
+            .scalar_subquery()
+        )
         # Paid already: only this program's batches for this period can hold this period's keys (single payments
         # take applications/… and visits/… keys), so the anti-join reads their id ranges, not every month ever
         # paid (a running program's history: +0.9 s a month of a million, growing). A key paid any other way
         # still stops the INSERT at the UNIQUE index, and the batch is refused whole (CONCURRENT_CHANGE).
         table = PaymentRow.__table__
-        paid = (select(table.c.id, table.c.payment_key)
-                .where(or_(false(), *(table.c.batch_id == b if first is None or last is None
-                                      else and_(table.c.id.between(first, last), table.c.batch_id == b)
-                                      for b, first, last in self.period_batches)))
-                .subquery("paid"))
-        columns: dict[str, Any] = dict(
-            app=ApplicationRow.id, household_id=ApplicationRow.household_id,
-            beneficiary=ApplicationRow.beneficiary, village=ApplicationRow.village, period=ApplicationRow.period,
-            state=ApplicationRow.state, per_person=ApplicationRow.person != "", attributes=ApplicationRow.attributes,
-            payee=_payee(head), failed=PaymentFailureRow.payment_id, attempt=literal(1, Integer))
+        paid = (
+            select(table.c.id, table.c.payment_key)
+            .where(
+                or_(
+                    false(),
+                    *(
+                        table.c.batch_id == b
+                        if first is None or last is None
+                        else and_(table.c.id.between(first, last), table.c.batch_id == b)
+                        for b, first, last in self.period_batches
+                    ),
+                )
+            )
+            .subquery("paid")
+        )
+        columns: dict[str, Any] = {
+            "app": ApplicationRow.id,
+            "household_id": ApplicationRow.household_id,
+            "beneficiary": ApplicationRow.beneficiary,
+            "village": ApplicationRow.village,
+            "period": ApplicationRow.period,
+            "state": ApplicationRow.state,
+            "per_person": ApplicationRow.person != "",
+            "attributes": ApplicationRow.attributes,
+            "payee": _payee(head),
+            "failed": PaymentFailureRow.payment_id,
+            "attempt": literal(1, Integer),
+        }
         if not run.periodic:
             # (Every candidate row is written to the temporary table: only what a later step reads.)
             columns["amount_entitled"] = ApplicationRow.amount_entitled
         stmt = run.candidates()
         if self.period_batches:
-            stmt = (stmt.outerjoin(paid, paid.c.payment_key == key)
-                    .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == paid.c.id)
-                    # Unpaid, or the first attempt failed at the bank (its retries: _retries).
-                    .where(paid.c.id.is_(None) | PaymentFailureRow.payment_id.is_not(None)))
+            stmt = (
+                stmt.outerjoin(paid, paid.c.payment_key == key)
+                .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == paid.c.id)
+                # Unpaid, or the first attempt failed at the bank (its retries: _retries).
+                .where(paid.c.id.is_(None) | PaymentFailureRow.payment_id.is_not(None))
+            )
         else:
             # The period's first batch: nothing of it is paid yet. Joining an empty set still cost ~0.25 s a million.
             columns["failed"] = literal(None, BigInteger)
@@ -310,18 +366,32 @@ class _SetBased:
             position = _situation_position()
             in_force = situations_in_force(run.period.start)
             if several is None:
-                sits = (select(SituationProjection.household_id, position.label("sit"),
-                               SituationProjection.disability_grade.label("grade"))
-                        .where(in_force).subquery())
+                sits = (
+                    select(
+                        SituationProjection.household_id,
+                        position.label("sit"),
+                        SituationProjection.disability_grade.label("grade"),
+                    )
+                    .where(in_force)
+                    .subquery()
+                )
             else:
                 # Plain aggregates (an ordered string_agg per household cost twice as much): the first
                 # situation in the order, and the latest SPECIAL_DISABLED row's grade packed behind its start
                 # date so that max() picks it.
-                latest = (SituationProjection.effective_from - literal(date(1900, 1, 1))) * 1000 + SituationProjection.disability_grade
-                sits = (select(SituationProjection.household_id, func.min(position).label("sit"),
-                               (func.max(latest).filter(SituationProjection.kind == dd.DISABLED) % 1000).label("grade"))
-                        .where(in_force, _in(SituationProjection.household_id, several, String))
-                        .group_by(SituationProjection.household_id).subquery())
+                latest = (
+                    SituationProjection.effective_from - literal(date(1900, 1, 1))
+                ) * 1000 + SituationProjection.disability_grade
+                sits = (
+                    select(
+                        SituationProjection.household_id,
+                        func.min(position).label("sit"),
+                        (func.max(latest).filter(SituationProjection.kind == dd.DISABLED) % 1000).label("grade"),
+                    )
+                    .where(in_force, _in(SituationProjection.household_id, several, String))
+                    .group_by(SituationProjection.household_id)
+                    .subquery()
+                )
                 stmt = stmt.where(_in(ApplicationRow.household_id, several, String))
             sit = func.coalesce(sits.c.sit, 0)
             columns.update(sit=sit, grade=case((sit == disabled, func.coalesce(sits.c.grade, 0)), else_=0))
@@ -336,7 +406,8 @@ class _SetBased:
         await cur.execute(f"SELECT app, beneficiary, period FROM {CAND} WHERE beneficiary = ANY(%s)", (dups,))
         rows = await cur.fetchall()
         keep = dd.first_per_beneficiary(
-            (app, b) for app, b, period in rows if not self.run.periodic or dd.enrolled_by(period, self.run.period))
+            (app, b) for app, b, period in rows if not self.run.periodic or dd.enrolled_by(period, self.run.period)
+        )
         drop = [app for app, b, _ in rows if app not in keep]
         if drop:
             await cur.execute(f"DELETE FROM {CAND} WHERE app = ANY(%s)", (drop,))
@@ -347,8 +418,14 @@ class _SetBased:
         await cur.execute(f"SELECT app, beneficiary FROM {CAND} WHERE failed IS NOT NULL")
         drop, again = [], []
         for app, beneficiary in await cur.fetchall():
-            attempt = dd.next_attempt([failed for _, failed in await payment_attempts(
-                run.s, dd.payment_key(run.program.id, beneficiary, run.period))])
+            attempt = dd.next_attempt(
+                [
+                    failed
+                    for _, failed in await payment_attempts(
+                        run.s, dd.payment_key(run.program.id, beneficiary, run.period)
+                    )
+                ]
+            )
             if attempt is None:
                 drop.append(app)
             else:
@@ -382,7 +459,7 @@ class _SetBased:
         ask_apps: dict[Hashable, tuple[int, str, int]] = {}
         declared: dict[str, str] = {}
         for row in groups:
-            h, values, (member, to_issue) = row[0], row[1:1 + n], row[1 + n:]
+            h, values, (member, to_issue) = row[0], row[1 : 1 + n], row[1 + n :]
             if not run.periodic:
                 answers.append((h, run.rules.entitled(values[0]), to_issue))
                 continue
@@ -393,7 +470,9 @@ class _SetBased:
             # Keyed candidates already hold the declared part of the attributes (_declare_candidates).
             if not self.declared and run.reads is not None:
                 if attributes not in declared:
-                    declared[attributes] = dd.declared_input(dd.parse_attributes(attributes), run.reads, run.period.start)
+                    declared[attributes] = dd.declared_input(
+                        dd.parse_attributes(attributes), run.reads, run.period.start
+                    )
                 attributes = declared[attributes]
             key = dd.RuleKey(village, situation, grade, per_person, attributes)
             if key not in run.rules and key not in ask_apps:
@@ -402,11 +481,15 @@ class _SetBased:
         if ask_apps:
             # One member's own application stands for each group, read whole: the hooks see its opaque
             # ids (a rule cannot resolve them) and its attributes.
-            await cur.execute("SELECT id, person, beneficiary, household_id, village, CAST(attributes AS text)"
-                              " FROM applications WHERE id = ANY(%s)", ([m for m, _, _ in ask_apps.values()],))
+            await cur.execute(
+                "SELECT id, person, beneficiary, household_id, village, CAST(attributes AS text)"
+                " FROM applications WHERE id = ANY(%s)",
+                ([m for m, _, _ in ask_apps.values()],),
+            )
             whole = {r[0]: _Member(*r[1:]) for r in await cur.fetchall()}
-            await run.rules.ask({k: dd.RuleInput(*whole[m], situation, grade)
-                                 for k, (m, situation, grade) in ask_apps.items()})
+            await run.rules.ask(
+                {k: dd.RuleInput(*whole[m], situation, grade) for k, (m, situation, grade) in ask_apps.items()}
+            )
         rows, refused, issue = [], {}, False
         for h, key, to_issue in answers:
             rule = key if isinstance(key, dd.Rule) else run.rules[key]
@@ -417,8 +500,10 @@ class _SetBased:
             self.amount_of[h] = rule.amount
             issue = issue or to_issue > 0
         self.some_unpaid = len(rows) < len(groups)
-        await cur.execute(f"CREATE TEMP TABLE {RULES} (h bigint PRIMARY KEY, amount bigint NOT NULL,"
-                          " basis_no smallint NOT NULL) ON COMMIT DROP")
+        await cur.execute(
+            f"CREATE TEMP TABLE {RULES} (h bigint PRIMARY KEY, amount bigint NOT NULL,"
+            " basis_no smallint NOT NULL) ON COMMIT DROP"
+        )
         async with cur.copy(f"COPY {RULES} FROM STDIN") as cp:
             for row in rows:
                 await cp.write_row(row)
@@ -437,9 +522,11 @@ class _SetBased:
         listed = ", ".join("CAST(attributes AS text)" if c == "attributes" else c for c in cols)
         groups: list[Any] = []
         async with cur.connection.cursor(name="jsx_batch_groups") as gcur:
-            await gcur.execute(f"SELECT h, {listed}, min(app),"
-                               f" count(*) FILTER (WHERE state = ANY(%s)) FROM {CAND} GROUP BY h, {listed}",
-                               (list(dd.TO_ISSUE),))
+            await gcur.execute(
+                f"SELECT h, {listed}, min(app),"
+                f" count(*) FILTER (WHERE state = ANY(%s)) FROM {CAND} GROUP BY h, {listed}",
+                (list(dd.TO_ISSUE),),
+            )
             while rows := await gcur.fetchmany(5000):
                 groups.extend(rows)
                 if self.run.reads is not None and not self.declared and len(groups) > RAW_GROUPS:
@@ -449,8 +536,11 @@ class _SetBased:
     async def _many_inputs(self, cur: Any) -> bool:
         """Whether most of the program's applications have rule inputs of their own (real birth dates),
         judged on up to ``SAMPLE`` of them: then the candidates are keyed by the declared inputs at once."""
-        await cur.execute("SELECT count(*), count(DISTINCT (village, CAST(attributes AS text))) FROM (SELECT village,"
-                          " attributes FROM applications WHERE program_id = %s LIMIT %s) AS s", (self.run.program.id, SAMPLE))
+        await cur.execute(
+            "SELECT count(*), count(DISTINCT (village, CAST(attributes AS text))) FROM (SELECT village,"
+            " attributes FROM applications WHERE program_id = %s LIMIT %s) AS s",
+            (self.run.program.id, SAMPLE),
+        )
         n, distinct = await cur.fetchone()
         return bool(n) and distinct > n // 2
 
@@ -461,7 +551,8 @@ class _SetBased:
         run in parallel workers."""
         sql, params = _compiled(candidates, conn)
         if self.declared:
-            keep = [k for k in candidates.selected_columns.keys() if k not in ("h", "attributes")]
+            # (a ColumnCollection iterates its columns: the names are its keys)
+            keep = [k for k in candidates.selected_columns.keys() if k not in ("h", "attributes")]  # noqa: SIM118
             sql = self._declared_select(keep, f"({sql})")
         return f"SELECT c.*, row_number() OVER () + {int(self.numbered)} AS n FROM ({sql}) AS c", params
 
@@ -471,17 +562,23 @@ class _SetBased:
         reads = self.run.reads
         assert reads is not None
         text_, columns = declared_sql(reads, self.run.period.start)
-        h = ("hashtextextended(concat_ws(E'\\x1f', c.village, c.sit::text, c.grade::text, c.per_person::text, c.t,"
-             " c.period), 0)")
+        h = (
+            "hashtextextended(concat_ws(E'\\x1f', c.village, c.sit::text, c.grade::text, c.per_person::text, c.t,"
+            " c.period), 0)"
+        )
         listed = ", ".join(f"c.{ident(k)}" for k in keep)
         # OFFSET 0 keeps the inner query whole: flattened, the text would be computed twice (for h and for itself).
-        return (f"SELECT {listed}, c.t AS attributes, {h} AS h FROM (SELECT {listed}, {text_} AS t FROM {source} AS c"
-                f" CROSS JOIN LATERAL json_to_record(c.attributes) AS ra({columns}) OFFSET 0) AS c")
+        return (
+            f"SELECT {listed}, c.t AS attributes, {h} AS h FROM (SELECT {listed}, {text_} AS t FROM {source} AS c"
+            f" CROSS JOIN LATERAL json_to_record(c.attributes) AS ra({columns}) OFFSET 0) AS c"
+        )
 
     async def _declare_candidates(self, cur: Any) -> None:
         """Rebuild ``jsx_batch_cand`` keyed by the declared rule inputs (when the sample did not foresee it)."""
-        await cur.execute(f"SELECT attname FROM pg_attribute WHERE attrelid = '{CAND}'::regclass AND attnum > 0"
-                          " AND NOT attisdropped ORDER BY attnum")
+        await cur.execute(
+            f"SELECT attname FROM pg_attribute WHERE attrelid = '{CAND}'::regclass AND attnum > 0"
+            " AND NOT attisdropped ORDER BY attnum"
+        )
         keep = [c for (c,) in await cur.fetchall() if c not in ("h", "attributes")]
         self.declared = True
         await cur.execute(f"CREATE TEMP TABLE {CAND}_declared ON COMMIT DROP AS {self._declared_select(keep, CAND)}")
@@ -507,8 +604,15 @@ class _SetBased:
         base = await self._base(cur, *drawn)
         paying = f"FROM {CAND} c JOIN {RULES} r ON r.h = c.h"
         prefix, suffix = run.key_affixes
-        params = {"prefix": prefix, "suffix": suffix, "base": base, "journal": run.journal_id,
-                  "fund": run.program.fund_id, "now": run.now, "batch": run.batch_id}
+        params = {
+            "prefix": prefix,
+            "suffix": suffix,
+            "base": base,
+            "journal": run.journal_id,
+            "fund": run.program.fund_id,
+            "now": run.now,
+            "batch": run.batch_id,
+        }
         await cur.execute(f"SELECT pg_relation_size('{CAND}') / current_setting('block_size')::int + 1")
         blocks = (await cur.fetchone())[0]
         events: list[tuple[str, bytes]] = []
@@ -517,27 +621,33 @@ class _SetBased:
         conn = cur.connection
 
         def pages(lines: Sequence[tuple[Any, ...]]) -> tuple[str, bytes]:
-            ids, apps, households, payees, villages, hashes = zip(*lines)
+            ids, apps, households, payees, villages, hashes = zip(*lines, strict=False)
             return run.page(ids, apps, households, payees, villages, [amount_of[h] for h in hashes])
 
         # Binary rows: the integers arrive without text parsing.
         async with conn.cursor(binary=True) as rows_cur:
             for first in range(0, blocks, CHUNK_BLOCKS):
                 where = f" WHERE c.ctid >= '({first},0)'::tid AND c.ctid < '({first + CHUNK_BLOCKS},0)'::tid"
-                await rows_cur.execute(f"SELECT c.n + %(base)s, c.app, c.household_id, c.payee, c.village, c.h FROM {CAND} c{where}",
-                                       {"base": base})
-                inserting = asyncio.ensure_future(cur.execute(
-                    "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, batch_id,"
-                    " application_id, household_id, village, basis_no)"
-                    f" SELECT c.n + %(base)s, %(journal)s, %(fund)s, {_key_sql()}, c.payee, r.amount, %(now)s, %(batch)s,"
-                    f" c.app, c.household_id, c.village, r.basis_no {paying}{where}", params))
+                await rows_cur.execute(
+                    f"SELECT c.n + %(base)s, c.app, c.household_id, c.payee, c.village, c.h FROM {CAND} c{where}",
+                    {"base": base},
+                )
+                inserting = asyncio.ensure_future(
+                    cur.execute(
+                        "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, batch_id,"
+                        " application_id, household_id, village, basis_no)"
+                        f" SELECT c.n + %(base)s, %(journal)s, %(fund)s, {_key_sql()}, c.payee, r.amount, %(now)s, %(batch)s,"
+                        f" c.app, c.household_id, c.village, r.basis_no {paying}{where}",
+                        params,
+                    )
+                )
                 try:
                     await asyncio.sleep(0)  # let it send the INSERT
                     lines.extend(await rows_cur.fetchall())  # already here: no round trip
                     if some_unpaid:
                         lines = [line for line in lines if line[5] in amount_of]
                     full = len(lines) - len(lines) % dd.EVENT_PAGE
-                    events.extend(pages(lines[i:i + dd.EVENT_PAGE]) for i in range(0, full, dd.EVENT_PAGE))
+                    events.extend(pages(lines[i : i + dd.EVENT_PAGE]) for i in range(0, full, dd.EVENT_PAGE))
                     lines = lines[full:]
                 finally:
                     try:
@@ -545,8 +655,10 @@ class _SetBased:
                     except psycopg.errors.UniqueViolation:
                         # Two candidate rows with one payment key: a second application or situation committed
                         # while the candidates were read (see _exceptions). Nothing is written; a rerun sees it.
-                        raise Aborted("发放批次执行期间有申请或家庭情况发生变更，本批次未支付任何款项，请重新发起本批次",
-                                      reason="CONCURRENT_CHANGE") from None
+                        raise Aborted(
+                            "发放批次执行期间有申请或家庭情况发生变更，本批次未支付任何款项，请重新发起本批次",
+                            reason="CONCURRENT_CHANGE",
+                        ) from None
                 fault("batch.after_chunk")
         if lines:
             events.append(pages(lines))
@@ -556,13 +668,15 @@ class _SetBased:
             await cur.executemany(
                 "INSERT INTO outbox (event_id, subject, event_type, payload, headers, created_at, attempts)"
                 " VALUES (%s, %s, %s, %b, '{}', %s, 0)",
-                [(eid, PAGE_SUBJECT, PAGE_TYPE, payload, run.now) for eid, payload in events])
+                [(eid, PAGE_SUBJECT, PAGE_TYPE, payload, run.now) for eid, payload in events],
+            )
         t2 = clock()
         if issue:
             # One statement: the first-time applications among those paid (a program's first month is all of them).
             cand, rules = table(CAND, column("app"), column("h"), column("state")), table(RULES, column("h"))
-            await run.issue(run.s, select(cand.c.app).join(rules, rules.c.h == cand.c.h)
-                            .where(cand.c.state.in_(dd.TO_ISSUE)))
+            await run.issue(
+                run.s, select(cand.c.app).join(rules, rules.c.h == cand.c.h).where(cand.c.state.in_(dd.TO_ISSUE))
+            )
         spent["outbox"] = t2 - t
         spent["issue"] = clock() - t2
 
@@ -570,8 +684,15 @@ class _SetBased:
         """Draw as many ids as candidates were numbered from the journals' sequence (payments share its id
         space), in one statement on a connection of its own; returns the lowest and highest drawn."""
         async with engine.connect() as c:
-            lo, hi = (await c.execute(text(f"SELECT min(v), max(v) FROM (SELECT nextval({self._seq()}) AS v"
-                                           " FROM generate_series(1, :n)) AS s"), {"n": self.numbered})).one()
+            lo, hi = (
+                await c.execute(
+                    text(
+                        f"SELECT min(v), max(v) FROM (SELECT nextval({self._seq()}) AS v"
+                        " FROM generate_series(1, :n)) AS s"
+                    ),
+                    {"n": self.numbered},
+                )
+            ).one()
         return lo, hi
 
     async def _base(self, cur: Any, lo: int | None, hi: int | None) -> int:

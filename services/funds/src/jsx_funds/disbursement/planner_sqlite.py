@@ -12,6 +12,7 @@ candidate applications are found first, and only the first of each pays
 query anti-joins ``payments`` on the payment key, so what an earlier page
 paid, or an earlier batch, is not selected again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,15 +39,18 @@ class SqlitePlanner:
 
     async def write(self, run: BatchRun) -> None:
         s = run.s
-        top = max(int((await s.execute(select(func.coalesce(func.max(JournalRow.id), 0)))).scalar_one()),
-                  int((await s.execute(select(func.coalesce(func.max(PaymentRow.id), 0)))).scalar_one()))
+        top = max(
+            int((await s.execute(select(func.coalesce(func.max(JournalRow.id), 0)))).scalar_one()),
+            int((await s.execute(select(func.coalesce(func.max(PaymentRow.id), 0)))).scalar_one()),
+        )
         upper = int((await s.execute(select(func.count()).select_from(_select(run).subquery()))).scalar_one())
         next_id, run.journal_id = top + 1, top + 1 + upper
         pager = _Pages(run)
         await pager.find_twice()
         after = 0
-        while rows := (await s.execute(_select(run).where(ApplicationRow.id > after)
-                                       .order_by(ApplicationRow.id).limit(CHUNK))).all():
+        while rows := (
+            await s.execute(_select(run).where(ApplicationRow.id > after).order_by(ApplicationRow.id).limit(CHUNK))
+        ).all():
             after = rows[-1].id
             page = await pager.rule(rows)
             if page:
@@ -59,15 +63,24 @@ class SqlitePlanner:
 def _select(run: BatchRun) -> Any:
     """The candidates (:meth:`BatchRun.candidates`) not yet paid this period — unpaid, or their first attempt
     failed at the bank (whether a retry stands is :func:`~jsx_funds.disbursement.domain.next_attempt`'s)."""
-    return (run.candidates()
-            .outerjoin(PaymentRow, PaymentRow.payment_key == run.key_of(ApplicationRow.beneficiary))
-            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
-            .where(PaymentRow.id.is_(None) | PaymentFailureRow.payment_id.is_not(None))
-            .with_only_columns(ApplicationRow.id, ApplicationRow.household_id, ApplicationRow.person,
-                               ApplicationRow.beneficiary, ApplicationRow.village, ApplicationRow.period,
-                               ApplicationRow.state, ApplicationRow.amount_entitled,
-                               cast(ApplicationRow.attributes, Text).label("attributes"),
-                               PaymentFailureRow.payment_id.label("failed")))
+    return (
+        run.candidates()
+        .outerjoin(PaymentRow, PaymentRow.payment_key == run.key_of(ApplicationRow.beneficiary))
+        .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
+        .where(PaymentRow.id.is_(None) | PaymentFailureRow.payment_id.is_not(None))
+        .with_only_columns(
+            ApplicationRow.id,
+            ApplicationRow.household_id,
+            ApplicationRow.person,
+            ApplicationRow.beneficiary,
+            ApplicationRow.village,
+            ApplicationRow.period,
+            ApplicationRow.state,
+            ApplicationRow.amount_entitled,
+            cast(ApplicationRow.attributes, Text).label("attributes"),
+            PaymentFailureRow.payment_id.label("failed"),
+        )
+    )
 
 
 class _Pages:
@@ -82,13 +95,23 @@ class _Pages:
 
     async def find_twice(self) -> None:
         run = self.run
-        twice = (select(ApplicationRow.beneficiary).where(ApplicationRow.program_id == run.program.id)
-                 .group_by(ApplicationRow.beneficiary).having(func.count() > 1))
-        rows = (await run.s.execute(run.candidates().where(ApplicationRow.beneficiary.in_(twice)).with_only_columns(
-            ApplicationRow.id, ApplicationRow.beneficiary, ApplicationRow.period))).all()
+        twice = (
+            select(ApplicationRow.beneficiary)
+            .where(ApplicationRow.program_id == run.program.id)
+            .group_by(ApplicationRow.beneficiary)
+            .having(func.count() > 1)
+        )
+        rows = (
+            await run.s.execute(
+                run.candidates()
+                .where(ApplicationRow.beneficiary.in_(twice))
+                .with_only_columns(ApplicationRow.id, ApplicationRow.beneficiary, ApplicationRow.period)
+            )
+        ).all()
         self.twice = {b for _, b, _ in rows}
         self.first = dd.first_per_beneficiary(
-            (app, b) for app, b, period in rows if not run.periodic or dd.enrolled_by(period, run.period))
+            (app, b) for app, b, period in rows if not run.periodic or dd.enrolled_by(period, run.period)
+        )
 
     async def rule(self, rows: Sequence[Row[Any]]) -> list[tuple[Any, int, dd.Rule, str]]:
         """The page's applications that pay, each with its attempt number, rule and payee (skips recorded)."""
@@ -101,8 +124,14 @@ class _Pages:
                 continue  # enrolled twice: the first application pays
             attempt = 1
             if r.failed is not None:
-                found = dd.next_attempt([failed for _, failed in await payment_attempts(
-                    run.s, dd.payment_key(run.program.id, r.beneficiary, run.period))])
+                found = dd.next_attempt(
+                    [
+                        failed
+                        for _, failed in await payment_attempts(
+                            run.s, dd.payment_key(run.program.id, r.beneficiary, run.period)
+                        )
+                    ]
+                )
                 if found is None:
                     continue  # paid again after a bank failure, and that retry stands
                 attempt = found
@@ -117,25 +146,37 @@ class _Pages:
             if not rule.pays:
                 run.tally.skip(f"applications/{r.id}", rule.reasons)
                 continue
-            out.append((r, attempt, rule, dd.payee_of(r.person, heads.get(f"households/{r.household_id}"), r.household_id)))
+            out.append(
+                (r, attempt, rule, dd.payee_of(r.person, heads.get(f"households/{r.household_id}"), r.household_id))
+            )
         return out
 
     async def _periodic_rules(self, chosen: list[tuple[Any, int]]) -> list[tuple[Any, int, dd.Rule]]:
         run = self.run
         found: dict[str, list[tuple[str, Any, int]]] = {}
         if chosen:  # one query for the page's households
-            for hid, kind, since, grade in (await run.s.execute(
-                    select(SituationProjection.household_id, SituationProjection.kind, SituationProjection.effective_from,
-                           SituationProjection.disability_grade)
-                    .where(SituationProjection.household_id.in_(list({r.household_id for r, _ in chosen})),
-                           situations_in_force(run.period.start)))).all():
+            for hid, kind, since, grade in (
+                await run.s.execute(
+                    select(
+                        SituationProjection.household_id,
+                        SituationProjection.kind,
+                        SituationProjection.effective_from,
+                        SituationProjection.disability_grade,
+                    ).where(
+                        SituationProjection.household_id.in_(list({r.household_id for r, _ in chosen})),
+                        situations_in_force(run.period.start),
+                    )
+                )
+            ).all():
                 found.setdefault(hid, []).append((kind, since, grade))
         keyed, ask = [], {}
         for r, attempt in chosen:
             situation, grade = dd.situation_of(found.get(r.household_id, ()))
             key = dd.RuleKey(r.village, situation, grade, bool(r.person), self._declared(r.attributes))
             if key not in run.rules and key not in ask:
-                ask[key] = dd.RuleInput(r.person, r.beneficiary, r.household_id, r.village, r.attributes, situation, grade)
+                ask[key] = dd.RuleInput(
+                    r.person, r.beneficiary, r.household_id, r.village, r.attributes, situation, grade
+                )
             keyed.append((r, attempt, key))
         await run.rules.ask(dict(ask))
         return [(r, attempt, run.rules[key]) for r, attempt, key in keyed]
@@ -158,19 +199,45 @@ class _Pages:
         prefix, suffix = run.key_affixes
         now, fid, jid, bid = run.now, run.program.fund_id, run.journal_id, run.batch_id
         payments, lines, issue = [], [], []
-        for pid, (r, attempt, rule, payee) in zip(ids, page):
-            payments.append(dict(
-                id=pid, journal_id=jid, fund_id=fid, payment_key=dd.attempt_key(f"{prefix}{r.beneficiary}{suffix}", attempt),
-                payee=payee, amount=rule.amount, created_at=now, batch_id=bid, application_id=r.id,
-                household_id=r.household_id, village=r.village, basis_no=run.basis_no(rule)))
+        for pid, (r, attempt, rule, payee) in zip(ids, page, strict=False):
+            payments.append(
+                {
+                    "id": pid,
+                    "journal_id": jid,
+                    "fund_id": fid,
+                    "payment_key": dd.attempt_key(f"{prefix}{r.beneficiary}{suffix}", attempt),
+                    "payee": payee,
+                    "amount": rule.amount,
+                    "created_at": now,
+                    "batch_id": bid,
+                    "application_id": r.id,
+                    "household_id": r.household_id,
+                    "village": r.village,
+                    "basis_no": run.basis_no(rule),
+                }
+            )
             lines.append((pid, r.id, r.household_id, payee, r.village, rule.amount))
             if r.state in dd.TO_ISSUE:
                 issue.append(r.id)
-        events = [run.page(*zip(*lines[i:i + dd.EVENT_PAGE])) for i in range(0, len(lines), dd.EVENT_PAGE)]
+        events = [
+            run.page(*zip(*lines[i : i + dd.EVENT_PAGE], strict=False)) for i in range(0, len(lines), dd.EVENT_PAGE)
+        ]
         conn = await run.s.connection()
         await conn.execute(insert(PaymentRow.__table__), payments)
-        await conn.execute(insert(OutboxEvent.__table__), [
-            dict(event_id=eid, subject=PAGE_SUBJECT, event_type=PAGE_TYPE, payload=payload, headers={}, created_at=now,
-                 attempts=0) for eid, payload in events])
+        await conn.execute(
+            insert(OutboxEvent.__table__),
+            [
+                {
+                    "event_id": eid,
+                    "subject": PAGE_SUBJECT,
+                    "event_type": PAGE_TYPE,
+                    "payload": payload,
+                    "headers": {},
+                    "created_at": now,
+                    "attempts": 0,
+                }
+                for eid, payload in events
+            ],
+        )
         if issue:
             await run.issue(run.s, issue)

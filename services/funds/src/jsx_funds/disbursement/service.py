@@ -37,6 +37,7 @@ a recorded result changes nothing.
 ledger: the EXPENSE the batch's journal debited, less what its failed
 payments' return journals credited back, must equal paid + pending.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,9 +51,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
+from jsx_funds import SERVICE_NAME
 from jsx_funds.adapters.db import utcnow
 from jsx_funds.adapters.members import MembersClient
-from jsx_funds import SERVICE_NAME
 from jsx_funds.callers import actor_of, request_id_of
 from jsx_funds.disbursement import domain as dd
 from jsx_funds.disbursement import payment_file as pf
@@ -91,19 +92,44 @@ class DisbursementService:
     """CreatePaymentBatch, GetPaymentBatch, ListPayments, ImportBankResults, GetReconciliation, the payment
     files; and :meth:`pay` / :meth:`return_payment` for the use cases that pay inside their own transaction."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], plugins: PluginHost, *, ledger: LedgerService,
-                 programs: ProgramsService, members: MembersClient | None = None,
-                 clock: Callable[[], datetime] | None = None, notify: Callable[[], None] | None = None) -> None:
-        self.sessions, self.plugins, self.ledger, self.programs, self.members = sessions, plugins, ledger, programs, members
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        plugins: PluginHost,
+        *,
+        ledger: LedgerService,
+        programs: ProgramsService,
+        members: MembersClient | None = None,
+        clock: Callable[[], datetime] | None = None,
+        notify: Callable[[], None] | None = None,
+    ) -> None:
+        self.sessions, self.plugins, self.ledger, self.programs, self.members = (
+            sessions,
+            plugins,
+            ledger,
+            programs,
+            members,
+        )
         self.clock = clock or (lambda: datetime.now(UTC))
         #: wakes the outbox relay after a commit
         self.notify = notify or (lambda: None)
 
     # ------------------------------------------------------------ payments made on their own
 
-    async def pay(self, s: AsyncSession, fund_id: int, amount: Money, *, payment_key: str, payee: str, actor: str,
-                  commitment_id: int | None = None, memo: str = "", request_id: str = "",
-                  emit_event: bool = True) -> tuple[Posted, PaymentRow]:
+    async def pay(
+        self,
+        s: AsyncSession,
+        fund_id: int,
+        amount: Money,
+        *,
+        payment_key: str,
+        payee: str,
+        actor: str,
+        commitment_id: int | None = None,
+        memo: str = "",
+        request_id: str = "",
+        emit_event: bool = True,
+    ) -> tuple[Posted, PaymentRow]:
         """Pay ``amount`` out of the fund (from an earmark when ``commitment_id`` is given), in ``s``'s transaction.
 
         ``payment_key`` is the business key that may be paid once (``applications/42``, ``visits/…``,
@@ -128,8 +154,15 @@ class DisbursementService:
         holder: list[PaymentRow] = []
 
         async def attach(journal: Any) -> None:
-            row = PaymentRow(id=journal.id, journal_id=journal.id, fund_id=fund.id, payment_key=stored_key, payee=payee,
-                             amount=amount.fen, created_at=utcnow())
+            row = PaymentRow(
+                id=journal.id,
+                journal_id=journal.id,
+                fund_id=fund.id,
+                payment_key=stored_key,
+                payee=payee,
+                amount=amount.fen,
+                created_at=utcnow(),
+            )
             s.add(row)
             try:
                 await s.flush()
@@ -138,15 +171,33 @@ class DisbursementService:
                 raise _already_paid(payment_key, None) from None
             holder.append(row)
 
-        posted = await self.ledger.post(s, fund, ld.JournalKind.PAYMENT, amount,
-                                        lambda jid: ld.payment(fund.id, jid, amount, commitment_id),
-                                        actor=actor, memo=memo, request_id=request_id, attach=attach, counterparty=payee)
+        posted = await self.ledger.post(
+            s,
+            fund,
+            ld.JournalKind.PAYMENT,
+            amount,
+            lambda jid: ld.payment(fund.id, jid, amount, commitment_id),
+            actor=actor,
+            memo=memo,
+            request_id=request_id,
+            attach=attach,
+            counterparty=payee,
+        )
         if emit_event:
             _emit(s, wire.payment_issued(fund.id, holder[0]))
         return posted, holder[0]
 
-    async def return_payment(self, s: AsyncSession, payment_id: int, amount: Money, *, actor: str, reason: str = "",
-                             request_id: str = "", emit_event: bool = True) -> tuple[Posted, PaymentRow]:
+    async def return_payment(
+        self,
+        s: AsyncSession,
+        payment_id: int,
+        amount: Money,
+        *,
+        actor: str,
+        reason: str = "",
+        request_id: str = "",
+        emit_event: bool = True,
+    ) -> tuple[Posted, PaymentRow]:
         """The bank could not pay (part of) a payment: the money goes back to the fund's available balance."""
         ld.require_positive(amount)
         row = await s.get(PaymentRow, payment_id)
@@ -156,35 +207,54 @@ class DisbursementService:
         # A payment with its own journal has its own EXPENSE line to credit; one of a
         # batch shares the batch journal's EXPENSE line, so the return credits that.
         own = row.journal_id == row.id
-        posted = await self.ledger.post(s, fund, ld.JournalKind.PAYMENT_RETURN, amount,
-                                        lambda jid: ld.payment_returned(fund.id, payment_id if own else None, amount),
-                                        actor=actor, memo=reason, request_id=request_id,
-                                        counterparty=wire.single_payment_name(fund.id, payment_id))
+        posted = await self.ledger.post(
+            s,
+            fund,
+            ld.JournalKind.PAYMENT_RETURN,
+            amount,
+            lambda jid: ld.payment_returned(fund.id, payment_id if own else None, amount),
+            actor=actor,
+            memo=reason,
+            request_id=request_id,
+            counterparty=wire.single_payment_name(fund.id, payment_id),
+        )
         if emit_event:
             _emit(s, wire.payment_returned(fund.id, row, amount.fen, reason))
         return posted, row
 
     # ------------------------------------------------------------ batches
 
-    async def create_payment_batch(self, program_id: int, region: RegionCode | None, period: Period, *,
-                                   caller: Caller | None, idem: Idem | None) -> funds_pb2.PaymentBatch:
+    async def create_payment_batch(
+        self, program_id: int, region: RegionCode | None, period: Period, *, caller: Caller | None, idem: Idem | None
+    ) -> funds_pb2.PaymentBatch:
         """Pay the program's beneficiaries in ``region`` for ``period`` (see the module docstring)."""
         if region is None:
-            raise InvalidArgument.field("region.code", "请填写发放地区的行政区划代码，例如 431281", reason="MISSING_REGION")
+            raise InvalidArgument.field(
+                "region.code", "请填写发放地区的行政区划代码，例如 431281", reason="MISSING_REGION"
+            )
         if caller is not None:
             caller.require_region(region)
         now = self.clock()
         async with self.sessions() as s:
             program = await self.programs.program_for(s, program_id, caller)
         if not RegionCode(program.region).contains(region):
-            raise InvalidArgument.field("region.code", f"地区 {region.short} 不在项目主办地区 "
-                                        f"{RegionCode(program.region).short} 内", reason="OUT_OF_PROGRAM_REGION")
+            raise InvalidArgument.field(
+                "region.code",
+                f"地区 {region.short} 不在项目主办地区 {RegionCode(program.region).short} 内",
+                reason="OUT_OF_PROGRAM_REGION",
+            )
         kind = dd.period_kind(program.type)
         if kind is not None and period.kind is not kind:
-            raise InvalidArgument.field("period.code", f"该项目按月发放，请填写月份，例如 {period.start.year}-08",
-                                        reason="PERIOD_KIND")
-        what = BatchProgram(id=program.id, name=program.name, rule_type=pd.rule_type(program.type, program.custom_type),
-                            year=program.year, fund_id=program.fund_id)
+            raise InvalidArgument.field(
+                "period.code", f"该项目按月发放，请填写月份，例如 {period.start.year}-08", reason="PERIOD_KIND"
+            )
+        what = BatchProgram(
+            id=program.id,
+            name=program.name,
+            rule_type=pd.rule_type(program.type, program.custom_type),
+            year=program.year,
+            fund_id=program.fund_id,
+        )
         actor, request_id = actor_of(caller), request_id_of(idem)
 
         async def work(s: AsyncSession) -> funds_pb2.PaymentBatch:
@@ -193,19 +263,42 @@ class DisbursementService:
 
         return await mutate(self.sessions, idem, funds_pb2.PaymentBatch, work, caller=caller, notify=self.notify)
 
-    async def _write_batch(self, s: AsyncSession, program: BatchProgram, region: RegionCode, period: Period,
-                           periodic: bool, now: datetime, actor: str, request_id: str) -> funds_pb2.PaymentBatch:
+    async def _write_batch(
+        self,
+        s: AsyncSession,
+        program: BatchProgram,
+        region: RegionCode,
+        period: Period,
+        periodic: bool,
+        now: datetime,
+        actor: str,
+        request_id: str,
+    ) -> funds_pb2.PaymentBatch:
         fund = await self.ledger.locked_fund(s, program.fund_id)
         have = await self.ledger.available(s, fund.id)
-        batch = PaymentBatchRow(program_id=program.id, region=region.code, period=str(period), skipped=[],
-                                actor=actor, request_id=request_id, created_at=now)
+        batch = PaymentBatchRow(
+            program_id=program.id,
+            region=region.code,
+            period=str(period),
+            skipped=[],
+            actor=actor,
+            request_id=request_id,
+            created_at=now,
+        )
         s.add(batch)
         await s.flush()
         run = BatchRun(
-            s=s, program=program, region=region, period=period, periodic=periodic, now=now, batch_id=batch.id,
+            s=s,
+            program=program,
+            region=region,
+            period=period,
+            periodic=periodic,
+            now=now,
+            batch_id=batch.id,
             rules=RuleBook(self.plugins, program, period),
             reads=self.plugins.rule_inputs(program.rule_type, region, within=True) if periodic else None,
-            issue=lambda s_, ids: self.programs.mark_payment_issued(s_, ids, now))
+            issue=lambda s_, ids: self.programs.mark_payment_issued(s_, ids, now),
+        )
         await planner_for((await s.connection()).dialect.name).write(run)
         tally = run.tally
         if tally.count == 0:
@@ -213,9 +306,18 @@ class DisbursementService:
         dd.check_covered(fund.id, fund.name, have, tally.count, tally.total, fund.allow_negative)
         total = Money(tally.total)
         t = time.perf_counter()
-        await self.ledger.post(s, fund, ld.JournalKind.PAYMENT, total, lambda _jid: ld.batch_payment(fund.id, total),
-                               actor=actor, memo=f"{program.name} {period} 一卡通发放 {tally.count} 笔",
-                               request_id=request_id, counterparty=dd.batch_name(batch.id), journal_id=run.journal_id)
+        await self.ledger.post(
+            s,
+            fund,
+            ld.JournalKind.PAYMENT,
+            total,
+            lambda _jid: ld.batch_payment(fund.id, total),
+            actor=actor,
+            memo=f"{program.name} {period} 一卡通发放 {tally.count} 笔",
+            request_id=request_id,
+            counterparty=dd.batch_name(batch.id),
+            journal_id=run.journal_id,
+        )
         batch.journal_id = run.journal_id
         batch.first_payment_id, batch.last_payment_id, batch.bases = tally.first_id, tally.last_id, run.bases.listed
         batch.payment_count, batch.payment_total = tally.count, tally.total
@@ -223,9 +325,16 @@ class DisbursementService:
         await s.flush()
         run.spent["journal"] = time.perf_counter() - t
         # Where a batch's time went, for the operator sizing a province's month (commit not included).
-        log.info("payment batch %s: %d payments, %d skipped, %d rule inputs%s in %.1f s (%s)", dd.batch_name(batch.id),
-                 tally.count, len(tally.skipped), len(run.rules), run.note, time.perf_counter() - run.started,
-                 ", ".join(f"{k} {v:.1f} s" for k, v in run.spent.items() if v))
+        log.info(
+            "payment batch %s: %d payments, %d skipped, %d rule inputs%s in %.1f s (%s)",
+            dd.batch_name(batch.id),
+            tally.count,
+            len(tally.skipped),
+            len(run.rules),
+            run.note,
+            time.perf_counter() - run.started,
+            ", ".join(f"{k} {v:.1f} s" for k, v in run.spent.items() if v),
+        )
         return await self._batch_reply(s, batch)
 
     async def _batch_reply(self, s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.PaymentBatch:
@@ -234,12 +343,21 @@ class DisbursementService:
         q: Select[Any]
         if recorded:
             # Only what the bank has answered is counted (O(answers)): a new batch's reply costs nothing per payment.
-            q = (select(BankResultRow.state, func.count(), amount).join(PaymentRow, PaymentRow.id == BankResultRow.payment_id)
-                 .where(BankResultRow.batch_id == batch.id).group_by(BankResultRow.state))
+            q = (
+                select(BankResultRow.state, func.count(), amount)
+                .join(PaymentRow, PaymentRow.id == BankResultRow.payment_id)
+                .where(BankResultRow.batch_id == batch.id)
+                .group_by(BankResultRow.state)
+            )
         else:
             # Written before migration 0013 recorded them: count the payments (O(batch)).
-            q = (select(STATE, func.count(), amount).select_from(PaymentRow)
-                 .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id).where(in_batch(batch)).group_by(STATE))
+            q = (
+                select(STATE, func.count(), amount)
+                .select_from(PaymentRow)
+                .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                .where(in_batch(batch))
+                .group_by(STATE)
+            )
         by = {st: (int(k), int(v)) for st, k, v in (await s.execute(q)).all()}
         if recorded:
             assert batch.payment_count is not None and batch.payment_total is not None
@@ -260,20 +378,25 @@ class DisbursementService:
         async with self.sessions() as s:
             return await self._batch_reply(s, await self._batch(s, batch_id, caller))
 
-    async def list_payments(self, batch_id: int, state: str = "", page_size: int = 0, page_token: str = "", *,
-                            caller: Caller | None) -> funds_pb2.ListPaymentsResponse:
+    async def list_payments(
+        self, batch_id: int, state: str = "", page_size: int = 0, page_token: str = "", *, caller: Caller | None
+    ) -> funds_pb2.ListPaymentsResponse:
         """A batch's payments in id order, optionally only those in ``state`` (PENDING, PAID, FAILED)."""
         p = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListPayments", filters=(batch_id, state))
         async with self.sessions() as s:
             batch = await self._batch(s, batch_id, caller)
-            stmt = (select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
-                    .where(in_batch(batch)))
+            stmt = (
+                select(PaymentRow, BankResultRow)
+                .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                .where(in_batch(batch))
+            )
             if state:
                 stmt = stmt.where(state == STATE)
             rows = (await s.execute(p.apply(stmt, PaymentRow.id))).all()
         page, token = p.cut(rows, key=lambda r: r[0].id)
-        return funds_pb2.ListPaymentsResponse(payments=[wire.payment_message(pay, r) for pay, r in page],
-                                              next_page_token=token)
+        return funds_pb2.ListPaymentsResponse(
+            payments=[wire.payment_message(pay, r) for pay, r in page], next_page_token=token
+        )
 
     # ------------------------------------------------------------ the internal id list
 
@@ -295,12 +418,15 @@ class DisbursementService:
 
     def _members(self) -> MembersClient:
         if self.members is None:
-            raise FailedPrecondition("资金服务未配置成员服务地址（JSX_MEMBERS_ADDR），无法取得收款人姓名和一卡通账号",
-                                     reason="MEMBERS_NOT_CONFIGURED")
+            raise FailedPrecondition(
+                "资金服务未配置成员服务地址（JSX_MEMBERS_ADDR），无法取得收款人姓名和一卡通账号",
+                reason="MEMBERS_NOT_CONFIGURED",
+            )
         return self.members
 
-    async def get_payment_file(self, batch_id: int, csv_format: bool, *, caller: Caller | None,
-                               token: str | None) -> funds_pb2.PaymentFile:
+    async def get_payment_file(
+        self, batch_id: int, csv_format: bool, *, caller: Caller | None, token: str | None
+    ) -> funds_pb2.PaymentFile:
         """GetPaymentFile: the bank file in the response (not stored), payees read from members under ``token``
         (the caller's own: members checks *their* ``members.payees.read`` and audits them)."""
         members = self._members()
@@ -310,8 +436,9 @@ class DisbursementService:
             raise pf.file_too_large(meta)
         return wire.payment_file_message(meta, content)
 
-    async def stream_payment_file(self, batch_id: int, csv_format: bool, *, caller: Caller | None,
-                                  token: str | None) -> AsyncIterator[funds_pb2.PaymentFileChunk]:
+    async def stream_payment_file(
+        self, batch_id: int, csv_format: bool, *, caller: Caller | None, token: str | None
+    ) -> AsyncIterator[funds_pb2.PaymentFileChunk]:
         """StreamPaymentFile: the metadata, then the file in chunks — all of it written and checked before the
         first message, so a refusal is the call's status with nothing sent."""
         members = self._members()
@@ -322,8 +449,9 @@ class DisbursementService:
             else:
                 yield funds_pb2.PaymentFileChunk(metadata=wire.payment_file_message(item))
 
-    async def write_bank_files(self, batch_id: int, targets: Sequence[tuple[bool, IO[bytes]]], *,
-                               token: str | None) -> list[pf.BankFile]:
+    async def write_bank_files(
+        self, batch_id: int, targets: Sequence[tuple[bool, IO[bytes]]], *, token: str | None
+    ) -> list[pf.BankFile]:
         """The bank file written into each of ``targets`` (csv_format, out) from one read of the payees (the
         CLI: ``--csv`` and ``--xlsx`` together); a trusted caller (no region scope), members checks ``token``."""
         members = self._members()
@@ -332,8 +460,9 @@ class DisbursementService:
 
     # ------------------------------------------------------------ bank results
 
-    async def import_bank_results(self, batch_id: int, lines: Sequence[dd.BankLine], *, caller: Caller | None,
-                                  idem: Idem | None) -> funds_pb2.ImportBankResultsResponse:
+    async def import_bank_results(
+        self, batch_id: int, lines: Sequence[dd.BankLine], *, caller: Caller | None, idem: Idem | None
+    ) -> funds_pb2.ImportBankResultsResponse:
         """Apply the bank's answers for a batch: all of them, or (any problem) none."""
         errs = ErrorCollector()
         wanted = dd.check_bank_lines(batch_id, lines, errs)
@@ -345,15 +474,28 @@ class DisbursementService:
             program = await self.programs.program_for(s, batch.program_id, None)
             # Serialise imports of one batch (and any payment on its fund) before reading states.
             await self.ledger.locked_fund(s, program.fund_id)
-            rows = {p.id: (p, r) for p, r in (await s.execute(
-                select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
-                .where(PaymentRow.id.in_(list(wanted))))).all()}
+            rows = {
+                p.id: (p, r)
+                for p, r in (
+                    await s.execute(
+                        select(PaymentRow, BankResultRow)
+                        .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                        .where(PaymentRow.id.in_(list(wanted)))
+                    )
+                ).all()
+            }
             bad = ErrorCollector()
             for pid, (i, line) in sorted(wanted.items(), key=lambda kv: kv[1][0]):
                 row, res = rows.get(pid, (None, None))
-                dd.check_against_recorded(i, line, batch.id, row.batch_id if row is not None else None,
-                                          res.state if res is not None else None,
-                                          res.failure_reason if res is not None else "", bad)
+                dd.check_against_recorded(
+                    i,
+                    line,
+                    batch.id,
+                    row.batch_id if row is not None else None,
+                    res.state if res is not None else None,
+                    res.failure_reason if res is not None else "",
+                    bad,
+                )
             bad.raise_if_any()
             paid = failed = 0
             for pid, (_, line) in sorted(wanted.items()):
@@ -361,33 +503,68 @@ class DisbursementService:
                 if res is not None:
                     continue  # the same result again: nothing to do
                 if line.succeeded:
-                    s.add(BankResultRow(payment_id=pid, batch_id=batch.id, state="PAID",
-                                        bank_reference=line.bank_reference.strip()[:100], failure_reason="",
-                                        paid_date=line.paid_date, settled_at=now, actor=actor))
+                    s.add(
+                        BankResultRow(
+                            payment_id=pid,
+                            batch_id=batch.id,
+                            state="PAID",
+                            bank_reference=line.bank_reference.strip()[:100],
+                            failure_reason="",
+                            paid_date=line.paid_date,
+                            settled_at=now,
+                            actor=actor,
+                        )
+                    )
                     await self._settle(s, batch, row, "PAID", now)
                     _emit(s, wire.bank_paid(batch.id, row, line.paid_date))
                     paid += 1
                 else:
                     reason = line.failure_reason.strip()[:500]
-                    posted, _ = await self.return_payment(s, pid, Money(row.amount), actor=actor,
-                                                          reason=f"银行退回：{reason}", request_id=request_id,
-                                                          emit_event=False)
-                    s.add(PaymentFailureRow(payment_id=pid, return_journal_id=posted.journal.id, reason=reason,
-                                            actor=actor, failed_at=now))
-                    s.add(BankResultRow(payment_id=pid, batch_id=batch.id, state="FAILED",
-                                        bank_reference=line.bank_reference.strip()[:100], failure_reason=reason,
-                                        paid_date=None, settled_at=now, actor=actor))
+                    posted, _ = await self.return_payment(
+                        s,
+                        pid,
+                        Money(row.amount),
+                        actor=actor,
+                        reason=f"银行退回：{reason}",
+                        request_id=request_id,
+                        emit_event=False,
+                    )
+                    s.add(
+                        PaymentFailureRow(
+                            payment_id=pid,
+                            return_journal_id=posted.journal.id,
+                            reason=reason,
+                            actor=actor,
+                            failed_at=now,
+                        )
+                    )
+                    s.add(
+                        BankResultRow(
+                            payment_id=pid,
+                            batch_id=batch.id,
+                            state="FAILED",
+                            bank_reference=line.bank_reference.strip()[:100],
+                            failure_reason=reason,
+                            paid_date=None,
+                            settled_at=now,
+                            actor=actor,
+                        )
+                    )
                     await self._settle(s, batch, row, "PAYMENT_FAILED", now)
                     _emit(s, wire.bank_failed(batch.id, row, reason))
                     failed += 1
             await s.flush()
-            return funds_pb2.ImportBankResultsResponse(payment_batch=await self._batch_reply(s, batch),
-                                                       paid_count=paid, failed_count=failed)
+            return funds_pb2.ImportBankResultsResponse(
+                payment_batch=await self._batch_reply(s, batch), paid_count=paid, failed_count=failed
+            )
 
-        return await mutate(self.sessions, idem, funds_pb2.ImportBankResultsResponse, work, caller=caller,
-                            notify=self.notify)
+        return await mutate(
+            self.sessions, idem, funds_pb2.ImportBankResultsResponse, work, caller=caller, notify=self.notify
+        )
 
-    async def _settle(self, s: AsyncSession, batch: PaymentBatchRow, row: PaymentRow, state: str, now: datetime) -> None:
+    async def _settle(
+        self, s: AsyncSession, batch: PaymentBatchRow, row: PaymentRow, state: str, now: datetime
+    ) -> None:
         """The application shows its newest payment's outcome (a periodic program pays it every month)."""
         if row.application_id is None:
             return
@@ -395,7 +572,7 @@ class DisbursementService:
         key = dd.business_key(row.payment_key)
         mine = PaymentRow.application_id == row.application_id
         if key.startswith(prefix) and key.endswith(suffix):  # through the beneficiary's range of the key index
-            mine = beneficiary_keys(batch.program_id, key[len(prefix):-len(suffix)]) & mine
+            mine = beneficiary_keys(batch.program_id, key[len(prefix) : -len(suffix)]) & mine
         newest = (await s.execute(select(func.max(PaymentRow.id)).where(mine))).scalar_one()
         if newest == row.id:
             await set_application_state(s, row.application_id, state, now)
@@ -404,18 +581,41 @@ class DisbursementService:
         """The batch's 对账: counts and amounts by state against its ledger entries."""
         async with self.sessions() as s:
             batch = await self._batch(s, batch_id, caller)
-            rows = [(p, r) for p, r in (await s.execute(
-                select(PaymentRow, BankResultRow).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
-                .where(in_batch(batch)).order_by(PaymentRow.id))).all()]
-            failures = {f.payment_id: f for f in (await s.execute(
-                select(PaymentFailureRow).join(PaymentRow, PaymentRow.id == PaymentFailureRow.payment_id)
-                .where(in_batch(batch)))).scalars()}
+            rows = [
+                (p, r)
+                for p, r in (
+                    await s.execute(
+                        select(PaymentRow, BankResultRow)
+                        .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                        .where(in_batch(batch))
+                        .order_by(PaymentRow.id)
+                    )
+                ).all()
+            ]
+            failures = {
+                f.payment_id: f
+                for f in (
+                    await s.execute(
+                        select(PaymentFailureRow)
+                        .join(PaymentRow, PaymentRow.id == PaymentFailureRow.payment_id)
+                        .where(in_batch(batch))
+                    )
+                ).scalars()
+            }
             # What the batch's journal(s) put into EXPENSE, less what its failures' return journals took back.
-            ledger = (await self.ledger.expense(s, {p.journal_id for p, _ in rows}, ld.Side.DEBIT)
-                      - await self.ledger.expense(s, {f.return_journal_id for f in failures.values()}, ld.Side.CREDIT))
-        rec = dd.reconcile(((dd.payment_ref(batch.id, p.id), p.amount, r.state if r else "PENDING", p.id in failures)
-                            for p, r in rows), ledger)
-        return wire.reconciliation_message(batch.id, rec, [(p, r) for p, r in rows if r is not None and r.state == "FAILED"])
+            ledger = await self.ledger.expense(
+                s, {p.journal_id for p, _ in rows}, ld.Side.DEBIT
+            ) - await self.ledger.expense(s, {f.return_journal_id for f in failures.values()}, ld.Side.CREDIT)
+        rec = dd.reconcile(
+            (
+                (dd.payment_ref(batch.id, p.id), p.amount, r.state if r else "PENDING", p.id in failures)
+                for p, r in rows
+            ),
+            ledger,
+        )
+        return wire.reconciliation_message(
+            batch.id, rec, [(p, r) for p, r in rows if r is not None and r.state == "FAILED"]
+        )
 
 
 def _emit(s: AsyncSession, message: Any) -> None:
@@ -424,5 +624,6 @@ def _emit(s: AsyncSession, message: Any) -> None:
 
 def _already_paid(key: str, existing: PaymentRow | None) -> AlreadyExists:
     where = f"（支付记录 funds/{existing.fund_id}/payments/{existing.id}）" if existing else ""
-    return AlreadyExists(f"该笔款项已支付过{where}，同一业务不能重复支付", reason="ALREADY_PAID",
-                         metadata={"payment_key": key})
+    return AlreadyExists(
+        f"该笔款项已支付过{where}，同一业务不能重复支付", reason="ALREADY_PAID", metadata={"payment_key": key}
+    )

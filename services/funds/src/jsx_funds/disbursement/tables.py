@@ -8,6 +8,7 @@ Other contexts read these only through the functions below or the disbursement s
 ``verify`` and ``reverse`` (a payment's journal), programs (an application's payment), reporting (what the
 bank confirmed).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -35,8 +36,18 @@ from jsx_funds.adapters.db import Base, BigId, KeyString, utcnow
 from jsx_funds.disbursement.domain import ATTEMPT_MARK, attempt_key, business_key, payment_key, periodic_key_affixes
 
 __all__ = [
-    "BankResultRow", "PaymentBatchRow", "PaymentFailureRow", "PaymentRow", "attempt_key", "beneficiary_keys",
-    "business_key", "in_batch", "key_range", "live_payment_keys", "payment_attempts", "payment_key",
+    "BankResultRow",
+    "PaymentBatchRow",
+    "PaymentFailureRow",
+    "PaymentRow",
+    "attempt_key",
+    "beneficiary_keys",
+    "business_key",
+    "in_batch",
+    "key_range",
+    "live_payment_keys",
+    "payment_attempts",
+    "payment_key",
     "periodic_key_affixes",
 ]
 
@@ -181,9 +192,13 @@ def beneficiary_keys(program_id: int, beneficiary: str) -> ColumnElement[bool]:
 
 async def payment_attempts(session: AsyncSession, key: str) -> list[tuple[PaymentRow, bool]]:
     """Every stored attempt to pay the business key ``key``, oldest first, with whether it failed."""
+
     def attempts(cond: ColumnElement[bool]) -> Select[tuple[PaymentRow, bool]]:
-        return select(PaymentRow, PaymentFailureRow.payment_id.is_not(None)).outerjoin(
-            PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id).where(cond)
+        return (
+            select(PaymentRow, PaymentFailureRow.payment_id.is_not(None))
+            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
+            .where(cond)
+        )
 
     # The first attempt is found by the UNIQUE index; only a failed one (rare) needs the prefix scan for retries.
     first = (await session.execute(attempts(PaymentRow.payment_key == key))).first()
@@ -191,8 +206,7 @@ async def payment_attempts(session: AsyncSession, key: str) -> list[tuple[Paymen
         return []
     if not first[1]:
         return [(first[0], False)]
-    rows = (await session.execute(attempts(key_range(key + ATTEMPT_MARK))
-                                  .order_by(PaymentRow.id))).all()
+    rows = (await session.execute(attempts(key_range(key + ATTEMPT_MARK)).order_by(PaymentRow.id))).all()
     return [(first[0], True)] + [(p, bool(failed)) for p, failed in rows if business_key(p.payment_key) == key]
 
 
@@ -207,10 +221,13 @@ async def live_payment_keys(session: AsyncSession, keys: Iterable[str]) -> set[s
     retried: list[str] = []  # first attempt failed: look for a later attempt (rare, so a prefix query each)
     chunk = sorted(wanted)
     for i in range(0, len(chunk), 1000):
-        rows = (await session.execute(
-            select(PaymentRow.payment_key, PaymentFailureRow.payment_id.is_not(None))
-            .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
-            .where(PaymentRow.payment_key.in_(chunk[i:i + 1000])))).all()
+        rows = (
+            await session.execute(
+                select(PaymentRow.payment_key, PaymentFailureRow.payment_id.is_not(None))
+                .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
+                .where(PaymentRow.payment_key.in_(chunk[i : i + 1000]))
+            )
+        ).all()
         for key, failed in rows:
             if failed:
                 retried.append(key)
@@ -222,24 +239,40 @@ async def live_payment_keys(session: AsyncSession, keys: Iterable[str]) -> set[s
     return out
 
 
-async def application_payment(session: AsyncSession, program_id: int, beneficiary: str, application_id: int) -> str | None:
+async def application_payment(
+    session: AsyncSession, program_id: int, beneficiary: str, application_id: int
+) -> str | None:
     """The stored key of a payment made for an application, if any (a batch payment of any period, or a
     payment keyed ``applications/{id}`` made on its own); ``None`` when it was never paid."""
     own = f"applications/{application_id}"
-    return (await session.execute(select(PaymentRow.payment_key).where(
-        (beneficiary_keys(program_id, beneficiary) & (PaymentRow.application_id == application_id))
-        | (PaymentRow.payment_key == own) | key_range(own + ATTEMPT_MARK)).limit(1))).scalar()
+    return (
+        await session.execute(
+            select(PaymentRow.payment_key)
+            .where(
+                (beneficiary_keys(program_id, beneficiary) & (PaymentRow.application_id == application_id))
+                | (PaymentRow.payment_key == own)
+                | key_range(own + ATTEMPT_MARK)
+            )
+            .limit(1)
+        )
+    ).scalar()
 
 
 async def is_payment_journal_of_a_batch(session: AsyncSession, journal_id: int) -> bool:
     """Whether the journal carries batch payments (a batch's PAYMENT journal, or a batch payment's id)."""
-    return ((await session.execute(select(PaymentBatchRow.id).where(PaymentBatchRow.journal_id == journal_id))).scalar()
-            is not None
-            or (await session.execute(select(PaymentRow.id).where(
-                PaymentRow.id == journal_id, PaymentRow.batch_id.is_not(None)))).scalar() is not None)
+    return (
+        await session.execute(select(PaymentBatchRow.id).where(PaymentBatchRow.journal_id == journal_id))
+    ).scalar() is not None or (
+        await session.execute(
+            select(PaymentRow.id).where(PaymentRow.id == journal_id, PaymentRow.batch_id.is_not(None))
+        )
+    ).scalar() is not None
 
 
 async def is_return_journal(session: AsyncSession, journal_id: int) -> bool:
     """Whether the journal returned a payment the bank failed (its ``payment_failures`` row names it)."""
-    return (await session.execute(select(PaymentFailureRow.payment_id)
-                                  .where(PaymentFailureRow.return_journal_id == journal_id))).scalar() is not None
+    return (
+        await session.execute(
+            select(PaymentFailureRow.payment_id).where(PaymentFailureRow.return_journal_id == journal_id)
+        )
+    ).scalar() is not None
