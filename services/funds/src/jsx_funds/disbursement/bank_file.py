@@ -82,9 +82,9 @@ def read_bank_file(path: str | Path) -> list[FileLine]:
     header = [h.lower() for h in rows[0]]
     cols: dict[str, int] = {}
     for key, names in _COLUMNS.items():
-        for n in names:
-            if n.lower() in header:
-                cols[key] = header.index(n.lower())
+        for name in names:
+            if name.lower() in header:
+                cols[key] = header.index(name.lower())
                 break
     errs = ErrorCollector()
     for key, label in (("payment", "业务参考号"), ("status", "状态")):

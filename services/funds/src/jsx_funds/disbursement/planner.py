@@ -30,7 +30,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jsx.funds.v1 import events_pb2
 from jsx_funds.disbursement import domain as dd
 from jsx_funds.disbursement import wire
+from jsx_funds.programs.domain import IN_FORCE_STATES
 from jsx_funds.programs.service import in_force_applications
 from jsx_funds.programs.tables import ApplicationRow
 from jsxcore.errors import DomainError
@@ -155,8 +156,9 @@ class BatchRun:
     rules: RuleBook
     #: What the region's rules declare they read (None: not declared, every attribute is an input).
     reads: RuleInputs | None
-    #: Marks applications PAYMENT_ISSUED (the programs context's own write), in this transaction.
-    issue: Callable[[AsyncSession, Sequence[int]], Any]
+    #: Marks applications PAYMENT_ISSUED (the programs context's own write), in this transaction: their ids,
+    #: or a query of them (PostgreSQL: one statement over the paid candidates).
+    issue: Callable[[AsyncSession, Sequence[int] | Select[Any]], Awaitable[None]]
     #: The batch's PAYMENT journal id, drawn by the planner (payments name it before it is written).
     journal_id: int = 0
     tally: dd.Tally = field(default_factory=dd.Tally)
@@ -179,7 +181,9 @@ class BatchRun:
         """The applications this batch may pay (both planners start from this one query): those the programs
         context holds in force in the region, narrowed as the domain says for this kind of program."""
         q = in_force_applications(self.program.id, self.region, self.now)
-        q = q.where(ApplicationRow.state.in_(dd.candidate_states(self.periodic)))
+        states = dd.candidate_states(self.periodic)
+        if set(states) != set(IN_FORCE_STATES):  # (a periodic program's enrolled states are those: no second IN)
+            q = q.where(ApplicationRow.state.in_(states))
         if not self.periodic:
             q = q.where(ApplicationRow.period == str(self.period))
         return q

@@ -191,6 +191,7 @@ class _SetBased:
         )
         conn = await s.connection()
         raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
         clock, spent = time.perf_counter, run.spent
         t = clock()
         twice = asyncio.ensure_future(self._exceptions(conn.engine))
@@ -491,8 +492,8 @@ class _SetBased:
                 {k: dd.RuleInput(*whole[m], situation, grade) for k, (m, situation, grade) in ask_apps.items()}
             )
         rows, refused, issue = [], {}, False
-        for h, key, to_issue in answers:
-            rule = key if isinstance(key, dd.Rule) else run.rules[key]
+        for h, answer, to_issue in answers:
+            rule = answer if isinstance(answer, dd.Rule) else run.rules[answer]
             if not rule.pays:
                 refused[h] = rule.reasons
                 continue

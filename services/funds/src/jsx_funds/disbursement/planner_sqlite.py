@@ -15,10 +15,11 @@ paid, or an earlier batch, is not selected again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import typing
+from collections.abc import Hashable, Sequence
 from typing import Any
 
-from sqlalchemy import Text, cast, func, insert, select
+from sqlalchemy import Table, Text, cast, func, insert, select
 from sqlalchemy.engine import Row
 
 from jsx_funds.disbursement import domain as dd
@@ -169,7 +170,8 @@ class _Pages:
                 )
             ).all():
                 found.setdefault(hid, []).append((kind, since, grade))
-        keyed, ask = [], {}
+        keyed: list[tuple[Any, int, dd.RuleKey]] = []
+        ask: dict[Hashable, dd.RuleInput] = {}
         for r, attempt in chosen:
             situation, grade = dd.situation_of(found.get(r.household_id, ()))
             key = dd.RuleKey(r.village, situation, grade, bool(r.person), self._declared(r.attributes))
@@ -178,7 +180,7 @@ class _Pages:
                     r.person, r.beneficiary, r.household_id, r.village, r.attributes, situation, grade
                 )
             keyed.append((r, attempt, key))
-        await run.rules.ask(dict(ask))
+        await run.rules.ask(ask)
         return [(r, attempt, run.rules[key]) for r, attempt, key in keyed]
 
     def _declared(self, attributes: str | None) -> str:
@@ -223,9 +225,9 @@ class _Pages:
             run.page(*zip(*lines[i : i + dd.EVENT_PAGE], strict=False)) for i in range(0, len(lines), dd.EVENT_PAGE)
         ]
         conn = await run.s.connection()
-        await conn.execute(insert(PaymentRow.__table__), payments)
+        await conn.execute(insert(typing.cast(Table, PaymentRow.__table__)), payments)
         await conn.execute(
-            insert(OutboxEvent.__table__),
+            insert(typing.cast(Table, OutboxEvent.__table__)),
             [
                 {
                     "event_id": eid,

@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, TextIO
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -340,7 +340,7 @@ class DisbursementService:
     async def _batch_reply(self, s: AsyncSession, batch: PaymentBatchRow) -> funds_pb2.PaymentBatch:
         amount = func.coalesce(func.sum(PaymentRow.amount), 0)
         recorded = batch.payment_count is not None and batch.payment_total is not None
-        q: Select[Any]
+        q: Any
         if recorded:
             # Only what the bank has answered is counted (O(answers)): a new batch's reply costs nothing per payment.
             q = (
@@ -385,13 +385,13 @@ class DisbursementService:
         p = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListPayments", filters=(batch_id, state))
         async with self.sessions() as s:
             batch = await self._batch(s, batch_id, caller)
-            stmt = (
+            stmt: Any = (
                 select(PaymentRow, BankResultRow)
                 .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
                 .where(in_batch(batch))
             )
             if state:
-                stmt = stmt.where(state == STATE)
+                stmt = stmt.where(STATE == state)  # noqa: SIM300 (a column expression, not a constant)
             rows = (await s.execute(p.apply(stmt, PaymentRow.id))).all()
         page, token = p.cut(rows, key=lambda r: r[0].id)
         return funds_pb2.ListPaymentsResponse(

@@ -193,7 +193,7 @@ def beneficiary_keys(program_id: int, beneficiary: str) -> ColumnElement[bool]:
 async def payment_attempts(session: AsyncSession, key: str) -> list[tuple[PaymentRow, bool]]:
     """Every stored attempt to pay the business key ``key``, oldest first, with whether it failed."""
 
-    def attempts(cond: ColumnElement[bool]) -> Select[tuple[PaymentRow, bool]]:
+    def attempts(cond: ColumnElement[bool]) -> Select[PaymentRow, bool]:
         return (
             select(PaymentRow, PaymentFailureRow.payment_id.is_not(None))
             .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
