@@ -10,7 +10,7 @@ Untimed setup:
 * funds: its own PostgreSQL database (``monthly_batch.create_db``), the
   2022 洪江市 特别扶助 program and N enrolled mothers ``persons/m{i}``
   (``monthly_batch.setup_program`` / ``seed``), and one batch of N payments
-  for 2022-08 made by ``BatchesService.create_payment_batch``;
+  for 2022-08 made by ``DisbursementService.create_payment_batch``;
 * members: its own database — a SQLite file by default (the embedded
   default, as the funds tests run members), or a second PostgreSQL database
   with ``--members-db pg`` — holding the N mothers and their 户主 (2N
@@ -31,7 +31,7 @@ Untimed setup:
 Timed, each in a fresh child process (setup memory does not count; the
 child's peak RSS is its VmHWM):
 
-* bank file — ``payment_file.stream_payment_file`` (StreamPaymentFile's
+* bank file — ``DisbursementService.stream_payment_file`` (StreamPaymentFile's
   body, CSV) for the batch, as a 财务 officer with their own token, every
   chunk written to a file: pages of 10 000 payments from the funds
   database, their payees from members' BatchGetPayees (1 000 per call, 4 in
@@ -42,13 +42,13 @@ child's peak RSS is its VmHWM):
 * raw gRPC — a bare ``grpc.aio`` server returning a real 1 000-payee
   response's bytes to a real 1 000-name request, the same calls in the same
   pattern: what the transport alone costs for those bytes;
-* id-only file — ``BatchesService.write_payment_file`` for the same batch
+* id-only file — ``DisbursementService.write_id_list`` for the same batch
   (payee ids, no names or cards): the team's existing figure.
 
 Then, untimed but measured, where the time goes (in this process, no gRPC):
 members' own work per 1 000 names (``PayeeReads.batch_get_payees``: SQL,
 decrypt, protobuf), the card decrypts alone, the funds page reads alone,
-building the Line objects, and the CSV rendering alone.
+building the file's rows, and the CSV rendering alone.
 
 No goal is set for this file (exit status 0 unless something fails); the
 output is checked: N lines, the 合计 line, sampled lines carry the right
@@ -98,24 +98,27 @@ def card_of(person: str) -> str:
 
 
 async def make_batch(url: str, program_id: int) -> tuple[int, int]:
-    """One batch of the month through BatchesService (untimed). Returns (batch id, payments)."""
+    """One batch of the month through DisbursementService (untimed). Returns (batch id, payments)."""
     from jsx.common.v1 import common_pb2 as c
     from jsx.funds.v1 import funds_pb2 as pb
     from jsxcore.auth import Caller
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
-    from jsxcore.values import RegionCode
+    from jsxcore.usecase import Idem
+    from jsxcore.values import Period, RegionCode
 
-    from jsx_funds.batches import BatchesService
+    from jsx_funds.disbursement.service import SERVICE_NAME
+    from jsx_funds.entrypoints.grpc import compose
 
     host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
     host.discover()
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc))
+    svc = compose(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc)).disbursement
     admin = Caller(subject="fin", display_name="fin", roles=("admin",), region=RegionCode.parse(COUNTY))
-    batch = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
-        request_id=str(uuid.uuid4()), program=f"programs/{program_id}", region=c.RegionCode(code=COUNTY),
-        period=c.Period(code=PERIOD)), admin)
+    req = pb.CreatePaymentBatchRequest(request_id=str(uuid.uuid4()), program=f"programs/{program_id}",
+                                       region=c.RegionCode(code=COUNTY), period=c.Period(code=PERIOD))
+    batch = await svc.create_payment_batch(program_id, RegionCode.parse(COUNTY), Period.parse(PERIOD), caller=admin,
+                                           idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req))
     await eng.dispose()
     return int(batch.name.split("/")[1]), batch.payment_count
 
@@ -243,8 +246,10 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
     from jsxcore.values import RegionCode
     from sqlalchemy import text
 
-    from jsx_funds import payment_file
+    from jsxcore.plugins import PluginHost
+
     from jsx_funds.adapters.members import MembersClient
+    from jsx_funds.entrypoints.grpc import compose
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     logging.getLogger("jsx.funds.payment_file").setLevel(logging.INFO)
@@ -257,12 +262,12 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
     async with eng.connect() as conn:
         await conn.execute(text("SELECT 1"))
     await members.batch_get_payees(["persons/m0"], COUNTY, token=token)
-    req = pb.StreamPaymentFileRequest(payment_batch=f"paymentBatches/{batch_id}", format=pb.PAYMENT_FILE_FORMAT_CSV)
+    svc = compose(sessions, PluginHost(), members=members).disbursement
     meta = None
     size = 0
     t0 = time.perf_counter()
     with open(out_csv, "wb") as f:
-        async for chunk in payment_file.stream_payment_file(sessions, members, req, caller, token):
+        async for chunk in svc.stream_payment_file(batch_id, True, caller=caller, token=token):
             if chunk.HasField("metadata"):
                 meta = chunk.metadata
             else:
@@ -281,7 +286,7 @@ async def child_lookups(n: int, addr: str, secret: str) -> dict[str, Any]:
     from jsxcore.auth import issue_token
 
     from jsx_funds.adapters.members import MembersClient
-    from jsx_funds.payment_file import PAGE
+    from jsx_funds.disbursement.payment_file import PAGE
 
     members = MembersClient(addr, secret)
     token = issue_token(secret, "fin-hj", ["finance_officer"], COUNTY)
@@ -305,7 +310,7 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
     from jsx.members.v1 import members_pb2
     from jsx_funds.adapters.members import BATCH, IN_FLIGHT
-    from jsx_funds.payment_file import PAGE
+    from jsx_funds.disbursement.payment_file import PAGE
 
     names = _names(n)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -328,20 +333,20 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
 
 async def child_idfile(url: str, batch_id: int, out_csv: str) -> dict[str, Any]:
-    """BatchesService.write_payment_file: the id-only file of the same batch."""
+    """DisbursementService.write_id_list: the id-only file of the same batch."""
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
     from sqlalchemy import text
 
-    from jsx_funds.batches import BatchesService
+    from jsx_funds.entrypoints.grpc import compose
 
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), PluginHost())
+    svc = compose(session_factory(eng), PluginHost()).disbursement
     async with eng.connect() as conn:
         await conn.execute(text("SELECT 1"))
     t0 = time.perf_counter()
     with open(out_csv, "w", encoding="utf-8", newline="") as f:
-        lines = await svc.write_payment_file(batch_id, f)
+        lines = await svc.write_id_list(batch_id, f)
     seconds = time.perf_counter() - t0
     await eng.dispose()
     return {"seconds": seconds, "lines": lines, "maxrss": peak_rss()}
@@ -376,8 +381,8 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     from sqlalchemy import select
 
     from jsx.members.v1 import members_pb2
-    from jsx_funds import payment_file as pf
-    from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, in_batch
+    from jsx_funds.disbursement import payment_file as pf
+    from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow, in_batch
     from jsx_members.adapters import db as m
     from jsx_members.payees import PayeeReads
     from jsx_members.service import MembersService
@@ -440,20 +445,21 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     await eng.dispose()
     name = f"paymentBatches/{batch_id}"
     t0 = time.perf_counter()
-    lines = [[pf.Line(payee_name=payees[p.payee].display_name, card_number=payees[p.payee].card_number, amount=p.amount,
-                      reference=f"{name}/payments/{p.payment_id}", village=pf._village_label(p.village), note="按人发放")
-              for p in rows] for rows in pages]
+    program = "2022年洪江市计生特别扶助"
+    lines = [([[payees[p.payee].display_name, payees[p.payee].card_number, pf.amount_text(p.amount),
+                f"{name}/payments/{p.payment_id}", pf.village_label(p.village), program, PERIOD, "按人发放"]
+               for p in rows], [p.amount for p in rows]) for rows in pages]
     out["lines"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for rows in pages:
         for p in rows:
-            pf._village_label(p.village)
+            pf.village_label(p.village)
     out["village_labels"] = time.perf_counter() - t0
     with tempfile.TemporaryFile() as f:
         t0 = time.perf_counter()
-        w = pf._CsvWriter(f, "2022年洪江市计生特别扶助", PERIOD)
-        for page in lines:
-            w.add(page)
+        w = pf.CsvWriter.to_bytes(f, pf.BANK)
+        for rows, amounts in lines:
+            w.add(rows, amounts)
         w.finish()
         out["render"] = time.perf_counter() - t0
     buf = io.BytesIO(b"x" * (64 << 20))
@@ -622,7 +628,7 @@ def main() -> int:
     for label, r in (("bank file: stream_payment_file, CSV", bank),
                      ("raw lookups: BatchGetPayees, same N names", look),
                      ("raw gRPC: same calls and bytes, bare server", echo),
-                     ("id-only file: write_payment_file", ids)):
+                     ("id-only file: write_id_list", ids)):
         ratio = "" if r is bank else f"{bank['seconds'] / r['seconds']:6.1f}× its time"
         print(f"  {label:<44} {r['seconds']:8.2f} {n / r['seconds']:10,.0f}  {ratio}")
     print(f"  file: {bank['lines']:,} lines, {bank['bytes'] / 1e6:.0f} MB, {bank['total_fen'] / 100:,.2f} 元;"
@@ -639,9 +645,9 @@ def main() -> int:
                 ("  (the same rows, id and card_cipher only, as plain rows)", parts["members_sql"]),
                 ("  of which the card decrypts alone (AES-GCM)", parts["decrypt"]),
                 ("funds: the payments pages (10 000 a query)", parts["funds_pages"]),
-                ("funds: Line objects (incl. village labels)", parts["lines"]),
-                ("  of which _village_label (RegionCode.parse per line)", parts["village_labels"]),
-                ("funds: CSV rendering (_CsvWriter.add + finish, to a file)", parts["render"]),
+                ("funds: the rows (incl. village labels)", parts["lines"]),
+                ("  of which village_label (RegionCode.parse per line)", parts["village_labels"]),
+                ("funds: CSV rendering (CsvWriter.add + finish, to a file)", parts["render"]),
                 ("funds: sha256 + size of the spool, per 64 MiB", parts["sha256_per_64MiB"])]
         for label, s in rows:
             print(f"    {label:<88} {s:7.2f}")

@@ -14,10 +14,10 @@ program). Then, timed:
   (ids, payee, household, village, amount, reference, time) into a plain
   table in the same database;
 * batch — in a child process (so setup memory does not count):
-  ``BatchesService.create_payment_batch`` for 2022-08 end to end (projection
-  read, county plugins, payments, one ledger journal, PaymentsIssued
-  outbox pages, one commit) plus the payment CSV written by
-  ``write_payment_file``; the child's peak RSS is its VmHWM (``_common.peak_rss``).
+  ``DisbursementService.create_payment_batch`` for 2022-08 end to end
+  (projection read, county plugins, payments, one ledger journal,
+  PaymentsIssued outbox pages, one commit) plus the payment CSV written by
+  ``DisbursementService.write_id_list``; the child's peak RSS is its VmHWM (``_common.peak_rss``).
 
 Goals (issue #4): batch ≤ 5× raw COPY time; peak RSS < 1 GiB. Afterwards
 (untimed) it checks every beneficiary is paid exactly once and, with
@@ -186,9 +186,12 @@ async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
     from jsxcore.auth import Caller
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
-    from jsxcore.values import RegionCode
+    from jsxcore.usecase import Idem
+    from jsxcore.values import Period, RegionCode
 
-    from jsx_funds.batches import BatchesService
+    from jsx_funds.disbursement import planner_pg  # noqa: F401  (imported before the clock starts, as in a server)
+    from jsx_funds.disbursement.service import SERVICE_NAME
+    from jsx_funds.entrypoints.grpc import compose
 
     import logging
     # The batch's own account of where its time went ("payment batch …: … (select, rules, insert, …)").
@@ -197,7 +200,8 @@ async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
     host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
     host.discover()
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc))
+    ctx = compose(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=timezone.utc))
+    svc = ctx.disbursement
     admin = Caller(subject="fin", display_name="fin", roles=("admin",), region=RegionCode.parse(COUNTY))
     req = pb.CreatePaymentBatchRequest(request_id=str(uuid.uuid4()), program=f"programs/{program_id}",
                                        region=c.RegionCode(code=COUNTY), period=c.Period(code=PERIOD))
@@ -205,12 +209,14 @@ async def child(url: str, program_id: int, out_csv: str) -> dict[str, object]:
     from sqlalchemy import text
     async with eng.connect() as conn:
         await conn.execute(text("SELECT 1"))
-    await svc.get_program(pb.GetProgramRequest(name=f"programs/{program_id}"), None)
+    await ctx.programs.get_program(program_id, caller=None)
     t0 = time.perf_counter()
-    batch = await svc.create_payment_batch(req, admin)
+    # (What the servicer does with the request: plain arguments, the request for AIP-155.)
+    batch = await svc.create_payment_batch(program_id, RegionCode.parse(COUNTY), Period.parse(PERIOD), caller=admin,
+                                           idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req))
     t1 = time.perf_counter()
     with open(out_csv, "w", encoding="utf-8", newline="") as f:
-        lines = await svc.write_payment_file(int(batch.name.split("/")[1]), f)
+        lines = await svc.write_id_list(int(batch.name.split("/")[1]), f)
     t2 = time.perf_counter()
     await eng.dispose()
     return {"batch_s": t1 - t0, "file_s": t2 - t1, "payments": batch.payment_count, "total_fen": batch.total.fen,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2
 from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.service import DisbursementService
 from jsx_funds.entrypoints.grpc import Contexts, FundsServicer, compose
 from jsx_funds.ledger.service import LedgerService
 from jsxcore.auth import Caller, reset_caller, set_caller
@@ -84,6 +85,12 @@ def make_api() -> type[Api]:
 @pytest.fixture
 def svc(contexts: Contexts) -> LedgerService:
     return contexts.ledger
+
+
+@pytest.fixture
+def disbursement(contexts: Contexts) -> DisbursementService:
+    """Pays and returns payments in a caller's transaction (``pay``, ``return_payment``)."""
+    return contexts.disbursement
 
 
 class Kit:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,14 +24,16 @@ from jsxcore.db import session_factory, transaction
 from jsxcore.errors import AlreadyExists, InvalidArgument
 from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
-from jsxcore.values import Money, RegionCode
+from jsxcore.testing.helpers import Clock, rid, who
+from jsxcore.usecase import Idem
+from jsxcore.values import Money, Period, RegionCode
 
-from jsx_funds.adapters import db
-from jsx_funds.adapters.db import BankResultRow, PaymentFailureRow, PaymentRow, payment_key
-from jsx_funds.bank import read_bank_file
-from jsx_funds.batches import STATE
+from jsx_funds.disbursement import tables as db
+from jsx_funds.disbursement.bank_file import read_bank_file
+from jsx_funds.disbursement.service import SERVICE_NAME, STATE, DisbursementService
+from jsx_funds.disbursement.tables import BankResultRow, PaymentFailureRow, PaymentRow, payment_key
+from jsx_funds.disbursement.wire import bank_lines_from
 from jsx_funds.entrypoints.grpc import compose
-from jsx_funds.ledger.service import pay
 from jsx_funds.ledger.tables import JournalRow
 from jsx_funds.ledger.verify import verify
 from jsx_funds.projections.consumers import apply_household_event
@@ -41,22 +42,29 @@ from jsx_funds.reporting.wire import summary, wan_yuan
 HJ = "431281"
 
 
-def rid() -> str:
-    return str(uuid.uuid4())
+#: The day the program is set up (公示 starts): 2022-07-04, 10:00 in China.
+START = datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc)
 
 
-def who(subject: str, region: str) -> Caller:
-    return Caller(subject=subject, display_name=subject, roles=("admin",), region=RegionCode.parse(region))
+def bid(name: str) -> int:
+    return int(name.split("/")[1])
 
 
-class Clock:
-    now = datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc)
+async def create_batch(d: DisbursementService, req: pb.CreatePaymentBatchRequest,
+                       caller: Caller | None) -> pb.PaymentBatch:
+    """CreatePaymentBatch as the servicer maps it."""
+    return await d.create_payment_batch(bid(req.program), RegionCode.parse(req.region.code), Period.parse(req.period.code),
+                                        caller=caller, idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req))
 
-    def __call__(self) -> datetime:
-        return self.now
+
+async def import_results(d: DisbursementService, req: pb.ImportBankResultsRequest,
+                         caller: Caller | None) -> pb.ImportBankResultsResponse:
+    """ImportBankResults as the servicer maps it."""
+    return await d.import_bank_results(bid(req.payment_batch), bank_lines_from(req.results), caller=caller,
+                                       idem=Idem.of(SERVICE_NAME, "ImportBankResults", req))
 
 
-async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+async def enrol(api, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
     """A 特别扶助 program with a 失独 (940 元 in 洪江) and a 伤残 (580 元) mother enrolled."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -66,21 +74,21 @@ async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:
                 household=f"households/{county}-{hid}", village=c.RegionCode(code=village), kind=kind,
                 effective_from=c.Date(year=2020, month=1, day=1), disability_grade=grade,
                 head_person=f"persons/{county}-{hid}-head", member_count=3), meta)
-    fund = await funds.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+    fund = await api.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
         display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=county))), None)
-    src = await funds.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+    src = await api.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
         display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=county))), None)
-    await funds.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=fund_fen),
+    await api.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=fund_fen),
                                                          request_id=rid()), None)
-    program = await svc.CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+    program = await api.CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
         display_name="2022年洪江市计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=county),
         fund=fund.name, year=2022)), None)
     for hid in ("b", "d"):
-        app = await svc.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
+        app = await api.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
             program=program.name, household=f"households/{county}-{hid}", person=f"persons/{county}-{hid}-mother",
             period=c.Period(code="2022-07"), attributes={"birth_date": "1966-03-01"})), who(f"clerk-{county}", county))
         for reviewer, region in (("v", village), ("t", township), ("c", county)):
-            await svc.DecideApplication(pb.DecideApplicationRequest(
+            await api.DecideApplication(pb.DecideApplicationRequest(
                 request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"),
                 who(f"{reviewer}-{county}", region))
     return program
@@ -91,17 +99,19 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
-    clock = Clock()
-    svc = funds = reports = make_api(compose(sessions, host, clock=clock))
-    program = await enrol(svc, funds, sessions, HJ, 10_000_00)
+    clock = Clock(START)
+    ctx = compose(sessions, host, clock=clock)
+    svc, funds = ctx.disbursement, ctx.ledger
+    api = make_api(ctx)
+    program = await enrol(api, sessions, HJ, 10_000_00)
     clock.now += timedelta(days=30)  # 公示 over
-    batch = await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
+    batch = await create_batch(svc, pb.CreatePaymentBatchRequest(
         request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-08")),
         who("fin-hj", HJ))
-    listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=batch.name), None)
+    listed = await svc.list_payments(bid(batch.name), caller=None)
     refs = {p.payee.split("-")[1]: p.name for p in listed.payments}  # "b" (940) / "d" (580) → reference
-    fund_id = int((await svc.GetProgram(pb.GetProgramRequest(name=program.name), None)).fund.split("/")[1])
-    return {"svc": svc, "reports": reports, "funds": funds, "sessions": sessions, "program": program, "batch": batch, "refs": refs,
+    fund_id = int((await api.GetProgram(pb.GetProgramRequest(name=program.name), None)).fund.split("/")[1])
+    return {"svc": svc, "api": api, "programs": ctx.programs, "funds": funds, "sessions": sessions, "program": program, "batch": batch, "refs": refs,
             "fund": fund_id}
 
 
@@ -125,7 +135,7 @@ async def outbox(env, subject: str) -> list[bytes]:  # type: ignore[no-untyped-d
 
 async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     svc, batch, refs = env["svc"], env["batch"], env["refs"]
-    rec = await svc.GetReconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
+    rec = await svc.get_reconciliation(bid(batch.name), caller=None)
     assert (rec.issued_count, rec.pending_count, rec.ledger_total.fen, rec.balanced) == (2, 2, 1520_00, True)
 
     f = tmp_path / "回盘.csv"
@@ -133,11 +143,11 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
     from jsxcore.cli import main
     assert await asyncio.to_thread(main, ["funds", "bank-results", str(f), "--database-url", db_url]) == 0
 
-    got = await svc.GetPaymentBatch(pb.GetPaymentBatchRequest(name=batch.name), None)
+    got = await svc.get_payment_batch(bid(batch.name), caller=None)
     assert (got.state, got.paid_total.fen, got.failed_total.fen) == (pb.PAYMENT_BATCH_STATE_SETTLED, 940_00, 580_00)
     bal = await env["funds"].balance(env["fund"])
     assert (bal.available.fen, bal.expended.fen) == (10_000_00 - 940_00, 940_00)  # 580 back in the fund
-    rec = await svc.GetReconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
+    rec = await svc.get_reconciliation(bid(batch.name), caller=None)
     assert rec.issued_total.fen == rec.paid_total.fen + rec.failed_total.fen + rec.pending_total.fen == 1520_00
     assert (rec.paid_count, rec.failed_count, rec.pending_count, rec.ledger_total.fen) == (1, 1, 0, 940_00)
     assert rec.balanced and not rec.discrepancies
@@ -148,14 +158,13 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
     failed_ev = [fev.PaymentFailed.FromString(p) for p in await outbox(env, "jsx.funds.payment.failed")]
     assert [(e.payment, e.amount.fen, e.paid_date.day) for e in paid_ev] == [(refs["b"], 940_00, 15)]
     assert [(e.payment, e.failure_reason, e.payment_batch) for e in failed_ev] == [(refs["d"], "账户已销户", batch.name)]
-    apps = {a.person: a.state for a in (await svc.ListApplications(pb.ListApplicationsRequest(), who("c", HJ))).applications}
+    apps = {a.person: a.state for a in (await env["api"].ListApplications(pb.ListApplicationsRequest(), who("c", HJ))).applications}
     assert apps == {f"persons/{HJ}-b-mother": pb.APPLICATION_STATE_PAID,
                     f"persons/{HJ}-d-mother": pb.APPLICATION_STATE_PAYMENT_FAILED}
 
     # The same file again: nothing changes (no journal, no event), the equation still holds.
     journals = await count(env, JournalRow)
-    again = await svc.ImportBankResults(pb.ImportBankResultsRequest(
-        payment_batch=batch.name, request_id=rid(), results=[ln.result for ln in read_bank_file(f)]), None)
+    again = await svc.import_bank_results(bid(batch.name), [ln.result for ln in read_bank_file(f)], caller=None, idem=None)
     assert (again.paid_count, again.failed_count) == (0, 0)
     assert await count(env, JournalRow) == journals and len(await outbox(env, "jsx.funds.payment.failed")) == 1
 
@@ -165,12 +174,12 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
     async with env["sessions"]() as s:
         assert await db.live_payment_keys(s, [key_b, key_d]) == {key_b}
     async with transaction(env["sessions"]) as s:
-        _, retry = await pay(s, env["fund"], Money(580_00), payment_key=key_d, payee=f"persons/{HJ}-d-mother", actor="t")
+        _, retry = await env["svc"].pay(s, env["fund"], Money(580_00), payment_key=key_d, payee=f"persons/{HJ}-d-mother", actor="t")
     assert retry.payment_key == key_d + "#2"
     for key in (key_b, key_d):
         with pytest.raises(AlreadyExists) as e:
             async with transaction(env["sessions"]) as s:
-                await pay(s, env["fund"], Money(580_00), payment_key=key, payee="persons/x", actor="t")
+                await env["svc"].pay(s, env["fund"], Money(580_00), payment_key=key, payee="persons/x", actor="t")
         assert e.value.reason == "ALREADY_PAID"
     async with env["sessions"]() as s:
         assert await db.live_payment_keys(s, [key_b, key_d]) == {key_b, key_d}
@@ -196,7 +205,7 @@ async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: 
         pb.BankResult(payment=refs["d"], succeeded=False),                                  # no reason
     ]
     with pytest.raises(InvalidArgument) as e:
-        await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, results=lines,
+        await import_results(svc, pb.ImportBankResultsRequest(payment_batch=batch.name, results=lines,
                                                                   request_id=rid()), None)
     by = {v.field: v.description for v in e.value.violations}
     assert set(by) == {"results[1].payment", "results[2].payment", "results[3].payment", "results[4].failure_reason"}
@@ -204,7 +213,7 @@ async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: 
     assert "须填写失败原因" in by["results[4].failure_reason"]
     # Unknown payment (found only against the database) is reported the same way.
     with pytest.raises(InvalidArgument) as e:
-        await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+        await import_results(svc, pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
             pb.BankResult(payment=refs["b"], succeeded=True),
             pb.BankResult(payment=f"{batch.name}/payments/999999", succeeded=True)]), None)
     assert [v.field for v in e.value.violations] == ["results[1].payment"]
@@ -215,7 +224,7 @@ async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: 
     assert states == {"PENDING"}  # nothing applied, not even the good line
 
     # Settled as paid; a later file saying it failed is refused, naming the file row.
-    await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+    await import_results(svc, pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=refs["b"], succeeded=True)]), None)
     f = tmp_path / "更正.csv"
     write_csv(f, [(refs["d"], "失败", "户名不符"), (refs["b"], "失败", "账户冻结")])
@@ -237,7 +246,8 @@ def test_bank_file_xlsx_and_unknown_status(tmp_path) -> None:  # type: ignore[no
     ws.append(["合计", None, None, None])
     wb.save(tmp_path / "r.xlsx")
     got = read_bank_file(tmp_path / "r.xlsx")
-    assert [(ln.row, ln.result.payment, ln.result.succeeded, ln.result.failure_reason, ln.result.paid_date.day)
+    assert [(ln.row, ln.result.payment, ln.result.succeeded, ln.result.failure_reason,
+             ln.result.paid_date.day if ln.result.paid_date else 0)
             for ln in got] == [(2, "paymentBatches/3/payments/10", True, "", 15),
                                (3, "paymentBatches/3/payments/11", False, "卡号错误", 0)]
     (tmp_path / "bad.csv").write_text("业务参考号,状态\npaymentBatches/3/payments/10,处理中\n", encoding="gb18030")
@@ -251,18 +261,18 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:  # t
     assert summary(614_9000_00, 1515, 4269) == "资金总额 614.9 万元，惠及计生家庭 1515 户 4269 人"
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
     req = pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2022"))
-    r = await env["reports"].GetProgramReport(req, who("c", HJ))
+    r = await env["api"].GetProgramReport(req, who("c", HJ))
     assert (r.households_helped, r.people_helped, r.amount_paid.fen) == (0, 0, 0)  # nothing confirmed by the bank yet
-    await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+    await import_results(svc, pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=refs["b"], succeeded=True), pb.BankResult(payment=refs["d"], succeeded=False,
                                                                          failure_reason="账户已销户")]), None)
-    r = await env["reports"].GetProgramReport(req, who("c", HJ))
+    r = await env["api"].GetProgramReport(req, who("c", HJ))
     assert (r.households_helped, r.persons_helped, r.people_helped, r.amount_paid.fen) == (1, 1, 1, 940_00)
     assert r.fund_total.fen == 10_000_00 and r.amount_approved.fen == 940_00 + 580_00  # no budget: the money allocated
     assert r.summary == "资金总额 1 万元，惠及计生家庭 1 户 1 人"
     states = {s.state: s.count for s in r.states}
     assert states == {pb.APPLICATION_STATE_PAID: 1, pb.APPLICATION_STATE_PAYMENT_FAILED: 1}
-    other = await env["reports"].GetProgramReport(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")),
+    other = await env["api"].GetProgramReport(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")),
                                          who("c", HJ))
     assert other.households_helped == 0 and other.amount_paid.fen == 0
 
@@ -358,13 +368,13 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
 
 async def test_failed_beneficiary_is_paid_again_in_a_later_batch(env) -> None:  # type: ignore[no-untyped-def]
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
-    await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+    await import_results(svc, pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=refs["b"], succeeded=True),
         pb.BankResult(payment=refs["d"], succeeded=False, failure_reason="账户已销户")]), None)
-    again = await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
+    again = await create_batch(svc, pb.CreatePaymentBatchRequest(
         request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-08")),
         who("fin-hj", HJ))
-    listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=again.name), None)
+    listed = await svc.list_payments(bid(again.name), caller=None)
     assert [(p.payee, p.amount.fen) for p in listed.payments] == [(f"persons/{HJ}-d-mother", 580_00)]
     async with env["sessions"]() as s:
         keys = set((await s.execute(select(PaymentRow.payment_key))).scalars())

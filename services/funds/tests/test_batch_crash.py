@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -31,15 +30,13 @@ from jsx.funds.v1 import funds_pb2 as pb
 from jsxcore.db import session_factory, transaction
 from jsxcore.outbox import OutboxEvent
 from jsxcore.plugins import PluginHost
-from jsxcore.values import Money, RegionCode
+from jsxcore.testing.helpers import rid
 
-from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow
-from jsx_funds.batches import BatchesService
-from jsx_funds.ledger import domain as ld
+from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow
+from jsx_funds.entrypoints.grpc import compose
 from jsx_funds.ledger.service import LedgerService
 from jsx_funds.ledger.tables import JournalRow
 from jsx_funds.ledger.verify import verify
-from jsx_funds.programs import wire as pw
 from jsx_funds.programs.tables import ApplicationRow
 from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
 
@@ -49,25 +46,21 @@ CHUNK = 1_000  # three chunks: the crash leaves one written, uncommitted
 ALLOCATED = 10_000_000_00
 
 
-def rid() -> str:
-    return str(uuid.uuid4())
-
-
-async def seed(engine: AsyncEngine) -> int:
+async def seed(engine: AsyncEngine, make_api) -> int:  # type: ignore[no-untyped-def]
     """A 洪江 特别扶助 program with N enrolled mothers (half 失独 940 元, half 伤残 580 元); returns its id."""
     sessions = session_factory(engine)
-    funds, svc = LedgerService(sessions), BatchesService(sessions, PluginHost())
-    hj = RegionCode.parse("431281")
-    fund = await funds.create_fund(ld.NewFund(name="特别扶助资金", kind=ld.FundKind.PROGRAM, region=hj),
-                                   caller=None, idem=None)
-    fund_id = int(fund.name.split("/")[1])
-    src = await funds.create_fund_source(ld.NewSource(name="中央和省级特别扶助资金", kind=ld.SourceKind.PROVINCE_FINANCE,
-                                                      region=hj), caller=None, idem=None)
-    await funds.post_allocation(ld.Allocation(fund_id=fund_id, source_id=int(src.name.split("/")[1]),
-                                              amount=Money(ALLOCATED)), caller=None, idem=None)
-    program = await svc.create_program(pw.read_new_program(pb.Program(
+    ctx = compose(sessions, PluginHost())
+    funds = svc = make_api(ctx)
+    fund = await funds.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code="431281"))), None)
+    src = await funds.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE,
+        region=c.RegionCode(code="431281"))), None)
+    await funds.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name,
+                                                         amount=c.Money(fen=ALLOCATED), request_id=rid()), None)
+    program = await svc.CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
         display_name="2022年洪江市计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code="431281"),
-        fund=fund.name, year=2022)), caller=None, idem=None)
+        fund=fund.name, year=2022)), None)
     pid = int(program.name.split("/")[1])
     t = datetime(2022, 6, 1, tzinfo=timezone.utc)
     village = "431281101201"
@@ -129,8 +122,8 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("how", ["exit", "kill -9"])
-async def test_killed_mid_batch_then_rerun_pays_each_once(engine: AsyncEngine, db_url: str, how: str) -> None:
-    pid = await seed(engine)
+async def test_killed_mid_batch_then_rerun_pays_each_once(engine: AsyncEngine, db_url: str, how: str, make_api) -> None:  # type: ignore[no-untyped-def]
+    pid = await seed(engine, make_api)
     request_id = rid()
     if how == "exit":
         proc = start(db_url, pid, request_id, "batch.after_chunk")

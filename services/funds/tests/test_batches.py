@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -25,10 +24,14 @@ from jsxcore.db import session_factory, transaction
 from jsxcore.errors import FailedPrecondition
 from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
-from jsxcore.values import RegionCode
+from jsxcore.testing.helpers import Clock, rid, who
+from jsxcore.usecase import Idem
+from jsxcore.values import Period, RegionCode
 
-from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow
-from jsx_funds.batches import csv_field_sql
+from jsx_funds.disbursement import domain as dd
+from jsx_funds.disbursement.payment_file import csv_field_sql
+from jsx_funds.disbursement.service import SERVICE_NAME, DisbursementService
+from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow
 from jsx_funds.entrypoints.grpc import compose
 from jsx_funds.ledger.verify import verify
 from jsx_funds.programs.tables import ApplicationRow
@@ -38,22 +41,26 @@ from jsx_funds.projections.tables import HouseholdProjection, SituationProjectio
 COUNTIES = {"hj": "431281", "yl": "431222"}
 
 
-def rid() -> str:
-    return str(uuid.uuid4())
+#: The day the programs are set up (公示 starts): 2022-07-04, 10:00 in China.
+START = datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc)
 
 
-def who(subject: str, region: str) -> Caller:
-    return Caller(subject=subject, display_name=subject, roles=("admin",), region=RegionCode.parse(region))
+def pid_of(name: str) -> int:
+    return int(name.split("/")[1])
 
 
-class Clock:
-    now = datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc)
+async def create_batch(d: DisbursementService, req: pb.CreatePaymentBatchRequest,
+                       caller: Caller | None) -> pb.PaymentBatch:
+    """CreatePaymentBatch as the servicer maps it (plain arguments, the request for AIP-155)."""
+    return await d.create_payment_batch(pid_of(req.program), RegionCode.parse(req.region.code), Period.parse(req.period.code),
+                                        caller=caller, idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req))
 
-    def __call__(self) -> datetime:
-        return self.now
+
+async def list_payments(d: DisbursementService, batch: str, caller: Caller | None) -> pb.ListPaymentsResponse:
+    return await d.list_payments(pid_of(batch), caller=caller)
 
 
-async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+async def enrol(ctx, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
     """A county's 特别扶助 program with one 失独 and one 伤残 beneficiary enrolled (approved, 公示 started)."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -64,22 +71,22 @@ async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:
             head_person=f"persons/{county}-{hid}-head", member_count=2)
         async with transaction(sessions) as s:
             await apply_household_event(s, msg, meta)
-    fund = await funds.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
+    fund = await ctx.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
         display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=county))), None)
-    src = await funds.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
+    src = await ctx.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
         display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=county))), None)
-    await funds.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=fund_fen),
+    await ctx.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=fund_fen),
                                                          request_id=rid()), None)
-    program = await svc.CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
+    program = await ctx.CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
         display_name=f"2022年{county}计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=county),
         fund=fund.name, year=2022)), None)
     clerk = who(f"clerk-{county}", county)
     for hid in ("b", "d"):
-        app = await svc.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
+        app = await ctx.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
             program=program.name, household=f"households/{county}-{hid}", person=f"persons/{county}-{hid}-mother",
             period=c.Period(code="2022-07"), attributes={"birth_date": "1966-03-01"})), clerk)
         for reviewer, region in (("v", village), ("t", township), ("c", county)):
-            await svc.DecideApplication(pb.DecideApplicationRequest(
+            await ctx.DecideApplication(pb.DecideApplicationRequest(
                 request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"),
                 who(f"{reviewer}-{county}", region))
     return program
@@ -95,11 +102,20 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
-    clock = Clock()
-    svc = funds = make_api(compose(sessions, host, clock=clock))
-    hj = await enrol(svc, funds, sessions, "431281", 10_000_00)
-    yl = await enrol(svc, funds, sessions, "431222", 1_050_00)  # exactly one month of 590 + 460
-    return {"svc": svc, "funds": funds, "sessions": sessions, "clock": clock, "hj": hj, "yl": yl}
+    clock = Clock(START)
+    ctx = compose(sessions, host, clock=clock)
+    api = make_api(ctx)
+    hj = await enrol(api, sessions, "431281", 10_000_00)
+    yl = await enrol(api, sessions, "431222", 1_050_00)  # exactly one month of 590 + 460
+    return {"svc": ctx.disbursement, "programs": api, "funds": ctx.ledger, "sessions": sessions, "clock": clock,
+            "hj": hj, "yl": yl}
+
+
+async def id_list(svc: DisbursementService, batch_id: int) -> str:
+    """The batch's internal id list as one string."""
+    out = io.StringIO()
+    await svc.write_id_list(batch_id, out)
+    return out.getvalue()
 
 
 async def payments(env, like: str = "") -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -114,15 +130,15 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     admin = who("fin-hj", "431281")
     # 公示 still running: nobody is payable yet.
     with pytest.raises(FailedPrecondition) as e:
-        await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), admin)
+        await create_batch(svc, batch_req(hj, "431281", "2022-08"), admin)
     assert e.value.reason == "NOTHING_TO_PAY"
     env["clock"].now += timedelta(days=30)
 
     req = batch_req(hj, "431281", "2022-08")
-    b = await svc.CreatePaymentBatch(req, admin)
+    b = await create_batch(svc, req, admin)
     assert (b.payment_count, b.total.fen, b.state) == (2, 940_00 + 580_00, pb.PAYMENT_BATCH_STATE_ISSUED)
-    assert await svc.CreatePaymentBatch(req, admin) == b  # an idempotent retry: the first answer, nothing paid
-    y = await svc.CreatePaymentBatch(batch_req(yl, "431222", "2022-08"), who("fin-yl", "431222"))
+    assert await create_batch(svc, req, admin) == b  # an idempotent retry: the first answer, nothing paid
+    y = await create_batch(svc, batch_req(yl, "431222", "2022-08"), who("fin-yl", "431222"))
     assert y.total.fen == 590_00 + 460_00
     paid = await payments(env, "2022-08")
     pid_hj, pid_yl = hj.name.split("/")[1], yl.name.split("/")[1]
@@ -134,18 +150,18 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     }
     # A new request for the same month pays nothing again.
     with pytest.raises(FailedPrecondition) as e:
-        await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), admin)
+        await create_batch(svc, batch_req(hj, "431281", "2022-08"), admin)
     assert e.value.reason == "NOTHING_TO_PAY"
 
-    listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=b.name), admin)
+    listed = await list_payments(svc, b.name, admin)
     assert sorted(p.amount.fen for p in listed.payments) == [580_00, 940_00]
     assert {p.payee for p in listed.payments} == {"persons/431281-b-mother", "persons/431281-d-mother"}
-    csv_text = await svc.disbursement.payment_file_csv(int(b.name.split("/")[1]))
+    csv_text = await id_list(svc, int(b.name.split("/")[1]))
     lines = csv_text.lstrip("\ufeff").strip().splitlines()
     assert lines[0].startswith("序号,收款人编号") and lines[-1].startswith("合计,2,,,1520.00")
     assert any("persons/431281-b-mother" in ln and "940.00" in ln for ln in lines)
     # Byte for byte the layout on both databases (PostgreSQL renders it with COPY … TO STDOUT, SQLite in Python).
-    program_name = (await svc.GetProgram(pb.GetProgramRequest(name=hj.name), None)).display_name
+    program_name = (await env["programs"].GetProgram(pb.GetProgramRequest(name=hj.name), None)).display_name
     want = ["\ufeff序号,收款人编号,户编号,村（社区）代码,金额（元）,发放期间,项目,业务参考号"]
     for i, p in enumerate(sorted(listed.payments, key=lambda p: int(p.name.rsplit("/", 1)[1])), start=1):
         want.append(f"{i},{p.payee},{p.household},431281101201,{p.amount.fen // 100}.{p.amount.fen % 100:02d},"
@@ -157,11 +173,11 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
     assert await asyncio.to_thread(main, ["funds", "payment-file", b.name, "--out", str(out), "--database-url", db_url]) == 0
     assert out.read_bytes().decode("utf-8") == csv_text
 
-    bal = await env["funds"].balance(int((await svc.GetProgram(pb.GetProgramRequest(name=hj.name), None)).fund.split("/")[1]))
+    bal = await env["funds"].balance(int((await env["programs"].GetProgram(pb.GetProgramRequest(name=hj.name), None)).fund.split("/")[1]))
     assert bal.available.fen == 10_000_00 - 1520_00 and bal.expended.fen == 1520_00
     # 沅陵's fund is now empty: September is refused whole, nothing posted.
     with pytest.raises(FailedPrecondition) as e:
-        await svc.CreatePaymentBatch(batch_req(yl, "431222", "2022-09"), who("fin-yl", "431222"))
+        await create_batch(svc, batch_req(yl, "431222", "2022-09"), who("fin-yl", "431222"))
     assert e.value.reason == "INSUFFICIENT_FUNDS"
     assert await payments(env, f"{pid_yl}/persons/431222-b-mother/2022-09") == {}
     async with env["sessions"]() as s:
@@ -190,7 +206,7 @@ async def test_twenty_concurrent_batches_pay_once(env) -> None:  # type: ignore[
     svc, hj = env["svc"], env["hj"]
     env["clock"].now += timedelta(days=30)
     admin = who("fin-hj", "431281")
-    results = await asyncio.gather(*(svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-09"), admin)
+    results = await asyncio.gather(*(create_batch(svc, batch_req(hj, "431281", "2022-09"), admin)
                                      for _ in range(20)), return_exceptions=True)
     ok = [r for r in results if isinstance(r, pb.PaymentBatch)]
     refused = [r for r in results if isinstance(r, FailedPrecondition) and r.reason == "NOTHING_TO_PAY"]
@@ -219,25 +235,25 @@ async def test_payment_file_fields_quoted_as_the_csv_writer_does(engine: AsyncEn
 async def test_payment_file_blocks_are_the_cursors_bytes(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL makes the file of a batch with unbroken ids in blocks on two connections at once (序号 from the
     id); any block size gives the bytes of the one-cursor path, which a batch with gaps in its ids takes."""
-    from jsx_funds import batches
+    from jsx_funds.disbursement import payment_file
 
     svc, hj = env["svc"], env["hj"]
     env["clock"].now += timedelta(days=30)
-    b = await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+    b = await create_batch(svc, batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
     bid = int(b.name.split("/")[1])
     async with env["sessions"]() as s:
         row = await s.get(PaymentBatchRow, bid)
         assert (row.payment_count, row.payment_total) == (2, 940_00 + 580_00)
-        assert batches._unbroken(row)
+        assert dd.unbroken(row.first_payment_id, row.last_payment_id, row.payment_count)
         pg = (await s.connection()).dialect.name == "postgresql"
     if not pg:
         pytest.skip("the block path is PostgreSQL's")
     blocks = []
     for size in (1, 2, 10_000):
-        monkeypatch.setattr(batches, "_FILE_BLOCK", size)
-        blocks.append(await svc.disbursement.payment_file_csv(bid))
-    monkeypatch.setattr(batches, "_unbroken", lambda _batch: False)
-    cursor = await svc.disbursement.payment_file_csv(bid)
+        monkeypatch.setattr(payment_file, "FILE_BLOCK", size)
+        blocks.append(await id_list(svc, bid))
+    monkeypatch.setattr(dd, "unbroken", lambda first, last, count: False)
+    cursor = await id_list(svc, bid)
     assert blocks == [cursor] * 3
     assert cursor.count("\r\n") == 4 and "\r\n1,persons/431281-" in cursor and "\r\n合计,2,,,1520.00,,,\r\n" in cursor
 
@@ -245,15 +261,15 @@ async def test_payment_file_blocks_are_the_cursors_bytes(env, monkeypatch) -> No
 async def test_scattered_payment_ids_are_drawn_again_one_by_one(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL draws a batch's payment ids in one statement; when another transaction drew journal ids meanwhile
     (simulated), every candidate draws its own: each payment still has a unique id, its page and its file line."""
-    from jsx_funds import batches
+    from jsx_funds.disbursement import planner_pg
 
     svc, hj = env["svc"], env["hj"]
     env["clock"].now += timedelta(days=30)
     drawn: list[tuple[int, int, int]] = []
-    monkeypatch.setattr(batches._BatchWriter, "_contiguous", staticmethod(lambda lo, hi, n: drawn.append((lo, hi, n)) and False))
-    b = await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+    monkeypatch.setattr(planner_pg, "contiguous", lambda lo, hi, n: drawn.append((lo, hi, n)) and False)
+    b = await create_batch(svc, batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
     assert (b.payment_count, b.total.fen) == (2, 940_00 + 580_00)
-    listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=b.name), who("fin-hj", "431281"))
+    listed = await list_payments(svc, b.name, who("fin-hj", "431281"))
     async with env["sessions"]() as s:
         assert await verify(s) == []
         pages = [fev.PaymentsIssued.FromString(p) for p in (await s.execute(
@@ -265,7 +281,7 @@ async def test_scattered_payment_ids_are_drawn_again_one_by_one(env, monkeypatch
         (lo, hi, n), = drawn
         assert n == 2 and min(ids) > hi
     assert sorted(n for e in pages for n in e.payment_names) == sorted(p.name for p in listed.payments)
-    lines = (await svc.disbursement.payment_file_csv(int(b.name.split("/")[1]))).splitlines()
+    lines = (await id_list(svc, int(b.name.split("/")[1]))).splitlines()
     assert len(lines) == 4 and all(p.name in "\n".join(lines) for p in listed.payments)
 
 
@@ -280,18 +296,18 @@ async def test_a_beneficiary_enrolled_from_a_later_month_waits_silently(env) -> 
             household=f"households/{county}-late", village=c.RegionCode(code=village),
             kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2020, month=1, day=1),
             head_person=f"persons/{county}-late-head", member_count=2), meta)
-    app = await svc.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
+    app = await env["programs"].SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
         program=hj.name, household=f"households/{county}-late", person=f"persons/{county}-late-mother",
         period=c.Period(code="2022-09"), attributes={"birth_date": "1966-03-01"})), who("clerk-hj", county))
     for reviewer, region in (("v", village), ("t", "431281101"), ("c", county)):
-        await svc.DecideApplication(pb.DecideApplicationRequest(
+        await env["programs"].DecideApplication(pb.DecideApplicationRequest(
             request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"),
             who(f"{reviewer}-hj", region))
     env["clock"].now += timedelta(days=30)
-    b = await svc.CreatePaymentBatch(batch_req(hj, county, "2022-08"), who("fin-hj", county))
+    b = await create_batch(svc, batch_req(hj, county, "2022-08"), who("fin-hj", county))
     assert (b.payment_count, b.total.fen) == (2, 940_00 + 580_00)
     assert f"/persons/{county}-late-mother/" not in "".join(await payments(env, "2022-08"))
-    sept = await svc.CreatePaymentBatch(batch_req(hj, county, "2022-09"), who("fin-hj", county))
+    sept = await create_batch(svc, batch_req(hj, county, "2022-09"), who("fin-hj", county))
     assert sept.payment_count == 3
     async with sessions() as s:
         assert await verify(s) == []
@@ -315,7 +331,7 @@ async def test_two_situations_and_a_beneficiary_enrolled_twice_are_paid_once(env
         again.period = "2022-08"
         s.add(again)
     env["clock"].now += timedelta(days=30)  # 公示 over
-    b = await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+    b = await create_batch(svc, batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
     assert (b.payment_count, b.total.fen) == (2, 940_00 + 940_00)
     async with sessions() as s:
         paid = dict((await s.execute(select(PaymentRow.application_id, PaymentRow.amount)
@@ -345,12 +361,12 @@ async def test_rules_asked_once_per_declared_input(env, engine: AsyncEngine, mon
     Python; ``rebuilt`` — too many raw inputs after all, the candidates are rebuilt keyed by the declaration."""
     import logging
 
-    from jsx_funds import batches
+    from jsx_funds.disbursement import planner_pg
 
     if path != "sampled":
-        monkeypatch.setattr(batches, "_SAMPLE", 0)
+        monkeypatch.setattr(planner_pg, "SAMPLE", 0)
     if path == "rebuilt":
-        monkeypatch.setattr(batches, "_RAW_GROUPS", 0)
+        monkeypatch.setattr(planner_pg, "RAW_GROUPS", 0)
     svc, hj, sessions = env["svc"], env["hj"], env["sessions"]
     pid, village, t = int(hj.name.split("/")[1]), "431281101201", datetime(2022, 6, 1, tzinfo=timezone.utc)
     async with transaction(sessions) as s:
@@ -366,7 +382,7 @@ async def test_rules_asked_once_per_declared_input(env, engine: AsyncEngine, mon
             s.add(row)
     env["clock"].now += timedelta(days=30)
     with caplog.at_level(logging.INFO, logger="jsx.funds.batches"):
-        b = await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
+        b = await create_batch(svc, batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
     # The two enrolled by enrol() (1966-03-01: 56) and six of the seven above are paid; 940 元 失独, 580 元 伤残.
     assert (b.payment_count, b.total.fen) == (8, 5 * 940_00 + 3 * 580_00)
     async with sessions() as s:
@@ -391,7 +407,8 @@ async def test_age_in_sql_is_the_rules_age(engine: AsyncEngine) -> None:
     49-year-old; a text that is no YYYY-MM-DD date, or none, stands for itself."""
     if engine.dialect.name != "postgresql":
         pytest.skip("the SQL age is PostgreSQL's")
-    from jsx_funds.batches import _age_on, _age_sql
+    from jsx_funds.disbursement.domain import age_text as _age_on
+    from jsx_funds.disbursement.planner_pg import age_sql as _age_sql
 
     starts = [date(2022, 8, 1), date(2024, 2, 1), date(2024, 3, 1), date(2023, 3, 1), date(2023, 2, 28), date(2025, 1, 1)]
     async with engine.connect() as conn:

@@ -23,7 +23,8 @@ from jsx.funds.v1 import events_pb2 as fev
 from jsx.funds.v1 import funds_pb2 as pb
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
-from jsx_funds.adapters.db import PaymentRow, migrate
+from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.tables import PaymentRow
 from jsx_funds.entrypoints.grpc import build_runtime
 from jsx_funds.ledger import domain as d
 from jsx_funds.ledger.service import LedgerService

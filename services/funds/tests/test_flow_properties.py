@@ -48,22 +48,19 @@ from jsxcore.db import create_engine, session_factory, transaction
 from jsxcore.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from jsxcore.outbox import EventMeta
 from jsxcore.plugins import PluginHost
-from jsxcore.values import RegionCode
+from jsxcore.testing.helpers import Clock, rid, who
+from jsxcore.usecase import Idem
+from jsxcore.values import Period, RegionCode
 
-from jsx_funds.adapters.db import (
-    BankResultRow,
-    PaymentBatchRow,
-    PaymentFailureRow,
-    PaymentRow,
-    migrate,
-)
-from jsx_funds.bank import reconcile
+from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.tables import BankResultRow, PaymentBatchRow, PaymentFailureRow, PaymentRow
+from jsx_funds.disbursement.service import SERVICE_NAME, STATE, DisbursementService
+from jsx_funds.disbursement.wire import bank_lines_from
 from jsx_funds.entrypoints.grpc import compose
-from jsx_funds.batches import STATE
 from jsx_funds.ledger.verify import verify
 from jsx_funds.projections.consumers import apply_household_event
 
-#: batches.py selects a beneficiary whose payment for the period failed at the bank, and pays her again (key#2).
+#: A batch selects a beneficiary whose payment for the period failed at the bank, and pays her again (key#2).
 RETRY_FAILED_IN_LATER_BATCH = True
 
 CST = timezone(timedelta(hours=8))
@@ -81,26 +78,28 @@ PERIODS = ("2022-07", "2022-08", "2022-09")
 META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 
 
-def rid() -> str:
-    return str(uuid.uuid4())
-
-
-def who(subject: str, role: str, region: str) -> Caller:
-    return Caller(subject=subject, display_name=subject, roles=(role,), region=RegionCode.parse(region))
-
-
 def publicity_over(approved_at: datetime, days: int = 7) -> datetime:
     """公示 of ``days`` calendar days from the day after approval (China time), over at the next midnight."""
     day = approved_at.astimezone(CST).date() + timedelta(days=days + 1)
     return datetime(day.year, day.month, day.day, tzinfo=CST).astimezone(timezone.utc)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
+def bid(name: str) -> int:
+    return int(name.split("/")[1])
 
-    def __call__(self) -> datetime:
-        return self.now
+
+async def create_batch(d: DisbursementService, req: pb.CreatePaymentBatchRequest,
+                       caller: Caller | None) -> pb.PaymentBatch:
+    """CreatePaymentBatch as the servicer maps it."""
+    return await d.create_payment_batch(bid(req.program), RegionCode.parse(req.region.code), Period.parse(req.period.code),
+                                        caller=caller, idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req))
+
+
+async def import_results(d: DisbursementService, req: pb.ImportBankResultsRequest,
+                         caller: Caller | None) -> pb.ImportBankResultsResponse:
+    """ImportBankResults as the servicer maps it."""
+    return await d.import_bank_results(bid(req.payment_batch), bank_lines_from(req.results), caller=caller,
+                                       idem=Idem.of(SERVICE_NAME, "ImportBankResults", req))
 
 
 # ---------------------------------------------------------------- the model
@@ -175,10 +174,12 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
-    clock = Clock()
-    svc = funds = make_api(compose(sessions, host, clock=clock))
+    clock = Clock(START)
+    ctx = compose(sessions, host, clock=clock)
+    funds = svc = make_api(ctx)
+    pays = ctx.disbursement
     run = loop.run_until_complete
-    finance = {county: who("fin", "finance_officer", county) for county in COUNTIES}
+    finance = {county: who("fin", county, "finance_officer") for county in COUNTIES}
 
     def expect(error: type[DomainError], reason: str, action: Any) -> None:
         with pytest.raises(error) as e:
@@ -297,11 +298,11 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
                     program=self.counties[hh.county].program, household=f"households/{self.tag}-nobody",
                     person="persons/nobody", period=c.Period(code=period), attributes={"birth_date": "1966-03-01"}))
                 expect(NotFound, "HOUSEHOLD_NOT_FOUND",
-                       svc.SubmitApplication(req, who("clerk", "county_clerk", hh.county)))
+                       svc.SubmitApplication(req, who("clerk", hh.county, "county_clerk")))
                 return
             # A village reviewer may enter an application; then they may not review it (maker-checker).
-            submitter = who("ra", "village_reviewer", hh.village) if by_village_reviewer else \
-                who(f"clerk-{hh.county}", "county_clerk", hh.county)
+            submitter = who("ra", hh.village, "village_reviewer") if by_village_reviewer else \
+                who(f"clerk-{hh.county}", hh.county, "county_clerk")
             program = self.counties[hh.county].program
             req = pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
                 program=program, household=f"households/{hh.hid}", person=hh.person, period=c.Period(code=period),
@@ -327,7 +328,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
                 subject = app.steps[-1]
             else:
                 subject = app.submitter
-            caller = who(subject, ROLE[want], app.hh.village[:DIGITS[want]])
+            caller = who(subject, app.hh.village[:DIGITS[want]], ROLE[want])
             act = svc.DecideApplication(pb.DecideApplicationRequest(
                 request_id=rid(), name=app.name, comment="同意" if approve else "户籍已迁出本村",
                 decision=pb.APPROVAL_DECISION_APPROVE if approve else pb.APPROVAL_DECISION_REJECT), caller)
@@ -384,7 +385,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
             app = apps[pick % len(apps)]
             act = svc.LodgeObjection(pb.LodgeObjectionRequest(
                 request_id=rid(), application=app.name, reason="群众反映该户子女仍健在", lodged_by="村民"),
-                who(f"clerk-{app.county}", "county_clerk", app.county))
+                who(f"clerk-{app.county}", app.county, "county_clerk"))
             if app.state == "ISSUED" or clock.now >= app.publicity_end:  # type: ignore[operator]
                 expect(FailedPrecondition, "NOT_IN_PUBLICITY", act)
                 return
@@ -397,7 +398,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
             app = self.objections.pop(name)
             run(svc.ResolveObjection(pb.ResolveObjectionRequest(
                 request_id=rid(), name=name, upheld=upheld, resolution="经村组核实" + ("属实" if upheld else "不属实")),
-                who(f"appr-{app.county}", "county_approver", app.county)))
+                who(f"appr-{app.county}", app.county, "county_approver")))
             if upheld:
                 app.state = "REJECTED"
                 # The other open objections on it are moot; resolving one of them would resurrect the
@@ -438,14 +439,14 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
             req = pb.CreatePaymentBatchRequest(request_id=rid(), program=m.program, region=c.RegionCode(code=county),
                                                period=c.Period(code=period))
             if not due:
-                expect(FailedPrecondition, "NOTHING_TO_PAY", svc.CreatePaymentBatch(req, finance[county]))
+                expect(FailedPrecondition, "NOTHING_TO_PAY", create_batch(pays, req, finance[county]))
                 return
             if total > m.available:
-                expect(FailedPrecondition, "INSUFFICIENT_FUNDS", svc.CreatePaymentBatch(req, finance[county]))
+                expect(FailedPrecondition, "INSUFFICIENT_FUNDS", create_batch(pays, req, finance[county]))
                 return
-            batch = run(svc.CreatePaymentBatch(req, finance[county]))
+            batch = run(create_batch(pays, req, finance[county]))
             assert (batch.payment_count, batch.total.fen) == (len(due), total)
-            listed = run(svc.ListPayments(pb.ListPaymentsRequest(payment_batch=batch.name, page_size=500), None)).payments
+            listed = run(pays.list_payments(bid(batch.name), page_size=500, caller=None)).payments
             assert sorted((p.payee, p.amount.fen, p.application) for p in listed) == sorted(
                 (a.hh.person, RATE[(county, a.hh.kind)], a.name) for a in due.values())
             for p in listed:
@@ -462,7 +463,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
 
         def retry_last_batch(self) -> None:
             req, first = self.last_batch  # type: ignore[misc]
-            again = run(svc.CreatePaymentBatch(req, finance[req.region.code]))
+            again = run(create_batch(pays, req, finance[req.region.code]))
             assert again.name == first.name and again.total == first.total  # the first answer; nothing posted
 
         @precondition(lambda self: self.batches)
@@ -482,10 +483,10 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
             if any((state == "PAID") != chosen[ref] for ref, state in settled.items()):
                 # A line contradicting a recorded result: the whole file is refused, nothing applied.
                 with pytest.raises(InvalidArgument):
-                    run(svc.ImportBankResults(req, finance[self.payments[refs[0]].county]))
+                    run(import_results(pays, req, finance[self.payments[refs[0]].county]))
                 event("bank result contradicting, refused")
                 return
-            got = run(svc.ImportBankResults(req, finance[self.payments[refs[0]].county]))
+            got = run(import_results(pays, req, finance[self.payments[refs[0]].county]))
             new = {ref: ok for ref, ok in chosen.items() if ref not in settled}
             event("bank result with a failure" if not all(new.values()) else "bank result all paid")
             assert (got.paid_count, got.failed_count) == (sum(new.values()), sum(not ok for ok in new.values()))
@@ -532,7 +533,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
                                              .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
                                              .join(PaymentBatchRow, PaymentBatchRow.id == PaymentRow.batch_id)
                                              .where(PaymentBatchRow.program_id.in_(pids)))).all()
-                    recs = [await reconcile(s, b) for b in (await s.execute(
+                    recs = [await pays.get_reconciliation(b.id, caller=None) for b in (await s.execute(
                         select(PaymentBatchRow).where(PaymentBatchRow.program_id.in_(pids)))).scalars()]
                 return rows, failed, bpays, recs
 
@@ -563,7 +564,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
             got: dict[str, int] = {}
             for m in self.counties.values():
                 listed = run(svc.ListApplications(pb.ListApplicationsRequest(program=m.program, page_size=500),
-                                                   who("auditor", "county_clerk", m.code)))
+                                                   who("auditor", m.code, "county_clerk")))
                 got.update((a.name, a.state) for a in listed.applications)
             S = pb
             want: dict[str, int] = {}
@@ -603,8 +604,9 @@ async def _ready_application(engine: Any, hid: str, make_api: Any) -> tuple[Any,
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"]})
     host.discover()
-    clock = Clock()
-    svc = funds = make_api(compose(sessions, host, clock=clock))
+    clock = Clock(START)
+    ctx = compose(sessions, host, clock=clock)
+    svc = funds = make_api(ctx)
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}", village=c.RegionCode(code="431281101201"), kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
         effective_from=c.Date(year=2020, month=1, day=1), head_person=f"persons/{hid}-head", member_count=2)
@@ -621,20 +623,20 @@ async def _ready_application(engine: Any, hid: str, make_api: Any) -> tuple[Any,
         fund=fund.name, year=2022)), None)
     app = await svc.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
         program=program.name, household=f"households/{hid}", person=f"persons/{hid}-mother",
-        period=c.Period(code="2022-07"), attributes={"birth_date": "1966-03-01"})), who("clerk", "county_clerk", "431281"))
+        period=c.Period(code="2022-07"), attributes={"birth_date": "1966-03-01"})), who("clerk", "431281", "county_clerk"))
     for subject, level in (("ra", "VILLAGE"), ("rb", "TOWNSHIP"), ("rc", "COUNTY")):
         app = await svc.DecideApplication(pb.DecideApplicationRequest(
             request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"),
-            who(subject, ROLE[level], "431281101201"[:DIGITS[level]]))
+            who(subject, "431281101201"[:DIGITS[level]], ROLE[level]))
     return svc, funds, program, app, clock, int(fund.name.split("/")[1])
 
 
 async def test_dismissing_a_second_objection_does_not_revive_a_rejected_application(engine: Any, make_api: Any) -> None:
     svc, _, program, app, clock, _ = await _ready_application(engine, "revive", make_api)
-    county = who("appr", "county_approver", "431281")
+    county = who("appr", "431281", "county_approver")
     for reason in ("该户子女仍健在", "重复享受"):
         app = await svc.LodgeObjection(pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason=reason),
-                                        who("clerk", "county_clerk", "431281"))
+                                        who("clerk", "431281", "county_clerk"))
     first, second = (o.name for o in app.objections)
     up = await svc.ResolveObjection(pb.ResolveObjectionRequest(
         request_id=rid(), name=first, upheld=True, resolution="经核实属实"), county)
@@ -646,20 +648,20 @@ async def test_dismissing_a_second_objection_does_not_revive_a_rejected_applicat
     # Before the fix: READY_TO_PAY, and the next batch paid the rejected beneficiary 940 元.
     assert got.state == pb.APPLICATION_STATE_REJECTED
     with pytest.raises(FailedPrecondition) as e:
-        await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
+        await create_batch(svc.disbursement, pb.CreatePaymentBatchRequest(
             request_id=rid(), program=program.name, region=c.RegionCode(code="431281"), period=c.Period(code="2022-07")),
-            who("fin", "finance_officer", "431281"))
+            who("fin", "431281", "finance_officer"))
     assert e.value.reason == "NOTHING_TO_PAY"
 
 
 async def test_the_return_of_a_failed_payment_cannot_be_reversed(engine: Any, make_api: Any) -> None:
     svc, funds, program, app, clock, fund = await _ready_application(engine, "unreturn", make_api)
     clock.now += timedelta(days=10)
-    batch = await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
+    batch = await create_batch(svc.disbursement, pb.CreatePaymentBatchRequest(
         request_id=rid(), program=program.name, region=c.RegionCode(code="431281"), period=c.Period(code="2022-07")),
-        who("fin", "finance_officer", "431281"))
-    ref = (await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=batch.name), None)).payments[0].name
-    await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+        who("fin", "431281", "finance_officer"))
+    ref = (await svc.disbursement.list_payments(bid(batch.name), caller=None)).payments[0].name
+    await import_results(svc.disbursement, pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=ref, succeeded=False, failure_reason="账户已销户")]), None)
     async with session_factory(engine)() as s:
         ret = (await s.execute(select(PaymentFailureRow.return_journal_id))).scalar_one()
@@ -674,9 +676,9 @@ async def test_the_return_of_a_failed_payment_cannot_be_reversed(engine: Any, ma
 async def test_a_batch_payment_is_settled_by_the_bank_not_reversed(engine: Any, make_api: Any) -> None:
     svc, funds, program, app, clock, fund = await _ready_application(engine, "unpay", make_api)
     clock.now += timedelta(days=10)
-    batch = await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
+    batch = await create_batch(svc.disbursement, pb.CreatePaymentBatchRequest(
         request_id=rid(), program=program.name, region=c.RegionCode(code="431281"), period=c.Period(code="2022-07")),
-        who("fin", "finance_officer", "431281"))
+        who("fin", "431281", "finance_officer"))
     async with session_factory(engine)() as s:
         pay_journal = (await s.execute(select(PaymentRow.journal_id))).scalar_one()
     with pytest.raises(FailedPrecondition) as e:
@@ -684,8 +686,8 @@ async def test_a_batch_payment_is_settled_by_the_bank_not_reversed(engine: Any, 
             name=f"funds/{fund}/ledgerEntries/{pay_journal}", reason="误操作", request_id=rid()), None)
     assert e.value.reason == "BATCH_PAYMENT_NOT_REVERSIBLE"
     # the bank's 失败 can still be recorded and reconciliation balances
-    ref = (await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=batch.name), None)).payments[0].name
-    await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
+    ref = (await svc.disbursement.list_payments(bid(batch.name), caller=None)).payments[0].name
+    await import_results(svc.disbursement, pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
         pb.BankResult(payment=ref, succeeded=False, failure_reason="账户已销户")]), None)
     async with session_factory(engine)() as s:
         assert [str(p) for p in await verify(s)] == []

@@ -38,9 +38,10 @@ from jsx_funds.ledger import domain as d
 from jsx_funds.ledger import service as S
 from jsx_funds.ledger import verify as V
 from jsx_funds.ledger import wire as lw
-from jsx_funds.ledger.service import LedgerService
+from jsx_funds.entrypoints.grpc import compose
 from jsxcore.db import create_engine, session_factory, transaction
 from jsxcore.errors import FailedPrecondition
+from jsxcore.plugins import PluginHost
 from jsxcore.usecase import Idem
 from jsxcore.values import Money, RegionCode
 
@@ -55,7 +56,8 @@ def run_machine(db_url: str, max_examples: int) -> None:
     migrate(db_url)
     loop = asyncio.new_event_loop()
     engine = create_engine(db_url)
-    svc = LedgerService(session_factory(engine))
+    contexts = compose(session_factory(engine), PluginHost())
+    svc, payments = contexts.ledger, contexts.disbursement
     run = loop.run_until_complete
 
     class Ledger(RuleBasedStateMachine):
@@ -158,8 +160,8 @@ def run_machine(db_url: str, max_examples: int) -> None:
 
             async def act() -> Any:
                 async with transaction(svc.sessions) as s:
-                    return await S.pay(s, self.fund, Money(fen), payment_key=str(uuid.uuid4()),
-                                       payee="households/1", actor="prop", commitment_id=commitment)
+                    return await payments.pay(s, self.fund, Money(fen), payment_key=str(uuid.uuid4()),
+                                              payee="households/1", actor="prop", commitment_id=commitment)
             res = self.attempt({credit: -fen, ("E", "new"): fen}, act)
             if res is None:
                 return -1
@@ -175,7 +177,7 @@ def run_machine(db_url: str, max_examples: int) -> None:
 
             async def act() -> Any:
                 async with transaction(svc.sessions) as s:
-                    return await S.return_payment(s, payment, Money(fen), actor="bank", reason="退回")
+                    return await payments.return_payment(s, payment, Money(fen), actor="bank", reason="退回")
             res = self.attempt(deltas, act)
             if res is not None:
                 self.apply(res[0].journal.id, deltas)

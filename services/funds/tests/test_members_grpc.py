@@ -22,19 +22,20 @@ from jsx.members.v1 import members_pb2 as mpb
 from jsx.members.v1 import members_pb2_grpc
 from jsx_members.entrypoints.grpc import build_runtime as members_runtime
 from jsx_members.migrations import migrate as members_migrate
-from jsx_members.testdata import make_id_number, make_phone, rid
+from jsx_members.testdata import make_id_number, make_phone
 from jsxcore.auth import issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import transaction
 from jsxcore.outbox import EventMeta
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
+from jsxcore.testing.helpers import rid
 
 from jsx_funds.adapters.db import migrate
 from jsx_funds.programs.tables import ApplicationRow
 from jsx_funds.projections.consumers import apply_household_event
-from jsx_funds.projections.tables import HouseholdProjection
 from jsx_funds.entrypoints.grpc import build_runtime
+from jsx_funds.projections.tables import HouseholdProjection
 
 SECRET = "m" * 40
 YL, VILLAGE = "431222", "431222101201"

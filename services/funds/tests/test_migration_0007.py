@@ -18,9 +18,9 @@ from jsxcore.db import create_engine, session_factory
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Money
 
-from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, migrate
-from jsx_funds.bank import BankService, reconcile
-from jsx_funds.ledger.service import pay
+from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow
+from jsx_funds.entrypoints.grpc import compose
 from jsx_funds.ledger.verify import verify
 
 NOW = "2022-08-20 08:00:00+00:00"
@@ -81,6 +81,7 @@ async def test_money_written_before_0007_survives_it(db_url: str) -> None:
         await engine.dispose()
         await asyncio.to_thread(migrate, db_url)
         sessions = session_factory(engine)
+        svc = compose(sessions, PluginHost(), clock=lambda: datetime(2022, 9, 20, tzinfo=timezone.utc)).disbursement
 
         async with sessions() as s:
             assert [str(p) for p in await verify(s)] == []
@@ -90,13 +91,11 @@ async def test_money_written_before_0007_survives_it(db_url: str) -> None:
             batch = await s.get(PaymentBatchRow, 1)
             assert batch is not None
             assert (batch.first_payment_id, batch.last_payment_id) == (2, 3)
-            rec = await reconcile(s, batch)
+        rec = await svc.get_reconciliation(1, caller=None)
         assert rec.balanced, list(rec.discrepancies)
         assert (rec.paid_count, rec.failed_count, rec.pending_count, rec.ledger_total.fen) == (1, 1, 0, 94000)
 
-        svc = BankService(sessions, PluginHost(), clock=lambda: datetime(2022, 9, 20, tzinfo=timezone.utc))
-        listed = {p.name: p for p in (await svc.list_payments(
-            pb.ListPaymentsRequest(payment_batch="paymentBatches/1"), None)).payments}
+        listed = {p.name: p for p in (await svc.list_payments(1, caller=None)).payments}
         assert listed["paymentBatches/1/payments/2"].bank_reference == "B-0001"
         assert listed["paymentBatches/1/payments/2"].paid_date.day == 25
         assert listed["paymentBatches/1/payments/3"].failure_reason == "账户已销户"
@@ -106,7 +105,7 @@ async def test_money_written_before_0007_survives_it(db_url: str) -> None:
         # and a payment on its own takes a fresh id.
         assert [p.payment_key for p in old if p] == [SHORT_KEY.format("a"), SHORT_KEY.format("b")]
         async with sessions.begin() as s:
-            _, again = await pay(s, 1, Money(58000), payment_key=SHORT_KEY.format("b"), payee="persons/b", actor="fin")
+            _, again = await svc.pay(s, 1, Money(58000), payment_key=SHORT_KEY.format("b"), payee="persons/b", actor="fin")
         assert again.payment_key == SHORT_KEY.format("b") + "#2" and again.id == again.journal_id and again.id > 4
         async with sessions() as s:
             assert [str(p) for p in await verify(s)] == []

@@ -35,7 +35,7 @@ from jsx.members.v1 import members_pb2 as mpb
 from jsx.members.v1 import members_pb2_grpc
 from jsx_members.entrypoints.grpc import build_runtime as members_runtime
 from jsx_members.migrations import migrate as members_migrate
-from jsx_members.testdata import make_id_number, make_phone, rid
+from jsx_members.testdata import make_id_number, make_phone
 from jsxcore.auth import Caller, issue_token
 from jsxcore.cli import main
 from jsxcore.config import ServiceConfig
@@ -43,10 +43,13 @@ from jsxcore.db import create_engine, session_factory
 from jsxcore.pii import generate_key
 from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details, setup_logging
-from jsxcore.values import RegionCode
+from jsxcore.testing.helpers import Clock, rid, who
+from jsxcore.usecase import Idem
+from jsxcore.values import Period, RegionCode
 
 from jsxcore.errors import NotFound
 from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.service import SERVICE_NAME
 from jsx_funds.entrypoints.grpc import build_runtime, compose
 from jsx_funds.projections.tables import HouseholdProjection
 
@@ -64,18 +67,6 @@ class Client:
     def __getattr__(self, rpc: str):  # type: ignore[no-untyped-def]
         method = getattr(self.stub, rpc)
         return lambda req: method(req, metadata=self.md, timeout=20)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def who(subject: str, region: str) -> Caller:
-    return Caller(subject=subject, display_name=subject, roles=("admin",), region=RegionCode.parse(region))
 
 
 @pytest.fixture
@@ -158,7 +149,8 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
             pytest.fail("the members household never reached the funds projection")
 
     clock = Clock(datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc))
-    svc = funds = stack["make_api"](compose(sessions, stack["host"], clock=clock))
+    ctx = compose(sessions, stack["host"], clock=clock)
+    svc = funds = stack["make_api"](ctx)
     fund = await funds.CreateFund(fpb.CreateFundRequest(request_id=rid(), fund=fpb.Fund(
         display_name="特别扶助资金", kind=fpb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=YL))), None)
     src = await funds.CreateFundSource(fpb.CreateFundSourceRequest(request_id=rid(), fund_source=fpb.FundSource(
@@ -192,8 +184,11 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
     fin = who("fin-yl", YL)
     batches = {}
     for key, prog in (("person", per_person), ("household", per_household)):
-        batches[key] = await svc.CreatePaymentBatch(fpb.CreatePaymentBatchRequest(
-            request_id=rid(), program=prog.name, region=c.RegionCode(code=YL), period=c.Period(code="2022-08")), fin)
+        req = fpb.CreatePaymentBatchRequest(request_id=rid(), program=prog.name, region=c.RegionCode(code=YL),
+                                            period=c.Period(code="2022-08"))
+        batches[key] = await ctx.disbursement.create_payment_batch(
+            int(prog.name.split("/")[1]), RegionCode.parse(YL), Period.parse("2022-08"), caller=fin,
+            idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req))
     # Applications approved just now (real clock): in 公示 while the test runs.
     live = stack["make_api"](compose(sessions, stack["host"]))
     await apply(live, per_person, hb, p["李秀英"].name, "2022-09")
@@ -394,7 +389,7 @@ async def _stream(client: Client, batch: str, fmt: int = fpb.PAYMENT_FILE_FORMAT
 
 
 async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from jsx_funds import payment_file as pf
+    from jsx_funds.disbursement import payment_file as pf
 
     sc = await scenario(stack, extra=4, headless_last=True)
     f, m, p = stack["f"], stack["m"], sc["persons"]

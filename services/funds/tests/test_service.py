@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
+from jsx_funds.disbursement.service import DisbursementService
 from jsx_funds.ledger import service as S
 from jsx_funds.ledger.service import LedgerService
 from jsx_funds.ledger.tables import EntryRow, JournalRow
@@ -54,13 +55,13 @@ async def test_allocation_donation_and_balances(svc: LedgerService, kit: Kit, ap
     assert "张三".encode() not in rows[0].payload
 
 
-async def test_overdraft_is_refused_and_nothing_posted(svc: LedgerService, kit: Kit) -> None:
+async def test_overdraft_is_refused_and_nothing_posted(svc: LedgerService, kit: Kit, disbursement: DisbursementService) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
     journals = await count(svc, JournalRow)
     with pytest.raises(FailedPrecondition) as e:
         async with transaction(svc.sessions) as s:
-            await S.pay(s, fund, Money(1000_01), payment_key="applications/1", payee="households/1", actor="t")
+            await disbursement.pay(s, fund, Money(1000_01), payment_key="applications/1", payee="households/1", actor="t")
     assert e.value.reason == "INSUFFICIENT_FUNDS"
     assert e.value.message == "基金余额不足：可用 1000.00 元，本次需要 1000.01 元"
     with pytest.raises(FailedPrecondition, match="基金余额不足"):
@@ -70,14 +71,14 @@ async def test_overdraft_is_refused_and_nothing_posted(svc: LedgerService, kit: 
     assert (await svc.balance(fund)).available == Money(1000_00)
 
 
-async def test_allow_negative_fund_may_overdraw(svc: LedgerService, kit: Kit) -> None:
+async def test_allow_negative_fund_may_overdraw(svc: LedgerService, kit: Kit, disbursement: DisbursementService) -> None:
     fund = await kit.make_fund(allow_negative=True)
     async with transaction(svc.sessions) as s:
-        await S.pay(s, fund, Money(50_00), payment_key="k1", payee="households/1", actor="t")
+        await disbursement.pay(s, fund, Money(50_00), payment_key="k1", payee="households/1", actor="t")
     assert (await svc.balance(fund)).available == Money(-50_00)
 
 
-async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit, api: Api) -> None:
+async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit, api: Api, disbursement: DisbursementService) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     alloc = await kit.allocate(fund, src, 1000_00)
     async with transaction(svc.sessions) as s:
@@ -87,13 +88,13 @@ async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit
     assert (b.available, b.committed, b.held) == (Money(400_00), Money(600_00), Money(1000_00))
     with pytest.raises(FailedPrecondition) as e:
         async with transaction(svc.sessions) as s:
-            await S.pay(s, fund, Money(600_01), payment_key="a/1", payee="households/1", actor="t", commitment_id=cid)
+            await disbursement.pay(s, fund, Money(600_01), payment_key="a/1", payee="households/1", actor="t", commitment_id=cid)
     assert e.value.reason == "COMMITMENT_EXCEEDED"
     async with transaction(svc.sessions) as s:
-        _, p = await S.pay(s, fund, Money(500_00), payment_key="a/1", payee="households/1", actor="t", commitment_id=cid)
+        _, p = await disbursement.pay(s, fund, Money(500_00), payment_key="a/1", payee="households/1", actor="t", commitment_id=cid)
     with pytest.raises(AlreadyExists) as e2:
         async with transaction(svc.sessions) as s:
-            await S.pay(s, fund, Money(1_00), payment_key="a/1", payee="households/1", actor="t", commitment_id=cid)
+            await disbursement.pay(s, fund, Money(1_00), payment_key="a/1", payee="households/1", actor="t", commitment_id=cid)
     assert e2.value.reason == "ALREADY_PAID"
     # a commitment with a payment drawn on it cannot be reversed (its earmark would go negative)
     with pytest.raises(FailedPrecondition) as e3:
@@ -101,10 +102,10 @@ async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit
             await S.reverse(s, fund, cid, actor="t", reason="录错")
     assert e3.value.reason == "COMMITMENT_EXCEEDED"
     async with transaction(svc.sessions) as s:
-        await S.return_payment(s, p.journal_id, Money(200_00), actor="bank", reason="账户已销户")
+        await disbursement.return_payment(s, p.journal_id, Money(200_00), actor="bank", reason="账户已销户")
     with pytest.raises(FailedPrecondition) as e4:
         async with transaction(svc.sessions) as s:
-            await S.return_payment(s, p.journal_id, Money(300_01), actor="bank", reason="x")
+            await disbursement.return_payment(s, p.journal_id, Money(300_01), actor="bank", reason="x")
     assert e4.value.reason == "PAYMENT_RETURN_EXCEEDED"
     b = await svc.balance(fund)
     assert (b.available, b.committed, b.expended) == (Money(600_00), Money(100_00), Money(300_00))
@@ -115,7 +116,7 @@ async def test_commit_pay_return_and_reversal_rules(svc: LedgerService, kit: Kit
     assert e5.value.reason == "INSUFFICIENT_FUNDS"
     async with transaction(svc.sessions) as s:
         await S.release(s, cid, Money(100_00), actor="t")
-        ret2 = await S.return_payment(s, p.journal_id, Money(100_00), actor="bank", reason="户名不符")
+        ret2 = await disbursement.return_payment(s, p.journal_id, Money(100_00), actor="bank", reason="户名不符")
     # a partly returned payment cannot be reversed whole …
     pay_name = f"funds/{fund}/ledgerEntries/{p.journal_id}"
     with pytest.raises(FailedPrecondition) as e6:
@@ -187,14 +188,14 @@ async def test_ledger_listing_pages_with_running_balance(svc: LedgerService, kit
         await api.ListLedgerEntries(funds_pb2.ListLedgerEntriesRequest(fund="funds/999", page_token="garbage"), None)
 
 
-async def test_concurrent_payments_never_overdraw(svc: LedgerService, kit: Kit, db_url: str) -> None:
+async def test_concurrent_payments_never_overdraw(svc: LedgerService, kit: Kit, db_url: str, disbursement: DisbursementService) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
 
     async def one(i: int) -> bool:
         try:
             async with transaction(svc.sessions) as s:
-                await S.pay(s, fund, Money(300_00), payment_key=f"k/{i}", payee=f"households/{i}", actor="t")
+                await disbursement.pay(s, fund, Money(300_00), payment_key=f"k/{i}", payee=f"households/{i}", actor="t")
             return True
         except FailedPrecondition:
             return False

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jsx_funds.disbursement.service import DisbursementService
 from jsx_funds.ledger import service as S
 from jsx_funds.ledger import verify as V
 from jsx_funds.ledger.service import LedgerService
@@ -22,15 +23,15 @@ def run_verify(db_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_verify_passes_then_reports_corruption(svc: LedgerService, kit, engine: AsyncEngine, db_url: str, api: Any) -> None:  # type: ignore[no-untyped-def]
+async def test_verify_passes_then_reports_corruption(svc: LedgerService, kit, engine: AsyncEngine, db_url: str, api: Any, disbursement: DisbursementService) -> None:  # type: ignore[no-untyped-def]
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
     await api.RecordDonation(kit.donation_request(fund, 10_00))
     async with transaction(svc.sessions) as s:
         c = await S.commit(s, fund, Money(300_00), actor="t")
-        _, p = await S.pay(s, fund, Money(200_00), payment_key="applications/1", payee="households/1",
+        _, p = await disbursement.pay(s, fund, Money(200_00), payment_key="applications/1", payee="households/1",
                            actor="t", commitment_id=c.journal.id)
-        await S.return_payment(s, p.journal_id, Money(50_00), actor="bank", reason="卡号错误")
+        await disbursement.return_payment(s, p.journal_id, Money(50_00), actor="bank", reason="卡号错误")
     async with svc.sessions() as s:
         assert await V.verify(s) == []
     from jsx_funds.entrypoints.cli import _verify

@@ -21,7 +21,8 @@ from jsx.funds.v1 import funds_pb2 as pb
 from jsx.funds.v1 import funds_pb2_grpc as pb_grpc
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
-from jsx_funds.adapters.db import PaymentRow, migrate
+from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.tables import PaymentRow
 from jsx_funds.entrypoints.grpc import build_runtime, compose
 from jsx_funds.programs.tables import ApplicationRow, WithdrawalRow
 from jsx_funds.projections.consumers import apply_household_event

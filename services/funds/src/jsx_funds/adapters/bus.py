@@ -12,7 +12,6 @@ from jsx.funds.v1 import events_pb2, funds_pb2
 from jsx.members.v1 import events_pb2 as members_events_pb2
 from jsxcore.outbox import add_event, subject_of
 
-from jsx_funds.adapters.db import PaymentRow
 from jsx_funds.ledger.tables import DonationRow, FundRow, JournalRow
 from jsx_funds.programs.tables import ApplicationRow, ProgramRow
 
@@ -81,25 +80,6 @@ def entry_reversed(
         owner_region=common_pb2.RegionCode(code=fund.region),
         reversed_kind=funds_pb2.EntryKind.Value("ENTRY_KIND_" + original.kind),
         amount=common_pb2.Money(fen=original.amount),
-    )
-
-
-def payment_issued(fund: FundRow, payment: PaymentRow) -> events_pb2.PaymentIssued:
-    """A payment left the fund (batch/application fields are filled by the disbursement layer)."""
-    return events_pb2.PaymentIssued(
-        payment=payment_name(fund.id, payment.id),
-        fund=fund_name(fund.id),
-        payee=payment.payee,
-        amount=common_pb2.Money(fen=payment.amount),
-    )
-
-
-def payment_failed(fund: FundRow, payment: PaymentRow, amount: int, reason: str) -> events_pb2.PaymentFailed:
-    return events_pb2.PaymentFailed(
-        payment=payment_name(fund.id, payment.id),
-        payee=payment.payee,
-        amount=common_pb2.Money(fen=amount),
-        failure_reason=reason,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
@@ -50,22 +51,35 @@ async def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _disbursement(engine: Any, members: Any = None) -> Any:
+    """The disbursement context as the server composes it, over the CLI's own database connection."""
+    from jsxcore.plugins import PluginHost
+
+    from jsx_funds.entrypoints.grpc import compose
+
+    return compose(session_factory(engine), PluginHost(), members=members).disbursement
+
+
+def _batch_id(name: str, field: str = "batch") -> int:
+    from jsxcore import wire
+
+    return wire.int_id_from(name, "paymentBatches", field)
+
+
 async def _payment_file(args: argparse.Namespace) -> int:
+    import io
     import os
 
     from jsxcore.errors import ConfigError, DomainError
-    from jsxcore.plugins import PluginHost
 
     from jsx_funds.adapters.members import MembersClient
-    from jsx_funds.batches import BatchesService
-    from jsx_funds.payment_file import build, render_csv, render_xlsx
-    from jsx_funds.legacy_wire import parse_id
-    from jsxcore.values import Money
+    from jsx_funds.disbursement.payment_file import amount_text
 
     args.batch = args.batch or args.batch_opt
     if not args.batch:
         print("错误：请指定支付批次，例如 paymentBatches/3", file=sys.stderr)
         return 2
+    batch_id = _batch_id(args.batch)
     if args.xlsx or args.csv:
         token = os.environ.get("JSX_TOKEN", "").strip()
         addr = args.members_addr or os.environ.get("JSX_MEMBERS_ADDR", "").strip()
@@ -75,33 +89,33 @@ async def _payment_file(args: argparse.Namespace) -> int:
             return 2
         engine = create_engine(_url(args))
         members = MembersClient(addr, "")
+        paths = [(p, fmt_csv) for p, fmt_csv in ((args.xlsx, False), (args.csv, True)) if p]
+        bufs = [io.BytesIO() for _ in paths]
         try:
             # Direct database access like the other commands; members checks the token's permission and region.
-            data = await build(session_factory(engine), members, args.batch, token=token)
+            written = await _disbursement(engine, members).write_bank_files(
+                batch_id, [(fmt_csv, buf) for (_, fmt_csv), buf in zip(paths, bufs)], token=token)
         except (DomainError, ConfigError) as e:
             print(f"错误：{e}", file=sys.stderr)
             return 1
         finally:
             await members.close()
             await engine.dispose()
-        for path, render in ((args.xlsx, render_xlsx), (args.csv, render_csv)):
-            if path:
-                with open(path, "wb") as f:
-                    f.write(render(data))
-                print(f"支付文件已写入 {path}：{len(data.lines)} 笔，合计 {Money(data.total).format_yuan()} 元")
+        for (path, _), buf, meta in zip(paths, bufs, written):
+            with open(path, "wb") as f:
+                f.write(buf.getvalue())
+            print(f"支付文件已写入 {path}：{meta.payment_count} 笔，合计 {amount_text(meta.total)} 元")
         return 0
 
     engine = create_engine(_url(args))
-    batches = BatchesService(session_factory(engine), PluginHost())
-    batch_id = parse_id(args.batch, "paymentBatches", "batch")
     try:
         # streamed: a province-wide batch of a million lines never sits in memory
         if args.out:
             with open(args.out, "w", encoding="utf-8", newline="") as f:
-                await batches.write_payment_file(batch_id, f)
+                await _disbursement(engine).write_id_list(batch_id, f)
             print(f"支付文件已写入 {args.out}")
         else:
-            await batches.write_payment_file(batch_id, sys.stdout)
+            await _disbursement(engine).write_id_list(batch_id, sys.stdout)
     finally:
         await engine.dispose()
     return 0
@@ -109,13 +123,10 @@ async def _payment_file(args: argparse.Namespace) -> int:
 
 async def _bank_results(args: argparse.Namespace) -> int:
     import re
-    import uuid
 
-    from jsx.funds.v1 import funds_pb2
     from jsxcore.errors import InvalidArgument
-    from jsxcore.plugins import PluginHost
 
-    from jsx_funds.bank import BankService, read_bank_file
+    from jsx_funds.disbursement.bank_file import read_bank_file
 
     try:
         lines = read_bank_file(args.file)
@@ -123,18 +134,18 @@ async def _bank_results(args: argparse.Namespace) -> int:
                                     if (m := re.match(r"paymentBatches/[0-9]+", ln.result.payment))), "")
         if not batch:
             raise InvalidArgument.field("batch", "文件中没有可识别的业务参考号，请用 --batch 指定批次", reason="MISSING_BATCH")
-        req = funds_pb2.ImportBankResultsRequest(payment_batch=batch, results=[ln.result for ln in lines],
-                                                 request_id=str(uuid.uuid4()))
+        batch_id = _batch_id(batch)
     except InvalidArgument as e:
         return _print_violations(e, {})
     engine = create_engine(_url(args))
     try:
-        svc = BankService(session_factory(engine), PluginHost())
+        svc = _disbursement(engine)
         try:
-            res = await svc.import_bank_results(req, None)
+            # A fresh file each run: no request id to replay (a repeated line changes nothing anyway).
+            res = await svc.import_bank_results(batch_id, [ln.result for ln in lines], caller=None, idem=None)
         except InvalidArgument as e:
             return _print_violations(e, {i: ln.row for i, ln in enumerate(lines)})
-        rec = await svc.get_reconciliation(funds_pb2.GetReconciliationRequest(payment_batch=batch), None)
+        rec = await svc.get_reconciliation(batch_id, caller=None)
     finally:
         await engine.dispose()
     print(f"回盘已导入 {batch}：本次成功 {res.paid_count} 笔，失败 {res.failed_count} 笔（已登记的结果不重复处理）")

@@ -25,20 +25,20 @@ from jsx.funds.v1 import funds_pb2, funds_pb2_grpc
 from jsxcore import wire
 from jsxcore.auth import current_caller
 from jsxcore.config import ServiceConfig
-from jsxcore.errors import FailedPrecondition
 from jsxcore.outbox import Relay
 from jsxcore.pii import FieldCipher
 from jsxcore.plugins import PluginHost
 from jsxcore.runtime import ServiceRuntime, list_plugins_response, run_service
 from jsxcore.usecase import Idem
+from jsxcore.values import Period
 
 from jsx_funds import SERVICE_NAME
 from jsx_funds.adapters.db import migrate
 from jsx_funds.adapters.members import MembersClient
-from jsx_funds.bank import BankService
+from jsx_funds.disbursement import wire as disbursement_wire
+from jsx_funds.disbursement.service import DisbursementService
 from jsx_funds.ledger import wire as lw
 from jsx_funds.ledger.service import LedgerService
-from jsx_funds.payment_file import payment_file, stream_payment_file
 from jsx_funds.programs import wire as pw
 from jsx_funds.programs.service import ProgramsService
 from jsx_funds.projections.consumers import build_consumers
@@ -55,7 +55,7 @@ class Contexts:
     plugins: PluginHost
     ledger: LedgerService
     programs: ProgramsService
-    disbursement: BankService
+    disbursement: DisbursementService
     reporting: ReportingService
     members: MembersClient | None = None
 
@@ -73,8 +73,8 @@ def compose(
     ledger = LedgerService(sessions, notify=notify)
     programs = ProgramsService(sessions, plugins, ledger=ledger, notify=notify, clock=clock, members=members,
                                cipher=cipher)
-    disbursement = BankService(sessions, plugins, ledger=ledger, notify=notify, clock=clock, members=members,
-                               cipher=cipher)
+    disbursement = DisbursementService(sessions, plugins, ledger=ledger, programs=programs, members=members, clock=clock,
+                                       on_commit=notify)
     reporting = ReportingService(sessions, programs, clock=clock)
     return Contexts(sessions, plugins, ledger, programs, disbursement, reporting, members)
 
@@ -220,51 +220,55 @@ class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
             region=pw.read_region_filter(request.region), program_id=pw.read_program_filter(request.program),
             page_size=request.page_size, page_token=request.page_token, caller=current_caller())
 
-    # ------------------------------------------------------------ disbursement (bodies: funds-disbursement)
+    # ------------------------------------------------------------ disbursement
 
     async def CreatePaymentBatch(self, request: funds_pb2.CreatePaymentBatchRequest,
                                  context: grpc.aio.ServicerContext) -> funds_pb2.PaymentBatch:
-        return await self.disbursement.create_payment_batch(request, current_caller())
+        period = Period.parse(request.period.code, field="period.code")
+        region = wire.region_from(request.region, "region.code", required=False)
+        return await self.disbursement.create_payment_batch(
+            wire.int_id_from(request.program, "programs", "program"), region, period,
+            caller=current_caller(), idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", request))
 
     async def GetPaymentBatch(self, request: funds_pb2.GetPaymentBatchRequest,
                               context: grpc.aio.ServicerContext) -> funds_pb2.PaymentBatch:
-        return await self.disbursement.get_payment_batch(request, current_caller())
+        return await self.disbursement.get_payment_batch(wire.int_id_from(request.name, "paymentBatches", "name"),
+                                                         caller=current_caller())
 
     async def ListPayments(self, request: funds_pb2.ListPaymentsRequest,
                            context: grpc.aio.ServicerContext) -> funds_pb2.ListPaymentsResponse:
-        return await self.disbursement.list_payments(request, current_caller())
+        return await self.disbursement.list_payments(
+            wire.int_id_from(request.payment_batch, "paymentBatches", "payment_batch"),
+            wire.enum_short(funds_pb2.PaymentState, request.state, "PAYMENT_STATE_"), request.page_size,
+            request.page_token, caller=current_caller())
 
     async def ImportBankResults(self, request: funds_pb2.ImportBankResultsRequest,
                                 context: grpc.aio.ServicerContext) -> funds_pb2.ImportBankResultsResponse:
-        return await self.disbursement.import_bank_results(request, current_caller())
+        return await self.disbursement.import_bank_results(
+            wire.int_id_from(request.payment_batch, "paymentBatches", "payment_batch"),
+            disbursement_wire.bank_lines_from(request.results),
+            caller=current_caller(), idem=Idem.of(SERVICE_NAME, "ImportBankResults", request))
 
     async def GetReconciliation(self, request: funds_pb2.GetReconciliationRequest,
                                 context: grpc.aio.ServicerContext) -> funds_pb2.Reconciliation:
-        return await self.disbursement.get_reconciliation(request, current_caller())
-
-    def _payees(self, context: grpc.aio.ServicerContext) -> tuple[MembersClient, str | None]:
-        """Members and the caller's bearer token, forwarded so members checks *their*
-        members.payees.read and audits them."""
-        if self.members is None:
-            raise FailedPrecondition("资金服务未配置成员服务地址（JSX_MEMBERS_ADDR），无法取得收款人姓名和一卡通账号",
-                                     reason="MEMBERS_NOT_CONFIGURED")
-        token = next((v.split(" ", 1)[1] for k, v in context.invocation_metadata() or ()
-                      if k == "authorization" and isinstance(v, str) and v.startswith("Bearer ")), None)
-        return self.members, token
+        return await self.disbursement.get_reconciliation(
+            wire.int_id_from(request.payment_batch, "paymentBatches", "payment_batch"), caller=current_caller())
 
     async def GetPaymentFile(self, request: funds_pb2.GetPaymentFileRequest,
                              context: grpc.aio.ServicerContext) -> funds_pb2.PaymentFile:
         """The bank file in one message, with payee details read from members under the caller's own token."""
-        members, token = self._payees(context)
-        return await payment_file(self.sessions, members, request, current_caller(), token)
+        return await self.disbursement.get_payment_file(
+            wire.int_id_from(request.payment_batch, "paymentBatches", "payment_batch"),
+            request.format == funds_pb2.PAYMENT_FILE_FORMAT_CSV, caller=current_caller(), token=_bearer(context))
 
     async def StreamPaymentFile(self, request: funds_pb2.StreamPaymentFileRequest,
                                 context: grpc.aio.ServicerContext) -> AsyncIterator[funds_pb2.PaymentFileChunk]:
         """The bank file of any size as a stream. An async generator, so the runtime's interceptors
         (jsxcore.runtime.interceptors._wrap_behavior) run auth, permission and error mapping around
         the whole stream: a refusal before the first message is the call's status."""
-        members, token = self._payees(context)
-        async for chunk in stream_payment_file(self.sessions, members, request, current_caller(), token):
+        async for chunk in self.disbursement.stream_payment_file(
+                wire.int_id_from(request.payment_batch, "paymentBatches", "payment_batch"),
+                request.format == funds_pb2.PAYMENT_FILE_FORMAT_CSV, caller=current_caller(), token=_bearer(context)):
             yield chunk
 
     # ------------------------------------------------------------ reports and plugins
@@ -280,6 +284,12 @@ class FundsServicer(funds_pb2_grpc.FundsServiceServicer):
         return list_plugins_response(self.plugins, request)
 
 
+def _bearer(context: grpc.aio.ServicerContext) -> str | None:
+    """The caller's bearer token, forwarded to members so it checks *their* members.payees.read and audits them."""
+    return next((v.split(" ", 1)[1] for k, v in context.invocation_metadata() or ()
+                 if k == "authorization" and isinstance(v, str) and v.startswith("Bearer ")), None)
+
+
 def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRuntime, Contexts, Relay]:
     """The funds process: server, contexts and outbox relay (not started)."""
     rt = ServiceRuntime(config, **runtime_kw)
@@ -293,7 +303,8 @@ def build_runtime(config: ServiceConfig, **runtime_kw: Any) -> tuple[ServiceRunt
     rt.on_shutdown(relay.stop)
     # Each consumer has its own connection; on shutdown it stops fetching and the batch in
     # hand commits or rolls back whole (the inbox makes a redelivery after a cut a no-op).
-    for consumer in build_consumers(config.nats_url, rt.sessions, on_commit=relay.notify, plugins=rt.plugins):
+    for consumer in build_consumers(config.nats_url, rt.sessions, on_commit=relay.notify, plugins=rt.plugins,
+                                    disbursement=contexts.disbursement):
         rt.add_background(consumer.durable, consumer.run)
         rt.on_shutdown(consumer.stop)
     return rt, contexts, relay

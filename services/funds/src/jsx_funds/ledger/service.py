@@ -5,8 +5,8 @@ entries) and the in-transaction ledger operations other contexts call.
   scope is checked here, on the loaded resource; permissions are checked by
   the runtime before we are called.
 * Ledger operations (:func:`locked_fund`, :func:`post`, :func:`commit`,
-  :func:`release`, :func:`reverse`; ``pay`` and ``return_payment`` until the
-  disbursement context takes them) run inside a caller's transaction, for use
+  :func:`release`, :func:`reverse`; payments are the disbursement context's:
+  ``DisbursementService.pay`` / ``return_payment``) run inside a caller's transaction, for use
   cases that move money as part of something larger (an approved
   application, a payment batch, a visit's 慰问金). They lock the fund row
   first, so concurrent postings on one fund serialise and no check-then-write
@@ -19,20 +19,20 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
 from jsxcore import paging
 from jsxcore.auth import Caller
-from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.errors import FailedPrecondition, InvalidArgument, NotFound
 from jsxcore.usecase import Idem, mutate
 from jsxcore.values import Money, RegionCode
 
 from jsx_funds import SERVICE_NAME
-from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import PaymentRow, utcnow
+from jsx_funds.adapters import bus
+from jsx_funds.adapters.db import utcnow
 from jsx_funds.callers import actor_of, list_scope, request_id_of
+from jsx_funds.disbursement import tables as payments
 from jsx_funds.ledger import domain as d
 from jsx_funds.ledger import tables as t
 from jsx_funds.ledger.tables import DonationRow, FundRow, JournalRow, SourceRow
@@ -133,91 +133,6 @@ async def release(
                       counterparty=bus.entry_name(fund.id, commitment_id))
 
 
-async def pay(
-    session: AsyncSession,
-    fund_id: int,
-    amount: Money,
-    *,
-    payment_key: str,
-    payee: str,
-    actor: str,
-    commitment_id: int | None = None,
-    memo: str = "",
-    request_id: str = "",
-    emit_event: bool = True,
-) -> tuple[Posted, PaymentRow]:
-    """Pay ``amount`` out of the fund (from an earmark when ``commitment_id`` is given).
-
-    ``payment_key`` is the business key that may be paid once (``applications/42``,
-    ``7/persons/9/2022-08``: program, beneficiary, period): a second payment with the
-    same key fails with ALREADY_EXISTS on the database's unique constraint,
-    however the requests race — unless every earlier payment of the key failed
-    at the bank (a ``payment_failures`` row), in which case this is a retry,
-    stored under ``key#2``, ``key#3``, ….
-    """
-    d.require_positive(amount)
-    if not payment_key:
-        raise InvalidArgument.field("payment_key", "缺少支付业务编号", reason="MISSING_PAYMENT_KEY")
-    if commitment_id is not None and await commitment_fund(session, commitment_id) != fund_id:
-        raise InvalidArgument.field("commitment", "该预留不属于本基金", reason="COMMITMENT_OTHER_FUND")
-    fund = await locked_fund(session, fund_id)
-    attempts = await db.payment_attempts(session, payment_key)
-    live = next((p for p, failed in attempts if not failed), None)
-    if live is not None:
-        raise _already_paid(payment_key, live)
-    # Every earlier attempt failed at the bank: this one is stored as "key#n". Two racing
-    # retries compute the same n and the UNIQUE constraint lets only one in.
-    stored_key = db.attempt_key(payment_key, len(attempts) + 1)
-    holder: list[PaymentRow] = []
-
-    async def attach(journal: JournalRow) -> None:
-        row = PaymentRow(id=journal.id, journal_id=journal.id, fund_id=fund.id, payment_key=stored_key, payee=payee,
-                         amount=amount.fen, created_at=utcnow())
-        session.add(row)
-        try:
-            await session.flush()
-        except IntegrityError:
-            # The same key paid from another fund committed first; the transaction rolls back.
-            raise _already_paid(payment_key, None) from None
-        holder.append(row)
-
-    posted = await post(session, fund, d.JournalKind.PAYMENT, amount,
-                        lambda jid: d.payment(fund.id, jid, amount, commitment_id),
-                        actor=actor, memo=memo, request_id=request_id, attach=attach,
-                        counterparty=payee)
-    if emit_event:
-        bus.emit(session, bus.payment_issued(fund, holder[0]))
-    return posted, holder[0]
-
-
-def _already_paid(key: str, existing: PaymentRow | None) -> AlreadyExists:
-    where = f"（支付记录 funds/{existing.fund_id}/payments/{existing.id}）" if existing else ""
-    return AlreadyExists(f"该笔款项已支付过{where}，同一业务不能重复支付", reason="ALREADY_PAID",
-                         metadata={"payment_key": key})
-
-
-async def return_payment(
-    session: AsyncSession, payment_id: int, amount: Money, *, actor: str, reason: str = "", request_id: str = "",
-    emit_event: bool = True,
-) -> tuple[Posted, PaymentRow]:
-    """The bank could not pay (part of) a payment: the money goes back to the fund's available balance."""
-    d.require_positive(amount)
-    payment_row = await session.get(PaymentRow, payment_id)
-    if payment_row is None:
-        raise NotFound(f"支付记录 {payment_id} 不存在", reason="PAYMENT_NOT_FOUND")
-    fund = await locked_fund(session, payment_row.fund_id)
-    # A payment with its own journal has its own EXPENSE line to credit; one of a
-    # batch shares the batch journal's EXPENSE line, so the return credits that.
-    own = payment_row.journal_id == payment_row.id
-    posted = await post(session, fund, d.JournalKind.PAYMENT_RETURN, amount,
-                        lambda jid: d.payment_returned(fund.id, payment_id if own else None, amount),
-                        actor=actor, memo=reason, request_id=request_id,
-                        counterparty=bus.payment_name(fund.id, payment_id))
-    if emit_event:
-        bus.emit(session, bus.payment_failed(fund, payment_row, amount.fen, reason))
-    return posted, payment_row
-
-
 async def reverse(
     session: AsyncSession, fund_id: int, journal_id: int, *, actor: str, reason: str, request_id: str = "",
     caller: Caller | None = None,
@@ -242,18 +157,13 @@ async def reverse(
     # Money that went out through a payment batch is settled by the bank's
     # result (paid, or failed → returned), never by hand: reversing either
     # side would leave the bank's record and the ledger disagreeing.
-    if kind is d.JournalKind.PAYMENT_RETURN and (await session.execute(
-            select(db.PaymentFailureRow.payment_id).where(db.PaymentFailureRow.return_journal_id == journal_id)
-    )).scalar() is not None:
+    if kind is d.JournalKind.PAYMENT_RETURN and await payments.is_return_journal(session, journal_id):
         raise FailedPrecondition(
             "这笔退款是银行发放失败的退回，已按银行结果入账，不能冲正；如需重新发放，请在下一批次中支付",
             reason="BANK_RETURN_NOT_REVERSIBLE",
         )
     # A batch's journal (or, before migration 0007, a batch payment's own journal).
-    if kind is d.JournalKind.PAYMENT and ((await session.execute(
-            select(db.PaymentBatchRow.id).where(db.PaymentBatchRow.journal_id == journal_id))).scalar() is not None
-            or (await session.execute(select(PaymentRow.id).where(
-                PaymentRow.id == journal_id, PaymentRow.batch_id.is_not(None)))).scalar() is not None):
+    if kind is d.JournalKind.PAYMENT and await payments.is_payment_journal_of_a_batch(session, journal_id):
         raise FailedPrecondition(
             "这笔支付属于一卡通发放批次，须以银行结果（成功或失败）结清，不能直接冲正；失败的请导入银行结果",
             reason="BATCH_PAYMENT_NOT_REVERSIBLE",
@@ -467,6 +377,22 @@ class LedgerService:
         """The fund's balance derived from its entries (for tests, CLI and other use cases)."""
         async with self.sessions() as s:
             return await t.fund_balance(s, fund_id)
+
+    # -- the in-transaction operations other contexts are given (disbursement: a batch, a payment)
+
+    locked_fund = staticmethod(locked_fund)
+    post = staticmethod(post)
+    commitment_fund = staticmethod(commitment_fund)
+
+    @staticmethod
+    async def available(session: AsyncSession, fund_id: int) -> int:
+        """The fund's available money (分), read in the caller's transaction (after :func:`locked_fund`)."""
+        return sum((await t.balances_for(session, [d.AccountKey(fund_id, d.AccountKind.AVAILABLE)])).values())
+
+    @staticmethod
+    async def expense(session: AsyncSession, journal_ids: set[int], side: d.Side) -> int:
+        """What ``journal_ids`` booked on EXPENSE accounts on ``side`` (分): a batch's reconciliation."""
+        return await t.expense_total(session, journal_ids, side)
 
 
 async def donation_source(s: AsyncSession, fund: FundRow) -> SourceRow:

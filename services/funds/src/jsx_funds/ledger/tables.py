@@ -305,3 +305,15 @@ async def next_receipt_seq(session: AsyncSession, region: str, year: int) -> int
     session.add(ReceiptCounterRow(region=region, year=year, last_no=1))
     await session.flush()
     return 1
+
+
+async def expense_total(session: AsyncSession, journal_ids: Iterable[int], side: d.Side) -> int:
+    """Σ of the entries ``journal_ids`` booked on EXPENSE accounts on ``side`` (1000 journals a query)."""
+    total = 0
+    ids = sorted(journal_ids)
+    for i in range(0, len(ids), 1000):
+        total += int((await session.execute(
+            select(func.coalesce(func.sum(EntryRow.amount), 0)).join(AccountRow, AccountRow.id == EntryRow.account_id)
+            .where(AccountRow.kind == d.AccountKind.EXPENSE.value, EntryRow.side == side.value,
+                   EntryRow.journal_id.in_(ids[i:i + 1000])))).scalar_one())
+    return total

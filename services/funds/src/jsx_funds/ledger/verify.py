@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import PaymentRow
+from jsx_funds.adapters import bus
+from jsx_funds.disbursement.tables import PaymentFailureRow, PaymentRow
 from jsx_funds.ledger import domain as d
 from jsx_funds.ledger import tables as t
 from jsx_funds.ledger.tables import AccountRow, DonationRow, EntryRow, FundRow, JournalRow
@@ -110,10 +110,10 @@ async def verify(session: AsyncSession) -> list[Problem]:
         .group_by(EntryRow.journal_id).subquery()
     )
     for pid, fid, amount, rkind, back in (await session.execute(
-        select(db.PaymentFailureRow.payment_id, PaymentRow.fund_id, PaymentRow.amount, JournalRow.kind, returned.c.amt)
-        .join(PaymentRow, PaymentRow.id == db.PaymentFailureRow.payment_id)
-        .join(JournalRow, JournalRow.id == db.PaymentFailureRow.return_journal_id)
-        .outerjoin(returned, returned.c.jid == db.PaymentFailureRow.return_journal_id)
+        select(PaymentFailureRow.payment_id, PaymentRow.fund_id, PaymentRow.amount, JournalRow.kind, returned.c.amt)
+        .join(PaymentRow, PaymentRow.id == PaymentFailureRow.payment_id)
+        .join(JournalRow, JournalRow.id == PaymentFailureRow.return_journal_id)
+        .outerjoin(returned, returned.c.jid == PaymentFailureRow.return_journal_id)
     )).all():
         if rkind != d.JournalKind.PAYMENT_RETURN.value or int(back or 0) != amount:
             problems.append(Problem(f"支付 {bus.payment_name(fid, pid)}",

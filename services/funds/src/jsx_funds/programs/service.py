@@ -28,11 +28,10 @@ as a selectable), :func:`applications_of`, :func:`set_application_state`.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from google.protobuf.message import Message
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
 from jsxcore import hookspecs as hs
-from jsxcore import paging, wire
+from jsxcore import paging
 from jsxcore.auth import Caller
 from jsxcore.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unauthenticated
 from jsxcore.pii import FieldCipher
@@ -49,10 +48,11 @@ from jsxcore.usecase import Idem, mutate
 from jsxcore.values import Money, Period, RegionCode
 
 from jsx_funds import SERVICE_NAME
-from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import PaymentRow, aware, utcnow
+from jsx_funds.adapters import bus
+from jsx_funds.adapters.db import aware, utcnow
 from jsx_funds.adapters.members import MembersClient
 from jsx_funds.callers import actor_of, list_scope, request_id_of
+from jsx_funds.disbursement.tables import application_payment
 from jsx_funds.ledger.service import LedgerService
 from jsx_funds.ledger.tables import FundRow, lock_fund_where
 from jsx_funds.programs import details as dt
@@ -168,15 +168,11 @@ class ProgramsService:
             caller.require_region(row.region)
         return row
 
-    async def _program(self, s: AsyncSession, name: str, field: str, caller: Caller | None) -> ProgramRow:
-        """:meth:`program_for` by resource name — for batches.py/bank.py while they extend this class."""
-        return await self.program_for(s, wire.int_id_from(name, "programs", field), caller)
-
-    async def _mutate(self, method: str, request: Message, response_type: type[Any],
-                      handler: Callable[[AsyncSession], Awaitable[Any]], caller: Caller | None) -> Any:
-        """The former hand-written AIP-155 wrapper — for batches.py/bank.py while they extend this class."""
-        return await mutate(self.sessions, Idem.of(SERVICE_NAME, method, request), response_type, handler,
-                            caller=caller, notify=self.notify)
+    @staticmethod
+    async def mark_payment_issued(s: AsyncSession, applications: Sequence[int] | Select[Any], now: datetime) -> None:
+        """A payment batch paid these applications (ids, or a query of them): PAYMENT_ISSUED, in its transaction."""
+        await s.execute(update(ApplicationRow).where(ApplicationRow.id.in_(applications))
+                        .values(state="PAYMENT_ISSUED", updated_at=now).execution_options(synchronize_session=False))
 
     async def get_program(self, program_id: int, *, caller: Caller | None) -> funds_pb2.Program:
         async with self.sessions() as s:
@@ -550,7 +546,7 @@ class ProgramsService:
             if state not in pd.WITHDRAWABLE:
                 withdrawn = await s.get(WithdrawalRow, app.id)
                 raise pd.not_withdrawable(app.id, state, aware(withdrawn.created_at) if withdrawn else None)
-            payment = await _payment_of(s, app)
+            payment = await application_payment(s, app.program_id, app.beneficiary, app.id)
             if payment is not None:
                 raise pd.paid_not_withdrawable(state, payment)
             s.add(WithdrawalRow(application_id=app.id, previous_state=state, reason=reason, actor=actor_of(caller),
@@ -605,16 +601,3 @@ class ProgramsService:
             if person is not None:
                 e.beneficiary_display_name = person.display_name  # masked by members (BatchGetPersons is masked-only)
 
-
-async def _payment_of(s: AsyncSession, app: ApplicationRow) -> str | None:
-    """The key of a payment made for ``app``, if any: batch payments are found through their
-    business key (``{p}/{b}/{period}``, every period and retry), a payment made on its own
-    through ``applications/{id}``; both are ranges of the UNIQUE key index.
-
-    Reads the payment tables: a query for the disbursement context to own once it has its tables."""
-    batch = db.beneficiary_keys(app.program_id, app.beneficiary)
-    own = f"applications/{app.id}"
-    key: str | None = (await s.execute(select(PaymentRow.payment_key).where(
-        (batch & (PaymentRow.application_id == app.id)) | (PaymentRow.payment_key == own)
-        | db.key_range(own + "#")).limit(1))).scalar()
-    return key

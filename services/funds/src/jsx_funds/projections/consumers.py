@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import partial
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
 from sqlalchemy import select
@@ -39,12 +40,15 @@ from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, RegionCode
 
 from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import PaymentRow, aware
+from jsx_funds.adapters.db import aware
+from jsx_funds.disbursement.tables import PaymentRow
 from jsx_funds.ledger import domain as d
 from jsx_funds.ledger import tables as lt
-from jsx_funds.ledger.service import pay
 from jsx_funds.ledger.tables import FundRow
 from jsx_funds.projections.service import HouseholdFact, SituationFact, apply_household
+
+if TYPE_CHECKING:
+    from jsx_funds.disbursement.service import DisbursementService
 
 #: Who the ledger names as the actor of a visit expense.
 VISIT_ACTOR = "events-service"
@@ -158,7 +162,7 @@ async def visit_use_verdict(plugins: PluginHost, fund: FundRow) -> UseVerdict:
 
 
 async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: EventMeta, *, plugins: PluginHost,
-                             max_deliver: int = VISIT_MAX_DELIVER) -> None:
+                             disbursement: DisbursementService, max_deliver: int = VISIT_MAX_DELIVER) -> None:
     """Pay a recorded visit's 慰问金 out of its fund, or publish why not.
 
     Refusals (reason codes): ``INVALID_AMOUNT``, ``FUND_NOT_FOUND``,
@@ -231,7 +235,7 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
             f"本次走访需 {d.yuan(amount)} 元，请先拨入资金后重新登记",
         )
     memo = f"走访慰问金 {visit}" + (f"（{verdict.basis}）" if verdict.basis else "")
-    posted, _ = await pay(
+    posted, _ = await disbursement.pay(
         s, fund.id, Money(amount), payment_key=visit, payee=msg.household, actor=VISIT_ACTOR,
         memo=memo, emit_event=False,
     )
@@ -269,17 +273,25 @@ async def apply_household_event(
 
 def build_consumers(
     nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None, *,
-    plugins: PluginHost, visit_max_deliver: int = VISIT_MAX_DELIVER,
+    plugins: PluginHost, visit_max_deliver: int = VISIT_MAX_DELIVER, disbursement: DisbursementService | None = None,
 ) -> list[Consumer]:
     """The funds process's durable consumers (started by the runtime as background tasks).
     ``on_commit`` (the relay's notify) sends a booking answer as soon as it commits.
 
     ``plugins`` resolves fund-use rules: the runtime's host (``rt.plugins``), so the
-    consumer follows the process's plugin enablement (JSX_PLUGINS) and timeout.
+    consumer follows the process's plugin enablement (JSX_PLUGINS) and timeout. ``disbursement`` pays the
+    慰问金 (the composed context; one over the same database when not given).
     """
+    if disbursement is None:
+        from jsx_funds.disbursement.service import DisbursementService
+        from jsx_funds.ledger.service import LedgerService
+        from jsx_funds.programs.service import ProgramsService
+
+        disbursement = DisbursementService(sessions, plugins, ledger=LedgerService(sessions),
+                                           programs=ProgramsService(sessions, plugins))
     return [
         Consumer(nats_url, stream=stream_name("events"), durable=VISIT_DURABLE, subjects=list(bus.VISIT_SUBJECTS),
-                 handler=partial(book_visit_expense, plugins=plugins, max_deliver=visit_max_deliver), sessionmaker=sessions,
+                 handler=partial(book_visit_expense, plugins=plugins, disbursement=disbursement, max_deliver=visit_max_deliver), sessionmaker=sessions,
                  message_types=bus.VISIT_TYPES, on_commit=on_commit, max_deliver=visit_max_deliver),  # type: ignore[arg-type]
         Consumer(nats_url, stream=stream_name("members"), durable=MEMBERS_DURABLE, subjects=list(bus.MEMBER_SUBJECTS),
                  handler=apply_household_event, sessionmaker=sessions, message_types=bus.MEMBER_TYPES),  # type: ignore[arg-type]

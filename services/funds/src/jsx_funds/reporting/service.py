@@ -39,7 +39,7 @@ from jsxcore.errors import NotFound
 from jsxcore.values import Period, RegionCode
 
 from jsx_funds.adapters import bus
-from jsx_funds.adapters.db import BankResultRow, PaymentBatchRow, PaymentRow, in_batch
+from jsx_funds.disbursement.tables import BankResultRow, PaymentBatchRow, PaymentRow, in_batch
 from jsx_funds.ledger.tables import fund_balance
 from jsx_funds.programs.service import ProgramsService, applications_of, effective_state
 from jsx_funds.programs.tables import ApplicationRow, ProgramRow

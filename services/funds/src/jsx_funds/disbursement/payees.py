@@ -3,34 +3,19 @@
 The funds service keeps only resource names (``persons/…``, ``households/…``)
 — names, 身份证 and card numbers live in the members service (DESIGN.md §3
 rules 1 and 7). Per-person programs pay the person, per-household ones the
-household's 户主, taken from the members projection (``proj_households.
-head_person``). Names are fetched from members at the moment they are
-shown and never stored or logged here.
+household's 户主, taken from the members projection
+(:func:`jsx_funds.projections.service.household_heads`;
+:func:`jsx_funds.disbursement.domain.payee_of`). Names are fetched from
+members at the moment they are shown and never stored or logged here.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
-from jsxcore.values import RegionCode
-
-from jsx_funds.projections.tables import HouseholdProjection
 from jsx_funds.adapters.members import MembersClient
-
-
-async def household_heads(s: AsyncSession, households: Iterable[str]) -> dict[str, str]:
-    """``households/{id}`` (or bare id) → the 户主's ``persons/…`` per the projection; unknown ones left out."""
-    ids = {h.removeprefix("households/") for h in households}
-    out: dict[str, str] = {}
-    chunk = list(ids)
-    for i in range(0, len(chunk), 5000):  # SQLite's bound-parameter cap
-        rows = await s.execute(select(HouseholdProjection.household_id, HouseholdProjection.head_person)
-                               .where(HouseholdProjection.household_id.in_(chunk[i:i + 5000])))
-        out.update({f"households/{h}": p for h, p in rows if p})
-    return out
+from jsx_funds.projections.service import household_heads
+from jsxcore.values import RegionCode
 
 
 async def fill_publicity_names(sessions: async_sessionmaker[AsyncSession], members: MembersClient,
