@@ -1,16 +1,16 @@
 """The programs context's pure domain (no database): the review chain and maker-checker, 公示 in
 calendar and working days, the effective state, objections, withdrawal, budget and details."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from jsx_funds.programs import domain as pd
 from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from jsxcore.testing.helpers import MONDAY_10H_CST
 from jsxcore.values import RegionCode
-
-from jsx_funds.programs import domain as pd
 
 VILLAGE = "431281101201"
 CHAIN = ("VILLAGE", "TOWNSHIP", "COUNTY")
@@ -34,8 +34,14 @@ def test_fixed_review_levels_run_bottom_up_without_repeats() -> None:
 
 def test_maker_checker_and_the_steps_level() -> None:
     def check(reviewer: str, region: str, decided: tuple[str, ...] = (), level: str = "VILLAGE") -> RegionCode:
-        return pd.check_reviewer(reviewer=reviewer, reviewer_region=RegionCode.parse(region), submitted_by="clerk",
-                                 decided_by=decided, village=VILLAGE, level=level)
+        return pd.check_reviewer(
+            reviewer=reviewer,
+            reviewer_region=RegionCode.parse(region),
+            submitted_by="clerk",
+            decided_by=decided,
+            village=VILLAGE,
+            level=level,
+        )
 
     assert check("rev-v", VILLAGE) == RegionCode.parse(VILLAGE)
     with pytest.raises(PermissionDenied) as e:
@@ -67,19 +73,19 @@ def test_a_decision_moves_the_application_along_the_chain() -> None:
 def test_publicity_runs_full_days_from_the_next_day_in_china() -> None:
     monday = MONDAY_10H_CST  # 2022-09-05, 10:00 in China
     # 7 calendar days: 09-06 … 09-12; over at midnight starting 09-13 (China) = 16:00 UTC on 09-12
-    assert pd.publicity_end(monday, 7, False) == datetime(2022, 9, 12, 16, 0, tzinfo=timezone.utc)
+    assert pd.publicity_end(monday, 7, False) == datetime(2022, 9, 12, 16, 0, tzinfo=UTC)
     # 5 working days skip the weekend: 09-06 … 09-09, 09-12; over at 09-13 00:00 China
-    assert pd.publicity_end(monday, 5, True) == datetime(2022, 9, 12, 16, 0, tzinfo=timezone.utc)
-    friday_evening = datetime(2022, 9, 9, 14, 0, tzinfo=timezone.utc)  # 22:00 Friday in China
-    assert pd.publicity_end(friday_evening, 1, True) == datetime(2022, 9, 12, 16, 0, tzinfo=timezone.utc)
-    assert pd.publicity_end(friday_evening, 1, False) == datetime(2022, 9, 10, 16, 0, tzinfo=timezone.utc)
+    assert pd.publicity_end(monday, 5, True) == datetime(2022, 9, 12, 16, 0, tzinfo=UTC)
+    friday_evening = datetime(2022, 9, 9, 14, 0, tzinfo=UTC)  # 22:00 Friday in China
+    assert pd.publicity_end(friday_evening, 1, True) == datetime(2022, 9, 12, 16, 0, tzinfo=UTC)
+    assert pd.publicity_end(friday_evening, 1, False) == datetime(2022, 9, 10, 16, 0, tzinfo=UTC)
     # 23:30 UTC is already the next day in China: 公示 starts counting the day after that
-    late = datetime(2022, 9, 5, 23, 30, tzinfo=timezone.utc)  # 07:30 Tuesday 09-06 in China
-    assert pd.publicity_end(late, 1, False) == datetime(2022, 9, 7, 16, 0, tzinfo=timezone.utc)
+    late = datetime(2022, 9, 5, 23, 30, tzinfo=UTC)  # 07:30 Tuesday 09-06 in China
+    assert pd.publicity_end(late, 1, False) == datetime(2022, 9, 7, 16, 0, tzinfo=UTC)
 
 
 def test_the_effective_state_reads_ready_to_pay_once_publicity_is_over() -> None:
-    end = datetime(2022, 9, 12, 16, 0, tzinfo=timezone.utc)
+    end = datetime(2022, 9, 12, 16, 0, tzinfo=UTC)
     assert pd.effective_state("IN_PUBLICITY", end, end - timedelta(seconds=1)) == "IN_PUBLICITY"
     assert pd.effective_state("IN_PUBLICITY", end, end) == "READY_TO_PAY"
     assert pd.effective_state("OBJECTED", end, end + timedelta(days=9)) == "OBJECTED"  # an objection blocks payment
@@ -89,7 +95,7 @@ def test_the_effective_state_reads_ready_to_pay_once_publicity_is_over() -> None
 
 
 def test_objections_during_publicity_and_their_outcome() -> None:
-    end = datetime(2022, 9, 12, 16, 0, tzinfo=timezone.utc)
+    end = datetime(2022, 9, 12, 16, 0, tzinfo=UTC)
     pd.check_objection_open("IN_PUBLICITY", end, end - timedelta(hours=1))
     pd.check_objection_open("OBJECTED", end, end - timedelta(hours=1))
     for state, now in (("IN_PUBLICITY", end), ("OBJECTED", end), ("IN_REVIEW", end - timedelta(days=1))):
@@ -111,7 +117,7 @@ def test_withdrawal_reasons_and_refusals() -> None:
         pd.check_withdraw_reason("因" * 1001)
     assert e.value.reason == "REASON_TOO_LONG" and "1001" in e.value.violations[0].description
     assert set(pd.WITHDRAWABLE) == {"SUBMITTED", "IN_REVIEW", "APPROVED", "IN_PUBLICITY", "OBJECTED", "READY_TO_PAY"}
-    when = datetime(2022, 9, 6, 1, 30, tzinfo=timezone.utc)
+    when = datetime(2022, 9, 6, 1, 30, tzinfo=UTC)
     err = pd.not_withdrawable(42, "WITHDRAWN", when)
     assert err.reason == "NOT_WITHDRAWABLE" and err.metadata == {"state": "WITHDRAWN"}
     assert err.message == "申请 applications/42 当前状态为“已撤回”：已于 2022-09-06 09:30 撤回，无需再次撤回"
@@ -155,8 +161,21 @@ def test_details_kind_and_what_the_rules_see_of_them() -> None:
     assert pd.hospital_days(date(2022, 8, 1), date(2022, 8, 13)) == 12
     assert pd.hospital_days(date(2022, 8, 1), date(2022, 8, 1)) == 1  # 当天入院当天出院计 1 天
     attrs = pd.details_attributes({"kind": "happiness_fund", "use": "VILLAGER_CONDOLENCE", "resolution_number": "决-1"})
-    assert attrs == {"happiness.use": "村民慰问", "happiness.use_code": "VILLAGER_CONDOLENCE",
-                     "happiness.resolution_number": "决-1"}
-    assert all(k.startswith(pd.RESERVED_ATTRIBUTE_PREFIXES) for k in pd.details_attributes(
-        {"kind": "hospital_care", "hospital": "医院", "admission": "2022-08-01", "discharge": "2022-08-13", "days": 12}))
+    assert attrs == {
+        "happiness.use": "村民慰问",
+        "happiness.use_code": "VILLAGER_CONDOLENCE",
+        "happiness.resolution_number": "决-1",
+    }
+    assert all(
+        k.startswith(pd.RESERVED_ATTRIBUTE_PREFIXES)
+        for k in pd.details_attributes(
+            {
+                "kind": "hospital_care",
+                "hospital": "医院",
+                "admission": "2022-08-01",
+                "discharge": "2022-08-13",
+                "days": 12,
+            }
+        )
+    )
     assert pd.details_attributes(None) == {}
