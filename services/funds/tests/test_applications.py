@@ -1,9 +1,10 @@
 """Programs and applications on SQLite and PostgreSQL: plugin eligibility and
 amounts with provenance (洪江 940 vs 沅陵 national 590 for 2022-08), the
 村 → 乡镇 → 县 chain with maker-checker, 公示, objections and events."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -41,35 +42,74 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     clock = Clock()
     funds = programs = make_api(compose(sessions, host, clock=clock))
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
+
     async def household(hid: str, village: str, kind: int, since: date) -> None:
         msg = mev.HouseholdSituationChanged(
-            household=f"households/{hid}", village=c.RegionCode(code=village), kind=kind,
-            effective_from=c.Date(year=since.year, month=since.month, day=since.day), head_person=f"persons/{hid}-head",
-            member_count=2)
+            household=f"households/{hid}",
+            village=c.RegionCode(code=village),
+            kind=kind,
+            effective_from=c.Date(year=since.year, month=since.month, day=since.day),
+            head_person=f"persons/{hid}-head",
+            member_count=2,
+        )
         msg.occurred_at.FromSeconds(1_600_000_000)
         async with transaction(sessions) as s:
             await apply_household_event(s, msg, meta)
+
     return {"sessions": sessions, "funds": funds, "programs": programs, "clock": clock, "household": household}
 
 
 async def make_program(env, region: str, budget: int = 0) -> pb.Program:  # type: ignore[no-untyped-def]
-    fund = await env["funds"].CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="计生特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=region))), None)
-    return await env["programs"].CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
-        display_name="2022年计生特殊家庭特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=region),
-        fund=fund.name, year=2022, budget=c.Money(fen=budget))), None)
+    fund = await env["funds"].CreateFund(
+        pb.CreateFundRequest(
+            request_id=rid(),
+            fund=pb.Fund(
+                display_name="计生特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=region)
+            ),
+        ),
+        None,
+    )
+    return await env["programs"].CreateProgram(
+        pb.CreateProgramRequest(
+            request_id=rid(),
+            program=pb.Program(
+                display_name="2022年计生特殊家庭特别扶助",
+                type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+                region=c.RegionCode(code=region),
+                fund=fund.name,
+                year=2022,
+                budget=c.Money(fen=budget),
+            ),
+        ),
+        None,
+    )
 
 
-def application(program: str, hid: str, person: str, period: str = "2022-08", birth: str = "1965-01-01") -> pb.SubmitApplicationRequest:
-    return pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
-        program=program, household=f"households/{hid}", person=person, period=c.Period(code=period),
-        attributes={"birth_date": birth}))
+def application(
+    program: str, hid: str, person: str, period: str = "2022-08", birth: str = "1965-01-01"
+) -> pb.SubmitApplicationRequest:
+    return pb.SubmitApplicationRequest(
+        request_id=rid(),
+        application=pb.Application(
+            program=program,
+            household=f"households/{hid}",
+            person=person,
+            period=c.Period(code=period),
+            attributes={"birth_date": birth},
+        ),
+    )
 
 
 async def decide(env, caller: Caller, name: str, ok: bool = True, comment: str = "") -> pb.Application:  # type: ignore[no-untyped-def]
-    return await env["programs"].DecideApplication(pb.DecideApplicationRequest(
-        request_id=rid(), name=name, comment=comment or ("同意" if ok else "不符合条件"),
-        decision=pb.APPROVAL_DECISION_APPROVE if ok else pb.APPROVAL_DECISION_REJECT), caller)
+    return await env["programs"].DecideApplication(
+        pb.DecideApplicationRequest(
+            request_id=rid(),
+            name=name,
+            comment=comment or ("同意" if ok else "不符合条件"),
+            decision=pb.APPROVAL_DECISION_APPROVE if ok else pb.APPROVAL_DECISION_REJECT,
+        ),
+        caller,
+    )
 
 
 async def subjects(env) -> list[str]:  # type: ignore[no-untyped-def]
@@ -83,8 +123,9 @@ async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:
     hj, yl = await make_program(env, HJ), await make_program(env, "431222")
     assert hj.year == 2022 and hj.beneficiary == pb.BENEFICIARY_KIND_PERSON
     a = await env["programs"].SubmitApplication(application(hj.name, "hj1", "persons/hj1-p"), CLERK)
-    b = await env["programs"].SubmitApplication(application(yl.name, "yl1", "persons/yl1-p"),
-                                                 who("clerk-yl", "431222", "county_clerk"))
+    b = await env["programs"].SubmitApplication(
+        application(yl.name, "yl1", "persons/yl1-p"), who("clerk-yl", "431222", "county_clerk")
+    )
     assert a.amount_entitled.fen == 940_00 and b.amount_entitled.fen == 590_00
     assert a.state == pb.APPLICATION_STATE_SUBMITTED and a.village.code == HJ_VILLAGE
     prov = {p.hook: p for p in a.provenance}
@@ -147,8 +188,8 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
         (pb.APPROVAL_LEVEL_TOWNSHIP, pb.APPROVAL_DECISION_APPROVE, "rev-township"),
         (pb.APPROVAL_LEVEL_COUNTY, pb.APPROVAL_DECISION_APPROVE, "appr-county"),
     ]
-    end = got.publicity_end_time.ToDatetime(tzinfo=timezone.utc)
-    assert end == publicity_end(clock.now, 7, False) == datetime(2022, 9, 12, 16, 0, tzinfo=timezone.utc)
+    end = got.publicity_end_time.ToDatetime(tzinfo=UTC)
+    assert end == publicity_end(clock.now, 7, False) == datetime(2022, 9, 12, 16, 0, tzinfo=UTC)
     with pytest.raises(FailedPrecondition):
         await decide(env, COUNTY, app.name)  # nothing left to decide
 
@@ -157,17 +198,29 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
 
     # An objection stops payment until resolved; dismissing it returns to 公示.
     clock.now += timedelta(days=2)
-    objected = await svc.LodgeObjection(pb.LodgeObjectionRequest(
-        request_id=rid(), application=app.name, reason="该户子女仍健在", lodged_by=""), CLERK)
+    objected = await svc.LodgeObjection(
+        pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="该户子女仍健在", lodged_by=""), CLERK
+    )
     assert objected.state == pb.APPLICATION_STATE_OBJECTED
     clock.now += timedelta(days=10)  # 公示 is over, but the objection is open: still not payable
-    assert (await svc.GetApplication(pb.GetApplicationRequest(name=app.name), COUNTY)).state == pb.APPLICATION_STATE_OBJECTED
-    done = await svc.ResolveObjection(pb.ResolveObjectionRequest(
-        request_id=rid(), name=objected.objections[0].name, upheld=False, resolution="经村组核实，子女已于2021年死亡"), COUNTY)
+    assert (
+        await svc.GetApplication(pb.GetApplicationRequest(name=app.name), COUNTY)
+    ).state == pb.APPLICATION_STATE_OBJECTED
+    done = await svc.ResolveObjection(
+        pb.ResolveObjectionRequest(
+            request_id=rid(),
+            name=objected.objections[0].name,
+            upheld=False,
+            resolution="经村组核实，子女已于2021年死亡",
+        ),
+        COUNTY,
+    )
     assert done.state == pb.APPLICATION_STATE_READY_TO_PAY
     assert done.objections[0].state == pb.OBJECTION_STATE_DISMISSED
     with pytest.raises(FailedPrecondition) as e:
-        await svc.LodgeObjection(pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="迟到的异议"), CLERK)
+        await svc.LodgeObjection(
+            pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="迟到的异议"), CLERK
+        )
     assert e.value.reason == "NOT_IN_PUBLICITY"
     ready = await svc.ListApplications(pb.ListApplicationsRequest(state=pb.APPLICATION_STATE_READY_TO_PAY), COUNTY)
     assert [a.name for a in ready.applications] == [app.name]
@@ -180,9 +233,15 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
     r2 = await svc.SubmitApplication(application(program.name, "hj3", "persons/hj3-q"), CLERK)
     for reviewer in (VILLAGE, TOWNSHIP, COUNTY):
         await decide(env, reviewer, r2.name)
-    obj = await svc.LodgeObjection(pb.LodgeObjectionRequest(request_id=rid(), application=r2.name, reason="重复享受"), CLERK)
-    up = await svc.ResolveObjection(pb.ResolveObjectionRequest(
-        request_id=rid(), name=obj.objections[0].name, upheld=True, resolution="已在外县享受"), COUNTY)
+    obj = await svc.LodgeObjection(
+        pb.LodgeObjectionRequest(request_id=rid(), application=r2.name, reason="重复享受"), CLERK
+    )
+    up = await svc.ResolveObjection(
+        pb.ResolveObjectionRequest(
+            request_id=rid(), name=obj.objections[0].name, upheld=True, resolution="已在外县享受"
+        ),
+        COUNTY,
+    )
     assert up.state == pb.APPLICATION_STATE_REJECTED
     events = await subjects(env)
     assert events.count("jsx.funds.application.approved") == 2
@@ -193,8 +252,10 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
 async def test_budget_caps_final_approvals(env) -> None:  # type: ignore[no-untyped-def]
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     program = await make_program(env, HJ, budget=1500_00)
-    apps = [await env["programs"].SubmitApplication(application(program.name, "hj1", f"persons/p{i}"), CLERK)
-            for i in range(2)]
+    apps = [
+        await env["programs"].SubmitApplication(application(program.name, "hj1", f"persons/p{i}"), CLERK)
+        for i in range(2)
+    ]
     for reviewer in (VILLAGE, TOWNSHIP, COUNTY):
         await decide(env, reviewer, apps[0].name)
     await decide(env, VILLAGE, apps[1].name)

@@ -4,10 +4,11 @@ ApplicationWithdrawn event; refused with NOT_WITHDRAWABLE once a payment was
 made (issued, paid, failed at the bank) or when already rejected/withdrawn,
 changing nothing; a withdrawn application frees the program budget and is
 never paid by a batch; idempotent on request_id; and once over real gRPC."""
+
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import grpc
@@ -21,7 +22,8 @@ from jsx.funds.v1 import funds_pb2 as pb
 from jsx.funds.v1 import funds_pb2_grpc as pb_grpc
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
-from jsx_funds.adapters.db import PaymentRow, migrate
+from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.tables import PaymentRow
 from jsx_funds.entrypoints.grpc import build_runtime, compose
 from jsx_funds.programs.tables import ApplicationRow, WithdrawalRow
 from jsx_funds.projections.consumers import apply_household_event
@@ -54,8 +56,13 @@ FINANCE = who("fin-hj", HJ, "finance_officer")
 
 async def add_household(sessions, hid: str, village: str = HJ_VILLAGE) -> None:  # type: ignore[no-untyped-def]
     msg = mev.HouseholdSituationChanged(
-        household=f"households/{hid}", village=c.RegionCode(code=village), kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
-        effective_from=c.Date(year=2020, month=1, day=1), head_person=f"persons/{hid}-head", member_count=2)
+        household=f"households/{hid}",
+        village=c.RegionCode(code=village),
+        kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
+        effective_from=c.Date(year=2020, month=1, day=1),
+        head_person=f"persons/{hid}-head",
+        member_count=2,
+    )
     msg.occurred_at.FromSeconds(1_600_000_000)
     async with transaction(sessions) as s:
         await apply_household_event(s, msg, META)
@@ -74,30 +81,72 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
 
 async def make_program(env, budget: int = 0, money: int = 100_000_00) -> pb.Program:  # type: ignore[no-untyped-def]
     funds = env["funds"]
-    fund = await funds.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=HJ))), None)
-    src = await funds.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
-        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=HJ))), None)
-    await funds.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=money),
-                                                         request_id=rid()), None)
-    return await env["svc"].CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
-        display_name="2022年洪江市计生特殊家庭特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
-        region=c.RegionCode(code=HJ), fund=fund.name, year=2022, budget=c.Money(fen=budget))), None)
+    fund = await funds.CreateFund(
+        pb.CreateFundRequest(
+            request_id=rid(),
+            fund=pb.Fund(display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=HJ)),
+        ),
+        None,
+    )
+    src = await funds.CreateFundSource(
+        pb.CreateFundSourceRequest(
+            request_id=rid(),
+            fund_source=pb.FundSource(
+                display_name="中央和省级特别扶助资金",
+                kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE,
+                region=c.RegionCode(code=HJ),
+            ),
+        ),
+        None,
+    )
+    await funds.PostAllocation(
+        pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=money), request_id=rid()), None
+    )
+    return await env["svc"].CreateProgram(
+        pb.CreateProgramRequest(
+            request_id=rid(),
+            program=pb.Program(
+                display_name="2022年洪江市计生特殊家庭特别扶助",
+                type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+                region=c.RegionCode(code=HJ),
+                fund=fund.name,
+                year=2022,
+                budget=c.Money(fen=budget),
+            ),
+        ),
+        None,
+    )
 
 
 async def submit(env, program: pb.Program, person: str) -> str:  # type: ignore[no-untyped-def]
-    app = await env["svc"].SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
-        program=program.name, household="households/hj1", person=f"persons/{person}", period=c.Period(code="2022-08"),
-        attributes={"birth_date": "1965-01-01"})), CLERK)
+    app = await env["svc"].SubmitApplication(
+        pb.SubmitApplicationRequest(
+            request_id=rid(),
+            application=pb.Application(
+                program=program.name,
+                household="households/hj1",
+                person=f"persons/{person}",
+                period=c.Period(code="2022-08"),
+                attributes={"birth_date": "1965-01-01"},
+            ),
+        ),
+        CLERK,
+    )
     return app.name
 
 
 async def decide(env, name: str, *reviewers: Caller, ok: bool = True) -> pb.Application:  # type: ignore[no-untyped-def]
     got = None
     for reviewer in reviewers:
-        got = await env["svc"].DecideApplication(pb.DecideApplicationRequest(
-            request_id=rid(), name=name, comment="同意" if ok else "户籍已迁出本村",
-            decision=pb.APPROVAL_DECISION_APPROVE if ok else pb.APPROVAL_DECISION_REJECT), reviewer)
+        got = await env["svc"].DecideApplication(
+            pb.DecideApplicationRequest(
+                request_id=rid(),
+                name=name,
+                comment="同意" if ok else "户籍已迁出本村",
+                decision=pb.APPROVAL_DECISION_APPROVE if ok else pb.APPROVAL_DECISION_REJECT,
+            ),
+            reviewer,
+        )
     assert got is not None
     return got
 
@@ -119,8 +168,17 @@ def withdraw_req(name: str, reason: str = "申请人已外出务工，自愿放�
 
 async def withdrawn_events(env) -> list[fev.ApplicationWithdrawn]:  # type: ignore[no-untyped-def]
     async with env["sessions"]() as s:
-        rows = (await s.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == WITHDRAWN_SUBJECT)
-                                .order_by(OutboxEvent.seq))).scalars().all()
+        rows = (
+            (
+                await s.execute(
+                    select(OutboxEvent.payload)
+                    .where(OutboxEvent.subject == WITHDRAWN_SUBJECT)
+                    .order_by(OutboxEvent.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
     return [fev.ApplicationWithdrawn.FromString(p) for p in rows]
 
 
@@ -144,15 +202,19 @@ async def test_each_state_before_payment_withdraws_with_record_and_event(env) ->
     assert (await decide(env, apps["IN_REVIEW"], VILLAGE)).state == pb.APPLICATION_STATE_IN_REVIEW
     apps["IN_PUBLICITY"] = await approved(env, program, "p-pub")
     apps["OBJECTED"] = await approved(env, program, "p-obj")
-    obj = await svc.LodgeObjection(pb.LodgeObjectionRequest(
-        request_id=rid(), application=apps["OBJECTED"], reason="该户子女仍健在"), CLERK)
+    obj = await svc.LodgeObjection(
+        pb.LodgeObjectionRequest(request_id=rid(), application=apps["OBJECTED"], reason="该户子女仍健在"), CLERK
+    )
     assert obj.state == pb.APPLICATION_STATE_OBJECTED
     # No RPC stops at APPROVED (the last approval starts 公示 at once), but the state is on the
     # wire and in _COMMITTED_STATES: a row in it must be withdrawable too.
     apps["APPROVED"] = await submit(env, program, "p-appr")
     async with transaction(env["sessions"]) as s:
-        await s.execute(update(ApplicationRow).where(ApplicationRow.id == int(apps["APPROVED"].split("/")[1]))
-                        .values(state="APPROVED"))
+        await s.execute(
+            update(ApplicationRow)
+            .where(ApplicationRow.id == int(apps["APPROVED"].split("/")[1]))
+            .values(state="APPROVED")
+        )
     assert (await get(env, apps["APPROVED"])).state == pb.APPLICATION_STATE_APPROVED
 
     for state, name in apps.items():
@@ -162,7 +224,7 @@ async def test_each_state_before_payment_withdraws_with_record_and_event(env) ->
         assert got.state == pb.APPLICATION_STATE_WITHDRAWN, state
         assert got.withdrawal.reason == f"申请人自愿放弃（{state}）"
         assert (got.withdrawal.audit.actor, got.withdrawal.audit.request_id) == ("clerk-hj", req.request_id)
-        assert got.withdrawal.audit.time.ToDatetime(tzinfo=timezone.utc) == clock.now
+        assert got.withdrawal.audit.time.ToDatetime(tzinfo=UTC) == clock.now
         # steps and objections stay as they were: the history is kept
         assert list(got.approval_steps) == list(before.approval_steps)
         assert list(got.objections) == list(before.objections)
@@ -173,10 +235,17 @@ async def test_each_state_before_payment_withdraws_with_record_and_event(env) ->
 
     events = await withdrawn_events(env)
     assert [e.application for e in events] == list(apps.values())
-    assert [pb.ApplicationState.Name(e.previous_state)[len("APPLICATION_STATE_"):] for e in events] == list(apps)
-    assert all(e.event_id and e.occurred_at.seconds and e.program == program.name and e.household == "households/hj1"
-               and e.village.code == HJ_VILLAGE and e.period.code == "2022-08" and e.amount_entitled.fen == 940_00
-               for e in events)
+    assert [pb.ApplicationState.Name(e.previous_state)[len("APPLICATION_STATE_") :] for e in events] == list(apps)
+    assert all(
+        e.event_id
+        and e.occurred_at.seconds
+        and e.program == program.name
+        and e.household == "households/hj1"
+        and e.village.code == HJ_VILLAGE
+        and e.period.code == "2022-08"
+        and e.amount_entitled.fen == 940_00
+        for e in events
+    )
     # ids only: the free-text reason (it may name people) never goes on the bus
     assert all("自愿放弃" not in e.SerializeToString().decode("utf-8", "replace") for e in events)
 
@@ -197,14 +266,30 @@ async def paid_program(env) -> tuple[pb.Program, dict[str, str], pb.PaymentBatch
     program = await make_program(env)
     apps = {who_: await approved(env, program, who_) for who_ in ("p-issued", "p-paid", "p-failed")}
     env["clock"].now += timedelta(days=30)
-    batch = await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
-        request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-09")), FINANCE)
+    batch = await svc.CreatePaymentBatch(
+        pb.CreatePaymentBatchRequest(
+            request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-09")
+        ),
+        FINANCE,
+    )
     assert batch.payment_count == 3
-    refs = {p.application: p.name for p in (await svc.ListPayments(
-        pb.ListPaymentsRequest(payment_batch=batch.name), FINANCE)).payments}
-    await svc.ImportBankResults(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
-        pb.BankResult(payment=refs[apps["p-paid"]], succeeded=True, paid_date=c.Date(year=2022, month=10, day=8)),
-        pb.BankResult(payment=refs[apps["p-failed"]], succeeded=False, failure_reason="账户已销户")]), FINANCE)
+    refs = {
+        p.application: p.name
+        for p in (await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=batch.name), FINANCE)).payments
+    }
+    await svc.ImportBankResults(
+        pb.ImportBankResultsRequest(
+            payment_batch=batch.name,
+            request_id=rid(),
+            results=[
+                pb.BankResult(
+                    payment=refs[apps["p-paid"]], succeeded=True, paid_date=c.Date(year=2022, month=10, day=8)
+                ),
+                pb.BankResult(payment=refs[apps["p-failed"]], succeeded=False, failure_reason="账户已销户"),
+            ],
+        ),
+        FINANCE,
+    )
     return program, apps, batch
 
 
@@ -231,7 +316,7 @@ async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(en
             await svc.WithdrawApplication(withdraw_req(name), CLERK)
         assert e.value.reason == "NOT_WITHDRAWABLE", label
         assert f"当前状态为“{label}”" in e.value.message and name in e.value.message
-        assert e.value.metadata["state"] == pb.ApplicationState.Name(state)[len("APPLICATION_STATE_"):]
+        assert e.value.metadata["state"] == pb.ApplicationState.Name(state)[len("APPLICATION_STATE_") :]
         assert await get(env, name) == before
         assert await counts(env) == seen
     with pytest.raises(FailedPrecondition) as e:
@@ -263,8 +348,12 @@ async def test_withdrawn_application_is_never_paid_by_a_batch(env) -> None:  # t
     assert (await get(env, drop)).state == pb.APPLICATION_STATE_READY_TO_PAY
     await svc.WithdrawApplication(withdraw_req(drop), CLERK)
     for period in ("2022-09", "2022-10"):  # 特别扶助 pays enrolled beneficiaries every month
-        batch = await svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
-            request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code=period)), FINANCE)
+        batch = await svc.CreatePaymentBatch(
+            pb.CreatePaymentBatchRequest(
+                request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code=period)
+            ),
+            FINANCE,
+        )
         assert (batch.payment_count, batch.total.fen) == (1, 940_00)
         listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=batch.name), FINANCE)
         assert [p.application for p in listed.payments] == [keep]
@@ -329,11 +418,20 @@ async def test_idempotent_replay_input_checks_and_region(env) -> None:  # type: 
 SECRET = "w" * 40
 
 
+@pytest.mark.slow
 async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) -> None:
-    config = ServiceConfig.from_env("funds", {
-        "JSX_FUNDS_DATABASE_URL": db_url, "JSX_FUNDS_NATS_URL": nats_url, "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
-        "JSX_FUNDS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
-        "JSX_AUTH_SECRET": SECRET})
+    config = ServiceConfig.from_env(
+        "funds",
+        {
+            "JSX_FUNDS_DATABASE_URL": db_url,
+            "JSX_FUNDS_NATS_URL": nats_url,
+            "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
+            "JSX_FUNDS_DATA_DIR": str(tmp_path),
+            "JSX_PII_KEY": generate_key(),
+            "JSX_BLIND_INDEX_KEY": generate_key(),
+            "JSX_AUTH_SECRET": SECRET,
+        },
+    )
     await asyncio.to_thread(migrate, db_url)
     rt, service, _ = build_runtime(config)
     port = await rt.start()
@@ -343,17 +441,48 @@ async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) ->
     def md(subject: str, roles: list[str], region: str = HJ) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {issue_token(SECRET, subject, roles, region)}"),)
 
-    clerk, appr, fin = md("clerk-hj", ["county_clerk"]), md("appr-hj", ["county_approver"]), md("fin-hj", ["finance_officer"])
+    clerk, appr, fin = (
+        md("clerk-hj", ["county_clerk"]),
+        md("appr-hj", ["county_approver"]),
+        md("fin-hj", ["finance_officer"]),
+    )
     try:
         await add_household(service.sessions, "g1")
-        fund = await stub.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-            display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=HJ))), metadata=fin)
-        program = await stub.CreateProgram(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
-            display_name="2022年洪江市计生特殊家庭特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
-            region=c.RegionCode(code=HJ), fund=fund.name, year=2022)), metadata=appr)
-        app = await stub.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
-            program=program.name, household="households/g1", person="persons/g1-mother", period=c.Period(code="2022-08"),
-            attributes={"birth_date": "1965-01-01"})), metadata=clerk)
+        fund = await stub.CreateFund(
+            pb.CreateFundRequest(
+                request_id=rid(),
+                fund=pb.Fund(
+                    display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=HJ)
+                ),
+            ),
+            metadata=fin,
+        )
+        program = await stub.CreateProgram(
+            pb.CreateProgramRequest(
+                request_id=rid(),
+                program=pb.Program(
+                    display_name="2022年洪江市计生特殊家庭特别扶助",
+                    type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+                    region=c.RegionCode(code=HJ),
+                    fund=fund.name,
+                    year=2022,
+                ),
+            ),
+            metadata=appr,
+        )
+        app = await stub.SubmitApplication(
+            pb.SubmitApplicationRequest(
+                request_id=rid(),
+                application=pb.Application(
+                    program=program.name,
+                    household="households/g1",
+                    person="persons/g1-mother",
+                    period=c.Period(code="2022-08"),
+                    attributes={"birth_date": "1965-01-01"},
+                ),
+            ),
+            metadata=clerk,
+        )
 
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.WithdrawApplication(withdraw_req(app.name, reason=""), metadata=clerk)
@@ -378,7 +507,6 @@ async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) ->
         await rt.stop(0)
 
 
-
 async def test_withdrawal_racing_a_batch_is_either_withdrawn_or_paid(env) -> None:  # type: ignore[no-untyped-def]
     """The withdrawal takes the fund's row lock the batch holds: never withdrawn *and* paid."""
     svc = env["svc"]
@@ -391,10 +519,17 @@ async def test_withdrawal_racing_a_batch_is_either_withdrawn_or_paid(env) -> Non
         try:
             await svc.WithdrawApplication(withdraw_req(name), CLERK)
         except FailedPrecondition as e:
-            assert e.reason == "NOT_WITHDRAWABLE"
+            reason = e.reason
+        else:
+            return
+        assert reason == "NOT_WITHDRAWABLE"
 
-    batch = svc.CreatePaymentBatch(pb.CreatePaymentBatchRequest(
-        request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-09")), FINANCE)
+    batch = svc.CreatePaymentBatch(
+        pb.CreatePaymentBatchRequest(
+            request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-09")
+        ),
+        FINANCE,
+    )
     await asyncio.gather(batch, *(withdraw(n, i * 0.01) for i, n in enumerate(names[::2])))
     async with env["sessions"]() as s:
         paid = set((await s.execute(select(PaymentRow.application_id))).scalars())

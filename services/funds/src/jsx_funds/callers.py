@@ -4,6 +4,7 @@
 the host, an event consumer): no region scope applies and records name
 ``"system"``.
 """
+
 from __future__ import annotations
 
 from jsxcore.auth import Caller

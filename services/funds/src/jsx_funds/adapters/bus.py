@@ -1,6 +1,7 @@
 """Funds events on the bus: protobuf messages from jsx.funds.v1.events, built
 from committed rows. Ids, regions and amounts only — never a donor's or
 payee's name, a 身份证 number or a card number."""
+
 from __future__ import annotations
 
 from google.protobuf.message import Message
@@ -10,10 +11,9 @@ from jsx.common.v1 import common_pb2
 from jsx.events.v1 import events_pb2 as ev_events_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
 from jsx.members.v1 import events_pb2 as members_events_pb2
-from jsxcore.outbox import add_event, subject_of
-
 from jsx_funds.ledger.tables import DonationRow, FundRow, JournalRow
 from jsx_funds.programs.tables import ApplicationRow, ProgramRow
+from jsxcore.outbox import add_event, subject_of
 
 
 def emit(session: AsyncSession, message: Message) -> str:
@@ -70,9 +70,7 @@ def donation_received(fund: FundRow, donation: DonationRow) -> events_pb2.Donati
     )
 
 
-def entry_reversed(
-    fund: FundRow, reversal: JournalRow, original: JournalRow
-) -> events_pb2.LedgerEntryReversed:
+def entry_reversed(fund: FundRow, reversal: JournalRow, original: JournalRow) -> events_pb2.LedgerEntryReversed:
     return events_pb2.LedgerEntryReversed(
         ledger_entry=entry_name(fund.id, reversal.id),
         reverses=entry_name(fund.id, original.id),
@@ -106,8 +104,11 @@ def visit_expense_booked(
     msg: ev_events_pb2.VisitRecorded, fund_id: int, journal_id: int
 ) -> events_pb2.VisitExpenseBooked:
     return events_pb2.VisitExpenseBooked(
-        visit=msg.visit, fund=fund_name(fund_id), household=msg.household,
-        region=common_pb2.RegionCode(code=msg.region.code), amount=common_pb2.Money(fen=msg.money.fen),
+        visit=msg.visit,
+        fund=fund_name(fund_id),
+        household=msg.household,
+        region=common_pb2.RegionCode(code=msg.region.code),
+        amount=common_pb2.Money(fen=msg.money.fen),
         ledger_entry=entry_name(fund_id, journal_id),
     )
 
@@ -116,9 +117,13 @@ def visit_expense_rejected(
     msg: ev_events_pb2.VisitRecorded, reason: str, message: str
 ) -> events_pb2.VisitExpenseRejected:
     return events_pb2.VisitExpenseRejected(
-        visit=msg.visit, fund=msg.fund, household=msg.household,
-        region=common_pb2.RegionCode(code=msg.region.code), amount=common_pb2.Money(fen=msg.money.fen),
-        reason=reason, message=message,
+        visit=msg.visit,
+        fund=msg.fund,
+        household=msg.household,
+        region=common_pb2.RegionCode(code=msg.region.code),
+        amount=common_pb2.Money(fen=msg.money.fen),
+        reason=reason,
+        message=message,
     )
 
 
@@ -140,9 +145,12 @@ def objection_name(application_id: int, objection_id: int) -> str:
 def application_event(cls: type[Message], app: ApplicationRow, program: ProgramRow, **extra: object) -> Message:
     """One of ApplicationSubmitted/Approved/Rejected/Objected: ids, region, period, amounts — no names."""
     return cls(
-        application=application_name(app.id), program=program_name(program.id),
+        application=application_name(app.id),
+        program=program_name(program.id),
         program_type=funds_pb2.ProgramType.Value("PROGRAM_TYPE_" + program.type),
-        household=f"households/{app.household_id}", person=app.person,
-        village=common_pb2.RegionCode(code=app.village), period=common_pb2.Period(code=app.period),
+        household=f"households/{app.household_id}",
+        person=app.person,
+        village=common_pb2.RegionCode(code=app.village),
+        period=common_pb2.Period(code=app.period),
         **extra,
     )

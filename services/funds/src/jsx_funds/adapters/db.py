@@ -9,16 +9,16 @@ Ledger tables and the records hanging off them (``payments``, ``donations``,
 the migrations make the database itself refuse UPDATE/DELETE on them
 (PostgreSQL and SQLite alike).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import BigInteger, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase
 
 from jsxcore.db import NAMING
-
 
 #: Ledger ids outgrow 32 bits on PostgreSQL; SQLite only auto-increments INTEGER keys.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -34,12 +34,12 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def aware(dt: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything is stored in UTC."""
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- migrations
@@ -61,9 +61,9 @@ def migrate(url: str, revision: str = "head") -> None:
 def _register_tables() -> None:
     """Every context's tables on :class:`Base` (Alembic, ``create_all`` and tests see one metadata).
     Imported here, at the end, because each of those modules imports ``Base`` from this one."""
-    import jsx_funds.disbursement.tables  # noqa: F401
-    import jsx_funds.ledger.tables  # noqa: F401
-    import jsx_funds.programs.tables  # noqa: F401
+    import jsx_funds.disbursement.tables
+    import jsx_funds.ledger.tables
+    import jsx_funds.programs.tables
     import jsx_funds.projections.tables  # noqa: F401
 
 

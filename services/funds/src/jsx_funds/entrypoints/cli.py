@@ -18,17 +18,19 @@
   [--xlsx FILE]`` — 项目报表 (资金总额, paid, households and people helped)
   for the given programs, or every program of that year in the region.
 """
+
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from pathlib import Path
 from typing import Any
-
-from jsxcore.config import ServiceConfig
-from jsxcore.db import create_engine, session_factory
 
 from jsx_funds.adapters.db import migrate
 from jsx_funds.ledger.verify import verify
+from jsxcore.config import ServiceConfig
+from jsxcore.db import create_engine, session_factory
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -43,7 +45,9 @@ async def _verify(args: argparse.Namespace) -> int:
     finally:
         await engine.dispose()
     if not problems:
-        print("账目核验通过：每笔凭证借贷平衡，每个基金借贷相等，每笔支付、捐赠均有对应分录，无负数账户，收据编号连续。")
+        print(
+            "账目核验通过：每笔凭证借贷平衡，每个基金借贷相等，每笔支付、捐赠均有对应分录，无负数账户，收据编号连续。"
+        )
         return 0
     print(f"账目核验失败，发现 {len(problems)} 处问题：", file=sys.stderr)
     for p in problems:
@@ -53,9 +57,8 @@ async def _verify(args: argparse.Namespace) -> int:
 
 def _disbursement(engine: Any, members: Any = None) -> Any:
     """The disbursement context as the server composes it, over the CLI's own database connection."""
-    from jsxcore.plugins import PluginHost
-
     from jsx_funds.entrypoints.grpc import compose
+    from jsxcore.plugins import PluginHost
 
     return compose(session_factory(engine), PluginHost(), members=members).disbursement
 
@@ -70,10 +73,9 @@ async def _payment_file(args: argparse.Namespace) -> int:
     import io
     import os
 
-    from jsxcore.errors import ConfigError, DomainError
-
     from jsx_funds.adapters.members import MembersClient
     from jsx_funds.disbursement.payment_file import amount_text
+    from jsxcore.errors import ConfigError, DomainError
 
     args.batch = args.batch or args.batch_opt
     if not args.batch:
@@ -84,8 +86,11 @@ async def _payment_file(args: argparse.Namespace) -> int:
         token = os.environ.get("JSX_TOKEN", "").strip()
         addr = args.members_addr or os.environ.get("JSX_MEMBERS_ADDR", "").strip()
         if not token or not addr:
-            print("错误：导出银行支付文件需要成员服务地址（--members-addr 或 JSX_MEMBERS_ADDR）和您的访问令牌（JSX_TOKEN，"
-                  "需具备 members.payees.read 权限，如财务人员）", file=sys.stderr)
+            print(
+                "错误：导出银行支付文件需要成员服务地址（--members-addr 或 JSX_MEMBERS_ADDR）和您的访问令牌（JSX_TOKEN，"
+                "需具备 members.payees.read 权限，如财务人员）",
+                file=sys.stderr,
+            )
             return 2
         engine = create_engine(_url(args))
         members = MembersClient(addr, "")
@@ -94,16 +99,16 @@ async def _payment_file(args: argparse.Namespace) -> int:
         try:
             # Direct database access like the other commands; members checks the token's permission and region.
             written = await _disbursement(engine, members).write_bank_files(
-                batch_id, [(fmt_csv, buf) for (_, fmt_csv), buf in zip(paths, bufs)], token=token)
+                batch_id, [(fmt_csv, buf) for (_, fmt_csv), buf in zip(paths, bufs, strict=True)], token=token
+            )
         except (DomainError, ConfigError) as e:
             print(f"错误：{e}", file=sys.stderr)
             return 1
         finally:
             await members.close()
             await engine.dispose()
-        for (path, _), buf, meta in zip(paths, bufs, written):
-            with open(path, "wb") as f:
-                f.write(buf.getvalue())
+        for (path, _), buf, meta in zip(paths, bufs, written, strict=True):
+            await asyncio.to_thread(Path(path).write_bytes, buf.getvalue())
             print(f"支付文件已写入 {path}：{meta.payment_count} 笔，合计 {amount_text(meta.total)} 元")
         return 0
 
@@ -111,7 +116,8 @@ async def _payment_file(args: argparse.Namespace) -> int:
     try:
         # streamed: a province-wide batch of a million lines never sits in memory
         if args.out:
-            with open(args.out, "w", encoding="utf-8", newline="") as f:
+            # a local file the command streams into while the batch is read: the CLI's own event loop, nothing else waits
+            with open(args.out, "w", encoding="utf-8", newline="") as f:  # noqa: ASYNC230
                 await _disbursement(engine).write_id_list(batch_id, f)
             print(f"支付文件已写入 {args.out}")
         else:
@@ -124,16 +130,18 @@ async def _payment_file(args: argparse.Namespace) -> int:
 async def _bank_results(args: argparse.Namespace) -> int:
     import re
 
-    from jsxcore.errors import InvalidArgument
-
     from jsx_funds.disbursement.bank_file import read_bank_file
+    from jsxcore.errors import InvalidArgument
 
     try:
         lines = read_bank_file(args.file)
-        batch = args.batch or next((m.group(0) for ln in lines
-                                    if (m := re.match(r"paymentBatches/[0-9]+", ln.result.payment))), "")
+        batch = args.batch or next(
+            (m.group(0) for ln in lines if (m := re.match(r"paymentBatches/[0-9]+", ln.result.payment))), ""
+        )
         if not batch:
-            raise InvalidArgument.field("batch", "文件中没有可识别的业务参考号，请用 --batch 指定批次", reason="MISSING_BATCH")
+            raise InvalidArgument.field(
+                "batch", "文件中没有可识别的业务参考号，请用 --batch 指定批次", reason="MISSING_BATCH"
+            )
         batch_id = _batch_id(batch)
     except InvalidArgument as e:
         return _print_violations(e, {})
@@ -157,7 +165,7 @@ async def _bank_results(args: argparse.Namespace) -> int:
     return 0 if rec.balanced else 1
 
 
-def _print_violations(e: "Exception", rows: dict[int, int]) -> int:
+def _print_violations(e: Exception, rows: dict[int, int]) -> int:
     """Print a refused file's problems, naming the file row of each result where known."""
     import re
 
@@ -170,12 +178,12 @@ def _print_violations(e: "Exception", rows: dict[int, int]) -> int:
 
 
 async def _report(args: argparse.Namespace) -> int:
+    from jsx_funds.entrypoints.grpc import compose
+    from jsx_funds.reporting.wire import reports_xlsx
     from jsxcore import wire
     from jsxcore.errors import DomainError
     from jsxcore.plugins import PluginHost
-
-    from jsx_funds.entrypoints.grpc import compose
-    from jsx_funds.reporting.wire import reports_xlsx
+    from jsxcore.values import Period
 
     engine = create_engine(_url(args))
     try:
@@ -183,7 +191,9 @@ async def _report(args: argparse.Namespace) -> int:
         out = await reporting.program_reports(
             program_ids=[wire.int_id_from(p, "programs", "program") for p in args.program or ()],
             region=wire.region_from(args.region, "region", required=False) if args.region else None,
-            year=wire.period_from(args.year, "year").start.year if args.year else None, caller=None)
+            year=Period.parse(args.year, field="year").start.year if args.year else None,
+            caller=None,
+        )
     except DomainError as e:
         print(e.message, file=sys.stderr)
         return 2
@@ -193,8 +203,10 @@ async def _report(args: argparse.Namespace) -> int:
         print("没有符合条件的项目", file=sys.stderr)
         return 1
     for name, r in out:
-        print(f"{name}（{r.program}，{r.region.code}，{r.period.code or '全部期间'}）：{r.summary}；"
-              f"已支付 {r.amount_paid.fen / 100:,.2f} 元")
+        print(
+            f"{name}（{r.program}，{r.region.code}，{r.period.code or '全部期间'}）：{r.summary}；"
+            f"已支付 {r.amount_paid.fen / 100:,.2f} 元"
+        )
     if args.xlsx:
         reports_xlsx(out, args.xlsx)
         print(f"报表已写入 {args.xlsx}")
@@ -214,7 +226,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``jsx funds`` and its sub-commands."""
     funds = sub.add_parser("funds", help="资金服务：基金、账目、捐赠")
     cmds = funds.add_subparsers(dest="funds_command", metavar="COMMAND", required=True)
@@ -238,7 +250,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             p.add_argument("file", help="银行回盘文件（.csv 或 .xlsx）")
             p.add_argument("--batch", help="支付批次；默认取文件中业务参考号所属批次")
         if name == "report":
-            p.add_argument("--program", action="append", help="项目，例如 programs/3；可写多次；默认该地区该年度全部项目")
+            p.add_argument(
+                "--program", action="append", help="项目，例如 programs/3；可写多次；默认该地区该年度全部项目"
+            )
             p.add_argument("--region", help="地区代码，例如 431281；默认项目主办地区")
             p.add_argument("--year", help="年度，例如 2022；默认全部期间")
             p.add_argument("--xlsx", help="导出 xlsx 文件")

@@ -12,6 +12,7 @@ entries) and the in-transaction ledger operations other contexts call.
   first, so concurrent postings on one fund serialise and no check-then-write
   race can overdraw it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,25 +20,23 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
-from jsxcore import paging
-from jsxcore.auth import Caller
-from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from jsxcore.usecase import Idem, mutate
-from jsxcore.values import Money, RegionCode
-
 from jsx_funds import SERVICE_NAME
-from jsx_funds.adapters import bus, db
+from jsx_funds.adapters import bus
 from jsx_funds.adapters.db import utcnow
-from jsx_funds.disbursement import tables as payments
 from jsx_funds.callers import actor_of, list_scope, request_id_of
+from jsx_funds.disbursement import tables as payments
 from jsx_funds.ledger import domain as d
 from jsx_funds.ledger import tables as t
 from jsx_funds.ledger.tables import DonationRow, FundRow, JournalRow, SourceRow
 from jsx_funds.ledger.wire import balance_message, donation_message, entry_message, fund_message, source_message
+from jsxcore import paging
+from jsxcore.auth import Caller
+from jsxcore.errors import FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.usecase import Idem, mutate
+from jsxcore.values import Money, RegionCode
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,11 @@ async def locked_fund(session: AsyncSession, fund_id: int, caller: Caller | None
     """Lock the fund for this transaction (see :func:`t.lock_fund`); NotFound / region checks."""
     fund = await t.lock_fund(session, fund_id)
     if fund is None:
-        raise NotFound(f"基金 funds/{fund_id} 不存在，请核对基金编号", reason="FUND_NOT_FOUND",
-                       metadata={"fund": f"funds/{fund_id}"})
+        raise NotFound(
+            f"基金 funds/{fund_id} 不存在，请核对基金编号",
+            reason="FUND_NOT_FOUND",
+            metadata={"fund": f"funds/{fund_id}"},
+        )
     if caller is not None:
         caller.require_region(fund.region)
     return fund
@@ -86,8 +88,16 @@ async def post(
     for a payment batch, whose payments name their journal before it is written.
     """
     journal = JournalRow(
-        id=journal_id, fund_id=fund.id, kind=kind.value, amount=amount.fen, reverses_id=reverses_id, request_id=request_id,
-        memo=memo[:500], reference=reference[:200], counterparty=counterparty, actor=actor,
+        id=journal_id,
+        fund_id=fund.id,
+        kind=kind.value,
+        amount=amount.fen,
+        reverses_id=reverses_id,
+        request_id=request_id,
+        memo=memo[:500],
+        reference=reference[:200],
+        counterparty=counterparty,
+        actor=actor,
         created_at=utcnow(),
     )
     session.add(journal)
@@ -104,15 +114,28 @@ async def post(
 
 
 async def commit(
-    session: AsyncSession, fund_id: int, amount: Money, *, actor: str, memo: str = "", request_id: str = "",
+    session: AsyncSession,
+    fund_id: int,
+    amount: Money,
+    *,
+    actor: str,
+    memo: str = "",
+    request_id: str = "",
     caller: Caller | None = None,
 ) -> Posted:
     """Earmark ``amount`` of the fund's available money; the journal id is the commitment id."""
     d.require_positive(amount)
     fund = await locked_fund(session, fund_id, caller)
-    return await post(session, fund, d.JournalKind.COMMITMENT, amount,
-                      lambda jid: d.commitment(fund.id, jid, amount),
-                      actor=actor, memo=memo, request_id=request_id)
+    return await post(
+        session,
+        fund,
+        d.JournalKind.COMMITMENT,
+        amount,
+        lambda jid: d.commitment(fund.id, jid, amount),
+        actor=actor,
+        memo=memo,
+        request_id=request_id,
+    )
 
 
 async def commitment_fund(session: AsyncSession, commitment_id: int) -> int:
@@ -123,19 +146,38 @@ async def commitment_fund(session: AsyncSession, commitment_id: int) -> int:
 
 
 async def release(
-    session: AsyncSession, commitment_id: int, amount: Money, *, actor: str, memo: str = "", request_id: str = "",
+    session: AsyncSession,
+    commitment_id: int,
+    amount: Money,
+    *,
+    actor: str,
+    memo: str = "",
+    request_id: str = "",
 ) -> Posted:
     """Give back (part of) an earmark to the fund's available money."""
     d.require_positive(amount)
     fund = await locked_fund(session, await commitment_fund(session, commitment_id))
-    return await post(session, fund, d.JournalKind.RELEASE, amount,
-                      lambda jid: d.release(fund.id, commitment_id, amount),
-                      actor=actor, memo=memo, request_id=request_id,
-                      counterparty=bus.entry_name(fund.id, commitment_id))
+    return await post(
+        session,
+        fund,
+        d.JournalKind.RELEASE,
+        amount,
+        lambda jid: d.release(fund.id, commitment_id, amount),
+        actor=actor,
+        memo=memo,
+        request_id=request_id,
+        counterparty=bus.entry_name(fund.id, commitment_id),
+    )
 
 
 async def reverse(
-    session: AsyncSession, fund_id: int, journal_id: int, *, actor: str, reason: str, request_id: str = "",
+    session: AsyncSession,
+    fund_id: int,
+    journal_id: int,
+    *,
+    actor: str,
+    reason: str,
+    request_id: str = "",
     caller: Caller | None = None,
 ) -> Posted:
     """Post the mirror image of a journal; a journal is reversed at most once."""
@@ -149,7 +191,8 @@ async def reverse(
     if already is not None:
         raise FailedPrecondition(
             f"该笔账目已于账目 {bus.entry_name(fund_id, already)} 冲正，不能重复冲正",
-            reason="ALREADY_REVERSED", metadata={"reversal": bus.entry_name(fund_id, already)},
+            reason="ALREADY_REVERSED",
+            metadata={"reversal": bus.entry_name(fund_id, already)},
         )
     # An earmark already drawn on, or a payment partly returned, cannot be
     # reversed: the per-commitment / per-payment balance check in post() refuses it.
@@ -169,16 +212,25 @@ async def reverse(
             "这笔支付属于一卡通发放批次，须以银行结果（成功或失败）结清，不能直接冲正；失败的请导入银行结果",
             reason="BATCH_PAYMENT_NOT_REVERSIBLE",
         )
-    posted = await post(session, fund, d.JournalKind.REVERSAL, Money(original.amount),
-                        lambda _jid: d.reversal(journal_id, kind, fund_id, lines),
-                        actor=actor, memo=reason, request_id=request_id, reverses_id=journal_id,
-                        counterparty=bus.entry_name(fund_id, journal_id))
+    posted = await post(
+        session,
+        fund,
+        d.JournalKind.REVERSAL,
+        Money(original.amount),
+        lambda _jid: d.reversal(journal_id, kind, fund_id, lines),
+        actor=actor,
+        memo=reason,
+        request_id=request_id,
+        reverses_id=journal_id,
+        counterparty=bus.entry_name(fund_id, journal_id),
+    )
     bus.emit(session, bus.entry_reversed(fund, posted.journal, original))
     return posted
 
 
-
-async def entry_messages(session: AsyncSession, fund_id: int, journals: Sequence[JournalRow]) -> list[funds_pb2.LedgerEntry]:
+async def entry_messages(
+    session: AsyncSession, fund_id: int, journals: Sequence[JournalRow]
+) -> list[funds_pb2.LedgerEntry]:
     """Ledger entries with running balances, for journals in id order."""
     if not journals:
         return []
@@ -196,7 +248,6 @@ async def entry_messages(session: AsyncSession, fund_id: int, journals: Sequence
         out.append(entry_message(j, lines, held_after=held, available_after=avail))
         prev_id = j.id + 1
     return out
-
 
 
 # ---------------------------------------------------------------- use cases
@@ -218,29 +269,36 @@ class LedgerService:
 
     # -- sources
 
-    async def create_fund_source(self, new: d.NewSource, *, caller: Caller | None,
-                                 idem: Idem | None) -> funds_pb2.FundSource:
+    async def create_fund_source(
+        self, new: d.NewSource, *, caller: Caller | None, idem: Idem | None
+    ) -> funds_pb2.FundSource:
         if caller is not None:
             caller.require_region(new.region)
 
         async def work(s: AsyncSession) -> funds_pb2.FundSource:
-            row = SourceRow(name=new.name, kind=new.kind.value, region=new.region.code, reference="", created_at=utcnow())
+            row = SourceRow(
+                name=new.name, kind=new.kind.value, region=new.region.code, reference="", created_at=utcnow()
+            )
             s.add(row)
             await s.flush()
             return source_message(row)
 
         return await mutate(self.sessions, idem, funds_pb2.FundSource, work, caller=caller, notify=self.notify)
 
-    async def list_fund_sources(self, *, region: RegionCode | None, page_size: int, page_token: str,
-                                caller: Caller | None) -> funds_pb2.ListFundSourcesResponse:
+    async def list_fund_sources(
+        self, *, region: RegionCode | None, page_size: int, page_token: str, caller: Caller | None
+    ) -> funds_pb2.ListFundSourcesResponse:
         scope = list_scope(region, caller)
-        page = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListFundSources",
-                           filters=(scope.code if scope else "",))
+        page = paging.page(
+            page_size, page_token, query=f"{SERVICE_NAME}/ListFundSources", filters=(scope.code if scope else "",)
+        )
         stmt = select(SourceRow)
         if scope is not None:
             stmt = stmt.where(SourceRow.region.startswith(scope.prefix))
         async with self.sessions() as s:
-            rows, token = page.cut((await s.execute(page.apply(stmt, SourceRow.id))).scalars().all(), key=lambda r: r.id)
+            rows, token = page.cut(
+                (await s.execute(page.apply(stmt, SourceRow.id))).scalars().all(), key=lambda r: r.id
+            )
         return funds_pb2.ListFundSourcesResponse(fund_sources=[source_message(r) for r in rows], next_page_token=token)
 
     # -- funds
@@ -250,9 +308,17 @@ class LedgerService:
             caller.require_region(new.region)
 
         async def work(s: AsyncSession) -> funds_pb2.Fund:
-            row = FundRow(name=new.name, kind=new.kind.value, region=new.region.code, owner=new.owner,
-                          allow_negative=new.allow_negative, description=new.description, version=0,
-                          created_at=utcnow(), created_by=actor_of(caller))
+            row = FundRow(
+                name=new.name,
+                kind=new.kind.value,
+                region=new.region.code,
+                owner=new.owner,
+                allow_negative=new.allow_negative,
+                description=new.description,
+                version=0,
+                created_at=utcnow(),
+                created_by=actor_of(caller),
+            )
             s.add(row)
             await s.flush()
             bus.emit(s, bus.fund_opened(row))
@@ -275,11 +341,22 @@ class LedgerService:
             fund = await self.fund_for_read(s, fund_id, caller)
             return fund_message(fund, await t.fund_balance(s, fund.id), await t.last_posting(s, fund.id))
 
-    async def list_funds(self, *, region: RegionCode | None, kind: d.FundKind | None, page_size: int, page_token: str,
-                         caller: Caller | None) -> funds_pb2.ListFundsResponse:
+    async def list_funds(
+        self,
+        *,
+        region: RegionCode | None,
+        kind: d.FundKind | None,
+        page_size: int,
+        page_token: str,
+        caller: Caller | None,
+    ) -> funds_pb2.ListFundsResponse:
         scope = list_scope(region, caller)
-        page = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListFunds",
-                           filters=(scope.code if scope else "", kind.value if kind else ""))
+        page = paging.page(
+            page_size,
+            page_token,
+            query=f"{SERVICE_NAME}/ListFunds",
+            filters=(scope.code if scope else "", kind.value if kind else ""),
+        )
         stmt = select(FundRow)
         if scope is not None:
             stmt = stmt.where(FundRow.region.startswith(scope.prefix))
@@ -292,8 +369,9 @@ class LedgerService:
 
     # -- money in
 
-    async def post_allocation(self, allocation: d.Allocation, *, caller: Caller | None,
-                              idem: Idem | None) -> funds_pb2.LedgerEntry:
+    async def post_allocation(
+        self, allocation: d.Allocation, *, caller: Caller | None, idem: Idem | None
+    ) -> funds_pb2.LedgerEntry:
         a = allocation
 
         async def work(s: AsyncSession) -> funds_pb2.LedgerEntry:
@@ -303,32 +381,54 @@ class LedgerService:
                 raise NotFound(f"资金来源 {bus.source_name(a.source_id)} 不存在", reason="SOURCE_NOT_FOUND")
             if src.kind == d.SourceKind.DONATION.value:
                 raise FailedPrecondition("捐赠款请用“登记捐赠”录入，以便出具收据", reason="USE_RECORD_DONATION")
-            posted = await post(s, fund, d.JournalKind.ALLOCATION, a.amount,
-                                lambda _jid: d.inflow(d.JournalKind.ALLOCATION, fund.id, src.id, a.amount),
-                                actor=actor_of(caller), request_id=request_id_of(idem), memo=a.memo,
-                                reference=a.reference, counterparty=bus.source_name(src.id))
+            posted = await post(
+                s,
+                fund,
+                d.JournalKind.ALLOCATION,
+                a.amount,
+                lambda _jid: d.inflow(d.JournalKind.ALLOCATION, fund.id, src.id, a.amount),
+                actor=actor_of(caller),
+                request_id=request_id_of(idem),
+                memo=a.memo,
+                reference=a.reference,
+                counterparty=bus.source_name(src.id),
+            )
             bus.emit(s, bus.allocation_posted(fund, posted.journal, src.id))
             return (await entry_messages(s, fund.id, [posted.journal]))[0]
 
         return await mutate(self.sessions, idem, funds_pb2.LedgerEntry, work, caller=caller, notify=self.notify)
 
-    async def record_donation(self, donation: d.NewDonation, *, caller: Caller | None,
-                              idem: Idem | None) -> funds_pb2.Donation:
+    async def record_donation(
+        self, donation: d.NewDonation, *, caller: Caller | None, idem: Idem | None
+    ) -> funds_pb2.Donation:
         n = donation
 
         async def work(s: AsyncSession) -> funds_pb2.Donation:
             fund = await locked_fund(s, n.fund_id, caller)
             source = await donation_source(s, fund)
-            posted = await post(s, fund, d.JournalKind.DONATION, n.amount,
-                                lambda _jid: d.inflow(d.JournalKind.DONATION, fund.id, source.id, n.amount),
-                                actor=actor_of(caller), request_id=request_id_of(idem),
-                                memo=f"{n.donor_kind.value} 捐赠", counterparty="")
+            posted = await post(
+                s,
+                fund,
+                d.JournalKind.DONATION,
+                n.amount,
+                lambda _jid: d.inflow(d.JournalKind.DONATION, fund.id, source.id, n.amount),
+                actor=actor_of(caller),
+                request_id=request_id_of(idem),
+                memo=f"{n.donor_kind.value} 捐赠",
+                counterparty="",
+            )
             seq = await t.next_receipt_seq(s, fund.region, n.received_on.year)
             row = DonationRow(
-                journal_id=posted.journal.id, fund_id=fund.id, source_id=source.id,
+                journal_id=posted.journal.id,
+                fund_id=fund.id,
+                source_id=source.id,
                 receipt_no=d.receipt_number(RegionCode(fund.region), n.received_on.year, seq),
-                donor_kind=n.donor_kind.value, donor_name=n.donor_name, anonymous=n.anonymous,
-                amount=n.amount.fen, received_on=n.received_on, created_at=utcnow(),
+                donor_kind=n.donor_kind.value,
+                donor_name=n.donor_name,
+                anonymous=n.anonymous,
+                amount=n.amount.fen,
+                received_on=n.received_on,
+                created_at=utcnow(),
             )
             s.add(row)
             await s.flush()
@@ -339,18 +439,28 @@ class LedgerService:
 
     # -- corrections
 
-    async def reverse_ledger_entry(self, fund_id: int, journal_id: int, reason: str, *, caller: Caller | None,
-                                   idem: Idem | None) -> funds_pb2.LedgerEntry:
+    async def reverse_ledger_entry(
+        self, fund_id: int, journal_id: int, reason: str, *, caller: Caller | None, idem: Idem | None
+    ) -> funds_pb2.LedgerEntry:
         async def work(s: AsyncSession) -> funds_pb2.LedgerEntry:
-            posted = await reverse(s, fund_id, journal_id, actor=actor_of(caller), reason=reason,
-                                   request_id=request_id_of(idem), caller=caller)
+            posted = await reverse(
+                s,
+                fund_id,
+                journal_id,
+                actor=actor_of(caller),
+                reason=reason,
+                request_id=request_id_of(idem),
+                caller=caller,
+            )
             return (await entry_messages(s, fund_id, [posted.journal]))[0]
 
         return await mutate(self.sessions, idem, funds_pb2.LedgerEntry, work, caller=caller, notify=self.notify)
 
     # -- reads
 
-    async def get_fund_balance(self, fund_id: int, as_of: date | None, *, caller: Caller | None) -> funds_pb2.FundBalance:
+    async def get_fund_balance(
+        self, fund_id: int, as_of: date | None, *, caller: Caller | None
+    ) -> funds_pb2.FundBalance:
         """The fund's position now, or at the end of ``as_of`` (a day in China)."""
         async with self.sessions() as s:
             fund = await self.fund_for_read(s, fund_id, caller)
@@ -358,11 +468,23 @@ class LedgerService:
             names = await t.source_names(s, bal.income_by_source)
         return balance_message(fund.id, bal, names, as_of)
 
-    async def list_ledger_entries(self, fund_id: int, *, start: date | None, end: date | None, page_size: int,
-                                  page_token: str, caller: Caller | None) -> funds_pb2.ListLedgerEntriesResponse:
+    async def list_ledger_entries(
+        self,
+        fund_id: int,
+        *,
+        start: date | None,
+        end: date | None,
+        page_size: int,
+        page_token: str,
+        caller: Caller | None,
+    ) -> funds_pb2.ListLedgerEntriesResponse:
         """The fund's journals, oldest first, with running balances; ``start``/``end`` are days in China."""
-        page = paging.page(page_size, page_token, query=f"{SERVICE_NAME}/ListLedgerEntries",
-                           filters=(fund_id, str(start or ""), str(end or "")))
+        page = paging.page(
+            page_size,
+            page_token,
+            query=f"{SERVICE_NAME}/ListLedgerEntries",
+            filters=(fund_id, str(start or ""), str(end or "")),
+        )
         stmt = select(JournalRow).where(JournalRow.fund_id == fund_id)
         if start is not None:
             stmt = stmt.where(JournalRow.created_at >= d.day_start_utc(start))
@@ -370,7 +492,9 @@ class LedgerService:
             stmt = stmt.where(JournalRow.created_at < d.day_end_utc(end))
         async with self.sessions() as s:
             fund = await self.fund_for_read(s, fund_id, caller)
-            rows, token = page.cut((await s.execute(page.apply(stmt, JournalRow.id))).scalars().all(), key=lambda r: r.id)
+            rows, token = page.cut(
+                (await s.execute(page.apply(stmt, JournalRow.id))).scalars().all(), key=lambda r: r.id
+            )
             entries = await entry_messages(s, fund.id, rows)
         return funds_pb2.ListLedgerEntriesResponse(ledger_entries=entries, next_page_token=token)
 
@@ -399,13 +523,18 @@ class LedgerService:
 async def donation_source(s: AsyncSession, fund: FundRow) -> SourceRow:
     """The fund region's donation source (社会捐赠), registered on first use (in the caller's transaction)."""
     name = "社会捐赠"
-    row = (await s.execute(
-        select(SourceRow).where(SourceRow.kind == d.SourceKind.DONATION.value, SourceRow.region == fund.region)
-        .order_by(SourceRow.id).limit(1)
-    )).scalar()
+    row = (
+        await s.execute(
+            select(SourceRow)
+            .where(SourceRow.kind == d.SourceKind.DONATION.value, SourceRow.region == fund.region)
+            .order_by(SourceRow.id)
+            .limit(1)
+        )
+    ).scalar()
     if row is None:
-        row = SourceRow(name=name, kind=d.SourceKind.DONATION.value, region=fund.region, reference="",
-                        created_at=utcnow())
+        row = SourceRow(
+            name=name, kind=d.SourceKind.DONATION.value, region=fund.region, reference="", created_at=utcnow()
+        )
         s.add(row)
         await s.flush()
     return row

@@ -6,6 +6,7 @@ has no update or delete path for them, and triggers installed by the
 migrations make the database itself refuse UPDATE/DELETE on them
 (PostgreSQL and SQLite alike).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from jsx_funds.adapters.db import Base, BigId, utcnow
 from jsx_funds.ledger import domain as d
+from jsxcore.values import Money
 
 
 class FundRow(Base):
@@ -112,7 +114,6 @@ class EntryRow(Base):
     payment_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("payments.id"))
 
 
-
 class DonationRow(Base):
     __tablename__ = "donations"
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
@@ -139,7 +140,6 @@ class ReceiptCounterRow(Base):
     region: Mapped[str] = mapped_column(String(12), primary_key=True)
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_no: Mapped[int] = mapped_column(Integer, default=0)
-
 
 
 # ---------------------------------------------------------------- queries
@@ -171,7 +171,9 @@ async def lock_fund_where(session: AsyncSession, fund_id: int | ColumnElement[in
     await session.execute(update(FundRow).where(FundRow.id == fund_id).values(version=FundRow.version + 1))
 
 
-async def account_ids(session: AsyncSession, keys: Iterable[d.AccountKey]) -> dict[tuple[int, d.AccountKind, int | None], int]:
+async def account_ids(
+    session: AsyncSession, keys: Iterable[d.AccountKey]
+) -> dict[tuple[int, d.AccountKind, int | None], int]:
     """Ids of the accounts for ``keys``, creating missing ones (caller holds the fund lock)."""
     wanted = {(k.fund_id, k.kind, k.source_id) for k in keys}
     codes = {account_code(*w): w for w in wanted}
@@ -207,9 +209,7 @@ async def balances_for(session: AsyncSession, keys: Iterable[d.AccountKey]) -> d
     return out
 
 
-async def write_posting(
-    session: AsyncSession, journal: JournalRow, posting: d.Posting
-) -> list[EntryRow]:
+async def write_posting(session: AsyncSession, journal: JournalRow, posting: d.Posting) -> list[EntryRow]:
     """Insert the posting's entries under an already flushed journal header."""
     ids = await account_ids(session, (ln.account for ln in posting.lines))
     rows = [
@@ -242,7 +242,7 @@ async def journal_lines(session: AsyncSession, journal_id: int) -> list[d.Line]:
         d.Line(
             d.AccountKey(a.fund_id, d.AccountKind(a.kind), a.source_id, e.commitment_id, e.payment_id),
             d.Side(e.side),
-            d.Money(e.amount),
+            Money(e.amount),
         )
         for e, a in rows
     ]
@@ -265,28 +265,38 @@ async def fund_balance(session: AsyncSession, fund_id: int, *, before: datetime 
 
 async def held_available_before(session: AsyncSession, fund_id: int, journal_id: int) -> tuple[int, int]:
     """Σ(held), Σ(available) over the fund's journals with id < ``journal_id``."""
-    rows = (await session.execute(
-        select(AccountRow.kind, NET)
-        .select_from(EntryRow).join(AccountRow, AccountRow.id == EntryRow.account_id)
-        .where(AccountRow.fund_id == fund_id, EntryRow.journal_id < journal_id,
-               AccountRow.kind.in_([k.value for k in d.HELD]))
-        .group_by(AccountRow.kind)
-    )).all()
+    rows = (
+        await session.execute(
+            select(AccountRow.kind, NET)
+            .select_from(EntryRow)
+            .join(AccountRow, AccountRow.id == EntryRow.account_id)
+            .where(
+                AccountRow.fund_id == fund_id,
+                EntryRow.journal_id < journal_id,
+                AccountRow.kind.in_([k.value for k in d.HELD]),
+            )
+            .group_by(AccountRow.kind)
+        )
+    ).all()
     by = {k: int(v) for k, v in rows}
     return sum(by.values()), by.get(d.AccountKind.AVAILABLE.value, 0)
 
 
 async def last_posting(session: AsyncSession, fund_id: int) -> datetime | None:
     """When the fund's newest journal was written (its ``update_time``)."""
-    return (await session.execute(select(func.max(JournalRow.created_at)).where(JournalRow.fund_id == fund_id))).scalar()
+    return (
+        await session.execute(select(func.max(JournalRow.created_at)).where(JournalRow.fund_id == fund_id))
+    ).scalar()
 
 
 async def source_names(session: AsyncSession, source_ids: Iterable[int]) -> dict[int, str]:
     ids = list(source_ids)
     if not ids:
         return {}
-    return {int(i): str(n) for i, n in (await session.execute(
-        select(SourceRow.id, SourceRow.name).where(SourceRow.id.in_(ids)))).all()}
+    return {
+        int(i): str(n)
+        for i, n in (await session.execute(select(SourceRow.id, SourceRow.name).where(SourceRow.id.in_(ids)))).all()
+    }
 
 
 async def next_receipt_seq(session: AsyncSession, region: str, year: int) -> int:
@@ -312,8 +322,17 @@ async def expense_total(session: AsyncSession, journal_ids: Iterable[int], side:
     total = 0
     ids = sorted(journal_ids)
     for i in range(0, len(ids), 1000):
-        total += int((await session.execute(
-            select(func.coalesce(func.sum(EntryRow.amount), 0)).join(AccountRow, AccountRow.id == EntryRow.account_id)
-            .where(AccountRow.kind == d.AccountKind.EXPENSE.value, EntryRow.side == side.value,
-                   EntryRow.journal_id.in_(ids[i:i + 1000])))).scalar_one())
+        total += int(
+            (
+                await session.execute(
+                    select(func.coalesce(func.sum(EntryRow.amount), 0))
+                    .join(AccountRow, AccountRow.id == EntryRow.account_id)
+                    .where(
+                        AccountRow.kind == d.AccountKind.EXPENSE.value,
+                        EntryRow.side == side.value,
+                        EntryRow.journal_id.in_(ids[i : i + 1000]),
+                    )
+                )
+            ).scalar_one()
+        )
     return total

@@ -1,6 +1,7 @@
 """The ledger's proto boundary: requests → the use cases' plain arguments (with
 jsxcore.wire; a bad request reports every field at once, as before), and rows
 and domain values → jsx.funds.v1 messages (presenters)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,13 +9,12 @@ from datetime import date, datetime
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2
-from jsxcore import wire
-from jsxcore.errors import ErrorCollector, InvalidArgument
-from jsxcore.values import Money, RegionCode
-
 from jsx_funds.adapters import bus
 from jsx_funds.ledger import domain as d
 from jsx_funds.ledger.tables import DonationRow, FundRow, JournalRow, SourceRow
+from jsxcore import wire
+from jsxcore.errors import ErrorCollector, InvalidArgument
+from jsxcore.values import Money, RegionCode
 
 # ---------------------------------------------------------------- requests
 
@@ -54,8 +54,9 @@ def read_new_source(src: funds_pb2.FundSource) -> d.NewSource:
         errs.add("fund_source.display_name", "请填写资金来源名称，例如“2022年省级计生特殊家庭扶助资金”")
     kind = None
     try:
-        kind = wire.enum_from(funds_pb2.FundSourceKind, src.kind, "FUND_SOURCE_KIND_", d.SourceKind,
-                              "fund_source.kind", "资金来源类别")
+        kind = wire.enum_from(
+            funds_pb2.FundSourceKind, src.kind, "FUND_SOURCE_KIND_", d.SourceKind, "fund_source.kind", "资金来源类别"
+        )
     except InvalidArgument as e:
         _collect(errs, e)
     region = _region(src.region.code, "fund_source.region.code", errs)
@@ -77,8 +78,14 @@ def read_new_fund(f: funds_pb2.Fund) -> d.NewFund:
     region = _region(f.owner_region.code, "fund.owner_region.code", errs)
     errs.raise_if_any()
     assert kind is not None and region is not None
-    return d.NewFund(name=name[:200], kind=kind, region=region, owner=f.owner.strip()[:200],
-                     allow_negative=f.allow_negative, description=f.description.strip()[:2000])
+    return d.NewFund(
+        name=name[:200],
+        kind=kind,
+        region=region,
+        owner=f.owner.strip()[:200],
+        allow_negative=f.allow_negative,
+        description=f.description.strip()[:2000],
+    )
 
 
 def read_fund_kind_filter(value: int) -> d.FundKind | None:
@@ -94,8 +101,13 @@ def read_allocation(req: funds_pb2.PostAllocationRequest) -> d.Allocation:
     if req.amount.fen <= 0:
         errs.add("amount", "拨款金额必须大于 0 元")
     errs.raise_if_any()
-    return d.Allocation(fund_id=fund_id, source_id=source_id, amount=Money(req.amount.fen),
-                        reference=req.reference.strip(), memo=req.memo.strip())
+    return d.Allocation(
+        fund_id=fund_id,
+        source_id=source_id,
+        amount=Money(req.amount.fen),
+        reference=req.reference.strip(),
+        memo=req.memo.strip(),
+    )
 
 
 def read_new_donation(don: funds_pb2.Donation, today: date | None = None) -> d.NewDonation:
@@ -108,8 +120,9 @@ def read_new_donation(don: funds_pb2.Donation, today: date | None = None) -> d.N
         errs.add("donation.donor_display_name", "请填写捐赠人姓名或单位名称（不公开姓名的请勾选“匿名”）")
     donor_kind = None
     try:
-        donor_kind = wire.enum_from(funds_pb2.DonorKind, don.donor_kind, "DONOR_KIND_", d.DonorKind,
-                                    "donation.donor_kind", "捐赠人类别")
+        donor_kind = wire.enum_from(
+            funds_pb2.DonorKind, don.donor_kind, "DONOR_KIND_", d.DonorKind, "donation.donor_kind", "捐赠人类别"
+        )
     except InvalidArgument as e:
         _collect(errs, e)
     if don.amount.fen <= 0:
@@ -125,17 +138,30 @@ def read_new_donation(don: funds_pb2.Donation, today: date | None = None) -> d.N
         errs.add("donation.received_date", "收款日期不能晚于今天")
     errs.raise_if_any()
     assert donor_kind is not None and received is not None
-    return d.NewDonation(fund_id=fund_id, donor_name=donor[:200], donor_kind=donor_kind, amount=Money(don.amount.fen),
-                         received_on=received, anonymous=don.anonymous)
+    return d.NewDonation(
+        fund_id=fund_id,
+        donor_name=donor[:200],
+        donor_kind=donor_kind,
+        amount=Money(don.amount.fen),
+        received_on=received,
+        anonymous=don.anonymous,
+    )
 
 
 def read_entry_name(name: str, field: str = "name") -> tuple[int, int]:
     """``"funds/3/ledgerEntries/17"`` → (3, 17)."""
     parts = name.strip().split("/")
-    if len(parts) != 4 or parts[0] != "funds" or parts[2] != "ledgerEntries" \
-            or not parts[1].isdigit() or not parts[3].isdigit():
+    if (
+        len(parts) != 4
+        or parts[0] != "funds"
+        or parts[2] != "ledgerEntries"
+        or not parts[1].isdigit()
+        or not parts[3].isdigit()
+    ):
         raise InvalidArgument.field(
-            field, f"账目资源名“{name}”格式不对，应写成 funds/基金编号/ledgerEntries/账目编号", reason="INVALID_RESOURCE_NAME"
+            field,
+            f"账目资源名“{name}”格式不对，应写成 funds/基金编号/ledgerEntries/账目编号",
+            reason="INVALID_RESOURCE_NAME",
         )
     return int(parts[1]), int(parts[3])
 
@@ -156,17 +182,12 @@ def read_date_range(start_msg: common_pb2.Date, end_msg: common_pb2.Date) -> tup
 # ---------------------------------------------------------------- presenters
 
 
-
-def _kind_name(enum_type: type, prefix: str, value: str) -> int:
-    return wire.enum_to(enum_type, prefix, value)
-
-
 def fund_message(fund: FundRow, balance: d.FundBalance, updated: datetime | None) -> funds_pb2.Fund:
     return funds_pb2.Fund(
         name=bus.fund_name(fund.id),
         display_name=fund.name,
         owner_region=common_pb2.RegionCode(code=fund.region),
-        kind=_kind_name(funds_pb2.FundKind, "FUND_KIND_", fund.kind),
+        kind=funds_pb2.FundKind.Value("FUND_KIND_" + fund.kind),
         balance=wire.money_to(balance.held.fen),
         available=wire.money_to(balance.available.fen),
         allow_negative=fund.allow_negative,
@@ -181,7 +202,7 @@ def source_message(src: SourceRow) -> funds_pb2.FundSource:
     return funds_pb2.FundSource(
         name=bus.source_name(src.id),
         display_name=src.name,
-        kind=_kind_name(funds_pb2.FundSourceKind, "FUND_SOURCE_KIND_", src.kind),
+        kind=funds_pb2.FundSourceKind.Value("FUND_SOURCE_KIND_" + src.kind),
         region=common_pb2.RegionCode(code=src.region),
         create_time=wire.ts_to(src.created_at),
     )
@@ -190,7 +211,7 @@ def source_message(src: SourceRow) -> funds_pb2.FundSource:
 def line_message(ln: d.Line) -> funds_pb2.LedgerLine:
     a = ln.account
     return funds_pb2.LedgerLine(
-        account=_kind_name(funds_pb2.LedgerAccount, "LEDGER_ACCOUNT_", a.kind.value),
+        account=funds_pb2.LedgerAccount.Value("LEDGER_ACCOUNT_" + a.kind.value),
         debit=ln.side is d.Side.DEBIT,
         amount=wire.money_to(ln.amount.fen),
         source=bus.source_name(a.source_id) if a.source_id is not None else "",
@@ -207,7 +228,7 @@ def entry_message(
         name=bus.entry_name(journal.fund_id, journal.id),
         transaction_id=str(journal.id),
         fund=bus.fund_name(journal.fund_id),
-        kind=_kind_name(funds_pb2.EntryKind, "ENTRY_KIND_", journal.kind),
+        kind=funds_pb2.EntryKind.Value("ENTRY_KIND_" + journal.kind),
         amount=wire.money_to(held_delta),
         balance_after=wire.money_to(held_after),
         available_after=wire.money_to(available_after),
@@ -215,7 +236,9 @@ def entry_message(
         reference=journal.reference,
         memo=journal.memo,
         reverses=bus.entry_name(journal.fund_id, journal.reverses_id) if journal.reverses_id else "",
-        audit=common_pb2.AuditStamp(actor=journal.actor, time=wire.ts_to(journal.created_at), request_id=journal.request_id),
+        audit=common_pb2.AuditStamp(
+            actor=journal.actor, time=wire.ts_to(journal.created_at), request_id=journal.request_id
+        ),
         lines=[line_message(ln) for ln in lines],
     )
 
@@ -226,7 +249,7 @@ def donation_message(don: DonationRow) -> funds_pb2.Donation:
         name=bus.donation_name(don.fund_id, don.journal_id),
         fund=bus.fund_name(don.fund_id),
         donor_display_name="匿名" if don.anonymous else don.donor_name,
-        donor_kind=_kind_name(funds_pb2.DonorKind, "DONOR_KIND_", don.donor_kind),
+        donor_kind=funds_pb2.DonorKind.Value("DONOR_KIND_" + don.donor_kind),
         amount=wire.money_to(don.amount),
         received_date=wire.date_to(rd),
         anonymous=don.anonymous,
@@ -236,7 +259,9 @@ def donation_message(don: DonationRow) -> funds_pb2.Donation:
     )
 
 
-def balance_message(fund_id: int, bal: d.FundBalance, source_names: dict[int, str], as_of: date | None) -> funds_pb2.FundBalance:
+def balance_message(
+    fund_id: int, bal: d.FundBalance, source_names: dict[int, str], as_of: date | None
+) -> funds_pb2.FundBalance:
     """A fund's position; sources ordered by name (then id)."""
     out = funds_pb2.FundBalance(
         fund=bus.fund_name(fund_id),

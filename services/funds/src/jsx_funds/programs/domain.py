@@ -16,11 +16,12 @@ rows, asks this module what a decision means, and writes what it answers.
   application IN_PUBLICITY whose end has passed reads as READY_TO_PAY
   (:func:`effective_state`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from jsxcore import hookspecs as hs
@@ -63,14 +64,29 @@ IN_FORCE_STATES = ("IN_PUBLICITY", "PAYMENT_ISSUED", "PAID", "PAYMENT_FAILED")
 IN_REVIEW = ("SUBMITTED", "IN_REVIEW")
 
 STATE_LABEL = {
-    "SUBMITTED": "已申请", "IN_REVIEW": "审核中", "APPROVED": "已审批", "IN_PUBLICITY": "公示中", "OBJECTED": "有异议",
-    "READY_TO_PAY": "待支付", "PAYMENT_ISSUED": "支付中", "PAID": "已支付", "PAYMENT_FAILED": "支付失败",
-    "REJECTED": "未通过", "WITHDRAWN": "已撤回",
+    "SUBMITTED": "已申请",
+    "IN_REVIEW": "审核中",
+    "APPROVED": "已审批",
+    "IN_PUBLICITY": "公示中",
+    "OBJECTED": "有异议",
+    "READY_TO_PAY": "待支付",
+    "PAYMENT_ISSUED": "支付中",
+    "PAID": "已支付",
+    "PAYMENT_FAILED": "支付失败",
+    "REJECTED": "未通过",
+    "WITHDRAWN": "已撤回",
 }
 PROGRAM_LABEL = {
-    "SANJIEHE": "三结合", "LOAN_INTEREST_SUBSIDY": "贷款贴息", "HAPPINESS_FUND": "幸福基金支出",
-    "SPECIAL_SUPPORT": "特别扶助", "HOSPITAL_CARE": "住院护理补贴", "HEALTH_INSURANCE": "健康保险",
-    "BIRTH_CARE": "生育关怀", "AUTUMN_SCHOLARSHIP": "金秋助学", "WARM_ACTION": "暖心行动", "CUSTOM": "自定义",
+    "SANJIEHE": "三结合",
+    "LOAN_INTEREST_SUBSIDY": "贷款贴息",
+    "HAPPINESS_FUND": "幸福基金支出",
+    "SPECIAL_SUPPORT": "特别扶助",
+    "HOSPITAL_CARE": "住院护理补贴",
+    "HEALTH_INSURANCE": "健康保险",
+    "BIRTH_CARE": "生育关怀",
+    "AUTUMN_SCHOLARSHIP": "金秋助学",
+    "WARM_ACTION": "暖心行动",
+    "CUSTOM": "自定义",
 }
 
 
@@ -111,8 +127,15 @@ def next_level(chain: Sequence[str], steps_taken: int) -> str:
     return chain[steps_taken]
 
 
-def check_reviewer(*, reviewer: str, reviewer_region: RegionCode, submitted_by: str, decided_by: Iterable[str],
-                   village: str, level: str) -> RegionCode:
+def check_reviewer(
+    *,
+    reviewer: str,
+    reviewer_region: RegionCode,
+    submitted_by: str,
+    decided_by: Iterable[str],
+    village: str,
+    level: str,
+) -> RegionCode:
     """Maker-checker and the step's level: may ``reviewer`` decide the ``level`` step of an application?
 
     Returns the region of the step. Raises PermissionDenied ``MAKER_CHECKER`` (the submitter), ``SAME_REVIEWER``
@@ -126,14 +149,17 @@ def check_reviewer(*, reviewer: str, reviewer_region: RegionCode, submitted_by: 
     if reviewer_region != want:
         raise PermissionDenied(
             f"该申请待{LEVEL_LABEL[level]}级审核（{want.short}），您的账号属于 {reviewer_region.short}，不能办理",
-            reason="WRONG_APPROVAL_LEVEL", metadata={"level": level, "region": want.code})
+            reason="WRONG_APPROVAL_LEVEL",
+            metadata={"level": level, "region": want.code},
+        )
     return want
 
 
 def check_in_review(state: str) -> None:
     if state not in IN_REVIEW:
-        raise FailedPrecondition(f"该申请当前状态为“{STATE_LABEL.get(state, state)}”，不在审核中",
-                                 reason="NOT_IN_REVIEW")
+        raise FailedPrecondition(
+            f"该申请当前状态为“{STATE_LABEL.get(state, state)}”，不在审核中", reason="NOT_IN_REVIEW"
+        )
 
 
 def after_decision(decision: str, steps_taken: int, chain: Sequence[str]) -> str:
@@ -148,8 +174,9 @@ def check_budget(budget: int, used: int, amount: int) -> None:
     """The last approval fits the program's budget (0 = not capped): Σ committed + this ≤ budget."""
     if budget > 0 and used + amount > budget:
         raise FailedPrecondition(
-            f"项目预算不足：预算 {yuan(budget)} 元，已批准 {yuan(used)} 元，"
-            f"本申请 {yuan(amount)} 元", reason="BUDGET_EXCEEDED")
+            f"项目预算不足：预算 {yuan(budget)} 元，已批准 {yuan(used)} 元，本申请 {yuan(amount)} 元",
+            reason="BUDGET_EXCEEDED",
+        )
 
 
 # ---------------------------------------------------------------- 公示
@@ -163,7 +190,7 @@ def publicity_end(start: datetime, days: int, working_days: bool) -> datetime:
         day += timedelta(days=1)
         if not working_days or day.weekday() < 5:
             counted += 1
-    return datetime.combine(day + timedelta(days=1), datetime.min.time(), CST).astimezone(timezone.utc)
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), CST).astimezone(UTC)
 
 
 def effective_state(state: str, publicity_end: datetime | None, now: datetime) -> str:
@@ -175,8 +202,9 @@ def effective_state(state: str, publicity_end: datetime | None, now: datetime) -
 
 def check_objection_open(state: str, publicity_end: datetime | None, now: datetime) -> None:
     """An objection may be lodged only while 公示 runs."""
-    if effective_state(state, publicity_end, now) not in ("IN_PUBLICITY", "OBJECTED") or \
-            (publicity_end is not None and publicity_end <= now):
+    if effective_state(state, publicity_end, now) not in ("IN_PUBLICITY", "OBJECTED") or (
+        publicity_end is not None and publicity_end <= now
+    ):
         raise FailedPrecondition("该申请不在公示期内，不能提出异议", reason="NOT_IN_PUBLICITY")
 
 
@@ -205,25 +233,32 @@ def not_withdrawable(application_id: int, state: str, withdrawn_at: datetime | N
         why = "已发放过款项（银行支付失败），支付记录须保留对账，不能撤回；如不再补发，请与财务人员联系"
     else:  # PAYMENT_ISSUED, PAID
         why = "款项已发放，不能撤回；如需收回资金，请与财务人员联系办理退款"
-    return FailedPrecondition(f"申请 applications/{application_id} 当前状态为“{label}”：{why}", reason="NOT_WITHDRAWABLE",
-                              metadata={"state": state})
+    return FailedPrecondition(
+        f"申请 applications/{application_id} 当前状态为“{label}”：{why}",
+        reason="NOT_WITHDRAWABLE",
+        metadata={"state": state},
+    )
 
 
 def paid_not_withdrawable(state: str, payment: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"该申请（当前状态“{STATE_LABEL.get(state, state)}”）已有支付记录 {payment}，款项已进入发放流程，"
-        f"不能撤回；请与财务人员核对该笔支付", reason="NOT_WITHDRAWABLE",
-        metadata={"state": state, "payment": payment})
+        f"不能撤回；请与财务人员核对该笔支付",
+        reason="NOT_WITHDRAWABLE",
+        metadata={"state": state, "payment": payment},
+    )
 
 
 def check_withdraw_reason(reason: str) -> str:
     reason = reason.strip()
     if not reason:
-        raise InvalidArgument.field("reason", "请填写撤回原因，例如“申请人自愿放弃”“已享受其他同类补助”",
-                                    reason="MISSING_REASON")
+        raise InvalidArgument.field(
+            "reason", "请填写撤回原因，例如“申请人自愿放弃”“已享受其他同类补助”", reason="MISSING_REASON"
+        )
     if len(reason) > 1000:
-        raise InvalidArgument.field("reason", f"撤回原因不能超过 1000 个字（现为 {len(reason)} 个字），请精简",
-                                    reason="REASON_TOO_LONG")
+        raise InvalidArgument.field(
+            "reason", f"撤回原因不能超过 1000 个字（现为 {len(reason)} 个字），请精简", reason="REASON_TOO_LONG"
+        )
     return reason
 
 
@@ -235,16 +270,28 @@ def duplicate(existing: int | None) -> AlreadyExists:
 # ---------------------------------------------------------------- application details
 
 #: Application.details kind → the program type (wire name without prefix) it belongs to.
-DETAILS_FOR = {"loan_interest": "LOAN_INTEREST_SUBSIDY", "hospital_care": "HOSPITAL_CARE",
-               "sanjiehe": "SANJIEHE", "happiness_fund": "HAPPINESS_FUND"}
+DETAILS_FOR = {
+    "loan_interest": "LOAN_INTEREST_SUBSIDY",
+    "hospital_care": "HOSPITAL_CARE",
+    "sanjiehe": "SANJIEHE",
+    "happiness_fund": "HAPPINESS_FUND",
+}
 #: Program type → the details its applications must carry; every other type takes none.
 DETAILS_REQUIRED = {program: kind for kind, program in DETAILS_FOR.items()}
-DETAILS_LABEL = {"loan_interest": "贷款明细（loan_interest）", "hospital_care": "住院明细（hospital_care）",
-                 "sanjiehe": "三结合项目明细（sanjiehe）", "happiness_fund": "幸福基金支出明细（happiness_fund）"}
+DETAILS_LABEL = {
+    "loan_interest": "贷款明细（loan_interest）",
+    "hospital_care": "住院明细（hospital_care）",
+    "sanjiehe": "三结合项目明细（sanjiehe）",
+    "happiness_fund": "幸福基金支出明细（happiness_fund）",
+}
 #: HappinessUse (without prefix) → its Chinese name, the vocabulary ``jsx_fund_allowed_uses`` answers in.
 HAPPINESS_USES = {
-    "RESPECT_ELDERLY": "尊老爱幼", "BIRTH_CARE": "生育关怀", "CULTURE_SPORTS": "文体公益",
-    "SCHOLARSHIP": "奖学助学", "POVERTY_RELIEF": "扶贫帮困", "VILLAGER_CONDOLENCE": "村民慰问",
+    "RESPECT_ELDERLY": "尊老爱幼",
+    "BIRTH_CARE": "生育关怀",
+    "CULTURE_SPORTS": "文体公益",
+    "SCHOLARSHIP": "奖学助学",
+    "POVERTY_RELIEF": "扶贫帮困",
+    "VILLAGER_CONDOLENCE": "村民慰问",
 }
 #: Attribute keys under these prefixes are filled from the details (hookspecs.Beneficiary lists them):
 #: a clerk cannot set them, so a rule reading ``hospital.days`` reads the checked figure.
@@ -267,8 +314,9 @@ def check_details_kind(kind: str | None, program_type: str) -> None:
     label = PROGRAM_LABEL.get(program_type, program_type)
     if kind is None:
         assert want is not None
-        raise InvalidArgument.field(f"application.{want}", f"{label}项目的申请须填写{DETAILS_LABEL[want]}",
-                                    reason="MISSING_DETAILS")
+        raise InvalidArgument.field(
+            f"application.{want}", f"{label}项目的申请须填写{DETAILS_LABEL[want]}", reason="MISSING_DETAILS"
+        )
     own = f"{DETAILS_LABEL[kind]}只用于{PROGRAM_LABEL[DETAILS_FOR[kind]]}项目，本项目为{label}项目"
     fix = f"，请改填{DETAILS_LABEL[want]}" if want else "，不需要填写明细，请删除"
     raise InvalidArgument.field(f"application.{kind}", own + fix, reason="DETAILS_MISMATCH")
@@ -282,19 +330,35 @@ def details_attributes(details: Mapping[str, Any] | None) -> dict[str, str]:
         return {}
     kind = details["kind"]
     if kind == "loan_interest":
-        return {"loan.lender": details["lender"], "loan.principal_fen": str(details["principal_fen"]),
-                "loan.annual_rate_bp": str(details["annual_rate_bp"]),
-                "loan.interest_paid_fen": str(details["interest_paid_fen"]),
-                "loan.start": details["loan_start"], "loan.end": details["loan_end"], "loan.purpose": details["purpose"]}
+        return {
+            "loan.lender": details["lender"],
+            "loan.principal_fen": str(details["principal_fen"]),
+            "loan.annual_rate_bp": str(details["annual_rate_bp"]),
+            "loan.interest_paid_fen": str(details["interest_paid_fen"]),
+            "loan.start": details["loan_start"],
+            "loan.end": details["loan_end"],
+            "loan.purpose": details["purpose"],
+        }
     if kind == "hospital_care":
-        return {"hospital.name": details["hospital"], "hospital.admission": details["admission"],
-                "hospital.discharge": details["discharge"], "hospital.days": str(details["days"])}
+        return {
+            "hospital.name": details["hospital"],
+            "hospital.admission": details["admission"],
+            "hospital.discharge": details["discharge"],
+            "hospital.days": str(details["days"]),
+        }
     if kind == "sanjiehe":
-        return {"sanjiehe.project": details["project"], "sanjiehe.agreement_number": details["agreement_number"],
-                "sanjiehe.industry": details["industry"], "sanjiehe.partner": details["partner"],
-                "sanjiehe.income_gained_fen": str(details["income_gained_fen"])}
-    return {"happiness.use": HAPPINESS_USES[details["use"]], "happiness.use_code": details["use"],
-            "happiness.resolution_number": details["resolution_number"]}
+        return {
+            "sanjiehe.project": details["project"],
+            "sanjiehe.agreement_number": details["agreement_number"],
+            "sanjiehe.industry": details["industry"],
+            "sanjiehe.partner": details["partner"],
+            "sanjiehe.income_gained_fen": str(details["income_gained_fen"]),
+        }
+    return {
+        "happiness.use": HAPPINESS_USES[details["use"]],
+        "happiness.use_code": details["use"],
+        "happiness.resolution_number": details["resolution_number"],
+    }
 
 
 def yuan(fen: int) -> str:

@@ -1,16 +1,18 @@
 """Programs tables: programs, applications, their review steps, objections and withdrawals."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
-    JSON,
     Integer,
     String,
     UniqueConstraint,
@@ -77,13 +79,13 @@ class ApplicationRow(Base):
     publicity_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     publicity_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     #: [{plugin, plugin_version, hook, region, reasons: [...]}, …]: who decided what, and why.
-    provenance: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
+    provenance: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     #: Inputs the clerk gave for the rules (key → value); never 身份证 numbers or phones.
-    attributes: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     #: The program-specific details (Application.details), plain values: {"kind": "loan_interest" |
     #: "hospital_care" | "sanjiehe" | "happiness_fund", …}, money in 分 (``*_fen`` ints), dates ISO
-    #: (see ``jsx_funds.programs.parse_details``); None when the program takes none.
-    details: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # type: ignore[type-arg]
+    #: (see ``jsx_funds.programs.details.parse_details``); None when the program takes none.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -130,8 +132,9 @@ class WithdrawalRow(Base):
 
     __tablename__ = "application_withdrawals"
 
-    application_id: Mapped[int] = mapped_column(BigId, ForeignKey("applications.id"), primary_key=True,
-                                                autoincrement=False)
+    application_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("applications.id"), primary_key=True, autoincrement=False
+    )
     #: The state it was withdrawn from, as read then (READY_TO_PAY when its 公示 was over).
     previous_state: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str] = mapped_column(String(1000))

@@ -1,6 +1,7 @@
 """The programs context's proto boundary: requests → the use cases' plain arguments (with
 jsxcore.wire; a bad request reports every field at once), and program and application rows
 → jsx.funds.v1 messages (presenters)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,15 +10,14 @@ from typing import Any
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2
-from jsxcore import wire
-from jsxcore.errors import ErrorCollector, InvalidArgument
-from jsxcore.values import Period, RegionCode
-
 from jsx_funds.adapters import bus
 from jsx_funds.adapters.db import aware
 from jsx_funds.programs import domain as pd
 from jsx_funds.programs.details import fill_details, parse_details
 from jsx_funds.programs.tables import ApplicationRow, ApprovalStepRow, ObjectionRow, ProgramRow, WithdrawalRow
+from jsxcore import wire
+from jsxcore.errors import ErrorCollector, InvalidArgument
+from jsxcore.values import Period, RegionCode
 
 # ---------------------------------------------------------------- requests
 
@@ -62,14 +62,26 @@ def read_new_program(p: funds_pb2.Program) -> pd.NewProgram:
         errs.violations.extend(e.violations)
     if start and end and end < start:
         errs.add("program.end_date", "截止日期不能早于开始日期")
-    beneficiary = (wire.enum_short(funds_pb2.BeneficiaryKind, p.beneficiary, "BENEFICIARY_KIND_")
-                   or pd.default_beneficiary(ptype))
+    beneficiary = wire.enum_short(
+        funds_pb2.BeneficiaryKind, p.beneficiary, "BENEFICIARY_KIND_"
+    ) or pd.default_beneficiary(ptype)
     errs.raise_if_any()
     assert region is not None
     return pd.NewProgram(
-        name=name[:200], type=ptype, custom_type=p.custom_type.strip()[:64], region=region, fund_id=fund_id,
-        beneficiary=beneficiary, approval_levels=levels, publicity_days=p.publicity_days, year=p.year,
-        budget=p.budget.fen, start_date=start, end_date=end, description=p.description.strip()[:2000])
+        name=name[:200],
+        type=ptype,
+        custom_type=p.custom_type.strip()[:64],
+        region=region,
+        fund_id=fund_id,
+        beneficiary=beneficiary,
+        approval_levels=levels,
+        publicity_days=p.publicity_days,
+        year=p.year,
+        budget=p.budget.fen,
+        start_date=start,
+        end_date=end,
+        description=p.description.strip()[:2000],
+    )
 
 
 def read_program_type_filter(value: int) -> str:
@@ -82,7 +94,7 @@ def read_new_application(a: funds_pb2.Application) -> pd.NewApplication:
     if not a.household.startswith("households/") or len(a.household) <= len("households/"):
         errs.add("application.household", "请填写申请家庭，格式 households/家庭编号")
     else:
-        hid = a.household[len("households/"):]
+        hid = a.household[len("households/") :]
     period = None
     try:
         period = Period.parse(a.period.code, field="application.period.code")
@@ -94,8 +106,10 @@ def read_new_application(a: funds_pb2.Application) -> pd.NewApplication:
         if len(key) > 64 or len(value) > 500:
             errs.add(f"application.attributes[{key[:64]}]", "补充信息过长（键不超过 64 字，值不超过 500 字）")
         elif key.startswith(pd.RESERVED_ATTRIBUTE_PREFIXES):
-            errs.add(f"application.attributes[{key}]",
-                     f"“{key}”由系统按申请明细（贷款、住院、三结合、幸福基金）填写，请在明细中填写，不要放在补充信息里")
+            errs.add(
+                f"application.attributes[{key}]",
+                f"“{key}”由系统按申请明细（贷款、住院、三结合、幸福基金）填写，请在明细中填写，不要放在补充信息里",
+            )
     details = parse_details(a, errs)
     birth = None
     if "birth_date" in a.attributes:
@@ -108,9 +122,17 @@ def read_new_application(a: funds_pb2.Application) -> pd.NewApplication:
     program_id = wire.int_id_from(a.program, "programs", "application.program")
     village = wire.region_from(a.village, "application.village.code", required=False)
     return pd.NewApplication(
-        program_id=program_id, household_id=hid, period=period, person=a.person, village=village,
-        amount_requested=a.amount_requested.fen, attributes=dict(a.attributes), details=details,
-        details_kind=a.WhichOneof("details"), birth_date=birth)
+        program_id=program_id,
+        household_id=hid,
+        period=period,
+        person=a.person,
+        village=village,
+        amount_requested=a.amount_requested.fen,
+        attributes=dict(a.attributes),
+        details=details,
+        details_kind=a.WhichOneof("details"),
+        birth_date=birth,
+    )
 
 
 def read_state_filter(value: int) -> str:
@@ -127,7 +149,7 @@ def read_program_filter(name: str) -> int | None:
 
 def read_household_filter(name: str) -> str:
     """``households/{id}`` or the bare id → the bare id ("" = any household)."""
-    return name[len("households/"):] if name.startswith("households/") else name
+    return name[len("households/") :] if name.startswith("households/") else name
 
 
 def read_decision(value: int, comment: str) -> tuple[str, str]:
@@ -151,10 +173,16 @@ def read_objection_reason(reason: str) -> str:
 def read_objection_name(name: str) -> tuple[int, int]:
     """``applications/3/objections/7`` → (3, 7)."""
     parts = name.strip().split("/")
-    if len(parts) != 4 or parts[0] != "applications" or parts[2] != "objections" \
-            or not parts[1].isdigit() or not parts[3].isdigit():
-        raise InvalidArgument.field("name", "异议资源名应写成 applications/申请编号/objections/异议编号",
-                                    reason="INVALID_RESOURCE_NAME")
+    if (
+        len(parts) != 4
+        or parts[0] != "applications"
+        or parts[2] != "objections"
+        or not parts[1].isdigit()
+        or not parts[3].isdigit()
+    ):
+        raise InvalidArgument.field(
+            "name", "异议资源名应写成 applications/申请编号/objections/异议编号", reason="INVALID_RESOURCE_NAME"
+        )
     return int(parts[1]), int(parts[3])
 
 
@@ -174,13 +202,21 @@ def read_region_filter(msg: common_pb2.RegionCode) -> RegionCode | None:
 
 def program_message(row: ProgramRow) -> funds_pb2.Program:
     out = funds_pb2.Program(
-        name=bus.program_name(row.id), display_name=row.name,
-        type=funds_pb2.ProgramType.Value("PROGRAM_TYPE_" + row.type), custom_type=row.custom_type,
-        region=common_pb2.RegionCode(code=row.region), fund=bus.fund_name(row.fund_id),
+        name=bus.program_name(row.id),
+        display_name=row.name,
+        type=funds_pb2.ProgramType.Value("PROGRAM_TYPE_" + row.type),
+        custom_type=row.custom_type,
+        region=common_pb2.RegionCode(code=row.region),
+        fund=bus.fund_name(row.fund_id),
         beneficiary=funds_pb2.BeneficiaryKind.Value("BENEFICIARY_KIND_" + row.beneficiary),
-        approval_levels=[funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + x) for x in row.approval_levels.split(",") if x],
-        publicity_days=row.publicity_days, description=row.description, create_time=wire.ts_to(row.created_at),
-        year=row.year, budget=common_pb2.Money(fen=row.budget),
+        approval_levels=[
+            funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + x) for x in row.approval_levels.split(",") if x
+        ],
+        publicity_days=row.publicity_days,
+        description=row.description,
+        create_time=wire.ts_to(row.created_at),
+        year=row.year,
+        budget=common_pb2.Money(fen=row.budget),
     )
     for field, day in (("start_date", row.start_date), ("end_date", row.end_date)):
         if day is not None:
@@ -188,45 +224,88 @@ def program_message(row: ProgramRow) -> funds_pb2.Program:
     return out
 
 
-def application_message(row: ApplicationRow, steps: Sequence[ApprovalStepRow], objections: Sequence[ObjectionRow],
-                        now: datetime,
-                        details: dict[str, Any] | None, withdrawal: WithdrawalRow | None = None) -> funds_pb2.Application:
+def application_message(
+    row: ApplicationRow,
+    steps: Sequence[ApprovalStepRow],
+    objections: Sequence[ObjectionRow],
+    now: datetime,
+    details: dict[str, Any] | None,
+    withdrawal: WithdrawalRow | None = None,
+) -> funds_pb2.Application:
     """The wire Application; ``details`` in the clear (the row may hold them sealed)."""
     out = funds_pb2.Application(
-        name=bus.application_name(row.id), program=bus.program_name(row.program_id),
-        household=f"households/{row.household_id}", person=row.person,
-        village=common_pb2.RegionCode(code=row.village), period=common_pb2.Period(code=row.period),
+        name=bus.application_name(row.id),
+        program=bus.program_name(row.program_id),
+        household=f"households/{row.household_id}",
+        person=row.person,
+        village=common_pb2.RegionCode(code=row.village),
+        period=common_pb2.Period(code=row.period),
         amount_requested=common_pb2.Money(fen=row.amount_requested),
         amount_entitled=common_pb2.Money(fen=row.amount_entitled),
-        state=funds_pb2.ApplicationState.Value("APPLICATION_STATE_" + pd.effective_state(row.state, aware(row.publicity_end) if row.publicity_end is not None else None, now)),
-        provenance=[common_pb2.Provenance(plugin=p["plugin"], plugin_version=p["plugin_version"], hook=p["hook"],
-                                          reasons=p["reasons"], region=common_pb2.RegionCode(code=p["region"]))
-                    for p in row.provenance],
-        approval_steps=[funds_pb2.ApprovalStep(
-            level=funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + st.level), region=common_pb2.RegionCode(code=st.region),
-            decision=funds_pb2.ApprovalDecision.Value("APPROVAL_DECISION_" + st.decision), comment=st.comment,
-            audit=common_pb2.AuditStamp(actor=st.actor, time=wire.ts_to(st.created_at), request_id=st.request_id),
-        ) for st in steps],
-        objections=[funds_pb2.Objection(
-            name=bus.objection_name(row.id, o.id), reason=o.reason, lodged_by=o.lodged_by,
-            state=funds_pb2.ObjectionState.Value("OBJECTION_STATE_" + o.state), resolution=o.resolution,
-            lodge_time=wire.ts_to(o.lodged_at), resolve_time=wire.ts_to(o.resolved_at) if o.resolved_at else None,
-        ) for o in objections],
-        attributes=row.attributes, create_time=wire.ts_to(row.created_at), update_time=wire.ts_to(row.updated_at),
+        state=funds_pb2.ApplicationState.Value(
+            "APPLICATION_STATE_"
+            + pd.effective_state(row.state, aware(row.publicity_end) if row.publicity_end is not None else None, now)
+        ),
+        provenance=[
+            common_pb2.Provenance(
+                plugin=p["plugin"],
+                plugin_version=p["plugin_version"],
+                hook=p["hook"],
+                reasons=p["reasons"],
+                region=common_pb2.RegionCode(code=p["region"]),
+            )
+            for p in row.provenance
+        ],
+        approval_steps=[
+            funds_pb2.ApprovalStep(
+                level=funds_pb2.ApprovalLevel.Value("APPROVAL_LEVEL_" + st.level),
+                region=common_pb2.RegionCode(code=st.region),
+                decision=funds_pb2.ApprovalDecision.Value("APPROVAL_DECISION_" + st.decision),
+                comment=st.comment,
+                audit=common_pb2.AuditStamp(actor=st.actor, time=wire.ts_to(st.created_at), request_id=st.request_id),
+            )
+            for st in steps
+        ],
+        objections=[
+            funds_pb2.Objection(
+                name=bus.objection_name(row.id, o.id),
+                reason=o.reason,
+                lodged_by=o.lodged_by,
+                state=funds_pb2.ObjectionState.Value("OBJECTION_STATE_" + o.state),
+                resolution=o.resolution,
+                lodge_time=wire.ts_to(o.lodged_at),
+                resolve_time=wire.ts_to(o.resolved_at) if o.resolved_at else None,
+            )
+            for o in objections
+        ],
+        attributes=row.attributes,
+        create_time=wire.ts_to(row.created_at),
+        update_time=wire.ts_to(row.updated_at),
     )
     if row.publicity_start is not None:
         out.publicity_start_time.CopyFrom(wire.ts_to(row.publicity_start))
         out.publicity_end_time.CopyFrom(wire.ts_to(row.publicity_end))
     fill_details(out, details)
     if withdrawal is not None:
-        out.withdrawal.CopyFrom(funds_pb2.Withdrawal(reason=withdrawal.reason, audit=common_pb2.AuditStamp(
-            actor=withdrawal.actor, time=wire.ts_to(withdrawal.created_at), request_id=withdrawal.request_id)))
+        out.withdrawal.CopyFrom(
+            funds_pb2.Withdrawal(
+                reason=withdrawal.reason,
+                audit=common_pb2.AuditStamp(
+                    actor=withdrawal.actor, time=wire.ts_to(withdrawal.created_at), request_id=withdrawal.request_id
+                ),
+            )
+        )
     return out
 
 
 def publicity_entry(a: ApplicationRow, program_name: str) -> funds_pb2.PublicityEntry:
     return funds_pb2.PublicityEntry(
-        application=bus.application_name(a.id), program_display_name=program_name,
-        village=common_pb2.RegionCode(code=a.village), beneficiary=a.person or f"households/{a.household_id}",
-        amount=common_pb2.Money(fen=a.amount_entitled), period=common_pb2.Period(code=a.period),
-        publicity_start_time=wire.ts_to(a.publicity_start), publicity_end_time=wire.ts_to(a.publicity_end))
+        application=bus.application_name(a.id),
+        program_display_name=program_name,
+        village=common_pb2.RegionCode(code=a.village),
+        beneficiary=a.person or f"households/{a.household_id}",
+        amount=common_pb2.Money(fen=a.amount_entitled),
+        period=common_pb2.Period(code=a.period),
+        publicity_start_time=wire.ts_to(a.publicity_start),
+        publicity_end_time=wire.ts_to(a.publicity_end),
+    )

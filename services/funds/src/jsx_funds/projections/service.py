@@ -12,6 +12,7 @@ day, for eligibility), :func:`household_heads` (who is paid for a
 per-household program), :func:`household_sizes`, :func:`situations_in_force`
 (a WHERE clause a set-based query joins on).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -54,23 +55,47 @@ async def apply_household(s: AsyncSession, fact: HouseholdFact, situation: Situa
     hid, when = fact.household_id, fact.occurred_at
     row = await s.get(HouseholdProjection, hid, with_for_update=True)
     if row is None:
-        s.add(HouseholdProjection(household_id=hid, village=fact.village, head_person=fact.head_person,
-                                  member_count=fact.member_count, as_of=when, updated_at=utcnow()))
+        s.add(
+            HouseholdProjection(
+                household_id=hid,
+                village=fact.village,
+                head_person=fact.head_person,
+                member_count=fact.member_count,
+                as_of=when,
+                updated_at=utcnow(),
+            )
+        )
         await s.flush()
     elif aware(row.as_of) <= when:
         row.village, row.head_person, row.member_count, row.as_of = (
-            fact.village, fact.head_person, fact.member_count, when)
+            fact.village,
+            fact.head_person,
+            fact.member_count,
+            when,
+        )
         row.updated_at = utcnow()
     if situation is None:
         return
-    sit = (await s.execute(select(SituationProjection).where(
-        SituationProjection.household_id == hid, SituationProjection.kind == situation.kind,
-        SituationProjection.effective_from == situation.effective_from,
-    ))).scalar()
+    sit = (
+        await s.execute(
+            select(SituationProjection).where(
+                SituationProjection.household_id == hid,
+                SituationProjection.kind == situation.kind,
+                SituationProjection.effective_from == situation.effective_from,
+            )
+        )
+    ).scalar()
     if sit is None:
-        s.add(SituationProjection(household_id=hid, kind=situation.kind, effective_from=situation.effective_from,
-                                  effective_to=situation.effective_to, disability_grade=situation.disability_grade,
-                                  as_of=when))
+        s.add(
+            SituationProjection(
+                household_id=hid,
+                kind=situation.kind,
+                effective_from=situation.effective_from,
+                effective_to=situation.effective_to,
+                disability_grade=situation.disability_grade,
+                as_of=when,
+            )
+        )
     elif aware(sit.as_of) <= when:
         sit.effective_to, sit.disability_grade, sit.as_of = situation.effective_to, situation.disability_grade, when
     await s.flush()
@@ -84,14 +109,24 @@ async def household(s: AsyncSession, household_id: str) -> HouseholdProjection |
 def situations_in_force(on: date) -> ColumnElement[bool]:
     """A situation in force on ``on`` (its start on or before, no end or an end on or after)."""
     return (SituationProjection.effective_from <= on) & (
-        SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= on))
+        SituationProjection.effective_to.is_(None) | (SituationProjection.effective_to >= on)
+    )
 
 
 async def household_situations(s: AsyncSession, household_id: str, on: date) -> list[SituationProjection]:
     """The household's situations in force on ``on`` (for eligibility), oldest first."""
-    return list((await s.execute(select(SituationProjection).where(
-        SituationProjection.household_id == household_id, situations_in_force(on),
-    ).order_by(SituationProjection.effective_from))).scalars())
+    return list(
+        (
+            await s.execute(
+                select(SituationProjection)
+                .where(
+                    SituationProjection.household_id == household_id,
+                    situations_in_force(on),
+                )
+                .order_by(SituationProjection.effective_from)
+            )
+        ).scalars()
+    )
 
 
 async def household_heads(s: AsyncSession, households: Iterable[str]) -> dict[str, str]:
@@ -99,8 +134,11 @@ async def household_heads(s: AsyncSession, households: Iterable[str]) -> dict[st
     ids = list({h.removeprefix("households/") for h in households})
     out: dict[str, str] = {}
     for i in range(0, len(ids), _CHUNK):
-        rows = await s.execute(select(HouseholdProjection.household_id, HouseholdProjection.head_person)
-                               .where(HouseholdProjection.household_id.in_(ids[i:i + _CHUNK])))
+        rows = await s.execute(
+            select(HouseholdProjection.household_id, HouseholdProjection.head_person).where(
+                HouseholdProjection.household_id.in_(ids[i : i + _CHUNK])
+            )
+        )
         out.update({f"households/{h}": p for h, p in rows if p})
     return out
 
@@ -110,7 +148,10 @@ async def household_sizes(s: AsyncSession, household_ids: Iterable[str]) -> dict
     ids = list(set(household_ids))
     out: dict[str, int] = {}
     for i in range(0, len(ids), _CHUNK):
-        rows = await s.execute(select(HouseholdProjection.household_id, HouseholdProjection.member_count)
-                               .where(HouseholdProjection.household_id.in_(ids[i:i + _CHUNK])))
+        rows = await s.execute(
+            select(HouseholdProjection.household_id, HouseholdProjection.member_count).where(
+                HouseholdProjection.household_id.in_(ids[i : i + _CHUNK])
+            )
+        )
         out.update({h: int(n or 0) for h, n in rows})
     return out

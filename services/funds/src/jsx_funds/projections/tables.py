@@ -3,6 +3,7 @@
 Ids, village and counts only — no names or ID numbers: those stay in the
 members service (DESIGN.md §3 rules 1 and 7).
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime

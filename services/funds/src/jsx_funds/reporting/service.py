@@ -24,20 +24,17 @@ The sentence clerks put in their reports comes with it:
 income was gained). :func:`reports_xlsx` writes
 reports as a spreadsheet (openpyxl).
 """
+
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
-from jsxcore.auth import Caller
-from jsxcore.errors import NotFound
-from jsxcore.values import Period, RegionCode
-
 from jsx_funds.adapters import bus
 from jsx_funds.disbursement.tables import BankResultRow, PaymentBatchRow, PaymentRow, in_batch
 from jsx_funds.ledger.tables import fund_balance
@@ -45,6 +42,9 @@ from jsx_funds.programs.service import ProgramsService, applications_of, effecti
 from jsx_funds.programs.tables import ApplicationRow, ProgramRow
 from jsx_funds.projections.service import household_sizes
 from jsx_funds.reporting.wire import ProgramFigures, report_message
+from jsxcore.auth import Caller
+from jsxcore.errors import NotFound
+from jsxcore.values import Period, RegionCode
 
 #: Application states that count as approved (the amount is spoken for).
 APPROVED_STATES = ("APPROVED", "IN_PUBLICITY", "READY_TO_PAY", "OBJECTED", "PAYMENT_ISSUED", "PAID", "PAYMENT_FAILED")
@@ -52,8 +52,11 @@ APPROVED_STATES = ("APPROVED", "IN_PUBLICITY", "READY_TO_PAY", "OBJECTED", "PAYM
 
 def income_gained(apps: list[ApplicationRow], now: datetime) -> int:
     """Σ 三结合 ``income_gained`` (分) over the applications that are PAID."""
-    return sum(int(a.details["income_gained_fen"]) for a in apps
-               if a.details and a.details.get("kind") == "sanjiehe" and effective_state(a, now) == "PAID")
+    return sum(
+        int(a.details["income_gained_fen"])
+        for a in apps
+        if a.details and a.details.get("kind") == "sanjiehe" and effective_state(a, now) == "PAID"
+    )
 
 
 def _within(code: str, period: Period | None) -> bool:
@@ -63,14 +66,20 @@ def _within(code: str, period: Period | None) -> bool:
 class ReportingService:
     """GetProgramReport and the CLI's reports; reads the other contexts through their public queries."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], programs: ProgramsService, *,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        programs: ProgramsService,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.programs = programs
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
 
-    async def get_program_report(self, program_id: int, region: RegionCode | None, period: Period | None, *,
-                                 caller: Caller | None) -> funds_pb2.ProgramReport:
+    async def get_program_report(
+        self, program_id: int, region: RegionCode | None, period: Period | None, *, caller: Caller | None
+    ) -> funds_pb2.ProgramReport:
         """The program's figures in ``region`` (default: the caller's, or the program's for a trusted caller)
         for ``period`` (None: every period). A region above the program's means the whole program."""
         if region is not None and caller is not None:
@@ -84,9 +93,14 @@ class ReportingService:
                 region = RegionCode(program.region)
             return await program_report(s, program, region, period, self.clock())
 
-    async def program_reports(self, *, program_ids: Sequence[int] = (), region: RegionCode | None = None,
-                              year: int | None = None,
-                              caller: Caller | None) -> list[tuple[str, funds_pb2.ProgramReport]]:
+    async def program_reports(
+        self,
+        *,
+        program_ids: Sequence[int] = (),
+        region: RegionCode | None = None,
+        year: int | None = None,
+        caller: Caller | None,
+    ) -> list[tuple[str, funds_pb2.ProgramReport]]:
         """``(program display name, report)`` for the given programs, or for every program of ``year`` run in
         ``region`` — each in ``region`` (the whole program when the region is above it; a program whose region
         lies outside ``region`` is left out) for the whole of ``year`` (None: every period). NotFound names
@@ -115,8 +129,9 @@ class ReportingService:
         return out
 
 
-async def program_report(s: AsyncSession, program: ProgramRow, region: RegionCode, period: Period | None,
-                         now: datetime) -> funds_pb2.ProgramReport:
+async def program_report(
+    s: AsyncSession, program: ProgramRow, region: RegionCode, period: Period | None, now: datetime
+) -> funds_pb2.ProgramReport:
     """The figures of ``program`` in ``region`` for ``period`` (None = all)."""
     prefix = region.prefix
     apps = [a for a in await applications_of(s, program.id, region) if _within(a.period, period)]
@@ -126,12 +141,22 @@ async def program_report(s: AsyncSession, program: ProgramRow, region: RegionCod
         st = effective_state(a, now)
         states[st] += 1
         amounts[st] += a.amount_entitled
-    batches = [b for b in (await s.execute(select(PaymentBatchRow).where(
-        PaymentBatchRow.program_id == program.id))).scalars() if _within(b.period, period)]
-    paid = [row for b in batches for row in (await s.execute(
-        select(PaymentRow.household_id, PaymentRow.payee, PaymentRow.amount)
-        .join(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
-        .where(in_batch(b), BankResultRow.state == "PAID", PaymentRow.village.startswith(prefix)))).all()]
+    batches = [
+        b
+        for b in (await s.execute(select(PaymentBatchRow).where(PaymentBatchRow.program_id == program.id))).scalars()
+        if _within(b.period, period)
+    ]
+    paid = [
+        row
+        for b in batches
+        for row in (
+            await s.execute(
+                select(PaymentRow.household_id, PaymentRow.payee, PaymentRow.amount)
+                .join(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                .where(in_batch(b), BankResultRow.state == "PAID", PaymentRow.village.startswith(prefix))
+            )
+        ).all()
+    ]
     households = {h for h, _, _ in paid}
     if program.beneficiary == "PERSON":
         people = len({p for _, p, _ in paid})
@@ -139,8 +164,19 @@ async def program_report(s: AsyncSession, program: ProgramRow, region: RegionCod
         sizes = await household_sizes(s, households) if households else {}
         people = sum(max(int(sizes.get(h) or 0), 1) for h in households)
     fund_total = program.budget or (await fund_balance(s, program.fund_id)).income.fen
-    return report_message(ProgramFigures(
-        program_id=program.id, region=region, period=period, states=dict(states), amounts=dict(amounts),
-        approved=sum(amounts[st] for st in APPROVED_STATES), paid=sum(a for _, _, a in paid),
-        households=len(households), persons=len({p for _, p, _ in paid}), people=people, fund_total=fund_total,
-        income_gained=income_gained(apps, now)))
+    return report_message(
+        ProgramFigures(
+            program_id=program.id,
+            region=region,
+            period=period,
+            states=dict(states),
+            amounts=dict(amounts),
+            approved=sum(amounts[st] for st in APPROVED_STATES),
+            paid=sum(a for _, _, a in paid),
+            households=len(households),
+            persons=len({p for _, p, _ in paid}),
+            people=people,
+            fund_total=fund_total,
+            income_gained=income_gained(apps, now),
+        )
+    )

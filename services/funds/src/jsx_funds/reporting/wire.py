@@ -1,4 +1,5 @@
 """Reporting presenters: a program's figures → ``ProgramReport``, the clerks' sentence, and the xlsx 项目报表."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +8,8 @@ from pathlib import Path
 
 from jsx.common.v1 import common_pb2
 from jsx.funds.v1 import funds_pb2
-from jsxcore.values import Period, RegionCode
-
 from jsx_funds.adapters import bus
+from jsxcore.values import Period, RegionCode
 
 
 def wan_yuan(fen: int) -> str:
@@ -43,15 +43,25 @@ class ProgramFigures:
 
 def report_message(f: ProgramFigures) -> funds_pb2.ProgramReport:
     out = funds_pb2.ProgramReport(
-        program=bus.program_name(f.program_id), region=common_pb2.RegionCode(code=f.region.code),
-        states=[funds_pb2.StateCount(state=funds_pb2.ApplicationState.Value("APPLICATION_STATE_" + st), count=n,
-                                     amount=common_pb2.Money(fen=f.amounts.get(st, 0)))
-                for st, n in sorted(f.states.items())],
-        households_helped=f.households, persons_helped=f.persons,
-        amount_approved=common_pb2.Money(fen=f.approved), amount_paid=common_pb2.Money(fen=f.paid),
-        fund_total=common_pb2.Money(fen=f.fund_total), people_helped=f.people,
+        program=bus.program_name(f.program_id),
+        region=common_pb2.RegionCode(code=f.region.code),
+        states=[
+            funds_pb2.StateCount(
+                state=funds_pb2.ApplicationState.Value("APPLICATION_STATE_" + st),
+                count=n,
+                amount=common_pb2.Money(fen=f.amounts.get(st, 0)),
+            )
+            for st, n in sorted(f.states.items())
+        ],
+        households_helped=f.households,
+        persons_helped=f.persons,
+        amount_approved=common_pb2.Money(fen=f.approved),
+        amount_paid=common_pb2.Money(fen=f.paid),
+        fund_total=common_pb2.Money(fen=f.fund_total),
+        people_helped=f.people,
         income_gained=common_pb2.Money(fen=f.income_gained),
-        summary=summary(f.fund_total, f.households, f.people, f.income_gained))
+        summary=summary(f.fund_total, f.households, f.people, f.income_gained),
+    )
     if f.period is not None:
         out.period.CopyFrom(common_pb2.Period(code=str(f.period)))
     return out
@@ -68,17 +78,39 @@ def reports_xlsx(reports: list[tuple[str, funds_pb2.ProgramReport]], path: str |
     wb = Workbook()
     ws = wb.active
     ws.title = "项目报表"
-    header = ["项目", "项目编号", "地区代码", "期间", "资金总额（万元）", "批准金额（元）", "已支付（元）",
-              "惠及户数", "惠及人数", "说明", "带动增收（元）"]
+    header = [
+        "项目",
+        "项目编号",
+        "地区代码",
+        "期间",
+        "资金总额（万元）",
+        "批准金额（元）",
+        "已支付（元）",
+        "惠及户数",
+        "惠及人数",
+        "说明",
+        "带动增收（元）",
+    ]
     ws.append(header)
     for cell in ws[1]:
         cell.font = Font(bold=True)
     for name, r in reports:
-        ws.append([name, r.program, r.region.code, r.period.code or "全部",
-                   float(Decimal(wan_yuan(r.fund_total.fen))), Decimal(r.amount_approved.fen) / 100,
-                   Decimal(r.amount_paid.fen) / 100, r.households_helped, r.people_helped, r.summary,
-                   Decimal(r.income_gained.fen) / 100])
-    for col, width in zip("ABCDEFGHIJK", (28, 14, 12, 10, 16, 16, 16, 10, 10, 48, 16)):
+        ws.append(
+            [
+                name,
+                r.program,
+                r.region.code,
+                r.period.code or "全部",
+                float(Decimal(wan_yuan(r.fund_total.fen))),
+                Decimal(r.amount_approved.fen) / 100,
+                Decimal(r.amount_paid.fen) / 100,
+                r.households_helped,
+                r.people_helped,
+                r.summary,
+                Decimal(r.income_gained.fen) / 100,
+            ]
+        )
+    for col, width in zip("ABCDEFGHIJK", (28, 14, 12, 10, 16, 16, 16, 10, 10, 48, 16), strict=True):
         ws.column_dimensions[col].width = width
     for row in ws.iter_rows(min_row=2, min_col=6, max_col=7):
         for cell in row:
