@@ -15,7 +15,6 @@ independent without re-migrating.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import date
 from typing import Any
 
@@ -44,6 +43,7 @@ from jsx_funds.ledger import wire as lw
 from jsxcore.db import create_engine, session_factory, transaction
 from jsxcore.errors import FailedPrecondition
 from jsxcore.plugins import PluginHost
+from jsxcore.testing.helpers import rid
 from jsxcore.usecase import Idem
 from jsxcore.values import Money, RegionCode
 
@@ -134,7 +134,7 @@ def run_machine(db_url: str, max_examples: int) -> None:
                 fund=f"funds/{self.fund}",
                 source=f"fundSources/{self.source}",
                 amount=common_pb2.Money(fen=fen),
-                request_id=str(uuid.uuid4()),
+                request_id=rid(),
             )
             entry = run(svc.post_allocation(lw.read_allocation(req), caller=None, idem=idem(req)))
             self.last_allocation = req
@@ -198,7 +198,7 @@ def run_machine(db_url: str, max_examples: int) -> None:
                         s,
                         self.fund,
                         Money(fen),
-                        payment_key=str(uuid.uuid4()),
+                        payment_key=rid(),
                         payee="households/1",
                         actor="prop",
                         commitment_id=commitment,
