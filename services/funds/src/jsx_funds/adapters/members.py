@@ -9,7 +9,7 @@ signed with the shared ``auth_secret``), so members applies its own region
 scope. Only existence is used: no personal data is read or kept.
 
 Two batch reads serve the payment file and the 公示 list
-(:mod:`jsx_funds.payment_file`, :mod:`jsx_funds.payees`):
+(:mod:`jsx_funds.disbursement.payment_file`, ListPublicity in :mod:`jsx_funds.programs.service`):
 ``batch_get_payees`` (full names and 一卡通 card numbers; sent with the
 *caller's own* token when given, so members checks that person's
 ``members.payees.read`` and audits them) and ``batch_get_persons`` (masked
