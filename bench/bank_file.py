@@ -10,7 +10,7 @@ Untimed setup:
 * funds: its own PostgreSQL database (``monthly_batch.create_db``), the
   2022 洪江市 特别扶助 program and N enrolled mothers ``persons/m{i}``
   (``monthly_batch.setup_program`` / ``seed``), and one batch of N payments
-  for 2022-08 made by ``BatchesService.create_payment_batch``;
+  for 2022-08 made by ``DisbursementService.create_payment_batch``;
 * members: its own database — a SQLite file by default (the embedded
   default, as the funds tests run members), or a second PostgreSQL database
   with ``--members-db pg`` — holding the N mothers and their 户主 (2N
@@ -20,7 +20,7 @@ Untimed setup:
   (``adapters.db.new_id``) are taken from ``head{i}``, ``m{i}``, ``hh{i}`` so
   they are the ids the funds seed pays. The roster has no card column, so
   each person's 一卡通 number is then encrypted by the service's own
-  ``MembersService._set_card`` (AAD bound to the person) and the ciphertexts
+  ``PersonsService.card_cipher`` (AAD bound to the person) and the ciphertexts
   written by primary key. The import's outbox rows are removed (the events
   were for the funds projection, which the funds seed fills directly), so
   the server's relay publishes nothing during the timed part;
@@ -31,7 +31,7 @@ Untimed setup:
 Timed, each in a fresh child process (setup memory does not count; the
 child's peak RSS is its VmHWM):
 
-* bank file — ``payment_file.stream_payment_file`` (StreamPaymentFile's
+* bank file — ``DisbursementService.stream_payment_file`` (StreamPaymentFile's
   body, CSV) for the batch, as a 财务 officer with their own token, every
   chunk written to a file: pages of 10 000 payments from the funds
   database, their payees from members' BatchGetPayees (1 000 per call, 4 in
@@ -42,13 +42,13 @@ child's peak RSS is its VmHWM):
 * raw gRPC — a bare ``grpc.aio`` server returning a real 1 000-payee
   response's bytes to a real 1 000-name request, the same calls in the same
   pattern: what the transport alone costs for those bytes;
-* id-only file — ``BatchesService.write_payment_file`` for the same batch
+* id-only file — ``DisbursementService.write_id_list`` for the same batch
   (payee ids, no names or cards): the team's existing figure.
 
 Then, untimed but measured, where the time goes (in this process, no gRPC):
-members' own work per 1 000 names (``PayeeReads.batch_get_payees``: SQL,
+members' own work per 1 000 names (``PersonsService.batch_get_payees``: SQL,
 decrypt, protobuf), the card decrypts alone, the funds page reads alone,
-building the Line objects, and the CSV rendering alone.
+building the file's rows, and the CSV rendering alone.
 
 No goal is set for this file (exit status 0 unless something fails); the
 output is checked: N lines, the 合计 line, sampled lines carry the right
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import itertools
 import json
 import os
@@ -76,7 +75,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import one_row, peak_rss, timed
+from _common import peak_rss, timed
 from monthly_batch import COUNTY, PERIOD, create_db, drop_db, seed, setup_program
 
 #: Households per roster import call (each call one transaction; the import keeps its rows in memory).
@@ -99,28 +98,34 @@ def card_of(person: str) -> str:
 
 
 async def make_batch(url: str, program_id: int) -> tuple[int, int]:
-    """One batch of the month through BatchesService (untimed). Returns (batch id, payments)."""
+    """One batch of the month through DisbursementService (untimed). Returns (batch id, payments)."""
     from jsx.common.v1 import common_pb2 as c
     from jsx.funds.v1 import funds_pb2 as pb
-    from jsx_funds.batches import BatchesService
+    from jsx_funds.disbursement.service import SERVICE_NAME
+    from jsx_funds.entrypoints.grpc import compose
     from jsxcore.auth import Caller
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
-    from jsxcore.values import RegionCode
+    from jsxcore.usecase import Idem
+    from jsxcore.values import Period, RegionCode
 
     host = PluginHost({"hunan": ["430000"], "hongjiang": [COUNTY]})
     host.discover()
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=UTC))
+    svc = compose(session_factory(eng), host, clock=lambda: datetime(2022, 8, 5, 2, tzinfo=UTC)).disbursement
     admin = Caller(subject="fin", display_name="fin", roles=("admin",), region=RegionCode.parse(COUNTY))
+    req = pb.CreatePaymentBatchRequest(
+        request_id=str(uuid.uuid4()),
+        program=f"programs/{program_id}",
+        region=c.RegionCode(code=COUNTY),
+        period=c.Period(code=PERIOD),
+    )
     batch = await svc.create_payment_batch(
-        pb.CreatePaymentBatchRequest(
-            request_id=str(uuid.uuid4()),
-            program=f"programs/{program_id}",
-            region=c.RegionCode(code=COUNTY),
-            period=c.Period(code=PERIOD),
-        ),
-        admin,
+        program_id,
+        RegionCode.parse(COUNTY),
+        Period.parse(PERIOD),
+        caller=admin,
+        idem=Idem.of(SERVICE_NAME, "CreatePaymentBatch", req),
     )
     await eng.dispose()
     return int(batch.name.split("/")[1]), batch.payment_count
@@ -168,7 +173,7 @@ def roster(start: int, stop: int, vill: list[str]) -> list[dict[str, str]]:
 
 async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) -> None:
     """2N persons and N households through the roster import, then every person's card (see module doc)."""
-    from sqlalchemy import Table, bindparam, delete, func, select, update
+    from sqlalchemy import bindparam, delete, func, select, update
 
     from jsx_members.adapters import db as m
     from jsx_members.households.tables import HouseholdRow
@@ -183,7 +188,6 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
     eng = create_engine(murl)
     svc = MembersService(session_factory(eng), conf.field_cipher(), conf.blind_index())
     persons = PersonRow.__table__
-    assert isinstance(persons, Table)
     set_card = update(persons).where(persons.c.id == bindparam("pid")).values(card_cipher=bindparam("cc"))
     drawn = m.new_id
     try:
@@ -193,7 +197,7 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
             ids = itertools.chain(
                 (f"{p}{i}" for i in range(start, stop) for p in ("head", "m")), (f"hh{i}" for i in range(start, stop))
             )
-            m.new_id = functools.partial(next, ids)
+            m.new_id = lambda: next(ids)  # type: ignore[assignment]
             report = await svc.roster.import_rows(roster(start, stop, vill), caller=clerk(COUNTY, subject="bench-seed"))
             m.new_id = drawn
             if not report.ok:
@@ -273,11 +277,11 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
 
     from sqlalchemy import text
 
-    from jsx.funds.v1 import funds_pb2 as pb
-    from jsx_funds import payment_file
     from jsx_funds.adapters.members import MembersClient
+    from jsx_funds.entrypoints.grpc import compose
     from jsxcore.auth import Caller, issue_token
     from jsxcore.db import create_engine, session_factory
+    from jsxcore.plugins import PluginHost
     from jsxcore.values import RegionCode
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
@@ -293,12 +297,12 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
     async with eng.connect() as conn:
         await conn.execute(text("SELECT 1"))
     await members.batch_get_payees(["persons/m0"], COUNTY, token=token)
-    req = pb.StreamPaymentFileRequest(payment_batch=f"paymentBatches/{batch_id}", format=pb.PAYMENT_FILE_FORMAT_CSV)
+    svc = compose(sessions, PluginHost(), members=members).disbursement
     meta = None
     size = 0
     t0 = time.perf_counter()
     with open(out_csv, "wb") as f:
-        async for chunk in payment_file.stream_payment_file(sessions, members, req, caller, token):
+        async for chunk in svc.stream_payment_file(batch_id, True, caller=caller, token=token):
             if chunk.HasField("metadata"):
                 meta = chunk.metadata
             else:
@@ -320,7 +324,7 @@ async def child_bank(url: str, batch_id: int, addr: str, secret: str, out_csv: s
 async def child_lookups(n: int, addr: str, secret: str) -> dict[str, Any]:
     """The same names through MembersClient.batch_get_payees, page after page (10 000 each), nothing else."""
     from jsx_funds.adapters.members import MembersClient
-    from jsx_funds.payment_file import PAGE
+    from jsx_funds.disbursement.payment_file import PAGE
     from jsxcore.auth import issue_token
 
     members = MembersClient(addr, secret)
@@ -345,11 +349,11 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
     from jsx.members.v1 import members_pb2
     from jsx_funds.adapters.members import BATCH, IN_FLIGHT
-    from jsx_funds.payment_file import PAGE
+    from jsx_funds.disbursement.payment_file import PAGE
 
     names = _names(n)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(ECHO_METHOD)
+        call = ch.unary_unary(ECHO_METHOD)
         await call(b"", timeout=10)
         got = 0
         t0 = time.perf_counter()
@@ -357,7 +361,7 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
             page = names[k : k + PAGE]
             gate = asyncio.Semaphore(IN_FLIGHT)
 
-            async def one(chunk: list[str], gate: asyncio.Semaphore = gate) -> bytes:
+            async def one(chunk: list[str]) -> bytes:
                 async with gate:
                     return await call(members_pb2.BatchGetPayeesRequest(names=chunk).SerializeToString(), timeout=10)
 
@@ -368,20 +372,20 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
 
 async def child_idfile(url: str, batch_id: int, out_csv: str) -> dict[str, Any]:
-    """BatchesService.write_payment_file: the id-only file of the same batch."""
+    """DisbursementService.write_id_list: the id-only file of the same batch."""
     from sqlalchemy import text
 
-    from jsx_funds.batches import BatchesService
+    from jsx_funds.entrypoints.grpc import compose
     from jsxcore.db import create_engine, session_factory
     from jsxcore.plugins import PluginHost
 
     eng = create_engine(url)
-    svc = BatchesService(session_factory(eng), PluginHost())
+    svc = compose(session_factory(eng), PluginHost()).disbursement
     async with eng.connect() as conn:
         await conn.execute(text("SELECT 1"))
     t0 = time.perf_counter()
     with open(out_csv, "w", encoding="utf-8", newline="") as f:
-        lines = await svc.write_payment_file(batch_id, f)
+        lines = await svc.write_id_list(batch_id, f)
     seconds = time.perf_counter() - t0
     await eng.dispose()
     return {"seconds": seconds, "lines": lines, "maxrss": peak_rss()}
@@ -421,8 +425,8 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     from sqlalchemy import select
 
     from jsx.members.v1 import members_pb2
-    from jsx_funds import payment_file as pf
-    from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, in_batch
+    from jsx_funds.disbursement import payment_file as pf
+    from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow, in_batch
     from jsx_members.persons.tables import PersonRow
     from jsx_members.service import MembersService
     from jsx_members.testdata import clerk
@@ -443,7 +447,7 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
         payees.update((p.person, p) for p in resp.payees)
     out["members_work"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ciphers: list[Any] = []
+    ciphers = []
     async with svc.sessions() as s:
         for k in range(0, n, 1000):
             ids = [x.split("/", 1)[1] for x in names[k : k + 1000]]
@@ -465,7 +469,7 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     eng = create_engine(url)
     sessions = session_factory(eng)
     async with sessions() as s:
-        where = in_batch(await s.get_one(PaymentBatchRow, batch_id))
+        where = in_batch(await s.get(PaymentBatchRow, batch_id))
     pages = []
     after = None
     t0 = time.perf_counter()
@@ -490,31 +494,37 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     await eng.dispose()
     name = f"paymentBatches/{batch_id}"
     t0 = time.perf_counter()
+    program = "2022年洪江市计生特别扶助"
     lines = [
-        [
-            pf.Line(
-                payee_name=payees[p.payee].display_name,
-                card_number=payees[p.payee].card_number,
-                amount=p.amount,
-                reference=f"{name}/payments/{p.payment_id}",
-                village=pf._village_label(p.village),
-                note="按人发放",
-            )
-            for p in rows
-        ]
+        (
+            [
+                [
+                    payees[p.payee].display_name,
+                    payees[p.payee].card_number,
+                    pf.amount_text(p.amount),
+                    f"{name}/payments/{p.payment_id}",
+                    pf.village_label(p.village),
+                    program,
+                    PERIOD,
+                    "按人发放",
+                ]
+                for p in rows
+            ],
+            [p.amount for p in rows],
+        )
         for rows in pages
     ]
     out["lines"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for rows in pages:
         for p in rows:
-            pf._village_label(p.village)
+            pf.village_label(p.village)
     out["village_labels"] = time.perf_counter() - t0
     with tempfile.TemporaryFile() as f:
         t0 = time.perf_counter()
-        w = pf._CsvWriter(f, "2022年洪江市计生特别扶助", PERIOD)
-        for page in lines:
-            w.add(page)
+        w = pf.CsvWriter.to_bytes(f, pf.BANK)
+        for rows, amounts in lines:
+            w.add(rows, amounts)
         w.finish()
         out["render"] = time.perf_counter() - t0
     buf = io.BytesIO(b"x" * (64 << 20))
@@ -559,7 +569,7 @@ def check_file(path: str, n: int, expected_total: int, url: str) -> list[str]:
                 samples[int(row[4].rsplit("/", 1)[1])] = row
     with psycopg.connect(url) as c:
         for pid, row in samples.items():
-            (payee,) = one_row(c.execute("SELECT payee FROM payments WHERE id = %s", (pid,)))
+            (payee,) = c.execute("SELECT payee FROM payments WHERE id = %s", (pid,)).fetchone()
             i = int(payee.removeprefix("persons/m"))
             if (row[1], row[2]) != (make_name(2 * i + 1), card_of(f"m{i}")):
                 problems.append(f"line {row[0]}: {row[1]!r} {row[2]!r}, expected {payee}'s name and card")
@@ -595,14 +605,14 @@ def main() -> int:
     if a.child:
         kind, *rest = a.child
         if kind == "bank":
-            job = child_bank(rest[0], int(rest[1]), rest[2], rest[3], rest[4])
+            r = child_bank(rest[0], int(rest[1]), rest[2], rest[3], rest[4])
         elif kind == "lookups":
-            job = child_lookups(int(rest[0]), rest[1], rest[2])
+            r = child_lookups(int(rest[0]), rest[1], rest[2])
         elif kind == "echo":
-            job = child_echo(int(rest[0]), int(rest[1]))
+            r = child_echo(int(rest[0]), int(rest[1]))
         else:
-            job = child_idfile(rest[0], int(rest[1]), rest[2])
-        print(json.dumps(asyncio.run(job)))
+            r = child_idfile(rest[0], int(rest[1]), rest[2])
+        print(json.dumps(asyncio.run(r)))
         return 0
 
     from jsx.common.v1 import common_pb2
@@ -628,9 +638,9 @@ def main() -> int:
             import psycopg
 
             with psycopg.connect(url, autocommit=True) as c:
-                expected_total = one_row(
-                    c.execute("SELECT sum(amount) FROM payments WHERE batch_id = %s", (batch_id,))
-                )[0]
+                expected_total = c.execute(
+                    "SELECT sum(amount) FROM payments WHERE batch_id = %s", (batch_id,)
+                ).fetchone()[0]
                 c.execute("VACUUM (ANALYZE) payments")
                 c.execute("CHECKPOINT")
         assert paid == n, paid
@@ -721,13 +731,13 @@ def main() -> int:
         ("bank file: stream_payment_file, CSV", bank),
         ("raw lookups: BatchGetPayees, same N names", look),
         ("raw gRPC: same calls and bytes, bare server", echo),
-        ("id-only file: write_payment_file", ids),
+        ("id-only file: write_id_list", ids),
     ):
         ratio = "" if r is bank else f"{bank['seconds'] / r['seconds']:6.1f}× its time"
         print(f"  {label:<44} {r['seconds']:8.2f} {n / r['seconds']:10,.0f}  {ratio}")
     print(
         f"  file: {bank['lines']:,} lines, {bank['bytes'] / 1e6:.0f} MB, {bank['total_fen'] / 100:,.2f} 元;"
-        f" checks {problems or 'ok'}"
+        f" checks {'ok' if not problems else problems}"
     )
     print(
         f"  peak RSS: bank-file child {bank['maxrss'] / 2**20:.0f} MiB, lookups child {look['maxrss'] / 2**20:.0f} MiB,"
@@ -739,16 +749,16 @@ def main() -> int:
         print(f"\n  where the time goes (each part alone, in one process, no gRPC; seconds for {n:,}):")
         rows = [
             (
-                "members' own work: PayeeReads.batch_get_payees ×1000 (SQL + decrypt + protobuf + audit)",
+                "members' own work: PersonsService.batch_get_payees ×1000 (SQL + decrypt + protobuf + audit)",
                 parts["members_work"],
             ),
-            ("  of which the persons read as ORM entities, as PayeeReads._load does", parts["members_orm"]),
+            ("  of which the persons read as ORM entities, as batch_get_payees does", parts["members_orm"]),
             ("  (the same rows, id and card_cipher only, as plain rows)", parts["members_sql"]),
             ("  of which the card decrypts alone (AES-GCM)", parts["decrypt"]),
             ("funds: the payments pages (10 000 a query)", parts["funds_pages"]),
-            ("funds: Line objects (incl. village labels)", parts["lines"]),
-            ("  of which _village_label (RegionCode.parse per line)", parts["village_labels"]),
-            ("funds: CSV rendering (_CsvWriter.add + finish, to a file)", parts["render"]),
+            ("funds: the rows (incl. village labels)", parts["lines"]),
+            ("  of which village_label (RegionCode.parse per line)", parts["village_labels"]),
+            ("funds: CSV rendering (CsvWriter.add + finish, to a file)", parts["render"]),
             ("funds: sha256 + size of the spool, per 64 MiB", parts["sha256_per_64MiB"]),
         ]
         for label, s in rows:

@@ -1,10 +1,10 @@
 """Programs and applications on SQLite and PostgreSQL: plugin eligibility and
 amounts with provenance (洪江 940 vs 沅陵 national 590 for 2022-08), the
 村 → 乡镇 → 县 chain with maker-checker, 公示, objections and events."""
+
 from __future__ import annotations
 
-import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -14,81 +14,102 @@ from jsx.common.v1 import common_pb2 as c
 from jsx.funds.v1 import funds_pb2 as pb
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
+from jsx_funds.entrypoints.grpc import compose
+from jsx_funds.programs.domain import publicity_end
+from jsx_funds.projections.consumers import apply_household_event
 from jsxcore.auth import Caller
 from jsxcore.db import session_factory, transaction
 from jsxcore.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
-from jsxcore.values import RegionCode
-
-from jsx_funds.consumers import apply_household_event
-from jsx_funds.programs import ProgramsService, publicity_end
-from jsx_funds.service import FundsService
+from jsxcore.testing.helpers import Clock, rid, who
 
 HJ_VILLAGE, HJ_TOWNSHIP, HJ = "431281101201", "431281101", "431281"
 YL_VILLAGE = "431222101201"
 
 
-def rid() -> str:
-    return str(uuid.uuid4())
-
-
-def who(subject: str, role: str, region: str) -> Caller:
-    return Caller(subject=subject, display_name=subject, roles=(role,), region=RegionCode.parse(region))
-
-
-CLERK = who("clerk-hj", "county_clerk", HJ)
-VILLAGE = who("rev-village", "village_reviewer", HJ_VILLAGE)
-TOWNSHIP = who("rev-township", "township_reviewer", HJ_TOWNSHIP)
-COUNTY = who("appr-county", "county_approver", HJ)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2022, 9, 5, 2, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in China
-
-    def __call__(self) -> datetime:
-        return self.now
+CLERK = who("clerk-hj", HJ, "county_clerk")
+VILLAGE = who("rev-village", HJ_VILLAGE, "village_reviewer")
+TOWNSHIP = who("rev-township", HJ_TOWNSHIP, "township_reviewer")
+COUNTY = who("appr-county", HJ, "county_approver")
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
     clock = Clock()
-    funds = FundsService(sessions)
-    programs = ProgramsService(sessions, host, clock=clock)
+    funds = programs = make_api(compose(sessions, host, clock=clock))
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
+
     async def household(hid: str, village: str, kind: int, since: date) -> None:
         msg = mev.HouseholdSituationChanged(
-            household=f"households/{hid}", village=c.RegionCode(code=village), kind=kind,
-            effective_from=c.Date(year=since.year, month=since.month, day=since.day), head_person=f"persons/{hid}-head",
-            member_count=2)
+            household=f"households/{hid}",
+            village=c.RegionCode(code=village),
+            kind=kind,
+            effective_from=c.Date(year=since.year, month=since.month, day=since.day),
+            head_person=f"persons/{hid}-head",
+            member_count=2,
+        )
         msg.occurred_at.FromSeconds(1_600_000_000)
         async with transaction(sessions) as s:
             await apply_household_event(s, msg, meta)
+
     return {"sessions": sessions, "funds": funds, "programs": programs, "clock": clock, "household": household}
 
 
 async def make_program(env, region: str, budget: int = 0) -> pb.Program:  # type: ignore[no-untyped-def]
-    fund = await env["funds"].create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="计生特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=region))), None)
-    return await env["programs"].create_program(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
-        display_name="2022年计生特殊家庭特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=region),
-        fund=fund.name, year=2022, budget=c.Money(fen=budget))), None)
+    fund = await env["funds"].CreateFund(
+        pb.CreateFundRequest(
+            request_id=rid(),
+            fund=pb.Fund(
+                display_name="计生特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=region)
+            ),
+        ),
+        None,
+    )
+    return await env["programs"].CreateProgram(
+        pb.CreateProgramRequest(
+            request_id=rid(),
+            program=pb.Program(
+                display_name="2022年计生特殊家庭特别扶助",
+                type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+                region=c.RegionCode(code=region),
+                fund=fund.name,
+                year=2022,
+                budget=c.Money(fen=budget),
+            ),
+        ),
+        None,
+    )
 
 
-def application(program: str, hid: str, person: str, period: str = "2022-08", birth: str = "1965-01-01") -> pb.SubmitApplicationRequest:
-    return pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
-        program=program, household=f"households/{hid}", person=person, period=c.Period(code=period),
-        attributes={"birth_date": birth}))
+def application(
+    program: str, hid: str, person: str, period: str = "2022-08", birth: str = "1965-01-01"
+) -> pb.SubmitApplicationRequest:
+    return pb.SubmitApplicationRequest(
+        request_id=rid(),
+        application=pb.Application(
+            program=program,
+            household=f"households/{hid}",
+            person=person,
+            period=c.Period(code=period),
+            attributes={"birth_date": birth},
+        ),
+    )
 
 
 async def decide(env, caller: Caller, name: str, ok: bool = True, comment: str = "") -> pb.Application:  # type: ignore[no-untyped-def]
-    return await env["programs"].decide_application(pb.DecideApplicationRequest(
-        request_id=rid(), name=name, comment=comment or ("同意" if ok else "不符合条件"),
-        decision=pb.APPROVAL_DECISION_APPROVE if ok else pb.APPROVAL_DECISION_REJECT), caller)
+    return await env["programs"].DecideApplication(
+        pb.DecideApplicationRequest(
+            request_id=rid(),
+            name=name,
+            comment=comment or ("同意" if ok else "不符合条件"),
+            decision=pb.APPROVAL_DECISION_APPROVE if ok else pb.APPROVAL_DECISION_REJECT,
+        ),
+        caller,
+    )
 
 
 async def subjects(env) -> list[str]:  # type: ignore[no-untyped-def]
@@ -101,9 +122,10 @@ async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:
     await env["household"]("yl1", YL_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     hj, yl = await make_program(env, HJ), await make_program(env, "431222")
     assert hj.year == 2022 and hj.beneficiary == pb.BENEFICIARY_KIND_PERSON
-    a = await env["programs"].submit_application(application(hj.name, "hj1", "persons/hj1-p"), CLERK)
-    b = await env["programs"].submit_application(application(yl.name, "yl1", "persons/yl1-p"),
-                                                 who("clerk-yl", "county_clerk", "431222"))
+    a = await env["programs"].SubmitApplication(application(hj.name, "hj1", "persons/hj1-p"), CLERK)
+    b = await env["programs"].SubmitApplication(
+        application(yl.name, "yl1", "persons/yl1-p"), who("clerk-yl", "431222", "county_clerk")
+    )
     assert a.amount_entitled.fen == 940_00 and b.amount_entitled.fen == 590_00
     assert a.state == pb.APPLICATION_STATE_SUBMITTED and a.village.code == HJ_VILLAGE
     prov = {p.hook: p for p in a.provenance}
@@ -114,24 +136,24 @@ async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:
 
     # The same person and month again: refused by the unique key, nothing new written.
     with pytest.raises(AlreadyExists) as e:
-        await env["programs"].submit_application(application(hj.name, "hj1", "persons/hj1-p"), CLERK)
+        await env["programs"].SubmitApplication(application(hj.name, "hj1", "persons/hj1-p"), CLERK)
     assert e.value.reason == "APPLICATION_EXISTS"
     # An idempotent retry returns the first answer.
     req = application(hj.name, "hj1", "persons/hj1-p", period="2022-09")
-    first = await env["programs"].submit_application(req, CLERK)
-    assert await env["programs"].submit_application(req, CLERK) == first
+    first = await env["programs"].SubmitApplication(req, CLERK)
+    assert await env["programs"].SubmitApplication(req, CLERK) == first
 
     # Not a special family: the plugin's reasons reach the clerk; nothing stored.
     await env["household"]("hj2", HJ_VILLAGE, mpb.SITUATION_KIND_ONLY_CHILD, date(2001, 1, 1))
     with pytest.raises(FailedPrecondition) as e:
-        await env["programs"].submit_application(application(hj.name, "hj2", "persons/hj2-p"), CLERK)
+        await env["programs"].SubmitApplication(application(hj.name, "hj2", "persons/hj2-p"), CLERK)
     assert e.value.reason == "NOT_ELIGIBLE" and "不属于计生特殊家庭" in e.value.message
     with pytest.raises(NotFound) as e:
-        await env["programs"].submit_application(application(hj.name, "nobody", "persons/x"), CLERK)
+        await env["programs"].SubmitApplication(application(hj.name, "nobody", "persons/x"), CLERK)
     assert e.value.reason == "HOUSEHOLD_NOT_FOUND"
     # Out of the clerk's county.
     with pytest.raises(PermissionDenied):
-        await env["programs"].submit_application(application(yl.name, "yl1", "persons/yl1-p", period="2022-10"), CLERK)
+        await env["programs"].SubmitApplication(application(yl.name, "yl1", "persons/yl1-p", period="2022-10"), CLERK)
     assert (await subjects(env)).count("jsx.funds.application.submitted") == 3
 
 
@@ -139,13 +161,13 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
     svc, clock = env["programs"], env["clock"]
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     program = await make_program(env, HJ)
-    app = await svc.submit_application(application(program.name, "hj1", "persons/hj1-p"), VILLAGE)
+    app = await svc.SubmitApplication(application(program.name, "hj1", "persons/hj1-p"), VILLAGE)
 
     # The village reviewer entered it: someone else at the village must review.
     with pytest.raises(PermissionDenied) as e:
         await decide(env, VILLAGE, app.name)
     assert e.value.reason == "MAKER_CHECKER"
-    app = await svc.submit_application(application(program.name, "hj1", "persons/hj1-p2"), CLERK)
+    app = await svc.SubmitApplication(application(program.name, "hj1", "persons/hj1-p2"), CLERK)
     with pytest.raises(PermissionDenied) as e:
         await decide(env, CLERK, app.name)
     assert e.value.reason == "MAKER_CHECKER"
@@ -156,7 +178,7 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
     got = await decide(env, VILLAGE, app.name)
     assert got.state == pb.APPLICATION_STATE_IN_REVIEW
     with pytest.raises(PermissionDenied) as e:
-        await decide(env, who("rev-village", "township_reviewer", HJ_TOWNSHIP), app.name)
+        await decide(env, who("rev-village", HJ_TOWNSHIP, "township_reviewer"), app.name)
     assert e.value.reason == "SAME_REVIEWER"
     await decide(env, TOWNSHIP, app.name)
     got = await decide(env, COUNTY, app.name)
@@ -166,42 +188,60 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
         (pb.APPROVAL_LEVEL_TOWNSHIP, pb.APPROVAL_DECISION_APPROVE, "rev-township"),
         (pb.APPROVAL_LEVEL_COUNTY, pb.APPROVAL_DECISION_APPROVE, "appr-county"),
     ]
-    end = got.publicity_end_time.ToDatetime(tzinfo=timezone.utc)
-    assert end == publicity_end(clock.now, 7, False) == datetime(2022, 9, 12, 16, 0, tzinfo=timezone.utc)
+    end = got.publicity_end_time.ToDatetime(tzinfo=UTC)
+    assert end == publicity_end(clock.now, 7, False) == datetime(2022, 9, 12, 16, 0, tzinfo=UTC)
     with pytest.raises(FailedPrecondition):
         await decide(env, COUNTY, app.name)  # nothing left to decide
 
-    pub = await svc.list_publicity(pb.ListPublicityRequest(), COUNTY)
+    pub = await svc.ListPublicity(pb.ListPublicityRequest(), COUNTY)
     assert [(e.application, e.beneficiary, e.amount.fen) for e in pub.entries] == [(app.name, "persons/hj1-p2", 940_00)]
 
     # An objection stops payment until resolved; dismissing it returns to 公示.
     clock.now += timedelta(days=2)
-    objected = await svc.lodge_objection(pb.LodgeObjectionRequest(
-        request_id=rid(), application=app.name, reason="该户子女仍健在", lodged_by=""), CLERK)
+    objected = await svc.LodgeObjection(
+        pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="该户子女仍健在", lodged_by=""), CLERK
+    )
     assert objected.state == pb.APPLICATION_STATE_OBJECTED
     clock.now += timedelta(days=10)  # 公示 is over, but the objection is open: still not payable
-    assert (await svc.get_application(pb.GetApplicationRequest(name=app.name), COUNTY)).state == pb.APPLICATION_STATE_OBJECTED
-    done = await svc.resolve_objection(pb.ResolveObjectionRequest(
-        request_id=rid(), name=objected.objections[0].name, upheld=False, resolution="经村组核实，子女已于2021年死亡"), COUNTY)
+    assert (
+        await svc.GetApplication(pb.GetApplicationRequest(name=app.name), COUNTY)
+    ).state == pb.APPLICATION_STATE_OBJECTED
+    done = await svc.ResolveObjection(
+        pb.ResolveObjectionRequest(
+            request_id=rid(),
+            name=objected.objections[0].name,
+            upheld=False,
+            resolution="经村组核实，子女已于2021年死亡",
+        ),
+        COUNTY,
+    )
     assert done.state == pb.APPLICATION_STATE_READY_TO_PAY
     assert done.objections[0].state == pb.OBJECTION_STATE_DISMISSED
     with pytest.raises(FailedPrecondition) as e:
-        await svc.lodge_objection(pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="迟到的异议"), CLERK)
+        await svc.LodgeObjection(
+            pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="迟到的异议"), CLERK
+        )
     assert e.value.reason == "NOT_IN_PUBLICITY"
-    ready = await svc.list_applications(pb.ListApplicationsRequest(state=pb.APPLICATION_STATE_READY_TO_PAY), COUNTY)
+    ready = await svc.ListApplications(pb.ListApplicationsRequest(state=pb.APPLICATION_STATE_READY_TO_PAY), COUNTY)
     assert [a.name for a in ready.applications] == [app.name]
 
     # Rejection at a step, and an upheld objection, both end in REJECTED.
     await env["household"]("hj3", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2020, 1, 1))
-    r1 = await svc.submit_application(application(program.name, "hj3", "persons/hj3-p"), CLERK)
+    r1 = await svc.SubmitApplication(application(program.name, "hj3", "persons/hj3-p"), CLERK)
     rej = await decide(env, VILLAGE, r1.name, ok=False, comment="户籍已迁出本村")
     assert rej.state == pb.APPLICATION_STATE_REJECTED and rej.approval_steps[0].comment == "户籍已迁出本村"
-    r2 = await svc.submit_application(application(program.name, "hj3", "persons/hj3-q"), CLERK)
+    r2 = await svc.SubmitApplication(application(program.name, "hj3", "persons/hj3-q"), CLERK)
     for reviewer in (VILLAGE, TOWNSHIP, COUNTY):
         await decide(env, reviewer, r2.name)
-    obj = await svc.lodge_objection(pb.LodgeObjectionRequest(request_id=rid(), application=r2.name, reason="重复享受"), CLERK)
-    up = await svc.resolve_objection(pb.ResolveObjectionRequest(
-        request_id=rid(), name=obj.objections[0].name, upheld=True, resolution="已在外县享受"), COUNTY)
+    obj = await svc.LodgeObjection(
+        pb.LodgeObjectionRequest(request_id=rid(), application=r2.name, reason="重复享受"), CLERK
+    )
+    up = await svc.ResolveObjection(
+        pb.ResolveObjectionRequest(
+            request_id=rid(), name=obj.objections[0].name, upheld=True, resolution="已在外县享受"
+        ),
+        COUNTY,
+    )
     assert up.state == pb.APPLICATION_STATE_REJECTED
     events = await subjects(env)
     assert events.count("jsx.funds.application.approved") == 2
@@ -212,8 +252,10 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
 async def test_budget_caps_final_approvals(env) -> None:  # type: ignore[no-untyped-def]
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     program = await make_program(env, HJ, budget=1500_00)
-    apps = [await env["programs"].submit_application(application(program.name, "hj1", f"persons/p{i}"), CLERK)
-            for i in range(2)]
+    apps = [
+        await env["programs"].SubmitApplication(application(program.name, "hj1", f"persons/p{i}"), CLERK)
+        for i in range(2)
+    ]
     for reviewer in (VILLAGE, TOWNSHIP, COUNTY):
         await decide(env, reviewer, apps[0].name)
     await decide(env, VILLAGE, apps[1].name)
@@ -221,5 +263,5 @@ async def test_budget_caps_final_approvals(env) -> None:  # type: ignore[no-unty
     with pytest.raises(FailedPrecondition) as e:
         await decide(env, COUNTY, apps[1].name)
     assert e.value.reason == "BUDGET_EXCEEDED" and "1500.00" in e.value.message
-    left = await env["programs"].get_application(pb.GetApplicationRequest(name=apps[1].name), COUNTY)
+    left = await env["programs"].GetApplication(pb.GetApplicationRequest(name=apps[1].name), COUNTY)
     assert left.state == pb.APPLICATION_STATE_IN_REVIEW and len(left.approval_steps) == 2

@@ -3,12 +3,12 @@ a 洪江 特别扶助 batch comes back half paid, half failed; the failed money
 returns to the fund, the failed beneficiary/period may be paid again (and
 only once), a bad file is refused whole with one Chinese violation per line,
 re-importing changes nothing, and the reconciliation equation holds."""
+
 from __future__ import annotations
 
 import asyncio
 import csv
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from openpyxl import Workbook, load_workbook
@@ -20,87 +20,139 @@ from jsx.funds.v1 import events_pb2 as fev
 from jsx.funds.v1 import funds_pb2 as pb
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
-from jsxcore.auth import Caller
+from jsx_funds.disbursement import tables as db
+from jsx_funds.disbursement.bank_file import read_bank_file
+from jsx_funds.disbursement.service import STATE
+from jsx_funds.disbursement.tables import BankResultRow, PaymentFailureRow, PaymentRow, payment_key
+from jsx_funds.entrypoints.grpc import compose
+from jsx_funds.ledger.tables import JournalRow
+from jsx_funds.ledger.verify import verify
+from jsx_funds.projections.consumers import apply_household_event
+from jsx_funds.reporting.wire import summary, wan_yuan
 from jsxcore.db import session_factory, transaction
 from jsxcore.errors import AlreadyExists, InvalidArgument
 from jsxcore.outbox import EventMeta, OutboxEvent
 from jsxcore.plugins import PluginHost
-from jsxcore.values import Money, RegionCode
-
-from jsx_funds.adapters import db
-from jsx_funds.adapters.db import BankResultRow, JournalRow, PaymentFailureRow, PaymentRow, payment_key
-from jsx_funds.batches import STATE
-from jsx_funds.bank import read_bank_file
-from jsx_funds.consumers import apply_household_event
-from jsx_funds.reports import ReportsService, summary, wan_yuan
-from jsx_funds.service import FundsService, pay, verify
+from jsxcore.testing.helpers import Clock, rid, who
+from jsxcore.values import Money
 
 HJ = "431281"
 
 
-def rid() -> str:
-    return str(uuid.uuid4())
+#: The day the program is set up (公示 starts): 2022-07-04, 10:00 in China.
+START = datetime(2022, 7, 4, 2, 0, tzinfo=UTC)
 
 
-def who(subject: str, region: str) -> Caller:
-    return Caller(subject=subject, display_name=subject, roles=("admin",), region=RegionCode.parse(region))
-
-
-class Clock:
-    now = datetime(2022, 7, 4, 2, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-async def enrol(svc: ReportsService, funds: FundsService, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
     """A 特别扶助 program with a 失独 (940 元 in 洪江) and a 伤残 (580 元) mother enrolled."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
-    for hid, kind, grade in (("b", mpb.SITUATION_KIND_SPECIAL_BEREAVED, 0), ("d", mpb.SITUATION_KIND_SPECIAL_DISABLED, 3)):
+    for hid, kind, grade in (
+        ("b", mpb.SITUATION_KIND_SPECIAL_BEREAVED, 0),
+        ("d", mpb.SITUATION_KIND_SPECIAL_DISABLED, 3),
+    ):
         async with transaction(sessions) as s:
-            await apply_household_event(s, mev.HouseholdSituationChanged(
-                household=f"households/{county}-{hid}", village=c.RegionCode(code=village), kind=kind,
-                effective_from=c.Date(year=2020, month=1, day=1), disability_grade=grade,
-                head_person=f"persons/{county}-{hid}-head", member_count=3), meta)
-    fund = await funds.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=county))), None)
-    src = await funds.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
-        display_name="中央和省级特别扶助资金", kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE, region=c.RegionCode(code=county))), None)
-    await funds.post_allocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=fund_fen),
-                                                         request_id=rid()), None)
-    program = await svc.create_program(pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
-        display_name="2022年洪江市计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=county),
-        fund=fund.name, year=2022)), None)
+            await apply_household_event(
+                s,
+                mev.HouseholdSituationChanged(
+                    household=f"households/{county}-{hid}",
+                    village=c.RegionCode(code=village),
+                    kind=kind,
+                    effective_from=c.Date(year=2020, month=1, day=1),
+                    disability_grade=grade,
+                    head_person=f"persons/{county}-{hid}-head",
+                    member_count=3,
+                ),
+                meta,
+            )
+    fund = await funds.CreateFund(
+        pb.CreateFundRequest(
+            request_id=rid(),
+            fund=pb.Fund(
+                display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=county)
+            ),
+        ),
+        None,
+    )
+    src = await funds.CreateFundSource(
+        pb.CreateFundSourceRequest(
+            request_id=rid(),
+            fund_source=pb.FundSource(
+                display_name="中央和省级特别扶助资金",
+                kind=pb.FUND_SOURCE_KIND_PROVINCE_FINANCE,
+                region=c.RegionCode(code=county),
+            ),
+        ),
+        None,
+    )
+    await funds.PostAllocation(
+        pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=fund_fen), request_id=rid()), None
+    )
+    program = await svc.CreateProgram(
+        pb.CreateProgramRequest(
+            request_id=rid(),
+            program=pb.Program(
+                display_name="2022年洪江市计生特别扶助",
+                type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+                region=c.RegionCode(code=county),
+                fund=fund.name,
+                year=2022,
+            ),
+        ),
+        None,
+    )
     for hid in ("b", "d"):
-        app = await svc.submit_application(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
-            program=program.name, household=f"households/{county}-{hid}", person=f"persons/{county}-{hid}-mother",
-            period=c.Period(code="2022-07"), attributes={"birth_date": "1966-03-01"})), who(f"clerk-{county}", county))
+        app = await svc.SubmitApplication(
+            pb.SubmitApplicationRequest(
+                request_id=rid(),
+                application=pb.Application(
+                    program=program.name,
+                    household=f"households/{county}-{hid}",
+                    person=f"persons/{county}-{hid}-mother",
+                    period=c.Period(code="2022-07"),
+                    attributes={"birth_date": "1966-03-01"},
+                ),
+            ),
+            who(f"clerk-{county}", county),
+        )
         for reviewer, region in (("v", village), ("t", township), ("c", county)):
-            await svc.decide_application(pb.DecideApplicationRequest(
-                request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"),
-                who(f"{reviewer}-{county}", region))
+            await svc.DecideApplication(
+                pb.DecideApplicationRequest(
+                    request_id=rid(), name=app.name, decision=pb.APPROVAL_DECISION_APPROVE, comment="同意"
+                ),
+                who(f"{reviewer}-{county}", region),
+            )
     return program
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
-    clock = Clock()
-    svc = ReportsService(sessions, host, clock=clock)
-    funds = FundsService(sessions)
+    clock = Clock(START)
+    svc = funds = reports = make_api(compose(sessions, host, clock=clock))
     program = await enrol(svc, funds, sessions, HJ, 10_000_00)
     clock.now += timedelta(days=30)  # 公示 over
-    batch = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
-        request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-08")),
-        who("fin-hj", HJ))
-    listed = await svc.list_payments(pb.ListPaymentsRequest(payment_batch=batch.name), None)
+    batch = await svc.CreatePaymentBatch(
+        pb.CreatePaymentBatchRequest(
+            request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-08")
+        ),
+        who("fin-hj", HJ),
+    )
+    listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=batch.name), None)
     refs = {p.payee.split("-")[1]: p.name for p in listed.payments}  # "b" (940) / "d" (580) → reference
-    fund_id = int((await svc.get_program(pb.GetProgramRequest(name=program.name), None)).fund.split("/")[1])
-    return {"svc": svc, "funds": funds, "sessions": sessions, "program": program, "batch": batch, "refs": refs,
-            "fund": fund_id}
+    fund_id = int((await svc.GetProgram(pb.GetProgramRequest(name=program.name), None)).fund.split("/")[1])
+    return {
+        "svc": svc,
+        "reports": reports,
+        "funds": funds,
+        "sessions": sessions,
+        "program": program,
+        "batch": batch,
+        "refs": refs,
+        "fund": fund_id,
+    }
 
 
 def write_csv(path, rows) -> None:  # type: ignore[no-untyped-def]
@@ -123,37 +175,46 @@ async def outbox(env, subject: str) -> list[bytes]:  # type: ignore[no-untyped-d
 
 async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     svc, batch, refs = env["svc"], env["batch"], env["refs"]
-    rec = await svc.get_reconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
+    rec = await svc.GetReconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
     assert (rec.issued_count, rec.pending_count, rec.ledger_total.fen, rec.balanced) == (2, 2, 1520_00, True)
 
     f = tmp_path / "回盘.csv"
     write_csv(f, [(refs["b"], "成功", ""), (refs["d"], "失败", "账户已销户")])
     from jsxcore.cli import main
+
     assert await asyncio.to_thread(main, ["funds", "bank-results", str(f), "--database-url", db_url]) == 0
 
-    got = await svc.get_payment_batch(pb.GetPaymentBatchRequest(name=batch.name), None)
+    got = await svc.GetPaymentBatch(pb.GetPaymentBatchRequest(name=batch.name), None)
     assert (got.state, got.paid_total.fen, got.failed_total.fen) == (pb.PAYMENT_BATCH_STATE_SETTLED, 940_00, 580_00)
     bal = await env["funds"].balance(env["fund"])
     assert (bal.available.fen, bal.expended.fen) == (10_000_00 - 940_00, 940_00)  # 580 back in the fund
-    rec = await svc.get_reconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
+    rec = await svc.GetReconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
     assert rec.issued_total.fen == rec.paid_total.fen + rec.failed_total.fen + rec.pending_total.fen == 1520_00
     assert (rec.paid_count, rec.failed_count, rec.pending_count, rec.ledger_total.fen) == (1, 1, 0, 940_00)
     assert rec.balanced and not rec.discrepancies
     assert [(p.name, p.failure_reason, p.state) for p in rec.failed_payments] == [
-        (refs["d"], "账户已销户", pb.PAYMENT_STATE_FAILED)]
+        (refs["d"], "账户已销户", pb.PAYMENT_STATE_FAILED)
+    ]
     assert "已支付 1 笔 940.00 元" in rec.summary and "失败退回 1 笔 580.00 元" in rec.summary
     paid_ev = [fev.PaymentPaid.FromString(p) for p in await outbox(env, "jsx.funds.payment.paid")]
     failed_ev = [fev.PaymentFailed.FromString(p) for p in await outbox(env, "jsx.funds.payment.failed")]
     assert [(e.payment, e.amount.fen, e.paid_date.day) for e in paid_ev] == [(refs["b"], 940_00, 15)]
-    assert [(e.payment, e.failure_reason, e.payment_batch) for e in failed_ev] == [(refs["d"], "账户已销户", batch.name)]
-    apps = {a.person: a.state for a in (await svc.list_applications(pb.ListApplicationsRequest(), who("c", HJ))).applications}
-    assert apps == {f"persons/{HJ}-b-mother": pb.APPLICATION_STATE_PAID,
-                    f"persons/{HJ}-d-mother": pb.APPLICATION_STATE_PAYMENT_FAILED}
+    assert [(e.payment, e.failure_reason, e.payment_batch) for e in failed_ev] == [
+        (refs["d"], "账户已销户", batch.name)
+    ]
+    apps = {
+        a.person: a.state for a in (await svc.ListApplications(pb.ListApplicationsRequest(), who("c", HJ))).applications
+    }
+    assert apps == {
+        f"persons/{HJ}-b-mother": pb.APPLICATION_STATE_PAID,
+        f"persons/{HJ}-d-mother": pb.APPLICATION_STATE_PAYMENT_FAILED,
+    }
 
     # The same file again: nothing changes (no journal, no event), the equation still holds.
     journals = await count(env, JournalRow)
-    again = await svc.import_bank_results(pb.ImportBankResultsRequest(
-        payment_batch=batch.name, request_id=rid(), results=[ln.result for ln in read_bank_file(f)]), None)
+    again = await svc.disbursement.import_bank_results(
+        int(batch.name.split("/")[1]), [ln.result for ln in read_bank_file(f)], caller=None, idem=None
+    )
     assert (again.paid_count, again.failed_count) == (0, 0)
     assert await count(env, JournalRow) == journals and len(await outbox(env, "jsx.funds.payment.failed")) == 1
 
@@ -163,12 +224,16 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
     async with env["sessions"]() as s:
         assert await db.live_payment_keys(s, [key_b, key_d]) == {key_b}
     async with transaction(env["sessions"]) as s:
-        _, retry = await pay(s, env["fund"], Money(580_00), payment_key=key_d, payee=f"persons/{HJ}-d-mother", actor="t")
+        _, retry = await env["svc"].disbursement.pay(
+            s, env["fund"], Money(580_00), payment_key=key_d, payee=f"persons/{HJ}-d-mother", actor="t"
+        )
     assert retry.payment_key == key_d + "#2"
     for key in (key_b, key_d):
         with pytest.raises(AlreadyExists) as e:
             async with transaction(env["sessions"]) as s:
-                await pay(s, env["fund"], Money(580_00), payment_key=key, payee="persons/x", actor="t")
+                await env["svc"].disbursement.pay(
+                    s, env["fund"], Money(580_00), payment_key=key, payee="persons/x", actor="t"
+                )
         assert e.value.reason == "ALREADY_PAID"
     async with env["sessions"]() as s:
         assert await db.live_payment_keys(s, [key_b, key_d]) == {key_b, key_d}
@@ -176,8 +241,15 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
     assert await count(env, PaymentFailureRow) == 1
     # verify catches a failure recorded without its money coming back.
     async with transaction(env["sessions"]) as s:
-        s.add(PaymentFailureRow(payment_id=retry.journal_id, return_journal_id=retry.journal_id, reason="x", actor="t",
-                                failed_at=datetime.now(timezone.utc)))
+        s.add(
+            PaymentFailureRow(
+                payment_id=retry.journal_id,
+                return_journal_id=retry.journal_id,
+                reason="x",
+                actor="t",
+                failed_at=datetime.now(UTC),
+            )
+        )
     async with env["sessions"]() as s:
         problems = [str(p) for p in await verify(s)]
     assert len(problems) == 1 and "银行已退回" in problems[0] and "580.00" in problems[0]
@@ -188,41 +260,66 @@ async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: 
     bid = int(batch.name.split("/")[1])
     lines = [
         pb.BankResult(payment=refs["b"], succeeded=True),
-        pb.BankResult(payment=refs["b"], succeeded=True),                                   # duplicate
-        pb.BankResult(payment=f"paymentBatches/{bid + 7}/payments/1", succeeded=True),       # another batch
-        pb.BankResult(payment="HJ-0001", succeeded=True),                                   # not a reference
-        pb.BankResult(payment=refs["d"], succeeded=False),                                  # no reason
+        pb.BankResult(payment=refs["b"], succeeded=True),  # duplicate
+        pb.BankResult(payment=f"paymentBatches/{bid + 7}/payments/1", succeeded=True),  # another batch
+        pb.BankResult(payment="HJ-0001", succeeded=True),  # not a reference
+        pb.BankResult(payment=refs["d"], succeeded=False),  # no reason
     ]
     with pytest.raises(InvalidArgument) as e:
-        await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, results=lines,
-                                                                  request_id=rid()), None)
+        await svc.ImportBankResults(
+            pb.ImportBankResultsRequest(payment_batch=batch.name, results=lines, request_id=rid()), None
+        )
     by = {v.field: v.description for v in e.value.violations}
     assert set(by) == {"results[1].payment", "results[2].payment", "results[3].payment", "results[4].failure_reason"}
     assert "与第 1 条重复" in by["results[1].payment"] and "不是本批次" in by["results[2].payment"]
     assert "须填写失败原因" in by["results[4].failure_reason"]
     # Unknown payment (found only against the database) is reported the same way.
     with pytest.raises(InvalidArgument) as e:
-        await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
-            pb.BankResult(payment=refs["b"], succeeded=True),
-            pb.BankResult(payment=f"{batch.name}/payments/999999", succeeded=True)]), None)
+        await svc.ImportBankResults(
+            pb.ImportBankResultsRequest(
+                payment_batch=batch.name,
+                request_id=rid(),
+                results=[
+                    pb.BankResult(payment=refs["b"], succeeded=True),
+                    pb.BankResult(payment=f"{batch.name}/payments/999999", succeeded=True),
+                ],
+            ),
+            None,
+        )
     assert [v.field for v in e.value.violations] == ["results[1].payment"]
     assert "没有这笔支付" in e.value.violations[0].description
     async with env["sessions"]() as s:
-        states = set((await s.execute(select(STATE).select_from(PaymentRow)
-                                      .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id))).scalars())
+        states = set(
+            (
+                await s.execute(
+                    select(STATE)
+                    .select_from(PaymentRow)
+                    .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                )
+            ).scalars()
+        )
     assert states == {"PENDING"}  # nothing applied, not even the good line
 
     # Settled as paid; a later file saying it failed is refused, naming the file row.
-    await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
-        pb.BankResult(payment=refs["b"], succeeded=True)]), None)
+    await svc.ImportBankResults(
+        pb.ImportBankResultsRequest(
+            payment_batch=batch.name, request_id=rid(), results=[pb.BankResult(payment=refs["b"], succeeded=True)]
+        ),
+        None,
+    )
     f = tmp_path / "更正.csv"
     write_csv(f, [(refs["d"], "失败", "户名不符"), (refs["b"], "失败", "账户冻结")])
     from jsxcore.cli import main
+
     assert await asyncio.to_thread(main, ["funds", "bank-results", str(f), "--database-url", db_url]) == 2
     async with env["sessions"]() as s:
-        assert dict((await s.execute(select(PaymentRow.id, STATE)
-                                     .outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id))).all()) == {
-            int(refs["b"].rsplit("/", 1)[1]): "PAID", int(refs["d"].rsplit("/", 1)[1]): "PENDING"}
+        assert dict(
+            (
+                await s.execute(
+                    select(PaymentRow.id, STATE).outerjoin(BankResultRow, BankResultRow.payment_id == PaymentRow.id)
+                )
+            ).all()
+        ) == {int(refs["b"].rsplit("/", 1)[1]): "PAID", int(refs["d"].rsplit("/", 1)[1]): "PENDING"}
     assert await count(env, PaymentFailureRow) == 0
 
 
@@ -235,9 +332,16 @@ def test_bank_file_xlsx_and_unknown_status(tmp_path) -> None:  # type: ignore[no
     ws.append(["合计", None, None, None])
     wb.save(tmp_path / "r.xlsx")
     got = read_bank_file(tmp_path / "r.xlsx")
-    assert [(ln.row, ln.result.payment, ln.result.succeeded, ln.result.failure_reason, ln.result.paid_date.day)
-            for ln in got] == [(2, "paymentBatches/3/payments/10", True, "", 15),
-                               (3, "paymentBatches/3/payments/11", False, "卡号错误", 0)]
+    assert [
+        (
+            ln.row,
+            ln.result.payment,
+            ln.result.succeeded,
+            ln.result.failure_reason,
+            ln.result.paid_date.day if ln.result.paid_date else 0,
+        )
+        for ln in got
+    ] == [(2, "paymentBatches/3/payments/10", True, "", 15), (3, "paymentBatches/3/payments/11", False, "卡号错误", 0)]
     (tmp_path / "bad.csv").write_text("业务参考号,状态\npaymentBatches/3/payments/10,处理中\n", encoding="gb18030")
     with pytest.raises(InvalidArgument) as e:
         read_bank_file(tmp_path / "bad.csv")
@@ -249,25 +353,39 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:  # t
     assert summary(614_9000_00, 1515, 4269) == "资金总额 614.9 万元，惠及计生家庭 1515 户 4269 人"
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
     req = pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2022"))
-    r = await svc.get_program_report(req, who("c", HJ))
+    r = await env["reports"].GetProgramReport(req, who("c", HJ))
     assert (r.households_helped, r.people_helped, r.amount_paid.fen) == (0, 0, 0)  # nothing confirmed by the bank yet
-    await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
-        pb.BankResult(payment=refs["b"], succeeded=True), pb.BankResult(payment=refs["d"], succeeded=False,
-                                                                         failure_reason="账户已销户")]), None)
-    r = await svc.get_program_report(req, who("c", HJ))
+    await svc.ImportBankResults(
+        pb.ImportBankResultsRequest(
+            payment_batch=batch.name,
+            request_id=rid(),
+            results=[
+                pb.BankResult(payment=refs["b"], succeeded=True),
+                pb.BankResult(payment=refs["d"], succeeded=False, failure_reason="账户已销户"),
+            ],
+        ),
+        None,
+    )
+    r = await env["reports"].GetProgramReport(req, who("c", HJ))
     assert (r.households_helped, r.persons_helped, r.people_helped, r.amount_paid.fen) == (1, 1, 1, 940_00)
     assert r.fund_total.fen == 10_000_00 and r.amount_approved.fen == 940_00 + 580_00  # no budget: the money allocated
     assert r.summary == "资金总额 1 万元，惠及计生家庭 1 户 1 人"
     states = {s.state: s.count for s in r.states}
     assert states == {pb.APPLICATION_STATE_PAID: 1, pb.APPLICATION_STATE_PAYMENT_FAILED: 1}
-    other = await svc.get_program_report(pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")),
-                                         who("c", HJ))
+    other = await env["reports"].GetProgramReport(
+        pb.GetProgramReportRequest(program=program.name, period=c.Period(code="2021")), who("c", HJ)
+    )
     assert other.households_helped == 0 and other.amount_paid.fen == 0
 
     out = tmp_path / "报表.xlsx"
     from jsxcore.cli import main
-    assert await asyncio.to_thread(main, ["funds", "report", "--region", HJ, "--year", "2022", "--xlsx", str(out),
-                                          "--database-url", db_url]) == 0
+
+    assert (
+        await asyncio.to_thread(
+            main, ["funds", "report", "--region", HJ, "--year", "2022", "--xlsx", str(out), "--database-url", db_url]
+        )
+        == 0
+    )
     ws = load_workbook(out).active
     rows = list(ws.iter_rows(values_only=True))
     assert rows[0][:4] == ("项目", "项目编号", "地区代码", "期间")
@@ -281,18 +399,25 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
     import nats
 
     from jsx.funds.v1 import funds_pb2_grpc
+    from jsx_funds.entrypoints.grpc import build_runtime
     from jsxcore.auth import issue_token
     from jsxcore.config import ServiceConfig
     from jsxcore.pii import generate_key
     from jsxcore.runtime import error_details
 
-    from jsx_funds.entrypoints.grpc import build_runtime
-
     secret = "b" * 40
-    config = ServiceConfig.from_env("funds", {
-        "JSX_FUNDS_DATABASE_URL": db_url, "JSX_FUNDS_NATS_URL": nats_url, "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
-        "JSX_FUNDS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
-        "JSX_AUTH_SECRET": secret})
+    config = ServiceConfig.from_env(
+        "funds",
+        {
+            "JSX_FUNDS_DATABASE_URL": db_url,
+            "JSX_FUNDS_NATS_URL": nats_url,
+            "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
+            "JSX_FUNDS_DATA_DIR": str(tmp_path),
+            "JSX_PII_KEY": generate_key(),
+            "JSX_BLIND_INDEX_KEY": generate_key(),
+            "JSX_AUTH_SECRET": secret,
+        },
+    )
     rt, _, _ = build_runtime(config)
     port = await rt.start()
     nc = await nats.connect(nats_url)
@@ -307,18 +432,30 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
     def md(sub: str, roles: list[str], region: str = HJ):  # type: ignore[no-untyped-def]
         return (("authorization", f"Bearer {issue_token(secret, sub, roles, region)}"),)
 
-    fin, clerk, other = md("fin-hj", ["finance_officer"]), md("clerk-hj", ["county_clerk"]), md("fin-yl", ["finance_officer"], "431222")
+    fin, clerk, other = (
+        md("fin-hj", ["finance_officer"]),
+        md("clerk-hj", ["county_clerk"]),
+        md("fin-yl", ["finance_officer"], "431222"),
+    )
     batch, refs = env["batch"], env["refs"]
     try:
-        good = pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
-            pb.BankResult(payment=refs["b"], succeeded=True, bank_reference="HJ001"),
-            pb.BankResult(payment=refs["d"], succeeded=False, failure_reason="户名与账号不符")])
+        good = pb.ImportBankResultsRequest(
+            payment_batch=batch.name,
+            request_id=rid(),
+            results=[
+                pb.BankResult(payment=refs["b"], succeeded=True, bank_reference="HJ001"),
+                pb.BankResult(payment=refs["d"], succeeded=False, failure_reason="户名与账号不符"),
+            ],
+        )
         for who_, code in ((clerk, grpc.StatusCode.PERMISSION_DENIED), (other, grpc.StatusCode.PERMISSION_DENIED)):
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await stub.ImportBankResults(good, metadata=who_, timeout=20)
             assert e.value.code() == code
-        bad = pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
-            good.results[0], good.results[0], pb.BankResult(payment=refs["d"], succeeded=False)])
+        bad = pb.ImportBankResultsRequest(
+            payment_batch=batch.name,
+            request_id=rid(),
+            results=[good.results[0], good.results[0], pb.BankResult(payment=refs["d"], succeeded=False)],
+        )
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.ImportBankResults(bad, metadata=fin, timeout=20)
         _, badreq, _ = error_details(e.value)
@@ -327,10 +464,16 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
         res = await stub.ImportBankResults(good, metadata=fin, timeout=20)
         assert (res.paid_count, res.failed_count, res.payment_batch.state) == (1, 1, pb.PAYMENT_BATCH_STATE_SETTLED)
         assert await stub.ImportBankResults(good, metadata=fin, timeout=20) == res  # same request_id: first answer
-        rec = await stub.GetReconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), metadata=clerk, timeout=20)
-        assert rec.balanced and rec.issued_total.fen == rec.paid_total.fen + rec.failed_total.fen + rec.pending_total.fen
+        rec = await stub.GetReconciliation(
+            pb.GetReconciliationRequest(payment_batch=batch.name), metadata=clerk, timeout=20
+        )
+        assert (
+            rec.balanced and rec.issued_total.fen == rec.paid_total.fen + rec.failed_total.fen + rec.pending_total.fen
+        )
         assert [p.failure_reason for p in rec.failed_payments] == ["户名与账号不符"]
-        rep = await stub.GetProgramReport(pb.GetProgramReportRequest(program=env["program"].name), metadata=clerk, timeout=20)
+        rep = await stub.GetProgramReport(
+            pb.GetProgramReportRequest(program=env["program"].name), metadata=clerk, timeout=20
+        )
         assert rep.summary == "资金总额 1 万元，惠及计生家庭 1 户 1 人" and rep.amount_paid.fen == 940_00
 
         sub = await js.pull_subscribe("jsx.funds.payment.*", durable=None, stream="JSX_FUNDS")
@@ -343,7 +486,7 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
                 for m in await sub.fetch(10, timeout=1):
                     got.setdefault(m.subject, m.data)
                     await m.ack()
-            except asyncio.TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
+            except TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
                 pass
         assert {"jsx.funds.payment.paid", "jsx.funds.payment.failed"} <= set(got)
         failed = fev.PaymentFailed.FromString(got["jsx.funds.payment.failed"])
@@ -356,13 +499,24 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
 
 async def test_failed_beneficiary_is_paid_again_in_a_later_batch(env) -> None:  # type: ignore[no-untyped-def]
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
-    await svc.import_bank_results(pb.ImportBankResultsRequest(payment_batch=batch.name, request_id=rid(), results=[
-        pb.BankResult(payment=refs["b"], succeeded=True),
-        pb.BankResult(payment=refs["d"], succeeded=False, failure_reason="账户已销户")]), None)
-    again = await svc.create_payment_batch(pb.CreatePaymentBatchRequest(
-        request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-08")),
-        who("fin-hj", HJ))
-    listed = await svc.list_payments(pb.ListPaymentsRequest(payment_batch=again.name), None)
+    await svc.ImportBankResults(
+        pb.ImportBankResultsRequest(
+            payment_batch=batch.name,
+            request_id=rid(),
+            results=[
+                pb.BankResult(payment=refs["b"], succeeded=True),
+                pb.BankResult(payment=refs["d"], succeeded=False, failure_reason="账户已销户"),
+            ],
+        ),
+        None,
+    )
+    again = await svc.CreatePaymentBatch(
+        pb.CreatePaymentBatchRequest(
+            request_id=rid(), program=program.name, region=c.RegionCode(code=HJ), period=c.Period(code="2022-08")
+        ),
+        who("fin-hj", HJ),
+    )
+    listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=again.name), None)
     assert [(p.payee, p.amount.fen) for p in listed.payments] == [(f"persons/{HJ}-d-mother", 580_00)]
     async with env["sessions"]() as s:
         keys = set((await s.execute(select(PaymentRow.payment_key))).scalars())

@@ -2,10 +2,10 @@
 (balance, region, and whether the fund may pay 慰问金 at all under its kind
 and its county's rule plugin), and the members household projection (SQLite
 and PostgreSQL)."""
+
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -24,30 +24,38 @@ from jsx.funds.v1 import events_pb2 as fev
 from jsx.funds.v1 import funds_pb2 as pb
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
+from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.tables import PaymentRow
+from jsx_funds.entrypoints.grpc import build_runtime
+from jsx_funds.ledger import domain as d
+from jsx_funds.ledger.service import LedgerService
+from jsx_funds.ledger.tables import JournalRow
+from jsx_funds.projections.consumers import build_consumers
+from jsx_funds.projections.service import household_situations
+from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
 from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
 from jsxcore.hookspecs import FundKind, FundUses, PluginMeta, hookimpl
-from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, InboxEvent, Relay, ensure_stream
+from jsxcore.outbox import (
+    HEADER_EVENT_TYPE,
+    HEADER_MSG_ID,
+    InboxEvent,
+    Relay,
+    ensure_stream,
+)
 from jsxcore.pii import generate_key
 from jsxcore.plugins import PluginHost
-from jsxcore.values import RegionCode
-
-from jsx_funds.adapters.db import HouseholdProjection, JournalRow, PaymentRow, SituationProjection, migrate
-from jsx_funds.consumers import build_consumers, household_situations
-from jsx_funds.entrypoints.grpc import build_runtime
-from jsx_funds.service import FundsService
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
+from jsxcore.testing.helpers import rid
+from jsxcore.values import Money, RegionCode
 
 
 async def publish(js, msg: Message, event_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
     """Publish as a producer's relay would: Nats-Msg-Id and Jsx-Event-Type headers."""
     eid = event_id or rid()
     subject = msg.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
-    await js.publish(subject, msg.SerializeToString(), headers={
-        HEADER_MSG_ID: eid, HEADER_EVENT_TYPE: msg.DESCRIPTOR.full_name})
+    await js.publish(
+        subject, msg.SerializeToString(), headers={HEADER_MSG_ID: eid, HEADER_EVENT_TYPE: msg.DESCRIPTOR.full_name}
+    )
     return eid
 
 
@@ -68,12 +76,17 @@ async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
     js = nc.jetstream()
     await fresh_streams(js)
     env = {
-        "JSX_FUNDS_DATABASE_URL": db_url, "JSX_FUNDS_NATS_URL": nats_url, "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
-        "JSX_FUNDS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_FUNDS_DATABASE_URL": db_url,
+        "JSX_FUNDS_NATS_URL": nats_url,
+        "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
+        "JSX_FUNDS_DATA_DIR": str(tmp_path),
+        "JSX_PII_KEY": generate_key(),
+        "JSX_BLIND_INDEX_KEY": generate_key(),
         "JSX_AUTH_SECRET": "f" * 40,
     }
     await asyncio.to_thread(migrate, db_url)
-    rt, service, relay = build_runtime(ServiceConfig.from_env("funds", env))
+    rt, contexts, relay = build_runtime(ServiceConfig.from_env("funds", env))
+    service = contexts.ledger
     await rt.start()
     try:
         yield {"js": js, "service": service, "relay": relay}
@@ -98,26 +111,51 @@ async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, 
             for m in await sub.fetch(10, timeout=1):
                 got.append((m.subject, m.data))
                 await m.ack()
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             pass
     return got
 
 
-async def make_fund(service, region: str, fen: int, kind: int = pb.FUND_KIND_CONDOLENCE,  # type: ignore[no-untyped-def]
-                    name: str = "县计生协走访慰问金") -> int:
-    fund = await service.create_fund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name=name, kind=kind, owner_region=c.RegionCode(code=region))), None)
+async def make_fund(
+    service,
+    region: str,
+    fen: int,
+    kind: int = pb.FUND_KIND_CONDOLENCE,  # type: ignore[no-untyped-def]
+    name: str = "县计生协走访慰问金",
+) -> int:
+    fund = await service.create_fund(
+        d.NewFund(
+            name=name,
+            kind=d.FundKind(pb.FundKind.Name(kind).removeprefix("FUND_KIND_")),
+            region=RegionCode.parse(region),
+        ),
+        caller=None,
+        idem=None,
+    )
+    fund_id = int(fund.name.split("/")[1])
     if fen:
-        src = await service.create_fund_source(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
-            display_name="县财政慰问经费", kind=pb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code=region))), None)
-        await service.post_allocation(pb.PostAllocationRequest(
-            fund=fund.name, source=src.name, amount=c.Money(fen=fen), request_id=rid()), None)
-    return int(fund.name.split("/")[1])
+        src = await service.create_fund_source(
+            d.NewSource(name="县财政慰问经费", kind=d.SourceKind.COUNTY_FINANCE, region=RegionCode.parse(region)),
+            caller=None,
+            idem=None,
+        )
+        await service.post_allocation(
+            d.Allocation(fund_id=fund_id, source_id=int(src.name.split("/")[1]), amount=Money(fen)),
+            caller=None,
+            idem=None,
+        )
+    return fund_id
 
 
 def visit(vid: int, fund: str, fen: int, region: str = "431224102203") -> ev.VisitRecorded:
-    return ev.VisitRecorded(visit=f"visits/{vid}", household="households/hh-1", region=c.RegionCode(code=region),
-                            fund=fund, money=c.Money(fen=fen), visit_date=c.Date(year=2022, month=9, day=9))
+    return ev.VisitRecorded(
+        visit=f"visits/{vid}",
+        household="households/hh-1",
+        region=c.RegionCode(code=region),
+        fund=fund,
+        money=c.Money(fen=fen),
+        visit_date=c.Date(year=2022, month=9, day=9),
+    )
 
 
 async def count(service, model, *where) -> int:  # type: ignore[no-untyped-def]
@@ -215,8 +253,12 @@ async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:  #
     await publish(js, visit(16, f"funds/{changsha}", 100_00, region="430102001001"))  # no 幸福基金 rule there
     got = await answers(js, 6)
     assert {v: [k for k, _ in a] for v, a in got.items()} == {
-        "visits/11": ["booked"], "visits/12": ["rejected"], "visits/13": ["rejected"],
-        "visits/14": ["booked"], "visits/15": ["rejected"], "visits/16": ["rejected"],
+        "visits/11": ["booked"],
+        "visits/12": ["rejected"],
+        "visits/13": ["rejected"],
+        "visits/14": ["booked"],
+        "visits/15": ["rejected"],
+        "visits/16": ["rejected"],
     }
     r12 = got["visits/12"][0][1]
     assert r12.reason == "FUND_USE_NOT_ALLOWED"
@@ -267,8 +309,12 @@ class VillageRules:
     """A village rule plugin as a county developer would write one: 431281101201's
     幸福基金 does not list 村民慰问; for 431281101202 the plugin fails its first two calls."""
 
-    JSX_PLUGIN = PluginMeta(name="test_village_rules", version="0.1.0", regions=("431281101201", "431281101202"),
-                            description="测试用村级幸福基金用途规则")
+    JSX_PLUGIN = PluginMeta(
+        name="test_village_rules",
+        version="0.1.0",
+        regions=("431281101201", "431281101202"),
+        description="测试用村级幸福基金用途规则",
+    )
 
     def __init__(self) -> None:
         self.failures_left = 2
@@ -288,8 +334,12 @@ class VillageRules:
 
 
 @asynccontextmanager
-async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost,  # type: ignore[type-arg]
-                       max_deliver: int = 20) -> AsyncIterator[dict]:
+async def visit_booker(
+    db_url: str,
+    nats_url: str,
+    plugins: PluginHost,  # type: ignore[type-arg]
+    max_deliver: int = 20,
+) -> AsyncIterator[dict]:
     """The funds relay and visit consumer wired as the runtime should wire them: with its plugin host."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -298,10 +348,12 @@ async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost,  # type:
     engine = create_engine(db_url)
     sessions = session_factory(engine)
     relay = Relay(sessions, nats_url, service="funds")
-    consumer = build_consumers(nats_url, sessions, on_commit=relay.notify, plugins=plugins, visit_max_deliver=max_deliver)[0]
+    consumer = build_consumers(
+        nats_url, sessions, on_commit=relay.notify, plugins=plugins, visit_max_deliver=max_deliver
+    )[0]
     tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
     try:
-        yield {"js": js, "service": FundsService(sessions, on_commit=relay.notify), "consumer": consumer}
+        yield {"js": js, "service": LedgerService(sessions, notify=relay.notify), "consumer": consumer}
     finally:
         await consumer.stop()
         await relay.stop()
@@ -310,6 +362,7 @@ async def visit_booker(db_url: str, nats_url: str, plugins: PluginHost,  # type:
         await nc.close()
 
 
+@pytest.mark.slow
 async def test_visit_expense_follows_the_village_rule_and_retries_a_failing_plugin(db_url: str, nats_url: str) -> None:
     rules = VillageRules()
     host = PluginHost()
@@ -325,7 +378,10 @@ async def test_visit_expense_follows_the_village_rule_and_retries_a_failing_plug
         assert [k for k, _ in got["visits/21"]] == ["rejected"]
         r21 = got["visits/21"][0][1]
         assert r21.reason == "FUND_USE_NOT_ALLOWED"
-        assert f"幸福基金 funds/{strict}（洪江某村幸福基金）只能用于：尊老爱幼、奖学助学；慰问金属于「村民慰问」" in r21.message
+        assert (
+            f"幸福基金 funds/{strict}（洪江某村幸福基金）只能用于：尊老爱幼、奖学助学；慰问金属于「村民慰问」"
+            in r21.message
+        )
         assert "test_village_rules 0.1.0" in r21.message
         # The plugin's faults were retried (nak), not answered: the one answer is the booking.
         assert [k for k, _ in got["visits/22"]] == ["booked"]
@@ -340,8 +396,12 @@ async def test_visit_expense_follows_the_village_rule_and_retries_a_failing_plug
 class BrokenRules:
     """A village rule plugin that fails every call."""
 
-    JSX_PLUGIN = PluginMeta(name="test_broken_rules", version="0.1.0", regions=("431281101203",),
-                            description="测试用：每次都出错的幸福基金用途规则")
+    JSX_PLUGIN = PluginMeta(
+        name="test_broken_rules",
+        version="0.1.0",
+        regions=("431281101203",),
+        description="测试用：每次都出错的幸福基金用途规则",
+    )
 
     def __init__(self) -> None:
         self.calls = 0
@@ -352,7 +412,10 @@ class BrokenRules:
         raise RuntimeError("规则表损坏")
 
 
-async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_delivery(db_url: str, nats_url: str) -> None:
+@pytest.mark.slow
+async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_delivery(
+    db_url: str, nats_url: str
+) -> None:
     """Retried while JetStream will deliver it again; on the last delivery answered PLUGIN_UNAVAILABLE (nothing paid),
     so the events service shows why instead of waiting for an answer that would never come."""
     rules = BrokenRules()
@@ -373,12 +436,18 @@ async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_d
         await until(lambda: caught_up(js))
 
 
-def situation(hid: str, kind: int, start: date, end: date | None = None, *, at: int, grade: int = 0,
-              count: int = 3) -> mev.HouseholdSituationChanged:
+def situation(
+    hid: str, kind: int, start: date, end: date | None = None, *, at: int, grade: int = 0, count: int = 3
+) -> mev.HouseholdSituationChanged:
     msg = mev.HouseholdSituationChanged(
-        household=f"households/{hid}", village=c.RegionCode(code="431281101201"), kind=kind,
-        effective_from=c.Date(year=start.year, month=start.month, day=start.day), disability_grade=grade,
-        head_person="persons/p-head", member_count=count)
+        household=f"households/{hid}",
+        village=c.RegionCode(code="431281101201"),
+        kind=kind,
+        effective_from=c.Date(year=start.year, month=start.month, day=start.day),
+        disability_grade=grade,
+        head_person="persons/p-head",
+        member_count=count,
+    )
     if end:
         msg.effective_to.CopyFrom(c.Date(year=end.year, month=end.month, day=end.day))
     msg.occurred_at.FromSeconds(1_660_000_000 + at)
@@ -387,14 +456,20 @@ def situation(hid: str, kind: int, start: date, end: date | None = None, *, at: 
 
 async def test_members_projection(funds) -> None:  # type: ignore[no-untyped-def]
     js, service = funds["js"], funds["service"]
-    reg = mev.HouseholdRegistered(household="households/h1", village=c.RegionCode(code="431281101201"),
-                                  head_person="persons/p-head", member_count=2)
+    reg = mev.HouseholdRegistered(
+        household="households/h1",
+        village=c.RegionCode(code="431281101201"),
+        head_person="persons/p-head",
+        member_count=2,
+    )
     reg.occurred_at.FromSeconds(1_660_000_000)
     eid = await publish(js, reg)
     await publish(js, reg, event_id=eid)
     await publish(js, situation("h1", mpb.SITUATION_KIND_ONLY_CHILD, date(2001, 3, 1), at=1, count=2))
     # The only child died: 独生子女户 ends, 失独 starts (the later facts).
-    await publish(js, situation("h1", mpb.SITUATION_KIND_ONLY_CHILD, date(2001, 3, 1), date(2021, 5, 31), at=5, count=2))
+    await publish(
+        js, situation("h1", mpb.SITUATION_KIND_ONLY_CHILD, date(2001, 3, 1), date(2021, 5, 31), at=5, count=2)
+    )
     await publish(js, situation("h1", mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1), at=5, count=2))
     # A stale copy of the first fact arrives late: it must not reopen the ended situation.
     await publish(js, situation("h1", mpb.SITUATION_KIND_ONLY_CHILD, date(2001, 3, 1), at=1, count=3))
@@ -422,13 +497,22 @@ async def _n_sits(service, n: int) -> bool:  # type: ignore[no-untyped-def]
 
 async def test_members_change_moves_the_head_in_the_projection(funds) -> None:  # type: ignore[no-untyped-def]
     js, service = funds["js"], funds["service"]
-    reg = mev.HouseholdRegistered(household="households/h9", village=c.RegionCode(code="431281101201"),
-                                  head_person="persons/old-head", member_count=2)
+    reg = mev.HouseholdRegistered(
+        household="households/h9",
+        village=c.RegionCode(code="431281101201"),
+        head_person="persons/old-head",
+        member_count=2,
+    )
     reg.occurred_at.FromSeconds(1_660_000_000)
     await publish(js, reg)
-    moved = mev.HouseholdMembersChanged(household="households/h9", village=c.RegionCode(code="431281101201"),
-                                        head_person="persons/new-head", member_count=1,
-                                        removed_persons=["persons/old-head"], previous_head_person="persons/old-head")
+    moved = mev.HouseholdMembersChanged(
+        household="households/h9",
+        village=c.RegionCode(code="431281101201"),
+        head_person="persons/new-head",
+        member_count=1,
+        removed_persons=["persons/old-head"],
+        previous_head_person="persons/old-head",
+    )
     moved.occurred_at.FromSeconds(1_660_000_100)
     await publish(js, moved)
 

@@ -1,10 +1,10 @@
 """The funds service end to end: a real gRPC server on the jsxcore runtime
 (auth, rich errors), a real nats-server receiving the outbox events, and
 SQLite/PostgreSQL."""
+
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,22 +14,18 @@ import pytest
 from sqlalchemy import func, select
 
 from jsx.common.v1 import common_pb2 as c
-from jsx.funds.v1 import events_pb2
+from jsx.funds.v1 import events_pb2, funds_pb2_grpc
 from jsx.funds.v1 import funds_pb2 as pb
-from jsx.funds.v1 import funds_pb2_grpc
+from jsx_funds.adapters.db import migrate
+from jsx_funds.entrypoints.grpc import build_runtime
+from jsx_funds.ledger.tables import JournalRow
 from jsxcore.auth import issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
-
-from jsx_funds.adapters.db import JournalRow, migrate
-from jsx_funds.entrypoints.grpc import build_runtime
+from jsxcore.testing.helpers import rid
 
 SECRET = "f" * 40
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
 
 
 class Client:
@@ -45,13 +41,17 @@ class Client:
 @pytest.fixture
 async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
     env = {
-        "JSX_FUNDS_DATABASE_URL": db_url, "JSX_FUNDS_NATS_URL": nats_url, "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
-        "JSX_FUNDS_DATA_DIR": str(tmp_path), "JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(),
+        "JSX_FUNDS_DATABASE_URL": db_url,
+        "JSX_FUNDS_NATS_URL": nats_url,
+        "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
+        "JSX_FUNDS_DATA_DIR": str(tmp_path),
+        "JSX_PII_KEY": generate_key(),
+        "JSX_BLIND_INDEX_KEY": generate_key(),
         "JSX_AUTH_SECRET": SECRET,
     }
     config = ServiceConfig.from_env("funds", env)
     await asyncio.to_thread(migrate, db_url)
-    rt, service, relay = build_runtime(config)
+    rt, service, _relay = build_runtime(config)
     port = await rt.start()
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -81,10 +81,24 @@ async def _journals(service) -> int:  # type: ignore[no-untyped-def]
 
 async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     fin, yl, clerk = stack["clients"]["xp_fin"], stack["clients"]["yl_fin"], stack["clients"]["xp_clerk"]
-    src = await fin.CreateFundSource(pb.CreateFundSourceRequest(request_id=rid(), fund_source=pb.FundSource(
-        display_name="2022年县级幸福基金配套", kind=pb.FUND_SOURCE_KIND_COUNTY_FINANCE, region=c.RegionCode(code="431224"))))
-    fund = await fin.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="某村幸福基金", kind=pb.FUND_KIND_HAPPINESS, owner_region=c.RegionCode(code="431224102203"))))
+    src = await fin.CreateFundSource(
+        pb.CreateFundSourceRequest(
+            request_id=rid(),
+            fund_source=pb.FundSource(
+                display_name="2022年县级幸福基金配套",
+                kind=pb.FUND_SOURCE_KIND_COUNTY_FINANCE,
+                region=c.RegionCode(code="431224"),
+            ),
+        )
+    )
+    fund = await fin.CreateFund(
+        pb.CreateFundRequest(
+            request_id=rid(),
+            fund=pb.Fund(
+                display_name="某村幸福基金", kind=pb.FUND_KIND_HAPPINESS, owner_region=c.RegionCode(code="431224102203")
+            ),
+        )
+    )
     assert fund.owner_region.code == "431224102203" and fund.balance.fen == 0
 
     # idempotent retry: same request_id and body → the first response, posted once
@@ -93,22 +107,35 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     assert await fin.PostAllocation(req) == first
     assert await _journals(stack["service"]) == 1
 
-    don = await fin.RecordDonation(pb.RecordDonationRequest(request_id=rid(), donation=pb.Donation(
-        fund=fund.name, donor_display_name="返乡企业家王某", donor_kind=pb.DONOR_KIND_RETURNEE,
-        amount=c.Money(fen=500_00), received_date=c.Date(year=2022, month=5, day=29))))
+    don = await fin.RecordDonation(
+        pb.RecordDonationRequest(
+            request_id=rid(),
+            donation=pb.Donation(
+                fund=fund.name,
+                donor_display_name="返乡企业家王某",
+                donor_kind=pb.DONOR_KIND_RETURNEE,
+                amount=c.Money(fen=500_00),
+                received_date=c.Date(year=2022, month=5, day=29),
+            ),
+        )
+    )
     assert don.receipt_number == "431224102203-2022-000001"
     got = await clerk.GetFund(pb.GetFundRequest(name=fund.name))
     assert got.balance.fen == 2500_00 and got.available.fen == 2500_00
 
     # permission: a clerk may read but not post money
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await clerk.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=1), request_id=rid()))
+        await clerk.PostAllocation(
+            pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=1), request_id=rid())
+        )
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     # region scope: 沅陵's finance officer cannot see or touch 溆浦's fund
     for call in (
         yl.GetFund(pb.GetFundRequest(name=fund.name)),
-        yl.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=1), request_id=rid())),
+        yl.PostAllocation(
+            pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=1), request_id=rid())
+        ),
         yl.ListLedgerEntries(pb.ListLedgerEntriesRequest(fund=fund.name)),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -121,19 +148,31 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     # bad input: rich INVALID_ARGUMENT with field violations, nothing written
     before = await _journals(stack["service"])
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await fin.RecordDonation(pb.RecordDonationRequest(request_id=rid(), donation=pb.Donation(
-            fund=fund.name, amount=c.Money(fen=0), received_date=c.Date(year=2022, month=2, day=30))))
+        await fin.RecordDonation(
+            pb.RecordDonationRequest(
+                request_id=rid(),
+                donation=pb.Donation(
+                    fund=fund.name, amount=c.Money(fen=0), received_date=c.Date(year=2022, month=2, day=30)
+                ),
+            )
+        )
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    info, bad, _ = error_details(e.value)
+    _info, bad, _ = error_details(e.value)
     assert {v.field for v in bad.field_violations} == {
-        "donation.donor_display_name", "donation.donor_kind", "donation.amount", "donation.received_date"}
+        "donation.donor_display_name",
+        "donation.donor_kind",
+        "donation.amount",
+        "donation.received_date",
+    }
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await fin.PostAllocation(pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=5)))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert await _journals(stack["service"]) == before
 
     # reversing the allocation after nothing was spent works; a second reversal is refused
-    rev = await fin.ReverseLedgerEntry(pb.ReverseLedgerEntryRequest(name=first.name, reason="拨款文号录错", request_id=rid()))
+    rev = await fin.ReverseLedgerEntry(
+        pb.ReverseLedgerEntryRequest(name=first.name, reason="拨款文号录错", request_id=rid())
+    )
     assert rev.amount.fen == -2000_00 and rev.balance_after.fen == 500_00
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await fin.ReverseLedgerEntry(pb.ReverseLedgerEntryRequest(name=first.name, reason="再冲", request_id=rid()))
@@ -141,7 +180,11 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     assert error_details(e.value)[0].reason == "ALREADY_REVERSED"
 
     page = await clerk.ListLedgerEntries(pb.ListLedgerEntriesRequest(fund=fund.name))
-    assert [e.kind for e in page.ledger_entries] == [pb.ENTRY_KIND_ALLOCATION, pb.ENTRY_KIND_DONATION, pb.ENTRY_KIND_REVERSAL]
+    assert [e.kind for e in page.ledger_entries] == [
+        pb.ENTRY_KIND_ALLOCATION,
+        pb.ENTRY_KIND_DONATION,
+        pb.ENTRY_KIND_REVERSAL,
+    ]
     bal = await clerk.GetFundBalance(pb.GetFundBalanceRequest(fund=fund.name))
     assert bal.balance.fen == 500_00
 
@@ -154,10 +197,14 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
             for m in await sub.fetch(10, timeout=1):
                 subjects[m.subject] = m.data
                 await m.ack()
-        except asyncio.TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
+        except TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
             pass
-    assert set(subjects) == {"jsx.funds.fund.opened", "jsx.funds.allocation.posted",
-                             "jsx.funds.donation.received", "jsx.funds.ledger_entry.reversed"}
+    assert set(subjects) == {
+        "jsx.funds.fund.opened",
+        "jsx.funds.allocation.posted",
+        "jsx.funds.donation.received",
+        "jsx.funds.ledger_entry.reversed",
+    }
     ev = events_pb2.DonationReceived.FromString(subjects["jsx.funds.donation.received"])
     assert ev.amount.fen == 500_00 and ev.receipt_number == don.receipt_number
     assert "王某".encode() not in subjects["jsx.funds.donation.received"]
@@ -165,11 +212,25 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
 
 async def test_programs_and_applications_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     fin, clerk, appr = stack["clients"]["xp_fin"], stack["clients"]["xp_clerk"], stack["clients"]["xp_approver"]
-    fund = await fin.CreateFund(pb.CreateFundRequest(request_id=rid(), fund=pb.Fund(
-        display_name="溆浦县特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code="431224"))))
-    req = pb.CreateProgramRequest(request_id=rid(), program=pb.Program(
-        display_name="2022年溆浦县计生特别扶助", type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code="431224"),
-        fund=fund.name, year=2022, budget=c.Money(fen=100_000_00)))
+    fund = await fin.CreateFund(
+        pb.CreateFundRequest(
+            request_id=rid(),
+            fund=pb.Fund(
+                display_name="溆浦县特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code="431224")
+            ),
+        )
+    )
+    req = pb.CreateProgramRequest(
+        request_id=rid(),
+        program=pb.Program(
+            display_name="2022年溆浦县计生特别扶助",
+            type=pb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+            region=c.RegionCode(code="431224"),
+            fund=fund.name,
+            year=2022,
+            budget=c.Money(fen=100_000_00),
+        ),
+    )
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await clerk.CreateProgram(req)  # a clerk does not create programs
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -179,19 +240,30 @@ async def test_programs_and_applications_over_grpc(stack) -> None:  # type: igno
 
     # The household is not in the members projection yet: a clear NOT_FOUND, nothing stored.
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await clerk.SubmitApplication(pb.SubmitApplicationRequest(request_id=rid(), application=pb.Application(
-            program=program.name, household="households/unknown", person="persons/p1", period=c.Period(code="2022-08"))))
+        await clerk.SubmitApplication(
+            pb.SubmitApplicationRequest(
+                request_id=rid(),
+                application=pb.Application(
+                    program=program.name,
+                    household="households/unknown",
+                    person="persons/p1",
+                    period=c.Period(code="2022-08"),
+                ),
+            )
+        )
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_details(e.value)[0].reason == "HOUSEHOLD_NOT_FOUND"
     assert (await clerk.ListApplications(pb.ListApplicationsRequest())).applications == []
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await clerk.DecideApplication(pb.DecideApplicationRequest(
-            request_id=rid(), name="applications/1", decision=pb.APPROVAL_DECISION_APPROVE))
+        await clerk.DecideApplication(
+            pb.DecideApplicationRequest(request_id=rid(), name="applications/1", decision=pb.APPROVAL_DECISION_APPROVE)
+        )
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED  # clerks cannot decide
     assert (await clerk.ListPublicity(pb.ListPublicityRequest())).entries == []
 
-    batch = pb.CreatePaymentBatchRequest(request_id=rid(), program=program.name, region=c.RegionCode(code="431224"),
-                                         period=c.Period(code="2022-08"))
+    batch = pb.CreatePaymentBatchRequest(
+        request_id=rid(), program=program.name, region=c.RegionCode(code="431224"), period=c.Period(code="2022-08")
+    )
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await clerk.CreatePaymentBatch(batch)  # only finance moves money
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -3,6 +3,7 @@ gRPC (started in-process with its own runtime), as well as against the
 funds projection that real NATS fills from members' events: registered →
 accepted; unknown to members (though in the projection) → NOT_FOUND;
 members down → UNAVAILABLE in Chinese and nothing stored."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,19 +21,21 @@ from jsx.funds.v1 import funds_pb2_grpc
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2 as mpb
 from jsx.members.v1 import members_pb2_grpc
+from jsx_funds.adapters.db import migrate
+from jsx_funds.entrypoints.grpc import build_runtime
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.consumers import apply_household_event
+from jsx_funds.projections.tables import HouseholdProjection
 from jsx_members.entrypoints.grpc import build_runtime as members_runtime
 from jsx_members.migrations import migrate as members_migrate
-from jsx_members.testdata import make_id_number, make_phone, rid
+from jsx_members.testdata import make_id_number, make_phone
 from jsxcore.auth import issue_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import transaction
 from jsxcore.outbox import EventMeta
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
-
-from jsx_funds.adapters.db import ApplicationRow, HouseholdProjection, migrate
-from jsx_funds.consumers import apply_household_event
-from jsx_funds.entrypoints.grpc import build_runtime
+from jsxcore.testing.helpers import rid
 
 SECRET = "m" * 40
 YL, VILLAGE = "431222", "431222101201"
@@ -52,14 +55,30 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
     keys = {"JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(), "JSX_AUTH_SECRET": SECRET}
     # Members keeps its own database (its outbox tables would clash with funds' in one schema).
     murl = f"sqlite:///{tmp_path}/members.db"
-    mconf = ServiceConfig.from_env("members", {**keys, "JSX_MEMBERS_DATABASE_URL": murl, "JSX_MEMBERS_NATS_URL": nats_url,
-                                               "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0", "JSX_MEMBERS_DATA_DIR": str(tmp_path)})
+    mconf = ServiceConfig.from_env(
+        "members",
+        {
+            **keys,
+            "JSX_MEMBERS_DATABASE_URL": murl,
+            "JSX_MEMBERS_NATS_URL": nats_url,
+            "JSX_MEMBERS_GRPC_ADDR": "127.0.0.1:0",
+            "JSX_MEMBERS_DATA_DIR": str(tmp_path),
+        },
+    )
     await asyncio.to_thread(members_migrate, murl)
     mrt, _, _ = members_runtime(mconf)
     mport = await mrt.start()
-    fconf = ServiceConfig.from_env("funds", {**keys, "JSX_FUNDS_DATABASE_URL": db_url, "JSX_FUNDS_NATS_URL": nats_url,
-                                             "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0", "JSX_FUNDS_DATA_DIR": str(tmp_path),
-                                             "JSX_FUNDS_MEMBERS_ADDR": f"127.0.0.1:{mport}"})
+    fconf = ServiceConfig.from_env(
+        "funds",
+        {
+            **keys,
+            "JSX_FUNDS_DATABASE_URL": db_url,
+            "JSX_FUNDS_NATS_URL": nats_url,
+            "JSX_FUNDS_GRPC_ADDR": "127.0.0.1:0",
+            "JSX_FUNDS_DATA_DIR": str(tmp_path),
+            "JSX_FUNDS_MEMBERS_ADDR": f"127.0.0.1:{mport}",
+        },
+    )
     assert fconf.members_addr == f"127.0.0.1:{mport}"
     await asyncio.to_thread(migrate, db_url)
     frt, fservice, _ = build_runtime(fconf)
@@ -67,10 +86,16 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
     mch, fch = grpc.aio.insecure_channel(f"127.0.0.1:{mport}"), grpc.aio.insecure_channel(f"127.0.0.1:{fport}")
     tok = issue_token(SECRET, "clerk-yl", ["county_clerk"], YL)
     try:
-        yield {"members": Client(members_pb2_grpc.MembersServiceStub(mch), tok), "mrt": mrt, "sessions": fservice.sessions,
-               "funds": Client(funds_pb2_grpc.FundsServiceStub(fch), tok),
-               "fin": Client(funds_pb2_grpc.FundsServiceStub(fch), issue_token(SECRET, "fin-yl", ["finance_officer"], YL)),
-               "approver": Client(funds_pb2_grpc.FundsServiceStub(fch), issue_token(SECRET, "appr-yl", ["county_approver"], YL))}
+        yield {
+            "members": Client(members_pb2_grpc.MembersServiceStub(mch), tok),
+            "mrt": mrt,
+            "sessions": fservice.sessions,
+            "funds": Client(funds_pb2_grpc.FundsServiceStub(fch), tok),
+            "fin": Client(funds_pb2_grpc.FundsServiceStub(fch), issue_token(SECRET, "fin-yl", ["finance_officer"], YL)),
+            "approver": Client(
+                funds_pb2_grpc.FundsServiceStub(fch), issue_token(SECRET, "appr-yl", ["county_approver"], YL)
+            ),
+        }
     finally:
         await mch.close()
         await fch.close()
@@ -85,17 +110,46 @@ async def _applications(sessions) -> int:  # type: ignore[no-untyped-def]
 
 async def test_submit_checks_household_with_members_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     members, funds, sessions = stack["members"], stack["funds"], stack["sessions"]
-    head = await members.CreatePerson(mpb.CreatePersonRequest(request_id=rid(), person=mpb.Person(
-        display_name="王大", id_number=make_id_number(YL, date(1962, 2, 3), 71), phone=make_phone(66_000_001),
-        village=c.RegionCode(code=VILLAGE))))
-    mother = await members.CreatePerson(mpb.CreatePersonRequest(request_id=rid(), person=mpb.Person(
-        display_name="李二", id_number=make_id_number(YL, date(1966, 3, 1), 72, female=True), phone=make_phone(66_000_002),
-        village=c.RegionCode(code=VILLAGE))))
-    hh = await members.CreateHousehold(mpb.CreateHouseholdRequest(request_id=rid(), household=mpb.Household(
-        head=head.name, village=c.RegionCode(code=VILLAGE), members=[
-            mpb.HouseholdMember(person=head.name, relation=mpb.RELATION_HEAD),
-            mpb.HouseholdMember(person=mother.name, relation=mpb.RELATION_SPOUSE)]),
-        situations=[mpb.FamilySituation(kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1))]))
+    head = await members.CreatePerson(
+        mpb.CreatePersonRequest(
+            request_id=rid(),
+            person=mpb.Person(
+                display_name="王大",
+                id_number=make_id_number(YL, date(1962, 2, 3), 71),
+                phone=make_phone(66_000_001),
+                village=c.RegionCode(code=VILLAGE),
+            ),
+        )
+    )
+    mother = await members.CreatePerson(
+        mpb.CreatePersonRequest(
+            request_id=rid(),
+            person=mpb.Person(
+                display_name="李二",
+                id_number=make_id_number(YL, date(1966, 3, 1), 72, female=True),
+                phone=make_phone(66_000_002),
+                village=c.RegionCode(code=VILLAGE),
+            ),
+        )
+    )
+    hh = await members.CreateHousehold(
+        mpb.CreateHouseholdRequest(
+            request_id=rid(),
+            household=mpb.Household(
+                head=head.name,
+                village=c.RegionCode(code=VILLAGE),
+                members=[
+                    mpb.HouseholdMember(person=head.name, relation=mpb.RELATION_HEAD),
+                    mpb.HouseholdMember(person=mother.name, relation=mpb.RELATION_SPOUSE),
+                ],
+            ),
+            situations=[
+                mpb.FamilySituation(
+                    kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=c.Date(year=2021, month=3, day=1)
+                )
+            ],
+        )
+    )
     # Members' events reach the funds projection over real NATS.
     hid = hh.name.split("/", 1)[1]
     for _ in range(200):
@@ -107,21 +161,49 @@ async def test_submit_checks_household_with_members_over_grpc(stack) -> None:  #
         pytest.fail("the members household never reached the funds projection")
     # A household the projection has but members does not (deleted there, or a stale projection).
     async with transaction(sessions) as s:
-        await apply_household_event(s, mev.HouseholdSituationChanged(
-            household="households/ghost-1", village=c.RegionCode(code=VILLAGE), kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
-            effective_from=c.Date(year=2020, month=1, day=1), head_person="persons/ghost", member_count=1),
-            EventMeta(event_id="g", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None))
+        await apply_household_event(
+            s,
+            mev.HouseholdSituationChanged(
+                household="households/ghost-1",
+                village=c.RegionCode(code=VILLAGE),
+                kind=mpb.SITUATION_KIND_SPECIAL_BEREAVED,
+                effective_from=c.Date(year=2020, month=1, day=1),
+                head_person="persons/ghost",
+                member_count=1,
+            ),
+            EventMeta(event_id="g", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None),
+        )
 
-    fund = await stack["fin"].CreateFund(fpb.CreateFundRequest(request_id=rid(), fund=fpb.Fund(
-        display_name="特别扶助资金", kind=fpb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=YL))))
-    program = await stack["approver"].CreateProgram(fpb.CreateProgramRequest(request_id=rid(), program=fpb.Program(
-        display_name="2022年沅陵县计生特别扶助", type=fpb.PROGRAM_TYPE_SPECIAL_SUPPORT, region=c.RegionCode(code=YL),
-        fund=fund.name, year=2022)))
+    fund = await stack["fin"].CreateFund(
+        fpb.CreateFundRequest(
+            request_id=rid(),
+            fund=fpb.Fund(display_name="特别扶助资金", kind=fpb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=YL)),
+        )
+    )
+    program = await stack["approver"].CreateProgram(
+        fpb.CreateProgramRequest(
+            request_id=rid(),
+            program=fpb.Program(
+                display_name="2022年沅陵县计生特别扶助",
+                type=fpb.PROGRAM_TYPE_SPECIAL_SUPPORT,
+                region=c.RegionCode(code=YL),
+                fund=fund.name,
+                year=2022,
+            ),
+        )
+    )
 
     def submit(household: str, person: str) -> fpb.SubmitApplicationRequest:
-        return fpb.SubmitApplicationRequest(request_id=rid(), application=fpb.Application(
-            program=program.name, household=household, person=person, period=c.Period(code="2022-07"),
-            attributes={"birth_date": "1966-03-01"}))
+        return fpb.SubmitApplicationRequest(
+            request_id=rid(),
+            application=fpb.Application(
+                program=program.name,
+                household=household,
+                person=person,
+                period=c.Period(code="2022-07"),
+                attributes={"birth_date": "1966-03-01"},
+            ),
+        )
 
     app = await funds.SubmitApplication(submit(hh.name, mother.name))
     assert app.household == hh.name and app.amount_entitled.fen == 590_00

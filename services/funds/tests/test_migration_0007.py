@@ -6,21 +6,22 @@ and read through today's code: the ledger still proves out, the batch
 reconciles, the bank's answers are where the API shows them, and new
 payments and batches go on from there without colliding with the old ids.
 """
+
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
 from jsx.funds.v1 import funds_pb2 as pb
+from jsx_funds.adapters.db import migrate
+from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow
+from jsx_funds.entrypoints.grpc import compose
+from jsx_funds.ledger.verify import verify
 from jsxcore.db import create_engine, session_factory
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Money
-
-from jsx_funds.adapters.db import PaymentBatchRow, PaymentRow, migrate
-from jsx_funds.bank import BankService, reconcile
-from jsx_funds.service import pay, verify
 
 NOW = "2022-08-20 08:00:00+00:00"
 KEY = "programs/1/beneficiaries/persons/{}/periods/2022-08"  # as keys were written before 0012
@@ -68,7 +69,9 @@ async def _old_rows(conn) -> None:  # type: ignore[no-untyped-def]
         await conn.execute(text(stmt), {"now": NOW} if ":now" in stmt else {})
     if conn.dialect.name == "postgresql":  # explicit ids above: move the sequences past them
         for table in ("journals", "ledger_entries", "applications", "payment_batches"):
-            await conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+            await conn.execute(
+                text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            )
 
 
 async def test_money_written_before_0007_survives_it(db_url: str) -> None:
@@ -80,22 +83,23 @@ async def test_money_written_before_0007_survives_it(db_url: str) -> None:
         await engine.dispose()
         await asyncio.to_thread(migrate, db_url)
         sessions = session_factory(engine)
+        svc = compose(sessions, PluginHost(), clock=lambda: datetime(2022, 9, 20, tzinfo=UTC)).disbursement
 
         async with sessions() as s:
             assert [str(p) for p in await verify(s)] == []
             old = [await s.get(PaymentRow, 2), await s.get(PaymentRow, 3)]
             assert [(p.id, p.journal_id, p.batch_id, p.application_id, p.village, p.basis) for p in old if p] == [
-                (2, 2, 1, 1, "431281101201", ["洪江 940 元"]), (3, 3, 1, 2, "431281101201", ["洪江 580 元"])]
+                (2, 2, 1, 1, "431281101201", ["洪江 940 元"]),
+                (3, 3, 1, 2, "431281101201", ["洪江 580 元"]),
+            ]
             batch = await s.get(PaymentBatchRow, 1)
             assert batch is not None
             assert (batch.first_payment_id, batch.last_payment_id) == (2, 3)
-            rec = await reconcile(s, batch)
+        rec = await svc.get_reconciliation(1, caller=None)
         assert rec.balanced, list(rec.discrepancies)
         assert (rec.paid_count, rec.failed_count, rec.pending_count, rec.ledger_total.fen) == (1, 1, 0, 94000)
 
-        svc = BankService(sessions, PluginHost(), clock=lambda: datetime(2022, 9, 20, tzinfo=timezone.utc))
-        listed = {p.name: p for p in (await svc.list_payments(
-            pb.ListPaymentsRequest(payment_batch="paymentBatches/1"), None)).payments}
+        listed = {p.name: p for p in (await svc.list_payments(1, caller=None)).payments}
         assert listed["paymentBatches/1/payments/2"].bank_reference == "B-0001"
         assert listed["paymentBatches/1/payments/2"].paid_date.day == 25
         assert listed["paymentBatches/1/payments/3"].failure_reason == "账户已销户"
@@ -105,11 +109,12 @@ async def test_money_written_before_0007_survives_it(db_url: str) -> None:
         # and a payment on its own takes a fresh id.
         assert [p.payment_key for p in old if p] == [SHORT_KEY.format("a"), SHORT_KEY.format("b")]
         async with sessions.begin() as s:
-            _, again = await pay(s, 1, Money(58000), payment_key=SHORT_KEY.format("b"), payee="persons/b", actor="fin")
+            _, again = await svc.pay(
+                s, 1, Money(58000), payment_key=SHORT_KEY.format("b"), payee="persons/b", actor="fin"
+            )
         assert again.payment_key == SHORT_KEY.format("b") + "#2" and again.id == again.journal_id and again.id > 4
         async with sessions() as s:
             assert [str(p) for p in await verify(s)] == []
             assert (await s.execute(text("SELECT count(*) FROM payments"))).scalar_one() == 3
     finally:
         await engine.dispose()
-

@@ -1,23 +1,19 @@
 """Funds events on the bus: protobuf messages from jsx.funds.v1.events, built
 from committed rows. Ids, regions and amounts only — never a donor's or
 payee's name, a 身份证 number or a card number."""
+
 from __future__ import annotations
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jsx.common.v1 import annotations_pb2, common_pb2
+from jsx.common.v1 import common_pb2
 from jsx.events.v1 import events_pb2 as ev_events_pb2
 from jsx.funds.v1 import events_pb2, funds_pb2
 from jsx.members.v1 import events_pb2 as members_events_pb2
-from jsxcore.outbox import add_event
-
-from jsx_funds.adapters import db
-
-
-def subject_of(message: Message) -> str:
-    """The subject declared on the message type (``jsx.funds.donation.received``)."""
-    return message.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
+from jsx_funds.ledger.tables import DonationRow, FundRow, JournalRow
+from jsx_funds.programs.tables import ApplicationRow, ProgramRow
+from jsxcore.outbox import add_event, subject_of
 
 
 def emit(session: AsyncSession, message: Message) -> str:
@@ -45,7 +41,7 @@ def source_name(source_id: int) -> str:
     return f"fundSources/{source_id}"
 
 
-def fund_opened(fund: db.FundRow) -> events_pb2.FundOpened:
+def fund_opened(fund: FundRow) -> events_pb2.FundOpened:
     return events_pb2.FundOpened(
         fund=fund_name(fund.id),
         owner_region=common_pb2.RegionCode(code=fund.region),
@@ -53,7 +49,7 @@ def fund_opened(fund: db.FundRow) -> events_pb2.FundOpened:
     )
 
 
-def allocation_posted(fund: db.FundRow, journal: db.JournalRow, source_id: int) -> events_pb2.AllocationPosted:
+def allocation_posted(fund: FundRow, journal: JournalRow, source_id: int) -> events_pb2.AllocationPosted:
     return events_pb2.AllocationPosted(
         ledger_entry=entry_name(fund.id, journal.id),
         fund=fund_name(fund.id),
@@ -63,7 +59,7 @@ def allocation_posted(fund: db.FundRow, journal: db.JournalRow, source_id: int) 
     )
 
 
-def donation_received(fund: db.FundRow, donation: db.DonationRow) -> events_pb2.DonationReceived:
+def donation_received(fund: FundRow, donation: DonationRow) -> events_pb2.DonationReceived:
     return events_pb2.DonationReceived(
         donation=donation_name(fund.id, donation.journal_id),
         fund=fund_name(fund.id),
@@ -74,9 +70,7 @@ def donation_received(fund: db.FundRow, donation: db.DonationRow) -> events_pb2.
     )
 
 
-def entry_reversed(
-    fund: db.FundRow, reversal: db.JournalRow, original: db.JournalRow
-) -> events_pb2.LedgerEntryReversed:
+def entry_reversed(fund: FundRow, reversal: JournalRow, original: JournalRow) -> events_pb2.LedgerEntryReversed:
     return events_pb2.LedgerEntryReversed(
         ledger_entry=entry_name(fund.id, reversal.id),
         reverses=entry_name(fund.id, original.id),
@@ -84,25 +78,6 @@ def entry_reversed(
         owner_region=common_pb2.RegionCode(code=fund.region),
         reversed_kind=funds_pb2.EntryKind.Value("ENTRY_KIND_" + original.kind),
         amount=common_pb2.Money(fen=original.amount),
-    )
-
-
-def payment_issued(fund: db.FundRow, payment: db.PaymentRow) -> events_pb2.PaymentIssued:
-    """A payment left the fund (batch/application fields are filled by the disbursement layer)."""
-    return events_pb2.PaymentIssued(
-        payment=payment_name(fund.id, payment.id),
-        fund=fund_name(fund.id),
-        payee=payment.payee,
-        amount=common_pb2.Money(fen=payment.amount),
-    )
-
-
-def payment_failed(fund: db.FundRow, payment: db.PaymentRow, amount: int, reason: str) -> events_pb2.PaymentFailed:
-    return events_pb2.PaymentFailed(
-        payment=payment_name(fund.id, payment.id),
-        payee=payment.payee,
-        amount=common_pb2.Money(fen=amount),
-        failure_reason=reason,
     )
 
 
@@ -129,8 +104,11 @@ def visit_expense_booked(
     msg: ev_events_pb2.VisitRecorded, fund_id: int, journal_id: int
 ) -> events_pb2.VisitExpenseBooked:
     return events_pb2.VisitExpenseBooked(
-        visit=msg.visit, fund=fund_name(fund_id), household=msg.household,
-        region=common_pb2.RegionCode(code=msg.region.code), amount=common_pb2.Money(fen=msg.money.fen),
+        visit=msg.visit,
+        fund=fund_name(fund_id),
+        household=msg.household,
+        region=common_pb2.RegionCode(code=msg.region.code),
+        amount=common_pb2.Money(fen=msg.money.fen),
         ledger_entry=entry_name(fund_id, journal_id),
     )
 
@@ -139,9 +117,13 @@ def visit_expense_rejected(
     msg: ev_events_pb2.VisitRecorded, reason: str, message: str
 ) -> events_pb2.VisitExpenseRejected:
     return events_pb2.VisitExpenseRejected(
-        visit=msg.visit, fund=msg.fund, household=msg.household,
-        region=common_pb2.RegionCode(code=msg.region.code), amount=common_pb2.Money(fen=msg.money.fen),
-        reason=reason, message=message,
+        visit=msg.visit,
+        fund=msg.fund,
+        household=msg.household,
+        region=common_pb2.RegionCode(code=msg.region.code),
+        amount=common_pb2.Money(fen=msg.money.fen),
+        reason=reason,
+        message=message,
     )
 
 
@@ -160,12 +142,15 @@ def objection_name(application_id: int, objection_id: int) -> str:
     return f"applications/{application_id}/objections/{objection_id}"
 
 
-def application_event(cls: type[Message], app: db.ApplicationRow, program: db.ProgramRow, **extra: object) -> Message:
+def application_event(cls: type[Message], app: ApplicationRow, program: ProgramRow, **extra: object) -> Message:
     """One of ApplicationSubmitted/Approved/Rejected/Objected: ids, region, period, amounts — no names."""
     return cls(
-        application=application_name(app.id), program=program_name(program.id),
+        application=application_name(app.id),
+        program=program_name(program.id),
         program_type=funds_pb2.ProgramType.Value("PROGRAM_TYPE_" + program.type),
-        household=f"households/{app.household_id}", person=app.person,
-        village=common_pb2.RegionCode(code=app.village), period=common_pb2.Period(code=app.period),
+        household=f"households/{app.household_id}",
+        person=app.person,
+        village=common_pb2.RegionCode(code=app.village),
+        period=common_pb2.Period(code=app.period),
         **extra,
     )

@@ -1,7 +1,7 @@
 """``jsx funds …`` commands (registered through the ``jsx.cli`` entry point).
 
 * ``jsx funds verify`` — prove the ledger's invariants (see
-  :func:`jsx_funds.service.verify`); exit 1 with a readable report if any fails.
+  :func:`jsx_funds.ledger.verify.verify`); exit 1 with a readable report if any fails.
 * ``jsx funds serve`` — run the service (same as ``python -m jsx_funds``).
 * ``jsx funds migrate`` — bring the database schema up to date.
 * ``jsx funds payment-file BATCH --xlsx FILE / --csv FILE`` — the batch's
@@ -18,16 +18,19 @@
   [--xlsx FILE]`` — 项目报表 (资金总额, paid, households and people helped)
   for the given programs, or every program of that year in the region.
 """
+
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-
-from jsxcore.config import ServiceConfig
-from jsxcore.db import create_engine, session_factory
+from pathlib import Path
+from typing import Any
 
 from jsx_funds.adapters.db import migrate
-from jsx_funds.service import verify
+from jsx_funds.ledger.verify import verify
+from jsxcore.config import ServiceConfig
+from jsxcore.db import create_engine, session_factory
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -42,7 +45,9 @@ async def _verify(args: argparse.Namespace) -> int:
     finally:
         await engine.dispose()
     if not problems:
-        print("账目核验通过：每笔凭证借贷平衡，每个基金借贷相等，每笔支付、捐赠均有对应分录，无负数账户，收据编号连续。")
+        print(
+            "账目核验通过：每笔凭证借贷平衡，每个基金借贷相等，每笔支付、捐赠均有对应分录，无负数账户，收据编号连续。"
+        )
         return 0
     print(f"账目核验失败，发现 {len(problems)} 处问题：", file=sys.stderr)
     for p in problems:
@@ -50,58 +55,73 @@ async def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
-async def _payment_file(args: argparse.Namespace) -> int:
-    import os
-
-    from jsxcore.errors import ConfigError, DomainError
+def _disbursement(engine: Any, members: Any = None) -> Any:
+    """The disbursement context as the server composes it, over the CLI's own database connection."""
+    from jsx_funds.entrypoints.grpc import compose
     from jsxcore.plugins import PluginHost
 
+    return compose(session_factory(engine), PluginHost(), members=members).disbursement
+
+
+def _batch_id(name: str, field: str = "batch") -> int:
+    from jsxcore import wire
+
+    return wire.int_id_from(name, "paymentBatches", field)
+
+
+async def _payment_file(args: argparse.Namespace) -> int:
+    import io
+    import os
+
     from jsx_funds.adapters.members import MembersClient
-    from jsx_funds.batches import BatchesService
-    from jsx_funds.payment_file import build, render_csv, render_xlsx
-    from jsx_funds.service import parse_id
-    from jsxcore.values import Money
+    from jsx_funds.disbursement.payment_file import amount_text
+    from jsxcore.errors import ConfigError, DomainError
 
     args.batch = args.batch or args.batch_opt
     if not args.batch:
         print("错误：请指定支付批次，例如 paymentBatches/3", file=sys.stderr)
         return 2
+    batch_id = _batch_id(args.batch)
     if args.xlsx or args.csv:
         token = os.environ.get("JSX_TOKEN", "").strip()
         addr = args.members_addr or os.environ.get("JSX_MEMBERS_ADDR", "").strip()
         if not token or not addr:
-            print("错误：导出银行支付文件需要成员服务地址（--members-addr 或 JSX_MEMBERS_ADDR）和您的访问令牌（JSX_TOKEN，"
-                  "需具备 members.payees.read 权限，如财务人员）", file=sys.stderr)
+            print(
+                "错误：导出银行支付文件需要成员服务地址（--members-addr 或 JSX_MEMBERS_ADDR）和您的访问令牌（JSX_TOKEN，"
+                "需具备 members.payees.read 权限，如财务人员）",
+                file=sys.stderr,
+            )
             return 2
         engine = create_engine(_url(args))
         members = MembersClient(addr, "")
+        paths = [(p, fmt_csv) for p, fmt_csv in ((args.xlsx, False), (args.csv, True)) if p]
+        bufs = [io.BytesIO() for _ in paths]
         try:
             # Direct database access like the other commands; members checks the token's permission and region.
-            data = await build(session_factory(engine), members, args.batch, token=token)
+            written = await _disbursement(engine, members).write_bank_files(
+                batch_id, [(fmt_csv, buf) for (_, fmt_csv), buf in zip(paths, bufs, strict=True)], token=token
+            )
         except (DomainError, ConfigError) as e:
             print(f"错误：{e}", file=sys.stderr)
             return 1
         finally:
             await members.close()
             await engine.dispose()
-        for path, render in ((args.xlsx, render_xlsx), (args.csv, render_csv)):
-            if path:
-                with open(path, "wb") as f:
-                    f.write(render(data))
-                print(f"支付文件已写入 {path}：{len(data.lines)} 笔，合计 {Money(data.total).format_yuan()} 元")
+        for (path, _), buf, meta in zip(paths, bufs, written, strict=True):
+            await asyncio.to_thread(Path(path).write_bytes, buf.getvalue())
+            print(f"支付文件已写入 {path}：{meta.payment_count} 笔，合计 {amount_text(meta.total)} 元")
         return 0
 
     engine = create_engine(_url(args))
-    batches = BatchesService(session_factory(engine), PluginHost())
-    batch_id = parse_id(args.batch, "paymentBatches", "batch")
     try:
         # streamed: a province-wide batch of a million lines never sits in memory
         if args.out:
-            with open(args.out, "w", encoding="utf-8", newline="") as f:
-                await batches.write_payment_file(batch_id, f)
+            # a local file the command streams into while the batch is read: the CLI's own event loop, nothing else waits
+            with open(args.out, "w", encoding="utf-8", newline="") as f:  # noqa: ASYNC230
+                await _disbursement(engine).write_id_list(batch_id, f)
             print(f"支付文件已写入 {args.out}")
         else:
-            await batches.write_payment_file(batch_id, sys.stdout)
+            await _disbursement(engine).write_id_list(batch_id, sys.stdout)
     finally:
         await engine.dispose()
     return 0
@@ -109,32 +129,31 @@ async def _payment_file(args: argparse.Namespace) -> int:
 
 async def _bank_results(args: argparse.Namespace) -> int:
     import re
-    import uuid
 
-    from jsx.funds.v1 import funds_pb2
+    from jsx_funds.disbursement.bank_file import read_bank_file
     from jsxcore.errors import InvalidArgument
-    from jsxcore.plugins import PluginHost
-
-    from jsx_funds.bank import BankService, read_bank_file
 
     try:
         lines = read_bank_file(args.file)
-        batch = args.batch or next((m.group(0) for ln in lines
-                                    if (m := re.match(r"paymentBatches/[0-9]+", ln.result.payment))), "")
+        batch = args.batch or next(
+            (m.group(0) for ln in lines if (m := re.match(r"paymentBatches/[0-9]+", ln.result.payment))), ""
+        )
         if not batch:
-            raise InvalidArgument.field("batch", "文件中没有可识别的业务参考号，请用 --batch 指定批次", reason="MISSING_BATCH")
-        req = funds_pb2.ImportBankResultsRequest(payment_batch=batch, results=[ln.result for ln in lines],
-                                                 request_id=str(uuid.uuid4()))
+            raise InvalidArgument.field(
+                "batch", "文件中没有可识别的业务参考号，请用 --batch 指定批次", reason="MISSING_BATCH"
+            )
+        batch_id = _batch_id(batch)
     except InvalidArgument as e:
         return _print_violations(e, {})
     engine = create_engine(_url(args))
     try:
-        svc = BankService(session_factory(engine), PluginHost())
+        svc = _disbursement(engine)
         try:
-            res = await svc.import_bank_results(req, None)
+            # A fresh file each run: no request id to replay (a repeated line changes nothing anyway).
+            res = await svc.import_bank_results(batch_id, [ln.result for ln in lines], caller=None, idem=None)
         except InvalidArgument as e:
             return _print_violations(e, {i: ln.row for i, ln in enumerate(lines)})
-        rec = await svc.get_reconciliation(funds_pb2.GetReconciliationRequest(payment_batch=batch), None)
+        rec = await svc.get_reconciliation(batch_id, caller=None)
     finally:
         await engine.dispose()
     print(f"回盘已导入 {batch}：本次成功 {res.paid_count} 笔，失败 {res.failed_count} 笔（已登记的结果不重复处理）")
@@ -146,7 +165,7 @@ async def _bank_results(args: argparse.Namespace) -> int:
     return 0 if rec.balanced else 1
 
 
-def _print_violations(e: "Exception", rows: dict[int, int]) -> int:
+def _print_violations(e: Exception, rows: dict[int, int]) -> int:
     """Print a refused file's problems, naming the file row of each result where known."""
     import re
 
@@ -159,50 +178,35 @@ def _print_violations(e: "Exception", rows: dict[int, int]) -> int:
 
 
 async def _report(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from jsx_funds.entrypoints.grpc import compose
+    from jsx_funds.reporting.wire import reports_xlsx
+    from jsxcore import wire
+    from jsxcore.errors import DomainError
+    from jsxcore.plugins import PluginHost
+    from jsxcore.values import Period
 
-    from sqlalchemy import select
-
-    from jsxcore.values import Period, RegionCode
-
-    from jsx_funds.adapters.db import ProgramRow
-    from jsx_funds.reports import program_report, reports_xlsx
-    from jsx_funds.service import parse_id, region_prefix
-
-    period = Period.parse(str(args.year), field="year") if args.year else None
     engine = create_engine(_url(args))
-    out = []
     try:
-        async with session_factory(engine)() as s:
-            if args.program:
-                programs = [await s.get(ProgramRow, parse_id(p, "programs", "program")) for p in args.program]
-                missing = [p for p, row in zip(args.program, programs) if row is None]
-                if missing:
-                    print(f"项目不存在：{'、'.join(missing)}", file=sys.stderr)
-                    return 2
-            else:
-                stmt = select(ProgramRow).order_by(ProgramRow.id)
-                if args.region:
-                    stmt = stmt.where(ProgramRow.region.startswith(region_prefix(RegionCode.parse(args.region, field="region"))))
-                if args.year:
-                    stmt = stmt.where(ProgramRow.year == int(args.year))
-                programs = list((await s.execute(stmt)).scalars())
-            for prog in programs:
-                assert prog is not None
-                region = RegionCode.parse(args.region, field="region") if args.region else RegionCode(prog.region)
-                if region.contains(RegionCode(prog.region)):
-                    region = RegionCode(prog.region)
-                elif not RegionCode(prog.region).contains(region):
-                    continue
-                out.append((prog.name, await program_report(s, prog, region, period, datetime.now(timezone.utc))))
+        reporting = compose(session_factory(engine), PluginHost()).reporting
+        out = await reporting.program_reports(
+            program_ids=[wire.int_id_from(p, "programs", "program") for p in args.program or ()],
+            region=wire.region_from(args.region, "region", required=False) if args.region else None,
+            year=Period.parse(args.year, field="year").start.year if args.year else None,
+            caller=None,
+        )
+    except DomainError as e:
+        print(e.message, file=sys.stderr)
+        return 2
     finally:
         await engine.dispose()
     if not out:
         print("没有符合条件的项目", file=sys.stderr)
         return 1
     for name, r in out:
-        print(f"{name}（{r.program}，{r.region.code}，{r.period.code or '全部期间'}）：{r.summary}；"
-              f"已支付 {r.amount_paid.fen / 100:,.2f} 元")
+        print(
+            f"{name}（{r.program}，{r.region.code}，{r.period.code or '全部期间'}）：{r.summary}；"
+            f"已支付 {r.amount_paid.fen / 100:,.2f} 元"
+        )
     if args.xlsx:
         reports_xlsx(out, args.xlsx)
         print(f"报表已写入 {args.xlsx}")
@@ -222,7 +226,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``jsx funds`` and its sub-commands."""
     funds = sub.add_parser("funds", help="资金服务：基金、账目、捐赠")
     cmds = funds.add_subparsers(dest="funds_command", metavar="COMMAND", required=True)
@@ -246,7 +250,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             p.add_argument("file", help="银行回盘文件（.csv 或 .xlsx）")
             p.add_argument("--batch", help="支付批次；默认取文件中业务参考号所属批次")
         if name == "report":
-            p.add_argument("--program", action="append", help="项目，例如 programs/3；可写多次；默认该地区该年度全部项目")
+            p.add_argument(
+                "--program", action="append", help="项目，例如 programs/3；可写多次；默认该地区该年度全部项目"
+            )
             p.add_argument("--region", help="地区代码，例如 431281；默认项目主办地区")
             p.add_argument("--year", help="年度，例如 2022；默认全部期间")
             p.add_argument("--xlsx", help="导出 xlsx 文件")

@@ -4,6 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-23
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -36,11 +37,18 @@ def upgrade() -> None:
         sa.Column("effective_to", sa.Date(), nullable=True),
         sa.Column("disability_grade", sa.Integer(), nullable=False),
         sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["household_id"], ["proj_households.household_id"],
-                                name=op.f("fk_proj_household_situations_household_id_proj_households")),
+        sa.ForeignKeyConstraint(
+            ["household_id"],
+            ["proj_households.household_id"],
+            name=op.f("fk_proj_household_situations_household_id_proj_households"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_proj_household_situations")),
-        sa.UniqueConstraint("household_id", "kind", "effective_from",
-                            name=op.f("uq_proj_household_situations_household_id_kind_effective_from")),
+        sa.UniqueConstraint(
+            "household_id",
+            "kind",
+            "effective_from",
+            name=op.f("uq_proj_household_situations_household_id_kind_effective_from"),
+        ),
     )
     op.create_index(op.f("ix_proj_household_situations_household_id"), "proj_household_situations", ["household_id"])
 

@@ -21,6 +21,7 @@ becomes an append-only ``bank_results`` row instead of an UPDATE.
   index on ``batch_id``; new batch payments name their basis by position in
   ``payment_batches.bases``.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -42,14 +43,20 @@ def _pg() -> bool:
 def _append_only(table: str, message: str = MESSAGE) -> None:
     if _pg():
         # funds_append_only() comes from 0002.
-        op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION funds_append_only()")
-        op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION funds_append_only()")
+        op.execute(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION funds_append_only()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION funds_append_only()"
+        )
     else:
         for name in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER {table}_no_{name.lower()} BEFORE {name} ON {table} "
-                       f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{name.lower()} BEFORE {name} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
 
 
 def _drop_append_only(table: str) -> None:
@@ -79,9 +86,11 @@ def upgrade() -> None:
         b.add_column(sa.Column("basis_no", sa.SmallInteger(), nullable=True))
         b.add_column(sa.Column("basis", sa.JSON(), nullable=True))
     op.execute("UPDATE payments SET journal_id = id")
-    op.execute("UPDATE payments SET batch_id = bp.batch_id, application_id = bp.application_id, "
-               "household_id = bp.household_id, village = bp.village, basis = bp.basis "
-               "FROM batch_payments AS bp WHERE bp.payment_id = payments.id")
+    op.execute(
+        "UPDATE payments SET batch_id = bp.batch_id, application_id = bp.application_id, "
+        "household_id = bp.household_id, village = bp.village, basis = bp.basis "
+        "FROM batch_payments AS bp WHERE bp.payment_id = payments.id"
+    )
     with op.batch_alter_table("payments") as b:
         b.alter_column("journal_id", existing_type=BigId, nullable=False)
     if _pg():
@@ -105,10 +114,12 @@ def upgrade() -> None:
     with op.batch_alter_table("bank_results") as b:
         b.create_index(b.f("ix_bank_results_batch_id"), ["batch_id"], unique=False)
     # settled_at was filled with every bank answer; the actor is known for failures only.
-    op.execute("INSERT INTO bank_results (payment_id, batch_id, state, bank_reference, failure_reason, paid_date, "
-               "settled_at, actor) SELECT bp.payment_id, bp.batch_id, bp.state, bp.bank_reference, bp.failure_reason, "
-               "bp.paid_date, COALESCE(bp.settled_at, CURRENT_TIMESTAMP), COALESCE(pf.actor, '') FROM batch_payments AS bp "
-               "LEFT JOIN payment_failures AS pf ON pf.payment_id = bp.payment_id WHERE bp.state <> 'PENDING'")
+    op.execute(
+        "INSERT INTO bank_results (payment_id, batch_id, state, bank_reference, failure_reason, paid_date, "
+        "settled_at, actor) SELECT bp.payment_id, bp.batch_id, bp.state, bp.bank_reference, bp.failure_reason, "
+        "bp.paid_date, COALESCE(bp.settled_at, CURRENT_TIMESTAMP), COALESCE(pf.actor, '') FROM batch_payments AS bp "
+        "LEFT JOIN payment_failures AS pf ON pf.payment_id = bp.payment_id WHERE bp.state <> 'PENDING'"
+    )
     _append_only("bank_results", "bank results are final")
 
     with op.batch_alter_table("payment_batches") as b:
@@ -118,9 +129,11 @@ def upgrade() -> None:
         b.add_column(sa.Column("bases", sa.JSON(), nullable=True))
         b.create_foreign_key(op.f("fk_payment_batches_journal_id_journals"), "journals", ["journal_id"], ["id"])
     # A batch's payments are read as an id range from now on; its payments kept their own basis.
-    op.execute("UPDATE payment_batches SET first_payment_id = (SELECT min(payment_id) FROM batch_payments AS bp "
-               "WHERE bp.batch_id = payment_batches.id), last_payment_id = (SELECT max(payment_id) FROM batch_payments AS bp "
-               "WHERE bp.batch_id = payment_batches.id)")
+    op.execute(
+        "UPDATE payment_batches SET first_payment_id = (SELECT min(payment_id) FROM batch_payments AS bp "
+        "WHERE bp.batch_id = payment_batches.id), last_payment_id = (SELECT max(payment_id) FROM batch_payments AS bp "
+        "WHERE bp.batch_id = payment_batches.id)"
+    )
 
     op.drop_table("batch_payments")
 

@@ -10,6 +10,7 @@ dropped it, so a 住院护理补贴 rule could not see the days in hospital and 
 JSON value per application (plain values, money in 分, dates ISO); existing
 applications have none (NULL).
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

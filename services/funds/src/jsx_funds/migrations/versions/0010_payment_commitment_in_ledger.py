@@ -12,6 +12,7 @@ row, ~1 s for a million-payment 特别扶助 batch that never has an earmark
 (bench/monthly_batch). ``downgrade`` puts the column back, filled from the
 ledger entries.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -34,18 +35,24 @@ def _append_only(on: bool) -> None:
     """The payments table's append-only triggers (from 0002/0007), off while its shape changes."""
     if _pg():
         if on:
-            op.execute("CREATE TRIGGER payments_append_only BEFORE UPDATE OR DELETE ON payments "
-                       "FOR EACH ROW EXECUTE FUNCTION funds_append_only()")
-            op.execute("CREATE TRIGGER payments_no_truncate BEFORE TRUNCATE ON payments "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION funds_append_only()")
+            op.execute(
+                "CREATE TRIGGER payments_append_only BEFORE UPDATE OR DELETE ON payments "
+                "FOR EACH ROW EXECUTE FUNCTION funds_append_only()"
+            )
+            op.execute(
+                "CREATE TRIGGER payments_no_truncate BEFORE TRUNCATE ON payments "
+                "FOR EACH STATEMENT EXECUTE FUNCTION funds_append_only()"
+            )
         else:
             op.execute("DROP TRIGGER IF EXISTS payments_append_only ON payments")
             op.execute("DROP TRIGGER IF EXISTS payments_no_truncate ON payments")
     else:
         for name in ("update", "delete"):
             if on:
-                op.execute(f"CREATE TRIGGER payments_no_{name} BEFORE {name.upper()} ON payments "
-                           f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END")
+                op.execute(
+                    f"CREATE TRIGGER payments_no_{name} BEFORE {name.upper()} ON payments "
+                    f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
+                )
             else:
                 op.execute(f"DROP TRIGGER IF EXISTS payments_no_{name}")
 
@@ -63,6 +70,8 @@ def downgrade() -> None:
     with op.batch_alter_table("payments") as b:
         b.add_column(sa.Column("commitment_id", BigId, nullable=True))
         b.create_foreign_key("fk_payments_commitment_id_journals", "journals", ["commitment_id"], ["id"])
-    op.execute("UPDATE payments SET commitment_id = (SELECT max(e.commitment_id) FROM ledger_entries AS e"
-               " WHERE e.payment_id = payments.id)")
+    op.execute(
+        "UPDATE payments SET commitment_id = (SELECT max(e.commitment_id) FROM ledger_entries AS e"
+        " WHERE e.payment_id = payments.id)"
+    )
     _append_only(True)

@@ -15,6 +15,7 @@ Debian and official images are); elsewhere nothing changes. Existing rows
 keep their pglz compression until rewritten; both read back the same.
 SQLite stores blobs as they are.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

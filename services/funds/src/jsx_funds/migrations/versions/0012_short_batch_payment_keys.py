@@ -21,6 +21,7 @@ statement only, as in 0010). A running province with years of months
 rewrites tens of millions of keys once: minutes, in the migration's one
 transaction. ``downgrade`` restores the long form.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,18 +49,24 @@ def _append_only(on: bool) -> None:
     """The payments table's append-only triggers (from 0002/0007/0010), off while its keys are rewritten."""
     if _pg():
         if on:
-            op.execute("CREATE TRIGGER payments_append_only BEFORE UPDATE OR DELETE ON payments "
-                       "FOR EACH ROW EXECUTE FUNCTION funds_append_only()")
-            op.execute("CREATE TRIGGER payments_no_truncate BEFORE TRUNCATE ON payments "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION funds_append_only()")
+            op.execute(
+                "CREATE TRIGGER payments_append_only BEFORE UPDATE OR DELETE ON payments "
+                "FOR EACH ROW EXECUTE FUNCTION funds_append_only()"
+            )
+            op.execute(
+                "CREATE TRIGGER payments_no_truncate BEFORE TRUNCATE ON payments "
+                "FOR EACH STATEMENT EXECUTE FUNCTION funds_append_only()"
+            )
         else:
             op.execute("DROP TRIGGER IF EXISTS payments_append_only ON payments")
             op.execute("DROP TRIGGER IF EXISTS payments_no_truncate ON payments")
     else:
         for name in ("update", "delete"):
             if on:
-                op.execute(f"CREATE TRIGGER payments_no_{name} BEFORE {name.upper()} ON payments "
-                           f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END")
+                op.execute(
+                    f"CREATE TRIGGER payments_no_{name} BEFORE {name.upper()} ON payments "
+                    f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END"
+                )
             else:
                 op.execute(f"DROP TRIGGER IF EXISTS payments_no_{name}")
 
@@ -68,16 +75,22 @@ def _rewrite(pattern: str, replacement: str, like: str) -> None:
     """Every key matching ``pattern`` (and ``like``, to use the key index) becomes ``replacement`` (\\1 … \\4)."""
     bind = op.get_bind()
     if _pg():
-        bind.execute(sa.text("UPDATE payments SET payment_key = regexp_replace(payment_key, :p, :r)"
-                             " WHERE payment_key LIKE :like AND payment_key ~ :p"),
-                     {"p": pattern, "r": replacement, "like": like})
+        bind.execute(
+            sa.text(
+                "UPDATE payments SET payment_key = regexp_replace(payment_key, :p, :r)"
+                " WHERE payment_key LIKE :like AND payment_key ~ :p"
+            ),
+            {"p": pattern, "r": replacement, "like": like},
+        )
         return
     # SQLite has no regexp_replace: rewrite in Python, a thousand rows at a time.
     rx = re.compile(pattern)
-    rows = bind.execute(sa.text("SELECT id, payment_key FROM payments WHERE payment_key LIKE :like"), {"like": like}).all()
+    rows = bind.execute(
+        sa.text("SELECT id, payment_key FROM payments WHERE payment_key LIKE :like"), {"like": like}
+    ).all()
     changed = [{"i": i, "k": rx.sub(replacement, k)} for i, k in rows if rx.match(k)]
     for start in range(0, len(changed), 1000):
-        bind.execute(sa.text("UPDATE payments SET payment_key = :k WHERE id = :i"), changed[start:start + 1000])
+        bind.execute(sa.text("UPDATE payments SET payment_key = :k WHERE id = :i"), changed[start : start + 1000])
 
 
 def upgrade() -> None:

@@ -17,6 +17,7 @@ Existing batches are filled in from their payments, in one pass over the
 table. Both columns stay nullable: a batch written by a service that has not
 been upgraded yet (rolling deploy) leaves them empty, and is counted as before.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -33,9 +34,11 @@ def upgrade() -> None:
         b.add_column(sa.Column("payment_count", sa.BigInteger(), nullable=True))
         b.add_column(sa.Column("payment_total", sa.BigInteger(), nullable=True))
     # UPDATE … FROM (PostgreSQL; SQLite ≥ 3.33): one grouped scan of payments, not one per batch.
-    op.execute("UPDATE payment_batches SET payment_count = s.n, payment_total = s.total"
-               " FROM (SELECT batch_id, count(*) AS n, sum(amount) AS total FROM payments"
-               " WHERE batch_id IS NOT NULL GROUP BY batch_id) AS s WHERE s.batch_id = payment_batches.id")
+    op.execute(
+        "UPDATE payment_batches SET payment_count = s.n, payment_total = s.total"
+        " FROM (SELECT batch_id, count(*) AS n, sum(amount) AS total FROM payments"
+        " WHERE batch_id IS NOT NULL GROUP BY batch_id) AS s WHERE s.batch_id = payment_batches.id"
+    )
 
 
 def downgrade() -> None:

@@ -2,7 +2,8 @@
 
 Each handler runs inside the transaction of ``jsxcore.outbox.Consumer``,
 which records the event id in ``inbox`` in the same transaction, so an effect
-is applied once however often JetStream redelivers.
+is applied once however often JetStream redelivers. Handlers map the event
+message to plain values; protobuf stops here.
 
 * :func:`book_visit_expense` — ``jsx.events.visit.recorded``: the visit's
   慰问金 is paid out of the named fund (a PAYMENT journal keyed
@@ -13,18 +14,20 @@ is applied once however often JetStream redelivers.
   all is :func:`visit_use_verdict` (the fund's kind, and for a 幸福基金 the
   county rule ``jsx_fund_allowed_uses`` resolved for the fund's region).
 * :func:`apply_household_event` — ``jsx.members.household.*``: the funds
-  service's projection of households and their dated situations (ids,
-  village, head's id, member count — no personal data), read by
-  eligibility checks and payment batches.
+  service's projection of households and their dated situations
+  (:func:`jsx_funds.projections.service.apply_household`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,17 +35,21 @@ from jsx.common.v1 import common_pb2
 from jsx.events.v1 import events_pb2 as ev
 from jsx.members.v1 import events_pb2 as mev
 from jsx.members.v1 import members_pb2
+from jsx_funds.adapters import bus, db
+from jsx_funds.adapters.db import aware
+from jsx_funds.disbursement.tables import PaymentRow
+from jsx_funds.ledger import domain as d
+from jsx_funds.ledger import tables as lt
+from jsx_funds.ledger.tables import FundRow
+from jsx_funds.projections.service import HouseholdFact, SituationFact, apply_household
 from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, PluginError, Unavailable
 from jsxcore.hookspecs import FundKind as RuleFundKind
 from jsxcore.outbox import Consumer, EventMeta, stream_name
 from jsxcore.plugins import PluginHost
 from jsxcore.values import Money, RegionCode
 
-from jsx_funds import domain as d
-from jsx_funds.adapters import bus, db
-from jsx_funds.adapters.db import FundRow, HouseholdProjection, PaymentRow, SituationProjection
-from jsx_funds.service import pay
-
+if TYPE_CHECKING:
+    from jsx_funds.disbursement.service import DisbursementService
 
 #: Who the ledger names as the actor of a visit expense.
 VISIT_ACTOR = "events-service"
@@ -56,20 +63,16 @@ MEMBERS_DURABLE = "funds-members-projection"
 def bare_id(name: str, collection: str) -> str:
     """``"households/ab-12"`` → ``"ab-12"``; InvalidArgument (poison) when malformed."""
     prefix = collection + "/"
-    if not name.startswith(prefix) or len(name) == len(prefix) or "/" in name[len(prefix):]:
+    if not name.startswith(prefix) or len(name) == len(prefix) or "/" in name[len(prefix) :]:
         raise InvalidArgument(f"事件中的资源名“{name}”格式不对，应为 {collection}/编号", reason="INVALID_RESOURCE_NAME")
-    return name[len(prefix):]
-
-
-def aware(dt: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything is stored in UTC."""
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+    return name[len(prefix) :]
 
 
 def occurred(msg: Message, meta: EventMeta) -> datetime:
     """When the fact happened: the event's ``occurred_at``, else the broker's timestamp."""
-    if msg.HasField("occurred_at"):  # type: ignore[attr-defined]
-        return msg.occurred_at.ToDatetime(tzinfo=timezone.utc)  # type: ignore[attr-defined]
+    if msg.HasField("occurred_at"):
+        occurred_at: Timestamp = msg.occurred_at  # type: ignore[attr-defined]  # every consumed event message has one
+        return occurred_at.ToDatetime(tzinfo=UTC)
     return aware(meta.published_at) if meta.published_at else db.utcnow()
 
 
@@ -125,18 +128,26 @@ async def visit_use_verdict(plugins: PluginHost, fund: FundRow) -> UseVerdict:
     try:
         kind = d.FundKind(fund.kind)
     except ValueError:
-        return UseVerdict(False, "FUND_USE_NOT_ALLOWED", f"基金 {label}的类别“{fund.kind}”未知，不能列支慰问金，{_OTHER_FUNDS}")
+        return UseVerdict(
+            False, "FUND_USE_NOT_ALLOWED", f"基金 {label}的类别“{fund.kind}”未知，不能列支慰问金，{_OTHER_FUNDS}"
+        )
     if kind in _NEVER_FOR_VISITS:
-        return UseVerdict(False, "FUND_USE_NOT_ALLOWED",
-                          f"基金 {label}为{kind.label}，不能列支慰问金（{_NEVER_FOR_VISITS[kind]}），{_OTHER_FUNDS}")
+        return UseVerdict(
+            False,
+            "FUND_USE_NOT_ALLOWED",
+            f"基金 {label}为{kind.label}，不能列支慰问金（{_NEVER_FOR_VISITS[kind]}），{_OTHER_FUNDS}",
+        )
     if kind not in _RULED:
         return UseVerdict(True)  # 慰问金 and donations not tied to a program
     rule_kind, required = _RULED[kind]
     try:
         decision = await plugins.acall("jsx_fund_allowed_uses", fund.region, fund_kind=rule_kind.value)
     except PluginError as exc:
-        raise Unavailable(f"核对基金 {label}的用途时规则插件出错，稍后自动重试：{exc.message}",
-                          reason="PLUGIN_UNAVAILABLE", metadata=exc.metadata) from exc
+        raise Unavailable(
+            f"核对基金 {label}的用途时规则插件出错，稍后自动重试：{exc.message}",
+            reason="PLUGIN_UNAVAILABLE",
+            metadata=exc.metadata,
+        ) from exc
     except Unavailable:
         raise
     except FailedPrecondition as exc:
@@ -146,22 +157,35 @@ async def visit_use_verdict(plugins: PluginHost, fund: FundRow) -> UseVerdict:
         if not required:
             return UseVerdict(True)
         region = RegionCode(fund.region)
-        return UseVerdict(False, "NO_RULE",
-                          f"{kind.label} {label}所在地区 {region.short} 没有{kind.label}用途规则，无法确认能否列支慰问金，"
-                          f"请联系县计生协系统管理员启用规则插件后重新登记走访")
+        return UseVerdict(
+            False,
+            "NO_RULE",
+            f"{kind.label} {label}所在地区 {region.short} 没有{kind.label}用途规则，无法确认能否列支慰问金，"
+            f"请联系县计生协系统管理员启用规则插件后重新登记走访",
+        )
     except DomainError as exc:
         return UseVerdict(False, "FUND_USE_NOT_ALLOWED", f"基金 {label}不能列支慰问金：{exc.message}")
     uses = decision.value.uses
     rule = f"规则插件 {decision.plugin} {decision.plugin_version}"
     if VISIT_USE in uses:
         return UseVerdict(True, basis=f"{kind.label}用途“{VISIT_USE}”，依据{rule}")
-    return UseVerdict(False, "FUND_USE_NOT_ALLOWED",
-                      f"{kind.label} {label}只能用于：{'、'.join(uses) or '（无）'}；慰问金属于「{VISIT_USE}」，"
-                      f"不在其中（{rule}），{_OTHER_FUNDS}")
+    return UseVerdict(
+        False,
+        "FUND_USE_NOT_ALLOWED",
+        f"{kind.label} {label}只能用于：{'、'.join(uses) or '（无）'}；慰问金属于「{VISIT_USE}」，"
+        f"不在其中（{rule}），{_OTHER_FUNDS}",
+    )
 
 
-async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: EventMeta, *, plugins: PluginHost,
-                             max_deliver: int = VISIT_MAX_DELIVER) -> None:
+async def book_visit_expense(
+    s: AsyncSession,
+    msg: ev.VisitRecorded,
+    meta: EventMeta,
+    *,
+    plugins: PluginHost,
+    disbursement: DisbursementService,
+    max_deliver: int = VISIT_MAX_DELIVER,
+) -> None:
     """Pay a recorded visit's 慰问金 out of its fund, or publish why not.
 
     Refusals (reason codes): ``INVALID_AMOUNT``, ``FUND_NOT_FOUND``,
@@ -198,12 +222,17 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
     except Unavailable:
         if meta.num_delivered < max_deliver:
             raise
-        return reject("PLUGIN_UNAVAILABLE",
-                      f"走访 {visit} 的慰问金未列支：核对基金 {msg.fund} 用途的规则插件连续 {meta.num_delivered} 次出错，"
-                      "请联系县计生协系统管理员修复规则插件后重新登记走访")
-    fund = await db.lock_fund(s, fund_id) if unlocked is not None else None
+        return reject(
+            "PLUGIN_UNAVAILABLE",
+            f"走访 {visit} 的慰问金未列支：核对基金 {msg.fund} 用途的规则插件连续 {meta.num_delivered} 次出错，"
+            "请联系县计生协系统管理员修复规则插件后重新登记走访",
+        )
+    fund = await lt.lock_fund(s, fund_id) if unlocked is not None else None
     if fund is None or verdict is None:
-        return reject("FUND_NOT_FOUND", f"走访 {visit} 指定的慰问金账户“{msg.fund or '（未填写）'}”不存在，请核对基金编号后重新登记")
+        return reject(
+            "FUND_NOT_FOUND",
+            f"走访 {visit} 指定的慰问金账户“{msg.fund or '（未填写）'}”不存在，请核对基金编号后重新登记",
+        )
 
     # The lock is held: a concurrent delivery of the same visit waits here and then sees our payment.
     done = (await s.execute(select(PaymentRow).where(PaymentRow.payment_key == visit))).scalar()
@@ -225,7 +254,7 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
         )
     if not verdict.allowed:
         return reject(verdict.reason, verdict.message)
-    available = (await db.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)]))
+    available = await lt.balances_for(s, [d.AccountKey(fund.id, d.AccountKind.AVAILABLE)])
     have = sum(available.values())
     if have < amount and not fund.allow_negative:
         return reject(
@@ -234,9 +263,15 @@ async def book_visit_expense(s: AsyncSession, msg: ev.VisitRecorded, meta: Event
             f"本次走访需 {d.yuan(amount)} 元，请先拨入资金后重新登记",
         )
     memo = f"走访慰问金 {visit}" + (f"（{verdict.basis}）" if verdict.basis else "")
-    posted, _ = await pay(
-        s, fund.id, Money(amount), payment_key=visit, payee=msg.household, actor=VISIT_ACTOR,
-        memo=memo, emit_event=False,
+    posted, _ = await disbursement.pay(
+        s,
+        fund.id,
+        Money(amount),
+        payment_key=visit,
+        payee=msg.household,
+        actor=VISIT_ACTOR,
+        memo=memo,
+        emit_event=False,
     )
     bus.emit(s, bus.visit_expense_booked(msg, fund.id, posted.journal.id))
 
@@ -251,69 +286,79 @@ async def apply_household_event(
     msg: mev.HouseholdRegistered | mev.HouseholdSituationChanged | mev.HouseholdMembersChanged,
     meta: EventMeta,
 ) -> None:
-    """Upsert the household (and, for a situation change, that dated situation).
-
-    Facts carry the time they happened; a row is only overwritten by an event
-    at least as new, so events delivered out of order converge to the latest
-    state.
-    """
-    hid = bare_id(msg.household, "households")
-    when = occurred(msg, meta)
-    village = RegionCode.parse(msg.village.code, field="village").code
-    head = msg.head_person
-    row = await s.get(HouseholdProjection, hid, with_for_update=True)
-    if row is None:
-        s.add(HouseholdProjection(household_id=hid, village=village, head_person=head,
-                                  member_count=msg.member_count, as_of=when, updated_at=db.utcnow()))
-        await s.flush()
-    elif aware(row.as_of) <= when:
-        row.village, row.head_person, row.member_count, row.as_of = village, head, msg.member_count, when
-        row.updated_at = db.utcnow()
-    if not isinstance(msg, mev.HouseholdSituationChanged):
-        return
-    kind = members_pb2.SituationKind.Name(msg.kind)[len(_SITUATION_PREFIX):]
-    start = to_day(msg.effective_from)
-    if kind == "UNSPECIFIED" or start is None:
-        raise InvalidArgument(f"家庭情况变更事件缺少情况类别或起始日期（{msg.household}）", reason="INVALID_SITUATION_EVENT")
-    sit = (await s.execute(select(SituationProjection).where(
-        SituationProjection.household_id == hid, SituationProjection.kind == kind,
-        SituationProjection.effective_from == start,
-    ))).scalar()
-    end = to_day(msg.effective_to)
-    if sit is None:
-        s.add(SituationProjection(household_id=hid, kind=kind, effective_from=start, effective_to=end,
-                                  disability_grade=msg.disability_grade, as_of=when))
-    elif aware(sit.as_of) <= when:
-        sit.effective_to, sit.disability_grade, sit.as_of = end, msg.disability_grade, when
-    await s.flush()
-
-
-async def household_situations(s: AsyncSession, household_id: str, on: date) -> list[SituationProjection]:
-    """The household's situations in force on ``on`` (for eligibility)."""
-    return list((await s.execute(select(SituationProjection).where(
-        SituationProjection.household_id == household_id,
-        SituationProjection.effective_from <= on,
-        (SituationProjection.effective_to.is_(None)) | (SituationProjection.effective_to >= on),
-    ).order_by(SituationProjection.effective_from))).scalars())
+    """Upsert the household (and, for a situation change, that dated situation)."""
+    fact = HouseholdFact(
+        household_id=bare_id(msg.household, "households"),
+        village=RegionCode.parse(msg.village.code, field="village").code,
+        head_person=msg.head_person,
+        member_count=msg.member_count,
+        occurred_at=occurred(msg, meta),
+    )
+    situation = None
+    if isinstance(msg, mev.HouseholdSituationChanged):
+        kind = members_pb2.SituationKind.Name(msg.kind)[len(_SITUATION_PREFIX) :]
+        start = to_day(msg.effective_from)
+        if kind == "UNSPECIFIED" or start is None:
+            raise InvalidArgument(
+                f"家庭情况变更事件缺少情况类别或起始日期（{msg.household}）", reason="INVALID_SITUATION_EVENT"
+            )
+        situation = SituationFact(
+            kind=kind,
+            effective_from=start,
+            effective_to=to_day(msg.effective_to),
+            disability_grade=msg.disability_grade,
+        )
+    await apply_household(s, fact, situation)
 
 
 # ---------------------------------------------------------------- wiring
 
 
 def build_consumers(
-    nats_url: str, sessions: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None, *,
-    plugins: PluginHost, visit_max_deliver: int = VISIT_MAX_DELIVER,
+    nats_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    on_commit: Callable[[], None] | None = None,
+    *,
+    plugins: PluginHost,
+    visit_max_deliver: int = VISIT_MAX_DELIVER,
+    disbursement: DisbursementService | None = None,
 ) -> list[Consumer]:
     """The funds process's durable consumers (started by the runtime as background tasks).
     ``on_commit`` (the relay's notify) sends a booking answer as soon as it commits.
 
     ``plugins`` resolves fund-use rules: the runtime's host (``rt.plugins``), so the
-    consumer follows the process's plugin enablement (JSX_PLUGINS) and timeout.
+    consumer follows the process's plugin enablement (JSX_PLUGINS) and timeout. ``disbursement`` pays the
+    慰问金 (the composed context; one over the same database when not given).
     """
+    if disbursement is None:
+        from jsx_funds.disbursement.service import DisbursementService
+        from jsx_funds.ledger.service import LedgerService
+        from jsx_funds.programs.service import ProgramsService
+
+        disbursement = DisbursementService(
+            sessions, plugins, ledger=LedgerService(sessions), programs=ProgramsService(sessions, plugins)
+        )
     return [
-        Consumer(nats_url, stream=stream_name("events"), durable=VISIT_DURABLE, subjects=list(bus.VISIT_SUBJECTS),
-                 handler=partial(book_visit_expense, plugins=plugins, max_deliver=visit_max_deliver), sessionmaker=sessions,
-                 message_types=bus.VISIT_TYPES, on_commit=on_commit, max_deliver=visit_max_deliver),  # type: ignore[arg-type]
-        Consumer(nats_url, stream=stream_name("members"), durable=MEMBERS_DURABLE, subjects=list(bus.MEMBER_SUBJECTS),
-                 handler=apply_household_event, sessionmaker=sessions, message_types=bus.MEMBER_TYPES),  # type: ignore[arg-type]
+        Consumer(
+            nats_url,
+            stream=stream_name("events"),
+            durable=VISIT_DURABLE,
+            subjects=list(bus.VISIT_SUBJECTS),
+            handler=partial(
+                book_visit_expense, plugins=plugins, disbursement=disbursement, max_deliver=visit_max_deliver
+            ),
+            sessionmaker=sessions,
+            message_types=bus.VISIT_TYPES,
+            on_commit=on_commit,
+            max_deliver=visit_max_deliver,
+        ),
+        Consumer(
+            nats_url,
+            stream=stream_name("members"),
+            durable=MEMBERS_DURABLE,
+            subjects=list(bus.MEMBER_SUBJECTS),
+            handler=apply_household_event,  # type: ignore[arg-type]  # typed per event message; Consumer passes a Message
+            sessionmaker=sessions,
+            message_types=bus.MEMBER_TYPES,
+        ),
     ]

@@ -1,4 +1,4 @@
-"""Funds domain: funds, sources and the double-entry posting rules.
+"""Ledger domain: funds, sources and the double-entry posting rules.
 
 Pure Python (no I/O). The service layer loads balances, asks this module to
 build a :class:`Posting` for a movement, checks it with
@@ -34,14 +34,29 @@ No account may end on the wrong side of zero after a posting (an earmark
 cannot be over-drawn, a payment cannot be returned twice); the fund's
 AVAILABLE account alone may go negative, and only when the fund allows it.
 """
+
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from jsxcore.errors import FailedPrecondition, InvalidArgument
 from jsxcore.values import Money, RegionCode
+
+#: China Standard Time: the day a clerk means by a date.
+CST = timezone(timedelta(hours=8))
+
+
+def day_start_utc(day: date) -> datetime:
+    """The first instant of ``day`` in China, in UTC."""
+    return datetime.combine(day, time(), CST).astimezone(UTC)
+
+
+def day_end_utc(day: date) -> datetime:
+    """The first instant after ``day`` ends in China, in UTC."""
+    return datetime.combine(day + timedelta(days=1), time(), CST).astimezone(UTC)
 
 
 class FundKind(str, enum.Enum):
@@ -101,6 +116,10 @@ class AccountKind(str, enum.Enum):
     @property
     def debit_normal(self) -> bool:
         return self is not AccountKind.INCOME
+
+
+#: The accounts whose sum is the money a fund still holds (available + committed).
+HELD = (AccountKind.AVAILABLE, AccountKind.COMMITTED)
 
 
 class JournalKind(str, enum.Enum):
@@ -205,8 +224,13 @@ def make_posting(
     if debit != credit:
         raise ValueError(f"unbalanced journal: debits {debit} != credits {credit}")
     return Posting(
-        kind, fund_id, tuple(lines), Money(debit),
-        commitment_id=commitment_id, payment_id=payment_id, reverses_id=reverses_id,
+        kind,
+        fund_id,
+        tuple(lines),
+        Money(debit),
+        commitment_id=commitment_id,
+        payment_id=payment_id,
+        reverses_id=reverses_id,
     )
 
 
@@ -218,28 +242,42 @@ def require_positive(amount: Money, field_name: str = "amount") -> None:
 def inflow(kind: JournalKind, fund_id: int, source_id: int, amount: Money) -> Posting:
     """Allocation or donation into a fund: Dr AVAILABLE, Cr INCOME(source)."""
     require_positive(amount)
-    return make_posting(kind, fund_id, [
-        Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),
-        Line(AccountKey(fund_id, AccountKind.INCOME, source_id=source_id), Side.CREDIT, amount),
-    ])
+    return make_posting(
+        kind,
+        fund_id,
+        [
+            Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),
+            Line(AccountKey(fund_id, AccountKind.INCOME, source_id=source_id), Side.CREDIT, amount),
+        ],
+    )
 
 
 def commitment(fund_id: int, commitment_id: int, amount: Money) -> Posting:
     """Earmark: Dr COMMITTED(c), Cr AVAILABLE. ``commitment_id`` is the new journal's id."""
     require_positive(amount)
-    return make_posting(JournalKind.COMMITMENT, fund_id, [
-        Line(AccountKey(fund_id, AccountKind.COMMITTED, commitment_id=commitment_id), Side.DEBIT, amount),
-        Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.CREDIT, amount),
-    ], commitment_id=commitment_id)
+    return make_posting(
+        JournalKind.COMMITMENT,
+        fund_id,
+        [
+            Line(AccountKey(fund_id, AccountKind.COMMITTED, commitment_id=commitment_id), Side.DEBIT, amount),
+            Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.CREDIT, amount),
+        ],
+        commitment_id=commitment_id,
+    )
 
 
 def release(fund_id: int, commitment_id: int, amount: Money) -> Posting:
     """Give back (part of) an earmark: Dr AVAILABLE, Cr COMMITTED(c)."""
     require_positive(amount)
-    return make_posting(JournalKind.RELEASE, fund_id, [
-        Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),
-        Line(AccountKey(fund_id, AccountKind.COMMITTED, commitment_id=commitment_id), Side.CREDIT, amount),
-    ], commitment_id=commitment_id)
+    return make_posting(
+        JournalKind.RELEASE,
+        fund_id,
+        [
+            Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),
+            Line(AccountKey(fund_id, AccountKind.COMMITTED, commitment_id=commitment_id), Side.CREDIT, amount),
+        ],
+        commitment_id=commitment_id,
+    )
 
 
 def payment(fund_id: int, payment_id: int, amount: Money, commitment_id: int | None) -> Posting:
@@ -250,10 +288,16 @@ def payment(fund_id: int, payment_id: int, amount: Money, commitment_id: int | N
         if commitment_id is not None
         else AccountKey(fund_id, AccountKind.AVAILABLE)
     )
-    return make_posting(JournalKind.PAYMENT, fund_id, [
-        Line(AccountKey(fund_id, AccountKind.EXPENSE, payment_id=payment_id), Side.DEBIT, amount),
-        Line(credit, Side.CREDIT, amount),
-    ], commitment_id=commitment_id, payment_id=payment_id)
+    return make_posting(
+        JournalKind.PAYMENT,
+        fund_id,
+        [
+            Line(AccountKey(fund_id, AccountKind.EXPENSE, payment_id=payment_id), Side.DEBIT, amount),
+            Line(credit, Side.CREDIT, amount),
+        ],
+        commitment_id=commitment_id,
+        payment_id=payment_id,
+    )
 
 
 def batch_payment(fund_id: int, amount: Money) -> Posting:
@@ -262,10 +306,14 @@ def batch_payment(fund_id: int, amount: Money) -> Posting:
     The batch's payments (``payments`` rows naming this journal) are its
     breakdown; ``verify`` proves they add up to the EXPENSE debit."""
     require_positive(amount)
-    return make_posting(JournalKind.PAYMENT, fund_id, [
-        Line(AccountKey(fund_id, AccountKind.EXPENSE), Side.DEBIT, amount),
-        Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.CREDIT, amount),
-    ])
+    return make_posting(
+        JournalKind.PAYMENT,
+        fund_id,
+        [
+            Line(AccountKey(fund_id, AccountKind.EXPENSE), Side.DEBIT, amount),
+            Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.CREDIT, amount),
+        ],
+    )
 
 
 def payment_returned(fund_id: int, payment_id: int | None, amount: Money) -> Posting:
@@ -274,21 +322,29 @@ def payment_returned(fund_id: int, payment_id: int | None, amount: Money) -> Pos
     ``payment_id`` names the payment's own EXPENSE line; None for a payment of
     a batch, whose expense is the batch journal's one EXPENSE line."""
     require_positive(amount)
-    return make_posting(JournalKind.PAYMENT_RETURN, fund_id, [
-        Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),
-        Line(AccountKey(fund_id, AccountKind.EXPENSE, payment_id=payment_id), Side.CREDIT, amount),
-    ], payment_id=payment_id)
+    return make_posting(
+        JournalKind.PAYMENT_RETURN,
+        fund_id,
+        [
+            Line(AccountKey(fund_id, AccountKind.AVAILABLE), Side.DEBIT, amount),
+            Line(AccountKey(fund_id, AccountKind.EXPENSE, payment_id=payment_id), Side.CREDIT, amount),
+        ],
+        payment_id=payment_id,
+    )
 
 
 def reversal(original_id: int, original_kind: JournalKind, fund_id: int, lines: Sequence[Line]) -> Posting:
     """The original journal's lines with their sides swapped."""
     if original_kind is JournalKind.REVERSAL:
         raise FailedPrecondition(
-            "冲销凭证不能再次冲销；如需恢复原业务，请重新登记", reason="CANNOT_REVERSE_REVERSAL",
+            "冲销凭证不能再次冲销；如需恢复原业务，请重新登记",
+            reason="CANNOT_REVERSE_REVERSAL",
             metadata={"journal_id": str(original_id)},
         )
     return make_posting(
-        JournalKind.REVERSAL, fund_id, [Line(ln.account, ln.side.flip(), ln.amount) for ln in lines],
+        JournalKind.REVERSAL,
+        fund_id,
+        [Line(ln.account, ln.side.flip(), ln.amount) for ln in lines],
         reverses_id=original_id,
     )
 
@@ -376,7 +432,7 @@ class FundBalance:
 
 def balance_from_rows(fund_id: int, rows: Iterable[tuple[AccountKind, int | None, int]]) -> FundBalance:
     """Build a :class:`FundBalance` from (account kind, source id, Σdebit − Σcredit) rows."""
-    totals = {k: 0 for k in AccountKind}
+    totals = dict.fromkeys(AccountKind, 0)
     by_source: dict[int, Money] = {}
     for kind, source_id, net in rows:
         totals[kind] += net
@@ -390,3 +446,50 @@ def balance_from_rows(fund_id: int, rows: Iterable[tuple[AccountKind, int | None
         income=Money(-totals[AccountKind.INCOME]),
         income_by_source=by_source,
     )
+
+
+# ---------------------------------------------------------------- use-case inputs
+
+
+@dataclass(frozen=True)
+class NewSource:
+    """A fund source to register (省财政, 县财政, 中国计生协项目 …)."""
+
+    name: str
+    kind: SourceKind
+    region: RegionCode
+
+
+@dataclass(frozen=True)
+class NewFund:
+    """A fund to open."""
+
+    name: str
+    kind: FundKind
+    region: RegionCode
+    owner: str = ""
+    allow_negative: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Money in from a (non-donation) source."""
+
+    fund_id: int
+    source_id: int
+    amount: Money
+    reference: str = ""
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class NewDonation:
+    """A donation received (幸福基金 donors are thanked publicly unless anonymous)."""
+
+    fund_id: int
+    donor_name: str
+    donor_kind: DonorKind
+    amount: Money
+    received_on: date
+    anonymous: bool = False

@@ -1,0 +1,1 @@
+"""Disbursement: payment batches, payments, payment files, bank results, reconciliation (funds context)."""
