@@ -337,16 +337,23 @@ def test_plan_target_needs_the_items_due_by_the_period_end_done() -> None:
     h1 = plan_finding(Period.half(2022, 1), date(2023, 1, 5), with_clinic)
     assert h1.status is Compliance.SHORT and h1.missing_ids == ("plans/p1/items/i1",)
     assert "健康人生大讲堂（计划2次，已开展1次，6月底前）" in h1.reason
-    # The whole year, finished: the November birthday was never held.
-    year = plan_finding(Period.year_of(2022), date(2023, 1, 5), with_clinic)
+    # The whole year: the August lecture came after the item's deadline (6月底前), so it does not
+    # fulfil it (issue 17); the reason says it was held late.
+    late = plan_finding(Period.year_of(2022), date(2023, 1, 5), with_clinic)
+    assert late.status is Compliance.SHORT and late.missing_ids == ("plans/p1/items/i1", "plans/p1/items/i3")
+    assert "健康人生大讲堂（计划2次，已开展1次，6月底前；另有1次在期限后开展，不计入）" in late.reason
+    # With a second lecture held in June, the whole year, finished: the November birthday was never held.
+    l3 = held("HEALTH_LECTURE", date(2022, 6, 20), site="site-x", plan_id="p1", plan_item_id="i1")
+    in_time = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, l3, clinic_done])
+    year = plan_finding(Period.year_of(2022), date(2023, 1, 5), in_time)
     assert year.status is Compliance.SHORT and year.missing_ids == ("plans/p1/items/i3",)
     assert "2022年度计划中 1 项未完成：集体生日（计划1次，已开展0次，11月底前）" in year.reason
     # A held birthday linked to it: MET. A cancelled or still planned one would not count.
     bday = held("GROUP_BIRTHDAY", date(2022, 11, 3), site="site-x", plan_id="p1", plan_item_id="i3")
     planned_bday = Activity(**{**bday.__dict__, "id": "b2", "status": ActivityStatus.PLANNED})
-    all_done = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, clinic_done, bday])
+    all_done = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, l3, clinic_done, bday])
     assert plan_finding(Period.year_of(2022), date(2023, 1, 5), all_done).status is Compliance.MET
-    not_held = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, clinic_done, planned_bday])
+    not_held = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, l3, clinic_done, planned_bday])
     assert plan_finding(Period.year_of(2022), date(2023, 1, 5), not_held).status is Compliance.SHORT
     # No plan at all: the old rule and wording stay.
     none = plan_finding(Period.year_of(2022), date(2023, 1, 5), Facts(sites=[HOME]))
