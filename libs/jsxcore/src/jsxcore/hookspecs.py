@@ -111,10 +111,12 @@ APPROVAL_LEVELS = ("VILLAGE", "TOWNSHIP", "COUNTY", "CITY", "PROVINCE")
 
 Unit = Literal["PERSON", "HOUSEHOLD"]
 Per = Literal["MONTH", "QUARTER", "SEMESTER", "YEAR"]
-# Region levels (every unit of that level), site kinds (every site of that kind)
+# Region levels (every unit of that level), site kinds (every site of that kind),
+# ADMIN_VILLAGE (every 行政村: a village-level unit that is not a 社区/居委会, since 0.3)
 # or SPECIAL_FAMILY (every 计生特殊家庭, since 0.3).
 Scope = Literal[
     "VILLAGE",
+    "ADMIN_VILLAGE",
     "TOWNSHIP",
     "COUNTY",
     "SCHOOL",
@@ -411,11 +413,13 @@ class CadenceTarget:
     decided (awarded decisions of the window's year), besides activities of
     ``activity_type``. ``site_kind`` (``MEMBER_HOME``, ``WARM_HOME`` …) is
     what a ``SITE`` target requires. ``SPECIAL_FAMILY`` scope counts per
-    household: ``CARE_VISIT`` visits to that family.
+    household: ``CARE_VISIT`` visits to that family. ``ADMIN_VILLAGE`` is every
+    行政村 (the village-level units of the region registry that are not
+    communities — 社区、居委会), where ``VILLAGE`` is every 村（居、社区）.
 
     .. versionchanged:: 0.3
        ``award_kind``, ``site_kind``, the ``SITE`` pseudo type and the
-       ``SPECIAL_FAMILY`` scope added.
+       ``SPECIAL_FAMILY`` and ``ADMIN_VILLAGE`` scopes added.
     """
 
     key: str
@@ -1154,9 +1158,10 @@ def jsx_cadence_targets(region: RegionCode, year: int) -> tuple[CadenceTarget, .
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.3
-       Targets may be per special family (scope ``SPECIAL_FAMILY``), count award
-       decisions of one kind (``award_kind``) or require a site in every unit
-       (``SITE`` with ``site_kind``); see :class:`CadenceTarget`.
+       Targets may be per special family (scope ``SPECIAL_FAMILY``) or per 行政村
+       (``ADMIN_VILLAGE``), count award decisions of one kind (``award_kind``) or
+       require a site in every unit (``SITE`` with ``site_kind``); see
+       :class:`CadenceTarget`.
     """
 
 

@@ -10,7 +10,8 @@ Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
   and ``SITE`` (coverage: the subject has an open site of the target's ``site_kind``).
 * ``scope`` is ``VILLAGE``/``TOWNSHIP``/``COUNTY`` (every region unit of that
   level inside the report region: the region registry's, and any the member
-  projection knows), a site kind (``WARM_HOME`` 暖心家园, ``MEMBER_HOME`` 会员之家,
+  projection knows), ``ADMIN_VILLAGE`` (every 行政村: the villages without the
+  communities, 社区), a site kind (``WARM_HOME`` 暖心家园, ``MEMBER_HOME`` 会员之家,
   ``SCHOOL`` = ``YOUTH_HEALTH_BASE`` 学校/青春健康教育基地, …) or
   ``SPECIAL_FAMILY`` (every 计生特殊家庭 the projection knows in the region).
 
@@ -92,6 +93,7 @@ class PluginTarget(Protocol):
 _SCOPE_ALIASES = {
     "村": "VILLAGE",
     "村（居、社区）": "VILLAGE",
+    "行政村": "ADMIN_VILLAGE",
     "乡镇": "TOWNSHIP",
     "乡（镇）": "TOWNSHIP",
     "县": "COUNTY",
@@ -259,10 +261,18 @@ class ComplianceReport:
 
 @dataclass(frozen=True)
 class RegionUnit:
-    """A township or village of the report region as the region registry lists it."""
+    """A township or village of the report region as the region registry lists it;
+    ``community``: a 社区 (居委会), not a 行政村."""
 
     code: RegionCode
     name: str
+    community: bool = False
+
+
+def is_community(name: str) -> bool:
+    """Whether a village-level unit's published name is a community's (``麻溪铺社区居委会``),
+    not a 行政村's (``仰溪铺村村委会``)."""
+    return "社区" in name or name.endswith(("居委会", "居民委员会"))
 
 
 @dataclass(frozen=True)
@@ -284,8 +294,13 @@ class Facts:
     units: Sequence[RegionUnit] = ()
 
 
-_LEVEL_SCOPES = {"VILLAGE": RegionLevel.VILLAGE, "TOWNSHIP": RegionLevel.TOWNSHIP, "COUNTY": RegionLevel.COUNTY}
-_UNIT_WORDS = {"VILLAGE": "村（社区）", "TOWNSHIP": "乡镇", "COUNTY": "县"}
+_LEVEL_SCOPES = {
+    "VILLAGE": RegionLevel.VILLAGE,
+    "ADMIN_VILLAGE": RegionLevel.VILLAGE,  # 行政村 only: communities (社区) left out
+    "TOWNSHIP": RegionLevel.TOWNSHIP,
+    "COUNTY": RegionLevel.COUNTY,
+}
+_UNIT_WORDS = {"VILLAGE": "村（居、社区）", "ADMIN_VILLAGE": "行政村", "TOWNSHIP": "乡（镇）", "COUNTY": "县"}
 
 
 @dataclass(frozen=True)
@@ -315,6 +330,8 @@ def _subjects(scope: str, region: RegionCode, facts: Facts) -> list[_Subject]:
         for r in [s.region for s in facts.sites] + [f.region for f in facts.families]:
             if r.level >= level and region.contains(r):
                 codes.add(_unit_of(r, level))
+        if scope == "ADMIN_VILLAGE":  # a code the registry does not list is taken as a village
+            codes -= {u.code for u in facts.units if u.community}
         if region.level == level:
             codes.add(region)
         return [_Subject(scope, c.code, _region_name(c, facts), c, False) for c in sorted(codes)]

@@ -26,6 +26,7 @@ from jsx_events.reporting.domain import (
     RegionUnit,
     Target,
     compute_compliance,
+    is_community,
     plan_progress,
     summarize,
 )
@@ -43,7 +44,7 @@ def region_units(region: RegionCode, levels: Iterable[RegionLevel]) -> list[Regi
     """The townships or villages (``levels``) the region registry lists inside ``region``."""
     reg = registry()
     return [
-        RegionUnit(r.code, r.local_name)
+        RegionUnit(r.code, r.local_name, level is RegionLevel.VILLAGE and is_community(r.name))
         for level in sorted(set(levels))
         if level > region.level
         for r in reg.descendants(region, level=level)
