@@ -129,6 +129,7 @@ async def test_cadence_quarter_with_and_without_visits(svc: EventsService) -> No
 
 
 async def test_idempotent_record_visit(svc: EventsService) -> None:
+    await feed_members(svc)  # the household and volunteer the visit names
     req = pb.RecordVisitRequest(request_id=str(uuid.uuid4()))
     fields = visit_fields()
     idem = Idem.of(SERVICE_NAME, "RecordVisit", req)
@@ -147,6 +148,7 @@ async def test_visit_event_published_once_and_booking_results(svc: EventsService
     run = asyncio.create_task(relay.run())
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
+    await feed_members(svc)  # the household and volunteer the visits name
     try:
         await record(svc, visit_fields(0))  # no money: nothing to publish
         booked_visit = await record(svc, visit_fields(50000))
@@ -230,14 +232,28 @@ async def test_visit_event_published_once_and_booking_results(svc: EventsService
 
 
 @pytest.mark.slow  # runs the CLI five times, each migrating and opening the database
-async def test_cli_record_list_report_xlsx(db_url: str, tmp_path, monkeypatch, capsys) -> None:
+async def test_cli_record_list_report_xlsx(db_url: str, tmp_path, monkeypatch, capsys, members) -> None:
     from openpyxl import load_workbook
 
+    from jsxcore.auth import issue_token
     from jsxcore.cli import main
+    from jsxcore.config import ServiceConfig
 
     monkeypatch.setenv("JSX_EVENTS_DATABASE_URL", db_url)
     monkeypatch.setenv("JSX_EVENTS_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("JSX_DEV", "1")
+    # `record` authenticates like RecordVisit: a 洪江 clerk's token
+    secret = ServiceConfig.from_env("events").auth_secret
+    monkeypatch.setenv("JSX_TOKEN", issue_token(secret, "clerk-1", ["county_clerk"], "431281"))
+    # the household and volunteer it names, as the members service published them
+    await asyncio.to_thread(migrate, db_url)
+    engine = create_engine(db_url)
+    try:
+        await members(EventsService.build(session_factory(engine), PluginHost())).pairing(
+            "volunteers/v1", "households/hh-7", VILLAGE.code
+        )
+    finally:
+        await engine.dispose()
     assert (
         await asyncio.to_thread(
             main,
