@@ -432,6 +432,25 @@ async def test_cli_plan_commands_against_running_service(events, capsys) -> None
         "[未达标] 暖心家园（warm-1） 2022年度计划中 2 项未完成：健康人生大讲堂（计划2次，已开展0次，6月底前）；"
         "义诊（计划1次，已开展0次，年内）"
     ) in report
+    # A lecture held in September for the "6月底前" item is shown apart and not counted.
+    late = await s.CreateActivity(
+        pb.CreateActivityRequest(
+            activity=pb.Activity(
+                display_name="健康人生大讲堂（补）",
+                type=pb.ACTIVITY_TYPE_HEALTH_LECTURE,
+                organiser_region=cpb.RegionCode(code=VILLAGE.code),
+                site="sites/warm-1",
+                state=pb.ACTIVITY_STATE_HELD,
+                held_date=cpb.Date(year=2022, month=9, day=1),
+                plan_item=got.items[0].name,
+            ),
+            request_id=rid(),
+        ),
+        metadata=md,
+    )
+    rc, out = await jsx(capsys, "show", plan_name)
+    assert rc == 0 and "[未完成] 健康人生大讲堂（健康大讲堂）：计划 2 次，已开展 0 次" in out
+    assert f"{late.name}（在期限后开展，不计入）" in out and "已完成 1/3 项" in out
 
     # Errors: the same Chinese words as the gRPC call.
     with pytest.raises(grpc.aio.AioRpcError) as e:

@@ -18,6 +18,7 @@ from jsx_events.activities.tables import ActivityRow
 from jsx_events.activities.wire import activity_pb
 from jsx_events.adapters import bus
 from jsx_events.adapters.db import newest_first
+from jsx_events.catalog.domain import plugin_code
 from jsx_events.catalog.service import Catalog
 from jsx_events.plans.domain import item_name
 from jsx_events.plans.service import PlansService
@@ -95,8 +96,9 @@ class ActivitiesService:
         and in that region; a plan item it names must belong to a plan inside that region too.
         Held: publishes ActivityHeld."""
         check_region(caller, a.region)
-        a = replace(a, id=a.id or str(uuid.uuid4()))
-        a.validate(await self.catalog.activity_types(a.region))
+        custom = await self.catalog.activity_types(a.region)
+        a = replace(a, id=a.id or str(uuid.uuid4()), type=plugin_code(a.type, custom))
+        a.validate(custom)
 
         async def work(s: AsyncSession) -> pb.Activity:
             await self._check_site(s, a, caller)
@@ -125,10 +127,12 @@ class ActivitiesService:
             before = row.to_domain()
             check_region(caller, before.region)
             after = change(before)
+            custom = await self.catalog.activity_types(after.region)
+            after = replace(after, type=plugin_code(after.type, custom))
             if after.region != before.region:
                 check_region(caller, after.region)  # no moving an activity out of one's scope
             before.check_change(after)
-            after.validate(await self.catalog.activity_types(after.region))
+            after.validate(custom)
             if after.site_id != before.site_id:
                 await self._check_site(s, after, caller)
             if after.link_key != before.link_key:

@@ -88,3 +88,13 @@ def type_label(code: str, custom: Mapping[str, str] | None = None) -> str:
     if custom and code in custom:
         return custom[code]
     return ACTIVITY_LABELS.get(code) or PSEUDO_TYPES.get(code) or code
+
+
+def plugin_code(code: str, custom: Mapping[str, str]) -> str:
+    """A plugin type written by its Chinese name (``理事会会议``) → the plugin's code
+    (``COUNCIL_MEETING``), for the region's plugin types ``custom`` (code → name); any other
+    code is returned as it is."""
+    if code in custom:
+        return code
+    wanted = normalize_type(code)
+    return next((c for c, name in custom.items() if normalize_type(name) == wanted), code)

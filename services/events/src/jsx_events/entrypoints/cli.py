@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -33,7 +34,13 @@ from jsx_events.catalog.domain import normalize_type, type_label
 from jsx_events.catalog.wire import type_code, type_pb
 from jsx_events.composition import EventsService
 from jsx_events.plans.wire import plan_from_pb, plan_item_from_pb
-from jsx_events.reporting.domain import COMPLIANCE_LABELS, Compliance, ComplianceReport, period_label
+from jsx_events.reporting.domain import (
+    COMPLIANCE_LABELS,
+    Compliance,
+    ComplianceItem,
+    ComplianceReport,
+    period_label,
+)
 from jsx_events.reporting.wire import ORDER
 from jsx_events.visits.domain import VISIT_STATE_LABELS, VisitState
 from jsx_events.visits.service import VisitFilter
@@ -44,6 +51,7 @@ from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
 from jsxcore.errors import DomainError, ErrorCollector, InvalidArgument, Unauthenticated
 from jsxcore.plugins import PluginHost
+from jsxcore.regions import registry
 from jsxcore.runtime.interceptors import method_permission
 from jsxcore.values import Money, Period, RegionCode
 
@@ -73,7 +81,7 @@ def export_xlsx(report: ComplianceReport, path: Path) -> None:
     ws.title = "活动频次达标情况"
     ws.append([f"{report.region.name or report.region.short} {period_label(report.period)} 活动频次达标情况"])
     ws["A1"].font = Font(bold=True, size=14)
-    ws.append(["结果", "考核对象", "周期", "要求次数", "实际次数", "目标", "说明", "规则来源"])
+    ws.append(["结果", "考核对象", "周期", "要求次数", "实际次数", "目标", "说明", "规则来源", "所在地"])
     red = PatternFill("solid", fgColor="FFC7CE")
     for i in sorted(report.items, key=lambda i: ORDER[i.status]):
         ws.append(
@@ -86,13 +94,32 @@ def export_xlsx(report: ComplianceReport, path: Path) -> None:
                 i.target,
                 i.reason,
                 i.provenance,
+                registry().label(i.subject_region) if i.subject_region else "",
             ]
         )
         if i.status is Compliance.SHORT:
             ws.cell(ws.max_row, 1).fill = red
-    for col, width in zip("ABCDEFGH", (8, 24, 22, 10, 10, 28, 60, 24), strict=True):
+    for col, width in zip("ABCDEFGHI", (8, 24, 22, 10, 10, 28, 60, 24, 36), strict=True):
         ws.column_dimensions[col].width = width
     wb.save(path)
+
+
+def print_compliance(report: ComplianceReport, shortfalls_only: bool = False) -> None:
+    """Each target with its wording (the plugin's, from the seeds) and tally, then its findings."""
+    by_target: dict[str, list[ComplianceItem]] = {}
+    for i in report.items:
+        by_target.setdefault(i.target_key, []).append(i)
+    for items in by_target.values():
+        c = Counter(i.status for i in items)
+        first = items[0]
+        source = f"，{first.provenance}" if first.provenance else ""
+        print(
+            f"【{first.target}】（{first.target_key}{source}）达标 {c[Compliance.MET]} 项，"
+            f"未达标 {c[Compliance.SHORT]} 项，进行中 {c[Compliance.DUE]} 项"
+        )
+        for i in sorted(items, key=lambda i: ORDER[i.status]):
+            if not shortfalls_only or i.status is not Compliance.MET:
+                print(f"  [{COMPLIANCE_LABELS[i.status]}] {i.reason}")
 
 
 def _state(value: int) -> VisitState:
@@ -190,9 +217,7 @@ async def _report(args: argparse.Namespace) -> int:
         )
 
     report, summary = await _with_service(run)
-    for i in report.items:
-        if not args.shortfalls_only or i.status is not Compliance.MET:
-            print(f"[{COMPLIANCE_LABELS[i.status]}] {i.reason}")
+    print_compliance(report, args.shortfalls_only)
     c = report.counts()
     print(f"合计：达标 {c['MET']} 项，未达标 {c['SHORT']} 项，进行中 {c['DUE']} 项")
     print(summary.text)
@@ -243,7 +268,7 @@ def _int(text: str, field: str, message: str, errs: ErrorCollector) -> int:
         return 0
 
 
-def _item_lines(item: pb.PlanItem, labels: dict[str, str]) -> list[str]:
+def _item_lines(item: pb.PlanItem, labels: dict[str, str], late: tuple[str, ...] = ()) -> list[str]:
     code = type_code(item.type, item.custom_type)
     what = "任意活动" if code == "ANY" else type_label(code, labels)
     title = f"{item.note}（{what}）" if item.note and item.note != what else what
@@ -254,6 +279,7 @@ def _item_lines(item: pb.PlanItem, labels: dict[str, str]) -> list[str]:
         f"待开展 {item.scheduled_count} 次，{when}  {item.name}"
     ]
     out += [f"      {a}" for a in item.fulfilled_by]
+    out += [f"      {a}（在期限后开展，不计入）" for a in late]
     return out
 
 
@@ -270,10 +296,10 @@ def _plan_head(plan: pb.Plan) -> str:
     return f"{plan.year}年  {plan.name}  {where}{title}  已完成 {done}/{len(plan.items)} 项"
 
 
-def _print_plan(plan: pb.Plan, labels: dict[str, str]) -> None:
+def _print_plan(plan: pb.Plan, labels: dict[str, str], late: dict[str, tuple[str, ...]] | None = None) -> None:
     print(_plan_head(plan))
     for item in plan.items:
-        for line in _item_lines(item, labels):
+        for line in _item_lines(item, labels, (late or {}).get(item.name, ())):
             print(line)
 
 
@@ -349,12 +375,15 @@ async def _plan_list(args: argparse.Namespace) -> int:
 
 
 async def _plan_show(args: argparse.Namespace) -> int:
-    async def run(svc: EventsService) -> tuple[pb.Plan, dict[str, str]]:
-        plan = await svc.reporting.get_plan(wire.id_from(args.plan, "plans", "plan", required=False), caller=OPERATOR)
-        return plan, await svc.catalog.activity_types(RegionCode(plan.region.code))
+    plan_id = wire.id_from(args.plan, "plans", "plan", required=False)
 
-    plan, labels = await _with_service(run)
-    _print_plan(plan, labels)
+    async def run(svc: EventsService) -> tuple[pb.Plan, dict[str, str], dict[str, tuple[str, ...]]]:
+        plan = await svc.reporting.get_plan(plan_id, caller=OPERATOR)
+        late = await svc.reporting.late_activities(plan_id, caller=OPERATOR)
+        return plan, await svc.catalog.activity_types(RegionCode(plan.region.code)), late
+
+    plan, labels, late = await _with_service(run)
+    _print_plan(plan, labels, late)
     return 0
 
 

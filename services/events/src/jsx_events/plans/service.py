@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from jsx.events.v1 import events_service_pb2 as pb
+from jsx_events.catalog.domain import plugin_code
 from jsx_events.catalog.service import Catalog
 from jsx_events.plans.domain import ItemProgress, Plan, PlanItem
 from jsx_events.plans.tables import PlanItemRow, PlanRow
@@ -70,8 +71,13 @@ class PlansService:
         """Record an annual plan (one per association or site and year); ids left empty are assigned.
         A site plan's site must be known, in the caller's scope and inside the plan's region."""
         check_region(caller, p.region)
-        p = replace(p, id=p.id or _new_id(), items=tuple(replace(i, id=i.id or _new_id()) for i in p.items))
-        p.validate(await self.catalog.activity_types(p.region))
+        custom = await self.catalog.activity_types(p.region)
+        p = replace(
+            p,
+            id=p.id or _new_id(),
+            items=tuple(replace(i, id=i.id or _new_id(), type=plugin_code(i.type, custom)) for i in p.items),
+        )
+        p.validate(custom)
 
         async def work(s: AsyncSession) -> pb.Plan:
             await self._check_site(s, p, caller)
@@ -108,10 +114,12 @@ class PlansService:
                 raise _not_found(plan_id)
             plan = row.to_domain()
             check_region(caller, plan.region)
-            item.check(await self.catalog.activity_types(plan.region))
-            row.items.append(PlanItemRow.of(item, max((i.position for i in row.items), default=-1) + 1))
+            custom = await self.catalog.activity_types(plan.region)
+            added = replace(item, type=plugin_code(item.type, custom))
+            added.check(custom)
+            row.items.append(PlanItemRow.of(added, max((i.position for i in row.items), default=-1) + 1))
             await s.flush()
-            return plan_item_pb(plan_id, ItemProgress(item))  # new: nothing links to it yet
+            return plan_item_pb(plan_id, ItemProgress(added))  # new: nothing links to it yet
 
         return await mutate(self.sessions, idem, pb.PlanItem, work, caller=caller, notify=self.notify)
 

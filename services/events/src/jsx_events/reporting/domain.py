@@ -385,11 +385,11 @@ def _visits(subj: _Subject, w: Window, upto: date, facts: Facts) -> list[Visit]:
     return [v for v in facts.visits if w.start <= v.visited_on <= end and _visit_is_for(v, subj)]
 
 
-def _selections(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts) -> int:
+def _selections(t: Target, subj: _Subject, w: Window, known_by: date, facts: Facts) -> int:
     """The 评选 the subject's association held in the window, from its awarded decisions
     (of ``t.award_kind`` when named): one per kind and selection activity. A decision counts
-    for its award year (a 2022 selection decided in January 2023 is 2022's); in a window
-    shorter than a year, by the day it was decided."""
+    for its award year (a 2022 selection decided in January 2023 is 2022's, once recorded:
+    ``known_by``); in a window shorter than a year, by the day it was decided."""
     whole_years = w.start.month == 1 and w.start.day == 1 and w.end.month == 12 and w.end.day == 31
     seen = set()
     for a in facts.awards:
@@ -397,7 +397,7 @@ def _selections(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts) 
             continue
         if t.award_kind and a.kind != t.award_kind:
             continue
-        if not w.start.year <= a.year <= w.end.year or a.decided_on > upto:
+        if not w.start.year <= a.year <= w.end.year or a.decided_on > known_by:
             continue
         if not whole_years and not w.start <= a.decided_on <= w.end:
             continue
@@ -415,7 +415,11 @@ def _open_sites(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts) 
     ]
 
 
-def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site]) -> int:
+def _count(
+    t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site], known_by: date = date.max
+) -> int:
+    """How many of what ``t`` counts the subject has in ``w`` up to ``upto``; award decisions of
+    the window's year recorded by ``known_by`` (today) count even when decided after ``upto``."""
     end = min(w.end, upto)
 
     def in_window(d: date) -> bool:
@@ -457,7 +461,7 @@ def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites
     n = len(acts)
     if t.counts_awards and not subj.is_site:
         # A selection shows either as an activity of the target's type or as the decisions it produced.
-        n = max(n, _selections(t, subj, w, upto, facts))
+        n = max(n, _selections(t, subj, w, known_by, facts))
     return n
 
 
@@ -537,7 +541,7 @@ def compute_compliance(
             for w in windows(t.per, period):
                 if w.start > upto:
                     continue
-                n = _count(t, subj, w, upto, facts, sites)
+                n = _count(t, subj, w, upto, facts, sites, today or date.max)
                 finished = w.end <= upto
                 if t.type == "PLAN" and n >= t.count:
                     # a plan on paper is not enough: its items due so far must be done

@@ -17,6 +17,7 @@ from jsx_events.activities.service import ActivitiesService
 from jsx_events.awards.domain import AwardDecision
 from jsx_events.awards.service import AwardsService
 from jsx_events.catalog.service import Catalog
+from jsx_events.plans.domain import item_name
 from jsx_events.plans.service import PlansService
 from jsx_events.plans.wire import plan_pb
 from jsx_events.projections.service import ProjectionsService
@@ -102,6 +103,19 @@ class ReportingService:
             check_region(caller, plan.region)
             linked = await self.activities.linked_to(s, [plan_id])
         return plan_pb(plan, created, plan_progress(plan, linked))
+
+    async def late_activities(self, plan_id: str, *, caller: Caller | None) -> dict[str, tuple[str, ...]]:
+        """Per plan item (``plans/{plan}/items/{item}``), the activities linked to it but held after its
+        deadline (``activities/{id}``): they do not fulfil it, and GetPlan does not list them."""
+        async with self.sessions() as s:
+            plan, _ = await self.plans.get(s, plan_id)
+            check_region(caller, plan.region)
+            linked = await self.activities.linked_to(s, [plan_id])
+        return {
+            item_name(plan.id, g.item.id): tuple(f"activities/{a}" for a in g.late_ids)
+            for g in plan_progress(plan, linked)
+            if g.late_ids
+        }
 
     async def list_plans(
         self,
