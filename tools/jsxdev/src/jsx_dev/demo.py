@@ -10,10 +10,12 @@ with a token signed by the stack's dev secret, and shows facts crossing NATS:
 3. the events service's compliance report (怀化市 plugin: every 暖心家园 pairs
    a volunteer with each special family) lists that family as not yet paired
    — events learnt of the family and the site only from those events;
-4. funds opens a 慰问金 fund and allocates money to it;
-5. events records a 走访慰问 visit with 500 元 慰问金 from that fund — the visit
-   goes events → NATS → funds (booked on the ledger) → NATS → events, and the
-   visit turns BOOKED.
+4. members registers a volunteer and pairs it with the family; the report
+   then shows the family paired (``VolunteerPaired`` crossed NATS);
+5. funds opens a 慰问金 fund and allocates money to it;
+6. that volunteer's 走访慰问 visit with 500 元 慰问金 from that fund — events
+   records it only for a household and volunteer it knows — goes events → NATS
+   → funds (booked on the ledger) → NATS → events, and the visit turns BOOKED.
 
 Request ids are derived from fixed names, so running the demo again against
 the same data repeats nothing: every call returns its first response (AIP-155).
@@ -43,10 +45,10 @@ def rid(step: str) -> str:
     return str(uuid.uuid5(_NS, step))
 
 
-def demo_id_number() -> str:
+def demo_id_number(birth: str = "19600501", seq: str = "013") -> str:
     from jsxcore.values import id_check_char
 
-    body = f"{COUNTY}19600501" + "013"
+    body = f"{COUNTY}{birth}{seq}"
     return body + id_check_char(body)
 
 
@@ -141,19 +143,63 @@ async def run(stack: Stack) -> bool:
 
         year = str(date.today().year)
 
-        async def unpaired_seen() -> epb.ComplianceFinding | None:
+        async def pairing_finding() -> epb.ComplianceFinding | None:
             rep = await events.GetComplianceReport(
                 epb.GetComplianceReportRequest(region=c.RegionCode(code=COUNTY), period=c.Period(code=year)),
                 metadata=md,
                 timeout=10,
             )
-            for f in rep.findings:
-                if hh.name in f.missing or hh.name.split("/")[-1] in " ".join(f.missing):
-                    return f
-            return None
+            return next(
+                (f for f in rep.findings if f.rule == "huaihua.warm_home.pairing" and f.subject == site.name), None
+            )
+
+        async def unpaired_seen() -> epb.ComplianceFinding | None:
+            f = await pairing_finding()
+            return f if f is not None and hh.name in f.missing else None
 
         finding = await _until("events 服务通过 NATS 获知该特殊家庭", unpaired_seen)
         say(f"events 经 NATS 获知该家庭：{finding.reason or finding.description}")
+
+        person = await members.CreatePerson(
+            mpb.CreatePersonRequest(
+                request_id=rid("person-volunteer"),
+                person=mpb.Person(
+                    display_name="演示志愿者",
+                    id_number=demo_id_number("19750812", "026"),
+                    village=c.RegionCode(code=VILLAGE),
+                    hukou_type=mpb.HUKOU_TYPE_RURAL,
+                ),
+            ),
+            metadata=md,
+            timeout=10,
+        )
+        volunteer = await members.CreateVolunteer(
+            mpb.CreateVolunteerRequest(
+                request_id=rid("volunteer"),
+                volunteer=mpb.Volunteer(
+                    person=person.name, village=c.RegionCode(code=VILLAGE), skills="村计生专干", active=True
+                ),
+            ),
+            metadata=md,
+            timeout=10,
+        )
+        await members.PairVolunteer(
+            mpb.PairVolunteerRequest(
+                request_id=rid("pairing"),
+                volunteer=volunteer.name,
+                household=hh.name,
+                kind=mpb.PAIRING_KIND_DUAL_CONTACT,
+            ),
+            metadata=md,
+            timeout=10,
+        )
+
+        async def paired_seen() -> epb.ComplianceFinding | None:
+            f = await pairing_finding()
+            return f if f is not None and f.status == epb.COMPLIANCE_STATUS_MET else None
+
+        finding = await _until("events 服务通过 NATS 获知志愿者结对", paired_seen)
+        say(f"members 登记志愿者 {volunteer.name} 并与该家庭结对；events：{finding.reason}")
 
         src = await funds.CreateFundSource(
             fpb.CreateFundSourceRequest(
@@ -195,7 +241,7 @@ async def run(stack: Stack) -> bool:
                 visit=epb.Visit(
                     household=hh.name,
                     region=c.RegionCode(code=VILLAGE),
-                    visitor="volunteers/demo",
+                    visitor=volunteer.name,
                     visit_date=c.Date(year=2022, month=9, day=10),
                     occasion="中秋走访",
                     money=c.Money(fen=500_00),
