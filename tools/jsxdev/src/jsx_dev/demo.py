@@ -153,11 +153,12 @@ async def run(stack: Stack) -> bool:
                 (f for f in rep.findings if f.rule == "huaihua.warm_home.pairing" and f.subject == site.name), None
             )
 
-        async def unpaired_seen() -> epb.ComplianceFinding | None:
+        async def family_seen() -> epb.ComplianceFinding | None:
+            # unpaired (missing) on the first run; a rerun finds it paired already
             f = await pairing_finding()
-            return f if f is not None and hh.name in f.missing else None
+            return f if f is not None and (hh.name in f.missing or f.required >= 1) else None
 
-        finding = await _until("events 服务通过 NATS 获知该特殊家庭", unpaired_seen)
+        finding = await _until("events 服务通过 NATS 获知该特殊家庭", family_seen)
         say(f"events 经 NATS 获知该家庭：{finding.reason or finding.description}")
 
         person = await members.CreatePerson(
