@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
 from jsx_events.awards.domain import AWARD_LABELS, Award, AwardDecision, normalize_award_kind
@@ -38,6 +38,8 @@ from jsx_events.projections.domain import SITE_KIND_LABELS, Family, Site, normal
 from jsx_events.visits.domain import Visit, VisitState
 from jsxcore.errors import InvalidArgument
 from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------ plan fulfilment
 
@@ -371,6 +373,62 @@ def _plans_of(subj: _Subject, w: Window, facts: Facts) -> list[Plan]:
     ]
 
 
+class _Index:
+    """The facts grouped once per report, so each subject scans only its own candidates: by
+    site, by household, and by the region prefix of the place (a subject region contains a
+    place exactly when the place's code starts with the subject's prefix). The predicates
+    applied to the candidates stay the same."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.sites = {s.id: s for s in facts.sites}
+        self._acts_by_site = _group(facts.activities, lambda a: a.site_id)
+        self._visits_by_site = _group(facts.visits, lambda v: v.site_id)
+        self._siteless_visits = _group((v for v in facts.visits if not v.site_id), lambda v: v.region.code)
+        self._visits_by_household = _group(facts.visits, lambda v: v.household_id)
+        self._by_prefix: dict[tuple[str, int], dict[str, list[Any]]] = {}
+
+    def _prefixed(self, what: str, n: int) -> dict[str, list[Any]]:
+        key = (what, n)
+        if key not in self._by_prefix:
+            if what == "activities":
+                self._by_prefix[key] = _group(self.facts.activities, lambda a: _place(a, self.sites).code[:n])
+            elif what == "visits":
+                self._by_prefix[key] = _group(self.facts.visits, lambda v: v.region.code[:n])
+            else:
+                self._by_prefix[key] = _group(self.facts.sites, lambda s: s.region.code[:n])
+        return self._by_prefix[key]
+
+    def activities(self, subj: _Subject) -> Sequence[Activity]:
+        if subj.is_family:
+            return ()
+        if subj.is_site:
+            return self._acts_by_site.get(subj.id, [])
+        prefix = subj.region.prefix
+        return self._prefixed("activities", len(prefix)).get(prefix, [])
+
+    def visits(self, subj: _Subject) -> Sequence[Visit]:
+        if subj.is_family:
+            return self._visits_by_household.get(subj.id, [])
+        if subj.is_site:
+            return [*self._visits_by_site.get(subj.id, []), *self._siteless_visits.get(subj.region.code, [])]
+        prefix = subj.region.prefix
+        return self._prefixed("visits", len(prefix)).get(prefix, [])
+
+    def sites_in(self, subj: _Subject) -> Sequence[Site]:
+        if subj.is_family:
+            return ()
+        prefix = subj.region.prefix
+        return self._prefixed("sites", len(prefix)).get(prefix, [])
+
+
+def _group(items: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:
+    out: dict[str, list[T]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
+
+
 def _visit_is_for(v: Visit, subj: _Subject) -> bool:
     if subj.is_family:
         return v.household_id == subj.id
@@ -379,10 +437,10 @@ def _visit_is_for(v: Visit, subj: _Subject) -> bool:
     return subj.region.contains(v.region)
 
 
-def _visits(subj: _Subject, w: Window, upto: date, facts: Facts) -> list[Visit]:
+def _visits(subj: _Subject, w: Window, upto: date, idx: _Index) -> list[Visit]:
     """The subject's visits in the window (up to ``upto``), whatever their 慰问金 state."""
     end = min(w.end, upto)
-    return [v for v in facts.visits if w.start <= v.visited_on <= end and _visit_is_for(v, subj)]
+    return [v for v in idx.visits(subj) if w.start <= v.visited_on <= end and _visit_is_for(v, subj)]
 
 
 def _selections(t: Target, subj: _Subject, w: Window, known_by: date, facts: Facts) -> int:
@@ -405,21 +463,20 @@ def _selections(t: Target, subj: _Subject, w: Window, known_by: date, facts: Fac
     return len(seen)
 
 
-def _open_sites(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts) -> list[Site]:
+def _open_sites(t: Target, subj: _Subject, w: Window, upto: date, idx: _Index) -> list[Site]:
     """Sites of ``t.site_kind`` inside the subject that are open on the last day looked at."""
     day = min(w.end, upto)
     return [
         s
-        for s in facts.sites
+        for s in idx.sites_in(subj)
         if s.kind == t.site_kind and subj.region.contains(s.region) and s.open_on(day) and not subj.is_family
     ]
 
 
-def _count(
-    t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site], known_by: date = date.max
-) -> int:
+def _count(t: Target, subj: _Subject, w: Window, upto: date, idx: _Index, known_by: date = date.max) -> int:
     """How many of what ``t`` counts the subject has in ``w`` up to ``upto``; award decisions of
     the window's year recorded by ``known_by`` (today) count even when decided after ``upto``."""
+    facts, sites = idx.facts, idx.sites
     end = min(w.end, upto)
 
     def in_window(d: date) -> bool:
@@ -436,23 +493,23 @@ def _count(
             if subj.is_family
             else sum(
                 1
-                for a in facts.activities
+                for a in idx.activities(subj)
                 if a.status is ActivityStatus.HELD
                 and a.type == "CARE_VISIT"
                 and in_window(a.start)
                 and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
             )
         )
-        return group + sum(1 for v in _visits(subj, w, upto, facts) if v.counts)
+        return group + sum(1 for v in _visits(subj, w, upto, idx) if v.counts)
     if t.type == "PLAN":
         return len(_plans_of(subj, w, facts))
     if t.type == "SITE":
-        return len(_open_sites(t, subj, w, upto, facts))
+        return len(_open_sites(t, subj, w, upto, idx))
     if subj.is_family:
         return 0  # activities are organised by associations, not counted per household
     acts = [
         a
-        for a in facts.activities
+        for a in idx.activities(subj)
         if a.status is ActivityStatus.HELD
         and in_window(a.start)
         and (t.type == "ANY" or a.type == t.type)
@@ -465,9 +522,9 @@ def _count(
     return n
 
 
-def _visit_note(subj: _Subject, w: Window, upto: date, facts: Facts) -> str:
+def _visit_note(subj: _Subject, w: Window, upto: date, idx: _Index) -> str:
     """What the visit count leaves out: visits waiting for funds, and refused ones."""
-    vis = _visits(subj, w, upto, facts)
+    vis = _visits(subj, w, upto, idx)
     pending = sum(1 for v in vis if v.state is VisitState.PENDING)
     rejected = sum(1 for v in vis if v.state is VisitState.REJECTED)
     parts = []
@@ -530,7 +587,7 @@ def compute_compliance(
     A ``PLAN`` target is met by the plan's items, not the plan alone (:func:`_plan_item`).
     """
     upto = min(period.end, today) if today else period.end
-    sites = {s.id: s for s in facts.sites}
+    idx = _Index(facts)
     items: list[ComplianceItem] = []
     for t in targets:
         what = _what(t, custom_labels)
@@ -541,7 +598,7 @@ def compute_compliance(
             for w in windows(t.per, period):
                 if w.start > upto:
                     continue
-                n = _count(t, subj, w, upto, facts, sites, today or date.max)
+                n = _count(t, subj, w, upto, idx, today or date.max)
                 finished = w.end <= upto
                 if t.type == "PLAN" and n >= t.count:
                     # a plan on paper is not enough: its items due so far must be done
@@ -549,7 +606,7 @@ def compute_compliance(
                     continue
                 status = Compliance.MET if n >= t.count else Compliance.SHORT if finished else Compliance.DUE
                 reason = _reason(t, subj, w, n, status, upto, what)
-                note = _visit_note(subj, w, upto, facts) if t.type == "CARE_VISIT" else ""
+                note = _visit_note(subj, w, upto, idx) if t.type == "CARE_VISIT" else ""
                 if note:
                     reason = f"{reason}；{note}"
                 items.append(
