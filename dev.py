@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One entry point for a fresh machine: sets up what is missing, then runs.
 
-    python3 dev.py up        # the whole stack (NATS + members + funds + events) and its demo
+    python3 dev.py up        # the whole stack (NATS + members + funds + events + 公示 board) and its demo
     python3 dev.py test      # static checks, then the test suite (what CI runs); pytest args pass on
     python3 dev.py check     # static checks only: ruff check, ruff format --check, mypy
     python3 dev.py gen       # regenerate Python code from protos/
@@ -15,6 +15,7 @@ is installed. Everything else comes from uv.lock.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -39,6 +40,7 @@ CHECK_PATHS = [
     "tests",
     "bench",
     "services/events",
+    "services/board",
 ]
 
 
@@ -110,6 +112,35 @@ def check(env: dict[str, str]) -> int:
     return 0
 
 
+#: Debian packages the 公示 board's browser test needs (services/board/README.md), each with a
+#: file that shows it is installed: Chromium and its driver (Selenium drives the system browser,
+#: nothing is downloaded), CJK fonts for readable screenshots, libfaketime for the test's clock jump.
+APT_PACKAGES = {
+    "chromium": "/usr/bin/chromium",
+    "chromium-driver": "/usr/bin/chromedriver",
+    "fonts-noto-cjk": "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "libfaketime": "/usr/lib/*/faketime/libfaketime.so.1",
+}
+
+
+def ensure_apt_packages() -> None:
+    """apt-get install what is missing of APT_PACKAGES — only as root on a Debian-like
+    machine; elsewhere say what is missing (those tests then skip outside CI)."""
+    missing = [pkg for pkg, path in APT_PACKAGES.items() if not any(Path("/").glob(path.lstrip("/")))]
+    if not missing:
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(
+            f"dev.py: not installed: {' '.join(missing)} (apt-get install -y {' '.join(missing)}); "
+            "the board's browser tests skip without them",
+            file=sys.stderr,
+        )
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    _run("apt-get", "update", "-qq", env=env)
+    _run("apt-get", "install", "-y", "-qq", *missing, env=env)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
@@ -125,6 +156,7 @@ def main(argv: list[str]) -> int:
     elif cmd == "test":
         if check(env) != 0:
             return 1
+        ensure_apt_packages()
         args = [str(PY), "-m", "pytest", *rest]
     elif cmd == "gen":
         args = [str(PY), str(ROOT / "protos" / "generate.py"), *rest]

@@ -118,6 +118,19 @@ ROLE_PERMISSIONS: Mapping[str, tuple[str, ...]] = {
     "auditor": ("*.*.read", "audit.*", PII_READ),
     # Operators: everything.
     "admin": ("*", PII_READ),
+    # The public 公示 board (services/board): what is in 公示, paid lists
+    # (masked names from members, never PII_READ or PAYEES_READ), objections
+    # villagers lodge on it. Nothing else: no decisions, no writes but
+    # objections, no households (family situations), no ledger.
+    "public_board": (
+        "funds.publicity.read",
+        "funds.applications.read",
+        "funds.programs.read",
+        "funds.payments.read",
+        "funds.objections.create",
+        "members.persons.read",
+        "*.plugins.read",
+    ),
     # Integrating government systems (民政, 一卡通, 卫健): read, register
     # people and households, report bank results, record activities.
     "system": (

@@ -6,11 +6,15 @@ Starts, on this machine only:
   storing under ``<data>/nats``;
 * the members, funds and events services, each its own process with its own
   SQLite file under ``<data>/`` and its own free gRPC port;
+* the public 公示 board (``python -m jsx_board``, services/board) on a free
+  HTTP port, a gRPC client of funds and members with its own ``public_board``
+  token (:func:`jsx_board.local.stack_env`), posting for 怀化市;
 
-waits until every service reports SERVING over gRPC health, runs the demo
-(``jsx_dev.demo``), prints where everything listens, and keeps running until
-Ctrl-C, which stops the services gracefully (SIGTERM → health NOT_SERVING →
-drain) and then the broker. Running it again reuses ``<data>``: the same keys
+waits until every service reports SERVING over gRPC health and the board's
+``/readyz`` answers 200, prints where everything listens, runs the demo
+(``jsx_dev.demo``), and keeps running until Ctrl-C, which stops the board and
+the services gracefully (SIGTERM → health NOT_SERVING → drain) and then the
+broker. Every child logs to ``<data>/logs/<name>.log``. Running it again reuses ``<data>``: the same keys
 (``<data>/keys.json``), databases and JetStream store.
 
 It never touches the PostgreSQL or NATS a developer may have running: the
@@ -27,6 +31,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,8 @@ from typing import Any
 from jsxcore.local import free_port, nats_server_binary, wait_tcp
 
 SERVICES = ("members", "funds", "events")
+#: The board's name among the children (its log: <data>/logs/board.log).
+BOARD = "board"
 
 
 @dataclass
@@ -75,6 +83,7 @@ class Stack:
     data_dir: Path
     nats_port: int = 0
     ports: dict[str, int] = field(default_factory=dict)
+    board_port: int = 0
     children: list[Child] = field(default_factory=list)
 
     @property
@@ -83,6 +92,21 @@ class Stack:
 
     def addr(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
+
+    @property
+    def board_url(self) -> str:
+        """The board's home page, e.g. ``http://127.0.0.1:41234/``."""
+        return f"http://127.0.0.1:{self.board_port}/"
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def auth_secret(self) -> str:
+        """The stack's dev token secret (``<data>/keys.json``, shared with the services)."""
+        from jsxcore.config import ServiceConfig
+
+        cfg = ServiceConfig.from_env("stack", {"JSX_DEV": "1", "JSX_DATA_DIR": str(self.data_dir)})
+        return cfg.auth_secret
 
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JSX_")}
@@ -102,6 +126,7 @@ class Stack:
         # service reconnecting after a stack restart finds the same URL
         self.nats_port = free_port()
         self.ports = {s: free_port() for s in SERVICES}
+        self.board_port = free_port()
         nats = Child(
             "nats",
             [
@@ -128,6 +153,25 @@ class Stack:
             child = Child(s, [sys.executable, "-m", f"jsx_{s}"], senv, self.data_dir / "logs" / f"{s}.log")
             child.start()
             self.children.append(child)
+        self._start_board(env)
+
+    def _start_board(self, env: dict[str, str]) -> None:
+        """The board beside the services; it answers /readyz once funds is SERVING."""
+        from jsx_board.local import stack_env
+
+        benv = dict(env)
+        benv.update(
+            stack_env(
+                funds_addr=self.addr("funds"),
+                members_addr=self.addr("members"),
+                auth_secret=self.auth_secret(),
+                data_dir=self.data_dir,
+                bind=f"127.0.0.1:{self.board_port}",
+            )
+        )
+        board = Child(BOARD, [sys.executable, "-m", "jsx_board"], benv, self.data_dir / "logs" / f"{BOARD}.log")
+        board.start()
+        self.children.append(board)
 
     def stop(self) -> dict[str, int | None]:
         codes: dict[str, int | None] = {}
@@ -159,6 +203,29 @@ class Stack:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{s} 服务 {timeout:.0f} 秒内未就绪，日志见 {child.log_path}")
                     await asyncio.sleep(0.2)
+        await self.wait_board(max(5.0, deadline - time.monotonic()))
+
+    async def wait_board(self, timeout: float = 30.0) -> None:
+        """Return once the board's ``/readyz`` answers 200 (funds reachable with its token)."""
+        board = self.child(BOARD)
+        url = self.board_url + "readyz"
+        deadline = time.monotonic() + timeout
+        while True:
+            if not board.alive():
+                raise RuntimeError(f"公示栏启动失败，日志见 {board.log_path}:\n{_tail(board.log_path)}")
+            if await asyncio.to_thread(_http_ok, url):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"公示栏 {timeout:.0f} 秒内未就绪（{url}），日志见 {board.log_path}")
+            await asyncio.sleep(0.2)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _tail(path: Path, n: int = 30) -> str:
@@ -183,8 +250,11 @@ async def _up(args: argparse.Namespace) -> int:
         print(f"  nats     {stack.nats_url}", flush=True)
         for s in SERVICES:
             print(f"  {s:<8} {stack.addr(s)}", flush=True)
+        print(f"  {BOARD:<8} {stack.board_url}（公示栏）", flush=True)
         (stack.data_dir / "stack.json").write_text(
-            json.dumps({"nats": stack.nats_url, **{s: stack.addr(s) for s in SERVICES}}, indent=2)
+            json.dumps(
+                {"nats": stack.nats_url, **{s: stack.addr(s) for s in SERVICES}, BOARD: stack.board_url}, indent=2
+            )
         )
         if not args.no_demo:
             ok = await demo.run(stack)
