@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,10 @@ from jsx.events.v1 import events_service_pb2_grpc as egrpc
 from jsx.funds.v1 import events_pb2 as fev
 from jsx.funds.v1 import funds_pb2 as fpb
 from jsx.funds.v1 import funds_pb2_grpc as fgrpc
+from jsx.members.v1 import events_pb2 as mev
 from jsxcore.auth import issue_token
 from jsxcore.local import free_port
-from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, ensure_stream
+from jsxcore.outbox import HEADER_EVENT_TYPE, HEADER_MSG_ID, ensure_stream, subject_of
 from jsxcore.pii import generate_key
 from jsxcore.testing.fixtures import (
     NatsServer,
@@ -79,6 +80,8 @@ class Stack:
     broker: NatsServer
     md: Any
     js: Any = None  # the test's own JetStream context (set per test)
+    #: households events knows (from members' facts published at start), one per visit
+    households: list[str] = field(default_factory=list)
 
     @property
     def procs(self) -> list[ServiceProc]:
@@ -138,13 +141,66 @@ class Stack:
     async def available(self, fund: str) -> int:
         return int((await self.call_funds("GetFund", fpb.GetFundRequest(name=fund))).available.fen)
 
+    async def introduce_members(self, count: int = 40) -> None:
+        """Publish what the members service would have (households in VILLAGE, the visiting
+        volunteer's pairing) and wait until events has them: a visit must name a household and a
+        volunteer events knows. Published up front, so visits can be recorded while the broker is down."""
+        nc = await nats.connect(self.broker.url)
+        try:
+            js = nc.jetstream()
+            village = c.RegionCode(code=VILLAGE)
+            for n in range(count):
+                hh = f"households/e2e-{uuid.uuid4().hex[:8]}"
+                facts: list[Any] = [mev.HouseholdRegistered(event_id=rid(), household=hh, village=village)]
+                if n == 0:
+                    facts.append(
+                        mev.VolunteerPaired(
+                            event_id=rid(),
+                            pairing="pairings/e2e",
+                            volunteer="volunteers/e2e",
+                            household=hh,
+                            village=village,
+                        )
+                    )
+                for m in facts:
+                    await js.publish(
+                        subject_of(m),
+                        m.SerializeToString(),
+                        headers={HEADER_MSG_ID: m.event_id, HEADER_EVENT_TYPE: m.DESCRIPTOR.full_name},
+                    )
+                self.households.append(hh)
+        finally:
+            await nc.close()
+
+        async def known() -> epb.Visit | None:  # the last one applied: the consumer applies in order
+            try:
+                return await self.call_events(
+                    "RecordVisit",
+                    epb.RecordVisitRequest(
+                        request_id=rid(),
+                        visit=epb.Visit(
+                            household=self.households[-1],
+                            region=c.RegionCode(code=VILLAGE),
+                            visitor="volunteers/e2e",
+                            visit_date=c.Date(year=2022, month=9, day=1),
+                        ),
+                    ),
+                )
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                return None
+
+        await until("events knows the households members published", known, 30)
+        self.households.pop()
+
     async def record_visit(self, fund: str, fen: int) -> epb.Visit:
         v = await self.call_events(
             "RecordVisit",
             epb.RecordVisitRequest(
                 request_id=rid(),
                 visit=epb.Visit(
-                    household=f"households/e2e-{uuid.uuid4().hex[:8]}",
+                    household=self.households.pop(0),
                     region=c.RegionCode(code=VILLAGE),
                     visitor="volunteers/e2e",
                     visit_date=c.Date(year=2022, month=9, day=10),
@@ -308,6 +364,7 @@ async def stack(
         with logs_on_failure(st.procs):
             for p in st.procs:
                 p.wait_serving()
+            await st.introduce_members()
         yield st
     finally:
         running = [p for p in st.procs if p.alive()]

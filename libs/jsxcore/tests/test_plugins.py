@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 
 from jsxcore.errors import ConfigError, FailedPrecondition, InvalidArgument, PluginError
-from jsxcore.hookspecs import Amount, Beneficiary, PluginMeta, hookimpl
+from jsxcore.hookspecs import Amount, Beneficiary, CadenceTarget, PluginMeta, hookimpl
 from jsxcore.plugins import BUILTIN, PluginHost, register_cli
 from jsxcore.testing.conformance import check_plugin
 from jsxcore.values import Money, Period, RegionCode
@@ -216,6 +216,28 @@ def test_conformance_kit_flags_bad_plugins() -> None:
     assert check_plugin(_plugin("fine", jsx_entitlement_amount=_fine)) == []
 
 
+@hookimpl
+def _unworded_targets(region, year):
+    return (
+        CadenceTarget("t1", "SPECIAL_FAMILY", "CARE_VISIT", 3, "YEAR", "特殊家庭每年走访 3 次"),
+        CadenceTarget("t1", "VILLAGE", "COUNCIL_MEETING", 1, "YEAR", "council meeting"),
+    )
+
+
+@hookimpl
+def _misscoped_targets(region, year):
+    return (CadenceTarget("t2", "SPECIAL_FAMILIES", "CARE_VISIT", 3, "YEAR", "特殊家庭每年走访 3 次"),)  # type: ignore[arg-type]  # the mistake the kit must catch
+
+
+def test_conformance_kit_checks_cadence_targets() -> None:
+    text = "\n".join(check_plugin(_plugin("targets", jsx_cadence_targets=_unworded_targets)))
+    assert "目标 t1 的 description 须用中文" in text and "key“t1”重复" in text
+    assert "SPECIAL_FAMILIES" in "\n".join(check_plugin(_plugin("targets", jsx_cadence_targets=_misscoped_targets)))
+    assert check_plugin(_plugin("targets", jsx_cadence_targets=lambda region, year: ())) != []  # not a @hookimpl
+    with pytest.raises(ValueError, match="site_kind"):
+        CadenceTarget("c", "ADMIN_VILLAGE", "SITE", 1, "YEAR", "每个行政村建有会员之家")  # no site kind
+
+
 def test_plugins_list_cli(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="jsx")
     register_cli(parser.add_subparsers())
@@ -249,8 +271,11 @@ def test_city_and_county_tables(host: PluginHost) -> None:
     )
     assert by_key["yuanling.school.youth_health"].per == "SEMESTER"
     assert by_key["huaihua.warm_home.visit"].per == "QUARTER"
-    # 洪江 has no cadence plugin of its own: the city answers
-    assert host.call("jsx_cadence_targets", HONGJIANG_VILLAGE, year=2022).plugin == "huaihua"
+    # 洪江 has its own cadence targets since its seed report's were encoded; the city's
+    # 暖心家园 ones are part of its answer (it used to fall through to huaihua)
+    hj = host.call("jsx_cadence_targets", HONGJIANG_VILLAGE, year=2022)
+    assert hj.plugin == "hongjiang"
+    assert {"hongjiang.special_family.visits", "huaihua.warm_home.visit"} <= {c.key for c in hj.value}
     uses = host.call("jsx_fund_allowed_uses", "431224101001", fund_kind="HAPPINESS_FUND")
     assert uses.plugin == "xupu" and uses.value.uses == (
         "尊老爱幼",

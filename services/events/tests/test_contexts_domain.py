@@ -37,6 +37,16 @@ def test_type_names_fold_onto_codes_and_back() -> None:
     assert type_label("UNKNOWN") == "UNKNOWN"
 
 
+def test_a_plugin_type_may_be_written_by_its_name() -> None:
+    from jsx_events.catalog.domain import plugin_code
+
+    custom = {"COUNCIL_MEETING": "理事会会议", "BACKBONE_TRAINING": "骨干会员培训"}
+    assert plugin_code(normalize_type("理事会会议"), custom) == "COUNCIL_MEETING"
+    assert plugin_code(normalize_type(" “骨干会员培训” "), custom) == "BACKBONE_TRAINING"
+    assert plugin_code("COUNCIL_MEETING", custom) == "COUNCIL_MEETING"
+    assert plugin_code("HEALTH_LECTURE", custom) == "HEALTH_LECTURE" and plugin_code("乱写", custom) == "乱写"
+
+
 # ---------------------------------------------------------------- projections
 
 
@@ -199,3 +209,70 @@ def test_a_plugins_target_is_normalised() -> None:
     with pytest.raises(InvalidArgument) as e:
         windows("WEEK", Period.year_of(2022))
     assert e.value.violations[0].field == "per"
+
+
+def test_new_target_kinds_are_normalised() -> None:
+    t = Target.from_plugin(
+        CadenceTarget("k", "ADMIN_VILLAGE", "SITE", 1, "YEAR", "每个行政村建有会员之家", site_kind="MEMBER_HOME"),
+        "yuanling 0.1.0",
+    )
+    assert (t.scope, t.type, t.site_kind, t.award_kind, t.level) == (
+        "ADMIN_VILLAGE",
+        "SITE",
+        "MEMBER_HOME",
+        "",
+        RegionLevel.VILLAGE,
+    )
+    assert Target("k", "计生特殊家庭", "走访", 3, "YEAR").scope == "SPECIAL_FAMILY"
+    assert Target("k", "行政村", "阵地覆盖", 1, "YEAR", site_kind="会员之家").type == "SITE"
+    award = Target("k", "TOWNSHIP", "HAPPY_FAMILY_AWARD", 1, "YEAR", award_kind="幸福好家庭")
+    assert award.award_kind == "HAPPY_FAMILY" and award.counts_awards and award.level is RegionLevel.TOWNSHIP
+    assert Target("k", "VILLAGE", "评选表彰", 1, "YEAR").counts_awards
+    assert not Target("k", "SPECIAL_FAMILY", "CARE_VISIT", 3, "YEAR").counts_awards
+
+
+# ---------------------------------------------------------------- what a request names (scope.Named)
+
+
+def test_named_resources_unknown_mismatched_and_out_of_scope() -> None:
+    from jsx_events.scope import Named, place
+    from jsxcore.errors import PermissionDenied
+    from jsxcore.testing.helpers import who
+
+    yuanling = who("clerk-yl", "431222", "county_clerk")
+    hongjiang_village = RegionCode.parse("431281101002")
+    assert place(hongjiang_village) == "洪江市黔城镇玉皇阁社区" and place(VILLAGE) == "431281101201"
+
+    ok = Named(yuanling)
+    ok.placed("visit.household", "家庭户 households/a", (RegionCode.parse("431222102204"),))
+    ok.placed("visit.visitor", "志愿者 volunteers/v", (hongjiang_village, RegionCode.parse("431222102204")))
+    ok.check()  # a volunteer serving in both counties may be named by either
+
+    denied = Named(yuanling)
+    denied.unknown("visit.site", "阵地 sites/x 不存在")
+    denied.placed("visit.household", "家庭户 households/hj", (hongjiang_village,))
+    with pytest.raises(PermissionDenied) as e:
+        denied.check()  # scope first, whatever else is wrong
+    assert e.value.reason == "OUT_OF_REGION"
+    assert e.value.metadata == {
+        "field": "visit.household",
+        "resource": "家庭户 households/hj",
+        "region": "431281101002",
+        "caller_region": "431222000000",
+    }
+    assert "洪江市黔城镇玉皇阁社区" in e.value.message and "沅陵县" in e.value.message
+
+    unknown = Named(yuanling)
+    unknown.unknown("visit.household", "家庭户 households/x 不存在")
+    unknown.mismatch("visit.visitor", "走访人格式不对")
+    with pytest.raises(InvalidArgument) as bad:
+        unknown.check()
+    assert bad.value.reason == "UNKNOWN_REFERENCE"
+    assert [v.field for v in bad.value.violations] == ["visit.household", "visit.visitor"]
+
+    mismatch = Named(None)  # the service itself / its operator: no scope, same existence checks
+    mismatch.placed("visit.household", "家庭户 households/hj", (hongjiang_village,))
+    mismatch.mismatch("visit.region", "与该户所在村不一致")
+    with pytest.raises(InvalidArgument) as bad:
+        mismatch.check()
+    assert bad.value.reason == "INVALID_REFERENCE"

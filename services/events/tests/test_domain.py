@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -337,18 +338,197 @@ def test_plan_target_needs_the_items_due_by_the_period_end_done() -> None:
     h1 = plan_finding(Period.half(2022, 1), date(2023, 1, 5), with_clinic)
     assert h1.status is Compliance.SHORT and h1.missing_ids == ("plans/p1/items/i1",)
     assert "健康人生大讲堂（计划2次，已开展1次，6月底前）" in h1.reason
-    # The whole year, finished: the November birthday was never held.
-    year = plan_finding(Period.year_of(2022), date(2023, 1, 5), with_clinic)
+    # The whole year: the August lecture came after the item's deadline (6月底前), so it does not
+    # fulfil it (issue 17); the reason says it was held late.
+    late = plan_finding(Period.year_of(2022), date(2023, 1, 5), with_clinic)
+    assert late.status is Compliance.SHORT and late.missing_ids == ("plans/p1/items/i1", "plans/p1/items/i3")
+    assert "健康人生大讲堂（计划2次，已开展1次，6月底前；另有1次在期限后开展，不计入）" in late.reason
+    # With a second lecture held in June, the whole year, finished: the November birthday was never held.
+    l3 = held("HEALTH_LECTURE", date(2022, 6, 20), site="site-x", plan_id="p1", plan_item_id="i1")
+    in_time = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, l3, clinic_done])
+    year = plan_finding(Period.year_of(2022), date(2023, 1, 5), in_time)
     assert year.status is Compliance.SHORT and year.missing_ids == ("plans/p1/items/i3",)
     assert "2022年度计划中 1 项未完成：集体生日（计划1次，已开展0次，11月底前）" in year.reason
     # A held birthday linked to it: MET. A cancelled or still planned one would not count.
     bday = held("GROUP_BIRTHDAY", date(2022, 11, 3), site="site-x", plan_id="p1", plan_item_id="i3")
     planned_bday = Activity(**{**bday.__dict__, "id": "b2", "status": ActivityStatus.PLANNED})
-    all_done = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, clinic_done, bday])
+    all_done = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, l3, clinic_done, bday])
     assert plan_finding(Period.year_of(2022), date(2023, 1, 5), all_done).status is Compliance.MET
-    not_held = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, clinic_done, planned_bday])
+    not_held = Facts(sites=[HOME], plans=[plan], plan_activities=[l1, l2, l3, clinic_done, planned_bday])
     assert plan_finding(Period.year_of(2022), date(2023, 1, 5), not_held).status is Compliance.SHORT
     # No plan at all: the old rule and wording stay.
     none = plan_finding(Period.year_of(2022), date(2023, 1, 5), Facts(sites=[HOME]))
     assert none.status is Compliance.SHORT and none.reason == "2022年 暖心家园X 无年度计划记录（要求每年至少1次）"
     assert plan_finding(Period.quarter(2022, 1), date(2022, 4, 2), Facts(sites=[HOME])).status is Compliance.DUE
+
+
+# ---------------------------------------------------------------- cadence counts what happened (issue 13/17)
+
+
+def money_visit(day: date, hh: str, state: VisitState) -> Visit:
+    v = Visit.record(
+        id=f"m-{day}-{hh}-{state}",
+        household_id=hh,
+        region=VILLAGE_A,
+        visitor_id="volunteers/v1",
+        visited_on=day,
+        amount=Money(20000),
+        fund_id="f1",
+    )
+    return {
+        VisitState.PENDING: v,
+        VisitState.BOOKED: v.booked("funds/f1/ledgerEntries/1"),
+        VisitState.REJECTED: v.rejected("余额不足", "INSUFFICIENT_FUNDS"),
+    }[state]
+
+
+def test_only_visits_that_happened_count() -> None:
+    """Booked visits and visits without 慰问金 count; pending ones once booked; refused ones never."""
+    assert [money_visit(date(2022, 8, 1), "hh-1", s).counts for s in (VisitState.BOOKED, VisitState.PENDING)] == [
+        True,
+        False,
+    ]
+    assert not money_visit(date(2022, 8, 1), "hh-1", VisitState.REJECTED).counts
+    assert visit(date(2022, 8, 1)).counts  # no money: nothing to book
+    facts = Facts(
+        sites=[HOME],
+        visits=[
+            money_visit(date(2022, 8, 1), "hh-1", VisitState.REJECTED),
+            money_visit(date(2022, 8, 2), "hh-1", VisitState.PENDING),
+        ],
+    )
+    [item] = compute_compliance([QUARTERLY_VISIT], COUNTY, Period.quarter(2022, 3), facts).items
+    assert item.status is Compliance.SHORT and item.actual == 0
+    assert item.reason == (
+        "2022年第3季度 暖心家园X 无走访慰问记录（要求每季度至少1次）；"
+        "另有1次慰问金待资金服务记账，记账后计入；1次慰问金被资金服务拒绝，不计入"
+    )
+    booked = Facts(sites=[HOME], visits=[money_visit(date(2022, 8, 2), "hh-1", VisitState.BOOKED)])
+    [ok] = compute_compliance([QUARTERLY_VISIT], COUNTY, Period.quarter(2022, 3), booked).items
+    assert ok.status is Compliance.MET and ok.actual == 1
+
+
+FAMILY_VISITS = Target("hj", "SPECIAL_FAMILY", "CARE_VISIT", 3, "YEAR", "对计生特殊家庭开展了不少于 3 次的走访慰问服务")
+
+
+def test_visits_per_special_family_named_by_place() -> None:
+    fams = [Family("hh-1", VILLAGE_A, True), Family("hh-2", VILLAGE_B, True), Family("hh-3", VILLAGE_A, False)]
+    visits = [
+        visit(date(2022, 3, 1), site="", hh="hh-1"),
+        money_visit(date(2022, 6, 1), "hh-1", VisitState.BOOKED),
+        money_visit(date(2022, 9, 1), "hh-1", VisitState.REJECTED),
+        visit(date(2022, 10, 1), site="", hh="hh-2"),
+        visit(date(2022, 11, 1), site="", hh="hh-2"),
+        visit(date(2022, 12, 1), site="", hh="hh-2"),
+        visit(date(2022, 5, 1), site="", hh="hh-3"),  # not a special family: no finding
+    ]
+    facts = Facts(families=fams, visits=visits, region_names={VILLAGE_A.code: "洪江市黔城镇甲村"})
+    report = compute_compliance([FAMILY_VISITS], COUNTY, Period.year_of(2022), facts, today=date(2023, 1, 5))
+    by = {i.subject_id: i for i in report.items}
+    assert set(by) == {"hh-1", "hh-2"}
+    short = by["hh-1"]
+    assert (short.status, short.required, short.actual, short.missing_ids) == (Compliance.SHORT, 3, 2, ("hh-1",))
+    assert short.reason == (
+        "2022年 洪江市黔城镇甲村 计生特殊家庭 households/hh-1 走访慰问2次，少于要求"
+        "（要求每年至少3次：对计生特殊家庭开展了不少于 3 次的走访慰问服务），差1次；1次慰问金被资金服务拒绝，不计入"
+    )
+    assert by["hh-2"].status is Compliance.MET and by["hh-2"].subject_region == VILLAGE_B
+    # Mid-year the year is still running: DUE, with what is still needed.
+    mid = compute_compliance([FAMILY_VISITS], COUNTY, Period.year_of(2022), facts, today=date(2022, 7, 1))
+    assert {i.subject_id: i.status for i in mid.items} == {"hh-1": Compliance.DUE, "hh-2": Compliance.DUE}
+    assert "还需1次" in next(i.reason for i in mid.items if i.subject_id == "hh-1")
+
+
+def test_a_site_in_every_administrative_village() -> None:
+    """会员之家 in every 行政村: the registry's villages without its communities, plus any the projection knows."""
+    from jsx_events.reporting.domain import RegionUnit, is_community
+
+    assert is_community("麻溪铺社区居委会") and is_community("城东居委会") and not is_community("仰溪铺村村委会")
+    county = RegionCode.parse("431222")
+    v1, v2, comm = (RegionCode.parse(c) for c in ("431222102204", "431222102205", "431222102001"))
+    units = [
+        RegionUnit(v1, "沅陵县麻溪铺镇仰溪铺村"),
+        RegionUnit(v2, "沅陵县麻溪铺镇李家村"),
+        RegionUnit(comm, "社区", True),
+    ]
+    t = Target("yl", "ADMIN_VILLAGE", "SITE", 1, "YEAR", "在全县 369 个行政村建立“会员之家”", site_kind="会员之家")
+    assert t.site_kind == "MEMBER_HOME" and t.level is RegionLevel.VILLAGE
+    homes = [
+        Site("mh-1", "MEMBER_HOME", "会员之家（mh-1）", v1, opened_on=date(2021, 5, 1)),
+        Site("mh-2", "MEMBER_HOME", "会员之家（mh-2）", v2, closed_on=date(2022, 6, 30)),  # closed mid-year
+        Site("wh", "WARM_HOME", "暖心家园（wh）", v2),  # another kind
+    ]
+    facts = Facts(sites=homes, units=units, region_names={u.code.code: u.name for u in units})
+    report = compute_compliance([t], county, Period.year_of(2022), facts, today=date(2023, 1, 5))
+    by = {i.subject_id: i for i in report.items}
+    assert set(by) == {v1.code, v2.code}  # the community is not a 行政村
+    assert by[v1.code].status is Compliance.MET
+    assert (
+        by[v1.code].reason
+        == "2022年 沅陵县麻溪铺镇仰溪铺村 已建会员之家1个，达到要求（在全县 369 个行政村建立“会员之家”）"
+    )
+    assert by[v2.code].status is Compliance.SHORT
+    assert by[v2.code].reason == "2022年 沅陵县麻溪铺镇李家村 未建会员之家（在全县 369 个行政村建立“会员之家”）"
+    # Asked in May: the closed one was still open then, so both villages have theirs.
+    may = compute_compliance([t], county, Period.year_of(2022), facts, today=date(2022, 5, 31))
+    assert {i.status for i in may.items} == {Compliance.MET}
+    # VILLAGE scope takes the communities too.
+    every = compute_compliance([replace(t, scope="VILLAGE")], county, Period.year_of(2022), facts)
+    assert {i.subject_id for i in every.items} == {v1.code, v2.code, comm.code}
+
+
+def test_award_targets_count_the_awarded_selections_of_their_kind() -> None:
+    town = RegionCode.parse("431222102")
+    t = Target(
+        "yl.happy",
+        "VILLAGE",
+        "HAPPY_FAMILY_AWARD",
+        1,
+        "YEAR",
+        "各村（居、社区）计生协每年组织一次“幸福好家庭”评选表彰活动",
+        award_kind="幸福好家庭",
+    )
+    assert t.award_kind == "HAPPY_FAMILY" and t.counts_awards
+
+    def award(kind: str, region: RegionCode, year: int, decided: date, decision=AwardDecision.AWARDED) -> Award:
+        return Award(
+            f"w-{kind}-{region}-{decided}", kind, "households/hh-1", region, region.level, year, decision, decided
+        )
+
+    facts = Facts(
+        families=[Family("hh-1", VILLAGE_A), Family("hh-2", VILLAGE_B)],
+        awards=[
+            award("HAPPY_FAMILY", VILLAGE_A, 2022, date(2023, 1, 10)),  # 2022's selection, decided in January
+            award("HEALTH_STAR", VILLAGE_B, 2022, date(2022, 12, 1)),  # another kind
+            award("HAPPY_FAMILY", VILLAGE_B, 2022, date(2022, 12, 1), AwardDecision.NOT_AWARDED),  # nobody awarded
+            award("HAPPY_FAMILY", town, 2022, date(2022, 12, 1)),  # the township's, not a village's
+        ],
+    )
+    report = compute_compliance([t], COUNTY, Period.year_of(2022), facts, today=date(2023, 2, 1))
+    by = {i.subject_id: i for i in report.items}
+    assert (by[VILLAGE_A.code].status, by[VILLAGE_A.code].actual) == (Compliance.MET, 1)
+    assert by[VILLAGE_A.code].reason.endswith("“幸福家庭”评选表彰1次，达到要求（要求每年至少1次）")
+    assert (by[VILLAGE_B.code].status, by[VILLAGE_B.code].actual) == (Compliance.SHORT, 0)
+    # Asked before the January decision, 2022 is not met yet.
+    early = compute_compliance([t], COUNTY, Period.year_of(2022), facts, today=date(2022, 12, 31))
+    assert {i.subject_id: i.actual for i in early.items}[VILLAGE_A.code] == 0
+    # A "幸福好家庭"评选表彰 activity counts as the selection too.
+    act = held("HAPPY_FAMILY_AWARD", date(2022, 11, 1), region=VILLAGE_B)
+    with_act = replace(facts, activities=[act])
+    assert {i.subject_id: i.status for i in compute_compliance([t], COUNTY, Period.year_of(2022), with_act).items}[
+        VILLAGE_B.code
+    ] is Compliance.MET
+
+
+def test_plan_item_deadlines_keep_late_activities_apart() -> None:
+    from jsx_events.reporting.domain import plan_progress
+
+    plan = Plan("p", VILLAGE_A, 2022, (PlanItem("june", "HEALTH_LECTURE", 1, month=6), PlanItem("year", "ANY", 1)))
+    sept = held("HEALTH_LECTURE", date(2022, 9, 2), plan_id="p", plan_item_id="june")
+    june30 = held("HEALTH_LECTURE", date(2022, 6, 30), plan_id="p", plan_item_id="june", site="s")
+    dec = held("FREE_CLINIC", date(2022, 12, 31), plan_id="p", plan_item_id="year")
+    june, year = plan_progress(plan, [sept, dec])
+    assert (june.held_ids, june.late_ids, june.fulfilled) == ((), (sept.id,), False)
+    assert year.fulfilled  # a whole-year item is due on 31 December
+    june, _ = plan_progress(plan, [sept, june30, dec])
+    assert (june.held_ids, june.late_ids, june.fulfilled) == ((june30.id,), (sept.id,), True)

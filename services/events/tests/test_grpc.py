@@ -13,7 +13,9 @@ from jsxcore.runtime.errors import error_details
 
 
 @pytest.fixture
-def stub(events):
+async def stub(events):
+    # the household and volunteer the visit names, as members published them
+    await events.members.pairing("volunteers/v1", "households/hh-9", "431281101201")
     return events.stub, events.md()
 
 

@@ -26,8 +26,13 @@ def day(month: int, d: int) -> cpb.Date:
     return cpb.Date(year=2022, month=month, day=d)
 
 
-async def seed(s, md) -> None:
+async def seed(s, md, members) -> None:
     """Five held activities (two on one day), five visits, plans for two years and sites, awards for two years."""
+    for n in range(5):
+        await members.household(f"households/hh-{n}", VILLAGE)
+    await members.pairing("volunteers/v1", "households/hh-0", VILLAGE)
+    for site in ("sites/warm-1", "sites/warm-2"):
+        await members.site(site, VILLAGE)
     for n, (m, d) in enumerate(((3, 1), (5, 9), (5, 9), (7, 2), (9, 30))):
         await s.CreateActivity(
             pb.CreateActivityRequest(
@@ -68,7 +73,7 @@ async def seed(s, md) -> None:
                 ),
                 metadata=md,
             )
-        for nominee in ("hh-1", "hh-2"):
+        for nominee in ("households/hh-1", "households/hh-2"):
             await s.DecideAward(
                 pb.DecideAwardRequest(
                     request_id=rid(),
@@ -128,7 +133,7 @@ def refused_token(e: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> str:
 
 async def test_pages_see_every_row_once_in_order_and_tokens_are_bound_to_the_query(events) -> None:
     s, md = events.stub, events.md()
-    await seed(s, md)
+    await seed(s, md, events.members)
 
     acts = await walk(lambda r: s.ListActivities(r, metadata=md), LISTS["ListActivities"][0], "activities")
     assert len({a.name for a in acts}) == len(acts) == 5

@@ -145,7 +145,20 @@ async def test_plan_target_met_only_when_due_items_are_fulfilled(svc: EventsServ
     h1 = plan_finding(await svc.reporting.compliance(COUNTY, Period.half(2022, 1), caller=CLERK, today=AFTER_2022))
     assert h1.status is Compliance.SHORT and h1.missing_ids == (lecture,)
     assert "1 项未完成：健康人生大讲堂（计划2次，已开展1次，6月底前）" in h1.reason
-    # The year: the lectures are done by December; the birthday is still only planned.
+    # The year: the September lecture came after the lecture item's deadline (6月底前), so it does
+    # not fulfil it (issue 17); the reason says so, and GetPlan does not list it as fulfilling.
+    late = plan_finding(await svc.reporting.compliance(COUNTY, year, caller=CLERK, today=AFTER_2022))
+    assert late.status is Compliance.SHORT and set(late.missing_ids) == {lecture, birthday} and late.actual == 1
+    assert "健康人生大讲堂（计划2次，已开展1次，6月底前；另有1次在期限后开展，不计入）" in late.reason
+    got = await svc.reporting.get_plan(plan.name.removeprefix("plans/"), caller=CLERK)
+    assert (got.items[0].held_count, got.items[0].fulfilled) == (1, False)
+    # The wire form names the open items as plan item resources.
+    wire = compliance_pb(await svc.reporting.compliance(COUNTY, Period.half(2022, 1), caller=CLERK, today=AFTER_2022))
+    [f] = [f for f in wire.findings if f.rule == "WARM_HOME_PLAN" and f.subject == "sites/warm-1"]
+    assert list(f.missing) == [lecture] and f.status == pb.COMPLIANCE_STATUS_SHORT
+    # A second lecture held on 20 June (recorded only now) does fulfil it.
+    await svc.activities.create_activity(held(lecture, date(2022, 6, 20)), caller=CLERK)
+    # The year: the lectures are done by June; the birthday is still only planned.
     full = plan_finding(await svc.reporting.compliance(COUNTY, year, caller=CLERK, today=AFTER_2022))
     assert full.status is Compliance.SHORT and full.missing_ids == (birthday,) and full.actual == 2
     # Asked mid-November for the year: the November item is not overdue yet.
@@ -163,10 +176,6 @@ async def test_plan_target_met_only_when_due_items_are_fulfilled(svc: EventsServ
         if i.target_key == "WARM_HOME_QUARTERLY_VISIT" and i.subject_id == "warm-1"
     ]
     assert [v.reason for v in visit] == ["2022年第3季度 暖心家园（warm-1） 无走访慰问记录（要求每季度至少1次）"]
-    # The wire form names the open items as plan item resources.
-    wire = compliance_pb(await svc.reporting.compliance(COUNTY, Period.half(2022, 1), caller=CLERK, today=AFTER_2022))
-    [f] = [f for f in wire.findings if f.rule == "WARM_HOME_PLAN" and f.subject == "sites/warm-1"]
-    assert list(f.missing) == [lecture] and f.status == pb.COMPLIANCE_STATUS_SHORT
 
 
 async def test_add_plan_item_and_item_type_checked(svc: EventsService) -> None:
@@ -423,6 +432,25 @@ async def test_cli_plan_commands_against_running_service(events, capsys) -> None
         "[未达标] 暖心家园（warm-1） 2022年度计划中 2 项未完成：健康人生大讲堂（计划2次，已开展0次，6月底前）；"
         "义诊（计划1次，已开展0次，年内）"
     ) in report
+    # A lecture held in September for the "6月底前" item is shown apart and not counted.
+    late = await s.CreateActivity(
+        pb.CreateActivityRequest(
+            activity=pb.Activity(
+                display_name="健康人生大讲堂（补）",
+                type=pb.ACTIVITY_TYPE_HEALTH_LECTURE,
+                organiser_region=cpb.RegionCode(code=VILLAGE.code),
+                site="sites/warm-1",
+                state=pb.ACTIVITY_STATE_HELD,
+                held_date=cpb.Date(year=2022, month=9, day=1),
+                plan_item=got.items[0].name,
+            ),
+            request_id=rid(),
+        ),
+        metadata=md,
+    )
+    rc, out = await jsx(capsys, "show", plan_name)
+    assert rc == 0 and "[未完成] 健康人生大讲堂（健康大讲堂）：计划 2 次，已开展 0 次" in out
+    assert f"{late.name}（在期限后开展，不计入）" in out and "已完成 1/3 项" in out
 
     # Errors: the same Chinese words as the gRPC call.
     with pytest.raises(grpc.aio.AioRpcError) as e:

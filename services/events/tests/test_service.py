@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import asynccontextmanager
 from datetime import date
 
 import nats
@@ -129,6 +130,7 @@ async def test_cadence_quarter_with_and_without_visits(svc: EventsService) -> No
 
 
 async def test_idempotent_record_visit(svc: EventsService) -> None:
+    await feed_members(svc)  # the household and volunteer the visit names
     req = pb.RecordVisitRequest(request_id=str(uuid.uuid4()))
     fields = visit_fields()
     idem = Idem.of(SERVICE_NAME, "RecordVisit", req)
@@ -147,6 +149,7 @@ async def test_visit_event_published_once_and_booking_results(svc: EventsService
     run = asyncio.create_task(relay.run())
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
+    await feed_members(svc)  # the household and volunteer the visits name
     try:
         await record(svc, visit_fields(0))  # no money: nothing to publish
         booked_visit = await record(svc, visit_fields(50000))
@@ -230,14 +233,28 @@ async def test_visit_event_published_once_and_booking_results(svc: EventsService
 
 
 @pytest.mark.slow  # runs the CLI five times, each migrating and opening the database
-async def test_cli_record_list_report_xlsx(db_url: str, tmp_path, monkeypatch, capsys) -> None:
+async def test_cli_record_list_report_xlsx(db_url: str, tmp_path, monkeypatch, capsys, members) -> None:
     from openpyxl import load_workbook
 
+    from jsxcore.auth import issue_token
     from jsxcore.cli import main
+    from jsxcore.config import ServiceConfig
 
     monkeypatch.setenv("JSX_EVENTS_DATABASE_URL", db_url)
     monkeypatch.setenv("JSX_EVENTS_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("JSX_DEV", "1")
+    # `record` authenticates like RecordVisit: a 洪江 clerk's token
+    secret = ServiceConfig.from_env("events").auth_secret
+    monkeypatch.setenv("JSX_TOKEN", issue_token(secret, "clerk-1", ["county_clerk"], "431281"))
+    # the household and volunteer it names, as the members service published them
+    await asyncio.to_thread(migrate, db_url)
+    engine = create_engine(db_url)
+    try:
+        await members(EventsService.build(session_factory(engine), PluginHost())).pairing(
+            "volunteers/v1", "households/hh-7", VILLAGE.code
+        )
+    finally:
+        await engine.dispose()
     assert (
         await asyncio.to_thread(
             main,
@@ -294,6 +311,76 @@ async def test_cli_record_list_report_xlsx(db_url: str, tmp_path, monkeypatch, c
     assert "开展各类慰问服务 1 场次" in capsys.readouterr().out
     sheet = load_workbook(out).active
     assert sheet is not None and sheet["A2"].value == "结果"
+
+
+@pytest.mark.slow  # runs the CLI several times, each migrating and opening the database
+async def test_cli_record_takes_resource_names_checks_them_and_the_token(
+    db_url: str, tmp_path, monkeypatch, capsys, members
+) -> None:
+    """`jsx events record` with the names `jsx members list` prints, checked like RecordVisit."""
+    from jsxcore.auth import issue_token
+    from jsxcore.cli import main
+    from jsxcore.config import ServiceConfig
+
+    monkeypatch.setenv("JSX_EVENTS_DATABASE_URL", db_url)
+    monkeypatch.setenv("JSX_EVENTS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JSX_DEV", "1")
+    monkeypatch.delenv("JSX_TOKEN", raising=False)
+    secret = ServiceConfig.from_env("events").auth_secret
+    await asyncio.to_thread(migrate, db_url)
+    engine = create_engine(db_url)
+    try:
+        svc = EventsService.build(session_factory(engine), PluginHost())
+        await members(svc).pairing("volunteers/v1", "households/hh-7", VILLAGE.code)
+        await members(svc).site("sites/warm-1", VILLAGE.code)
+    finally:
+        await engine.dispose()
+
+    def record(*extra: str, household: str = "households/hh-7", token: str | None = None) -> tuple[int, str]:
+        argv = ["events", "record", "--household", household, "--region", VILLAGE.code, "--date", "2022-09-10"]
+        argv += ["--visitor", "volunteers/v1", *extra]
+        if token is not None:
+            argv += ["--token", token]
+        rc = main(argv)
+        return rc, capsys.readouterr().out
+
+    clerk = issue_token(secret, "clerk-1", ["county_clerk"], "431281")
+    # No token, another county's token, a role without events.visits.write: refused like the RPC.
+    rc, out = await asyncio.to_thread(record)
+    assert rc == 1 and "缺少访问令牌" in out
+    rc, out = await asyncio.to_thread(record, token=issue_token(secret, "clerk-yl", ["county_clerk"], "431222"))
+    assert rc == 1 and "不在您的辖区内" in out
+    rc, out = await asyncio.to_thread(record, token=issue_token(secret, "approver", ["county_approver"], "431281"))
+    assert rc == 1 and "events.visits.write" in out
+    rc, out = await asyncio.to_thread(record, token="not-a-token")
+    assert rc == 1 and "访问令牌无效" in out
+    # Names as the other commands print them: stored once, not as households/households/….
+    rc, out = await asyncio.to_thread(
+        record, "--money", "300", "--fund", "funds/12", "--site", "sites/warm-1", token=clerk
+    )
+    assert rc == 0 and "慰问金 300.00 元，状态 待记账" in out, out
+    async with create_engine_ctx(db_url) as svc:
+        [v] = (await svc.visits.list_visits(VisitFilter(COUNTY), caller=CLERK)).visits
+    assert (v.household, v.visitor, v.fund, v.site) == ("households/hh-7", "volunteers/v1", "funds/12", "sites/warm-1")
+    # Unknown household and volunteer, a bad date and amount: the violations a gRPC caller gets.
+    rc, out = await asyncio.to_thread(record, household="households/nope", token=clerk)
+    assert rc == 1 and "visit.household：家庭户 households/nope 不存在" in out
+    monkeypatch.setenv("JSX_TOKEN", clerk)
+    rc, out = await asyncio.to_thread(record, "--visitor", "volunteers/ghost")
+    assert rc == 1 and "visit.visitor：志愿者 volunteers/ghost 不存在或尚未结对" in out
+    rc, out = await asyncio.to_thread(record, "--date", "2022-13-40", "--money", "abc")
+    assert rc == 1 and "visit.visit_date" in out and "visit.money" in out
+    async with create_engine_ctx(db_url) as svc:
+        assert len((await svc.visits.list_visits(VisitFilter(COUNTY), caller=CLERK)).visits) == 1
+
+
+@asynccontextmanager
+async def create_engine_ctx(db_url: str):
+    engine = create_engine(db_url)
+    try:
+        yield EventsService.build(session_factory(engine), PluginHost())
+    finally:
+        await engine.dispose()
 
 
 async def test_closed_site_stops_owing_cadence_and_member_changes_are_understood(svc: EventsService) -> None:

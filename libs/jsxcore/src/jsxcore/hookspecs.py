@@ -111,9 +111,20 @@ APPROVAL_LEVELS = ("VILLAGE", "TOWNSHIP", "COUNTY", "CITY", "PROVINCE")
 
 Unit = Literal["PERSON", "HOUSEHOLD"]
 Per = Literal["MONTH", "QUARTER", "SEMESTER", "YEAR"]
-# Region levels (every unit of that level) or site kinds (every site of that kind).
+# Region levels (every unit of that level), site kinds (every site of that kind),
+# ADMIN_VILLAGE (every 行政村: a village-level unit that is not a 社区/居委会, since 0.3)
+# or SPECIAL_FAMILY (every 计生特殊家庭, since 0.3).
 Scope = Literal[
-    "VILLAGE", "TOWNSHIP", "COUNTY", "SCHOOL", "WARM_HOME", "MEMBER_HOME", "HEALTH_STATION", "YOUTH_HEALTH_BASE"
+    "VILLAGE",
+    "ADMIN_VILLAGE",
+    "TOWNSHIP",
+    "COUNTY",
+    "SCHOOL",
+    "WARM_HOME",
+    "MEMBER_HOME",
+    "HEALTH_STATION",
+    "YOUTH_HEALTH_BASE",
+    "SPECIAL_FAMILY",
 ]
 
 
@@ -386,11 +397,30 @@ class FundUses:
 @dataclass(frozen=True)
 class CadenceTarget:
     """A recurring target: at least ``count`` activities of ``activity_type``
-    per ``per`` for every site of kind ``scope`` (every village, school,
-    暖心家园 …). ``key`` is stable so shortfall reports can refer to it.
+    per ``per`` for every subject of ``scope`` (every village, school,
+    暖心家园 …, or every 计生特殊家庭). ``key`` is stable so shortfall reports
+    can refer to it; ``description`` is the rule in the words of its source
+    (the events service quotes it in every finding).
+
     Besides activity type codes, ``activity_type`` may be one of the events
-    service's pseudo types ``ANY`` (any activity), ``CARE_VISIT`` (走访慰问),
-    ``PLAN`` (年度计划) or ``PAIRING`` (a volunteer per special family)."""
+    service's pseudo types ``ANY`` (any activity), ``CARE_VISIT`` (走访慰问:
+    visits that happened — booked, or without 慰问金), ``PLAN`` (年度计划),
+    ``PAIRING`` (a volunteer per special family) or ``SITE`` (coverage: the
+    subject has an open site of kind ``site_kind``).
+
+    ``award_kind`` (an award kind such as ``HAPPY_FAMILY``) makes a 评选表彰
+    target count the selections of that kind the subject's association
+    decided (awarded decisions of the window's year), besides activities of
+    ``activity_type``. ``site_kind`` (``MEMBER_HOME``, ``WARM_HOME`` …) is
+    what a ``SITE`` target requires. ``SPECIAL_FAMILY`` scope counts per
+    household: ``CARE_VISIT`` visits to that family. ``ADMIN_VILLAGE`` is every
+    行政村 (the village-level units of the region registry that are not
+    communities — 社区、居委会), where ``VILLAGE`` is every 村（居、社区）.
+
+    .. versionchanged:: 0.3
+       ``award_kind``, ``site_kind``, the ``SITE`` pseudo type and the
+       ``SPECIAL_FAMILY`` and ``ADMIN_VILLAGE`` scopes added.
+    """
 
     key: str
     scope: Scope
@@ -398,10 +428,14 @@ class CadenceTarget:
     count: int
     per: Per
     description: str
+    award_kind: str = ""
+    site_kind: str = ""
 
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ValueError("CadenceTarget.count 须为正整数")
+        if self.activity_type.strip().upper() == "SITE" and not self.site_kind.strip():
+            raise ValueError("CadenceTarget 覆盖类目标（activity_type=SITE）须指明 site_kind（如 MEMBER_HOME）")
 
 
 @dataclass(frozen=True)
@@ -1176,6 +1210,11 @@ def jsx_cadence_targets(region: RegionCode, year: int) -> tuple[CadenceTarget, .
     :return: a tuple of :class:`CadenceTarget`, or ``None`` to defer to the level above.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.3
+       Targets may be per special family (scope ``SPECIAL_FAMILY``) or per 行政村
+       (``ADMIN_VILLAGE``), count award decisions of one kind (``award_kind``) or
+       require a site in every unit (``SITE`` with ``site_kind``); see
+       :class:`CadenceTarget`.
     """
 
 

@@ -4,7 +4,8 @@ and the activity cadence the county set itself.
 Source: 怀化市计生协 2022 年第二十一期简报, 沅陵县 report: “每个村（居、社区）
 每年开展不少于 2 次‘健康人生’大讲堂活动，每所学校每学期至少开展 1 次青春健康
 教育活动”; “各乡（镇）、村（居、社区）计生协每年组织一次‘幸福好家庭’评选表彰
-活动”; “为计划生育特殊困难家庭每人每年购买 150 元的健康保险”. The report is of
+活动”; “在全县 369 个行政村建立‘会员之家’”; “为计划生育特殊困难家庭每人每年购买
+150 元的健康保险”. The report is of
 2022; the insurance figure is encoded from 2022-01-01 (no earlier date given).
 The city's 暖心家园 targets (plugin huaihua) still apply and are included.
 """
@@ -41,7 +42,10 @@ JSX_PLUGIN = PluginMeta(
     name="yuanling",
     version=__version__,
     regions=("431222",),
-    description="沅陵县计生协规则：特殊家庭健康保险 150 元/人/年，健康大讲堂、青春健康教育、幸福好家庭评选频次",
+    description=(
+        "沅陵县计生协规则：特殊家庭健康保险 150 元/人/年，健康大讲堂、青春健康教育、幸福好家庭评选频次，"
+        "每个行政村建有会员之家"
+    ),
     # 健康保险: eligibility by situation, premium by period: no attribute, not the birth date.
     rule_inputs={ProgramType.HEALTH_INSURANCE.value: RuleInputs(frozenset(), BirthDateUse.UNUSED)},
 )
@@ -67,13 +71,16 @@ CADENCE: tuple[CadenceTarget, ...] = (
         "SEMESTER",
         "每所学校每学期至少开展 1 次青春健康教育活动",
     ),
+    # The selection counts as a “幸福好家庭”评选表彰 activity or as the awarded HAPPY_FAMILY
+    # decisions (DecideAward) of the unit's association for the year.
     CadenceTarget(
         "yuanling.township.happy_family",
         "TOWNSHIP",
         HAPPY_FAMILY_AWARD.code,
         1,
         "YEAR",
-        "各乡（镇）计生协每年组织一次“幸福好家庭”评选表彰",
+        "各乡（镇）计生协每年组织一次“幸福好家庭”评选表彰活动",
+        award_kind="HAPPY_FAMILY",
     ),
     CadenceTarget(
         "yuanling.village.happy_family",
@@ -81,7 +88,18 @@ CADENCE: tuple[CadenceTarget, ...] = (
         HAPPY_FAMILY_AWARD.code,
         1,
         "YEAR",
-        "各村（居、社区）计生协每年组织一次“幸福好家庭”评选表彰",
+        "各村（居、社区）计生协每年组织一次“幸福好家庭”评选表彰活动",
+        award_kind="HAPPY_FAMILY",
+    ),
+    # 369 行政村 in the seed = the 2023 region list's 404 村级 units of 沅陵县 less its 35 社区.
+    CadenceTarget(
+        "yuanling.village.member_home",
+        "ADMIN_VILLAGE",
+        "SITE",
+        1,
+        "YEAR",
+        "在全县 369 个行政村建立“会员之家”：每个行政村建有 1 个会员之家",
+        site_kind="MEMBER_HOME",
     ),
 )
 

@@ -4,11 +4,14 @@
 
     catalog       activity types (built in + the region plugin's)
     projections   members' sites, households, pairings as events keeps them
-    plans         年度计划 and their items                    ← catalog
-    activities    activities, their plan item links           ← catalog, plans
-    visits        走访慰问 and their 慰问金 booking state
-    awards        评选表彰 decisions
+    plans         年度计划 and their items                    ← catalog, projections
+    activities    activities, their plan item links           ← catalog, plans, projections
+    visits        走访慰问 and their 慰问金 booking state       ← projections
+    awards        评选表彰 decisions                          ← projections, activities
     reporting     plan fulfilment, cadence compliance, summaries ← all of the above
+
+A request's named households, sites and volunteers are checked against ``projections``
+(``jsx_events.scope.Named``).
 
 A context uses another only through that context's service.
 """
@@ -58,10 +61,10 @@ class EventsService:
         ``today`` is the day decisions are recorded on and reports are judged by."""
         catalog = Catalog(plugins)
         projections = ProjectionsService(today)
-        plans = PlansService(sessions, catalog, notify)
-        activities = ActivitiesService(sessions, catalog, plans, notify)
-        visits = VisitsService(sessions, notify)
-        awards = AwardsService(sessions, notify, today)
+        plans = PlansService(sessions, catalog, projections, notify)
+        activities = ActivitiesService(sessions, catalog, plans, projections, notify)
+        visits = VisitsService(sessions, projections, notify)
+        awards = AwardsService(sessions, projections, activities, notify, today)
         reporting = ReportingService(
             sessions,
             plugins,

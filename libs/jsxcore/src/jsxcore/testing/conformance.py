@@ -15,7 +15,9 @@ answer has the declared type, arrives within the timeout, that amounts are
 non-negative ``Money`` and that reasons and basis lines are Chinese sentences.
 A plugin may refuse a sample on purpose by raising a ``jsxcore.errors`` class
 with a Chinese message and an UPPER_SNAKE_CASE reason (e.g. a period before
-its earliest rule); any other exception is a failure.
+its earliest rule); any other exception is a failure. Cadence targets
+(``jsx_cadence_targets``) must each have a Chinese description and a key of
+their own (their scope and period are checked like every typed answer).
 
 When the plugin declares ``JSX_PLUGIN.rule_inputs`` (what its eligibility
 and amount rules read, so a payment batch asks them once per distinct
@@ -72,6 +74,7 @@ from jsxcore.hookspecs import (
     Amount,
     Beneficiary,
     BirthDateUse,
+    CadenceTarget,
     Eligibility,
     FundKind,
     InterestReceiptFacts,
@@ -181,8 +184,26 @@ def _impls(plugin: Any) -> dict[str, Any]:
     return out
 
 
+def _check_targets(targets: tuple[Any, ...], where: str) -> list[str]:
+    """Cadence targets (their types, scope and period the host has checked): a Chinese
+    description (the events service quotes it in every finding) and a key of its own."""
+    problems = []
+    seen: set[str] = set()
+    for t in targets:
+        if not isinstance(t, CadenceTarget):
+            continue
+        if not has_chinese(t.description):
+            problems.append(f"{where}：目标 {t.key} 的 description 须用中文写明规则（报告逐条引用）")
+        if t.key in seen:
+            problems.append(f"{where}：目标 key“{t.key}”重复，每个目标须有自己的 key")
+        seen.add(t.key)
+    return problems
+
+
 def _check_value(value: Any, where: str) -> list[str]:
     problems = []
+    if isinstance(value, tuple) and where.startswith("jsx_cadence_targets"):
+        return _check_targets(value, where)
     if isinstance(value, Amount):
         if not isinstance(value.amount, Money) or value.amount.fen < 0:
             problems.append(f"{where}：金额须为非负 Money，实际为 {value.amount!r}")

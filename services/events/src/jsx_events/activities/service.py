@@ -18,10 +18,12 @@ from jsx_events.activities.tables import ActivityRow
 from jsx_events.activities.wire import activity_pb
 from jsx_events.adapters import bus
 from jsx_events.adapters.db import newest_first
+from jsx_events.catalog.domain import plugin_code
 from jsx_events.catalog.service import Catalog
 from jsx_events.plans.domain import item_name
 from jsx_events.plans.service import PlansService
-from jsx_events.scope import check_region, region_asked
+from jsx_events.projections.service import ProjectionsService
+from jsx_events.scope import Named, check_region, region_asked
 from jsxcore import paging
 from jsxcore.auth import Caller
 from jsxcore.errors import ErrorCollector, NotFound
@@ -54,12 +56,21 @@ class ActivitiesService:
         sessions: async_sessionmaker[AsyncSession],
         catalog: Catalog,
         plans: PlansService,
+        projections: ProjectionsService,
         notify: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.plans = plans
+        self.projections = projections
         self.notify = notify
+
+    async def _check_site(self, s: AsyncSession, a: Activity, caller: Caller | None) -> None:
+        """The site ``a`` names exists (member projection) and lies in the caller's scope."""
+        if a.site_id:
+            named = Named(caller)
+            await self.projections.name_site(s, named, "activity.site", a.site_id)
+            named.check("活动信息有误，请按字段说明修改后重试")
 
     async def _check_plan_link(self, s: AsyncSession, a: Activity, caller: Caller | None) -> None:
         """Refuse (InvalidArgument, field ``activity.plan_item``) a plan item ``a`` cannot fulfil."""
@@ -81,13 +92,16 @@ class ActivitiesService:
             errs.raise_if_any("活动不能对应所选的年度计划项，请按字段说明修改后重试", reason="INVALID_PLAN_ITEM")
 
     async def create_activity(self, a: Activity, *, caller: Caller | None, idem: Idem | None = None) -> pb.Activity:
-        """Record an activity organised in the caller's region. A plan item it names must
-        belong to a plan inside that region too. Held: publishes ActivityHeld."""
+        """Record an activity organised in the caller's region. The site it names must be known
+        and in that region; a plan item it names must belong to a plan inside that region too.
+        Held: publishes ActivityHeld."""
         check_region(caller, a.region)
-        a = replace(a, id=a.id or str(uuid.uuid4()))
-        a.validate(await self.catalog.activity_types(a.region))
+        custom = await self.catalog.activity_types(a.region)
+        a = replace(a, id=a.id or str(uuid.uuid4()), type=plugin_code(a.type, custom))
+        a.validate(custom)
 
         async def work(s: AsyncSession) -> pb.Activity:
+            await self._check_site(s, a, caller)
             await self._check_plan_link(s, a, caller)
             row = ActivityRow(created_by=caller.subject if caller else "")
             row.set_from(a)
@@ -113,10 +127,14 @@ class ActivitiesService:
             before = row.to_domain()
             check_region(caller, before.region)
             after = change(before)
+            custom = await self.catalog.activity_types(after.region)
+            after = replace(after, type=plugin_code(after.type, custom))
             if after.region != before.region:
                 check_region(caller, after.region)  # no moving an activity out of one's scope
             before.check_change(after)
-            after.validate(await self.catalog.activity_types(after.region))
+            after.validate(custom)
+            if after.site_id != before.site_id:
+                await self._check_site(s, after, caller)
             if after.link_key != before.link_key:
                 await self._check_plan_link(s, after, caller)
             row.set_from(after)
@@ -177,6 +195,11 @@ class ActivitiesService:
             )
         )
         return [r.to_domain() for r in rows]
+
+    async def get(self, s: AsyncSession, id_: str) -> Activity | None:
+        """The activity ``id_`` (None when there is none)."""
+        row = await s.get(ActivityRow, id_)
+        return row.to_domain() if row is not None else None
 
     async def linked_to(self, s: AsyncSession, plan_ids: list[str]) -> list[Activity]:
         """Activities linked to an item of any of these plans (for their fulfilment)."""

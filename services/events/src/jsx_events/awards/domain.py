@@ -84,10 +84,10 @@ class Nomination:
     activity_id: str = ""
 
     def decided(self, id_: str, on: date) -> Award:
-        """The decision as recorded on ``on``, validated."""
+        """The decision as recorded on ``on``, validated (the kind as a code: 幸福好家庭 → HAPPY_FAMILY)."""
         a = Award(
             id_,
-            self.kind,
+            normalize_award_kind(self.kind),
             self.nominee_id,
             self.region,
             self.region.level,

@@ -4,8 +4,8 @@ Codes are the :class:`ActivityKind` values (or a plugin-defined code, see
 ``jsxcore.hookspecs.jsx_activity_types``); clerks and plugin authors may also
 write the Chinese names (``健康大讲堂``) or the pseudo types a cadence target
 names (:data:`PSEUDO_TYPES`): ``CARE_VISIT`` (走访慰问 visits), ``PLAN``
-(年度计划), ``ANY`` (any held activity) and ``PAIRING`` (every special family
-has a volunteer).
+(年度计划), ``ANY`` (any held activity), ``PAIRING`` (every special family
+has a volunteer) and ``SITE`` (every unit has an open site of a kind).
 """
 
 from __future__ import annotations
@@ -46,7 +46,13 @@ ACTIVITY_LABELS: dict[str, str] = {
 BUILT_IN: frozenset[str] = frozenset(ActivityKind)
 
 #: Pseudo activity types a cadence target may name besides real activity types.
-PSEUDO_TYPES: dict[str, str] = {"CARE_VISIT": "走访慰问", "PLAN": "年度计划", "ANY": "活动", "PAIRING": "志愿者结对"}
+PSEUDO_TYPES: dict[str, str] = {
+    "CARE_VISIT": "走访慰问",
+    "PLAN": "年度计划",
+    "ANY": "活动",
+    "PAIRING": "志愿者结对",
+    "SITE": "阵地覆盖",
+}
 
 # Names clerks and plugin authors write, folded onto codes.
 _TYPE_ALIASES: dict[str, str] = {
@@ -82,3 +88,13 @@ def type_label(code: str, custom: Mapping[str, str] | None = None) -> str:
     if custom and code in custom:
         return custom[code]
     return ACTIVITY_LABELS.get(code) or PSEUDO_TYPES.get(code) or code
+
+
+def plugin_code(code: str, custom: Mapping[str, str]) -> str:
+    """A plugin type written by its Chinese name (``理事会会议``) → the plugin's code
+    (``COUNCIL_MEETING``), for the region's plugin types ``custom`` (code → name); any other
+    code is returned as it is."""
+    if code in custom:
+        return code
+    wanted = normalize_type(code)
+    return next((c for c, name in custom.items() if normalize_type(name) == wanted), code)

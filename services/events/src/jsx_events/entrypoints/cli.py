@@ -4,12 +4,23 @@ annual plans (``jsx events plan create|add-item|list|show``).
 Works on the events database named by ``JSX_EVENTS_DATABASE_URL`` (same
 configuration as the service); the outbox row for 慰问金 is written in the
 same transaction, and the running service's relay publishes it.
+
+``jsx events record`` moves money (its 慰问金 is booked by funds), so it is
+authenticated like RecordVisit: a token (``--token`` or ``JSX_TOKEN``, from
+``jsx token issue``) verified with the service's secret, the RPC's permission
+(``events.visits.write``) and the token's region scope, and the same checks of
+what it names (the household, its village, the visitor, the site). It takes the
+resource names the other commands print (``households/…``, ``volunteers/…``,
+``funds/…``, ``sites/…``; a bare id too). The other commands still work as the
+database's operator, without a token (issue 16 extends the token to them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -17,20 +28,31 @@ from typing import TypeVar
 
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
+from jsx_events import SERVICE_NAME
 from jsx_events.adapters.db import migrate
 from jsx_events.catalog.domain import normalize_type, type_label
 from jsx_events.catalog.wire import type_code, type_pb
 from jsx_events.composition import EventsService
 from jsx_events.plans.wire import plan_from_pb, plan_item_from_pb
-from jsx_events.reporting.domain import COMPLIANCE_LABELS, Compliance, ComplianceReport, period_label
+from jsx_events.reporting.domain import (
+    COMPLIANCE_LABELS,
+    Compliance,
+    ComplianceItem,
+    ComplianceReport,
+    period_label,
+)
 from jsx_events.reporting.wire import ORDER
-from jsx_events.visits.domain import VISIT_STATE_LABELS, Visit, VisitState
+from jsx_events.visits.domain import VISIT_STATE_LABELS, VisitState
 from jsx_events.visits.service import VisitFilter
+from jsx_events.visits.wire import visit_from_pb
 from jsxcore import wire
+from jsxcore.auth import Caller, verify_token
 from jsxcore.config import ServiceConfig
 from jsxcore.db import create_engine, session_factory
-from jsxcore.errors import DomainError, ErrorCollector
+from jsxcore.errors import DomainError, ErrorCollector, InvalidArgument, Unauthenticated
 from jsxcore.plugins import PluginHost
+from jsxcore.regions import registry
+from jsxcore.runtime.interceptors import method_permission
 from jsxcore.values import Money, Period, RegionCode
 
 T = TypeVar("T")
@@ -59,7 +81,7 @@ def export_xlsx(report: ComplianceReport, path: Path) -> None:
     ws.title = "活动频次达标情况"
     ws.append([f"{report.region.name or report.region.short} {period_label(report.period)} 活动频次达标情况"])
     ws["A1"].font = Font(bold=True, size=14)
-    ws.append(["结果", "考核对象", "周期", "要求次数", "实际次数", "目标", "说明", "规则来源"])
+    ws.append(["结果", "考核对象", "周期", "要求次数", "实际次数", "目标", "说明", "规则来源", "所在地"])
     red = PatternFill("solid", fgColor="FFC7CE")
     for i in sorted(report.items, key=lambda i: ORDER[i.status]):
         ws.append(
@@ -72,33 +94,87 @@ def export_xlsx(report: ComplianceReport, path: Path) -> None:
                 i.target,
                 i.reason,
                 i.provenance,
+                registry().label(i.subject_region) if i.subject_region else "",
             ]
         )
         if i.status is Compliance.SHORT:
             ws.cell(ws.max_row, 1).fill = red
-    for col, width in zip("ABCDEFGH", (8, 24, 22, 10, 10, 28, 60, 24), strict=True):
+    for col, width in zip("ABCDEFGHI", (8, 24, 22, 10, 10, 28, 60, 24, 36), strict=True):
         ws.column_dimensions[col].width = width
     wb.save(path)
+
+
+def print_compliance(report: ComplianceReport, shortfalls_only: bool = False) -> None:
+    """Each target with its wording (the plugin's, from the seeds) and tally, then its findings."""
+    by_target: dict[str, list[ComplianceItem]] = {}
+    for i in report.items:
+        by_target.setdefault(i.target_key, []).append(i)
+    for items in by_target.values():
+        c = Counter(i.status for i in items)
+        first = items[0]
+        source = f"，{first.provenance}" if first.provenance else ""
+        print(
+            f"【{first.target}】（{first.target_key}{source}）达标 {c[Compliance.MET]} 项，"
+            f"未达标 {c[Compliance.SHORT]} 项，进行中 {c[Compliance.DUE]} 项"
+        )
+        for i in sorted(items, key=lambda i: ORDER[i.status]):
+            if not shortfalls_only or i.status is not Compliance.MET:
+                print(f"  [{COMPLIANCE_LABELS[i.status]}] {i.reason}")
 
 
 def _state(value: int) -> VisitState:
     return VisitState(wire.enum_short(pb.VisitState, value, "VISIT_STATE_"))
 
 
+def _caller(args: argparse.Namespace, rpc: str) -> Caller:
+    """The token's caller, holding the permission ``rpc`` declares (as the gRPC interceptor checks it)."""
+    token = (args.token or os.environ.get("JSX_TOKEN", "")).strip()
+    if not token:
+        raise Unauthenticated(
+            "缺少访问令牌：请用 --token 或环境变量 JSX_TOKEN 提供（由 jsx token issue 签发）", reason="MISSING_TOKEN"
+        )
+    caller = verify_token(ServiceConfig.from_env("events").auth_secret, token)
+    permission = method_permission(f"/{SERVICE_NAME}/{rpc}")
+    assert permission is not None, rpc  # every EventsService RPC declares one
+    caller.require(permission)
+    return caller
+
+
+def _date_pb(text: str, field: str, errs: ErrorCollector) -> cpb.Date:
+    try:
+        d = date.fromisoformat(text.strip())
+    except ValueError:
+        errs.add(field, f"日期“{text}”格式不对，应写成 年-月-日，例如 2022-09-10")
+        return cpb.Date()
+    return wire.date_to(d) or cpb.Date()
+
+
+def _money_pb(text: str, field: str, errs: ErrorCollector) -> cpb.Money:
+    try:
+        return wire.money_to(Money.yuan(text, field=field))
+    except InvalidArgument as e:
+        for v in e.violations:
+            errs.add(v.field, v.description)
+        return cpb.Money()
+
+
 async def _record(args: argparse.Namespace) -> int:
-    visit = Visit(
-        id="",
-        household_id=args.household,
-        region=RegionCode.parse(args.region),
-        visitor_id=args.visitor,
-        visited_on=date.fromisoformat(args.date),
-        notes=args.notes,
-        amount=Money.yuan(args.money),
-        fund_id=args.fund,
-        site_id=args.site,
+    caller = _caller(args, "RecordVisit")
+    errs = ErrorCollector()
+    msg = pb.Visit(
+        household=args.household,
+        region=cpb.RegionCode(code=args.region),
+        visitor=args.visitor,
+        visit_date=_date_pb(args.date, "visit.visit_date", errs),
+        money=_money_pb(args.money, "visit.money", errs),
+        fund=args.fund,
+        site=args.site,
         occasion=args.occasion,
+        notes=args.notes,
     )
-    v = await _with_service(lambda svc: svc.visits.record_visit(visit, caller=OPERATOR))
+    errs.raise_if_any("走访慰问信息有误，请按字段说明修改后重试")
+    visit = visit_from_pb(msg)  # the names, region and date as RecordVisit reads them
+    v = await _with_service(lambda svc: svc.visits.record_visit(visit, caller=caller))
     print(
         f"已登记走访 {v.name}：慰问金 {Money(v.money.fen).format_yuan()} 元，状态 {VISIT_STATE_LABELS[_state(v.state)]}"
     )
@@ -141,9 +217,7 @@ async def _report(args: argparse.Namespace) -> int:
         )
 
     report, summary = await _with_service(run)
-    for i in report.items:
-        if not args.shortfalls_only or i.status is not Compliance.MET:
-            print(f"[{COMPLIANCE_LABELS[i.status]}] {i.reason}")
+    print_compliance(report, args.shortfalls_only)
     c = report.counts()
     print(f"合计：达标 {c['MET']} 项，未达标 {c['SHORT']} 项，进行中 {c['DUE']} 项")
     print(summary.text)
@@ -194,7 +268,7 @@ def _int(text: str, field: str, message: str, errs: ErrorCollector) -> int:
         return 0
 
 
-def _item_lines(item: pb.PlanItem, labels: dict[str, str]) -> list[str]:
+def _item_lines(item: pb.PlanItem, labels: dict[str, str], late: tuple[str, ...] = ()) -> list[str]:
     code = type_code(item.type, item.custom_type)
     what = "任意活动" if code == "ANY" else type_label(code, labels)
     title = f"{item.note}（{what}）" if item.note and item.note != what else what
@@ -205,6 +279,7 @@ def _item_lines(item: pb.PlanItem, labels: dict[str, str]) -> list[str]:
         f"待开展 {item.scheduled_count} 次，{when}  {item.name}"
     ]
     out += [f"      {a}" for a in item.fulfilled_by]
+    out += [f"      {a}（在期限后开展，不计入）" for a in late]
     return out
 
 
@@ -221,10 +296,10 @@ def _plan_head(plan: pb.Plan) -> str:
     return f"{plan.year}年  {plan.name}  {where}{title}  已完成 {done}/{len(plan.items)} 项"
 
 
-def _print_plan(plan: pb.Plan, labels: dict[str, str]) -> None:
+def _print_plan(plan: pb.Plan, labels: dict[str, str], late: dict[str, tuple[str, ...]] | None = None) -> None:
     print(_plan_head(plan))
     for item in plan.items:
-        for line in _item_lines(item, labels):
+        for line in _item_lines(item, labels, (late or {}).get(item.name, ())):
             print(line)
 
 
@@ -300,12 +375,15 @@ async def _plan_list(args: argparse.Namespace) -> int:
 
 
 async def _plan_show(args: argparse.Namespace) -> int:
-    async def run(svc: EventsService) -> tuple[pb.Plan, dict[str, str]]:
-        plan = await svc.reporting.get_plan(wire.id_from(args.plan, "plans", "plan", required=False), caller=OPERATOR)
-        return plan, await svc.catalog.activity_types(RegionCode(plan.region.code))
+    plan_id = wire.id_from(args.plan, "plans", "plan", required=False)
 
-    plan, labels = await _with_service(run)
-    _print_plan(plan, labels)
+    async def run(svc: EventsService) -> tuple[pb.Plan, dict[str, str], dict[str, tuple[str, ...]]]:
+        plan = await svc.reporting.get_plan(plan_id, caller=OPERATOR)
+        late = await svc.reporting.late_activities(plan_id, caller=OPERATOR)
+        return plan, await svc.catalog.activity_types(RegionCode(plan.region.code)), late
+
+    plan, labels, late = await _with_service(run)
+    _print_plan(plan, labels, late)
     return 0
 
 
@@ -325,14 +403,15 @@ def _guard(fn: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[[argp
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("events", help="活动、走访慰问、频次达标报告")
     es = p.add_subparsers(dest="events_command", metavar="COMMAND", required=True)
-    r = es.add_parser("record", help="登记一次走访慰问")
-    r.add_argument("--household", required=True, help="户编号")
-    r.add_argument("--region", required=True, help="户所在村（12位区划代码）")
-    r.add_argument("--visitor", required=True, help="走访人，如 volunteers/v1")
+    r = es.add_parser("record", help="登记一次走访慰问（需访问令牌，同 RecordVisit 的权限和辖区）")
+    r.add_argument("--household", required=True, help="家庭户，如 households/xxxx（成员服务列出的名称）")
+    r.add_argument("--region", required=True, help="户所在村（12位区划代码），须与成员服务登记的一致")
+    r.add_argument("--visitor", required=True, help="走访人，如 volunteers/v1（志愿者）或 persons/p1（工作人员）")
     r.add_argument("--date", required=True, help="走访日期 YYYY-MM-DD")
     r.add_argument("--money", default="0", help="慰问金（元），如 500 或 500.00")
-    r.add_argument("--fund", default="", help="列支资金编号（有慰问金时必填）")
-    r.add_argument("--site", default="", help="计入哪个阵地（如暖心家园）")
+    r.add_argument("--fund", default="", help="列支资金，如 funds/12（有慰问金时必填）")
+    r.add_argument("--site", default="", help="计入哪个阵地，如 sites/warm-1（暖心家园）")
+    r.add_argument("--token", default="", help="访问令牌（默认取环境变量 JSX_TOKEN，由 jsx token issue 签发）")
     r.add_argument("--occasion", default="", help="时节，如 春节、中秋")
     r.add_argument("--notes", default="", help="走访情况")
     r.set_defaults(func=_guard(_record))

@@ -91,11 +91,13 @@ class Plan:
 
 @dataclass(frozen=True)
 class ItemProgress:
-    """How far a plan item is: the held activities that fulfil it and those still planned."""
+    """How far a plan item is: the held activities that fulfil it (held by its deadline), those
+    still planned, and those held after the deadline (``late_ids``: shown, never counted)."""
 
     item: PlanItem
     held_ids: tuple[str, ...] = ()
     scheduled_ids: tuple[str, ...] = ()
+    late_ids: tuple[str, ...] = ()
 
     @property
     def fulfilled(self) -> bool:

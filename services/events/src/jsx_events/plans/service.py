@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from jsx.events.v1 import events_service_pb2 as pb
+from jsx_events.catalog.domain import plugin_code
 from jsx_events.catalog.service import Catalog
 from jsx_events.plans.domain import ItemProgress, Plan, PlanItem
 from jsx_events.plans.tables import PlanItemRow, PlanRow
 from jsx_events.plans.wire import plan_item_pb, plan_pb
-from jsx_events.scope import check_region
+from jsx_events.projections.service import ProjectionsService
+from jsx_events.scope import Named, check_region, place
 from jsxcore.auth import Caller
 from jsxcore.errors import AlreadyExists, NotFound
 from jsxcore.paging import Page
@@ -37,20 +39,48 @@ def _not_found(plan_id: str) -> NotFound:
 
 
 class PlansService:
+    """Plans; a site plan's site is checked against the member projection (:class:`ProjectionsService`)."""
+
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog, notify: Callable[[], None] = lambda: None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: Catalog,
+        projections: ProjectionsService,
+        notify: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.catalog = catalog
+        self.projections = projections
         self.notify = notify
 
+    async def _check_site(self, s: AsyncSession, p: Plan, caller: Caller | None) -> None:
+        """A site plan's site exists, lies in the caller's scope and in the plan's region."""
+        if not p.site_id:
+            return
+        named = Named(caller)
+        site = await self.projections.name_site(s, named, "plan.site", p.site_id)
+        if site is not None and not p.region.contains(site.region):
+            named.mismatch(
+                "plan.site",
+                f"阵地 {site.name} 在{place(site.region)}，不在计划所属的{place(p.region)}范围内"
+                "（阵地计划请填写阵地所在村）",
+            )
+        named.check("年度计划有误，请按字段说明修改后重试")
+
     async def create_plan(self, p: Plan, *, caller: Caller | None, idem: Idem | None = None) -> pb.Plan:
-        """Record an annual plan (one per association or site and year); ids left empty are assigned."""
+        """Record an annual plan (one per association or site and year); ids left empty are assigned.
+        A site plan's site must be known, in the caller's scope and inside the plan's region."""
         check_region(caller, p.region)
-        p = replace(p, id=p.id or _new_id(), items=tuple(replace(i, id=i.id or _new_id()) for i in p.items))
-        p.validate(await self.catalog.activity_types(p.region))
+        custom = await self.catalog.activity_types(p.region)
+        p = replace(
+            p,
+            id=p.id or _new_id(),
+            items=tuple(replace(i, id=i.id or _new_id(), type=plugin_code(i.type, custom)) for i in p.items),
+        )
+        p.validate(custom)
 
         async def work(s: AsyncSession) -> pb.Plan:
+            await self._check_site(s, p, caller)
             dup = await s.scalar(
                 select(PlanRow.id).where(
                     PlanRow.region == p.region.code, PlanRow.site_id == p.site_id, PlanRow.year == p.year
@@ -84,10 +114,12 @@ class PlansService:
                 raise _not_found(plan_id)
             plan = row.to_domain()
             check_region(caller, plan.region)
-            item.check(await self.catalog.activity_types(plan.region))
-            row.items.append(PlanItemRow.of(item, max((i.position for i in row.items), default=-1) + 1))
+            custom = await self.catalog.activity_types(plan.region)
+            added = replace(item, type=plugin_code(item.type, custom))
+            added.check(custom)
+            row.items.append(PlanItemRow.of(added, max((i.position for i in row.items), default=-1) + 1))
             await s.flush()
-            return plan_item_pb(plan_id, ItemProgress(item))  # new: nothing links to it yet
+            return plan_item_pb(plan_id, ItemProgress(added))  # new: nothing links to it yet
 
         return await mutate(self.sessions, idem, pb.PlanItem, work, caller=caller, notify=self.notify)
 

@@ -44,6 +44,12 @@ class Site:
     kind: str  # WARM_HOME, MEMBER_HOME, SCHOOL, …
     name: str
     region: RegionCode
+    opened_on: date | None = None  # None: not known (counted as open from the start)
+    closed_on: date | None = None  # the last day it ran; None: still open
+
+    def open_on(self, day: date) -> bool:
+        """True if the site ran on ``day`` (opened by then, not closed before)."""
+        return (self.opened_on is None or self.opened_on <= day) and (self.closed_on is None or self.closed_on >= day)
 
 
 @dataclass(frozen=True)

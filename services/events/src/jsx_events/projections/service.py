@@ -20,6 +20,7 @@ from jsx_events.projections.domain import (
     special_kinds_after,
 )
 from jsx_events.projections.tables import HouseholdRow, PairingRow, SiteRow
+from jsx_events.scope import Named
 from jsxcore.values import RegionCode
 
 
@@ -63,6 +64,79 @@ class ProjectionsService:
             s.add(pairing)
             if await s.get(HouseholdRow, fact.household_id) is None:
                 s.add(HouseholdRow(id=fact.household_id, region=fact.region.code, special_kinds=[]))
+
+    # ---------------------------------------------------------- what a request names (in the use case's session)
+
+    async def household(self, s: AsyncSession, household_id: str) -> Family | None:
+        """The household as members last published it (None: events has not heard of it)."""
+        row = await s.get(HouseholdRow, household_id)
+        if row is None:
+            return None
+        return Family(row.id, RegionCode(row.region), bool(row.special_kinds))
+
+    async def site(self, s: AsyncSession, site_id: str) -> Site | None:
+        """The site as members last published it (None: events has not heard of it)."""
+        row = await s.get(SiteRow, site_id)
+        return row.to_domain() if row is not None else None
+
+    async def volunteer_places(self, s: AsyncSession, volunteer: str) -> tuple[RegionCode, ...] | None:
+        """Where a volunteer (``volunteers/{id}``) serves, as events knows it: the villages of the
+        households it is or was paired with. None: no pairing of it has reached events
+        (members publish no event for a volunteer on its own)."""
+        rows = list(
+            await s.execute(
+                select(PairingRow.id, HouseholdRow.region)
+                .join(HouseholdRow, HouseholdRow.id == PairingRow.household_id, isouter=True)
+                .where(PairingRow.volunteer_id == volunteer)
+            )
+        )
+        if not rows:
+            return None
+        return tuple(sorted({RegionCode(region) for _, region in rows if region}))
+
+    async def name_household(self, s: AsyncSession, named: Named, field: str, household_id: str) -> Family | None:
+        """Check a household a request names (``households/{id}``): known, inside the caller's scope."""
+        fam = await self.household(s, household_id)
+        if fam is None:
+            named.unknown(
+                field,
+                f"家庭户 households/{household_id} 不存在：本服务没有收到成员服务对该户的登记"
+                "（请核对户编号；刚登记的户请稍候片刻再试）",
+            )
+        else:
+            named.placed(field, f"家庭户 households/{household_id}", (fam.region,))
+        return fam
+
+    async def name_site(self, s: AsyncSession, named: Named, field: str, site_id: str) -> Site | None:
+        """Check a site a request names (``sites/{id}``): known, inside the caller's scope."""
+        site = await self.site(s, site_id)
+        if site is None:
+            named.unknown(
+                field,
+                f"阵地 sites/{site_id} 不存在：本服务没有收到成员服务对该阵地的登记"
+                "（请核对阵地编号；刚挂牌的阵地请稍候片刻再试）",
+            )
+        else:
+            named.placed(field, f"阵地 {site.name}", (site.region,))
+        return site
+
+    async def name_volunteer(
+        self, s: AsyncSession, named: Named, field: str, volunteer: str
+    ) -> tuple[RegionCode, ...] | None:
+        """Check a volunteer a request names (``volunteers/{id}``): known through a pairing, serving
+        somewhere inside the caller's scope."""
+        places = await self.volunteer_places(s, volunteer)
+        if places is None:
+            named.unknown(
+                field,
+                f"志愿者 {volunteer} 不存在或尚未结对：本服务从成员服务的结对记录得知志愿者"
+                "（请核对志愿者编号，或先在成员服务为其结对联系户）",
+            )
+        else:
+            named.placed(field, f"志愿者 {volunteer}", places)
+        return places
+
+    # ---------------------------------------------------------- reads for the reports
 
     async def sites_in(self, s: AsyncSession, region: RegionCode, active_from: date | None = None) -> list[Site]:
         """Sites in ``region``; with ``active_from``, leaves out those closed before it."""

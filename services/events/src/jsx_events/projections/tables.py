@@ -24,7 +24,14 @@ class SiteRow(Base):
     closed_on: Mapped[date | None] = mapped_column(Date, nullable=True)
 
     def to_domain(self) -> Site:
-        return Site(self.id, self.kind, site_name(self.id, self.kind, self.name), RegionCode(self.region))
+        return Site(
+            self.id,
+            self.kind,
+            site_name(self.id, self.kind, self.name),
+            RegionCode(self.region),
+            self.opened_on,
+            self.closed_on,
+        )
 
 
 class HouseholdRow(Base):
@@ -40,6 +47,7 @@ class PairingRow(Base):
     __tablename__ = "member_pairings"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    volunteer_id: Mapped[str] = mapped_column(String(64))
+    #: "volunteers/{volunteer}" as members publish it; events knows a volunteer through its pairings
+    volunteer_id: Mapped[str] = mapped_column(String(64), index=True)
     household_id: Mapped[str] = mapped_column(String(64), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

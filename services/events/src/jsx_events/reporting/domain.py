@@ -5,49 +5,77 @@ Vocabulary shared with plugins (``jsxcore.hookspecs.CadenceTarget``):
 
 * ``activity_type`` codes are the activity type codes of :mod:`jsx_events.catalog.domain`
   (or their Chinese names, or a plugin-defined code) plus its pseudo types:
-  ``CARE_VISIT`` (走访慰问 visits), ``PLAN`` (年度计划), ``ANY`` (any held activity)
-  and ``PAIRING`` (every special family has a volunteer).
+  ``CARE_VISIT`` (走访慰问 visits), ``PLAN`` (年度计划), ``ANY`` (any held activity),
+  ``PAIRING`` (every special family has a volunteer)
+  and ``SITE`` (coverage: the subject has an open site of the target's ``site_kind``).
 * ``scope`` is ``VILLAGE``/``TOWNSHIP``/``COUNTY`` (every region unit of that
-  level known inside the report region) or a site kind (``WARM_HOME``
-  暖心家园, ``MEMBER_HOME`` 会员之家, ``SCHOOL`` = ``YOUTH_HEALTH_BASE`` 学校/青春健康教育基地, …).
+  level inside the report region: the region registry's, and any the member
+  projection knows), ``ADMIN_VILLAGE`` (every 行政村: the villages without the
+  communities, 社区), a site kind (``WARM_HOME`` 暖心家园, ``MEMBER_HOME`` 会员之家,
+  ``SCHOOL`` = ``YOUTH_HEALTH_BASE`` 学校/青春健康教育基地, …) or
+  ``SPECIAL_FAMILY`` (every 计生特殊家庭 the projection knows in the region).
+
+What counts: held activities (by start date); visits that happened (:attr:`Visit.counts`:
+booked, or without 慰问金 — a visit waiting for funds counts once booked, a refused one
+never); for a 评选表彰 target the selections the unit's association decided (awarded
+decisions, by award year); for a plan item only activities held by the item's deadline.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from jsx_events.activities.domain import Activity, ActivityStatus, Outputs
-from jsx_events.awards.domain import Award
+from jsx_events.awards.domain import AWARD_LABELS, Award, AwardDecision, normalize_award_kind
 from jsx_events.catalog.domain import PSEUDO_TYPES, ActivityKind, normalize_type, type_label
 from jsx_events.plans.domain import ItemProgress, Plan, item_due, item_label, item_name
-from jsx_events.projections.domain import Family, Site, normalize_site_kind
+from jsx_events.projections.domain import SITE_KIND_LABELS, Family, Site, normalize_site_kind
 from jsx_events.visits.domain import Visit, VisitState
 from jsxcore.errors import InvalidArgument
 from jsxcore.values import Money, Period, PeriodKind, RegionCode, RegionLevel
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------ plan fulfilment
 
 
 def plan_progress(plan: Plan, linked: Iterable[Activity]) -> tuple[ItemProgress, ...]:
-    """Each item of ``plan`` with the activities linked to it (cancelled ones do not count)."""
+    """Each item of ``plan`` with the activities linked to it (cancelled ones do not count).
+
+    An item is fulfilled only by activities held by its deadline (:func:`item_due`: the end
+    of its month, 31 December for a whole-year item): one held later is kept apart as late
+    (``late_ids``), so an item due "6月底前" is not done by a September activity.
+    """
+    due = {i.id: item_due(plan.year, i) for i in plan.items}
     held: dict[str, list[str]] = {}
+    late: dict[str, list[str]] = {}
     scheduled: dict[str, list[str]] = {}
     for a in sorted(linked, key=lambda a: (a.start, a.id)):
-        if a.plan_id == plan.id and a.status is not ActivityStatus.CANCELLED:
-            (held if a.status is ActivityStatus.HELD else scheduled).setdefault(a.plan_item_id, []).append(a.id)
-    return tuple(ItemProgress(i, tuple(held.get(i.id, ())), tuple(scheduled.get(i.id, ()))) for i in plan.items)
+        if a.plan_id != plan.id or a.status is ActivityStatus.CANCELLED:
+            continue
+        if a.status is not ActivityStatus.HELD:
+            scheduled.setdefault(a.plan_item_id, []).append(a.id)
+        elif a.plan_item_id in due and a.start > due[a.plan_item_id]:
+            late.setdefault(a.plan_item_id, []).append(a.id)
+        else:
+            held.setdefault(a.plan_item_id, []).append(a.id)
+    return tuple(
+        ItemProgress(i, tuple(held.get(i.id, ())), tuple(scheduled.get(i.id, ())), tuple(late.get(i.id, ())))
+        for i in plan.items
+    )
 
 
 # ------------------------------------------------------------------ cadence
 
 
 class PluginTarget(Protocol):
-    """What a plugin's ``jsxcore.hookspecs.CadenceTarget`` provides."""
+    """What a plugin's ``jsxcore.hookspecs.CadenceTarget`` provides (``award_kind`` and
+    ``site_kind`` since hookspecs 0.3; read with a default of "" for older objects)."""
 
     @property
     def key(self) -> str: ...
@@ -63,11 +91,28 @@ class PluginTarget(Protocol):
     def description(self) -> str: ...
 
 
+#: Scopes written in Chinese, folded onto codes (site kinds: ``normalize_site_kind``).
+_SCOPE_ALIASES = {
+    "村": "VILLAGE",
+    "村（居、社区）": "VILLAGE",
+    "行政村": "ADMIN_VILLAGE",
+    "乡镇": "TOWNSHIP",
+    "乡（镇）": "TOWNSHIP",
+    "县": "COUNTY",
+    "特殊家庭": "SPECIAL_FAMILY",
+    "计生特殊家庭": "SPECIAL_FAMILY",
+}
+
+
 @dataclass(frozen=True)
 class Target:
     """A cadence target as the domain uses it (built from a plugin's
     ``CadenceTarget``): at least ``count`` of ``type`` per ``per`` for every
-    subject in ``scope``."""
+    subject in ``scope``.
+
+    ``award_kind``: a 评选表彰 target counts the unit's selections of that kind (awarded
+    decisions) besides activities of ``type``. ``site_kind``: what a ``SITE`` (coverage)
+    target requires each subject to have open."""
 
     key: str
     scope: str
@@ -76,13 +121,30 @@ class Target:
     per: str  # MONTH, QUARTER, SEMESTER, YEAR
     description: str = ""
     provenance: str = ""
+    award_kind: str = ""
+    site_kind: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", normalize_type(self.type))
+        scope = self.scope.strip()
         object.__setattr__(
-            self, "scope", self.scope.strip().upper() if self.scope.isascii() else normalize_site_kind(self.scope)
+            self,
+            "scope",
+            _SCOPE_ALIASES.get(scope) or (scope.upper() if scope.isascii() else normalize_site_kind(scope)),
         )
         object.__setattr__(self, "per", self.per.strip().upper())
+        object.__setattr__(self, "award_kind", normalize_award_kind(self.award_kind) if self.award_kind else "")
+        object.__setattr__(self, "site_kind", normalize_site_kind(self.site_kind) if self.site_kind else "")
+
+    @property
+    def level(self) -> RegionLevel | None:
+        """The region level whose every unit the target covers (None: sites or families)."""
+        return _LEVEL_SCOPES.get(self.scope)
+
+    @property
+    def counts_awards(self) -> bool:
+        """Award decisions count for this target: a 评选表彰 type, or an award kind named."""
+        return bool(self.award_kind) or self.type == ActivityKind.AWARD_SELECTION
 
     @classmethod
     def from_plugin(cls, t: PluginTarget, provenance: str = "") -> Target:
@@ -94,6 +156,8 @@ class Target:
             per=t.per.upper(),
             description=t.description,
             provenance=provenance,
+            award_kind=str(getattr(t, "award_kind", "") or ""),
+            site_kind=str(getattr(t, "site_kind", "") or ""),
         )
 
 
@@ -198,6 +262,22 @@ class ComplianceReport:
 
 
 @dataclass(frozen=True)
+class RegionUnit:
+    """A township or village of the report region as the region registry lists it;
+    ``community``: a 社区 (居委会), not a 行政村."""
+
+    code: RegionCode
+    name: str
+    community: bool = False
+
+
+def is_community(name: str) -> bool:
+    """Whether a village-level unit's published name is a community's (``麻溪铺社区居委会``),
+    not a 行政村's (``仰溪铺村村委会``)."""
+    return "社区" in name or name.endswith(("居委会", "居民委员会"))
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the cadence computation reads, already limited to the report region."""
 
@@ -211,9 +291,18 @@ class Facts:
     #: activities linked to items of ``plans`` (the query GetPlan uses, so a report and the
     #: plan agree on what fulfils an item); linked ones among ``activities`` count too
     plan_activities: Sequence[Activity] = ()
+    #: the region units (townships, villages) the region registry lists in the report region:
+    #: "every village" of a target means these, plus any the member projection knows
+    units: Sequence[RegionUnit] = ()
 
 
-_LEVEL_SCOPES = {"VILLAGE": RegionLevel.VILLAGE, "TOWNSHIP": RegionLevel.TOWNSHIP, "COUNTY": RegionLevel.COUNTY}
+_LEVEL_SCOPES = {
+    "VILLAGE": RegionLevel.VILLAGE,
+    "ADMIN_VILLAGE": RegionLevel.VILLAGE,  # 行政村 only: communities (社区) left out
+    "TOWNSHIP": RegionLevel.TOWNSHIP,
+    "COUNTY": RegionLevel.COUNTY,
+}
+_UNIT_WORDS = {"VILLAGE": "村（居、社区）", "ADMIN_VILLAGE": "行政村", "TOWNSHIP": "乡（镇）", "COUNTY": "县"}
 
 
 @dataclass(frozen=True)
@@ -223,22 +312,43 @@ class _Subject:
     name: str
     region: RegionCode
     is_site: bool
+    is_family: bool = False
+
+
+def _unit_of(r: RegionCode, level: RegionLevel) -> RegionCode:
+    return RegionCode(r.code[: {3: 6, 4: 9, 5: 12}[level]].ljust(12, "0"))
+
+
+def _region_name(code: RegionCode, facts: Facts) -> str:
+    return facts.region_names.get(code.code) or code.name or code.short
 
 
 def _subjects(scope: str, region: RegionCode, facts: Facts) -> list[_Subject]:
     if scope in _LEVEL_SCOPES:
         level = _LEVEL_SCOPES[scope]
-        # Region units are the ones the member registry knows of (sites, households):
-        # a village with neither is not in the association's network yet.
-        codes: set[RegionCode] = set()
+        # Region units: the registry's, and the ones the member registry knows of (sites,
+        # households) — a code outside the registry still counts once members use it.
+        codes: set[RegionCode] = {u.code for u in facts.units if u.code.level is level and region.contains(u.code)}
         for r in [s.region for s in facts.sites] + [f.region for f in facts.families]:
             if r.level >= level and region.contains(r):
-                codes.add(RegionCode(r.code[: {3: 6, 4: 9, 5: 12}[level]].ljust(12, "0")))
+                codes.add(_unit_of(r, level))
+        if scope == "ADMIN_VILLAGE":  # a code the registry does not list is taken as a village
+            codes -= {u.code for u in facts.units if u.community}
         if region.level == level:
             codes.add(region)
+        return [_Subject(scope, c.code, _region_name(c, facts), c, False) for c in sorted(codes)]
+    if scope == "SPECIAL_FAMILY":
         return [
-            _Subject(scope, c.code, facts.region_names.get(c.code) or c.name or c.short, c, False)
-            for c in sorted(codes)
+            _Subject(
+                scope,
+                f.household_id,
+                f"{_region_name(f.region, facts)} 计生特殊家庭 households/{f.household_id}",
+                f.region,
+                False,
+                is_family=True,
+            )
+            for f in sorted(facts.families, key=lambda f: (f.region, f.household_id))
+            if f.special and region.contains(f.region)
         ]
     kind = normalize_site_kind(scope)
     return [
@@ -263,7 +373,110 @@ def _plans_of(subj: _Subject, w: Window, facts: Facts) -> list[Plan]:
     ]
 
 
-def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites: dict[str, Site]) -> int:
+class _Index:
+    """The facts grouped once per report, so each subject scans only its own candidates: by
+    site, by household, and by the region prefix of the place (a subject region contains a
+    place exactly when the place's code starts with the subject's prefix). The predicates
+    applied to the candidates stay the same."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.sites = {s.id: s for s in facts.sites}
+        self._acts_by_site = _group(facts.activities, lambda a: a.site_id)
+        self._visits_by_site = _group(facts.visits, lambda v: v.site_id)
+        self._siteless_visits = _group((v for v in facts.visits if not v.site_id), lambda v: v.region.code)
+        self._visits_by_household = _group(facts.visits, lambda v: v.household_id)
+        self._by_prefix: dict[tuple[str, int], dict[str, list[Any]]] = {}
+
+    def _prefixed(self, what: str, n: int) -> dict[str, list[Any]]:
+        key = (what, n)
+        if key not in self._by_prefix:
+            if what == "activities":
+                self._by_prefix[key] = _group(self.facts.activities, lambda a: _place(a, self.sites).code[:n])
+            elif what == "visits":
+                self._by_prefix[key] = _group(self.facts.visits, lambda v: v.region.code[:n])
+            else:
+                self._by_prefix[key] = _group(self.facts.sites, lambda s: s.region.code[:n])
+        return self._by_prefix[key]
+
+    def activities(self, subj: _Subject) -> Sequence[Activity]:
+        if subj.is_family:
+            return ()
+        if subj.is_site:
+            return self._acts_by_site.get(subj.id, [])
+        prefix = subj.region.prefix
+        return self._prefixed("activities", len(prefix)).get(prefix, [])
+
+    def visits(self, subj: _Subject) -> Sequence[Visit]:
+        if subj.is_family:
+            return self._visits_by_household.get(subj.id, [])
+        if subj.is_site:
+            return [*self._visits_by_site.get(subj.id, []), *self._siteless_visits.get(subj.region.code, [])]
+        prefix = subj.region.prefix
+        return self._prefixed("visits", len(prefix)).get(prefix, [])
+
+    def sites_in(self, subj: _Subject) -> Sequence[Site]:
+        if subj.is_family:
+            return ()
+        prefix = subj.region.prefix
+        return self._prefixed("sites", len(prefix)).get(prefix, [])
+
+
+def _group(items: Iterable[T], key: Callable[[T], str]) -> dict[str, list[T]]:
+    out: dict[str, list[T]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
+
+
+def _visit_is_for(v: Visit, subj: _Subject) -> bool:
+    if subj.is_family:
+        return v.household_id == subj.id
+    if subj.is_site:
+        return v.site_id == subj.id or (not v.site_id and v.region == subj.region)
+    return subj.region.contains(v.region)
+
+
+def _visits(subj: _Subject, w: Window, upto: date, idx: _Index) -> list[Visit]:
+    """The subject's visits in the window (up to ``upto``), whatever their 慰问金 state."""
+    end = min(w.end, upto)
+    return [v for v in idx.visits(subj) if w.start <= v.visited_on <= end and _visit_is_for(v, subj)]
+
+
+def _selections(t: Target, subj: _Subject, w: Window, known_by: date, facts: Facts) -> int:
+    """The 评选 the subject's association held in the window, from its awarded decisions
+    (of ``t.award_kind`` when named): one per kind and selection activity. A decision counts
+    for its award year (a 2022 selection decided in January 2023 is 2022's, once recorded:
+    ``known_by``); in a window shorter than a year, by the day it was decided."""
+    whole_years = w.start.month == 1 and w.start.day == 1 and w.end.month == 12 and w.end.day == 31
+    seen = set()
+    for a in facts.awards:
+        if a.region != subj.region or a.decision is not AwardDecision.AWARDED:
+            continue
+        if t.award_kind and a.kind != t.award_kind:
+            continue
+        if not w.start.year <= a.year <= w.end.year or a.decided_on > known_by:
+            continue
+        if not whole_years and not w.start <= a.decided_on <= w.end:
+            continue
+        seen.add((a.kind, a.activity_id))
+    return len(seen)
+
+
+def _open_sites(t: Target, subj: _Subject, w: Window, upto: date, idx: _Index) -> list[Site]:
+    """Sites of ``t.site_kind`` inside the subject that are open on the last day looked at."""
+    day = min(w.end, upto)
+    return [
+        s
+        for s in idx.sites_in(subj)
+        if s.kind == t.site_kind and subj.region.contains(s.region) and s.open_on(day) and not subj.is_family
+    ]
+
+
+def _count(t: Target, subj: _Subject, w: Window, upto: date, idx: _Index, known_by: date = date.max) -> int:
+    """How many of what ``t`` counts the subject has in ``w`` up to ``upto``; award decisions of
+    the window's year recorded by ``known_by`` (today) count even when decided after ``upto``."""
+    facts, sites = idx.facts, idx.sites
     end = min(w.end, upto)
 
     def in_window(d: date) -> bool:
@@ -273,41 +486,88 @@ def _count(t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, sites
         return subj.region.contains(r)
 
     if t.type == "CARE_VISIT":
-        # Group visits recorded as CARE_VISIT activities count alongside single visits.
-        group = sum(
-            1
-            for a in facts.activities
-            if a.status is ActivityStatus.HELD
-            and a.type == "CARE_VISIT"
-            and in_window(a.start)
-            and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
-        )
-        return group + sum(
-            1
-            for v in facts.visits
-            if in_window(v.visited_on)
-            and (
-                (v.site_id == subj.id or (not v.site_id and v.region == subj.region))
-                if subj.is_site
-                else mine_region(v.region)
+        # Group visits recorded as CARE_VISIT activities count alongside single visits
+        # (not for one family: a group activity names persons, not households).
+        group = (
+            0
+            if subj.is_family
+            else sum(
+                1
+                for a in idx.activities(subj)
+                if a.status is ActivityStatus.HELD
+                and a.type == "CARE_VISIT"
+                and in_window(a.start)
+                and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
             )
         )
+        return group + sum(1 for v in _visits(subj, w, upto, idx) if v.counts)
     if t.type == "PLAN":
         return len(_plans_of(subj, w, facts))
+    if t.type == "SITE":
+        return len(_open_sites(t, subj, w, upto, idx))
+    if subj.is_family:
+        return 0  # activities are organised by associations, not counted per household
     acts = [
         a
-        for a in facts.activities
+        for a in idx.activities(subj)
         if a.status is ActivityStatus.HELD
         and in_window(a.start)
         and (t.type == "ANY" or a.type == t.type)
         and (a.site_id == subj.id if subj.is_site else mine_region(_place(a, sites)))
     ]
     n = len(acts)
-    if t.type == ActivityKind.AWARD_SELECTION and not subj.is_site:
-        # A selection shows either as a 评选表彰 activity or as the decisions it produced.
-        kinds = {a.kind for a in facts.awards if a.region == subj.region and in_window(a.decided_on)}
-        n = max(n, len(kinds))
+    if t.counts_awards and not subj.is_site:
+        # A selection shows either as an activity of the target's type or as the decisions it produced.
+        n = max(n, _selections(t, subj, w, known_by, facts))
     return n
+
+
+def _visit_note(subj: _Subject, w: Window, upto: date, idx: _Index) -> str:
+    """What the visit count leaves out: visits waiting for funds, and refused ones."""
+    vis = _visits(subj, w, upto, idx)
+    pending = sum(1 for v in vis if v.state is VisitState.PENDING)
+    rejected = sum(1 for v in vis if v.state is VisitState.REJECTED)
+    parts = []
+    if pending:
+        parts.append(f"另有{pending}次慰问金待资金服务记账，记账后计入")
+    if rejected:
+        parts.append(f"{rejected}次慰问金被资金服务拒绝，不计入")
+    return "；".join(parts)
+
+
+def _what(t: Target, custom_labels: Mapping[str, str] | None) -> str:
+    if t.award_kind:
+        return f"“{AWARD_LABELS.get(t.award_kind, t.award_kind)}”评选表彰"
+    if t.type == "SITE":
+        return SITE_KIND_LABELS.get(t.site_kind, t.site_kind)
+    return type_label(t.type, custom_labels)
+
+
+def _reason(t: Target, subj: _Subject, w: Window, n: int, status: Compliance, upto: date, what: str) -> str:
+    """The Chinese reason of a count target's finding (the wording reports have used since 0.1;
+    targets per special family and coverage targets quote the target's own words)."""
+    if t.type == "SITE":
+        rule = t.description or f"要求每个{_UNIT_WORDS.get(t.scope, '单位')}建有{what}"
+        if status is Compliance.MET:
+            return f"{w.label} {subj.name} 已建{what}{n}个，达到要求（{rule}）"
+        if status is Compliance.SHORT:
+            return f"{w.label} {subj.name} 未建{what}（{rule}）"
+        return f"{w.label} {subj.name} 截至{upto.isoformat()} 尚未建{what}（{rule}）"
+    rule = f"要求{_PER_PHRASE.get(t.per, t.per)}至少{t.count}次"
+    if subj.is_family and t.description:
+        rule = f"{rule}：{t.description}"
+    if status is Compliance.MET:
+        return f"{w.label} {subj.name} {what}{n}次，达到要求（{rule}）"
+    if status is Compliance.SHORT:
+        return (
+            f"{w.label} {subj.name} 无{what}记录（{rule}）"
+            if n == 0
+            else f"{w.label} {subj.name} {what}{n}次，少于要求（{rule}），差{t.count - n}次"
+        )
+    return (
+        f"{w.label} {subj.name} 截至{upto.isoformat()} {what}{n}次，"
+        f"本{_PER_UNIT.get(t.per, '期')}尚未结束，还需{t.count - n}次（{rule}）"
+    )
 
 
 def compute_compliance(
@@ -327,11 +587,10 @@ def compute_compliance(
     A ``PLAN`` target is met by the plan's items, not the plan alone (:func:`_plan_item`).
     """
     upto = min(period.end, today) if today else period.end
-    sites = {s.id: s for s in facts.sites}
+    idx = _Index(facts)
     items: list[ComplianceItem] = []
     for t in targets:
-        what = type_label(t.type, custom_labels)
-        rule = f"要求{_PER_PHRASE.get(t.per, t.per)}至少{t.count}次"
+        what = _what(t, custom_labels)
         for subj in _subjects(t.scope, region, facts):
             if t.type == "PAIRING":
                 items.append(_pairing_item(t, subj, period, facts))
@@ -339,31 +598,21 @@ def compute_compliance(
             for w in windows(t.per, period):
                 if w.start > upto:
                     continue
-                n = _count(t, subj, w, upto, facts, sites)
+                n = _count(t, subj, w, upto, idx, today or date.max)
                 finished = w.end <= upto
                 if t.type == "PLAN" and n >= t.count:
                     # a plan on paper is not enough: its items due so far must be done
                     items.append(_plan_item(t, subj, w, upto, facts, custom_labels))
                     continue
-                if n >= t.count:
-                    status, reason = Compliance.MET, f"{w.label} {subj.name} {what}{n}次，达到要求（{rule}）"
-                elif finished:
-                    status = Compliance.SHORT
-                    reason = (
-                        f"{w.label} {subj.name} 无{what}记录（{rule}）"
-                        if n == 0
-                        else f"{w.label} {subj.name} {what}{n}次，少于要求（{rule}），差{t.count - n}次"
-                    )
-                else:
-                    status = Compliance.DUE
-                    reason = (
-                        f"{w.label} {subj.name} 截至{upto.isoformat()} {what}{n}次，"
-                        f"本{_PER_UNIT.get(t.per, '期')}尚未结束，还需{t.count - n}次（{rule}）"
-                    )
+                status = Compliance.MET if n >= t.count else Compliance.SHORT if finished else Compliance.DUE
+                reason = _reason(t, subj, w, n, status, upto, what)
+                note = _visit_note(subj, w, upto, idx) if t.type == "CARE_VISIT" else ""
+                if note:
+                    reason = f"{reason}；{note}"
                 items.append(
                     ComplianceItem(
                         t.key,
-                        t.description or f"{what}{rule}",
+                        t.description or f"{what}要求{_PER_PHRASE.get(t.per, t.per)}至少{t.count}次",
                         t.scope,
                         subj.id,
                         subj.name,
@@ -375,6 +624,7 @@ def compute_compliance(
                         status,
                         reason,
                         t.provenance,
+                        missing_ids=(subj.id,) if subj.is_family and status is not Compliance.MET else (),
                         window_code=w.code,
                         subject_region=subj.region,
                     )
@@ -386,8 +636,9 @@ def _plan_item(
     t: Target, subj: _Subject, w: Window, upto: date, facts: Facts, custom_labels: Mapping[str, str] | None
 ) -> ComplianceItem:
     """A PLAN target for a subject that has its plan: MET when every item is fulfilled by
-    held activities linked to it, SHORT when an item whose month is over (by the report's
-    period end, and by today) is not, DUE while the unfulfilled items are not yet due.
+    held activities linked to it (held by the item's deadline), SHORT when an item whose
+    month is over (by the report's period end, and by today) is not, DUE while the
+    unfulfilled items are not yet due.
 
     Only activities held by the end of what is looked at (window, period, today) count,
     so a report for a past period stays what it was. ``required``/``actual`` count items.
@@ -406,7 +657,8 @@ def _plan_item(
 
     def line(p: Plan, g: ItemProgress) -> str:
         when = f"{g.item.month}月底前" if g.item.month else "年内"
-        return f"{item_label(g.item, custom_labels)}（计划{g.item.count}次，已开展{len(g.held_ids)}次，{when}）"
+        late = f"；另有{len(g.late_ids)}次在期限后开展，不计入" if g.late_ids else ""
+        return f"{item_label(g.item, custom_labels)}（计划{g.item.count}次，已开展{len(g.held_ids)}次，{when}{late}）"
 
     def listed(rs: list[tuple[Plan, ItemProgress]]) -> str:
         return "；".join(line(p, g) for p, g in rs[:10]) + ("等" if len(rs) > 10 else "")
@@ -455,6 +707,8 @@ def _pairing_item(t: Target, subj: _Subject, period: Period, facts: Facts) -> Co
         and (
             (f.site_id == subj.id or (not f.site_id and f.region == subj.region))
             if subj.is_site
+            else f.household_id == subj.id
+            if subj.is_family
             else subj.region.contains(f.region)
         )
     ]

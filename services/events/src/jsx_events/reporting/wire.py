@@ -5,7 +5,7 @@ from __future__ import annotations
 from jsx.common.v1 import common_pb2 as cpb
 from jsx.events.v1 import events_service_pb2 as pb
 from jsx_events.catalog.wire import type_pb
-from jsx_events.reporting.domain import Compliance, ComplianceReport, Summary, period_code
+from jsx_events.reporting.domain import Compliance, ComplianceItem, ComplianceReport, Summary, period_code
 from jsx_events.visits.domain import Visit, VisitState
 from jsxcore import wire
 from jsxcore.values import RegionCode
@@ -13,6 +13,13 @@ from jsxcore.values import RegionCode
 _STATUS = "COMPLIANCE_STATUS_"
 #: Shortfalls first, then what is still running, then what is met.
 ORDER = {Compliance.SHORT: 0, Compliance.DUE: 1, Compliance.MET: 2}
+
+
+def subject_name(i: ComplianceItem) -> str:
+    """What a finding checked: ``households/{id}`` (per special family), ``sites/{id}``, or a region code."""
+    if i.subject_kind == "SPECIAL_FAMILY":
+        return wire.name_to("households", i.subject_id)
+    return i.subject_id if i.subject_id.isdigit() else wire.name_to("sites", i.subject_id)
 
 
 def compliance_pb(r: ComplianceReport, shortfalls_only: bool = False) -> pb.ComplianceReport:
@@ -26,7 +33,7 @@ def compliance_pb(r: ComplianceReport, shortfalls_only: bool = False) -> pb.Comp
             pb.ComplianceFinding(
                 rule=i.target_key,
                 description=i.target,
-                subject=i.subject_id if i.subject_id.isdigit() else wire.name_to("sites", i.subject_id),
+                subject=subject_name(i),
                 region=wire.region_to(i.subject_region or subj_region),
                 period=cpb.Period(code=i.window_code),
                 required=i.required,

@@ -115,6 +115,13 @@ class Visit:
         errs.raise_if_any("走访慰问信息有误，请按字段说明修改后重试")
         return replace(self, state=VisitState.PENDING if self.amount else VisitState.NO_MONEY)
 
+    @property
+    def counts(self) -> bool:
+        """Whether the visit counts as 走访慰问 done (cadence targets): booked, or without
+        慰问金 (nothing to book). A visit waiting for funds (PENDING) counts once booked;
+        one whose 慰问金 funds refused (REJECTED) never does."""
+        return self.state in (VisitState.BOOKED, VisitState.NO_MONEY)
+
     def booked(self, booking_ref: str) -> Visit:
         """Funds booked the 慰问金. Repeating the same result is a no-op."""
         if self.state is VisitState.BOOKED:

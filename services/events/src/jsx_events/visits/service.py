@@ -16,7 +16,8 @@ from jsx.events.v1 import events_service_pb2 as pb
 from jsx_events import SERVICE_NAME
 from jsx_events.adapters import bus
 from jsx_events.adapters.db import newest_first
-from jsx_events.scope import check_region, region_asked
+from jsx_events.projections.service import ProjectionsService
+from jsx_events.scope import Named, check_region, place, region_asked
 from jsx_events.visits.domain import BookingResult, Visit, VisitState
 from jsx_events.visits.tables import VisitRow
 from jsx_events.visits.wire import visit_pb
@@ -42,17 +43,52 @@ class VisitFilter:
 
 
 class VisitsService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], notify: Callable[[], None] = lambda: None) -> None:
+    """Visits; the household, site and volunteer a visit names are checked against the member
+    projection through :class:`ProjectionsService`."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        projections: ProjectionsService,
+        notify: Callable[[], None] = lambda: None,
+    ) -> None:
         self.sessions = sessions
+        self.projections = projections
         self.notify = notify
 
+    async def _check_named(self, s: AsyncSession, v: Visit, caller: Caller | None) -> None:
+        """The household (and its village), the site and the visitor ``v`` names exist and lie
+        in the caller's scope (:class:`~jsx_events.scope.Named`)."""
+        named = Named(caller)
+        fam = await self.projections.name_household(s, named, "visit.household", v.household_id)
+        if fam is not None and fam.region != v.region:
+            named.mismatch(
+                "visit.region",
+                f"该户所在村为{place(fam.region)}（{fam.region.short}，成员服务登记），"
+                f"与填写的{place(v.region)}（{v.region.short}）不一致",
+            )
+        if v.site_id:
+            await self.projections.name_site(s, named, "visit.site", v.site_id)
+        kind, _, tail = v.visitor_id.partition("/")
+        if kind == "volunteers" and tail and "/" not in tail:
+            await self.projections.name_volunteer(s, named, "visit.visitor", v.visitor_id)
+        elif not (kind == "persons" and tail and "/" not in tail):
+            # persons are not projected into events: a staff visitor is taken as named
+            named.mismatch(
+                "visit.visitor",
+                f"走访人“{v.visitor_id[:80]}”格式不对，应写成 volunteers/编号（志愿者）或 persons/编号（工作人员）",
+            )
+        named.check("走访慰问信息有误，请按字段说明修改后重试")
+
     async def record_visit(self, v: Visit, *, caller: Caller | None, idem: Idem | None = None) -> pb.Visit:
-        """Record a visit to a household in the caller's region. With 慰问金, publishes
-        VisitRecorded; funds books the money from it and answers (:meth:`apply_booking`)."""
+        """Record a visit to a household in the caller's region. The household, its village, the
+        site and the visitor must be known to events and inside the caller's scope. With 慰问金,
+        publishes VisitRecorded; funds books the money from it and answers (:meth:`apply_booking`)."""
         check_region(caller, v.region)
         v = replace(v, id=v.id or str(uuid.uuid4())).recorded()
 
         async def work(s: AsyncSession) -> pb.Visit:
+            await self._check_named(s, v, caller)
             row = VisitRow(created_by=caller.subject if caller else "")
             row.set_from(v)
             s.add(row)
