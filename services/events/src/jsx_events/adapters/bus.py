@@ -36,6 +36,14 @@ from jsxcore.values import RegionCode
 #: Subjects consumed from the members and funds streams.
 MEMBER_SUBJECTS = ("jsx.members.site.>", "jsx.members.household.>", "jsx.members.pairing.>")
 FUNDS_SUBJECTS = ("jsx.funds.visit_expense.>",)
+#: Members' household life events events only needs to keep the household's place from.
+_HOUSEHOLD_LIFE_EVENTS = (
+    mpb.HouseholdChildAdded,
+    mpb.HouseholdSplit,
+    mpb.HouseholdMerged,
+    mpb.HouseholdDisabilityGradeChanged,
+    mpb.HouseholdDisabilityRecovered,
+)
 MEMBER_TYPES = (
     mpb.SiteOpened,
     mpb.SiteClosed,
@@ -44,6 +52,7 @@ MEMBER_TYPES = (
     mpb.HouseholdMembersChanged,
     mpb.VolunteerPaired,
     mpb.VolunteerUnpaired,
+    *_HOUSEHOLD_LIFE_EVENTS,
 )
 FUNDS_TYPES = (fpb.VisitExpenseBooked, fpb.VisitExpenseRejected)
 _MemberMessage = (
@@ -54,6 +63,11 @@ _MemberMessage = (
     | mpb.HouseholdMembersChanged
     | mpb.VolunteerPaired
     | mpb.VolunteerUnpaired
+    | mpb.HouseholdChildAdded
+    | mpb.HouseholdSplit
+    | mpb.HouseholdMerged
+    | mpb.HouseholdDisabilityGradeChanged
+    | mpb.HouseholdDisabilityRecovered
 )
 
 
@@ -136,7 +150,9 @@ def member_fact(msg: Message) -> MemberFact:
             _village(msg),
             wire.date_from(msg.closed_date, "closed_date"),
         )
-    if isinstance(msg, (mpb.HouseholdRegistered, mpb.HouseholdMembersChanged)):
+    # Members' household life events (births, 分户/合户, 伤残 grade) come with the situation and member
+    # events that change what events keeps; of themselves they only confirm where the household is.
+    if isinstance(msg, (mpb.HouseholdRegistered, mpb.HouseholdMembersChanged, *_HOUSEHOLD_LIFE_EVENTS)):
         return HouseholdPlaced(wire.id_from(msg.household, "households", "household"), _village(msg))
     if isinstance(msg, mpb.HouseholdSituationChanged):
         return SituationChanged(
