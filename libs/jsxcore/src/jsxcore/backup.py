@@ -235,9 +235,9 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def _files(manifest: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    for item in manifest.get("streams", {}).get("items", []):
+    for item in (manifest.get("streams") or {}).get("items", []):
         yield item
-    for item in manifest.get("databases", {}).get("items", []):
+    for item in (manifest.get("databases") or {}).get("items", []):
         yield item
 
 
