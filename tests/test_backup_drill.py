@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -152,7 +151,10 @@ class Stack:
 def make_stack(name: str, tmp: Path, backend: str, keys: dict[str, str], tokens: dict[str, str]) -> Stack:
     root = tmp / name
     broker = NatsServer(root / "nats")
-    dbs = {s: create_postgres_database() if backend == "postgresql" else f"sqlite:///{root / (s + '.db')}" for s in SERVICES}
+    dbs = {
+        s: create_postgres_database() if backend == "postgresql" else f"sqlite:///{root / (s + '.db')}"
+        for s in SERVICES
+    }
     addrs = {s: f"127.0.0.1:{free_port()}" for s in SERVICES}
     base = clean_env() | keys | {"JSX_NATS_URL": broker.url, "JSX_DATA_DIR": str(root), "JSX_SHUTDOWN_GRACE_S": "3"}
     base |= {"JSX_MEMBERS_ADDR": addrs["members"], "JSX_FUNDS_ADDR": addrs["funds"]}
@@ -225,7 +227,7 @@ async def broker_state(url: str) -> dict[str, Any]:
         js = nc.jetstream()
         out: dict[str, Any] = {}
         for si in await js.streams_info():
-            name = si.config.name
+            name = str(si.config.name)
             ids: list[str] = []
             for seq in range(si.state.first_seq, si.state.last_seq + 1) if si.state.messages else ():
                 m = await js.get_msg(name, seq)
@@ -282,7 +284,8 @@ class Workload:
 def drive(st: Stack) -> Workload:
     w = Workload()
     for i, (key, name, head) in enumerate(
-        [("A-head", "王大明", True), ("A", "李秀英", False), ("B-head", "张建国", True), ("B", "刘桂英", False)], start=1
+        [("A-head", "王大明", True), ("A", "李秀英", False), ("B-head", "张建国", True), ("B", "刘桂英", False)],
+        start=1,
     ):
         birth = date(1960 + i % 3, 1 + i, 10 + i)
         w.persons[key] = st.call(
