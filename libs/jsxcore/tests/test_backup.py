@@ -144,6 +144,22 @@ async def test_backup_restore_roundtrip(db_url: str, fresh_url: str, nats_url: s
         assert left == 0
         await restored.dispose()
 
+        # One database lost, the broker fine: restored under the live stream (streams=False).
+        # The service's own durables are deleted (it replays the stream, its inbox skipping
+        # what it has); the live stream holds every event the copy had not yet marked.
+        await js.add_consumer(stream, durable_name=f"{service}-projection", ack_policy="explicit")
+        third = _third(fresh_url, tmp_path)
+        try:
+            report = await asyncio.to_thread(
+                backup.restore, out, urls={service: third}, nats=nats_url, streams=False, log=_quiet
+            )
+            assert report.streams == [] and report.reconciled[0].unmarked == []
+            assert len(report.reconciled[0].marked) == db["tables"]["outbox"] - 6  # the writer's rows, sent since
+            assert {c.name for c in await js.consumers_info(stream)} == {"other-things"}
+        finally:
+            if not third.startswith("sqlite"):
+                drop_postgres_database(third)
+
         # A damaged file is named by verify, and a restore from it does nothing.
         bad = tmp_path / "damaged"
         shutil.copytree(out, bad)
@@ -159,6 +175,10 @@ async def test_backup_restore_roundtrip(db_url: str, fresh_url: str, nats_url: s
         await relay.stop()
         await nc.close()
         await engine.dispose()
+
+
+def _third(like: str, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'third.db'}" if like.startswith("sqlite") else create_postgres_database()
 
 
 def _quiet(*_a: Any) -> None:

@@ -1088,13 +1088,21 @@ def restore(
     *,
     urls: Mapping[str, str],
     nats: str | None,
+    streams: bool = True,
     force: bool = False,
     margin: timedelta = RECONCILE_MARGIN,
     full_scan: bool = False,
     log: Any = print,
 ) -> RestoreReport:
-    """Restore streams (``nats=None``: keep the broker's), then the databases in ``urls``,
-    then reconcile each outbox with its stream. The services must not run meanwhile."""
+    """Restore the streams (unless ``streams=False``), then the databases in ``urls``, then
+    reconcile each outbox with its stream on ``nats`` (``None``: no broker is touched). The
+    services must not run meanwhile.
+
+    ``streams=False`` restores databases under the broker's live streams (one service's
+    database lost, the broker fine): their durable consumers are then ahead of the restored
+    inboxes, so the restored services' own durables (named ``<service>-…``) are deleted; each
+    service recreates its durables at start and is redelivered its streams from the first
+    message, the inbox skipping what the restored database already applied."""
     problems = verify(directory)
     if problems:
         raise FailedPrecondition("备份校验未通过，未做任何恢复：" + "；".join(problems), reason="BACKUP_INVALID")
@@ -1114,7 +1122,7 @@ def restore(
     async def run() -> None:
         nc = await _nats_connect(nats) if nats else None
         try:
-            if nc is not None and manifest.get("streams"):
+            if nc is not None and streams and manifest.get("streams"):
                 for item in manifest["streams"]["items"]:
                     got = await restore_stream(nc, item, directory / item["file"], force=force)
                     report.streams.append(got)
@@ -1136,9 +1144,14 @@ def restore(
                     f"数据库 {service} 已恢复并核对：{len(facts['tables'])} 张表行数与备份一致，"
                     f"结构版本 {','.join(facts['schema_heads']) or '无'}；{said}"
                 )
-            if nc is not None and manifest.get("streams"):
-                since = _parse_iso(manifest["streams"]["started_at"])
-                have = {i["name"] for i in manifest["streams"]["items"]}
+            if nc is not None and not streams:
+                for service in urls:
+                    await _replay_consumers(nc, service, log)
+            taken = (manifest.get("streams") or {}).get("started_at") or (manifest.get("databases") or {}).get("cut_at")
+            if nc is not None and urls and taken:
+                since = _parse_iso(taken)
+                js = nc.jetstream()
+                have = set(await _stream_names(js))
                 from jsxcore.outbox import stream_name
 
                 for service, url in urls.items():
@@ -1156,6 +1169,25 @@ def restore(
 
     asyncio.run(run())
     return report
+
+
+async def _replay_consumers(nc: Any, service: str, log: Any) -> None:
+    """Delete ``service``'s durables (``<service>-…``) on every ``JSX_*`` stream, saying which."""
+    js = nc.jetstream()
+    for stream in await _stream_names(js):
+        if not stream.startswith("JSX_"):
+            continue
+        info = await js.stream_info(stream)
+        for name in await _consumer_names(nc, stream):
+            if not name.startswith(f"{service}-"):
+                continue
+            await js.delete_consumer(stream, name)
+            lost = info.state.first_seq > 1
+            log(
+                f"消费者 {stream}/{name} 已删除：服务 {service} 启动后重建并从流的第一条消息重新接收，"
+                "收件箱跳过已处理的事件"
+                + (f"（注意：流已不含第 1–{info.state.first_seq - 1} 条消息，无法重放）" if lost else "")
+            )
 
 
 # ---------------------------------------------------------------- CLI
@@ -1199,11 +1231,12 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     in_backup = [i["service"] for i in (manifest.get("databases") or {}).get("items", [])]
     services = [] if args.no_databases else list(args.service or in_backup)
     urls = _database_urls(services, _parse_db_args(args.db or []))
-    nats = None if args.no_streams else (args.nats_url or nats_url())
+    nats = None if args.no_nats else (args.nats_url or nats_url())
     report = restore(
         directory,
         urls=urls,
         nats=nats,
+        streams=not args.no_streams,
         force=args.force,
         margin=timedelta(seconds=args.reconcile_margin),
         full_scan=args.full_scan,
@@ -1249,7 +1282,12 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     r.add_argument("--service", action="append", help="只恢复这些服务的数据库（默认备份中的全部）")
     r.add_argument("--db", action="append", metavar="SERVICE=URL", help=db_help)
     r.add_argument("--nats-url", help="目标 NATS 地址（默认 JSX_NATS_URL 或 nats://127.0.0.1:4222）")
-    r.add_argument("--no-streams", action="store_true", help="不恢复流（保留目标 NATS 上现有的流）")
+    r.add_argument(
+        "--no-streams",
+        action="store_true",
+        help="不恢复流，只恢复数据库到现有的流之下：所恢复服务的持久消费者被删除，服务启动后从头重收（收件箱去重）",
+    )
+    r.add_argument("--no-nats", action="store_true", help="完全不连接 NATS（不恢复流，也不核对发件箱）")
     r.add_argument("--no-databases", action="store_true", help="不恢复数据库")
     r.add_argument("--force", action="store_true", help="覆盖已存在的流和非空数据库（SQLite 原文件改名保留）")
     r.add_argument(
