@@ -112,14 +112,17 @@ def check(env: dict[str, str]) -> int:
     return 0
 
 
-#: Debian packages the 公示 board's browser test needs (services/board/README.md), each with a
-#: file that shows it is installed: Chromium and its driver (Selenium drives the system browser,
-#: nothing is downloaded), CJK fonts for readable screenshots, libfaketime for the test's clock jump.
+#: Debian packages some tests need, each with a file that shows it is installed. The 公示 board's
+#: browser test (services/board/README.md): Chromium and its driver (Selenium drives the system
+#: browser, nothing is downloaded), CJK fonts for readable screenshots. libfaketime: that test's and
+#: the backup drill's clock jump (公示 over). postgresql-client: pg_dump / pg_restore for `jsx backup`
+#: and `jsx restore` on PostgreSQL (tests/test_backup_drill.py, docs/operations.md *Backups*).
 APT_PACKAGES = {
     "chromium": "/usr/bin/chromium",
     "chromium-driver": "/usr/bin/chromedriver",
     "fonts-noto-cjk": "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "libfaketime": "/usr/lib/*/faketime/libfaketime.so.1",
+    "postgresql-client": "/usr/bin/pg_restore",
 }
 
 
@@ -132,7 +135,7 @@ def ensure_apt_packages() -> None:
     if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
         print(
             f"dev.py: not installed: {' '.join(missing)} (apt-get install -y {' '.join(missing)}); "
-            "the board's browser tests skip without them",
+            "the tests that need them (the board's browser test, the backup drill) skip without them",
             file=sys.stderr,
         )
         return
