@@ -32,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -67,6 +66,7 @@ from jsxcore.testing.fixtures import (
     create_postgres_database,
     drop_postgres_database,
 )
+from jsxcore.testing.helpers import rid
 from jsxcore.values import id_check_char
 
 pytestmark = pytest.mark.slow  # two whole stacks per backend
@@ -86,10 +86,6 @@ def need(ok: bool, what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
 
 
 def id_number(seq: int, birth: date, *, female: bool) -> str:

@@ -39,7 +39,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -64,6 +63,7 @@ from jsxcore.local import free_port
 from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
 from jsxcore.testing.fixtures import NatsServer
+from jsxcore.testing.helpers import rid
 from jsxcore.values import id_check_char
 
 COUNTY, TOWNSHIP, VILLAGE = "431281", "431281103", "431281103205"  # 洪江市 and one of its villages
@@ -79,10 +79,6 @@ ID_RE = re.compile(
 )
 PHONE_RE = re.compile(rb"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 CARD_RE = re.compile(rb"(?<![0-9])[0-9]{16,19}(?![0-9])")
-
-
-def rid() -> str:
-    return str(uuid.uuid4())
 
 
 def need(path: str | Path, what: str) -> None:
