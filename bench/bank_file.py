@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -75,7 +76,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import peak_rss, timed
+from _common import one_row, peak_rss, timed
 from monthly_batch import COUNTY, PERIOD, create_db, drop_db, seed, setup_program
 
 #: Households per roster import call (each call one transaction; the import keeps its rows in memory).
@@ -173,7 +174,7 @@ def roster(start: int, stop: int, vill: list[str]) -> list[dict[str, str]]:
 
 async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) -> None:
     """2N persons and N households through the roster import, then every person's card (see module doc)."""
-    from sqlalchemy import bindparam, delete, func, select, update
+    from sqlalchemy import Table, bindparam, delete, func, select, update
 
     from jsx_members.adapters import db as m
     from jsx_members.households.tables import HouseholdRow
@@ -188,6 +189,7 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
     eng = create_engine(murl)
     svc = MembersService(session_factory(eng), conf.field_cipher(), conf.blind_index())
     persons = PersonRow.__table__
+    assert isinstance(persons, Table)
     set_card = update(persons).where(persons.c.id == bindparam("pid")).values(card_cipher=bindparam("cc"))
     drawn = m.new_id
     try:
@@ -197,7 +199,7 @@ async def seed_members(murl: str, env: dict[str, str], n: int, vill: list[str]) 
             ids = itertools.chain(
                 (f"{p}{i}" for i in range(start, stop) for p in ("head", "m")), (f"hh{i}" for i in range(start, stop))
             )
-            m.new_id = lambda: next(ids)  # type: ignore[assignment]
+            m.new_id = functools.partial(next, ids)
             report = await svc.roster.import_rows(roster(start, stop, vill), caller=clerk(COUNTY, subject="bench-seed"))
             m.new_id = drawn
             if not report.ok:
@@ -353,7 +355,7 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
 
     names = _names(n)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        call = ch.unary_unary(ECHO_METHOD)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(ECHO_METHOD)
         await call(b"", timeout=10)
         got = 0
         t0 = time.perf_counter()
@@ -361,7 +363,7 @@ async def child_echo(n: int, port: int) -> dict[str, Any]:
             page = names[k : k + PAGE]
             gate = asyncio.Semaphore(IN_FLIGHT)
 
-            async def one(chunk: list[str]) -> bytes:
+            async def one(chunk: list[str], gate: asyncio.Semaphore = gate) -> bytes:
                 async with gate:
                     return await call(members_pb2.BatchGetPayeesRequest(names=chunk).SerializeToString(), timeout=10)
 
@@ -447,7 +449,7 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
         payees.update((p.person, p) for p in resp.payees)
     out["members_work"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ciphers = []
+    ciphers: list[Any] = []
     async with svc.sessions() as s:
         for k in range(0, n, 1000):
             ids = [x.split("/", 1)[1] for x in names[k : k + 1000]]
@@ -469,7 +471,7 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     eng = create_engine(url)
     sessions = session_factory(eng)
     async with sessions() as s:
-        where = in_batch(await s.get(PaymentBatchRow, batch_id))
+        where = in_batch(await s.get_one(PaymentBatchRow, batch_id))
     pages = []
     after = None
     t0 = time.perf_counter()
@@ -523,8 +525,8 @@ async def breakdown(url: str, murl: str, env: dict[str, str], batch_id: int, n: 
     with tempfile.TemporaryFile() as f:
         t0 = time.perf_counter()
         w = pf.CsvWriter.to_bytes(f, pf.BANK)
-        for rows, amounts in lines:
-            w.add(rows, amounts)
+        for cells, amounts in lines:
+            w.add(cells, amounts)
         w.finish()
         out["render"] = time.perf_counter() - t0
     buf = io.BytesIO(b"x" * (64 << 20))
@@ -569,7 +571,7 @@ def check_file(path: str, n: int, expected_total: int, url: str) -> list[str]:
                 samples[int(row[4].rsplit("/", 1)[1])] = row
     with psycopg.connect(url) as c:
         for pid, row in samples.items():
-            (payee,) = c.execute("SELECT payee FROM payments WHERE id = %s", (pid,)).fetchone()
+            (payee,) = one_row(c.execute("SELECT payee FROM payments WHERE id = %s", (pid,)))
             i = int(payee.removeprefix("persons/m"))
             if (row[1], row[2]) != (make_name(2 * i + 1), card_of(f"m{i}")):
                 problems.append(f"line {row[0]}: {row[1]!r} {row[2]!r}, expected {payee}'s name and card")
@@ -605,14 +607,14 @@ def main() -> int:
     if a.child:
         kind, *rest = a.child
         if kind == "bank":
-            r = child_bank(rest[0], int(rest[1]), rest[2], rest[3], rest[4])
+            job = child_bank(rest[0], int(rest[1]), rest[2], rest[3], rest[4])
         elif kind == "lookups":
-            r = child_lookups(int(rest[0]), rest[1], rest[2])
+            job = child_lookups(int(rest[0]), rest[1], rest[2])
         elif kind == "echo":
-            r = child_echo(int(rest[0]), int(rest[1]))
+            job = child_echo(int(rest[0]), int(rest[1]))
         else:
-            r = child_idfile(rest[0], int(rest[1]), rest[2])
-        print(json.dumps(asyncio.run(r)))
+            job = child_idfile(rest[0], int(rest[1]), rest[2])
+        print(json.dumps(asyncio.run(job)))
         return 0
 
     from jsx.common.v1 import common_pb2
@@ -638,9 +640,9 @@ def main() -> int:
             import psycopg
 
             with psycopg.connect(url, autocommit=True) as c:
-                expected_total = c.execute(
-                    "SELECT sum(amount) FROM payments WHERE batch_id = %s", (batch_id,)
-                ).fetchone()[0]
+                expected_total = one_row(
+                    c.execute("SELECT sum(amount) FROM payments WHERE batch_id = %s", (batch_id,))
+                )[0]
                 c.execute("VACUUM (ANALYZE) payments")
                 c.execute("CHECKPOINT")
         assert paid == n, paid
@@ -737,7 +739,7 @@ def main() -> int:
         print(f"  {label:<44} {r['seconds']:8.2f} {n / r['seconds']:10,.0f}  {ratio}")
     print(
         f"  file: {bank['lines']:,} lines, {bank['bytes'] / 1e6:.0f} MB, {bank['total_fen'] / 100:,.2f} 元;"
-        f" checks {'ok' if not problems else problems}"
+        f" checks {problems or 'ok'}"
     )
     print(
         f"  peak RSS: bank-file child {bank['maxrss'] / 2**20:.0f} MiB, lookups child {look['maxrss'] / 2**20:.0f} MiB,"

@@ -37,15 +37,19 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
-from _common import peak_rss, timed
+from _common import one_row, peak_rss, timed
 
 COUNTY = "431281"  # 洪江市: 940/580 元 per month from 2022
 PERIOD = "2022-08"
 GIB = 1024**3
+
+if TYPE_CHECKING:
+    import grpc
 
 
 def _admin_base(admin: str) -> str:
@@ -81,6 +85,8 @@ async def setup_program(url: str, n: int) -> int:
         Caller(subject="system", display_name="system", roles=("admin",), region=RegionCode.parse("430000"))
     )
     rid = lambda: str(uuid.uuid4())  # noqa: E731
+    # No gRPC context: the servicer called in process, as services/funds/tests/conftest.py's Api calls it.
+    in_process = cast("grpc.aio.ServicerContext[Any, Any]", None)
     fund = await api.CreateFund(
         pb.CreateFundRequest(
             request_id=rid(),
@@ -88,7 +94,7 @@ async def setup_program(url: str, n: int) -> int:
                 display_name="特别扶助资金", kind=pb.FUND_KIND_PROGRAM, owner_region=c.RegionCode(code=COUNTY)
             ),
         ),
-        None,
+        in_process,
     )
     src = await api.CreateFundSource(
         pb.CreateFundSourceRequest(
@@ -99,11 +105,11 @@ async def setup_program(url: str, n: int) -> int:
                 region=c.RegionCode(code=COUNTY),
             ),
         ),
-        None,
+        in_process,
     )
     await api.PostAllocation(
         pb.PostAllocationRequest(fund=fund.name, source=src.name, amount=c.Money(fen=n * 940_00 * 3), request_id=rid()),
-        None,
+        in_process,
     )
     program = await api.CreateProgram(
         pb.CreateProgramRequest(
@@ -116,7 +122,7 @@ async def setup_program(url: str, n: int) -> int:
                 year=2022,
             ),
         ),
-        None,
+        in_process,
     )
     reset_caller(token)
     await eng.dispose()
@@ -210,7 +216,7 @@ def seed_paid_months(url: str, program_id: int, n: int, months: int) -> None:
     if not months:
         return
     with psycopg.connect(url) as conn:
-        seq = conn.execute("SELECT pg_get_serial_sequence('journals', 'id')").fetchone()[0]
+        seq = one_row(conn.execute("SELECT pg_get_serial_sequence('journals', 'id')"))[0]
         for m in range(months):
             year, month = divmod(2022 * 12 + 6 - m, 12)
             period = f"{year}-{month + 1:02d}"
@@ -323,22 +329,26 @@ async def check(url: str, n: int, verify_ledger: bool) -> list[str]:
     problems = []
     with psycopg.connect(url) as conn:
         # (Earlier months seeded by --paid-months have no batch: only this batch's payments count.)
-        paid, keys, dup = conn.execute(
-            "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM payments"
-            " WHERE batch_id IS NOT NULL GROUP BY application_id HAVING count(*) > 1) x) FROM payments"
-            " WHERE batch_id IS NOT NULL"
-        ).fetchone()
+        paid, keys, dup = one_row(
+            conn.execute(
+                "SELECT count(*), count(DISTINCT payment_key), (SELECT count(*) FROM (SELECT 1 FROM payments"
+                " WHERE batch_id IS NOT NULL GROUP BY application_id HAVING count(*) > 1) x) FROM payments"
+                " WHERE batch_id IS NOT NULL"
+            )
+        )
         from jsx.funds.v1 import events_pb2
 
         events = sum(
             len(events_pb2.PaymentsIssued.FromString(p).payment_names)
             for (p,) in conn.execute("SELECT payload FROM outbox WHERE subject = 'jsx.funds.payment_batch.issued'")
         )
-        expected = conn.execute(
-            "SELECT sum(CASE WHEN h.kind = 'SPECIAL_BEREAVED' THEN 94000 ELSE 58000 END)"
-            " FROM proj_household_situations h"
-        ).fetchone()[0]
-        total = conn.execute("SELECT sum(amount) FROM payments WHERE batch_id IS NOT NULL").fetchone()[0]
+        expected = one_row(
+            conn.execute(
+                "SELECT sum(CASE WHEN h.kind = 'SPECIAL_BEREAVED' THEN 94000 ELSE 58000 END)"
+                " FROM proj_household_situations h"
+            )
+        )[0]
+        total = one_row(conn.execute("SELECT sum(amount) FROM payments WHERE batch_id IS NOT NULL"))[0]
     if not (paid == keys == events == n and dup == 0):
         problems.append(f"payments {paid}, distinct keys {keys}, events {events}, apps paid twice {dup}; expected {n}")
     if total != expected:
