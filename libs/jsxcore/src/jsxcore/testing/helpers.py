@@ -1,4 +1,4 @@
-"""Small helpers every service's tests share: request ids, callers, a clock, gRPC clients.
+"""Small helpers every service's tests share: request ids, callers, a clock, gRPC clients, JetStream messages.
 
 ::
 
