@@ -77,7 +77,13 @@ async def test_life_events_over_grpc_published_once(stack) -> None:
         )
         return p.name
 
-    async def household(client: Any, village: str, *members: tuple[str, int], kind: int = 0, grade: int = 0) -> str:
+    async def household(
+        client: Any,
+        village: str,
+        *members: tuple[str, pb.Relation.ValueType],
+        kind: pb.SituationKind.ValueType = pb.SITUATION_KIND_UNSPECIFIED,
+        grade: int = 0,
+    ) -> str:
         situations = (
             [pb.FamilySituation(kind=kind, disability_grade=grade, effective_from=day(date(2019, 1, 1)))]
             if kind

@@ -5,10 +5,8 @@ scan of database, logs and events."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import grpc
 import psycopg
@@ -19,25 +17,13 @@ from jsx.members.v1 import events_pb2
 from jsx.members.v1 import members_pb2 as pb
 from jsx_members.testdata import make_id_number, make_phone, rid
 from jsxcore.runtime import error_details
+from jsxcore.testing.helpers import pull_messages
 
 YL, XP = "431222101201", "431224102203"
 
 
 def person(idn: str, village: str, phone: str, name: str = "张三") -> pb.Person:
     return pb.Person(display_name=name, id_number=idn, phone=phone, village=c.RegionCode(code=village))
-
-
-async def _events(js: Any, n: int) -> list[Any]:
-    sub = await js.pull_subscribe("jsx.members.>", durable=None, stream="JSX_MEMBERS")
-    got: list = []
-    deadline = asyncio.get_running_loop().time() + 20
-    while len(got) < n and asyncio.get_running_loop().time() < deadline:
-        try:
-            got += await sub.fetch(n - len(got), timeout=1)
-        except TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
-            pass
-    await sub.unsubscribe()
-    return got
 
 
 async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:
@@ -63,13 +49,16 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert error_details(e.value)[0].reason == "OUT_OF_REGION"
+        info = error_details(e.value)[0]
+        assert info is not None and info.reason == "OUT_OF_REGION"
 
     # Duplicate → ALREADY_EXISTS naming the existing person, masked.
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await yl.CreatePerson(pb.CreatePersonRequest(person=person(ids[0], YL, phones[0]), request_id=rid()))
-    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS and head.name in e.value.details()
-    assert ids[0] not in e.value.details()
+    details = e.value.details()
+    assert details is not None
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS and head.name in details
+    assert ids[0] not in details
 
     # Bad checksum → INVALID_ARGUMENT with a Chinese field violation.
     bad = ids[0][:-1] + ("0" if ids[0][-1] != "0" else "1")
@@ -77,6 +66,7 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:
         await yl.CreatePerson(pb.CreatePersonRequest(person=person(bad, YL, "13911112222"), request_id=rid()))
     _info, badreq, _ = error_details(e.value)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert badreq is not None
     assert [v.field for v in badreq.field_violations] == ["person.id_number"] and "校验位" in badreq.field_violations[
         0
     ].description
@@ -146,10 +136,11 @@ async def test_scenario_scope_errors_events_and_pii_scan(stack) -> None:
         "jsx.members.member.left": 1,
         "jsx.members.site.opened": 1,
     }
-    msgs = await _events(stack["js"], sum(expected.values()))
+    msgs = await pull_messages(stack["js"], "jsx.members.>", "JSX_MEMBERS", sum(expected.values()))
     counts: dict[str, int] = {}
     for msg in msgs:
         counts[msg.subject] = counts.get(msg.subject, 0) + 1
+        assert msg.headers is not None
         assert msg.headers["Nats-Msg-Id"] and msg.headers["Jsx-Event-Type"].startswith("jsx.members.v1.")
     assert counts == expected
     changed = next(m for m in msgs if m.subject.endswith("situation_changed"))

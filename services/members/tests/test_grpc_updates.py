@@ -8,14 +8,16 @@ from datetime import date
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+from nats.aio.msg import Msg
 
 from jsx.common.v1 import common_pb2 as c
 from jsx.members.v1 import events_pb2
 from jsx.members.v1 import members_pb2 as pb
 from jsx_members.testdata import make_id_number, rid
 from jsxcore.runtime import error_details
+from jsxcore.testing.helpers import pull_messages
 
-from .test_grpc_pii import YL, _events
+YL = "431222101201"  # a village of 沅陵 (the "yl" client's county), as in test_grpc_pii
 
 
 async def test_updates_over_grpc(stack) -> None:
@@ -52,6 +54,7 @@ async def test_updates_over_grpc(stack) -> None:
             )
         )
     info, badreq, _ = error_details(e.value)
+    assert info is not None and badreq is not None
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "FIELD_NOT_UPDATABLE"
     assert [v.field for v in badreq.field_violations] == ["update_mask"] and "不可修改" in badreq.field_violations[
         0
@@ -101,8 +104,8 @@ async def test_updates_over_grpc(stack) -> None:
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     # 3 persons, 1 household registered, 1 members change, 1 site opened, 1 closed.
-    msgs = await _events(stack["js"], 7)
-    by_subject = {}
+    msgs = await pull_messages(stack["js"], "jsx.members.>", "JSX_MEMBERS", 7)
+    by_subject: dict[str, list[Msg]] = {}
     for msg in msgs:
         by_subject.setdefault(msg.subject, []).append(msg)
     assert len(by_subject["jsx.members.household.members_changed"]) == 1
@@ -110,8 +113,7 @@ async def test_updates_over_grpc(stack) -> None:
     ev.ParseFromString(by_subject["jsx.members.household.members_changed"][0].data)
     assert list(ev.added_persons) == [ppl[1].name] and ev.member_count == 2 and ev.village.code == YL
     sc = events_pb2.SiteClosed()
-    sc.ParseFromString(by_subject["jsx.members.site.closed"][0].data)
-    assert (
-        sc.site == site.name
-        and by_subject["jsx.members.site.closed"][0].headers["Jsx-Event-Type"] == "jsx.members.v1.SiteClosed"
-    )
+    closed_msg = by_subject["jsx.members.site.closed"][0]
+    sc.ParseFromString(closed_msg.data)
+    assert closed_msg.headers is not None
+    assert sc.site == site.name and closed_msg.headers["Jsx-Event-Type"] == "jsx.members.v1.SiteClosed"

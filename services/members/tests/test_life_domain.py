@@ -58,9 +58,9 @@ def test_bad_moves_name_the_field(move: life.Move, field: str) -> None:
 
 def test_who_may_move() -> None:
     for status, reason in ((PersonStatus.DECEASED, "PERSON_DECEASED"), (PersonStatus.MOVED_OUT, "PERSON_MOVED_OUT")):
-        with pytest.raises(FailedPrecondition) as e:
+        with pytest.raises(FailedPrecondition) as f:
             _check(_move("431281101002"), status)
-        assert e.value.reason == reason
+        assert f.value.reason == reason
     hh = HouseholdState("h", "head", HOME.code, "", (("head", H), ("wife", S)), None)
     alone = HouseholdState("h", "head", HOME.code, "", (("head", H),), None)
     assert life.household_part(None, "x", whole_household=False) is life.HouseholdPart.NONE

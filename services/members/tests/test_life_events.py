@@ -46,7 +46,7 @@ async def person(env, seq: int, birth: date = date(1970, 1, 1), *, female: bool 
 
 
 async def household(
-    env, *members: tuple[str, int], village: str = YL, situations: tuple[pb.FamilySituation, ...] = ()
+    env, *members: tuple[str, pb.Relation.ValueType], village: str = YL, situations: tuple[pb.FamilySituation, ...] = ()
 ) -> pb.Household:
     head = members[0][0]
     return await env.api.CreateHousehold(
@@ -164,7 +164,7 @@ async def test_deaths_through_update_person(env) -> None:
     with acting():
         p = await person(env, 5, date(1940, 1, 1))
 
-        async def update(status: int, when: date | None) -> pb.Person:
+        async def update(status: pb.PersonStatus.ValueType, when: date | None) -> pb.Person:
             return await env.api.UpdatePerson(
                 pb.UpdatePersonRequest(
                     person=pb.Person(name=p, status=status, death_date=day(when) if when else None),
@@ -262,7 +262,7 @@ async def test_record_birth_and_adoption(env) -> None:
         h = await household(env, (head, pb.RELATION_HEAD), (wife, pb.RELATION_SPOUSE))
         baby_id = make_id_number("431222", date(2024, 5, 20), 7, female=True)
 
-        def born(relation: int, **kw: Any) -> Any:
+        def born(relation: pb.Relation.ValueType, **kw: Any) -> Any:
             return env.api.RecordBirth(
                 pb.RecordBirthRequest(household=h.name, relation=relation, request_id=rid(), **kw)
             )
@@ -331,7 +331,7 @@ async def test_split_household(env) -> None:
             situations=(only_child,),
         )
 
-        def split(*members: tuple[str, int], when: date = date(2024, 5, 1)) -> Any:
+        def split(*members: tuple[str, pb.Relation.ValueType], when: date = date(2024, 5, 1)) -> Any:
             return env.api.SplitHousehold(
                 pb.SplitHouseholdRequest(
                     household=h.name,
@@ -377,7 +377,7 @@ async def test_merge_households(env) -> None:
         bereaved = pb.FamilySituation(kind=pb.SITUATION_KIND_SPECIAL_BEREAVED, effective_from=day(date(2015, 1, 1)))
         old = await household(env, (grandpa, pb.RELATION_HEAD), (grandma, pb.RELATION_SPOUSE), situations=(bereaved,))
 
-        def merge(*members: tuple[str, int], into: str = h.name, gone: str = old.name) -> Any:
+        def merge(*members: tuple[str, pb.Relation.ValueType], into: str = h.name, gone: str = old.name) -> Any:
             return env.api.MergeHouseholds(
                 pb.MergeHouseholdsRequest(
                     household=into,

@@ -3,6 +3,7 @@ volunteers, the 1:1 pairing."""
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 import pytest
@@ -125,22 +126,23 @@ def test_pairing_follows_the_regions_rule() -> None:
     from jsxcore.hookspecs import PairingRules
 
     several = PairingRules(3, False, ("测试规则：每名会员联系不超过 3 户",))
-    base = {
-        "household_situation": SituationRecord(Situation.ONLY_CHILD, date(2020, 1, 1)),
-        "household_active": False,
-        "volunteer_deceased": False,
-        "volunteer_in_household": False,
-    }
-    nw.check_pairing(**base, volunteer_open=2, rules=several)  # not a special family, third household: allowed
+    check = functools.partial(
+        nw.check_pairing,
+        household_situation=SituationRecord(Situation.ONLY_CHILD, date(2020, 1, 1)),
+        household_active=False,
+        volunteer_deceased=False,
+        volunteer_in_household=False,
+    )
+    check(volunteer_open=2, rules=several)  # not a special family, third household: allowed
     with pytest.raises(FailedPrecondition) as e:
-        nw.check_pairing(**base, volunteer_open=3, rules=several)
+        check(volunteer_open=3, rules=several)
     assert (
         e.value.reason == "VOLUNTEER_AT_LIMIT" and "最多联系 3 户" in e.value.message and "测试规则" in e.value.message
     )
     with pytest.raises(FailedPrecondition) as e:
-        nw.check_pairing(**base, volunteer_open=1, already_paired_here=True, rules=several)
+        check(volunteer_open=1, already_paired_here=True, rules=several)
     assert e.value.reason == "VOLUNTEER_ALREADY_PAIRED_HERE"
     with pytest.raises(FailedPrecondition) as e:  # the default: special families only, 1:1
-        nw.check_pairing(**base, volunteer_open=0)
+        check(volunteer_open=0)
     assert e.value.reason == "NOT_SPECIAL_FAMILY"
     assert nw.free_slot(set()) == 0 and nw.free_slot({0, 2}) == 1 and nw.free_slot({0, 1}) == 2

@@ -35,7 +35,9 @@ async def _person(env, seq: int, village: str, birth: date = date(1970, 1, 1)) -
     return p.name
 
 
-async def _household(env, seq: int, village: str, kind: int = 0) -> str:
+async def _household(
+    env, seq: int, village: str, kind: pb.SituationKind.ValueType = pb.SITUATION_KIND_UNSPECIFIED
+) -> str:
     head = await _person(env, seq, village)
     situations = (
         [
@@ -64,7 +66,7 @@ async def _volunteer(env, seq: int, village: str) -> str:
     return v.name
 
 
-def _pair(env, volunteer: str, household: str, kind: int = pb.PAIRING_KIND_MEMBER_CONTACT):
+def _pair(env, volunteer: str, household: str, kind: pb.PairingKind.ValueType = pb.PAIRING_KIND_MEMBER_CONTACT):
     return env.api.PairVolunteer(
         pb.PairVolunteerRequest(volunteer=volunteer, household=household, kind=kind, request_id=rid())
     )
@@ -80,7 +82,10 @@ async def test_hongjiang_member_keeps_up_to_ten_households(plugin_env) -> None:
     with acting("431281", subject="clerk-hj"):
         member = await _volunteer(env, 900, HJ)
         # 会员联系户 are not only special families: an 独生子女户, a 一般户 …
-        homes = [await _household(env, 100 + i, HJ, pb.SITUATION_KIND_ONLY_CHILD if i % 2 else 0) for i in range(11)]
+        homes = [
+            await _household(env, 100 + i, HJ, pb.SITUATION_KIND_ONLY_CHILD if i % 2 else pb.SITUATION_KIND_UNSPECIFIED)
+            for i in range(11)
+        ]
         pairings = [await _pair(env, member, h) for h in homes[:10]]
         rule = pairings[0].rule
         assert (rule.plugin, rule.plugin_version, rule.hook) == ("hongjiang", "0.1.0", "jsx_pairing_rules")

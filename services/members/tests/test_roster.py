@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import select
 
 from jsx_members.adapters import db, roster
@@ -63,9 +64,11 @@ async def test_one_bad_row_imports_nothing_and_explains(env, tmp_path: Path) -> 
     out = tmp_path / "errors.xlsx"
     roster.write_rows(out, roster.HEADERS, report.error_rows(), error_column=True)
     ws = load_workbook(out).active
+    assert isinstance(ws, Worksheet)
     header = [c.value for c in ws[1]]
     assert header[-1] == "错误说明" and ws.max_row == 10
-    assert "校验位" in ws.cell(row=6, column=len(header)).value and not ws.cell(row=2, column=len(header)).value
+    note = ws.cell(row=6, column=len(header)).value
+    assert isinstance(note, str) and "校验位" in note and not ws.cell(row=2, column=len(header)).value
 
 
 async def test_minor_head_and_missing_head_rejected(env) -> None:

@@ -164,7 +164,7 @@ async def _household(env, situations: Sequence[pb.FamilySituation] = (), minor_h
     )
 
 
-def sit(kind: int, y: int, mo: int = 1, d: int = 1, **kw: Any) -> pb.FamilySituation:
+def sit(kind: pb.SituationKind.ValueType, y: int, mo: int = 1, d: int = 1, **kw: Any) -> pb.FamilySituation:
     return pb.FamilySituation(kind=kind, effective_from=c.Date(year=y, month=mo, day=d), **kw)
 
 

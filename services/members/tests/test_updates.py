@@ -71,7 +71,7 @@ async def household(env) -> tuple[pb.Household, list[str]]:
     return h, [head, spouse, child]
 
 
-def members(*pairs: tuple[str, int]) -> list[pb.HouseholdMember]:
+def members(*pairs: tuple[str, pb.Relation.ValueType]) -> list[pb.HouseholdMember]:
     return [pb.HouseholdMember(person=p, relation=r) for p, r in pairs]
 
 
@@ -97,7 +97,7 @@ async def test_household_members_add_remove_and_head_change(env) -> None:
 
         # The removed child can now join another household; the grandmother cannot (she is in this one).
         other = await person(env, 5, date(1980, 1, 1))
-        with pytest.raises(FailedPrecondition) as e:
+        with pytest.raises(FailedPrecondition) as f:
             await env.api.CreateHousehold(
                 pb.CreateHouseholdRequest(
                     household=pb.Household(
@@ -108,7 +108,7 @@ async def test_household_members_add_remove_and_head_change(env) -> None:
                     request_id=rid(),
                 )
             )
-        assert e.value.reason == "PERSON_IN_OTHER_HOUSEHOLD"
+        assert f.value.reason == "PERSON_IN_OTHER_HOUSEHOLD"
         await env.api.CreateHousehold(
             pb.CreateHouseholdRequest(
                 household=pb.Household(
@@ -319,7 +319,7 @@ async def test_update_member_type_association_and_leaving(env) -> None:
         assert out.left_date.year == 2024 and out.left_reason == "迁出"
         left = await events(env, events_pb2.MemberLeft)
         assert len(left) == 1 and left[0].member == a.name and left[0].left_date.month == 5
-        with pytest.raises(FailedPrecondition) as e:
+        with pytest.raises(FailedPrecondition) as f:
             await env.api.UpdateMember(
                 pb.UpdateMemberRequest(
                     member=pb.AssociationMember(name=a.name, member_type=pb.MEMBER_TYPE_BACKBONE),
@@ -327,7 +327,7 @@ async def test_update_member_type_association_and_leaving(env) -> None:
                     request_id=rid(),
                 )
             )
-        assert e.value.reason == "MEMBERSHIP_ENDED"
+        assert f.value.reason == "MEMBERSHIP_ENDED"
         out = await env.api.UpdateMember(
             pb.UpdateMemberRequest(
                 member=pb.AssociationMember(name=a.name, left_reason="户籍迁往外省"),
@@ -428,9 +428,9 @@ async def test_update_and_close_site(env) -> None:
         assert (
             len(ev) == 1 and ev[0].site == x.name and ev[0].kind == pb.SITE_KIND_WARM_HOME and ev[0].village.code == YL
         )
-        with pytest.raises(FailedPrecondition) as e:
+        with pytest.raises(FailedPrecondition) as f:
             await env.api.CloseSite(pb.CloseSiteRequest(name=x.name, request_id=rid()))
-        assert e.value.reason == "SITE_CLOSED"
+        assert f.value.reason == "SITE_CLOSED"
         with pytest.raises(FailedPrecondition):
             await env.api.UpdateSite(
                 pb.UpdateSiteRequest(

@@ -1,4 +1,4 @@
-"""Small helpers every service's tests share: request ids, callers, a clock, gRPC clients.
+"""Small helpers every service's tests share: request ids, callers, a clock, gRPC clients, JetStream messages.
 
 ::
 
@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import grpc
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from jsxcore.auth import Caller
 from jsxcore.values import RegionCode
@@ -73,4 +76,19 @@ async def grpc_stub(addr: str, stub_class: type[Any]) -> AsyncIterator[Any]:
         await channel.close()
 
 
-__all__ = ["MONDAY_10H_CST", "Clock", "bearer", "grpc_stub", "rid", "who"]
+async def pull_messages(js: JetStreamContext, subject: str, stream: str, n: int, *, within: float = 20) -> list[Msg]:
+    """Up to ``n`` messages on ``subject`` in ``stream`` (an ephemeral pull consumer), waiting at
+    most ``within`` seconds for them; fewer if they do not all arrive in time."""
+    sub = await js.pull_subscribe(subject, durable=None, stream=stream)
+    got: list[Msg] = []
+    deadline = asyncio.get_running_loop().time() + within
+    while len(got) < n and asyncio.get_running_loop().time() < deadline:
+        try:
+            got += await sub.fetch(n - len(got), timeout=1)
+        except TimeoutError:  # nats-py raises its own subclass, or the bare one near the deadline
+            pass
+    await sub.unsubscribe()
+    return got
+
+
+__all__ = ["MONDAY_10H_CST", "Clock", "bearer", "grpc_stub", "pull_messages", "rid", "who"]

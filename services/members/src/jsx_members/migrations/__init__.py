@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic.config import Config
+
 from jsxcore import migrations as _m
 
 HERE = Path(__file__).resolve().parent
 sync_url = _m.sync_url
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str) -> Config:
     return _m.alembic_config(HERE, url)
 
 

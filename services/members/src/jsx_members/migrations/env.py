@@ -1,7 +1,6 @@
 """Alembic environment of the members database (see jsxcore.migrations)."""
 
-from jsxcore.migrations import run_env
-
 from jsx_members.adapters.db import Base
+from jsxcore.migrations import run_env
 
 run_env(Base.metadata)
