@@ -368,8 +368,8 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:  # t
     )
     r = await env["reports"].GetProgramReport(req, who("c", HJ))
     assert (r.households_helped, r.persons_helped, r.people_helped, r.amount_paid.fen) == (1, 1, 1, 940_00)
-    assert r.fund_total.fen == 10_000_00 and r.amount_approved.fen == 940_00 + 580_00  # no budget: the money allocated
-    assert r.summary == "资金总额 1 万元，惠及计生家庭 1 户 1 人"
+    assert r.fund_total.fen == 940_00 and r.amount_approved.fen == 940_00 + 580_00  # paid; the 580 came back
+    assert r.summary == "资金总额 0.09 万元，惠及计生家庭 1 户 1 人"
     states = {s.state: s.count for s in r.states}
     assert states == {pb.APPLICATION_STATE_PAID: 1, pb.APPLICATION_STATE_PAYMENT_FAILED: 1}
     other = await env["reports"].GetProgramReport(
@@ -390,7 +390,7 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:  # t
     rows = list(ws.iter_rows(values_only=True))
     assert rows[0][:4] == ("项目", "项目编号", "地区代码", "期间")
     assert rows[1][0] == "2022年洪江市计生特别扶助" and rows[1][6] == 940 and rows[1][7:9] == (1, 1)
-    assert rows[1][9] == "资金总额 1 万元，惠及计生家庭 1 户 1 人"
+    assert rows[1][9] == "资金总额 0.09 万元，惠及计生家庭 1 户 1 人"
 
 
 async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str, nats_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -474,7 +474,7 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
         rep = await stub.GetProgramReport(
             pb.GetProgramReportRequest(program=env["program"].name), metadata=clerk, timeout=20
         )
-        assert rep.summary == "资金总额 1 万元，惠及计生家庭 1 户 1 人" and rep.amount_paid.fen == 940_00
+        assert rep.summary == "资金总额 0.09 万元，惠及计生家庭 1 户 1 人" and rep.amount_paid.fen == 940_00
 
         sub = await js.pull_subscribe("jsx.funds.payment.*", durable=None, stream="JSX_FUNDS")
         got: dict[str, bytes] = {}

@@ -3,8 +3,15 @@
 Per program, region (the program's, or a part of it) and period (a year
 "2022", a quarter or a month; unset = every period):
 
-* 资金总额 — the program's budget, or, when it has none, the money allocated
-  into its fund (the fund's total income);
+* 资金总额 — the money the ledger moved for this program in the report's
+  region and period: its payments (its batches' payments to households in
+  the region, of batches whose period lies in the report's, and the payments
+  made on their own for its applications in the region and period) that the
+  bank has not returned — paid, or still with the bank. Not the budget and
+  not the fund's balance: several programs share one fund (four programs on
+  one 30 万 fund each reported 30 万), and neither a budget nor a fund knows
+  a region or a period. (The ledger's earmarks (预留) name no program, so none
+  is counted.)
 * applications by state and the amount approved (approved or later);
 * amount paid — payments the bank confirmed (PAID), not those still pending
   or failed;
@@ -31,13 +38,20 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jsx.funds.v1 import funds_pb2
 from jsx_funds.adapters import bus
-from jsx_funds.disbursement.tables import BankResultRow, PaymentBatchRow, PaymentRow, in_batch
-from jsx_funds.ledger.tables import fund_balance
+from jsx_funds.disbursement.domain import ATTEMPT_MARK
+from jsx_funds.disbursement.tables import (
+    BankResultRow,
+    PaymentBatchRow,
+    PaymentFailureRow,
+    PaymentRow,
+    in_batch,
+    key_range,
+)
 from jsx_funds.programs.service import ProgramsService, applications_of, effective_state
 from jsx_funds.programs.tables import ApplicationRow, ProgramRow
 from jsx_funds.projections.service import household_sizes
@@ -113,8 +127,14 @@ class ReportingService:
             if missing:
                 raise NotFound(f"项目不存在：{'、'.join(missing)}", reason="PROGRAM_NOT_FOUND")
             programs = [row for row in found if row is not None]
+        elif region is not None:
+            # Programs run above the region (the county's, asked for one township) report their figures in
+            # it as well as those run inside it; the loop below keeps just those two kinds.
+            if caller is not None:
+                caller.require_region(region)
+            programs = await self.programs.programs_for_report(region=None, year=year, caller=None)
         else:
-            programs = await self.programs.programs_for_report(region=region, year=year, caller=caller)
+            programs = await self.programs.programs_for_report(region=None, year=year, caller=caller)
         out = []
         now = self.clock()
         async with self.sessions() as s:
@@ -163,7 +183,7 @@ async def program_report(
     else:
         sizes = await household_sizes(s, households) if households else {}
         people = sum(max(int(sizes.get(h) or 0), 1) for h in households)
-    fund_total = program.budget or (await fund_balance(s, program.fund_id)).income.fen
+    fund_total = await _moved(s, batches, prefix) + await _paid_on_their_own(s, [a.id for a in apps])
     return report_message(
         ProgramFigures(
             program_id=program.id,
@@ -180,3 +200,40 @@ async def program_report(
             income_gained=income_gained(apps, now),
         )
     )
+
+
+async def _moved(s: AsyncSession, batches: list[PaymentBatchRow], prefix: str) -> int:
+    """Σ the batches' payments to households in the region (village under ``prefix``) not returned by the bank."""
+    total = 0
+    for b in batches:
+        total += int(
+            (
+                await s.execute(
+                    select(func.coalesce(func.sum(PaymentRow.amount), 0))
+                    .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
+                    .where(in_batch(b), PaymentRow.village.startswith(prefix), PaymentFailureRow.payment_id.is_(None))
+                )
+            ).scalar_one()
+        )
+    return total
+
+
+async def _paid_on_their_own(s: AsyncSession, application_ids: list[int]) -> int:
+    """Σ the payments keyed ``applications/{id}`` (and their retries) of these applications, not returned."""
+    total = 0
+    for i in range(0, len(application_ids), 200):
+        keys = [f"applications/{a}" for a in application_ids[i : i + 200]]
+        total += int(
+            (
+                await s.execute(
+                    select(func.coalesce(func.sum(PaymentRow.amount), 0))
+                    .outerjoin(PaymentFailureRow, PaymentFailureRow.payment_id == PaymentRow.id)
+                    .where(
+                        or_(PaymentRow.payment_key.in_(keys), *(key_range(k + ATTEMPT_MARK) for k in keys)),
+                        PaymentRow.batch_id.is_(None),
+                        PaymentFailureRow.payment_id.is_(None),
+                    )
+                )
+            ).scalar_one()
+        )
+    return total
