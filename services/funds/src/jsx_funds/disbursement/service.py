@@ -72,10 +72,19 @@ from jsx_funds.ledger import domain as ld
 from jsx_funds.ledger.service import LedgerService, Posted
 from jsx_funds.programs import domain as pd
 from jsx_funds.programs.service import ProgramsService, set_application_state
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.service import deaths_in
 from jsxcore import paging
 from jsxcore.auth import Caller
 from jsxcore.bulk import fewer_collections
-from jsxcore.errors import AlreadyExists, ErrorCollector, FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.errors import (
+    AlreadyExists,
+    DomainError,
+    ErrorCollector,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from jsxcore.outbox import add_event, subject_of
 from jsxcore.plugins import PluginHost
 from jsxcore.usecase import Idem, mutate
@@ -263,6 +272,53 @@ class DisbursementService:
 
         return await mutate(self.sessions, idem, funds_pb2.PaymentBatch, work, caller=caller, notify=self.notify)
 
+    async def support_ends(
+        self, program_type: str, deaths: dict[str, tuple[str, Any]]
+    ) -> dict[str, tuple[Any, tuple[str, ...]] | None]:
+        """``persons/…`` → (last month paid, basis) by the person's village's ``jsx_support_end`` rule for
+        their death; None where no plugin has a rule. A failing plugin fails the call (its clear error)."""
+        people = list(deaths)
+        calls = [
+            (RegionCode(deaths[p][0]), {"program_type": program_type, "event": "DEATH", "on": deaths[p][1]})
+            for p in people
+        ]
+        out: dict[str, tuple[Any, tuple[str, ...]] | None] = {}
+        for person, answer in zip(people, await self.plugins.acall_many("jsx_support_end", calls), strict=True):
+            if isinstance(answer, DomainError):
+                if getattr(answer, "reason", "") == "NO_RULE":
+                    out[person] = None
+                    continue
+                raise answer
+            if isinstance(answer, BaseException):
+                raise answer
+            out[person] = (answer.value.last_period_month, tuple(answer.value.basis))
+        return out
+
+    async def _stop_the_dead(self, run: BatchRun) -> None:
+        """Leave out of the batch everyone recorded dead whose support ended before this period
+        (:func:`~jsx_funds.disbursement.domain.death_stop`), listing their applications as skipped."""
+        deaths = await deaths_in(run.s, run.region.prefix)
+        if not deaths:
+            return
+        ends = await self.support_ends(run.program.rule_type, deaths)
+        stopped: dict[str, tuple[str, ...]] = {}
+        for person, (_village, died) in deaths.items():
+            end = ends[person]
+            reasons = dd.death_stop(person, died, run.period, end[0] if end else None, end[1] if end else ())
+            if reasons is not None:
+                stopped[person] = reasons
+        if not stopped:
+            return
+        rows = await run.s.execute(
+            run.candidates()  # (before run.stopped is set: the stopped persons' own applications)
+            .with_only_columns(ApplicationRow.id, ApplicationRow.person)
+            .where(ApplicationRow.person.in_(list(stopped)))
+            .order_by(ApplicationRow.id)
+        )
+        for app_id, person in rows:
+            run.tally.skip(f"applications/{app_id}", stopped[person])
+        run.stopped = stopped
+
     async def _write_batch(
         self,
         s: AsyncSession,
@@ -299,6 +355,8 @@ class DisbursementService:
             reads=self.plugins.rule_inputs(program.rule_type, region, within=True) if periodic else None,
             issue=lambda s_, ids: self.programs.mark_payment_issued(s_, ids, now),
         )
+        if periodic:
+            await self._stop_the_dead(run)
         await planner_for((await s.connection()).dialect.name).write(run)
         tally = run.tally
         if tally.count == 0:
