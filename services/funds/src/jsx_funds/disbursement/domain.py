@@ -528,6 +528,14 @@ class Reconciled:
         )
 
 
+def to_recover(ref: str, death_reasons: tuple[str, ...] | None) -> str | None:
+    """Reconciliation's flag for a payment issued although :func:`death_stop` says the period was not to be
+    paid (the death arrived after the batch): the reason to recover it, or None."""
+    if death_reasons is None:
+        return None
+    return f"{ref} 应追回：{'；'.join(death_reasons)}"
+
+
 def reconcile(payments: Iterable[tuple[str, int, str, bool]], ledger_total: int) -> Reconciled:
     """``payments``: (reference, 分, state PENDING/PAID/FAILED, has its return journal); ``ledger_total``: the
     EXPENSE the batch's journal(s) debited less what its failures' return journals credited back."""

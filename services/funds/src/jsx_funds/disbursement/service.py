@@ -660,6 +660,7 @@ class DisbursementService:
                     )
                 ).scalars()
             }
+            recover = await self._paid_after_death(s, batch, rows)
             # What the batch's journal(s) put into EXPENSE, less what its failures' return journals took back.
             ledger = await self.ledger.expense(
                 s, {p.journal_id for p, _ in rows}, ld.Side.DEBIT
@@ -672,8 +673,43 @@ class DisbursementService:
             ledger,
         )
         return wire.reconciliation_message(
-            batch.id, rec, [(p, r) for p, r in rows if r is not None and r.state == "FAILED"]
+            batch.id, rec, [(p, r) for p, r in rows if r is not None and r.state == "FAILED"], recover
         )
+
+    async def _paid_after_death(
+        self, s: AsyncSession, batch: PaymentBatchRow, rows: Sequence[tuple[PaymentRow, BankResultRow | None]]
+    ) -> list[tuple[PaymentRow, BankResultRow | None, str]]:
+        """The batch's payments (not failed) to persons recorded dead whose support ended before its period."""
+        deaths = await deaths_in(s, RegionCode(batch.region).prefix)
+        if not deaths:
+            return []
+        persons = dict(
+            (
+                await s.execute(
+                    select(ApplicationRow.id, ApplicationRow.person).where(
+                        ApplicationRow.id.in_({p.application_id for p, _ in rows if p.application_id is not None}),
+                        ApplicationRow.person.in_(list(deaths)),
+                    )
+                )
+            ).all()
+        )
+        if not persons:
+            return []
+        program = await self.programs.program_for(s, batch.program_id, None)
+        dead = {p: deaths[p] for p in set(persons.values())}
+        ends = await self.support_ends(pd.rule_type(program.type, program.custom_type), dead)
+        period = Period.parse(batch.period)
+        out = []
+        for p, r in rows:
+            person = persons.get(p.application_id) if p.application_id is not None else None
+            if person is None or (r is not None and r.state == "FAILED"):
+                continue
+            end = ends[person]
+            reasons = dd.death_stop(person, dead[person][1], period, end[0] if end else None, end[1] if end else ())
+            why = dd.to_recover(dd.payment_ref(batch.id, p.id), reasons)
+            if why is not None:
+                out.append((p, r, why))
+        return out
 
 
 def _emit(s: AsyncSession, message: Any) -> None:
