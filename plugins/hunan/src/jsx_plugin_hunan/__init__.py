@@ -231,7 +231,9 @@ def jsx_support_end(program_type: str, region: RegionCode, event: str, on: date)
     month = on.replace(day=1)
     return SupportEnd(
         month,
-        (f"扶助对象于 {on.isoformat()} 死亡，发放至死亡当月（{month:%Y 年 %m 月}），次月起停发（假定：资料未给出停发月份，按通行做法）",),
+        (
+            f"扶助对象于 {on.isoformat()} 死亡，发放至死亡当月（{month:%Y 年 %m 月}），次月起停发（假定：资料未给出停发月份，按通行做法）",
+        ),
     )
 
 
