@@ -193,6 +193,15 @@ async def test_a_death_stops_special_support_and_a_correction_lifts_it(
             row = await s.get(PersonDeathProjection, "persons/h2-mother")
             assert (row.death_date, row.village, row.household) == (date(2022, 7, 20), VILLAGE, "households/h2")
 
+        # The enrolment records that it ended, until when, and by which rule.
+        async with sessions() as s:
+            app = (
+                await s.execute(select(ApplicationRow).where(ApplicationRow.person == "persons/h2-mother"))
+            ).scalar_one()
+            note = app.provenance[-1]
+            assert note["hook"] == "jsx_support_end" and note["plugin"] == "hunan"
+            assert "享受资格终止" in note["reasons"][0] and "发放至 2022-07" in note["reasons"][0]
+
         # Reconciliation of August: h2's payment is one to recover, with why.
         rec = await ctx.disbursement.get_reconciliation(aug, caller=fin)
         assert [x.payment.name for x in rec.payments_to_recover] == [dd.payment_ref(aug, paid_aug["persons/h2-mother"])]
@@ -214,6 +223,10 @@ async def test_a_death_stops_special_support_and_a_correction_lifts_it(
         await until(lambda: _inbox_at_least(sessions, 2))
         async with sessions() as s:
             assert (await s.get(PersonDeathProjection, "persons/h2-mother")).death_date is None
+            app = (
+                await s.execute(select(ApplicationRow).where(ApplicationRow.person == "persons/h2-mother"))
+            ).scalar_one()
+            assert "已撤销，恢复发放" in app.provenance[-1]["reasons"][0]
         clock.now += timedelta(days=31)
         _, paid_oct, skipped = await batch("2022-10")
         assert set(paid_oct) == set(paid_aug) and skipped == []

@@ -71,7 +71,7 @@ from jsx_funds.disbursement.tables import (
 from jsx_funds.ledger import domain as ld
 from jsx_funds.ledger.service import LedgerService, Posted
 from jsx_funds.programs import domain as pd
-from jsx_funds.programs.service import ProgramsService, set_application_state
+from jsx_funds.programs.service import ProgramsService, enrolments_of, note_on_application, set_application_state
 from jsx_funds.programs.tables import ApplicationRow
 from jsx_funds.projections.service import deaths_in
 from jsxcore import paging
@@ -293,6 +293,43 @@ class DisbursementService:
                 raise answer
             out[person] = (answer.value.last_period_month, tuple(answer.value.basis))
         return out
+
+    async def end_enrolments(self, s: AsyncSession, person: str, village: str, died: Any, previous: Any) -> None:
+        """A death recorded (``died`` a date) or withdrawn (``died`` None, ``previous`` the date it had): each of
+        the person's periodic enrolments records, in its provenance, until which month it is paid and by which
+        rule — or that it goes on. Payment batches apply the stop themselves (:meth:`_stop_the_dead`)."""
+        for app, rule_type in await enrolments_of(s, person):
+            if rule_type not in dd.PERIODIC:
+                continue
+            if died is None:
+                note_on_application(
+                    app, None, "jsx_support_end", [f"受益人 {person} 的死亡记录（{previous}）已撤销，恢复发放"]
+                )
+                continue
+            try:
+                decision = await self.plugins.acall(
+                    "jsx_support_end", RegionCode(village), program_type=rule_type, event="DEATH", on=died
+                )
+            except FailedPrecondition as exc:
+                if exc.reason != "NO_RULE":
+                    raise
+                note_on_application(
+                    app,
+                    None,
+                    "jsx_support_end",
+                    list(dd.death_stop(person, died, Period.month(died.year, died.month), None, ()) or ()),
+                )
+                continue
+            end = decision.value
+            note_on_application(
+                app,
+                decision,
+                "jsx_support_end",
+                [
+                    f"享受资格终止：受益人 {person} 已于 {died.isoformat()} 死亡，发放至 {end.last_period_month:%Y-%m}",
+                    *end.basis,
+                ],
+            )
 
     async def _stop_the_dead(self, run: BatchRun) -> None:
         """Leave out of the batch everyone recorded dead whose support ended before this period

@@ -315,13 +315,20 @@ async def apply_household_event(
     await apply_household(s, fact, situation)
 
 
-async def apply_death_event(s: AsyncSession, msg: mev.PersonDied | mev.PersonDeathCorrected, meta: EventMeta) -> None:
-    """Record a death, or its correction (a new date; no date: withdrawn)."""
+async def apply_death_event(
+    s: AsyncSession,
+    msg: mev.PersonDied | mev.PersonDeathCorrected,
+    meta: EventMeta,
+    *,
+    disbursement: DisbursementService | None = None,
+) -> None:
+    """Record a death, or its correction (a new date; no date: withdrawn), and note on the person's periodic
+    enrolments until when they are paid (``disbursement.end_enrolments``)."""
     bare_id(msg.person, "persons")
     day = to_day(msg.death_date)
     if isinstance(msg, mev.PersonDied) and day is None:
         raise InvalidArgument(f"死亡事件缺少死亡日期（{msg.person}）", reason="INVALID_DEATH_EVENT")
-    await apply_death(
+    applied = await apply_death(
         s,
         DeathFact(
             person=msg.person,
@@ -331,6 +338,9 @@ async def apply_death_event(s: AsyncSession, msg: mev.PersonDied | mev.PersonDea
             occurred_at=occurred(msg, meta),
         ),
     )
+    if applied and disbursement is not None:
+        previous = to_day(msg.previous_death_date) if isinstance(msg, mev.PersonDeathCorrected) else None
+        await disbursement.end_enrolments(s, msg.person, msg.village.code, day, previous)
 
 
 # ---------------------------------------------------------------- wiring
@@ -388,7 +398,7 @@ def build_consumers(
             stream=stream_name("members"),
             durable=DEATHS_DURABLE,
             subjects=list(bus.DEATH_SUBJECTS),
-            handler=apply_death_event,  # type: ignore[arg-type]  # typed per event message; Consumer passes a Message
+            handler=partial(apply_death_event, disbursement=disbursement),
             sessionmaker=sessions,
             message_types=bus.DEATH_TYPES,
         ),

@@ -169,9 +169,9 @@ class DeathFact:
     occurred_at: datetime
 
 
-async def apply_death(s: AsyncSession, fact: DeathFact) -> None:
+async def apply_death(s: AsyncSession, fact: DeathFact) -> bool:
     """Record (or correct, or lift) a person's death, in the caller's transaction; a fact older than
-    the one applied is ignored."""
+    the one applied is ignored (returns False)."""
     row = await s.get(PersonDeathProjection, fact.person, with_for_update=True)
     if row is None:
         s.add(
@@ -189,7 +189,10 @@ async def apply_death(s: AsyncSession, fact: DeathFact) -> None:
         if fact.household:
             row.household = fact.household
         row.updated_at = utcnow()
+    else:
+        return False
     await s.flush()
+    return True
 
 
 async def deaths_in(s: AsyncSession, region_prefix: str) -> dict[str, tuple[str, date]]:
