@@ -717,7 +717,7 @@ class DisbursementService:
         self, s: AsyncSession, batch: PaymentBatchRow, rows: Sequence[tuple[PaymentRow, BankResultRow | None]]
     ) -> list[tuple[PaymentRow, BankResultRow | None, str]]:
         """The batch's payments (not failed) to persons recorded dead whose support ended before its period."""
-        deaths = await deaths_in(s, RegionCode(batch.region).prefix)
+        deaths = await deaths_in(s, RegionCode.parse(batch.region).prefix)
         if not deaths:
             return []
         persons = dict(
