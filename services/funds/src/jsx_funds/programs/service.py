@@ -284,6 +284,10 @@ class ProgramsService:
         # The household must exist at members too (the projection may lag).
         if self.members is not None and caller is not None:
             await self.members.get_household(a.household, caller.region)
+            if a.person:
+                found = await self.members.batch_get_persons([a.person], caller.region)
+                known = found.get(a.person)
+                pd.check_person_in_household(a.person, known.household if known is not None else None, a.household)
 
         # Gather facts and ask the rules before the write transaction opens (plugins may be slow).
         async with self.sessions() as s:
