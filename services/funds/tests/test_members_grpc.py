@@ -214,6 +214,27 @@ async def test_submit_checks_household_with_members_over_grpc(stack) -> None:  #
     assert error_details(e.value)[0].reason == "HOUSEHOLD_NOT_FOUND"
     assert await _applications(sessions) == 1
 
+    # A person of no household (or another one) is refused, naming the field.
+    outsider = await members.CreatePerson(
+        mpb.CreatePersonRequest(
+            request_id=rid(),
+            person=mpb.Person(
+                display_name="张三",
+                id_number=make_id_number(YL, date(1965, 4, 4), 73, female=True),
+                phone=make_phone(66_000_003),
+                village=c.RegionCode(code=VILLAGE),
+            ),
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await funds.SubmitApplication(submit(hh.name, outsider.name))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "不是所申请家庭" in e.value.details()
+    assert error_details(e.value)[0].reason == "PERSON_NOT_IN_HOUSEHOLD"
+    assert any(
+        v.field == "application.person" for d in error_details(e.value)[1:] for v in getattr(d, "field_violations", [])
+    )
+    assert await _applications(sessions) == 1
+
     await stack["mrt"].stop(0)  # members goes down
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await funds.SubmitApplication(submit(hh.name, head.name))

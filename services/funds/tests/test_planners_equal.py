@@ -8,7 +8,9 @@ the latest 伤残 grade), situations ending the day before the period or startin
 whose 49th birthday falls on the period's first day or the day after, an enrolment from a later month, a
 beneficiary enrolled twice (once from a later month), an application still in 公示, a rule refusing,
 attributes that need quoting, per-household payees with and without a known 户主, a one-off program at
-its entitled amounts — and bank failures paid again as attempt 2 and 3.
+its entitled amounts — bank failures paid again as attempt 2 and 3 — and deaths: one before the period
+(not paid, skipped with the reason), one within August (paid for August, not for September), one withdrawn
+(paid on).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from jsx_funds.disbursement.tables import PaymentBatchRow, PaymentRow
 from jsx_funds.entrypoints.grpc import Contexts, compose
 from jsx_funds.ledger.verify import verify
 from jsx_funds.programs.tables import ApplicationRow
-from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
+from jsx_funds.projections.tables import HouseholdProjection, PersonDeathProjection, SituationProjection
 from jsxcore.db import create_engine, session_factory, transaction
 from jsxcore.errors import DomainError
 from jsxcore.outbox import OutboxEvent
@@ -101,6 +103,12 @@ PER_PERSON = [
     ("h18", "2022-07", "PAID", ENDED, {"birth_date": "1961-11-11", "note": "not read by the rules"}),
     ("h19", "2022-07", "PAID", ENDED, {"birth_date": "1961-11-11"}),
 ]
+#: recorded deaths: person → date (None: withdrawn as recorded in error)
+DEATHS: dict[str, date | None] = {
+    "h3": date(2022, 7, 15),
+    "h9": date(2022, 8, 10),
+    "h18": None,
+}
 #: per-household applications of a second program: (household, state)
 PER_HOUSEHOLD = [("h1", "PAID"), ("h19", "PAID"), ("h20", "IN_PUBLICITY"), ("h5", "PAID")]
 #: a one-off program (三结合) paid at the entitled amount: (household, period, state, 分)
@@ -199,6 +207,20 @@ async def _setup(api: Any, sessions: Any) -> dict[str, int]:
                 }
                 for h, (sits, _) in HOUSEHOLDS.items()
                 for kind, since, until, grade in sits
+            ],
+        )
+        await s.execute(
+            insert(PersonDeathProjection),
+            [
+                {
+                    "person": f"persons/{h}-mother",
+                    "village": village[h],
+                    "household": f"households/{h}",
+                    "death_date": died,
+                    "as_of": T,
+                    "updated_at": T,
+                }
+                for h, died in DEATHS.items()
             ],
         )
         for h, period, state, end, attributes in PER_PERSON:
@@ -410,7 +432,13 @@ async def test_sqlite_and_postgresql_pay_the_same(
         "persons/h15-mother",
         "persons/h17-mother",
     }
+    # Deaths: h3 died in July (not paid for August, skipped with why), h9 in August (paid for August only).
+    assert "persons/h9-mother" in paid_aug and "persons/h18-mother" in paid_aug
+    assert "persons/h3-mother" not in paid_aug
+    (why,) = [r for (b, _), r in first[4] if b == "persons/h3-mother"]
+    assert "2022-07-15 死亡" in why[0] and "2022-08 起停发" in why[0] and "假定" in why[1]
     paid_sep = {p[0]: p for p in september[3]}
+    assert "persons/h9-mother" not in paid_sep and "persons/h18-mother" in paid_sep
     assert {"persons/h6-mother", "persons/h8-mother", "persons/h10-mother"} <= set(paid_sep)
     assert paid_sep["persons/h11-mother"][1] == ("persons/h11-mother", "2022-09")  # the lower id, now in force
     assert {p[0]: p[1][1] for p in first[3]}["persons/h11-mother"] == "2022-07"  # August: the one enrolled by then

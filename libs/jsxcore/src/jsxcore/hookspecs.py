@@ -395,6 +395,21 @@ class FundUses:
 
 
 @dataclass(frozen=True)
+class SupportEnd:
+    """Until when a periodic help goes on after a life event (see :func:`jsx_support_end`).
+
+    ``last_period_month`` is the first day of the last month paid: periods
+    starting after that month are not paid. ``basis`` says why, in Chinese,
+    naming the rule (and "假定" when no published figure decided it).
+
+    .. versionadded:: 0.3
+    """
+
+    last_period_month: date
+    basis: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CadenceTarget:
     """A recurring target: at least ``count`` activities of ``activity_type``
     per ``per`` for every subject of ``scope`` (every village, school,
@@ -1149,6 +1164,25 @@ def jsx_entitlement_amount(
         or ``None`` when this plugin has no rule for the program.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def jsx_support_end(program_type: str, region: RegionCode, event: str, on: date) -> SupportEnd | None:
+    """Say until which month a periodic program keeps paying a beneficiary after a life event.
+
+    The funds service asks this when members reports a death (``event="DEATH"``)
+    and plans each batch with it: a period starting after the returned month is
+    not paid, and the person's enrolment ends with the basis as its reason.
+
+    :param program_type: a :class:`ProgramType` value, e.g. ``"SPECIAL_SUPPORT"``.
+    :param region: the beneficiary's village (resolution goes up from there).
+    :param event: the life event, ``"DEATH"`` (more may follow).
+    :param on: the day the event happened (the date of death).
+    :return: :class:`SupportEnd` (the last month paid, with its basis), or
+        ``None`` to defer to the level above.
+
+    .. versionadded:: 0.3
     """
 
 

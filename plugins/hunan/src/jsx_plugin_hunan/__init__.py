@@ -49,6 +49,7 @@ from jsxcore.hookspecs import (
     RuleInputs,
     SanjieheRules,
     Situation,
+    SupportEnd,
     TrancheDecision,
     TrancheRequest,
     hookimpl,
@@ -212,6 +213,28 @@ def jsx_entitlement_amount(
             reason="NOT_ELIGIBLE",
         )
     return table.monthly_amount(period)
+
+
+#: Periodic programs that stop when their beneficiary dies.
+_ENDS_AT_DEATH = frozenset({ProgramType.SPECIAL_SUPPORT})
+
+
+@hookimpl
+def jsx_support_end(program_type: str, region: RegionCode, event: str, on: date) -> SupportEnd | None:
+    """特别扶助 after a death: paid up to and including the month of death.
+
+    The seeds give no stop month; this follows the usual practice of Hunan's
+    published 特别扶助 rules (停发自死亡次月起) and says so in its basis.
+    """
+    if program_type not in _ENDS_AT_DEATH or event != "DEATH":
+        return None
+    month = on.replace(day=1)
+    return SupportEnd(
+        month,
+        (
+            f"扶助对象于 {on.isoformat()} 死亡，发放至死亡当月（{month:%Y 年 %m 月}），次月起停发（假定：资料未给出停发月份，按通行做法）",
+        ),
+    )
 
 
 @hookimpl

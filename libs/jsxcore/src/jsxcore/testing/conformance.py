@@ -170,6 +170,7 @@ def sample_calls(hook: str, region: RegionCode) -> Iterator[dict[str, Any]]:
         "program_year": SAMPLE_YEARS,
         "kind": tuple(k.value for k in PairingKind),
         "on": SAMPLE_DAYS,
+        "event": ("DEATH",),
         "region": (region,),
     }
     for combo in itertools.product(*(grids[n] for n in argnames)):

@@ -3005,6 +3005,7 @@ class Reconciliation(_message.Message):
     PENDING_COUNT_FIELD_NUMBER: _builtins.int
     FAILED_PAYMENTS_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
+    PAYMENTS_TO_RECOVER_FIELD_NUMBER: _builtins.int
     payment_batch: _builtins.str
     """The batch, "paymentBatches/{payment_batch}"."""
     balanced: _builtins.bool
@@ -3047,6 +3048,12 @@ class Reconciliation(_message.Message):
     def failed_payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]:
         """The failed payments, with the bank's reasons."""
 
+    @_builtins.property
+    def payments_to_recover(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentToRecover]:
+        """Payments issued for a period after the beneficiary's support ended (a
+        death reported after the batch was made): money to recover, with why.
+        """
+
     def __init__(
         self,
         *,
@@ -3064,14 +3071,43 @@ class Reconciliation(_message.Message):
         pending_count: _builtins.int = ...,
         failed_payments: _abc.Iterable[Global___Payment] | None = ...,
         summary: _builtins.str = ...,
+        payments_to_recover: _abc.Iterable[Global___PaymentToRecover] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["failed_total", b"failed_total", "issued_total", b"issued_total", "ledger_total", b"ledger_total", "paid_total", b"paid_total", "pending_total", b"pending_total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balanced", b"balanced", "discrepancies", b"discrepancies", "failed_count", b"failed_count", "failed_payments", b"failed_payments", "failed_total", b"failed_total", "issued_count", b"issued_count", "issued_total", b"issued_total", "ledger_total", b"ledger_total", "paid_count", b"paid_count", "paid_total", b"paid_total", "payment_batch", b"payment_batch", "pending_count", b"pending_count", "pending_total", b"pending_total", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balanced", b"balanced", "discrepancies", b"discrepancies", "failed_count", b"failed_count", "failed_payments", b"failed_payments", "failed_total", b"failed_total", "issued_count", b"issued_count", "issued_total", b"issued_total", "ledger_total", b"ledger_total", "paid_count", b"paid_count", "paid_total", b"paid_total", "payment_batch", b"payment_batch", "payments_to_recover", b"payments_to_recover", "pending_count", b"pending_count", "pending_total", b"pending_total", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Reconciliation: _TypeAlias = Reconciliation  # noqa: Y015
+
+@_typing.final
+class PaymentToRecover(_message.Message):
+    """A payment that should not have been made, found by reconciliation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why, in Chinese, e.g. "受益人 persons/… 已于 2022-07-15 死亡，发放至 2022-07，2022-08 起停发"."""
+    @_builtins.property
+    def payment(self) -> Global___Payment:
+        """The payment."""
+
+    def __init__(
+        self,
+        *,
+        payment: Global___Payment | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentToRecover: _TypeAlias = PaymentToRecover  # noqa: Y015
 
 @_typing.final
 class GetProgramReportRequest(_message.Message):

@@ -91,6 +91,9 @@ MEMBER_SUBJECTS = (
     "jsx.members.household.situation_changed",
     "jsx.members.household.members_changed",
 )
+#: Persons' deaths from the members service (stream JSX_MEMBERS): they stop periodic payments.
+DEATH_SUBJECTS = ("jsx.members.person.died", "jsx.members.person.death_corrected")
+DEATH_TYPES = (members_events_pb2.PersonDied, members_events_pb2.PersonDeathCorrected)
 VISIT_TYPES = (ev_events_pb2.VisitRecorded,)
 MEMBER_TYPES = (
     members_events_pb2.HouseholdRegistered,

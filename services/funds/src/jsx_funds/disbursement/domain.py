@@ -35,6 +35,13 @@ distinct input (:class:`RuleKey`).
 or, for other programs, the approved amount (:func:`entitled_rule`), with its
 basis; a batch lists each distinct basis once (:class:`Bases`).
 
+**After a death** (members' ``PersonDied``, projected by funds) a periodic
+program pays the person up to the month the region's rule gives
+(``jsx_support_end``); a period starting after it is not paid
+(:func:`after_support_end`), and the application is listed as skipped with
+why (:func:`death_stop`). With no rule for the region the person is not paid
+either (a death is known; paying on would be the defect issue 13 reports).
+
 **Payment keys**: ``{program}/{beneficiary}/{period}`` (:func:`payment_key`),
 UNIQUE in ``payments``; the n-th attempt after bank failures stores
 ``key#n`` (:func:`attempt_key`).
@@ -343,6 +350,33 @@ def yuan(fen: int) -> str:
     return Money(fen).format_yuan()
 
 
+# ---------------------------------------------------------------- after a death
+
+
+def after_support_end(period: Period, last_month: date) -> bool:
+    """Does ``period`` start after the month ``last_month`` (the last month paid)?"""
+    start = period.start
+    return (start.year, start.month) > (last_month.year, last_month.month)
+
+
+def death_stop(
+    person: str, died: date, period: Period, last_month: date | None, basis: Iterable[str]
+) -> tuple[str, ...] | None:
+    """The reasons ``person`` (dead on ``died``) is not paid for ``period``, or None when still paid.
+    ``last_month`` None: the region has no rule saying until when (not paid, and said so)."""
+    if last_month is None:
+        return (
+            f"受益人 {person} 已于 {died.isoformat()} 死亡，所在地区没有死亡后停发的规则，无法确认可发放到哪个月，"
+            "本期不发放，请联系县计生协系统管理员启用规则插件",
+        )
+    if not after_support_end(period, last_month):
+        return None
+    return (
+        f"受益人 {person} 已于 {died.isoformat()} 死亡，发放至 {last_month:%Y-%m}，{period} 起停发",
+        *basis,
+    )
+
+
 # ---------------------------------------------------------------- what a batch wrote
 
 
@@ -492,6 +526,14 @@ class Reconciled:
             f" + 失败退回 {c['FAILED']} 笔 {yuan(t['FAILED'])} 元"
             f" + 待回盘 {c['PENDING']} 笔 {yuan(t['PENDING'])} 元"
         )
+
+
+def to_recover(ref: str, death_reasons: tuple[str, ...] | None) -> str | None:
+    """Reconciliation's flag for a payment issued although :func:`death_stop` says the period was not to be
+    paid (the death arrived after the batch): the reason to recover it, or None."""
+    if death_reasons is None:
+        return None
+    return f"{ref} 应追回：{'；'.join(death_reasons)}"
 
 
 def reconcile(payments: Iterable[tuple[str, int, str, bool]], ledger_total: int) -> Reconciled:

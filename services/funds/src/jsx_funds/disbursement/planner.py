@@ -169,6 +169,9 @@ class BatchRun:
             ("select", "retries", "rules", "insert", "outbox", "issue", "journal"), 0.0
         )
     )
+    #: ``persons/…`` not paid this period because they died (:func:`~jsx_funds.disbursement.domain.death_stop`),
+    #: with the reasons: left out of :meth:`candidates`, listed as skipped by the service.
+    stopped: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Said in the log line when PostgreSQL keyed its candidates by the declared inputs.
     note: str = ""
     started: float = field(default_factory=time.perf_counter)
@@ -186,6 +189,8 @@ class BatchRun:
             q = q.where(ApplicationRow.state.in_(states))
         if not self.periodic:
             q = q.where(ApplicationRow.period == str(self.period))
+        if self.stopped:
+            q = q.where(ApplicationRow.person.not_in(list(self.stopped)))
         return q
 
     def key_of(self, beneficiary: Any) -> Any:

@@ -71,11 +71,20 @@ from jsx_funds.disbursement.tables import (
 from jsx_funds.ledger import domain as ld
 from jsx_funds.ledger.service import LedgerService, Posted
 from jsx_funds.programs import domain as pd
-from jsx_funds.programs.service import ProgramsService, set_application_state
+from jsx_funds.programs.service import ProgramsService, enrolments_of, note_on_application, set_application_state
+from jsx_funds.programs.tables import ApplicationRow
+from jsx_funds.projections.service import deaths_in
 from jsxcore import paging
 from jsxcore.auth import Caller
 from jsxcore.bulk import fewer_collections
-from jsxcore.errors import AlreadyExists, ErrorCollector, FailedPrecondition, InvalidArgument, NotFound
+from jsxcore.errors import (
+    AlreadyExists,
+    DomainError,
+    ErrorCollector,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from jsxcore.outbox import add_event, subject_of
 from jsxcore.plugins import PluginHost
 from jsxcore.usecase import Idem, mutate
@@ -263,6 +272,90 @@ class DisbursementService:
 
         return await mutate(self.sessions, idem, funds_pb2.PaymentBatch, work, caller=caller, notify=self.notify)
 
+    async def support_ends(
+        self, program_type: str, deaths: dict[str, tuple[str, Any]]
+    ) -> dict[str, tuple[Any, tuple[str, ...]] | None]:
+        """``persons/…`` → (last month paid, basis) by the person's village's ``jsx_support_end`` rule for
+        their death; None where no plugin has a rule. A failing plugin fails the call (its clear error)."""
+        people = list(deaths)
+        calls = [
+            (RegionCode(deaths[p][0]), {"program_type": program_type, "event": "DEATH", "on": deaths[p][1]})
+            for p in people
+        ]
+        out: dict[str, tuple[Any, tuple[str, ...]] | None] = {}
+        for person, answer in zip(people, await self.plugins.acall_many("jsx_support_end", calls), strict=True):
+            if isinstance(answer, DomainError):
+                if getattr(answer, "reason", "") == "NO_RULE":
+                    out[person] = None
+                    continue
+                raise answer
+            if isinstance(answer, BaseException):
+                raise answer
+            out[person] = (answer.value.last_period_month, tuple(answer.value.basis))
+        return out
+
+    async def end_enrolments(self, s: AsyncSession, person: str, village: str, died: Any, previous: Any) -> None:
+        """A death recorded (``died`` a date) or withdrawn (``died`` None, ``previous`` the date it had): each of
+        the person's periodic enrolments records, in its provenance, until which month it is paid and by which
+        rule — or that it goes on. Payment batches apply the stop themselves (:meth:`_stop_the_dead`)."""
+        for app, rule_type in await enrolments_of(s, person):
+            if rule_type not in dd.PERIODIC:
+                continue
+            if died is None:
+                note_on_application(
+                    app, None, "jsx_support_end", [f"受益人 {person} 的死亡记录（{previous}）已撤销，恢复发放"]
+                )
+                continue
+            try:
+                decision = await self.plugins.acall(
+                    "jsx_support_end", RegionCode(village), program_type=rule_type, event="DEATH", on=died
+                )
+            except FailedPrecondition as exc:
+                if exc.reason != "NO_RULE":
+                    raise
+                note_on_application(
+                    app,
+                    None,
+                    "jsx_support_end",
+                    list(dd.death_stop(person, died, Period.month(died.year, died.month), None, ()) or ()),
+                )
+                continue
+            end = decision.value
+            note_on_application(
+                app,
+                decision,
+                "jsx_support_end",
+                [
+                    f"享受资格终止：受益人 {person} 已于 {died.isoformat()} 死亡，发放至 {end.last_period_month:%Y-%m}",
+                    *end.basis,
+                ],
+            )
+
+    async def _stop_the_dead(self, run: BatchRun) -> None:
+        """Leave out of the batch everyone recorded dead whose support ended before this period
+        (:func:`~jsx_funds.disbursement.domain.death_stop`), listing their applications as skipped."""
+        deaths = await deaths_in(run.s, run.region.prefix)
+        if not deaths:
+            return
+        ends = await self.support_ends(run.program.rule_type, deaths)
+        stopped: dict[str, tuple[str, ...]] = {}
+        for person, (_village, died) in deaths.items():
+            end = ends[person]
+            reasons = dd.death_stop(person, died, run.period, end[0] if end else None, end[1] if end else ())
+            if reasons is not None:
+                stopped[person] = reasons
+        if not stopped:
+            return
+        rows = await run.s.execute(
+            run.candidates()  # (before run.stopped is set: the stopped persons' own applications)
+            .with_only_columns(ApplicationRow.id, ApplicationRow.person)
+            .where(ApplicationRow.person.in_(list(stopped)))
+            .order_by(ApplicationRow.id)
+        )
+        for app_id, person in rows:
+            run.tally.skip(f"applications/{app_id}", stopped[person])
+        run.stopped = stopped
+
     async def _write_batch(
         self,
         s: AsyncSession,
@@ -299,6 +392,8 @@ class DisbursementService:
             reads=self.plugins.rule_inputs(program.rule_type, region, within=True) if periodic else None,
             issue=lambda s_, ids: self.programs.mark_payment_issued(s_, ids, now),
         )
+        if periodic:
+            await self._stop_the_dead(run)
         await planner_for((await s.connection()).dialect.name).write(run)
         tally = run.tally
         if tally.count == 0:
@@ -602,6 +697,7 @@ class DisbursementService:
                     )
                 ).scalars()
             }
+            recover = await self._paid_after_death(s, batch, rows)
             # What the batch's journal(s) put into EXPENSE, less what its failures' return journals took back.
             ledger = await self.ledger.expense(
                 s, {p.journal_id for p, _ in rows}, ld.Side.DEBIT
@@ -614,8 +710,43 @@ class DisbursementService:
             ledger,
         )
         return wire.reconciliation_message(
-            batch.id, rec, [(p, r) for p, r in rows if r is not None and r.state == "FAILED"]
+            batch.id, rec, [(p, r) for p, r in rows if r is not None and r.state == "FAILED"], recover
         )
+
+    async def _paid_after_death(
+        self, s: AsyncSession, batch: PaymentBatchRow, rows: Sequence[tuple[PaymentRow, BankResultRow | None]]
+    ) -> list[tuple[PaymentRow, BankResultRow | None, str]]:
+        """The batch's payments (not failed) to persons recorded dead whose support ended before its period."""
+        deaths = await deaths_in(s, RegionCode.parse(batch.region).prefix)
+        if not deaths:
+            return []
+        persons = dict(
+            (
+                await s.execute(
+                    select(ApplicationRow.id, ApplicationRow.person).where(
+                        ApplicationRow.id.in_({p.application_id for p, _ in rows if p.application_id is not None}),
+                        ApplicationRow.person.in_(list(deaths)),
+                    )
+                )
+            ).all()
+        )
+        if not persons:
+            return []
+        program = await self.programs.program_for(s, batch.program_id, None)
+        dead = {p: deaths[p] for p in set(persons.values())}
+        ends = await self.support_ends(pd.rule_type(program.type, program.custom_type), dead)
+        period = Period.parse(batch.period)
+        out = []
+        for p, r in rows:
+            person = persons.get(p.application_id) if p.application_id is not None else None
+            if person is None or (r is not None and r.state == "FAILED"):
+                continue
+            end = ends[person]
+            reasons = dd.death_stop(person, dead[person][1], period, end[0] if end else None, end[1] if end else ())
+            why = dd.to_recover(dd.payment_ref(batch.id, p.id), reasons)
+            if why is not None:
+                out.append((p, r, why))
+        return out
 
 
 def _emit(s: AsyncSession, message: Any) -> None:

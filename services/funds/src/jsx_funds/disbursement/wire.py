@@ -172,7 +172,10 @@ def bank_lines_from(results: Sequence[funds_pb2.BankResult]) -> list[dd.BankLine
 
 
 def reconciliation_message(
-    batch_id: int, rec: dd.Reconciled, failed: Sequence[tuple[PaymentRow, BankResultRow | None]]
+    batch_id: int,
+    rec: dd.Reconciled,
+    failed: Sequence[tuple[PaymentRow, BankResultRow | None]],
+    recover: Sequence[tuple[PaymentRow, BankResultRow | None, str]] = (),
 ) -> funds_pb2.Reconciliation:
     t, c = rec.total, rec.count
     return funds_pb2.Reconciliation(
@@ -190,6 +193,9 @@ def reconciliation_message(
         pending_count=c["PENDING"],
         failed_payments=[payment_message(p, r) for p, r in failed],
         summary=rec.summary,
+        payments_to_recover=[
+            funds_pb2.PaymentToRecover(payment=payment_message(p, r), reason=why) for p, r, why in recover
+        ],
     )
 
 

@@ -408,3 +408,21 @@ class NewApplication:
     @property
     def household(self) -> str:
         return f"households/{self.household_id}"
+
+
+def check_person_in_household(person: str, members_household: str | None, household: str) -> None:
+    """``application.person`` must belong to the household applied for, as members records it
+    (``members_household``: the person's household there; None: members does not know the person)."""
+    if members_household == household:
+        return
+    if members_household is None:
+        why = f"成员系统中没有人员 {person}"
+    elif not members_household:
+        why = f"人员 {person} 在成员系统中不属于任何家庭"
+    else:
+        why = f"人员 {person} 在成员系统中属于 {members_household}"
+    raise InvalidArgument.field(
+        "application.person",
+        f"{why}，不是所申请家庭 {household} 的成员，请核对申请对象或先在成员系统调整家庭成员",
+        reason="PERSON_NOT_IN_HOUSEHOLD",
+    )

@@ -104,6 +104,29 @@ async def set_application_state(s: AsyncSession, application_id: int, state: str
     )
 
 
+async def enrolments_of(s: AsyncSession, person: str) -> list[tuple[ApplicationRow, str]]:
+    """The person's applications in force (:data:`~jsx_funds.programs.domain.IN_FORCE_STATES`), locked, with
+    their program's rule type (for a life event's effect on them)."""
+    rows = await s.execute(
+        select(ApplicationRow, ProgramRow.type, ProgramRow.custom_type)
+        .join(ProgramRow, ProgramRow.id == ApplicationRow.program_id)
+        .where(ApplicationRow.person == person, ApplicationRow.state.in_(pd.IN_FORCE_STATES))
+        .order_by(ApplicationRow.id)
+        .with_for_update(of=ApplicationRow)
+    )
+    return [(app, pd.rule_type(t, ct)) for app, t, ct in rows]
+
+
+def note_on_application(app: ApplicationRow, decision: Decision[Any] | None, hook: str, reasons: Sequence[str]) -> None:
+    """Append a decision about an application (e.g. its enrolment ended after a death) to its provenance."""
+    entry = (
+        _provenance(decision, tuple(reasons))
+        if decision is not None
+        else {"plugin": "", "plugin_version": "", "hook": hook, "region": app.village, "reasons": list(reasons)}
+    )
+    app.provenance = [*app.provenance, entry]
+
+
 def _provenance(decision: Decision[Any], reasons: tuple[str, ...]) -> dict[str, Any]:
     return {
         "plugin": decision.plugin,
@@ -261,6 +284,10 @@ class ProgramsService:
         # The household must exist at members too (the projection may lag).
         if self.members is not None and caller is not None:
             await self.members.get_household(a.household, caller.region)
+            if a.person:
+                found = await self.members.batch_get_persons([a.person], caller.region)
+                known = found.get(a.person)
+                pd.check_person_in_household(a.person, known.household if known is not None else None, a.household)
 
         # Gather facts and ask the rules before the write transaction opens (plugins may be slow).
         async with self.sessions() as s:

@@ -16,6 +16,9 @@ message to plain values; protobuf stops here.
 * :func:`apply_household_event` — ``jsx.members.household.*``: the funds
   service's projection of households and their dated situations
   (:func:`jsx_funds.projections.service.apply_household`).
+* :func:`apply_death_event` — ``jsx.members.person.died`` and
+  ``…death_corrected``: persons' deaths (:func:`jsx_funds.projections.service.apply_death`),
+  which stop periodic payments after the month the region's rule says.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from jsx_funds.disbursement.tables import PaymentRow
 from jsx_funds.ledger import domain as d
 from jsx_funds.ledger import tables as lt
 from jsx_funds.ledger.tables import FundRow
-from jsx_funds.projections.service import HouseholdFact, SituationFact, apply_household
+from jsx_funds.projections.service import DeathFact, HouseholdFact, SituationFact, apply_death, apply_household
 from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument, PluginError, Unavailable
 from jsxcore.hookspecs import FundKind as RuleFundKind
 from jsxcore.outbox import Consumer, EventMeta, stream_name
@@ -58,6 +61,7 @@ VISIT_DURABLE = "funds-visit-expenses"
 #: with ``PLUGIN_UNAVAILABLE`` rather than left unanswered when JetStream stops redelivering.
 VISIT_MAX_DELIVER = 20
 MEMBERS_DURABLE = "funds-members-projection"
+DEATHS_DURABLE = "funds-person-deaths"
 
 
 def bare_id(name: str, collection: str) -> str:
@@ -311,6 +315,34 @@ async def apply_household_event(
     await apply_household(s, fact, situation)
 
 
+async def apply_death_event(
+    s: AsyncSession,
+    msg: mev.PersonDied | mev.PersonDeathCorrected,
+    meta: EventMeta,
+    *,
+    disbursement: DisbursementService | None = None,
+) -> None:
+    """Record a death, or its correction (a new date; no date: withdrawn), and note on the person's periodic
+    enrolments until when they are paid (``disbursement.end_enrolments``)."""
+    bare_id(msg.person, "persons")
+    day = to_day(msg.death_date)
+    if isinstance(msg, mev.PersonDied) and day is None:
+        raise InvalidArgument(f"死亡事件缺少死亡日期（{msg.person}）", reason="INVALID_DEATH_EVENT")
+    applied = await apply_death(
+        s,
+        DeathFact(
+            person=msg.person,
+            village=RegionCode.parse(msg.village.code, field="village").code,
+            household=msg.household if isinstance(msg, mev.PersonDied) else "",
+            death_date=day,
+            occurred_at=occurred(msg, meta),
+        ),
+    )
+    if applied and disbursement is not None:
+        previous = to_day(msg.previous_death_date) if isinstance(msg, mev.PersonDeathCorrected) else None
+        await disbursement.end_enrolments(s, msg.person, msg.village.code, day, previous)
+
+
 # ---------------------------------------------------------------- wiring
 
 
@@ -360,5 +392,14 @@ def build_consumers(
             handler=apply_household_event,  # type: ignore[arg-type]  # typed per event message; Consumer passes a Message
             sessionmaker=sessions,
             message_types=bus.MEMBER_TYPES,
+        ),
+        Consumer(
+            nats_url,
+            stream=stream_name("members"),
+            durable=DEATHS_DURABLE,
+            subjects=list(bus.DEATH_SUBJECTS),
+            handler=partial(apply_death_event, disbursement=disbursement),
+            sessionmaker=sessions,
+            message_types=bus.DEATH_TYPES,
         ),
     ]

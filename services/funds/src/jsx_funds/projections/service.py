@@ -10,7 +10,8 @@ delivered out of order converge to the latest state.
 Public reads: :func:`household`, :func:`household_situations` (in force on a
 day, for eligibility), :func:`household_heads` (who is paid for a
 per-household program), :func:`household_sizes`, :func:`situations_in_force`
-(a WHERE clause a set-based query joins on).
+(a WHERE clause a set-based query joins on), :func:`deaths_in` (persons recorded dead
+in a region, for the batch planner and reconciliation).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jsx_funds.adapters.db import aware, utcnow
-from jsx_funds.projections.tables import HouseholdProjection, SituationProjection
+from jsx_funds.projections.tables import HouseholdProjection, PersonDeathProjection, SituationProjection
 
 #: SQLite's cap on bound parameters, with room to spare.
 _CHUNK = 5000
@@ -155,3 +156,52 @@ async def household_sizes(s: AsyncSession, household_ids: Iterable[str]) -> dict
         )
         out.update({h: int(n or 0) for h, n in rows})
     return out
+
+
+@dataclass(frozen=True)
+class DeathFact:
+    """A person's death as a members event states it at ``occurred_at``; ``death_date`` None: withdrawn."""
+
+    person: str
+    village: str
+    household: str
+    death_date: date | None
+    occurred_at: datetime
+
+
+async def apply_death(s: AsyncSession, fact: DeathFact) -> bool:
+    """Record (or correct, or lift) a person's death, in the caller's transaction; a fact older than
+    the one applied is ignored (returns False)."""
+    row = await s.get(PersonDeathProjection, fact.person, with_for_update=True)
+    if row is None:
+        s.add(
+            PersonDeathProjection(
+                person=fact.person,
+                village=fact.village,
+                household=fact.household,
+                death_date=fact.death_date,
+                as_of=fact.occurred_at,
+                updated_at=utcnow(),
+            )
+        )
+    elif aware(row.as_of) <= fact.occurred_at:
+        row.village, row.death_date, row.as_of = fact.village, fact.death_date, fact.occurred_at
+        if fact.household:
+            row.household = fact.household
+        row.updated_at = utcnow()
+    else:
+        return False
+    await s.flush()
+    return True
+
+
+async def deaths_in(s: AsyncSession, region_prefix: str) -> dict[str, tuple[str, date]]:
+    """``persons/…`` → (village, date of death) for everyone recorded dead in villages under the region
+    (``RegionCode.prefix``); withdrawn deaths left out."""
+    rows = await s.execute(
+        select(PersonDeathProjection.person, PersonDeathProjection.village, PersonDeathProjection.death_date).where(
+            PersonDeathProjection.village.startswith(region_prefix, autoescape=True),
+            PersonDeathProjection.death_date.is_not(None),
+        )
+    )
+    return {p: (v, dd) for p, v, dd in rows if dd is not None}

@@ -49,3 +49,22 @@ class SituationProjection(Base):
     effective_to: Mapped[date | None] = mapped_column(Date, nullable=True)
     disability_grade: Mapped[int] = mapped_column(Integer, default=0)
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PersonDeathProjection(Base):
+    """A person's recorded death, as members reports it (``jsx.members.person.died`` /
+    ``…death_corrected``): ids, village and the date only. ``death_date`` is NULL once
+    the death was withdrawn as recorded in error; ``as_of`` is the ``occurred_at`` of the
+    newest event applied, so a late older event never overwrites a newer one.
+    """
+
+    __tablename__ = "proj_person_deaths"
+
+    #: ``persons/{id}`` as applications name the person.
+    person: Mapped[str] = mapped_column(String(100), primary_key=True)
+    village: Mapped[str] = mapped_column(String(12), index=True)
+    #: ``households/{id}`` the person belonged to when they died; empty when in none.
+    household: Mapped[str] = mapped_column(String(100), default="")
+    death_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
