@@ -555,7 +555,9 @@ class _SetBased:
             # (a ColumnCollection iterates its columns: the names are its keys)
             keep = [k for k in candidates.selected_columns.keys() if k not in ("h", "attributes")]  # noqa: SIM118
             sql = self._declared_select(keep, f"({sql})")
-        return f"SELECT c.*, row_number() OVER () + {int(self.numbered)} AS n FROM ({sql}) AS c", params
+        # Numbered in application order, as the SQLite planner pays: payment ids (and so the bank file's
+        # 序号) follow the applications, whatever order parallel workers return the rows in.
+        return f"SELECT c.*, row_number() OVER (ORDER BY c.app) + {int(self.numbered)} AS n FROM ({sql}) AS c", params
 
     def _declared_select(self, keep: list[str], source: str) -> str:
         """``source``'s candidates with ``h`` hashing the declared rule inputs and ``attributes`` holding their
