@@ -411,7 +411,7 @@ def drive(st: Stack) -> Workload:
             visit=epb.Visit(
                 household=w.households["A"].name,
                 region=c.RegionCode(code=VILLAGE),
-                visitor="volunteers/drill",
+                visitor="persons/drill-clerk",  # a staff visitor: events checks volunteers against its pairings
                 visit_date=c.Date(year=2022, month=9, day=10),
                 occasion="中秋走访",
                 money=c.Money(fen=500_00),
