@@ -120,7 +120,7 @@ class StrictVillage:
 META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 
 
-async def add_household(sessions, hid: str, village: str, kind: int = mpb.SITUATION_KIND_SPECIAL_BEREAVED) -> None:  # type: ignore[no-untyped-def]
+async def add_household(sessions, hid: str, village: str, kind: int = mpb.SITUATION_KIND_SPECIAL_BEREAVED) -> None:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",
         village=c.RegionCode(code=village),
@@ -135,7 +135,7 @@ async def add_household(sessions, hid: str, village: str, kind: int = mpb.SITUAT
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api):
     sessions = session_factory(engine)
     host = PluginHost()  # every installed plugin for the regions it declares (hunan, huaihua, 溆浦 …)
     host.discover()
@@ -163,7 +163,7 @@ async def make_program(
     env,
     ptype: int,
     region: str = XP,
-    fund_kind: int = pb.FUND_KIND_PROGRAM,  # type: ignore[no-untyped-def]
+    fund_kind: int = pb.FUND_KIND_PROGRAM,
     levels: tuple[int, ...] = (),
 ) -> pb.Program:
     fund = await env["funds"].CreateFund(
@@ -237,7 +237,7 @@ def submit(
     )
 
 
-async def stored(env) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+async def stored(env) -> tuple[int, int]:
     """(applications, outbox events) in the database."""
     async with env["sessions"]() as s:
         apps = (await s.execute(select(func.count()).select_from(ApplicationRow))).scalar_one()
@@ -245,7 +245,7 @@ async def stored(env) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     return int(apps), int(events)
 
 
-async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None:  # type: ignore[no-untyped-def]
+async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None:
     svc, rules = env["svc"], env["rules"]
     loan_p = await make_program(env, pb.PROGRAM_TYPE_LOAN_INTEREST_SUBSIDY)
     care_p = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
@@ -318,7 +318,7 @@ async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None
     assert listed.applications[2].sanjiehe.income_gained.fen == 3000_00
 
 
-async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # type: ignore[no-untyped-def]
+async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:
     svc, rules = env["svc"], env["rules"]
     program = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
     # days left empty: counted from the dates (算入不算出), 8-01 → 8-13 is 12 days
@@ -372,7 +372,7 @@ async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # t
         ).scalar_one() == 0
 
 
-async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> None:  # type: ignore[no-untyped-def]
+async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> None:
     svc = env["svc"]
     loan_p = await make_program(env, pb.PROGRAM_TYPE_LOAN_INTEREST_SUBSIDY)
     care_p = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
@@ -488,7 +488,7 @@ async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> No
     assert await stored(env) == before  # no application, no event
 
 
-async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  # type: ignore[no-untyped-def]
+async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:
     svc = env["svc"]
     # 溆浦: the county plugin allows the six uses, 村民慰问 among them.
     xupu_p = await make_program(
@@ -547,7 +547,7 @@ async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  
     assert await stored(env) == before
 
 
-async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tmp_path: Path) -> None:
     svc, funds, clock = env["svc"], env["funds"], env["clock"]
     program = await make_program(
         env, pb.PROGRAM_TYPE_SANJIEHE, levels=(pb.APPROVAL_LEVEL_VILLAGE, pb.APPROVAL_LEVEL_COUNTY)

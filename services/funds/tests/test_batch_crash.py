@@ -174,7 +174,7 @@ def wait_stopped(proc: subprocess.Popen[str], timeout: float = 120) -> None:
 async def counts(engine: AsyncEngine) -> dict[str, int]:
     async with session_factory(engine)() as s:
 
-        async def n(stmt) -> int:  # type: ignore[no-untyped-def]
+        async def n(stmt) -> int:
             return int((await s.execute(stmt)).scalar_one())
 
         return {

@@ -49,7 +49,7 @@ from jsxcore.testing.helpers import rid
 from jsxcore.values import Money, RegionCode
 
 
-async def publish(js, msg: Message, event_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
+async def publish(js, msg: Message, event_id: str | None = None) -> str:
     """Publish as a producer's relay would: Nats-Msg-Id and Jsx-Event-Type headers."""
     eid = event_id or rid()
     subject = msg.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
@@ -59,7 +59,7 @@ async def publish(js, msg: Message, event_id: str | None = None) -> str:  # type
     return eid
 
 
-async def fresh_streams(js) -> None:  # type: ignore[no-untyped-def]
+async def fresh_streams(js) -> None:
     for stream in ("JSX_EVENTS", "JSX_MEMBERS", "JSX_FUNDS"):
         try:
             await js.delete_stream(stream)  # fresh streams and durable consumers per test
@@ -70,7 +70,7 @@ async def fresh_streams(js) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:
     """The funds process as ``python -m jsx_funds`` builds it (server, relay, consumers)."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -95,14 +95,14 @@ async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await nc.close()
 
 
-async def until(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+async def until(check, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.1)
 
 
-async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
+async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:
     sub = await js.pull_subscribe("jsx.funds.visit_expense.>", durable=None, stream="JSX_FUNDS")
     got: list[tuple[str, bytes]] = []
     deadline = asyncio.get_running_loop().time() + timeout
@@ -120,7 +120,7 @@ async def make_fund(
     service,
     region: str,
     fen: int,
-    kind: int = pb.FUND_KIND_CONDOLENCE,  # type: ignore[no-untyped-def]
+    kind: int = pb.FUND_KIND_CONDOLENCE,
     name: str = "县计生协走访慰问金",
 ) -> int:
     fund = await service.create_fund(
@@ -158,12 +158,12 @@ def visit(vid: int, fund: str, fen: int, region: str = "431224102203") -> ev.Vis
     )
 
 
-async def count(service, model, *where) -> int:  # type: ignore[no-untyped-def]
+async def count(service, model, *where) -> int:
     async with service.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
 
 
-async def test_visit_expense_booked_once_whatever_is_redelivered(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_visit_expense_booked_once_whatever_is_redelivered(funds) -> None:
     js, service = funds["js"], funds["service"]
     fid = await make_fund(service, "431224", 1000_00)
     msg = visit(7, f"funds/{fid}", 300_00)
@@ -186,12 +186,12 @@ async def test_visit_expense_booked_once_whatever_is_redelivered(funds) -> None:
     assert b.ledger_entry.endswith(f"/ledgerEntries/{(await _payment(service)).journal_id}")
 
 
-async def _payment(service) -> PaymentRow:  # type: ignore[no-untyped-def]
+async def _payment(service) -> PaymentRow:
     async with service.sessions() as s:
         return (await s.execute(select(PaymentRow))).scalar_one()
 
 
-async def test_visit_expense_rejected_with_reason(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_visit_expense_rejected_with_reason(funds) -> None:
     js, service = funds["js"], funds["service"]
     fid = await make_fund(service, "431224", 100_00)
     await publish(js, visit(1, f"funds/{fid}", 500_00))  # more than the fund holds
@@ -219,7 +219,7 @@ async def test_visit_expense_rejected_with_reason(funds) -> None:  # type: ignor
 XUPU_VILLAGE = "431224102203"
 
 
-async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:  # type: ignore[no-untyped-def]
+async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:
     """The funds service's answers per visit, in order: ("booked" | "rejected", message)."""
     got: dict[str, list[tuple[str, Message]]] = {}
     for subject, data in await funds_events(js, want):
@@ -229,14 +229,14 @@ async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:  # typ
     return got
 
 
-async def caught_up(js, durable: str = "funds-visit-expenses") -> bool:  # type: ignore[no-untyped-def]
+async def caught_up(js, durable: str = "funds-visit-expenses") -> bool:
     """Every message in JSX_EVENTS has been acked (or terminated) by the visit consumer."""
     last = (await js.stream_info("JSX_EVENTS")).state.last_seq
     info = await js.consumer_info("JSX_EVENTS", durable)
     return info.ack_floor.stream_seq >= last and info.num_ack_pending == 0
 
 
-async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:
     js, service = funds["js"], funds["service"]
     await ensure_stream(js, "events", duplicate_window=1.0)  # so the broker lets a true redelivery through below
     relief = await make_fund(service, "431224", 1000_00, pb.FUND_KIND_RELIEF, "县计生协救助资金")
@@ -337,7 +337,7 @@ class VillageRules:
 async def visit_booker(
     db_url: str,
     nats_url: str,
-    plugins: PluginHost,  # type: ignore[type-arg]
+    plugins: PluginHost,
     max_deliver: int = 20,
 ) -> AsyncIterator[dict]:
     """The funds relay and visit consumer wired as the runtime should wire them: with its plugin host."""
@@ -454,7 +454,7 @@ def situation(
     return msg
 
 
-async def test_members_projection(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_members_projection(funds) -> None:
     js, service = funds["js"], funds["service"]
     reg = mev.HouseholdRegistered(
         household="households/h1",
@@ -487,7 +487,7 @@ async def test_members_projection(funds) -> None:  # type: ignore[no-untyped-def
     assert await count(service, HouseholdProjection) == 2
 
 
-async def _n_sits(service, n: int) -> bool:  # type: ignore[no-untyped-def]
+async def _n_sits(service, n: int) -> bool:
     if await count(service, SituationProjection) != n:
         return False
     # wait until the last event (the stale copy and h2) were applied too
@@ -495,7 +495,7 @@ async def _n_sits(service, n: int) -> bool:  # type: ignore[no-untyped-def]
         return int((await s.execute(select(func.count()).select_from(InboxEvent))).scalar_one()) >= 6
 
 
-async def test_members_change_moves_the_head_in_the_projection(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_members_change_moves_the_head_in_the_projection(funds) -> None:
     js, service = funds["js"], funds["service"]
     reg = mev.HouseholdRegistered(
         household="households/h9",

@@ -731,7 +731,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
                         S.APPLICATION_STATE_READY_TO_PAY
                         if clock.now >= a.publicity_end
                         else S.APPLICATION_STATE_IN_PUBLICITY
-                    )  # type: ignore[operator]
+                    )
                 elif a.state == "ISSUED":
                     want[a.name] = S.ApplicationState.Value("APPLICATION_STATE_" + a.shown)
                 else:

@@ -33,13 +33,13 @@ class Client:
         self.stub = funds_pb2_grpc.FundsServiceStub(channel)
         self.md = (("authorization", f"Bearer {token}"),)
 
-    def __getattr__(self, rpc: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, rpc: str):
         method = getattr(self.stub, rpc)
         return lambda req: method(req, metadata=self.md, timeout=20)
 
 
 @pytest.fixture
-async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:
     env = {
         "JSX_FUNDS_DATABASE_URL": db_url,
         "JSX_FUNDS_NATS_URL": nats_url,
@@ -74,12 +74,12 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await nc.close()
 
 
-async def _journals(service) -> int:  # type: ignore[no-untyped-def]
+async def _journals(service) -> int:
     async with service.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(JournalRow))).scalar_one())
 
 
-async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_funds_over_grpc(stack) -> None:
     fin, yl, clerk = stack["clients"]["xp_fin"], stack["clients"]["yl_fin"], stack["clients"]["xp_clerk"]
     src = await fin.CreateFundSource(
         pb.CreateFundSourceRequest(
@@ -210,7 +210,7 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     assert "王某".encode() not in subjects["jsx.funds.donation.received"]
 
 
-async def test_programs_and_applications_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_programs_and_applications_over_grpc(stack) -> None:
     fin, clerk, appr = stack["clients"]["xp_fin"], stack["clients"]["xp_clerk"], stack["clients"]["xp_approver"]
     fund = await fin.CreateFund(
         pb.CreateFundRequest(

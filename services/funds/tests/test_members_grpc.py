@@ -42,16 +42,16 @@ YL, VILLAGE = "431222", "431222101201"
 
 
 class Client:
-    def __init__(self, stub, token: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stub, token: str) -> None:
         self.stub, self.md = stub, (("authorization", f"Bearer {token}"),)
 
-    def __getattr__(self, rpc: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, rpc: str):
         method = getattr(self.stub, rpc)
         return lambda req: method(req, metadata=self.md, timeout=20)
 
 
 @pytest.fixture
-async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:
     keys = {"JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(), "JSX_AUTH_SECRET": SECRET}
     # Members keeps its own database (its outbox tables would clash with funds' in one schema).
     murl = f"sqlite:///{tmp_path}/members.db"
@@ -103,12 +103,12 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await mrt.stop(0)
 
 
-async def _applications(sessions) -> int:  # type: ignore[no-untyped-def]
+async def _applications(sessions) -> int:
     async with sessions() as s:
         return int((await s.execute(select(func.count()).select_from(ApplicationRow))).scalar_one())
 
 
-async def test_submit_checks_household_with_members_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_submit_checks_household_with_members_over_grpc(stack) -> None:
     members, funds, sessions = stack["members"], stack["funds"], stack["sessions"]
     head = await members.CreatePerson(
         mpb.CreatePersonRequest(

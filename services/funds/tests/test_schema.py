@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-async def _seed(conn) -> None:  # type: ignore[no-untyped-def]
+async def _seed(conn) -> None:
     await conn.execute(
         text(
             "INSERT INTO funds (id, name, kind, region, owner, allow_negative, description, version, created_at, created_by)"
