@@ -702,6 +702,7 @@ async def test_details_over_grpc(db_url: str, nats_url: str, tmp_path: Path) -> 
             )
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         _, bad_request, _ = error_details(e.value)
+        assert bad_request is not None
         assert [v.field for v in bad_request.field_violations] == ["application.hospital_care.discharge_date"]
         assert "不能早于入院日期" in bad_request.field_violations[0].description
         assert (await stub.ListApplications(pb.ListApplicationsRequest(), metadata=clerk)).applications == []

@@ -145,12 +145,12 @@ async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:
 
     # Not a special family: the plugin's reasons reach the clerk; nothing stored.
     await env["household"]("hj2", HJ_VILLAGE, mpb.SITUATION_KIND_ONLY_CHILD, date(2001, 1, 1))
-    with pytest.raises(FailedPrecondition) as e:
+    with pytest.raises(FailedPrecondition) as refused:
         await env["programs"].SubmitApplication(application(hj.name, "hj2", "persons/hj2-p"), CLERK)
-    assert e.value.reason == "NOT_ELIGIBLE" and "不属于计生特殊家庭" in e.value.message
-    with pytest.raises(NotFound) as e:
+    assert refused.value.reason == "NOT_ELIGIBLE" and "不属于计生特殊家庭" in refused.value.message
+    with pytest.raises(NotFound) as not_found:
         await env["programs"].SubmitApplication(application(hj.name, "nobody", "persons/x"), CLERK)
-    assert e.value.reason == "HOUSEHOLD_NOT_FOUND"
+    assert not_found.value.reason == "HOUSEHOLD_NOT_FOUND"
     # Out of the clerk's county.
     with pytest.raises(PermissionDenied):
         await env["programs"].SubmitApplication(application(yl.name, "yl1", "persons/yl1-p", period="2022-10"), CLERK)
@@ -217,11 +217,11 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:
     )
     assert done.state == pb.APPLICATION_STATE_READY_TO_PAY
     assert done.objections[0].state == pb.OBJECTION_STATE_DISMISSED
-    with pytest.raises(FailedPrecondition) as e:
+    with pytest.raises(FailedPrecondition) as refused:
         await svc.LodgeObjection(
             pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="迟到的异议"), CLERK
         )
-    assert e.value.reason == "NOT_IN_PUBLICITY"
+    assert refused.value.reason == "NOT_IN_PUBLICITY"
     ready = await svc.ListApplications(pb.ListApplicationsRequest(state=pb.APPLICATION_STATE_READY_TO_PAY), COUNTY)
     assert [a.name for a in ready.applications] == [app.name]
 

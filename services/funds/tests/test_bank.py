@@ -459,6 +459,7 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.ImportBankResults(bad, metadata=fin, timeout=20)
         _, badreq, _ = error_details(e.value)
+        assert badreq is not None
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert [v.field for v in badreq.field_violations] == ["results[1].payment", "results[2].failure_reason"]
         res = await stub.ImportBankResults(good, metadata=fin, timeout=20)

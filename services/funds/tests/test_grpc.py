@@ -25,6 +25,14 @@ from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
 from jsxcore.testing.helpers import rid
 
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason a refused call carries (every refusal checked here carries one)."""
+    info = error_details(err)[0]
+    assert info is not None
+    return info.reason
+
+
 SECRET = "f" * 40
 
 
@@ -141,7 +149,7 @@ async def test_funds_over_grpc(stack) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert error_details(e.value)[0].reason == "OUT_OF_REGION"
+        assert reason_of(e.value) == "OUT_OF_REGION"
     assert (await yl.ListFunds(pb.ListFundsRequest())).funds == []
     assert [f.name for f in (await clerk.ListFunds(pb.ListFundsRequest())).funds] == [fund.name]
 
@@ -158,6 +166,7 @@ async def test_funds_over_grpc(stack) -> None:
         )
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     _info, bad, _ = error_details(e.value)
+    assert bad is not None
     assert {v.field for v in bad.field_violations} == {
         "donation.donor_display_name",
         "donation.donor_kind",
@@ -177,7 +186,7 @@ async def test_funds_over_grpc(stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await fin.ReverseLedgerEntry(pb.ReverseLedgerEntryRequest(name=first.name, reason="再冲", request_id=rid()))
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(e.value)[0].reason == "ALREADY_REVERSED"
+    assert reason_of(e.value) == "ALREADY_REVERSED"
 
     page = await clerk.ListLedgerEntries(pb.ListLedgerEntriesRequest(fund=fund.name))
     assert [e.kind for e in page.ledger_entries] == [
@@ -252,7 +261,7 @@ async def test_programs_and_applications_over_grpc(stack) -> None:
             )
         )
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
-    assert error_details(e.value)[0].reason == "HOUSEHOLD_NOT_FOUND"
+    assert reason_of(e.value) == "HOUSEHOLD_NOT_FOUND"
     assert (await clerk.ListApplications(pb.ListApplicationsRequest())).applications == []
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await clerk.DecideApplication(
@@ -270,4 +279,4 @@ async def test_programs_and_applications_over_grpc(stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await fin.CreatePaymentBatch(batch)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(e.value)[0].reason == "NOTHING_TO_PAY"
+    assert reason_of(e.value) == "NOTHING_TO_PAY"

@@ -37,6 +37,21 @@ from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
 from jsxcore.testing.helpers import rid
 
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason a refused call carries (every refusal checked here carries one)."""
+    info = error_details(err)[0]
+    assert info is not None
+    return info.reason
+
+
+def details_of(err: grpc.aio.AioRpcError) -> str:
+    """A refused call's status message (every refusal checked here carries one)."""
+    details = err.details()
+    assert details is not None
+    return details
+
+
 SECRET = "m" * 40
 YL, VILLAGE = "431222", "431222101201"
 
@@ -210,13 +225,13 @@ async def test_submit_checks_household_with_members_over_grpc(stack) -> None:
 
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await funds.SubmitApplication(submit("households/ghost-1", "persons/ghost"))
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "成员服务中没有家庭" in e.value.details()
-    assert error_details(e.value)[0].reason == "HOUSEHOLD_NOT_FOUND"
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "成员服务中没有家庭" in details_of(e.value)
+    assert reason_of(e.value) == "HOUSEHOLD_NOT_FOUND"
     assert await _applications(sessions) == 1
 
     await stack["mrt"].stop(0)  # members goes down
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await funds.SubmitApplication(submit(hh.name, head.name))
-    assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "成员服务暂时无法访问" in e.value.details()
-    assert error_details(e.value)[0].reason == "MEMBERS_UNAVAILABLE"
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "成员服务暂时无法访问" in details_of(e.value)
+    assert reason_of(e.value) == "MEMBERS_UNAVAILABLE"
     assert await _applications(sessions) == 1  # nothing stored

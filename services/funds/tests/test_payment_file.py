@@ -50,6 +50,21 @@ from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details, setup_logging
 from jsxcore.testing.helpers import Clock, rid, who
 
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason a refused call carries (every refusal checked here carries one)."""
+    info = error_details(err)[0]
+    assert info is not None
+    return info.reason
+
+
+def details_of(err: grpc.aio.AioRpcError) -> str:
+    """A refused call's status message (every refusal checked here carries one)."""
+    details = err.details()
+    assert details is not None
+    return details
+
+
 SECRET = "p" * 40
 YL, VILLAGE, TOWNSHIP = "431222", "431222101201", "431222101"
 XP, XP_VILLAGE = "431224", "431224102203"
@@ -343,9 +358,9 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await f["fin"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=per_person))
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(e.value)[0].reason == "MISSING_CARD_NUMBER"
-    assert f"刘*芳（{p['刘桂芳'].name}）" in e.value.details() and "刘桂芳" not in e.value.details()
-    assert "李*英" not in e.value.details()  # only those lacking a card are listed
+    assert reason_of(e.value) == "MISSING_CARD_NUMBER"
+    assert f"刘*芳（{p['刘桂芳'].name}）" in details_of(e.value) and "刘桂芳" not in details_of(e.value)
+    assert "李*英" not in details_of(e.value)  # only those lacking a card are listed
 
     # Per-household: the 户主s' cards — 张建国's household pays although 刘桂芳 has none.
     hfile = await f["fin"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=per_household))
@@ -466,10 +481,7 @@ async def test_scope_permission_and_publicity_names(stack) -> None:
     for who_ in ("clerk", "admin"):
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await m[who_].BatchGetPayees(mpb.BatchGetPayeesRequest(names=names))
-        assert (
-            e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            and error_details(e.value)[0].reason == "MISSING_PERMISSION"
-        )
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e.value) == "MISSING_PERMISSION"
     with pytest.raises(grpc.aio.AioRpcError) as e:  # and the clerk cannot get the file through funds either
         await f["clerk"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=sc["batches"]["household"].name))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -477,14 +489,14 @@ async def test_scope_permission_and_publicity_names(stack) -> None:
     xp_person = await _person(m["admin"], "赵小红", 21, female=True, card="6217000000000021", village=XP_VILLAGE)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await m["fin_xp"].BatchGetPayees(mpb.BatchGetPayeesRequest(names=[xp_person.name, names[1]]))
-    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e.value)[0].reason == "OUT_OF_REGION"
-    assert names[1] in e.value.details() and xp_person.name not in e.value.details()
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e.value) == "OUT_OF_REGION"
+    assert names[1] in details_of(e.value) and xp_person.name not in details_of(e.value)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await m["fin"].BatchGetPayees(mpb.BatchGetPayeesRequest(names=[names[0], "persons/no-such-person"]))
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "persons/no-such-person" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "persons/no-such-person" in details_of(e.value)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await f["fin_xp"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=sc["batches"]["household"].name))
-    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e.value)[0].reason == "OUT_OF_REGION"
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e.value) == "OUT_OF_REGION"
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await m["fin"].BatchGetPayees(mpb.BatchGetPayeesRequest(names=[names[0]] * 1001))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -510,9 +522,7 @@ async def test_scope_permission_and_publicity_names(stack) -> None:
     ):
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
-        assert (
-            e.value.code() == grpc.StatusCode.UNAVAILABLE and error_details(e.value)[0].reason == "MEMBERS_UNAVAILABLE"
-        )
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and reason_of(e.value) == "MEMBERS_UNAVAILABLE"
 
 
 async def test_payee_lookups_in_flight_keep_order_and_refusals(stack, monkeypatch) -> None:
@@ -568,15 +578,15 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
     got, err = await _stream(f["fin"], per_person)
     assert got == [] and err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION
     info = error_details(err)[0]
-    assert info.reason == "MISSING_CARD_NUMBER" and info.metadata["count"] == "1"
-    assert f"刘*芳（{p['刘桂芳'].name}）" in err.details() and "刘桂芳" not in err.details()
+    assert info is not None and info.reason == "MISSING_CARD_NUMBER" and info.metadata["count"] == "1"
+    assert f"刘*芳（{p['刘桂芳'].name}）" in details_of(err) and "刘桂芳" not in details_of(err)
 
     # The last household's payment (page 2) names the household, whose 户主 the projection still
     # does not know: PAYEE_UNKNOWN naming it, nothing streamed. Once known, its head is paid.
     last, head = sc["households"][-1].name, sc["households"][-1].head
     got, err = await _stream(f["fin"], per_household, fpb.PAYMENT_FILE_FORMAT_XLSX)
     assert got == [] and err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(err)[0].reason == "PAYEE_UNKNOWN" and last in err.details()
+    assert reason_of(err) == "PAYEE_UNKNOWN" and last in details_of(err)
     # The refused workbook's sheet file (page 1's names and cards) is gone now, not at process exit.
     from openpyxl.worksheet import _writer as openpyxl_writer
 
@@ -629,17 +639,15 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
     # one-message limit says to stream.
     monkeypatch.setattr(pf, "XLSX_MAX_LINES", 5)
     got, err = await _stream(f["fin"], per_person, fpb.PAYMENT_FILE_FORMAT_XLSX)
-    assert got == [] and err is not None and error_details(err)[0].reason == "TOO_MANY_ROWS_FOR_XLSX"
-    assert "CSV" in err.details()
+    assert got == [] and err is not None and reason_of(err) == "TOO_MANY_ROWS_FOR_XLSX"
+    assert "CSV" in details_of(err)
     monkeypatch.setattr(pf, "UNARY_MAX_BYTES", 500)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await f["fin"].GetPaymentFile(
             fpb.GetPaymentFileRequest(payment_batch=per_person, format=fpb.PAYMENT_FILE_FORMAT_CSV)
         )
-    assert (
-        e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_details(e.value)[0].reason == "FILE_TOO_LARGE"
-    )
-    assert "StreamPaymentFile" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(e.value) == "FILE_TOO_LARGE"
+    assert "StreamPaymentFile" in details_of(e.value)
     got, err = await _stream(f["fin"], per_person)
     assert err is None and sum(len(x.data) for x in got[1:]) > 500
 
@@ -661,17 +669,17 @@ async def test_stream_payment_file_is_authorised_like_get(stack) -> None:
 
     # A county clerk lacks funds.payments.write: the runtime's permission check on the stream.
     e = await refused(f["clerk"])
-    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e)[0].reason == "MISSING_PERMISSION"
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e) == "MISSING_PERMISSION"
     # admin may write payments but is not granted members.payees.read: members refuses the forwarded token.
     e = await refused(f["admin"])
-    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "成员服务" in e.details()
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "成员服务" in details_of(e)
     # 溆浦's finance officer: the batch is 沅陵's.
     e = await refused(f["fin_xp"])
-    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e)[0].reason == "OUT_OF_REGION"
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e) == "OUT_OF_REGION"
     # No token at all; an unknown batch; a malformed name.
     e = await refused(Client(f["fin"].stub, ""))
     assert e.code() == grpc.StatusCode.UNAUTHENTICATED
     e = await refused(f["fin"], "paymentBatches/999999")
-    assert e.code() == grpc.StatusCode.NOT_FOUND and error_details(e)[0].reason == "PAYMENT_BATCH_NOT_FOUND"
+    assert e.code() == grpc.StatusCode.NOT_FOUND and reason_of(e) == "PAYMENT_BATCH_NOT_FOUND"
     e = await refused(f["fin"], "batch-3")
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT

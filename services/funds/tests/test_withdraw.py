@@ -42,6 +42,21 @@ from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details
 from jsxcore.testing.helpers import Clock, rid, who
 
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason a refused call carries (every refusal checked here carries one)."""
+    info = error_details(err)[0]
+    assert info is not None
+    return info.reason
+
+
+def details_of(err: grpc.aio.AioRpcError) -> str:
+    """A refused call's status message (every refusal checked here carries one)."""
+    details = err.details()
+    assert details is not None
+    return details
+
+
 HJ_VILLAGE, HJ_TOWNSHIP, HJ = "431281101201", "431281101", "431281"
 META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 WITHDRAWN_SUBJECT = "jsx.funds.application.withdrawn"
@@ -400,13 +415,13 @@ async def test_idempotent_replay_input_checks_and_region(env) -> None:
         with pytest.raises(InvalidArgument) as e:
             await svc.WithdrawApplication(bad, CLERK)
         assert [v.field for v in e.value.violations] == [field] and words in e.value.violations[0].description
-    with pytest.raises(NotFound) as e:
+    with pytest.raises(NotFound) as not_found:
         await svc.WithdrawApplication(withdraw_req("applications/999999"), CLERK)
-    assert e.value.reason == "APPLICATION_NOT_FOUND"
+    assert not_found.value.reason == "APPLICATION_NOT_FOUND"
     # 沅陵's clerk does not cover a 洪江 village.
-    with pytest.raises(PermissionDenied) as e:
+    with pytest.raises(PermissionDenied) as denied:
         await svc.WithdrawApplication(withdraw_req(other), who("clerk-yl", "431222"))
-    assert e.value.reason == "OUT_OF_REGION"
+    assert denied.value.reason == "OUT_OF_REGION"
     # a village clerk of the household's own village may withdraw for the applicant
     got = await svc.WithdrawApplication(withdraw_req(other), who("clerk-village", HJ_VILLAGE))
     assert got.state == pb.APPLICATION_STATE_WITHDRAWN and got.withdrawal.audit.actor == "clerk-village"
@@ -488,6 +503,7 @@ async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) ->
             await stub.WithdrawApplication(withdraw_req(app.name, reason=""), metadata=clerk)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         _, bad_request, _ = error_details(e.value)
+        assert bad_request is not None
         assert [v.field for v in bad_request.field_violations] == ["reason"]
         assert "请填写撤回原因" in bad_request.field_violations[0].description
         # an approver holds no funds.applications.write
@@ -500,8 +516,8 @@ async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) ->
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.WithdrawApplication(withdraw_req(app.name), metadata=clerk)
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "当前状态为“已撤回”" in e.value.details() and "无需再次撤回" in e.value.details()
-        assert error_details(e.value)[0].reason == "NOT_WITHDRAWABLE"
+        assert "当前状态为“已撤回”" in details_of(e.value) and "无需再次撤回" in details_of(e.value)
+        assert reason_of(e.value) == "NOT_WITHDRAWABLE"
     finally:
         await channel.close()
         await rt.stop(0)
