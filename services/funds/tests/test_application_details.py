@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from openpyxl import load_workbook
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -120,7 +121,9 @@ class StrictVillage:
 META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 
 
-async def add_household(sessions, hid: str, village: str, kind: int = mpb.SITUATION_KIND_SPECIAL_BEREAVED) -> None:
+async def add_household(
+    sessions, hid: str, village: str, kind: mpb.SituationKind.ValueType = mpb.SITUATION_KIND_SPECIAL_BEREAVED
+) -> None:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",
         village=c.RegionCode(code=village),
@@ -161,10 +164,10 @@ async def env(engine: AsyncEngine, make_api):
 
 async def make_program(
     env,
-    ptype: int,
+    ptype: pb.ProgramType.ValueType,
     region: str = XP,
-    fund_kind: int = pb.FUND_KIND_PROGRAM,
-    levels: tuple[int, ...] = (),
+    fund_kind: pb.FundKind.ValueType = pb.FUND_KIND_PROGRAM,
+    levels: tuple[pb.ApprovalLevel.ValueType, ...] = (),
 ) -> pb.Program:
     fund = await env["funds"].CreateFund(
         pb.CreateFundRequest(
@@ -621,7 +624,9 @@ async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tm
 
     out = tmp_path / "报表.xlsx"
     reports_xlsx([("2022年溆浦县三结合", r)], out)
-    rows = list(load_workbook(out).active.iter_rows(values_only=True))
+    ws = load_workbook(out).active
+    assert isinstance(ws, Worksheet)
+    rows = list(ws.iter_rows(values_only=True))
     assert rows[0][10] == "带动增收（元）" and rows[1][10] == 3000
 
 

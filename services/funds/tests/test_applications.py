@@ -43,7 +43,7 @@ async def env(engine: AsyncEngine, make_api):
     funds = programs = make_api(compose(sessions, host, clock=clock))
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 
-    async def household(hid: str, village: str, kind: int, since: date) -> None:
+    async def household(hid: str, village: str, kind: mpb.SituationKind.ValueType, since: date) -> None:
         msg = mev.HouseholdSituationChanged(
             household=f"households/{hid}",
             village=c.RegionCode(code=village),

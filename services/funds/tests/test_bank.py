@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -326,6 +327,7 @@ async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: 
 def test_bank_file_xlsx_and_unknown_status(tmp_path) -> None:
     wb = Workbook()
     ws = wb.active
+    assert isinstance(ws, Worksheet)
     ws.append(["业务参考号", "状态", "失败原因", "支付日期"])
     ws.append(["paymentBatches/3/payments/10", "成功", None, datetime(2022, 8, 15)])
     ws.append(["paymentBatches/3/payments/11", "失败", "卡号错误", None])
@@ -387,6 +389,7 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:
         == 0
     )
     ws = load_workbook(out).active
+    assert isinstance(ws, Worksheet)
     rows = list(ws.iter_rows(values_only=True))
     assert rows[0][:4] == ("项目", "项目编号", "地区代码", "期间")
     assert rows[1][0] == "2022年洪江市计生特别扶助" and rows[1][6] == 940 and rows[1][7:9] == (1, 1)

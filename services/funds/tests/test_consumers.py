@@ -120,7 +120,7 @@ async def make_fund(
     service,
     region: str,
     fen: int,
-    kind: int = pb.FUND_KIND_CONDOLENCE,
+    kind: pb.FundKind.ValueType = pb.FUND_KIND_CONDOLENCE,
     name: str = "县计生协走访慰问金",
 ) -> int:
     fund = await service.create_fund(
@@ -437,7 +437,14 @@ async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_d
 
 
 def situation(
-    hid: str, kind: int, start: date, end: date | None = None, *, at: int, grade: int = 0, count: int = 3
+    hid: str,
+    kind: mpb.SituationKind.ValueType,
+    start: date,
+    end: date | None = None,
+    *,
+    at: int,
+    grade: int = 0,
+    count: int = 3,
 ) -> mev.HouseholdSituationChanged:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",

@@ -23,10 +23,13 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import openpyxl
 import pytest
+from google.protobuf import field_mask_pb2
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import text
 
 from jsx.common.v1 import common_pb2 as c
@@ -168,7 +171,9 @@ async def _person(
     )
 
 
-async def _household(m: Client, head: mpb.Person, mother: mpb.Person, kind: int, grade: int = 0) -> mpb.Household:
+async def _household(
+    m: Client, head: mpb.Person, mother: mpb.Person, kind: mpb.SituationKind.ValueType, grade: int = 0
+) -> mpb.Household:
     return await m.CreateHousehold(
         mpb.CreateHouseholdRequest(
             request_id=rid(),
@@ -245,7 +250,7 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict:
         None,
     )
 
-    async def program(title: str, kind: int) -> fpb.Program:
+    async def program(title: str, kind: fpb.BeneficiaryKind.ValueType) -> fpb.Program:
         return await svc.CreateProgram(
             fpb.CreateProgramRequest(
                 request_id=rid(),
@@ -314,8 +319,9 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict:
     }
 
 
-def _xlsx_rows(content: bytes) -> list[list[object]]:
+def _xlsx_rows(content: bytes) -> list[list[Any]]:  # a cell holds text, a number or a date
     ws = openpyxl.load_workbook(io.BytesIO(content)).active
+    assert isinstance(ws, Worksheet)
     return [list(r) for r in ws.iter_rows(values_only=True)]
 
 
@@ -392,7 +398,7 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:
         mpb.UpdatePersonRequest(
             request_id=rid(),
             person=mpb.Person(name=p["刘桂芳"].name, card_number=CARDS["刘桂芳"]),
-            update_mask={"paths": ["card_number"]},
+            update_mask=field_mask_pb2.FieldMask(paths=["card_number"]),
         )
     )
     pfile = await f["fin"].GetPaymentFile(
@@ -550,7 +556,7 @@ async def test_payee_lookups_in_flight_keep_order_and_refusals(stack, monkeypatc
 async def _stream(
     client: Client,
     batch: str,
-    fmt: int = fpb.PAYMENT_FILE_FORMAT_CSV,
+    fmt: fpb.PaymentFileFormat.ValueType = fpb.PAYMENT_FILE_FORMAT_CSV,
 ) -> tuple[list[fpb.PaymentFileChunk], grpc.aio.AioRpcError | None]:
     """Every message StreamPaymentFile sent before it ended, and its error (None when OK)."""
     got: list[fpb.PaymentFileChunk] = []
@@ -599,7 +605,7 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
         mpb.UpdatePersonRequest(
             request_id=rid(),
             person=mpb.Person(name=p["刘桂芳"].name, card_number=CARDS["刘桂芳"]),
-            update_mask={"paths": ["card_number"]},
+            update_mask=field_mask_pb2.FieldMask(paths=["card_number"]),
         )
     )
     for batch, fmt in ((per_person, fpb.PAYMENT_FILE_FORMAT_CSV), (per_household, fpb.PAYMENT_FILE_FORMAT_XLSX)):
@@ -630,6 +636,7 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
             assert rows == _xlsx_rows(one.content) and len(rows) == 8
             assert rows[-2][1:3] == ["陈四强", "6217005500000003"]  # the household's 户主, resolved on page 2
             ws = openpyxl.load_workbook(io.BytesIO(content)).active
+            assert isinstance(ws, Worksheet)
             assert ws.title == "支付明细" and ws.freeze_panes == "A2"
             assert (
                 ws["D2"].number_format == "0.00" and ws["C2"].data_type == "s" and ws["A1"].font.b and ws["D8"].font.b
