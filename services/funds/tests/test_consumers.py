@@ -229,6 +229,20 @@ async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:
     return got
 
 
+def rejected(answer: tuple[str, Message]) -> fev.VisitExpenseRejected:
+    """An answer of :func:`answers` that must be a refusal."""
+    kind, m = answer
+    assert kind == "rejected" and isinstance(m, fev.VisitExpenseRejected)
+    return m
+
+
+def booked(answer: tuple[str, Message]) -> fev.VisitExpenseBooked:
+    """An answer of :func:`answers` that must be a booking."""
+    kind, m = answer
+    assert kind == "booked" and isinstance(m, fev.VisitExpenseBooked)
+    return m
+
+
 async def caught_up(js, durable: str = "funds-visit-expenses") -> bool:
     """Every message in JSX_EVENTS has been acked (or terminated) by the visit consumer."""
     last = (await js.stream_info("JSX_EVENTS")).state.last_seq
@@ -260,15 +274,15 @@ async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:
         "visits/15": ["rejected"],
         "visits/16": ["rejected"],
     }
-    r12 = got["visits/12"][0][1]
+    r12 = rejected(got["visits/12"][0])
     assert r12.reason == "FUND_USE_NOT_ALLOWED"
     assert f"基金 funds/{program}（特别扶助资金）为项目资金，不能列支慰问金" in r12.message
     assert (r12.fund, r12.amount.fen) == (f"funds/{program}", 100_00)
-    r13 = got["visits/13"][0][1]
+    r13 = rejected(got["visits/13"][0])
     assert r13.reason == "FUND_USE_NOT_ALLOWED" and "为工作经费，不能列支慰问金" in r13.message
-    r15 = got["visits/15"][0][1]
+    r15 = rejected(got["visits/15"][0])
     assert r15.reason == "REGION_MISMATCH" and f"funds/{yuanling}" in r15.message
-    r16 = got["visits/16"][0][1]
+    r16 = rejected(got["visits/16"][0])
     assert r16.reason == "NO_RULE" and "没有幸福基金用途规则" in r16.message and "系统管理员" in r16.message
 
     # Only the relief fund and the 溆浦 幸福基金 paid; the ledger says which rule allowed the latter.
@@ -295,9 +309,9 @@ async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:
     await publish(js, visit(14, f"funds/{happy}", 200_00))
     again = await answers(js, 8)
     assert [k for k, _ in again["visits/12"]] == ["rejected", "rejected"]
-    assert again["visits/12"][1][1].message == r12.message
+    assert rejected(again["visits/12"][1]).message == r12.message
     assert [k for k, _ in again["visits/14"]] == ["booked", "booked"]
-    assert again["visits/14"][1][1].ledger_entry == again["visits/14"][0][1].ledger_entry
+    assert booked(again["visits/14"][1]).ledger_entry == booked(again["visits/14"][0]).ledger_entry
     assert sum(len(a) for a in again.values()) == 8  # the same-id redelivery produced no answer
     assert await count(service, InboxEvent, InboxEvent.event_id == program_eid) == 1
     assert await count(service, InboxEvent, InboxEvent.consumer == "funds-visit-expenses") == 8
@@ -376,7 +390,7 @@ async def test_visit_expense_follows_the_village_rule_and_retries_a_failing_plug
         await publish(js, visit(22, f"funds/{flaky}", 100_00, region="431281101202"))
         got = await answers(js, 2)
         assert [k for k, _ in got["visits/21"]] == ["rejected"]
-        r21 = got["visits/21"][0][1]
+        r21 = rejected(got["visits/21"][0])
         assert r21.reason == "FUND_USE_NOT_ALLOWED"
         assert (
             f"幸福基金 funds/{strict}（洪江某村幸福基金）只能用于：尊老爱幼、奖学助学；慰问金属于「村民慰问」"
@@ -428,7 +442,7 @@ async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_d
         await publish(js, visit(31, f"funds/{broken}", 100_00, region="431281101203"))
         got = await answers(js, 1)  # 1 s + 2 s of nak delays
         assert [k for k, _ in got["visits/31"]] == ["rejected"]
-        r = got["visits/31"][0][1]
+        r = rejected(got["visits/31"][0])
         assert r.reason == "PLUGIN_UNAVAILABLE" and "连续 3 次出错" in r.message and f"funds/{broken}" in r.message
         assert rules.calls >= 3 and b["consumer"].terminated == 0  # (a failed batch is retried message by message)
         assert await count(service, PaymentRow) == 0
