@@ -334,7 +334,12 @@ async def test_scattered_payment_ids_are_drawn_again_one_by_one(env, monkeypatch
     svc, hj = env["svc"], env["hj"]
     env["clock"].now += timedelta(days=30)
     drawn: list[tuple[int, int, int]] = []
-    monkeypatch.setattr(planner_pg, "contiguous", lambda lo, hi, n: drawn.append((lo, hi, n)) and False)
+
+    def never_contiguous(lo: int, hi: int, n: int) -> bool:
+        drawn.append((lo, hi, n))
+        return False
+
+    monkeypatch.setattr(planner_pg, "contiguous", never_contiguous)
     b = await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
     assert (b.payment_count, b.total.fen) == (2, 940_00 + 580_00)
     listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=b.name), who("fin-hj", "431281"))

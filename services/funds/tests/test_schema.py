@@ -187,13 +187,19 @@ async def test_migration_0013_records_each_batchs_count_and_total(engine: AsyncE
                 ),
                 {"b": bid},
             )
-        for pid, bid, amount in ((10, 1, 94000), (11, 1, 58000), (12, 2, 94000), (13, None, 500)):
+        payments: tuple[tuple[int, int | None, int], ...] = (
+            (10, 1, 94000),
+            (11, 1, 58000),
+            (12, 2, 94000),
+            (13, None, 500),
+        )
+        for pid, batch_id, amount in payments:
             await conn.execute(
                 text(
                     "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, batch_id)"
                     " VALUES (:i, 1, 1, :k, 'persons/9', :a, CURRENT_TIMESTAMP, :b)"
                 ),
-                {"i": pid, "k": f"k{pid}", "a": amount, "b": bid},
+                {"i": pid, "k": f"k{pid}", "a": amount, "b": batch_id},
             )
     await engine.dispose()
     migrate(db_url)
