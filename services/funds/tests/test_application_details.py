@@ -446,7 +446,8 @@ async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> No
         ),
         (
             happy_p,
-            {"happiness_fund": pb.HappinessFundDetails(use=99, resolution_number="3号")},  # type: ignore[arg-type]
+            # 99: no HappinessUse value
+            {"happiness_fund": pb.HappinessFundDetails(use=pb.HappinessUse.ValueType(99), resolution_number="3号")},
             "application.happiness_fund.use",
             "请选择幸福基金用途",
         ),

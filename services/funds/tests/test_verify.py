@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from typing import Any
@@ -52,10 +53,7 @@ async def test_verify_passes_then_reports_corruption(
         assert await V.verify(s) == []
     from jsx_funds.entrypoints.cli import _verify
 
-    class Args:
-        database_url = db_url
-
-    assert await _verify(Args()) == 0  # type: ignore[arg-type]
+    assert await _verify(argparse.Namespace(database_url=db_url)) == 0
 
     # Someone writes a one-sided journal straight into the database.
     async with engine.begin() as conn:
