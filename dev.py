@@ -40,6 +40,7 @@ CHECK_PATHS = [
     "tests",
     "bench",
     "services/events",
+    "services/funds",
     "services/board",
 ]
 
