@@ -122,7 +122,7 @@ META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, str
 
 
 async def add_household(
-    sessions, hid: str, village: str, kind: mpb.SituationKind.ValueType = mpb.SITUATION_KIND_SPECIAL_BEREAVED
+    sessions: Any, hid: str, village: str, kind: mpb.SituationKind.ValueType = mpb.SITUATION_KIND_SPECIAL_BEREAVED
 ) -> None:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",
@@ -138,7 +138,7 @@ async def add_household(
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost()  # every installed plugin for the regions it declares (hunan, huaihua, 溆浦 …)
     host.discover()
@@ -163,7 +163,7 @@ async def env(engine: AsyncEngine, make_api):
 
 
 async def make_program(
-    env,
+    env: dict[str, Any],
     ptype: pb.ProgramType.ValueType,
     region: str = XP,
     fund_kind: pb.FundKind.ValueType = pb.FUND_KIND_PROGRAM,
@@ -240,7 +240,7 @@ def submit(
     )
 
 
-async def stored(env) -> tuple[int, int]:
+async def stored(env: dict[str, Any]) -> tuple[int, int]:
     """(applications, outbox events) in the database."""
     async with env["sessions"]() as s:
         apps = (await s.execute(select(func.count()).select_from(ApplicationRow))).scalar_one()
@@ -248,7 +248,7 @@ async def stored(env) -> tuple[int, int]:
     return int(apps), int(events)
 
 
-async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None:
+async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env: dict[str, Any]) -> None:
     svc, rules = env["svc"], env["rules"]
     loan_p = await make_program(env, pb.PROGRAM_TYPE_LOAN_INTEREST_SUBSIDY)
     care_p = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
@@ -321,7 +321,7 @@ async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None
     assert listed.applications[2].sanjiehe.income_gained.fen == 3000_00
 
 
-async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:
+async def test_hospital_days_reach_the_plugin_with_provenance(env: dict[str, Any]) -> None:
     svc, rules = env["svc"], env["rules"]
     program = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
     # days left empty: counted from the dates (算入不算出), 8-01 → 8-13 is 12 days
@@ -375,7 +375,7 @@ async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:
         ).scalar_one() == 0
 
 
-async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> None:
+async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env: dict[str, Any]) -> None:
     svc = env["svc"]
     loan_p = await make_program(env, pb.PROGRAM_TYPE_LOAN_INTEREST_SUBSIDY)
     care_p = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
@@ -492,7 +492,7 @@ async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> No
     assert await stored(env) == before  # no application, no event
 
 
-async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:
+async def test_happiness_use_must_be_allowed_by_the_village_rule(env: dict[str, Any]) -> None:
     svc = env["svc"]
     # 溆浦: the county plugin allows the six uses, 村民慰问 among them.
     xupu_p = await make_program(
@@ -551,7 +551,7 @@ async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:
     assert await stored(env) == before
 
 
-async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tmp_path: Path) -> None:
+async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env: dict[str, Any], tmp_path: Path) -> None:
     svc, funds, clock = env["svc"], env["funds"], env["clock"]
     program = await make_program(
         env, pb.PROGRAM_TYPE_SANJIEHE, levels=(pb.APPROVAL_LEVEL_VILLAGE, pb.APPROVAL_LEVEL_COUNTY)

@@ -5,6 +5,7 @@ amounts with provenance (洪江 940 vs 沅陵 national 590 for 2022-08), the
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -35,7 +36,7 @@ COUNTY = who("appr-county", HJ, "county_approver")
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
@@ -59,7 +60,7 @@ async def env(engine: AsyncEngine, make_api):
     return {"sessions": sessions, "funds": funds, "programs": programs, "clock": clock, "household": household}
 
 
-async def make_program(env, region: str, budget: int = 0) -> pb.Program:
+async def make_program(env: dict[str, Any], region: str, budget: int = 0) -> pb.Program:
     fund = await env["funds"].CreateFund(
         pb.CreateFundRequest(
             request_id=rid(),
@@ -100,7 +101,7 @@ def application(
     )
 
 
-async def decide(env, caller: Caller, name: str, ok: bool = True, comment: str = "") -> pb.Application:
+async def decide(env: dict[str, Any], caller: Caller, name: str, ok: bool = True, comment: str = "") -> pb.Application:
     return await env["programs"].DecideApplication(
         pb.DecideApplicationRequest(
             request_id=rid(),
@@ -112,12 +113,12 @@ async def decide(env, caller: Caller, name: str, ok: bool = True, comment: str =
     )
 
 
-async def subjects(env) -> list[str]:
+async def subjects(env: dict[str, Any]) -> list[str]:
     async with env["sessions"]() as s:
         return list((await s.execute(select(OutboxEvent.subject).order_by(OutboxEvent.seq))).scalars())
 
 
-async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:
+async def test_amounts_and_provenance_come_from_the_region_plugins(env: dict[str, Any]) -> None:
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     await env["household"]("yl1", YL_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     hj, yl = await make_program(env, HJ), await make_program(env, "431222")
@@ -157,7 +158,7 @@ async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:
     assert (await subjects(env)).count("jsx.funds.application.submitted") == 3
 
 
-async def test_chain_maker_checker_publicity_and_objections(env) -> None:
+async def test_chain_maker_checker_publicity_and_objections(env: dict[str, Any]) -> None:
     svc, clock = env["programs"], env["clock"]
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     program = await make_program(env, HJ)
@@ -249,7 +250,7 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:
     assert events.count("jsx.funds.application.objected") == 2
 
 
-async def test_budget_caps_final_approvals(env) -> None:
+async def test_budget_caps_final_approvals(env: dict[str, Any]) -> None:
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     program = await make_program(env, HJ, budget=1500_00)
     apps = [

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import csv
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import Workbook, load_workbook
@@ -44,7 +46,7 @@ HJ = "431281"
 START = datetime(2022, 7, 4, 2, 0, tzinfo=UTC)
 
 
-async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:
+async def enrol(svc: Any, funds: Any, sessions: Any, county: str, fund_fen: int) -> pb.Program:
     """A 特别扶助 program with a 失独 (940 元 in 洪江) and a 伤残 (580 元) mother enrolled."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -127,7 +129,7 @@ async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
@@ -156,7 +158,7 @@ async def env(engine: AsyncEngine, make_api):
     }
 
 
-def write_csv(path, rows) -> None:
+def write_csv(path: Any, rows: Any) -> None:
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         w = csv.writer(f)
         w.writerow(["序号", "业务参考号", "收款人编号", "金额（元）", "状态", "失败原因", "银行流水号", "支付日期"])
@@ -164,17 +166,19 @@ def write_csv(path, rows) -> None:
             w.writerow([i, ref, "", "", status, reason, f"HJ2022080{i}" if status == "成功" else "", "2022-08-15"])
 
 
-async def count(env, table) -> int:
+async def count(env: dict[str, Any], table: Any) -> int:
     async with env["sessions"]() as s:
         return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
 
 
-async def outbox(env, subject: str) -> list[bytes]:
+async def outbox(env: dict[str, Any], subject: str) -> list[bytes]:
     async with env["sessions"]() as s:
         return list((await s.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == subject))).scalars())
 
 
-async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db_url: str, tmp_path) -> None:
+async def test_results_return_failed_money_reconcile_and_allow_one_retry(
+    env: dict[str, Any], db_url: str, tmp_path: Path
+) -> None:
     svc, batch, refs = env["svc"], env["batch"], env["refs"]
     rec = await svc.GetReconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
     assert (rec.issued_count, rec.pending_count, rec.ledger_total.fen, rec.balanced) == (2, 2, 1520_00, True)
@@ -256,7 +260,9 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
     assert len(problems) == 1 and "银行已退回" in problems[0] and "580.00" in problems[0]
 
 
-async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: str, tmp_path) -> None:
+async def test_bad_file_is_refused_whole_with_a_violation_per_line(
+    env: dict[str, Any], db_url: str, tmp_path: Path
+) -> None:
     svc, batch, refs = env["svc"], env["batch"], env["refs"]
     bid = int(batch.name.split("/")[1])
     lines = [
@@ -324,7 +330,7 @@ async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: 
     assert await count(env, PaymentFailureRow) == 0
 
 
-def test_bank_file_xlsx_and_unknown_status(tmp_path) -> None:
+def test_bank_file_xlsx_and_unknown_status(tmp_path: Path) -> None:
     wb = Workbook()
     ws = wb.active
     assert isinstance(ws, Worksheet)
@@ -350,7 +356,7 @@ def test_bank_file_xlsx_and_unknown_status(tmp_path) -> None:
     assert "第 2 行" in e.value.violations[0].description and "处理中" in e.value.violations[0].description
 
 
-async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:
+async def test_program_report_and_xlsx(env: dict[str, Any], db_url: str, tmp_path: Path) -> None:
     assert wan_yuan(614_9000_00) == "614.9" and wan_yuan(1_0000_00) == "1" and wan_yuan(12_345_67) == "1.23"
     assert summary(614_9000_00, 1515, 4269) == "资金总额 614.9 万元，惠及计生家庭 1515 户 4269 人"
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
@@ -396,7 +402,9 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:
     assert rows[1][9] == "资金总额 1 万元，惠及计生家庭 1 户 1 人"
 
 
-async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str, nats_url: str, tmp_path) -> None:
+async def test_bank_results_reconciliation_and_report_over_grpc(
+    env: dict[str, Any], db_url: str, nats_url: str, tmp_path: Path
+) -> None:
     """The same flow through the real server: rich errors, permissions, events on a real nats-server."""
     import grpc
     import nats
@@ -501,7 +509,7 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
         await nc.close()
 
 
-async def test_failed_beneficiary_is_paid_again_in_a_later_batch(env) -> None:
+async def test_failed_beneficiary_is_paid_again_in_a_later_batch(env: dict[str, Any]) -> None:
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
     await svc.ImportBankResults(
         pb.ImportBankResultsRequest(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.js.errors
@@ -49,7 +50,7 @@ from jsxcore.testing.helpers import rid
 from jsxcore.values import Money, RegionCode
 
 
-async def publish(js, msg: Message, event_id: str | None = None) -> str:
+async def publish(js: Any, msg: Message, event_id: str | None = None) -> str:
     """Publish as a producer's relay would: Nats-Msg-Id and Jsx-Event-Type headers."""
     eid = event_id or rid()
     subject = msg.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
@@ -59,7 +60,7 @@ async def publish(js, msg: Message, event_id: str | None = None) -> str:
     return eid
 
 
-async def fresh_streams(js) -> None:
+async def fresh_streams(js: Any) -> None:
     for stream in ("JSX_EVENTS", "JSX_MEMBERS", "JSX_FUNDS"):
         try:
             await js.delete_stream(stream)  # fresh streams and durable consumers per test
@@ -95,14 +96,14 @@ async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await nc.close()
 
 
-async def until(check, timeout: float = 20.0) -> None:
+async def until(check: Any, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.1)
 
 
-async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:
+async def funds_events(js: Any, want: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:
     sub = await js.pull_subscribe("jsx.funds.visit_expense.>", durable=None, stream="JSX_FUNDS")
     got: list[tuple[str, bytes]] = []
     deadline = asyncio.get_running_loop().time() + timeout
@@ -117,7 +118,7 @@ async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, 
 
 
 async def make_fund(
-    service,
+    service: Any,
     region: str,
     fen: int,
     kind: pb.FundKind.ValueType = pb.FUND_KIND_CONDOLENCE,
@@ -158,12 +159,12 @@ def visit(vid: int, fund: str, fen: int, region: str = "431224102203") -> ev.Vis
     )
 
 
-async def count(service, model, *where) -> int:
+async def count(service: Any, model: Any, *where: Any) -> int:
     async with service.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
 
 
-async def test_visit_expense_booked_once_whatever_is_redelivered(funds) -> None:
+async def test_visit_expense_booked_once_whatever_is_redelivered(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     fid = await make_fund(service, "431224", 1000_00)
     msg = visit(7, f"funds/{fid}", 300_00)
@@ -186,12 +187,12 @@ async def test_visit_expense_booked_once_whatever_is_redelivered(funds) -> None:
     assert b.ledger_entry.endswith(f"/ledgerEntries/{(await _payment(service)).journal_id}")
 
 
-async def _payment(service) -> PaymentRow:
+async def _payment(service: Any) -> PaymentRow:
     async with service.sessions() as s:
         return (await s.execute(select(PaymentRow))).scalar_one()
 
 
-async def test_visit_expense_rejected_with_reason(funds) -> None:
+async def test_visit_expense_rejected_with_reason(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     fid = await make_fund(service, "431224", 100_00)
     await publish(js, visit(1, f"funds/{fid}", 500_00))  # more than the fund holds
@@ -219,7 +220,7 @@ async def test_visit_expense_rejected_with_reason(funds) -> None:
 XUPU_VILLAGE = "431224102203"
 
 
-async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:
+async def answers(js: Any, want: int) -> dict[str, list[tuple[str, Message]]]:
     """The funds service's answers per visit, in order: ("booked" | "rejected", message)."""
     got: dict[str, list[tuple[str, Message]]] = {}
     for subject, data in await funds_events(js, want):
@@ -243,14 +244,14 @@ def booked(answer: tuple[str, Message]) -> fev.VisitExpenseBooked:
     return m
 
 
-async def caught_up(js, durable: str = "funds-visit-expenses") -> bool:
+async def caught_up(js: Any, durable: str = "funds-visit-expenses") -> bool:
     """Every message in JSX_EVENTS has been acked (or terminated) by the visit consumer."""
     last = (await js.stream_info("JSX_EVENTS")).state.last_seq
     info = await js.consumer_info("JSX_EVENTS", durable)
     return info.ack_floor.stream_seq >= last and info.num_ack_pending == 0
 
 
-async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:
+async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     await ensure_stream(js, "events", duplicate_window=1.0)  # so the broker lets a true redelivery through below
     relief = await make_fund(service, "431224", 1000_00, pb.FUND_KIND_RELIEF, "县计生协救助资金")
@@ -475,7 +476,7 @@ def situation(
     return msg
 
 
-async def test_members_projection(funds) -> None:
+async def test_members_projection(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     reg = mev.HouseholdRegistered(
         household="households/h1",
@@ -508,7 +509,7 @@ async def test_members_projection(funds) -> None:
     assert await count(service, HouseholdProjection) == 2
 
 
-async def _n_sits(service, n: int) -> bool:
+async def _n_sits(service: Any, n: int) -> bool:
     if await count(service, SituationProjection) != n:
         return False
     # wait until the last event (the stale copy and h2) were applied too
@@ -516,7 +517,7 @@ async def _n_sits(service, n: int) -> bool:
         return int((await s.execute(select(func.count()).select_from(InboxEvent))).scalar_one()) >= 6
 
 
-async def test_members_change_moves_the_head_in_the_projection(funds) -> None:
+async def test_members_change_moves_the_head_in_the_projection(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     reg = mev.HouseholdRegistered(
         household="households/h9",

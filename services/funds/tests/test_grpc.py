@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import nats
@@ -82,12 +83,12 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await nc.close()
 
 
-async def _journals(service) -> int:
+async def _journals(service: Any) -> int:
     async with service.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(JournalRow))).scalar_one())
 
 
-async def test_funds_over_grpc(stack) -> None:
+async def test_funds_over_grpc(stack: dict[str, Any]) -> None:
     fin, yl, clerk = stack["clients"]["xp_fin"], stack["clients"]["yl_fin"], stack["clients"]["xp_clerk"]
     src = await fin.CreateFundSource(
         pb.CreateFundSourceRequest(
@@ -219,7 +220,7 @@ async def test_funds_over_grpc(stack) -> None:
     assert "王某".encode() not in subjects["jsx.funds.donation.received"]
 
 
-async def test_programs_and_applications_over_grpc(stack) -> None:
+async def test_programs_and_applications_over_grpc(stack: dict[str, Any]) -> None:
     fin, clerk, appr = stack["clients"]["xp_fin"], stack["clients"]["xp_clerk"], stack["clients"]["xp_approver"]
     fund = await fin.CreateFund(
         pb.CreateFundRequest(

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -57,7 +58,7 @@ YL, VILLAGE = "431222", "431222101201"
 
 
 class Client:
-    def __init__(self, stub, token: str) -> None:
+    def __init__(self, stub: Any, token: str) -> None:
         self.stub, self.md = stub, (("authorization", f"Bearer {token}"),)
 
     def __getattr__(self, rpc: str):
@@ -118,12 +119,12 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await mrt.stop(0)
 
 
-async def _applications(sessions) -> int:
+async def _applications(sessions: Any) -> int:
     async with sessions() as s:
         return int((await s.execute(select(func.count()).select_from(ApplicationRow))).scalar_one())
 
 
-async def test_submit_checks_household_with_members_over_grpc(stack) -> None:
+async def test_submit_checks_household_with_members_over_grpc(stack: dict[str, Any]) -> None:
     members, funds, sessions = stack["members"], stack["funds"], stack["sessions"]
     head = await members.CreatePerson(
         mpb.CreatePersonRequest(

@@ -80,7 +80,7 @@ CARDS = {
 
 
 class Client:
-    def __init__(self, stub, token: str) -> None:
+    def __init__(self, stub: Any, token: str) -> None:
         self.stub, self.md = stub, (("authorization", f"Bearer {token}"),)
 
     def __getattr__(self, rpc: str):
@@ -89,7 +89,7 @@ class Client:
 
 
 @pytest.fixture
-async def stack(db_url: str, nats_url: str, tmp_path: Path, make_api) -> AsyncIterator[dict]:
+async def stack(db_url: str, nats_url: str, tmp_path: Path, make_api: Any) -> AsyncIterator[dict]:
     keys = {"JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(), "JSX_AUTH_SECRET": SECRET}
     logs = io.StringIO()
     handler = setup_logging("test", "DEBUG", stream=logs)
@@ -192,7 +192,7 @@ async def _household(
     )
 
 
-async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict:
+async def scenario(stack: dict[str, Any], extra: int = 0, headless_last: bool = False) -> dict:
     """Two 沅陵 households (失独, 伤残), 刘桂芳 without a card; a per-person and a per-household
     特别扶助 program, both paid for 2022-08. ``extra`` more 失独 households, all with cards, make
     the batches longer; ``headless_last``: the funds projection does not know the last one's 户主
@@ -266,7 +266,7 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict:
             None,
         )
 
-    async def apply(svc, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
+    async def apply(svc: Any, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
         app = await svc.SubmitApplication(
             fpb.SubmitApplicationRequest(
                 request_id=rid(),
@@ -355,7 +355,7 @@ async def _scan_funds_db(db_url: str, needles: list[str]) -> list[str]:
     return [n for n in needles if n in dump or n.encode().hex() in dump]
 
 
-async def test_payment_file_payees_cards_and_pii(stack) -> None:
+async def test_payment_file_payees_cards_and_pii(stack: dict[str, Any]) -> None:
     sc = await scenario(stack)
     f, m, p = stack["f"], stack["m"], sc["persons"]
     per_person, per_household = sc["batches"]["person"].name, sc["batches"]["household"].name
@@ -472,7 +472,7 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:
     assert leaked == []
 
 
-async def test_scope_permission_and_publicity_names(stack) -> None:
+async def test_scope_permission_and_publicity_names(stack: dict[str, Any]) -> None:
     sc = await scenario(stack)
     f, m, p = stack["f"], stack["m"], sc["persons"]
     names = [p["王大明"].name, p["李秀英"].name]
@@ -531,7 +531,9 @@ async def test_scope_permission_and_publicity_names(stack) -> None:
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE and reason_of(e.value) == "MEMBERS_UNAVAILABLE"
 
 
-async def test_payee_lookups_in_flight_keep_order_and_refusals(stack, monkeypatch) -> None:
+async def test_payee_lookups_in_flight_keep_order_and_refusals(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bank file's payees are fetched from members a few chunks at a time: all of them, each its own."""
     from jsx_funds.adapters import members as adapter
 
@@ -568,7 +570,9 @@ async def _stream(
     return got, None
 
 
-async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch) -> None:
+async def test_stream_payment_file_is_the_same_file_in_chunks(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jsx_funds.disbursement import payment_file as pf
 
     sc = await scenario(stack, extra=4, headless_last=True)
@@ -663,7 +667,7 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
     assert [n for n in [*CARDS.values(), *(f"6217005500000{i:03d}" for i in range(4))] if n in logs] == []
 
 
-async def test_stream_payment_file_is_authorised_like_get(stack) -> None:
+async def test_stream_payment_file_is_authorised_like_get(stack: dict[str, Any]) -> None:
     sc = await scenario(stack)
     f, batch = stack["f"], sc["batches"]["household"].name  # both 户主 have cards
     got, err = await _stream(f["fin"], batch)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-async def _seed(conn) -> None:
+async def _seed(conn: Any) -> None:
     await conn.execute(
         text(
             "INSERT INTO funds (id, name, kind, region, owner, allow_negative, description, version, created_at, created_by)"

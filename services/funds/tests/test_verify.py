@@ -32,7 +32,7 @@ def run_verify(db_url: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_verify_passes_then_reports_corruption(
-    svc: LedgerService, kit, engine: AsyncEngine, db_url: str, api: Any, disbursement: DisbursementService
+    svc: LedgerService, kit: Any, engine: AsyncEngine, db_url: str, api: Any, disbursement: DisbursementService
 ) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)

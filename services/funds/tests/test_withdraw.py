@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -69,7 +70,7 @@ COUNTY = who("appr-county", HJ, "county_approver")
 FINANCE = who("fin-hj", HJ, "finance_officer")
 
 
-async def add_household(sessions, hid: str, village: str = HJ_VILLAGE) -> None:
+async def add_household(sessions: Any, hid: str, village: str = HJ_VILLAGE) -> None:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",
         village=c.RegionCode(code=village),
@@ -84,7 +85,7 @@ async def add_household(sessions, hid: str, village: str = HJ_VILLAGE) -> None:
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"]})
     host.discover()
@@ -94,7 +95,7 @@ async def env(engine: AsyncEngine, make_api):
     return {"sessions": sessions, "svc": svc, "funds": svc, "clock": clock}
 
 
-async def make_program(env, budget: int = 0, money: int = 100_000_00) -> pb.Program:
+async def make_program(env: dict[str, Any], budget: int = 0, money: int = 100_000_00) -> pb.Program:
     funds = env["funds"]
     fund = await funds.CreateFund(
         pb.CreateFundRequest(
@@ -133,7 +134,7 @@ async def make_program(env, budget: int = 0, money: int = 100_000_00) -> pb.Prog
     )
 
 
-async def submit(env, program: pb.Program, person: str) -> str:
+async def submit(env: dict[str, Any], program: pb.Program, person: str) -> str:
     app = await env["svc"].SubmitApplication(
         pb.SubmitApplicationRequest(
             request_id=rid(),
@@ -150,7 +151,7 @@ async def submit(env, program: pb.Program, person: str) -> str:
     return app.name
 
 
-async def decide(env, name: str, *reviewers: Caller, ok: bool = True) -> pb.Application:
+async def decide(env: dict[str, Any], name: str, *reviewers: Caller, ok: bool = True) -> pb.Application:
     got = None
     for reviewer in reviewers:
         got = await env["svc"].DecideApplication(
@@ -166,14 +167,14 @@ async def decide(env, name: str, *reviewers: Caller, ok: bool = True) -> pb.Appl
     return got
 
 
-async def approved(env, program: pb.Program, person: str) -> str:
+async def approved(env: dict[str, Any], program: pb.Program, person: str) -> str:
     """An application through every review: in 公示 from now."""
     name = await submit(env, program, person)
     assert (await decide(env, name, VILLAGE, TOWNSHIP, COUNTY)).state == pb.APPLICATION_STATE_IN_PUBLICITY
     return name
 
 
-async def get(env, name: str) -> pb.Application:
+async def get(env: dict[str, Any], name: str) -> pb.Application:
     return await env["svc"].GetApplication(pb.GetApplicationRequest(name=name), COUNTY)
 
 
@@ -181,7 +182,7 @@ def withdraw_req(name: str, reason: str = "申请人已外出务工，自愿放�
     return pb.WithdrawApplicationRequest(name=name, reason=reason, request_id=rid())
 
 
-async def withdrawn_events(env) -> list[fev.ApplicationWithdrawn]:
+async def withdrawn_events(env: dict[str, Any]) -> list[fev.ApplicationWithdrawn]:
     async with env["sessions"]() as s:
         rows = (
             (
@@ -197,7 +198,7 @@ async def withdrawn_events(env) -> list[fev.ApplicationWithdrawn]:
     return [fev.ApplicationWithdrawn.FromString(p) for p in rows]
 
 
-async def counts(env) -> tuple[int, int]:
+async def counts(env: dict[str, Any]) -> tuple[int, int]:
     """(outbox events, withdrawal records): what a refused withdrawal must not change."""
     async with env["sessions"]() as s:
         events = (await s.execute(select(func.count()).select_from(OutboxEvent))).scalar_one()
@@ -205,7 +206,7 @@ async def counts(env) -> tuple[int, int]:
     return int(events), int(records)
 
 
-async def test_each_state_before_payment_withdraws_with_record_and_event(env) -> None:
+async def test_each_state_before_payment_withdraws_with_record_and_event(env: dict[str, Any]) -> None:
     svc, clock = env["svc"], env["clock"]
     program = await make_program(env)
     # READY_TO_PAY first: its 公示 must be over while the others' still runs.
@@ -275,7 +276,7 @@ async def test_each_state_before_payment_withdraws_with_record_and_event(env) ->
     assert e.value.reason == "NOT_IN_REVIEW"
 
 
-async def paid_program(env) -> tuple[pb.Program, dict[str, str], pb.PaymentBatch]:
+async def paid_program(env: dict[str, Any]) -> tuple[pb.Program, dict[str, str], pb.PaymentBatch]:
     """Three beneficiaries paid by a 2022-09 batch; the bank then paid one and failed one."""
     svc = env["svc"]
     program = await make_program(env)
@@ -308,7 +309,7 @@ async def paid_program(env) -> tuple[pb.Program, dict[str, str], pb.PaymentBatch
     return program, apps, batch
 
 
-async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(env) -> None:
+async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(env: dict[str, Any]) -> None:
     svc = env["svc"]
     program, paid, _ = await paid_program(env)
     rejected = await submit(env, program, "p-rej")
@@ -355,7 +356,7 @@ async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(en
     assert await counts(env) == seen
 
 
-async def test_withdrawn_application_is_never_paid_by_a_batch(env) -> None:
+async def test_withdrawn_application_is_never_paid_by_a_batch(env: dict[str, Any]) -> None:
     svc = env["svc"]
     program = await make_program(env)
     keep, drop = await approved(env, program, "p-keep"), await approved(env, program, "p-drop")
@@ -379,7 +380,7 @@ async def test_withdrawn_application_is_never_paid_by_a_batch(env) -> None:
     assert (await get(env, keep)).state == pb.APPLICATION_STATE_PAYMENT_ISSUED
 
 
-async def test_withdrawal_frees_the_program_budget(env) -> None:
+async def test_withdrawal_frees_the_program_budget(env: dict[str, Any]) -> None:
     program = await make_program(env, budget=1500_00)
     first = await approved(env, program, "p1")
     second = await submit(env, program, "p2")
@@ -391,7 +392,7 @@ async def test_withdrawal_frees_the_program_budget(env) -> None:
     assert (await decide(env, second, COUNTY)).state == pb.APPLICATION_STATE_IN_PUBLICITY
 
 
-async def test_idempotent_replay_input_checks_and_region(env) -> None:
+async def test_idempotent_replay_input_checks_and_region(env: dict[str, Any]) -> None:
     svc = env["svc"]
     program = await make_program(env)
     name = await submit(env, program, "p1")
@@ -523,7 +524,7 @@ async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) ->
         await rt.stop(0)
 
 
-async def test_withdrawal_racing_a_batch_is_either_withdrawn_or_paid(env) -> None:
+async def test_withdrawal_racing_a_batch_is_either_withdrawn_or_paid(env: dict[str, Any]) -> None:
     """The withdrawal takes the fund's row lock the batch holds: never withdrawn *and* paid."""
     svc = env["svc"]
     program = await make_program(env)
