@@ -28,8 +28,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 UV_VERSION = "0.13.9"  # keep equal to the pin in pyproject.toml's dev group
 
-#: What `check` covers (ruff and mypy settings: pyproject.toml). services/funds joins
-#: (or all of "services") once issue 12's restructuring of it has landed.
+#: What `check` covers (ruff and mypy settings: pyproject.toml): every package of the repository.
 CHECK_PATHS = [
     "dev.py",
     "conftest.py",
@@ -41,6 +40,7 @@ CHECK_PATHS = [
     "bench",
     "services/events",
     "services/members",
+    "services/funds",
     "services/board",
 ]
 

@@ -102,7 +102,11 @@ class Kit:
     rid = staticmethod(rid)
 
     async def make_fund(
-        self, *, region: str = "431224", kind: int = funds_pb2.FUND_KIND_HAPPINESS, allow_negative: bool = False
+        self,
+        *,
+        region: str = "431224",
+        kind: funds_pb2.FundKind.ValueType = funds_pb2.FUND_KIND_HAPPINESS,
+        allow_negative: bool = False,
     ) -> int:
         fund = await self.api.CreateFund(
             funds_pb2.CreateFundRequest(
@@ -119,7 +123,10 @@ class Kit:
         return int(fund.name.split("/")[1])
 
     async def make_source(
-        self, *, region: str = "431224", kind: int = funds_pb2.FUND_SOURCE_KIND_COUNTY_FINANCE
+        self,
+        *,
+        region: str = "431224",
+        kind: funds_pb2.FundSourceKind.ValueType = funds_pb2.FUND_SOURCE_KIND_COUNTY_FINANCE,
     ) -> int:
         src = await self.api.CreateFundSource(
             funds_pb2.CreateFundSourceRequest(

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from openpyxl import load_workbook
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -120,7 +121,9 @@ class StrictVillage:
 META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 
 
-async def add_household(sessions, hid: str, village: str, kind: int = mpb.SITUATION_KIND_SPECIAL_BEREAVED) -> None:  # type: ignore[no-untyped-def]
+async def add_household(
+    sessions: Any, hid: str, village: str, kind: mpb.SituationKind.ValueType = mpb.SITUATION_KIND_SPECIAL_BEREAVED
+) -> None:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",
         village=c.RegionCode(code=village),
@@ -135,7 +138,7 @@ async def add_household(sessions, hid: str, village: str, kind: int = mpb.SITUAT
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost()  # every installed plugin for the regions it declares (hunan, huaihua, 溆浦 …)
     host.discover()
@@ -160,11 +163,11 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
 
 
 async def make_program(
-    env,
-    ptype: int,
+    env: dict[str, Any],
+    ptype: pb.ProgramType.ValueType,
     region: str = XP,
-    fund_kind: int = pb.FUND_KIND_PROGRAM,  # type: ignore[no-untyped-def]
-    levels: tuple[int, ...] = (),
+    fund_kind: pb.FundKind.ValueType = pb.FUND_KIND_PROGRAM,
+    levels: tuple[pb.ApprovalLevel.ValueType, ...] = (),
 ) -> pb.Program:
     fund = await env["funds"].CreateFund(
         pb.CreateFundRequest(
@@ -237,7 +240,7 @@ def submit(
     )
 
 
-async def stored(env) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+async def stored(env: dict[str, Any]) -> tuple[int, int]:
     """(applications, outbox events) in the database."""
     async with env["sessions"]() as s:
         apps = (await s.execute(select(func.count()).select_from(ApplicationRow))).scalar_one()
@@ -245,7 +248,7 @@ async def stored(env) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     return int(apps), int(events)
 
 
-async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None:  # type: ignore[no-untyped-def]
+async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env: dict[str, Any]) -> None:
     svc, rules = env["svc"], env["rules"]
     loan_p = await make_program(env, pb.PROGRAM_TYPE_LOAN_INTEREST_SUBSIDY)
     care_p = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
@@ -318,7 +321,7 @@ async def test_each_kind_is_stored_passed_to_the_rules_and_returned(env) -> None
     assert listed.applications[2].sanjiehe.income_gained.fen == 3000_00
 
 
-async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # type: ignore[no-untyped-def]
+async def test_hospital_days_reach_the_plugin_with_provenance(env: dict[str, Any]) -> None:
     svc, rules = env["svc"], env["rules"]
     program = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
     # days left empty: counted from the dates (算入不算出), 8-01 → 8-13 is 12 days
@@ -372,7 +375,7 @@ async def test_hospital_days_reach_the_plugin_with_provenance(env) -> None:  # t
         ).scalar_one() == 0
 
 
-async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> None:  # type: ignore[no-untyped-def]
+async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env: dict[str, Any]) -> None:
     svc = env["svc"]
     loan_p = await make_program(env, pb.PROGRAM_TYPE_LOAN_INTEREST_SUBSIDY)
     care_p = await make_program(env, pb.PROGRAM_TYPE_HOSPITAL_CARE)
@@ -443,7 +446,8 @@ async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> No
         ),
         (
             happy_p,
-            {"happiness_fund": pb.HappinessFundDetails(use=99, resolution_number="3号")},  # type: ignore[arg-type]
+            # 99: no HappinessUse value
+            {"happiness_fund": pb.HappinessFundDetails(use=pb.HappinessUse.ValueType(99), resolution_number="3号")},
             "application.happiness_fund.use",
             "请选择幸福基金用途",
         ),
@@ -488,7 +492,7 @@ async def test_each_rule_is_refused_with_its_field_and_nothing_stored(env) -> No
     assert await stored(env) == before  # no application, no event
 
 
-async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  # type: ignore[no-untyped-def]
+async def test_happiness_use_must_be_allowed_by_the_village_rule(env: dict[str, Any]) -> None:
     svc = env["svc"]
     # 溆浦: the county plugin allows the six uses, 村民慰问 among them.
     xupu_p = await make_program(
@@ -547,7 +551,7 @@ async def test_happiness_use_must_be_allowed_by_the_village_rule(env) -> None:  
     assert await stored(env) == before
 
 
-async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env: dict[str, Any], tmp_path: Path) -> None:
     svc, funds, clock = env["svc"], env["funds"], env["clock"]
     program = await make_program(
         env, pb.PROGRAM_TYPE_SANJIEHE, levels=(pb.APPROVAL_LEVEL_VILLAGE, pb.APPROVAL_LEVEL_COUNTY)
@@ -621,7 +625,9 @@ async def test_income_gained_of_paid_sanjiehe_applications_in_the_report(env, tm
 
     out = tmp_path / "报表.xlsx"
     reports_xlsx([("2022年溆浦县三结合", r)], out)
-    rows = list(load_workbook(out).active.iter_rows(values_only=True))
+    ws = load_workbook(out).active
+    assert isinstance(ws, Worksheet)
+    rows = list(ws.iter_rows(values_only=True))
     assert rows[0][10] == "带动增收（元）" and rows[1][10] == 3000
 
 
@@ -702,6 +708,7 @@ async def test_details_over_grpc(db_url: str, nats_url: str, tmp_path: Path) -> 
             )
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         _, bad_request, _ = error_details(e.value)
+        assert bad_request is not None
         assert [v.field for v in bad_request.field_violations] == ["application.hospital_care.discharge_date"]
         assert "不能早于入院日期" in bad_request.field_violations[0].description
         assert (await stub.ListApplications(pb.ListApplicationsRequest(), metadata=clerk)).applications == []

@@ -5,6 +5,7 @@ amounts with provenance (洪江 940 vs 沅陵 national 590 for 2022-08), the
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -35,7 +36,7 @@ COUNTY = who("appr-county", HJ, "county_approver")
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
@@ -43,7 +44,7 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     funds = programs = make_api(compose(sessions, host, clock=clock))
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 
-    async def household(hid: str, village: str, kind: int, since: date) -> None:
+    async def household(hid: str, village: str, kind: mpb.SituationKind.ValueType, since: date) -> None:
         msg = mev.HouseholdSituationChanged(
             household=f"households/{hid}",
             village=c.RegionCode(code=village),
@@ -59,7 +60,7 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     return {"sessions": sessions, "funds": funds, "programs": programs, "clock": clock, "household": household}
 
 
-async def make_program(env, region: str, budget: int = 0) -> pb.Program:  # type: ignore[no-untyped-def]
+async def make_program(env: dict[str, Any], region: str, budget: int = 0) -> pb.Program:
     fund = await env["funds"].CreateFund(
         pb.CreateFundRequest(
             request_id=rid(),
@@ -100,7 +101,7 @@ def application(
     )
 
 
-async def decide(env, caller: Caller, name: str, ok: bool = True, comment: str = "") -> pb.Application:  # type: ignore[no-untyped-def]
+async def decide(env: dict[str, Any], caller: Caller, name: str, ok: bool = True, comment: str = "") -> pb.Application:
     return await env["programs"].DecideApplication(
         pb.DecideApplicationRequest(
             request_id=rid(),
@@ -112,12 +113,12 @@ async def decide(env, caller: Caller, name: str, ok: bool = True, comment: str =
     )
 
 
-async def subjects(env) -> list[str]:  # type: ignore[no-untyped-def]
+async def subjects(env: dict[str, Any]) -> list[str]:
     async with env["sessions"]() as s:
         return list((await s.execute(select(OutboxEvent.subject).order_by(OutboxEvent.seq))).scalars())
 
 
-async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:  # type: ignore[no-untyped-def]
+async def test_amounts_and_provenance_come_from_the_region_plugins(env: dict[str, Any]) -> None:
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     await env["household"]("yl1", YL_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     hj, yl = await make_program(env, HJ), await make_program(env, "431222")
@@ -145,19 +146,19 @@ async def test_amounts_and_provenance_come_from_the_region_plugins(env) -> None:
 
     # Not a special family: the plugin's reasons reach the clerk; nothing stored.
     await env["household"]("hj2", HJ_VILLAGE, mpb.SITUATION_KIND_ONLY_CHILD, date(2001, 1, 1))
-    with pytest.raises(FailedPrecondition) as e:
+    with pytest.raises(FailedPrecondition) as refused:
         await env["programs"].SubmitApplication(application(hj.name, "hj2", "persons/hj2-p"), CLERK)
-    assert e.value.reason == "NOT_ELIGIBLE" and "不属于计生特殊家庭" in e.value.message
-    with pytest.raises(NotFound) as e:
+    assert refused.value.reason == "NOT_ELIGIBLE" and "不属于计生特殊家庭" in refused.value.message
+    with pytest.raises(NotFound) as not_found:
         await env["programs"].SubmitApplication(application(hj.name, "nobody", "persons/x"), CLERK)
-    assert e.value.reason == "HOUSEHOLD_NOT_FOUND"
+    assert not_found.value.reason == "HOUSEHOLD_NOT_FOUND"
     # Out of the clerk's county.
     with pytest.raises(PermissionDenied):
         await env["programs"].SubmitApplication(application(yl.name, "yl1", "persons/yl1-p", period="2022-10"), CLERK)
     assert (await subjects(env)).count("jsx.funds.application.submitted") == 3
 
 
-async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # type: ignore[no-untyped-def]
+async def test_chain_maker_checker_publicity_and_objections(env: dict[str, Any]) -> None:
     svc, clock = env["programs"], env["clock"]
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     program = await make_program(env, HJ)
@@ -217,11 +218,11 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
     )
     assert done.state == pb.APPLICATION_STATE_READY_TO_PAY
     assert done.objections[0].state == pb.OBJECTION_STATE_DISMISSED
-    with pytest.raises(FailedPrecondition) as e:
+    with pytest.raises(FailedPrecondition) as refused:
         await svc.LodgeObjection(
             pb.LodgeObjectionRequest(request_id=rid(), application=app.name, reason="迟到的异议"), CLERK
         )
-    assert e.value.reason == "NOT_IN_PUBLICITY"
+    assert refused.value.reason == "NOT_IN_PUBLICITY"
     ready = await svc.ListApplications(pb.ListApplicationsRequest(state=pb.APPLICATION_STATE_READY_TO_PAY), COUNTY)
     assert [a.name for a in ready.applications] == [app.name]
 
@@ -249,7 +250,7 @@ async def test_chain_maker_checker_publicity_and_objections(env) -> None:  # typ
     assert events.count("jsx.funds.application.objected") == 2
 
 
-async def test_budget_caps_final_approvals(env) -> None:  # type: ignore[no-untyped-def]
+async def test_budget_caps_final_approvals(env: dict[str, Any]) -> None:
     await env["household"]("hj1", HJ_VILLAGE, mpb.SITUATION_KIND_SPECIAL_BEREAVED, date(2021, 6, 1))
     program = await make_program(env, HJ, budget=1500_00)
     apps = [

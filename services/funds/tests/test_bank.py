@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import csv
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,7 +46,7 @@ HJ = "431281"
 START = datetime(2022, 7, 4, 2, 0, tzinfo=UTC)
 
 
-async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+async def enrol(svc: Any, funds: Any, sessions: Any, county: str, fund_fen: int) -> pb.Program:
     """A 特别扶助 program with a 失独 (940 元 in 洪江) and a 伤残 (580 元) mother enrolled."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -126,7 +129,7 @@ async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
@@ -155,7 +158,7 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     }
 
 
-def write_csv(path, rows) -> None:  # type: ignore[no-untyped-def]
+def write_csv(path: Any, rows: Any) -> None:
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
         w = csv.writer(f)
         w.writerow(["序号", "业务参考号", "收款人编号", "金额（元）", "状态", "失败原因", "银行流水号", "支付日期"])
@@ -163,17 +166,19 @@ def write_csv(path, rows) -> None:  # type: ignore[no-untyped-def]
             w.writerow([i, ref, "", "", status, reason, f"HJ2022080{i}" if status == "成功" else "", "2022-08-15"])
 
 
-async def count(env, table) -> int:  # type: ignore[no-untyped-def]
+async def count(env: dict[str, Any], table: Any) -> int:
     async with env["sessions"]() as s:
         return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
 
 
-async def outbox(env, subject: str) -> list[bytes]:  # type: ignore[no-untyped-def]
+async def outbox(env: dict[str, Any], subject: str) -> list[bytes]:
     async with env["sessions"]() as s:
         return list((await s.execute(select(OutboxEvent.payload).where(OutboxEvent.subject == subject))).scalars())
 
 
-async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_results_return_failed_money_reconcile_and_allow_one_retry(
+    env: dict[str, Any], db_url: str, tmp_path: Path
+) -> None:
     svc, batch, refs = env["svc"], env["batch"], env["refs"]
     rec = await svc.GetReconciliation(pb.GetReconciliationRequest(payment_batch=batch.name), None)
     assert (rec.issued_count, rec.pending_count, rec.ledger_total.fen, rec.balanced) == (2, 2, 1520_00, True)
@@ -255,7 +260,9 @@ async def test_results_return_failed_money_reconcile_and_allow_one_retry(env, db
     assert len(problems) == 1 and "银行已退回" in problems[0] and "580.00" in problems[0]
 
 
-async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_file_is_refused_whole_with_a_violation_per_line(
+    env: dict[str, Any], db_url: str, tmp_path: Path
+) -> None:
     svc, batch, refs = env["svc"], env["batch"], env["refs"]
     bid = int(batch.name.split("/")[1])
     lines = [
@@ -323,9 +330,10 @@ async def test_bad_file_is_refused_whole_with_a_violation_per_line(env, db_url: 
     assert await count(env, PaymentFailureRow) == 0
 
 
-def test_bank_file_xlsx_and_unknown_status(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bank_file_xlsx_and_unknown_status(tmp_path: Path) -> None:
     wb = Workbook()
     ws = wb.active
+    assert isinstance(ws, Worksheet)
     ws.append(["业务参考号", "状态", "失败原因", "支付日期"])
     ws.append(["paymentBatches/3/payments/10", "成功", None, datetime(2022, 8, 15)])
     ws.append(["paymentBatches/3/payments/11", "失败", "卡号错误", None])
@@ -348,7 +356,7 @@ def test_bank_file_xlsx_and_unknown_status(tmp_path) -> None:  # type: ignore[no
     assert "第 2 行" in e.value.violations[0].description and "处理中" in e.value.violations[0].description
 
 
-async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_program_report_and_xlsx(env: dict[str, Any], db_url: str, tmp_path: Path) -> None:
     assert wan_yuan(614_9000_00) == "614.9" and wan_yuan(1_0000_00) == "1" and wan_yuan(12_345_67) == "1.23"
     assert summary(614_9000_00, 1515, 4269) == "资金总额 614.9 万元，惠及计生家庭 1515 户 4269 人"
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
@@ -387,13 +395,16 @@ async def test_program_report_and_xlsx(env, db_url: str, tmp_path) -> None:  # t
         == 0
     )
     ws = load_workbook(out).active
+    assert isinstance(ws, Worksheet)
     rows = list(ws.iter_rows(values_only=True))
     assert rows[0][:4] == ("项目", "项目编号", "地区代码", "期间")
     assert rows[1][0] == "2022年洪江市计生特别扶助" and rows[1][6] == 940 and rows[1][7:9] == (1, 1)
     assert rows[1][9] == "资金总额 0.09 万元，惠及计生家庭 1 户 1 人"
 
 
-async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str, nats_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_bank_results_reconciliation_and_report_over_grpc(
+    env: dict[str, Any], db_url: str, nats_url: str, tmp_path: Path
+) -> None:
     """The same flow through the real server: rich errors, permissions, events on a real nats-server."""
     import grpc
     import nats
@@ -429,7 +440,7 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = funds_pb2_grpc.FundsServiceStub(channel)
 
-    def md(sub: str, roles: list[str], region: str = HJ):  # type: ignore[no-untyped-def]
+    def md(sub: str, roles: list[str], region: str = HJ):
         return (("authorization", f"Bearer {issue_token(secret, sub, roles, region)}"),)
 
     fin, clerk, other = (
@@ -459,6 +470,7 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.ImportBankResults(bad, metadata=fin, timeout=20)
         _, badreq, _ = error_details(e.value)
+        assert badreq is not None
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert [v.field for v in badreq.field_violations] == ["results[1].payment", "results[2].failure_reason"]
         res = await stub.ImportBankResults(good, metadata=fin, timeout=20)
@@ -497,7 +509,7 @@ async def test_bank_results_reconciliation_and_report_over_grpc(env, db_url: str
         await nc.close()
 
 
-async def test_failed_beneficiary_is_paid_again_in_a_later_batch(env) -> None:  # type: ignore[no-untyped-def]
+async def test_failed_beneficiary_is_paid_again_in_a_later_batch(env: dict[str, Any]) -> None:
     svc, batch, refs, program = env["svc"], env["batch"], env["refs"], env["program"]
     await svc.ImportBankResults(
         pb.ImportBankResultsRequest(

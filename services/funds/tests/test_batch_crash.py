@@ -20,6 +20,7 @@ import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -174,7 +175,7 @@ def wait_stopped(proc: subprocess.Popen[str], timeout: float = 120) -> None:
 async def counts(engine: AsyncEngine) -> dict[str, int]:
     async with session_factory(engine)() as s:
 
-        async def n(stmt) -> int:  # type: ignore[no-untyped-def]
+        async def n(stmt: Any) -> int:
             return int((await s.execute(stmt)).scalar_one())
 
         return {

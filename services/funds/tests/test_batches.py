@@ -10,6 +10,8 @@ import asyncio
 import csv
 import io
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -42,7 +44,7 @@ COUNTIES = {"hj": "431281", "yl": "431222"}
 START = datetime(2022, 7, 4, 2, 0, tzinfo=UTC)
 
 
-async def enrol(svc, funds, sessions, county: str, fund_fen: int) -> pb.Program:  # type: ignore[no-untyped-def]
+async def enrol(svc: Any, funds: Any, sessions: Any, county: str, fund_fen: int) -> pb.Program:
     """A county's 特别扶助 program with one 失独 and one 伤残 beneficiary enrolled (approved, 公示 started)."""
     village, township = county + "101201", county + "101"
     meta = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
@@ -129,7 +131,7 @@ def batch_req(program: pb.Program, county: str, period: str) -> pb.CreatePayment
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"], "yuanling": ["431222"]})
     host.discover()
@@ -147,7 +149,7 @@ async def id_list(svc: DisbursementService, batch_id: int) -> str:
     return out.getvalue()
 
 
-async def payments(env, like: str = "") -> dict[str, int]:  # type: ignore[no-untyped-def]
+async def payments(env: dict[str, Any], like: str = "") -> dict[str, int]:
     async with env["sessions"]() as s:
         rows = (
             await s.execute(
@@ -157,7 +159,7 @@ async def payments(env, like: str = "") -> dict[str, int]:  # type: ignore[no-un
     return dict(rows)
 
 
-async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_monthly_batch_county_amounts_once_each(env: dict[str, Any], db_url: str, tmp_path: Path) -> None:
     svc, hj, yl = env["svc"], env["hj"], env["yl"]
     admin = who("fin-hj", "431281")
     # 公示 still running: nobody is payable yet.
@@ -267,7 +269,7 @@ async def test_monthly_batch_county_amounts_once_each(env, db_url: str, tmp_path
         assert payee.startswith("persons/") and len(village) == 12
 
 
-async def test_twenty_concurrent_batches_pay_once(env) -> None:  # type: ignore[no-untyped-def]
+async def test_twenty_concurrent_batches_pay_once(env: dict[str, Any]) -> None:
     svc, hj = env["svc"], env["hj"]
     env["clock"].now += timedelta(days=30)
     admin = who("fin-hj", "431281")
@@ -300,7 +302,7 @@ async def test_payment_file_fields_quoted_as_the_csv_writer_does(engine: AsyncEn
         assert "x," + line + "\r\n" == out.getvalue(), v
 
 
-async def test_payment_file_blocks_are_the_cursors_bytes(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_payment_file_blocks_are_the_cursors_bytes(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL makes the file of a batch with unbroken ids in blocks on two connections at once (序号 from the
     id); any block size gives the bytes of the one-cursor path, which a batch with gaps in its ids takes."""
     from jsx_funds.disbursement import payment_file
@@ -326,7 +328,9 @@ async def test_payment_file_blocks_are_the_cursors_bytes(env, monkeypatch) -> No
     assert cursor.count("\r\n") == 4 and "\r\n1,persons/431281-" in cursor and "\r\n合计,2,,,1520.00,,,\r\n" in cursor
 
 
-async def test_scattered_payment_ids_are_drawn_again_one_by_one(env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_scattered_payment_ids_are_drawn_again_one_by_one(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PostgreSQL draws a batch's payment ids in one statement; when another transaction drew journal ids meanwhile
     (simulated), every candidate draws its own: each payment still has a unique id, its page and its file line."""
     from jsx_funds.disbursement import planner_pg
@@ -334,7 +338,12 @@ async def test_scattered_payment_ids_are_drawn_again_one_by_one(env, monkeypatch
     svc, hj = env["svc"], env["hj"]
     env["clock"].now += timedelta(days=30)
     drawn: list[tuple[int, int, int]] = []
-    monkeypatch.setattr(planner_pg, "contiguous", lambda lo, hi, n: drawn.append((lo, hi, n)) and False)
+
+    def never_contiguous(lo: int, hi: int, n: int) -> bool:
+        drawn.append((lo, hi, n))
+        return False
+
+    monkeypatch.setattr(planner_pg, "contiguous", never_contiguous)
     b = await svc.CreatePaymentBatch(batch_req(hj, "431281", "2022-08"), who("fin-hj", "431281"))
     assert (b.payment_count, b.total.fen) == (2, 940_00 + 580_00)
     listed = await svc.ListPayments(pb.ListPaymentsRequest(payment_batch=b.name), who("fin-hj", "431281"))
@@ -365,7 +374,7 @@ async def test_scattered_payment_ids_are_drawn_again_one_by_one(env, monkeypatch
     assert len(lines) == 4 and all(p.name in "\n".join(lines) for p in listed.payments)
 
 
-async def test_a_beneficiary_enrolled_from_a_later_month_waits_silently(env) -> None:  # type: ignore[no-untyped-def]
+async def test_a_beneficiary_enrolled_from_a_later_month_waits_silently(env: dict[str, Any]) -> None:
     """An application enrolled from 2022-09 is left out of 2022-08 (no payment, no skip reason), beside two paid;
     PostgreSQL reads such candidates back too, and their pages must skip them."""
     svc, sessions, hj = env["svc"], env["sessions"], env["hj"]
@@ -425,7 +434,7 @@ async def test_a_beneficiary_enrolled_from_a_later_month_waits_silently(env) -> 
     assert sorted(len(e.payment_names) for e in pages) == [2, 3]
 
 
-async def test_two_situations_and_a_beneficiary_enrolled_twice_are_paid_once(env) -> None:  # type: ignore[no-untyped-def]
+async def test_two_situations_and_a_beneficiary_enrolled_twice_are_paid_once(env: dict[str, Any]) -> None:
     """The rare rows the PostgreSQL statement leaves to fix up: a household with two situations in force
     (paid once, by the first in _SITUATION_ORDER) and a mother enrolled twice (her first application pays)."""
     svc, hj, sessions = env["svc"], env["hj"], env["sessions"]
@@ -481,7 +490,13 @@ MOTHERS = [  # (birth date, situation, grade): ages on 2022-08-01 (the batch's m
 
 
 @pytest.mark.parametrize("path", ["sampled", "raw", "rebuilt"])
-async def test_rules_asked_once_per_declared_input(env, engine: AsyncEngine, monkeypatch, caplog, path: str) -> None:  # type: ignore[no-untyped-def]
+async def test_rules_asked_once_per_declared_input(
+    env: dict[str, Any],
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
     """Real mothers each have their own birth date, but the province's 特别扶助 rule reads it only as the age on
     the month's first day (its plugin declares so): the batch asks once per age, not once per mother, and
     still pays each by her own age — the 48-year-old born a day too late is refused, the 49-year-old paid.

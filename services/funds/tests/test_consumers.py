@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.js.errors
@@ -49,7 +50,7 @@ from jsxcore.testing.helpers import rid
 from jsxcore.values import Money, RegionCode
 
 
-async def publish(js, msg: Message, event_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
+async def publish(js: Any, msg: Message, event_id: str | None = None) -> str:
     """Publish as a producer's relay would: Nats-Msg-Id and Jsx-Event-Type headers."""
     eid = event_id or rid()
     subject = msg.DESCRIPTOR.GetOptions().Extensions[annotations_pb2.event_subject]
@@ -59,7 +60,7 @@ async def publish(js, msg: Message, event_id: str | None = None) -> str:  # type
     return eid
 
 
-async def fresh_streams(js) -> None:  # type: ignore[no-untyped-def]
+async def fresh_streams(js: Any) -> None:
     for stream in ("JSX_EVENTS", "JSX_MEMBERS", "JSX_FUNDS"):
         try:
             await js.delete_stream(stream)  # fresh streams and durable consumers per test
@@ -70,7 +71,7 @@ async def fresh_streams(js) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:
     """The funds process as ``python -m jsx_funds`` builds it (server, relay, consumers)."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -95,14 +96,14 @@ async def funds(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await nc.close()
 
 
-async def until(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+async def until(check: Any, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.1)
 
 
-async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
+async def funds_events(js: Any, want: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:
     sub = await js.pull_subscribe("jsx.funds.visit_expense.>", durable=None, stream="JSX_FUNDS")
     got: list[tuple[str, bytes]] = []
     deadline = asyncio.get_running_loop().time() + timeout
@@ -117,10 +118,10 @@ async def funds_events(js, want: int, timeout: float = 20.0) -> list[tuple[str, 
 
 
 async def make_fund(
-    service,
+    service: Any,
     region: str,
     fen: int,
-    kind: int = pb.FUND_KIND_CONDOLENCE,  # type: ignore[no-untyped-def]
+    kind: pb.FundKind.ValueType = pb.FUND_KIND_CONDOLENCE,
     name: str = "县计生协走访慰问金",
 ) -> int:
     fund = await service.create_fund(
@@ -158,12 +159,12 @@ def visit(vid: int, fund: str, fen: int, region: str = "431224102203") -> ev.Vis
     )
 
 
-async def count(service, model, *where) -> int:  # type: ignore[no-untyped-def]
+async def count(service: Any, model: Any, *where: Any) -> int:
     async with service.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
 
 
-async def test_visit_expense_booked_once_whatever_is_redelivered(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_visit_expense_booked_once_whatever_is_redelivered(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     fid = await make_fund(service, "431224", 1000_00)
     msg = visit(7, f"funds/{fid}", 300_00)
@@ -186,12 +187,12 @@ async def test_visit_expense_booked_once_whatever_is_redelivered(funds) -> None:
     assert b.ledger_entry.endswith(f"/ledgerEntries/{(await _payment(service)).journal_id}")
 
 
-async def _payment(service) -> PaymentRow:  # type: ignore[no-untyped-def]
+async def _payment(service: Any) -> PaymentRow:
     async with service.sessions() as s:
         return (await s.execute(select(PaymentRow))).scalar_one()
 
 
-async def test_visit_expense_rejected_with_reason(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_visit_expense_rejected_with_reason(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     fid = await make_fund(service, "431224", 100_00)
     await publish(js, visit(1, f"funds/{fid}", 500_00))  # more than the fund holds
@@ -219,7 +220,7 @@ async def test_visit_expense_rejected_with_reason(funds) -> None:  # type: ignor
 XUPU_VILLAGE = "431224102203"
 
 
-async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:  # type: ignore[no-untyped-def]
+async def answers(js: Any, want: int) -> dict[str, list[tuple[str, Message]]]:
     """The funds service's answers per visit, in order: ("booked" | "rejected", message)."""
     got: dict[str, list[tuple[str, Message]]] = {}
     for subject, data in await funds_events(js, want):
@@ -229,14 +230,28 @@ async def answers(js, want: int) -> dict[str, list[tuple[str, Message]]]:  # typ
     return got
 
 
-async def caught_up(js, durable: str = "funds-visit-expenses") -> bool:  # type: ignore[no-untyped-def]
+def rejected(answer: tuple[str, Message]) -> fev.VisitExpenseRejected:
+    """An answer of :func:`answers` that must be a refusal."""
+    kind, m = answer
+    assert kind == "rejected" and isinstance(m, fev.VisitExpenseRejected)
+    return m
+
+
+def booked(answer: tuple[str, Message]) -> fev.VisitExpenseBooked:
+    """An answer of :func:`answers` that must be a booking."""
+    kind, m = answer
+    assert kind == "booked" and isinstance(m, fev.VisitExpenseBooked)
+    return m
+
+
+async def caught_up(js: Any, durable: str = "funds-visit-expenses") -> bool:
     """Every message in JSX_EVENTS has been acked (or terminated) by the visit consumer."""
     last = (await js.stream_info("JSX_EVENTS")).state.last_seq
     info = await js.consumer_info("JSX_EVENTS", durable)
     return info.ack_floor.stream_seq >= last and info.num_ack_pending == 0
 
 
-async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     await ensure_stream(js, "events", duplicate_window=1.0)  # so the broker lets a true redelivery through below
     relief = await make_fund(service, "431224", 1000_00, pb.FUND_KIND_RELIEF, "县计生协救助资金")
@@ -260,15 +275,15 @@ async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:  #
         "visits/15": ["rejected"],
         "visits/16": ["rejected"],
     }
-    r12 = got["visits/12"][0][1]
+    r12 = rejected(got["visits/12"][0])
     assert r12.reason == "FUND_USE_NOT_ALLOWED"
     assert f"基金 funds/{program}（特别扶助资金）为项目资金，不能列支慰问金" in r12.message
     assert (r12.fund, r12.amount.fen) == (f"funds/{program}", 100_00)
-    r13 = got["visits/13"][0][1]
+    r13 = rejected(got["visits/13"][0])
     assert r13.reason == "FUND_USE_NOT_ALLOWED" and "为工作经费，不能列支慰问金" in r13.message
-    r15 = got["visits/15"][0][1]
+    r15 = rejected(got["visits/15"][0])
     assert r15.reason == "REGION_MISMATCH" and f"funds/{yuanling}" in r15.message
-    r16 = got["visits/16"][0][1]
+    r16 = rejected(got["visits/16"][0])
     assert r16.reason == "NO_RULE" and "没有幸福基金用途规则" in r16.message and "系统管理员" in r16.message
 
     # Only the relief fund and the 溆浦 幸福基金 paid; the ledger says which rule allowed the latter.
@@ -295,9 +310,9 @@ async def test_visit_expense_only_from_a_fund_that_may_pay_it(funds) -> None:  #
     await publish(js, visit(14, f"funds/{happy}", 200_00))
     again = await answers(js, 8)
     assert [k for k, _ in again["visits/12"]] == ["rejected", "rejected"]
-    assert again["visits/12"][1][1].message == r12.message
+    assert rejected(again["visits/12"][1]).message == r12.message
     assert [k for k, _ in again["visits/14"]] == ["booked", "booked"]
-    assert again["visits/14"][1][1].ledger_entry == again["visits/14"][0][1].ledger_entry
+    assert booked(again["visits/14"][1]).ledger_entry == booked(again["visits/14"][0]).ledger_entry
     assert sum(len(a) for a in again.values()) == 8  # the same-id redelivery produced no answer
     assert await count(service, InboxEvent, InboxEvent.event_id == program_eid) == 1
     assert await count(service, InboxEvent, InboxEvent.consumer == "funds-visit-expenses") == 8
@@ -337,7 +352,7 @@ class VillageRules:
 async def visit_booker(
     db_url: str,
     nats_url: str,
-    plugins: PluginHost,  # type: ignore[type-arg]
+    plugins: PluginHost,
     max_deliver: int = 20,
 ) -> AsyncIterator[dict]:
     """The funds relay and visit consumer wired as the runtime should wire them: with its plugin host."""
@@ -376,7 +391,7 @@ async def test_visit_expense_follows_the_village_rule_and_retries_a_failing_plug
         await publish(js, visit(22, f"funds/{flaky}", 100_00, region="431281101202"))
         got = await answers(js, 2)
         assert [k for k, _ in got["visits/21"]] == ["rejected"]
-        r21 = got["visits/21"][0][1]
+        r21 = rejected(got["visits/21"][0])
         assert r21.reason == "FUND_USE_NOT_ALLOWED"
         assert (
             f"幸福基金 funds/{strict}（洪江某村幸福基金）只能用于：尊老爱幼、奖学助学；慰问金属于「村民慰问」"
@@ -428,7 +443,7 @@ async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_d
         await publish(js, visit(31, f"funds/{broken}", 100_00, region="431281101203"))
         got = await answers(js, 1)  # 1 s + 2 s of nak delays
         assert [k for k, _ in got["visits/31"]] == ["rejected"]
-        r = got["visits/31"][0][1]
+        r = rejected(got["visits/31"][0])
         assert r.reason == "PLUGIN_UNAVAILABLE" and "连续 3 次出错" in r.message and f"funds/{broken}" in r.message
         assert rules.calls >= 3 and b["consumer"].terminated == 0  # (a failed batch is retried message by message)
         assert await count(service, PaymentRow) == 0
@@ -437,7 +452,14 @@ async def test_a_visit_whose_rule_plugin_keeps_failing_is_answered_on_its_last_d
 
 
 def situation(
-    hid: str, kind: int, start: date, end: date | None = None, *, at: int, grade: int = 0, count: int = 3
+    hid: str,
+    kind: mpb.SituationKind.ValueType,
+    start: date,
+    end: date | None = None,
+    *,
+    at: int,
+    grade: int = 0,
+    count: int = 3,
 ) -> mev.HouseholdSituationChanged:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",
@@ -454,7 +476,7 @@ def situation(
     return msg
 
 
-async def test_members_projection(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_members_projection(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     reg = mev.HouseholdRegistered(
         household="households/h1",
@@ -487,7 +509,7 @@ async def test_members_projection(funds) -> None:  # type: ignore[no-untyped-def
     assert await count(service, HouseholdProjection) == 2
 
 
-async def _n_sits(service, n: int) -> bool:  # type: ignore[no-untyped-def]
+async def _n_sits(service: Any, n: int) -> bool:
     if await count(service, SituationProjection) != n:
         return False
     # wait until the last event (the stale copy and h2) were applied too
@@ -495,7 +517,7 @@ async def _n_sits(service, n: int) -> bool:  # type: ignore[no-untyped-def]
         return int((await s.execute(select(func.count()).select_from(InboxEvent))).scalar_one()) >= 6
 
 
-async def test_members_change_moves_the_head_in_the_projection(funds) -> None:  # type: ignore[no-untyped-def]
+async def test_members_change_moves_the_head_in_the_projection(funds: dict[str, Any]) -> None:
     js, service = funds["js"], funds["service"]
     reg = mev.HouseholdRegistered(
         household="households/h9",

@@ -164,7 +164,7 @@ async def test_a_death_stops_special_support_and_a_correction_lifts_it(
             paid = {
                 p.payee: p.id for p in (await s.execute(select(PaymentRow).where(PaymentRow.batch_id == bid))).scalars()
             }
-            skipped = (await s.get(PaymentBatchRow, bid)).skipped
+            skipped = (await s.get_one(PaymentBatchRow, bid)).skipped
         return bid, paid, skipped
 
     async def inbox() -> int:
@@ -190,7 +190,7 @@ async def test_a_death_stops_special_support_and_a_correction_lifts_it(
         await asyncio.sleep(0.5)
         assert await inbox() == 1
         async with sessions() as s:
-            row = await s.get(PersonDeathProjection, "persons/h2-mother")
+            row = await s.get_one(PersonDeathProjection, "persons/h2-mother")
             assert (row.death_date, row.village, row.household) == (date(2022, 7, 20), VILLAGE, "households/h2")
 
         # The enrolment records that it ended, until when, and by which rule.
@@ -222,7 +222,7 @@ async def test_a_death_stops_special_support_and_a_correction_lifts_it(
         await publish(js, corrected)
         await until(lambda: _inbox_at_least(sessions, 2))
         async with sessions() as s:
-            assert (await s.get(PersonDeathProjection, "persons/h2-mother")).death_date is None
+            assert (await s.get_one(PersonDeathProjection, "persons/h2-mother")).death_date is None
             app = (
                 await s.execute(select(ApplicationRow).where(ApplicationRow.person == "persons/h2-mother"))
             ).scalar_one()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -130,6 +131,11 @@ class App:
     @property
     def id(self) -> int:
         return int(self.name.split("/")[1])
+
+    def publicity_ended(self, now: datetime) -> bool:
+        """Its 公示 is over at ``now`` (asked only of an application that went into 公示)."""
+        assert self.publicity_end is not None
+        return now >= self.publicity_end
 
 
 @dataclass
@@ -479,7 +485,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
                 ),
                 who(f"clerk-{app.county}", app.county, "county_clerk"),
             )
-            if app.state == "ISSUED" or clock.now >= app.publicity_end:  # type: ignore[operator]
+            if app.state == "ISSUED" or app.publicity_ended(clock.now):
                 expect(FailedPrecondition, "NOT_IN_PUBLICITY", act)
                 return
             got = run(act)
@@ -538,7 +544,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
             m = self.counties[county]
             due: dict[str, App] = {}
             for a in sorted(self.apps, key=lambda a: a.id):
-                ready = a.state == "ISSUED" or (a.state == "IN_PUBLICITY" and clock.now >= a.publicity_end)  # type: ignore[operator]
+                ready = a.state == "ISSUED" or (a.state == "IN_PUBLICITY" and a.publicity_ended(clock.now))
                 if (
                     a.county == county
                     and ready
@@ -577,7 +583,8 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
             m.expended += total
 
         def retry_last_batch(self) -> None:
-            req, first = self.last_batch  # type: ignore[misc]
+            assert self.last_batch is not None
+            req, first = self.last_batch
             again = run(svc.CreatePaymentBatch(req, finance[req.region.code]))
             assert again.name == first.name and again.total == first.total  # the first answer; nothing posted
 
@@ -652,7 +659,7 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
 
         @invariant()
         def payments_match_model(self) -> None:
-            async def read() -> tuple[list[Any], set[int], list[Any], list[Any]]:
+            async def read() -> tuple[Sequence[Any], set[int], Sequence[Any], list[Any]]:
                 async with sessions() as s:
                     pids = [m.program_id for m in self.counties.values()]
                     rows = (
@@ -729,9 +736,9 @@ def run_machine(db_url: str, max_examples: int, steps: int, make_api: Any) -> No
                 elif a.state == "IN_PUBLICITY":
                     want[a.name] = (
                         S.APPLICATION_STATE_READY_TO_PAY
-                        if clock.now >= a.publicity_end
+                        if a.publicity_ended(clock.now)
                         else S.APPLICATION_STATE_IN_PUBLICITY
-                    )  # type: ignore[operator]
+                    )
                 elif a.state == "ISSUED":
                     want[a.name] = S.ApplicationState.Value("APPLICATION_STATE_" + a.shown)
                 else:

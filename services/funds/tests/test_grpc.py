@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import nats
@@ -25,6 +26,14 @@ from jsxcore.pii import generate_key
 from jsxcore.runtime import error_details
 from jsxcore.testing.helpers import rid
 
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason a refused call carries (every refusal checked here carries one)."""
+    info = error_details(err)[0]
+    assert info is not None
+    return info.reason
+
+
 SECRET = "f" * 40
 
 
@@ -33,13 +42,13 @@ class Client:
         self.stub = funds_pb2_grpc.FundsServiceStub(channel)
         self.md = (("authorization", f"Bearer {token}"),)
 
-    def __getattr__(self, rpc: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, rpc: str):
         method = getattr(self.stub, rpc)
         return lambda req: method(req, metadata=self.md, timeout=20)
 
 
 @pytest.fixture
-async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:  # type: ignore[type-arg]
+async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dict]:
     env = {
         "JSX_FUNDS_DATABASE_URL": db_url,
         "JSX_FUNDS_NATS_URL": nats_url,
@@ -74,12 +83,12 @@ async def stack(db_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[dic
         await nc.close()
 
 
-async def _journals(service) -> int:  # type: ignore[no-untyped-def]
+async def _journals(service: Any) -> int:
     async with service.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(JournalRow))).scalar_one())
 
 
-async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_funds_over_grpc(stack: dict[str, Any]) -> None:
     fin, yl, clerk = stack["clients"]["xp_fin"], stack["clients"]["yl_fin"], stack["clients"]["xp_clerk"]
     src = await fin.CreateFundSource(
         pb.CreateFundSourceRequest(
@@ -141,7 +150,7 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert error_details(e.value)[0].reason == "OUT_OF_REGION"
+        assert reason_of(e.value) == "OUT_OF_REGION"
     assert (await yl.ListFunds(pb.ListFundsRequest())).funds == []
     assert [f.name for f in (await clerk.ListFunds(pb.ListFundsRequest())).funds] == [fund.name]
 
@@ -158,6 +167,7 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
         )
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     _info, bad, _ = error_details(e.value)
+    assert bad is not None
     assert {v.field for v in bad.field_violations} == {
         "donation.donor_display_name",
         "donation.donor_kind",
@@ -177,7 +187,7 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await fin.ReverseLedgerEntry(pb.ReverseLedgerEntryRequest(name=first.name, reason="再冲", request_id=rid()))
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(e.value)[0].reason == "ALREADY_REVERSED"
+    assert reason_of(e.value) == "ALREADY_REVERSED"
 
     page = await clerk.ListLedgerEntries(pb.ListLedgerEntriesRequest(fund=fund.name))
     assert [e.kind for e in page.ledger_entries] == [
@@ -210,7 +220,7 @@ async def test_funds_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
     assert "王某".encode() not in subjects["jsx.funds.donation.received"]
 
 
-async def test_programs_and_applications_over_grpc(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_programs_and_applications_over_grpc(stack: dict[str, Any]) -> None:
     fin, clerk, appr = stack["clients"]["xp_fin"], stack["clients"]["xp_clerk"], stack["clients"]["xp_approver"]
     fund = await fin.CreateFund(
         pb.CreateFundRequest(
@@ -252,7 +262,7 @@ async def test_programs_and_applications_over_grpc(stack) -> None:  # type: igno
             )
         )
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
-    assert error_details(e.value)[0].reason == "HOUSEHOLD_NOT_FOUND"
+    assert reason_of(e.value) == "HOUSEHOLD_NOT_FOUND"
     assert (await clerk.ListApplications(pb.ListApplicationsRequest())).applications == []
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await clerk.DecideApplication(
@@ -270,4 +280,4 @@ async def test_programs_and_applications_over_grpc(stack) -> None:  # type: igno
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await fin.CreatePaymentBatch(batch)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(e.value)[0].reason == "NOTHING_TO_PAY"
+    assert reason_of(e.value) == "NOTHING_TO_PAY"

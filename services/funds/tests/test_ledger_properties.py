@@ -170,7 +170,9 @@ def run_machine(db_url: str, max_examples: int) -> None:
 
         async def _donation_source(self) -> int:
             async with svc.sessions() as s:
-                return (await S.donation_source(s, await s.get(S.FundRow, self.fund))).id
+                fund = await s.get(S.FundRow, self.fund)
+                assert fund is not None
+                return (await S.donation_source(s, fund)).id
 
         @rule(target=commitments, fen=amounts)
         def commit(self, fen: int) -> int:

@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+
 from jsx_funds.loans import InterestReceipt, Loan, check_amount, parse_rate, prepare_claim
 from jsx_plugin_hunan import loans as hunan_loans
 from jsxcore.errors import DomainError, FailedPrecondition, InvalidArgument

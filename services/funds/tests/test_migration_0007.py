@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 
@@ -28,7 +29,7 @@ KEY = "programs/1/beneficiaries/persons/{}/periods/2022-08"  # as keys were writ
 SHORT_KEY = "1/persons/{}/2022-08"  # since 0012
 
 
-async def _old_rows(conn) -> None:  # type: ignore[no-untyped-def]
+async def _old_rows(conn: Any) -> None:
     """A 洪江 fund with 10 000 元, and a 2022-08 batch of two payments: one paid, one failed and returned."""
     stmts = [
         "INSERT INTO funds (id, name, kind, region, owner, allow_negative, description, version, created_at, created_by)"

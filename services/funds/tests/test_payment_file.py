@@ -23,10 +23,13 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import openpyxl
 import pytest
+from google.protobuf import field_mask_pb2
+from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import text
 
 from jsx.common.v1 import common_pb2 as c
@@ -50,6 +53,21 @@ from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details, setup_logging
 from jsxcore.testing.helpers import Clock, rid, who
 
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason a refused call carries (every refusal checked here carries one)."""
+    info = error_details(err)[0]
+    assert info is not None
+    return info.reason
+
+
+def details_of(err: grpc.aio.AioRpcError) -> str:
+    """A refused call's status message (every refusal checked here carries one)."""
+    details = err.details()
+    assert details is not None
+    return details
+
+
 SECRET = "p" * 40
 YL, VILLAGE, TOWNSHIP = "431222", "431222101201", "431222101"
 XP, XP_VILLAGE = "431224", "431224102203"
@@ -62,16 +80,16 @@ CARDS = {
 
 
 class Client:
-    def __init__(self, stub, token: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stub: Any, token: str) -> None:
         self.stub, self.md = stub, (("authorization", f"Bearer {token}"),)
 
-    def __getattr__(self, rpc: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, rpc: str):
         method = getattr(self.stub, rpc)
         return lambda req: method(req, metadata=self.md, timeout=20)
 
 
 @pytest.fixture
-async def stack(db_url: str, nats_url: str, tmp_path: Path, make_api) -> AsyncIterator[dict]:  # type: ignore[type-arg,no-untyped-def]
+async def stack(db_url: str, nats_url: str, tmp_path: Path, make_api: Any) -> AsyncIterator[dict]:
     keys = {"JSX_PII_KEY": generate_key(), "JSX_BLIND_INDEX_KEY": generate_key(), "JSX_AUTH_SECRET": SECRET}
     logs = io.StringIO()
     handler = setup_logging("test", "DEBUG", stream=logs)
@@ -153,7 +171,9 @@ async def _person(
     )
 
 
-async def _household(m: Client, head: mpb.Person, mother: mpb.Person, kind: int, grade: int = 0) -> mpb.Household:
+async def _household(
+    m: Client, head: mpb.Person, mother: mpb.Person, kind: mpb.SituationKind.ValueType, grade: int = 0
+) -> mpb.Household:
     return await m.CreateHousehold(
         mpb.CreateHouseholdRequest(
             request_id=rid(),
@@ -172,7 +192,7 @@ async def _household(m: Client, head: mpb.Person, mother: mpb.Person, kind: int,
     )
 
 
-async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict:  # type: ignore[no-untyped-def,type-arg]
+async def scenario(stack: dict[str, Any], extra: int = 0, headless_last: bool = False) -> dict:
     """Two 沅陵 households (失独, 伤残), 刘桂芳 without a card; a per-person and a per-household
     特别扶助 program, both paid for 2022-08. ``extra`` more 失独 households, all with cards, make
     the batches longer; ``headless_last``: the funds projection does not know the last one's 户主
@@ -230,7 +250,7 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
         None,
     )
 
-    async def program(title: str, kind: int) -> fpb.Program:
+    async def program(title: str, kind: fpb.BeneficiaryKind.ValueType) -> fpb.Program:
         return await svc.CreateProgram(
             fpb.CreateProgramRequest(
                 request_id=rid(),
@@ -246,7 +266,7 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
             None,
         )
 
-    async def apply(svc, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
+    async def apply(svc: Any, prog: fpb.Program, hh: mpb.Household, person: str, period: str) -> None:
         app = await svc.SubmitApplication(
             fpb.SubmitApplicationRequest(
                 request_id=rid(),
@@ -299,8 +319,9 @@ async def scenario(stack, extra: int = 0, headless_last: bool = False) -> dict: 
     }
 
 
-def _xlsx_rows(content: bytes) -> list[list[object]]:
+def _xlsx_rows(content: bytes) -> list[list[Any]]:  # a cell holds text, a number or a date
     ws = openpyxl.load_workbook(io.BytesIO(content)).active
+    assert isinstance(ws, Worksheet)
     return [list(r) for r in ws.iter_rows(values_only=True)]
 
 
@@ -334,7 +355,7 @@ async def _scan_funds_db(db_url: str, needles: list[str]) -> list[str]:
     return [n for n in needles if n in dump or n.encode().hex() in dump]
 
 
-async def test_payment_file_payees_cards_and_pii(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_payment_file_payees_cards_and_pii(stack: dict[str, Any]) -> None:
     sc = await scenario(stack)
     f, m, p = stack["f"], stack["m"], sc["persons"]
     per_person, per_household = sc["batches"]["person"].name, sc["batches"]["household"].name
@@ -343,9 +364,9 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:  # type: ignore
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await f["fin"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=per_person))
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(e.value)[0].reason == "MISSING_CARD_NUMBER"
-    assert f"刘*芳（{p['刘桂芳'].name}）" in e.value.details() and "刘桂芳" not in e.value.details()
-    assert "李*英" not in e.value.details()  # only those lacking a card are listed
+    assert reason_of(e.value) == "MISSING_CARD_NUMBER"
+    assert f"刘*芳（{p['刘桂芳'].name}）" in details_of(e.value) and "刘桂芳" not in details_of(e.value)
+    assert "李*英" not in details_of(e.value)  # only those lacking a card are listed
 
     # Per-household: the 户主s' cards — 张建国's household pays although 刘桂芳 has none.
     hfile = await f["fin"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=per_household))
@@ -377,7 +398,7 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:  # type: ignore
         mpb.UpdatePersonRequest(
             request_id=rid(),
             person=mpb.Person(name=p["刘桂芳"].name, card_number=CARDS["刘桂芳"]),
-            update_mask={"paths": ["card_number"]},
+            update_mask=field_mask_pb2.FieldMask(paths=["card_number"]),
         )
     )
     pfile = await f["fin"].GetPaymentFile(
@@ -451,7 +472,7 @@ async def test_payment_file_payees_cards_and_pii(stack) -> None:  # type: ignore
     assert leaked == []
 
 
-async def test_scope_permission_and_publicity_names(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_scope_permission_and_publicity_names(stack: dict[str, Any]) -> None:
     sc = await scenario(stack)
     f, m, p = stack["f"], stack["m"], sc["persons"]
     names = [p["王大明"].name, p["李秀英"].name]
@@ -466,10 +487,7 @@ async def test_scope_permission_and_publicity_names(stack) -> None:  # type: ign
     for who_ in ("clerk", "admin"):
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await m[who_].BatchGetPayees(mpb.BatchGetPayeesRequest(names=names))
-        assert (
-            e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            and error_details(e.value)[0].reason == "MISSING_PERMISSION"
-        )
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e.value) == "MISSING_PERMISSION"
     with pytest.raises(grpc.aio.AioRpcError) as e:  # and the clerk cannot get the file through funds either
         await f["clerk"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=sc["batches"]["household"].name))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -477,14 +495,14 @@ async def test_scope_permission_and_publicity_names(stack) -> None:  # type: ign
     xp_person = await _person(m["admin"], "赵小红", 21, female=True, card="6217000000000021", village=XP_VILLAGE)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await m["fin_xp"].BatchGetPayees(mpb.BatchGetPayeesRequest(names=[xp_person.name, names[1]]))
-    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e.value)[0].reason == "OUT_OF_REGION"
-    assert names[1] in e.value.details() and xp_person.name not in e.value.details()
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e.value) == "OUT_OF_REGION"
+    assert names[1] in details_of(e.value) and xp_person.name not in details_of(e.value)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await m["fin"].BatchGetPayees(mpb.BatchGetPayeesRequest(names=[names[0], "persons/no-such-person"]))
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "persons/no-such-person" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "persons/no-such-person" in details_of(e.value)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await f["fin_xp"].GetPaymentFile(fpb.GetPaymentFileRequest(payment_batch=sc["batches"]["household"].name))
-    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e.value)[0].reason == "OUT_OF_REGION"
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e.value) == "OUT_OF_REGION"
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await m["fin"].BatchGetPayees(mpb.BatchGetPayeesRequest(names=[names[0]] * 1001))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -510,12 +528,12 @@ async def test_scope_permission_and_publicity_names(stack) -> None:  # type: ign
     ):
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call
-        assert (
-            e.value.code() == grpc.StatusCode.UNAVAILABLE and error_details(e.value)[0].reason == "MEMBERS_UNAVAILABLE"
-        )
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and reason_of(e.value) == "MEMBERS_UNAVAILABLE"
 
 
-async def test_payee_lookups_in_flight_keep_order_and_refusals(stack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_payee_lookups_in_flight_keep_order_and_refusals(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bank file's payees are fetched from members a few chunks at a time: all of them, each its own."""
     from jsx_funds.adapters import members as adapter
 
@@ -540,7 +558,7 @@ async def test_payee_lookups_in_flight_keep_order_and_refusals(stack, monkeypatc
 async def _stream(
     client: Client,
     batch: str,
-    fmt: int = fpb.PAYMENT_FILE_FORMAT_CSV,
+    fmt: fpb.PaymentFileFormat.ValueType = fpb.PAYMENT_FILE_FORMAT_CSV,
 ) -> tuple[list[fpb.PaymentFileChunk], grpc.aio.AioRpcError | None]:
     """Every message StreamPaymentFile sent before it ended, and its error (None when OK)."""
     got: list[fpb.PaymentFileChunk] = []
@@ -552,7 +570,9 @@ async def _stream(
     return got, None
 
 
-async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_payment_file_is_the_same_file_in_chunks(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jsx_funds.disbursement import payment_file as pf
 
     sc = await scenario(stack, extra=4, headless_last=True)
@@ -568,15 +588,15 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
     got, err = await _stream(f["fin"], per_person)
     assert got == [] and err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION
     info = error_details(err)[0]
-    assert info.reason == "MISSING_CARD_NUMBER" and info.metadata["count"] == "1"
-    assert f"刘*芳（{p['刘桂芳'].name}）" in err.details() and "刘桂芳" not in err.details()
+    assert info is not None and info.reason == "MISSING_CARD_NUMBER" and info.metadata["count"] == "1"
+    assert f"刘*芳（{p['刘桂芳'].name}）" in details_of(err) and "刘桂芳" not in details_of(err)
 
     # The last household's payment (page 2) names the household, whose 户主 the projection still
     # does not know: PAYEE_UNKNOWN naming it, nothing streamed. Once known, its head is paid.
     last, head = sc["households"][-1].name, sc["households"][-1].head
     got, err = await _stream(f["fin"], per_household, fpb.PAYMENT_FILE_FORMAT_XLSX)
     assert got == [] and err is not None and err.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error_details(err)[0].reason == "PAYEE_UNKNOWN" and last in err.details()
+    assert reason_of(err) == "PAYEE_UNKNOWN" and last in details_of(err)
     # The refused workbook's sheet file (page 1's names and cards) is gone now, not at process exit.
     from openpyxl.worksheet import _writer as openpyxl_writer
 
@@ -589,7 +609,7 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
         mpb.UpdatePersonRequest(
             request_id=rid(),
             person=mpb.Person(name=p["刘桂芳"].name, card_number=CARDS["刘桂芳"]),
-            update_mask={"paths": ["card_number"]},
+            update_mask=field_mask_pb2.FieldMask(paths=["card_number"]),
         )
     )
     for batch, fmt in ((per_person, fpb.PAYMENT_FILE_FORMAT_CSV), (per_household, fpb.PAYMENT_FILE_FORMAT_XLSX)):
@@ -620,6 +640,7 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
             assert rows == _xlsx_rows(one.content) and len(rows) == 8
             assert rows[-2][1:3] == ["陈四强", "6217005500000003"]  # the household's 户主, resolved on page 2
             ws = openpyxl.load_workbook(io.BytesIO(content)).active
+            assert isinstance(ws, Worksheet)
             assert ws.title == "支付明细" and ws.freeze_panes == "A2"
             assert (
                 ws["D2"].number_format == "0.00" and ws["C2"].data_type == "s" and ws["A1"].font.b and ws["D8"].font.b
@@ -629,17 +650,15 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
     # one-message limit says to stream.
     monkeypatch.setattr(pf, "XLSX_MAX_LINES", 5)
     got, err = await _stream(f["fin"], per_person, fpb.PAYMENT_FILE_FORMAT_XLSX)
-    assert got == [] and err is not None and error_details(err)[0].reason == "TOO_MANY_ROWS_FOR_XLSX"
-    assert "CSV" in err.details()
+    assert got == [] and err is not None and reason_of(err) == "TOO_MANY_ROWS_FOR_XLSX"
+    assert "CSV" in details_of(err)
     monkeypatch.setattr(pf, "UNARY_MAX_BYTES", 500)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await f["fin"].GetPaymentFile(
             fpb.GetPaymentFileRequest(payment_batch=per_person, format=fpb.PAYMENT_FILE_FORMAT_CSV)
         )
-    assert (
-        e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_details(e.value)[0].reason == "FILE_TOO_LARGE"
-    )
-    assert "StreamPaymentFile" in e.value.details()
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(e.value) == "FILE_TOO_LARGE"
+    assert "StreamPaymentFile" in details_of(e.value)
     got, err = await _stream(f["fin"], per_person)
     assert err is None and sum(len(x.data) for x in got[1:]) > 500
 
@@ -648,7 +667,7 @@ async def test_stream_payment_file_is_the_same_file_in_chunks(stack, monkeypatch
     assert [n for n in [*CARDS.values(), *(f"6217005500000{i:03d}" for i in range(4))] if n in logs] == []
 
 
-async def test_stream_payment_file_is_authorised_like_get(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_payment_file_is_authorised_like_get(stack: dict[str, Any]) -> None:
     sc = await scenario(stack)
     f, batch = stack["f"], sc["batches"]["household"].name  # both 户主 have cards
     got, err = await _stream(f["fin"], batch)
@@ -661,17 +680,17 @@ async def test_stream_payment_file_is_authorised_like_get(stack) -> None:  # typ
 
     # A county clerk lacks funds.payments.write: the runtime's permission check on the stream.
     e = await refused(f["clerk"])
-    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e)[0].reason == "MISSING_PERMISSION"
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e) == "MISSING_PERMISSION"
     # admin may write payments but is not granted members.payees.read: members refuses the forwarded token.
     e = await refused(f["admin"])
-    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "成员服务" in e.details()
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "成员服务" in details_of(e)
     # 溆浦's finance officer: the batch is 沅陵's.
     e = await refused(f["fin_xp"])
-    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and error_details(e)[0].reason == "OUT_OF_REGION"
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and reason_of(e) == "OUT_OF_REGION"
     # No token at all; an unknown batch; a malformed name.
     e = await refused(Client(f["fin"].stub, ""))
     assert e.code() == grpc.StatusCode.UNAUTHENTICATED
     e = await refused(f["fin"], "paymentBatches/999999")
-    assert e.code() == grpc.StatusCode.NOT_FOUND and error_details(e)[0].reason == "PAYMENT_BATCH_NOT_FOUND"
+    assert e.code() == grpc.StatusCode.NOT_FOUND and reason_of(e) == "PAYMENT_BATCH_NOT_FOUND"
     e = await refused(f["fin"], "batch-3")
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from jsx_funds.projects import (
     Acceptance,
     Agreement,

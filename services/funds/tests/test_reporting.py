@@ -9,6 +9,7 @@ and the region and period filters are honoured. Totals are computed by hand."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,7 +33,7 @@ META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, str
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api: Any) -> Any:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"]})
     host.discover()
@@ -121,7 +122,7 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     return {"api": api, "programs": programs, "batches": batches}
 
 
-async def report(api, program: pb.Program, region: str = "", period: str = "") -> pb.ProgramReport:  # type: ignore[no-untyped-def]
+async def report(api: Any, program: pb.Program, region: str = "", period: str = "") -> pb.ProgramReport:
     req = pb.GetProgramReportRequest(program=program.name)
     if region:
         req.region.code = region
@@ -130,7 +131,7 @@ async def report(api, program: pb.Program, region: str = "", period: str = "") -
     return await api.GetProgramReport(req, who("c", HJ))
 
 
-async def test_programs_sharing_one_fund_report_their_own_money(env) -> None:  # type: ignore[no-untyped-def]
+async def test_programs_sharing_one_fund_report_their_own_money(env: Any) -> None:
     api, programs, batches = env["api"], env["programs"], env["batches"]
     # Issued, the bank has not answered: each program moved 940 + 580 = 1520 元 (not the fund's 30 万).
     for p in programs:

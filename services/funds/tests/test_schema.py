@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-async def _seed(conn) -> None:  # type: ignore[no-untyped-def]
+async def _seed(conn: Any) -> None:
     await conn.execute(
         text(
             "INSERT INTO funds (id, name, kind, region, owner, allow_negative, description, version, created_at, created_by)"
@@ -187,13 +189,19 @@ async def test_migration_0013_records_each_batchs_count_and_total(engine: AsyncE
                 ),
                 {"b": bid},
             )
-        for pid, bid, amount in ((10, 1, 94000), (11, 1, 58000), (12, 2, 94000), (13, None, 500)):
+        payments: tuple[tuple[int, int | None, int], ...] = (
+            (10, 1, 94000),
+            (11, 1, 58000),
+            (12, 2, 94000),
+            (13, None, 500),
+        )
+        for pid, batch_id, amount in payments:
             await conn.execute(
                 text(
                     "INSERT INTO payments (id, journal_id, fund_id, payment_key, payee, amount, created_at, batch_id)"
                     " VALUES (:i, 1, 1, :k, 'persons/9', :a, CURRENT_TIMESTAMP, :b)"
                 ),
-                {"i": pid, "k": f"k{pid}", "a": amount, "b": bid},
+                {"i": pid, "k": f"k{pid}", "a": amount, "b": batch_id},
             )
     await engine.dispose()
     migrate(db_url)

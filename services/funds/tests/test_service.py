@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import func, select
@@ -18,10 +19,11 @@ from jsxcore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, N
 from jsxcore.outbox import OutboxEvent
 from jsxcore.values import Money
 
-Kit = Api = object  # the conftest fixture types; annotations only
+if TYPE_CHECKING:  # the fixtures' types (this directory's conftest, which pytest imports itself)
+    from conftest import Api, Kit
 
 
-async def count(svc: LedgerService, model) -> int:  # type: ignore[no-untyped-def]
+async def count(svc: LedgerService, model: Any) -> int:
     async with svc.sessions() as s:
         return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 

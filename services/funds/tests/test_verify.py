@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from typing import Any
@@ -31,8 +32,8 @@ def run_verify(db_url: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_verify_passes_then_reports_corruption(
-    svc: LedgerService, kit, engine: AsyncEngine, db_url: str, api: Any, disbursement: DisbursementService
-) -> None:  # type: ignore[no-untyped-def]
+    svc: LedgerService, kit: Any, engine: AsyncEngine, db_url: str, api: Any, disbursement: DisbursementService
+) -> None:
     fund, src = await kit.make_fund(), await kit.make_source()
     await kit.allocate(fund, src, 1000_00)
     await api.RecordDonation(kit.donation_request(fund, 10_00))
@@ -52,10 +53,7 @@ async def test_verify_passes_then_reports_corruption(
         assert await V.verify(s) == []
     from jsx_funds.entrypoints.cli import _verify
 
-    class Args:
-        database_url = db_url
-
-    assert await _verify(Args()) == 0  # type: ignore[arg-type]
+    assert await _verify(argparse.Namespace(database_url=db_url)) == 0
 
     # Someone writes a one-sided journal straight into the database.
     async with engine.begin() as conn:

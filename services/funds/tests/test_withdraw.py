@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -42,6 +43,21 @@ from jsxcore.plugins import PluginHost
 from jsxcore.runtime import error_details
 from jsxcore.testing.helpers import Clock, rid, who
 
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ErrorInfo reason a refused call carries (every refusal checked here carries one)."""
+    info = error_details(err)[0]
+    assert info is not None
+    return info.reason
+
+
+def details_of(err: grpc.aio.AioRpcError) -> str:
+    """A refused call's status message (every refusal checked here carries one)."""
+    details = err.details()
+    assert details is not None
+    return details
+
+
 HJ_VILLAGE, HJ_TOWNSHIP, HJ = "431281101201", "431281101", "431281"
 META = EventMeta(event_id="e", subject="s", event_type="t", num_delivered=1, stream_seq=1, published_at=None)
 WITHDRAWN_SUBJECT = "jsx.funds.application.withdrawn"
@@ -54,7 +70,7 @@ COUNTY = who("appr-county", HJ, "county_approver")
 FINANCE = who("fin-hj", HJ, "finance_officer")
 
 
-async def add_household(sessions, hid: str, village: str = HJ_VILLAGE) -> None:  # type: ignore[no-untyped-def]
+async def add_household(sessions: Any, hid: str, village: str = HJ_VILLAGE) -> None:
     msg = mev.HouseholdSituationChanged(
         household=f"households/{hid}",
         village=c.RegionCode(code=village),
@@ -69,7 +85,7 @@ async def add_household(sessions, hid: str, village: str = HJ_VILLAGE) -> None: 
 
 
 @pytest.fixture
-async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
+async def env(engine: AsyncEngine, make_api: Any) -> dict[str, Any]:
     sessions = session_factory(engine)
     host = PluginHost({"hunan": ["430000"], "hongjiang": ["431281"]})
     host.discover()
@@ -79,7 +95,7 @@ async def env(engine: AsyncEngine, make_api):  # type: ignore[no-untyped-def]
     return {"sessions": sessions, "svc": svc, "funds": svc, "clock": clock}
 
 
-async def make_program(env, budget: int = 0, money: int = 100_000_00) -> pb.Program:  # type: ignore[no-untyped-def]
+async def make_program(env: dict[str, Any], budget: int = 0, money: int = 100_000_00) -> pb.Program:
     funds = env["funds"]
     fund = await funds.CreateFund(
         pb.CreateFundRequest(
@@ -118,7 +134,7 @@ async def make_program(env, budget: int = 0, money: int = 100_000_00) -> pb.Prog
     )
 
 
-async def submit(env, program: pb.Program, person: str) -> str:  # type: ignore[no-untyped-def]
+async def submit(env: dict[str, Any], program: pb.Program, person: str) -> str:
     app = await env["svc"].SubmitApplication(
         pb.SubmitApplicationRequest(
             request_id=rid(),
@@ -135,7 +151,7 @@ async def submit(env, program: pb.Program, person: str) -> str:  # type: ignore[
     return app.name
 
 
-async def decide(env, name: str, *reviewers: Caller, ok: bool = True) -> pb.Application:  # type: ignore[no-untyped-def]
+async def decide(env: dict[str, Any], name: str, *reviewers: Caller, ok: bool = True) -> pb.Application:
     got = None
     for reviewer in reviewers:
         got = await env["svc"].DecideApplication(
@@ -151,14 +167,14 @@ async def decide(env, name: str, *reviewers: Caller, ok: bool = True) -> pb.Appl
     return got
 
 
-async def approved(env, program: pb.Program, person: str) -> str:  # type: ignore[no-untyped-def]
+async def approved(env: dict[str, Any], program: pb.Program, person: str) -> str:
     """An application through every review: in 公示 from now."""
     name = await submit(env, program, person)
     assert (await decide(env, name, VILLAGE, TOWNSHIP, COUNTY)).state == pb.APPLICATION_STATE_IN_PUBLICITY
     return name
 
 
-async def get(env, name: str) -> pb.Application:  # type: ignore[no-untyped-def]
+async def get(env: dict[str, Any], name: str) -> pb.Application:
     return await env["svc"].GetApplication(pb.GetApplicationRequest(name=name), COUNTY)
 
 
@@ -166,7 +182,7 @@ def withdraw_req(name: str, reason: str = "申请人已外出务工，自愿放�
     return pb.WithdrawApplicationRequest(name=name, reason=reason, request_id=rid())
 
 
-async def withdrawn_events(env) -> list[fev.ApplicationWithdrawn]:  # type: ignore[no-untyped-def]
+async def withdrawn_events(env: dict[str, Any]) -> list[fev.ApplicationWithdrawn]:
     async with env["sessions"]() as s:
         rows = (
             (
@@ -182,7 +198,7 @@ async def withdrawn_events(env) -> list[fev.ApplicationWithdrawn]:  # type: igno
     return [fev.ApplicationWithdrawn.FromString(p) for p in rows]
 
 
-async def counts(env) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+async def counts(env: dict[str, Any]) -> tuple[int, int]:
     """(outbox events, withdrawal records): what a refused withdrawal must not change."""
     async with env["sessions"]() as s:
         events = (await s.execute(select(func.count()).select_from(OutboxEvent))).scalar_one()
@@ -190,7 +206,7 @@ async def counts(env) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     return int(events), int(records)
 
 
-async def test_each_state_before_payment_withdraws_with_record_and_event(env) -> None:  # type: ignore[no-untyped-def]
+async def test_each_state_before_payment_withdraws_with_record_and_event(env: dict[str, Any]) -> None:
     svc, clock = env["svc"], env["clock"]
     program = await make_program(env)
     # READY_TO_PAY first: its 公示 must be over while the others' still runs.
@@ -260,7 +276,7 @@ async def test_each_state_before_payment_withdraws_with_record_and_event(env) ->
     assert e.value.reason == "NOT_IN_REVIEW"
 
 
-async def paid_program(env) -> tuple[pb.Program, dict[str, str], pb.PaymentBatch]:  # type: ignore[no-untyped-def]
+async def paid_program(env: dict[str, Any]) -> tuple[pb.Program, dict[str, str], pb.PaymentBatch]:
     """Three beneficiaries paid by a 2022-09 batch; the bank then paid one and failed one."""
     svc = env["svc"]
     program = await make_program(env)
@@ -293,7 +309,7 @@ async def paid_program(env) -> tuple[pb.Program, dict[str, str], pb.PaymentBatch
     return program, apps, batch
 
 
-async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(env) -> None:  # type: ignore[no-untyped-def]
+async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(env: dict[str, Any]) -> None:
     svc = env["svc"]
     program, paid, _ = await paid_program(env)
     rejected = await submit(env, program, "p-rej")
@@ -340,7 +356,7 @@ async def test_refused_once_money_moved_or_already_closed_and_nothing_changes(en
     assert await counts(env) == seen
 
 
-async def test_withdrawn_application_is_never_paid_by_a_batch(env) -> None:  # type: ignore[no-untyped-def]
+async def test_withdrawn_application_is_never_paid_by_a_batch(env: dict[str, Any]) -> None:
     svc = env["svc"]
     program = await make_program(env)
     keep, drop = await approved(env, program, "p-keep"), await approved(env, program, "p-drop")
@@ -364,7 +380,7 @@ async def test_withdrawn_application_is_never_paid_by_a_batch(env) -> None:  # t
     assert (await get(env, keep)).state == pb.APPLICATION_STATE_PAYMENT_ISSUED
 
 
-async def test_withdrawal_frees_the_program_budget(env) -> None:  # type: ignore[no-untyped-def]
+async def test_withdrawal_frees_the_program_budget(env: dict[str, Any]) -> None:
     program = await make_program(env, budget=1500_00)
     first = await approved(env, program, "p1")
     second = await submit(env, program, "p2")
@@ -376,7 +392,7 @@ async def test_withdrawal_frees_the_program_budget(env) -> None:  # type: ignore
     assert (await decide(env, second, COUNTY)).state == pb.APPLICATION_STATE_IN_PUBLICITY
 
 
-async def test_idempotent_replay_input_checks_and_region(env) -> None:  # type: ignore[no-untyped-def]
+async def test_idempotent_replay_input_checks_and_region(env: dict[str, Any]) -> None:
     svc = env["svc"]
     program = await make_program(env)
     name = await submit(env, program, "p1")
@@ -400,13 +416,13 @@ async def test_idempotent_replay_input_checks_and_region(env) -> None:  # type: 
         with pytest.raises(InvalidArgument) as e:
             await svc.WithdrawApplication(bad, CLERK)
         assert [v.field for v in e.value.violations] == [field] and words in e.value.violations[0].description
-    with pytest.raises(NotFound) as e:
+    with pytest.raises(NotFound) as not_found:
         await svc.WithdrawApplication(withdraw_req("applications/999999"), CLERK)
-    assert e.value.reason == "APPLICATION_NOT_FOUND"
+    assert not_found.value.reason == "APPLICATION_NOT_FOUND"
     # 沅陵's clerk does not cover a 洪江 village.
-    with pytest.raises(PermissionDenied) as e:
+    with pytest.raises(PermissionDenied) as denied:
         await svc.WithdrawApplication(withdraw_req(other), who("clerk-yl", "431222"))
-    assert e.value.reason == "OUT_OF_REGION"
+    assert denied.value.reason == "OUT_OF_REGION"
     # a village clerk of the household's own village may withdraw for the applicant
     got = await svc.WithdrawApplication(withdraw_req(other), who("clerk-village", HJ_VILLAGE))
     assert got.state == pb.APPLICATION_STATE_WITHDRAWN and got.withdrawal.audit.actor == "clerk-village"
@@ -488,6 +504,7 @@ async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) ->
             await stub.WithdrawApplication(withdraw_req(app.name, reason=""), metadata=clerk)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         _, bad_request, _ = error_details(e.value)
+        assert bad_request is not None
         assert [v.field for v in bad_request.field_violations] == ["reason"]
         assert "请填写撤回原因" in bad_request.field_violations[0].description
         # an approver holds no funds.applications.write
@@ -500,14 +517,14 @@ async def test_withdraw_over_grpc(db_url: str, nats_url: str, tmp_path: Path) ->
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.WithdrawApplication(withdraw_req(app.name), metadata=clerk)
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "当前状态为“已撤回”" in e.value.details() and "无需再次撤回" in e.value.details()
-        assert error_details(e.value)[0].reason == "NOT_WITHDRAWABLE"
+        assert "当前状态为“已撤回”" in details_of(e.value) and "无需再次撤回" in details_of(e.value)
+        assert reason_of(e.value) == "NOT_WITHDRAWABLE"
     finally:
         await channel.close()
         await rt.stop(0)
 
 
-async def test_withdrawal_racing_a_batch_is_either_withdrawn_or_paid(env) -> None:  # type: ignore[no-untyped-def]
+async def test_withdrawal_racing_a_batch_is_either_withdrawn_or_paid(env: dict[str, Any]) -> None:
     """The withdrawal takes the fund's row lock the batch holds: never withdrawn *and* paid."""
     svc = env["svc"]
     program = await make_program(env)

@@ -55,7 +55,7 @@ class MembersClient:
         self.addr, self._secret, self.timeout = addr, secret, timeout
         self._channel: grpc.aio.Channel | None = None
 
-    def _stub(self) -> members_pb2_grpc.MembersServiceStub:
+    def _stub(self) -> members_pb2_grpc.MembersServiceAsyncStub:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self.addr)
         return members_pb2_grpc.MembersServiceStub(self._channel)

@@ -57,7 +57,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Literal
 
-from jsx_funds.programs.domain import SITUATION_ORDER
+from jsx_funds.programs.domain import SITUATION_ORDER as SITUATION_ORDER  # re-exported: dd.SITUATION_ORDER
 from jsxcore import hookspecs as hs
 from jsxcore.errors import ErrorCollector, FailedPrecondition
 from jsxcore.hookspecs import BirthDateUse, RuleInputs

@@ -56,6 +56,7 @@ from typing import IO, Any, Protocol, TextIO
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import Cell
 from openpyxl.styles import Font
 from openpyxl.worksheet import _writer as openpyxl_writer
 from sqlalchemy import ColumnElement, and_, func, select, text
@@ -216,13 +217,13 @@ class XlsxWriter:
         self.bold = Font(bold=True)
         self.ws.append([self._cell(v, bold=True) for v in layout.header])
 
-    def _cell(self, value: Any, *, bold: bool = False) -> WriteOnlyCell:
+    def _cell(self, value: Any, *, bold: bool = False) -> Cell:
         cell = WriteOnlyCell(self.ws, value=value)
         if bold:
             cell.font = self.bold
         return cell
 
-    def _amount(self, yuan: str, *, bold: bool = False) -> WriteOnlyCell:
+    def _amount(self, yuan: str, *, bold: bool = False) -> Cell:
         cell = self._cell(Decimal(yuan), bold=bold)
         cell.number_format = "0.00"
         return cell

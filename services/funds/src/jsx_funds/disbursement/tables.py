@@ -100,7 +100,7 @@ class PaymentRow(Base):
     #: payment names it by its position in ``payment_batches.bases`` (a month's million payments
     #: share a handful); a payment from before migration 0007 carries its own in ``basis``.
     basis_no: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
-    basis: Mapped[list | None] = mapped_column(JSON, nullable=True)  # type: ignore[type-arg]
+    basis: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class PaymentBatchRow(Base):
@@ -113,7 +113,7 @@ class PaymentBatchRow(Base):
     region: Mapped[str] = mapped_column(String(12))
     period: Mapped[str] = mapped_column(String(16))
     #: Beneficiaries selected but not paid, with the rules' reasons: [{application, reasons}].
-    skipped: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
+    skipped: Mapped[list] = mapped_column(JSON, default=list)
     actor: Mapped[str] = mapped_column(String(200))
     request_id: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -124,7 +124,7 @@ class PaymentBatchRow(Base):
     first_payment_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     last_payment_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     #: The distinct bases (lists of lines) of its payments' amounts; ``payments.basis_no`` indexes it.
-    bases: Mapped[list | None] = mapped_column(JSON, nullable=True)  # type: ignore[type-arg]
+    bases: Mapped[list | None] = mapped_column(JSON, nullable=True)
     #: How many payments it holds and their total in 分, as written (migration 0013; empty for a batch
     #: written by a service from before it, whose payments are then counted).
     payment_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

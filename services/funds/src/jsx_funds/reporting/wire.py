@@ -74,9 +74,11 @@ def reports_xlsx(reports: list[tuple[str, funds_pb2.ProgramReport]], path: str |
     before it was added still line up."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
+    from openpyxl.worksheet.worksheet import Worksheet
 
     wb = Workbook()
     ws = wb.active
+    assert isinstance(ws, Worksheet)  # a new workbook's one sheet
     ws.title = "项目报表"
     header = [
         "项目",

@@ -29,7 +29,7 @@ depends_on = None
 
 def _lz4() -> bool:
     bind = op.get_bind()
-    if bind.dialect.name != "postgresql" or bind.dialect.server_version_info < (14,):
+    if bind.dialect.name != "postgresql" or (bind.dialect.server_version_info or ()) < (14,):
         return False
     # The setting lists lz4 among its values only when the server was built with it.
     values = bind.execute(sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")).scalar()
@@ -42,5 +42,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql" and op.get_bind().dialect.server_version_info >= (14,):
+    if op.get_bind().dialect.name == "postgresql" and (op.get_bind().dialect.server_version_info or ()) >= (14,):
         op.execute("ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION default")
