@@ -58,8 +58,8 @@ async def emit_many(session: AsyncSession, messages: list[Message]) -> None:
             check_subject(subject)
             kind = kinds[type(msg)] = (subject, msg.DESCRIPTOR.full_name)
         eid = str(uuid.uuid4())  # an event id, not a row id: never drawn from db.new_id
-        msg.event_id = eid  # type: ignore[attr-defined]
-        msg.occurred_at.CopyFrom(stamp)  # type: ignore[attr-defined]
+        msg.event_id = eid  # type: ignore[attr-defined]  # every event message has event_id; Message does not say so
+        msg.occurred_at.CopyFrom(stamp)  # type: ignore[attr-defined]  # and occurred_at
         rows.append((eid, kind[0], kind[1], msg.SerializeToString(deterministic=True)))
     await db.insert_rows(
         session,
