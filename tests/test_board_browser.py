@@ -240,6 +240,12 @@ class Stack:
             p.start(extra)
         for p in (self.members, self.funds):
             p.wait_serving()
+        # The board's channels were refused while the services were down and reconnect with backoff:
+        # wait until its readiness probe (which asks funds) says it can serve again, as a load balancer would.
+        deadline = time.monotonic() + 60
+        while self.http("/readyz", xff="198.51.100.61")[0] != 200:
+            assert time.monotonic() < deadline, "the board did not become ready after the services restarted"
+            time.sleep(0.2)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
