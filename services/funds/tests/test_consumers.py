@@ -104,9 +104,15 @@ async def until(check: Any, timeout: float = 20.0) -> None:
 
 
 async def funds_events(js: Any, want: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:
-    sub = await js.pull_subscribe("jsx.funds.visit_expense.>", durable=None, stream="JSX_FUNDS")
-    got: list[tuple[str, bytes]] = []
     deadline = asyncio.get_running_loop().time() + timeout
+    while True:  # funds' relay creates JSX_FUNDS with its first answer, which may come after a few naks
+        try:
+            sub = await js.pull_subscribe("jsx.funds.visit_expense.>", durable=None, stream="JSX_FUNDS")
+            break
+        except nats.js.errors.NotFoundError:
+            assert asyncio.get_running_loop().time() < deadline, "funds never created its stream JSX_FUNDS"
+            await asyncio.sleep(0.2)
+    got: list[tuple[str, bytes]] = []
     while len(got) < want and asyncio.get_running_loop().time() < deadline:
         try:
             for m in await sub.fetch(10, timeout=1):
